@@ -1,0 +1,102 @@
+# MDFI build: libmdfi.a, libmdfi.so and the mdfi program.
+#   make                                   native build into build/<triple>/
+#   make CROSS=aarch64-linux-gnu-          Raspberry Pi 64-bit (static mdfi)
+#   make CROSS=arm-linux-gnueabihf-        Raspberry Pi 32-bit (static mdfi)
+#   make SANITIZE=1                        ASan+UBSan build into build/<triple>-san/
+#   make THREADS=0                         no pthreads (single-threaded)
+# Kernels for every ISA of the target are built, each file with its own flags;
+# the CPU's features pick one at run time (MDFI_KERNEL forces one).
+
+CROSS ?=
+CC := $(CROSS)gcc
+AR := $(CROSS)ar
+STRIP := $(CROSS)strip
+TRIPLE := $(shell $(CC) -dumpmachine)
+SANITIZE ?= 0
+THREADS ?= 1
+OPT ?= -O2
+
+ifeq ($(SANITIZE),1)
+BUILD ?= build/$(TRIPLE)-san
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g
+else
+BUILD ?= build/$(TRIPLE)
+SANFLAGS :=
+endif
+
+CFLAGS_BASE := -std=c99 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+    -D_POSIX_C_SOURCE=200809L -fPIC -Icsrc/include -Icsrc $(OPT) $(SANFLAGS)
+LDLIBS := -lm
+ifeq ($(THREADS),1)
+CFLAGS_BASE += -DMDFI_THREADS=1 -pthread
+LDLIBS += -pthread
+endif
+CFLAGS_BASE += $(EXTRA_CFLAGS)
+
+PORTABLE_SRC := $(wildcard csrc/core/*.c csrc/layers/*.c csrc/io/*.c csrc/detect/*.c \
+    csrc/kernels/*.c csrc/kernels/ref/*.c)
+CLI_SRC := $(wildcard csrc/cli/*.c)
+
+ifneq (,$(findstring x86_64,$(TRIPLE)))
+ISA_AVX2_SRC := $(wildcard csrc/kernels/x86/*_avx2.c)
+ISA_AVX512_SRC := $(wildcard csrc/kernels/x86/*_avx512.c)
+endif
+ifneq (,$(findstring aarch64,$(TRIPLE)))
+ISA_NEON_SRC := $(wildcard csrc/kernels/arm/*.c)
+NEON_FLAGS :=
+LDSTATIC := -static
+endif
+ifneq (,$(findstring arm-linux-gnueabihf,$(TRIPLE)))
+ISA_NEON_SRC := $(wildcard csrc/kernels/arm/*.c)
+NEON_FLAGS := -mfpu=neon-vfpv4 -mfloat-abi=hard
+CFLAGS_BASE += -march=armv7-a -mfpu=vfpv3-d16 -mfloat-abi=hard
+LDSTATIC := -static
+endif
+ifeq ($(SANITIZE),1)
+LDSTATIC :=
+endif
+
+OBJ_PORTABLE := $(PORTABLE_SRC:%.c=$(BUILD)/obj/%.o)
+OBJ_AVX2 := $(ISA_AVX2_SRC:%.c=$(BUILD)/obj/%.o)
+OBJ_AVX512 := $(ISA_AVX512_SRC:%.c=$(BUILD)/obj/%.o)
+OBJ_NEON := $(ISA_NEON_SRC:%.c=$(BUILD)/obj/%.o)
+LIB_OBJ := $(OBJ_PORTABLE) $(OBJ_AVX2) $(OBJ_AVX512) $(OBJ_NEON)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+
+ISA_DEFS := $(if $(OBJ_AVX2),-DMDFI_HAVE_AVX2=1) $(if $(OBJ_AVX512),-DMDFI_HAVE_AVX512=1) \
+    $(if $(OBJ_NEON),-DMDFI_HAVE_NEON=1)
+
+.PHONY: all lib clean tests
+all: $(BUILD)/libmdfi.a $(BUILD)/libmdfi.so $(BUILD)/mdfi
+lib: $(BUILD)/libmdfi.a
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(ISA_DEFS) -MMD -MP -c $< -o $@
+
+$(OBJ_AVX2): CFLAGS_BASE += -mavx2 -mfma -O3
+$(OBJ_AVX512): CFLAGS_BASE += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mavx2 -O3
+$(OBJ_NEON): CFLAGS_BASE += $(NEON_FLAGS) -O3
+
+$(BUILD)/libmdfi.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/libmdfi.so: $(LIB_OBJ)
+	$(CC) -shared $(SANFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/mdfi: $(CLI_OBJ) $(BUILD)/libmdfi.a
+	$(CC) $(SANFLAGS) $(LDSTATIC) -o $@ $(CLI_OBJ) $(BUILD)/libmdfi.a $(LDLIBS)
+
+# C test drivers: tests/c/test_NAME.c -> $(BUILD)/tests/test_NAME
+TEST_SRC := $(wildcard tests/c/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/c/%.c=$(BUILD)/tests/%)
+tests: $(TEST_BIN)
+$(BUILD)/tests/%: tests/c/%.c $(BUILD)/libmdfi.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(ISA_DEFS) $(LDSTATIC) -o $@ $< $(BUILD)/libmdfi.a $(LDLIBS)
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

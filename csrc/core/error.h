@@ -1,0 +1,17 @@
+/* Error reporting: fill a message buffer and return a status in one line. */
+#ifndef MDFI_CORE_ERROR_H
+#define MDFI_CORE_ERROR_H
+
+#include <stddef.h>
+#include "mdfi.h"
+
+#if defined(__GNUC__)
+#define MDFI_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define MDFI_PRINTF(a, b)
+#endif
+
+/* Writes the formatted message into err (if not NULL) and returns st. */
+mdfi_status mdfi_fail(mdfi_errbuf *err, mdfi_status st, const char *fmt, ...) MDFI_PRINTF(3, 4);
+
+#endif

@@ -1,0 +1,135 @@
+/* MDFI — Micro Darknet For Inference.  The one public header.
+ *
+ * Lifecycle:  mdfi_net_new → mdfi_net_load_cfg → [mdfi_net_load_weights]
+ *             → [options] → mdfi_net_prepare → mdfi_net_forward ... → mdfi_net_free
+ * Every function that can fail returns mdfi_status; on failure the handle
+ * keeps a message naming the file:line or layer (mdfi_net_last_error).
+ * Functions without a handle take an mdfi_errbuf to fill instead. */
+#ifndef MDFI_H
+#define MDFI_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MDFI_VERSION "0.1.0"
+
+typedef enum {
+    MDFI_OK = 0,
+    MDFI_ERR_IO = 1,          /* file missing / unreadable */
+    MDFI_ERR_CFG = 2,         /* malformed or unsupported cfg */
+    MDFI_ERR_WEIGHTS = 3,     /* weights file bad header / too short / too long */
+    MDFI_ERR_SHAPE = 4,       /* shapes that do not fit, absurd sizes */
+    MDFI_ERR_NOMEM = 5,
+    MDFI_ERR_ARG = 6,         /* bad argument or wrong call order */
+    MDFI_ERR_IMAGE = 7,       /* unreadable / unsupported image */
+    MDFI_ERR_UNSUPPORTED = 8  /* valid, but not supported by this build/CPU */
+} mdfi_status;
+
+const char *mdfi_status_name(mdfi_status st);
+
+/* Error text for calls that have no network handle. */
+typedef struct { char msg[512]; } mdfi_errbuf;
+
+typedef struct mdfi_net mdfi_net;
+
+/* ---- building a network ------------------------------------------------ */
+mdfi_status mdfi_net_new(mdfi_net **out);
+void mdfi_net_free(mdfi_net *net);
+const char *mdfi_net_last_error(const mdfi_net *net);
+
+mdfi_status mdfi_net_load_cfg(mdfi_net *net, const char *path);
+/* name is used in error messages in place of a path. */
+mdfi_status mdfi_net_load_cfg_text(mdfi_net *net, const char *text, const char *name);
+/* Without weights every parameter is zero (BN variance one). */
+mdfi_status mdfi_net_load_weights(mdfi_net *net, const char *path);
+
+/* Options, before prepare. */
+mdfi_status mdfi_net_set_threads(mdfi_net *net, int threads);
+/* "ref", "avx2", "avx512", "neon" or NULL/"auto" (default: the MDFI_KERNEL
+ * environment variable, else the best the CPU runs). */
+mdfi_status mdfi_net_set_kernel(mdfi_net *net, const char *isa);
+/* Keep every layer's output readable after forward (costs memory; the
+ * default plan reuses buffers once a layer's output is dead). */
+mdfi_status mdfi_net_set_keep_outputs(mdfi_net *net, int keep);
+
+/* Plans memory, packs weights.  After this nothing allocates. */
+mdfi_status mdfi_net_prepare(mdfi_net *net);
+
+/* ---- running ------------------------------------------------------------ */
+/* input: CHW float32 of exactly mdfi_net_input_size() elements. */
+mdfi_status mdfi_net_forward(mdfi_net *net, const float *input, size_t n);
+
+typedef struct {
+    int c, h, w;          /* network input shape */
+} mdfi_shape;
+mdfi_status mdfi_net_input_shape(const mdfi_net *net, mdfi_shape *shape);
+size_t mdfi_net_input_size(const mdfi_net *net);
+const char *mdfi_net_kernel_name(const mdfi_net *net);
+int mdfi_net_threads(const mdfi_net *net);
+size_t mdfi_net_arena_bytes(const mdfi_net *net);   /* activations */
+size_t mdfi_net_weight_bytes(const mdfi_net *net);  /* prepared parameters */
+
+/* ---- layers --------------------------------------------------------------- */
+int mdfi_net_num_layers(const mdfi_net *net);
+typedef struct {
+    const char *type;     /* section name: "convolutional", "maxpool", ... */
+    int in_c, in_h, in_w;
+    int out_c, out_h, out_w;
+    int filters, size, stride, groups, pad;   /* 0 where not meaningful */
+    const char *activation;                   /* "" where not meaningful */
+    double flops;         /* multiply-adds * 2 */
+    int line;             /* cfg line of the section header */
+    int batch_normalize, xnor;
+} mdfi_layer_info;
+mdfi_status mdfi_net_layer_info(const mdfi_net *net, int index, mdfi_layer_info *info);
+/* The layer's output after the last forward.  For a layer whose buffer was
+ * reused (keep_outputs off) this is MDFI_ERR_ARG, except for outputs that
+ * stay live: the last layer and every [yolo] layer. */
+mdfi_status mdfi_net_layer_output(const mdfi_net *net, int index,
+                                  const float **data, size_t *count);
+/* The net's output: the last layer. */
+mdfi_status mdfi_net_output(const mdfi_net *net, const float **data, size_t *count);
+
+/* Warnings collected while parsing (unused keys...), one per line; "" if none. */
+const char *mdfi_net_warnings(const mdfi_net *net);
+
+/* ---- images ----------------------------------------------------------------- */
+typedef struct {
+    int w, h, c;
+    float *data;          /* CHW, values byte/255.0 as Darknet */
+} mdfi_image;
+
+/* Reads an image file (binary PNM P5/P6) with 3 channels forced. */
+mdfi_status mdfi_image_read(const char *path, mdfi_image *img, mdfi_errbuf *err);
+/* From 8-bit interleaved pixels (HWC, c = 1 or 3); 3 channels forced. */
+mdfi_status mdfi_image_from_bytes(const unsigned char *pixels, int w, int h, int c,
+                                  mdfi_image *img, mdfi_errbuf *err);
+void mdfi_image_free(mdfi_image *img);
+
+/* Darknet's letterbox_image: out is 3 x net_h x net_w. */
+mdfi_status mdfi_letterbox(const mdfi_image *img, int net_w, int net_h, float *out,
+                           mdfi_errbuf *err);
+
+/* ---- detection ---------------------------------------------------------------- */
+typedef struct {
+    int det_index;        /* box number; several entries may share one box */
+    int class_id;
+    float prob, objectness;
+    float x, y, w, h;     /* relative centre / size, corrected for the letterbox */
+    int left, top, right, bottom;   /* pixels as Darknet draws them */
+} mdfi_detection;
+
+/* Decodes the [yolo] layers after a forward on a letterboxed image of
+ * im_w x im_h, runs do_nms_sort(nms) (nms <= 0: none) and lists every
+ * (box, class) with prob > thresh in Darknet's print order.  The list stays
+ * valid until the next call on this net. */
+mdfi_status mdfi_net_detect(mdfi_net *net, int im_w, int im_h, float thresh, float nms,
+                            const mdfi_detection **dets, int *count);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

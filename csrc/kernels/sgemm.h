@@ -1,0 +1,67 @@
+/* Single-precision GEMM for convolution and connected layers.
+ *
+ *   C[M x N] = act(A[M x K] * B[K x N] + bias[M])
+ *
+ * A holds the weights (one row per output channel) and is packed once at
+ * prepare time.  B is never materialised as a full im2col matrix: the kernel
+ * packs panels of it straight from the CHW input (implicit im2col), so a conv
+ * needs only a small per-thread workspace.  A connected layer is the special
+ * case ksize=1, H=W=1 ... handled through the same geometry (see below).
+ *
+ * Determinism: every output element is the K-reduction in one fixed order that
+ * does not depend on the column range [n0, n1) a call covers, so splitting N
+ * across threads gives bit-identical results for any thread count.
+ */
+#ifndef MDFI_KERNELS_SGEMM_H
+#define MDFI_KERNELS_SGEMM_H
+
+#include <stddef.h>
+#include "cpu.h"
+
+/* Epilogue activations the GEMM applies itself; others are applied by the
+ * layer in a separate pass. */
+typedef enum {
+    MDFI_EPI_LINEAR = 0,
+    MDFI_EPI_RELU = 1,
+    MDFI_EPI_LEAKY = 2 /* x > 0 ? x : 0.1f * x, as Darknet */
+} mdfi_epilogue;
+
+/* Geometry of B.  B[k][n] with k = (c*ksize + ky)*ksize + kx and
+ * n = oy*out_w + ox is input[c][oy*stride - pad + ky][ox*stride - pad + kx]
+ * (0 outside the image).  K = channels*ksize*ksize, N = out_h*out_w.
+ * A plain matrix B[K x N] (row-major, row stride N) is channels=K, ksize=1,
+ * stride=1, pad=0, in_h=out_h=1, in_w=out_w=N. */
+typedef struct {
+    int channels, in_h, in_w;
+    int ksize, stride, pad;
+    int out_h, out_w;
+} mdfi_conv_geom;
+
+typedef struct mdfi_sgemm_kernel mdfi_sgemm_kernel;
+
+/* The kernel table entry for an ISA; NULL if this build/CPU cannot run it. */
+const mdfi_sgemm_kernel *mdfi_sgemm_kernel_for(mdfi_isa isa);
+/* Name of the ISA a table entry implements ("ref", "avx2", ...). */
+const char *mdfi_sgemm_kernel_name(const mdfi_sgemm_kernel *k);
+
+/* Bytes needed for the packed A of an M x K matrix. */
+size_t mdfi_sgemm_packed_a_size(const mdfi_sgemm_kernel *k, int M, int K);
+/* Packs row-major A (row stride K) into dst (mdfi_sgemm_packed_a_size bytes,
+ * 64-byte aligned). */
+void mdfi_sgemm_pack_a(const mdfi_sgemm_kernel *k, int M, int K,
+                       const float *A, float *dst);
+
+/* Bytes of per-thread workspace for a call with this geometry. */
+size_t mdfi_sgemm_workspace_size(const mdfi_sgemm_kernel *k, int M,
+                                 const mdfi_conv_geom *g);
+
+/* Computes output columns [n0, n1) of C (row stride ldc floats).
+ * bias may be NULL (treated as zeros).  workspace: 64-byte aligned,
+ * mdfi_sgemm_workspace_size bytes. */
+void mdfi_sgemm_conv(const mdfi_sgemm_kernel *k, int M,
+                     const mdfi_conv_geom *g, const float *packed_a,
+                     const float *input, const float *bias,
+                     mdfi_epilogue epi, float *C, size_t ldc, int n0, int n1,
+                     void *workspace);
+
+#endif
