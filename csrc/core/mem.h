@@ -1,0 +1,10 @@
+/* 64-byte aligned allocation (C99 has no aligned_alloc). */
+#ifndef MDFI_CORE_MEM_H
+#define MDFI_CORE_MEM_H
+
+#include <stddef.h>
+
+void *mdfi_aligned_alloc(size_t bytes);   /* NULL on failure or overflow */
+void mdfi_aligned_free(void *p);
+
+#endif

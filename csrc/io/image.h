@@ -1,0 +1,23 @@
+/* Image decoders behind mdfi_image_read.  Each decoder turns an open file
+ * into 8-bit interleaved (HWC) pixels; image.c sniffs the magic bytes, picks
+ * the decoder and converts to Darknet's float CHW layout. */
+#ifndef MDFI_IO_IMAGE_H
+#define MDFI_IO_IMAGE_H
+
+#include <stdio.h>
+#include "mdfi.h"
+
+/* Above this many pixels an image is refused before anything is allocated. */
+#define MDFI_IMAGE_MAX_PIXELS (1L << 28)
+
+/* f is positioned at the first byte; path only names the file in messages.
+ * On success *pixels (malloc'd, w*h*c bytes) belongs to the caller. */
+typedef mdfi_status (*mdfi_image_decoder)(FILE *f, const char *path,
+                                          unsigned char **pixels, int *w, int *h,
+                                          int *c, mdfi_errbuf *err);
+
+/* Binary PNM, P5 (grey) or P6 (RGB), maxval 255. */
+mdfi_status mdfi_pnm_decode(FILE *f, const char *path, unsigned char **pixels,
+                            int *w, int *h, int *c, mdfi_errbuf *err);
+
+#endif

@@ -1,0 +1,67 @@
+#include "kernels/activations.h"
+
+#include <math.h>
+#include <string.h>
+
+static const char *const names[] = {
+    "logistic", "relu", "relie", "linear", "ramp", "tanh", "plse",
+    "leaky", "elu", "loggy", "stair", "hardtan", "lhtan", "selu"};
+
+int mdfi_activation_parse(const char *name, mdfi_activation *a)
+{
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; ++i)
+        if (!strcmp(names[i], name)) {
+            *a = (mdfi_activation)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *mdfi_activation_name(mdfi_activation a)
+{
+    return names[a];
+}
+
+static float stair(float x)
+{
+    int n = (int)floor(x);
+    if (n % 2 == 0)
+        return (float)floor(x / 2.);
+    return (float)((x - n) + floor(x / 2.));
+}
+
+float mdfi_activate1(float x, mdfi_activation a)
+{
+    switch (a) {
+    case MDFI_ACT_LOGISTIC: return (float)(1. / (1. + exp(-x)));
+    case MDFI_ACT_RELU: return x * (x > 0);
+    case MDFI_ACT_RELIE: return (x > 0) ? x : (float)(.01 * x);
+    case MDFI_ACT_LINEAR: return x;
+    case MDFI_ACT_RAMP: return (float)(x * (x > 0) + .1 * x);
+    case MDFI_ACT_TANH: return (float)((exp(2 * x) - 1) / (exp(2 * x) + 1));
+    case MDFI_ACT_PLSE:
+        if (x < -4) return (float)(.01 * (x + 4));
+        if (x > 4) return (float)(.01 * (x - 4) + 1);
+        return (float)(.125 * x + .5);
+    case MDFI_ACT_LEAKY: return (x > 0) ? x : (float)(.1 * x);
+    case MDFI_ACT_ELU: return (float)((x >= 0) * x + (x < 0) * (exp(x) - 1));
+    case MDFI_ACT_LOGGY: return (float)(2. / (1. + exp(-x)) - 1);
+    case MDFI_ACT_STAIR: return stair(x);
+    case MDFI_ACT_HARDTAN: return x < -1 ? -1.f : (x > 1 ? 1.f : x);
+    case MDFI_ACT_LHTAN:
+        if (x < 0) return (float)(.001 * x);
+        if (x > 1) return (float)(.001 * (x - 1) + 1);
+        return x;
+    case MDFI_ACT_SELU:
+        return (float)((x >= 0) * 1.0507 * x + (x < 0) * 1.0507 * 1.6732 * (exp(x) - 1));
+    }
+    return x;
+}
+
+void mdfi_activate(float *x, size_t n, mdfi_activation a)
+{
+    if (a == MDFI_ACT_LINEAR)
+        return;
+    for (size_t i = 0; i < n; ++i)
+        x[i] = mdfi_activate1(x[i], a);
+}

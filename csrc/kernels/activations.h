@@ -1,0 +1,20 @@
+/* Darknet's activation functions, with Darknet's exact arithmetic (several
+ * are computed in double there, e.g. logistic = 1./(1.+exp(-x))). */
+#ifndef MDFI_KERNELS_ACTIVATIONS_H
+#define MDFI_KERNELS_ACTIVATIONS_H
+
+#include <stddef.h>
+
+typedef enum {
+    MDFI_ACT_LOGISTIC, MDFI_ACT_RELU, MDFI_ACT_RELIE, MDFI_ACT_LINEAR, MDFI_ACT_RAMP,
+    MDFI_ACT_TANH, MDFI_ACT_PLSE, MDFI_ACT_LEAKY, MDFI_ACT_ELU, MDFI_ACT_LOGGY,
+    MDFI_ACT_STAIR, MDFI_ACT_HARDTAN, MDFI_ACT_LHTAN, MDFI_ACT_SELU
+} mdfi_activation;
+
+/* Returns 0 and sets *a, or -1 for an unknown name. */
+int mdfi_activation_parse(const char *name, mdfi_activation *a);
+const char *mdfi_activation_name(mdfi_activation a);
+void mdfi_activate(float *x, size_t n, mdfi_activation a);
+float mdfi_activate1(float x, mdfi_activation a);
+
+#endif

@@ -1,0 +1,36 @@
+/* Helpers every layer's parse uses. */
+#include <stdint.h>
+
+#include "core/error.h"
+#include "layers/layer.h"
+
+/* Buffers are indexed with int in places and planned in one arena. */
+#define MDFI_MAX_ELEMENTS ((int64_t)1 << 30)
+
+mdfi_status mdfi_layer_check_shape(const mdfi_parse_ctx *ctx, mdfi_cfg_section *s,
+                                   int c, int h, int w, mdfi_errbuf *err)
+{
+    if (c <= 0 || h <= 0 || w <= 0)
+        return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [%s]: output %d x %d x %d "
+                         "is empty (input too small for size/stride?)", ctx->cfg->name,
+                         s->line, ctx->index, s->type, c, h, w);
+    int64_t n = (int64_t)c * h * w;
+    if (n > MDFI_MAX_ELEMENTS || (int64_t)h * w > MDFI_MAX_ELEMENTS)
+        return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [%s]: output %d x %d x %d "
+                         "is absurdly large", ctx->cfg->name, s->line, ctx->index, s->type,
+                         c, h, w);
+    return MDFI_OK;
+}
+
+mdfi_status mdfi_layer_ref(const mdfi_parse_ctx *ctx, mdfi_cfg_section *s,
+                           const char *key, int value, int *index, mdfi_errbuf *err)
+{
+    int i = value < 0 ? ctx->index + value : value;
+    if (i < 0 || i >= ctx->index)
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s]: %s=%d refers to layer "
+                         "%d, which is not an earlier layer (0..%d)", ctx->cfg->name,
+                         mdfi_cfg_line(s, key), ctx->index, s->type, key, value, i,
+                         ctx->index - 1);
+    *index = i;
+    return MDFI_OK;
+}

@@ -1,0 +1,140 @@
+#include "layers/gemm_layer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/mem.h"
+
+mdfi_status mdfi_gemm_alloc(mdfi_layer *l, mdfi_gemm_params *p, mdfi_errbuf *err)
+{
+    size_t n = (size_t)l->out_c;
+    size_t nw = (size_t)p->groups * (size_t)p->m * (size_t)p->k;
+    p->biases = calloc(n, sizeof(float));
+    p->weights = calloc(nw ? nw : 1, sizeof(float));
+    if (p->bn) {
+        p->scales = malloc(n * sizeof(float));
+        p->mean = calloc(n, sizeof(float));
+        p->var = malloc(n * sizeof(float));
+    }
+    if (!p->biases || !p->weights || (p->bn && (!p->scales || !p->mean || !p->var)))
+        return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory for %zu weights",
+                         l->index, nw);
+    for (size_t i = 0; p->bn && i < n; ++i)
+        p->scales[i] = p->var[i] = 1.f;
+    return MDFI_OK;
+}
+
+static void free_raw(mdfi_gemm_params *p)
+{
+    free(p->biases);
+    free(p->scales);
+    free(p->mean);
+    free(p->var);
+    free(p->weights);
+    p->biases = p->scales = p->mean = p->var = p->weights = NULL;
+}
+
+void mdfi_gemm_free(mdfi_gemm_params *p)
+{
+    free_raw(p);
+    free(p->bias);
+    mdfi_aligned_free(p->packed);
+    p->bias = p->packed = NULL;
+}
+
+size_t mdfi_gemm_param_count(const mdfi_gemm_params *p, int outputs)
+{
+    return (size_t)outputs * (p->bn ? 4 : 1) + (size_t)p->groups * p->m * (size_t)p->k;
+}
+
+/* Folding BN into the weights turns the conv into one GEMM plus bias:
+ * y = (x - mean) / (sqrt(var) + 1e-6) * scale + bias  (Darknet's epsilon is
+ * added to the standard deviation). */
+static void fold_bn(mdfi_gemm_params *p, int outputs)
+{
+    for (int o = 0; o < outputs; ++o) {
+        float s = 1.f, b = p->biases[o];
+        if (p->bn) {
+            s = p->scales[o] / (sqrtf(p->var[o]) + .000001f);
+            b = p->biases[o] - p->mean[o] * s;
+        }
+        p->bias[o] = b;
+        float *w = p->weights + (size_t)o * p->k;
+        for (int j = 0; j < p->k && s != 1.f; ++j)
+            w[j] *= s;
+    }
+}
+
+mdfi_status mdfi_gemm_prepare(mdfi_layer *l, mdfi_gemm_params *p,
+                              const mdfi_prepare_ctx *ctx, mdfi_errbuf *err)
+{
+    p->kern = mdfi_sgemm_kernel_for(ctx->isa);
+    if (!p->kern)
+        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "layer %d: no fp32 GEMM for kernel %s",
+                         l->index, mdfi_isa_name(ctx->isa));
+    int outputs = l->out_c;
+    p->bias = malloc((size_t)outputs * sizeof(float));
+    size_t bytes = mdfi_sgemm_packed_a_size(p->kern, p->m, p->k);
+    p->packed_floats = (bytes + sizeof(float) - 1) / sizeof(float);
+    p->packed_floats = (p->packed_floats + 15) & ~(size_t)15;   /* keep groups 64-byte aligned */
+    p->packed = mdfi_aligned_alloc((size_t)p->groups * p->packed_floats * sizeof(float));
+    if (!p->bias || !p->packed)
+        return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory packing weights",
+                         l->index);
+    fold_bn(p, outputs);
+    for (int g = 0; g < p->groups; ++g)
+        mdfi_sgemm_pack_a(p->kern, p->m, p->k, p->weights + (size_t)g * p->m * p->k,
+                          p->packed + (size_t)g * p->packed_floats);
+    free_raw(p);
+    l->param_bytes = (size_t)outputs * sizeof(float) +
+                     (size_t)p->groups * p->packed_floats * sizeof(float);
+    switch (p->act) {
+    case MDFI_ACT_LINEAR: p->epi = MDFI_EPI_LINEAR; p->post_act = 0; break;
+    case MDFI_ACT_RELU: p->epi = MDFI_EPI_RELU; p->post_act = 0; break;
+    case MDFI_ACT_LEAKY: p->epi = MDFI_EPI_LEAKY; p->post_act = 0; break;
+    default: p->epi = MDFI_EPI_LINEAR; p->post_act = 1; break;
+    }
+    size_t ws = mdfi_sgemm_workspace_size(p->kern, p->m, &p->geom);
+    if (ws > l->scratch_bytes)
+        l->scratch_bytes = ws;
+    return MDFI_OK;
+}
+
+typedef struct {
+    const mdfi_layer *l;
+    const mdfi_gemm_params *p;
+    mdfi_run_ctx *ctx;
+    int n, chunk;
+} gemm_job;
+
+static void gemm_task(void *arg, int task, int thread)
+{
+    const gemm_job *j = arg;
+    const mdfi_gemm_params *p = j->p;
+    int n0 = task * j->chunk;
+    int n1 = n0 + j->chunk < j->n ? n0 + j->chunk : j->n;
+    if (n0 >= n1)
+        return;
+    size_t in_group = (size_t)p->geom.channels * p->geom.in_h * p->geom.in_w;
+    size_t out_group = (size_t)p->m * j->n;
+    for (int g = 0; g < p->groups; ++g)
+        mdfi_sgemm_conv(p->kern, p->m, &p->geom, p->packed + (size_t)g * p->packed_floats,
+                        j->ctx->in[0] + g * in_group, p->bias + (size_t)g * p->m, p->epi,
+                        j->ctx->out + g * out_group, (size_t)j->n, n0, n1,
+                        j->ctx->scratch[thread]);
+}
+
+void mdfi_gemm_forward(const mdfi_layer *l, const mdfi_gemm_params *p, mdfi_run_ctx *ctx)
+{
+    int threads = mdfi_pool_threads(ctx->pool);
+    gemm_job j = {l, p, ctx, p->geom.out_h * p->geom.out_w, 0};
+    /* Column chunks are whole multiples of 64 so every tile but the last is full. */
+    j.chunk = (j.n + threads - 1) / threads;
+    j.chunk = (j.chunk + 63) & ~63;
+    int tasks = (j.n + j.chunk - 1) / j.chunk;
+    mdfi_pool_run(ctx->pool, tasks, gemm_task, &j);
+    if (p->post_act)
+        mdfi_activate(ctx->out, mdfi_layer_outputs(l), p->act);
+}

@@ -1,0 +1,36 @@
+/* What [convolutional] and [connected] share: parameters, BN folding,
+ * packing for the GEMM kernel, and the threaded forward. */
+#ifndef MDFI_LAYERS_GEMM_LAYER_H
+#define MDFI_LAYERS_GEMM_LAYER_H
+
+#include "kernels/activations.h"
+#include "kernels/sgemm.h"
+#include "layers/layer.h"
+
+typedef struct {
+    int groups, bn;
+    mdfi_activation act;
+    mdfi_conv_geom geom;      /* per group */
+    int m;                    /* output channels per group */
+    int k;                    /* weights per output channel */
+    /* Darknet's parameters, held only between load and prepare. */
+    float *biases, *scales, *mean, *var, *weights;
+    /* prepared */
+    const mdfi_sgemm_kernel *kern;
+    float *bias;              /* BN folded in */
+    float *packed;            /* groups * packed_floats */
+    size_t packed_floats;
+    mdfi_epilogue epi;
+    int post_act;             /* activation not done by the epilogue */
+} mdfi_gemm_params;
+
+/* Allocates Darknet's arrays (zeros; BN variance 1) for n outputs. */
+mdfi_status mdfi_gemm_alloc(mdfi_layer *l, mdfi_gemm_params *p, mdfi_errbuf *err);
+void mdfi_gemm_free(mdfi_gemm_params *p);
+mdfi_status mdfi_gemm_prepare(mdfi_layer *l, mdfi_gemm_params *p,
+                              const mdfi_prepare_ctx *ctx, mdfi_errbuf *err);
+void mdfi_gemm_forward(const mdfi_layer *l, const mdfi_gemm_params *p, mdfi_run_ctx *ctx);
+/* Number of floats in the .weights file for these parameters. */
+size_t mdfi_gemm_param_count(const mdfi_gemm_params *p, int outputs);
+
+#endif

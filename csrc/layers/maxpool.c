@@ -1,0 +1,65 @@
+/* [maxpool]: Darknet's padding rule: padding defaults to size-1, windows
+ * start at -(padding/2), and out-of-image taps are ignored (-FLT_MAX). */
+#include <float.h>
+#include <stdlib.h>
+
+#include "core/error.h"
+#include "layers/layer.h"
+
+#define CHECK(x) do { mdfi_status st_ = (x); if (st_ != MDFI_OK) return st_; } while (0)
+
+static mdfi_status maxpool_parse(mdfi_layer *l, mdfi_cfg_section *s,
+                                 const mdfi_parse_ctx *ctx, mdfi_errbuf *err)
+{
+    int size, stride, padding;
+    CHECK(mdfi_cfg_int(ctx->cfg, s, "stride", 1, &stride, err));
+    CHECK(mdfi_cfg_int(ctx->cfg, s, "size", stride, &size, err));
+    CHECK(mdfi_cfg_int(ctx->cfg, s, "padding", size - 1, &padding, err));
+    if (size < 1 || stride < 1 || padding < 0 || size > 256 || stride > 256 || padding > 256)
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [maxpool]: bad size=%d "
+                         "stride=%d padding=%d", ctx->cfg->name, s->line, ctx->index, size,
+                         stride, padding);
+    l->size = size;
+    l->stride = stride;
+    l->pad = padding;
+    l->out_c = l->in_c;
+    l->out_h = (l->in_h + padding - size) / stride + 1;
+    l->out_w = (l->in_w + padding - size) / stride + 1;
+    if (l->in_h + padding < size || l->in_w + padding < size)
+        l->out_h = l->out_w = 0;
+    l->flops = 0;
+    return mdfi_layer_check_shape(ctx, s, l->out_c, l->out_h, l->out_w, err);
+}
+
+static void maxpool_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
+{
+    const int off = -(l->pad / 2);
+    const float *in = ctx->in[0];
+    float *out = ctx->out;
+    for (int c = 0; c < l->out_c; ++c) {
+        const float *src = in + (size_t)c * l->in_h * l->in_w;
+        for (int oy = 0; oy < l->out_h; ++oy) {
+            int y0 = off + oy * l->stride;
+            for (int ox = 0; ox < l->out_w; ++ox) {
+                int x0 = off + ox * l->stride;
+                float m = -FLT_MAX;
+                for (int ky = 0; ky < l->size; ++ky) {
+                    int y = y0 + ky;
+                    if (y < 0 || y >= l->in_h)
+                        continue;
+                    for (int kx = 0; kx < l->size; ++kx) {
+                        int x = x0 + kx;
+                        if (x < 0 || x >= l->in_w)
+                            continue;
+                        float v = src[(size_t)y * l->in_w + x];
+                        m = v > m ? v : m;
+                    }
+                }
+                *out++ = m;
+            }
+        }
+    }
+}
+
+const mdfi_layer_ops mdfi_maxpool_ops = {"maxpool", maxpool_parse, NULL, NULL,
+                                         maxpool_forward, NULL};

@@ -1,0 +1,63 @@
+/* [softmax]: exp(x/t - max/t) / sum per group, Darknet's arithmetic (the
+ * exponential in double, sums in float). */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "core/error.h"
+#include "layers/layer.h"
+
+#define CHECK(x) do { mdfi_status st_ = (x); if (st_ != MDFI_OK) return st_; } while (0)
+
+typedef struct {
+    float temperature;
+} softmax_spec;
+
+static mdfi_status softmax_parse(mdfi_layer *l, mdfi_cfg_section *s,
+                                 const mdfi_parse_ctx *ctx, mdfi_errbuf *err)
+{
+    softmax_spec *sp = calloc(1, sizeof *sp);
+    if (!sp)
+        return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
+    l->priv = sp;
+    int groups;
+    CHECK(mdfi_cfg_int(ctx->cfg, s, "groups", 1, &groups, err));
+    CHECK(mdfi_cfg_float(ctx->cfg, s, "temperature", 1.f, &sp->temperature, err));
+    int inputs = l->in_c * l->in_h * l->in_w;
+    if (groups < 1 || inputs % groups || sp->temperature == 0.f)
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [softmax]: groups=%d must "
+                         "divide the %d inputs and temperature must not be 0", ctx->cfg->name,
+                         s->line, ctx->index, groups, inputs);
+    l->groups = groups;
+    l->out_c = inputs;
+    l->out_h = l->out_w = 1;
+    return mdfi_layer_check_shape(ctx, s, l->out_c, 1, 1, err);
+}
+
+static void softmax_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
+{
+    const float t = ((const softmax_spec *)l->priv)->temperature;
+    int n = l->out_c / l->groups;
+    for (int g = 0; g < l->groups; ++g) {
+        const float *x = ctx->in[0] + (size_t)g * n;
+        float *y = ctx->out + (size_t)g * n;
+        float largest = -FLT_MAX, sum = 0;
+        for (int i = 0; i < n; ++i)
+            largest = x[i] > largest ? x[i] : largest;
+        for (int i = 0; i < n; ++i) {
+            float e = (float)exp(x[i] / t - largest / t);
+            sum += e;
+            y[i] = e;
+        }
+        for (int i = 0; i < n; ++i)
+            y[i] /= sum;
+    }
+}
+
+static void softmax_destroy(mdfi_layer *l)
+{
+    free(l->priv);
+}
+
+const mdfi_layer_ops mdfi_softmax_ops = {"softmax", softmax_parse, NULL, NULL,
+                                         softmax_forward, softmax_destroy};
