@@ -1,0 +1,35 @@
+/* The mdfi program's shared pieces: option parsing, network loading, output. */
+#ifndef MDFI_CLI_CLI_H
+#define MDFI_CLI_CLI_H
+
+#include <stdio.h>
+
+#include "mdfi.h"
+
+typedef struct {
+    const char *pos[4];     /* positional arguments */
+    int n_pos;
+    float thresh, nms;
+    int json, threads, runs, top;
+    const char *kernel, *names;
+} cli_args;
+
+/* Parses argv after the command name; returns 0, or prints why and returns -1. */
+int cli_parse(int argc, char **argv, cli_args *a);
+/* cfg + optional weights -> prepared net; prints the error and returns NULL. */
+mdfi_net *cli_open_net(const char *cfg, const char *weights, const cli_args *a);
+/* Reads an image and letterboxes it to the net input; returns NULL on error. */
+float *cli_load_input(mdfi_net *net, const char *path, mdfi_image *img);
+/* Class names, one a line; returns count or -1.  Missing file -> message. */
+int cli_read_names(const char *path, char ***names);
+void cli_free_names(char **names, int n);
+void cli_json_string(FILE *f, const char *s);
+double cli_now_ms(void);
+long cli_peak_rss_kb(void);
+
+int cmd_detect(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif

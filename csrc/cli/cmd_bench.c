@@ -1,0 +1,61 @@
+/* mdfi bench: forward time (median/min over runs) and peak memory. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli/cli.h"
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    cli_args a;
+    if (cli_parse(argc, argv, &a))
+        return 2;
+    if (a.n_pos < 1 || a.n_pos > 2) {
+        fprintf(stderr, "usage: mdfi bench CFG [WEIGHTS] [--runs N] [--threads N]\n");
+        return 2;
+    }
+    mdfi_net *net = cli_open_net(a.pos[0], a.n_pos > 1 ? a.pos[1] : NULL, &a);
+    if (!net)
+        return 1;
+    size_t n = mdfi_net_input_size(net);
+    float *in = malloc(n * sizeof *in);
+    double *t = malloc((size_t)a.runs * sizeof *t);
+    if (!in || !t) {
+        fprintf(stderr, "mdfi: out of memory\n");
+        free(in);
+        free(t);
+        mdfi_net_free(net);
+        return 1;
+    }
+    for (size_t i = 0; i < n; ++i)   /* a fixed, image-like input */
+        in[i] = (float)((i * 2654435761u) % 256) / 255.f;
+    mdfi_net_forward(net, in, n);    /* warm-up */
+    for (int r = 0; r < a.runs; ++r) {
+        double t0 = cli_now_ms();
+        mdfi_net_forward(net, in, n);
+        t[r] = cli_now_ms() - t0;
+    }
+    qsort(t, (size_t)a.runs, sizeof *t, cmp_double);
+    double median = a.runs % 2 ? t[a.runs / 2] : (t[a.runs / 2 - 1] + t[a.runs / 2]) / 2;
+    if (a.json)
+        printf("{\"cfg\": \"%s\", \"runs\": %d, \"threads\": %d, \"kernel\": \"%s\", "
+               "\"median_ms\": %.3f, \"min_ms\": %.3f, \"peak_rss_kb\": %ld, "
+               "\"arena_bytes\": %zu, \"weight_bytes\": %zu}\n", a.pos[0], a.runs,
+               mdfi_net_threads(net), mdfi_net_kernel_name(net), median, t[0],
+               cli_peak_rss_kb(), mdfi_net_arena_bytes(net), mdfi_net_weight_bytes(net));
+    else
+        printf("%s: %d runs, %d thread(s), kernel %s: median %.2f ms, min %.2f ms, peak RSS "
+               "%.1f MB (arena %.1f MB, parameters %.1f MB)\n", a.pos[0], a.runs,
+               mdfi_net_threads(net), mdfi_net_kernel_name(net), median, t[0],
+               cli_peak_rss_kb() / 1024.0, mdfi_net_arena_bytes(net) / 1048576.0,
+               mdfi_net_weight_bytes(net) / 1048576.0);
+    free(in);
+    free(t);
+    mdfi_net_free(net);
+    return 0;
+}

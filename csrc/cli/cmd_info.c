@@ -1,0 +1,58 @@
+/* mdfi info: a Darknet-style layer table. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const char *short_type(const char *t)
+{
+    if (!strcmp(t, "convolutional")) return "conv";
+    if (!strcmp(t, "maxpool")) return "max";
+    if (!strcmp(t, "avgpool")) return "avg";
+    if (!strcmp(t, "connected")) return "connected";
+    return t;
+}
+
+int cmd_info(int argc, char **argv)
+{
+    cli_args a;
+    if (cli_parse(argc, argv, &a))
+        return 2;
+    if (a.n_pos < 1 || a.n_pos > 2) {
+        fprintf(stderr, "usage: mdfi info CFG [WEIGHTS]\n");
+        return 2;
+    }
+    mdfi_net *net = cli_open_net(a.pos[0], a.n_pos > 1 ? a.pos[1] : NULL, &a);
+    if (!net)
+        return 1;
+    double total = 0;
+    printf("layer     filters    size              input                output\n");
+    for (int i = 0; i < mdfi_net_num_layers(net); ++i) {
+        mdfi_layer_info li;
+        mdfi_net_layer_info(net, i, &li);
+        char geo[32] = "";
+        if (li.size)
+            snprintf(geo, sizeof geo, "%2d x%2d / %2d", li.size, li.size, li.stride);
+        else if (li.stride)
+            snprintf(geo, sizeof geo, "      x%2d", li.stride);
+        printf("%5d %-10s", i, short_type(li.type));
+        if (li.filters)
+            printf("%5d", li.filters);
+        else
+            printf("     ");
+        printf("  %-12s %4d x%4d x%4d   ->  %4d x%4d x%4d", geo, li.in_w, li.in_h, li.in_c,
+               li.out_w, li.out_h, li.out_c);
+        if (li.flops > 0)
+            printf("  %7.3f BFLOPs", li.flops / 1e9);
+        if (*li.activation)
+            printf("  %s", li.activation);
+        printf("\n");
+        total += li.flops;
+    }
+    printf("total: %d layers, %.3f BFLOPs, %.1f MB prepared parameters, %.1f MB activation "
+           "arena, kernel %s\n", mdfi_net_num_layers(net), total / 1e9,
+           mdfi_net_weight_bytes(net) / 1048576.0, mdfi_net_arena_bytes(net) / 1048576.0,
+           mdfi_net_kernel_name(net));
+    mdfi_net_free(net);
+    return 0;
+}

@@ -1,0 +1,184 @@
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "cli/cli.h"
+
+static int number(const char *opt, const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = s ? strtod(s, &end) : 0;
+    if (!s || end == s || *end || errno || v < lo || v > hi) {
+        fprintf(stderr, "mdfi: %s needs a number in [%g, %g], got '%s'\n", opt, lo, hi,
+                s ? s : "");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse(int argc, char **argv, cli_args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->thresh = .5f;
+    a->nms = .45f;
+    a->threads = 1;
+    a->runs = 10;
+    a->top = 5;
+    for (int i = 0; i < argc; ++i) {
+        const char *o = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        double d;
+        if (!strcmp(o, "--json")) {
+            a->json = 1;
+        } else if (!strcmp(o, "--thresh")) {
+            if (number(o, v, 0, 1, &d)) return -1;
+            a->thresh = (float)d, ++i;
+        } else if (!strcmp(o, "--nms")) {
+            if (number(o, v, 0, 1, &d)) return -1;
+            a->nms = (float)d, ++i;
+        } else if (!strcmp(o, "--threads")) {
+            if (number(o, v, 1, 256, &d)) return -1;
+            a->threads = (int)d, ++i;
+        } else if (!strcmp(o, "--runs")) {
+            if (number(o, v, 1, 100000, &d)) return -1;
+            a->runs = (int)d, ++i;
+        } else if (!strcmp(o, "--top")) {
+            if (number(o, v, 1, 100000, &d)) return -1;
+            a->top = (int)d, ++i;
+        } else if (!strcmp(o, "--kernel") || !strcmp(o, "--names")) {
+            if (!v) {
+                fprintf(stderr, "mdfi: %s needs a value\n", o);
+                return -1;
+            }
+            *(!strcmp(o, "--kernel") ? &a->kernel : &a->names) = v;
+            ++i;
+        } else if (o[0] == '-' && o[1] == '-') {
+            fprintf(stderr, "mdfi: unknown option %s\n", o);
+            return -1;
+        } else if (a->n_pos < 4) {
+            a->pos[a->n_pos++] = o;
+        } else {
+            fprintf(stderr, "mdfi: too many arguments at '%s'\n", o);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+mdfi_net *cli_open_net(const char *cfg, const char *weights, const cli_args *a)
+{
+    mdfi_net *net;
+    if (mdfi_net_new(&net) != MDFI_OK) {
+        fprintf(stderr, "mdfi: out of memory\n");
+        return NULL;
+    }
+    mdfi_status st = mdfi_net_load_cfg(net, cfg);
+    if (st == MDFI_OK && weights)
+        st = mdfi_net_load_weights(net, weights);
+    if (st == MDFI_OK)
+        st = mdfi_net_set_threads(net, a->threads);
+    if (st == MDFI_OK && a->kernel)
+        st = mdfi_net_set_kernel(net, a->kernel);
+    if (st == MDFI_OK)
+        st = mdfi_net_prepare(net);
+    if (st != MDFI_OK) {
+        fprintf(stderr, "mdfi: error: %s\n", mdfi_net_last_error(net));
+        mdfi_net_free(net);
+        return NULL;
+    }
+    const char *w = mdfi_net_warnings(net);
+    if (*w)
+        fprintf(stderr, "%s", w);
+    return net;
+}
+
+float *cli_load_input(mdfi_net *net, const char *path, mdfi_image *img)
+{
+    mdfi_errbuf err;
+    mdfi_shape s;
+    mdfi_net_input_shape(net, &s);
+    if (mdfi_image_read(path, img, &err) != MDFI_OK) {
+        fprintf(stderr, "mdfi: error: %s\n", err.msg);
+        return NULL;
+    }
+    if (s.c != 3) {
+        fprintf(stderr, "mdfi: error: the network takes %d channels; images give 3\n", s.c);
+        mdfi_image_free(img);
+        return NULL;
+    }
+    float *in = malloc(mdfi_net_input_size(net) * sizeof *in);
+    if (!in || mdfi_letterbox(img, s.w, s.h, in, &err) != MDFI_OK) {
+        fprintf(stderr, "mdfi: error: %s\n", in ? err.msg : "out of memory");
+        free(in);
+        mdfi_image_free(img);
+        return NULL;
+    }
+    return in;
+}
+
+int cli_read_names(const char *path, char ***names)
+{
+    *names = NULL;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "mdfi: error: %s: cannot open: %s\n", path, strerror(errno));
+        return -1;
+    }
+    int n = 0, cap = 0;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (n == cap) {
+            cap = cap ? 2 * cap : 128;
+            char **nn = realloc(*names, (size_t)cap * sizeof *nn);
+            if (!nn)
+                break;
+            *names = nn;
+        }
+        (*names)[n] = malloc(strlen(line) + 1);
+        if (!(*names)[n])
+            break;
+        strcpy((*names)[n++], line);
+    }
+    fclose(f);
+    return n;
+}
+
+void cli_free_names(char **names, int n)
+{
+    for (int i = 0; i < n; ++i)
+        free(names[i]);
+    free(names);
+}
+
+void cli_json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; ++s) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+double cli_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+long cli_peak_rss_kb(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : -1;
+}

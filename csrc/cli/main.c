@@ -1,0 +1,42 @@
+/* mdfi: run Darknet networks from the command line. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "mdfi " MDFI_VERSION " - Micro Darknet For Inference\n"
+            "usage:\n"
+            "  mdfi detect CFG WEIGHTS IMAGE [--thresh 0.5] [--nms 0.45] [--names FILE] [--json]\n"
+            "  mdfi classify CFG WEIGHTS IMAGE [--top 5] [--names FILE] [--json]\n"
+            "  mdfi info CFG [WEIGHTS]\n"
+            "  mdfi bench CFG [WEIGHTS] [--runs 10]\n"
+            "common options: --threads N, --kernel ref|avx2|avx512|neon|auto\n"
+            "images: binary PNM (P5/P6).  MDFI_KERNEL=... forces a kernel path.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
+        !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("mdfi %s\n", MDFI_VERSION);
+        return 0;
+    }
+    if (!strcmp(argv[1], "detect"))
+        return cmd_detect(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "classify"))
+        return cmd_classify(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "info"))
+        return cmd_info(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "bench"))
+        return cmd_bench(argc - 2, argv + 2);
+    fprintf(stderr, "mdfi: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
