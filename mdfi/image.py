@@ -1,0 +1,99 @@
+"""Images in Darknet's form: float32 CHW, values byte/255, 3 channels.
+
+PNM files are decoded by the C core; other formats go through Pillow (whose
+JPEG decoder is libjpeg, not stb_image: pixels may differ from Darknet's by a
+few levels).
+"""
+import os
+
+import numpy as np
+
+from . import errors
+from ._core import check_errbuf, ffi, lib
+
+PNM_MAGIC = (b"P5", b"P6")
+
+
+class Image:
+    """A decoded image: `data` is float32 [3, h, w]; `decoder` says who decoded it."""
+
+    def __init__(self, data, decoder, path=None):
+        self.data = data
+        self.decoder = decoder
+        self.path = path
+
+    @property
+    def width(self):
+        return self.data.shape[2]
+
+    @property
+    def height(self):
+        return self.data.shape[1]
+
+
+def _from_c(img):
+    try:
+        n = img.c * img.h * img.w
+        arr = np.frombuffer(ffi.buffer(img.data, n * 4), dtype=np.float32).copy()
+        return arr.reshape(img.c, img.h, img.w)
+    finally:
+        lib.mdfi_image_free(img)
+
+
+def from_pixels(pixels):
+    """uint8 HxW or HxWx{1,3} pixels -> Image (Darknet's byte/255.0)."""
+    pixels = np.ascontiguousarray(pixels)
+    if pixels.dtype != np.uint8:
+        raise errors.ImageError(f"pixels must be uint8, not {pixels.dtype}")
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if pixels.ndim != 3 or pixels.shape[2] not in (1, 3):
+        raise errors.ImageError(f"pixels must be HxW, HxWx1 or HxWx3, not {pixels.shape}")
+    h, w, c = pixels.shape
+    img = ffi.new("mdfi_image *")
+    err = ffi.new("mdfi_errbuf *")
+    check_errbuf(lib.mdfi_image_from_bytes(ffi.from_buffer("unsigned char[]", pixels), w, h, c,
+                                           img, err), err)
+    return Image(_from_c(img), "array")
+
+
+def load(path):
+    """Reads an image file: PNM by the C core, anything else by Pillow."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError as exc:
+        raise errors.MdfiIOError(f"{path}: cannot open: {exc.strerror}") from exc
+    if head in PNM_MAGIC:
+        img = ffi.new("mdfi_image *")
+        err = ffi.new("mdfi_errbuf *")
+        check_errbuf(lib.mdfi_image_read(path.encode(), img, err), err)
+        return Image(_from_c(img), "mdfi-pnm", path)
+    try:
+        from PIL import Image as PILImage, UnidentifiedImageError
+    except ImportError as exc:  # pragma: no cover
+        raise errors.ImageError(f"{path}: not PNM and Pillow is not installed") from exc
+    try:
+        with PILImage.open(path) as im:
+            rgb = np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise errors.ImageError(f"{path}: cannot decode image: {exc}") from exc
+    out = from_pixels(rgb)
+    out.decoder, out.path = "pillow", path
+    return out
+
+
+def letterbox(image, net_w, net_h):
+    """Darknet's letterbox_image: float32 [3, net_h, net_w]."""
+    data = np.ascontiguousarray(image.data if isinstance(image, Image) else image,
+                                dtype=np.float32)
+    if data.ndim != 3 or data.shape[0] != 3:
+        raise errors.ShapeError(f"letterbox takes a [3, h, w] image, not {data.shape}")
+    img = ffi.new("mdfi_image *", {"w": data.shape[2], "h": data.shape[1], "c": 3,
+                                   "data": ffi.cast("float *", ffi.from_buffer(data))})
+    out = np.empty((3, net_h, net_w), dtype=np.float32)
+    err = ffi.new("mdfi_errbuf *")
+    check_errbuf(lib.mdfi_letterbox(img, net_w, net_h, ffi.cast("float *", ffi.from_buffer(out)),
+                                    err), err)
+    return out

@@ -1,0 +1,164 @@
+"""mdfi.Network: a Darknet network run by the C core."""
+import dataclasses
+import os
+
+import numpy as np
+
+from . import errors
+from ._core import ffi, lib, raise_for
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerInfo:
+    index: int
+    type: str
+    input_shape: tuple
+    output_shape: tuple
+    filters: int
+    size: int
+    stride: int
+    groups: int
+    pad: int
+    activation: str
+    flops: float
+    line: int
+    batch_normalize: bool
+    xnor: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Detection:
+    """One (box, class) above the threshold, as Darknet prints them."""
+    det_index: int
+    class_id: int
+    label: str
+    prob: float
+    objectness: float
+    box: tuple      # relative (x, y, w, h), centre and size
+    bbox: tuple     # pixel (left, top, right, bottom) as Darknet draws it
+
+    def to_json(self):
+        return {"class_id": self.class_id, "label": self.label, "prob": self.prob,
+                "box": list(self.box), "bbox": list(self.bbox)}
+
+
+class Network:
+    """A Darknet cfg (+ weights) prepared for inference.
+
+    >>> with mdfi.Network("yolov3-tiny.cfg", "yolov3-tiny.weights") as net:
+    ...     out = net.forward(x)        # x: float32 [c, h, w]
+    """
+
+    def __init__(self, cfg, weights=None, *, threads=1, kernel=None, keep_outputs=False):
+        pp = ffi.new("mdfi_net **")
+        raise_for(lib.mdfi_net_new(pp), "cannot create a network")
+        self._net = pp[0]
+        try:
+            self._call(lib.mdfi_net_load_cfg(self._net, os.fsencode(cfg)))
+            if weights is not None:
+                self._call(lib.mdfi_net_load_weights(self._net, os.fsencode(weights)))
+            self._call(lib.mdfi_net_set_threads(self._net, int(threads)))
+            if kernel is not None:
+                self._call(lib.mdfi_net_set_kernel(self._net, kernel.encode()))
+            self._call(lib.mdfi_net_set_keep_outputs(self._net, 1 if keep_outputs else 0))
+            self._call(lib.mdfi_net_prepare(self._net))
+        except BaseException:
+            self.close()
+            raise
+        shape = ffi.new("mdfi_shape *")
+        lib.mdfi_net_input_shape(self._net, shape)
+        self.input_shape = (shape.c, shape.h, shape.w)
+        self.warnings = ffi.string(lib.mdfi_net_warnings(self._net)).decode().splitlines()
+        self.kernel = ffi.string(lib.mdfi_net_kernel_name(self._net)).decode()
+        self.threads = lib.mdfi_net_threads(self._net)
+        self.layers = [self._layer_info(i) for i in range(lib.mdfi_net_num_layers(self._net))]
+        self._ran = False
+
+    # -- lifetime --------------------------------------------------------------
+    def close(self):
+        if getattr(self, "_net", None) is not None:
+            lib.mdfi_net_free(self._net)
+            self._net = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+    def _handle(self):
+        if self._net is None:
+            raise errors.ArgumentError("the network is closed")
+        return self._net
+
+    def _call(self, status):
+        if status != lib.MDFI_OK:
+            raise_for(status, ffi.string(lib.mdfi_net_last_error(self._net)).decode(
+                "utf-8", "replace"))
+
+    # -- info ------------------------------------------------------------------
+    def _layer_info(self, i):
+        li = ffi.new("mdfi_layer_info *")
+        self._call(lib.mdfi_net_layer_info(self._net, i, li))
+        return LayerInfo(i, ffi.string(li.type).decode(), (li.in_c, li.in_h, li.in_w),
+                         (li.out_c, li.out_h, li.out_w), li.filters, li.size, li.stride,
+                         li.groups, li.pad, ffi.string(li.activation).decode(), li.flops,
+                         li.line, bool(li.batch_normalize), bool(li.xnor))
+
+    @property
+    def arena_bytes(self):
+        return lib.mdfi_net_arena_bytes(self._handle())
+
+    @property
+    def weight_bytes(self):
+        return lib.mdfi_net_weight_bytes(self._handle())
+
+    # -- running ---------------------------------------------------------------
+    def forward(self, x):
+        """Runs the network on float32 CHW input; returns the last layer's output."""
+        net = self._handle()
+        x = np.asarray(x)
+        if x.dtype != np.float32:
+            raise errors.ShapeError(f"input must be float32, not {x.dtype}")
+        if x.shape != self.input_shape and x.size == np.prod(self.input_shape):
+            raise errors.ShapeError(f"input shape {x.shape} is not {self.input_shape}")
+        if x.shape != self.input_shape:
+            raise errors.ShapeError(f"input shape {x.shape} is not the network's "
+                                    f"{self.input_shape} (c, h, w)")
+        x = np.ascontiguousarray(x)
+        self._call(lib.mdfi_net_forward(net, ffi.cast("float *", ffi.from_buffer(x)), x.size))
+        self._ran = True
+        return self.layer_output(len(self.layers) - 1)
+
+    def layer_output(self, index):
+        """A copy of layer `index`'s output after the last forward, shaped (c, h, w)."""
+        net = self._handle()
+        if not -len(self.layers) <= index < len(self.layers):
+            raise errors.ArgumentError(f"no layer {index} (the network has {len(self.layers)})")
+        index %= len(self.layers)
+        data = ffi.new("const float **")
+        count = ffi.new("size_t *")
+        self._call(lib.mdfi_net_layer_output(net, index, data, count))
+        arr = np.frombuffer(ffi.buffer(data[0], count[0] * 4), dtype=np.float32).copy()
+        return arr.reshape(self.layers[index].output_shape)
+
+    def detect(self, image_size, thresh=0.5, nms=0.45, names=None):
+        """Boxes from the [yolo] layers of the last forward (a letterboxed image of
+        `image_size` = (width, height)); Darknet's get_network_boxes + do_nms_sort."""
+        net = self._handle()
+        w, h = image_size
+        dets = ffi.new("const mdfi_detection **")
+        count = ffi.new("int *")
+        self._call(lib.mdfi_net_detect(net, int(w), int(h), float(thresh), float(nms), dets,
+                                       count))
+        out = []
+        for i in range(count[0]):
+            d = dets[0][i]
+            label = names[d.class_id] if names and d.class_id < len(names) else \
+                f"class_{d.class_id}"
+            out.append(Detection(d.det_index, d.class_id, label, d.prob, d.objectness,
+                                 (d.x, d.y, d.w, d.h), (d.left, d.top, d.right, d.bottom)))
+        return out
