@@ -1,0 +1,99 @@
+/* Darknet's get_yolo_detections + correct_yolo_boxes (relative=1), with the
+ * same mix of float32 and double arithmetic so the boxes are bit-exact. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+#include "detect/detect.h"
+
+#include <math.h>
+#include <stddef.h>
+
+static int head_ok(const mdfi_yolo_head *hd)
+{
+    return hd && hd->output && hd->lw > 0 && hd->lh > 0 && hd->classes >= 0 &&
+           hd->n_mask >= 0 && (hd->n_mask == 0 || (hd->mask && hd->anchors));
+}
+
+int mdfi_yolo_count(const mdfi_yolo_head *head, float thresh)
+{
+    if (!head_ok(head))
+        return 0;
+    size_t plane = (size_t)head->lw * (size_t)head->lh;
+    size_t stride = (size_t)(5 + head->classes) * plane;   /* one anchor's channels */
+    int count = 0;
+    for (int n = 0; n < head->n_mask; n++) {
+        const float *obj = head->output + (size_t)n * stride + 4 * plane;
+        for (size_t i = 0; i < plane; i++)
+            if (obj[i] > thresh)
+                count++;
+    }
+    return count;
+}
+
+/* Darknet's letterbox size, as in letterbox_image (correct_yolo_boxes uses
+ * the same test). */
+static void letterbox_size(int net_w, int net_h, int im_w, int im_h, int *new_w, int *new_h)
+{
+    if ((float)net_w / (float)im_w < (float)net_h / (float)im_h) {
+        *new_w = net_w;
+        *new_h = (int)((long long)im_h * net_w / im_w);
+    } else {
+        *new_h = net_h;
+        *new_w = (int)((long long)im_w * net_h / im_h);
+    }
+}
+
+int mdfi_yolo_boxes(const mdfi_yolo_head *head, int net_w, int net_h,
+                    int im_w, int im_h, float thresh, mdfi_box *boxes, float *probs)
+{
+    /* Sizes are the caller's to validate; refusing here avoids integer
+     * division by zero below. */
+    if (!head_ok(head) || !boxes || (head->classes > 0 && !probs) || net_w <= 0 ||
+        net_h <= 0 || im_w <= 0 || im_h <= 0)
+        return 0;
+    int lw = head->lw, lh = head->lh, classes = head->classes;
+    size_t plane = (size_t)lw * (size_t)lh;
+    size_t stride = (size_t)(5 + classes) * plane;
+    int new_w, new_h;
+    letterbox_size(net_w, net_h, im_w, im_h, &new_w, &new_h);
+    /* correct_yolo_boxes: the offset in double, the scale in float. */
+    double off_x = (double)(net_w - new_w) / 2. / (double)net_w;
+    double off_y = (double)(net_h - new_h) / 2. / (double)net_h;
+    float scale_x = (float)new_w / (float)net_w, scale_y = (float)new_h / (float)net_h;
+    float grow_w = (float)net_w / (float)new_w, grow_h = (float)net_h / (float)new_h;
+
+    int count = 0;
+    for (size_t i = 0; i < plane; i++) {
+        int row = (int)(i / (size_t)lw), col = (int)(i % (size_t)lw);
+        for (int n = 0; n < head->n_mask; n++) {
+            const float *e = head->output + (size_t)n * stride + i;   /* entry j at e[j*plane] */
+            float objectness = e[4 * plane];
+            if (objectness <= thresh)
+                continue;
+            int m = head->mask[n];
+            mdfi_box *b = &boxes[count];
+            /* get_yolo_box: x,y in float; w,h through double exp(). */
+            b->x = ((float)col + e[0]) / (float)lw;
+            b->y = ((float)row + e[plane]) / (float)lh;
+            b->w = (float)(exp((double)e[2 * plane]) * (double)head->anchors[2 * m] /
+                           (double)net_w);
+            b->h = (float)(exp((double)e[3 * plane]) * (double)head->anchors[2 * m + 1] /
+                           (double)net_h);
+            b->x = (float)(((double)b->x - off_x) / (double)scale_x);
+            b->y = (float)(((double)b->y - off_y) / (double)scale_y);
+            b->w = b->w * grow_w;
+            b->h = b->h * grow_h;
+            b->objectness = objectness;
+            b->prob = probs + (size_t)count * (size_t)classes;
+            for (int j = 0; j < classes; j++) {
+                float p = objectness * e[(size_t)(5 + j) * plane];
+                b->prob[j] = p > thresh ? p : 0.0f;
+            }
+            count++;
+        }
+    }
+    return count;
+}
