@@ -25,7 +25,7 @@ setup(
     setup_requires=["cffi>=1.15"],
     install_requires=["cffi>=1.15", "numpy", "pillow"],
     extras_require={
-        "test": ["pytest", "opencv-python-headless<5"],
+        "test": ["pytest", "opencv-python-headless<5", "scikit-learn", "scikit-image"],
         "torch": ["torch"],
     },
     cffi_modules=["mdfi/_build_ffi.py:ffibuilder"],
