@@ -1,0 +1,299 @@
+"""Darknet .cfg reading, writing and shape inference (pure Python).
+
+The syntax follows Darknet's read_cfg(): every whitespace character is removed
+from a line, lines that are empty or start with '#' or ';' are skipped, a line
+starting with '[' opens a section and anything else is key=value. Where
+Darknet is lenient (atoi("3x") == 3, a line without '=') we raise CfgError
+with file:line instead, because such a line is almost always a typo.
+
+Shape inference walks the layers like Darknet's parse_network_cfg() just far
+enough to know every layer's (c, h, w) and the arrays it stores in a .weights
+file, in file order.
+"""
+
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+
+
+class CfgError(ValueError):
+    """A malformed cfg, or one that describes an impossible network."""
+
+    def __init__(self, msg, file=None, line=None):
+        where = "%s:%s: " % (file or "<cfg>", line) if line else ("%s: " % file if file else "")
+        super().__init__(where + msg)
+        self.file, self.line = file, line
+
+
+class Section:
+    """One [type] block: options in file order and the line of every key."""
+
+    def __init__(self, type, options=None, line=0, key_lines=None, file=None):
+        self.type = type  # without brackets, as written: 'convolutional', 'conv', ...
+        self.options = dict(options or {})
+        self.line = line
+        self.key_lines = dict(key_lines or {})
+        self.file = file
+
+    def __repr__(self):
+        return "Section(%r, %r, line=%d)" % (self.type, self.options, self.line)
+
+    def __eq__(self, other):
+        return isinstance(other, Section) and (self.type, self.options) == (other.type, other.options)
+
+    def error(self, msg, key=None):
+        return CfgError("[%s]: %s" % (self.type, msg), self.file, self.key_lines.get(key, self.line))
+
+    def get_str(self, key, default=None):
+        return self.options.get(key, default)
+
+    def get_int(self, key, default):
+        if key not in self.options:
+            return default
+        try:
+            return int(self.options[key], 10)
+        except ValueError:
+            raise self.error("%s=%s is not an integer" % (key, self.options[key]), key) from None
+
+    def get_ints(self, key):
+        """A comma separated list of integers, e.g. route layers=-1,8."""
+        value = self.options.get(key)
+        if value is None:
+            raise self.error("missing %s=" % key)
+        try:
+            return [int(v, 10) for v in value.split(",")]
+        except ValueError:
+            raise self.error("%s=%s is not a list of integers" % (key, value), key) from None
+
+
+def _read_source(src):
+    """(text, name for messages) from cfg text, bytes or a path."""
+    if isinstance(src, (bytes, bytearray)):
+        return bytes(src).decode("utf-8", "replace"), "<cfg>"
+    if isinstance(src, str) and ("\n" in src or src.lstrip().startswith(("[", "#", ";")) or not src):
+        return src, "<cfg>"
+    with open(src, "rb") as f:  # str without a newline, or os.PathLike: a file name
+        return f.read().decode("utf-8", "replace"), os.fspath(src)
+
+
+def parse_cfg(src):
+    """Sections of a cfg given as text, bytes or a path. Raises CfgError."""
+    text, name = _read_source(src)
+    sections = []
+    for lineno, raw in enumerate(text.split("\n"), start=1):
+        line = "".join(raw.split())  # Darknet removes whitespace inside the line too
+        if not line or line[0] in "#;":
+            continue
+        if line[0] == "[":
+            if not line.endswith("]") or len(line) < 3 or "]" in line[1:-1]:
+                raise CfgError("bad section header %r" % raw.strip(), name, lineno)
+            sections.append(Section(line[1:-1], line=lineno, file=name))
+            continue
+        if not sections:
+            raise CfgError("%r before the first [section]" % raw.strip(), name, lineno)
+        key, eq, value = line.partition("=")
+        if not eq or not key or not value:
+            raise CfgError("expected key=value, got %r" % raw.strip(), name, lineno)
+        sec = sections[-1]
+        if key in sec.options:  # Darknet's option_find() uses the first one
+            warnings.warn("%s:%d: duplicate key %s in [%s] ignored (first value %s is used)"
+                          % (name, lineno, key, sec.type, sec.options[key]), stacklevel=2)
+            continue
+        sec.options[key] = value
+        sec.key_lines[key] = lineno
+    return sections
+
+
+def write_cfg(sections):
+    """Cfg text for sections; parse_cfg(write_cfg(s)) == s."""
+    blocks = []
+    for sec in sections:
+        lines = ["[%s]" % sec.type] + ["%s=%s" % kv for kv in sec.options.items()]
+        blocks.append("\n".join(lines) + "\n")
+    return "\n".join(blocks)
+
+
+# ----------------------------------------------------------------------------- shapes and parameters
+
+_ALIASES = {"conv": "convolutional", "conn": "connected", "max": "maxpool", "avg": "avgpool",
+            "soft": "softmax", "network": "net"}
+
+
+@dataclass
+class Layer:
+    """A cfg layer after shape inference. `params` lists the arrays the layer
+    stores in a .weights file as (name, shape), in file order."""
+    index: int
+    type: str  # canonical: 'convolutional', 'connected', 'maxpool', ...
+    section: Section
+    in_shape: tuple  # (c, h, w)
+    out_shape: tuple
+    params: list = field(default_factory=list)
+
+    @property
+    def n_params(self):
+        return sum(math.prod(shape) for _, shape in self.params)
+
+
+def _bn_arrays(n):
+    return [("scales", (n,)), ("rolling_mean", (n,)), ("rolling_variance", (n,))]
+
+
+def _conv(sec, c, h, w):
+    n = sec.get_int("filters", 1)
+    size = sec.get_int("size", 1)
+    stride = sec.get_int("stride", 1)
+    groups = sec.get_int("groups", 1)
+    padding = size // 2 if sec.get_int("pad", 0) else sec.get_int("padding", 0)
+    for key, v in (("filters", n), ("size", size), ("stride", stride), ("groups", groups)):
+        if v <= 0:
+            raise sec.error("%s must be positive, got %d" % (key, v), key)
+    if c % groups or n % groups:
+        raise sec.error("groups=%d must divide the %d input channels and %d filters"
+                        % (groups, c, n), "groups")
+    oh, ow = (h + 2 * padding - size), (w + 2 * padding - size)
+    if oh < 0 or ow < 0:
+        raise sec.error("kernel %d with padding %d does not fit the %dx%d input" % (size, padding, w, h))
+    params = []
+    if not sec.get_int("dontload", 0):
+        params.append(("biases", (n,)))
+        if sec.get_int("batch_normalize", 0) and not sec.get_int("dontloadscales", 0):
+            params += _bn_arrays(n)
+        params.append(("weights", (n, c // groups, size, size)))
+    return (n, oh // stride + 1, ow // stride + 1), params
+
+
+def _connected(sec, c, h, w):
+    out = sec.get_int("output", 1)
+    if out <= 0:
+        raise sec.error("output must be positive, got %d" % out, "output")
+    params = []
+    if not sec.get_int("dontload", 0):
+        params = [("biases", (out,)), ("weights", (out, c * h * w))]
+        if sec.get_int("batch_normalize", 0) and not sec.get_int("dontloadscales", 0):
+            params += _bn_arrays(out)  # after the weights, unlike conv
+    return (out, 1, 1), params
+
+
+def _maxpool(sec, c, h, w):
+    stride = sec.get_int("stride", 1)
+    size = sec.get_int("size", stride)
+    padding = sec.get_int("padding", size - 1)
+    if stride <= 0 or size <= 0:
+        raise sec.error("size and stride must be positive")
+    oh, ow = h + padding - size, w + padding - size
+    if oh < 0 or ow < 0:
+        raise sec.error("window %d does not fit the %dx%d input" % (size, w, h))
+    return (c, oh // stride + 1, ow // stride + 1), []
+
+
+def _relative(sec, layers, value, key):
+    """Darknet layer reference: negative means relative to the current layer."""
+    index = len(layers)
+    j = index + value if value < 0 else value
+    if not 0 <= j < index:
+        raise sec.error("%s=%d refers to layer %d, not an earlier layer" % (key, value, j), key)
+    return layers[j]
+
+
+def _route(sec, layers):
+    srcs = [_relative(sec, layers, v, "layers") for v in sec.get_ints("layers")]
+    _, h, w = srcs[0].out_shape
+    for s in srcs[1:]:
+        if s.out_shape[1:] != (h, w):
+            raise sec.error("layers %d %s and %d %s differ in height/width"
+                            % (srcs[0].index, srcs[0].out_shape, s.index, s.out_shape), "layers")
+    return (sum(s.out_shape[0] for s in srcs), h, w)
+
+
+def _upsample(sec, c, h, w):
+    stride = sec.get_int("stride", 2)
+    if stride == 0:
+        raise sec.error("stride must not be 0", "stride")
+    if stride < 0:  # Darknet: a negative stride downsamples
+        return (c, h // -stride, w // -stride)
+    return (c, h * stride, w * stride)
+
+
+def _detection(sec, c, h, w, per_anchor):
+    classes = sec.get_int("classes", 20)
+    num = sec.get_int("num", 1)
+    if sec.type == "yolo" and "mask" in sec.options:
+        num = len(sec.get_ints("mask"))
+    need = num * (classes + per_anchor)
+    if c != need:
+        raise sec.error("expects %d input channels (%d anchors x (%d classes + %d)), got %d"
+                        % (need, num, classes, per_anchor, c))
+    return (c, h, w)
+
+
+def net_shape(sections):
+    """(c, h, w) of the network input, from the first section, [net]."""
+    if not sections or _ALIASES.get(sections[0].type, sections[0].type) != "net":
+        raise CfgError("the first section must be [net]",
+                       sections[0].file if sections else None, sections[0].line if sections else None)
+    net = sections[0]
+    h, w, c = net.get_int("height", 0), net.get_int("width", 0), net.get_int("channels", 0)
+    if h > 0 and w > 0 and c > 0:
+        return (c, h, w)
+    inputs = net.get_int("inputs", 0)
+    if inputs > 0:
+        return (inputs, 1, 1)
+    raise net.error("needs width, height and channels (or inputs)")
+
+
+def infer_layers(sections):
+    """Layers (without [net]) with their shapes and weight arrays. Raises CfgError."""
+    shape = net_shape(sections)
+    layers = []
+    for sec in sections[1:]:
+        kind = _ALIASES.get(sec.type, sec.type)
+        c, h, w = shape
+        params = []
+        if sec.get_int("numload", 0):
+            raise sec.error("numload is not supported", "numload")
+        if kind == "convolutional":
+            out, params = _conv(sec, c, h, w)
+        elif kind == "connected":
+            out, params = _connected(sec, c, h, w)
+        elif kind == "maxpool":
+            out, params = _maxpool(sec, c, h, w)
+        elif kind == "avgpool":
+            out = (c, 1, 1)
+        elif kind == "route":
+            out = _route(sec, layers)
+        elif kind == "shortcut":
+            if "from" not in sec.options:
+                raise sec.error("missing from=")
+            _relative(sec, layers, sec.get_int("from", 0), "from")
+            out = shape
+        elif kind == "upsample":
+            out = _upsample(sec, c, h, w)
+        elif kind == "yolo":
+            out = _detection(sec, c, h, w, 5)
+        elif kind == "region":
+            out = _detection(sec, c, h, w, sec.get_int("coords", 4) + 1)
+        elif kind == "batchnorm":
+            out = shape
+            if not sec.get_int("dontload", 0):
+                params = _bn_arrays(c)
+        elif kind in ("dropout", "cost"):
+            out = shape
+        elif kind == "softmax":
+            out = (c * h * w, 1, 1)  # Darknet flattens; its out_c/h/w stay 0
+        else:
+            raise sec.error("layer type [%s] is not supported" % sec.type)
+        if min(out) <= 0:
+            raise sec.error("output shape %s is empty" % (out,))
+        layers.append(Layer(len(layers), kind, sec, shape, out, params))
+        shape = out
+    return layers
+
+
+def layers_of(cfg):
+    """Accept cfg text/path, a list of Sections or already inferred Layers."""
+    if isinstance(cfg, list) and cfg and isinstance(cfg[0], Layer):
+        return cfg
+    sections = cfg if isinstance(cfg, list) else parse_cfg(cfg)
+    return infer_layers(sections)
