@@ -57,20 +57,22 @@ def test_small_net_runs(tmp_path):
 
 
 @pytest.mark.parametrize("text, exc, needle", [
-    (SMALL + "[bogus]\nx=1\n", mdfi.CfgError, "bad.cfg:23: unknown section [bogus]"),
-    (SMALL.replace("filters=4", "filters=4x"), mdfi.CfgError, "bad.cfg:6: [convolutional] filters=4x"),
-    (SMALL.replace("size=3", "size=abc"), mdfi.CfgError, "bad.cfg:7:"),
+    (SMALL + "[bogus]\nx=1\n", mdfi.CfgError, "bad.cfg:22: unknown section [bogus]"),
+    (SMALL.replace("filters=4", "filters=4x"), mdfi.CfgError, "bad.cfg:7: [convolutional] filters=4x"),
+    (SMALL.replace("size=3", "size=abc"), mdfi.CfgError, "bad.cfg:8:"),
     (SMALL + "[shortcut]\nactivation=linear\n", mdfi.CfgError, "needs the key 'from'"),
-    (SMALL + "[route]\nlayers=-9\n", mdfi.CfgError, "bad.cfg:24: layer 3 [route]: layers=-9"),
+    (SMALL + "[route]\nlayers=-9\n", mdfi.CfgError, "bad.cfg:23: layer 3 [route]: layers=-9"),
     (SMALL + "[route]\nlayers=5\n", mdfi.CfgError, "not an earlier layer"),
     (SMALL + "[shortcut]\nfrom=7\n", mdfi.CfgError, "from=7"),
     (SMALL + "[route]\nlayers=-1,0\n", mdfi.ShapeError, "route needs equal sizes"),
     (SMALL + "[shortcut]\nfrom=0\n", mdfi.ShapeError, "shapes must match"),
     (SMALL + "[yolo]\nmask=0\nanchors=1,2\nnum=1\nclasses=80\n", mdfi.ShapeError, "85 are needed"),
     (SMALL.replace("width=8", "width=100000"), mdfi.CfgError, "sane width"),
-    (SMALL.replace("filters=4", "filters=65536").replace("width=8", "width=60000")
-     .replace("height=8", "height=60000"), mdfi.ShapeError, "absurdly large"),
-    (SMALL.replace("size=3", "size=20"), mdfi.ShapeError, "is empty"),
+    (SMALL.replace("filters=4", "filters=65536").replace("width=8", "width=30000")
+     .replace("height=8", "height=30000").replace("channels=3", "channels=1"),
+     mdfi.ShapeError, "absurdly large"),
+    (SMALL.replace("size=3\nstride=1\npad=1", "size=20\nstride=1\npad=0"), mdfi.ShapeError,
+     "is empty"),
     (SMALL.replace("[maxpool]", "maxpool]"), mdfi.CfgError, "bad.cfg:14: expected key=value"),
     ("width=3\n" + SMALL, mdfi.CfgError, "before the first [section]"),
     (SMALL.replace("[net]", "[convolutional]", 1), mdfi.CfgError, "first section must be [net]"),
@@ -89,7 +91,7 @@ def test_bad_cfg(tmp_path, text, exc, needle):
 def test_unknown_key_is_a_warning_with_line(tmp_path):
     cfg = write(tmp_path, "typo.cfg", SMALL.replace("batch_normalize", "bactch_normalize"))
     with mdfi.Network(cfg) as net:
-        assert any("typo.cfg:10: unknown key 'bactch_normalize'" in w for w in net.warnings)
+        assert any("typo.cfg:11: unknown key 'bactch_normalize'" in w for w in net.warnings)
 
 
 def test_training_keys_are_accepted_silently(tmp_path):
@@ -195,7 +197,7 @@ def program_cases(tmp_path):
     img.write_bytes(b"P6\n8 8\n255\n" + bytes(range(192)))
     txt = write(tmp_path, "notimage.txt", "hello")
     return [
-        (["info", bad], "bad.cfg:23: unknown section [bogus]"),
+        (["info", bad], "bad.cfg:22: unknown section [bogus]"),
         (["info", tmp_path / "none.cfg"], "none.cfg: cannot open"),
         (["detect", ok, short, img], "ran out at layer"),
         (["detect", ok, w, tmp_path / "none.ppm"], "none.ppm"),
