@@ -42,18 +42,21 @@ int cmd_bench(int argc, char **argv)
     }
     qsort(t, (size_t)a.runs, sizeof *t, cmp_double);
     double median = a.runs % 2 ? t[a.runs / 2] : (t[a.runs / 2 - 1] + t[a.runs / 2]) / 2;
-    if (a.json)
-        printf("{\"cfg\": \"%s\", \"runs\": %d, \"threads\": %d, \"kernel\": \"%s\", "
+    if (a.json) {
+        printf("{\"cfg\": ");
+        cli_json_string(stdout, a.pos[0]);
+        printf(", \"runs\": %d, \"threads\": %d, \"kernel\": \"%s\", "
                "\"median_ms\": %.3f, \"min_ms\": %.3f, \"peak_rss_kb\": %ld, "
-               "\"arena_bytes\": %zu, \"weight_bytes\": %zu}\n", a.pos[0], a.runs,
+               "\"arena_bytes\": %zu, \"weight_bytes\": %zu}\n", a.runs,
                mdfi_net_threads(net), mdfi_net_kernel_name(net), median, t[0],
                cli_peak_rss_kb(), mdfi_net_arena_bytes(net), mdfi_net_weight_bytes(net));
-    else
+    } else {
         printf("%s: %d runs, %d thread(s), kernel %s: median %.2f ms, min %.2f ms, peak RSS "
                "%.1f MB (arena %.1f MB, parameters %.1f MB)\n", a.pos[0], a.runs,
                mdfi_net_threads(net), mdfi_net_kernel_name(net), median, t[0],
                cli_peak_rss_kb() / 1024.0, mdfi_net_arena_bytes(net) / 1048576.0,
                mdfi_net_weight_bytes(net) / 1048576.0);
+    }
     free(in);
     free(t);
     mdfi_net_free(net);
