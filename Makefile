@@ -4,7 +4,8 @@
 #   make CROSS=arm-linux-gnueabihf-        Raspberry Pi 32-bit (static mdfi)
 #   make SANITIZE=1                        ASan+UBSan build into build/<triple>-san/
 #   make THREADS=0                         no pthreads (single-threaded)
-# Kernels for every ISA of the target are built, each file with its own flags;
+# Kernels for every ISA of the target are built, each file with its own flags
+# (by name: x86/*_avx2.c, *_avx512.c, *_avx512vnni.c, *_avx512vpopcnt.c, arm/*.c);
 # the CPU's features pick one at run time (MDFI_KERNEL forces one).
 
 CROSS ?=
@@ -40,6 +41,8 @@ CLI_SRC := $(wildcard csrc/cli/*.c)
 ifneq (,$(findstring x86_64,$(TRIPLE)))
 ISA_AVX2_SRC := $(wildcard csrc/kernels/x86/*_avx2.c)
 ISA_AVX512_SRC := $(wildcard csrc/kernels/x86/*_avx512.c)
+ISA_VNNI_SRC := $(wildcard csrc/kernels/x86/*_avx512vnni.c)
+ISA_VPOPCNT_SRC := $(wildcard csrc/kernels/x86/*_avx512vpopcnt.c)
 endif
 ifneq (,$(findstring aarch64,$(TRIPLE)))
 ISA_NEON_SRC := $(wildcard csrc/kernels/arm/*.c)
@@ -59,11 +62,14 @@ endif
 OBJ_PORTABLE := $(PORTABLE_SRC:%.c=$(BUILD)/obj/%.o)
 OBJ_AVX2 := $(ISA_AVX2_SRC:%.c=$(BUILD)/obj/%.o)
 OBJ_AVX512 := $(ISA_AVX512_SRC:%.c=$(BUILD)/obj/%.o)
+OBJ_VNNI := $(ISA_VNNI_SRC:%.c=$(BUILD)/obj/%.o)
+OBJ_VPOPCNT := $(ISA_VPOPCNT_SRC:%.c=$(BUILD)/obj/%.o)
 OBJ_NEON := $(ISA_NEON_SRC:%.c=$(BUILD)/obj/%.o)
-LIB_OBJ := $(OBJ_PORTABLE) $(OBJ_AVX2) $(OBJ_AVX512) $(OBJ_NEON)
+LIB_OBJ := $(OBJ_PORTABLE) $(OBJ_AVX2) $(OBJ_AVX512) $(OBJ_VNNI) $(OBJ_VPOPCNT) $(OBJ_NEON)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 
 ISA_DEFS := $(if $(OBJ_AVX2),-DMDFI_HAVE_AVX2=1) $(if $(OBJ_AVX512),-DMDFI_HAVE_AVX512=1) \
+    $(if $(ISA_VNNI_SRC),-DMDFI_HAVE_AVX512VNNI=1) $(if $(ISA_VPOPCNT_SRC),-DMDFI_HAVE_AVX512VPOPCNT=1) \
     $(if $(OBJ_NEON),-DMDFI_HAVE_NEON=1)
 
 .PHONY: all lib clean tests
@@ -76,6 +82,8 @@ $(BUILD)/obj/%.o: %.c
 
 $(OBJ_AVX2): CFLAGS_BASE += -mavx2 -mfma -O3
 $(OBJ_AVX512): CFLAGS_BASE += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mavx2 -O3
+$(OBJ_VNNI): CFLAGS_BASE += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni -mfma -mavx2 -O3
+$(OBJ_VPOPCNT): CFLAGS_BASE += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vpopcntdq -mavx512bitalg -mavx2 -O3
 $(OBJ_NEON): CFLAGS_BASE += $(NEON_FLAGS) -O3
 
 $(BUILD)/libmdfi.a: $(LIB_OBJ)
