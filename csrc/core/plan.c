@@ -56,7 +56,10 @@ mdfi_status mdfi_net_plan(mdfi_net *net)
     int nb = 0;
     for (int i = 0; i < n; ++i)
         if (owner[i] == i) {
-            size_t size = (mdfi_layer_outputs(&net->layers[i]) + 15) & ~(size_t)15;
+            const mdfi_layer *l = &net->layers[i];
+            size_t floats = l->out_bytes ? (l->out_bytes + sizeof(float) - 1) / sizeof(float)
+                                         : mdfi_layer_outputs(l);
+            size_t size = (floats + 15) & ~(size_t)15;   /* 64-byte aligned offsets */
             bufs[nb++] = (buf){i, i, last[i], size, 0};
         }
     qsort(bufs, (size_t)nb, sizeof *bufs, by_size_desc);

@@ -60,6 +60,10 @@ struct mdfi_layer {
     int in_c, in_h, in_w;      /* shape of in[0] */
     int out_c, out_h, out_w;
     int alias_input;           /* output is in[0]'s buffer (dropout) */
+    /* Bytes of the output buffer when it does not hold out_c*out_h*out_w
+     * floats (integer or bit-packed outputs); 0 = floats.  The buffer is
+     * still passed as float* and cast by the layers that agree on its type. */
+    size_t out_bytes;
     size_t scratch_bytes;      /* per-thread scratch wanted by forward */
     size_t n_params;           /* floats this layer reads from a .weights file */
     size_t param_bytes;        /* prepared parameters kept for forward */
