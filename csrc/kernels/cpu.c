@@ -58,10 +58,14 @@ unsigned mdfi_cpu_features(void)
 #elif defined(__arm__) && defined(__linux__)
 #include <sys/auxv.h>
 #define MDFI_HWCAP_ARM_NEON (1ul << 12)
+#define MDFI_HWCAP_ARM_VFPV4 (1ul << 16)
 
+/* The NEON files are built with -mfpu=neon-vfpv4 (fused multiply-add), so
+ * NEON-only cores without VFPv4 (Cortex-A8/A9) must use the reference. */
 unsigned mdfi_cpu_features(void)
 {
-    return (getauxval(AT_HWCAP) & MDFI_HWCAP_ARM_NEON) ? MDFI_CPU_NEON : 0;
+    unsigned long need = MDFI_HWCAP_ARM_NEON | MDFI_HWCAP_ARM_VFPV4;
+    return (getauxval(AT_HWCAP) & need) == need ? MDFI_CPU_NEON : 0;
 }
 
 #elif defined(__aarch64__)
