@@ -56,7 +56,10 @@ def test_sanitizer_build_detect_and_bad_inputs(golden, tiny_model, tmp_path):
                              timeout=120, env=SAN_ENV)
         assert res.returncode > 0 and needle in res.stderr, (args, res.stderr)
         assert_clean(res.stderr)
+    # the self-checking drivers (test_image is driven case by case by test_image.py)
     for driver in sorted((san / "tests").glob("test_*")):
+        if driver.name == "test_image":
+            continue
         res = subprocess.run([str(driver), "--quick"], capture_output=True, text=True,
                              timeout=600, env=SAN_ENV)
         assert res.returncode == 0, (driver.name, res.stdout[-3000:], res.stderr[-3000:])
