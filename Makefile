@@ -4,8 +4,10 @@
 #   make CROSS=arm-linux-gnueabihf-        Raspberry Pi 32-bit (static mdfi)
 #   make SANITIZE=1                        ASan+UBSan build into build/<triple>-san/
 #   make THREADS=0                         no pthreads (single-threaded)
+#   make fuzz                              libFuzzer JPEG target (clang) into build/fuzz/
 # Kernels for every ISA of the target are built, each file with its own flags
-# (by name: x86/*_avx2.c, *_avx512.c, *_avx512vnni.c, *_avx512vpopcnt.c, arm/*.c);
+# (by name: x86/*_avx2.c, *_avx512.c, *_avx512vnni.c, *_avx512vpopcnt.c, arm/*.c,
+# arm/*_dotprod.c: AArch64 only, with +dotprod);
 # the CPU's features pick one at run time (MDFI_KERNEL forces one).
 
 CROSS ?=
@@ -45,12 +47,13 @@ ISA_VNNI_SRC := $(wildcard csrc/kernels/x86/*_avx512vnni.c)
 ISA_VPOPCNT_SRC := $(wildcard csrc/kernels/x86/*_avx512vpopcnt.c)
 endif
 ifneq (,$(findstring aarch64,$(TRIPLE)))
-ISA_NEON_SRC := $(wildcard csrc/kernels/arm/*.c)
+ISA_NEON_SRC := $(filter-out %_dotprod.c,$(wildcard csrc/kernels/arm/*.c))
+ISA_DOTPROD_SRC := $(wildcard csrc/kernels/arm/*_dotprod.c)
 NEON_FLAGS :=
 LDSTATIC := -static
 endif
 ifneq (,$(findstring arm-linux-gnueabihf,$(TRIPLE)))
-ISA_NEON_SRC := $(wildcard csrc/kernels/arm/*.c)
+ISA_NEON_SRC := $(filter-out %_dotprod.c,$(wildcard csrc/kernels/arm/*.c))
 NEON_FLAGS := -mfpu=neon-vfpv4 -mfloat-abi=hard
 CFLAGS_BASE += -march=armv7-a -mfpu=vfpv3-d16 -mfloat-abi=hard
 LDSTATIC := -static
@@ -65,12 +68,14 @@ OBJ_AVX512 := $(ISA_AVX512_SRC:%.c=$(BUILD)/obj/%.o)
 OBJ_VNNI := $(ISA_VNNI_SRC:%.c=$(BUILD)/obj/%.o)
 OBJ_VPOPCNT := $(ISA_VPOPCNT_SRC:%.c=$(BUILD)/obj/%.o)
 OBJ_NEON := $(ISA_NEON_SRC:%.c=$(BUILD)/obj/%.o)
-LIB_OBJ := $(OBJ_PORTABLE) $(OBJ_AVX2) $(OBJ_AVX512) $(OBJ_VNNI) $(OBJ_VPOPCNT) $(OBJ_NEON)
+OBJ_DOTPROD := $(ISA_DOTPROD_SRC:%.c=$(BUILD)/obj/%.o)
+LIB_OBJ := $(OBJ_PORTABLE) $(OBJ_AVX2) $(OBJ_AVX512) $(OBJ_VNNI) $(OBJ_VPOPCNT) $(OBJ_NEON) \
+    $(OBJ_DOTPROD)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 
 ISA_DEFS := $(if $(OBJ_AVX2),-DMDFI_HAVE_AVX2=1) $(if $(OBJ_AVX512),-DMDFI_HAVE_AVX512=1) \
     $(if $(ISA_VNNI_SRC),-DMDFI_HAVE_AVX512VNNI=1) $(if $(ISA_VPOPCNT_SRC),-DMDFI_HAVE_AVX512VPOPCNT=1) \
-    $(if $(OBJ_NEON),-DMDFI_HAVE_NEON=1)
+    $(if $(OBJ_NEON),-DMDFI_HAVE_NEON=1) $(if $(OBJ_DOTPROD),-DMDFI_HAVE_DOTPROD=1)
 
 .PHONY: all lib clean tests
 all: $(BUILD)/libmdfi.a $(BUILD)/libmdfi.so $(BUILD)/mdfi
@@ -85,6 +90,7 @@ $(OBJ_AVX512): CFLAGS_BASE += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -
 $(OBJ_VNNI): CFLAGS_BASE += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni -mfma -mavx2 -O3
 $(OBJ_VPOPCNT): CFLAGS_BASE += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vpopcntdq -mavx512bitalg -mavx2 -O3
 $(OBJ_NEON): CFLAGS_BASE += $(NEON_FLAGS) -O3
+$(OBJ_DOTPROD): CFLAGS_BASE += -march=armv8.2-a+dotprod -O3
 
 $(BUILD)/libmdfi.a: $(LIB_OBJ)
 	@rm -f $@
@@ -103,6 +109,18 @@ tests: $(TEST_BIN)
 $(BUILD)/tests/%: tests/c/%.c $(BUILD)/libmdfi.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(ISA_DEFS) $(LDSTATIC) -o $@ $< $(BUILD)/libmdfi.a $(LDLIBS)
+
+# libFuzzer target for the JPEG decoder (needs clang): build/fuzz/fuzz_jpeg.
+# CI runs the gcc-built mutation loop instead (tests/c/test_jpeg fuzz).
+FUZZ_CC ?= clang
+FUZZ_SRC := $(wildcard csrc/io/jpeg_*.c) csrc/core/error.c
+.PHONY: fuzz
+fuzz: build/fuzz/fuzz_jpeg
+build/fuzz/fuzz_jpeg: tests/fuzz/fuzz_jpeg.c $(FUZZ_SRC) $(wildcard csrc/io/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -std=c99 -Wall -Wextra -D_POSIX_C_SOURCE=200809L -Icsrc/include -Icsrc -O1 -g \
+	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ \
+	    tests/fuzz/fuzz_jpeg.c $(FUZZ_SRC)
 
 clean:
 	rm -rf build

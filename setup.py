@@ -25,8 +25,9 @@ setup(
     setup_requires=["cffi>=1.15"],
     install_requires=["cffi>=1.15", "numpy", "pillow"],
     extras_require={
-        "test": ["pytest", "opencv-python-headless<5", "scikit-learn", "scikit-image"],
-        "torch": ["torch"],
+        "test": ["pytest", "opencv-python-headless<5", "scikit-learn", "scikit-image",
+                 "torch==2.13.0", "mlxtend", "stbpy"],
+        "torch": ["torch==2.13.0"],
     },
     cffi_modules=["mdfi/_build_ffi.py:ffibuilder"],
     cmdclass={"build_ext": BuildWithMake},

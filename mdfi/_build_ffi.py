@@ -64,6 +64,13 @@ mdfi_status mdfi_net_layer_output(const mdfi_net *net, int index, const float **
 mdfi_status mdfi_net_output(const mdfi_net *net, const float **data, size_t *count);
 const char *mdfi_net_warnings(const mdfi_net *net);
 mdfi_status mdfi_image_read(const char *path, mdfi_image *img, mdfi_errbuf *err);
+const char *mdfi_image_sniff(const void *head, size_t n);
+mdfi_status mdfi_image_decode(const void *data, size_t size, const char *name,
+                              mdfi_image *img, mdfi_errbuf *err);
+mdfi_status mdfi_image_decode_pixels(const void *data, size_t size, const char *name,
+                                     unsigned char **pixels, int *w, int *h, int *c,
+                                     mdfi_errbuf *err);
+void mdfi_pixels_free(unsigned char *pixels);
 mdfi_status mdfi_image_from_bytes(const unsigned char *pixels, int w, int h, int c,
                                   mdfi_image *img, mdfi_errbuf *err);
 void mdfi_image_free(mdfi_image *img);

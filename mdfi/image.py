@@ -1,8 +1,8 @@
 """Images in Darknet's form: float32 CHW, values byte/255, 3 channels.
 
-PNM files are decoded by the C core; other formats go through Pillow (whose
-JPEG decoder is libjpeg, not stb_image: pixels may differ from Darknet's by a
-few levels).
+The C core decodes binary PNM and JPEG itself, JPEG to exactly the pixels
+Darknet's stb_image gives (libjpeg, which Pillow uses, differs by a few
+levels).  Only other formats (PNG, BMP, ...) go through Pillow.
 """
 import os
 
@@ -11,7 +11,7 @@ import numpy as np
 from . import errors
 from ._core import check_errbuf, ffi, lib
 
-PNM_MAGIC = (b"P5", b"P6")
+SNIFF_BYTES = 16
 
 
 class Image:
@@ -57,23 +57,33 @@ def from_pixels(pixels):
     return Image(_from_c(img), "array")
 
 
+def sniff(head):
+    """The C decoder for a file starting with `head`: "mdfi-jpeg", "mdfi-pnm" or None."""
+    name = lib.mdfi_image_sniff(head, len(head))
+    return ffi.string(name).decode() if name != ffi.NULL else None
+
+
 def load(path):
-    """Reads an image file: PNM by the C core, anything else by Pillow."""
+    """Reads an image file: PNM and JPEG by the C core, anything else by Pillow.
+
+    `Image.decoder` says which: "mdfi-jpeg", "mdfi-pnm" or "pillow"."""
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
-            head = f.read(2)
+            head = f.read(SNIFF_BYTES)
     except OSError as exc:
         raise errors.MdfiIOError(f"{path}: cannot open: {exc.strerror}") from exc
-    if head in PNM_MAGIC:
+    decoder = sniff(head)
+    if decoder:
         img = ffi.new("mdfi_image *")
         err = ffi.new("mdfi_errbuf *")
         check_errbuf(lib.mdfi_image_read(path.encode(), img, err), err)
-        return Image(_from_c(img), "mdfi-pnm", path)
+        return Image(_from_c(img), decoder, path)
     try:
         from PIL import Image as PILImage, UnidentifiedImageError
     except ImportError as exc:  # pragma: no cover
-        raise errors.ImageError(f"{path}: not PNM and Pillow is not installed") from exc
+        raise errors.ImageError(f"{path}: not PNM or JPEG, and Pillow is not installed") \
+            from exc
     try:
         with PILImage.open(path) as im:
             rgb = np.asarray(im.convert("RGB"))
@@ -82,6 +92,22 @@ def load(path):
     out = from_pixels(rgb)
     out.decoder, out.path = "pillow", path
     return out
+
+
+def decode_pixels(data, name="<memory>"):
+    """The C core's 8-bit pixels of a PNM or JPEG file's bytes: uint8 HxWxC (C = 1 or 3),
+    before Darknet's float conversion."""
+    data = bytes(data)
+    px = ffi.new("unsigned char **")
+    w, h, c = ffi.new("int *"), ffi.new("int *"), ffi.new("int *")
+    err = ffi.new("mdfi_errbuf *")
+    check_errbuf(lib.mdfi_image_decode_pixels(data, len(data), name.encode(), px, w, h, c, err),
+                 err)
+    try:
+        n = w[0] * h[0] * c[0]
+        return np.frombuffer(ffi.buffer(px[0], n), dtype=np.uint8).copy().reshape(h[0], w[0], c[0])
+    finally:
+        lib.mdfi_pixels_free(px[0])
 
 
 def letterbox(image, net_w, net_h):

@@ -14,7 +14,7 @@ static void usage(FILE *f)
             "  mdfi info CFG [WEIGHTS]\n"
             "  mdfi bench CFG [WEIGHTS] [--runs 10]\n"
             "common options: --threads N, --kernel ref|avx2|avx512|neon|auto\n"
-            "images: binary PNM (P5/P6).  MDFI_KERNEL=... forces a kernel path.\n");
+            "images: JPEG or binary PNM (P5/P6).  MDFI_KERNEL=... forces a kernel path.\n");
 }
 
 int main(int argc, char **argv)

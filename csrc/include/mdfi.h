@@ -102,8 +102,24 @@ typedef struct {
     float *data;          /* CHW, values byte/255.0 as Darknet */
 } mdfi_image;
 
-/* Reads an image file (binary PNM P5/P6) with 3 channels forced. */
+/* Reads an image file with 3 channels forced.  The format comes from the
+ * leading bytes: binary PNM (P5/P6) or JPEG (baseline or progressive, 8-bit,
+ * grey/YCbCr/RGB), decoded to the same bytes as Darknet's stb_image. */
 mdfi_status mdfi_image_read(const char *path, mdfi_image *img, mdfi_errbuf *err);
+/* The decoder mdfi_image_read would use for a file starting with these n
+ * bytes (3 are enough): "mdfi-jpeg", "mdfi-pnm", or NULL for a format the C
+ * core does not decode. */
+const char *mdfi_image_sniff(const void *head, size_t n);
+/* As mdfi_image_read, from a whole file's bytes in memory; name (may be
+ * NULL) labels error messages. */
+mdfi_status mdfi_image_decode(const void *data, size_t size, const char *name,
+                              mdfi_image *img, mdfi_errbuf *err);
+/* The decoder's 8-bit pixels before the float conversion: HWC, *c = 1 (grey)
+ * or 3 (RGB).  Free them with mdfi_pixels_free. */
+mdfi_status mdfi_image_decode_pixels(const void *data, size_t size, const char *name,
+                                     unsigned char **pixels, int *w, int *h, int *c,
+                                     mdfi_errbuf *err);
+void mdfi_pixels_free(unsigned char *pixels);
 /* From 8-bit interleaved pixels (HWC, c = 1 or 3); 3 channels forced. */
 mdfi_status mdfi_image_from_bytes(const unsigned char *pixels, int w, int h, int c,
                                   mdfi_image *img, mdfi_errbuf *err);

@@ -1,6 +1,6 @@
-/* Image loading: sniff the magic bytes, decode to 8-bit pixels, convert to
- * Darknet's float CHW image with 3 channels forced (as stb_image with
- * req_comp=3 in load_image_color). */
+/* Image loading: sniff the magic bytes (PNM or JPEG), decode to 8-bit
+ * pixels, convert to Darknet's float CHW image with 3 channels forced (as
+ * stb_image with req_comp=3 in load_image_color). */
 #include "io/image.h"
 
 #include <errno.h>
@@ -12,17 +12,51 @@
 typedef struct {
     const char *magic;     /* leading bytes */
     size_t len;
+    const char *decoder;   /* what callers are told decoded it; NULL: the decoder only
+                            * refuses these (with a precise message) */
     mdfi_image_decoder decode;
+    mdfi_image_mem_decoder decode_mem;   /* NULL: decode through fmemopen */
 } image_format;
 
 /* Every "P1".."P7" goes to the PNM decoder so unsupported variants get a
- * precise message.  New formats (JPEG: FF D8 FF) join this table. */
+ * precise message. */
 static const image_format formats[] = {
-    {"P1", 2, mdfi_pnm_decode}, {"P2", 2, mdfi_pnm_decode}, {"P3", 2, mdfi_pnm_decode},
-    {"P4", 2, mdfi_pnm_decode}, {"P5", 2, mdfi_pnm_decode}, {"P6", 2, mdfi_pnm_decode},
-    {"P7", 2, mdfi_pnm_decode},
+    {"\xFF\xD8\xFF", 3, "mdfi-jpeg", mdfi_jpeg_decode, mdfi_jpeg_decode_memory},
+    {"P5", 2, "mdfi-pnm", mdfi_pnm_decode, NULL}, {"P6", 2, "mdfi-pnm", mdfi_pnm_decode, NULL},
+    {"P1", 2, NULL, mdfi_pnm_decode, NULL}, {"P2", 2, NULL, mdfi_pnm_decode, NULL},
+    {"P3", 2, NULL, mdfi_pnm_decode, NULL}, {"P4", 2, NULL, mdfi_pnm_decode, NULL},
+    {"P7", 2, NULL, mdfi_pnm_decode, NULL},
 };
 #define MAGIC_MAX 4
+#define UNKNOWN_FORMAT "not a PNM file (P5/P6) or a JPEG file, the formats MDFI decodes"
+
+static const image_format *sniff(const unsigned char *head, size_t n)
+{
+    for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++)
+        if (n >= formats[i].len && memcmp(head, formats[i].magic, formats[i].len) == 0)
+            return &formats[i];
+    return NULL;
+}
+
+const char *mdfi_image_sniff(const void *head, size_t n)
+{
+    const image_format *fmt = head ? sniff(head, n) : NULL;
+    return fmt ? fmt->decoder : NULL;
+}
+
+/* Converts decoded pixels; from_bytes does not know the path, so its
+ * messages get it here. */
+static mdfi_status finish(const char *path, unsigned char *pixels, int w, int h, int c,
+                          mdfi_image *img, mdfi_errbuf *err)
+{
+    mdfi_status st = mdfi_image_from_bytes(pixels, w, h, c, img, err);
+    free(pixels);
+    if (st != MDFI_OK && err) {
+        mdfi_errbuf inner = *err;
+        return mdfi_fail(err, st, "%s: %.400s", path, inner.msg);
+    }
+    return st;
+}
 
 mdfi_status mdfi_image_read(const char *path, mdfi_image *img, mdfi_errbuf *err)
 {
@@ -44,15 +78,12 @@ mdfi_status mdfi_image_read(const char *path, mdfi_image *img, mdfi_errbuf *err)
     }
     if (got == 0) {
         fclose(f);
-        return mdfi_fail(err, MDFI_ERR_IMAGE, "%s: empty file, not a PNM file (P5/P6)", path);
+        return mdfi_fail(err, MDFI_ERR_IMAGE, "%s: empty file, " UNKNOWN_FORMAT, path);
     }
-    const image_format *fmt = NULL;
-    for (size_t i = 0; i < sizeof formats / sizeof formats[0] && !fmt; i++)
-        if (got >= formats[i].len && memcmp(magic, formats[i].magic, formats[i].len) == 0)
-            fmt = &formats[i];
+    const image_format *fmt = sniff(magic, got);
     if (!fmt) {
         fclose(f);
-        return mdfi_fail(err, MDFI_ERR_IMAGE, "%s: not a PNM file (P5/P6)", path);
+        return mdfi_fail(err, MDFI_ERR_IMAGE, "%s: " UNKNOWN_FORMAT, path);
     }
     if (fseek(f, 0, SEEK_SET) != 0) {
         st = mdfi_fail(err, MDFI_ERR_IO, "%s: cannot seek back after reading the magic "
@@ -67,15 +98,53 @@ mdfi_status mdfi_image_read(const char *path, mdfi_image *img, mdfi_errbuf *err)
     fclose(f);
     if (st != MDFI_OK)
         return st;
-    st = mdfi_image_from_bytes(pixels, w, h, c, img, err);
-    free(pixels);
-    if (st != MDFI_OK && err) {   /* from_bytes does not know the path */
-        mdfi_errbuf inner = *err;
-        return mdfi_fail(err, st, "%s: %.400s", path, inner.msg);
-    }
+    return finish(path, pixels, w, h, c, img, err);
+}
+
+mdfi_status mdfi_image_decode_pixels(const void *data, size_t size, const char *name,
+                                     unsigned char **pixels, int *w, int *h, int *c,
+                                     mdfi_errbuf *err)
+{
+    if (pixels)
+        *pixels = NULL;
+    if (!name)
+        name = "<memory>";
+    if (!data || !pixels || !w || !h || !c)
+        return mdfi_fail(err, MDFI_ERR_ARG, "mdfi_image_decode: NULL argument");
+    if (size == 0)
+        return mdfi_fail(err, MDFI_ERR_IMAGE, "%s: empty data, " UNKNOWN_FORMAT, name);
+    const image_format *fmt = sniff(data, size);
+    if (!fmt)
+        return mdfi_fail(err, MDFI_ERR_IMAGE, "%s: " UNKNOWN_FORMAT, name);
+    if (fmt->decode_mem)
+        return fmt->decode_mem(data, size, name, pixels, w, h, c, err);
+    FILE *f = fmemopen((void *)data, size, "rb");
+    if (!f)
+        return mdfi_fail(err, MDFI_ERR_NOMEM, "%s: cannot open the bytes as a stream: %s",
+                         name, strerror(errno));
+    mdfi_status st = fmt->decode(f, name, pixels, w, h, c, err);
+    fclose(f);
+    return st;
+}
+
+mdfi_status mdfi_image_decode(const void *data, size_t size, const char *name,
+                              mdfi_image *img, mdfi_errbuf *err)
+{
+    if (img)
+        memset(img, 0, sizeof *img);
+    if (!img)
+        return mdfi_fail(err, MDFI_ERR_ARG, "mdfi_image_decode: NULL image");
+    unsigned char *pixels = NULL;
+    int w = 0, h = 0, c = 0;
+    mdfi_status st = mdfi_image_decode_pixels(data, size, name, &pixels, &w, &h, &c, err);
     if (st != MDFI_OK)
         return st;
-    return MDFI_OK;
+    return finish(name ? name : "<memory>", pixels, w, h, c, img, err);
+}
+
+void mdfi_pixels_free(unsigned char *pixels)
+{
+    free(pixels);
 }
 
 mdfi_status mdfi_image_from_bytes(const unsigned char *pixels, int w, int h, int c,

@@ -16,8 +16,21 @@ typedef mdfi_status (*mdfi_image_decoder)(FILE *f, const char *path,
                                           unsigned char **pixels, int *w, int *h,
                                           int *c, mdfi_errbuf *err);
 
+/* The same from bytes in memory; name only labels messages. */
+typedef mdfi_status (*mdfi_image_mem_decoder)(const unsigned char *data, size_t size,
+                                              const char *name, unsigned char **pixels,
+                                              int *w, int *h, int *c, mdfi_errbuf *err);
+
 /* Binary PNM, P5 (grey) or P6 (RGB), maxval 255. */
 mdfi_status mdfi_pnm_decode(FILE *f, const char *path, unsigned char **pixels,
                             int *w, int *h, int *c, mdfi_errbuf *err);
+
+/* JPEG (baseline, extended sequential or progressive Huffman, 8-bit, grey,
+ * YCbCr or RGB) with Darknet's stb_image numerics: io/jpeg*.c, docs/jpeg.md. */
+mdfi_status mdfi_jpeg_decode(FILE *f, const char *path, unsigned char **pixels,
+                             int *w, int *h, int *c, mdfi_errbuf *err);
+mdfi_status mdfi_jpeg_decode_memory(const unsigned char *data, size_t size, const char *name,
+                                    unsigned char **pixels, int *w, int *h, int *c,
+                                    mdfi_errbuf *err);
 
 #endif
