@@ -19,7 +19,7 @@ setup(
     name="mdfi",
     version="0.1.0",
     description="Micro Darknet For Inference: a small C99 engine for Darknet networks",
-    packages=["mdfi", "weights_tools"],
+    packages=["mdfi", "weights_tools", "weights_tools.torch"],
     package_data={"mdfi": ["data/*"]},
     python_requires=">=3.9",
     setup_requires=["cffi>=1.15"],

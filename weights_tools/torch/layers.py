@@ -1,0 +1,781 @@
+"""PyTorch modules that compute what Darknet's layers compute.
+
+Every module here corresponds to one cfg section and stores its parameters
+under Darknet's names, so a model built from them exports to a .cfg/.weights
+pair without any guessing, and a cfg imports into them without any loss:
+
+    Conv          [convolutional]   conv, optional Darknet BN, bias, activation
+    Connected     [connected]       W x over the CHW-flattened input, BN, bias, activation
+    MaxPool       [maxpool]         Darknet's padding rule (window offset -padding/2)
+    AvgPool       [avgpool]         global average per channel
+    Route         [route]           channel concatenation of earlier layers
+    Shortcut      [shortcut]        alpha*previous + beta*from, activation
+    Upsample      [upsample]        nearest neighbour times `scale`
+    Dropout       [dropout]         identity at inference
+    Softmax       [softmax]         over all inputs (or `groups` contiguous groups)
+    Yolo          [yolo]            logistic on x, y, objectness and the class scores
+    XnorConv      [convolutional] xnor=1   (weights_tools.torch.binary)
+
+`Darknet` holds a list of them in cfg order and runs them like Darknet does:
+route and shortcut refer to earlier layers by index. Tensors are NCHW; every
+layer output stays 4-D, so a [connected] output is (N, outputs, 1, 1), as
+Darknet's own shapes say.
+
+Batch normalisation (`DarknetBatchNorm`). In eval mode it is Darknet's formula
+exactly: y = (x - rolling_mean) / (sqrt(rolling_variance) + 1e-6) * scale.
+PyTorch's BatchNorm puts its epsilon inside the square root instead. In
+training mode it normalises with the batch statistics, as Darknet's training
+does: the mean and the unbiased variance over (N, H, W), with the same
+"+1e-6 on the standard deviation" (the variance is clamped at 1e-12 first so
+that the square root keeps a finite gradient for a constant channel), and it
+moves the rolling statistics by `momentum` (Darknet: 0.01).
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class BridgeError(ValueError):
+    """Base class of the errors the PyTorch bridge raises on purpose."""
+
+
+class ShapeMismatchError(BridgeError):
+    """Shapes that do not fit: input size, channels, parameter arrays, layer references."""
+
+
+class UnsupportedModuleError(BridgeError):
+    """A module or cfg option with no exact Darknet (or PyTorch) counterpart."""
+
+
+class DtypeError(BridgeError, TypeError):
+    """A tensor or array whose dtype, layout or device cannot be used."""
+
+
+DARKNET_BN_EPS = 1e-6  # added to the standard deviation, not to the variance
+
+
+# ----------------------------------------------------------------------------- activations
+
+def _plse(x):
+    return torch.where(x < -4, 0.01 * (x + 4), torch.where(x > 4, 0.01 * (x - 4) + 1, 0.125 * x + 0.5))
+
+
+def _lhtan(x):
+    return torch.where(x < 0, 0.001 * x, torch.where(x > 1, 0.001 * (x - 1) + 1, x))
+
+
+def _stair(x):
+    n = torch.floor(x)
+    half = torch.floor(x / 2)
+    return torch.where(torch.remainder(n, 2) == 0, half, (x - n) + half)
+
+
+def _selu(x):
+    return torch.where(x >= 0, 1.0507 * x, 1.0507 * 1.6732 * torch.expm1(torch.clamp(x, max=0)))
+
+
+ACTIVATIONS = {
+    "logistic": torch.sigmoid,
+    "relu": F.relu,
+    "relie": lambda x: F.leaky_relu(x, 0.01),
+    "linear": lambda x: x,
+    "ramp": lambda x: F.relu(x) + 0.1 * x,
+    "tanh": torch.tanh,
+    "plse": _plse,
+    "leaky": lambda x: F.leaky_relu(x, 0.1),
+    "elu": F.elu,
+    "loggy": lambda x: 2 * torch.sigmoid(x) - 1,
+    "stair": _stair,
+    "hardtan": lambda x: torch.clamp(x, -1, 1),
+    "lhtan": _lhtan,
+    "selu": _selu,
+}
+
+
+def activate(x, name):
+    """Darknet activation `name` applied to x."""
+    return ACTIVATIONS[name](x)
+
+
+def _check_activation(name):
+    if name not in ACTIVATIONS:
+        raise UnsupportedModuleError("unknown Darknet activation %r (known: %s)"
+                                     % (name, ", ".join(sorted(ACTIVATIONS))))
+    return name
+
+
+def _positive(name, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError("%s must be a positive int, got %r" % (name, value))
+    return value
+
+
+def _fmt(v):
+    """A number as a cfg value: ints plainly, floats with round-trip precision."""
+    if isinstance(v, float):
+        return repr(float(v)) if v != int(v) else str(int(v))
+    return str(v)
+
+
+# ----------------------------------------------------------------------------- tensors <-> arrays
+
+def check_tensor(t, what):
+    """Raise DtypeError unless t is a dense floating-point tensor with data."""
+    if not isinstance(t, torch.Tensor):
+        raise DtypeError("%s is a %s, not a tensor" % (what, type(t).__name__))
+    if t.layout != torch.strided:
+        raise DtypeError("%s has layout %s; only dense (strided) tensors can be exported"
+                         % (what, t.layout))
+    if t.is_meta:
+        raise DtypeError("%s is on the meta device and holds no values" % what)
+    if t.is_quantized or not t.is_floating_point():
+        raise DtypeError("%s has dtype %s; Darknet weights are float32, so only floating-point "
+                         "tensors can be exported (dequantize or convert it first)" % (what, t.dtype))
+    return t
+
+
+def to_array(t, what):
+    """float32 numpy copy of a parameter (any float dtype, any strides, any device)."""
+    import numpy as np
+    check_tensor(t, what)
+    a = t.detach().to("cpu", torch.float32).contiguous().numpy().copy()
+    if not np.isfinite(a).all():
+        raise DtypeError("%s holds %d non-finite values (NaN/inf); Darknet would load them, but "
+                         "they are almost surely a training failure" % (what, (~np.isfinite(a)).sum()))
+    return a
+
+
+def from_array(a, shape, what):
+    """A float32 tensor from a numpy array of exactly `shape`."""
+    import numpy as np
+    a = np.asarray(a)
+    if a.dtype.kind != "f":
+        raise DtypeError("%s has dtype %s; Darknet arrays are float32" % (what, a.dtype))
+    if tuple(a.shape) != tuple(shape):
+        raise ShapeMismatchError("%s has shape %s, expected %s" % (what, tuple(a.shape), tuple(shape)))
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32).copy())
+
+
+# ----------------------------------------------------------------------------- base class
+
+class DarknetLayer(nn.Module):
+    """One Darknet layer. Subclasses set `section` and override what they need."""
+
+    section = None
+
+    def infer(self, index, in_shape, shapes):
+        """Output (c, h, w) for an input of in_shape; `shapes` are the earlier layers'."""
+        return tuple(in_shape)
+
+    def references(self, index):
+        """Absolute indices of earlier layers this one reads (route, shortcut)."""
+        return []
+
+    def cfg_options(self):
+        """The cfg section's key=value pairs, as an ordered dict of strings."""
+        return {}
+
+    def darknet_arrays(self):
+        """name -> float32 numpy array, with the names weights_tools uses."""
+        return {}
+
+    def load_darknet_arrays(self, arrays):
+        """Set the parameters from darknet_arrays()-style arrays."""
+        if arrays:
+            raise ShapeMismatchError("[%s] has no parameters, got %s" % (self.section, sorted(arrays)))
+
+
+class DarknetBatchNorm(nn.Module):
+    """Darknet's batch normalisation without the bias (Darknet adds the layer's
+    `biases` after it). Parameter `weight` = scales; buffers running_mean =
+    rolling_mean and running_var = rolling_variance. See the module docstring
+    for the training-mode behaviour."""
+
+    def __init__(self, num_features, momentum=0.01):
+        super().__init__()
+        self.num_features = _positive("num_features", num_features)
+        self.momentum = float(momentum)
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def forward(self, x):
+        view = (1, -1) + (1,) * (x.dim() - 2)
+        if self.training:
+            dims = [0] + list(range(2, x.dim()))
+            count = x.numel() // x.shape[1]
+            if count < 2:
+                raise ShapeMismatchError("batch normalisation in training mode needs more than one "
+                                         "value per channel (got input %s)" % (tuple(x.shape),))
+            mean = x.mean(dims)
+            var = x.var(dims, correction=1)
+            with torch.no_grad():
+                m = self.momentum
+                self.running_mean.mul_(1 - m).add_(m * mean.detach())
+                self.running_var.mul_(1 - m).add_(m * var.detach())
+            std = torch.sqrt(torch.clamp(var, min=1e-12)) + DARKNET_BN_EPS
+        else:
+            mean, std = self.running_mean, torch.sqrt(self.running_var) + DARKNET_BN_EPS
+        return (x - mean.view(view)) / std.view(view) * self.weight.view(view)
+
+    def extra_repr(self):
+        return "%d, momentum=%g, eps=1e-6 on the std" % (self.num_features, self.momentum)
+
+
+def _bn_arrays(bn, what):
+    return {"scales": to_array(bn.weight, what + " scales"),
+            "rolling_mean": to_array(bn.running_mean, what + " rolling_mean"),
+            "rolling_variance": to_array(bn.running_var, what + " rolling_variance")}
+
+
+def _load_bn(bn, arrays, what):
+    n = bn.num_features
+    with torch.no_grad():
+        bn.weight.copy_(from_array(arrays["scales"], (n,), what + " scales"))
+        bn.running_mean.copy_(from_array(arrays["rolling_mean"], (n,), what + " rolling_mean"))
+        bn.running_var.copy_(from_array(arrays["rolling_variance"], (n,), what + " rolling_variance"))
+
+
+def _expect_names(arrays, names, what):
+    if sorted(arrays) != sorted(names):
+        raise ShapeMismatchError("%s: arrays %s, expected %s" % (what, sorted(arrays), list(names)))
+
+
+# ----------------------------------------------------------------------------- layers with weights
+
+class Conv(DarknetLayer):
+    """[convolutional]: y = act(BN(conv(x, weight)) + bias), or act(conv + bias)
+    without BN. `pad=True` means Darknet's pad=1 (padding = size//2); otherwise
+    `padding` pixels of zeros on every side."""
+
+    section = "convolutional"
+    xnor = False
+
+    def __init__(self, in_channels, filters, size=1, stride=1, *, activation, pad=False, padding=0,
+                 groups=1, batch_normalize=False):
+        super().__init__()
+        for name, v in (("in_channels", in_channels), ("filters", filters), ("size", size),
+                        ("stride", stride), ("groups", groups)):
+            _positive(name, v)
+        if not isinstance(padding, int) or padding < 0:
+            raise ValueError("padding must be an int >= 0, got %r" % (padding,))
+        if in_channels % groups or filters % groups:
+            raise ShapeMismatchError("groups=%d must divide in_channels=%d and filters=%d"
+                                     % (groups, in_channels, filters))
+        self.in_channels, self.filters, self.size, self.stride = in_channels, filters, size, stride
+        self.groups = groups
+        self.pad = bool(pad)
+        self.padding = size // 2 if pad else padding
+        self.activation = _check_activation(activation)
+        self.weight = nn.Parameter(torch.empty(filters, in_channels // groups, size, size))
+        self.bias = nn.Parameter(torch.empty(filters))
+        self.bn = DarknetBatchNorm(filters) if batch_normalize else None
+        self.reset_parameters()
+
+    @property
+    def batch_normalize(self):
+        return self.bn is not None
+
+    def reset_parameters(self):
+        # the same initialisation nn.Conv2d uses
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        bound = 1 / math.sqrt(self.weight[0].numel())
+        nn.init.uniform_(self.bias, -bound, bound)
+        if self.bn is not None:
+            nn.init.zeros_(self.bias)
+
+    def infer(self, index, in_shape, shapes):
+        c, h, w = in_shape
+        if c != self.in_channels:
+            raise ShapeMismatchError("expects %d input channels, the input has %d (shape %s)"
+                                     % (self.in_channels, c, tuple(in_shape)))
+        oh, ow = h + 2 * self.padding - self.size, w + 2 * self.padding - self.size
+        if oh < 0 or ow < 0:
+            raise ShapeMismatchError("kernel %d with padding %d does not fit the %dx%d input"
+                                     % (self.size, self.padding, w, h))
+        return (self.filters, oh // self.stride + 1, ow // self.stride + 1)
+
+    def conv_weight(self):
+        return self.weight
+
+    def conv_input(self, x):
+        return x
+
+    def forward(self, x):
+        y = F.conv2d(self.conv_input(x), self.conv_weight(), None, self.stride, self.padding, 1,
+                     self.groups)
+        if self.bn is not None:
+            y = self.bn(y)
+        return activate(y + self.bias.view(1, -1, 1, 1), self.activation)
+
+    def cfg_options(self):
+        o = {"filters": str(self.filters), "size": str(self.size), "stride": str(self.stride)}
+        if self.pad:
+            o["pad"] = "1"
+        else:
+            o["padding"] = str(self.padding)
+        if self.groups != 1:
+            o["groups"] = str(self.groups)
+        if self.bn is not None:
+            o["batch_normalize"] = "1"
+        if self.xnor:
+            o["xnor"] = "1"
+        o["activation"] = self.activation
+        return o
+
+    def darknet_arrays(self):
+        arrays = {"biases": to_array(self.bias, "biases")}
+        if self.bn is not None:
+            arrays.update(_bn_arrays(self.bn, ""))
+        arrays["weights"] = to_array(self.weight, "weights")
+        return arrays
+
+    def load_darknet_arrays(self, arrays):
+        names = ["biases", "weights"] + (["scales", "rolling_mean", "rolling_variance"] if self.bn else [])
+        _expect_names(arrays, names, "[%s]" % self.section)
+        with torch.no_grad():
+            self.bias.copy_(from_array(arrays["biases"], (self.filters,), "biases"))
+            self.weight.copy_(from_array(arrays["weights"], self.weight.shape, "weights"))
+            if self.bn is not None:
+                _load_bn(self.bn, arrays, "")
+
+    def extra_repr(self):
+        return ("%d, %d, size=%d, stride=%d, padding=%d%s%s, activation=%s"
+                % (self.in_channels, self.filters, self.size, self.stride, self.padding,
+                   ", groups=%d" % self.groups if self.groups != 1 else "",
+                   ", batch_normalize" if self.bn is not None else "", self.activation))
+
+
+class Connected(DarknetLayer):
+    """[connected]: y = act(BN(W x) + b) with x the input flattened in CHW order.
+    The output is (N, outputs, 1, 1)."""
+
+    section = "connected"
+
+    def __init__(self, inputs, outputs, *, activation, batch_normalize=False):
+        super().__init__()
+        self.inputs, self.outputs = _positive("inputs", inputs), _positive("outputs", outputs)
+        self.activation = _check_activation(activation)
+        self.weight = nn.Parameter(torch.empty(outputs, inputs))
+        self.bias = nn.Parameter(torch.empty(outputs))
+        self.bn = DarknetBatchNorm(outputs) if batch_normalize else None
+        self.reset_parameters()
+
+    @property
+    def batch_normalize(self):
+        return self.bn is not None
+
+    def reset_parameters(self):
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        bound = 1 / math.sqrt(self.inputs)
+        nn.init.uniform_(self.bias, -bound, bound)
+        if self.bn is not None:
+            nn.init.zeros_(self.bias)
+
+    def infer(self, index, in_shape, shapes):
+        n = math.prod(in_shape)
+        if n != self.inputs:
+            raise ShapeMismatchError("expects %d inputs, the input %s has %d"
+                                     % (self.inputs, tuple(in_shape), n))
+        return (self.outputs, 1, 1)
+
+    def forward(self, x):
+        y = F.linear(x.reshape(x.shape[0], -1), self.weight).view(x.shape[0], self.outputs, 1, 1)
+        if self.bn is not None:
+            y = self.bn(y)
+        return activate(y + self.bias.view(1, -1, 1, 1), self.activation)
+
+    def cfg_options(self):
+        o = {"output": str(self.outputs)}
+        if self.bn is not None:
+            o["batch_normalize"] = "1"
+        o["activation"] = self.activation
+        return o
+
+    def darknet_arrays(self):
+        arrays = {"biases": to_array(self.bias, "biases"), "weights": to_array(self.weight, "weights")}
+        if self.bn is not None:
+            arrays.update(_bn_arrays(self.bn, ""))  # written after the weights, unlike conv
+        return arrays
+
+    def load_darknet_arrays(self, arrays):
+        names = ["biases", "weights"] + (["scales", "rolling_mean", "rolling_variance"] if self.bn else [])
+        _expect_names(arrays, names, "[connected]")
+        with torch.no_grad():
+            self.bias.copy_(from_array(arrays["biases"], (self.outputs,), "biases"))
+            self.weight.copy_(from_array(arrays["weights"], self.weight.shape, "weights"))
+            if self.bn is not None:
+                _load_bn(self.bn, arrays, "")
+
+    def extra_repr(self):
+        return "%d, %d%s, activation=%s" % (self.inputs, self.outputs,
+                                            ", batch_normalize" if self.bn is not None else "",
+                                            self.activation)
+
+
+# ----------------------------------------------------------------------------- layers without weights
+
+class MaxPool(DarknetLayer):
+    """[maxpool] with Darknet's defaults: size = stride, padding = size - 1.
+    out = (in + padding - size) // stride + 1; window o starts at
+    stride*o - padding//2; positions outside the input are ignored (a window
+    entirely outside gives -FLT_MAX, as in Darknet)."""
+
+    section = "maxpool"
+
+    def __init__(self, size=None, stride=1, padding=None):
+        super().__init__()
+        self.stride = _positive("stride", stride)
+        self.size = _positive("size", stride if size is None else size)
+        self.padding = self.size - 1 if padding is None else padding
+        if not isinstance(self.padding, int) or self.padding < 0:
+            raise ValueError("padding must be an int >= 0, got %r" % (padding,))
+
+    def _out(self, n):
+        return (n + self.padding - self.size) // self.stride + 1
+
+    def infer(self, index, in_shape, shapes):
+        c, h, w = in_shape
+        if h + self.padding < self.size or w + self.padding < self.size:
+            raise ShapeMismatchError("window %d does not fit the %dx%d input" % (self.size, w, h))
+        return (c, self._out(h), self._out(w))
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        oh, ow = self._out(h), self._out(w)
+        lo = self.padding // 2
+        right = max(0, (ow - 1) * self.stride + self.size - lo - w)
+        bottom = max(0, (oh - 1) * self.stride + self.size - lo - h)
+        xp = F.pad(x, (lo, right, lo, bottom), value=torch.finfo(x.dtype).min)
+        return F.max_pool2d(xp, self.size, self.stride)[..., :oh, :ow]
+
+    def cfg_options(self):
+        return {"size": str(self.size), "stride": str(self.stride), "padding": str(self.padding)}
+
+    def extra_repr(self):
+        return "size=%d, stride=%d, padding=%d" % (self.size, self.stride, self.padding)
+
+
+class AvgPool(DarknetLayer):
+    """[avgpool]: the mean of each channel; output (N, C, 1, 1)."""
+
+    section = "avgpool"
+
+    def infer(self, index, in_shape, shapes):
+        return (in_shape[0], 1, 1)
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3), keepdim=True)
+
+
+def _absolute(index, ref, key, shapes):
+    j = index + ref if ref < 0 else ref
+    if not 0 <= j < index:
+        raise ShapeMismatchError("%s=%d refers to layer %d, which is not an earlier layer of layer %d"
+                                 % (key, ref, j, index))
+    return j
+
+
+class Route(DarknetLayer):
+    """[route]: the listed earlier layers' outputs concatenated along channels
+    (negative = relative to this layer). With groups=g, group_id=k it takes
+    the k-th of g equal channel slices of each input."""
+
+    section = "route"
+
+    def __init__(self, layers, groups=1, group_id=0):
+        super().__init__()
+        layers = [layers] if isinstance(layers, int) else list(layers)
+        if not layers or not all(isinstance(v, int) for v in layers):
+            raise ValueError("layers must be a non-empty list of ints, got %r" % (layers,))
+        self.layers = layers
+        self.groups = _positive("groups", groups)
+        if not 0 <= group_id < groups:
+            raise ValueError("group_id must be in 0..%d, got %r" % (groups - 1, group_id))
+        self.group_id = group_id
+
+    def references(self, index):
+        return [index + v if v < 0 else v for v in self.layers]
+
+    def infer(self, index, in_shape, shapes):
+        srcs = [_absolute(index, v, "layers", shapes) for v in self.layers]
+        _, h, w = shapes[srcs[0]]
+        c = 0
+        for j in srcs:
+            sc, sh, sw = shapes[j]
+            if (sh, sw) != (h, w):
+                raise ShapeMismatchError("layers %d %s and %d %s differ in height/width"
+                                         % (srcs[0], shapes[srcs[0]], j, shapes[j]))
+            if sc % self.groups:
+                raise ShapeMismatchError("groups=%d does not divide the %d channels of layer %d"
+                                         % (self.groups, sc, j))
+            c += sc // self.groups
+        return (c, h, w)
+
+    def forward(self, x, outputs):
+        parts = []
+        for j in self.references(len(outputs)):
+            t = outputs[j]
+            n = t.shape[1] // self.groups
+            parts.append(t[:, n * self.group_id:n * (self.group_id + 1)] if self.groups > 1 else t)
+        return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+
+    def cfg_options(self):
+        o = {"layers": ",".join(map(str, self.layers))}
+        if self.groups != 1:
+            o["groups"], o["group_id"] = str(self.groups), str(self.group_id)
+        return o
+
+    def extra_repr(self):
+        return "layers=%s" % (self.layers,)
+
+
+class Shortcut(DarknetLayer):
+    """[shortcut]: act(alpha * previous + beta * output of layer `from_`);
+    both must have the same shape."""
+
+    section = "shortcut"
+
+    def __init__(self, from_, activation="linear", alpha=1.0, beta=1.0):
+        super().__init__()
+        if not isinstance(from_, int):
+            raise ValueError("from_ must be an int layer index, got %r" % (from_,))
+        self.from_ = from_
+        self.activation = _check_activation(activation)
+        self.alpha, self.beta = float(alpha), float(beta)
+
+    def references(self, index):
+        return [index + self.from_ if self.from_ < 0 else self.from_]
+
+    def infer(self, index, in_shape, shapes):
+        j = _absolute(index, self.from_, "from", shapes)
+        if tuple(shapes[j]) != tuple(in_shape):
+            raise ShapeMismatchError("from=%d: layer %d has shape %s, the previous layer %s; "
+                                     "they must be equal" % (self.from_, j, shapes[j], tuple(in_shape)))
+        return tuple(in_shape)
+
+    def forward(self, x, outputs):
+        other = outputs[self.references(len(outputs))[0]]
+        a = x if self.alpha == 1 else self.alpha * x
+        b = other if self.beta == 1 else self.beta * other
+        return activate(a + b, self.activation)
+
+    def cfg_options(self):
+        o = {"from": str(self.from_), "activation": self.activation}
+        if self.alpha != 1:
+            o["alpha"] = _fmt(self.alpha)
+        if self.beta != 1:
+            o["beta"] = _fmt(self.beta)
+        return o
+
+    def extra_repr(self):
+        return "from=%d, activation=%s" % (self.from_, self.activation)
+
+
+class Upsample(DarknetLayer):
+    """[upsample]: nearest neighbour by an integer `stride`, times `scale`."""
+
+    section = "upsample"
+
+    def __init__(self, stride=2, scale=1.0):
+        super().__init__()
+        self.stride = _positive("stride", stride)
+        self.scale = float(scale)
+
+    def infer(self, index, in_shape, shapes):
+        c, h, w = in_shape
+        return (c, h * self.stride, w * self.stride)
+
+    def forward(self, x):
+        y = x.repeat_interleave(self.stride, 2).repeat_interleave(self.stride, 3)
+        return y if self.scale == 1 else y * self.scale
+
+    def cfg_options(self):
+        o = {"stride": str(self.stride)}
+        if self.scale != 1:
+            o["scale"] = _fmt(self.scale)
+        return o
+
+    def extra_repr(self):
+        return "stride=%d" % self.stride
+
+
+class Dropout(DarknetLayer):
+    """[dropout]: identity in eval mode; in training mode it zeroes inputs with
+    `probability` and scales the others by 1/(1-probability), as Darknet does."""
+
+    section = "dropout"
+
+    def __init__(self, probability=0.5):
+        super().__init__()
+        if not 0 <= probability < 1:
+            raise ValueError("probability must be in [0, 1), got %r" % (probability,))
+        self.probability = float(probability)
+
+    def forward(self, x):
+        return F.dropout(x, self.probability, self.training)
+
+    def cfg_options(self):
+        return {"probability": _fmt(self.probability)}
+
+    def extra_repr(self):
+        return "probability=%g" % self.probability
+
+
+class Softmax(DarknetLayer):
+    """[softmax]: exp(x/t - max/t)/sum over all inputs in CHW order (or over
+    each of `groups` contiguous groups). Output (N, inputs, 1, 1)."""
+
+    section = "softmax"
+
+    def __init__(self, groups=1, temperature=1.0):
+        super().__init__()
+        self.groups = _positive("groups", groups)
+        if temperature == 0:
+            raise ValueError("temperature must not be 0")
+        self.temperature = float(temperature)
+
+    def infer(self, index, in_shape, shapes):
+        n = math.prod(in_shape)
+        if n % self.groups:
+            raise ShapeMismatchError("groups=%d does not divide the %d inputs" % (self.groups, n))
+        return (n, 1, 1)
+
+    def forward(self, x):
+        n = x.shape[0]
+        flat = x.reshape(n, self.groups, -1)
+        if self.temperature != 1:
+            flat = flat / self.temperature
+        return torch.softmax(flat, dim=2).reshape(n, -1, 1, 1)
+
+    def cfg_options(self):
+        o = {}
+        if self.groups != 1:
+            o["groups"] = str(self.groups)
+        if self.temperature != 1:
+            o["temperature"] = _fmt(self.temperature)
+        return o
+
+
+class Yolo(DarknetLayer):
+    """[yolo]: logistic on entries 0, 1 and 4.. of each anchor's (5 + classes)
+    channels; tw, th (2, 3) stay raw. Box decoding is not part of forward.
+    Options other than mask/anchors/classes/num are kept for export."""
+
+    section = "yolo"
+
+    def __init__(self, mask, anchors, classes=20, num=None, options=None):
+        super().__init__()
+        self.mask = [int(m) for m in mask]
+        self.anchors = [float(a) for a in anchors]
+        self.classes = _positive("classes", classes)
+        self.num = len(self.anchors) // 2 if num is None else num
+        self.options = dict(options or {})
+
+    def infer(self, index, in_shape, shapes):
+        need = len(self.mask) * (self.classes + 5)
+        if in_shape[0] != need:
+            raise ShapeMismatchError("expects %d input channels (%d anchors x (%d classes + 5)), got %d"
+                                     % (need, len(self.mask), self.classes, in_shape[0]))
+        return tuple(in_shape)
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        v = x.reshape(n, len(self.mask), self.classes + 5, h, w)
+        y = torch.cat([torch.sigmoid(v[:, :, :2]), v[:, :, 2:4], torch.sigmoid(v[:, :, 4:])], 2)
+        return y.reshape(n, c, h, w)
+
+    def cfg_options(self):
+        o = {"mask": ",".join(map(str, self.mask)),
+             "anchors": ",".join(_fmt(a) for a in self.anchors),
+             "classes": str(self.classes), "num": str(self.num)}
+        for k, v in self.options.items():
+            o.setdefault(k, v)
+        return o
+
+    def extra_repr(self):
+        return "mask=%s, classes=%d" % (self.mask, self.classes)
+
+
+# ----------------------------------------------------------------------------- the network
+
+class Darknet(nn.Module):
+    """Darknet layers in cfg order, run as Darknet runs them.
+
+    input_shape: (c, h, w) of one input. forward(x) takes (N, c, h, w) and
+    returns the last layer's output; forward(x, outputs=[i, j]) returns the
+    outputs of those layers instead (negative indices count from the end).
+    `net_options` are extra [net] keys kept for export (batch, anchors, ...).
+    """
+
+    def __init__(self, input_shape, layers, net_options=None, seen=0):
+        super().__init__()
+        shape = tuple(input_shape)
+        if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
+            raise ShapeMismatchError("input_shape must be 3 positive ints (c, h, w), got %r"
+                                     % (input_shape,))
+        layers = list(layers)
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, DarknetLayer):
+                raise UnsupportedModuleError(
+                    "layer %d is a %s; a Darknet() model holds only weights_tools.torch layers "
+                    "(export() converts an nn.Sequential of standard modules)" % (i, type(layer).__name__))
+        if not layers:
+            raise ShapeMismatchError("a Darknet model needs at least one layer")
+        self.input_shape = shape
+        self.layers = nn.ModuleList(layers)
+        self.net_options = dict(net_options or {})
+        self.seen = int(seen)
+        self.infer_shapes()
+
+    def infer_shapes(self):
+        """Every layer's output (c, h, w); raises ShapeMismatchError naming the layer."""
+        shapes = []
+        for i, layer in enumerate(self.layers):
+            try:
+                shapes.append(tuple(layer.infer(i, shapes[-1] if shapes else self.input_shape, shapes)))
+            except ShapeMismatchError as e:
+                raise ShapeMismatchError("layer %d (%s, [%s]): %s"
+                                         % (i, type(layer).__name__, layer.section, e)) from None
+        self.shapes = shapes
+        return shapes
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def check_input(self, x):
+        if not isinstance(x, torch.Tensor):
+            raise DtypeError("input is a %s, not a torch.Tensor" % type(x).__name__)
+        if not x.is_floating_point():
+            raise DtypeError("input has dtype %s; the network computes in floating point "
+                             "(scale images to [0, 1] and use x.float())" % x.dtype)
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.input_shape:
+            raise ShapeMismatchError("input shape %s is not (N, %d, %d, %d), the network's input"
+                                     % ((tuple(x.shape),) + self.input_shape))
+
+    def forward(self, x, outputs=None):
+        self.check_input(x)
+        n = len(self.layers)
+        wanted = None if outputs is None else [i % n if -n <= i < n else i for i in outputs]
+        if wanted is not None and not all(isinstance(i, int) and 0 <= i < n for i in wanted):
+            raise ShapeMismatchError("outputs=%r: the network has layers 0..%d" % (outputs, n - 1))
+        keep = set(wanted or [])
+        for i, layer in enumerate(self.layers):
+            keep.update(layer.references(i))
+        last = n - 1 if wanted is None else max(wanted)
+        results = []
+        for i, layer in enumerate(self.layers[:last + 1]):
+            x = layer(x, results) if isinstance(layer, (Route, Shortcut)) else layer(x)
+            results.append(x if i in keep or i == n - 1 else None)
+        if wanted is None:
+            return results[-1]
+        return [results[i] for i in wanted]
+
+    def extra_repr(self):
+        return "input_shape=%s" % (self.input_shape,)
