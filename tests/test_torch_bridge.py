@@ -152,8 +152,7 @@ def test_route_groups(tmp_path):
     torch.testing.assert_close(b, a[:, 2:4])
     cfg = "[net]\nwidth=6\nheight=5\nchannels=2\n[convolutional]\nfilters=6\n" \
           "[route]\nlayers=-1\ngroups=3\ngroup_id=1\n"
-    if wt.infer_layers(wt.parse_cfg(cfg))[1].out_shape[0] != 2:
-        pytest.xfail("weights_tools.darknet_cfg does not apply [route] groups to the shape yet")
+    assert wt.infer_layers(wt.parse_cfg(cfg))[1].out_shape == (2, 5, 6)
     export_and_compare(model, tmp_path, (2, 5, 6))
 
 

@@ -204,7 +204,16 @@ def _route(sec, layers):
         if s.out_shape[1:] != (h, w):
             raise sec.error("layers %d %s and %d %s differ in height/width"
                             % (srcs[0].index, srcs[0].out_shape, s.index, s.out_shape), "layers")
-    return (sum(s.out_shape[0] for s in srcs), h, w)
+    groups = sec.get_int("groups", 1)
+    group_id = sec.get_int("group_id", 0)
+    if groups < 1 or not 0 <= group_id < groups:
+        raise sec.error("bad groups=%d group_id=%d" % (groups, group_id), "groups")
+    for s in srcs:
+        if s.out_shape[0] % groups:
+            raise sec.error("groups=%d does not divide layer %d's %d channels"
+                            % (groups, s.index, s.out_shape[0]), "groups")
+    # each input contributes its channel slice group_id of groups (as MDFI does)
+    return (sum(s.out_shape[0] // groups for s in srcs), h, w)
 
 
 def _upsample(sec, c, h, w):
