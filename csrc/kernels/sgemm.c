@@ -45,26 +45,6 @@ static const mdfi_sgemm_tile *pick_tile(const mdfi_sgemm_kernel *k, int M)
     return best;
 }
 
-/* Packed A layout: ceil(M/MR) panels of MR rows; panel i holds
- *   dst[(i*K + k)*MR + r] = A[i*MR + r][k]    (0 for rows >= M),
- * so one k step of the micro-kernel reads MR consecutive floats, and the
- * rows [pc, pc+kc) of a K block start at panel + pc*MR.  MR = 1 (the
- * reference) is a plain copy of A. */
-size_t mdfi_sgemm_packed_a_size(const mdfi_sgemm_kernel *k, int M, int K)
-{
-    int mr = pick_tile(k, M)->mr;
-    return (size_t)((M + mr - 1) / mr) * mr * K * sizeof(float);
-}
-
-void mdfi_sgemm_pack_a(const mdfi_sgemm_kernel *k, int M, int K, const float *A, float *dst)
-{
-    int mr = pick_tile(k, M)->mr;
-    for (int i0 = 0; i0 < M; i0 += mr)
-        for (int kk = 0; kk < K; ++kk)
-            for (int r = 0; r < mr; ++r)
-                *dst++ = i0 + r < M ? A[(size_t)(i0 + r) * K + kk] : 0.f;
-}
-
 /* Blocking.  K is cut into equal blocks of at most k->kc (the MR x kc A
  * micro-panel stays in L1 while the micro-kernel sweeps the B block), and
  * the packed B block kc x nc is sized to k->b_block_floats (L2).  Neither
@@ -74,13 +54,19 @@ typedef struct {
     int K, N, kc, nc;
 } blocking;
 
+/* The K block size: K cut into equal blocks of at most k->kc. */
+static int k_block(const mdfi_sgemm_kernel *k, int K)
+{
+    int nkb = (K + k->kc - 1) / k->kc;
+    return (K + nkb - 1) / nkb;
+}
+
 static blocking get_blocking(const mdfi_sgemm_kernel *k, const mdfi_conv_geom *g)
 {
     blocking b;
     b.K = g->channels * g->ksize * g->ksize;
     b.N = g->out_h * g->out_w;
-    int nkb = (b.K + k->kc - 1) / k->kc;
-    b.kc = (b.K + nkb - 1) / nkb;
+    b.kc = k_block(k, b.K);
     b.nc = k->b_block_floats / b.kc / k->nr * k->nr;
     if (b.nc < k->nr)
         b.nc = k->nr;
@@ -88,6 +74,30 @@ static blocking get_blocking(const mdfi_sgemm_kernel *k, const mdfi_conv_geom *g
     if (b.nc > nmax)
         b.nc = nmax;
     return b;
+}
+
+/* Packed A layout, per K block [pc, pc+kc) (see get_blocking): the block
+ * starts at pc*Mp (Mp = M rounded up to MR) and holds Mp/MR panels of kc x MR,
+ * panel i (rows i*MR..) at pc*Mp + i*MR*kc with
+ *   [(k - pc)*MR + r] = A[i*MR + r][k]    (0 for rows >= M),
+ * so a micro-kernel step reads MR consecutive floats and a K block of A is
+ * one sequential stream.  MR = 1 (the reference) is a plain copy of A. */
+size_t mdfi_sgemm_packed_a_size(const mdfi_sgemm_kernel *k, int M, int K)
+{
+    int mr = pick_tile(k, M)->mr;
+    return (size_t)((M + mr - 1) / mr) * mr * K * sizeof(float);
+}
+
+void mdfi_sgemm_pack_a(const mdfi_sgemm_kernel *k, int M, int K, const float *A, float *dst)
+{
+    int mr = pick_tile(k, M)->mr, kcb = k->conv ? K : k_block(k, K);
+    for (int pc = 0; pc < K; pc += kcb) {
+        int kc = K - pc < kcb ? K - pc : kcb;
+        for (int i0 = 0; i0 < M; i0 += mr)
+            for (int kk = pc; kk < pc + kc; ++kk)
+                for (int r = 0; r < mr; ++r)
+                    *dst++ = i0 + r < M ? A[(size_t)(i0 + r) * K + kk] : 0.f;
+    }
 }
 
 /* Copies n floats with few fixed-size moves: whole 8-float blocks, then one
@@ -263,7 +273,7 @@ void mdfi_sgemm_conv(const mdfi_sgemm_kernel *k, int M, const mdfi_conv_geom *g,
     mdfi_copy_op *ops = (mdfi_copy_op *)(ws + (size_t)b.kc * b.nc);
     if (b.N == 1 && t->gemv) {
         pack_b(k, g, input, 0, b.K, 0, 1, 1, 1, ws, (mdfi_copy_op *)(ws + b.K));
-        t->gemv(M, b.K, packed_a, ws, bias, epi, C, ldc);
+        t->gemv(M, b.K, b.kc, packed_a, ws, bias, epi, C, ldc);
         return;
     }
     for (int jc = n0; jc < n1; jc += b.nc) {
@@ -277,8 +287,9 @@ void mdfi_sgemm_conv(const mdfi_sgemm_kernel *k, int M, const mdfi_conv_geom *g,
             pack_b(k, g, input, pc, kc, jc, nc, nr, half ? nr / 2 : nr, ws, ops);
             unsigned flags = MDFI_UK_FLAGS(pc > 0, pc + kc == b.K, epi);
             /* The A micro-panel (L1) sweeps the whole B block (L2). */
+            const size_t mp = (size_t)(M + mr - 1) / mr * mr;
             for (int i = 0; i < M; i += mr) {
-                const float *a = packed_a + (size_t)i * b.K + (size_t)pc * mr;
+                const float *a = packed_a + (size_t)pc * mp + (size_t)i * kc;
                 int mv = M - i < mr ? M - i : mr;
                 const float *bi = bias ? bias + i : NULL;
                 float *crow = C + (size_t)i * ldc + jc;

@@ -16,6 +16,7 @@ enum {
 
 /* One MR x NR tile over kc steps:
  *   acc[r][j] = (accum ? C[r][j] : 0);  for k: acc[r][j] = fma(a[k*MR+r], b[k*NR+j], acc)
+ * (NR/2 for the half-width edge tiles)
  * then (last) C = act(acc + bias[r]), else C = acc; only rows < mv and
  * columns < nv of C are read or written.  b is 64-byte aligned, zero-padded
  * to NR columns; a is zero-padded to MR rows.  One fma chain per element, in
@@ -24,9 +25,10 @@ typedef void (*mdfi_sgemm_ukr)(int kc, const float *a, const float *b, float *c,
                                size_t ldc, int mv, int nv, unsigned flags,
                                const float *bias);
 
-/* N == 1: y = act(A x + bias) for all M rows of a packed A (MR-row panels),
- * x = the K-vector of B; y[m] is stored at c[m * ldc]. */
-typedef void (*mdfi_sgemm_gemv)(int M, int K, const float *packed_a, const float *x,
+/* N == 1: y = act(A x + bias) for all M rows of a packed A (K blocks of kc,
+ * see mdfi_sgemm_pack_a), x = the K-vector of B; y[m] is stored at
+ * c[m * ldc].  Same per-row fma chain as the tiles. */
+typedef void (*mdfi_sgemm_gemv)(int M, int K, int kc, const float *packed_a, const float *x,
                                 const float *bias, mdfi_epilogue epi, float *c, size_t ldc);
 
 /* A run of one B panel row: len floats from offset src of a channel plane

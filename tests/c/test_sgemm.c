@@ -8,7 +8,8 @@
  * Each case checks: the whole range [0, N) against the naive result within
  * 1e-5 * sum|a*b| (+|bias|); several [n0, n1) splits bit-identical to the
  * whole range; sentinel guards around C, the packed A and the workspace
- * untouched; a workspace full of NaN garbage does not leak into C. */
+ * untouched; a workspace full of NaN garbage does not leak into C.  With
+ * K = 1 the epilogues must match Darknet's bit for bit. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>

@@ -5,6 +5,7 @@
  *   6 x 8 = 12 accumulators + 2 B + 1 A.  Built with -mfpu=neon-vfpv4, so
  *   vfma is there (the dispatcher requires VFPv4 on ARMv7). */
 #include <arm_neon.h>
+#include <stdint.h>
 
 #include "kernels/sgemm_impl.h"
 
@@ -14,6 +15,7 @@
 #define NR 8
 #endif
 #define MAXR 6
+#define A_AHEAD 1024   /* bytes of A prefetched ahead */
 #define INLINE static inline __attribute__((always_inline))
 
 #if defined(__aarch64__) || defined(__ARM_FEATURE_FMA)
@@ -79,6 +81,9 @@ INLINE void tile(const int MR, const int NV, int kc, const float *a, const float
     }
     for (int k = 0; k < kc; ++k) {
         float32x4_t bv[NR / 4];
+        /* A streams from memory on its first use (later calls hit L1); its
+         * K block is contiguous, so run ahead into the next micro-panel. */
+        __builtin_prefetch((const void *)((uintptr_t)a + A_AHEAD));
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v)
             bv[v] = vld1q_f32(b + 4 * v);
@@ -135,17 +140,21 @@ UKR(ukr4h, 4, NR / 8)
 
 /* N == 1: rows 0-3 of a panel in one q register, rows 4-5 in a d register;
  * the same per-row fma chain as tile(). */
-INLINE void gemv(const int MR, int M, int K, const float *pa, const float *x, const float *bias,
-                 mdfi_epilogue epi, float *c, size_t ldc)
+INLINE void gemv(const int MR, int M, int K, int kcb, const float *pa, const float *x,
+                 const float *bias, mdfi_epilogue epi, float *c, size_t ldc)
 {
+    const size_t mp = (size_t)(M + MR - 1) / MR * MR;
     for (int m0 = 0; m0 < M; m0 += MR) {
-        const float *a = pa + (size_t)m0 * K;
         float32x4_t lo = vdupq_n_f32(0.f);
         float32x2_t hi = vdup_n_f32(0.f);
-        for (int k = 0; k < K; ++k, a += MR) {
-            lo = VFMA(lo, vld1q_f32(a), vdupq_n_f32(x[k]));
-            if (MR == 6)
-                hi = VFMA2(hi, vld1_f32(a + 4), vdup_n_f32(x[k]));
+        for (int pc = 0; pc < K; pc += kcb) {
+            int kc = K - pc < kcb ? K - pc : kcb;
+            const float *a = pa + pc * mp + (size_t)m0 * kc;
+            for (int k = 0; k < kc; ++k, a += MR) {
+                lo = VFMA(lo, vld1q_f32(a), vdupq_n_f32(x[pc + k]));
+                if (MR == 6)
+                    hi = VFMA2(hi, vld1_f32(a + 4), vdup_n_f32(x[pc + k]));
+            }
         }
         int mv = M - m0 < MR ? M - m0 : MR;
         float out[8], bb[8] = {0};
@@ -158,17 +167,14 @@ INLINE void gemv(const int MR, int M, int K, const float *pa, const float *x, co
     }
 }
 
-static void gemv6(int M, int K, const float *pa, const float *x, const float *bias,
-                  mdfi_epilogue epi, float *c, size_t ldc)
-{
-    gemv(6, M, K, pa, x, bias, epi, c, ldc);
-}
-
-static void gemv4(int M, int K, const float *pa, const float *x, const float *bias,
-                  mdfi_epilogue epi, float *c, size_t ldc)
-{
-    gemv(4, M, K, pa, x, bias, epi, c, ldc);
-}
+#define GEMV(name, MR)                                                                     \
+    static void name(int M, int K, int kc, const float *pa, const float *x, const float *bias, \
+                     mdfi_epilogue epi, float *c, size_t ldc)                                 \
+    {                                                                                         \
+        gemv(MR, M, K, kc, pa, x, bias, epi, c, ldc);                                         \
+    }
+GEMV(gemv6, 6)
+GEMV(gemv4, 4)
 
 /* B panel fill (see mdfi_sgemm_fill): runs in 4-float vectors, the last
  * one overlapping, short runs by element. */

@@ -2,11 +2,13 @@
  * broadcast, one fma chain per element.  6 x 16 takes 12 accumulators, two B
  * vectors and a broadcast: 15 of the 16 registers. */
 #include <immintrin.h>
+#include <stdint.h>
 
 #include "kernels/sgemm_impl.h"
 
 #define NR 16
 #define MAXR 6
+#define A_AHEAD 2048   /* bytes of A prefetched ahead */
 #define INLINE static inline __attribute__((always_inline))
 
 /* Darknet's leaky slope as the correctly rounded x / 10 (see sgemm_impl.h). */
@@ -58,6 +60,9 @@ INLINE void tile(const int MR, const int NV, int kc, const float *a, const float
         }
     for (int k = 0; k < kc; ++k) {
         __m256 bv[2];
+        /* A streams from memory on its first use (later calls hit L1); its
+         * K block is contiguous, so run ahead into the next micro-panel. */
+        _mm_prefetch((const char *)((uintptr_t)a + A_AHEAD), _MM_HINT_T0);
         for (int v = 0; v < NV; ++v)
             bv[v] = _mm256_load_ps(b + 8 * v);
 #pragma GCC unroll 8
@@ -97,34 +102,38 @@ UKR(ukr4, 4, 2)
 UKR(ukr6h, 6, 1)
 UKR(ukr4h, 4, 1)
 
-/* N == 1: a panel's MR rows are one masked ymm; four panels at once keep
- * four independent fma chains in flight.  Same per-row chain as tile(). */
-INLINE void gemv(const int MR, int M, int K, const float *pa, const float *x, const float *bias,
-                 mdfi_epilogue epi, float *c, size_t ldc)
+/* N == 1: each panel's MR rows are one masked ymm; four panels at once
+ * keep four independent fma chains in flight.  Same per-row chain as tile(). */
+INLINE void gemv(const int MR, int M, int K, int kcb, const float *pa, const float *x,
+                 const float *bias, mdfi_epilogue epi, float *c, size_t ldc)
 {
     const __m256i full = lane_mask(MR, 0);
-    const size_t panel = (size_t)MR * K;
-    int np = (M + MR - 1) / MR;
+    const int np = (M + MR - 1) / MR;
+    const size_t mp = (size_t)np * MR;
     for (int p0 = 0; p0 < np; p0 += 4) {
         int cnt = np - p0 < 4 ? np - p0 : 4;
-        const float *a = pa + (size_t)p0 * panel;
         __m256 acc[4];
         for (int i = 0; i < 4; ++i)
             acc[i] = _mm256_setzero_ps();
-        if (cnt == 4) {
-            for (int k = 0; k < K; ++k) {
-                __m256 xv = _mm256_broadcast_ss(x + k);
-                const float *ak = a + (size_t)k * MR;
+        for (int pc = 0; pc < K; pc += kcb) {
+            int kc = K - pc < kcb ? K - pc : kcb;
+            const size_t panel = (size_t)MR * kc;
+            const float *a = pa + pc * mp + p0 * panel;
+            if (cnt == 4) {
+                for (int k = 0; k < kc; ++k, a += MR) {
+                    __m256 xv = _mm256_broadcast_ss(x + pc + k);
 #pragma GCC unroll 4
-                for (int i = 0; i < 4; ++i)
-                    acc[i] = _mm256_fmadd_ps(_mm256_maskload_ps(ak + i * panel, full), xv, acc[i]);
-            }
-        } else {
-            for (int k = 0; k < K; ++k) {
-                __m256 xv = _mm256_broadcast_ss(x + k);
-                for (int i = 0; i < cnt; ++i)
-                    acc[i] = _mm256_fmadd_ps(
-                        _mm256_maskload_ps(a + i * panel + (size_t)k * MR, full), xv, acc[i]);
+                    for (int i = 0; i < 4; ++i)
+                        acc[i] = _mm256_fmadd_ps(_mm256_maskload_ps(a + i * panel, full), xv,
+                                                 acc[i]);
+                }
+            } else {
+                for (int k = 0; k < kc; ++k, a += MR) {
+                    __m256 xv = _mm256_broadcast_ss(x + pc + k);
+                    for (int i = 0; i < cnt; ++i)
+                        acc[i] = _mm256_fmadd_ps(_mm256_maskload_ps(a + i * panel, full), xv,
+                                                 acc[i]);
+                }
             }
         }
         for (int i = 0; i < cnt; ++i) {
@@ -139,17 +148,14 @@ INLINE void gemv(const int MR, int M, int K, const float *pa, const float *x, co
     }
 }
 
-static void gemv6(int M, int K, const float *pa, const float *x, const float *bias,
-                  mdfi_epilogue epi, float *c, size_t ldc)
-{
-    gemv(6, M, K, pa, x, bias, epi, c, ldc);
-}
-
-static void gemv4(int M, int K, const float *pa, const float *x, const float *bias,
-                  mdfi_epilogue epi, float *c, size_t ldc)
-{
-    gemv(4, M, K, pa, x, bias, epi, c, ldc);
-}
+#define GEMV(name, MR)                                                                     \
+    static void name(int M, int K, int kc, const float *pa, const float *x, const float *bias, \
+                     mdfi_epilogue epi, float *c, size_t ldc)                                 \
+    {                                                                                         \
+        gemv(MR, M, K, kc, pa, x, bias, epi, c, ldc);                                         \
+    }
+GEMV(gemv6, 6)
+GEMV(gemv4, 4)
 
 /* B panel fill (see mdfi_sgemm_fill): a run of up to 16 floats is two
  * masked load/store pairs, masks cut from a table of 16 ones, 16 zeros. */

@@ -2,11 +2,13 @@
  * from memory, one fma chain per element.  MR = 14 uses 28 accumulators of
  * the 32 registers; 12 and 8 waste fewer padded rows for other M. */
 #include <immintrin.h>
+#include <stdint.h>
 
 #include "kernels/sgemm_impl.h"
 
 #define NR 32
 #define MAXR 14
+#define A_AHEAD 2048   /* bytes of A prefetched ahead */
 #define INLINE static inline __attribute__((always_inline))
 
 /* Darknet's leaky slope (float)(.1 * (double)x) as the correctly rounded
@@ -47,6 +49,9 @@ INLINE void tile(const int MR, const int NV, int kc, const float *a, const float
                             : _mm512_setzero_ps();
     for (int k = 0; k < kc; ++k) {
         __m512 bv[2];
+        /* A streams from memory on its first use (later calls hit L1); its
+         * K block is contiguous, so run ahead into the next micro-panel. */
+        _mm_prefetch((const char *)((uintptr_t)a + A_AHEAD), _MM_HINT_T0);
         for (int v = 0; v < NV; ++v)
             bv[v] = _mm512_load_ps(b + 16 * v);
 #pragma GCC unroll 16
@@ -87,33 +92,36 @@ UKR(ukr8h, 8, 1)
 
 /* N == 1: each panel's MR rows are one masked vector; four panels at once
  * keep four independent fma chains in flight.  Same per-row chain as tile(). */
-INLINE void gemv(const int MR, int M, int K, const float *pa, const float *x, const float *bias,
-                 mdfi_epilogue epi, float *c, size_t ldc)
+INLINE void gemv(const int MR, int M, int K, int kcb, const float *pa, const float *x,
+                 const float *bias, mdfi_epilogue epi, float *c, size_t ldc)
 {
     const __mmask16 full = (__mmask16)((1u << MR) - 1);
-    const size_t panel = (size_t)MR * K;
-    int np = (M + MR - 1) / MR;
+    const int np = (M + MR - 1) / MR;
+    const size_t mp = (size_t)np * MR;
     for (int p0 = 0; p0 < np; p0 += 4) {
         int cnt = np - p0 < 4 ? np - p0 : 4;
-        const float *a = pa + (size_t)p0 * panel;
         __m512 acc[4];
         for (int i = 0; i < 4; ++i)
             acc[i] = _mm512_setzero_ps();
-        if (cnt == 4) {
-            for (int k = 0; k < K; ++k) {
-                __m512 xv = _mm512_set1_ps(x[k]);
-                const float *ak = a + (size_t)k * MR;
+        for (int pc = 0; pc < K; pc += kcb) {
+            int kc = K - pc < kcb ? K - pc : kcb;
+            const size_t panel = (size_t)MR * kc;
+            const float *a = pa + pc * mp + p0 * panel;
+            if (cnt == 4) {
+                for (int k = 0; k < kc; ++k, a += MR) {
+                    __m512 xv = _mm512_set1_ps(x[pc + k]);
 #pragma GCC unroll 4
-                for (int i = 0; i < 4; ++i)
-                    acc[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(full, ak + i * panel), xv,
-                                             acc[i]);
-            }
-        } else {
-            for (int k = 0; k < K; ++k) {
-                __m512 xv = _mm512_set1_ps(x[k]);
-                for (int i = 0; i < cnt; ++i)
-                    acc[i] = _mm512_fmadd_ps(
-                        _mm512_maskz_loadu_ps(full, a + i * panel + (size_t)k * MR), xv, acc[i]);
+                    for (int i = 0; i < 4; ++i)
+                        acc[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(full, a + i * panel), xv,
+                                                 acc[i]);
+                }
+            } else {
+                for (int k = 0; k < kc; ++k, a += MR) {
+                    __m512 xv = _mm512_set1_ps(x[pc + k]);
+                    for (int i = 0; i < cnt; ++i)
+                        acc[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(full, a + i * panel), xv,
+                                                 acc[i]);
+                }
             }
         }
         for (int i = 0; i < cnt; ++i) {
@@ -128,23 +136,15 @@ INLINE void gemv(const int MR, int M, int K, const float *pa, const float *x, co
     }
 }
 
-static void gemv14(int M, int K, const float *pa, const float *x, const float *bias,
-                   mdfi_epilogue epi, float *c, size_t ldc)
-{
-    gemv(14, M, K, pa, x, bias, epi, c, ldc);
-}
-
-static void gemv12(int M, int K, const float *pa, const float *x, const float *bias,
-                   mdfi_epilogue epi, float *c, size_t ldc)
-{
-    gemv(12, M, K, pa, x, bias, epi, c, ldc);
-}
-
-static void gemv8(int M, int K, const float *pa, const float *x, const float *bias,
-                  mdfi_epilogue epi, float *c, size_t ldc)
-{
-    gemv(8, M, K, pa, x, bias, epi, c, ldc);
-}
+#define GEMV(name, MR)                                                                     \
+    static void name(int M, int K, int kc, const float *pa, const float *x, const float *bias, \
+                     mdfi_epilogue epi, float *c, size_t ldc)                                 \
+    {                                                                                         \
+        gemv(MR, M, K, kc, pa, x, bias, epi, c, ldc);                                         \
+    }
+GEMV(gemv14, 14)
+GEMV(gemv12, 12)
+GEMV(gemv8, 8)
 
 /* B panel fill (see mdfi_sgemm_fill): a run of up to 32 floats is two
  * masked load/store pairs. */
