@@ -6,7 +6,7 @@
 #   make THREADS=0                         no pthreads (single-threaded)
 #   make fuzz                              libFuzzer JPEG target (clang) into build/fuzz/
 # Kernels for every ISA of the target are built, each file with its own flags
-# (by name: x86/*_avx2.c, *_avx512.c, *_avx512vnni.c, *_avx512vpopcnt.c, arm/*.c,
+# (by name: x86/*_avx2.c, *_avx512.c, *_avx512vnni.c, *_avx512vpopcnt.c, *_popcnt.c, arm/*.c,
 # arm/*_dotprod.c: AArch64 only, with +dotprod);
 # the CPU's features pick one at run time (MDFI_KERNEL forces one).
 
@@ -45,6 +45,7 @@ ISA_AVX2_SRC := $(wildcard csrc/kernels/x86/*_avx2.c)
 ISA_AVX512_SRC := $(wildcard csrc/kernels/x86/*_avx512.c)
 ISA_VNNI_SRC := $(wildcard csrc/kernels/x86/*_avx512vnni.c)
 ISA_VPOPCNT_SRC := $(wildcard csrc/kernels/x86/*_avx512vpopcnt.c)
+ISA_POPCNT_SRC := $(wildcard csrc/kernels/x86/*_popcnt.c)
 endif
 ifneq (,$(findstring aarch64,$(TRIPLE)))
 ISA_NEON_SRC := $(filter-out %_dotprod.c,$(wildcard csrc/kernels/arm/*.c))
@@ -69,19 +70,29 @@ OBJ_VNNI := $(ISA_VNNI_SRC:%.c=$(BUILD)/obj/%.o)
 OBJ_VPOPCNT := $(ISA_VPOPCNT_SRC:%.c=$(BUILD)/obj/%.o)
 OBJ_NEON := $(ISA_NEON_SRC:%.c=$(BUILD)/obj/%.o)
 OBJ_DOTPROD := $(ISA_DOTPROD_SRC:%.c=$(BUILD)/obj/%.o)
+OBJ_POPCNT := $(ISA_POPCNT_SRC:%.c=$(BUILD)/obj/%.o)
 LIB_OBJ := $(OBJ_PORTABLE) $(OBJ_AVX2) $(OBJ_AVX512) $(OBJ_VNNI) $(OBJ_VPOPCNT) $(OBJ_NEON) \
-    $(OBJ_DOTPROD)
+    $(OBJ_DOTPROD) $(OBJ_POPCNT)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 
 ISA_DEFS := $(if $(OBJ_AVX2),-DMDFI_HAVE_AVX2=1) $(if $(OBJ_AVX512),-DMDFI_HAVE_AVX512=1) \
     $(if $(ISA_VNNI_SRC),-DMDFI_HAVE_AVX512VNNI=1) $(if $(ISA_VPOPCNT_SRC),-DMDFI_HAVE_AVX512VPOPCNT=1) \
-    $(if $(OBJ_NEON),-DMDFI_HAVE_NEON=1) $(if $(OBJ_DOTPROD),-DMDFI_HAVE_DOTPROD=1)
+    $(if $(OBJ_NEON),-DMDFI_HAVE_NEON=1) $(if $(OBJ_DOTPROD),-DMDFI_HAVE_DOTPROD=1) \
+    $(if $(OBJ_POPCNT),-DMDFI_HAVE_POPCNT=1)
 
 .PHONY: all lib clean tests
 all: $(BUILD)/libmdfi.a $(BUILD)/libmdfi.so $(BUILD)/mdfi
 lib: $(BUILD)/libmdfi.a
 
-$(BUILD)/obj/%.o: %.c
+# Objects depend on a stamp named after the flags, so a new ISA file (a new
+# MDFI_HAVE_* define) or other flags rebuild everything instead of mixing.
+FLAGS_STAMP := $(BUILD)/flags-$(shell echo '$(CC) $(CFLAGS_BASE) $(ISA_DEFS)' | cksum | cut -d' ' -f1)
+$(FLAGS_STAMP):
+	@mkdir -p $(dir $@)
+	@rm -f $(BUILD)/flags-*
+	@touch $@
+
+$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(ISA_DEFS) -MMD -MP -c $< -o $@
 
@@ -91,6 +102,7 @@ $(OBJ_VNNI): CFLAGS_BASE += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512v
 $(OBJ_VPOPCNT): CFLAGS_BASE += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vpopcntdq -mavx512bitalg -mavx2 -O3
 $(OBJ_NEON): CFLAGS_BASE += $(NEON_FLAGS) -O3
 $(OBJ_DOTPROD): CFLAGS_BASE += -march=armv8.2-a+dotprod -O3
+$(OBJ_POPCNT): CFLAGS_BASE += -mpopcnt -O3
 
 $(BUILD)/libmdfi.a: $(LIB_OBJ)
 	@rm -f $@

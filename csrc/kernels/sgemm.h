@@ -23,7 +23,7 @@
 typedef enum {
     MDFI_EPI_LINEAR = 0,
     MDFI_EPI_RELU = 1,
-    MDFI_EPI_LEAKY = 2 /* x > 0 ? x : 0.1f * x, as Darknet */
+    MDFI_EPI_LEAKY = 2 /* x > 0 ? x : (float)(.1 * (double)x), exactly as Darknet */
 } mdfi_epilogue;
 
 /* Geometry of B.  B[k][n] with k = (c*ksize + ky)*ksize + kx and

@@ -130,9 +130,10 @@ void mdfi_gemm_forward(const mdfi_layer *l, const mdfi_gemm_params *p, mdfi_run_
 {
     int threads = mdfi_pool_threads(ctx->pool);
     gemm_job j = {l, p, ctx, p->geom.out_h * p->geom.out_w, 0};
-    /* Column chunks are whole multiples of 64 so every tile but the last is full. */
+    /* Column chunks are whole multiples of 32 (the widest B panel) so every
+     * tile but the last is full. */
     j.chunk = (j.n + threads - 1) / threads;
-    j.chunk = (j.chunk + 63) & ~63;
+    j.chunk = (j.chunk + 31) & ~31;
     int tasks = (j.n + j.chunk - 1) / j.chunk;
     mdfi_pool_run(ctx->pool, tasks, gemm_task, &j);
     if (p->post_act)
