@@ -32,13 +32,18 @@ def timed(fn, runs):
 
 def program_rss(cfg, weights, threads):
     """Peak RSS of the mdfi program's bench, if the program is built."""
-    exes = sorted(ROOT.glob("build/*/mdfi"))
-    exes = [e for e in exes if "-san" not in e.parent.name]
-    if not exes:
-        return None
-    res = subprocess.run([str(exes[0]), "bench", str(cfg), str(weights), "--runs", "3",
-                          "--threads", str(threads), "--json"], capture_output=True, text=True)
-    return json.loads(res.stdout) if res.returncode == 0 else None
+    for exe in sorted(ROOT.glob("build/*/mdfi")):
+        if "-san" in exe.parent.name:
+            continue
+        try:   # cross builds for other CPUs sit beside the native one
+            res = subprocess.run([str(exe), "bench", str(cfg), str(weights), "--runs", "3",
+                                  "--threads", str(threads), "--json"], capture_output=True,
+                                 text=True)
+        except OSError:
+            continue
+        if res.returncode == 0:
+            return json.loads(res.stdout)
+    return None
 
 
 def main(argv=None):
