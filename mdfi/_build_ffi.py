@@ -63,6 +63,18 @@ mdfi_status mdfi_net_layer_output(const mdfi_net *net, int index, const float **
                                   size_t *count);
 mdfi_status mdfi_net_output(const mdfi_net *net, const float **data, size_t *count);
 const char *mdfi_net_warnings(const mdfi_net *net);
+int mdfi_net_is_fixed(const mdfi_net *net);
+typedef struct {
+    int out_bits, out_frac;
+    int in_bits, in_frac;
+    int w_bits, w_frac;
+    const char *kernel;
+} mdfi_layer_format;
+mdfi_status mdfi_net_layer_format(const mdfi_net *net, int index, mdfi_layer_format *fmt);
+mdfi_status mdfi_net_layer_output_int(const mdfi_net *net, int index, const void **data,
+                                      size_t *count, int *bits, int *frac);
+mdfi_status mdfi_net_set_profile(mdfi_net *net, int on);
+double mdfi_net_layer_time(const mdfi_net *net, int index);
 mdfi_status mdfi_image_read(const char *path, mdfi_image *img, mdfi_errbuf *err);
 const char *mdfi_image_sniff(const void *head, size_t n);
 mdfi_status mdfi_image_decode(const void *data, size_t size, const char *name,

@@ -28,11 +28,21 @@ def main(argv=None):
                    "several images predictions_<name>.jpg)")
     p.add_argument("--no-out", action="store_true", help="do not write annotated images")
     p.add_argument("--json", action="store_true", help="one JSON object per image per line")
+    p.add_argument("--int8", action="store_true",
+                   help="run the model in 8-bit fixed point (docs/fixed-point.md); made on first "
+                        "use by calibrating on the photos scikit-image ships, cached beside the "
+                        "model")
     args = p.parse_args(argv)
     if len(args.images) > 1 and args.out:
         p.error("--out takes one image; several images are written as predictions_<name>.jpg")
     try:
         cfg, weights, names = resolve_model(args.model, args.cfg, args.weights, args.names)
+        if args.int8:
+            if args.cfg:
+                p.error("--int8 quantizes a --model; for your own files run `python -m "
+                        "weights_tools quantize` and pass its .cfg/.qweights as --cfg/--weights")
+            from weights_tools.quantize import cached_int8
+            cfg, weights = cached_int8(cfg, weights)
         with Detector(cfg, weights, names, args.threads, args.kernel) as det:
             for path in args.images:
                 img = load(path)

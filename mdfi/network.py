@@ -27,6 +27,16 @@ class LayerInfo:
 
 
 @dataclasses.dataclass(frozen=True)
+class LayerFormat:
+    """A layer's fixed-point formats as (bits, frac) pairs (value = q * 2^-frac);
+    None where the layer has none (float output, no weights)."""
+    output: tuple
+    input: tuple
+    weights: tuple
+    kernel: str     # integer GEMM variant ("" for layers without one)
+
+
+@dataclasses.dataclass(frozen=True)
 class Detection:
     """One (box, class) above the threshold, as Darknet prints them."""
     det_index: int
@@ -72,6 +82,7 @@ class Network:
         self.kernel = ffi.string(lib.mdfi_net_kernel_name(self._net)).decode()
         self.threads = lib.mdfi_net_threads(self._net)
         self.layers = [self._layer_info(i) for i in range(lib.mdfi_net_num_layers(self._net))]
+        self.is_fixed = bool(lib.mdfi_net_is_fixed(self._net))
         self._ran = False
 
     # -- lifetime --------------------------------------------------------------
@@ -108,6 +119,14 @@ class Network:
                          li.groups, li.pad, ffi.string(li.activation).decode(), li.flops,
                          li.line, bool(li.batch_normalize), bool(li.xnor))
 
+    def layer_format(self, index):
+        """The fixed-point formats of layer `index` (docs/fixed-point.md)."""
+        f = ffi.new("mdfi_layer_format *")
+        self._call(lib.mdfi_net_layer_format(self._handle(), index % len(self.layers), f))
+        pair = lambda b, q: (b, q) if b else None  # noqa: E731
+        return LayerFormat(pair(f.out_bits, f.out_frac), pair(f.in_bits, f.in_frac),
+                           pair(f.w_bits, f.w_frac), ffi.string(f.kernel).decode())
+
     @property
     def arena_bytes(self):
         return lib.mdfi_net_arena_bytes(self._handle())
@@ -139,11 +158,39 @@ class Network:
         if not -len(self.layers) <= index < len(self.layers):
             raise errors.ArgumentError(f"no layer {index} (the network has {len(self.layers)})")
         index %= len(self.layers)
+        if self.is_fixed and self.layer_format(index).output is not None:
+            q, frac = self.layer_output_int(index)
+            return (q.astype(np.float64) * 2.0 ** -frac).astype(np.float32)
         data = ffi.new("const float **")
         count = ffi.new("size_t *")
         self._call(lib.mdfi_net_layer_output(net, index, data, count))
         arr = np.frombuffer(ffi.buffer(data[0], count[0] * 4), dtype=np.float32).copy()
         return arr.reshape(self.layers[index].output_shape)
+
+    def layer_output_int(self, index):
+        """(int8/int16 array shaped (c, h, w), frac) of a fixed-point layer's output:
+        the real values are q * 2^-frac."""
+        net = self._handle()
+        if not -len(self.layers) <= index < len(self.layers):
+            raise errors.ArgumentError(f"no layer {index} (the network has {len(self.layers)})")
+        index %= len(self.layers)
+        data = ffi.new("const void **")
+        count = ffi.new("size_t *")
+        bits = ffi.new("int *")
+        frac = ffi.new("int *")
+        self._call(lib.mdfi_net_layer_output_int(net, index, data, count, bits, frac))
+        dt = np.int8 if bits[0] == 8 else np.int16
+        arr = np.frombuffer(ffi.buffer(data[0], count[0] * (bits[0] // 8)), dtype=dt).copy()
+        return arr.reshape(self.layers[index].output_shape), frac[0]
+
+    def set_profile(self, on=True):
+        """Time every layer of the following forwards (see layer_times)."""
+        self._call(lib.mdfi_net_set_profile(self._handle(), 1 if on else 0))
+
+    def layer_times(self):
+        """Milliseconds per layer of the last forward run with profiling on."""
+        net = self._handle()
+        return [lib.mdfi_net_layer_time(net, i) for i in range(len(self.layers))]
 
     def detect(self, image_size, thresh=0.5, nms=0.45, names=None):
         """Boxes from the [yolo] layers of the last forward (a letterboxed image of

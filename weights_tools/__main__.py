@@ -1,4 +1,5 @@
 """python -m weights_tools info --cfg CFG [--weights WEIGHTS]
+python -m weights_tools quantize --cfg C --weights W --calib IMAGES_OR_DIR [--bits 8] [--mixed] -o OUT
 python -m weights_tools from-torch MODEL.pt -o PREFIX [--input-shape C,H,W] [--check]
 python -m weights_tools to-torch --cfg CFG [--weights WEIGHTS] -o MODEL.pt [--check]
 
@@ -143,13 +144,18 @@ def _run_torch_command(args):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m weights_tools",
-                                 description="Inspect Darknet cfg and weights files; convert to/from PyTorch.")
+                                 description="Inspect Darknet cfg and weights files; quantize them.")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     p = sub.add_parser("info", help="per-layer shapes and parameter counts; check a weights size")
     p.add_argument("--cfg", required=True)
     p.add_argument("--weights")
+    from weights_tools.quantize import add_arguments, run_from_args
+    add_arguments(sub.add_parser("quantize", help="calibrate and convert to MDFI fixed point "
+                                 "(annotated cfg + .qweights)"))
     _add_torch_commands(sub)
     args = ap.parse_args(argv)
+    if args.cmd == "quantize":
+        return run_from_args(args)
     if args.cmd in ("from-torch", "to-torch"):
         return _run_torch_command(args)
     try:

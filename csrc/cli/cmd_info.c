@@ -46,13 +46,24 @@ int cmd_info(int argc, char **argv)
             printf("  %7.3f BFLOPs", li.flops / 1e9);
         if (*li.activation)
             printf("  %s", li.activation);
+        mdfi_layer_format qf;
+        if (mdfi_net_is_fixed(net) && mdfi_net_layer_format(net, i, &qf) == MDFI_OK) {
+            if (qf.w_bits)
+                printf("  in %d:%d w %d:%d", qf.in_bits, qf.in_frac, qf.w_bits, qf.w_frac);
+            if (qf.out_bits)
+                printf("  out %d:%d", qf.out_bits, qf.out_frac);
+            else
+                printf("  out float");
+            if (*qf.kernel)
+                printf("  [%s]", qf.kernel);
+        }
         printf("\n");
         total += li.flops;
     }
     printf("total: %d layers, %.3f BFLOPs, %.1f MB prepared parameters, %.1f MB activation "
-           "arena, kernel %s\n", mdfi_net_num_layers(net), total / 1e9,
+           "arena, kernel %s%s\n", mdfi_net_num_layers(net), total / 1e9,
            mdfi_net_weight_bytes(net) / 1048576.0, mdfi_net_arena_bytes(net) / 1048576.0,
-           mdfi_net_kernel_name(net));
+           mdfi_net_kernel_name(net), mdfi_net_is_fixed(net) ? ", fixed point" : "");
     mdfi_net_free(net);
     return 0;
 }

@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/mem.h"
+#include "layers/fixed.h"
 #include "layers/yolo.h"
 
 #define CHECK(x) do { mdfi_status st_ = (x); if (st_ != MDFI_OK) return st_; } while (0)
@@ -80,6 +82,8 @@ static void unprepare(mdfi_net *net)
     free(net->readable);
     net->out = NULL;
     net->readable = NULL;
+    free(net->layer_ms);
+    net->layer_ms = NULL;
     mdfi_net_free_detect(net);
     net->prepared = net->ran = 0;
 }
@@ -104,6 +108,7 @@ void mdfi_net_free(mdfi_net *net)
     free_layers(net);
     mdfi_cfg_free(&net->cfg);
     free(net->weights_path);
+    mdfi_qweights_free(net->qw);
     free(net->warnings);
     free(net);
 }
@@ -172,6 +177,8 @@ static mdfi_status build(mdfi_net *net)
         if (!ops)
             return mdfi_net_fail(net, MDFI_ERR_CFG, "%s:%d: unknown section [%s] (layer %d)",
                                  cfg->name, s->line, s->type, i);
+        /* fixed_* keys (or a head reading integers) pick the fixed-point table */
+        CHECK(mdfi_fixed_select(cfg, s, net->layers, i, &ops, &net->err));
         net->n = i + 1;
         l->ops = ops;
         l->index = i;
@@ -185,6 +192,7 @@ static mdfi_status build(mdfi_net *net)
         l->in_w = prev ? prev->out_w : net->w;
         mdfi_parse_ctx ctx = {cfg, net->layers, i, net->c, net->h, net->w};
         CHECK(ops->parse(l, s, &ctx, &net->err));
+        CHECK(mdfi_fixed_bind(cfg, s, net->layers, i, &net->err));
         warn_unused(net, s);
     }
     if (net->n == 0)
@@ -228,6 +236,31 @@ mdfi_status mdfi_net_load_weights(mdfi_net *net, const char *path)
         return mdfi_net_fail(net, MDFI_ERR_ARG, "load a cfg before the weights");
     if (net->prepared)
         return mdfi_net_fail(net, MDFI_ERR_ARG, "weights must be loaded before prepare");
+    int fixed = mdfi_fixed_net(net->layers, net->n);
+    if (mdfi_qweights_sniff(path)) {
+        /* quantized weights: checked whole (CRC, records against the cfg) now */
+        mdfi_qweights *q;
+        if (!fixed)
+            return mdfi_net_fail(net, MDFI_ERR_WEIGHTS, "%s is a quantized weights file but "
+                                 "%s has no fixed-point formats: load the cfg written with it "
+                                 "by weights_tools quantize", path, net->cfg.name);
+        CHECK(mdfi_qweights_open(path, &q, &net->err));
+        mdfi_status qst = mdfi_fixed_check_weights(net->layers, net->n, net->cfg.name, q,
+                                                   &net->err);
+        if (qst != MDFI_OK) {
+            mdfi_qweights_free(q);
+            return qst;
+        }
+        mdfi_qweights_free(net->qw);
+        net->qw = q;
+        free(net->weights_path);
+        net->weights_path = NULL;
+        return MDFI_OK;
+    }
+    if (fixed)
+        return mdfi_net_fail(net, MDFI_ERR_WEIGHTS, "%s has fixed-point formats (fixed_* keys) "
+                             "but %s is not a quantized weights file: load the .qweights written "
+                             "by weights_tools quantize", net->cfg.name, path);
     mdfi_weights_reader r;
     mdfi_status st = mdfi_weights_open(&r, path, &net->err);
     long long need = r.pos;
@@ -251,6 +284,8 @@ mdfi_status mdfi_net_load_weights(mdfi_net *net, const char *path)
     strcpy(p, path);
     free(net->weights_path);
     net->weights_path = p;
+    mdfi_qweights_free(net->qw);
+    net->qw = NULL;
     return MDFI_OK;
 }
 
@@ -331,7 +366,9 @@ static mdfi_status load_and_prepare(mdfi_net *net)
             r.layer = i;
             r.layer_type = l->ops->name;
         }
-        if (l->ops->load)
+        if (mdfi_layer_is_fixed(l))
+            st = mdfi_fixed_load(l, net->qw, &net->err);
+        else if (l->ops->load)
             st = l->ops->load(l, rp, &net->err);
         if (st == MDFI_OK && l->ops->prepare)
             st = l->ops->prepare(l, &ctx, &net->err);
@@ -374,6 +411,8 @@ mdfi_status mdfi_net_prepare(mdfi_net *net)
         st = mdfi_net_plan(net);
     if (st == MDFI_OK)
         st = alloc_scratch(net);
+    if (st == MDFI_OK && !(net->layer_ms = calloc((size_t)net->n, sizeof *net->layer_ms)))
+        st = mdfi_net_fail(net, MDFI_ERR_NOMEM, "out of memory");
     if (st == MDFI_OK)
         st = mdfi_pool_new(net->threads, &net->pool, &net->err);
     if (st == MDFI_OK)
@@ -409,7 +448,16 @@ mdfi_status mdfi_net_forward(mdfi_net *net, const float *input, size_t n)
         ctx.out = net->out[i] ? net->out[i] : (float *)ctx.in[0];
         ctx.scratch = net->scratch;
         ctx.pool = net->pool;
-        l->ops->forward(l, &ctx);
+        if (net->profile) {
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            l->ops->forward(l, &ctx);
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            net->layer_ms[i] = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+                               (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+        } else {
+            l->ops->forward(l, &ctx);
+        }
     }
     net->ran = 1;
     return MDFI_OK;
@@ -491,6 +539,10 @@ mdfi_status mdfi_net_layer_output(const mdfi_net *net, int index, const float **
     if (!net->readable[index])
         return mdfi_net_fail((mdfi_net *)net, MDFI_ERR_ARG, "layer %d's buffer was reused; "
                              "set keep_outputs before prepare to read it", index);
+    if (net->layers[index].q_out.bits)
+        return mdfi_net_fail((mdfi_net *)net, MDFI_ERR_ARG, "layer %d holds int%d fixed-point "
+                             "values; read them with mdfi_net_layer_output_int", index,
+                             net->layers[index].q_out.bits);
     *data = net->out[index] ? net->out[index] : net->input;
     *count = mdfi_layer_outputs(&net->layers[index]);
     return MDFI_OK;
@@ -499,4 +551,63 @@ mdfi_status mdfi_net_layer_output(const mdfi_net *net, int index, const float **
 mdfi_status mdfi_net_output(const mdfi_net *net, const float **data, size_t *count)
 {
     return mdfi_net_layer_output(net, net ? net->n - 1 : 0, data, count);
+}
+
+/* ---- fixed point and profiling ------------------------------------------- */
+
+int mdfi_net_is_fixed(const mdfi_net *net)
+{
+    return net ? mdfi_fixed_net(net->layers, net->n) : 0;
+}
+
+mdfi_status mdfi_net_layer_format(const mdfi_net *net, int index, mdfi_layer_format *fmt)
+{
+    if (!net || !fmt || index < 0 || index >= net->n)
+        return MDFI_ERR_ARG;
+    const mdfi_layer *l = &net->layers[index];
+    int gemm = l->q_w.bits != 0;
+    fmt->out_bits = l->q_out.bits;
+    fmt->out_frac = l->q_out.frac;
+    fmt->in_bits = l->q_in.bits;
+    fmt->in_frac = l->q_in.frac;
+    fmt->w_bits = gemm ? l->q_w.bits : 0;
+    fmt->w_frac = gemm ? l->q_w.frac : 0;
+    fmt->kernel = mdfi_fixed_kernel_name(l);
+    return MDFI_OK;
+}
+
+mdfi_status mdfi_net_layer_output_int(const mdfi_net *net, int index, const void **data,
+                                      size_t *count, int *bits, int *frac)
+{
+    if (!net || !data || !count || !bits || !frac || index < 0 || index >= net->n)
+        return MDFI_ERR_ARG;
+    if (!net->ran)
+        return mdfi_net_fail((mdfi_net *)net, MDFI_ERR_ARG, "no forward has run yet");
+    const mdfi_layer *l = &net->layers[index];
+    if (!l->q_out.bits)
+        return mdfi_net_fail((mdfi_net *)net, MDFI_ERR_ARG, "layer %d [%s] has a float output; "
+                             "read it with mdfi_net_layer_output", index, l->ops->name);
+    if (!net->readable[index])
+        return mdfi_net_fail((mdfi_net *)net, MDFI_ERR_ARG, "layer %d's buffer was reused; "
+                             "set keep_outputs before prepare to read it", index);
+    *data = net->out[index];
+    *count = mdfi_layer_outputs(l);
+    *bits = l->q_out.bits;
+    *frac = l->q_out.frac;
+    return MDFI_OK;
+}
+
+mdfi_status mdfi_net_set_profile(mdfi_net *net, int on)
+{
+    if (!net)
+        return MDFI_ERR_ARG;
+    net->profile = on != 0;
+    return MDFI_OK;
+}
+
+double mdfi_net_layer_time(const mdfi_net *net, int index)
+{
+    if (!net || !net->layer_ms || index < 0 || index >= net->n || !net->ran)
+        return -1.0;
+    return net->layer_ms[index];
 }

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/threads.h"
 #include "detect/detect.h"
+#include "io/qweights.h"
 #include "layers/layer.h"
 
 struct mdfi_net {
@@ -17,6 +18,7 @@ struct mdfi_net {
     mdfi_layer *layers;
     int n;
     char *weights_path;
+    mdfi_qweights *qw;            /* quantized weights (fixed-point cfgs), instead of a path */
     /* options */
     int threads, keep_outputs, isa_forced;
     mdfi_isa isa;
@@ -29,6 +31,8 @@ struct mdfi_net {
     int *readable;                /* [n] output still valid after forward */
     void **scratch;               /* [threads] */
     const float *input;           /* the last forward's input */
+    int profile;                  /* time every layer in forward */
+    double *layer_ms;             /* [n] the last profiled forward's times */
     /* detection workspace */
     int max_boxes, classes;
     mdfi_box *boxes, *box_scratch;

@@ -19,7 +19,7 @@ mdfi_status mdfi_net_prepare_detect(mdfi_net *net)
     net->classes = 0;
     for (int i = 0; i < net->n; ++i) {
         const mdfi_layer *l = &net->layers[i];
-        if (l->ops != &mdfi_yolo_ops)
+        if (!mdfi_layer_is_yolo(l))
             continue;
         const mdfi_yolo_spec *y = l->priv;
         if (net->classes && net->classes != y->classes)
@@ -81,7 +81,7 @@ mdfi_status mdfi_net_detect(mdfi_net *net, int im_w, int im_h, float thresh, flo
                              im_w, im_h, (double)thresh);
     int n = 0;
     for (int i = 0; i < net->n; ++i) {
-        if (net->layers[i].ops != &mdfi_yolo_ops)
+        if (!mdfi_layer_is_yolo(&net->layers[i]))
             continue;
         mdfi_yolo_head h = head_of(net, i);
         n += mdfi_yolo_boxes(&h, net->w, net->h, im_w, im_h, thresh, net->boxes + n,

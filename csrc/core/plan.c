@@ -48,7 +48,7 @@ mdfi_status mdfi_net_plan(mdfi_net *net)
         for (int k = 0; k < l->n_in; ++k)
             if (l->in[k] >= 0 && owner[l->in[k]] >= 0 && last[owner[l->in[k]]] < i)
                 last[owner[l->in[k]]] = i;
-        int end = net->keep_outputs || i == n - 1 || l->ops == &mdfi_yolo_ops;
+        int end = net->keep_outputs || i == n - 1 || mdfi_layer_is_yolo(l);
         if (end && owner[i] >= 0)
             last[owner[i]] = n;
         net->weight_bytes += l->param_bytes;

@@ -96,6 +96,33 @@ mdfi_status mdfi_net_output(const mdfi_net *net, const float **data, size_t *cou
 /* Warnings collected while parsing (unused keys...), one per line; "" if none. */
 const char *mdfi_net_warnings(const mdfi_net *net);
 
+/* ---- fixed point (docs/fixed-point.md) ---------------------------------------
+ * A cfg annotated by `python -m weights_tools quantize` (fixed_in / fixed_w /
+ * fixed_out keys) runs with integer arithmetic only; mdfi_net_load_weights
+ * recognises its .qweights file by the magic.  [yolo] and [softmax] stay
+ * float: they dequantize their input. */
+int mdfi_net_is_fixed(const mdfi_net *net);
+typedef struct {
+    int out_bits, out_frac;   /* output format; out_bits 0 = float32 */
+    int in_bits, in_frac;     /* conv/connected: the input's operand format; other
+                                 integer layers: in[0]'s format; 0 = float */
+    int w_bits, w_frac;       /* conv/connected weights; 0 = none */
+    const char *kernel;       /* integer GEMM variant after prepare, else "" */
+} mdfi_layer_format;
+mdfi_status mdfi_net_layer_format(const mdfi_net *net, int index, mdfi_layer_format *fmt);
+/* A fixed-point layer's output: int8_t (bits 8) or int16_t (bits 16) values,
+ * real value = q * 2^-frac.  Readable as for mdfi_net_layer_output (which
+ * refuses integer layers). */
+mdfi_status mdfi_net_layer_output_int(const mdfi_net *net, int index, const void **data,
+                                      size_t *count, int *bits, int *frac);
+
+/* ---- profiling -------------------------------------------------------------- */
+/* Times every layer of each forward while on (any time; default off). */
+mdfi_status mdfi_net_set_profile(mdfi_net *net, int on);
+/* Milliseconds layer index took in the last forward run with profiling on
+ * (0 if none was); -1 for a bad index or before any forward. */
+double mdfi_net_layer_time(const mdfi_net *net, int index);
+
 /* ---- images ----------------------------------------------------------------- */
 typedef struct {
     int w, h, c;

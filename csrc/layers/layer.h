@@ -20,6 +20,11 @@
 
 typedef struct mdfi_layer mdfi_layer;
 
+/* A fixed-point format: bits-wide two's complement, value = q * 2^-frac. */
+typedef struct {
+    int bits, frac;            /* bits 0: float32 */
+} mdfi_qfmt;
+
 /* What parse sees of the network built so far. */
 typedef struct {
     const mdfi_cfg *cfg;
@@ -71,6 +76,10 @@ struct mdfi_layer {
     /* descriptive fields for mdfi_layer_info */
     int filters, size, stride, groups, pad, batch_normalize, xnor;
     const char *activation;
+    /* Fixed-point formats (layers/fixed.h, docs/fixed-point.md); bits 0 = float32. */
+    mdfi_qfmt q_out;           /* the output */
+    mdfi_qfmt q_in;            /* conv/connected: the input's operand format; heads: in[0]'s */
+    mdfi_qfmt q_w;             /* conv/connected weights */
     void *priv;                /* the type's own spec and parameters */
 };
 

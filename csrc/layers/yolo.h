@@ -13,5 +13,8 @@ typedef struct {
 } mdfi_yolo_spec;
 
 extern const mdfi_layer_ops mdfi_yolo_ops;
+/* A [yolo] layer in either form: float, or the fixed-point head that
+ * dequantizes its input (layers/fixed.h). */
+int mdfi_layer_is_yolo(const mdfi_layer *l);
 
 #endif

@@ -1,0 +1,103 @@
+/* Fixed-point (integer-only) layers: the MDFI quantization.
+ *
+ * A cfg section with fixed_in / fixed_w / fixed_out keys (BITS:FRAC, value =
+ * q * 2^-FRAC, BITS 8 or 16) is built with the fixed-point table of its type
+ * instead of the float one; [yolo] and [softmax] reading an integer layer
+ * become float heads that dequantize first.  Outputs are int8_t / int16_t
+ * buffers (mdfi_layer.out_bytes).  docs/fixed-point.md specifies every
+ * operation; weights_tools/fixed_ref.py is the bit-exact numpy reference. */
+#ifndef MDFI_LAYERS_FIXED_H
+#define MDFI_LAYERS_FIXED_H
+
+#include <stdint.h>
+
+#include "io/qweights.h"
+#include "layers/layer.h"
+
+#define MDFI_FX_FRAC_MIN (-16)
+#define MDFI_FX_FRAC_MAX 31
+#define MDFI_FX_LEAKY_MULT 3277   /* leaky slope 3277 / 2^15 = 0.100006103515625 */
+#define MDFI_FX_LEAKY_SHIFT 15
+
+/* Chooses the table a section is parsed with: *ops stays the float one
+ * unless the section has fixed_* keys (then the fixed table of its type, or
+ * an error if there is none) or it is a [yolo]/[softmax] reading an integer
+ * layer.  layers[0..index-1] are built. */
+mdfi_status mdfi_fixed_select(const mdfi_cfg *cfg, mdfi_cfg_section *s,
+                              const mdfi_layer *layers, int index,
+                              const mdfi_layer_ops **ops, mdfi_errbuf *err);
+/* After a layer's parse: an aliasing layer ([dropout]) takes its input's
+ * format; a float layer may not read an integer one. */
+mdfi_status mdfi_fixed_bind(const mdfi_cfg *cfg, mdfi_cfg_section *s, mdfi_layer *layers,
+                            int index, mdfi_errbuf *err);
+
+int mdfi_layer_is_fixed(const mdfi_layer *l);
+/* Whether any layer is fixed-point. */
+int mdfi_fixed_net(const mdfi_layer *layers, int n);
+/* Checks a quantized weights file against the layers: one record per fixed
+ * [convolutional]/[connected] with the same shape and formats, no others. */
+mdfi_status mdfi_fixed_check_weights(const mdfi_layer *layers, int n, const char *cfg_name,
+                                     const mdfi_qweights *q, mdfi_errbuf *err);
+/* Loads a fixed layer's integer parameters (q NULL: zeros). */
+mdfi_status mdfi_fixed_load(mdfi_layer *l, const mdfi_qweights *q, mdfi_errbuf *err);
+/* The integer GEMM variant a fixed layer runs ("" for layers without one). */
+const char *mdfi_fixed_kernel_name(const mdfi_layer *l);
+
+/* ---- arithmetic shared by the fixed layers (docs/fixed-point.md) ---------- */
+
+/* floor(x / 2^s + 1/2) for s > 0, x * 2^-s for s <= 0, then saturated to
+ * bits; exact for any int64 x and shift (no intermediate overflow). */
+static inline int32_t mdfi_fx_requant(int64_t x, int s, int bits)
+{
+    const int64_t hi = bits == 8 ? 127 : 32767, lo = -hi - 1;
+    if (s > 0) {
+        int s1 = s < 63 ? s : 63, s0 = s - 1 < 63 ? s - 1 : 63;
+        x = (x >> s1) + ((x >> s0) & 1);
+    } else if (x != 0) {
+        const int64_t lim = (int64_t)1 << 24;
+        x = x < -lim ? -lim : x > lim ? lim : x;
+        x *= (int64_t)1 << (-s < 20 ? -s : 20);
+    }
+    return (int32_t)(x < lo ? lo : x > hi ? hi : x);
+}
+
+/* Converts n integers of format from (int8/int16) to format to. */
+void mdfi_fx_convert(const void *src, mdfi_qfmt from, void *dst, mdfi_qfmt to, size_t n);
+/* float32 -> to: floor(x * 2^frac + 1/2) in double, saturated; NaN -> 0. */
+void mdfi_fx_quantize(const float *src, void *dst, mdfi_qfmt to, size_t n);
+/* (int8/int16 of fmt) -> float32, exact. */
+void mdfi_fx_dequantize(const void *src, mdfi_qfmt fmt, float *dst, size_t n);
+/* Integer activation of an accumulator (linear 0, relu 1, leaky 2). */
+static inline int64_t mdfi_fx_activate(int64_t a, int act)
+{
+    if (act == 1)
+        return a > 0 ? a : 0;
+    if (act == 2 && a < 0)
+        return (a * MDFI_FX_LEAKY_MULT) >> MDFI_FX_LEAKY_SHIFT;   /* arithmetic: floor */
+    return a;
+}
+static inline int32_t mdfi_fx_get(const void *p, int bits, size_t i)
+{
+    return bits == 8 ? ((const int8_t *)p)[i] : ((const int16_t *)p)[i];
+}
+static inline void mdfi_fx_put(void *p, int bits, size_t i, int32_t v)
+{
+    if (bits == 8)
+        ((int8_t *)p)[i] = (int8_t)v;
+    else
+        ((int16_t *)p)[i] = (int16_t)v;
+}
+
+/* Reads the fixed_* keys of a section; a missing key leaves bits 0. */
+mdfi_status mdfi_fx_read_format(const mdfi_cfg *cfg, mdfi_cfg_section *s, const char *key,
+                                mdfi_qfmt *f, mdfi_errbuf *err);
+/* Output buffer bytes for a format. */
+void mdfi_fx_set_output(mdfi_layer *l, mdfi_qfmt out);
+
+/* The fixed tables (fixed_*.c). */
+extern const mdfi_layer_ops mdfi_fixed_conv_ops, mdfi_fixed_connected_ops,
+    mdfi_fixed_maxpool_ops, mdfi_fixed_avgpool_ops, mdfi_fixed_upsample_ops,
+    mdfi_fixed_route_ops, mdfi_fixed_shortcut_ops, mdfi_fixed_yolo_ops,
+    mdfi_fixed_softmax_ops;
+
+#endif

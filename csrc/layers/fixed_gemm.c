@@ -1,0 +1,337 @@
+/* Fixed-point [convolutional] (grouped too) and [connected]:
+ *
+ *   X   = the input in the operand format fixed_in (converted if the
+ *         producer's format differs; quantized if it is float)
+ *   acc = bias_q[m] + sum_k W_q[m][k] * X[k][n]          int32, exact
+ *   out = sat(rshift_round(act(acc), in_frac + w_frac - out_frac))
+ *
+ * on the integer GEMM (kernels/qgemm.h).  Shapes, keys and their checks come
+ * from the float layers' parse; weights come from a .qweights file. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/mem.h"
+#include "kernels/qgemm.h"
+#include "layers/fixed.h"
+#include "layers/gemm_layer.h"
+
+#define CHECK(x) do { mdfi_status st_ = (x); if (st_ != MDFI_OK) return st_; } while (0)
+
+typedef struct {
+    int connected;
+    int groups, m, k;          /* m outputs and k weights per output, per group */
+    mdfi_conv_geom geom;       /* per group */
+    mdfi_qact act;
+    mdfi_qfmt src;             /* the producer's format (bits 0: float) */
+    int per_channel;           /* fixed_w=BITS:ch: one weight fraction per output */
+    int8_t *w_frac;            /* [groups*m] with per_channel */
+    void *weights;             /* [groups*m][k], load to prepare */
+    int32_t *bias;             /* [groups*m] */
+    const mdfi_qgemm_kernel *kern;
+    void *packed;              /* groups * packed_bytes */
+    size_t packed_bytes;
+    int8_t *shift;             /* [groups*m] */
+    void *stage;               /* the input in the operand format, when converted */
+} fx_gemm;
+
+static mdfi_status gemm_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                              mdfi_errbuf *err, int connected)
+{
+    const mdfi_layer_ops *fl = mdfi_layer_find(connected ? "connected" : "convolutional");
+    int xnor = 0;
+    CHECK(mdfi_cfg_int(ctx->cfg, s, "xnor", 0, &xnor, err));
+    if (xnor)   /* before the float parse, which would hand the layer to the binary table */
+        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d: xnor convolutions have "
+                         "no fixed-point form", ctx->cfg->name, mdfi_cfg_line(s, "xnor"),
+                         ctx->index);
+    mdfi_status st = fl->parse(l, s, ctx, err);
+    const mdfi_gemm_params *gp = l->priv;
+    fx_gemm g;
+    memset(&g, 0, sizeof g);
+    mdfi_activation act = MDFI_ACT_LINEAR;
+    if (st == MDFI_OK) {
+        g.connected = connected;
+        g.groups = gp->groups;
+        g.m = gp->m;
+        g.k = gp->k;
+        g.geom = gp->geom;
+        act = gp->act;
+    }
+    if (fl->destroy)
+        fl->destroy(l);
+    else
+        free(l->priv);
+    l->priv = NULL;
+    CHECK(st);
+    const char *name = ctx->cfg->name;
+    if (act == MDFI_ACT_LINEAR)
+        g.act = MDFI_QACT_LINEAR;
+    else if (act == MDFI_ACT_RELU)
+        g.act = MDFI_QACT_RELU;
+    else if (act == MDFI_ACT_LEAKY)
+        g.act = MDFI_QACT_LEAKY;
+    else
+        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [%s]: activation %s has "
+                         "no integer form (linear, relu, leaky)", name,
+                         mdfi_cfg_line(s, "activation"), ctx->index, s->type,
+                         mdfi_activation_name(act));
+    mdfi_qfmt out;
+    CHECK(mdfi_fx_read_format(ctx->cfg, s, "fixed_in", &l->q_in, err));
+    const char *wv = mdfi_cfg_str(s, "fixed_w", NULL);
+    if (wv && (!strcmp(wv, "8:ch") || !strcmp(wv, "16:ch"))) {
+        l->q_w.bits = wv[0] == '8' ? 8 : 16;
+        l->q_w.frac = 0;
+        g.per_channel = 1;
+    } else {
+        CHECK(mdfi_fx_read_format(ctx->cfg, s, "fixed_w", &l->q_w, err));
+    }
+    CHECK(mdfi_fx_read_format(ctx->cfg, s, "fixed_out", &out, err));
+    if (!l->q_in.bits || !l->q_w.bits || !out.bits)
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s] needs all of fixed_in, "
+                         "fixed_w and fixed_out", name, s->line, ctx->index, s->type);
+    if (l->q_in.bits != l->q_w.bits)
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s]: fixed_in and fixed_w must "
+                         "have the same bits (%d and %d)", name, mdfi_cfg_line(s, "fixed_w"),
+                         ctx->index, s->type, l->q_in.bits, l->q_w.bits);
+    if (l->in[0] >= 0)
+        g.src = ctx->layers[l->in[0]].q_out;
+    fx_gemm *p = malloc(sizeof *p);
+    if (!p)
+        return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
+    *p = g;
+    l->priv = p;
+    mdfi_fx_set_output(l, out);
+    return MDFI_OK;
+}
+
+static mdfi_status conv_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                              mdfi_errbuf *err)
+{
+    return gemm_parse(l, s, ctx, err, 0);
+}
+
+static mdfi_status fc_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                            mdfi_errbuf *err)
+{
+    return gemm_parse(l, s, ctx, err, 1);
+}
+
+static int is_gemm(const mdfi_layer *l)
+{
+    return l->ops == &mdfi_fixed_conv_ops || l->ops == &mdfi_fixed_connected_ops;
+}
+
+mdfi_status mdfi_fixed_check_weights(const mdfi_layer *layers, int n, const char *cfg_name,
+                                     const mdfi_qweights *q, mdfi_errbuf *err)
+{
+    if (q->n_layers != n)
+        return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s was made for a cfg of %d layers; %s has %d",
+                         q->path, q->n_layers, cfg_name, n);
+    for (int i = 0; i < q->n_rec; ++i) {
+        const mdfi_qrecord *r = &q->rec[i];
+        const mdfi_layer *l = &layers[r->layer];
+        if (!is_gemm(l))
+            return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s has weights for layer %d, but in %s "
+                             "layer %d is a %s%s layer", q->path, r->layer, cfg_name, r->layer,
+                             mdfi_layer_is_fixed(l) ? "fixed-point " : "float ", l->ops->name);
+    }
+    for (int i = 0; i < n; ++i) {
+        const mdfi_layer *l = &layers[i];
+        if (!is_gemm(l))
+            continue;
+        const fx_gemm *p = l->priv;
+        const mdfi_qrecord *r = mdfi_qweights_find(q, i);
+        if (!r)
+            return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s has no weights for layer %d [%s] (cfg "
+                             "line %d) of %s", q->path, i, l->ops->name, l->line, cfg_name);
+        int kind = p->connected ? MDFI_QW_CONNECTED : MDFI_QW_CONV;
+        if (r->kind != kind || r->outputs != p->groups * p->m || r->k != p->k ||
+            r->groups != p->groups)
+            return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: layer %d's record is %s %d x %d "
+                             "(groups %d) but %s line %d makes it %s %d x %d (groups %d)",
+                             q->path, i, r->kind == MDFI_QW_CONV ? "convolutional" : "connected",
+                             r->outputs, r->k, r->groups, cfg_name, l->line, l->ops->name,
+                             p->groups * p->m, p->k, p->groups);
+        if (r->in_bits != l->q_in.bits || r->in_frac != l->q_in.frac ||
+            r->w_bits != l->q_w.bits || r->w_frac != l->q_w.frac || r->mode != p->per_channel ||
+            r->out_bits != l->q_out.bits || r->out_frac != l->q_out.frac)
+            return mdfi_fail(err, MDFI_ERR_WEIGHTS, "layer %d [%s] (%s line %d): the cfg says "
+                             "fixed_in=%d:%d fixed_w=%d:%d%s fixed_out=%d:%d but %s was "
+                             "quantized for %d:%d %d:%d%s %d:%d: cfg and weights do not belong "
+                             "together", i, l->ops->name, cfg_name, l->line, l->q_in.bits,
+                             l->q_in.frac, l->q_w.bits, l->q_w.frac,
+                             p->per_channel ? " (per channel)" : "", l->q_out.bits,
+                             l->q_out.frac, q->path, r->in_bits, r->in_frac, r->w_bits,
+                             r->w_frac, r->mode ? " (per channel)" : "", r->out_bits,
+                             r->out_frac);
+    }
+    return MDFI_OK;
+}
+
+mdfi_status mdfi_fixed_load(mdfi_layer *l, const mdfi_qweights *q, mdfi_errbuf *err)
+{
+    if (!is_gemm(l))
+        return MDFI_OK;
+    fx_gemm *p = l->priv;
+    size_t m = (size_t)p->groups * p->m, nw = m * (size_t)p->k;
+    free(p->bias);
+    free(p->weights);
+    free(p->w_frac);
+    p->bias = calloc(m, sizeof *p->bias);
+    p->weights = calloc(nw ? nw : 1, (size_t)l->q_w.bits / 8);
+    p->w_frac = calloc(m, 1);
+    if (!p->bias || !p->weights || !p->w_frac)
+        return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory for %zu weights",
+                         l->index, nw);
+    const mdfi_qrecord *r = q ? mdfi_qweights_find(q, l->index) : NULL;
+    if (!q)
+        return MDFI_OK;
+    if (!r)
+        return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: no record for layer %d", q->path,
+                         l->index);
+    return mdfi_qweights_read(q, r, p->bias, p->weights, p->per_channel ? p->w_frac : NULL,
+                              err);
+}
+
+static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_errbuf *err)
+{
+    fx_gemm *p = l->priv;
+    const int bits = l->q_w.bits;
+    const int M = p->groups * p->m;
+    if (!p->weights)
+        CHECK(mdfi_fixed_load(l, NULL, err));
+    /* The accumulator bound of docs/fixed-point.md, per output channel. */
+    const int64_t in_max = (int64_t)1 << (l->q_in.bits - 1);
+    for (int o = 0; o < M; ++o) {
+        int64_t sum = 0;
+        for (int j = 0; j < p->k; ++j) {
+            int32_t w = mdfi_fx_get(p->weights, bits, (size_t)o * p->k + j);
+            sum += w < 0 ? -(int64_t)w : w;
+        }
+        int64_t bound = sum * in_max + (p->bias[o] < 0 ? -(int64_t)p->bias[o] : p->bias[o]);
+        if (bound > INT32_MAX)
+            return mdfi_fail(err, MDFI_ERR_WEIGHTS, "layer %d [%s]: the int32 accumulator can "
+                             "overflow: output %d has sum|w| * 2^%d + |bias| = %lld > 2^31-1 "
+                             "(fixed_w=%d:%d with fixed_in=%d:%d is too fine; re-quantize)",
+                             l->index, l->ops->name, o, l->q_in.bits - 1, (long long)bound,
+                             l->q_w.bits, l->q_w.frac, l->q_in.bits, l->q_in.frac);
+    }
+    p->kern = mdfi_qgemm_kernel_for(ctx->isa, bits);
+    if (!p->kern)   /* this ISA has no variant of this width: the reference is exact too */
+        p->kern = mdfi_qgemm_kernel_for(MDFI_ISA_REF, bits);
+    if (!p->kern)
+        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "layer %d: no %d-bit integer GEMM",
+                         l->index, bits);
+    mdfi_aligned_free(p->packed);
+    mdfi_aligned_free(p->stage);
+    free(p->shift);
+    p->stage = NULL;
+    size_t pa = mdfi_qgemm_packed_a_size(p->kern, p->m, p->k);
+    p->packed_bytes = (pa + 63) & ~(size_t)63;
+    p->packed = mdfi_aligned_alloc((size_t)p->groups * p->packed_bytes);
+    p->shift = malloc((size_t)M);
+    if (!p->packed || !p->shift)
+        return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory packing weights",
+                         l->index);
+    size_t eb = (size_t)bits / 8;
+    for (int g = 0; g < p->groups; ++g)
+        mdfi_qgemm_pack_a(p->kern, p->m, p->k,
+                          (const char *)p->weights + (size_t)g * p->m * p->k * eb,
+                          (char *)p->packed + (size_t)g * p->packed_bytes);
+    free(p->weights);
+    p->weights = NULL;
+    for (int o = 0; o < M; ++o) {
+        int wf = p->per_channel ? p->w_frac[o] : l->q_w.frac;
+        if (wf < MDFI_FX_FRAC_MIN || wf > MDFI_FX_FRAC_MAX)
+            return mdfi_fail(err, MDFI_ERR_WEIGHTS, "layer %d: output %d's weight fraction %d "
+                             "is outside %d..%d", l->index, o, wf, MDFI_FX_FRAC_MIN,
+                             MDFI_FX_FRAC_MAX);
+        p->shift[o] = (int8_t)(l->q_in.frac + wf - l->q_out.frac);
+    }
+    if (p->src.bits != l->q_in.bits || p->src.frac != l->q_in.frac) {
+        size_t n = (size_t)l->in_c * l->in_h * l->in_w;
+        if (!(p->stage = mdfi_aligned_alloc(n * (size_t)l->q_in.bits / 8)))
+            return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
+    }
+    l->param_bytes = (size_t)M * (sizeof(int32_t) + 1) + (size_t)p->groups * p->packed_bytes;
+    size_t ws = mdfi_qgemm_workspace_size(p->kern, p->m, &p->geom);
+    if (ws > l->scratch_bytes)
+        l->scratch_bytes = ws;
+    return MDFI_OK;
+}
+
+typedef struct {
+    const mdfi_layer *l;
+    const fx_gemm *p;
+    const void *input;
+    mdfi_run_ctx *ctx;
+    int n, chunk;
+} gemm_job;
+
+static void gemm_task(void *arg, int task, int thread)
+{
+    const gemm_job *j = arg;
+    const fx_gemm *p = j->p;
+    const mdfi_layer *l = j->l;
+    int n0 = task * j->chunk;
+    int n1 = n0 + j->chunk < j->n ? n0 + j->chunk : j->n;
+    if (n0 >= n1)
+        return;
+    const size_t ib = (size_t)l->q_in.bits / 8, ob = (size_t)l->q_out.bits / 8;
+    const size_t in_group = (size_t)p->geom.channels * p->geom.in_h * p->geom.in_w;
+    const size_t out_group = (size_t)p->m * j->n;
+    for (int g = 0; g < p->groups; ++g) {
+        mdfi_qepilogue e = {p->bias + (size_t)g * p->m, NULL, p->shift + (size_t)g * p->m,
+                            p->act, MDFI_FX_LEAKY_MULT, MDFI_FX_LEAKY_SHIFT, l->q_out.bits};
+        mdfi_qgemm_conv(p->kern, p->m, &p->geom, (const char *)p->packed + g * p->packed_bytes,
+                        (const char *)j->input + g * in_group * ib, &e,
+                        (char *)j->ctx->out + g * out_group * ob, (size_t)j->n, n0, n1,
+                        j->ctx->scratch[thread]);
+    }
+}
+
+static void gemm_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
+{
+    const fx_gemm *p = l->priv;
+    const void *input = ctx->in[0];
+    if (p->stage) {
+        size_t n = (size_t)l->in_c * l->in_h * l->in_w;
+        if (p->src.bits == 0)
+            mdfi_fx_quantize(ctx->in[0], p->stage, l->q_in, n);
+        else
+            mdfi_fx_convert(ctx->in[0], p->src, p->stage, l->q_in, n);
+        input = p->stage;
+    }
+    int threads = mdfi_pool_threads(ctx->pool);
+    gemm_job j = {l, p, input, ctx, p->geom.out_h * p->geom.out_w, 0};
+    j.chunk = (j.n + threads - 1) / threads;
+    j.chunk = (j.chunk + 63) & ~63;
+    int tasks = (j.n + j.chunk - 1) / j.chunk;
+    mdfi_pool_run(ctx->pool, tasks, gemm_task, &j);
+}
+
+static void gemm_destroy(mdfi_layer *l)
+{
+    fx_gemm *p = l->priv;
+    if (p) {
+        free(p->weights);
+        free(p->bias);
+        free(p->w_frac);
+        free(p->shift);
+        mdfi_aligned_free(p->packed);
+        mdfi_aligned_free(p->stage);
+    }
+    free(p);
+}
+
+const char *mdfi_fixed_kernel_name(const mdfi_layer *l)
+{
+    const fx_gemm *p = is_gemm(l) ? l->priv : NULL;
+    return p && p->kern ? mdfi_qgemm_kernel_name(p->kern) : "";
+}
+
+const mdfi_layer_ops mdfi_fixed_conv_ops = {
+    "convolutional", conv_parse, NULL, gemm_prepare, gemm_forward, gemm_destroy};
+const mdfi_layer_ops mdfi_fixed_connected_ops = {
+    "connected", fc_parse, NULL, gemm_prepare, gemm_forward, gemm_destroy};

@@ -1,0 +1,53 @@
+"""Quantized models shared by the tests/test_fixed_*.py files (made once per session)."""
+import atexit
+import contextlib
+import functools
+import io
+import pathlib
+import shutil
+import tempfile
+
+import numpy as np
+
+from weights_tools import qweights as qwf
+from weights_tools.evaluate import skimage_photos, sklearn_photos
+from weights_tools.fixed_ref import Fmt
+
+_TMP = pathlib.Path(tempfile.mkdtemp(prefix="mdfi-fixed-tests-"))
+atexit.register(shutil.rmtree, _TMP, True)
+
+
+def calibration_photos(n=2):
+    """A few photos that are never evaluated on in the tests (not the golden ones)."""
+    photos = skimage_photos() or sklearn_photos()
+    names = ("astronaut", "chelsea", "coffee", "motorcycle_left")
+    chosen = [p for n_ in names for p in photos if pathlib.Path(p).stem == n_]
+    return (chosen or photos)[:n]
+
+
+@functools.lru_cache(maxsize=None)
+def quantized(cfg, weights, name, **kw):
+    """(cfg, qweights, result) of weights_tools.quantize with the given options."""
+    from weights_tools.quantize import quantize
+    kw = dict(kw)
+    calib = kw.pop("calib", None) or calibration_photos()
+    kw.setdefault("bias_images", 2)
+    kw.setdefault("check_images", False)
+    with contextlib.redirect_stdout(io.StringIO()):
+        r = quantize(str(cfg), str(weights), calib, str(_TMP / name), quiet=True, **kw)
+    return r["cfg"], r["qweights"], r
+
+
+def random_qweights(layers_spec, n_layers, seed=0, scale=None):
+    """A QWeights with random integers for {layer: (kind, M, K, groups, in, w, out)}."""
+    rng = np.random.default_rng(seed)
+    qw = qwf.QWeights(n_layers)
+    for i, (kind, m, k, groups, fin, fw, fout) in layers_spec.items():
+        fw_ = Fmt(*fw) if fw[1] != "ch" else Fmt(fw[0], 0)
+        lim = scale or (100 if fw_.bits == 8 else 300)
+        w = rng.integers(-lim, lim + 1, (m, k)).astype(fw_.dtype)
+        b = rng.integers(-2000, 2001, m).astype(np.int32)
+        mode, fr = (1, rng.integers(3, 9, m).astype(np.int8)) if fw[1] == "ch" else (0, None)
+        qw.records[i] = qwf.QRecord(i, kind, groups, fin, (fw_.bits, fw_.frac), fout, b, w,
+                                    mode, fr)
+    return qw

@@ -1,0 +1,213 @@
+"""Fixed-point pipeline: the C layers give exactly the integers of the numpy reference
+(weights_tools/fixed_ref.py) for every layer, every kernel path and thread count."""
+import numpy as np
+import pytest
+
+import mdfi
+from conftest import IMAGES, available_kernels
+from fixed_models import quantized, random_qweights
+from weights_tools import qweights as qwf
+from weights_tools.fixed_ref import FixedNet, LEAKY_MULT, LEAKY_SHIFT, align, Fmt, rshift_round
+
+
+def assert_same_as_reference(net, ref_outs, where=""):
+    for i, ref in enumerate(ref_outs):
+        if ref.fmt is not None:
+            q, frac = net.layer_output_int(i)
+            assert frac == ref.fmt.frac and q.dtype == ref.q.dtype, (where, i)
+            if not np.array_equal(q, ref.q):
+                bad = np.argwhere(q != ref.q)
+                pytest.fail(f"{where}: layer {i} differs from the reference at {len(bad)} "
+                            f"places, first {tuple(bad[0])}: C {q[tuple(bad[0])]} vs "
+                            f"ref {ref.q[tuple(bad[0])]}")
+        else:
+            np.testing.assert_allclose(net.layer_output(i), ref.f, rtol=0, atol=1e-6,
+                                       err_msg=f"{where}: head {i}")
+
+
+@pytest.fixture(scope="module")
+def tiny8(tiny_model):
+    cfg, qpath, _ = quantized(tiny_model["cfg"], tiny_model["weights"], "tiny8")
+    return cfg, qpath
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_yolov3_tiny_int8_every_layer_equals_reference(golden, tiny8, name):
+    cfg, qpath = tiny8
+    x = np.load(golden / "yolov3-tiny" / f"{name}.input.npy")
+    ref = FixedNet(cfg, qpath).forward(x)
+    with mdfi.Network(cfg, qpath, keep_outputs=True) as net:
+        assert net.is_fixed
+        net.forward(x)
+        assert_same_as_reference(net, ref, f"{name} ({net.kernel})")
+
+
+def test_kernels_and_threads_give_identical_integers(golden, tiny8):
+    cfg, qpath = tiny8
+    x = np.load(golden / "yolov3-tiny" / "horses.input.npy")
+    ref = FixedNet(cfg, qpath).forward(x)
+    for kernel in available_kernels():
+        for threads in (1, 3):
+            with mdfi.Network(cfg, qpath, kernel=kernel, threads=threads,
+                              keep_outputs=True) as net:
+                net.forward(x)
+                assert_same_as_reference(net, ref, f"kernel {kernel}, {threads} threads")
+
+
+@pytest.mark.parametrize("variant", ["mixed", "16bit", "per_channel"])
+def test_tiny_mixed_16bit_and_per_channel_equal_reference(golden, tiny_model, variant):
+    kw = {"mixed": dict(mixed_layers=(0, 2, 13)), "16bit": dict(bits=16),
+          "per_channel": dict(per_channel=True)}[variant]
+    cfg, qpath, r = quantized(tiny_model["cfg"], tiny_model["weights"], "tiny-" + variant, **kw)
+    x = np.load(golden / "yolov3-tiny" / "person.input.npy")
+    ref = FixedNet(cfg, qpath).forward(x)
+    with mdfi.Network(cfg, qpath, keep_outputs=True) as net:
+        fmts = [net.layer_format(i) for i in range(len(net.layers))]
+        net.forward(x)
+        assert_same_as_reference(net, ref, variant)
+    widths = {f.weights[0] for f in fmts if f.weights}
+    assert widths == {"mixed": {8, 16}, "16bit": {16}, "per_channel": {8}}[variant]
+    if variant == "per_channel":
+        assert "fixed_w=8:ch" in open(cfg).read()
+
+
+# ----------------------------------------------------------------------------- every layer type
+
+SYNTH_CFG = """[net]
+width=13
+height=11
+channels=3
+[convolutional]
+fixed_in=8:6
+fixed_w=8:7
+fixed_out=8:3
+filters=12
+size=3
+stride=1
+pad=1
+activation=leaky
+[maxpool]
+fixed_out=8:2
+size=3
+stride=2
+[convolutional]
+fixed_in=16:2
+fixed_w=16:9
+fixed_out=16:7
+filters=12
+size=3
+stride=1
+pad=1
+groups=3
+activation=relu
+[convolutional]
+fixed_in=8:5
+fixed_w=8:ch
+fixed_out=8:4
+filters=12
+size=1
+stride=1
+activation=linear
+[shortcut]
+from=-2
+fixed_out=8:3
+activation=leaky
+[route]
+layers=-1,2
+fixed_out=8:2
+[upsample]
+stride=2
+fixed_out=16:5
+[route]
+layers=-1
+fixed_out=16:9
+groups=2
+group_id=1
+[maxpool]
+fixed_out=16:9
+size=2
+stride=1
+[convolutional]
+fixed_in=16:9
+fixed_w=16:10
+fixed_out=8:1
+filters=10
+size=3
+stride=2
+padding=2
+activation=leaky
+[dropout]
+probability=.5
+[avgpool]
+fixed_out=16:8
+[connected]
+fixed_in=8:3
+fixed_w=8:8
+fixed_out=16:9
+output=7
+activation=leaky
+[softmax]
+"""
+
+
+def synth_net(tmp_path, seed=0, scale=None):
+    cfg = tmp_path / "synth.cfg"
+    cfg.write_text(SYNTH_CFG)
+    spec = {
+        0: (1, 12, 27, 1, (8, 6), (8, 7), (8, 3)),
+        2: (1, 12, 4 * 9, 3, (16, 2), (16, 9), (16, 7)),
+        3: (1, 12, 12, 1, (8, 5), (8, "ch"), (8, 4)),
+        9: (1, 10, 12 * 9, 1, (16, 9), (16, 10), (8, 1)),
+        12: (2, 7, 10, 1, (8, 3), (8, 8), (16, 9)),
+    }
+    qw = random_qweights(spec, 14, seed, scale)
+    qpath = tmp_path / "synth.qweights"
+    qwf.write(qpath, qw)
+    return cfg, qpath
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_every_fixed_layer_type_equals_reference(tmp_path, seed):
+    """Grouped and strided convs, per-channel weights, connected, maxpool (odd sizes,
+    size 3 / stride 2, stride 1), shortcut and route across formats, route groups,
+    upsample, avgpool, dropout, a softmax head; inputs with NaN, inf and huge values."""
+    cfg, qpath = synth_net(tmp_path, seed)
+    rng = np.random.default_rng(seed + 10)
+    x = rng.normal(0, 1.5, (3, 11, 13)).astype(np.float32)
+    x.flat[:4] = [np.nan, np.inf, -np.inf, 1e30]
+    ref = FixedNet(str(cfg), str(qpath)).forward(x)
+    saturated = any(o.fmt is not None and (o.q.max() == o.fmt.qmax or o.q.min() == o.fmt.qmin)
+                    for o in ref)
+    assert saturated, "the data should reach saturation somewhere"
+    for kernel in available_kernels():
+        for threads in (1, 2):
+            with mdfi.Network(cfg, qpath, kernel=kernel, threads=threads,
+                              keep_outputs=True) as net:
+                net.forward(x)
+                assert_same_as_reference(net, ref, f"seed {seed} {kernel} x{threads}")
+
+
+def test_arithmetic_helpers():
+    """The reference's rounding and saturation rules (docs/fixed-point.md)."""
+    assert list(rshift_round(np.array([5, 6, 7, -5, -6, -7]), 1)) == [3, 3, 4, -2, -3, -3]
+    assert list(rshift_round(np.array([3, -3]), -2)) == [12, -12]
+    assert list(align(np.array([300, -300, 7]), 4, Fmt(8, 2))) == [75, -75, 2]
+    assert list(align(np.array([1000, -1000]), 0, Fmt(8, 0))) == [127, -128]
+    assert LEAKY_MULT / 2 ** LEAKY_SHIFT == pytest.approx(0.1, abs=1e-5)
+
+
+def test_layer_output_of_integer_layers(tmp_path):
+    cfg, qpath = synth_net(tmp_path)
+    with mdfi.Network(cfg, qpath, keep_outputs=True) as net:
+        net.forward(np.zeros((3, 11, 13), np.float32))
+        q, frac = net.layer_output_int(0)
+        assert q.dtype == np.int8 and frac == 3 and q.shape == (12, 11, 13)
+        np.testing.assert_array_equal(net.layer_output(0), q.astype(np.float32) / 8)
+        assert net.layer_format(0).output == (8, 3)
+        assert net.layer_format(0).input == (8, 6) and net.layer_format(0).weights == (8, 7)
+        assert net.layer_format(13).output is None
+        with pytest.raises(mdfi.ArgumentError, match="float output"):
+            net.layer_output_int(13)
+        net.set_profile(True)
+        net.forward(np.zeros((3, 11, 13), np.float32))
+        assert all(t >= 0 for t in net.layer_times())

@@ -1,0 +1,149 @@
+"""Calibration: run the float engine over images and record every layer's range.
+
+For each layer output (and the network input) it keeps the exact maximum
+|value| and a fixed-size random sample of the values, enough to compare
+fractional lengths by their quantization error.  Images go through Darknet's
+letterbox exactly as detection does.
+"""
+
+import dataclasses
+import os
+import sys
+
+import numpy as np
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pnm", ".bmp", ".gif", ".tif",
+                    ".tiff", ".webp")
+
+
+class CalibrationError(ValueError):
+    """No usable calibration images, or one that cannot be read."""
+
+
+def find_images(paths):
+    """Image files named by `paths` (files or directories, not recursive), sorted per dir.
+
+    .npy files are taken as already letterboxed float32 [c, h, w] inputs."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    found = []
+    for p in paths:
+        p = os.fspath(p)
+        if os.path.isdir(p):
+            names = sorted(n for n in os.listdir(p)
+                           if n.lower().endswith(IMAGE_EXTENSIONS + (".npy",)))
+            found += [os.path.join(p, n) for n in names if os.path.isfile(os.path.join(p, n))]
+        elif os.path.exists(p):
+            found.append(p)
+        else:
+            raise CalibrationError("calibration image %s does not exist" % p)
+    if not found:
+        raise CalibrationError("no calibration images in %s (looked for %s and .npy)"
+                               % (", ".join(map(os.fspath, paths)) or "(nothing given)",
+                                  " ".join(IMAGE_EXTENSIONS)))
+    return found
+
+
+def load_input(path, shape):
+    """A network input (float32 [c, h, w]) from an image file or an .npy input."""
+    from mdfi import errors
+    from mdfi.image import letterbox, load
+    c, h, w = shape
+    if path.lower().endswith(".npy"):
+        try:
+            x = np.load(path).astype(np.float32)
+        except (OSError, ValueError) as exc:
+            raise CalibrationError("%s: cannot read: %s" % (path, exc)) from None
+        if x.shape != tuple(shape):
+            raise CalibrationError("%s: input shape %s is not the network's %s"
+                                   % (path, x.shape, tuple(shape)))
+        return x
+    try:
+        img = load(path)
+    except errors.MdfiError as exc:
+        raise CalibrationError("calibration image %s is unreadable: %s" % (path, exc)) from None
+    x = letterbox(img, w, h)
+    if c != 3:
+        raise CalibrationError("images give 3 channels but the network takes %d; pass .npy "
+                               "inputs" % c)
+    return x
+
+
+@dataclasses.dataclass
+class TensorStats:
+    max_abs: float = 0.0
+    samples: list = dataclasses.field(default_factory=list)
+    count: int = 0
+    nonfinite: int = 0
+
+    def add(self, x, n_keep, rng):
+        x = np.asarray(x, dtype=np.float32).ravel()
+        finite = np.isfinite(x)
+        if not finite.all():
+            self.nonfinite += int((~finite).sum())
+            x = x[finite]
+        if x.size == 0:
+            return
+        self.max_abs = max(self.max_abs, float(np.abs(x).max()))
+        self.count += x.size
+        if x.size <= n_keep:
+            self.samples.append(x.copy())
+        else:
+            self.samples.append(x[rng.integers(0, x.size, n_keep)])
+
+    def sample(self):
+        return np.concatenate(self.samples) if self.samples else np.zeros(0, np.float32)
+
+
+@dataclasses.dataclass
+class Calibration:
+    images: list
+    input: TensorStats
+    layers: list            # TensorStats per layer
+    pre_means: dict = dataclasses.field(default_factory=dict)
+    # layer -> per-channel mean of the pre-activation values (leaky and linear
+    # layers, whose activation can be inverted), over all images and positions
+
+
+def _pre_activation(y, act):
+    if act == "leaky":
+        return np.where(y >= 0, y, y * np.float32(10))
+    return y
+
+
+def _progress(msg, quiet):
+    if not quiet:
+        sys.stderr.write(msg + "\n")
+        sys.stderr.flush()
+
+
+def calibrate(cfg, weights, paths, samples=200_000, threads=1, quiet=False, seed=0,
+              activations=None, mean_images=None):
+    """Runs the float network on every image and returns a Calibration.
+    activations: {layer: 'leaky'|'linear'} whose pre-activation means to record,
+    over the first mean_images images (all if None)."""
+    import mdfi
+    images = find_images(paths)
+    rng = np.random.default_rng(seed)
+    with mdfi.Network(cfg, weights, threads=threads, keep_outputs=True) as net:
+        n = len(net.layers)
+        stats = [TensorStats() for _ in range(n)]
+        instats = TensorStats()
+        per_image = max(1000, samples // len(images))
+        sums = {}
+        n_mean = len(images) if mean_images is None else min(mean_images, len(images))
+        for k, path in enumerate(images):
+            _progress("calibrating %d/%d: %s" % (k + 1, len(images), os.path.basename(path)),
+                      quiet)
+            x = load_input(path, net.input_shape)
+            net.forward(x)
+            instats.add(x, per_image, rng)
+            for i in range(n):
+                y = net.layer_output(i)
+                stats[i].add(y, per_image, rng)
+                if activations and activations.get(i) in ("leaky",) and \
+                        k < n_mean:
+                    pre = _pre_activation(y, activations[i]).astype(np.float64)
+                    sums[i] = sums.get(i, 0) + pre.reshape(pre.shape[0], -1).mean(axis=1)
+    pre_means = {i: s / n_mean for i, s in sums.items()}
+    return Calibration(images, instats, stats, pre_means)
