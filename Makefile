@@ -28,7 +28,8 @@ SANFLAGS :=
 endif
 
 CFLAGS_BASE := -std=c99 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
-    -D_POSIX_C_SOURCE=200809L -fPIC -Icsrc/include -Icsrc $(OPT) $(SANFLAGS)
+    -D_POSIX_C_SOURCE=200809L -fPIC -Icsrc/include -Icsrc $(OPT) $(SANFLAGS) \
+    -ffunction-sections -fdata-sections
 LDLIBS := -lm
 ifeq ($(THREADS),1)
 CFLAGS_BASE += -DMDFI_THREADS=1 -pthread
@@ -96,6 +97,10 @@ $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(ISA_DEFS) -MMD -MP -c $< -o $@
 
+# Everything but the kernels is built for size (the program must stay small:
+# < 280 KB stripped); the kernels' drivers and packers keep -O2, ISA files -O3.
+OBJ_KERNEL_PORTABLE := $(filter $(BUILD)/obj/csrc/kernels/%,$(OBJ_PORTABLE))
+$(filter-out $(OBJ_KERNEL_PORTABLE),$(OBJ_PORTABLE)) $(CLI_OBJ): CFLAGS_BASE += -Os
 $(OBJ_AVX2): CFLAGS_BASE += -mavx2 -mfma -O3
 $(OBJ_AVX512): CFLAGS_BASE += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mavx2 -O3
 $(OBJ_VNNI): CFLAGS_BASE += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni -mfma -mavx2 -O3
@@ -112,7 +117,7 @@ $(BUILD)/libmdfi.so: $(LIB_OBJ)
 	$(CC) -shared $(SANFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/mdfi: $(CLI_OBJ) $(BUILD)/libmdfi.a
-	$(CC) $(SANFLAGS) $(LDSTATIC) -o $@ $(CLI_OBJ) $(BUILD)/libmdfi.a $(LDLIBS)
+	$(CC) $(SANFLAGS) $(LDSTATIC) -Wl,--gc-sections -o $@ $(CLI_OBJ) $(BUILD)/libmdfi.a $(LDLIBS)
 
 # C test drivers: tests/c/test_NAME.c -> $(BUILD)/tests/test_NAME
 TEST_SRC := $(wildcard tests/c/test_*.c)

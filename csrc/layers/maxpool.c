@@ -31,33 +31,42 @@ static mdfi_status maxpool_parse(mdfi_layer *l, mdfi_cfg_section *s,
     return mdfi_layer_check_shape(ctx, s, l->out_c, l->out_h, l->out_w, err);
 }
 
+/* One output row: windows wholly inside the image skip the bounds tests
+ * (the common case); the edges take the general path. */
+static void pool_row(const mdfi_layer *l, const float *src, int y0, float *out)
+{
+    const int size = l->size, stride = l->stride, off = -(l->pad / 2);
+    int ylo = y0 < 0 ? 0 : y0, yhi = y0 + size > l->in_h ? l->in_h : y0 + size;
+    for (int ox = 0; ox < l->out_w; ++ox) {
+        int x0 = off + ox * stride;
+        float m = -FLT_MAX;
+        if (x0 >= 0 && x0 + size <= l->in_w && size == 2 && yhi - ylo == 2) {
+            /* the same comparisons in the same order as the general path */
+            const float *a = src + (size_t)ylo * l->in_w + x0, *b = a + l->in_w;
+            m = a[0] > m ? a[0] : m;
+            m = a[1] > m ? a[1] : m;
+            m = b[0] > m ? b[0] : m;
+            m = b[1] > m ? b[1] : m;
+        } else {
+            int xlo = x0 < 0 ? 0 : x0, xhi = x0 + size > l->in_w ? l->in_w : x0 + size;
+            for (int y = ylo; y < yhi; ++y)
+                for (int x = xlo; x < xhi; ++x) {
+                    float v = src[(size_t)y * l->in_w + x];
+                    m = v > m ? v : m;
+                }
+        }
+        out[ox] = m;
+    }
+}
+
 static void maxpool_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
     const int off = -(l->pad / 2);
-    const float *in = ctx->in[0];
-    float *out = ctx->out;
     for (int c = 0; c < l->out_c; ++c) {
-        const float *src = in + (size_t)c * l->in_h * l->in_w;
-        for (int oy = 0; oy < l->out_h; ++oy) {
-            int y0 = off + oy * l->stride;
-            for (int ox = 0; ox < l->out_w; ++ox) {
-                int x0 = off + ox * l->stride;
-                float m = -FLT_MAX;
-                for (int ky = 0; ky < l->size; ++ky) {
-                    int y = y0 + ky;
-                    if (y < 0 || y >= l->in_h)
-                        continue;
-                    for (int kx = 0; kx < l->size; ++kx) {
-                        int x = x0 + kx;
-                        if (x < 0 || x >= l->in_w)
-                            continue;
-                        float v = src[(size_t)y * l->in_w + x];
-                        m = v > m ? v : m;
-                    }
-                }
-                *out++ = m;
-            }
-        }
+        const float *src = ctx->in[0] + (size_t)c * l->in_h * l->in_w;
+        float *out = ctx->out + (size_t)c * l->out_h * l->out_w;
+        for (int oy = 0; oy < l->out_h; ++oy)
+            pool_row(l, src, off + oy * l->stride, out + (size_t)oy * l->out_w);
     }
 }
 
