@@ -359,7 +359,7 @@ static mdfi_status load_and_prepare(mdfi_net *net)
         st = mdfi_weights_open(&r, net->weights_path, &net->err);
         rp = &r;
     }
-    mdfi_prepare_ctx ctx = {net->isa, net->threads};
+    mdfi_prepare_ctx ctx = {net->isa, net->threads, net->keep_outputs};
     for (int i = 0; st == MDFI_OK && i < net->n; ++i) {
         mdfi_layer *l = &net->layers[i];
         if (rp) {
@@ -543,6 +543,10 @@ mdfi_status mdfi_net_layer_output(const mdfi_net *net, int index, const float **
         return mdfi_net_fail((mdfi_net *)net, MDFI_ERR_ARG, "layer %d holds int%d fixed-point "
                              "values; read them with mdfi_net_layer_output_int", index,
                              net->layers[index].q_out.bits);
+    if (net->layers[index].out_bytes)
+        return mdfi_net_fail((mdfi_net *)net, MDFI_ERR_ARG, "layer %d writes packed bits for "
+                             "the next binary layer; set keep_outputs before prepare to read "
+                             "it as floats", index);
     *data = net->out[index] ? net->out[index] : net->input;
     *count = mdfi_layer_outputs(&net->layers[index]);
     return MDFI_OK;

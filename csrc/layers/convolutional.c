@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "core/error.h"
+#include "layers/conv_xnor.h"
 #include "layers/gemm_layer.h"
 
 #define CHECK(x) do { mdfi_status st_ = (x); if (st_ != MDFI_OK) return st_; } while (0)
@@ -10,6 +11,10 @@
 static mdfi_status conv_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                               mdfi_errbuf *err)
 {
+    if (mdfi_conv_xnor_selected(s)) {   /* xnor=1: binary kernels (layers/conv_xnor.c) */
+        l->ops = &mdfi_conv_xnor_ops;
+        return l->ops->parse(l, s, ctx, err);
+    }
     const char *name = ctx->cfg->name;
     mdfi_gemm_params *p = calloc(1, sizeof *p);
     if (!p)

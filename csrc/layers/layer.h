@@ -36,6 +36,7 @@ typedef struct {
 typedef struct {
     mdfi_isa isa;
     int threads;
+    int keep_outputs;      /* every output must stay readable as floats: no fusion */
 } mdfi_prepare_ctx;
 
 /* Per-forward context: the inputs resolved to buffers, scratch, threads. */

@@ -1,0 +1,159 @@
+/* AVX2 binary micro-kernels: popcount by nibble lookup (vpshufb), as AVX2
+ * has no vector popcount.  Pixels run along the lanes (a ymm holds one
+ * 64-bit word of 4 pixels) and the filter's word is broadcast.  Byte counts
+ * add up for a run of k steps that cannot overflow a byte, then vpsadbw
+ * folds them into 64-bit counters.  4 x 8 tiles. */
+#include <immintrin.h>
+
+#include "kernels/bgemm.h"
+
+#define MR 4
+#define NR 8
+#define NV 2
+#define INLINE static inline __attribute__((always_inline))
+
+/* Per-byte popcount. */
+INLINE __m256i popcnt8(__m256i x, __m256i lut, __m256i low)
+{
+    __m256i lo = _mm256_and_si256(x, low);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+    return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
+}
+
+/* masked: SIGN with a mask row per tap of W words (K = T * W). */
+INLINE void tile(const int mode, const int masked, int K, int W, const uint64_t *a,
+                 const uint64_t *b, int32_t *p)
+{
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    const int P = mode == MDFI_BMODE_SIGN ? 1 : 2;
+    /* a byte gains at most 8 (one plane) or 8 + 2*8 (2BIT) per step */
+    const int run = mode == MDFI_BMODE_2BIT ? 10 : 31;
+    __m256i acc[MR][NV];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r)
+        for (int v = 0; v < NV; ++v)
+            acc[r][v] = zero;
+    const uint64_t *bk = b, *mrow = b + (size_t)W * NR;
+    int cw = 0;
+    for (int k0 = 0; k0 < K; k0 += run) {
+        const int k1 = K - k0 < run ? K : k0 + run;
+        __m256i cnt[MR][NV];
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; ++r)
+            for (int v = 0; v < NV; ++v)
+                cnt[r][v] = zero;
+        for (int k = k0; k < k1; ++k) {
+            const uint64_t *ak = a + (size_t)k * MR, *b1k = masked ? mrow : bk + NR;
+            __m256i b0[NV], b1[NV];
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; ++v) {
+                b0[v] = _mm256_load_si256((const __m256i *)(bk + 4 * v));
+                b1[v] = P > 1 || masked ? _mm256_load_si256((const __m256i *)(b1k + 4 * v)) : zero;
+            }
+            if (masked) {
+                bk += NR;
+                if (++cw == W) {   /* next tap: past its mask row */
+                    cw = 0;
+                    bk += NR;
+                    mrow = bk + (size_t)W * NR;
+                }
+            } else {
+                bk += (size_t)P * NR;
+            }
+#pragma GCC unroll 4
+            for (int r = 0; r < MR; ++r) {
+                __m256i av = _mm256_set1_epi64x((long long)ak[r]);
+#pragma GCC unroll 2
+                for (int v = 0; v < NV; ++v) {
+                    __m256i c;
+                    if (mode == MDFI_BMODE_SIGN && !masked) {
+                        c = popcnt8(_mm256_xor_si256(av, b0[v]), lut, low);
+                    } else if (mode == MDFI_BMODE_TERNARY || masked) {
+                        c = popcnt8(_mm256_and_si256(_mm256_xor_si256(av, b0[v]), b1[v]), lut,
+                                    low);
+                    } else {
+                        __m256i c1 = popcnt8(_mm256_and_si256(av, b1[v]), lut, low);
+                        c = _mm256_add_epi8(popcnt8(_mm256_and_si256(av, b0[v]), lut, low),
+                                            _mm256_add_epi8(c1, c1));
+                    }
+                    cnt[r][v] = _mm256_add_epi8(cnt[r][v], c);
+                }
+            }
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; ++r)
+            for (int v = 0; v < NV; ++v)
+                acc[r][v] = _mm256_add_epi64(acc[r][v], _mm256_sad_epu8(cnt[r][v], zero));
+    }
+    /* 64-bit lanes -> int32: the low halves, in order */
+    const __m256i pick = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r)
+        for (int v = 0; v < NV; ++v)
+            _mm_store_si128((__m128i *)(p + r * NR + 4 * v),
+                            _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(acc[r][v], pick)));
+}
+
+static void ukr_sign(int K, const uint64_t *a, const uint64_t *b, int32_t *p,
+                     const mdfi_bepi_args *e)
+{
+    (void)e;
+    tile(MDFI_BMODE_SIGN, 0, K, 1, a, b, p);
+}
+
+static void ukr_ternary(int K, const uint64_t *a, const uint64_t *b, int32_t *p,
+                        const mdfi_bepi_args *e)
+{
+    (void)e;
+    tile(MDFI_BMODE_TERNARY, 0, K, 1, a, b, p);
+}
+
+static void ukr_2bit(int K, const uint64_t *a, const uint64_t *b, int32_t *p,
+                     const mdfi_bepi_args *e)
+{
+    (void)e;
+    tile(MDFI_BMODE_2BIT, 0, K, 1, a, b, p);
+}
+
+static void ukr_masked(int T, int W, const uint64_t *a, const uint64_t *b, int32_t *p,
+                       const mdfi_bepi_args *e)
+{
+    (void)e;
+    tile(MDFI_BMODE_SIGN, 1, T * W, W, a, b, p);
+}
+
+/* Darknet's leaky slope exactly as the scalar epilogue: (float)(.1 * (double)x). */
+INLINE __m256 leaky(__m256 x)
+{
+    const __m256d tenth = _mm256_set1_pd(.1);
+    __m128 lo = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), tenth));
+    __m128 hi = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), tenth));
+    __m256 y = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+    return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ));
+}
+
+static void epi(const int32_t *p, const int32_t *base, int mul, int mv, int nv, const float *alpha,
+                const float *beta, mdfi_epilogue act, float *c, size_t ldc)
+{
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i mk = _mm256_cmpgt_epi32(_mm256_set1_epi32(nv), iota);
+    const __m256i bs = _mm256_maskload_epi32(base, mk);
+    for (int r = 0; r < mv; ++r) {
+        __m256i twice = _mm256_slli_epi32(_mm256_load_si256((const __m256i *)(p + r * NR)), 1);
+        __m256i d = mul > 0 ? _mm256_add_epi32(bs, twice) : _mm256_sub_epi32(bs, twice);
+        __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(alpha[r]));
+        f = _mm256_add_ps(f, _mm256_set1_ps(beta[r]));
+        if (act == MDFI_EPI_RELU)
+            f = _mm256_and_ps(f, _mm256_cmp_ps(f, _mm256_setzero_ps(), _CMP_GT_OQ));
+        else if (act == MDFI_EPI_LEAKY)
+            f = leaky(f);
+        _mm256_maskstore_ps(c + (size_t)r * ldc, mk, f);
+    }
+}
+
+const mdfi_bgemm_kernel mdfi_bgemm_avx2 = {
+    .kind = MDFI_BK_AVX2, .mr = MR, .nr = NR, .b_block_words = 32768,
+    .ukr = {ukr_sign, ukr_ternary, ukr_2bit}, .ukr_masked = ukr_masked, .epi = epi,
+};
