@@ -11,6 +11,9 @@
 #define MDFI_PRINTF(a, b)
 #endif
 
+/* Returns the status of x from the calling function unless it is MDFI_OK. */
+#define MDFI_CHECK(x) do { mdfi_status st_ = (x); if (st_ != MDFI_OK) return st_; } while (0)
+
 /* Writes the formatted message into err (if not NULL) and returns st. */
 mdfi_status mdfi_fail(mdfi_errbuf *err, mdfi_status st, const char *fmt, ...) MDFI_PRINTF(3, 4);
 

@@ -11,8 +11,6 @@
 #include "layers/fixed.h"
 #include "layers/yolo.h"
 
-#define CHECK(x) do { mdfi_status st_ = (x); if (st_ != MDFI_OK) return st_; } while (0)
-
 /* Keys Darknet reads only for training: accepted without a warning. */
 static const char *const training_keys[] = {
     "batch", "subdivisions", "momentum", "decay", "angle", "saturation", "exposure", "hue",
@@ -146,10 +144,10 @@ static mdfi_status parse_net_section(mdfi_net *net, mdfi_cfg_section *s)
         return mdfi_net_fail(net, MDFI_ERR_CFG, "%s:%d: the first section must be [net], "
                              "not [%s]", cfg->name, s->line, s->type);
     int inputs;
-    CHECK(mdfi_cfg_int(cfg, s, "width", 0, &net->w, &net->err));
-    CHECK(mdfi_cfg_int(cfg, s, "height", 0, &net->h, &net->err));
-    CHECK(mdfi_cfg_int(cfg, s, "channels", 0, &net->c, &net->err));
-    CHECK(mdfi_cfg_int(cfg, s, "inputs", net->w * net->h * net->c, &inputs, &net->err));
+    MDFI_CHECK(mdfi_cfg_int(cfg, s, "width", 0, &net->w, &net->err));
+    MDFI_CHECK(mdfi_cfg_int(cfg, s, "height", 0, &net->h, &net->err));
+    MDFI_CHECK(mdfi_cfg_int(cfg, s, "channels", 0, &net->c, &net->err));
+    MDFI_CHECK(mdfi_cfg_int(cfg, s, "inputs", net->w * net->h * net->c, &inputs, &net->err));
     if (net->w == 0 && net->h == 0 && net->c == 0 && inputs > 0) {
         net->c = inputs;   /* a non-image network: inputs x 1 x 1 */
         net->w = net->h = 1;
@@ -166,7 +164,7 @@ static mdfi_status parse_net_section(mdfi_net *net, mdfi_cfg_section *s)
 static mdfi_status build(mdfi_net *net)
 {
     mdfi_cfg *cfg = &net->cfg;
-    CHECK(parse_net_section(net, &cfg->sec[0]));
+    MDFI_CHECK(parse_net_section(net, &cfg->sec[0]));
     net->layers = calloc((size_t)cfg->n_sec, sizeof *net->layers);
     if (!net->layers)
         return mdfi_net_fail(net, MDFI_ERR_NOMEM, "out of memory");
@@ -178,7 +176,7 @@ static mdfi_status build(mdfi_net *net)
             return mdfi_net_fail(net, MDFI_ERR_CFG, "%s:%d: unknown section [%s] (layer %d)",
                                  cfg->name, s->line, s->type, i);
         /* fixed_* keys (or a head reading integers) pick the fixed-point table */
-        CHECK(mdfi_fixed_select(cfg, s, net->layers, i, &ops, &net->err));
+        MDFI_CHECK(mdfi_fixed_select(cfg, s, net->layers, i, &ops, &net->err));
         net->n = i + 1;
         l->ops = ops;
         l->index = i;
@@ -191,8 +189,8 @@ static mdfi_status build(mdfi_net *net)
         l->in_h = prev ? prev->out_h : net->h;
         l->in_w = prev ? prev->out_w : net->w;
         mdfi_parse_ctx ctx = {cfg, net->layers, i, net->c, net->h, net->w};
-        CHECK(ops->parse(l, s, &ctx, &net->err));
-        CHECK(mdfi_fixed_bind(cfg, s, net->layers, i, &net->err));
+        MDFI_CHECK(ops->parse(l, s, &ctx, &net->err));
+        MDFI_CHECK(mdfi_fixed_bind(cfg, s, net->layers, i, &net->err));
         warn_unused(net, s);
     }
     if (net->n == 0)
@@ -206,7 +204,7 @@ mdfi_status mdfi_net_load_cfg_text(mdfi_net *net, const char *text, const char *
         return MDFI_ERR_ARG;
     if (net->n || net->cfg.n_sec)
         return mdfi_net_fail(net, MDFI_ERR_ARG, "a cfg is already loaded on this network");
-    CHECK(mdfi_cfg_parse(text, name ? name : "<cfg>", &net->cfg, &net->err));
+    MDFI_CHECK(mdfi_cfg_parse(text, name ? name : "<cfg>", &net->cfg, &net->err));
     mdfi_status st = build(net);
     if (st != MDFI_OK) {
         free_layers(net);
@@ -220,7 +218,7 @@ mdfi_status mdfi_net_load_cfg(mdfi_net *net, const char *path)
     if (!net || !path)
         return MDFI_ERR_ARG;
     char *text;
-    CHECK(mdfi_read_text_file(path, &text, &net->err));
+    MDFI_CHECK(mdfi_read_text_file(path, &text, &net->err));
     mdfi_status st = mdfi_net_load_cfg_text(net, text, path);
     free(text);
     return st;
@@ -244,7 +242,7 @@ mdfi_status mdfi_net_load_weights(mdfi_net *net, const char *path)
             return mdfi_net_fail(net, MDFI_ERR_WEIGHTS, "%s is a quantized weights file but "
                                  "%s has no fixed-point formats: load the cfg written with it "
                                  "by weights_tools quantize", path, net->cfg.name);
-        CHECK(mdfi_qweights_open(path, &q, &net->err));
+        MDFI_CHECK(mdfi_qweights_open(path, &q, &net->err));
         mdfi_status qst = mdfi_fixed_check_weights(net->layers, net->n, net->cfg.name, q,
                                                    &net->err);
         if (qst != MDFI_OK) {

@@ -5,8 +5,6 @@
 #include "core/error.h"
 #include "layers/gemm_layer.h"
 
-#define CHECK(x) do { mdfi_status st_ = (x); if (st_ != MDFI_OK) return st_; } while (0)
-
 static mdfi_status fc_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                             mdfi_errbuf *err)
 {
@@ -15,8 +13,8 @@ static mdfi_status fc_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
     l->priv = p;
     int outputs;
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "output", 1, &outputs, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "batch_normalize", 0, &p->bn, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "output", 1, &outputs, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "batch_normalize", 0, &p->bn, err));
     const char *act = mdfi_cfg_str(s, "activation", "logistic");
     if (mdfi_activation_parse(act, &p->act))
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: unknown activation '%s'", ctx->cfg->name,
@@ -63,17 +61,17 @@ static mdfi_status fc_load(mdfi_layer *l, mdfi_weights_reader *r, mdfi_errbuf *e
 {
     mdfi_gemm_params *p = l->priv;
     size_t n = (size_t)l->out_c;
-    CHECK(mdfi_gemm_alloc(l, p, err));
+    MDFI_CHECK(mdfi_gemm_alloc(l, p, err));
     if (!r)
         return MDFI_OK;
-    CHECK(mdfi_weights_read(r, p->biases, n, "biases", err));
-    CHECK(mdfi_weights_read(r, p->weights, n * (size_t)p->k, "weights", err));
+    MDFI_CHECK(mdfi_weights_read(r, p->biases, n, "biases", err));
+    MDFI_CHECK(mdfi_weights_read(r, p->weights, n * (size_t)p->k, "weights", err));
     if (r->transpose)
-        CHECK(transpose(p->weights, p->k, p->m, err));
+        MDFI_CHECK(transpose(p->weights, p->k, p->m, err));
     if (p->bn) {
-        CHECK(mdfi_weights_read(r, p->scales, n, "scales", err));
-        CHECK(mdfi_weights_read(r, p->mean, n, "rolling_mean", err));
-        CHECK(mdfi_weights_read(r, p->var, n, "rolling_variance", err));
+        MDFI_CHECK(mdfi_weights_read(r, p->scales, n, "scales", err));
+        MDFI_CHECK(mdfi_weights_read(r, p->mean, n, "rolling_mean", err));
+        MDFI_CHECK(mdfi_weights_read(r, p->var, n, "rolling_variance", err));
     }
     return MDFI_OK;
 }

@@ -27,7 +27,6 @@
 #include "core/error.h"
 #include "kernels/bgemm.h"
 
-#define CHECK(x) do { mdfi_status st_ = (x); if (st_ != MDFI_OK) return st_; } while (0)
 #define ALIGN64(x) (((x) + 63) & ~(size_t)63)
 
 extern const mdfi_layer_ops mdfi_maxpool_ops;
@@ -83,19 +82,19 @@ static mdfi_status xnor_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_par
     p->n_layers = ctx->cfg->n_sec - 1;
     int filters, size, stride, pad, padding, binary, dilation, stride_x, stride_y;
     float astep;
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "filters", 1, &filters, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "size", 1, &size, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "stride", 1, &stride, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "stride_x", -1, &stride_x, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "stride_y", -1, &stride_y, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "pad", 0, &pad, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "padding", 0, &padding, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "groups", 1, &p->groups, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "batch_normalize", 0, &p->bn, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "xnor", 0, &l->xnor, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "binary", 0, &binary, err));   /* implied by xnor */
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "dilation", 1, &dilation, err));
-    CHECK(mdfi_cfg_float(ctx->cfg, s, "astep", 1.f, &astep, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "filters", 1, &filters, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "size", 1, &size, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride", 1, &stride, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride_x", -1, &stride_x, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride_y", -1, &stride_y, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "pad", 0, &pad, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "padding", 0, &padding, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "groups", 1, &p->groups, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "batch_normalize", 0, &p->bn, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "xnor", 0, &l->xnor, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "binary", 0, &binary, err));   /* implied by xnor */
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "dilation", 1, &dilation, err));
+    MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "astep", 1.f, &astep, err));
     const char *abits = mdfi_cfg_str(s, "abits", NULL);
     const char *act = mdfi_cfg_str(s, "activation", "logistic");
     if (mdfi_activation_parse(act, &p->act))
@@ -147,7 +146,7 @@ static mdfi_status xnor_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_par
     int out_w = (l->in_w + 2 * padding - size) / stride + 1;
     if (l->in_h + 2 * padding < size || l->in_w + 2 * padding < size)
         out_h = out_w = 0;
-    CHECK(mdfi_layer_check_shape(ctx, s, filters, out_h, out_w, err));
+    MDFI_CHECK(mdfi_layer_check_shape(ctx, s, filters, out_h, out_w, err));
     /* |D| <= (3 levels) * channels * taps must stay far inside int32 */
     if ((long long)3 * (l->in_c / p->groups) * size * size > (1LL << 28) ||
         l->in_c / p->groups > 65535)
@@ -202,11 +201,11 @@ static mdfi_status xnor_load(mdfi_layer *l, mdfi_weights_reader *r, mdfi_errbuf 
         p->scales[i] = p->var[i] = 1.f;
     if (!r)
         return MDFI_OK;
-    CHECK(mdfi_weights_read(r, p->biases, n, "biases", err));
+    MDFI_CHECK(mdfi_weights_read(r, p->biases, n, "biases", err));
     if (p->bn) {
-        CHECK(mdfi_weights_read(r, p->scales, n, "scales", err));
-        CHECK(mdfi_weights_read(r, p->mean, n, "rolling_mean", err));
-        CHECK(mdfi_weights_read(r, p->var, n, "rolling_variance", err));
+        MDFI_CHECK(mdfi_weights_read(r, p->scales, n, "scales", err));
+        MDFI_CHECK(mdfi_weights_read(r, p->mean, n, "rolling_mean", err));
+        MDFI_CHECK(mdfi_weights_read(r, p->var, n, "rolling_variance", err));
     }
     return mdfi_weights_read(r, p->weights, nw, "weights", err);
 }
@@ -317,7 +316,7 @@ static mdfi_status mark_readers(mdfi_layer *net, int n, int i, const mdfi_bquant
         mp->mode = q->mode;
         mp->channels = l->out_c;
         l->out_bytes = out_size(q, l, known);
-        CHECK(mark_readers(net, n, j, q, known, err));
+        MDFI_CHECK(mark_readers(net, n, j, q, known, err));
     }
     return MDFI_OK;
 }
@@ -377,7 +376,7 @@ static mdfi_status xnor_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
         return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "layer %d: %s", l->index, why);
     free_prepared(l, p);
     if (!p->weights)
-        CHECK(xnor_load(l, NULL, err));
+        MDFI_CHECK(xnor_load(l, NULL, err));
     const int F = l->out_c;
     p->alpha = malloc((size_t)F * sizeof(float));
     p->beta = malloc((size_t)F * sizeof(float));
@@ -423,7 +422,7 @@ static mdfi_status xnor_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
 
     /* Fusion: thresholds for the readers' quantizer, if they all take bits. */
     int on = 0, known = 0, have_q = 0;
-    CHECK(fusion_enabled(ctx, &on, &known, err));
+    MDFI_CHECK(fusion_enabled(ctx, &on, &known, err));
     mdfi_bquant q;
     if (on && bit_readers(p->net, p->n_layers, l->index, &q, &have_q, 0)) {
         const int L = q.levels, dmax = mdfi_bconv_dmax(&p->bc[0]);
@@ -441,7 +440,7 @@ static mdfi_status xnor_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
             p->outq = q;
             l->out_bytes = out_size(&q, l, known);
             l->param_bytes += (size_t)F * ((L - 1) * sizeof(int32_t) + 1);
-            CHECK(mark_readers(p->net, p->n_layers, l->index, &q, known, err));
+            MDFI_CHECK(mark_readers(p->net, p->n_layers, l->index, &q, known, err));
         } else {   /* e.g. a non-monotone activation: stay float */
             free(p->thr);
             free(p->dir);

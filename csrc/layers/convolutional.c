@@ -6,8 +6,6 @@
 #include "layers/conv_xnor.h"
 #include "layers/gemm_layer.h"
 
-#define CHECK(x) do { mdfi_status st_ = (x); if (st_ != MDFI_OK) return st_; } while (0)
-
 static mdfi_status conv_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                               mdfi_errbuf *err)
 {
@@ -21,18 +19,18 @@ static mdfi_status conv_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_par
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
     l->priv = p;
     int filters, size, stride, pad, padding, binary, dilation, stride_x, stride_y;
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "filters", 1, &filters, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "size", 1, &size, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "stride", 1, &stride, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "stride_x", -1, &stride_x, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "stride_y", -1, &stride_y, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "pad", 0, &pad, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "padding", 0, &padding, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "groups", 1, &p->groups, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "batch_normalize", 0, &p->bn, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "xnor", 0, &l->xnor, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "binary", 0, &binary, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "dilation", 1, &dilation, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "filters", 1, &filters, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "size", 1, &size, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride", 1, &stride, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride_x", -1, &stride_x, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride_y", -1, &stride_y, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "pad", 0, &pad, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "padding", 0, &padding, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "groups", 1, &p->groups, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "batch_normalize", 0, &p->bn, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "xnor", 0, &l->xnor, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "binary", 0, &binary, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "dilation", 1, &dilation, err));
     const char *act = mdfi_cfg_str(s, "activation", "logistic");
     if (mdfi_activation_parse(act, &p->act))
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: unknown activation '%s'", name,
@@ -61,7 +59,7 @@ static mdfi_status conv_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_par
     int out_w = (l->in_w + 2 * padding - size) / stride + 1;
     if (l->in_h + 2 * padding < size || l->in_w + 2 * padding < size)
         out_h = out_w = 0;
-    CHECK(mdfi_layer_check_shape(ctx, s, filters, out_h, out_w, err));
+    MDFI_CHECK(mdfi_layer_check_shape(ctx, s, filters, out_h, out_w, err));
     l->out_c = filters;
     l->out_h = out_h;
     l->out_w = out_w;
@@ -85,14 +83,14 @@ static mdfi_status conv_load(mdfi_layer *l, mdfi_weights_reader *r, mdfi_errbuf 
 {
     mdfi_gemm_params *p = l->priv;
     size_t n = (size_t)l->out_c;
-    CHECK(mdfi_gemm_alloc(l, p, err));
+    MDFI_CHECK(mdfi_gemm_alloc(l, p, err));
     if (!r)
         return MDFI_OK;
-    CHECK(mdfi_weights_read(r, p->biases, n, "biases", err));
+    MDFI_CHECK(mdfi_weights_read(r, p->biases, n, "biases", err));
     if (p->bn) {
-        CHECK(mdfi_weights_read(r, p->scales, n, "scales", err));
-        CHECK(mdfi_weights_read(r, p->mean, n, "rolling_mean", err));
-        CHECK(mdfi_weights_read(r, p->var, n, "rolling_variance", err));
+        MDFI_CHECK(mdfi_weights_read(r, p->scales, n, "scales", err));
+        MDFI_CHECK(mdfi_weights_read(r, p->mean, n, "rolling_mean", err));
+        MDFI_CHECK(mdfi_weights_read(r, p->var, n, "rolling_variance", err));
     }
     return mdfi_weights_read(r, p->weights, (size_t)p->groups * p->m * p->k, "weights", err);
 }

@@ -16,8 +16,6 @@
 #include "layers/fixed.h"
 #include "layers/gemm_layer.h"
 
-#define CHECK(x) do { mdfi_status st_ = (x); if (st_ != MDFI_OK) return st_; } while (0)
-
 typedef struct {
     int connected;
     int groups, m, k;          /* m outputs and k weights per output, per group */
@@ -40,7 +38,7 @@ static mdfi_status gemm_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_par
 {
     const mdfi_layer_ops *fl = mdfi_layer_find(connected ? "connected" : "convolutional");
     int xnor = 0;
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "xnor", 0, &xnor, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "xnor", 0, &xnor, err));
     if (xnor)   /* before the float parse, which would hand the layer to the binary table */
         return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d: xnor convolutions have "
                          "no fixed-point form", ctx->cfg->name, mdfi_cfg_line(s, "xnor"),
@@ -63,7 +61,7 @@ static mdfi_status gemm_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_par
     else
         free(l->priv);
     l->priv = NULL;
-    CHECK(st);
+    MDFI_CHECK(st);
     const char *name = ctx->cfg->name;
     if (act == MDFI_ACT_LINEAR)
         g.act = MDFI_QACT_LINEAR;
@@ -77,16 +75,16 @@ static mdfi_status gemm_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_par
                          mdfi_cfg_line(s, "activation"), ctx->index, s->type,
                          mdfi_activation_name(act));
     mdfi_qfmt out;
-    CHECK(mdfi_fx_read_format(ctx->cfg, s, "fixed_in", &l->q_in, err));
+    MDFI_CHECK(mdfi_fx_read_format(ctx->cfg, s, "fixed_in", &l->q_in, err));
     const char *wv = mdfi_cfg_str(s, "fixed_w", NULL);
     if (wv && (!strcmp(wv, "8:ch") || !strcmp(wv, "16:ch"))) {
         l->q_w.bits = wv[0] == '8' ? 8 : 16;
         l->q_w.frac = 0;
         g.per_channel = 1;
     } else {
-        CHECK(mdfi_fx_read_format(ctx->cfg, s, "fixed_w", &l->q_w, err));
+        MDFI_CHECK(mdfi_fx_read_format(ctx->cfg, s, "fixed_w", &l->q_w, err));
     }
-    CHECK(mdfi_fx_read_format(ctx->cfg, s, "fixed_out", &out, err));
+    MDFI_CHECK(mdfi_fx_read_format(ctx->cfg, s, "fixed_out", &out, err));
     if (!l->q_in.bits || !l->q_w.bits || !out.bits)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s] needs all of fixed_in, "
                          "fixed_w and fixed_out", name, s->line, ctx->index, s->type);
@@ -200,7 +198,7 @@ static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
     const int bits = l->q_w.bits;
     const int M = p->groups * p->m;
     if (!p->weights)
-        CHECK(mdfi_fixed_load(l, NULL, err));
+        MDFI_CHECK(mdfi_fixed_load(l, NULL, err));
     /* The accumulator bound of docs/fixed-point.md, per output channel. */
     const int64_t in_max = (int64_t)1 << (l->q_in.bits - 1);
     for (int o = 0; o < M; ++o) {

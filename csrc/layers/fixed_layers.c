@@ -9,8 +9,6 @@
 #include "layers/fixed.h"
 #include "layers/yolo.h"
 
-#define CHECK(x) do { mdfi_status st_ = (x); if (st_ != MDFI_OK) return st_; } while (0)
-
 /* Runs the float table's parse for the shape and checks, keeping no priv. */
 static mdfi_status float_parse(const char *type, mdfi_layer *l, mdfi_cfg_section *s,
                                const mdfi_parse_ctx *ctx, mdfi_errbuf *err, int keep_priv)
@@ -39,7 +37,7 @@ static mdfi_status int_inputs(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_par
                              l->in[k] < 0 ? "the network input" : "an earlier layer");
     l->q_in = ctx->layers[l->in[0]].q_out;
     mdfi_qfmt out;
-    CHECK(mdfi_fx_read_format(ctx->cfg, s, "fixed_out", &out, err));
+    MDFI_CHECK(mdfi_fx_read_format(ctx->cfg, s, "fixed_out", &out, err));
     if (!out.bits)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s] needs fixed_out",
                          ctx->cfg->name, s->line, ctx->index, s->type);
@@ -86,7 +84,7 @@ static void by_channel(const mdfi_layer *l, mdfi_run_ctx *ctx, channel_fn fn)
 static mdfi_status maxpool_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                                  mdfi_errbuf *err)
 {
-    CHECK(float_parse("maxpool", l, s, ctx, err, 0));
+    MDFI_CHECK(float_parse("maxpool", l, s, ctx, err, 0));
     return int_inputs(l, s, ctx, err);
 }
 
@@ -179,8 +177,8 @@ static void maxpool_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 static mdfi_status avgpool_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                                  mdfi_errbuf *err)
 {
-    CHECK(float_parse("avgpool", l, s, ctx, err, 0));
-    CHECK(int_inputs(l, s, ctx, err));
+    MDFI_CHECK(float_parse("avgpool", l, s, ctx, err, 0));
+    MDFI_CHECK(int_inputs(l, s, ctx, err));
     int d = l->q_out.frac - l->q_in.frac;
     if (d > 16 || d < -16)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [avgpool]: fixed_out=%d:%d is more "
@@ -220,9 +218,9 @@ static void avgpool_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 static mdfi_status upsample_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                                   mdfi_errbuf *err)
 {
-    CHECK(float_parse("upsample", l, s, ctx, err, 0));
+    MDFI_CHECK(float_parse("upsample", l, s, ctx, err, 0));
     float scale;
-    CHECK(mdfi_cfg_float(ctx->cfg, s, "scale", 1.f, &scale, err));
+    MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "scale", 1.f, &scale, err));
     if (scale != 1.f)
         return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [upsample]: scale=%g has "
                          "no fixed-point form (only 1)", ctx->cfg->name,
@@ -258,8 +256,8 @@ typedef struct {
 static mdfi_status route_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                                mdfi_errbuf *err)
 {
-    CHECK(float_parse("route", l, s, ctx, err, 0));
-    CHECK(int_inputs(l, s, ctx, err));
+    MDFI_CHECK(float_parse("route", l, s, ctx, err, 0));
+    MDFI_CHECK(int_inputs(l, s, ctx, err));
     route_spec *r = calloc(1, sizeof *r);
     if (!r)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
@@ -293,16 +291,16 @@ static mdfi_status shortcut_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi
                                   mdfi_errbuf *err)
 {
     const char *name = ctx->cfg->name;
-    CHECK(float_parse("shortcut", l, s, ctx, err, 0));
+    MDFI_CHECK(float_parse("shortcut", l, s, ctx, err, 0));
     float alpha, beta;
-    CHECK(mdfi_cfg_float(ctx->cfg, s, "alpha", 1.f, &alpha, err));
-    CHECK(mdfi_cfg_float(ctx->cfg, s, "beta", 1.f, &beta, err));
+    MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "alpha", 1.f, &alpha, err));
+    MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "beta", 1.f, &beta, err));
     if (alpha != 1.f || beta != 1.f)
         return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [shortcut]: alpha and "
                          "beta must be 1 in fixed point", name, s->line, ctx->index);
     mdfi_activation act;
     (void)mdfi_activation_parse(mdfi_cfg_str(s, "activation", "linear"), &act);
-    CHECK(int_inputs(l, s, ctx, err));
+    MDFI_CHECK(int_inputs(l, s, ctx, err));
     shortcut_spec *sp = calloc(1, sizeof *sp);
     if (!sp)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
@@ -356,7 +354,7 @@ static void free_priv(mdfi_layer *l)
 static mdfi_status head_parse(const char *type, mdfi_layer *l, mdfi_cfg_section *s,
                               const mdfi_parse_ctx *ctx, mdfi_errbuf *err)
 {
-    CHECK(float_parse(type, l, s, ctx, err, 1));
+    MDFI_CHECK(float_parse(type, l, s, ctx, err, 1));
     l->q_in = ctx->layers[l->in[0]].q_out;
     return MDFI_OK;
 }

@@ -6,15 +6,13 @@
 #include "core/error.h"
 #include "layers/layer.h"
 
-#define CHECK(x) do { mdfi_status st_ = (x); if (st_ != MDFI_OK) return st_; } while (0)
-
 static mdfi_status maxpool_parse(mdfi_layer *l, mdfi_cfg_section *s,
                                  const mdfi_parse_ctx *ctx, mdfi_errbuf *err)
 {
     int size, stride, padding;
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "stride", 1, &stride, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "size", stride, &size, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "padding", size - 1, &padding, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride", 1, &stride, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "size", stride, &size, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "padding", size - 1, &padding, err));
     if (size < 1 || stride < 1 || padding < 0 || size > 256 || stride > 256 || padding > 256)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [maxpool]: bad size=%d "
                          "stride=%d padding=%d", ctx->cfg->name, s->line, ctx->index, size,

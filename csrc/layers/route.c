@@ -5,15 +5,13 @@
 #include "core/error.h"
 #include "layers/layer.h"
 
-#define CHECK(x) do { mdfi_status st_ = (x); if (st_ != MDFI_OK) return st_; } while (0)
-
 static mdfi_status route_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                                mdfi_errbuf *err)
 {
     int refs[MDFI_MAX_INPUTS], n, groups, group_id;
-    CHECK(mdfi_cfg_int_list(ctx->cfg, s, "layers", refs, MDFI_MAX_INPUTS, &n, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "groups", 1, &groups, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "group_id", 0, &group_id, err));
+    MDFI_CHECK(mdfi_cfg_int_list(ctx->cfg, s, "layers", refs, MDFI_MAX_INPUTS, &n, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "groups", 1, &groups, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "group_id", 0, &group_id, err));
     if (n == 0)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [route] needs layers=...",
                          ctx->cfg->name, s->line, ctx->index);
@@ -25,7 +23,7 @@ static mdfi_status route_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_pa
     l->pad = group_id;   /* kept in a spare field: the slice to take */
     l->out_c = 0;
     for (int i = 0; i < n; ++i) {
-        CHECK(mdfi_layer_ref(ctx, s, "layers", refs[i], &l->in[i], err));
+        MDFI_CHECK(mdfi_layer_ref(ctx, s, "layers", refs[i], &l->in[i], err));
         const mdfi_layer *src = &ctx->layers[l->in[i]];
         if (i == 0) {
             l->out_h = src->out_h;

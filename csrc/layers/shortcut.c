@@ -7,8 +7,6 @@
 #include "kernels/activations.h"
 #include "layers/layer.h"
 
-#define CHECK(x) do { mdfi_status st_ = (x); if (st_ != MDFI_OK) return st_; } while (0)
-
 typedef struct {
     float alpha, beta;
     mdfi_activation act;
@@ -22,16 +20,16 @@ static mdfi_status shortcut_parse(mdfi_layer *l, mdfi_cfg_section *s,
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
     l->priv = sp;
     int from;
-    CHECK(mdfi_cfg_int_required(ctx->cfg, s, "from", &from, err));
-    CHECK(mdfi_cfg_float(ctx->cfg, s, "alpha", 1.f, &sp->alpha, err));
-    CHECK(mdfi_cfg_float(ctx->cfg, s, "beta", 1.f, &sp->beta, err));
+    MDFI_CHECK(mdfi_cfg_int_required(ctx->cfg, s, "from", &from, err));
+    MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "alpha", 1.f, &sp->alpha, err));
+    MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "beta", 1.f, &sp->beta, err));
     const char *act = mdfi_cfg_str(s, "activation", "linear");
     if (mdfi_activation_parse(act, &sp->act))
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: unknown activation '%s'", ctx->cfg->name,
                          mdfi_cfg_line(s, "activation"), act);
     l->activation = mdfi_activation_name(sp->act);
     l->n_in = 2;
-    CHECK(mdfi_layer_ref(ctx, s, "from", from, &l->in[1], err));
+    MDFI_CHECK(mdfi_layer_ref(ctx, s, "from", from, &l->in[1], err));
     const mdfi_layer *f = &ctx->layers[l->in[1]];
     if (f->out_c != l->in_c || f->out_h != l->in_h || f->out_w != l->in_w)
         return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [shortcut]: from=%d gives "

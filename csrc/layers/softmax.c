@@ -7,8 +7,6 @@
 #include "core/error.h"
 #include "layers/layer.h"
 
-#define CHECK(x) do { mdfi_status st_ = (x); if (st_ != MDFI_OK) return st_; } while (0)
-
 typedef struct {
     float temperature;
 } softmax_spec;
@@ -21,8 +19,8 @@ static mdfi_status softmax_parse(mdfi_layer *l, mdfi_cfg_section *s,
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
     l->priv = sp;
     int groups;
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "groups", 1, &groups, err));
-    CHECK(mdfi_cfg_float(ctx->cfg, s, "temperature", 1.f, &sp->temperature, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "groups", 1, &groups, err));
+    MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "temperature", 1.f, &sp->temperature, err));
     int inputs = l->in_c * l->in_h * l->in_w;
     if (groups < 1 || inputs % groups || sp->temperature == 0.f)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [softmax]: groups=%d must "

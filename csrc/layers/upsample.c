@@ -4,8 +4,6 @@
 #include "core/error.h"
 #include "layers/layer.h"
 
-#define CHECK(x) do { mdfi_status st_ = (x); if (st_ != MDFI_OK) return st_; } while (0)
-
 typedef struct {
     float scale;
 } upsample_spec;
@@ -18,8 +16,8 @@ static mdfi_status upsample_parse(mdfi_layer *l, mdfi_cfg_section *s,
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
     l->priv = u;
     int stride;
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "stride", 2, &stride, err));
-    CHECK(mdfi_cfg_float(ctx->cfg, s, "scale", 1.f, &u->scale, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride", 2, &stride, err));
+    MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "scale", 1.f, &u->scale, err));
     if (stride < 1 || stride > 64)
         return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [upsample]: stride=%d "
                          "is not supported (1..64; negative = downsample is not)",

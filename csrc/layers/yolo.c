@@ -7,8 +7,6 @@
 #include "kernels/activations.h"
 #include "layers/yolo.h"
 
-#define CHECK(x) do { mdfi_status st_ = (x); if (st_ != MDFI_OK) return st_; } while (0)
-
 static mdfi_status yolo_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                               mdfi_errbuf *err)
 {
@@ -18,11 +16,11 @@ static mdfi_status yolo_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_par
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
     l->priv = y;
     int n_anchor_vals;
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "classes", 20, &y->classes, err));
-    CHECK(mdfi_cfg_int(ctx->cfg, s, "num", 1, &y->total, err));
-    CHECK(mdfi_cfg_int_list(ctx->cfg, s, "mask", y->mask, MDFI_YOLO_MAX_ANCHORS, &y->n_mask,
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "classes", 20, &y->classes, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "num", 1, &y->total, err));
+    MDFI_CHECK(mdfi_cfg_int_list(ctx->cfg, s, "mask", y->mask, MDFI_YOLO_MAX_ANCHORS, &y->n_mask,
                             err));
-    CHECK(mdfi_cfg_float_list(ctx->cfg, s, "anchors", y->anchors, 2 * MDFI_YOLO_MAX_ANCHORS,
+    MDFI_CHECK(mdfi_cfg_float_list(ctx->cfg, s, "anchors", y->anchors, 2 * MDFI_YOLO_MAX_ANCHORS,
                               &n_anchor_vals, err));
     /* training-only keys */
     const char *train[] = {"jitter", "ignore_thresh", "truth_thresh", "random", "max_delta",
