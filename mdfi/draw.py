@@ -15,11 +15,16 @@ def annotate(image_path, detections, out_path):
     draw = ImageDraw.Draw(im)
     font = ImageFont.load_default()
     width = max(2, round(min(im.size) / 200))
+    # one rectangle per box; classes sharing a box share its label, as Darknet joins them
+    boxes = {}
     for d in detections:
+        boxes.setdefault(d.det_index, []).append(d)
+    for group in boxes.values():
+        d = group[0]
         left, top, right, bottom = d.bbox
         colour = _colour(d.class_id)
         draw.rectangle([left, top, right, bottom], outline=colour, width=width)
-        text = f"{d.label} {d.prob:.2f}"
+        text = ", ".join(f"{g.label} {g.prob:.2f}" for g in group)
         tb = draw.textbbox((left, top), text, font=font)
         y = max(0, top - (tb[3] - tb[1]) - 4)
         draw.rectangle([left, y, left + (tb[2] - tb[0]) + 4, y + (tb[3] - tb[1]) + 4],
