@@ -26,6 +26,7 @@
 
 #include "core/error.h"
 #include "kernels/bgemm.h"
+#include "layers/gemm_layer.h"
 
 #define ALIGN64(x) (((x) + 63) & ~(size_t)63)
 
@@ -80,26 +81,11 @@ static mdfi_status xnor_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_par
     l->priv = p;
     p->net = ctx->layers;
     p->n_layers = ctx->cfg->n_sec - 1;
-    int filters, size, stride, pad, padding, binary, dilation, stride_x, stride_y;
+    mdfi_conv_spec c;
+    MDFI_CHECK(mdfi_conv_parse_spec(l, s, ctx, &c, err));
     float astep;
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "filters", 1, &filters, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "size", 1, &size, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride", 1, &stride, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride_x", -1, &stride_x, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride_y", -1, &stride_y, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "pad", 0, &pad, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "padding", 0, &padding, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "groups", 1, &p->groups, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "batch_normalize", 0, &p->bn, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "xnor", 0, &l->xnor, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "binary", 0, &binary, err));   /* implied by xnor */
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "dilation", 1, &dilation, err));
     MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "astep", 1.f, &astep, err));
     const char *abits = mdfi_cfg_str(s, "abits", NULL);
-    const char *act = mdfi_cfg_str(s, "activation", "logistic");
-    if (mdfi_activation_parse(act, &p->act))
-        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: unknown activation '%s'", name,
-                         mdfi_cfg_line(s, "activation"), act);
     if (l->xnor != 1)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [convolutional]: %s", name,
                          mdfi_cfg_line(s, l->xnor ? "xnor" : abits ? "abits" : "astep"),
@@ -126,49 +112,18 @@ static mdfi_status xnor_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_par
                          "a positive number", name, mdfi_cfg_line(s, "astep"), ctx->index,
                          (double)astep);
     mdfi_bquant_init(&p->inq, mode, astep);
-    if (filters < 1 || size < 1 || stride < 1 || p->groups < 1 || padding < 0 ||
-        filters > 65536 || size > 64 || stride > 64 || padding > 64)
-        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [convolutional]: bad "
-                         "filters=%d size=%d stride=%d groups=%d padding=%d", name, s->line,
-                         ctx->index, filters, size, stride, p->groups, padding);
-    if ((stride_x != -1 && stride_x != stride) || (stride_y != -1 && stride_y != stride) ||
-        dilation != 1)
-        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [convolutional]: "
-                         "stride_x/stride_y/dilation are not supported (also not with xnor=1)",
-                         name, s->line, ctx->index);
-    if (l->in_c % p->groups || filters % p->groups)
-        return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [convolutional]: groups=%d "
-                         "must divide the input channels (%d) and filters (%d)", name,
-                         mdfi_cfg_line(s, "groups"), ctx->index, p->groups, l->in_c, filters);
-    if (pad)
-        padding = size / 2;
-    int out_h = (l->in_h + 2 * padding - size) / stride + 1;
-    int out_w = (l->in_w + 2 * padding - size) / stride + 1;
-    if (l->in_h + 2 * padding < size || l->in_w + 2 * padding < size)
-        out_h = out_w = 0;
-    MDFI_CHECK(mdfi_layer_check_shape(ctx, s, filters, out_h, out_w, err));
     /* |D| <= (3 levels) * channels * taps must stay far inside int32 */
-    if ((long long)3 * (l->in_c / p->groups) * size * size > (1LL << 28) ||
-        l->in_c / p->groups > 65535)
+    if ((long long)3 * c.k > (1LL << 28) || c.geom.channels > 65535)
         return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [convolutional]: %d channels "
                          "x %dx%d taps is too large for a binary convolution", name, s->line,
-                         ctx->index, l->in_c / p->groups, size, size);
-    l->out_c = filters;
-    l->out_h = out_h;
-    l->out_w = out_w;
-    l->filters = filters;
-    l->size = size;
-    l->stride = stride;
-    l->pad = padding;
-    l->groups = p->groups;
-    l->batch_normalize = p->bn;
-    l->activation = mdfi_activation_name(p->act);
-    p->m = filters / p->groups;
-    p->k = l->in_c / p->groups * size * size;
-    p->geom = (mdfi_conv_geom){l->in_c / p->groups, l->in_h, l->in_w, size, stride, padding,
-                               out_h, out_w};
-    l->flops = 2.0 * filters * (double)p->k * out_h * out_w;
-    l->n_params = (size_t)filters * (p->bn ? 4 : 1) + (size_t)filters * p->k;
+                         ctx->index, c.geom.channels, l->size, l->size);
+    p->groups = c.groups;
+    p->bn = c.bn;
+    p->act = c.act;
+    p->m = c.m;
+    p->k = c.k;
+    p->geom = c.geom;
+    l->n_params = (size_t)l->filters * (p->bn ? 4 : 1) + (size_t)l->filters * p->k;
     return MDFI_OK;
 }
 

@@ -13,69 +13,19 @@ static mdfi_status conv_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_par
         l->ops = &mdfi_conv_xnor_ops;
         return l->ops->parse(l, s, ctx, err);
     }
-    const char *name = ctx->cfg->name;
     mdfi_gemm_params *p = calloc(1, sizeof *p);
     if (!p)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
     l->priv = p;
-    int filters, size, stride, pad, padding, binary, dilation, stride_x, stride_y;
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "filters", 1, &filters, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "size", 1, &size, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride", 1, &stride, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride_x", -1, &stride_x, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride_y", -1, &stride_y, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "pad", 0, &pad, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "padding", 0, &padding, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "groups", 1, &p->groups, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "batch_normalize", 0, &p->bn, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "xnor", 0, &l->xnor, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "binary", 0, &binary, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "dilation", 1, &dilation, err));
-    const char *act = mdfi_cfg_str(s, "activation", "logistic");
-    if (mdfi_activation_parse(act, &p->act))
-        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: unknown activation '%s'", name,
-                         mdfi_cfg_line(s, "activation"), act);
-    if (filters < 1 || size < 1 || stride < 1 || p->groups < 1 || padding < 0 ||
-        filters > 65536 || size > 64 || stride > 64 || padding > 64)
-        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [convolutional]: bad "
-                         "filters=%d size=%d stride=%d groups=%d padding=%d", name, s->line,
-                         ctx->index, filters, size, stride, p->groups, padding);
-    if ((stride_x != -1 && stride_x != stride) || (stride_y != -1 && stride_y != stride) ||
-        dilation != 1)
-        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [convolutional]: "
-                         "stride_x/stride_y/dilation are not supported", name, s->line,
-                         ctx->index);
-    if (l->xnor)
-        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [convolutional]: "
-                         "xnor=1 is not supported by this build", name,
-                         mdfi_cfg_line(s, "xnor"), ctx->index);
-    if (l->in_c % p->groups || filters % p->groups)
-        return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [convolutional]: groups=%d "
-                         "must divide the input channels (%d) and filters (%d)", name,
-                         mdfi_cfg_line(s, "groups"), ctx->index, p->groups, l->in_c, filters);
-    if (pad)
-        padding = size / 2;
-    int out_h = (l->in_h + 2 * padding - size) / stride + 1;
-    int out_w = (l->in_w + 2 * padding - size) / stride + 1;
-    if (l->in_h + 2 * padding < size || l->in_w + 2 * padding < size)
-        out_h = out_w = 0;
-    MDFI_CHECK(mdfi_layer_check_shape(ctx, s, filters, out_h, out_w, err));
-    l->out_c = filters;
-    l->out_h = out_h;
-    l->out_w = out_w;
-    l->filters = filters;
-    l->size = size;
-    l->stride = stride;
-    l->pad = padding;
-    l->groups = p->groups;
-    l->batch_normalize = p->bn;
-    l->activation = mdfi_activation_name(p->act);
-    p->m = filters / p->groups;
-    p->k = l->in_c / p->groups * size * size;
-    p->geom = (mdfi_conv_geom){l->in_c / p->groups, l->in_h, l->in_w, size, stride, padding,
-                               out_h, out_w};
-    l->flops = 2.0 * filters * (double)p->k * out_h * out_w;
-    l->n_params = mdfi_gemm_param_count(p, filters);
+    mdfi_conv_spec c;
+    MDFI_CHECK(mdfi_conv_parse_spec(l, s, ctx, &c, err));
+    p->groups = c.groups;
+    p->bn = c.bn;
+    p->act = c.act;
+    p->m = c.m;
+    p->k = c.k;
+    p->geom = c.geom;
+    l->n_params = mdfi_gemm_param_count(p, l->filters);
     return MDFI_OK;
 }
 

@@ -24,6 +24,19 @@ typedef struct {
     int post_act;             /* activation not done by the epilogue */
 } mdfi_gemm_params;
 
+/* The [convolutional] keys every numeric path shares: geometry, groups, BN,
+ * activation.  Reads and validates them, sets the layer's output shape and
+ * descriptive fields; the path-specific keys (xnor, abits, formats) stay
+ * with each path. */
+typedef struct {
+    int groups, bn;
+    mdfi_activation act;
+    int m, k;                 /* filters per group, weights per filter */
+    mdfi_conv_geom geom;      /* per group */
+} mdfi_conv_spec;
+mdfi_status mdfi_conv_parse_spec(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                                 mdfi_conv_spec *c, mdfi_errbuf *err);
+
 /* Allocates Darknet's arrays (zeros; BN variance 1) for n outputs. */
 mdfi_status mdfi_gemm_alloc(mdfi_layer *l, mdfi_gemm_params *p, mdfi_errbuf *err);
 void mdfi_gemm_free(mdfi_gemm_params *p);
