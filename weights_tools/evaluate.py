@@ -132,6 +132,14 @@ def detections(net, paths, thresh=0.5, nms=0.45):
     return out
 
 
+def best_match_prob(det, test, min_iou=0.5):
+    """Highest probability among test detections of det's class with IoU >= min_iou
+    (0.0 if none): where a lost detection went."""
+    (cls, _, box), = _as_tuples([det])
+    return max([t[1] for t in _as_tuples(test) if t[0] == cls and iou(box, t[2]) >= min_iou],
+               default=0.0)
+
+
 def compare_detectors(float_net, q_net, paths, thresh=0.5, map_thresh=0.005):
     """{'float': n, 'kept': k, 'kept_pct': %, 'map50': mAP} of q_net against float_net."""
     ref = detections(float_net, paths, thresh)
