@@ -10,9 +10,10 @@
    detections the quantized model also reports (same class, IoU >= 0.5, thresh
    0.5), mAP@0.5 ranks the quantized detections at thresh 0.005.  Variants:
    8-bit (the default), 8-bit with per-channel weight fractions, 8-bit with
-   mean-square-error fractions, mixed 8/16 (default budget: 25 % of the
-   MACs at 16 bits), mixed 8/16 with per-channel weight fractions at 50 % and
-   75 % of the MACs, and 16-bit.  Then the model
+   mean-square-error fractions, mixed 8/16 (the default budgets: at most 50 %
+   of the MACs at 16 bits and a file at most 30 % of the float one), the same
+   with per-channel weight fractions, mixed with per-channel fractions at 75 %
+   of the MACs and no size limit, and 16-bit.  Then the model
    `mdfi.detect --int8` uses (calibrated on all of scikit-image's photos) on
    the photos it was not calibrated on.
 2. Full yolov3 and alexnet with generated weights (the golden generator):
@@ -45,8 +46,9 @@ VARIANTS = [
     ("8-bit per-channel", dict(per_channel=True)),
     ("8-bit mse", dict(method="mse")),
     ("mixed 8/16", dict(mixed=True)),
-    ("mixed 50% per-channel", dict(mixed=True, mixed_budget=0.5, per_channel=True)),
-    ("mixed 75% per-channel", dict(mixed=True, mixed_budget=0.75, per_channel=True)),
+    ("mixed 8/16 per-channel", dict(mixed=True, per_channel=True)),
+    ("mixed 75% per-channel", dict(mixed=True, mixed_budget=0.75, mixed_size=1.0,
+                                   per_channel=True)),
     ("16-bit", dict(bits=16)),
 ]
 

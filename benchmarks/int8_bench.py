@@ -8,9 +8,10 @@ reported.  Then the per-layer times of the int8 network (its top layers) and the
 int8 multiply-accumulates per cycle, at the clock /proc/cpuinfo reports (or --ghz).
 
 The int8 model is the one `python -m mdfi.detect --int8` uses (made on first use,
-calibrated on scikit-image's photos); the mixed (25 % of the MACs at 16 bits),
-mixed75-pc (75 %, per-channel weight fractions) and 16-bit models are quantized
-here on the same photos.
+calibrated on scikit-image's photos); the mixed (the default budgets: <= 50 % of
+the MACs at 16 bits, file <= 30 % of the float one), mixed-pc (the same with
+per-channel weight fractions), mixed75-pc (75 % of the MACs, no size limit,
+per-channel) and 16-bit models are quantized here on the same photos.
 """
 import argparse
 import contextlib
@@ -48,7 +49,8 @@ def make_variant(name, cfg, weights, tmp):
         return cached_int8(cfg, weights)
     _, photos = calibration_photos()
     kw = {"mixed": dict(mixed=True), "16": dict(bits=16),
-          "mixed75-pc": dict(mixed=True, mixed_budget=0.75, per_channel=True)}[name]
+          "mixed-pc": dict(mixed=True, per_channel=True),
+          "mixed75-pc": dict(mixed=True, mixed_budget=0.75, mixed_size=1.0, per_channel=True)}[name]
     with contextlib.redirect_stdout(io.StringIO()):
         r = quantize(cfg, weights, photos, os.path.join(tmp, name), quiet=True,
                      check_images=False, **kw)
@@ -61,7 +63,7 @@ def main(argv=None):
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--variants", nargs="+", default=["int8"],
-                   choices=("int8", "mixed", "mixed75-pc", "16"))
+                   choices=("int8", "mixed", "mixed-pc", "mixed75-pc", "16"))
     p.add_argument("--top", type=int, default=8, help="layers in the per-layer table")
     p.add_argument("--ghz", type=float, help="CPU clock for MACs/cycle (default /proc/cpuinfo)")
     p.add_argument("--json", help="also write the results here")

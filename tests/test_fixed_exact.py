@@ -1,11 +1,14 @@
 """Fixed-point pipeline: the C layers give exactly the integers of the numpy reference
 (weights_tools/fixed_ref.py) for every layer, every kernel path and thread count."""
+import os
+
 import numpy as np
 import pytest
 
 import mdfi
 from conftest import IMAGES, available_kernels
 from fixed_models import quantized, random_qweights
+import weights_tools as wt
 from weights_tools import qweights as qwf
 from weights_tools.fixed_ref import FixedNet, LEAKY_MULT, LEAKY_SHIFT, align, Fmt, rshift_round
 
@@ -211,3 +214,18 @@ def test_layer_output_of_integer_layers(tmp_path):
         net.set_profile(True)
         net.forward(np.zeros((3, 11, 13), np.float32))
         assert all(t >= 0 for t in net.layer_times())
+
+
+def test_mixed_choice_respects_the_size_budget(tiny_model, size=0.27):
+    """--mixed raises layers by measured gain, but the .qweights file stays within
+    --mixed-size of the float file (and the MACs within --mixed-budget)."""
+    from weights_tools.quantize import gemm_macs
+    _, qpath, r = quantized(tiny_model["cfg"], tiny_model["weights"], f"tiny-mixed-{size}",
+                            mixed=True, mixed_size=size, mixed_budget=0.5, bias_images=0)
+    raised = [p for p in r["plans"] if p.fin is not None and p.fin.bits == 16]
+    assert raised, "nothing raised to 16 bits"
+    assert os.path.getsize(qpath) <= size * os.path.getsize(tiny_model["weights"])
+    layers = wt.layers_of(tiny_model["cfg"])
+    macs = {i: gemm_macs(layers[i]) for i in range(len(layers)) if layers[i].type ==
+            "convolutional"}
+    assert sum(macs[p.index] for p in raised) <= 0.5 * sum(macs.values())

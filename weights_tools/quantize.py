@@ -29,8 +29,8 @@ How formats are chosen
   * --mixed raises to 16 bits (weights and input) the convolutions where
     8 bits cost most: each is raised alone and the noise it removes at the
     heads' inputs is measured (C engine, calibration images); layers are
-    taken by noise removed per multiply-accumulate until --mixed-budget of
-    all MACs.
+    taken by noise removed per multiply-accumulate while they fit in
+    --mixed-budget of all MACs (speed) and --mixed-size of the float file (size).
 """
 
 import contextlib
@@ -145,6 +145,11 @@ def fold_bn(layer, arrays, transpose=False):
         b = b - np.asarray(arrays["rolling_mean"], np.float64) * s
         w *= s[:, None]
     return w, b
+
+
+def plan_weight_count(layer):
+    """Number of weights of a convolutional/connected layer (what 16 bits doubles)."""
+    return math.prod(next((shape for name, shape in layer.params if name == "weights"), (0,)))
 
 
 def gemm_macs(layer):
@@ -382,11 +387,13 @@ def head_inputs(layers):
 
 
 def choose_mixed(cfg, weights, cfg_text, sections, layers, w, cal, images, method, head_bits,
-                 per_channel, budget, threads=1, quiet=True):
+                 per_channel, budget, threads=1, quiet=True, size_budget=None):
     """{layer: 16} for --mixed.  Every convolutional/connected layer is raised to
     16 bits alone (weights and input) and the noise at the heads' inputs is
     measured on calibration images with the C engine; layers are then taken by
-    noise removed per multiply-accumulate while they fit in budget * all MACs.
+    noise removed per multiply-accumulate while they fit in budget * all MACs
+    and, with size_budget, while the .qweights file stays within size_budget *
+    the float .weights file (a raised layer's weights take 2 bytes instead of 1).
     Returns {layer: fraction of the all-8-bit output noise it removes}."""
     import tempfile
     import mdfi
@@ -417,21 +424,26 @@ def choose_mixed(cfg, weights, cfg_text, sections, layers, w, cal, images, metho
     gemm = [layer for layer in layers if layer.type in GEMM_TYPES]
     with tempfile.TemporaryDirectory(prefix="mdfi-mixed-") as tmp:
         base = noise({}, tmp)
+        size = os.path.getsize(os.path.join(tmp, "m.qweights"))
         gains = {}
         for k, layer in enumerate(gemm):
             _progress_line("--mixed: trying layer %d at 16 bits (%d/%d)"
                            % (layer.index, k + 1, len(gemm)), quiet)
             gains[layer.index] = (base - noise({layer.index: 16}, tmp)) / base if base else 0.0
     macs = {layer.index: gemm_macs(layer) for layer in gemm}
+    extra = {layer.index: plan_weight_count(layer) for layer in gemm}
+    max_size = math.inf if size_budget is None else size_budget * os.path.getsize(weights)
     total, used, chosen = sum(macs.values()), 0, {}
     for i in sorted(gains, key=lambda i: -gains[i] / max(1, macs[i])):
-        if gains[i] > 0 and used + macs[i] <= budget * total:
+        if gains[i] > 0 and used + macs[i] <= budget * total and size + extra[i] <= max_size:
             chosen[i] = gains[i]
             used += macs[i]
-    _progress_line("--mixed: 16-bit layers %s (%.1f%% of the MACs; %.1f dB at the heads' inputs "
-                   "with all 8 bits)" % (sorted(chosen), 100.0 * used / total,
-                                          10 * math.log10(signal / base) if base else math.inf),
-                   quiet)
+            size += extra[i]
+    _progress_line("--mixed: 16-bit layers %s (%.1f%% of the MACs, .qweights %.1f%% of the float "
+                   "file; %.1f dB at the heads' inputs with all 8 bits)"
+                   % (sorted(chosen), 100.0 * used / total,
+                      100.0 * size / os.path.getsize(weights),
+                      10 * math.log10(signal / base) if base else math.inf), quiet)
     return chosen
 
 
@@ -593,7 +605,7 @@ def report_table(layers, plans, e2e=None, file=sys.stdout):
 
 
 def quantize(cfg, weights, calib, out, bits=8, mixed=False, method="maxabs", head_bits=16,
-             mixed_budget=0.25, check_images=None, threads=1, engine="auto", quiet=False,
+             mixed_budget=0.5, mixed_size=0.30, check_images=None, threads=1, engine="auto", quiet=False,
              report=True, samples=200_000, bias_images=8, per_channel=False,
              mixed_layers=None):
     """Calibrates, chooses formats, writes OUT.cfg and OUT.qweights.
@@ -627,7 +639,8 @@ def quantize(cfg, weights, calib, out, bits=8, mixed=False, method="maxabs", hea
         mixed = True
     elif mixed and bits == 8:
         raised = choose_mixed(cfg, weights, cfg_text, sections, layers, w, cal, images[:4],
-                              method, head_bits, per_channel, mixed_budget, threads, quiet)
+                              method, head_bits, per_channel, mixed_budget, threads, quiet,
+                              mixed_size)
     plans = make_plan(layers, w, cal, bits, method, head_bits,
                       gemm_bits={i: 16 for i in raised}, per_channel=per_channel)
     for i, g in raised.items():
@@ -682,8 +695,11 @@ def add_arguments(p):
                    help="width of weights and activations (default 8)")
     p.add_argument("--mixed", action="store_true",
                    help="raise the convolutions where 8 bits cost most to 16 bits")
-    p.add_argument("--mixed-budget", type=float, default=0.25,
-                   help="with --mixed: at most this fraction of all MACs at 16 bits (0.25)")
+    p.add_argument("--mixed-budget", type=float, default=0.5,
+                   help="with --mixed: at most this fraction of all MACs at 16 bits (0.5)")
+    p.add_argument("--mixed-size", type=float, default=0.30,
+                   help="with --mixed: the .qweights file at most this fraction of the float "
+                        ".weights file (0.30)")
     p.add_argument("--mixed-layers", metavar="I,J,...",
                    type=lambda s: [int(v) for v in s.split(",") if v.strip()],
                    help="raise exactly these layers to 16 bits (instead of measuring)")
@@ -712,6 +728,7 @@ def run_from_args(args):
     try:
         quantize(args.cfg, args.weights, args.calib, args.out, bits=args.bits, mixed=args.mixed,
                  method=args.method, head_bits=args.head_bits, mixed_budget=args.mixed_budget,
+                 mixed_size=args.mixed_size,
                  check_images=check, threads=args.threads, quiet=args.quiet,
                  per_channel=args.per_channel, bias_images=args.bias_images,
                  mixed_layers=args.mixed_layers)
