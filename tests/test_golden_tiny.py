@@ -86,6 +86,19 @@ def test_python_detect_from_ppm(golden, tiny_model, name):
     assert all(labels[d.class_id] == d.label for d in dets)
 
 
+def test_detect_stays_callable_after_importing_the_command_modules(golden, tiny_model):
+    """`mdfi.detect` is a function and the module of `python -m mdfi.detect`;
+    importing the module must not break the function (nor for classify)."""
+    import importlib
+    for name in ("detect", "classify"):
+        importlib.import_module("mdfi." + name)
+        assert callable(getattr(mdfi, name))
+    dets = mdfi.detect(golden / "images" / "dog.ppm", cfg=tiny_model["cfg"],
+                       weights=tiny_model["weights"], names=tiny_model["names"])
+    ref = golden_detections(golden, "dog")
+    assert_same_detections([d.to_json() for d in dets], ref["detections"])
+
+
 @pytest.mark.parametrize("name", IMAGES)
 def test_mdfi_program_detect_json(golden, tiny_model, name):
     exe = build() / "mdfi"
