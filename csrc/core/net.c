@@ -346,6 +346,25 @@ static mdfi_status choose_isa(mdfi_net *net)
     return MDFI_OK;
 }
 
+extern const mdfi_layer_ops mdfi_convolutional_ops, mdfi_maxpool_ops;
+
+/* Marks the float convs whose output only the next layer, a [maxpool] with
+ * disjoint windows, reads (and the caller cannot: not kept, last or a head)
+ * to run fused with it (mdfi_layer.fused). */
+static void mark_fused(mdfi_net *net)
+{
+    for (int i = 0; i < net->n; ++i) {
+        mdfi_layer *l = &net->layers[i];
+        int ok = !net->keep_outputs && i + 1 < net->n &&
+                 l->ops == &mdfi_convolutional_ops && l[1].ops == &mdfi_maxpool_ops &&
+                 l[1].stride >= l[1].size;   /* overlapping windows: bands would recompute */
+        for (int j = i + 1; ok && j < net->n; ++j)
+            for (int k = 0; k < net->layers[j].n_in; ++k)
+                ok &= net->layers[j].in[k] != i || (j == i + 1 && net->layers[j].n_in == 1);
+        l->fused = ok;
+    }
+}
+
 /* Loads and prepares layer by layer, so only one layer's unpacked weights
  * are in memory at a time. */
 static mdfi_status load_and_prepare(mdfi_net *net)
@@ -357,7 +376,7 @@ static mdfi_status load_and_prepare(mdfi_net *net)
         st = mdfi_weights_open(&r, net->weights_path, &net->err);
         rp = &r;
     }
-    mdfi_prepare_ctx ctx = {net->isa, net->threads, net->keep_outputs};
+    mdfi_prepare_ctx ctx = {net->isa, net->threads, net->keep_outputs, rp};
     for (int i = 0; st == MDFI_OK && i < net->n; ++i) {
         mdfi_layer *l = &net->layers[i];
         if (rp) {
@@ -403,6 +422,7 @@ mdfi_status mdfi_net_prepare(mdfi_net *net)
     if (net->prepared)
         return MDFI_OK;
     mdfi_status st = choose_isa(net);
+    mark_fused(net);
     if (st == MDFI_OK)
         st = load_and_prepare(net);
     if (st == MDFI_OK)
@@ -443,7 +463,8 @@ mdfi_status mdfi_net_forward(mdfi_net *net, const float *input, size_t n)
             ctx.in[k] = src < 0 || !net->out[src] ? input : net->out[src];
             ctx.in_n[k] = src < 0 ? n : mdfi_layer_outputs(&net->layers[src]);
         }
-        ctx.out = net->out[i] ? net->out[i] : (float *)ctx.in[0];
+        /* a fused conv writes its maxpool's output and stands for both */
+        ctx.out = net->out[i + l->fused] ? net->out[i + l->fused] : (float *)ctx.in[0];
         ctx.scratch = net->scratch;
         ctx.pool = net->pool;
         if (net->profile) {
@@ -456,6 +477,7 @@ mdfi_status mdfi_net_forward(mdfi_net *net, const float *input, size_t n)
         } else {
             l->ops->forward(l, &ctx);
         }
+        i += l->fused;
     }
     net->ran = 1;
     return MDFI_OK;

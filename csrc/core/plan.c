@@ -45,9 +45,10 @@ mdfi_status mdfi_net_plan(mdfi_net *net)
     }
     for (int i = 0; i < n; ++i) {
         const mdfi_layer *l = &net->layers[i];
+        int at = i + l->fused;   /* a fused conv reads its inputs while its maxpool writes */
         for (int k = 0; k < l->n_in; ++k)
-            if (l->in[k] >= 0 && owner[l->in[k]] >= 0 && last[owner[l->in[k]]] < i)
-                last[owner[l->in[k]]] = i;
+            if (l->in[k] >= 0 && owner[l->in[k]] >= 0 && last[owner[l->in[k]]] < at)
+                last[owner[l->in[k]]] = at;
         int end = net->keep_outputs || i == n - 1 || mdfi_layer_is_yolo(l);
         if (end && owner[i] >= 0)
             last[owner[i]] = n;
@@ -55,7 +56,7 @@ mdfi_status mdfi_net_plan(mdfi_net *net)
     }
     int nb = 0;
     for (int i = 0; i < n; ++i)
-        if (owner[i] == i) {
+        if (owner[i] == i && !net->layers[i].fused) {   /* a fused conv has no buffer */
             const mdfi_layer *l = &net->layers[i];
             size_t floats = l->out_bytes ? (l->out_bytes + sizeof(float) - 1) / sizeof(float)
                                          : mdfi_layer_outputs(l);

@@ -57,16 +57,27 @@ mdfi_status mdfi_weights_open(mdfi_weights_reader *r, const char *path, mdfi_err
     return MDFI_OK;
 }
 
+static mdfi_status ran_out(const mdfi_weights_reader *r, size_t n, size_t got,
+                           const char *what, mdfi_errbuf *err)
+{
+    return mdfi_fail(err, MDFI_ERR_WEIGHTS,
+                     "%s: too short: ran out at layer %d (%s) reading %s: needed %zu "
+                     "floats, %zu left", r->path, r->layer, r->layer_type, what, n, got);
+}
+
 mdfi_status mdfi_weights_read(mdfi_weights_reader *r, float *dst, size_t n,
                               const char *what, mdfi_errbuf *err)
 {
     size_t got = fread(dst, sizeof(float), n, r->f);
     r->pos += (long long)(got * sizeof(float));
-    if (got != n)
-        return mdfi_fail(err, MDFI_ERR_WEIGHTS,
-                         "%s: too short: ran out at layer %d (%s) reading %s: needed %zu "
-                         "floats, %zu left", r->path, r->layer, r->layer_type, what, n, got);
-    return MDFI_OK;
+    return got != n ? ran_out(r, n, got, what, err) : MDFI_OK;
+}
+
+mdfi_status mdfi_weights_check(const mdfi_weights_reader *r, size_t n, const char *what,
+                               mdfi_errbuf *err)
+{
+    long long left = r->pos < r->size ? (r->size - r->pos) / 4 : 0;
+    return (unsigned long long)left < n ? ran_out(r, n, (size_t)left, what, err) : MDFI_OK;
 }
 
 mdfi_status mdfi_weights_finish(mdfi_weights_reader *r, mdfi_errbuf *err)

@@ -20,6 +20,10 @@ mdfi_status mdfi_weights_open(mdfi_weights_reader *r, const char *path, mdfi_err
 /* Reads n floats; "what" names the array ("biases", "weights"...). */
 mdfi_status mdfi_weights_read(mdfi_weights_reader *r, float *dst, size_t n,
                               const char *what, mdfi_errbuf *err);
+/* Fails exactly as mdfi_weights_read of n floats would if the file has
+ * fewer left (for an array read in pieces). */
+mdfi_status mdfi_weights_check(const mdfi_weights_reader *r, size_t n, const char *what,
+                               mdfi_errbuf *err);
 /* After the last layer: the file must be consumed exactly. */
 mdfi_status mdfi_weights_finish(mdfi_weights_reader *r, mdfi_errbuf *err);
 void mdfi_weights_close(mdfi_weights_reader *r);

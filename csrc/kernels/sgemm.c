@@ -84,20 +84,34 @@ static blocking get_blocking(const mdfi_sgemm_kernel *k, const mdfi_conv_geom *g
  * one sequential stream.  MR = 1 (the reference) is a plain copy of A. */
 size_t mdfi_sgemm_packed_a_size(const mdfi_sgemm_kernel *k, int M, int K)
 {
-    int mr = pick_tile(k, M)->mr;
+    int mr = mdfi_sgemm_pack_mr(k, M);
     return (size_t)((M + mr - 1) / mr) * mr * K * sizeof(float);
+}
+
+int mdfi_sgemm_pack_mr(const mdfi_sgemm_kernel *k, int M)
+{
+    return pick_tile(k, M)->mr;
+}
+
+void mdfi_sgemm_pack_a_rows(const mdfi_sgemm_kernel *k, int M, int K, int i0, int i1,
+                            const float *A, float *dst)
+{
+    int mr = mdfi_sgemm_pack_mr(k, M), kcb = k->conv ? K : k_block(k, K);
+    size_t mp = (size_t)(M + mr - 1) / mr * mr;
+    for (int pc = 0; pc < K; pc += kcb) {
+        int kc = K - pc < kcb ? K - pc : kcb;
+        for (int i = i0; i < i1; i += mr) {
+            float *o = dst + (size_t)pc * mp + (size_t)i * kc;
+            for (int kk = pc; kk < pc + kc; ++kk)
+                for (int r = 0; r < mr; ++r)
+                    *o++ = i + r < i1 ? A[(size_t)(i + r - i0) * K + kk] : 0.f;
+        }
+    }
 }
 
 void mdfi_sgemm_pack_a(const mdfi_sgemm_kernel *k, int M, int K, const float *A, float *dst)
 {
-    int mr = pick_tile(k, M)->mr, kcb = k->conv ? K : k_block(k, K);
-    for (int pc = 0; pc < K; pc += kcb) {
-        int kc = K - pc < kcb ? K - pc : kcb;
-        for (int i0 = 0; i0 < M; i0 += mr)
-            for (int kk = pc; kk < pc + kc; ++kk)
-                for (int r = 0; r < mr; ++r)
-                    *dst++ = i0 + r < M ? A[(size_t)(i0 + r) * K + kk] : 0.f;
-    }
+    mdfi_sgemm_pack_a_rows(k, M, K, 0, M, A, dst);
 }
 
 /* Copies n floats with few fixed-size moves: whole 8-float blocks, then one
@@ -292,7 +306,7 @@ void mdfi_sgemm_conv(const mdfi_sgemm_kernel *k, int M, const mdfi_conv_geom *g,
                 const float *a = packed_a + (size_t)pc * mp + (size_t)i * kc;
                 int mv = M - i < mr ? M - i : mr;
                 const float *bi = bias ? bias + i : NULL;
-                float *crow = C + (size_t)i * ldc + jc;
+                float *crow = C + (size_t)i * ldc + (jc - n0);
                 for (int p = 0; p < np; ++p) {
                     int nv = nc - p * nr < nr ? nc - p * nr : nr;
                     mdfi_sgemm_ukr ukr = half && p == np - 1 ? t->ukr_half : t->ukr;

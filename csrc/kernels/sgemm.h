@@ -50,12 +50,19 @@ size_t mdfi_sgemm_packed_a_size(const mdfi_sgemm_kernel *k, int M, int K);
  * 64-byte aligned). */
 void mdfi_sgemm_pack_a(const mdfi_sgemm_kernel *k, int M, int K,
                        const float *A, float *dst);
+/* The packing unit: panels of MR rows.  pack_a_rows packs rows [i0, i1) of
+ * A, given as their own row-major block (A[0] is row i0), into their place
+ * in dst; i0 is a multiple of MR, and i1 one too or M.  Packing every panel
+ * this way gives exactly mdfi_sgemm_pack_a's result. */
+int mdfi_sgemm_pack_mr(const mdfi_sgemm_kernel *k, int M);
+void mdfi_sgemm_pack_a_rows(const mdfi_sgemm_kernel *k, int M, int K, int i0, int i1,
+                            const float *A, float *dst);
 
 /* Bytes of per-thread workspace for a call with this geometry. */
 size_t mdfi_sgemm_workspace_size(const mdfi_sgemm_kernel *k, int M,
                                  const mdfi_conv_geom *g);
 
-/* Computes output columns [n0, n1) of C (row stride ldc floats).
+/* Computes output columns [n0, n1); C points at column n0 (row stride ldc floats).
  * bias may be NULL (treated as zeros).  workspace: 64-byte aligned,
  * mdfi_sgemm_workspace_size bytes. */
 void mdfi_sgemm_conv(const mdfi_sgemm_kernel *k, int M,

@@ -25,6 +25,7 @@ static mdfi_status conv_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_par
     p->m = c.m;
     p->k = c.k;
     p->geom = c.geom;
+    p->stream = 1;   /* the weights come last: prepare streams them (gemm_layer.c) */
     l->n_params = mdfi_gemm_param_count(p, l->filters);
     return MDFI_OK;
 }
@@ -42,7 +43,7 @@ static mdfi_status conv_load(mdfi_layer *l, mdfi_weights_reader *r, mdfi_errbuf 
         MDFI_CHECK(mdfi_weights_read(r, p->mean, n, "rolling_mean", err));
         MDFI_CHECK(mdfi_weights_read(r, p->var, n, "rolling_variance", err));
     }
-    return mdfi_weights_read(r, p->weights, (size_t)p->groups * p->m * p->k, "weights", err);
+    return MDFI_OK;   /* the weights: read by prepare, a panel at a time */
 }
 
 static mdfi_status conv_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_errbuf *err)

@@ -7,6 +7,9 @@
 #include "core/error.h"
 #include "core/mem.h"
 
+/* Conv outputs per band of a fused conv -> maxpool (per thread). */
+#define FUSE_BAND_FLOATS 65536
+
 mdfi_status mdfi_conv_parse_spec(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                                  mdfi_conv_spec *c, mdfi_errbuf *err)
 {
@@ -72,13 +75,14 @@ mdfi_status mdfi_gemm_alloc(mdfi_layer *l, mdfi_gemm_params *p, mdfi_errbuf *err
     size_t n = (size_t)l->out_c;
     size_t nw = (size_t)p->groups * (size_t)p->m * (size_t)p->k;
     p->biases = calloc(n, sizeof(float));
-    p->weights = calloc(nw ? nw : 1, sizeof(float));
+    if (!p->stream)
+        p->weights = calloc(nw ? nw : 1, sizeof(float));
     if (p->bn) {
         p->scales = malloc(n * sizeof(float));
         p->mean = calloc(n, sizeof(float));
         p->var = malloc(n * sizeof(float));
     }
-    if (!p->biases || !p->weights || (p->bn && (!p->scales || !p->mean || !p->var)))
+    if (!p->biases || (!p->stream && !p->weights) || (p->bn && (!p->scales || !p->mean || !p->var)))
         return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory for %zu weights",
                          l->index, nw);
     for (size_t i = 0; p->bn && i < n; ++i)
@@ -111,20 +115,53 @@ size_t mdfi_gemm_param_count(const mdfi_gemm_params *p, int outputs)
 
 /* Folding BN into the weights turns the conv into one GEMM plus bias:
  * y = (x - mean) / (sqrt(var) + 1e-6) * scale + bias  (Darknet's epsilon is
- * added to the standard deviation). */
-static void fold_bn(mdfi_gemm_params *p, int outputs)
+ * added to the standard deviation).  Returns output o's weight scale and
+ * sets its bias. */
+static float fold_bn(mdfi_gemm_params *p, int o)
 {
-    for (int o = 0; o < outputs; ++o) {
-        float s = 1.f, b = p->biases[o];
-        if (p->bn) {
-            s = p->scales[o] / (sqrtf(p->var[o]) + .000001f);
-            b = p->biases[o] - p->mean[o] * s;
-        }
-        p->bias[o] = b;
-        float *w = p->weights + (size_t)o * p->k;
-        for (int j = 0; j < p->k && s != 1.f; ++j)
-            w[j] *= s;
+    float s = 1.f, b = p->biases[o];
+    if (p->bn) {
+        s = p->scales[o] / (sqrtf(p->var[o]) + .000001f);
+        b = p->biases[o] - p->mean[o] * s;
     }
+    p->bias[o] = b;
+    return s;
+}
+
+/* Packs the weights panel by panel (MR rows, the packing unit): each panel's
+ * rows are taken from p->weights or, when streamed, read from the file into a
+ * panel-sized buffer, scaled by BN and packed into place, so a streamed
+ * layer's raw weights never exist whole. */
+static mdfi_status pack_weights(mdfi_layer *l, mdfi_gemm_params *p,
+                                mdfi_weights_reader *r, mdfi_errbuf *err)
+{
+    const int mr = mdfi_sgemm_pack_mr(p->kern, p->m), k = p->k;
+    float *buf = NULL;
+    if (!p->weights) {   /* zeros when there is no file */
+        if (!(buf = calloc((size_t)mr * k + 1, sizeof(float))))
+            return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
+        if (r && mdfi_weights_check(r, (size_t)l->out_c * k, "weights", err) != MDFI_OK) {
+            free(buf);
+            return MDFI_ERR_WEIGHTS;
+        }
+    }
+    mdfi_status st = MDFI_OK;
+    for (int g = 0; g < p->groups; ++g)
+        for (int i0 = 0; i0 < p->m && st == MDFI_OK; i0 += mr) {
+            int rows = p->m - i0 < mr ? p->m - i0 : mr, o0 = g * p->m + i0;
+            float *w = buf ? buf : p->weights + (size_t)o0 * k;
+            if (buf && r)
+                st = mdfi_weights_read(r, buf, (size_t)rows * k, "weights", err);
+            for (int i = 0; i < rows; ++i) {
+                float s = fold_bn(p, o0 + i);
+                for (int j = 0; j < k && s != 1.f; ++j)
+                    w[(size_t)i * k + j] *= s;
+            }
+            mdfi_sgemm_pack_a_rows(p->kern, p->m, k, i0, i0 + rows, w,
+                                   p->packed + (size_t)g * p->packed_floats);
+        }
+    free(buf);
+    return st;
 }
 
 mdfi_status mdfi_gemm_prepare(mdfi_layer *l, mdfi_gemm_params *p,
@@ -143,10 +180,7 @@ mdfi_status mdfi_gemm_prepare(mdfi_layer *l, mdfi_gemm_params *p,
     if (!p->bias || !p->packed)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory packing weights",
                          l->index);
-    fold_bn(p, outputs);
-    for (int g = 0; g < p->groups; ++g)
-        mdfi_sgemm_pack_a(p->kern, p->m, p->k, p->weights + (size_t)g * p->m * p->k,
-                          p->packed + (size_t)g * p->packed_floats);
+    MDFI_CHECK(pack_weights(l, p, ctx->weights, err));
     free_raw(p);
     l->param_bytes = (size_t)outputs * sizeof(float) +
                      (size_t)p->groups * p->packed_floats * sizeof(float);
@@ -157,6 +191,17 @@ mdfi_status mdfi_gemm_prepare(mdfi_layer *l, mdfi_gemm_params *p,
     default: p->epi = MDFI_EPI_LINEAR; p->post_act = 1; break;
     }
     size_t ws = mdfi_sgemm_workspace_size(p->kern, p->m, &p->geom);
+    p->ws_bytes = ws = (ws + 63) & ~(size_t)63;
+    if (l->fused) {
+        /* bands of about FUSE_BAND_FLOATS conv outputs, whole pool rows */
+        const mdfi_layer *mp = l + 1;
+        size_t row = (size_t)l->out_c * mp->stride * l->out_w;
+        p->band = row < FUSE_BAND_FLOATS ? (int)(FUSE_BAND_FLOATS / row) : 1;
+        if (p->band > mp->out_h)
+            p->band = mp->out_h;
+        ws += (size_t)l->out_c * l->out_w * ((p->band - 1) * mp->stride + mp->size) *
+              sizeof(float);
+    }
     if (ws > l->scratch_bytes)
         l->scratch_bytes = ws;
     return MDFI_OK;
@@ -168,6 +213,33 @@ typedef struct {
     mdfi_run_ctx *ctx;
     int n, chunk;
 } gemm_job;
+
+/* Fused conv -> maxpool, one task: maxpool output rows [py0, py1) from conv
+ * rows [cy0, cy1), computed into the thread's band (channel stride
+ * (cy1 - cy0) * out_w).  Each conv output is the same GEMM sum as unfused. */
+static void fused_task(void *arg, int task, int thread)
+{
+    const gemm_job *j = arg;
+    const mdfi_layer *l = j->l, *mp = l + 1;
+    const mdfi_gemm_params *p = j->p;
+    int py0 = task * p->band, py1 = py0 + p->band < mp->out_h ? py0 + p->band : mp->out_h;
+    int off = -(mp->pad / 2), cy0 = off + py0 * mp->stride;
+    int cy1 = off + (py1 - 1) * mp->stride + mp->size;
+    cy0 = cy0 < 0 ? 0 : cy0;
+    cy1 = cy1 > l->out_h ? l->out_h : cy1;
+    size_t ldc = cy1 > cy0 ? (size_t)(cy1 - cy0) * l->out_w : 0;
+    int n0 = cy0 * l->out_w, n1 = cy1 * l->out_w;
+    size_t in_group = (size_t)p->geom.channels * p->geom.in_h * p->geom.in_w;
+    char *ws = j->ctx->scratch[thread];
+    float *band = (float *)(ws + p->ws_bytes);
+    for (int g = 0; g < p->groups && ldc; ++g)
+        mdfi_sgemm_conv(p->kern, p->m, &p->geom, p->packed + (size_t)g * p->packed_floats,
+                        j->ctx->in[0] + g * in_group, p->bias + (size_t)g * p->m, p->epi,
+                        band + (size_t)g * p->m * ldc, ldc, n0, n1, ws);
+    if (p->post_act && ldc)
+        mdfi_activate(band, (size_t)l->out_c * ldc, p->act);
+    mdfi_maxpool_band(mp, band, cy0, cy1, py0, py1, j->ctx->out);
+}
 
 static void gemm_task(void *arg, int task, int thread)
 {
@@ -182,7 +254,7 @@ static void gemm_task(void *arg, int task, int thread)
     for (int g = 0; g < p->groups; ++g)
         mdfi_sgemm_conv(p->kern, p->m, &p->geom, p->packed + (size_t)g * p->packed_floats,
                         j->ctx->in[0] + g * in_group, p->bias + (size_t)g * p->m, p->epi,
-                        j->ctx->out + g * out_group, (size_t)j->n, n0, n1,
+                        j->ctx->out + g * out_group + n0, (size_t)j->n, n0, n1,
                         j->ctx->scratch[thread]);
 }
 
@@ -190,6 +262,10 @@ void mdfi_gemm_forward(const mdfi_layer *l, const mdfi_gemm_params *p, mdfi_run_
 {
     int threads = mdfi_pool_threads(ctx->pool);
     gemm_job j = {l, p, ctx, p->geom.out_h * p->geom.out_w, 0};
+    if (l->fused) {
+        mdfi_pool_run(ctx->pool, (l[1].out_h + p->band - 1) / p->band, fused_task, &j);
+        return;
+    }
     /* Column chunks are whole multiples of 32 (the widest B panel) so every
      * tile but the last is full. */
     j.chunk = (j.n + threads - 1) / threads;

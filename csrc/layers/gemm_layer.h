@@ -13,6 +13,8 @@ typedef struct {
     mdfi_conv_geom geom;      /* per group */
     int m;                    /* output channels per group */
     int k;                    /* weights per output channel */
+    int stream;               /* weights come last in the file: prepare reads them a
+                                 panel at a time instead of load reading them whole */
     /* Darknet's parameters, held only between load and prepare. */
     float *biases, *scales, *mean, *var, *weights;
     /* prepared */
@@ -22,6 +24,8 @@ typedef struct {
     size_t packed_floats;
     mdfi_epilogue epi;
     int post_act;             /* activation not done by the epilogue */
+    int band;                 /* fused (mdfi_layer.fused): maxpool output rows per task */
+    size_t ws_bytes;          /* GEMM workspace; a fused conv's band follows it */
 } mdfi_gemm_params;
 
 /* The [convolutional] keys every numeric path shares: geometry, groups, BN,
@@ -37,7 +41,8 @@ typedef struct {
 mdfi_status mdfi_conv_parse_spec(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                                  mdfi_conv_spec *c, mdfi_errbuf *err);
 
-/* Allocates Darknet's arrays (zeros; BN variance 1) for n outputs. */
+/* Allocates Darknet's arrays (zeros; BN variance 1) for n outputs; the
+ * weights only when not streamed. */
 mdfi_status mdfi_gemm_alloc(mdfi_layer *l, mdfi_gemm_params *p, mdfi_errbuf *err);
 void mdfi_gemm_free(mdfi_gemm_params *p);
 mdfi_status mdfi_gemm_prepare(mdfi_layer *l, mdfi_gemm_params *p,

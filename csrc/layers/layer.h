@@ -37,6 +37,9 @@ typedef struct {
     mdfi_isa isa;
     int threads;
     int keep_outputs;      /* every output must stay readable as floats: no fusion */
+    /* The .weights file just after what load read (NULL: no file), for a
+     * layer that streams its largest array straight into packed form. */
+    mdfi_weights_reader *weights;
 } mdfi_prepare_ctx;
 
 /* Per-forward context: the inputs resolved to buffers, scratch, threads. */
@@ -73,6 +76,10 @@ struct mdfi_layer {
     size_t scratch_bytes;      /* per-thread scratch wanted by forward */
     size_t n_params;           /* floats this layer reads from a .weights file */
     size_t param_bytes;        /* prepared parameters kept for forward */
+    /* [convolutional] whose only reader is the next layer, a [maxpool]:
+     * its forward computes the output in row bands and pools each band into
+     * the maxpool's output, so its own output is never stored (core/net.c). */
+    int fused;
     double flops;
     /* descriptive fields for mdfi_layer_info */
     int filters, size, stride, groups, pad, batch_normalize, xnor;
@@ -92,6 +99,11 @@ static inline size_t mdfi_layer_outputs(const mdfi_layer *l)
 {
     return (size_t)l->out_c * (size_t)l->out_h * (size_t)l->out_w;
 }
+
+/* [maxpool] l: output rows [oy0, oy1) of every channel from input rows
+ * [r0, r1) of each, held at in (channel stride (r1 - r0) * in_w). */
+void mdfi_maxpool_band(const mdfi_layer *l, const float *in, int r0, int r1, int oy0, int oy1,
+                       float *out);
 
 /* Shape helpers for parse: check sizes are sane (product < 2^31). */
 mdfi_status mdfi_layer_check_shape(const mdfi_parse_ctx *ctx, mdfi_cfg_section *s,

@@ -100,7 +100,7 @@ static int run_range(const mdfi_sgemm_kernel *k, const tcase *t, const float *pa
                      float *ws, size_t ws_floats)
 {
     fill_sentinel(ws, ws_floats + GUARD);
-    mdfi_sgemm_conv(k, t->M, &t->g, pa, in, bias, t->epi, c, ldc, n0, n1, ws);
+    mdfi_sgemm_conv(k, t->M, &t->g, pa, in, bias, t->epi, c + n0, ldc, n0, n1, ws);
     for (size_t i = ws_floats; i < ws_floats + GUARD; ++i)
         if (!is_sentinel(ws + i))
             return -1;

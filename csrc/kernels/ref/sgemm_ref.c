@@ -70,7 +70,7 @@ static void ref_conv(int M, const mdfi_conv_geom *g, const float *a, const float
             }
             float bm = bias ? bias[m] : 0.f;
             for (int j = 0; j < w; ++j)
-                c[(size_t)m * ldc + nb + j] = activate(acc[j] + bm, epi);
+                c[(size_t)m * ldc + (nb - n0) + j] = activate(acc[j] + bm, epi);
         }
     }
 }
