@@ -6,10 +6,15 @@
    stride-1 convolutions with C = M = 64..512 input/output channels at
    13, 26 and 52 px, one thread: MDFI's fp32 GEMM, its int8 GEMM (if the
    build has it), and the binary kernel with float output and with bit output
-   (a fused binary -> binary layer).  The driver runs --repeat times and every
-   cell keeps its best time, since the machine may be shared.  Reported: the
-   ratios, and binary multiply-accumulates per core cycle (one MAC = one
-   XNOR + popcount bit; binary ops = 2 x MACs).
+   (a fused binary -> binary layer).  The binary time is a whole
+   mdfi_bconv_run over the padded bit input, as a layer calls it: B packing,
+   padding correction and the epilogue included (leaky, with BN-like alpha
+   and beta).  The input is already bits, as in a fused chain; an unfused
+   layer also packs its float input (the driver's pack% column, and part 2).
+   The driver runs --repeat times and every cell keeps its best time, since
+   the machine may be shared.  Reported: the ratios, and binary
+   multiply-accumulates per core cycle (one MAC = one XNOR + popcount bit;
+   binary ops = 2 x MACs).
 2. Layer level, through mdfi.Network: a one-layer net of each shape, float
    input, the same conv as a float layer and as xnor=1 (which includes
    quantizing the float input to bits), median of the layer's time (the

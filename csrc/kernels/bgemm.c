@@ -11,9 +11,12 @@
 
 #include "core/mem.h"
 
+/* Prepare-time code, built for size (the program must stay small). */
+#define COLD __attribute__((cold))
+
 /* ---- quantizers ----------------------------------------------------------- */
 
-void mdfi_bquant_init(mdfi_bquant *q, mdfi_bmode mode, float step)
+COLD void mdfi_bquant_init(mdfi_bquant *q, mdfi_bmode mode, float step)
 {
     memset(q, 0, sizeof *q);
     q->mode = mode;
@@ -113,7 +116,7 @@ const char *mdfi_bgemm_kind_name(mdfi_bkind kind)
     return (unsigned)kind < MDFI_BK_COUNT ? kind_names[kind] : "?";
 }
 
-int mdfi_bgemm_kind_parse(const char *name, mdfi_bkind *kind)
+COLD int mdfi_bgemm_kind_parse(const char *name, mdfi_bkind *kind)
 {
     for (int i = 0; name && i < MDFI_BK_COUNT; ++i)
         if (!strcmp(name, kind_names[i])) {
@@ -142,8 +145,9 @@ const mdfi_bgemm_kernel *mdfi_bgemm_kernel_get(mdfi_bkind kind)
 #endif
 #ifdef MDFI_HAVE_AVX512VPOPCNT
     case MDFI_BK_AVX512VPOPCNT:
-        return (f & MDFI_CPU_AVX512) && (f & MDFI_CPU_VPOPCNT) ? &mdfi_bgemm_avx512vpopcnt
-                                                               : NULL;
+        return (f & MDFI_CPU_AVX512) && (f & MDFI_CPU_VPOPCNT) && (f & MDFI_CPU_VNNI)
+                   ? &mdfi_bgemm_avx512vpopcnt
+                   : NULL;
 #endif
 #ifdef MDFI_HAVE_NEON
     case MDFI_BK_NEON: return (f & MDFI_CPU_NEON) ? &mdfi_bgemm_neon : NULL;
@@ -152,13 +156,13 @@ const mdfi_bgemm_kernel *mdfi_bgemm_kernel_get(mdfi_bkind kind)
     }
 }
 
-static void why_printf(char *why, size_t n, const char *a, const char *b)
+COLD static void why_printf(char *why, size_t n, const char *a, const char *b)
 {
     if (why && n)
         snprintf(why, n, "%s%s", a, b);
 }
 
-const mdfi_bgemm_kernel *mdfi_bgemm_kernel_select(mdfi_isa isa, char *why, size_t why_len)
+COLD const mdfi_bgemm_kernel *mdfi_bgemm_kernel_select(mdfi_isa isa, char *why, size_t why_len)
 {
     const char *env = getenv("MDFI_BINARY_KERNEL");
     if (env && *env && strcmp(env, "auto")) {
@@ -194,9 +198,11 @@ const mdfi_bgemm_kernel *mdfi_bgemm_kernel_select(mdfi_isa isa, char *why, size_
 /* ---- weights ---------------------------------------------------------------- */
 
 /* Packed A: ceil(M/MR) panels; panel i holds a[(i*K + k)*MR + r] = word k of
- * filter i*MR + r (0 past M), k = (ky*ks + kx)*words + cw (tap-major). */
-int mdfi_bconv_init(mdfi_bconv *bc, const mdfi_bgemm_kernel *k, mdfi_bmode mode,
-                    const mdfi_conv_geom *g, int M, const unsigned char *wbits)
+ * filter i*MR + r (0 past M), k = (ky*ks + kx)*words + cw (tap-major); for a
+ * grouped kernel in SIGN mode, words 3g, 3g+1, 3g+2 (< K - K % 3) become
+ * (w1, w1^w2, w1^w2^w3). */
+COLD int mdfi_bconv_init(mdfi_bconv *bc, const mdfi_bgemm_kernel *k, mdfi_bmode mode,
+                         const mdfi_conv_geom *g, int M, const unsigned char *wbits)
 {
     memset(bc, 0, sizeof *bc);
     mdfi_bquant q;
@@ -207,6 +213,7 @@ int mdfi_bconv_init(mdfi_bconv *bc, const mdfi_bgemm_kernel *k, mdfi_bmode mode,
     bc->g = *g;
     bc->M = M;
     const int C = g->channels, T = g->ksize * g->ksize, mr = k->mr;
+    const int grouped = k->grouped && mode == MDFI_BMODE_SIGN;
     bc->words = mdfi_bwords(C);
     bc->K = bc->words * T;
     bc->ph = g->pad + g->in_h;
@@ -230,6 +237,12 @@ int mdfi_bconv_init(mdfi_bconv *bc, const mdfi_bgemm_kernel *k, mdfi_bmode mode,
                     int kk = t * bc->words + c / 64;
                     panel[(size_t)kk * mr + m % mr] |= 1ull << (c % 64);
                 }
+    }
+    const int K3 = bc->K - bc->K % 3;
+    for (size_t i = 0; grouped && i < bc->a_words; ++i) {   /* running XOR in each group */
+        const int kk = (int)(i / mr % (size_t)bc->K);
+        if (kk % 3 && kk < K3)
+            bc->a[i] ^= bc->a[i - mr];
     }
     return 0;
 }
@@ -312,12 +325,18 @@ void mdfi_bconv_copy_input(const mdfi_bconv *bc, const uint64_t *bits, uint64_t 
  *
  * Padding.  A tap outside the image must contribute 0.  In the two-plane
  * modes a 0 word there already means "no activation".  In SIGN mode a 0 word
- * means -1 activations, so a B panel with such taps (a border panel) gets,
- * per tap, a mask row: all ones where the tap is inside the image, 0
- * outside, and runs the masked micro-kernel, popcount((w ^ x) & inside),
- * which counts the sign differences of in-image taps only.  Panels without
- * (interior panels) run the plain XOR kernel.  Either way
- * D = C * taps_inside - 2 * count. */
+ * means -1 activations, so a B panel with such taps (a border panel) counts,
+ * per tap, only the lanes whose tap is inside the image: a mask row per tap
+ * (all ones where inside) and the masked micro-kernel,
+ * popcount((w ^ x) & inside).  Interior panels run the plain XOR kernel.
+ * Either way D = C * taps_inside - 2 * count.  Grouped kernels count the
+ * outside taps too and take them back in the epilogue (mdfi_bepi_args).
+ *
+ * Kernels with ukr_fused go one panel of NR columns at a time: pack it
+ * (pack_src reads a stride-1 panel straight from the padded input, else
+ * pack_b), then run every A panel over it, the kernel writing the outputs.
+ * The others pack a block of panels (L2-sized), run each A panel over the
+ * block and apply the epilogue to each stored tile. */
 
 typedef struct {
     int N, nc;             /* columns; columns per B block (multiple of NR) */
@@ -331,10 +350,10 @@ static blocking get_blocking(const mdfi_bconv *bc)
     const mdfi_bgemm_kernel *k = bc->k;
     blocking b;
     b.N = bc->g.out_h * bc->g.out_w;
-    b.pmax = bc->mode == MDFI_BMODE_SIGN && bc->g.pad > 0 ? 2 : bc->planes;
+    b.pmax = bc->mode == MDFI_BMODE_SIGN && bc->g.pad > 0 && !k->ukr_fused[0] ? 2 : bc->planes;
     long col = (long)bc->K * b.pmax;
     long nc = k->b_block_words / (col ? col : 1) / k->nr * k->nr;
-    if (nc < k->nr)
+    if (nc < k->nr || k->ukr_fused[0])
         nc = k->nr;
     long nmax = (long)(b.N + k->nr - 1) / k->nr * k->nr;
     if (nc > nmax)
@@ -347,19 +366,23 @@ static blocking get_blocking(const mdfi_bconv *bc)
 
 #define ALIGN64(x) (((x) + 63) & ~(size_t)63)
 
-/* Workspace: B block | base[nc] | masked[nc] | tile | off0[NR] | yx[2 NR] | runs[3 NR] */
+/* Workspace: B block | base[nc] | masked[nc] | tile | off0[NR] | runs[3 NR] | rowout[64]
+ *            | colout[64] | toff[T] | outt[tbl] | outm[tbl] | pc[panels * tbl * MR],
+ * tbl = 2 ksize + T */
 size_t mdfi_bconv_workspace_size(const mdfi_bconv *bc)
 {
     if (bc->k->workspace)
         return bc->k->workspace(bc);
     blocking b = get_blocking(bc);
-    const int nr = bc->k->nr;
+    const int nr = bc->k->nr, T = bc->g.ksize * bc->g.ksize;
     size_t bytes = ALIGN64(b.block_words * sizeof(uint64_t));
     bytes += ALIGN64((size_t)b.nc * sizeof(int32_t)) * 2;
     bytes += ALIGN64((size_t)bc->k->mr * nr * sizeof(int32_t));
-    bytes += ALIGN64((size_t)nr * sizeof(long)) + ALIGN64(2 * (size_t)nr * sizeof(int)) +
-             ALIGN64(3 * (size_t)nr * sizeof(int));
-    return bytes;
+    bytes += ALIGN64((size_t)nr * sizeof(long)) + ALIGN64(3 * (size_t)nr * sizeof(int));
+    const size_t panels = (size_t)(bc->M + bc->k->mr - 1) / bc->k->mr, tbl = 2 * bc->g.ksize + T;
+    return bytes + 128 * sizeof(uint64_t) + ALIGN64((size_t)T * sizeof(ptrdiff_t)) +
+           ALIGN64(tbl * sizeof(int)) + tbl * sizeof(uint64_t) +
+           (bc->k->grouped ? panels * tbl * bc->k->mr * sizeof(int32_t) : 0);
 }
 
 void mdfi_bout_zero(const mdfi_bout *o, size_t N, int n0, int n1)
@@ -376,10 +399,99 @@ typedef struct {
     uint64_t *dst;         /* the B block */
     int32_t *base;         /* [nc] per-column constant of D */
     int32_t *masked;       /* [panels] SIGN border panel */
+    int32_t *tile;         /* [MR * NR] counts */
     long *off0;            /* [NR] word of tap (0, 0) in the padded plane */
-    int *yx;               /* [2 NR] image row and column of tap (0, 0) */
     int *runs;             /* [3 NR] runs of consecutive words: column, offset, length */
+    uint64_t *rowout;      /* [64] bit j: lane j's tap row k outside the image */
+    uint64_t *colout;      /* [64] the same for tap columns */
+    ptrdiff_t *toff;       /* [T] fused kernels: word offset of each tap */
+    int *outt;             /* [2 ksize + T] grouped kernels: a panel's corrections */
+    uint64_t *outm;        /* [2 ksize + T] their lanes */
+    int32_t *pc;           /* grouped kernels: see mdfi_bepi_args */
 } bpack_ws;
+
+static bpack_ws carve(const mdfi_bconv *bc, const blocking *b, void *workspace)
+{
+    const int nr = bc->k->nr;
+    char *ws = workspace;
+    bpack_ws w;
+    w.dst = (uint64_t *)ws;
+    ws += ALIGN64(b->block_words * sizeof(uint64_t));
+    w.base = (int32_t *)ws;
+    ws += ALIGN64((size_t)b->nc * sizeof(int32_t));
+    w.masked = (int32_t *)ws;
+    ws += ALIGN64((size_t)b->nc * sizeof(int32_t));
+    w.tile = (int32_t *)ws;
+    ws += ALIGN64((size_t)bc->k->mr * nr * sizeof(int32_t));
+    w.off0 = (long *)ws;
+    ws += ALIGN64((size_t)nr * sizeof(long));
+    w.runs = (int *)ws;
+    ws += ALIGN64(3 * (size_t)nr * sizeof(int));
+    w.rowout = (uint64_t *)ws;
+    w.colout = w.rowout + 64;
+    ws += 128 * sizeof(uint64_t);
+    const size_t T = (size_t)bc->g.ksize * bc->g.ksize;
+    w.toff = (ptrdiff_t *)ws;
+    ws += ALIGN64(T * sizeof(ptrdiff_t));
+    const size_t tbl = 2 * (size_t)bc->g.ksize + T;
+    w.outt = (int *)ws;
+    ws += ALIGN64(tbl * sizeof(int));
+    w.outm = (uint64_t *)ws;
+    ws += tbl * sizeof(uint64_t);
+    w.pc = (int32_t *)ws;
+    return w;
+}
+
+/* The NR lanes of the panel at output column n (nv real columns; the other
+ * lanes repeat column n): the word of tap (0, 0) in the padded plane
+ * (off0), base[j] = C * taps inside the image, bit j of w->rowout[k]
+ * (colout[k]) set when real lane j's tap row (column) k is outside the
+ * image (k < ksize), and bit j of *rows where an output row starts.
+ * Returns whether every tap of every real lane is inside.  Lanes go by
+ * output row: the row's part once, then per column. */
+static int panel_lanes(const mdfi_bconv *bc, int n, int nv, const bpack_ws *w, int32_t *base,
+                       uint64_t *rows)
+{
+    const mdfi_conv_geom *g = &bc->g;
+    const int nr = bc->k->nr, ks = g->ksize, s = g->stride, ow = g->out_w;
+    uint64_t *rowout = w->rowout, *colout = w->colout;
+    int oy = n / ow, ox = n - oy * ow, interior = 1;
+    for (int kk = 0; kk < ks; ++kk)
+        rowout[kk] = colout[kk] = 0;
+    *rows = 0;
+    for (int j = 0; j < nv; ox = 0, ++oy) {
+        *rows |= 1ull << j;
+        const int y = oy * s - g->pad, ylo = y < 0 ? -y : 0;
+        int yhi = g->in_h - y < ks ? g->in_h - y : ks;
+        yhi = yhi > ylo ? yhi : ylo;
+        const int j1 = nv - j < ow - ox ? nv : j + ow - ox, cy = g->channels * (yhi - ylo);
+        const long row = (long)(oy * s) * bc->pw;
+        if (ylo || yhi < ks) {   /* lanes [j, j1) */
+            const uint64_t seg = ((j1 - j >= 64 ? 0 : 1ull << (j1 - j)) - 1) << j;
+            interior = 0;
+            for (int kk = 0; kk < ks; ++kk)
+                if (kk < ylo || kk >= yhi)
+                    rowout[kk] |= seg;
+        }
+        for (; j < j1; ++j, ++ox) {
+            const int x = ox * s - g->pad, xlo = x < 0 ? -x : 0;
+            int xhi = g->in_w - x < ks ? g->in_w - x : ks;
+            xhi = xhi > xlo ? xhi : xlo;
+            w->off0[j] = row + ox * s;
+            base[j] = cy * (xhi - xlo);   /* SIGN; the two-plane modes replace it */
+            if (xlo || xhi < ks) {
+                interior = 0;
+                for (int kk = 0; kk < ks; ++kk)
+                    colout[kk] |= (uint64_t)(kk < xlo || kk >= xhi) << j;
+            }
+        }
+    }
+    for (int j = nv; j < nr; ++j) {   /* past the real columns: lane 0 again */
+        w->off0[j] = w->off0[0];
+        base[j] = base[0];
+    }
+    return interior;
+}
 
 /* Index of the lowest set bit (x != 0): bsf/rbit on every target, no ISA flag. */
 static inline int ctz64(uint64_t x)
@@ -400,29 +512,23 @@ static inline void copy_words(uint64_t *d, const uint64_t *s, int n)
 /* Packs columns [jc, jc+nc) of B from the padded input.  Panel p starts at
  * dst + p * panel_words; row k = t * words + cw (tap t) of plane pl is at
  *   unmasked: (k * planes + pl) * NR
- *   masked (SIGN border panel): (t * (words + 1) + cw) * NR, then the tap's
- *            mask row (all ones where the tap is inside the image) at
- *            (t * (words + 1) + words) * NR.
+ *   masked (SIGN border panel, but not for ukr_fused): (t * (words + 1) + cw) * NR,
+ *            then the tap's mask row (all ones where the tap is inside the
+ *            image) at (t * (words + 1) + words) * NR.
  * Columns past nc repeat column 0 (never read). */
 static void pack_b(const mdfi_bconv *bc, const blocking *bl, const uint64_t *in, int jc, int nc,
                    const bpack_ws *w)
 {
-    const mdfi_conv_geom *g = &bc->g;
-    const int nr = bc->k->nr, W = bc->words, ks = g->ksize, K = bc->K, planes = bc->planes;
-    const int ih = g->in_h, iw = g->in_w, s = g->stride, pad = g->pad, ow = g->out_w;
+    const int nr = bc->k->nr, W = bc->words, ks = bc->g.ksize, K = bc->K, planes = bc->planes;
     const size_t plane = (size_t)bc->ph * bc->pw, pstride = (size_t)W * plane;
-    int *ys = w->yx, *xs = w->yx + nr;
     for (int p0 = 0, pi = 0; p0 < nc; p0 += nr, ++pi) {
         uint64_t *dst = w->dst + (size_t)pi * bl->panel_words;
         const int wd = nc - p0 < nr ? nc - p0 : nr;
-        int interior = 1;   /* every column's taps are all inside the image */
+        const uint64_t live = nr >= 64 ? ~0ull : (1ull << nr) - 1;
+        uint64_t rows;
+        const int interior = panel_lanes(bc, jc + p0, wd, w, w->base + p0, &rows);
         int nruns = 0;
         for (int j = 0; j < nr; ++j) {
-            int n = jc + p0 + (j < wd ? j : 0), oy = n / ow, ox = n % ow;
-            int y = oy * s - pad, x = ox * s - pad;
-            ys[j] = y;
-            xs[j] = x;
-            w->off0[j] = (long)(oy * s) * bc->pw + ox * s;
             if (nruns && w->off0[j] == w->off0[j - 1] + 1) {
                 w->runs[3 * (nruns - 1) + 2]++;
             } else {
@@ -431,26 +537,9 @@ static void pack_b(const mdfi_bconv *bc, const blocking *bl, const uint64_t *in,
                 w->runs[3 * nruns + 2] = 1;
                 ++nruns;
             }
-            if (j >= wd)
-                continue;
-            int ny = (y + ks < ih ? y + ks : ih) - (y > 0 ? y : 0);
-            int nx = (x + ks < iw ? x + ks : iw) - (x > 0 ? x : 0);
-            ny = ny > 0 ? ny : 0;
-            nx = nx > 0 ? nx : 0;
-            interior &= ny == ks && nx == ks;
-            w->base[p0 + j] = g->channels * ny * nx;   /* SIGN; replaced below otherwise */
         }
-        const int masked = !interior && bc->mode == MDFI_BMODE_SIGN;
-        w->masked[pi] = masked;
-        /* bit j: column j's tap row ky (column kx) is inside the image */
-        uint64_t rowok[64], colok[64], live = nr >= 64 ? ~0ull : (1ull << nr) - 1;
-        for (int kk = 0; masked && kk < ks; ++kk) {
-            rowok[kk] = colok[kk] = 0;
-            for (int j = 0; j < nr; ++j) {
-                rowok[kk] |= (uint64_t)((unsigned)(ys[j] + kk) < (unsigned)ih) << j;
-                colok[kk] |= (uint64_t)((unsigned)(xs[j] + kk) < (unsigned)iw) << j;
-            }
-        }
+        w->masked[pi] = !interior && bc->mode == MDFI_BMODE_SIGN;
+        const int masked = w->masked[pi] && !bc->k->ukr_fused[0];
         for (int ky = 0; ky < ks; ++ky)
             for (int kx = 0; kx < ks; ++kx) {
                 const int t = ky * ks + kx;
@@ -469,17 +558,19 @@ static void pack_b(const mdfi_bconv *bc, const blocking *bl, const uint64_t *in,
                                 d[j] = src[w->off0[j]];
                         }
                     }
-                if (masked && bc->k->compact_mask) {   /* bit j: lane j inside */
-                    dst[((size_t)t * (W + 1) + W) * nr] = rowok[ky] & colok[kx] & live;
-                } else if (masked) {   /* all ones, then the few columns outside cleared */
+                if (masked) {   /* all ones, then the few columns outside cleared */
                     uint64_t *d = dst + ((size_t)t * (W + 1) + W) * nr;
                     memset(d, 0xff, (size_t)nr * sizeof(uint64_t));
-                    for (uint64_t out = ~(rowok[ky] & colok[kx]) & live; out; out &= out - 1)
+                    for (uint64_t out = (w->rowout[ky] | w->colout[kx]) & live; out; out &= out - 1)
                         d[ctz64(out)] = 0;
                 }
             }
-        if (bc->mode == MDFI_BMODE_SIGN)
+        if (bc->mode == MDFI_BMODE_SIGN) {
+            for (int kk = 0; kk < K - K % 3 && bc->k->grouped; ++kk)   /* running XOR per group */
+                for (int j = 0; kk % 3 && j < nr; ++j)
+                    dst[(size_t)kk * nr + j] ^= dst[(size_t)(kk - 1) * nr + j];
             continue;
+        }
         /* two-plane modes: the per-column sum of the activation levels */
         for (int j = 0; j < wd; ++j) {
             int32_t b = 0;
@@ -539,6 +630,89 @@ static void epi_portable(const int32_t *p, int nr, const int32_t *base, int mul,
                 mdfi_bepi_value(base[j] + mul * p[r * nr + j], alpha[r], beta[r], act);
 }
 
+/* Whether x is 0 or |x| >= 2^-97 (not NaN).  If every alpha and beta is,
+ * a nonzero float(D) * alpha + beta is a multiple of 2^-120 (the rounded
+ * product is a multiple of alpha's last place, as |D| >= 1), so at least
+ * that large: the vector leaky needs no check for tiny values. */
+static int not_tiny(float x)
+{
+    return x == 0.f || fabsf(x) >= 0x1p-97f;
+}
+
+/* The driver of the fused kernels. */
+static void run_fused(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout *o, int n0,
+                      int n1, void *workspace)
+{
+    const mdfi_bgemm_kernel *k = bc->k;
+    const mdfi_conv_geom *g = &bc->g;
+    const blocking b = get_blocking(bc);
+    const bpack_ws w = carve(bc, &b, workspace);
+    const int nr = k->nr, M = bc->M, ks = g->ksize, T = ks * ks;
+    /* stride 1, and each 8 lanes of a panel on at most two output rows */
+    const int direct = k->pack_src && g->stride == 1 && g->out_w >= 7;
+    const int correct = k->grouped && bc->mode == MDFI_BMODE_SIGN && g->pad > 0;
+    mdfi_bsrc s;
+    mdfi_bepi_args e;
+    memset(&e, 0, sizeof e);
+    e.base = w.base;
+    e.mul = bc->mode == MDFI_BMODE_2BIT ? 2 : -2;
+    e.act = o->act;
+    e.alpha = o->alpha;
+    e.beta = o->beta;
+    e.ldc = o->ldc;
+    e.o = o;
+    e.N = (size_t)b.N;
+    e.pc = w.pc;
+    e.outt = w.outt;
+    e.outm = w.outm;
+    e.tbl = 2 * ks + T;
+    e.tiny_free = 1;
+    e.small = mdfi_bconv_dmax(bc) < 1 << 24;
+    for (int m = 0; o->out && m < M; ++m)
+        e.tiny_free &= not_tiny(o->alpha[m]) & not_tiny(o->beta[m]);
+    if (correct)
+        k->tap_counts(bc, w.pc);
+    memset(&s, 0, sizeof s);
+    s.T = T;
+    s.W = bc->words;
+    s.toff = w.toff;
+    s.cws = (ptrdiff_t)bc->ph * bc->pw;
+    s.pls = s.W * s.cws;
+    s.gap = bc->pw - g->out_w;
+    for (int t = 0; t < T; ++t)
+        w.toff[t] = (ptrdiff_t)(t / ks) * bc->pw + t % ks;
+    for (int n = n0; n < n1; n += nr) {
+        const int nv = n1 - n < nr ? n1 - n : nr;
+        if (direct) {
+            uint64_t rows;
+            w.masked[0] = !panel_lanes(bc, n, nv, &w, w.base, &rows);
+            s.b = in + w.off0[0];
+            s.lo = 0;
+            s.live = nv >= 64 ? ~0ull : (1ull << nv) - 1;
+            for (int v = 0; v < nr / 8; ++v) {   /* lanes before the vector's first row break */
+                const unsigned brk = (unsigned)(rows >> 8 * v) & 0xfe;
+                s.lo |= (unsigned long long)(brk ? (brk & -brk) - 1 : 0xff) << 8 * v;
+                s.voff[v] = w.off0[8 * v] - w.off0[0];
+            }
+            s.lo &= s.live;
+            k->pack_src(&s, bc->mode, w.dst, w.base);
+        } else {
+            pack_b(bc, &b, in, n, nv, &w);
+        }
+        e.nout = 0;
+        for (int t = 0; correct && w.masked[0] && t < 2 * ks + T; ++t) {   /* see mdfi_bepi_args */
+            w.outt[e.nout] = t;
+            w.outm[e.nout] = t < ks ? w.rowout[t] : t < 2 * ks ? w.colout[t - ks]
+                                    : w.rowout[(t - 2 * ks) / ks] & w.colout[(t - 2 * ks) % ks];
+            e.nout += w.outm[e.nout] != 0;
+        }
+        e.nv = nv;
+        e.n = (size_t)n;
+        e.c = o->out ? o->out + n : NULL;
+        k->ukr_fused[bc->mode](bc->K, M, bc->a, w.dst, &e);
+    }
+}
+
 void mdfi_bconv_run(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout *o, int n0,
                     int n1, void *workspace)
 {
@@ -549,24 +723,14 @@ void mdfi_bconv_run(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout *o
         k->conv(bc, in, o, n0, n1, workspace);
         return;
     }
+    if (k->ukr_fused[0]) {
+        run_fused(bc, in, o, n0, n1, workspace);
+        return;
+    }
     const blocking b = get_blocking(bc);
+    const bpack_ws w = carve(bc, &b, workspace);
     const int mr = k->mr, nr = k->nr, K = bc->K, M = bc->M;
     const int mul = bc->mode == MDFI_BMODE_2BIT ? 2 : -2;
-    char *ws = workspace;
-    bpack_ws w;
-    w.dst = (uint64_t *)ws;
-    ws += ALIGN64(b.block_words * sizeof(uint64_t));
-    w.base = (int32_t *)ws;
-    ws += ALIGN64((size_t)b.nc * sizeof(int32_t));
-    w.masked = (int32_t *)ws;
-    ws += ALIGN64((size_t)b.nc * sizeof(int32_t));
-    int32_t *tile = (int32_t *)ws;
-    ws += ALIGN64((size_t)mr * nr * sizeof(int32_t));
-    w.off0 = (long *)ws;
-    ws += ALIGN64((size_t)nr * sizeof(long));
-    w.yx = (int *)ws;
-    ws += ALIGN64(2 * (size_t)nr * sizeof(int));
-    w.runs = (int *)ws;
     for (int jc = n0; jc < n1; jc += b.nc) {
         const int nc = n1 - jc < b.nc ? n1 - jc : b.nc;
         const int np = (nc + nr - 1) / nr;
@@ -577,32 +741,23 @@ void mdfi_bconv_run(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout *o
             for (int p = 0; p < np; ++p) {
                 const int c0 = p * nr, nv = nc - c0 < nr ? nc - c0 : nr;
                 const uint64_t *bp = w.dst + (size_t)p * b.panel_words;
-                mdfi_bepi_args e, *ep = NULL;
-                if (o->out && k->fused_epi) {
-                    e.base = w.base + c0, e.mul = mul, e.mv = mv, e.nv = nv;
-                    e.alpha = o->alpha + i, e.beta = o->beta + i, e.act = o->act;
-                    e.c = o->out + (size_t)i * o->ldc + jc + c0, e.ldc = o->ldc;
-                    ep = &e;
-                }
                 if (w.masked[p])
-                    k->ukr_masked(bc->g.ksize * bc->g.ksize, bc->words, a, bp, tile, ep);
+                    k->ukr_masked(bc->g.ksize * bc->g.ksize, bc->words, a, bp, w.tile);
                 else
-                    k->ukr[bc->mode](K, a, bp, tile, ep);
-                if (ep) {
-                    /* done by the micro-kernel */
-                } else if (o->out) {
+                    k->ukr[bc->mode](K, a, bp, w.tile);
+                if (o->out) {
                     float *c = o->out + (size_t)i * o->ldc + jc + c0;
                     if (k->epi)
-                        k->epi(tile, w.base + c0, mul, mv, nv, o->alpha + i, o->beta + i,
+                        k->epi(w.tile, w.base + c0, mul, mv, nv, o->alpha + i, o->beta + i,
                                o->act, c, o->ldc);
                     else
-                        epi_portable(tile, nr, w.base + c0, mul, mv, nv, o->alpha + i,
+                        epi_portable(w.tile, nr, w.base + c0, mul, mv, nv, o->alpha + i,
                                      o->beta + i, o->act, c, o->ldc);
                 } else if (k->epi_bits) {
-                    k->epi_bits(tile, w.base + c0, mul, mv, nv, o, i, (size_t)b.N,
+                    k->epi_bits(w.tile, w.base + c0, mul, mv, nv, o, i, (size_t)b.N,
                                 (size_t)(jc + c0));
                 } else {
-                    epi_bits_portable(tile, nr, w.base + c0, mul, mv, nv, o, i, (size_t)b.N,
+                    epi_bits_portable(w.tile, nr, w.base + c0, mul, mv, nv, o, i, (size_t)b.N,
                                       (size_t)(jc + c0));
                 }
             }
@@ -612,8 +767,8 @@ void mdfi_bconv_run(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout *o
 
 /* ---- threshold folding ----------------------------------------------------- */
 
-static int level_at(int32_t d, float alpha, float beta, mdfi_epilogue act,
-                    mdfi_activation post, const mdfi_bquant *q)
+COLD static int level_at(int32_t d, float alpha, float beta, mdfi_epilogue act,
+                         mdfi_activation post, const mdfi_bquant *q)
 {
     float v = mdfi_bepi_value(d, alpha, beta, act);
     if (post != MDFI_ACT_LINEAR)
@@ -621,9 +776,9 @@ static int level_at(int32_t d, float alpha, float beta, mdfi_epilogue act,
     return mdfi_bquant_level(q, v);
 }
 
-int mdfi_bthresholds(int dmax, float alpha, float beta, mdfi_epilogue act,
-                     mdfi_activation post, const mdfi_bquant *q, signed char *dir,
-                     int32_t *thr)
+COLD int mdfi_bthresholds(int dmax, float alpha, float beta, mdfi_epilogue act,
+                          mdfi_activation post, const mdfi_bquant *q, signed char *dir,
+                          int32_t *thr)
 {
     const int L = q->levels;
     if (post == MDFI_ACT_LINEAR && isfinite(alpha) && isfinite(beta)) {

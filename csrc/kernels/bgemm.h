@@ -106,7 +106,7 @@ int mdfi_bgemm_kind_parse(const char *name, mdfi_bkind *kind);   /* 0 or -1 */
 const char *mdfi_bgemm_kernel_name(const mdfi_bgemm_kernel *k);
 /* The variant for a layer prepared for this ISA:
  *   MDFI_BINARY_KERNEL=name (environment) forces one (NULL if unavailable);
- *   avx512 -> avx512vpopcnt if the CPU has VPOPCNTDQ, else avx2;
+ *   avx512 -> avx512vpopcnt if the CPU has VPOPCNTDQ and VNNI, else avx2;
  *   avx2 -> avx2;  neon -> neon;
  *   ref -> ref, except where ref is also the best ISA (no AVX2/NEON): popcnt
  *          if the CPU has it.
@@ -181,15 +181,14 @@ void mdfi_bout_zero(const mdfi_bout *o, size_t N, int n0, int n1);
 
 /* The float value of one output (before a post-pass activation).  A
  * multiply, then an add: the build's -std=c99 keeps GCC from contracting
- * them into an fma, and the vector epilogues do the same two steps. */
+ * them into an fma, and the vector epilogues do the same two steps.  The
+ * value for v <= 0 is computed first, so that the final choice compiles
+ * to a branch-free select (the sign of v is unpredictable). */
 static inline float mdfi_bepi_value(int32_t d, float alpha, float beta, mdfi_epilogue act)
 {
     float v = (float)d * alpha + beta;
-    if (act == MDFI_EPI_RELU)
-        return v > 0 ? v : 0.f;
-    if (act == MDFI_EPI_LEAKY)
-        return v > 0 ? v : (float)(.1 * (double)v);
-    return v;
+    float low = act == MDFI_EPI_RELU ? 0.f : act == MDFI_EPI_LEAKY ? (float)(.1 * (double)v) : v;
+    return v > 0 ? v : low;
 }
 
 /* Thresholds for one channel: the level index of q applied to
@@ -210,29 +209,87 @@ int mdfi_bthresholds(int dmax, float alpha, float beta, mdfi_epilogue act,
  *                         + 2 * popcount(a[k][r] & b[k][1][j])
  * k = (ky * ks + kx) * words + cw (tap-major).
  * a: packed A panel, a[k * MR + r]; b: packed B panel, b[(k * planes + pl) * NR + j],
- * 64-byte aligned; p: int32 [MR][NR], 64-byte aligned.  e: NULL, except for
- * kernels with fused_epi, which then write the float outputs instead of p. */
-/* The float epilogue a kernel with fused_epi applies itself, instead of
- * storing p (see mdfi_bgemm_epi for the arithmetic). */
-typedef struct {
-    const int32_t *base;
-    int mul, mv, nv;
-    const float *alpha, *beta;
-    mdfi_epilogue act;
-    float *c;
-    size_t ldc;
-} mdfi_bepi_args;
-
-typedef void (*mdfi_bgemm_ukr)(int K, const uint64_t *a, const uint64_t *b, int32_t *p,
-                               const mdfi_bepi_args *e);
+ * 64-byte aligned; p: int32 [MR][NR], 64-byte aligned. */
+typedef void (*mdfi_bgemm_ukr)(int K, const uint64_t *a, const uint64_t *b, int32_t *p);
 
 /* SIGN with a mask per tap (border panels; see bgemm.c), K = T * W:
  *   p[r][j] = sum_t sum_cw popcount((a[k][r] ^ b[t][cw][j]) & b[t][W][j]),
  * k = t * W + cw, b row (t * (W + 1) + cw) * NR.  The mask row b[t][W] holds
- * words of all ones / zeros, or with compact_mask one word whose bit j is
- * lane j's mask. */
+ * words of all ones / zeros. */
 typedef void (*mdfi_bgemm_ukr_masked)(int T, int W, const uint64_t *a, const uint64_t *b,
-                                      int32_t *p, const mdfi_bepi_args *e);
+                                      int32_t *p);
+
+/* Fused micro-kernels (ukr_fused): the tiles of counts of all M rows (A
+ * panels of MR rows, K words each) against one packed B panel
+ * b[(k * planes + pl) * NR + j], the epilogue applied by the kernel, row r
+ * being row r of the group.
+ *
+ * Kernels with grouped set take SIGN words in groups of three: A holds
+ * (w1, w1^w2, w1^w2^w3) for the words w1, w2, w3 of steps k, k+1, k+2, B
+ * the same of its words x (the packers transform B); the last K % 3 words
+ * stay as they are.  With y_i = w_i ^ x_i, y1 = w1 ^ x1, d = y1 ^ y2 and
+ * s = y1 ^ y2 ^ y3 each take one XOR, and
+ *     popcount(y1) + popcount(y2) + popcount(y3) = popcount(s) + 2 popcount(c),
+ *     c = majority(y1, y2, y3) = d ? ~s : y1
+ * (a full adder per bit): 8 vector operations per three words instead of 9
+ * (xor, popcount, add each), and only two popcounts.  Such kernels count
+ * every tap: a tap outside the image reads the zero halo and counts
+ * popcount(w) there, which the epilogue takes back.  With p(t) the
+ * popcount of row r's words of tap t = (ky, kx), a lane loses the p(t) of
+ * the taps in its outside rows or columns:
+ *     sum_ky out p(ky, .) + sum_kx out p(., kx) - sum_(ky, kx) both out p(ky, kx),
+ * from the table pc of each A panel (tap_counts): [ks] row sums, [ks]
+ * column sums, [T] -p(t), MR rows each; the lanes of outm[q] lose
+ * pc[(panel * (2 ks + T) + outt[q]) * MR + r], q < nout. */
+typedef struct {
+    const int32_t *base;         /* [NR] D = base[j] + mul * count */
+    int mul, nv;                 /* columns j < nv */
+    /* float output (c != NULL): c[r * ldc + j] = act((float)D * alpha[r] + beta[r]) */
+    const float *alpha, *beta;
+    mdfi_epilogue act;
+    int tiny_free;               /* no alpha or beta is nonzero and below 2^-97 in
+                                  * magnitude, so no output is below 2^-120 (see bgemm.c) */
+    int small;                   /* |D| < 2^24: D and the counts are exact in float */
+    float *c;
+    size_t ldc;
+    /* bit output (c == NULL), as mdfi_bgemm_epi_bits: channel r of o,
+     * output column n + j of N */
+    const mdfi_bout *o;
+    size_t N, n;
+    /* border correction (grouped kernels) */
+    const int32_t *pc;
+    const int *outt;
+    const uint64_t *outm;
+    int nout, tbl;               /* tbl: entries per A panel, 2 ksize + T */
+} mdfi_bepi_args;
+
+typedef void (*mdfi_bgemm_ukr_fused)(int K, int M, const uint64_t *a, const uint64_t *b,
+                                     const mdfi_bepi_args *e);
+
+/* Grouped kernels: the border correction table of every A panel (see
+ * mdfi_bepi_args), (2 ksize + T) * MR int32 each. */
+typedef void (*mdfi_bgemm_tap_counts)(const mdfi_bconv *bc, int32_t *pc);
+
+/* A stride-1 panel as it lies in the padded input, for pack_src: word
+ * (tap t, cw, plane pl) of lane j = 8v + i is
+ *     b[toff[t] + cw * cws + pl * pls + voff[v] + i]         lanes j in lo
+ *     b[toff[t] + cw * cws + pl * pls + voff[v] + i + gap]   lanes j in live & ~lo
+ * (lanes past the end of an output row continue on the next one, gap =
+ * pw - out_w further); lanes outside live are not read. */
+typedef struct {
+    const uint64_t *b;
+    const ptrdiff_t *toff;       /* [T] */
+    ptrdiff_t cws, pls, gap;
+    ptrdiff_t voff[8];
+    unsigned long long lo, live;
+    int T, W;
+} mdfi_bsrc;
+
+/* Packs the panel s into dst (the layout of ukr_fused, grouped for SIGN if
+ * the kernel is) and, in the two-plane modes, writes base[j] for j < NR
+ * (TERNARY sum popcount(nonzero), 2BIT -sum (popcount(b0) + 2 popcount(b1))). */
+typedef void (*mdfi_bgemm_pack_src)(const mdfi_bsrc *s, mdfi_bmode mode, uint64_t *dst,
+                                    int32_t *base);
 
 /* Float epilogue of one tile (p: row stride NR): for r < mv, j < nv:
  *   d = base[j] + mul * p[r][j];  c[r * ldc + j] = act((float)d * alpha[r] + beta[r]) */
@@ -257,8 +314,10 @@ struct mdfi_bgemm_kernel {
     int b_block_words;              /* budget of a packed B block (L2) */
     mdfi_bgemm_ukr ukr[3];          /* per mdfi_bmode */
     mdfi_bgemm_ukr_masked ukr_masked;
-    int fused_epi;                  /* the micro-kernels take mdfi_bepi_args */
-    int compact_mask;               /* mask rows as one bit per lane (ukr_masked) */
+    mdfi_bgemm_ukr_fused ukr_fused[3];  /* per mdfi_bmode; set: replaces ukr, ukr_masked */
+    mdfi_bgemm_pack_src pack_src;   /* stride-1 panels for ukr_fused (else portable) */
+    int grouped;                    /* ukr_fused takes SIGN in groups of three words */
+    mdfi_bgemm_tap_counts tap_counts;   /* grouped: for the border correction */
     mdfi_bgemm_epi epi;             /* NULL: the portable one */
     mdfi_bgemm_epi_bits epi_bits;   /* NULL: the portable one */
     mdfi_bgemm_pack_row pack_row;   /* NULL: the portable one */

@@ -73,31 +73,23 @@ INLINE void tile(const int mode, const int masked, int K, int W, const uint64_t 
             vst1_s32(p + r * NR + 2 * v, vreinterpret_s32_u32(vmovn_u64(acc[r][v])));
 }
 
-static void ukr_sign(int K, const uint64_t *a, const uint64_t *b, int32_t *p,
-                     const mdfi_bepi_args *e)
+static void ukr_sign(int K, const uint64_t *a, const uint64_t *b, int32_t *p)
 {
-    (void)e;
     tile(MDFI_BMODE_SIGN, 0, K, 1, a, b, p);
 }
 
-static void ukr_ternary(int K, const uint64_t *a, const uint64_t *b, int32_t *p,
-                        const mdfi_bepi_args *e)
+static void ukr_ternary(int K, const uint64_t *a, const uint64_t *b, int32_t *p)
 {
-    (void)e;
     tile(MDFI_BMODE_TERNARY, 0, K, 1, a, b, p);
 }
 
-static void ukr_2bit(int K, const uint64_t *a, const uint64_t *b, int32_t *p,
-                     const mdfi_bepi_args *e)
+static void ukr_2bit(int K, const uint64_t *a, const uint64_t *b, int32_t *p)
 {
-    (void)e;
     tile(MDFI_BMODE_2BIT, 0, K, 1, a, b, p);
 }
 
-static void ukr_masked(int T, int W, const uint64_t *a, const uint64_t *b, int32_t *p,
-                       const mdfi_bepi_args *e)
+static void ukr_masked(int T, int W, const uint64_t *a, const uint64_t *b, int32_t *p)
 {
-    (void)e;
     tile(MDFI_BMODE_SIGN, 1, T * W, W, a, b, p);
 }
 

@@ -96,31 +96,23 @@ INLINE void tile(const int mode, const int masked, int K, int W, const uint64_t 
                             _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(acc[r][v], pick)));
 }
 
-static void ukr_sign(int K, const uint64_t *a, const uint64_t *b, int32_t *p,
-                     const mdfi_bepi_args *e)
+static void ukr_sign(int K, const uint64_t *a, const uint64_t *b, int32_t *p)
 {
-    (void)e;
     tile(MDFI_BMODE_SIGN, 0, K, 1, a, b, p);
 }
 
-static void ukr_ternary(int K, const uint64_t *a, const uint64_t *b, int32_t *p,
-                        const mdfi_bepi_args *e)
+static void ukr_ternary(int K, const uint64_t *a, const uint64_t *b, int32_t *p)
 {
-    (void)e;
     tile(MDFI_BMODE_TERNARY, 0, K, 1, a, b, p);
 }
 
-static void ukr_2bit(int K, const uint64_t *a, const uint64_t *b, int32_t *p,
-                     const mdfi_bepi_args *e)
+static void ukr_2bit(int K, const uint64_t *a, const uint64_t *b, int32_t *p)
 {
-    (void)e;
     tile(MDFI_BMODE_2BIT, 0, K, 1, a, b, p);
 }
 
-static void ukr_masked(int T, int W, const uint64_t *a, const uint64_t *b, int32_t *p,
-                       const mdfi_bepi_args *e)
+static void ukr_masked(int T, int W, const uint64_t *a, const uint64_t *b, int32_t *p)
 {
-    (void)e;
     tile(MDFI_BMODE_SIGN, 1, T * W, W, a, b, p);
 }
 

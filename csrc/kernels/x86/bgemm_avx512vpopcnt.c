@@ -1,36 +1,51 @@
-/* AVX-512 VPOPCNTDQ binary micro-kernels.  Columns (pixels) run along the
- * vector lanes: a zmm holds one 64-bit word of 8 pixels, the filter's word
- * is broadcast, so each lane's popcount adds straight into that pixel's
- * counter and nothing is reduced across lanes.  MR x NR tiles (NV = NR/8
- * vectors per row, MR*NV counters); the two-plane kernels run the tile in
- * groups of at most 16 columns.  The kernels apply the float epilogue
- * themselves (fused_epi), through one shared non-inlined tile pass. */
+/* AVX-512 VPOPCNTDQ (+ VNNI) binary micro-kernels.  Columns (pixels) run
+ * along the vector lanes: a zmm holds one 64-bit word of 8 pixels, the
+ * filter's word is broadcast, so each lane's popcount adds straight into
+ * that pixel's counter and nothing is reduced across lanes.  8 x 16 tiles:
+ * 16 counters, two per filter.
+ *
+ * SIGN takes its words in groups of three (see mdfi_bepi_args): per group
+ * and counter 3 XORs, a vpternlogq for the carries, 2 popcounts, and 2
+ * vpdpbusd that add popcount(s) and 2 popcount(c) (the counts sit in the
+ * low byte of each 64-bit lane, so the sums collect in its low dword).
+ * That is 8 operations per 3 words where XOR + popcount + add take 9, and
+ * popcount, which only one port runs, is no longer the limit.  Taps outside
+ * the image are taken back in the epilogue.  The two-plane modes go word
+ * by word (2-bit's weight 2 by vpdpbusd too).  Every kernel needs VNNI,
+ * which the variant's selection checks.
+ *
+ * The kernels apply the epilogue themselves, from the counts: a filter's
+ * two counters make one vector of 16 int32 (the 16 columns).  The B panels
+ * of stride-1 convolutions are packed from the padded input with masked
+ * loads (pack_src). */
 #include <immintrin.h>
-#include <math.h>
 
 #include "kernels/bgemm.h"
 
-#ifndef MR
 #define MR 8
-#endif
-#ifndef NR
-#define NR 24
-#endif
-#define NV (NR / 8)
-#define NG ((NV + 1) / 2)   /* groups of 16 columns */
+#define NR 16
 #define INLINE static inline __attribute__((always_inline))
+/* The epilogues: one compact loop over the rows (the branches on the
+ * activation and the flags are predictable; copies of the loop per case
+ * would only add code). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NOINLINE_ROLLED __attribute__((noinline, optimize("no-unswitch-loops")))
+#else
+#define NOINLINE_ROLLED __attribute__((noinline))
+#endif
 
-/* Darknet's leaky slope (float)(.1 * (double)x), exactly: the fma-corrected
- * q = x * 0.1f equals it for +0 and every 2^-125 <= |x| < inf (checked for
- * all negative floats).  Lanes whose q is subnormal, -0, -inf or NaN (which
- * covers every other x <= 0) go through double; one fpclass finds them. */
-INLINE __m512 leaky(__m512 x)
+/* Darknet's leaky slope (float)(.1 * (double)x), exactly: with
+ * 0.1 = H + L (H = 0.1f, L = (float)(0.1 - H) = -1.4901161e-9),
+ * y = fma(x, H, x * L) equals it for every 2^-120 <= |x| <= inf (checked for
+ * all floats), and max(y, x) is x for x > 0 (and for NaN; for a pair of
+ * zeros too, so -0 stays -0).  Lanes whose x * L is 0 or subnormal (every
+ * other x) go through double, unless there can be none (tiny_free). */
+INLINE __m512 leaky(__m512 x, int tiny_free)
 {
-    const __m512 tenth = _mm512_set1_ps(.1f), ten = _mm512_set1_ps(10.f);
-    __m512 q = _mm512_mul_ps(x, tenth);
-    __m512 y = _mm512_fmadd_ps(_mm512_fnmadd_ps(q, ten, x), tenth, q);
-    /* fpclass: QNaN 0x01, -0 0x04, -Inf 0x10, denormal 0x20, SNaN 0x80 */
-    __mmask16 odd = _mm512_fpclass_ps_mask(q, 0xb5);
+    const __m512 p = _mm512_mul_ps(x, _mm512_set1_ps(-1.4901161e-9f));
+    __m512 y = _mm512_fmadd_ps(x, _mm512_set1_ps(.1f), p);
+    /* fpclass: +0 0x02, -0 0x04, denormal 0x20 */
+    __mmask16 odd = tiny_free ? 0 : _mm512_fpclass_ps_mask(p, 0x26);
     if (odd) {
         const __m512d dt = _mm512_set1_pd(.1);
         __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(x));
@@ -39,286 +54,324 @@ INLINE __m512 leaky(__m512 x)
                                       _mm512_cvtpd_ps(_mm512_mul_pd(hi, dt)), 1);
         y = _mm512_mask_blend_ps(odd, y, z);
     }
-    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ), y, x);
+    return _mm512_max_ps(y, x);
 }
 
-/* Group g (columns 16g..) of row r: d = base + mul * count, act(d * alpha + beta). */
-INLINE void finish16(__m512i cnt, int r, int g, const mdfi_bepi_args *e)
+/* D = base + mul * count, mul = +-2. */
+INLINE __m512i row_d(__m512i cnt, __m512i base, int mul)
 {
-    const int left = e->nv - 16 * g;
-    if (left <= 0)
-        return;
-    const __mmask16 mk = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-    __m512i bs = _mm512_maskz_loadu_epi32(mk, e->base + 16 * g);
-    __m512i twice = _mm512_slli_epi32(cnt, 1);
-    __m512i d = e->mul > 0 ? _mm512_add_epi32(bs, twice) : _mm512_sub_epi32(bs, twice);
-    __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(d), _mm512_set1_ps(e->alpha[r]));
-    f = _mm512_add_ps(f, _mm512_set1_ps(e->beta[r]));
-    if (e->act == MDFI_EPI_RELU)
-        f = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(f, _mm512_setzero_ps(), _CMP_GT_OQ), f);
-    else if (e->act == MDFI_EPI_LEAKY)
-        f = leaky(f);
-    _mm512_mask_storeu_ps(e->c + (size_t)r * e->ldc + 16 * g, mk, f);
+    cnt = _mm512_add_epi32(cnt, cnt);
+    return mul > 0 ? _mm512_add_epi32(base, cnt) : _mm512_sub_epi32(base, cnt);
 }
 
-/* The low dwords of two vectors of 8 counters: 16 int32 in column order. */
-INLINE __m512i join(__m512i lo, __m512i hi)
+/* Float output of a tile.  (float)D: with |D| < 2^24 (small) one exact fma
+ * on the converted count. */
+static NOINLINE_ROLLED void tile_out(const __m512i *cnt, const mdfi_bepi_args *e, int i, int mv)
 {
-    const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    return _mm512_permutex2var_epi32(lo, idx, hi);
-}
-
-/* The float epilogue of a stored tile (p: row stride NR).  One copy, not
- * inlined into every kernel: the counts go through L1 once. */
-static __attribute__((noinline)) void epi_tile(const int32_t *p, const mdfi_bepi_args *e)
-{
-    for (int r = 0; r < e->mv; ++r)
-        for (int g = 0; g < NG; ++g)
-            finish16(_mm512_maskz_loadu_epi32(2 * g + 1 < NV ? 0xffff : 0x00ff, p + r * NR + 16 * g),
-                     r, g, e);
-}
-
-/* Counters of group g (vectors 2g and 2g+1, if any) of every row to p (row
- * stride NR). */
-INLINE void store_group(__m512i lo[MR], __m512i hi[MR], int g, int32_t *p)
-{
-    const __mmask16 mk = 2 * g + 1 < NV ? 0xffff : 0x00ff;
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r)
-        _mm512_mask_storeu_epi32(p + r * NR + 16 * g, mk, join(lo[r], hi[r]));
-}
-
-INLINE void store_tile(__m512i acc[MR][NV], int32_t *p, const mdfi_bepi_args *e)
-{
-    for (int g = 0; g < NG; ++g) {
-        __m512i lo[MR], hi[MR];
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; ++r) {
-            lo[r] = acc[r][2 * g];
-            hi[r] = 2 * g + 1 < NV ? acc[r][2 * g + 1] : _mm512_setzero_si512();
-        }
-        store_group(lo, hi, g, p);
+    const int mul = e->mul, tiny_free = e->tiny_free, small = e->small;
+    const mdfi_epilogue act = e->act;
+    const float *alpha = e->alpha + i, *beta = e->beta + i;
+    const size_t ldc = e->ldc;
+    const __m512i base = _mm512_loadu_si512(e->base);
+    const __m512 basef = _mm512_cvtepi32_ps(base), mulf = _mm512_set1_ps((float)mul);
+    const __mmask16 lanes = (__mmask16)((1u << e->nv) - 1);
+    float *c = e->c + (size_t)i * ldc;
+#pragma GCC unroll 1
+    for (int r = 0; r < mv; ++r, c += ldc) {
+        __m512 v;
+        if (small)
+            v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(cnt[r]), mulf, basef);
+        else
+            v = _mm512_cvtepi32_ps(row_d(cnt[r], base, mul));
+        v = _mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(alpha[r])), _mm512_set1_ps(beta[r]));
+        if (act == MDFI_EPI_RELU)
+            v = _mm512_max_ps(v, _mm512_setzero_ps());   /* NaN, -0 -> +0 */
+        else if (act == MDFI_EPI_LEAKY)
+            v = leaky(v, tiny_free);
+        _mm512_mask_storeu_ps(c, lanes, v);
     }
-    if (e)
-        epi_tile(p, e);
-}
-
-static void ukr_sign(int K, const uint64_t *a, const uint64_t *b, int32_t *p,
-                     const mdfi_bepi_args *e)
-{
-    __m512i acc[MR][NV];
-#pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r)
-        for (int v = 0; v < NV; ++v)
-            acc[r][v] = _mm512_setzero_si512();
-    for (int k = 0; k < K; ++k, a += MR, b += NR) {
-        __m512i bv[NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v)
-            bv[v] = _mm512_load_si512((const void *)(b + 8 * v));
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; ++r) {
-            __m512i av = _mm512_set1_epi64((long long)a[r]);
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v)
-                acc[r][v] = _mm512_add_epi64(
-                    acc[r][v], _mm512_popcnt_epi64(_mm512_xor_si512(av, bv[v])));
-        }
-    }
-    store_tile(acc, p, e);
-}
-
-/* Masked SIGN: the mask (compact_mask: a bit per lane) is a k register per
- * tap and 8 columns, and an out-of-image tap's count is simply not added
- * (merge-masked add): xor, popcount, add as in ukr_sign. */
-static void ukr_masked(int T, int W, const uint64_t *a, const uint64_t *b, int32_t *p,
-                       const mdfi_bepi_args *e)
-{
-    __m512i acc[MR][NV];
-#pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r)
-        for (int v = 0; v < NV; ++v)
-            acc[r][v] = _mm512_setzero_si512();
-    for (int t = 0; t < T; ++t) {
-        /* compact mask: byte v of the row's first word = lanes 8v..8v+7 (a
-         * k-register load, no vector ALU work) */
-        const unsigned char *mbytes = (const unsigned char *)(b + (size_t)W * NR);
-        __mmask8 in[NV];
-        for (int v = 0; v < NV; ++v)
-            in[v] = _load_mask8((__mmask8 *)(mbytes + v));
-        for (int cw = 0; cw < W; ++cw, a += MR, b += NR) {
-            __m512i bv[NV];
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v)
-                bv[v] = _mm512_load_si512((const void *)(b + 8 * v));
-#pragma GCC unroll 8
-            for (int r = 0; r < MR; ++r) {
-                __m512i av = _mm512_set1_epi64((long long)a[r]);
-#pragma GCC unroll 4
-                for (int v = 0; v < NV; ++v)
-                    acc[r][v] = _mm512_mask_add_epi64(
-                        acc[r][v], in[v], acc[r][v],
-                        _mm512_popcnt_epi64(_mm512_xor_si512(av, bv[v])));
-            }
-        }
-        b += NR;   /* past the mask row */
-    }
-    store_tile(acc, p, e);
-}
-
-/* Group g (at most 16 columns) of a two-plane tile:
- * TERNARY popcount((a ^ pos) & nonzero), 2BIT popcount(a & b0) + 2 popcount(a & b1). */
-INLINE void group2(const int mode, const int g, int K, const uint64_t *a, const uint64_t *b,
-                   int32_t *p)
-{
-    const int nv = 2 * g + 1 < NV ? 2 : 1;
-    __m512i acc[MR][2];
-#pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r)
-        for (int v = 0; v < 2; ++v)
-            acc[r][v] = _mm512_setzero_si512();
-    b += 16 * g;
-    for (int k = 0; k < K; ++k, a += MR, b += 2 * NR) {
-        __m512i b0[2], b1[2];
-#pragma GCC unroll 2
-        for (int v = 0; v < nv; ++v) {
-            b0[v] = _mm512_load_si512((const void *)(b + 8 * v));
-            b1[v] = _mm512_load_si512((const void *)(b + NR + 8 * v));
-        }
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; ++r) {
-            __m512i av = _mm512_set1_epi64((long long)a[r]);
-#pragma GCC unroll 2
-            for (int v = 0; v < nv; ++v) {
-                if (mode == MDFI_BMODE_TERNARY) {
-                    /* (a ^ pos) & nonzero: truth table (A ^ B) & C = 0x28 */
-                    __m512i x = _mm512_ternarylogic_epi64(av, b0[v], b1[v], 0x28);
-                    acc[r][v] = _mm512_add_epi64(acc[r][v], _mm512_popcnt_epi64(x));
-                } else {
-                    __m512i c0 = _mm512_popcnt_epi64(_mm512_and_si512(av, b0[v]));
-                    __m512i c1 = _mm512_popcnt_epi64(_mm512_and_si512(av, b1[v]));
-                    acc[r][v] = _mm512_add_epi64(acc[r][v],
-                                                 _mm512_add_epi64(c0, _mm512_slli_epi64(c1, 1)));
-                }
-            }
-        }
-    }
-    __m512i lo[MR], hi[MR];
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-        lo[r] = acc[r][0];
-        hi[r] = acc[r][1];
-    }
-    store_group(lo, hi, g, p);
-}
-
-static void ukr_ternary(int K, const uint64_t *a, const uint64_t *b, int32_t *p,
-                        const mdfi_bepi_args *e)
-{
-    for (int g = 0; g < NG; ++g)
-        group2(MDFI_BMODE_TERNARY, g, K, a, b, p);
-    if (e)
-        epi_tile(p, e);
-}
-
-static void ukr_2bit(int K, const uint64_t *a, const uint64_t *b, int32_t *p,
-                     const mdfi_bepi_args *e)
-{
-    for (int g = 0; g < NG; ++g)
-        group2(MDFI_BMODE_2BIT, g, K, a, b, p);
-    if (e)
-        epi_tile(p, e);
 }
 
 /* Plane masks of 16 lanes from e = dir * D against ascending thresholds:
  * SIGN c0;  TERNARY pos = c1, nonzero = c1 | !c0;  2BIT bit0 = c0^c1^c2, bit1 = c1. */
-INLINE void plane_masks(mdfi_bmode mode, __m512i e, const int32_t *t, __mmask16 *k0,
-                        __mmask16 *k1)
+INLINE __mmask16 plane_masks(mdfi_bmode mode, __m512i e, const int32_t *t, __mmask16 *k1)
 {
-    __mmask16 c0 = _mm512_cmpgt_epi32_mask(e, _mm512_set1_epi32(t[0]));
-    if (mode == MDFI_BMODE_SIGN) {
-        *k0 = c0;
-        *k1 = 0;
-        return;
-    }
-    __mmask16 c1 = _mm512_cmpgt_epi32_mask(e, _mm512_set1_epi32(t[1]));
+    const __mmask16 c0 = _mm512_cmpgt_epi32_mask(e, _mm512_set1_epi32(t[0]));
+    if (mode == MDFI_BMODE_SIGN)
+        return c0;
+    const __mmask16 c1 = _mm512_cmpgt_epi32_mask(e, _mm512_set1_epi32(t[1]));
     if (mode == MDFI_BMODE_TERNARY) {
-        *k0 = c1;
         *k1 = (__mmask16)(c1 | (__mmask16)~c0);
-        return;
+        return c1;
     }
-    __mmask16 c2 = _mm512_cmpgt_epi32_mask(e, _mm512_set1_epi32(t[2]));
-    *k0 = (__mmask16)(c0 ^ c1 ^ c2);
     *k1 = c1;
+    return (__mmask16)(c0 ^ c1 ^ _mm512_cmpgt_epi32_mask(e, _mm512_set1_epi32(t[2])));
 }
 
-
-/* The bits of the tile's rows go to registers (per plane, NV vectors of 8
- * pixels) while the rows share an output word, then OR into memory. */
-static void epi_bits(const int32_t *p, const int32_t *base, int mul, int mv, int nv,
-                     const mdfi_bout *o, int m, size_t N, size_t n)
+/* ORs the bits of 16 pixels (two vectors) into the words at w. */
+INLINE void or_bits(uint64_t *w, __mmask16 lanes, __m512i lo, __m512i hi)
 {
+    _mm512_mask_storeu_epi64(w, (__mmask8)lanes,
+                             _mm512_or_si512(_mm512_maskz_loadu_epi64((__mmask8)lanes, w), lo));
+    _mm512_mask_storeu_epi64(w + 8, (__mmask8)(lanes >> 8),
+                             _mm512_or_si512(_mm512_maskz_loadu_epi64((__mmask8)(lanes >> 8), w + 8), hi));
+}
+
+/* Bit output of a tile: the rows' plane bits gather in registers (per
+ * plane, the 16 pixels' words in two vectors) while the rows share an
+ * output word, then OR into memory. */
+static NOINLINE_ROLLED void tile_bits(const __m512i *cnt, const mdfi_bepi_args *e, int i, int mv)
+{
+    const mdfi_bout *o = e->o;
     const mdfi_bmode mode = o->q->mode;
-    const int L = o->q->levels, P = o->q->planes;
-    __mmask8 lane[NV];
-    for (int q = 0; q < NV; ++q) {
-        int left = nv - 8 * q;
-        lane[q] = left >= 8 ? 0xff : left <= 0 ? 0 : (__mmask8)((1u << left) - 1);
-    }
-    __m512i bs[NG];
-    for (int g = 0; g < NG; ++g)
-        bs[g] = _mm512_maskz_loadu_epi32(2 * g + 1 < NV ? 0xffff : 0x00ff, base + 16 * g);
-    __m512i acc[2][NV];
-    int word = -1;
-    for (int r = 0; r <= mv; ++r) {
-        const int ch = o->m0 + m + r;
-        if (word >= 0 && (r == mv || ch >> 6 != word)) {   /* flush */
-            for (int pl = 0; pl < P; ++pl) {
-                uint64_t *w = o->bits + ((size_t)pl * o->out_words + word) * N + n;
-                for (int q = 0; q < NV; ++q)
-                    if (lane[q]) {
-                        __m512i cur = _mm512_maskz_loadu_epi64(lane[q], w + 8 * q);
-                        _mm512_mask_storeu_epi64(w + 8 * q, lane[q],
-                                                 _mm512_or_si512(cur, acc[pl][q]));
-                    }
-            }
-            word = -1;
-        }
-        if (r == mv)
-            break;
-        if (word < 0) {
-            word = ch >> 6;
-            for (int pl = 0; pl < 2; ++pl)
-                for (int q = 0; q < NV; ++q)
-                    acc[pl][q] = _mm512_setzero_si512();
-        }
-        const __m512i bit = _mm512_set1_epi64((long long)(1ull << (ch & 63)));
-        const int32_t *t = o->thr + (size_t)(m + r) * (L - 1);
-        const int neg = o->dir[m + r] < 0;
-        for (int g = 0; g < NG; ++g) {
-            const int two = 2 * g + 1 < NV;
-            __m512i cnt = _mm512_maskz_loadu_epi32(two ? 0xffff : 0x00ff, p + r * NR + 16 * g);
-            __m512i twice = _mm512_slli_epi32(cnt, 1);
-            __m512i d = mul > 0 ? _mm512_add_epi32(bs[g], twice) : _mm512_sub_epi32(bs[g], twice);
-            __m512i ev = neg ? _mm512_sub_epi32(_mm512_setzero_si512(), d) : d;
-            __mmask16 k0, k1;
-            plane_masks(mode, ev, t, &k0, &k1);
-            acc[0][2 * g] = _mm512_mask_or_epi64(acc[0][2 * g], (__mmask8)k0, acc[0][2 * g], bit);
+    const int L1 = o->q->levels - 1, two = o->q->planes > 1, mul = e->mul;
+    const __m512i base = _mm512_loadu_si512(e->base);
+    const __mmask16 lanes = (__mmask16)((1u << e->nv) - 1);
+    const int32_t *thr = o->thr + (size_t)i * L1;
+    const signed char *dir = o->dir + i;
+    const size_t pstride = (size_t)o->out_words * e->N;
+    uint64_t *out = o->bits + e->n;
+    const __m512i zero = _mm512_setzero_si512();
+    __m512i p00 = zero, p01 = zero, p10 = zero, p11 = zero;
+    int ch = o->m0 + i, word = ch >> 6;
+#pragma GCC unroll 1
+    for (int r = 0; r < mv; ++r, ++ch, thr += L1) {
+        if (ch >> 6 != word) {
+            uint64_t *w = out + (size_t)word * e->N;
+            or_bits(w, lanes, p00, p01);
             if (two)
-                acc[0][2 * g + 1] = _mm512_mask_or_epi64(acc[0][2 * g + 1], (__mmask8)(k0 >> 8),
-                                                         acc[0][2 * g + 1], bit);
-            if (P > 1) {
-                acc[1][2 * g] = _mm512_mask_or_epi64(acc[1][2 * g], (__mmask8)k1, acc[1][2 * g], bit);
-                if (two)
-                    acc[1][2 * g + 1] = _mm512_mask_or_epi64(acc[1][2 * g + 1], (__mmask8)(k1 >> 8),
-                                                             acc[1][2 * g + 1], bit);
-            }
+                or_bits(w + pstride, lanes, p10, p11);
+            p00 = p01 = p10 = p11 = zero;
+            word = ch >> 6;
+        }
+        __m512i d = row_d(cnt[r], base, mul);
+        if (dir[r] < 0)
+            d = _mm512_sub_epi32(zero, d);
+        __mmask16 k1 = 0;
+        const __mmask16 k0 = plane_masks(mode, d, thr, &k1);
+        const __m512i bit = _mm512_set1_epi64((long long)(1ull << (ch & 63)));
+        p00 = _mm512_mask_or_epi64(p00, (__mmask8)k0, p00, bit);
+        p01 = _mm512_mask_or_epi64(p01, (__mmask8)(k0 >> 8), p01, bit);
+        if (two) {
+            p10 = _mm512_mask_or_epi64(p10, (__mmask8)k1, p10, bit);
+            p11 = _mm512_mask_or_epi64(p11, (__mmask8)(k1 >> 8), p11, bit);
         }
     }
+    uint64_t *w = out + (size_t)word * e->N;
+    or_bits(w, lanes, p00, p01);
+    if (two)
+        or_bits(w + pstride, lanes, p10, p11);
+}
+
+/* The epilogue of rows [i, i + MR) (at most M): each row's 16 counts (the
+ * low dwords of its two counters, in column order), less the border
+ * correction, then the output. */
+static __attribute__((noinline)) void finish(const __m512i acc[][2], const mdfi_bepi_args *e,
+                                             int i, int M)
+{
+    const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    __m512i cnt[MR];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r)
+        cnt[r] = _mm512_permutex2var_epi32(acc[r][0], idx, acc[r][1]);
+    const int32_t *pc = e->pc + (size_t)i * e->tbl;   /* (i is a multiple of MR) */
+    for (int q = 0; q < e->nout; ++q) {
+        const __mmask16 k = (__mmask16)e->outm[q];
+        const int32_t *p = pc + e->outt[q] * MR;
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; ++r)
+            cnt[r] = _mm512_mask_sub_epi32(cnt[r], k, cnt[r], _mm512_set1_epi32(p[r]));
+    }
+    if (e->c)
+        tile_out(cnt, e, i, M - i < MR ? M - i : MR);
+    else
+        tile_bits(cnt, e, i, M - i < MR ? M - i : MR);
+}
+
+/* The counters to memory for finish (a copy: acc itself stays in registers). */
+INLINE void finish_acc(__m512i acc[MR][2], const mdfi_bepi_args *e, int i, int M)
+{
+    __m512i out[MR][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r)
+        out[r][0] = acc[r][0], out[r][1] = acc[r][1];
+    finish(out, e, i, M);
+}
+
+/* (vpdpbusd: VNNI, which the kernel's selection requires) */
+__attribute__((target("avx512vnni"))) static void ukr_sign(int K, int M, const uint64_t *a,
+                                                           const uint64_t *b0,
+                                                           const mdfi_bepi_args *e)
+{
+    const __m512i ones = _mm512_set1_epi8(1), twos = _mm512_set1_epi8(2);
+    for (int i = 0; i < M; i += MR) {
+        const uint64_t *b = b0;
+        __m512i acc[MR][2];
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; ++r)
+            acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+        for (int k = 0; k < K - K % 3; k += 3, a += 3 * MR, b += 3 * NR) {
+            __m512i x1[2], xd[2], xs[2];
+            for (int v = 0; v < 2; ++v) {
+                x1[v] = _mm512_load_si512(b + 8 * v);
+                xd[v] = _mm512_load_si512(b + NR + 8 * v);
+                xs[v] = _mm512_load_si512(b + 2 * NR + 8 * v);
+            }
+#pragma GCC unroll 8
+            for (int r = 0; r < MR; ++r) {
+                const __m512i w1 = _mm512_set1_epi64((long long)a[r]);
+                const __m512i wd = _mm512_set1_epi64((long long)a[MR + r]);
+                const __m512i ws = _mm512_set1_epi64((long long)a[2 * MR + r]);
+#pragma GCC unroll 2
+                for (int v = 0; v < 2; ++v) {
+                    const __m512i y1 = _mm512_xor_si512(w1, x1[v]);
+                    const __m512i d = _mm512_xor_si512(wd, xd[v]);
+                    const __m512i sum = _mm512_xor_si512(ws, xs[v]);
+                    /* carry = d ? ~sum : y1: truth table A ? ~B : C = 0x3a */
+                    const __m512i c = _mm512_ternarylogic_epi64(d, sum, y1, 0x3a);
+                    acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], _mm512_popcnt_epi64(sum), ones);
+                    acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], _mm512_popcnt_epi64(c), twos);
+                }
+            }
+        }
+        for (int k = K - K % 3; k < K; ++k, a += MR, b += NR)   /* the last words, one by one */
+#pragma GCC unroll 8
+            for (int r = 0; r < MR; ++r)
+                for (int v = 0; v < 2; ++v)
+                    acc[r][v] = _mm512_dpbusd_epi32(
+                        acc[r][v],
+                        _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_set1_epi64((long long)a[r]),
+                                                             _mm512_load_si512(b + 8 * v))),
+                        ones);
+        finish_acc(acc, e, i, M);
+    }
+}
+
+/* TERNARY popcount((w ^ pos) & nonzero); 2BIT popcount(w & b0) + 2 popcount(w & b1),
+ * both added by vpdpbusd as in ukr_sign. */
+__attribute__((target("avx512vnni"))) INLINE void ukr2(const int mode, int K, int M,
+                                                       const uint64_t *a, const uint64_t *b0,
+                                                       const mdfi_bepi_args *e)
+{
+    const __m512i ones = _mm512_set1_epi8(1), twos = _mm512_set1_epi8(2);
+    for (int i = 0; i < M; i += MR) {
+        const uint64_t *b = b0;
+        __m512i acc[MR][2];
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; ++r)
+            acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+        for (int k = 0; k < K; ++k, a += MR, b += 2 * NR) {
+            const __m512i p0[2] = {_mm512_load_si512(b), _mm512_load_si512(b + 8)};
+            const __m512i p1[2] = {_mm512_load_si512(b + NR), _mm512_load_si512(b + NR + 8)};
+#pragma GCC unroll 8
+            for (int r = 0; r < MR; ++r) {
+                const __m512i w = _mm512_set1_epi64((long long)a[r]);
+                for (int v = 0; v < 2; ++v) {
+                    if (mode == MDFI_BMODE_TERNARY) {
+                        /* (w ^ pos) & nonzero: truth table (A ^ B) & C = 0x28 */
+                        acc[r][v] = _mm512_add_epi64(acc[r][v], _mm512_popcnt_epi64(
+                            _mm512_ternarylogic_epi64(w, p0[v], p1[v], 0x28)));
+                    } else {
+                        acc[r][v] = _mm512_dpbusd_epi32(
+                            acc[r][v], _mm512_popcnt_epi64(_mm512_and_si512(w, p0[v])), ones);
+                        acc[r][v] = _mm512_dpbusd_epi32(
+                            acc[r][v], _mm512_popcnt_epi64(_mm512_and_si512(w, p1[v])), twos);
+                    }
+                }
+            }
+        }
+        finish_acc(acc, e, i, M);
+    }
+}
+
+__attribute__((target("avx512vnni"))) static void ukr_ternary(int K, int M, const uint64_t *a,
+                                                              const uint64_t *b,
+                                                              const mdfi_bepi_args *e)
+{
+    ukr2(MDFI_BMODE_TERNARY, K, M, a, b, e);
+}
+
+__attribute__((target("avx512vnni"))) static void ukr_2bit(int K, int M, const uint64_t *a,
+                                                           const uint64_t *b,
+                                                           const mdfi_bepi_args *e)
+{
+    ukr2(MDFI_BMODE_2BIT, K, M, a, b, e);
+}
+
+/* The border correction table of each A panel (see mdfi_bepi_args): the
+ * popcounts of each tap's words, recovered from their groups
+ * (w2 = a1 ^ a2, w3 = a2 ^ a3), summed by tap rows and columns, and negated. */
+static void tap_counts(const mdfi_bconv *bc, int32_t *pc)
+{
+    const int ks = bc->g.ksize, T = ks * ks, W = bc->words, K3 = bc->K - bc->K % 3;
+    for (int i = 0; i < bc->M; i += MR) {
+        const uint64_t *a = bc->a + (size_t)i * bc->K;
+        int32_t *rows = pc, *cols = pc + ks * MR, *taps = cols + ks * MR;
+        for (int j = 0; j < 2 * ks * MR; ++j)
+            pc[j] = 0;
+        for (int t = 0, k = 0; t < T; ++t) {
+            __m512i sum = _mm512_setzero_si512();
+            for (int cw = 0; cw < W; ++cw, ++k) {
+                __m512i w = _mm512_load_si512(a + (size_t)k * MR);
+                if (k % 3 && k < K3)
+                    w = _mm512_xor_si512(w, _mm512_load_si512(a + (size_t)(k - 1) * MR));
+                sum = _mm512_add_epi64(sum, _mm512_popcnt_epi64(w));
+            }
+            const __m256i p = _mm512_cvtepi64_epi32(sum);
+            int32_t *rr = rows + t / ks * MR, *cc = cols + t % ks * MR;
+            _mm256_storeu_si256((__m256i *)rr, _mm256_add_epi32(_mm256_loadu_si256((__m256i *)rr), p));
+            _mm256_storeu_si256((__m256i *)cc, _mm256_add_epi32(_mm256_loadu_si256((__m256i *)cc), p));
+            _mm256_storeu_si256((__m256i *)(taps + t * MR), _mm256_sub_epi32(_mm256_setzero_si256(), p));
+        }
+        pc += (2 * ks + T) * MR;
+    }
+}
+
+/* A stride-1 panel from the padded input: per vector of 8 lanes, those on
+ * its first output row and those on the next (gap further), two zero-masked
+ * loads ORed.  Two-plane modes: the columns' sums as well. */
+static void pack_src(const mdfi_bsrc *s, mdfi_bmode mode, uint64_t *dst, int32_t *base)
+{
+    const int P = mode == MDFI_BMODE_SIGN ? 1 : 2, T = s->T, W = s->W;
+    const int K3 = T * W - T * W % 3;
+    const ptrdiff_t cws = s->cws, pls = s->pls, gap = s->gap;
+    const uint64_t *b[2] = {s->b + s->voff[0], s->b + s->voff[1]};
+    const __mmask8 lo[2] = {(__mmask8)s->lo, (__mmask8)(s->lo >> 8)};
+    const __mmask8 hi[2] = {(__mmask8)(s->live & ~s->lo), (__mmask8)((s->live & ~s->lo) >> 8)};
+    __m512i col[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()}, run[2] = {col[0], col[1]};
+    int k = 0;
+    for (int t = 0; t < T; ++t)
+        for (int cw = 0; cw < W; ++cw, ++k)
+            for (int pl = 0; pl < P; ++pl, dst += NR) {
+                const ptrdiff_t off = s->toff[t] + cw * cws + pl * pls;
+                for (int v = 0; v < 2; ++v) {
+                    __m512i x = _mm512_maskz_loadu_epi64(lo[v], b[v] + off);
+                    if (hi[v])
+                        x = _mm512_or_si512(x, _mm512_maskz_loadu_epi64(hi[v], b[v] + off + gap));
+                    if (P == 1) {   /* SIGN: running XOR in groups of three */
+                        x = run[v] = k % 3 && k < K3 ? _mm512_xor_si512(run[v], x) : x;
+                    } else {
+                        __m512i c = _mm512_popcnt_epi64(x);
+                        if (mode == MDFI_BMODE_2BIT && pl)
+                            c = _mm512_add_epi64(c, c);
+                        if (mode == MDFI_BMODE_2BIT || pl)
+                            col[v] = _mm512_add_epi64(col[v], c);
+                    }
+                    _mm512_store_si512(dst + 8 * v, x);
+                }
+            }
+    if (P > 1)
+        for (int v = 0; v < 2; ++v) {
+            __m512i c = mode == MDFI_BMODE_2BIT ? _mm512_sub_epi64(_mm512_setzero_si512(), col[v])
+                                                : col[v];
+            _mm256_storeu_si256((__m256i *)(base + 8 * v), _mm512_cvtepi64_epi32(c));
+        }
 }
 
 /* One image row to words: 16 pixels at a time, each channel's compare mask
- * sets its bit in the 16 words (two vectors of 8). */
+ * sets its bit in the 16 words (two vectors of 8).  SIGN: the bits of
+ * channels 0-31 and 32-63 gather in 32-bit lanes (one masked OR of a
+ * broadcast per channel), then interleave into the 64-bit words. */
 static void pack_row(const mdfi_bquant *q, int C, int W, const float *in, size_t cstride,
                      uint64_t *out, size_t wstride)
 {
@@ -326,51 +379,67 @@ static void pack_row(const mdfi_bquant *q, int C, int W, const float *in, size_t
     const size_t pstride = (size_t)Wd * wstride;
     const __m512 t0 = _mm512_set1_ps(q->t[0]), t1 = _mm512_set1_ps(q->t[1]);
     const __m512 t2 = _mm512_set1_ps(q->t[2]);
+    uint32_t pow2[32];
+    for (int i = 0; i < 32; ++i)
+        pow2[i] = 1u << i;
     for (int x0 = 0; x0 < W; x0 += 16) {
         const int nx = W - x0 < 16 ? W - x0 : 16;
         const __mmask16 ld = (__mmask16)(nx >= 16 ? 0xffff : (1u << nx) - 1);
         for (int cw = 0; cw < Wd; ++cw) {
             const int cn = C - 64 * cw < 64 ? C - 64 * cw : 64;
+            if (q->mode == MDFI_BMODE_SIGN) {
+                const float *src = in + (size_t)64 * cw * cstride + x0;
+                __m512i h[2];
+                for (int half = 0, ci = 0; half < 2; ++half) {
+                    __m512i a = _mm512_setzero_si512();
+                    for (const int c1 = cn < 32 * half + 32 ? cn : 32 * half + 32; ci < c1;
+                         ++ci, src += cstride)
+                        a = _mm512_mask_or_epi32(
+                            a, _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(ld, src), t0, _CMP_GT_OQ),
+                            a, _mm512_set1_epi32((int)pow2[ci & 31]));
+                    h[half] = a;
+                }
+                const __m512i ilo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6,
+                                                      22, 7, 23);
+                const __m512i ihi = _mm512_add_epi32(ilo, _mm512_set1_epi32(8));
+                uint64_t *o = out + (size_t)cw * wstride + x0;
+                _mm512_mask_storeu_epi64(o, (__mmask8)ld, _mm512_permutex2var_epi32(h[0], ilo, h[1]));
+                _mm512_mask_storeu_epi64(o + 8, (__mmask8)(ld >> 8),
+                                         _mm512_permutex2var_epi32(h[0], ihi, h[1]));
+                continue;
+            }
+            /* two planes: 64-bit lanes, the high 8 pixels' masks shifted down */
             __m512i a0 = _mm512_setzero_si512(), a1 = a0, b0 = a0, b1 = a0;
             const float *src = in + (size_t)64 * cw * cstride + x0;
             for (int ci = 0; ci < cn; ++ci, src += cstride) {
-                __m512 x = _mm512_maskz_loadu_ps(ld, src);
-                __m512i bit = _mm512_set1_epi64((long long)(1ull << ci));
-                __mmask16 k0, k1 = 0;
-                if (q->mode == MDFI_BMODE_SIGN) {
-                    k0 = _mm512_cmp_ps_mask(x, t0, _CMP_GT_OQ);
-                } else if (q->mode == MDFI_BMODE_TERNARY) {
+                const __m512 x = _mm512_maskz_loadu_ps(ld, src);
+                const __m512i bit = _mm512_set1_epi64((long long)(1ull << ci));
+                __mmask16 k0, k1;
+                if (q->mode == MDFI_BMODE_TERNARY) {
                     k0 = _mm512_cmp_ps_mask(x, t1, _CMP_GT_OQ);
                     k1 = (__mmask16)(k0 | _mm512_cmp_ps_mask(x, t0, _CMP_NGT_UQ));
                 } else {
-                    __mmask16 c0 = _mm512_cmp_ps_mask(x, t0, _CMP_GT_OQ);
-                    __mmask16 c1 = _mm512_cmp_ps_mask(x, t1, _CMP_GT_OQ);
-                    __mmask16 c2 = _mm512_cmp_ps_mask(x, t2, _CMP_GT_OQ);
-                    k0 = (__mmask16)(c0 ^ c1 ^ c2);
-                    k1 = c1;
+                    const __mmask16 c0 = _mm512_cmp_ps_mask(x, t0, _CMP_GT_OQ);
+                    k1 = _mm512_cmp_ps_mask(x, t1, _CMP_GT_OQ);
+                    k0 = (__mmask16)(c0 ^ k1 ^ _mm512_cmp_ps_mask(x, t2, _CMP_GT_OQ));
                 }
                 a0 = _mm512_mask_or_epi64(a0, (__mmask8)k0, a0, bit);
                 a1 = _mm512_mask_or_epi64(a1, (__mmask8)(k0 >> 8), a1, bit);
-                if (q->planes > 1) {
-                    b0 = _mm512_mask_or_epi64(b0, (__mmask8)k1, b0, bit);
-                    b1 = _mm512_mask_or_epi64(b1, (__mmask8)(k1 >> 8), b1, bit);
-                }
+                b0 = _mm512_mask_or_epi64(b0, (__mmask8)k1, b0, bit);
+                b1 = _mm512_mask_or_epi64(b1, (__mmask8)(k1 >> 8), b1, bit);
             }
             uint64_t *o = out + (size_t)cw * wstride + x0;
             const __mmask8 m0 = (__mmask8)ld, m1 = (__mmask8)(ld >> 8);
             _mm512_mask_storeu_epi64(o, m0, a0);
             _mm512_mask_storeu_epi64(o + 8, m1, a1);
-            if (q->planes > 1) {
-                _mm512_mask_storeu_epi64(o + pstride, m0, b0);
-                _mm512_mask_storeu_epi64(o + pstride + 8, m1, b1);
-            }
+            _mm512_mask_storeu_epi64(o + pstride, m0, b0);
+            _mm512_mask_storeu_epi64(o + pstride + 8, m1, b1);
         }
     }
 }
 
 const mdfi_bgemm_kernel mdfi_bgemm_avx512vpopcnt = {
     .kind = MDFI_BK_AVX512VPOPCNT, .mr = MR, .nr = NR, .b_block_words = 32768,
-    .ukr = {ukr_sign, ukr_ternary, ukr_2bit}, .ukr_masked = ukr_masked, .fused_epi = 1,
-    .compact_mask = 1,
-    .epi_bits = epi_bits, .pack_row = pack_row,
+    .ukr_fused = {ukr_sign, ukr_ternary, ukr_2bit}, .pack_src = pack_src, .grouped = 1,
+    .tap_counts = tap_counts, .pack_row = pack_row,
 };

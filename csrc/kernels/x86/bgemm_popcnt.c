@@ -28,31 +28,23 @@ INLINE void tile(const int mode, int K, const uint64_t *a, const uint64_t *b, in
             p[r * NR + j] = (int32_t)acc[r][j];
 }
 
-static void ukr_sign(int K, const uint64_t *a, const uint64_t *b, int32_t *p,
-                     const mdfi_bepi_args *e)
+static void ukr_sign(int K, const uint64_t *a, const uint64_t *b, int32_t *p)
 {
-    (void)e;
     tile(MDFI_BMODE_SIGN, K, a, b, p);
 }
 
-static void ukr_ternary(int K, const uint64_t *a, const uint64_t *b, int32_t *p,
-                        const mdfi_bepi_args *e)
+static void ukr_ternary(int K, const uint64_t *a, const uint64_t *b, int32_t *p)
 {
-    (void)e;
     tile(MDFI_BMODE_TERNARY, K, a, b, p);
 }
 
-static void ukr_2bit(int K, const uint64_t *a, const uint64_t *b, int32_t *p,
-                     const mdfi_bepi_args *e)
+static void ukr_2bit(int K, const uint64_t *a, const uint64_t *b, int32_t *p)
 {
-    (void)e;
     tile(MDFI_BMODE_2BIT, K, a, b, p);
 }
 
-static void ukr_masked(int T, int W, const uint64_t *a, const uint64_t *b, int32_t *p,
-                       const mdfi_bepi_args *e)
+static void ukr_masked(int T, int W, const uint64_t *a, const uint64_t *b, int32_t *p)
 {
-    (void)e;
     uint64_t acc[MR][NR] = {{0}};
     for (int t = 0; t < T; ++t) {
         const uint64_t *m = b + (size_t)W * NR;
