@@ -6,7 +6,7 @@
 #   make THREADS=0                         no pthreads (single-threaded)
 #   make fuzz                              libFuzzer JPEG target (clang) into build/fuzz/
 # Kernels for every ISA of the target are built, each file with its own flags
-# (by name: x86/*_avx2.c, *_avx512.c, *_avx512vnni.c, *_avx512vpopcnt.c, *_popcnt.c, arm/*.c,
+# (by name: x86/*_avx2.c, *_avx512.c, *_avx512vnni.c, *_avx512vpopcnt.c (with VNNI), *_popcnt.c, arm/*.c,
 # arm/*_dotprod.c: AArch64 only, with +dotprod);
 # the CPU's features pick one at run time (MDFI_KERNEL forces one).
 
@@ -104,7 +104,8 @@ $(filter-out $(OBJ_KERNEL_PORTABLE),$(OBJ_PORTABLE)) $(CLI_OBJ): CFLAGS_BASE += 
 $(OBJ_AVX2): CFLAGS_BASE += -mavx2 -mfma -O3
 $(OBJ_AVX512): CFLAGS_BASE += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mavx2 -O3
 $(OBJ_VNNI): CFLAGS_BASE += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni -mfma -mavx2 -O3
-$(OBJ_VPOPCNT): CFLAGS_BASE += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vpopcntdq -mavx512bitalg -mavx2 -O3
+$(OBJ_VPOPCNT): CFLAGS_BASE += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vpopcntdq -mavx512bitalg \
+    -mavx512vnni -mavx2 -O3
 $(OBJ_NEON): CFLAGS_BASE += $(NEON_FLAGS) -O3
 $(OBJ_DOTPROD): CFLAGS_BASE += -march=armv8.2-a+dotprod -O3
 $(OBJ_POPCNT): CFLAGS_BASE += -mpopcnt -O3

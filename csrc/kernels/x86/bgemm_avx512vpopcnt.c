@@ -198,10 +198,9 @@ INLINE void finish_acc(__m512i acc[MR][2], const mdfi_bepi_args *e, int i, int M
     finish(out, e, i, M);
 }
 
-/* (vpdpbusd: VNNI, which the kernel's selection requires) */
-__attribute__((target("avx512vnni"))) static void ukr_sign(int K, int M, const uint64_t *a,
-                                                           const uint64_t *b0,
-                                                           const mdfi_bepi_args *e)
+/* vpdpbusd is VNNI: this variant is selected only on CPUs with it (bgemm.c). */
+static void ukr_sign(int K, int M, const uint64_t *a, const uint64_t *b0,
+                     const mdfi_bepi_args *e)
 {
     const __m512i ones = _mm512_set1_epi8(1), twos = _mm512_set1_epi8(2);
     for (int i = 0; i < M; i += MR) {
@@ -249,9 +248,8 @@ __attribute__((target("avx512vnni"))) static void ukr_sign(int K, int M, const u
 
 /* TERNARY popcount((w ^ pos) & nonzero); 2BIT popcount(w & b0) + 2 popcount(w & b1),
  * both added by vpdpbusd as in ukr_sign. */
-__attribute__((target("avx512vnni"))) INLINE void ukr2(const int mode, int K, int M,
-                                                       const uint64_t *a, const uint64_t *b0,
-                                                       const mdfi_bepi_args *e)
+INLINE void ukr2(const int mode, int K, int M, const uint64_t *a, const uint64_t *b0,
+                 const mdfi_bepi_args *e)
 {
     const __m512i ones = _mm512_set1_epi8(1), twos = _mm512_set1_epi8(2);
     for (int i = 0; i < M; i += MR) {
@@ -284,16 +282,14 @@ __attribute__((target("avx512vnni"))) INLINE void ukr2(const int mode, int K, in
     }
 }
 
-__attribute__((target("avx512vnni"))) static void ukr_ternary(int K, int M, const uint64_t *a,
-                                                              const uint64_t *b,
-                                                              const mdfi_bepi_args *e)
+static void ukr_ternary(int K, int M, const uint64_t *a, const uint64_t *b,
+                        const mdfi_bepi_args *e)
 {
     ukr2(MDFI_BMODE_TERNARY, K, M, a, b, e);
 }
 
-__attribute__((target("avx512vnni"))) static void ukr_2bit(int K, int M, const uint64_t *a,
-                                                           const uint64_t *b,
-                                                           const mdfi_bepi_args *e)
+static void ukr_2bit(int K, int M, const uint64_t *a, const uint64_t *b,
+                     const mdfi_bepi_args *e)
 {
     ukr2(MDFI_BMODE_2BIT, K, M, a, b, e);
 }
