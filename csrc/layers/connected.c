@@ -64,14 +64,14 @@ static mdfi_status fc_load(mdfi_layer *l, mdfi_weights_reader *r, mdfi_errbuf *e
     MDFI_CHECK(mdfi_gemm_alloc(l, p, err));
     if (!r)
         return MDFI_OK;
-    MDFI_CHECK(mdfi_weights_read(r, p->biases, n, "biases", err));
-    MDFI_CHECK(mdfi_weights_read(r, p->weights, n * (size_t)p->k, "weights", err));
+    MDFI_CHECK(mdfi_weights_read(r, p->raw.biases, n, "biases", err));
+    MDFI_CHECK(mdfi_weights_read(r, p->raw.weights, n * (size_t)p->k, "weights", err));
     if (r->transpose)
-        MDFI_CHECK(transpose(p->weights, p->k, p->m, err));
+        MDFI_CHECK(transpose(p->raw.weights, p->k, p->m, err));
     if (p->bn) {
-        MDFI_CHECK(mdfi_weights_read(r, p->scales, n, "scales", err));
-        MDFI_CHECK(mdfi_weights_read(r, p->mean, n, "rolling_mean", err));
-        MDFI_CHECK(mdfi_weights_read(r, p->var, n, "rolling_variance", err));
+        MDFI_CHECK(mdfi_weights_read(r, p->raw.scales, n, "scales", err));
+        MDFI_CHECK(mdfi_weights_read(r, p->raw.mean, n, "rolling_mean", err));
+        MDFI_CHECK(mdfi_weights_read(r, p->raw.var, n, "rolling_variance", err));
     }
     return MDFI_OK;
 }

@@ -30,8 +30,6 @@
 
 #define ALIGN64(x) (((x) + 63) & ~(size_t)63)
 
-extern const mdfi_layer_ops mdfi_maxpool_ops;
-
 typedef struct {
     int groups, bn;
     mdfi_activation act;
@@ -40,8 +38,7 @@ typedef struct {
     int m, k;                 /* filters per group, weights per filter */
     mdfi_layer *net;          /* the network's layers, for the fusion planner */
     int n_layers;
-    /* Darknet's parameters, between load and prepare */
-    float *biases, *scales, *mean, *var, *weights;
+    mdfi_darknet_arrays raw;  /* between load and prepare */
     /* prepared */
     const mdfi_bgemm_kernel *kern;
     mdfi_bconv *bc;           /* [groups] */
@@ -127,42 +124,15 @@ static mdfi_status xnor_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_par
     return MDFI_OK;
 }
 
-static void free_raw(xnor_params *p)
-{
-    free(p->biases);
-    free(p->scales);
-    free(p->mean);
-    free(p->var);
-    free(p->weights);
-    p->biases = p->scales = p->mean = p->var = p->weights = NULL;
-}
-
 static mdfi_status xnor_load(mdfi_layer *l, mdfi_weights_reader *r, mdfi_errbuf *err)
 {
     xnor_params *p = l->priv;
     size_t n = (size_t)l->out_c, nw = n * p->k;
-    free_raw(p);
-    p->biases = calloc(n, sizeof(float));
-    p->weights = calloc(nw ? nw : 1, sizeof(float));
-    if (p->bn) {
-        p->scales = malloc(n * sizeof(float));
-        p->mean = calloc(n, sizeof(float));
-        p->var = malloc(n * sizeof(float));
-    }
-    if (!p->biases || !p->weights || (p->bn && (!p->scales || !p->mean || !p->var)))
-        return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory for %zu weights",
-                         l->index, nw);
-    for (size_t i = 0; p->bn && i < n; ++i)
-        p->scales[i] = p->var[i] = 1.f;
+    MDFI_CHECK(mdfi_darknet_alloc(&p->raw, l, n, p->bn, nw, 1, err));
     if (!r)
         return MDFI_OK;
-    MDFI_CHECK(mdfi_weights_read(r, p->biases, n, "biases", err));
-    if (p->bn) {
-        MDFI_CHECK(mdfi_weights_read(r, p->scales, n, "scales", err));
-        MDFI_CHECK(mdfi_weights_read(r, p->mean, n, "rolling_mean", err));
-        MDFI_CHECK(mdfi_weights_read(r, p->var, n, "rolling_variance", err));
-    }
-    return mdfi_weights_read(r, p->weights, nw, "weights", err);
+    MDFI_CHECK(mdfi_darknet_read_head(&p->raw, r, n, p->bn, err));
+    return mdfi_weights_read(r, p->raw.weights, nw, "weights", err);
 }
 
 /* ---- fusion planning ------------------------------------------------------------ */
@@ -330,7 +300,7 @@ static mdfi_status xnor_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
     if (!p->kern)
         return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "layer %d: %s", l->index, why);
     free_prepared(l, p);
-    if (!p->weights)
+    if (!p->raw.weights)
         MDFI_CHECK(xnor_load(l, NULL, err));
     const int F = l->out_c;
     p->alpha = malloc((size_t)F * sizeof(float));
@@ -342,21 +312,21 @@ static mdfi_status xnor_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
         return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
     }
     for (int f = 0; f < F; ++f) {
-        const float *w = p->weights + (size_t)f * p->k;
+        const float *w = p->raw.weights + (size_t)f * p->k;
         float sum = 0.f;   /* Darknet: float32, in order */
         for (int j = 0; j < p->k; ++j) {
             sum += fabsf(w[j]);
             wbits[(size_t)f * p->k + j] = w[j] > 0.f;
         }
-        float s = sum / (float)p->k, a = 1.f, b = p->biases[f];
+        float s = sum / (float)p->k, a = 1.f, b = p->raw.biases[f];
         if (p->bn) {
-            a = p->scales[f] / (sqrtf(p->var[f]) + .000001f);
-            b = p->biases[f] - p->mean[f] * a;
+            a = p->raw.scales[f] / (sqrtf(p->raw.var[f]) + .000001f);
+            b = p->raw.biases[f] - p->raw.mean[f] * a;
         }
         p->alpha[f] = s * p->inq.step * a;
         p->beta[f] = b;
     }
-    free_raw(p);
+    mdfi_darknet_free(&p->raw);
     for (int g = 0; g < p->groups; ++g)
         if (mdfi_bconv_init(&p->bc[g], p->kern, p->inq.mode, &p->geom, p->m,
                             wbits + (size_t)g * p->m * p->k)) {
@@ -514,7 +484,7 @@ static void xnor_destroy(mdfi_layer *l)
     xnor_params *p = l->priv;
     if (!p)
         return;
-    free_raw(p);
+    mdfi_darknet_free(&p->raw);
     for (int g = 0; p->bc && g < p->groups; ++g)
         mdfi_bconv_free(&p->bc[g]);
     free(p->bc);

@@ -33,17 +33,9 @@ static mdfi_status conv_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_par
 static mdfi_status conv_load(mdfi_layer *l, mdfi_weights_reader *r, mdfi_errbuf *err)
 {
     mdfi_gemm_params *p = l->priv;
-    size_t n = (size_t)l->out_c;
     MDFI_CHECK(mdfi_gemm_alloc(l, p, err));
-    if (!r)
-        return MDFI_OK;
-    MDFI_CHECK(mdfi_weights_read(r, p->biases, n, "biases", err));
-    if (p->bn) {
-        MDFI_CHECK(mdfi_weights_read(r, p->scales, n, "scales", err));
-        MDFI_CHECK(mdfi_weights_read(r, p->mean, n, "rolling_mean", err));
-        MDFI_CHECK(mdfi_weights_read(r, p->var, n, "rolling_variance", err));
-    }
-    return MDFI_OK;   /* the weights: read by prepare, a panel at a time */
+    /* the weights: read by prepare, a panel at a time */
+    return r ? mdfi_darknet_read_head(&p->raw, r, (size_t)l->out_c, p->bn, err) : MDFI_OK;
 }
 
 static mdfi_status conv_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_errbuf *err)

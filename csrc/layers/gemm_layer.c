@@ -70,39 +70,57 @@ mdfi_status mdfi_conv_parse_spec(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_
     return MDFI_OK;
 }
 
-mdfi_status mdfi_gemm_alloc(mdfi_layer *l, mdfi_gemm_params *p, mdfi_errbuf *err)
+mdfi_status mdfi_darknet_alloc(mdfi_darknet_arrays *a, const mdfi_layer *l, size_t n, int bn,
+                               size_t nw, int with_weights, mdfi_errbuf *err)
 {
-    size_t n = (size_t)l->out_c;
-    size_t nw = (size_t)p->groups * (size_t)p->m * (size_t)p->k;
-    p->biases = calloc(n, sizeof(float));
-    if (!p->stream)
-        p->weights = calloc(nw ? nw : 1, sizeof(float));
-    if (p->bn) {
-        p->scales = malloc(n * sizeof(float));
-        p->mean = calloc(n, sizeof(float));
-        p->var = malloc(n * sizeof(float));
+    mdfi_darknet_free(a);
+    a->biases = calloc(n, sizeof(float));
+    if (with_weights)
+        a->weights = calloc(nw ? nw : 1, sizeof(float));
+    if (bn) {
+        a->scales = malloc(n * sizeof(float));
+        a->mean = calloc(n, sizeof(float));
+        a->var = malloc(n * sizeof(float));
     }
-    if (!p->biases || (!p->stream && !p->weights) || (p->bn && (!p->scales || !p->mean || !p->var)))
+    if (!a->biases || (with_weights && !a->weights) || (bn && (!a->scales || !a->mean || !a->var)))
         return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory for %zu weights",
                          l->index, nw);
-    for (size_t i = 0; p->bn && i < n; ++i)
-        p->scales[i] = p->var[i] = 1.f;
+    for (size_t i = 0; bn && i < n; ++i)
+        a->scales[i] = a->var[i] = 1.f;
     return MDFI_OK;
 }
 
-static void free_raw(mdfi_gemm_params *p)
+mdfi_status mdfi_darknet_read_head(mdfi_darknet_arrays *a, mdfi_weights_reader *r, size_t n,
+                                   int bn, mdfi_errbuf *err)
 {
-    free(p->biases);
-    free(p->scales);
-    free(p->mean);
-    free(p->var);
-    free(p->weights);
-    p->biases = p->scales = p->mean = p->var = p->weights = NULL;
+    MDFI_CHECK(mdfi_weights_read(r, a->biases, n, "biases", err));
+    if (bn) {
+        MDFI_CHECK(mdfi_weights_read(r, a->scales, n, "scales", err));
+        MDFI_CHECK(mdfi_weights_read(r, a->mean, n, "rolling_mean", err));
+        MDFI_CHECK(mdfi_weights_read(r, a->var, n, "rolling_variance", err));
+    }
+    return MDFI_OK;
+}
+
+void mdfi_darknet_free(mdfi_darknet_arrays *a)
+{
+    free(a->biases);
+    free(a->scales);
+    free(a->mean);
+    free(a->var);
+    free(a->weights);
+    a->biases = a->scales = a->mean = a->var = a->weights = NULL;
+}
+
+mdfi_status mdfi_gemm_alloc(mdfi_layer *l, mdfi_gemm_params *p, mdfi_errbuf *err)
+{
+    return mdfi_darknet_alloc(&p->raw, l, (size_t)l->out_c, p->bn,
+                              (size_t)p->groups * (size_t)p->m * (size_t)p->k, !p->stream, err);
 }
 
 void mdfi_gemm_free(mdfi_gemm_params *p)
 {
-    free_raw(p);
+    mdfi_darknet_free(&p->raw);
     free(p->bias);
     mdfi_aligned_free(p->packed);
     p->bias = p->packed = NULL;
@@ -119,17 +137,17 @@ size_t mdfi_gemm_param_count(const mdfi_gemm_params *p, int outputs)
  * sets its bias. */
 static float fold_bn(mdfi_gemm_params *p, int o)
 {
-    float s = 1.f, b = p->biases[o];
+    float s = 1.f, b = p->raw.biases[o];
     if (p->bn) {
-        s = p->scales[o] / (sqrtf(p->var[o]) + .000001f);
-        b = p->biases[o] - p->mean[o] * s;
+        s = p->raw.scales[o] / (sqrtf(p->raw.var[o]) + .000001f);
+        b = p->raw.biases[o] - p->raw.mean[o] * s;
     }
     p->bias[o] = b;
     return s;
 }
 
 /* Packs the weights panel by panel (MR rows, the packing unit): each panel's
- * rows are taken from p->weights or, when streamed, read from the file into a
+ * rows are taken from p->raw.weights or, when streamed, read from the file into a
  * panel-sized buffer, scaled by BN and packed into place, so a streamed
  * layer's raw weights never exist whole. */
 static mdfi_status pack_weights(mdfi_layer *l, mdfi_gemm_params *p,
@@ -137,7 +155,7 @@ static mdfi_status pack_weights(mdfi_layer *l, mdfi_gemm_params *p,
 {
     const int mr = mdfi_sgemm_pack_mr(p->kern, p->m), k = p->k;
     float *buf = NULL;
-    if (!p->weights) {   /* zeros when there is no file */
+    if (!p->raw.weights) {   /* zeros when there is no file */
         if (!(buf = calloc((size_t)mr * k + 1, sizeof(float))))
             return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
         if (r && mdfi_weights_check(r, (size_t)l->out_c * k, "weights", err) != MDFI_OK) {
@@ -149,7 +167,7 @@ static mdfi_status pack_weights(mdfi_layer *l, mdfi_gemm_params *p,
     for (int g = 0; g < p->groups; ++g)
         for (int i0 = 0; i0 < p->m && st == MDFI_OK; i0 += mr) {
             int rows = p->m - i0 < mr ? p->m - i0 : mr, o0 = g * p->m + i0;
-            float *w = buf ? buf : p->weights + (size_t)o0 * k;
+            float *w = buf ? buf : p->raw.weights + (size_t)o0 * k;
             if (buf && r)
                 st = mdfi_weights_read(r, buf, (size_t)rows * k, "weights", err);
             for (int i = 0; i < rows; ++i) {
@@ -181,7 +199,7 @@ mdfi_status mdfi_gemm_prepare(mdfi_layer *l, mdfi_gemm_params *p,
         return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory packing weights",
                          l->index);
     MDFI_CHECK(pack_weights(l, p, ctx->weights, err));
-    free_raw(p);
+    mdfi_darknet_free(&p->raw);
     l->param_bytes = (size_t)outputs * sizeof(float) +
                      (size_t)p->groups * p->packed_floats * sizeof(float);
     switch (p->act) {

@@ -7,6 +7,22 @@
 #include "kernels/sgemm.h"
 #include "layers/layer.h"
 
+/* Darknet's float arrays of a conv/connected layer, held only between load
+ * and prepare (the float and the binary paths). */
+typedef struct {
+    float *biases, *scales, *mean, *var, *weights;
+} mdfi_darknet_arrays;
+
+/* Allocates them for n outputs (zeros; BN scales and variance 1), the
+ * weights (nw floats) only if with_weights; frees earlier ones first. */
+mdfi_status mdfi_darknet_alloc(mdfi_darknet_arrays *a, const mdfi_layer *l, size_t n, int bn,
+                               size_t nw, int with_weights, mdfi_errbuf *err);
+/* Reads what precedes a conv's weights: biases, then with BN scales,
+ * rolling_mean, rolling_variance. */
+mdfi_status mdfi_darknet_read_head(mdfi_darknet_arrays *a, mdfi_weights_reader *r, size_t n,
+                                   int bn, mdfi_errbuf *err);
+void mdfi_darknet_free(mdfi_darknet_arrays *a);
+
 typedef struct {
     int groups, bn;
     mdfi_activation act;
@@ -15,8 +31,7 @@ typedef struct {
     int k;                    /* weights per output channel */
     int stream;               /* weights come last in the file: prepare reads them a
                                  panel at a time instead of load reading them whole */
-    /* Darknet's parameters, held only between load and prepare. */
-    float *biases, *scales, *mean, *var, *weights;
+    mdfi_darknet_arrays raw;
     /* prepared */
     const mdfi_sgemm_kernel *kern;
     float *bias;              /* BN folded in */
