@@ -346,8 +346,6 @@ static mdfi_status choose_isa(mdfi_net *net)
     return MDFI_OK;
 }
 
-extern const mdfi_layer_ops mdfi_convolutional_ops, mdfi_maxpool_ops;
-
 /* Marks the float convs whose output only the next layer, a [maxpool] with
  * disjoint windows, reads (and the caller cannot: not kept, last or a head)
  * to run fused with it (mdfi_layer.fused). */

@@ -100,6 +100,9 @@ static inline size_t mdfi_layer_outputs(const mdfi_layer *l)
     return (size_t)l->out_c * (size_t)l->out_h * (size_t)l->out_w;
 }
 
+/* Layer types other code recognizes by their ops table (the float conv, maxpool). */
+extern const mdfi_layer_ops mdfi_convolutional_ops, mdfi_maxpool_ops;
+
 /* [maxpool] l: output rows [oy0, oy1) of every channel from input rows
  * [r0, r1) of each, held at in (channel stride (r1 - r0) * in_w). */
 void mdfi_maxpool_band(const mdfi_layer *l, const float *in, int r0, int r1, int oy0, int oy1,

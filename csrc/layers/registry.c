@@ -3,9 +3,7 @@
 
 #include "layers/layer.h"
 
-extern const mdfi_layer_ops mdfi_convolutional_ops;
 extern const mdfi_layer_ops mdfi_connected_ops;
-extern const mdfi_layer_ops mdfi_maxpool_ops;
 extern const mdfi_layer_ops mdfi_avgpool_ops;
 extern const mdfi_layer_ops mdfi_route_ops;
 extern const mdfi_layer_ops mdfi_shortcut_ops;
