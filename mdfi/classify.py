@@ -39,6 +39,5 @@ def main(argv=None):
 if __name__ == "__main__":
     sys.exit(main())
 else:
-    from . import pipeline as _pipeline
     from ._callable import make_callable
-    make_callable(__name__, _pipeline.classify)
+    make_callable(__name__, classify)

@@ -147,7 +147,7 @@ def fold_bn(layer, arrays, transpose=False):
     return w, b
 
 
-def plan_weight_count(layer):
+def layer_weight_count(layer):
     """Number of weights of a convolutional/connected layer (what 16 bits doubles)."""
     return math.prod(next((shape for name, shape in layer.params if name == "weights"), (0,)))
 
@@ -431,7 +431,7 @@ def choose_mixed(cfg, weights, cfg_text, sections, layers, w, cal, images, metho
                            % (layer.index, k + 1, len(gemm)), quiet)
             gains[layer.index] = (base - noise({layer.index: 16}, tmp)) / base if base else 0.0
     macs = {layer.index: gemm_macs(layer) for layer in gemm}
-    extra = {layer.index: plan_weight_count(layer) for layer in gemm}
+    extra = {layer.index: layer_weight_count(layer) for layer in gemm}
     max_size = math.inf if size_budget is None else size_budget * os.path.getsize(weights)
     total, used, chosen = sum(macs.values()), 0, {}
     for i in sorted(gains, key=lambda i: -gains[i] / max(1, macs[i])):
