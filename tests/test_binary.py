@@ -24,7 +24,7 @@ import pytest
 
 import mdfi
 import weights_tools as wt
-from cbuild import build
+from cbuild import build, run_driver, variants_ok
 from conftest import load_npy
 from layer_stats import compare_layer
 from weights_tools import binary_ref as br
@@ -32,7 +32,6 @@ from weights_tools import xnor_pack
 
 NETS = ["xnor-small", "xnor-cifar"]
 VARIANTS = ["ref", "popcnt", "avx2", "avx512vpopcnt", "neon"]
-SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed$", re.M)
 CROSS = {"aarch64": ("aarch64-linux-gnu-", "qemu-aarch64"),
          "armhf": ("arm-linux-gnueabihf-", "qemu-arm")}
 
@@ -404,20 +403,6 @@ def test_packed_weights_cli(golden, tmp_path):
 
 # ---- the C driver ------------------------------------------------------------------------------
 
-def run_driver(cmd, timeout):
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    out = res.stdout + res.stderr
-    failures = [line for line in out.splitlines() if line.startswith("FAIL")]
-    assert res.returncode == 0 and not failures, "\n".join(failures[:20]) or out[-3000:]
-    m = SUMMARY.search(res.stdout)
-    assert m and int(m.group(1)) > 0 and m.group(2) == "0", out[-2000:]
-    return res.stdout
-
-
-def driver_variants(stdout):
-    return {m.group(1) for m in re.finditer(r"^(\w+)\s+ok$", stdout, re.M)}
-
-
 @pytest.fixture(scope="module")
 def native_driver():
     sanitize = os.environ.get("MDFI_SANITIZE") == "1"
@@ -427,7 +412,7 @@ def native_driver():
 def test_c_driver_native(native_driver):
     quick = ["--quick"] if os.environ.get("MDFI_SANITIZE") == "1" else []
     out = run_driver([str(native_driver), *quick], timeout=300)
-    assert set(variants()) <= driver_variants(out), out
+    assert set(variants()) <= variants_ok(out), out
     assert "fusion plan    ok" in out and "thresholds     ok" in out
 
 
@@ -448,4 +433,4 @@ def test_c_driver_under_qemu(arch):
         pytest.skip(f"no {cross}gcc or {qemu}")
     exe = build(cross=cross, targets=("tests",)) / "tests" / "test_bgemm"
     out = run_driver([qemu, str(exe), "--quick"], timeout=300)
-    assert {"ref", "neon"} <= driver_variants(out), out
+    assert {"ref", "neon"} <= variants_ok(out), out

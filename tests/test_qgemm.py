@@ -17,7 +17,7 @@ import sys
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from cbuild import build  # noqa: E402
+from cbuild import build, run_driver, variants_ok  # noqa: E402
 
 # arch: (cross prefix, qemu command, variants that must run there)
 CROSS = {
@@ -25,21 +25,6 @@ CROSS = {
                 {"ref8", "ref16", "neon-8", "neon-16", "neondot-8"}),
     "armhf": ("arm-linux-gnueabihf-", ["qemu-arm"], {"ref8", "ref16", "neon-8", "neon-16"}),
 }
-SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed$", re.M)
-
-
-def run_driver(cmd, timeout):
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    out = res.stdout + res.stderr
-    failures = [line for line in out.splitlines() if line.startswith("FAIL")]
-    assert res.returncode == 0 and not failures, "\n".join(failures[:20]) or out[-4000:]
-    m = SUMMARY.search(res.stdout)
-    assert m and int(m.group(1)) > 0 and m.group(2) == "0", out[-2000:]
-    return res.stdout
-
-
-def variants_ok(stdout):
-    return {m.group(1) for m in re.finditer(r"^([\w-]+)\s+ok$", stdout, re.M)}
 
 
 @pytest.fixture(scope="module")
