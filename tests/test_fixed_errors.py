@@ -135,6 +135,16 @@ def test_bad_calibration_sets(tiny_model, tmp_path):
     assert res.returncode == 1 and "no calibration images" in res.stderr, res.stderr
 
 
+
+@pytest.mark.parametrize("flag", ["--mixed-size", "--mixed-budget"])
+def test_mixed_budgets_must_be_positive(tiny_model, tmp_path, flag):
+    res = subprocess.run(["python", "-m", "weights_tools", "quantize", "--cfg",
+                          str(tiny_model["cfg"]), "--weights", str(tiny_model["weights"]),
+                          "--calib", str(tmp_path), "--mixed", flag, "0", "-o",
+                          str(tmp_path / "o")], capture_output=True, text=True)
+    assert res.returncode == 1 and "must be positive fractions" in res.stderr, res.stderr
+
+
 TOY_CFG = """[net]
 width=8
 height=8

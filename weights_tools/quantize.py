@@ -614,6 +614,9 @@ def quantize(cfg, weights, calib, out, bits=8, mixed=False, method="maxabs", hea
         raise ValueError("--bits must be 8 or 16, not %d" % bits)
     if method not in ("mse", "maxabs"):
         raise ValueError("--method must be mse or maxabs")
+    if not mixed_budget > 0 or not mixed_size > 0:
+        raise ValueError("--mixed-budget and --mixed-size must be positive fractions, got %r "
+                         "and %r" % (mixed_budget, mixed_size))
     with open(cfg, "rb") as f:
         cfg_text = f.read().decode("utf-8", "replace")
     sections = parse_cfg(cfg_text)
