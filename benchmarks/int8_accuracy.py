@@ -44,9 +44,11 @@ from weights_tools import infer_layers, parse_cfg  # noqa: E402
 VARIANTS = [
     ("8-bit", {}),
     ("8-bit per-channel", dict(per_channel=True)),
+    ("8-bit multiplier", dict(weight_scale="mult")),
     ("8-bit mse", dict(method="mse")),
     ("mixed 8/16", dict(mixed=True)),
     ("mixed 8/16 per-channel", dict(mixed=True, per_channel=True)),
+    ("mixed 8/16 multiplier", dict(mixed=True, weight_scale="mult")),
     ("mixed 75% per-channel", dict(mixed=True, mixed_budget=0.75, mixed_size=1.0,
                                    per_channel=True)),
     ("16-bit", dict(bits=16)),

@@ -57,10 +57,11 @@ def test_kernels_and_threads_give_identical_integers(golden, tiny8):
                 assert_same_as_reference(net, ref, f"kernel {kernel}, {threads} threads")
 
 
-@pytest.mark.parametrize("variant", ["mixed", "16bit", "per_channel"])
+@pytest.mark.parametrize("variant", ["mixed", "16bit", "per_channel", "mult", "mixed_mult"])
 def test_tiny_mixed_16bit_and_per_channel_equal_reference(golden, tiny_model, variant):
     kw = {"mixed": dict(mixed_layers=(0, 2, 13)), "16bit": dict(bits=16),
-          "per_channel": dict(per_channel=True)}[variant]
+          "per_channel": dict(per_channel=True), "mult": dict(weight_scale="mult"),
+          "mixed_mult": dict(mixed_layers=(0, 4, 13), weight_scale="mult")}[variant]
     cfg, qpath, r = quantized(tiny_model["cfg"], tiny_model["weights"], "tiny-" + variant, **kw)
     x = np.load(golden / "yolov3-tiny" / "person.input.npy")
     ref = FixedNet(cfg, qpath).forward(x)
@@ -69,9 +70,19 @@ def test_tiny_mixed_16bit_and_per_channel_equal_reference(golden, tiny_model, va
         net.forward(x)
         assert_same_as_reference(net, ref, variant)
     widths = {f.weights[0] for f in fmts if f.weights}
-    assert widths == {"mixed": {8, 16}, "16bit": {16}, "per_channel": {8}}[variant]
+    assert widths == {"mixed": {8, 16}, "16bit": {16}, "per_channel": {8}, "mult": {8},
+                      "mixed_mult": {8, 16}}[variant]
+    text = open(cfg).read()
     if variant == "per_channel":
-        assert "fixed_w=8:ch" in open(cfg).read()
+        assert "fixed_w=8:ch" in text
+    if variant in ("mult", "mixed_mult"):
+        assert "fixed_w=8:mul" in text and ("fixed_w=16:mul" in text) == (variant != "mult")
+        recs = qwf.read(qpath).records.values()
+        mults = np.concatenate([rec.mults for rec in recs])
+        assert mults.min() >= 1 and mults.max() < 1 << 15
+        # 8-bit layers keep full 15-bit multipliers (16-bit ones may reach w_frac 31 first)
+        assert min(rec.mults.min() for rec in recs if rec.w_fmt[0] == 8) >= 1 << 14
+        assert len(np.unique(mults)) > 100, "the scales are not powers of two"
 
 
 # ----------------------------------------------------------------------------- every layer type

@@ -208,13 +208,15 @@ class Output:
 def section_formats(sec):
     """{'in': Fmt, 'w': Fmt, 'out': Fmt} for the fixed_* keys present in a section;
     fixed_w=BITS:ch (one fraction per output channel, kept in the weights file)
-    gives 'w': Fmt(BITS, 0) and 'w_channel': True."""
+    gives 'w': Fmt(BITS, 0) and 'w_channel': 1; fixed_w=BITS:mul (a multiplier
+    and a fraction per output channel) gives 'w_channel': 2, the record mode."""
     out = {}
     for key in FIXED_KEYS:
         if key in sec.options:
             v = sec.options[key]
-            if key == "fixed_w" and re.fullmatch(r"(8|16):ch", v):
-                out["w"], out["w_channel"] = Fmt(int(v.split(":")[0]), 0), True
+            m = re.fullmatch(r"(8|16):(ch|mul)", v) if key == "fixed_w" else None
+            if m:
+                out["w"], out["w_channel"] = Fmt(int(m.group(1)), 0), 1 if m.group(2) == "ch" else 2
                 continue
             out[key[6:]] = parse_fmt(v, "%s:%d: %s" % (
                 sec.file or "<cfg>", sec.key_lines.get(key, sec.line), key))
@@ -275,7 +277,7 @@ class FixedNet:
             act = sec.get_str("activation", "logistic")
             if act not in INT_ACTIVATIONS:
                 raise self._err(layer, "activation %s has no integer form" % act)
-            spec.update(fin=fm["in"], w=fm["w"], act=act, w_fracs=None)
+            spec.update(fin=fm["in"], w=fm["w"], act=act, w_fracs=None, mults=None)
             if kind == "convolutional":
                 size = sec.get_int("size", 1)
                 spec.update(size=size, stride=sec.get_int("stride", 1),
@@ -291,10 +293,11 @@ class FixedNet:
                     raise self._err(layer, "the quantized weights file has no record for it")
                 if (rec.outputs, rec.k) != (m, k) or tuple(rec.in_fmt) != (fm["in"].bits, fm["in"].frac) \
                         or tuple(rec.w_fmt) != (fm["w"].bits, fm["w"].frac) \
-                        or rec.mode != (1 if fm.get("w_channel") else 0):
+                        or rec.mode != fm.get("w_channel", 0):
                     raise self._err(layer, "cfg formats / shape do not match the weights record")
                 spec.update(weights=rec.weights, bias=rec.bias,
-                            w_fracs=rec.w_fracs.astype(np.int64) if rec.mode == 1 else None)
+                            w_fracs=rec.w_fracs.astype(np.int64) if rec.mode else None,
+                            mults=rec.mults.astype(np.int64) if rec.mode == 2 else None)
             else:
                 spec.update(weights=np.zeros((m, k), fm["w"].dtype), bias=np.zeros(m, np.int32))
         elif kind == "maxpool":
@@ -360,6 +363,8 @@ class FixedNet:
                 q = saturate(rshift_round(a, spec["fin"].frac + spec["w"].frac - out.frac), out.bits)
             else:
                 shifts = spec["fin"].frac + spec["w_fracs"] - out.frac
+                if spec["mults"] is not None:   # |a| < 2^31, mult < 2^15: exact in int64
+                    a = a.astype(np.int64) * spec["mults"].reshape((-1,) + (1,) * (a.ndim - 1))
                 q = np.empty(a.shape, out.dtype)
                 for s in np.unique(shifts):
                     sel = shifts == s

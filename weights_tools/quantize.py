@@ -178,15 +178,21 @@ class LayerPlan:
     a_sqnr: dict = None      # output: method -> (F, dB)
     macs: int = 0
     gain: float = None       # --mixed: output noise removed by raising it to 16 bits
-    w_fracs: np.ndarray = None   # per-channel weight fractions (fixed_w=BITS:ch)
+    w_fracs: np.ndarray = None   # per-channel weight fractions (fixed_w=BITS:ch / BITS:mul)
+    mults: np.ndarray = None     # per-channel multipliers (fixed_w=BITS:mul)
 
     def w_key(self):
+        if self.mults is not None:
+            return "%d:mul" % self.w.bits
         return "%d:ch" % self.w.bits if self.w_fracs is not None else str(self.w)
 
     def acc_scale(self):
-        """log2 of the accumulator's scale, per output channel (array) or scalar."""
-        return self.fin.frac + (self.w_fracs.astype(np.int64) if self.w_fracs is not None
-                                else self.w.frac)
+        """log2 of the accumulator's scale (acc * 2^-scale is the real value),
+        per output channel (array) or scalar."""
+        if self.w_fracs is None:
+            return self.fin.frac + self.w.frac
+        s = self.fin.frac + self.w_fracs.astype(np.int64)
+        return s - np.log2(self.mults.astype(np.float64)) if self.mults is not None else s
 
 
 def _row_bounds(w_q, b_q, in_bits):
@@ -236,6 +242,85 @@ def _quantize_gemm_channels(plan, w, b, method):
     plan.bias_q = b_q.astype(np.int32)
 
 
+MULT_BITS = 15   # multipliers are 2^14 .. 2^15-1: a 16-bit signed operand in hardware
+
+
+def mult_scale(scale):
+    """(mult, frac) with mult * 2^-frac ~ scale, mult in [2^14, 2^15) and
+    frac <= FRAC_MAX (smaller multipliers below that); (1, FRAC_MAX) for 0."""
+    if not scale > 0:
+        return 1, FRAC_MAX
+    e = math.floor(math.log2(scale))
+    f = MULT_BITS - 1 - e
+    m = int(round_half_away(scale * 2.0 ** f))
+    if m >= 1 << MULT_BITS:
+        m, f = m >> 1, f - 1
+    if f > FRAC_MAX:
+        f = FRAC_MAX
+        m = max(1, int(round_half_away(scale * 2.0 ** f)))
+    if f < FRAC_MIN:
+        raise RangeOverflowError("weight scale %.4g needs a fractional length below %d"
+                                 % (scale, FRAC_MIN))
+    return m, f
+
+
+def _quantize_gemm_mult(plan, w, b, method):
+    """Per-channel multiplier + shift (fixed_w=BITS:mul): channel m's weights
+    are w_q * mult[m] * 2^-w_frac[m], so its largest weight maps to the top
+    code (max-abs) or to the scale with the least squared error among
+    max-abs * 2^(-j/4), j = 0..8 (mse)."""
+    bits = plan.w.bits
+    qmax = (1 << (bits - 1)) - 1
+    m_out = w.shape[0]
+    fr = np.zeros(m_out, np.int64)
+    mu = np.ones(m_out, np.int64)
+    w_q = np.zeros(w.shape, Fmt(bits, 0).dtype)
+    b_q = np.zeros(m_out, np.int64)
+    raised = 0
+
+    def quant(row, mult, f):
+        return np.clip(round_half_away(row * 2.0 ** f / mult), -qmax - 1, qmax)
+    for r in range(m_out):
+        row = w[r].astype(np.float64)
+        top = float(np.abs(row).max()) if row.size else 0.0
+        scales = [top / qmax]
+        if method == "mse" and top > 0:
+            scales += [top / qmax * 2.0 ** (-j / 4) for j in range(1, 9)]
+        best = None
+        for sc in scales:
+            mult, f = mult_scale(sc)
+            e = float(((row - quant(row, mult, f) * mult * 2.0 ** -f) ** 2).sum())
+            if best is None or e < best[0] - 1e-18:
+                best = (e, mult, f)
+        _, mult, f = best
+        grow = 0
+        while True:
+            wr = quant(row, mult, f)
+            br = round_half_away(b[r] * 2.0 ** (plan.fin.frac + f) / mult)
+            if abs(br) <= INT32_MAX and \
+                    int(_row_bounds(wr[None].astype(np.int64), [br], plan.fin.bits)[0]) <= INT32_MAX:
+                break
+            if f <= FRAC_MIN:
+                raise RangeOverflowError("layer %d channel %d: the int32 accumulator overflows for "
+                                         "any weight scale with input %s" % (plan.index, r, plan.fin))
+            f -= 1     # a coarser scale: halves sum|w_q|
+            grow = 1
+        raised += grow
+        fr[r], mu[r], w_q[r], b_q[r] = f, mult, wr, br
+    if raised:
+        plan.notes.append("%d channels' weight scale raised for the int32 accumulator" % raised)
+    back = w_q.astype(np.float64) * (mu * 2.0 ** -fr)[:, None]
+    e = float(((w - back) ** 2).sum())
+    energy = float((w ** 2).sum())
+    db = math.inf if e == 0 else 10 * math.log10(energy / e) if energy else -math.inf
+    plan.w_sqnr = {"maxabs": (None, db), "mse": (None, db)}
+    plan.w = Fmt(bits, 0)
+    plan.w_fracs = fr.astype(np.int8)
+    plan.mults = mu.astype(np.int32)
+    plan.w_q = w_q
+    plan.bias_q = b_q.astype(np.int32)
+
+
 def _quantize_gemm(plan, w, b, method):
     """Weights and bias for plan.fin and plan.w.bits; lowers the weight F if the
     accumulator or the bias would overflow int32."""
@@ -267,11 +352,18 @@ def _quantize_gemm(plan, w, b, method):
     plan.bias_q = b_q.astype(np.int32)
 
 
+WEIGHT_SCALES = {"layer": _quantize_gemm, "channel": _quantize_gemm_channels,
+                 "mult": _quantize_gemm_mult}
+
+
 def make_plan(layers, weights, calib, bits=8, method="maxabs", head_bits=16, gemm_bits=None,
-              tensor_bits=None, per_channel=False):
+              tensor_bits=None, weight_scale="layer"):
     """Chooses every format; returns [LayerPlan].  gemm_bits / tensor_bits:
     {layer: 8|16} forcing a layer's operand width (its input is widened to
-    match) / its output width."""
+    match) / its output width.  weight_scale: "layer" (one power of two per
+    layer), "channel" (one power of two per output channel) or "mult" (a
+    multiplier and a shift per output channel)."""
+    quantize_gemm = WEIGHT_SCALES[weight_scale]
     n = len(layers)
     inputs = [layer_inputs(layer) for layer in layers]
     consumers = [[] for _ in range(n)]
@@ -363,10 +455,7 @@ def make_plan(layers, weights, calib, bits=8, method="maxabs", head_bits=16, gem
                                    "layer %d input" % i)
                 p.fin = Fmt(wb, f)
             p.w = Fmt(wb, 0)
-            if per_channel:
-                _quantize_gemm_channels(p, *folded[i], method)
-            else:
-                _quantize_gemm(p, *folded[i], method)
+            quantize_gemm(p, *folded[i], method)
         if kind == "shortcut":
             fa, fb = srcs
             f = max(fa.frac, fb.frac)
@@ -387,7 +476,7 @@ def head_inputs(layers):
 
 
 def choose_mixed(cfg, weights, cfg_text, sections, layers, w, cal, images, method, head_bits,
-                 per_channel, budget, threads=1, quiet=True, size_budget=None):
+                 weight_scale, budget, threads=1, quiet=True, size_budget=None):
     """{layer: 16} for --mixed.  Every convolutional/connected layer is raised to
     16 bits alone (weights and input) and the noise at the heads' inputs is
     measured on calibration images with the C engine; layers are then taken by
@@ -408,7 +497,7 @@ def choose_mixed(cfg, weights, cfg_text, sections, layers, w, cal, images, metho
 
     def noise(gemm_bits, tmp):
         plans = make_plan(layers, w, cal, 8, method, head_bits, gemm_bits=gemm_bits,
-                          per_channel=per_channel)
+                          weight_scale=weight_scale)
         qcfg, qpath = os.path.join(tmp, "m.cfg"), os.path.join(tmp, "m.qweights")
         with open(qcfg, "w", encoding="utf-8") as f:
             f.write(annotated_cfg(cfg_text, sections, plans, []))
@@ -522,8 +611,8 @@ def build_qweights(layers, plans):
         groups = layer.section.get_int("groups", 1) if kind == qwf.KIND_CONV else 1
         qw.records[layer.index] = qwf.QRecord(
             layer.index, kind, groups, (p.fin.bits, p.fin.frac), (p.w.bits, p.w.frac),
-            (p.out.bits, p.out.frac), p.bias_q, p.w_q, 0 if p.w_fracs is None else 1,
-            p.w_fracs)
+            (p.out.bits, p.out.frac), p.bias_q, p.w_q,
+            0 if p.w_fracs is None else 2 if p.mults is not None else 1, p.w_fracs, p.mults)
     return qw
 
 
@@ -607,9 +696,17 @@ def report_table(layers, plans, e2e=None, file=sys.stdout):
 def quantize(cfg, weights, calib, out, bits=8, mixed=False, method="maxabs", head_bits=16,
              mixed_budget=0.5, mixed_size=0.30, check_images=None, threads=1, engine="auto", quiet=False,
              report=True, samples=200_000, bias_images=8, per_channel=False,
-             mixed_layers=None):
+             mixed_layers=None, weight_scale=None):
     """Calibrates, chooses formats, writes OUT.cfg and OUT.qweights.
-    Returns a dict: paths, plans, per-layer SQNR."""
+    weight_scale: "layer" (default), "channel" (per_channel=True says the
+    same) or "mult".  Returns a dict: paths, plans, per-layer SQNR."""
+    if weight_scale is None:
+        weight_scale = "channel" if per_channel else "layer"
+    elif per_channel and weight_scale != "channel":
+        raise ValueError("--per-channel contradicts --weight-scale %s" % weight_scale)
+    if weight_scale not in WEIGHT_SCALES:
+        raise ValueError("--weight-scale must be one of %s, not %r"
+                         % (", ".join(WEIGHT_SCALES), weight_scale))
     if bits not in (8, 16):
         raise ValueError("--bits must be 8 or 16, not %d" % bits)
     if method not in ("mse", "maxabs"):
@@ -642,10 +739,10 @@ def quantize(cfg, weights, calib, out, bits=8, mixed=False, method="maxabs", hea
         mixed = True
     elif mixed and bits == 8:
         raised = choose_mixed(cfg, weights, cfg_text, sections, layers, w, cal, images[:4],
-                              method, head_bits, per_channel, mixed_budget, threads, quiet,
+                              method, head_bits, weight_scale, mixed_budget, threads, quiet,
                               mixed_size)
     plans = make_plan(layers, w, cal, bits, method, head_bits,
-                      gemm_bits={i: 16 for i in raised}, per_channel=per_channel)
+                      gemm_bits={i: 16 for i in raised}, weight_scale=weight_scale)
     for i, g in raised.items():
         plans[i].notes.append("raised to 16 bits (--mixed%s)" % (
             "" if math.isnan(g) else "; output noise -%.1f%%" % (100 * g)))
@@ -708,8 +805,12 @@ def add_arguments(p):
                    help="raise exactly these layers to 16 bits (instead of measuring)")
     p.add_argument("--method", choices=("mse", "maxabs"), default="maxabs",
                    help="fractional length choice (default maxabs; both are reported)")
+    p.add_argument("--weight-scale", choices=tuple(WEIGHT_SCALES), default=None,
+                   help="weight scales: one power of two per layer (layer, the default), one "
+                        "per output channel (channel: fixed_w=B:ch) or a multiplier and a "
+                        "shift per output channel (mult: fixed_w=B:mul)")
     p.add_argument("--per-channel", action="store_true",
-                   help="one power-of-two weight fraction per output channel (fixed_w=B:ch)")
+                   help="the same as --weight-scale channel")
     p.add_argument("--bias-images", type=int, default=8,
                    help="calibration images for the bias correction (0: none; default 8)")
     p.add_argument("--head-bits", type=int, choices=(8, 16), default=16,
@@ -733,7 +834,8 @@ def run_from_args(args):
                  method=args.method, head_bits=args.head_bits, mixed_budget=args.mixed_budget,
                  mixed_size=args.mixed_size,
                  check_images=check, threads=args.threads, quiet=args.quiet,
-                 per_channel=args.per_channel, bias_images=args.bias_images,
+                 per_channel=args.per_channel, weight_scale=args.weight_scale,
+                 bias_images=args.bias_images,
                  mixed_layers=args.mixed_layers)
     except (CfgError, CalibrationError, RangeOverflowError, qwf.QWeightsError, ValueError,
             OSError, errors.MdfiError) as e:

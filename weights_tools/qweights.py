@@ -18,14 +18,17 @@ Layout (every integer little endian; docs/fixed-point.md is the reference):
      20  uint32   groups
      24  int8     in_bits, in_frac, w_bits, w_frac, out_bits, out_frac
      30  uint8    mode: 0 one power-of-two weight format (w_frac) for the layer;
-                  1 one per output channel (w_frac is 0, the fractions follow)
+                  1 one per output channel (w_frac is 0, the fractions follow);
+                  2 a multiplier and a fraction per output channel (w_frac is 0)
      31  uint8    reserved (0)
      32  uint32   payload bytes that follow (a multiple of 4)
      36  uint32   reserved (0)
      40  int32    bias[M], at the accumulator's scale 2^-(in_frac + w_frac)
          int8 or int16 weights[M][K] (w_bits), Darknet's order [filter][c/groups][ky][kx]
          zero bytes up to a multiple of 4
-         mode 1 only: int8 w_frac[M], zero bytes up to a multiple of 4
+         modes 1 and 2: int8 w_frac[M], zero bytes up to a multiple of 4
+         mode 2 only: int32 mult[M], each 1 .. 32767: channel m's weights are
+                      weights[m][k] * mult[m] * 2^-w_frac[m]
     trailer
       uint32 CRC-32 (the zlib / IEEE 802.3 polynomial) of every byte before it
 """
@@ -43,6 +46,7 @@ KIND_CONV, KIND_CONNECTED = 1, 2
 KIND_NAMES = {KIND_CONV: "convolutional", KIND_CONNECTED: "connected"}
 HEADER = struct.Struct("<8sIIIIQ")
 RECORD = struct.Struct("<IIIIII6bBBII")
+MULT_MAX = 32767   # mode 2 multipliers: a 16-bit signed operand
 
 
 class QWeightsError(ValueError):
@@ -60,7 +64,8 @@ class QRecord:
     bias: np.ndarray      # int32 [M]
     weights: np.ndarray   # int8/int16 [M, K]
     mode: int = 0
-    w_fracs: np.ndarray = None   # mode 1: int8 [M]
+    w_fracs: np.ndarray = None   # modes 1, 2: int8 [M]
+    mults: np.ndarray = None     # mode 2: int32 [M]
 
     @property
     def outputs(self):
@@ -98,9 +103,15 @@ def to_bytes(qw):
                                 % (index, b.shape, w.shape))
         payload = b.tobytes() + w.tobytes()
         payload += b"\0" * (-len(payload) % 4)
-        if r.mode == 1:
+        if r.mode in (1, 2):
             payload += np.ascontiguousarray(r.w_fracs, dtype=np.int8).tobytes()
             payload += b"\0" * (-len(payload) % 4)
+        if r.mode == 2:
+            mu = np.asarray(r.mults)
+            if mu.shape != (w.shape[0],) or mu.min() < 1 or mu.max() > MULT_MAX:
+                raise QWeightsError("layer %d: multipliers must be %d values in 1..%d"
+                                    % (index, w.shape[0], MULT_MAX))
+            payload += np.ascontiguousarray(mu, dtype="<i4").tobytes()
         body.append(RECORD.pack(RECORD_MAGIC, index, r.kind, w.shape[0], w.shape[1], r.groups,
                                 r.in_fmt[0], r.in_fmt[1], r.w_fmt[0], r.w_fmt[1],
                                 r.out_fmt[0], r.out_fmt[1], r.mode, 0, len(payload), 0))
@@ -155,22 +166,29 @@ def from_bytes(data, name="<qweights>"):
         off += RECORD.size
         wdt = _wdtype(wb)
         need = 4 * m + wdt.itemsize * m * k
-        if mode not in (0, 1):
+        if mode not in (0, 1, 2):
             raise QWeightsError("%s: layer %d: unknown weight mode %d" % (name, layer, mode))
         wf_off = off + need + (-need % 4)
+        mu_off = wf_off + m + (-m % 4)
         if mode == 1:
             need = wf_off - off + m
+        elif mode == 2:
+            need = mu_off - off + 4 * m
         if nbytes < need or off + nbytes > len(data) - 4:
             raise QWeightsError("%s: layer %d's record is %d bytes, needs %d"
                                 % (name, layer, nbytes, need))
         bias = np.frombuffer(data, "<i4", m, off).astype(np.int32)
         weights = np.frombuffer(data, wdt, m * k, off + 4 * m).reshape(m, k).copy()
-        w_fracs = np.frombuffer(data, np.int8, m, wf_off).copy() if mode == 1 else None
+        w_fracs = np.frombuffer(data, np.int8, m, wf_off).copy() if mode else None
+        mults = np.frombuffer(data, "<i4", m, mu_off).astype(np.int32) if mode == 2 else None
+        if mults is not None and (mults.min() < 1 or mults.max() > MULT_MAX):
+            raise QWeightsError("%s: layer %d: a multiplier is outside 1..%d"
+                                % (name, layer, MULT_MAX))
         off += nbytes
         if layer in qw.records:
             raise QWeightsError("%s: two records for layer %d" % (name, layer))
         qw.records[layer] = QRecord(layer, kind, groups, (ib, ifr), (wb, wf), (ob, of), bias,
-                                    weights, mode, w_fracs)
+                                    weights, mode, w_fracs, mults)
     if off != len(data) - 4:
         raise QWeightsError("%s: %d unexpected bytes after the last record"
                             % (name, len(data) - 4 - off))

@@ -144,11 +144,13 @@ static mdfi_status read_records(FILE *f, mdfi_qweights *q, uint32_t n_rec, long 
         r->offset = off + RECORD_BYTES;
         long long need = 4LL * (uint32_t)r->outputs +
                          (long long)(r->w_bits / 8) * (uint32_t)r->outputs * (uint32_t)r->k;
-        if (r->mode == 1)
+        if (r->mode == 1 || r->mode == 2)
             need = (need + 3) / 4 * 4 + (uint32_t)r->outputs;
+        if (r->mode == 2)
+            need = (need + 3) / 4 * 4 + 4LL * (uint32_t)r->outputs;
         if (le32(h) != RECORD_MAGIC || (r->kind != MDFI_QW_CONV && r->kind != MDFI_QW_CONNECTED)
             || r->outputs < 1 || r->k < 1 || r->groups < 1 || r->layer < 0 ||
-            r->layer >= q->n_layers || (r->w_bits != 8 && r->w_bits != 16) || (r->mode != 0 && r->mode != 1) ||
+            r->layer >= q->n_layers || (r->w_bits != 8 && r->w_bits != 16) || r->mode > 2 ||
             r->payload < need || r->payload % 4 || r->offset + r->payload > end)
             return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: bad record %u (layer %d) at byte %lld",
                              path, (unsigned)i, r->layer, off);
@@ -220,7 +222,7 @@ const mdfi_qrecord *mdfi_qweights_find(const mdfi_qweights *q, int layer)
 }
 
 mdfi_status mdfi_qweights_read(const mdfi_qweights *q, const mdfi_qrecord *r, int32_t *bias,
-                               void *weights, int8_t *w_frac, mdfi_errbuf *err)
+                               void *weights, int8_t *w_frac, int32_t *mult, mdfi_errbuf *err)
 {
     FILE *f = fopen(q->path, "rb");
     if (!f)
@@ -229,11 +231,12 @@ mdfi_status mdfi_qweights_read(const mdfi_qweights *q, const mdfi_qrecord *r, in
     size_t wb = (size_t)r->w_bits / 8;
     int ok = fseek(f, (long)r->offset, SEEK_SET) == 0 && fread(bias, 4, m, f) == m &&
              fread(weights, wb, nw, f) == nw;
-    if (ok && r->mode == 1) {
-        long long at = r->offset + (4LL * (long long)m + (long long)(wb * nw) + 3) / 4 * 4;
-        ok = w_frac && fseek(f, (long)at, SEEK_SET) == 0 &&
-             fread(w_frac, 1, m, f) == m;
-    }
+    long long at = r->offset + (4LL * (long long)m + (long long)(wb * nw) + 3) / 4 * 4;
+    if (ok && r->mode)
+        ok = w_frac && fseek(f, (long)at, SEEK_SET) == 0 && fread(w_frac, 1, m, f) == m;
+    if (ok && r->mode == 2)   /* little-endian host (checked at open) */
+        ok = mult && fseek(f, (long)(at + ((long long)m + 3) / 4 * 4), SEEK_SET) == 0 &&
+             fread(mult, 4, m, f) == m;
     fclose(f);
     if (!ok)
         return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: layer %d's record cannot be read (file "

@@ -10,7 +10,8 @@
  *           u8 0, u32 payload bytes, u32 0), then int32 bias[M] and
  *           int8/int16 weights[M][K], zero-padded to 4 bytes; mode 1 (one
  *           weight fraction per output channel) then has int8 w_frac[M],
- *           zero-padded to 4 bytes
+ *           zero-padded to 4 bytes; mode 2 (a multiplier and a fraction per
+ *           output channel) has w_frac[M] as mode 1, then int32 mult[M]
  *   trailer u32 CRC-32 (zlib's) of everything before it
  *
  * Opening checks the magic, version, size, CRC and the record structure and
@@ -47,10 +48,11 @@ mdfi_status mdfi_qweights_open(const char *path, mdfi_qweights **out, mdfi_errbu
 void mdfi_qweights_free(mdfi_qweights *q);
 /* The record of a layer, or NULL. */
 const mdfi_qrecord *mdfi_qweights_find(const mdfi_qweights *q, int layer);
-/* Reads a record's bias[M], weights[M*K] (int8_t or int16_t per w_bits)
- * and, for mode 1 (w_frac may then not be NULL), the weight fractions[M]. */
+/* Reads a record's bias[M], weights[M*K] (int8_t or int16_t per w_bits),
+ * for modes 1 and 2 the weight fractions[M] and for mode 2 the
+ * multipliers[M] (w_frac / mult may then not be NULL). */
 mdfi_status mdfi_qweights_read(const mdfi_qweights *q, const mdfi_qrecord *r, int32_t *bias,
-                               void *weights, int8_t *w_frac, mdfi_errbuf *err);
+                               void *weights, int8_t *w_frac, int32_t *mult, mdfi_errbuf *err);
 /* CRC-32 (reflected polynomial 0xEDB88320, as zlib) continued from crc. */
 uint32_t mdfi_crc32(uint32_t crc, const void *data, size_t n);
 

@@ -16,6 +16,7 @@
 
 #define MDFI_FX_FRAC_MIN (-16)
 #define MDFI_FX_FRAC_MAX 31
+#define MDFI_FX_MULT_MAX 32767   /* fixed_w=B:mul multipliers: a 16-bit signed operand */
 #define MDFI_FX_LEAKY_MULT 3277   /* leaky slope 3277 / 2^15 = 0.100006103515625 */
 #define MDFI_FX_LEAKY_SHIFT 15
 

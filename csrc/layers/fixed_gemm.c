@@ -4,6 +4,8 @@
  *         producer's format differs; quantized if it is float)
  *   acc = bias_q[m] + sum_k W_q[m][k] * X[k][n]          int32, exact
  *   out = sat(rshift_round(act(acc), in_frac + w_frac - out_frac))
+ *         (fixed_w=B:mul: sat(rshift_round(act(acc) * mult[m], in_frac +
+ *          w_frac[m] - out_frac)), the product in 64 bits)
  *
  * on the integer GEMM (kernels/qgemm.h).  Shapes, keys and their checks come
  * from the float layers' parse; weights come from a .qweights file. */
@@ -22,8 +24,10 @@ typedef struct {
     mdfi_conv_geom geom;       /* per group */
     mdfi_qact act;
     mdfi_qfmt src;             /* the producer's format (bits 0: float) */
-    int per_channel;           /* fixed_w=BITS:ch: one weight fraction per output */
+    int per_channel;           /* the record mode: 1 fixed_w=BITS:ch (a weight fraction per
+                                  output), 2 fixed_w=BITS:mul (and a multiplier), 0 neither */
     int8_t *w_frac;            /* [groups*m] with per_channel */
+    int32_t *mult;             /* [groups*m] with per_channel 2, else NULL */
     void *weights;             /* [groups*m][k], load to prepare */
     int32_t *bias;             /* [groups*m] */
     const mdfi_qgemm_kernel *kern;
@@ -77,10 +81,12 @@ static mdfi_status gemm_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_par
     mdfi_qfmt out;
     MDFI_CHECK(mdfi_fx_read_format(ctx->cfg, s, "fixed_in", &l->q_in, err));
     const char *wv = mdfi_cfg_str(s, "fixed_w", NULL);
-    if (wv && (!strcmp(wv, "8:ch") || !strcmp(wv, "16:ch"))) {
+    const char *mode = wv ? strchr(wv, ':') : NULL;
+    if (mode && (!strcmp(mode, ":ch") || !strcmp(mode, ":mul")) &&
+        (!strncmp(wv, "8:", 2) || !strncmp(wv, "16:", 3))) {
         l->q_w.bits = wv[0] == '8' ? 8 : 16;
         l->q_w.frac = 0;
-        g.per_channel = 1;
+        g.per_channel = mode[1] == 'c' ? 1 : 2;
     } else {
         MDFI_CHECK(mdfi_fx_read_format(ctx->cfg, s, "fixed_w", &l->q_w, err));
     }
@@ -120,6 +126,8 @@ static int is_gemm(const mdfi_layer *l)
     return l->ops == &mdfi_fixed_conv_ops || l->ops == &mdfi_fixed_connected_ops;
 }
 
+static const char *const mode_names[] = {"", " (per channel)", " (per-channel multipliers)"};
+
 mdfi_status mdfi_fixed_check_weights(const mdfi_layer *layers, int n, const char *cfg_name,
                                      const mdfi_qweights *q, mdfi_errbuf *err)
 {
@@ -158,10 +166,9 @@ mdfi_status mdfi_fixed_check_weights(const mdfi_layer *layers, int n, const char
                              "fixed_in=%d:%d fixed_w=%d:%d%s fixed_out=%d:%d but %s was "
                              "quantized for %d:%d %d:%d%s %d:%d: cfg and weights do not belong "
                              "together", i, l->ops->name, cfg_name, l->line, l->q_in.bits,
-                             l->q_in.frac, l->q_w.bits, l->q_w.frac,
-                             p->per_channel ? " (per channel)" : "", l->q_out.bits,
-                             l->q_out.frac, q->path, r->in_bits, r->in_frac, r->w_bits,
-                             r->w_frac, r->mode ? " (per channel)" : "", r->out_bits,
+                             l->q_in.frac, l->q_w.bits, l->q_w.frac, mode_names[p->per_channel],
+                             l->q_out.bits, l->q_out.frac, q->path, r->in_bits, r->in_frac,
+                             r->w_bits, r->w_frac, mode_names[r->mode], r->out_bits,
                              r->out_frac);
     }
     return MDFI_OK;
@@ -176,10 +183,15 @@ mdfi_status mdfi_fixed_load(mdfi_layer *l, const mdfi_qweights *q, mdfi_errbuf *
     free(p->bias);
     free(p->weights);
     free(p->w_frac);
+    free(p->mult);
+    p->mult = NULL;
     p->bias = calloc(m, sizeof *p->bias);
     p->weights = calloc(nw ? nw : 1, (size_t)l->q_w.bits / 8);
     p->w_frac = calloc(m, 1);
-    if (!p->bias || !p->weights || !p->w_frac)
+    if (p->per_channel == 2 && (p->mult = malloc(m * sizeof *p->mult)))
+        for (size_t o = 0; o < m; ++o)   /* until loaded: weights 0, scale 1 */
+            p->mult[o] = 1;
+    if (!p->bias || !p->weights || !p->w_frac || (p->per_channel == 2 && !p->mult))
         return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory for %zu weights",
                          l->index, nw);
     const mdfi_qrecord *r = q ? mdfi_qweights_find(q, l->index) : NULL;
@@ -188,8 +200,14 @@ mdfi_status mdfi_fixed_load(mdfi_layer *l, const mdfi_qweights *q, mdfi_errbuf *
     if (!r)
         return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: no record for layer %d", q->path,
                          l->index);
-    return mdfi_qweights_read(q, r, p->bias, p->weights, p->per_channel ? p->w_frac : NULL,
-                              err);
+    MDFI_CHECK(mdfi_qweights_read(q, r, p->bias, p->weights, p->per_channel ? p->w_frac : NULL,
+                                  p->mult, err));
+    for (size_t o = 0; p->mult && o < m; ++o)
+        if (p->mult[o] < 1 || p->mult[o] > MDFI_FX_MULT_MAX)
+            return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: layer %d: output %zu's multiplier %ld "
+                             "is outside 1..%d", q->path, l->index, o, (long)p->mult[o],
+                             MDFI_FX_MULT_MAX);
+    return MDFI_OK;
 }
 
 static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_errbuf *err)
@@ -252,7 +270,8 @@ static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
         if (!(p->stage = mdfi_aligned_alloc(n * (size_t)l->q_in.bits / 8)))
             return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
     }
-    l->param_bytes = (size_t)M * (sizeof(int32_t) + 1) + (size_t)p->groups * p->packed_bytes;
+    l->param_bytes = (size_t)M * (sizeof(int32_t) * (p->mult ? 2 : 1) + 1) +
+                     (size_t)p->groups * p->packed_bytes;
     size_t ws = mdfi_qgemm_workspace_size(p->kern, p->m, &p->geom);
     if (ws > l->scratch_bytes)
         l->scratch_bytes = ws;
@@ -280,7 +299,8 @@ static void gemm_task(void *arg, int task, int thread)
     const size_t in_group = (size_t)p->geom.channels * p->geom.in_h * p->geom.in_w;
     const size_t out_group = (size_t)p->m * j->n;
     for (int g = 0; g < p->groups; ++g) {
-        mdfi_qepilogue e = {p->bias + (size_t)g * p->m, NULL, p->shift + (size_t)g * p->m,
+        mdfi_qepilogue e = {p->bias + (size_t)g * p->m, p->mult ? p->mult + (size_t)g * p->m : NULL,
+                            p->shift + (size_t)g * p->m,
                             p->act, MDFI_FX_LEAKY_MULT, MDFI_FX_LEAKY_SHIFT, l->q_out.bits};
         mdfi_qgemm_conv(p->kern, p->m, &p->geom, (const char *)p->packed + g * p->packed_bytes,
                         (const char *)j->input + g * in_group * ib, &e,
@@ -316,6 +336,7 @@ static void gemm_destroy(mdfi_layer *l)
         free(p->weights);
         free(p->bias);
         free(p->w_frac);
+        free(p->mult);
         free(p->shift);
         mdfi_aligned_free(p->packed);
         mdfi_aligned_free(p->stage);
