@@ -205,6 +205,9 @@ class Output:
         return self.f if self.fmt is None else dequantize(self.q, self.fmt.frac)
 
 
+WIDTHS = ((8, 8), (16, 16), (16, 8))   # (operand, weight) bits of a GEMM layer
+
+
 def section_formats(sec):
     """{'in': Fmt, 'w': Fmt, 'out': Fmt} for the fixed_* keys present in a section;
     fixed_w=BITS:ch (one fraction per output channel, kept in the weights file)
@@ -272,8 +275,9 @@ class FixedNet:
         if kind in ("convolutional", "connected"):
             if "in" not in fm or "w" not in fm:
                 raise self._err(layer, "needs fixed_in, fixed_w and fixed_out")
-            if fm["in"].bits != fm["w"].bits:
-                raise self._err(layer, "fixed_in and fixed_w must have the same bits")
+            if (fm["in"].bits, fm["w"].bits) not in WIDTHS:
+                raise self._err(layer, "fixed_in and fixed_w must be 8 and 8, 16 and 16, or 16 "
+                                "and 8 bits")
             act = sec.get_str("activation", "logistic")
             if act not in INT_ACTIVATIONS:
                 raise self._err(layer, "activation %s has no integer form" % act)

@@ -43,7 +43,8 @@ import sys
 import numpy as np
 
 from weights_tools import qweights as qwf
-from weights_tools.calibrate import CalibrationError, calibrate, find_images, load_input
+from weights_tools.calibrate import (CalibrationError, _pre_activation, calibrate, find_images,
+                                     load_input)
 from weights_tools.darknet_cfg import CfgError, infer_layers, net_shape, parse_cfg
 from weights_tools.darknet_weights import read_weights
 from weights_tools.fixed_ref import (FIXED_KEYS, FRAC_MAX, FRAC_MIN, HEAD_TYPES,
@@ -357,10 +358,11 @@ WEIGHT_SCALES = {"layer": _quantize_gemm, "channel": _quantize_gemm_channels,
 
 
 def make_plan(layers, weights, calib, bits=8, method="maxabs", head_bits=16, gemm_bits=None,
-              tensor_bits=None, weight_scale="layer"):
+              tensor_bits=None, weight_scale="layer", weight_bits=None):
     """Chooses every format; returns [LayerPlan].  gemm_bits / tensor_bits:
     {layer: 8|16} forcing a layer's operand width (its input is widened to
-    match) / its output width.  weight_scale: "layer" (one power of two per
+    match) / its output width; weight_bits: {layer: 8} keeps the weights of
+    a 16-bit operand layer at 8 bits (fixed_in=16:F, fixed_w=8:...).  weight_scale: "layer" (one power of two per
     layer), "channel" (one power of two per output channel) or "mult" (a
     multiplier and a shift per output channel)."""
     quantize_gemm = WEIGHT_SCALES[weight_scale]
@@ -454,7 +456,7 @@ def make_plan(layers, weights, calib, bits=8, method="maxabs", head_bits=16, gem
                 f, _ = choose_frac(s_in.sample(), s_in.max_abs, wb, method,
                                    "layer %d input" % i)
                 p.fin = Fmt(wb, f)
-            p.w = Fmt(wb, 0)
+            p.w = Fmt(min(wb, (weight_bits or {}).get(i, wb)), 0)
             quantize_gemm(p, *folded[i], method)
         if kind == "shortcut":
             fa, fb = srcs
@@ -477,13 +479,15 @@ def head_inputs(layers):
 
 def choose_mixed(cfg, weights, cfg_text, sections, layers, w, cal, images, method, head_bits,
                  weight_scale, budget, threads=1, quiet=True, size_budget=None):
-    """{layer: 16} for --mixed.  Every convolutional/connected layer is raised to
-    16 bits alone (weights and input) and the noise at the heads' inputs is
-    measured on calibration images with the C engine; layers are then taken by
-    noise removed per multiply-accumulate while they fit in budget * all MACs
-    and, with size_budget, while the .qweights file stays within size_budget *
-    the float .weights file (a raised layer's weights take 2 bytes instead of 1).
-    Returns {layer: fraction of the all-8-bit output noise it removes}."""
+    """The layers --mixed raises to 16 bits.  Every convolutional/connected
+    layer is raised to 16 bits alone (weights and input) and the noise at the
+    heads' inputs is measured on calibration images with the C engine; layers
+    are then taken by noise removed per multiply-accumulate while they fit in
+    budget * all MACs.  A taken layer gets 16-bit weights while the .qweights
+    file stays within size_budget * the float .weights file (its weights take
+    2 bytes instead of 1), else it keeps 8-bit weights beside its 16-bit input.
+    Returns ({layer: fraction of the all-8-bit output noise it removes},
+    {layers that keep 8-bit weights})."""
     import tempfile
     import mdfi
     outs = head_inputs(layers)
@@ -522,23 +526,77 @@ def choose_mixed(cfg, weights, cfg_text, sections, layers, w, cal, images, metho
     macs = {layer.index: gemm_macs(layer) for layer in gemm}
     extra = {layer.index: layer_weight_count(layer) for layer in gemm}
     max_size = math.inf if size_budget is None else size_budget * os.path.getsize(weights)
-    total, used, chosen = sum(macs.values()), 0, {}
+    total, used, chosen, narrow = sum(macs.values()), 0, {}, set()
     for i in sorted(gains, key=lambda i: -gains[i] / max(1, macs[i])):
-        if gains[i] > 0 and used + macs[i] <= budget * total and size + extra[i] <= max_size:
+        if gains[i] > 0 and used + macs[i] <= budget * total:
             chosen[i] = gains[i]
             used += macs[i]
-            size += extra[i]
-    _progress_line("--mixed: 16-bit layers %s (%.1f%% of the MACs, .qweights %.1f%% of the float "
-                   "file; %.1f dB at the heads' inputs with all 8 bits)"
-                   % (sorted(chosen), 100.0 * used / total,
+            if size + extra[i] <= max_size:
+                size += extra[i]
+            else:
+                narrow.add(i)
+    _progress_line("--mixed: 16-bit layers %s, of which %s keep 8-bit weights (%.1f%% of the "
+                   "MACs, .qweights %.1f%% of the float file; %.1f dB at the heads' inputs with "
+                   "all 8 bits)" % (sorted(chosen), sorted(narrow), 100.0 * used / total,
                       100.0 * size / os.path.getsize(weights),
                       10 * math.log10(signal / base) if base else math.inf), quiet)
-    return chosen
+    return chosen, narrow
 
 
 # ----------------------------------------------------------------------------- bias correction
 
-def correct_biases(layers, plans, sections_q, qw, calib, inputs, quiet=True):
+def float_pre_activations(cfg, weights, inputs, layers, threads=1):
+    """Per input, {layer: float32 [M, h*w]} pre-activations of the leaky and
+    linear [convolutional]/[connected] layers in the float network (the
+    activation inverted), for the gain correction."""
+    import mdfi
+    acts = {layer.index: layer.section.get_str("activation", "logistic") for layer in layers
+            if layer.type in GEMM_TYPES}
+    out = []
+    with mdfi.Network(cfg, weights, threads=threads, keep_outputs=True) as net:
+        for x in inputs:
+            net.forward(x)
+            d = {}
+            for i, act in acts.items():
+                if act in ("leaky", "linear"):
+                    y = _pre_activation(net.layer_output(i), act)
+                    d[i] = y.reshape(y.shape[0], -1).astype(np.float32)
+            out.append(d)
+    return out
+
+
+GAIN_LIMITS = (0.8, 1.25)   # a per-channel gain outside this is noise, not shrinkage
+
+
+def _correct_gain(p, i, acc, float_pre):
+    """fixed_w=B:mul layers: per output channel, the slope of the quantized
+    pre-activation against the float one (least squares over the calibration
+    inputs) is divided out of the multiplier, so quantization does not shrink
+    the channel's signal.  Updates p.mults and p.w_fracs (a multiplier that
+    outgrows 15 bits is halved with its fraction)."""
+    s = p.acc_scale()
+    fs, qs = [], []
+    for a, f in zip(acc, float_pre):
+        fs.append(f[i].astype(np.float64))
+        qs.append(a.reshape(a.shape[0], -1) * 2.0 ** -s[:, None])
+    f = np.concatenate(fs, axis=1)
+    q = np.concatenate(qs, axis=1)
+    fc = f - f.mean(axis=1, keepdims=True)
+    qc = q - q.mean(axis=1, keepdims=True)
+    num = (fc * qc).sum(axis=1)
+    den = (fc * fc).sum(axis=1)
+    gain = np.where(den > 0, num / np.where(den > 0, den, 1), 1.0)
+    gain = np.where((gain >= GAIN_LIMITS[0]) & (gain <= GAIN_LIMITS[1]), gain, 1.0)
+    mult = np.maximum(round_half_away(p.mults / gain).astype(np.int64), 1)
+    frac = p.w_fracs.astype(np.int64)
+    big = mult > qwf.MULT_MAX
+    mult[big] = round_half_away(mult[big] / 2.0)
+    frac[big] -= 1
+    p.mults = mult.astype(np.int32)
+    p.w_fracs = frac.astype(np.int8)
+
+
+def correct_biases(layers, plans, sections_q, qw, calib, inputs, quiet=True, float_pre=None):
     """Empirical bias correction, layer by layer in network order.
 
     The quantized network (bit-exact reference) runs on the calibration
@@ -546,21 +604,28 @@ def correct_biases(layers, plans, sections_q, qw, calib, inputs, quiet=True):
     activation the mean pre-activation of every output channel is compared
     with the float network's (calib.pre_means) and the integer bias moves by
     the difference, so quantization errors do not add up to a drift of the
-    channel means.  Later layers see the corrected outputs.  Returns the
-    number of layers corrected."""
+    channel means.  With float_pre (float_pre_activations) and per-channel
+    multipliers, each channel's gain is corrected first (_correct_gain).
+    Later layers see the corrected outputs.  Returns the number of layers
+    corrected."""
     net = FixedNet(sections_q, qw)
     outs = [[] for _ in inputs]
     done = 0
     for i, spec in enumerate(net.specs):
         p = plans[i]
         acc = [None] * len(inputs)
-        if i in calib.pre_means and p.fin is not None:
-            s = p.acc_scale()
-            qmean = 0
+        gain = float_pre is not None and p.mults is not None and i in float_pre[0]
+        if (i in calib.pre_means or gain) and p.fin is not None:
             for k, x in enumerate(inputs):
                 ins = [FixedOutput(f=x) if j < 0 else outs[k][j] for j in spec["inputs"]]
                 acc[k] = net.accumulate(i, ins)
-                qmean = qmean + acc[k].reshape(acc[k].shape[0], -1).mean(axis=1)
+        if gain:
+            _correct_gain(p, i, acc, float_pre)
+            spec["mults"], spec["w_fracs"] = p.mults.astype(np.int64), p.w_fracs.astype(np.int64)
+            qw.records[i].mults, qw.records[i].w_fracs = p.mults, p.w_fracs
+        if i in calib.pre_means and p.fin is not None:
+            s = p.acc_scale()
+            qmean = sum(a.reshape(a.shape[0], -1).mean(axis=1) for a in acc)
             qmean = qmean / len(inputs) * 2.0 ** -s
             dq = round_half_away((calib.pre_means[i] - qmean) * 2.0 ** s).astype(np.int64)
             new = p.bias_q.astype(np.int64) + dq
@@ -696,7 +761,7 @@ def report_table(layers, plans, e2e=None, file=sys.stdout):
 def quantize(cfg, weights, calib, out, bits=8, mixed=False, method="maxabs", head_bits=16,
              mixed_budget=0.5, mixed_size=0.30, check_images=None, threads=1, engine="auto", quiet=False,
              report=True, samples=200_000, bias_images=8, per_channel=False,
-             mixed_layers=None, weight_scale=None):
+             mixed_layers=None, weight_scale=None, gain=True, narrow_layers=None):
     """Calibrates, chooses formats, writes OUT.cfg and OUT.qweights.
     weight_scale: "layer" (default), "channel" (per_channel=True says the
     same) or "mult".  Returns a dict: paths, plans, per-layer SQNR."""
@@ -729,7 +794,12 @@ def quantize(cfg, weights, calib, out, bits=8, mixed=False, method="maxabs", hea
             if layer.type in GEMM_TYPES} if bias_images else None
     cal = calibrate(cfg, weights, images, samples=samples, threads=threads, quiet=quiet,
                     activations=acts, mean_images=bias_images)
-    raised = {}
+    raised, narrow = {}, set(narrow_layers or ())
+    if narrow and (bits != 8 or mixed_layers is None):
+        raise ValueError("--mixed-narrow needs 8 bits and --mixed-layers")
+    if not narrow <= set(mixed_layers or ()):
+        raise ValueError("--mixed-narrow: %s are not in --mixed-layers"
+                         % sorted(narrow - set(mixed_layers or ())))
     if mixed_layers is not None and bits == 8:
         bad = [i for i in mixed_layers if not 0 <= i < len(layers) or
                layers[i].type not in GEMM_TYPES]
@@ -738,13 +808,15 @@ def quantize(cfg, weights, calib, out, bits=8, mixed=False, method="maxabs", hea
         raised = {i: math.nan for i in mixed_layers}
         mixed = True
     elif mixed and bits == 8:
-        raised = choose_mixed(cfg, weights, cfg_text, sections, layers, w, cal, images[:4],
+        raised, narrow = choose_mixed(cfg, weights, cfg_text, sections, layers, w, cal, images[:4],
                               method, head_bits, weight_scale, mixed_budget, threads, quiet,
                               mixed_size)
     plans = make_plan(layers, w, cal, bits, method, head_bits,
-                      gemm_bits={i: 16 for i in raised}, weight_scale=weight_scale)
+                      gemm_bits={i: 16 for i in raised}, weight_scale=weight_scale,
+                      weight_bits={i: 8 for i in narrow})
     for i, g in raised.items():
-        plans[i].notes.append("raised to 16 bits (--mixed%s)" % (
+        plans[i].notes.append("raised to 16 bits%s (--mixed%s)" % (
+            ", weights kept at 8" if i in narrow else "",
             "" if math.isnan(g) else "; output noise -%.1f%%" % (100 * g)))
     qcfg, qpath = output_paths(os.fspath(out))
     mode = "%d-bit%s" % (bits, " mixed 8/16" if mixed else "")
@@ -762,7 +834,9 @@ def quantize(cfg, weights, calib, out, bits=8, mixed=False, method="maxabs", hea
         qsec = parse_cfg(text)
         for s in qsec:
             s.file = qcfg
-        n_corrected = correct_biases(layers, plans, qsec, qw, cal, inputs, quiet)
+        fpre = float_pre_activations(cfg, weights, inputs, layers, threads) \
+            if gain and weight_scale == "mult" else None
+        n_corrected = correct_biases(layers, plans, qsec, qw, cal, inputs, quiet, fpre)
     os.makedirs(os.path.dirname(os.path.abspath(qcfg)), exist_ok=True)
     with open(qcfg, "w", encoding="utf-8") as f:
         f.write(text)
@@ -803,6 +877,9 @@ def add_arguments(p):
     p.add_argument("--mixed-layers", metavar="I,J,...",
                    type=lambda s: [int(v) for v in s.split(",") if v.strip()],
                    help="raise exactly these layers to 16 bits (instead of measuring)")
+    p.add_argument("--mixed-narrow", metavar="I,J,...",
+                   type=lambda s: [int(v) for v in s.split(",") if v.strip()],
+                   help="of --mixed-layers, these keep 8-bit weights (16-bit input)")
     p.add_argument("--method", choices=("mse", "maxabs"), default="maxabs",
                    help="fractional length choice (default maxabs; both are reported)")
     p.add_argument("--weight-scale", choices=tuple(WEIGHT_SCALES), default=None,
@@ -836,7 +913,7 @@ def run_from_args(args):
                  check_images=check, threads=args.threads, quiet=args.quiet,
                  per_channel=args.per_channel, weight_scale=args.weight_scale,
                  bias_images=args.bias_images,
-                 mixed_layers=args.mixed_layers)
+                 mixed_layers=args.mixed_layers, narrow_layers=args.mixed_narrow)
     except (CfgError, CalibrationError, RangeOverflowError, qwf.QWeightsError, ValueError,
             OSError, errors.MdfiError) as e:
         print("weights_tools quantize: error: %s" % e, file=sys.stderr)

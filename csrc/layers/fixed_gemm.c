@@ -94,10 +94,10 @@ static mdfi_status gemm_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_par
     if (!l->q_in.bits || !l->q_w.bits || !out.bits)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s] needs all of fixed_in, "
                          "fixed_w and fixed_out", name, s->line, ctx->index, s->type);
-    if (l->q_in.bits != l->q_w.bits)
-        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s]: fixed_in and fixed_w must "
-                         "have the same bits (%d and %d)", name, mdfi_cfg_line(s, "fixed_w"),
-                         ctx->index, s->type, l->q_in.bits, l->q_w.bits);
+    if (l->q_in.bits < l->q_w.bits)   /* 8/8, 16/16, or 16-bit input with 8-bit weights */
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s]: fixed_w (%d bits) may not be "
+                         "wider than fixed_in (%d bits)", name, mdfi_cfg_line(s, "fixed_w"),
+                         ctx->index, s->type, l->q_w.bits, l->q_in.bits);
     if (l->in[0] >= 0)
         g.src = ctx->layers[l->in[0]].q_out;
     fx_gemm *p = malloc(sizeof *p);
@@ -233,12 +233,26 @@ static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
                              l->index, l->ops->name, o, l->q_in.bits - 1, (long long)bound,
                              l->q_w.bits, l->q_w.frac, l->q_in.bits, l->q_in.frac);
     }
-    p->kern = mdfi_qgemm_kernel_for(ctx->isa, bits);
+    /* The GEMM runs at the operand width; 8-bit weights of a 16-bit layer
+     * are widened (exactly) before packing. */
+    const int gbits = l->q_in.bits;
+    p->kern = mdfi_qgemm_kernel_for(ctx->isa, gbits);
     if (!p->kern)   /* this ISA has no variant of this width: the reference is exact too */
-        p->kern = mdfi_qgemm_kernel_for(MDFI_ISA_REF, bits);
+        p->kern = mdfi_qgemm_kernel_for(MDFI_ISA_REF, gbits);
     if (!p->kern)
         return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "layer %d: no %d-bit integer GEMM",
-                         l->index, bits);
+                         l->index, gbits);
+    if (gbits != bits) {
+        size_t nw = (size_t)M * p->k;
+        int16_t *wide = malloc((nw ? nw : 1) * sizeof *wide);
+        if (!wide)
+            return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory widening weights",
+                             l->index);
+        for (size_t j = 0; j < nw; ++j)
+            wide[j] = ((const int8_t *)p->weights)[j];
+        free(p->weights);
+        p->weights = wide;
+    }
     mdfi_aligned_free(p->packed);
     mdfi_aligned_free(p->stage);
     free(p->shift);
@@ -250,7 +264,7 @@ static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
     if (!p->packed || !p->shift)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory packing weights",
                          l->index);
-    size_t eb = (size_t)bits / 8;
+    size_t eb = (size_t)gbits / 8;
     for (int g = 0; g < p->groups; ++g)
         mdfi_qgemm_pack_a(p->kern, p->m, p->k,
                           (const char *)p->weights + (size_t)g * p->m * p->k * eb,
