@@ -10,10 +10,12 @@
    detections the quantized model also reports (same class, IoU >= 0.5, thresh
    0.5), mAP@0.5 ranks the quantized detections at thresh 0.005.  Variants:
    8-bit (the default), 8-bit with per-channel weight fractions, 8-bit with
-   mean-square-error fractions, mixed 8/16 (the default budgets: at most 50 %
-   of the MACs at 16 bits and a file at most 30 % of the float one), the same
-   with per-channel weight fractions, mixed with per-channel fractions at 75 %
-   of the MACs and no size limit, and 16-bit.  Then the model
+   per-channel multipliers, 8-bit with mean-square-error fractions, mixed 8/16
+   (the default budgets: at most 50 % of the MACs at 16 bits and a file at
+   most 30 % of the float one), the same with per-channel weight fractions and
+   with multipliers, the --int8 recipe (multipliers, 60 % of the MACs),
+   8-bit weights with 16-bit activations everywhere (multipliers), mixed with
+   per-channel fractions at 75 % of the MACs and no size limit, and 16-bit.  Then the model
    `mdfi.detect --int8` uses (calibrated on all of scikit-image's photos) on
    the photos it was not calibrated on.
 2. Full yolov3 and alexnet with generated weights (the golden generator):
@@ -38,7 +40,8 @@ GOLDEN = pathlib.Path(os.environ.get("MDFI_GOLDEN", ROOT.parent / "shared" / "go
 import mdfi  # noqa: E402
 from mdfi import models  # noqa: E402
 from weights_tools import evaluate as ev  # noqa: E402
-from weights_tools.quantize import cached_int8, compare, head_inputs, quantize  # noqa: E402
+from weights_tools.quantize import (INT8_RECIPE, cached_int8, compare, head_inputs,  # noqa: E402
+                                    quantize)
 from weights_tools import infer_layers, parse_cfg  # noqa: E402
 
 VARIANTS = [
@@ -49,6 +52,8 @@ VARIANTS = [
     ("mixed 8/16", dict(mixed=True)),
     ("mixed 8/16 per-channel", dict(mixed=True, per_channel=True)),
     ("mixed 8/16 multiplier", dict(mixed=True, weight_scale="mult")),
+    ("--int8 recipe", INT8_RECIPE),
+    ("w8a16 multiplier", dict(act_bits=16, weight_scale="mult")),
     ("mixed 75% per-channel", dict(mixed=True, mixed_budget=0.75, mixed_size=1.0,
                                    per_channel=True)),
     ("16-bit", dict(bits=16)),

@@ -50,7 +50,11 @@ def make_variant(name, cfg, weights, tmp):
     _, photos = calibration_photos()
     kw = {"mixed": dict(mixed=True), "16": dict(bits=16),
           "mixed-pc": dict(mixed=True, per_channel=True),
-          "mixed75-pc": dict(mixed=True, mixed_budget=0.75, mixed_size=1.0, per_channel=True)}[name]
+          "mixed75-pc": dict(mixed=True, mixed_budget=0.75, mixed_size=1.0, per_channel=True),
+          "mult": dict(weight_scale="mult"),
+          "mixed-mult": dict(mixed=True, weight_scale="mult"),
+          "mixed60-mult": dict(mixed=True, weight_scale="mult", mixed_budget=0.6),
+          "w8a16-mult": dict(act_bits=16, weight_scale="mult")}[name]
     with contextlib.redirect_stdout(io.StringIO()):
         r = quantize(cfg, weights, photos, os.path.join(tmp, name), quiet=True,
                      check_images=False, **kw)
@@ -63,7 +67,8 @@ def main(argv=None):
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--variants", nargs="+", default=["int8"],
-                   choices=("int8", "mixed", "mixed-pc", "mixed75-pc", "16"))
+                   choices=("int8", "mixed", "mixed-pc", "mixed75-pc", "16", "mult", "mixed-mult",
+                            "mixed60-mult", "w8a16-mult"))
     p.add_argument("--top", type=int, default=8, help="layers in the per-layer table")
     p.add_argument("--ghz", type=float, help="CPU clock for MACs/cycle (default /proc/cpuinfo)")
     p.add_argument("--json", help="also write the results here")

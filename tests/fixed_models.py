@@ -43,11 +43,17 @@ def random_qweights(layers_spec, n_layers, seed=0, scale=None):
     rng = np.random.default_rng(seed)
     qw = qwf.QWeights(n_layers)
     for i, (kind, m, k, groups, fin, fw, fout) in layers_spec.items():
-        fw_ = Fmt(*fw) if fw[1] != "ch" else Fmt(fw[0], 0)
+        fw_ = Fmt(*fw) if fw[1] not in ("ch", "mul") else Fmt(fw[0], 0)
         lim = scale or (100 if fw_.bits == 8 else 300)
         w = rng.integers(-lim, lim + 1, (m, k)).astype(fw_.dtype)
         b = rng.integers(-2000, 2001, m).astype(np.int32)
-        mode, fr = (1, rng.integers(3, 9, m).astype(np.int8)) if fw[1] == "ch" else (0, None)
+        mode, fr, mu = 0, None, None
+        if fw[1] == "ch":
+            mode, fr = 1, rng.integers(3, 9, m).astype(np.int8)
+        elif fw[1] == "mul":   # multipliers of any size, shifts up to 37
+            mode, fr = 2, rng.integers(14, 26, m).astype(np.int8)
+            mu = rng.integers(1, qwf.MULT_MAX + 1, m).astype(np.int32)
+            mu[:2] = (1, qwf.MULT_MAX)
         qw.records[i] = qwf.QRecord(i, kind, groups, fin, (fw_.bits, fw_.frac), fout, b, w,
-                                    mode, fr)
+                                    mode, fr, mu)
     return qw

@@ -14,6 +14,7 @@ import mdfi
 from cbuild import build
 from fixed_models import calibration_photos, quantized
 from weights_tools import evaluate as ev
+from weights_tools.quantize import INT8_CACHE_TAG
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +83,11 @@ def test_detect_int8_option(golden, tiny_model):
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert sorted(d["label"] for d in out["detections"]) == ["dog", "dog", "horse", "person"]
-    cached = os.path.splitext(str(tiny_model["weights"]))[0] + ".int8-v1.qweights"
+    cached = os.path.splitext(str(tiny_model["weights"]))[0] + "." + INT8_CACHE_TAG + ".qweights"
     assert os.path.exists(cached)
+    # the recipe: 8-bit weights with multipliers, some layers with 16-bit input
+    text = open(cached[:-len(".qweights")] + ".cfg").read()
+    assert "fixed_w=8:mul" in text and "fixed_in=16:" in text
 
 
 @pytest.mark.slow

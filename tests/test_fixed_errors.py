@@ -89,7 +89,8 @@ def test_cfg_formats_inconsistent_with_weights(tiny8, tmp_path, key, value, need
     (("fixed_out=8:3\nfilters=12", "fixed_out=8:99\nfilters=12"), "FRAC in -16..31"),
     (("[maxpool]\nfixed_out=8:2", "[maxpool]\nfixed_w=8:2\nfixed_out=8:2"), "fixed_w is not allowed"),
     (("[softmax]", "[softmax]\nfixed_out=8:2"), "no fixed-point form"),
-    (("fixed_in=16:2\nfixed_w=16:9", "fixed_in=8:2\nfixed_w=16:9"), "same bits"),
+    (("fixed_in=16:2\nfixed_w=16:9", "fixed_in=8:2\nfixed_w=16:9"), "wider than fixed_in"),
+    (("fixed_in=16:9\nfixed_w=8:mul", "fixed_in=16:9\nfixed_w=8:mult"), "BITS:FRAC"),
     (("[avgpool]\nfixed_out=16:8\n", "[avgpool]\n"), "no fixed_\\* keys but reads layer"),
     (("fixed_in=8:6\nfixed_w=8:7\n", ""), "needs all of fixed_in"),
 ])
@@ -107,8 +108,8 @@ def test_accumulator_overflow_is_refused(tmp_path):
     spec = {0: (1, 12, 27, 1, (8, 6), (8, 7), (8, 3)),
             2: (1, 12, 36, 3, (16, 2), (16, 9), (16, 7)),
             3: (1, 12, 12, 1, (8, 5), (8, "ch"), (8, 4)),
-            9: (1, 10, 108, 1, (16, 9), (16, 10), (8, 1)),
-            12: (2, 7, 10, 1, (8, 3), (8, 8), (16, 9))}
+            9: (1, 10, 108, 1, (16, 9), (8, "mul"), (8, 1)),
+            12: (2, 7, 10, 1, (8, 3), (8, "mul"), (16, 9))}
     qw = random_qweights(spec, 14, scale=20000)   # 16-bit layers: sum|w| * 2^15 > 2^31
     qwf.write(tmp_path / "big.qweights", qw)
     with pytest.raises(mdfi.WeightsError, match="int32 accumulator can overflow"):
@@ -193,3 +194,35 @@ def test_range_overflow_is_reported(tmp_path):
     assert r["sqnr"][-1] > 20
     with pytest.raises(wt.CfgError, match="already quantized"):
         quantize(r["cfg"], weights, [img], tmp_path / "q2", quiet=True, report=False)
+
+
+def test_multiplier_out_of_range_is_refused(tmp_path):
+    """fixed_w=B:mul: a multiplier outside 1..32767 in the file is an error naming the layer."""
+    cfg, qpath = synth_net(tmp_path)
+    qw = qwf.read(qpath)
+    with pytest.raises(qwf.QWeightsError, match="multipliers must be"):
+        qw.records[9].mults[0] = 0
+        qwf.to_bytes(qw)
+    qw = qwf.read(qpath)
+    data = bytearray(open(qpath, "rb").read()[:-4])
+    at = data.index(qw.records[9].mults.astype("<i4").tobytes())
+    data[at:at + 4] = (40000).to_bytes(4, "little")
+    import struct
+    import zlib
+    bad = tmp_path / "bad.qweights"
+    bad.write_bytes(bytes(data) + struct.pack("<I", zlib.crc32(bytes(data))))
+    with pytest.raises(qwf.QWeightsError, match="layer 9: a multiplier is outside 1..32767"):
+        qwf.read(bad)
+    with pytest.raises(mdfi.WeightsError, match="layer 9: output 0's multiplier 40000 is outside"):
+        mdfi.Network(cfg, bad)
+
+
+def test_weight_scale_options_are_checked(tiny_model, tmp_path):
+    common = ["python", "-m", "weights_tools", "quantize", "--cfg", str(tiny_model["cfg"]),
+              "--weights", str(tiny_model["weights"]), "--calib", str(tmp_path), "-o",
+              str(tmp_path / "o")]
+    for extra, needle in ((["--per-channel", "--weight-scale", "mult"], "contradicts"),
+                          (["--mixed-layers", "0,2", "--mixed-narrow", "4"], "not in --mixed-layers"),
+                          (["--act-bits", "16", "--mixed"], "already raises every layer")):
+        res = subprocess.run(common + extra, capture_output=True, text=True)
+        assert res.returncode == 1 and needle in res.stderr, (extra, res.stderr)

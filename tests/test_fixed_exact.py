@@ -80,8 +80,9 @@ def test_tiny_mixed_16bit_and_per_channel_equal_reference(golden, tiny_model, va
         recs = qwf.read(qpath).records.values()
         mults = np.concatenate([rec.mults for rec in recs])
         assert mults.min() >= 1 and mults.max() < 1 << 15
-        # 8-bit layers keep full 15-bit multipliers (16-bit ones may reach w_frac 31 first)
-        assert min(rec.mults.min() for rec in recs if rec.w_fmt[0] == 8) >= 1 << 14
+        # 8-bit layers: 15-bit multipliers, moved by the gain correction (at most 1/1.25);
+        # 16-bit ones may reach w_frac 31 first
+        assert min(rec.mults.min() for rec in recs if rec.w_fmt[0] == 8) > (1 << 14) / 1.26
         assert len(np.unique(mults)) > 100, "the scales are not powers of two"
 
 
@@ -143,7 +144,7 @@ size=2
 stride=1
 [convolutional]
 fixed_in=16:9
-fixed_w=16:10
+fixed_w=8:mul
 fixed_out=8:1
 filters=10
 size=3
@@ -156,7 +157,7 @@ probability=.5
 fixed_out=16:8
 [connected]
 fixed_in=8:3
-fixed_w=8:8
+fixed_w=8:mul
 fixed_out=16:9
 output=7
 activation=leaky
@@ -171,8 +172,8 @@ def synth_net(tmp_path, seed=0, scale=None):
         0: (1, 12, 27, 1, (8, 6), (8, 7), (8, 3)),
         2: (1, 12, 4 * 9, 3, (16, 2), (16, 9), (16, 7)),
         3: (1, 12, 12, 1, (8, 5), (8, "ch"), (8, 4)),
-        9: (1, 10, 12 * 9, 1, (16, 9), (16, 10), (8, 1)),
-        12: (2, 7, 10, 1, (8, 3), (8, 8), (16, 9)),
+        9: (1, 10, 12 * 9, 1, (16, 9), (8, "mul"), (8, 1)),     # 16-bit input, 8-bit weights
+        12: (2, 7, 10, 1, (8, 3), (8, "mul"), (16, 9)),
     }
     qw = random_qweights(spec, 14, seed, scale)
     qpath = tmp_path / "synth.qweights"
