@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
 from cbuild import build
@@ -64,6 +65,20 @@ def test_sanitizer_build_detect_and_bad_inputs(golden, tiny_model, tmp_path):
                              timeout=600, env=SAN_ENV)
         assert res.returncode == 0, (driver.name, res.stdout[-3000:], res.stderr[-3000:])
         assert_clean(res.stderr)
+    # every fixed-point layer type (multipliers, 16-bit input with 8-bit weights, ...) under
+    # the sanitizers, with the same integers as the native build
+    from test_fixed_exact import synth_net
+    cfg, qpath = synth_net(tmp_path)
+    np.random.default_rng(5).normal(0, 1.5, (3, 11, 13)).astype("<f4").tofile(tmp_path / "x.f32")
+    outs = []
+    for exe in (san / "tests" / "test_fixed", build(targets=("all", "tests")) / "tests" /
+                "test_fixed"):
+        res = subprocess.run([str(exe), str(cfg), str(qpath), str(tmp_path / "x.f32")],
+                             capture_output=True, text=True, timeout=300, env=SAN_ENV)
+        assert res.returncode == 0 and res.stdout.endswith("ok\n"), res.stderr
+        assert_clean(res.stderr)
+        outs.append(res.stdout.splitlines()[1:])
+    assert outs[0] == outs[1] and len(outs[0]) >= 10
 
 
 def tools_for(arch):
