@@ -241,3 +241,20 @@ def test_mixed_choice_respects_the_size_budget(tiny_model, size=0.27):
     macs = {i: gemm_macs(layers[i]) for i in range(len(layers)) if layers[i].type ==
             "convolutional"}
     assert sum(macs[p.index] for p in raised) <= 0.5 * sum(macs.values())
+
+
+def test_yolo_head_lookup_equals_dequantize_and_logistic(golden, tiny8):
+    """The fixed [yolo] head takes the logistic from a table of every input integer; the
+    floats must be those of dequantizing and applying Darknet's logistic (in double)."""
+    x = np.load(golden / "yolov3-tiny" / "eagle.input.npy")
+    with mdfi.Network(*tiny8, keep_outputs=True) as net:
+        net.forward(x)
+        for head in (16, 23):
+            q, frac = net.layer_output_int(head - 1)
+            d = q.astype(np.float64) * 2.0 ** -frac
+            want = (1 / (1 + np.exp(-d))).astype(np.float32)
+            raw = np.isin(np.arange(q.shape[0]) % 85, (2, 3))      # w, h stay raw
+            want[raw] = d[raw].astype(np.float32)
+            got = net.layer_output(head)
+            assert np.abs(got - want).max() <= 6e-8          # at most one float32 ulp (libm)
+            assert np.mean(got == want) > 0.999

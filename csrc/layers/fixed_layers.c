@@ -1,6 +1,8 @@
 /* Fixed-point [maxpool], [avgpool], [upsample], [route], [shortcut] and the
- * float heads [yolo] / [softmax] that dequantize their integer input.
+ * float heads [yolo] / [softmax] that dequantize their integer input (the
+ * yolo head through a table of the logistic).
  * Shapes, keys and their checks come from the float layers' parse. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -359,22 +361,77 @@ static mdfi_status head_parse(const char *type, mdfi_layer *l, mdfi_cfg_section 
     return MDFI_OK;
 }
 
+/* The fixed [yolo] head: the spec first (the net decodes boxes through it as
+ * an mdfi_yolo_spec), then the logistic of every integer the input format
+ * can hold, made at prepare with the float layer's own function: a lookup
+ * gives bit-identical floats to dequantizing and applying the logistic. */
+typedef struct {
+    mdfi_yolo_spec spec;
+    float *logistic;     /* [2^bits], index q - qmin */
+} fx_yolo;
+
 static mdfi_status yolo_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                               mdfi_errbuf *err)
 {
-    return head_parse("yolo", l, s, ctx, err);
+    MDFI_CHECK(head_parse("yolo", l, s, ctx, err));
+    fx_yolo *y = calloc(1, sizeof *y);
+    if (!y)
+        return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
+    y->spec = *(const mdfi_yolo_spec *)l->priv;
+    free(l->priv);
+    l->priv = y;
+    return MDFI_OK;
+}
+
+static mdfi_status yolo_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_errbuf *err)
+{
+    (void)ctx;
+    fx_yolo *y = l->priv;
+    const size_t n = (size_t)1 << l->q_in.bits;
+    const int32_t qmin = -(int32_t)(n / 2);
+    free(y->logistic);
+    if (!(y->logistic = malloc(n * sizeof *y->logistic)))
+        return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
+    const float scale = ldexpf(1.f, -l->q_in.frac);
+    for (size_t i = 0; i < n; ++i)
+        y->logistic[i] = (float)(qmin + (int32_t)i) * scale;   /* as mdfi_fx_dequantize */
+    mdfi_activate(y->logistic, n, MDFI_ACT_LOGISTIC);
+    l->param_bytes = n * sizeof *y->logistic;
+    return MDFI_OK;
 }
 
 static void yolo_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
-    const mdfi_yolo_spec *y = l->priv;
+    const fx_yolo *y = l->priv;
     const size_t plane = (size_t)l->out_h * l->out_w;
-    mdfi_fx_dequantize(ctx->in[0], l->q_in, ctx->out, mdfi_layer_outputs(l));
-    for (int a = 0; a < y->n_mask; ++a) {
-        float *base = ctx->out + (size_t)a * (y->classes + 5) * plane;
-        mdfi_activate(base, 2 * plane, MDFI_ACT_LOGISTIC);
-        mdfi_activate(base + 4 * plane, (size_t)(1 + y->classes) * plane, MDFI_ACT_LOGISTIC);
+    const int bits = l->q_in.bits;
+    const float *lut = y->logistic + ((size_t)1 << (bits - 1));   /* lut[q] for signed q */
+    const int chans = y->spec.n_mask * (y->spec.classes + 5);
+    for (int c = 0; c < chans; ++c) {
+        const int k = c % (y->spec.classes + 5);
+        const size_t at = (size_t)c * plane;
+        float *out = ctx->out + at;
+        if (k == 2 || k == 3) {          /* w, h stay raw */
+            mdfi_fx_dequantize((const char *)ctx->in[0] + at * (size_t)(bits / 8), l->q_in, out,
+                               plane);
+        } else if (bits == 8) {
+            const int8_t *q = (const int8_t *)ctx->in[0] + at;
+            for (size_t i = 0; i < plane; ++i)
+                out[i] = lut[q[i]];
+        } else {
+            const int16_t *q = (const int16_t *)ctx->in[0] + at;
+            for (size_t i = 0; i < plane; ++i)
+                out[i] = lut[q[i]];
+        }
     }
+}
+
+static void yolo_destroy(mdfi_layer *l)
+{
+    fx_yolo *y = l->priv;
+    if (y)
+        free(y->logistic);
+    free(y);
 }
 
 static mdfi_status softmax_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
@@ -391,10 +448,9 @@ static void softmax_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
     mdfi_layer_find("softmax")->forward(l, &c);
 }
 
-static void head_destroy(mdfi_layer *l)
+static void softmax_destroy(mdfi_layer *l)
 {
-    const mdfi_layer_ops *fl = mdfi_layer_find(l->ops == &mdfi_fixed_yolo_ops ? "yolo"
-                                                                               : "softmax");
+    const mdfi_layer_ops *fl = mdfi_layer_find("softmax");
     if (fl->destroy)
         fl->destroy(l);
     else
@@ -411,10 +467,10 @@ const mdfi_layer_ops mdfi_fixed_route_ops = {"route", route_parse, NULL, NULL, r
                                              free_priv};
 const mdfi_layer_ops mdfi_fixed_shortcut_ops = {"shortcut", shortcut_parse, NULL, NULL,
                                                 shortcut_forward, free_priv};
-const mdfi_layer_ops mdfi_fixed_yolo_ops = {"yolo", yolo_parse, NULL, NULL, yolo_forward,
-                                            head_destroy};
+const mdfi_layer_ops mdfi_fixed_yolo_ops = {"yolo", yolo_parse, NULL, yolo_prepare,
+                                            yolo_forward, yolo_destroy};
 const mdfi_layer_ops mdfi_fixed_softmax_ops = {"softmax", softmax_parse, NULL, NULL,
-                                               softmax_forward, head_destroy};
+                                               softmax_forward, softmax_destroy};
 
 int mdfi_layer_is_yolo(const mdfi_layer *l)
 {
