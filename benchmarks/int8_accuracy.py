@@ -19,7 +19,8 @@
    `mdfi.detect --int8` uses (calibrated on all of scikit-image's photos) on
    the photos it was not calibrated on.
 2. Full yolov3 and alexnet with generated weights (the golden generator):
-   output SQNR of every layer, 8-bit / mixed 8/16 (alexnet) / 16-bit,
+   output SQNR of every layer, 8-bit / mixed 8/16 (alexnet) / 8-bit weights
+   with multipliers and 16-bit activations / 16-bit,
    calibrated on 4 scikit-image photos, measured on the 4 golden photos and
    the golden synthetic input.
 """
@@ -134,6 +135,7 @@ def synthetic_tables(work, names):
         variants = [("8-bit", dict(bias_images=2))]
         if name == "alexnet":
             variants.append(("mixed", dict(mixed=True, bias_images=2)))
+        variants.append(("w8a16", dict(act_bits=16, weight_scale="mult", bias_images=2)))
         variants.append(("16-bit", dict(bits=16, bias_images=2)))
         cols = []
         for vname, kw in variants:
