@@ -8,10 +8,15 @@ reported.  Then the per-layer times of the int8 network (its top layers) and the
 int8 multiply-accumulates per cycle, at the clock /proc/cpuinfo reports (or --ghz).
 
 The int8 model is the one `python -m mdfi.detect --int8` uses (made on first use,
-calibrated on scikit-image's photos); the mixed (the default budgets: <= 50 % of
-the MACs at 16 bits, file <= 30 % of the float one), mixed-pc (the same with
-per-channel weight fractions), mixed75-pc (75 % of the MACs, no size limit,
-per-channel) and 16-bit models are quantized here on the same photos.
+calibrated on scikit-image's photos: 8-bit weights with multipliers, 16-bit
+input in the layers --mixed picks, up to 60 % of the MACs); the others are
+quantized here on the same photos: 8bit (the quantize default: all 8-bit,
+power-of-two scales), mult (all 8-bit, multipliers), mixed (the default
+budgets: <= 50 % of the MACs at 16 bits, file <= 30 % of the float one),
+mixed-pc / mixed-mult (the same with per-channel powers of two / multipliers),
+mixed75-pc (75 % of the MACs, no size limit, per-channel), w8a16-mult (8-bit
+weights with multipliers, 16-bit activations everywhere) and 16-bit.  The
+per-layer table is for the first variant listed.
 """
 import argparse
 import contextlib
@@ -48,12 +53,11 @@ def make_variant(name, cfg, weights, tmp):
     if name == "int8":
         return cached_int8(cfg, weights)
     _, photos = calibration_photos()
-    kw = {"mixed": dict(mixed=True), "16": dict(bits=16),
+    kw = {"8bit": {}, "mixed": dict(mixed=True), "16": dict(bits=16),
           "mixed-pc": dict(mixed=True, per_channel=True),
           "mixed75-pc": dict(mixed=True, mixed_budget=0.75, mixed_size=1.0, per_channel=True),
           "mult": dict(weight_scale="mult"),
           "mixed-mult": dict(mixed=True, weight_scale="mult"),
-          "mixed60-mult": dict(mixed=True, weight_scale="mult", mixed_budget=0.6),
           "w8a16-mult": dict(act_bits=16, weight_scale="mult")}[name]
     with contextlib.redirect_stdout(io.StringIO()):
         r = quantize(cfg, weights, photos, os.path.join(tmp, name), quiet=True,
@@ -67,8 +71,8 @@ def main(argv=None):
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--variants", nargs="+", default=["int8"],
-                   choices=("int8", "mixed", "mixed-pc", "mixed75-pc", "16", "mult", "mixed-mult",
-                            "mixed60-mult", "w8a16-mult"))
+                   choices=("int8", "8bit", "mult", "mixed", "mixed-pc", "mixed-mult",
+                            "mixed75-pc", "w8a16-mult", "16"))
     p.add_argument("--top", type=int, default=8, help="layers in the per-layer table")
     p.add_argument("--ghz", type=float, help="CPU clock for MACs/cycle (default /proc/cpuinfo)")
     p.add_argument("--json", help="also write the results here")
@@ -122,7 +126,7 @@ def main(argv=None):
             ratio = " | %.2fx OpenCV fp32" % (med[k] / base) if base else ""
             print("  %-12s %8.2f / %8.2f ms  (%s)%s" % (k, med[k], min(times[k]), kern, ratio))
 
-        # per-layer profile of the int8 network
+        # per-layer profile of the first variant
         key = "MDFI " + args.variants[0]
         net = engines[key]
         net.set_profile(True)
@@ -154,7 +158,7 @@ def main(argv=None):
             whole = total_macs / (med[key] * 1e-3) / (ghz * 1e9)
             conv = total_macs / (gemm_ms * 1e-3) / (ghz * 1e9)
             summary.update(macs_per_cycle_whole=whole, macs_per_cycle_gemm=conv)
-            print("\n%s: %.2f G int8 MACs; %.1f MACs/cycle over the whole forward, %.1f in the "
+            print("\n%s: %.2f G integer MACs; %.1f MACs/cycle over the whole forward, %.1f in the "
                   "conv layers (at %.2f GHz, %d thread(s))"
                   % (key, total_macs / 1e9, whole, conv, ghz, args.threads))
         for e in engines.values():

@@ -206,6 +206,20 @@ def _acc_bound(w_q, b_q, in_bits):
     return int(_row_bounds(w_q, b_q, in_bits).max()) if w_q.size else 0
 
 
+def _set_channel_weights(plan, w, w_q, b_q, fr, mults=None):
+    """Stores per-channel weights (fixed_w=B:ch, or B:mul with mults) and their SQNR."""
+    scale = 2.0 ** -fr if mults is None else mults * 2.0 ** -fr
+    e = float(((w - w_q.astype(np.float64) * scale[:, None]) ** 2).sum())
+    energy = float((w ** 2).sum())
+    db = math.inf if e == 0 else 10 * math.log10(energy / e) if energy else -math.inf
+    plan.w_sqnr = {"maxabs": (None, db), "mse": (None, db)}
+    plan.w = Fmt(plan.w.bits, 0)
+    plan.w_fracs = fr.astype(np.int8)
+    plan.mults = None if mults is None else mults.astype(np.int32)
+    plan.w_q = w_q
+    plan.bias_q = b_q.astype(np.int32)
+
+
 def _quantize_gemm_channels(plan, w, b, method):
     """Per-channel power-of-two weight fractions (fixed_w=BITS:ch)."""
     bits = plan.w.bits
@@ -232,15 +246,7 @@ def _quantize_gemm_channels(plan, w, b, method):
         fr[r], w_q[r], b_q[r] = f, wr, br
     if lowered:
         plan.notes.append("%d channels' weight F lowered for the int32 accumulator" % lowered)
-    back = w_q.astype(np.float64) * 2.0 ** -fr[:, None]
-    e = float(((w - back) ** 2).sum())
-    energy = float((w ** 2).sum())
-    db = math.inf if e == 0 else 10 * math.log10(energy / e) if energy else -math.inf
-    plan.w_sqnr = {"maxabs": (None, db), "mse": (None, db)}
-    plan.w = Fmt(bits, 0)
-    plan.w_fracs = fr.astype(np.int8)
-    plan.w_q = w_q
-    plan.bias_q = b_q.astype(np.int32)
+    _set_channel_weights(plan, w, w_q, b_q, fr)
 
 
 MULT_BITS = 15   # multipliers are 2^14 .. 2^15-1: a 16-bit signed operand in hardware
@@ -310,16 +316,7 @@ def _quantize_gemm_mult(plan, w, b, method):
         fr[r], mu[r], w_q[r], b_q[r] = f, mult, wr, br
     if raised:
         plan.notes.append("%d channels' weight scale raised for the int32 accumulator" % raised)
-    back = w_q.astype(np.float64) * (mu * 2.0 ** -fr)[:, None]
-    e = float(((w - back) ** 2).sum())
-    energy = float((w ** 2).sum())
-    db = math.inf if e == 0 else 10 * math.log10(energy / e) if energy else -math.inf
-    plan.w_sqnr = {"maxabs": (None, db), "mse": (None, db)}
-    plan.w = Fmt(bits, 0)
-    plan.w_fracs = fr.astype(np.int8)
-    plan.mults = mu.astype(np.int32)
-    plan.w_q = w_q
-    plan.bias_q = b_q.astype(np.int32)
+    _set_channel_weights(plan, w, w_q, b_q, fr, mu)
 
 
 def _quantize_gemm(plan, w, b, method):
