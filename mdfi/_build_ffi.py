@@ -69,6 +69,7 @@ typedef struct {
     int in_bits, in_frac;
     int w_bits, w_frac;
     const char *kernel;
+    int w_scale;
 } mdfi_layer_format;
 mdfi_status mdfi_net_layer_format(const mdfi_net *net, int index, mdfi_layer_format *fmt);
 mdfi_status mdfi_net_layer_output_int(const mdfi_net *net, int index, const void **data,

@@ -29,11 +29,14 @@ class LayerInfo:
 @dataclasses.dataclass(frozen=True)
 class LayerFormat:
     """A layer's fixed-point formats as (bits, frac) pairs (value = q * 2^-frac);
-    None where the layer has none (float output, no weights)."""
+    None where the layer has none (float output, no weights).  With per-channel
+    weight scales (weight_scale "channel" or "mult") the weights' frac is 0 and
+    the per-channel scales live in the .qweights file."""
     output: tuple
     input: tuple
     weights: tuple
     kernel: str     # integer GEMM variant ("" for layers without one)
+    weight_scale: str = ""   # "layer", "channel" or "mult" for weighted layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +128,8 @@ class Network:
         self._call(lib.mdfi_net_layer_format(self._handle(), index % len(self.layers), f))
         pair = lambda b, q: (b, q) if b else None  # noqa: E731
         return LayerFormat(pair(f.out_bits, f.out_frac), pair(f.in_bits, f.in_frac),
-                           pair(f.w_bits, f.w_frac), ffi.string(f.kernel).decode())
+                           pair(f.w_bits, f.w_frac), ffi.string(f.kernel).decode(),
+                           ("layer", "channel", "mult")[f.w_scale] if f.w_bits else "")
 
     @property
     def arena_bytes(self):

@@ -1,11 +1,13 @@
 """Fixed-point pipeline: the C layers give exactly the integers of the numpy reference
 (weights_tools/fixed_ref.py) for every layer, every kernel path and thread count."""
 import os
+import subprocess
 
 import numpy as np
 import pytest
 
 import mdfi
+from cbuild import build
 from conftest import IMAGES, available_kernels
 from fixed_models import quantized, random_qweights
 import weights_tools as wt
@@ -73,6 +75,9 @@ def test_tiny_mixed_16bit_and_per_channel_equal_reference(golden, tiny_model, va
     assert widths == {"mixed": {8, 16}, "16bit": {16}, "per_channel": {8}, "mult": {8},
                       "mixed_mult": {8, 16}}[variant]
     text = open(cfg).read()
+    scales = {f.weight_scale for f in fmts if f.weights}
+    assert scales == {"per_channel": {"channel"}, "mult": {"mult"},
+                      "mixed_mult": {"mult"}}.get(variant, {"layer"})
     if variant == "per_channel":
         assert "fixed_w=8:ch" in text
     if variant in ("mult", "mixed_mult"):
@@ -84,6 +89,9 @@ def test_tiny_mixed_16bit_and_per_channel_equal_reference(golden, tiny_model, va
         # 16-bit ones may reach w_frac 31 first
         assert min(rec.mults.min() for rec in recs if rec.w_fmt[0] == 8) > (1 << 14) / 1.26
         assert len(np.unique(mults)) > 100, "the scales are not powers of two"
+        res = subprocess.run([str(build() / "mdfi"), "info", cfg, qpath], capture_output=True,
+                             text=True)
+        assert res.returncode == 0 and " w 8:mul" in res.stdout, res.stderr
 
 
 # ----------------------------------------------------------------------------- every layer type

@@ -48,7 +48,10 @@ int cmd_info(int argc, char **argv)
             printf("  %s", li.activation);
         mdfi_layer_format qf;
         if (mdfi_net_is_fixed(net) && mdfi_net_layer_format(net, i, &qf) == MDFI_OK) {
-            if (qf.w_bits)
+            if (qf.w_bits && qf.w_scale)
+                printf("  in %d:%d w %d:%s", qf.in_bits, qf.in_frac, qf.w_bits,
+                       qf.w_scale == 1 ? "ch" : "mul");
+            else if (qf.w_bits)
                 printf("  in %d:%d w %d:%d", qf.in_bits, qf.in_frac, qf.w_bits, qf.w_frac);
             if (qf.out_bits)
                 printf("  out %d:%d", qf.out_bits, qf.out_frac);

@@ -595,6 +595,7 @@ mdfi_status mdfi_net_layer_format(const mdfi_net *net, int index, mdfi_layer_for
     fmt->w_bits = gemm ? l->q_w.bits : 0;
     fmt->w_frac = gemm ? l->q_w.frac : 0;
     fmt->kernel = mdfi_fixed_kernel_name(l);
+    fmt->w_scale = mdfi_fixed_weight_scale(l);
     return MDFI_OK;
 }
 

@@ -108,6 +108,9 @@ typedef struct {
                                  integer layers: in[0]'s format; 0 = float */
     int w_bits, w_frac;       /* conv/connected weights; 0 = none */
     const char *kernel;       /* integer GEMM variant after prepare, else "" */
+    int w_scale;              /* weights: 0 one power of two (w_frac), 1 a power of two per
+                                 output channel (fixed_w=B:ch), 2 a multiplier and a power
+                                 of two per output channel (fixed_w=B:mul) */
 } mdfi_layer_format;
 mdfi_status mdfi_net_layer_format(const mdfi_net *net, int index, mdfi_layer_format *fmt);
 /* A fixed-point layer's output: int8_t (bits 8) or int16_t (bits 16) values,

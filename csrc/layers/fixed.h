@@ -43,6 +43,9 @@ mdfi_status mdfi_fixed_check_weights(const mdfi_layer *layers, int n, const char
 mdfi_status mdfi_fixed_load(mdfi_layer *l, const mdfi_qweights *q, mdfi_errbuf *err);
 /* The integer GEMM variant a fixed layer runs ("" for layers without one). */
 const char *mdfi_fixed_kernel_name(const mdfi_layer *l);
+/* A fixed conv/connected layer's weight scales: 0 per layer, 1 per channel
+ * (powers of two), 2 per channel with multipliers; 0 for other layers. */
+int mdfi_fixed_weight_scale(const mdfi_layer *l);
 
 /* ---- arithmetic shared by the fixed layers (docs/fixed-point.md) ---------- */
 

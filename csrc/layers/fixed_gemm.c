@@ -358,6 +358,11 @@ static void gemm_destroy(mdfi_layer *l)
     free(p);
 }
 
+int mdfi_fixed_weight_scale(const mdfi_layer *l)
+{
+    return is_gemm(l) ? ((const fx_gemm *)l->priv)->per_channel : 0;
+}
+
 const char *mdfi_fixed_kernel_name(const mdfi_layer *l)
 {
     const fx_gemm *p = is_gemm(l) ? l->priv : NULL;
