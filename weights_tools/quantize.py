@@ -354,6 +354,22 @@ WEIGHT_SCALES = {"layer": _quantize_gemm, "channel": _quantize_gemm_channels,
                  "mult": _quantize_gemm_mult}
 
 
+W8A16_MAX_LOSS_DB = 6.0   # weight SQNR a 16-bit input may cost 8-bit weights (one bit)
+
+
+def _w8_fits_16bit_input(layer, src, folded, quantize_gemm, method):
+    """Whether 8-bit weights keep (nearly) their own scale beside a 16-bit
+    input: the accumulator bound sum|w_q| * 2^15 + |bias| < 2^31 may coarsen
+    them; more than W8A16_MAX_LOSS_DB of weight SQNR lost is not worth it."""
+    def weight_db(in_bits):
+        p = LayerPlan(layer.index, layer.type)
+        p.fin = Fmt(in_bits, frac_maxabs(src.max_abs, in_bits, "layer %d input" % layer.index))
+        p.w = Fmt(8, 0)
+        quantize_gemm(p, *folded, method)
+        return p.w_sqnr.get("chosen", p.w_sqnr[method])[1]
+    return weight_db(16) >= weight_db(8) - W8A16_MAX_LOSS_DB
+
+
 def make_plan(layers, weights, calib, bits=8, method="maxabs", head_bits=16, gemm_bits=None,
               tensor_bits=None, weight_scale="layer", weight_bits=None):
     """Chooses every format; returns [LayerPlan].  gemm_bits / tensor_bits:
@@ -400,6 +416,17 @@ def make_plan(layers, weights, calib, bits=8, method="maxabs", head_bits=16, gem
     # bits of every tensor; -1 is the network input (float)
     forced, gemm_bits = gemm_bits or {}, {i: bits for i in folded}
     gemm_bits.update({i: b for i, b in forced.items() if i in gemm_bits})
+    weight_bits = dict(weight_bits or {})
+    kept8 = []
+    for i in sorted(weight_bits):
+        # 16-bit input with 8-bit weights only where the int32 accumulator bound
+        # leaves the weights (nearly) their 8-bit scale; else 8-bit input
+        if gemm_bits.get(i) == 16 and weight_bits[i] == 8 and \
+                not _w8_fits_16bit_input(layers[i], tensor(inputs[i][0]), folded[i],
+                                         quantize_gemm, method):
+            gemm_bits[i] = 8
+            del weight_bits[i]
+            kept8.append(i)
     out_bits = [bits] * n
 
     def widen(j):
@@ -462,6 +489,9 @@ def make_plan(layers, weights, calib, bits=8, method="maxabs", head_bits=16, gem
                 if s.bits - 1 + f - s.frac > 30:
                     raise RangeOverflowError("layer %d [shortcut]: inputs %s and %s are too far "
                                              "apart to add in int32" % (i, fa, fb))
+    for i in kept8:
+        plans[i].notes.append("kept at 8-bit input: with 16-bit input the int32 accumulator "
+                              "would cost its 8-bit weights over %g dB" % W8A16_MAX_LOSS_DB)
     return plans
 
 
@@ -819,6 +849,8 @@ def quantize(cfg, weights, calib, out, bits=8, mixed=False, method="maxabs", hea
                       gemm_bits={i: 16 for i in raised}, weight_scale=weight_scale,
                       weight_bits={i: 8 for i in narrow})
     for i, g in raised.items():
+        if plans[i].fin.bits != 16:
+            continue     # kept at 8 bits (make_plan says why)
         plans[i].notes.append("raised to 16 bits%s (--mixed%s)" % (
             ", weights kept at 8" if i in narrow else "",
             "" if math.isnan(g) else "; output noise -%.1f%%" % (100 * g)))
