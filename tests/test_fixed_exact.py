@@ -266,3 +266,46 @@ def test_yolo_head_lookup_equals_dequantize_and_logistic(golden, tiny8):
             got = net.layer_output(head)
             assert np.abs(got - want).max() <= 6e-8          # at most one float32 ulp (libm)
             assert np.mean(got == want) > 0.999
+
+
+W8A16_CFG = """[net]
+width=32
+height=32
+channels=3
+[convolutional]
+filters=4
+size=1
+activation=leaky
+[connected]
+output=5
+activation=linear
+"""
+
+
+def test_act_bits_16_keeps_8bit_input_where_the_accumulator_bound_bites(tmp_path):
+    """--act-bits 16: the 1x1 conv (K=3) takes 16-bit input with 8-bit weights; the connected
+    layer (K=4096, uniform weights) would lose over 6 dB of weight SQNR to the int32 bound
+    with 16-bit input, so it keeps 8-bit input.  C equals the reference on both."""
+    cfg = tmp_path / "w.cfg"
+    cfg.write_text(W8A16_CFG)
+    layers = wt.infer_layers(wt.parse_cfg(cfg))
+    rng = np.random.default_rng(7)
+    w = wt.DarknetWeights()
+    for layer in layers:
+        w.layers.append({n: rng.uniform(-1, 1, s).astype(np.float32) for n, s in layer.params})
+    (tmp_path / "w.weights").write_bytes(wt.write_weights(layers, w))
+    calib = []
+    for k in range(2):
+        calib.append(str(tmp_path / f"c{k}.npy"))
+        np.save(calib[-1], rng.uniform(0, 1, (3, 32, 32)).astype(np.float32))
+    cfg_q, qpath, r = quantized(cfg, tmp_path / "w.weights", "w8a16", calib=tuple(calib),
+                                act_bits=16, weight_scale="mult", bias_images=1)
+    conv, fc = r["plans"][0], r["plans"][1]
+    assert (conv.fin.bits, conv.w.bits) == (16, 8)
+    assert (fc.fin.bits, fc.w.bits) == (8, 8) and "kept at 8-bit input" in " ".join(fc.notes)
+    x = rng.uniform(0, 1, (3, 32, 32)).astype(np.float32)
+    ref = FixedNet(cfg_q, qpath).forward(x)
+    with mdfi.Network(cfg_q, qpath, keep_outputs=True) as net:
+        net.forward(x)
+        assert_same_as_reference(net, ref, "w8a16")
+        assert net.layer_format(0).input[0] == 16 and net.layer_format(0).weights[0] == 8
