@@ -303,6 +303,8 @@ def test_act_bits_16_keeps_8bit_input_where_the_accumulator_bound_bites(tmp_path
     conv, fc = r["plans"][0], r["plans"][1]
     assert (conv.fin.bits, conv.w.bits) == (16, 8)
     assert (fc.fin.bits, fc.w.bits) == (8, 8) and "kept at 8-bit input" in " ".join(fc.notes)
+    # one value per channel and image: no gain correction, the multipliers stay as chosen
+    assert fc.mults.min() >= 1 << 14 and fc.mults.max() < 1 << 15
     x = rng.uniform(0, 1, (3, 32, 32)).astype(np.float32)
     ref = FixedNet(cfg_q, qpath).forward(x)
     with mdfi.Network(cfg_q, qpath, keep_outputs=True) as net:

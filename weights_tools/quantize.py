@@ -593,6 +593,8 @@ def float_pre_activations(cfg, weights, inputs, layers, threads=1):
 
 
 GAIN_LIMITS = (0.8, 1.25)   # a per-channel gain outside this is noise, not shrinkage
+GAIN_MIN_SAMPLES = 256      # values per channel a slope is measured on (a connected layer
+                            # has one per image: its gains are left alone)
 
 
 def _correct_gain(p, i, acc, float_pre):
@@ -608,6 +610,8 @@ def _correct_gain(p, i, acc, float_pre):
         qs.append(a.reshape(a.shape[0], -1) * 2.0 ** -s[:, None])
     f = np.concatenate(fs, axis=1)
     q = np.concatenate(qs, axis=1)
+    if f.shape[1] < GAIN_MIN_SAMPLES:
+        return
     fc = f - f.mean(axis=1, keepdims=True)
     qc = q - q.mean(axis=1, keepdims=True)
     num = (fc * qc).sum(axis=1)
