@@ -299,7 +299,7 @@ def test_act_bits_16_keeps_8bit_input_where_the_accumulator_bound_bites(tmp_path
         calib.append(str(tmp_path / f"c{k}.npy"))
         np.save(calib[-1], rng.uniform(0, 1, (3, 32, 32)).astype(np.float32))
     cfg_q, qpath, r = quantized(cfg, tmp_path / "w.weights", "w8a16", calib=tuple(calib),
-                                act_bits=16, weight_scale="mult", bias_images=1)
+                                act_bits=16, weight_scale="mult", bias_images=2)
     conv, fc = r["plans"][0], r["plans"][1]
     assert (conv.fin.bits, conv.w.bits) == (16, 8)
     assert (fc.fin.bits, fc.w.bits) == (8, 8) and "kept at 8-bit input" in " ".join(fc.notes)
