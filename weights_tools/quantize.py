@@ -855,8 +855,9 @@ def quantize(cfg, weights, calib, out, bits=8, mixed=False, method="maxabs", hea
     for i, g in raised.items():
         if plans[i].fin.bits != 16:
             continue     # kept at 8 bits (make_plan says why)
-        plans[i].notes.append("raised to 16 bits%s (--mixed%s)" % (
+        plans[i].notes.append("raised to 16 bits%s (%s%s)" % (
             ", weights kept at 8" if i in narrow else "",
+            "--act-bits 16" if act_bits == 16 else "--mixed",
             "" if math.isnan(g) else "; output noise -%.1f%%" % (100 * g)))
     qcfg, qpath = output_paths(os.fspath(out))
     mode = "%d-bit%s" % (bits, " weights, 16-bit activations" if act_bits == 16 and bits == 8
