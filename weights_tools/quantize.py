@@ -620,9 +620,10 @@ def _correct_gain(p, i, acc, float_pre):
     gain = np.where((gain >= GAIN_LIMITS[0]) & (gain <= GAIN_LIMITS[1]), gain, 1.0)
     mult = np.maximum(round_half_away(p.mults / gain).astype(np.int64), 1)
     frac = p.w_fracs.astype(np.int64)
-    big = mult > qwf.MULT_MAX
+    big = (mult > qwf.MULT_MAX) & (frac > FRAC_MIN)
     mult[big] = round_half_away(mult[big] / 2.0)
     frac[big] -= 1
+    mult = np.minimum(mult, qwf.MULT_MAX)   # only at the smallest fraction
     p.mults = mult.astype(np.int32)
     p.w_fracs = frac.astype(np.int8)
 
