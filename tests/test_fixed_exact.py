@@ -311,3 +311,46 @@ def test_act_bits_16_keeps_8bit_input_where_the_accumulator_bound_bites(tmp_path
         net.forward(x)
         assert_same_as_reference(net, ref, "w8a16")
         assert net.layer_format(0).input[0] == 16 and net.layer_format(0).weights[0] == 8
+
+
+IDENTITY_CFG = """[net]
+width={w}
+height=1
+channels=1
+[convolutional]
+fixed_in={b}:{f}
+fixed_w={b}:0
+fixed_out={b}:{f}
+filters=1
+size=1
+activation=linear
+"""
+
+
+@pytest.mark.parametrize("bits,frac", [(8, 6), (8, -3), (16, 9), (16, 14), (16, 31)])
+def test_input_quantization_edge_cases(tmp_path, bits, frac):
+    """A 1x1 identity conv shows the quantized network input: floor(x * 2^F + 1/2),
+    saturated, NaN -> 0, exactly as the reference, at ties, next to ties and at the
+    saturation edges (the C code works in float32 and must still be exact)."""
+    step = 2.0 ** -frac
+    ks = np.arange(-140, 140) if bits == 8 else np.arange(-33000, 33000, 97)
+    ties = ((ks + 0.5) * step).astype(np.float32)
+    x = np.concatenate([ties, np.nextafter(ties, np.float32(np.inf)),
+                        np.nextafter(ties, np.float32(-np.inf)), (ks * step).astype(np.float32),
+                        np.float32([np.nan, np.inf, -np.inf, 3e38, -3e38, 1e-45, -1e-45, 0, -0.0]),
+                        np.random.default_rng(1).normal(0, 2 ** (bits - 2) * step, 4000)
+                        .astype(np.float32)])
+    cfg = tmp_path / "id.cfg"
+    cfg.write_text(IDENTITY_CFG.format(w=x.size, b=bits, f=frac))
+    qw = random_qweights({0: (1, 1, 1, 1, (bits, frac), (bits, 0), (bits, frac))}, 1)
+    qw.records[0].weights[:] = 1
+    qw.records[0].bias[:] = 0
+    qwf.write(tmp_path / "id.qweights", qw)
+    want = FixedNet(str(cfg), str(tmp_path / "id.qweights")).forward(x.reshape(1, 1, -1))[0].q
+    with mdfi.Network(cfg, tmp_path / "id.qweights", keep_outputs=True) as net:
+        net.forward(x.reshape(1, 1, -1))
+        got, f = net.layer_output_int(0)
+    assert f == frac
+    bad = np.flatnonzero(got.ravel() != want.ravel())
+    assert bad.size == 0, [(float(x[i]), int(got.ravel()[i]), int(want.ravel()[i]))
+                           for i in bad[:5]]

@@ -139,15 +139,22 @@ void mdfi_fx_convert(const void *src, mdfi_qfmt from, void *dst, mdfi_qfmt to, s
 
 void mdfi_fx_quantize(const float *src, void *dst, mdfi_qfmt to, size_t n)
 {
-    const double scale = ldexp(1.0, to.frac);
-    const double hi = to.bits == 8 ? 127 : 32767, lo = -hi - 1;
-    /* clamp (NaN fails both tests and stays NaN), truncate, then floor */
+    /* floor(x * 2^F + 1/2), saturated, NaN -> 0, in float32 and still exact:
+     * x * 2^F is exact (or rounds only where the result is 0 or saturates);
+     * adding and subtracting 1.5 * 2^23 rounds |y| <= 2^15 to the nearest
+     * integer r, ties to even; y - r is exact, and a tie rounded down
+     * (y - r == 1/2) goes up.  No int -> float conversion (a serial
+     * dependency on x86) and no branch. */
+    const float scale = ldexpf(1.f, to.frac), magic = 12582912.f;
+    const float hi = to.bits == 8 ? 127.f : 32767.f, lo = -hi - 1.f;
 #define QUANTIZE_LOOP(T)                                                  \
     for (size_t i = 0; i < n; ++i) {                                      \
-        double y = (double)src[i] * scale + 0.5;                          \
+        float y = src[i] * scale;                                         \
+        y = y == y ? y : 0.f;                                             \
         y = y < lo ? lo : y > hi ? hi : y;                                \
-        int32_t q = y == y ? (int32_t)y : 0;                              \
-        ((T *)dst)[i] = (T)(q - ((double)q > y));                         \
+        float big = y + magic;  /* rounds here (C99: assignment drops */  \
+        float r = big - magic;  /* any excess precision)              */  \
+        ((T *)dst)[i] = (T)((int32_t)r + (y - r == .5f));                 \
     }
     if (to.bits == 8)
         QUANTIZE_LOOP(int8_t)
