@@ -974,7 +974,7 @@ INT8_CACHE_TAG = "int8-v2"
 # --int8: 8-bit weights with per-channel multipliers; the layers where 8-bit
 # activations cost most (up to 60 % of the MACs) take 16-bit input, keeping
 # 8-bit weights once the file reaches 30 % of the float one.  This keeps all
-# the float detections in benchmarks/int8_accuracy.py at ~0.33x OpenCV fp32
+# the float detections in benchmarks/int8_accuracy.py at ~0.31x OpenCV fp32
 # (docs/fixed-point.md); the all-8-bit power-of-two model keeps 80 %.
 INT8_RECIPE = dict(mixed=True, mixed_budget=0.6, weight_scale="mult")
 
