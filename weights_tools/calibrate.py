@@ -105,7 +105,8 @@ class Calibration:
     # layers, whose activation can be inverted), over all images and positions
 
 
-def _pre_activation(y, act):
+def pre_activation(y, act):
+    """The value before a leaky or linear activation, from its output."""
     if act == "leaky":
         return np.where(y >= 0, y, y * np.float32(10))
     return y
@@ -143,7 +144,7 @@ def calibrate(cfg, weights, paths, samples=200_000, threads=1, quiet=False, seed
                 stats[i].add(y, per_image, rng)
                 if activations and activations.get(i) in ("leaky",) and \
                         k < n_mean:
-                    pre = _pre_activation(y, activations[i]).astype(np.float64)
+                    pre = pre_activation(y, activations[i]).astype(np.float64)
                     sums[i] = sums.get(i, 0) + pre.reshape(pre.shape[0], -1).mean(axis=1)
     pre_means = {i: s / n_mean for i, s in sums.items()}
     return Calibration(images, instats, stats, pre_means)

@@ -43,8 +43,8 @@ import sys
 import numpy as np
 
 from weights_tools import qweights as qwf
-from weights_tools.calibrate import (CalibrationError, _pre_activation, calibrate, find_images,
-                                     load_input)
+from weights_tools.calibrate import (CalibrationError, calibrate, find_images, load_input,
+                                     pre_activation)
 from weights_tools.darknet_cfg import CfgError, infer_layers, net_shape, parse_cfg
 from weights_tools.darknet_weights import read_weights
 from weights_tools.fixed_ref import (FIXED_KEYS, FRAC_MAX, FRAC_MIN, HEAD_TYPES,
@@ -375,9 +375,10 @@ def make_plan(layers, weights, calib, bits=8, method="maxabs", head_bits=16, gem
     """Chooses every format; returns [LayerPlan].  gemm_bits / tensor_bits:
     {layer: 8|16} forcing a layer's operand width (its input is widened to
     match) / its output width; weight_bits: {layer: 8} keeps the weights of
-    a 16-bit operand layer at 8 bits (fixed_in=16:F, fixed_w=8:...).  weight_scale: "layer" (one power of two per
-    layer), "channel" (one power of two per output channel) or "mult" (a
-    multiplier and a shift per output channel)."""
+    a 16-bit operand layer at 8 bits (fixed_in=16:F, fixed_w=8:...).
+    weight_scale: "layer" (one power of two per layer), "channel" (one power
+    of two per output channel) or "mult" (a multiplier and a shift per output
+    channel)."""
     quantize_gemm = WEIGHT_SCALES[weight_scale]
     n = len(layers)
     inputs = [layer_inputs(layer) for layer in layers]
@@ -572,10 +573,20 @@ def choose_mixed(cfg, weights, cfg_text, sections, layers, w, cal, images, metho
 
 # ----------------------------------------------------------------------------- bias correction
 
+GAIN_POSITIONS = 256   # positions per layer and image the gain correction compares
+
+
+def gain_positions(n, layer):
+    """The (sorted) output positions of a layer the gain correction samples."""
+    if n <= GAIN_POSITIONS:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(layer).choice(n, GAIN_POSITIONS, replace=False))
+
+
 def float_pre_activations(cfg, weights, inputs, layers, threads=1):
-    """Per input, {layer: float32 [M, h*w]} pre-activations of the leaky and
-    linear [convolutional]/[connected] layers in the float network (the
-    activation inverted), for the gain correction."""
+    """Per input, {layer: float32 [M, positions]} pre-activations (the
+    activation inverted) of the leaky and linear [convolutional]/[connected]
+    layers in the float network, at gain_positions, for the gain correction."""
     import mdfi
     acts = {layer.index: layer.section.get_str("activation", "logistic") for layer in layers
             if layer.type in GEMM_TYPES}
@@ -586,8 +597,9 @@ def float_pre_activations(cfg, weights, inputs, layers, threads=1):
             d = {}
             for i, act in acts.items():
                 if act in ("leaky", "linear"):
-                    y = _pre_activation(net.layer_output(i), act)
-                    d[i] = y.reshape(y.shape[0], -1).astype(np.float32)
+                    y = pre_activation(net.layer_output(i), act)
+                    y = y.reshape(y.shape[0], -1)
+                    d[i] = y[:, gain_positions(y.shape[1], i)].astype(np.float32)
             out.append(d)
     return out
 
@@ -606,8 +618,9 @@ def _correct_gain(p, i, acc, float_pre):
     s = p.acc_scale()
     fs, qs = [], []
     for a, f in zip(acc, float_pre):
+        a = a.reshape(a.shape[0], -1)
         fs.append(f[i].astype(np.float64))
-        qs.append(a.reshape(a.shape[0], -1) * 2.0 ** -s[:, None])
+        qs.append(a[:, gain_positions(a.shape[1], i)] * 2.0 ** -s[:, None])
     f = np.concatenate(fs, axis=1)
     q = np.concatenate(qs, axis=1)
     if f.shape[1] < GAIN_MIN_SAMPLES:
