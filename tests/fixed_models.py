@@ -9,6 +9,7 @@ import tempfile
 
 import numpy as np
 
+import weights_tools as wt
 from weights_tools import qweights as qwf
 from weights_tools.evaluate import skimage_photos, sklearn_photos
 from weights_tools.fixed_ref import Fmt
@@ -57,3 +58,20 @@ def random_qweights(layers_spec, n_layers, seed=0, scale=None):
         qw.records[i] = qwf.QRecord(i, kind, groups, fin, (fw_.bits, fw_.frac), fout, b, w,
                                     mode, fr, mu)
     return qw
+
+
+def random_darknet(tmp_path, cfg_text, name, seed=0, scale=None):
+    """A float model with uniform(-1, 1) parameters: (cfg, weights path, the rng
+    after drawing them).  scale: {layer: factor} for that layer's weights."""
+    cfg = tmp_path / (name + ".cfg")
+    cfg.write_text(cfg_text)
+    layers = wt.infer_layers(wt.parse_cfg(cfg))
+    rng = np.random.default_rng(seed)
+    w = wt.DarknetWeights()
+    for layer in layers:
+        w.layers.append({n: rng.uniform(-1, 1, s).astype(np.float32) for n, s in layer.params})
+    for i, factor in (scale or {}).items():
+        w.layers[i]["weights"] *= np.float32(factor)
+    path = tmp_path / (name + ".weights")
+    path.write_bytes(wt.write_weights(layers, w))
+    return cfg, path, rng

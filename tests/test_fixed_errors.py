@@ -9,7 +9,7 @@ import pytest
 import mdfi
 import weights_tools as wt
 from cbuild import build
-from fixed_models import quantized, random_qweights
+from fixed_models import quantized, random_darknet, random_qweights
 from test_fixed_exact import synth_net
 from weights_tools import qweights as qwf
 from weights_tools.calibrate import CalibrationError, find_images
@@ -163,17 +163,7 @@ activation=linear
 
 
 def toy(tmp_path, w1_scale):
-    cfg = tmp_path / "toy.cfg"
-    cfg.write_text(TOY_CFG)
-    layers = wt.infer_layers(wt.parse_cfg(cfg))
-    rng = np.random.default_rng(0)
-    w = wt.DarknetWeights()
-    for layer in layers:
-        arrays = {n: rng.uniform(-1, 1, s).astype(np.float32) for n, s in layer.params}
-        w.layers.append(arrays)
-    w.layers[1]["weights"] *= np.float32(w1_scale)
-    path = tmp_path / "toy.weights"
-    path.write_bytes(wt.write_weights(layers, w))
+    cfg, path, rng = random_darknet(tmp_path, TOY_CFG, "toy", 0, {1: w1_scale})
     img = tmp_path / "calib.npy"
     np.save(img, rng.uniform(0, 1, (3, 8, 8)).astype(np.float32))
     return cfg, path, img

@@ -9,7 +9,7 @@ import pytest
 import mdfi
 from cbuild import build
 from conftest import IMAGES, available_kernels
-from fixed_models import quantized, random_qweights
+from fixed_models import quantized, random_darknet, random_qweights
 import weights_tools as wt
 from weights_tools import qweights as qwf
 from weights_tools.fixed_ref import FixedNet, LEAKY_MULT, LEAKY_SHIFT, align, Fmt, rshift_round
@@ -286,19 +286,12 @@ def test_act_bits_16_keeps_8bit_input_where_the_accumulator_bound_bites(tmp_path
     """--act-bits 16: the 1x1 conv (K=3) takes 16-bit input with 8-bit weights; the connected
     layer (K=4096, uniform weights) would lose over 6 dB of weight SQNR to the int32 bound
     with 16-bit input, so it keeps 8-bit input.  C equals the reference on both."""
-    cfg = tmp_path / "w.cfg"
-    cfg.write_text(W8A16_CFG)
-    layers = wt.infer_layers(wt.parse_cfg(cfg))
-    rng = np.random.default_rng(7)
-    w = wt.DarknetWeights()
-    for layer in layers:
-        w.layers.append({n: rng.uniform(-1, 1, s).astype(np.float32) for n, s in layer.params})
-    (tmp_path / "w.weights").write_bytes(wt.write_weights(layers, w))
+    cfg, weights, rng = random_darknet(tmp_path, W8A16_CFG, "w", 7)
     calib = []
     for k in range(2):
         calib.append(str(tmp_path / f"c{k}.npy"))
         np.save(calib[-1], rng.uniform(0, 1, (3, 32, 32)).astype(np.float32))
-    cfg_q, qpath, r = quantized(cfg, tmp_path / "w.weights", "w8a16", calib=tuple(calib),
+    cfg_q, qpath, r = quantized(cfg, weights, "w8a16", calib=tuple(calib),
                                 act_bits=16, weight_scale="mult", bias_images=2)
     conv, fc = r["plans"][0], r["plans"][1]
     assert (conv.fin.bits, conv.w.bits) == (16, 8)
