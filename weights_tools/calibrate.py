@@ -101,8 +101,21 @@ class Calibration:
     input: TensorStats
     layers: list            # TensorStats per layer
     pre_means: dict = dataclasses.field(default_factory=dict)
-    # layer -> per-channel mean of the pre-activation values (leaky and linear
-    # layers, whose activation can be inverted), over all images and positions
+    # layer -> per-channel mean of the pre-activation values (leaky layers,
+    # whose activation can be inverted), over the first mean_images images
+    pre_samples: list = dataclasses.field(default_factory=list)
+    # per image of those, {layer: float32 [M, positions]}: leaky and linear
+    # layers' pre-activations at gain_positions (with pre_samples=True)
+
+
+GAIN_POSITIONS = 256   # positions per layer and image the gain correction compares
+
+
+def gain_positions(n, layer):
+    """The (sorted) output positions of a layer the gain correction samples."""
+    if n <= GAIN_POSITIONS:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(layer).choice(n, GAIN_POSITIONS, replace=False))
 
 
 def pre_activation(y, act):
@@ -119,10 +132,11 @@ def _progress(msg, quiet):
 
 
 def calibrate(cfg, weights, paths, samples=200_000, threads=1, quiet=False, seed=0,
-              activations=None, mean_images=None):
+              activations=None, mean_images=None, pre_samples=False):
     """Runs the float network on every image and returns a Calibration.
-    activations: {layer: 'leaky'|'linear'} whose pre-activation means to record,
-    over the first mean_images images (all if None)."""
+    activations: {layer: activation} of the layers whose pre-activation means
+    (leaky) and, with pre_samples, samples (leaky and linear) to record, over
+    the first mean_images images (all if None)."""
     import mdfi
     images = find_images(paths)
     rng = np.random.default_rng(seed)
@@ -131,7 +145,7 @@ def calibrate(cfg, weights, paths, samples=200_000, threads=1, quiet=False, seed
         stats = [TensorStats() for _ in range(n)]
         instats = TensorStats()
         per_image = max(1000, samples // len(images))
-        sums = {}
+        sums, pre_kept = {}, []
         n_mean = len(images) if mean_images is None else min(mean_images, len(images))
         for k, path in enumerate(images):
             _progress("calibrating %d/%d: %s" % (k + 1, len(images), os.path.basename(path)),
@@ -139,12 +153,20 @@ def calibrate(cfg, weights, paths, samples=200_000, threads=1, quiet=False, seed
             x = load_input(path, net.input_shape)
             net.forward(x)
             instats.add(x, per_image, rng)
+            picked = {}
             for i in range(n):
                 y = net.layer_output(i)
                 stats[i].add(y, per_image, rng)
-                if activations and activations.get(i) in ("leaky",) and \
-                        k < n_mean:
-                    pre = pre_activation(y, activations[i]).astype(np.float64)
-                    sums[i] = sums.get(i, 0) + pre.reshape(pre.shape[0], -1).mean(axis=1)
+                act = activations.get(i) if activations and k < n_mean else None
+                if act not in ("leaky", "linear"):
+                    continue
+                pre = pre_activation(y, act)
+                pre = pre.reshape(pre.shape[0], -1)
+                if act == "leaky":
+                    sums[i] = sums.get(i, 0) + pre.astype(np.float64).mean(axis=1)
+                if pre_samples:
+                    picked[i] = pre[:, gain_positions(pre.shape[1], i)].astype(np.float32)
+            if pre_samples and k < n_mean:
+                pre_kept.append(picked)
     pre_means = {i: s / n_mean for i, s in sums.items()}
-    return Calibration(images, instats, stats, pre_means)
+    return Calibration(images, instats, stats, pre_means, pre_kept)

@@ -43,8 +43,8 @@ import sys
 import numpy as np
 
 from weights_tools import qweights as qwf
-from weights_tools.calibrate import (CalibrationError, calibrate, find_images, load_input,
-                                     pre_activation)
+from weights_tools.calibrate import (CalibrationError, calibrate, find_images, gain_positions,
+                                     load_input)
 from weights_tools.darknet_cfg import CfgError, infer_layers, net_shape, parse_cfg
 from weights_tools.darknet_weights import read_weights
 from weights_tools.fixed_ref import (FIXED_KEYS, FRAC_MAX, FRAC_MIN, HEAD_TYPES,
@@ -481,7 +481,7 @@ def make_plan(layers, weights, calib, bits=8, method="maxabs", head_bits=16, gem
                 f, _ = choose_frac(s_in.sample(), s_in.max_abs, wb, method,
                                    "layer %d input" % i)
                 p.fin = Fmt(wb, f)
-            p.w = Fmt(min(wb, (weight_bits or {}).get(i, wb)), 0)
+            p.w = Fmt(min(wb, weight_bits.get(i, wb)), 0)
             quantize_gemm(p, *folded[i], method)
         if kind == "shortcut":
             fa, fb = srcs
@@ -573,37 +573,6 @@ def choose_mixed(cfg, weights, cfg_text, sections, layers, w, cal, images, metho
 
 # ----------------------------------------------------------------------------- bias correction
 
-GAIN_POSITIONS = 256   # positions per layer and image the gain correction compares
-
-
-def gain_positions(n, layer):
-    """The (sorted) output positions of a layer the gain correction samples."""
-    if n <= GAIN_POSITIONS:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(layer).choice(n, GAIN_POSITIONS, replace=False))
-
-
-def float_pre_activations(cfg, weights, inputs, layers, threads=1):
-    """Per input, {layer: float32 [M, positions]} pre-activations (the
-    activation inverted) of the leaky and linear [convolutional]/[connected]
-    layers in the float network, at gain_positions, for the gain correction."""
-    import mdfi
-    acts = {layer.index: layer.section.get_str("activation", "logistic") for layer in layers
-            if layer.type in GEMM_TYPES}
-    out = []
-    with mdfi.Network(cfg, weights, threads=threads, keep_outputs=True) as net:
-        for x in inputs:
-            net.forward(x)
-            d = {}
-            for i, act in acts.items():
-                if act in ("leaky", "linear"):
-                    y = pre_activation(net.layer_output(i), act)
-                    y = y.reshape(y.shape[0], -1)
-                    d[i] = y[:, gain_positions(y.shape[1], i)].astype(np.float32)
-            out.append(d)
-    return out
-
-
 GAIN_LIMITS = (0.8, 1.25)   # a per-channel gain outside this is noise, not shrinkage
 GAIN_MIN_SAMPLES = 256      # values per channel a slope is measured on (a connected layer
                             # has one per image: its gains are left alone)
@@ -649,7 +618,7 @@ def correct_biases(layers, plans, sections_q, qw, calib, inputs, quiet=True, flo
     activation the mean pre-activation of every output channel is compared
     with the float network's (calib.pre_means) and the integer bias moves by
     the difference, so quantization errors do not add up to a drift of the
-    channel means.  With float_pre (float_pre_activations) and per-channel
+    channel means.  With float_pre (calib.pre_samples) and per-channel
     multipliers, each channel's gain is corrected first (_correct_gain).
     Later layers see the corrected outputs.  Returns the number of layers
     corrected."""
@@ -851,7 +820,8 @@ def quantize(cfg, weights, calib, out, bits=8, mixed=False, method="maxabs", hea
     acts = {layer.index: layer.section.get_str("activation", "logistic") for layer in layers
             if layer.type in GEMM_TYPES} if bias_images else None
     cal = calibrate(cfg, weights, images, samples=samples, threads=threads, quiet=quiet,
-                    activations=acts, mean_images=bias_images)
+                    activations=acts, mean_images=bias_images,
+                    pre_samples=bool(gain and weight_scale == "mult"))
     if mixed_layers is not None and bits == 8:
         bad = [i for i in mixed_layers if not 0 <= i < len(layers) or
                layers[i].type not in GEMM_TYPES]
@@ -860,9 +830,9 @@ def quantize(cfg, weights, calib, out, bits=8, mixed=False, method="maxabs", hea
         raised = {i: math.nan for i in mixed_layers}
         mixed = True
     elif mixed and bits == 8:
-        raised, narrow = choose_mixed(cfg, weights, cfg_text, sections, layers, w, cal, images[:4],
-                              method, head_bits, weight_scale, mixed_budget, threads, quiet,
-                              mixed_size)
+        raised, narrow = choose_mixed(cfg, weights, cfg_text, sections, layers, w, cal,
+                                      images[:4], method, head_bits, weight_scale, mixed_budget,
+                                      threads, quiet, mixed_size)
     plans = make_plan(layers, w, cal, bits, method, head_bits,
                       gemm_bits={i: 16 for i in raised}, weight_scale=weight_scale,
                       weight_bits={i: 8 for i in narrow})
@@ -890,9 +860,8 @@ def quantize(cfg, weights, calib, out, bits=8, mixed=False, method="maxabs", hea
         qsec = parse_cfg(text)
         for s in qsec:
             s.file = qcfg
-        fpre = float_pre_activations(cfg, weights, inputs, layers, threads) \
-            if gain and weight_scale == "mult" else None
-        n_corrected = correct_biases(layers, plans, qsec, qw, cal, inputs, quiet, fpre)
+        n_corrected = correct_biases(layers, plans, qsec, qw, cal, inputs, quiet,
+                                     cal.pre_samples or None)
     os.makedirs(os.path.dirname(os.path.abspath(qcfg)), exist_ok=True)
     with open(qcfg, "w", encoding="utf-8") as f:
         f.write(text)
