@@ -39,7 +39,7 @@ LDLIBS += -pthread
 endif
 CFLAGS_BASE += $(EXTRA_CFLAGS)
 
-PORTABLE_SRC := $(wildcard csrc/core/*.c csrc/layers/*.c csrc/io/*.c csrc/detect/*.c \
+PORTABLE_SRC := $(wildcard csrc/base/*.c csrc/net/*.c csrc/layers/*.c csrc/io/*.c csrc/detect/*.c \
     csrc/kernels/*.c csrc/kernels/ref/*.c)
 CLI_SRC := $(wildcard csrc/cli/*.c)
 
@@ -136,7 +136,7 @@ $(BUILD)/tests/%: tests/c/%.c $(BUILD)/libmdfi.a
 # libFuzzer target for the JPEG decoder (needs clang): build/fuzz/fuzz_jpeg.
 # CI runs the gcc-built mutation loop instead (tests/c/test_jpeg fuzz).
 FUZZ_CC ?= clang
-FUZZ_SRC := $(wildcard csrc/io/jpeg_*.c) csrc/core/error.c
+FUZZ_SRC := $(wildcard csrc/io/jpeg_*.c) csrc/base/error.c
 .PHONY: fuzz
 fuzz: build/fuzz/fuzz_jpeg
 build/fuzz/fuzz_jpeg: tests/fuzz/fuzz_jpeg.c $(FUZZ_SRC) $(wildcard csrc/io/*.h)

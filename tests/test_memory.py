@@ -1,7 +1,7 @@
 """Peak memory: weights streamed into packed form, conv -> maxpool fused by row bands.
 
 The conv whose output only a [maxpool] reads computes that output band by band and
-pools each band at once (core/net.c, layers/gemm_layer.c), so the plan never holds
+pools each band at once (net/passes.c, layers/gemm_layer.c), so the plan never holds
 it; keep_outputs turns fusion off.  Fused and unfused must agree bit for bit, for
 any thread count."""
 import json

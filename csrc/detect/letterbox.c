@@ -11,7 +11,7 @@
 
 #include <stdlib.h>
 
-#include "core/error.h"
+#include "base/error.h"
 
 #define MAX_PIXELS (1L << 28)
 

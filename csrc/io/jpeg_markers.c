@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/error.h"
+#include "base/error.h"
 
 mdfi_status mdfi_jpeg_fail(jpeg_dec *d, const char *fmt, ...)
 {

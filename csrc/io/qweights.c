@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/error.h"
+#include "base/error.h"
 
 static const char magic[8] = {'M', 'D', 'F', 'I', 'Q', 'W', 'T', '\0'};
 #define HEADER_BYTES 32

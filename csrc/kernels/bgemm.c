@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/mem.h"
+#include "base/mem.h"
 
 /* Prepare-time code, built for size (the program must stay small). */
 #define COLD __attribute__((cold))

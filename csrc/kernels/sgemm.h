@@ -16,7 +16,7 @@
 #define MDFI_KERNELS_SGEMM_H
 
 #include <stddef.h>
-#include "cpu.h"
+#include "kernels/cpu.h"
 
 /* Epilogue activations the GEMM applies itself; others are applied by the
  * layer in a separate pass. */

@@ -1,7 +1,7 @@
 /* Helpers every layer's parse uses. */
 #include <stdint.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "layers/layer.h"
 
 /* Buffers are indexed with int in places and planned in one arena. */

@@ -2,7 +2,7 @@
  * [outputs][inputs]; optional batch norm (stored after the weights). */
 #include <stdlib.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "layers/gemm_layer.h"
 
 static mdfi_status fc_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,

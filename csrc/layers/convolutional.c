@@ -2,7 +2,7 @@
  * with zero padding, optional batch norm, then the activation. */
 #include <stdlib.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "layers/conv_xnor.h"
 #include "layers/gemm_layer.h"
 

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/error.h"
-#include "core/mem.h"
+#include "base/error.h"
+#include "base/mem.h"
 
 /* Conv outputs per band of a fused conv -> maxpool (per thread). */
 #define FUSE_BAND_FLOATS 65536

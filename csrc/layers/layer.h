@@ -11,8 +11,8 @@
 
 #include <stddef.h>
 
-#include "core/cfg.h"
-#include "core/threads.h"
+#include "base/cfg.h"
+#include "base/threads.h"
 #include "io/weights.h"
 #include "kernels/cpu.h"
 

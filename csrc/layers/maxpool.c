@@ -3,7 +3,7 @@
 #include <float.h>
 #include <stdlib.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "layers/layer.h"
 
 static mdfi_status maxpool_parse(mdfi_layer *l, mdfi_cfg_section *s,

@@ -2,7 +2,7 @@
  * indices are relative).  groups/group_id take one channel slice of each. */
 #include <string.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "layers/layer.h"
 
 static mdfi_status route_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,

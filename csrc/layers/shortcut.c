@@ -3,7 +3,7 @@
  * shapes is not supported and reported). */
 #include <stdlib.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "kernels/activations.h"
 #include "layers/layer.h"
 

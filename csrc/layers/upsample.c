@@ -1,7 +1,7 @@
 /* [upsample]: nearest neighbour by `stride`, times `scale`. */
 #include <stdlib.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "layers/layer.h"
 
 typedef struct {

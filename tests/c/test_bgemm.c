@@ -22,7 +22,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/net.h"
+#include "net/net.h"
 #include "kernels/bgemm.h"
 #include "kernels/qgemm.h"
 #include "layers/conv_xnor.h"

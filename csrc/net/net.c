@@ -1,5 +1,5 @@
 /* Building a network from cfg text, loading weights, prepare, forward. */
-#include "core/net.h"
+#include "net/net.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/mem.h"
+#include "base/mem.h"
 #include "layers/fixed.h"
 #include "layers/yolo.h"
 

@@ -1,4 +1,4 @@
-#include "core/cfg.h"
+#include "base/cfg.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/error.h"
+#include "base/error.h"
 
 #define MDFI_CFG_MAX_BYTES (16u << 20)
 

@@ -2,9 +2,9 @@
 #ifndef MDFI_CORE_NET_H
 #define MDFI_CORE_NET_H
 
-#include "core/cfg.h"
-#include "core/error.h"
-#include "core/threads.h"
+#include "base/cfg.h"
+#include "base/error.h"
+#include "base/threads.h"
 #include "detect/detect.h"
 #include "io/qweights.h"
 #include "layers/layer.h"

@@ -5,8 +5,8 @@
  * the end. */
 #include <stdlib.h>
 
-#include "core/mem.h"
-#include "core/net.h"
+#include "base/mem.h"
+#include "net/net.h"
 #include "layers/yolo.h"
 
 typedef struct {

@@ -1,8 +1,8 @@
-#include "core/threads.h"
+#include "base/threads.h"
 
 #include <stdlib.h>
 
-#include "core/error.h"
+#include "base/error.h"
 
 #if MDFI_THREADS
 #include <pthread.h>

@@ -1,7 +1,7 @@
 /* mdfi_net_detect: wires the [yolo] layers' outputs to detect/. */
 #include <stdlib.h>
 
-#include "core/net.h"
+#include "net/net.h"
 #include "layers/yolo.h"
 
 static mdfi_yolo_head head_of(const mdfi_net *net, int i)
