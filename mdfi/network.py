@@ -55,6 +55,44 @@ class Detection:
                 "box": list(self.box), "bbox": list(self.bbox)}
 
 
+_FUSE = {None: -1, "auto": -1, False: 0, "0": 0, True: 1, "1": 1}
+
+
+def _env_choice(value, env):
+    """An explicit value, else the environment variable's (None if unset or auto)."""
+    if value is None:
+        value = os.environ.get(env) or None
+    return None if value == "auto" else value
+
+
+def _options(threads, kernel, keep_outputs, binary_kernel, binary_fuse, fuse_pool):
+    """The C build options, from the arguments and MDFI_KERNEL, MDFI_BINARY_KERNEL,
+    MDFI_BINARY_FUSE (the C library reads no environment).  Returns the struct
+    and the strings it points to (kept alive with it)."""
+    opt = ffi.new("mdfi_options *")
+    lib.mdfi_options_default(opt)
+    keep = []
+    kernel = _env_choice(kernel, "MDFI_KERNEL")
+    bkernel = _env_choice(binary_kernel, "MDFI_BINARY_KERNEL")
+    if bkernel is not None and bkernel not in ("ref", "popcnt", "avx2", "avx512vpopcnt", "neon"):
+        src = "binary_kernel" if binary_kernel is not None else "MDFI_BINARY_KERNEL"
+        raise errors.ArgumentError(f"{src}={bkernel} is not a binary kernel (ref, popcnt, avx2, "
+                                   "avx512vpopcnt, neon or auto)")
+    fuse = binary_fuse if binary_fuse is not None else os.environ.get("MDFI_BINARY_FUSE") or None
+    if fuse not in _FUSE:
+        src = "binary_fuse" if binary_fuse is not None else "MDFI_BINARY_FUSE"
+        raise errors.ArgumentError(f"{src}={fuse}: use 0, 1 or auto")
+    for name, value in (("kernel", kernel), ("binary_kernel", bkernel)):
+        if value is not None:
+            keep.append(ffi.new("char[]", str(value).encode()))
+            setattr(opt, name, keep[-1])
+    opt.threads = int(threads)
+    opt.binary_fuse = _FUSE[fuse]
+    opt.fuse_pool = 1 if fuse_pool else 0
+    opt.keep_outputs = 1 if keep_outputs else 0
+    return opt, keep
+
+
 class Network:
     """A Darknet cfg (+ weights) prepared for inference.
 
@@ -62,18 +100,24 @@ class Network:
     ...     out = net.forward(x)        # x: float32 [c, h, w]
     """
 
-    def __init__(self, cfg, weights=None, *, threads=1, kernel=None, keep_outputs=False):
+    def __init__(self, cfg, weights=None, *, threads=1, kernel=None, keep_outputs=False,
+                 binary_kernel=None, binary_fuse=None, fuse_pool=True, outputs=()):
+        """kernel / binary_kernel: force a kernel path (default: $MDFI_KERNEL /
+        $MDFI_BINARY_KERNEL, else the best this CPU runs); binary_fuse: True,
+        False or None (default: $MDFI_BINARY_FUSE, else fuse unless keep_outputs);
+        outputs: layer indices whose outputs stay readable after forward."""
+        opts = _options(threads, kernel, keep_outputs, binary_kernel, binary_fuse, fuse_pool)
         pp = ffi.new("mdfi_net **")
         raise_for(lib.mdfi_net_new(pp), "cannot create a network")
         self._net = pp[0]
+        self._input = None
         try:
             self._call(lib.mdfi_net_load_cfg(self._net, os.fsencode(cfg)))
             if weights is not None:
                 self._call(lib.mdfi_net_load_weights(self._net, os.fsencode(weights)))
-            self._call(lib.mdfi_net_set_threads(self._net, int(threads)))
-            if kernel is not None:
-                self._call(lib.mdfi_net_set_kernel(self._net, kernel.encode()))
-            self._call(lib.mdfi_net_set_keep_outputs(self._net, 1 if keep_outputs else 0))
+            self._call(lib.mdfi_net_set_options(self._net, opts[0]))
+            for i in outputs:
+                self._call(lib.mdfi_net_mark_output(self._net, int(i)))
             self._call(lib.mdfi_net_prepare(self._net))
         except BaseException:
             self.close()
@@ -142,7 +186,28 @@ class Network:
     # -- running ---------------------------------------------------------------
     def forward(self, x):
         """Runs the network on float32 CHW input; returns the last layer's output."""
+        self.forward_until(x, len(self.layers) - 1)
+        return self.layer_output(len(self.layers) - 1)
+
+    def forward_until(self, x, last):
+        """Runs layers 0..last on float32 CHW input and stops; `resume` continues
+        without recomputing.  Returns the number of layers run."""
         net = self._handle()
+        x = self._checked_input(x)
+        self._input = x   # the C core reads it again when a later layer reads the input
+        self._call(lib.mdfi_net_forward_until(net, ffi.cast("float *", ffi.from_buffer(x)),
+                                              x.size, int(last)))
+        self._ran = True
+        return lib.mdfi_net_done(net)
+
+    def resume(self, last=-1):
+        """Continues a stopped forward up to layer `last` (-1: the end); returns
+        the number of layers run so far."""
+        net = self._handle()
+        self._call(lib.mdfi_net_resume(net, int(last)))
+        return lib.mdfi_net_done(net)
+
+    def _checked_input(self, x):
         x = np.asarray(x)
         if x.dtype != np.float32:
             raise errors.ShapeError(f"input must be float32, not {x.dtype}")
@@ -151,10 +216,7 @@ class Network:
         if x.shape != self.input_shape:
             raise errors.ShapeError(f"input shape {x.shape} is not the network's "
                                     f"{self.input_shape} (c, h, w)")
-        x = np.ascontiguousarray(x)
-        self._call(lib.mdfi_net_forward(net, ffi.cast("float *", ffi.from_buffer(x)), x.size))
-        self._ran = True
-        return self.layer_output(len(self.layers) - 1)
+        return np.ascontiguousarray(x)
 
     def layer_output(self, index):
         """A copy of layer `index`'s output after the last forward, shaped (c, h, w)."""

@@ -15,9 +15,12 @@ from cbuild import build
 from conftest import available_kernels
 
 # yolov3-tiny fp32 at 416x416, 1 thread.  Measured: packed parameters 35,399,800
-# bytes; arena 4,153,344 bytes (13,844,480 before fusion); mdfi bench peak RSS
-# ~42.8 MiB (~54 MiB before streaming the weights and fusing).
-TINY_WEIGHT_BYTES = 35_500_000
+# bytes with the AVX-512 kernel and 35,579,768 with the AVX2 one (its panels of
+# MR rows pad more filters), against 35,434,956 bytes of file; arena 4,153,344
+# bytes (13,844,480 before fusion); mdfi bench peak RSS ~42.8 MiB (~54 MiB
+# before streaming the weights and fusing).  Packed = the file's floats (BN
+# folded away) plus under 0.5 % of panel padding, on every kernel.
+TINY_WEIGHT_PADDING = 1.005
 TINY_ARENA_BYTES = 4_200_000
 TINY_PEAK_RSS_KB = 45 * 1024
 
@@ -29,7 +32,7 @@ def test_tiny_program_peak_rss(tiny_model):
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     r = json.loads(res.stdout)
-    assert r["weight_bytes"] <= TINY_WEIGHT_BYTES
+    assert r["weight_bytes"] <= tiny_model["weights"].stat().st_size * TINY_WEIGHT_PADDING
     assert r["arena_bytes"] <= TINY_ARENA_BYTES
     assert 0 < r["peak_rss_kb"] <= TINY_PEAK_RSS_KB, r
 

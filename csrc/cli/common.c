@@ -69,6 +69,24 @@ int cli_parse(int argc, char **argv, cli_args *a)
     return 0;
 }
 
+/* The environment variables of the program (the library reads none):
+ * MDFI_KERNEL, MDFI_BINARY_KERNEL and MDFI_BINARY_FUSE (0, 1 or auto).
+ * Returns NULL, or a message for a value that is not one of the choices. */
+const char *cli_env_options(mdfi_options *opt)
+{
+    mdfi_options_default(opt);
+    const char *k = getenv("MDFI_KERNEL"), *b = getenv("MDFI_BINARY_KERNEL");
+    const char *f = getenv("MDFI_BINARY_FUSE");
+    opt->kernel = k && *k ? k : NULL;
+    opt->binary_kernel = b && *b ? b : NULL;
+    if (f && *f && strcmp(f, "auto")) {
+        if (strcmp(f, "0") && strcmp(f, "1"))
+            return "MDFI_BINARY_FUSE must be 0, 1 or auto";
+        opt->binary_fuse = f[0] - '0';
+    }
+    return NULL;
+}
+
 mdfi_net *cli_open_net(const char *cfg, const char *weights, const cli_args *a)
 {
     mdfi_net *net;

@@ -14,7 +14,8 @@ static void usage(FILE *f)
             "  mdfi info CFG [WEIGHTS]\n"
             "  mdfi bench CFG [WEIGHTS] [--runs 10]\n"
             "common options: --threads N, --kernel ref|avx2|avx512|neon|auto\n"
-            "images: JPEG or binary PNM (P5/P6).  MDFI_KERNEL=... forces a kernel path.\n");
+            "images: JPEG or binary PNM (P5/P6).  MDFI_KERNEL, MDFI_BINARY_KERNEL and\n"
+            "MDFI_BINARY_FUSE=0|1|auto set the kernel paths and binary fusion.\n");
 }
 
 int main(int argc, char **argv)

@@ -46,14 +46,34 @@ mdfi_status mdfi_net_load_cfg_text(mdfi_net *net, const char *text, const char *
 /* Without weights every parameter is zero (BN variance one). */
 mdfi_status mdfi_net_load_weights(mdfi_net *net, const char *path);
 
-/* Options, before prepare. */
+/* Build options, before prepare.  The library reads no environment
+ * variable: the mdfi program and the Python layer map MDFI_KERNEL,
+ * MDFI_BINARY_KERNEL and MDFI_BINARY_FUSE onto these fields. */
+typedef struct {
+    int threads;               /* 1..256 (default 1) */
+    const char *kernel;        /* "ref", "avx2", "avx512", "neon"; NULL or "auto": the best
+                                  this CPU runs */
+    const char *binary_kernel; /* "ref", "popcnt", "avx2", "avx512vpopcnt", "neon"; NULL or
+                                  "auto": the one that goes with kernel */
+    int binary_fuse;           /* binary layers write bits for binary readers: -1 auto (unless
+                                  keep_outputs), 0 never, 1 always */
+    int fuse_pool;             /* a float conv read only by a maxpool computes the pool in
+                                  row bands (1, default; not with keep_outputs) or not (0) */
+    int keep_outputs;          /* every layer's output stays readable after forward (costs
+                                  memory; by default buffers are reused once dead) */
+} mdfi_options;
+void mdfi_options_default(mdfi_options *opt);
+/* The strings are copied; an unknown name is MDFI_ERR_ARG. */
+mdfi_status mdfi_net_set_options(mdfi_net *net, const mdfi_options *opt);
+/* The options in force (strings valid while the net lives). */
+mdfi_status mdfi_net_get_options(const mdfi_net *net, mdfi_options *opt);
+/* Shorthands for one field each. */
 mdfi_status mdfi_net_set_threads(mdfi_net *net, int threads);
-/* "ref", "avx2", "avx512", "neon" or NULL/"auto" (default: the MDFI_KERNEL
- * environment variable, else the best the CPU runs). */
 mdfi_status mdfi_net_set_kernel(mdfi_net *net, const char *isa);
-/* Keep every layer's output readable after forward (costs memory; the
- * default plan reuses buffers once a layer's output is dead). */
 mdfi_status mdfi_net_set_keep_outputs(mdfi_net *net, int keep);
+/* Keeps layer index's output readable after forward, as the last layer's
+ * and the [yolo] layers' are (an exit head, a feature map); before prepare. */
+mdfi_status mdfi_net_mark_output(mdfi_net *net, int index);
 
 /* Plans memory, packs weights.  After this nothing allocates. */
 mdfi_status mdfi_net_prepare(mdfi_net *net);
@@ -61,6 +81,16 @@ mdfi_status mdfi_net_prepare(mdfi_net *net);
 /* ---- running ------------------------------------------------------------ */
 /* input: CHW float32 of exactly mdfi_net_input_size() elements. */
 mdfi_status mdfi_net_forward(mdfi_net *net, const float *input, size_t n);
+/* Runs layers 0..last only (as ncnn's extractor does); mdfi_net_resume
+ * continues from last + 1 without recomputing anything.  Between the two,
+ * last's output is readable, and so is every earlier output still live
+ * (marked ones always); input must stay valid until the run completes.  A
+ * conv fused with its maxpool (see fuse_pool) completes with the pool. */
+mdfi_status mdfi_net_forward_until(mdfi_net *net, const float *input, size_t n, int last);
+/* Continues a stopped run up to layer last (-1: to the end). */
+mdfi_status mdfi_net_resume(mdfi_net *net, int last);
+/* Layers that ran in the current forward: [0, mdfi_net_done()). */
+int mdfi_net_done(const mdfi_net *net);
 
 typedef struct {
     int c, h, w;          /* network input shape */

@@ -156,28 +156,8 @@ const mdfi_bgemm_kernel *mdfi_bgemm_kernel_get(mdfi_bkind kind)
     }
 }
 
-COLD static void why_printf(char *why, size_t n, const char *a, const char *b)
+COLD const mdfi_bgemm_kernel *mdfi_bgemm_kernel_select(mdfi_isa isa)
 {
-    if (why && n)
-        snprintf(why, n, "%s%s", a, b);
-}
-
-COLD const mdfi_bgemm_kernel *mdfi_bgemm_kernel_select(mdfi_isa isa, char *why, size_t why_len)
-{
-    const char *env = getenv("MDFI_BINARY_KERNEL");
-    if (env && *env && strcmp(env, "auto")) {
-        mdfi_bkind kind;
-        if (mdfi_bgemm_kind_parse(env, &kind)) {
-            why_printf(why, why_len, "MDFI_BINARY_KERNEL is not one of ref, popcnt, avx2, "
-                       "avx512vpopcnt, neon, auto: ", env);
-            return NULL;
-        }
-        const mdfi_bgemm_kernel *k = mdfi_bgemm_kernel_get(kind);
-        if (!k)
-            why_printf(why, why_len, "MDFI_BINARY_KERNEL: this CPU/build cannot run the binary "
-                       "kernel ", env);
-        return k;
-    }
     const mdfi_bgemm_kernel *k = NULL;
     switch (isa) {
     case MDFI_ISA_AVX512:

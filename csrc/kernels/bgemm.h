@@ -104,14 +104,13 @@ const mdfi_bgemm_kernel *mdfi_bgemm_kernel_get(mdfi_bkind kind);
 const char *mdfi_bgemm_kind_name(mdfi_bkind kind);   /* "ref", "popcnt", ... */
 int mdfi_bgemm_kind_parse(const char *name, mdfi_bkind *kind);   /* 0 or -1 */
 const char *mdfi_bgemm_kernel_name(const mdfi_bgemm_kernel *k);
-/* The variant for a layer prepared for this ISA:
- *   MDFI_BINARY_KERNEL=name (environment) forces one (NULL if unavailable);
+/* The variant for a layer prepared for this ISA (the build options may
+ * force another with mdfi_bgemm_kernel_get):
  *   avx512 -> avx512vpopcnt if the CPU has VPOPCNTDQ and VNNI, else avx2;
  *   avx2 -> avx2;  neon -> neon;
  *   ref -> ref, except where ref is also the best ISA (no AVX2/NEON): popcnt
- *          if the CPU has it.
- * On failure writes the reason to why. */
-const mdfi_bgemm_kernel *mdfi_bgemm_kernel_select(mdfi_isa isa, char *why, size_t why_len);
+ *          if the CPU has it. */
+const mdfi_bgemm_kernel *mdfi_bgemm_kernel_select(mdfi_isa isa);
 
 /* ---- a prepared binary convolution (one group) -------------------------- */
 

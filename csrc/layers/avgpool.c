@@ -1,7 +1,12 @@
-/* [avgpool]: global average over each channel -> c x 1 x 1. */
+/* [avgpool]: global average over each channel -> c x 1 x 1; in float, or in
+ * fixed point with a rounded integer division. */
+#include <stdint.h>
+
+#include "base/error.h"
+#include "layers/fixed.h"
 #include "layers/layer.h"
 
-static mdfi_status avgpool_parse(mdfi_layer *l, mdfi_cfg_section *s,
+mdfi_status mdfi_avgpool_parse(mdfi_layer *l, mdfi_cfg_section *s,
                                  const mdfi_parse_ctx *ctx, mdfi_errbuf *err)
 {
     l->out_c = l->in_c;
@@ -10,7 +15,7 @@ static mdfi_status avgpool_parse(mdfi_layer *l, mdfi_cfg_section *s,
     return mdfi_layer_check_shape(ctx, s, l->out_c, 1, 1, err);
 }
 
-static void avgpool_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
+static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
     int n = l->in_h * l->in_w;
     for (int c = 0; c < l->in_c; ++c) {
@@ -22,5 +27,45 @@ static void avgpool_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
     }
 }
 
-const mdfi_layer_ops mdfi_avgpool_ops = {"avgpool", avgpool_parse, NULL, NULL,
-                                         avgpool_forward, NULL};
+/* ---- fixed point: out = sat(floor((2 num + den) / (2 den))) ----------------- */
+
+static mdfi_status fixed_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errbuf *err)
+{
+    mdfi_cfg_section *s = ctx->sec;
+    MDFI_CHECK(mdfi_fx_bind_int_inputs(l, ctx, err));
+    int d = l->q_out.frac - l->q_in.frac;
+    if (d > 16 || d < -16)
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [avgpool]: fixed_out=%d:%d is more "
+                         "than 16 bits of fraction away from its input's %d:%d", ctx->cfg->name,
+                         mdfi_cfg_line(s, "fixed_out"), ctx->index, l->q_out.bits, l->q_out.frac,
+                         l->q_in.bits, l->q_in.frac);
+    return MDFI_OK;
+}
+
+static int64_t floor_div(int64_t a, int64_t b)   /* b > 0 */
+{
+    int64_t q = a / b;
+    return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+static void avgpool_channel(const mdfi_layer *l, const mdfi_run_ctx *ctx, int c)
+{
+    const size_t n = (size_t)l->in_h * l->in_w;
+    int64_t sum = 0;
+    for (size_t i = 0; i < n; ++i)
+        sum += mdfi_fx_get(ctx->in[0], l->q_in.bits, (size_t)c * n + i);
+    int up = l->q_out.frac - l->q_in.frac;
+    /* |sum| < 2^46 and |up| <= 16 (checked at parse): no overflow */
+    int64_t num = up > 0 ? sum * ((int64_t)1 << up) : sum;
+    int64_t den = (int64_t)n * ((int64_t)1 << (up < 0 ? -up : 0));
+    int64_t q = floor_div(2 * num + den, 2 * den);
+    mdfi_fx_put(ctx->out, l->q_out.bits, (size_t)c, mdfi_fx_requant(q, 0, l->q_out.bits));
+}
+
+static void fixed_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
+{
+    mdfi_fx_by_channel(l, ctx, avgpool_channel);
+}
+
+const mdfi_layer_variant mdfi_avgpool_float = {NULL, NULL, NULL, float_forward, NULL, NULL};
+const mdfi_layer_variant mdfi_avgpool_fixed = {fixed_bind, NULL, NULL, fixed_forward, NULL, NULL};

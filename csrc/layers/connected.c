@@ -5,13 +5,14 @@
 #include "base/error.h"
 #include "layers/gemm_layer.h"
 
-static mdfi_status fc_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
-                            mdfi_errbuf *err)
+mdfi_status mdfi_connected_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                                 mdfi_errbuf *err)
 {
-    mdfi_gemm_params *p = calloc(1, sizeof *p);
+    mdfi_gemm_spec *p = calloc(1, sizeof *p);
     if (!p)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
-    l->priv = p;
+    l->spec = p;
+    p->connected = 1;
     int outputs;
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "output", 1, &outputs, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "batch_normalize", 0, &p->bn, err));
@@ -37,7 +38,7 @@ static mdfi_status fc_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse
     p->k = (int)inputs;
     p->geom = (mdfi_conv_geom){(int)inputs, 1, 1, 1, 1, 0, 1, 1};
     l->flops = 2.0 * (double)inputs * outputs;
-    l->n_params = mdfi_gemm_param_count(p, outputs);
+    l->n_params = mdfi_gemm_param_count(p);
     return MDFI_OK;
 }
 
@@ -57,41 +58,24 @@ static mdfi_status transpose(float *w, int rows, int cols, mdfi_errbuf *err)
     return MDFI_OK;
 }
 
-static mdfi_status fc_load(mdfi_layer *l, mdfi_weights_reader *r, mdfi_errbuf *err)
+static mdfi_status float_load(mdfi_layer *l, mdfi_params *r, mdfi_errbuf *err)
 {
     mdfi_gemm_params *p = l->priv;
     size_t n = (size_t)l->out_c;
     MDFI_CHECK(mdfi_gemm_alloc(l, p, err));
     if (!r)
         return MDFI_OK;
-    MDFI_CHECK(mdfi_weights_read(r, p->raw.biases, n, "biases", err));
-    MDFI_CHECK(mdfi_weights_read(r, p->raw.weights, n * (size_t)p->k, "weights", err));
-    if (r->transpose)
+    MDFI_CHECK(mdfi_params_floats(r, p->raw.biases, n, "biases", err));
+    MDFI_CHECK(mdfi_params_floats(r, p->raw.weights, n * (size_t)p->k, "weights", err));
+    if (mdfi_params_transposed(r))
         MDFI_CHECK(transpose(p->raw.weights, p->k, p->m, err));
     if (p->bn) {
-        MDFI_CHECK(mdfi_weights_read(r, p->raw.scales, n, "scales", err));
-        MDFI_CHECK(mdfi_weights_read(r, p->raw.mean, n, "rolling_mean", err));
-        MDFI_CHECK(mdfi_weights_read(r, p->raw.var, n, "rolling_variance", err));
+        MDFI_CHECK(mdfi_params_floats(r, p->raw.scales, n, "scales", err));
+        MDFI_CHECK(mdfi_params_floats(r, p->raw.mean, n, "rolling_mean", err));
+        MDFI_CHECK(mdfi_params_floats(r, p->raw.var, n, "rolling_variance", err));
     }
     return MDFI_OK;
 }
 
-static mdfi_status fc_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_errbuf *err)
-{
-    return mdfi_gemm_prepare(l, l->priv, ctx, err);
-}
-
-static void fc_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
-{
-    mdfi_gemm_forward(l, l->priv, ctx);
-}
-
-static void fc_destroy(mdfi_layer *l)
-{
-    if (l->priv)
-        mdfi_gemm_free(l->priv);
-    free(l->priv);
-}
-
-const mdfi_layer_ops mdfi_connected_ops = {
-    "connected", fc_parse, fc_load, fc_prepare, fc_forward, fc_destroy};
+const mdfi_layer_variant mdfi_connected_float = {
+    mdfi_gemm_bind, float_load, mdfi_gemm_prepare, mdfi_gemm_forward, mdfi_gemm_destroy, NULL};

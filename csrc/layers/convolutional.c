@@ -1,59 +1,136 @@
 /* [convolutional]: weights [filters][c/groups][size][size], cross-correlation
- * with zero padding, optional batch norm, then the activation. */
+ * with zero padding, optional batch norm, then the activation.  Runs as a
+ * float GEMM (layers/gemm_layer.c), a fixed-point GEMM (fixed_gemm.c) or, with
+ * xnor=1, a binary convolution on bit-packed data (conv_xnor.c). */
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/error.h"
-#include "layers/conv_xnor.h"
 #include "layers/gemm_layer.h"
 
-static mdfi_status conv_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
-                              mdfi_errbuf *err)
+/* The keys of a binary convolution (docs/binary.md): xnor=1, and the
+ * quantizer of its input, abits (1 sign, 1.5 ternary, 2) and astep. */
+static mdfi_status binary_keys(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                               mdfi_gemm_spec *c, mdfi_errbuf *err)
 {
-    if (mdfi_conv_xnor_selected(s)) {   /* xnor=1: binary kernels (layers/conv_xnor.c) */
-        l->ops = &mdfi_conv_xnor_ops;
-        return l->ops->parse(l, s, ctx, err);
-    }
-    mdfi_gemm_params *p = calloc(1, sizeof *p);
-    if (!p)
-        return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
-    l->priv = p;
-    mdfi_conv_spec c;
-    MDFI_CHECK(mdfi_conv_parse_spec(l, s, ctx, &c, err));
-    p->groups = c.groups;
-    p->bn = c.bn;
-    p->act = c.act;
-    p->m = c.m;
-    p->k = c.k;
-    p->geom = c.geom;
-    p->stream = 1;   /* the weights come last: prepare streams them (gemm_layer.c) */
-    l->n_params = mdfi_gemm_param_count(p, l->filters);
+    const char *name = ctx->cfg->name;
+    const char *x = mdfi_cfg_str(s, "xnor", NULL);
+    if (!(x && strcmp(x, "0")) && !mdfi_cfg_str(s, "abits", NULL) &&
+        !mdfi_cfg_str(s, "astep", NULL))
+        return MDFI_OK;   /* a float convolution */
+    float astep;
+    MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "astep", 1.f, &astep, err));
+    const char *abits = mdfi_cfg_str(s, "abits", NULL);
+    if (l->xnor != 1)
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [convolutional]: %s", name,
+                         mdfi_cfg_line(s, l->xnor ? "xnor" : abits ? "abits" : "astep"),
+                         ctx->index,
+                         l->xnor ? "xnor must be 0 or 1"
+                                 : "abits/astep quantize the input of a binary convolution "
+                                   "and need xnor=1 (binary weights)");
+    mdfi_bmode mode = MDFI_BMODE_SIGN;
+    if (abits && (!strcmp(abits, "1.5") || !strcmp(abits, "ternary")))
+        mode = MDFI_BMODE_TERNARY;
+    else if (abits && !strcmp(abits, "2"))
+        mode = MDFI_BMODE_2BIT;
+    else if (abits && strcmp(abits, "1"))
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [convolutional]: abits=%s; the "
+                         "activation bits of an xnor layer are 1 (sign, as Darknet), 1.5 "
+                         "(ternary -1/0/+1) or 2 (levels 0..3)", name,
+                         mdfi_cfg_line(s, "abits"), ctx->index, abits);
+    if (mode == MDFI_BMODE_SIGN && mdfi_cfg_str(s, "astep", NULL))
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [convolutional]: astep applies to "
+                         "abits=1.5 or 2; with abits=1 the input binarizes by its sign",
+                         name, mdfi_cfg_line(s, "astep"), ctx->index);
+    if (!(astep > 0.f) || !isfinite(astep))
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [convolutional]: astep=%g must be "
+                         "a positive number", name, mdfi_cfg_line(s, "astep"), ctx->index,
+                         (double)astep);
+    mdfi_bquant_init(&c->inq, mode, astep);
+    l->in_q = c->inq;
+    /* |D| <= (3 levels) * channels * taps must stay far inside int32 */
+    if ((long long)3 * c->k > (1LL << 28) || c->geom.channels > 65535)
+        return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [convolutional]: %d channels "
+                         "x %dx%d taps is too large for a binary convolution", name, s->line,
+                         ctx->index, c->geom.channels, l->size, l->size);
     return MDFI_OK;
 }
 
-static mdfi_status conv_load(mdfi_layer *l, mdfi_weights_reader *r, mdfi_errbuf *err)
+mdfi_status mdfi_convolutional_parse(mdfi_layer *l, mdfi_cfg_section *s,
+                                     const mdfi_parse_ctx *ctx, mdfi_errbuf *err)
+{
+    const char *name = ctx->cfg->name;
+    mdfi_gemm_spec *c = calloc(1, sizeof *c);
+    if (!c)
+        return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
+    l->spec = c;
+    int filters, size, stride, pad, padding, binary, dilation, stride_x, stride_y;
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "filters", 1, &filters, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "size", 1, &size, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride", 1, &stride, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride_x", -1, &stride_x, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride_y", -1, &stride_y, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "pad", 0, &pad, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "padding", 0, &padding, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "groups", 1, &c->groups, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "batch_normalize", 0, &c->bn, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "xnor", 0, &l->xnor, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "binary", 0, &binary, err));   /* CPU: a float conv */
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "dilation", 1, &dilation, err));
+    const char *act = mdfi_cfg_str(s, "activation", "logistic");
+    if (mdfi_activation_parse(act, &c->act))
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: unknown activation '%s'", name,
+                         mdfi_cfg_line(s, "activation"), act);
+    if (filters < 1 || size < 1 || stride < 1 || c->groups < 1 || padding < 0 ||
+        filters > 65536 || size > 64 || stride > 64 || padding > 64)
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [convolutional]: bad "
+                         "filters=%d size=%d stride=%d groups=%d padding=%d", name, s->line,
+                         ctx->index, filters, size, stride, c->groups, padding);
+    if ((stride_x != -1 && stride_x != stride) || (stride_y != -1 && stride_y != stride) ||
+        dilation != 1)
+        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [convolutional]: "
+                         "stride_x/stride_y/dilation are not supported", name, s->line,
+                         ctx->index);
+    if (l->in_c % c->groups || filters % c->groups)
+        return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [convolutional]: groups=%d "
+                         "must divide the input channels (%d) and filters (%d)", name,
+                         mdfi_cfg_line(s, "groups"), ctx->index, c->groups, l->in_c, filters);
+    if (pad)
+        padding = size / 2;
+    int out_h = (l->in_h + 2 * padding - size) / stride + 1;
+    int out_w = (l->in_w + 2 * padding - size) / stride + 1;
+    if (l->in_h + 2 * padding < size || l->in_w + 2 * padding < size)
+        out_h = out_w = 0;
+    MDFI_CHECK(mdfi_layer_check_shape(ctx, s, filters, out_h, out_w, err));
+    l->out_c = filters;
+    l->out_h = out_h;
+    l->out_w = out_w;
+    l->filters = filters;
+    l->size = size;
+    l->stride = stride;
+    l->pad = padding;
+    l->groups = c->groups;
+    l->batch_normalize = c->bn;
+    l->activation = mdfi_activation_name(c->act);
+    c->m = filters / c->groups;
+    c->k = l->in_c / c->groups * size * size;
+    c->geom = (mdfi_conv_geom){l->in_c / c->groups, l->in_h, l->in_w, size, stride, padding,
+                               out_h, out_w};
+    l->flops = 2.0 * filters * (double)c->k * out_h * out_w;
+    l->n_params = mdfi_gemm_param_count(c);
+    return binary_keys(l, s, ctx, c, err);
+}
+
+/* Darknet's order: biases, [scales, rolling_mean, rolling_variance], then
+ * the weights, which prepare streams into packed panels. */
+static mdfi_status float_load(mdfi_layer *l, mdfi_params *src, mdfi_errbuf *err)
 {
     mdfi_gemm_params *p = l->priv;
+    p->stream = 1;
     MDFI_CHECK(mdfi_gemm_alloc(l, p, err));
-    /* the weights: read by prepare, a panel at a time */
-    return r ? mdfi_darknet_read_head(&p->raw, r, (size_t)l->out_c, p->bn, err) : MDFI_OK;
+    return src ? mdfi_darknet_read_head(&p->raw, src, (size_t)l->out_c, p->bn, err) : MDFI_OK;
 }
 
-static mdfi_status conv_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_errbuf *err)
-{
-    return mdfi_gemm_prepare(l, l->priv, ctx, err);
-}
-
-static void conv_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
-{
-    mdfi_gemm_forward(l, l->priv, ctx);
-}
-
-static void conv_destroy(mdfi_layer *l)
-{
-    if (l->priv)
-        mdfi_gemm_free(l->priv);
-    free(l->priv);
-}
-
-const mdfi_layer_ops mdfi_convolutional_ops = {
-    "convolutional", conv_parse, conv_load, conv_prepare, conv_forward, conv_destroy};
+const mdfi_layer_variant mdfi_convolutional_float = {
+    mdfi_gemm_bind, float_load, mdfi_gemm_prepare, mdfi_gemm_forward, mdfi_gemm_destroy, NULL};

@@ -1,9 +1,9 @@
 /* Fixed-point (integer-only) layers: the MDFI quantization.
  *
  * A cfg section with fixed_in / fixed_w / fixed_out keys (BITS:FRAC, value =
- * q * 2^-FRAC, BITS 8 or 16) is built with the fixed-point table of its type
- * instead of the float one; [yolo] and [softmax] reading an integer layer
- * become float heads that dequantize first.  Outputs are int8_t / int16_t
+ * q * 2^-FRAC, BITS 8 or 16) runs its type's fixed-point variant (the
+ * network chooses, net/passes.c); [yolo] and [softmax] reading an integer
+ * layer run their fixed variant, a float head that dequantizes first.  Outputs are int8_t / int16_t
  * buffers (mdfi_layer.out_bytes).  docs/fixed-point.md specifies every
  * operation; weights_tools/fixed_ref.py is the bit-exact numpy reference. */
 #ifndef MDFI_LAYERS_FIXED_H
@@ -20,32 +20,16 @@
 #define MDFI_FX_LEAKY_MULT 3277   /* leaky slope 3277 / 2^15 = 0.100006103515625 */
 #define MDFI_FX_LEAKY_SHIFT 15
 
-/* Chooses the table a section is parsed with: *ops stays the float one
- * unless the section has fixed_* keys (then the fixed table of its type, or
- * an error if there is none) or it is a [yolo]/[softmax] reading an integer
- * layer.  layers[0..index-1] are built. */
-mdfi_status mdfi_fixed_select(const mdfi_cfg *cfg, mdfi_cfg_section *s,
-                              const mdfi_layer *layers, int index,
-                              const mdfi_layer_ops **ops, mdfi_errbuf *err);
-/* After a layer's parse: an aliasing layer ([dropout]) takes its input's
- * format; a float layer may not read an integer one. */
-mdfi_status mdfi_fixed_bind(const mdfi_cfg *cfg, mdfi_cfg_section *s, mdfi_layer *layers,
-                            int index, mdfi_errbuf *err);
-
-int mdfi_layer_is_fixed(const mdfi_layer *l);
-/* Whether any layer is fixed-point. */
-int mdfi_fixed_net(const mdfi_layer *layers, int n);
-/* Checks a quantized weights file against the layers: one record per fixed
- * [convolutional]/[connected] with the same shape and formats, no others. */
-mdfi_status mdfi_fixed_check_weights(const mdfi_layer *layers, int n, const char *cfg_name,
-                                     const mdfi_qweights *q, mdfi_errbuf *err);
-/* Loads a fixed layer's integer parameters (q NULL: zeros). */
-mdfi_status mdfi_fixed_load(mdfi_layer *l, const mdfi_qweights *q, mdfi_errbuf *err);
-/* The integer GEMM variant a fixed layer runs ("" for layers without one). */
-const char *mdfi_fixed_kernel_name(const mdfi_layer *l);
-/* A fixed conv/connected layer's weight scales: 0 per layer, 1 per channel
- * (powers of two), 2 per channel with multipliers; 0 for other layers. */
+/* The record mode of a fixed conv/connected layer's weights (0 one power of
+ * two, 1 per channel, 2 per-channel multipliers); 0 for other layers. */
 int mdfi_fixed_weight_scale(const mdfi_layer *l);
+
+/* bind of the variants whose inputs are all integer layers: every input
+ * must be integer; sets q_in to in[0]'s format, reads fixed_out. */
+mdfi_status mdfi_fx_bind_int_inputs(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errbuf *err);
+/* Runs fn(l, ctx, c) for every output channel, split over the pool. */
+typedef void (*mdfi_fx_channel_fn)(const mdfi_layer *l, const mdfi_run_ctx *ctx, int c);
+void mdfi_fx_by_channel(const mdfi_layer *l, mdfi_run_ctx *ctx, mdfi_fx_channel_fn fn);
 
 /* ---- arithmetic shared by the fixed layers (docs/fixed-point.md) ---------- */
 
@@ -97,11 +81,5 @@ mdfi_status mdfi_fx_read_format(const mdfi_cfg *cfg, mdfi_cfg_section *s, const 
                                 mdfi_qfmt *f, mdfi_errbuf *err);
 /* Output buffer bytes for a format. */
 void mdfi_fx_set_output(mdfi_layer *l, mdfi_qfmt out);
-
-/* The fixed tables (fixed_*.c). */
-extern const mdfi_layer_ops mdfi_fixed_conv_ops, mdfi_fixed_connected_ops,
-    mdfi_fixed_maxpool_ops, mdfi_fixed_avgpool_ops, mdfi_fixed_upsample_ops,
-    mdfi_fixed_route_ops, mdfi_fixed_shortcut_ops, mdfi_fixed_yolo_ops,
-    mdfi_fixed_softmax_ops;
 
 #endif

@@ -1,4 +1,4 @@
-/* Fixed-point layers: table selection, formats, conversions. */
+/* What the fixed-point variants share: formats, input binding, conversions. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,92 +6,57 @@
 #include "base/error.h"
 #include "layers/fixed.h"
 
-static const struct {
-    const char *section;
-    const mdfi_layer_ops *ops;
-} fixed_registry[] = {
-    {"convolutional", &mdfi_fixed_conv_ops},
-    {"conv", &mdfi_fixed_conv_ops},
-    {"connected", &mdfi_fixed_connected_ops},
-    {"maxpool", &mdfi_fixed_maxpool_ops},
-    {"max", &mdfi_fixed_maxpool_ops},
-    {"avgpool", &mdfi_fixed_avgpool_ops},
-    {"avg", &mdfi_fixed_avgpool_ops},
-    {"upsample", &mdfi_fixed_upsample_ops},
-    {"route", &mdfi_fixed_route_ops},
-    {"shortcut", &mdfi_fixed_shortcut_ops},
-    {"yolo", &mdfi_fixed_yolo_ops},
-    {"softmax", &mdfi_fixed_softmax_ops},
-    {"soft", &mdfi_fixed_softmax_ops},
-};
-
-static const char *const fixed_keys[] = {"fixed_in", "fixed_w", "fixed_out"};
-
-int mdfi_layer_is_fixed(const mdfi_layer *l)
+/* Every input must be integer; sets q_in to in[0]'s format and reads fixed_out. */
+mdfi_status mdfi_fx_bind_int_inputs(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errbuf *err)
 {
-    for (size_t i = 0; i < sizeof fixed_registry / sizeof fixed_registry[0]; ++i)
-        if (l->ops == fixed_registry[i].ops)
-            return 1;
-    return 0;
-}
-
-int mdfi_fixed_net(const mdfi_layer *layers, int n)
-{
-    for (int i = 0; i < n; ++i)
-        if (mdfi_layer_is_fixed(&layers[i]))
-            return 1;
-    return 0;
-}
-
-static int has_fixed_keys(const mdfi_cfg_section *s)
-{
-    for (int i = 0; i < s->n_kv; ++i)
-        for (size_t k = 0; k < sizeof fixed_keys / sizeof fixed_keys[0]; ++k)
-            if (!strcmp(s->kv[i].key, fixed_keys[k]))
-                return 1;
-    return 0;
-}
-
-mdfi_status mdfi_fixed_select(const mdfi_cfg *cfg, mdfi_cfg_section *s,
-                              const mdfi_layer *layers, int index,
-                              const mdfi_layer_ops **ops, mdfi_errbuf *err)
-{
-    const mdfi_layer_ops *fx = NULL;
-    for (size_t i = 0; i < sizeof fixed_registry / sizeof fixed_registry[0]; ++i)
-        if (!strcmp(fixed_registry[i].section, s->type))
-            fx = fixed_registry[i].ops;
-    int head = fx == &mdfi_fixed_yolo_ops || fx == &mdfi_fixed_softmax_ops;
-    if (has_fixed_keys(s)) {
-        if (!fx || head)
-            return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s] has no fixed-point form "
-                             "(fixed_* keys are for convolutional, connected, maxpool, avgpool, "
-                             "upsample, route and shortcut)", cfg->name, s->line, index,
-                             s->type);
-        *ops = fx;
-    } else if (head && index > 0 && layers[index - 1].q_out.bits) {
-        *ops = fx;
-    }
-    return MDFI_OK;
-}
-
-mdfi_status mdfi_fixed_bind(const mdfi_cfg *cfg, mdfi_cfg_section *s, mdfi_layer *layers,
-                            int index, mdfi_errbuf *err)
-{
-    mdfi_layer *l = &layers[index];
-    if (l->alias_input) {
-        if (l->in[0] >= 0)
-            l->q_out = layers[l->in[0]].q_out;
-        return MDFI_OK;
-    }
-    if (mdfi_layer_is_fixed(l))
-        return MDFI_OK;
+    mdfi_cfg_section *s = ctx->sec;
     for (int k = 0; k < l->n_in; ++k)
-        if (l->in[k] >= 0 && layers[l->in[k]].q_out.bits)
-            return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s] has no fixed_* keys but "
-                             "reads layer %d, which is fixed-point: every layer of a quantized "
-                             "cfg needs its formats (re-run weights_tools quantize)", cfg->name,
-                             s->line, index, s->type, l->in[k]);
+        if (l->in[k] < 0 || !ctx->layers[l->in[k]].q_out.bits)
+            return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s]: its input (%s) is float; "
+                             "only convolutional and connected layers quantize float input",
+                             ctx->cfg->name, s->line, ctx->index, s->type,
+                             l->in[k] < 0 ? "the network input" : "an earlier layer");
+    l->q_in = ctx->layers[l->in[0]].q_out;
+    mdfi_qfmt out;
+    MDFI_CHECK(mdfi_fx_read_format(ctx->cfg, s, "fixed_out", &out, err));
+    if (!out.bits)
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s] needs fixed_out",
+                         ctx->cfg->name, s->line, ctx->index, s->type);
+    if (mdfi_cfg_str(s, "fixed_w", NULL))
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s] has no weights: fixed_w is "
+                         "not allowed", ctx->cfg->name, mdfi_cfg_line(s, "fixed_w"), ctx->index,
+                         s->type);
+    if (mdfi_cfg_str(s, "fixed_in", NULL))
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s]: fixed_in is only for "
+                         "convolutional and connected layers (others read their inputs' "
+                         "formats)", ctx->cfg->name, mdfi_cfg_line(s, "fixed_in"), ctx->index,
+                         s->type);
+    mdfi_fx_set_output(l, out);
     return MDFI_OK;
+}
+
+/* Per-channel work split over the pool. */
+typedef struct {
+    const mdfi_layer *l;
+    const mdfi_run_ctx *ctx;
+    mdfi_fx_channel_fn fn;
+    int per;
+} chan_job;
+
+static void chan_task(void *arg, int task, int thread)
+{
+    const chan_job *j = arg;
+    (void)thread;
+    int c0 = task * j->per, c1 = c0 + j->per < j->l->out_c ? c0 + j->per : j->l->out_c;
+    for (int c = c0; c < c1; ++c)
+        j->fn(j->l, j->ctx, c);
+}
+
+void mdfi_fx_by_channel(const mdfi_layer *l, mdfi_run_ctx *ctx, mdfi_fx_channel_fn fn)
+{
+    int threads = mdfi_pool_threads(ctx->pool);
+    chan_job j = {l, ctx, fn, (l->out_c + threads - 1) / threads};
+    mdfi_pool_run(ctx->pool, (l->out_c + j.per - 1) / j.per, chan_task, &j);
 }
 
 mdfi_status mdfi_fx_read_format(const mdfi_cfg *cfg, mdfi_cfg_section *s, const char *key,

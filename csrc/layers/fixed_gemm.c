@@ -7,8 +7,8 @@
  *         (fixed_w=B:mul: sat(rshift_round(act(acc) * mult[m], in_frac +
  *          w_frac[m] - out_frac)), the product in 64 bits)
  *
- * on the integer GEMM (kernels/qgemm.h).  Shapes, keys and their checks come
- * from the float layers' parse; weights come from a .qweights file. */
+ * on the integer GEMM (kernels/qgemm.h).  The spec comes from the type's
+ * parse; the formats from the fixed_* keys; weights from a .qweights record. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,35 +37,18 @@ typedef struct {
     void *stage;               /* the input in the operand format, when converted */
 } fx_gemm;
 
-static mdfi_status gemm_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
-                              mdfi_errbuf *err, int connected)
+static mdfi_status fixed_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errbuf *err)
 {
-    const mdfi_layer_ops *fl = mdfi_layer_find(connected ? "connected" : "convolutional");
-    int xnor = 0;
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "xnor", 0, &xnor, err));
-    if (xnor)   /* before the float parse, which would hand the layer to the binary table */
-        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d: xnor convolutions have "
-                         "no fixed-point form", ctx->cfg->name, mdfi_cfg_line(s, "xnor"),
-                         ctx->index);
-    mdfi_status st = fl->parse(l, s, ctx, err);
-    const mdfi_gemm_params *gp = l->priv;
+    const mdfi_gemm_spec *sp = l->spec;
+    mdfi_cfg_section *s = ctx->sec;
     fx_gemm g;
     memset(&g, 0, sizeof g);
-    mdfi_activation act = MDFI_ACT_LINEAR;
-    if (st == MDFI_OK) {
-        g.connected = connected;
-        g.groups = gp->groups;
-        g.m = gp->m;
-        g.k = gp->k;
-        g.geom = gp->geom;
-        act = gp->act;
-    }
-    if (fl->destroy)
-        fl->destroy(l);
-    else
-        free(l->priv);
-    l->priv = NULL;
-    MDFI_CHECK(st);
+    g.connected = sp->connected;
+    g.groups = sp->groups;
+    g.m = sp->m;
+    g.k = sp->k;
+    g.geom = sp->geom;
+    const mdfi_activation act = sp->act;
     const char *name = ctx->cfg->name;
     if (act == MDFI_ACT_LINEAR)
         g.act = MDFI_QACT_LINEAR;
@@ -109,75 +92,40 @@ static mdfi_status gemm_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_par
     return MDFI_OK;
 }
 
-static mdfi_status conv_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
-                              mdfi_errbuf *err)
-{
-    return gemm_parse(l, s, ctx, err, 0);
-}
-
-static mdfi_status fc_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
-                            mdfi_errbuf *err)
-{
-    return gemm_parse(l, s, ctx, err, 1);
-}
-
-static int is_gemm(const mdfi_layer *l)
-{
-    return l->ops == &mdfi_fixed_conv_ops || l->ops == &mdfi_fixed_connected_ops;
-}
-
 static const char *const mode_names[] = {"", " (per channel)", " (per-channel multipliers)"};
 
-mdfi_status mdfi_fixed_check_weights(const mdfi_layer *layers, int n, const char *cfg_name,
-                                     const mdfi_qweights *q, mdfi_errbuf *err)
+/* The record must be this layer's, with its shape and formats. */
+static mdfi_status check_record(const mdfi_layer *l, const fx_gemm *p, const mdfi_qrecord *r,
+                                const char *path, mdfi_errbuf *err)
 {
-    if (q->n_layers != n)
-        return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s was made for a cfg of %d layers; %s has %d",
-                         q->path, q->n_layers, cfg_name, n);
-    for (int i = 0; i < q->n_rec; ++i) {
-        const mdfi_qrecord *r = &q->rec[i];
-        const mdfi_layer *l = &layers[r->layer];
-        if (!is_gemm(l))
-            return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s has weights for layer %d, but in %s "
-                             "layer %d is a %s%s layer", q->path, r->layer, cfg_name, r->layer,
-                             mdfi_layer_is_fixed(l) ? "fixed-point " : "float ", l->ops->name);
-    }
-    for (int i = 0; i < n; ++i) {
-        const mdfi_layer *l = &layers[i];
-        if (!is_gemm(l))
-            continue;
-        const fx_gemm *p = l->priv;
-        const mdfi_qrecord *r = mdfi_qweights_find(q, i);
-        if (!r)
-            return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s has no weights for layer %d [%s] (cfg "
-                             "line %d) of %s", q->path, i, l->ops->name, l->line, cfg_name);
-        int kind = p->connected ? MDFI_QW_CONNECTED : MDFI_QW_CONV;
-        if (r->kind != kind || r->outputs != p->groups * p->m || r->k != p->k ||
-            r->groups != p->groups)
-            return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: layer %d's record is %s %d x %d "
-                             "(groups %d) but %s line %d makes it %s %d x %d (groups %d)",
-                             q->path, i, r->kind == MDFI_QW_CONV ? "convolutional" : "connected",
-                             r->outputs, r->k, r->groups, cfg_name, l->line, l->ops->name,
-                             p->groups * p->m, p->k, p->groups);
-        if (r->in_bits != l->q_in.bits || r->in_frac != l->q_in.frac ||
-            r->w_bits != l->q_w.bits || r->w_frac != l->q_w.frac || r->mode != p->per_channel ||
-            r->out_bits != l->q_out.bits || r->out_frac != l->q_out.frac)
-            return mdfi_fail(err, MDFI_ERR_WEIGHTS, "layer %d [%s] (%s line %d): the cfg says "
-                             "fixed_in=%d:%d fixed_w=%d:%d%s fixed_out=%d:%d but %s was "
-                             "quantized for %d:%d %d:%d%s %d:%d: cfg and weights do not belong "
-                             "together", i, l->ops->name, cfg_name, l->line, l->q_in.bits,
-                             l->q_in.frac, l->q_w.bits, l->q_w.frac, mode_names[p->per_channel],
-                             l->q_out.bits, l->q_out.frac, q->path, r->in_bits, r->in_frac,
-                             r->w_bits, r->w_frac, mode_names[r->mode], r->out_bits,
-                             r->out_frac);
-    }
+    const char *type = l->type->name;
+    if (!r)
+        return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s has no weights for layer %d [%s] (cfg "
+                         "line %d)", path, l->index, type, l->line);
+    int kind = p->connected ? MDFI_QW_CONNECTED : MDFI_QW_CONV;
+    if (r->kind != kind || r->outputs != p->groups * p->m || r->k != p->k ||
+        r->groups != p->groups)
+        return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: layer %d's record is %s %d x %d "
+                         "(groups %d) but cfg line %d makes it %s %d x %d (groups %d)",
+                         path, l->index, r->kind == MDFI_QW_CONV ? "convolutional" : "connected",
+                         r->outputs, r->k, r->groups, l->line, type, p->groups * p->m, p->k,
+                         p->groups);
+    if (r->in_bits != l->q_in.bits || r->in_frac != l->q_in.frac || r->w_bits != l->q_w.bits ||
+        r->w_frac != l->q_w.frac || r->mode != p->per_channel || r->out_bits != l->q_out.bits ||
+        r->out_frac != l->q_out.frac)
+        return mdfi_fail(err, MDFI_ERR_WEIGHTS, "layer %d [%s] (cfg line %d): the cfg says "
+                         "fixed_in=%d:%d fixed_w=%d:%d%s fixed_out=%d:%d but %s was "
+                         "quantized for %d:%d %d:%d%s %d:%d: cfg and weights do not belong "
+                         "together", l->index, type, l->line, l->q_in.bits, l->q_in.frac,
+                         l->q_w.bits, l->q_w.frac, mode_names[p->per_channel], l->q_out.bits,
+                         l->q_out.frac, path, r->in_bits, r->in_frac, r->w_bits, r->w_frac,
+                         mode_names[r->mode], r->out_bits, r->out_frac);
     return MDFI_OK;
 }
 
-mdfi_status mdfi_fixed_load(mdfi_layer *l, const mdfi_qweights *q, mdfi_errbuf *err)
+/* Integer parameters from the layer's .qweights record (src NULL: zeros). */
+static mdfi_status fixed_load(mdfi_layer *l, mdfi_params *src, mdfi_errbuf *err)
 {
-    if (!is_gemm(l))
-        return MDFI_OK;
     fx_gemm *p = l->priv;
     size_t m = (size_t)p->groups * p->m, nw = m * (size_t)p->k;
     free(p->bias);
@@ -194,18 +142,20 @@ mdfi_status mdfi_fixed_load(mdfi_layer *l, const mdfi_qweights *q, mdfi_errbuf *
     if (!p->bias || !p->weights || !p->w_frac || (p->per_channel == 2 && !p->mult))
         return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory for %zu weights",
                          l->index, nw);
-    const mdfi_qrecord *r = q ? mdfi_qweights_find(q, l->index) : NULL;
-    if (!q)
+    if (!src)
         return MDFI_OK;
-    if (!r)
-        return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: no record for layer %d", q->path,
-                         l->index);
-    MDFI_CHECK(mdfi_qweights_read(q, r, p->bias, p->weights, p->per_channel ? p->w_frac : NULL,
-                                  p->mult, err));
+    const char *path = mdfi_params_path(src);
+    if (mdfi_params_kind_of(src) != MDFI_PARAMS_QWEIGHTS)
+        return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s is not a quantized weights file: layer %d "
+                         "has fixed-point formats", path, l->index);
+    const mdfi_qrecord *r = mdfi_params_record(src, l->index);
+    MDFI_CHECK(check_record(l, p, r, path, err));
+    MDFI_CHECK(mdfi_params_read_gemm(src, r, p->bias, p->weights,
+                                     p->per_channel ? p->w_frac : NULL, p->mult, err));
     for (size_t o = 0; p->mult && o < m; ++o)
         if (p->mult[o] < 1 || p->mult[o] > MDFI_FX_MULT_MAX)
             return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: layer %d: output %zu's multiplier %ld "
-                             "is outside 1..%d", q->path, l->index, o, (long)p->mult[o],
+                             "is outside 1..%d", path, l->index, o, (long)p->mult[o],
                              MDFI_FX_MULT_MAX);
     return MDFI_OK;
 }
@@ -216,7 +166,7 @@ static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
     const int bits = l->q_w.bits;
     const int M = p->groups * p->m;
     if (!p->weights)
-        MDFI_CHECK(mdfi_fixed_load(l, NULL, err));
+        MDFI_CHECK(fixed_load(l, NULL, err));
     /* The accumulator bound of docs/fixed-point.md, per output channel. */
     const int64_t in_max = (int64_t)1 << (l->q_in.bits - 1);
     for (int o = 0; o < M; ++o) {
@@ -230,7 +180,7 @@ static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
             return mdfi_fail(err, MDFI_ERR_WEIGHTS, "layer %d [%s]: the int32 accumulator can "
                              "overflow: output %d has sum|w| * 2^%d + |bias| = %lld > 2^31-1 "
                              "(fixed_w=%d:%d with fixed_in=%d:%d is too fine; re-quantize)",
-                             l->index, l->ops->name, o, l->q_in.bits - 1, (long long)bound,
+                             l->index, l->type->name, o, l->q_in.bits - 1, (long long)bound,
                              l->q_w.bits, l->q_w.frac, l->q_in.bits, l->q_in.frac);
     }
     /* The GEMM runs at the operand width; 8-bit weights of a 16-bit layer
@@ -360,16 +310,17 @@ static void gemm_destroy(mdfi_layer *l)
 
 int mdfi_fixed_weight_scale(const mdfi_layer *l)
 {
-    return is_gemm(l) ? ((const fx_gemm *)l->priv)->per_channel : 0;
+    return mdfi_layer_has_kind(l, MDFI_KIND_GEMM) && l->path == MDFI_PATH_FIXED && l->priv
+               ? ((const fx_gemm *)l->priv)->per_channel
+               : 0;
 }
 
-const char *mdfi_fixed_kernel_name(const mdfi_layer *l)
+static const char *kernel_name(const mdfi_layer *l)
 {
-    const fx_gemm *p = is_gemm(l) ? l->priv : NULL;
+    const fx_gemm *p = l->priv;
     return p && p->kern ? mdfi_qgemm_kernel_name(p->kern) : "";
 }
 
-const mdfi_layer_ops mdfi_fixed_conv_ops = {
-    "convolutional", conv_parse, NULL, gemm_prepare, gemm_forward, gemm_destroy};
-const mdfi_layer_ops mdfi_fixed_connected_ops = {
-    "connected", fc_parse, NULL, gemm_prepare, gemm_forward, gemm_destroy};
+/* The fixed-point variant of [convolutional] and [connected]. */
+const mdfi_layer_variant mdfi_gemm_fixed = {fixed_bind, fixed_load, gemm_prepare, gemm_forward,
+                                            gemm_destroy, kernel_name};

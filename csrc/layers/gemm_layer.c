@@ -10,66 +10,6 @@
 /* Conv outputs per band of a fused conv -> maxpool (per thread). */
 #define FUSE_BAND_FLOATS 65536
 
-mdfi_status mdfi_conv_parse_spec(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
-                                 mdfi_conv_spec *c, mdfi_errbuf *err)
-{
-    const char *name = ctx->cfg->name;
-    int filters, size, stride, pad, padding, binary, dilation, stride_x, stride_y;
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "filters", 1, &filters, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "size", 1, &size, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride", 1, &stride, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride_x", -1, &stride_x, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride_y", -1, &stride_y, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "pad", 0, &pad, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "padding", 0, &padding, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "groups", 1, &c->groups, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "batch_normalize", 0, &c->bn, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "xnor", 0, &l->xnor, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "binary", 0, &binary, err));   /* CPU: a float conv */
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "dilation", 1, &dilation, err));
-    const char *act = mdfi_cfg_str(s, "activation", "logistic");
-    if (mdfi_activation_parse(act, &c->act))
-        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: unknown activation '%s'", name,
-                         mdfi_cfg_line(s, "activation"), act);
-    if (filters < 1 || size < 1 || stride < 1 || c->groups < 1 || padding < 0 ||
-        filters > 65536 || size > 64 || stride > 64 || padding > 64)
-        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [convolutional]: bad "
-                         "filters=%d size=%d stride=%d groups=%d padding=%d", name, s->line,
-                         ctx->index, filters, size, stride, c->groups, padding);
-    if ((stride_x != -1 && stride_x != stride) || (stride_y != -1 && stride_y != stride) ||
-        dilation != 1)
-        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [convolutional]: "
-                         "stride_x/stride_y/dilation are not supported", name, s->line,
-                         ctx->index);
-    if (l->in_c % c->groups || filters % c->groups)
-        return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [convolutional]: groups=%d "
-                         "must divide the input channels (%d) and filters (%d)", name,
-                         mdfi_cfg_line(s, "groups"), ctx->index, c->groups, l->in_c, filters);
-    if (pad)
-        padding = size / 2;
-    int out_h = (l->in_h + 2 * padding - size) / stride + 1;
-    int out_w = (l->in_w + 2 * padding - size) / stride + 1;
-    if (l->in_h + 2 * padding < size || l->in_w + 2 * padding < size)
-        out_h = out_w = 0;
-    MDFI_CHECK(mdfi_layer_check_shape(ctx, s, filters, out_h, out_w, err));
-    l->out_c = filters;
-    l->out_h = out_h;
-    l->out_w = out_w;
-    l->filters = filters;
-    l->size = size;
-    l->stride = stride;
-    l->pad = padding;
-    l->groups = c->groups;
-    l->batch_normalize = c->bn;
-    l->activation = mdfi_activation_name(c->act);
-    c->m = filters / c->groups;
-    c->k = l->in_c / c->groups * size * size;
-    c->geom = (mdfi_conv_geom){l->in_c / c->groups, l->in_h, l->in_w, size, stride, padding,
-                               out_h, out_w};
-    l->flops = 2.0 * filters * (double)c->k * out_h * out_w;
-    return MDFI_OK;
-}
-
 mdfi_status mdfi_darknet_alloc(mdfi_darknet_arrays *a, const mdfi_layer *l, size_t n, int bn,
                                size_t nw, int with_weights, mdfi_errbuf *err)
 {
@@ -90,14 +30,14 @@ mdfi_status mdfi_darknet_alloc(mdfi_darknet_arrays *a, const mdfi_layer *l, size
     return MDFI_OK;
 }
 
-mdfi_status mdfi_darknet_read_head(mdfi_darknet_arrays *a, mdfi_weights_reader *r, size_t n,
+mdfi_status mdfi_darknet_read_head(mdfi_darknet_arrays *a, mdfi_params *src, size_t n,
                                    int bn, mdfi_errbuf *err)
 {
-    MDFI_CHECK(mdfi_weights_read(r, a->biases, n, "biases", err));
+    MDFI_CHECK(mdfi_params_floats(src, a->biases, n, "biases", err));
     if (bn) {
-        MDFI_CHECK(mdfi_weights_read(r, a->scales, n, "scales", err));
-        MDFI_CHECK(mdfi_weights_read(r, a->mean, n, "rolling_mean", err));
-        MDFI_CHECK(mdfi_weights_read(r, a->var, n, "rolling_variance", err));
+        MDFI_CHECK(mdfi_params_floats(src, a->scales, n, "scales", err));
+        MDFI_CHECK(mdfi_params_floats(src, a->mean, n, "rolling_mean", err));
+        MDFI_CHECK(mdfi_params_floats(src, a->var, n, "rolling_variance", err));
     }
     return MDFI_OK;
 }
@@ -118,17 +58,39 @@ mdfi_status mdfi_gemm_alloc(mdfi_layer *l, mdfi_gemm_params *p, mdfi_errbuf *err
                               (size_t)p->groups * (size_t)p->m * (size_t)p->k, !p->stream, err);
 }
 
-void mdfi_gemm_free(mdfi_gemm_params *p)
+void mdfi_gemm_destroy(mdfi_layer *l)
 {
-    mdfi_darknet_free(&p->raw);
-    free(p->bias);
-    mdfi_aligned_free(p->packed);
-    p->bias = p->packed = NULL;
+    mdfi_gemm_params *p = l->priv;
+    if (p) {
+        mdfi_darknet_free(&p->raw);
+        free(p->bias);
+        mdfi_aligned_free(p->packed);
+    }
+    free(p);
+    l->priv = NULL;
 }
 
-size_t mdfi_gemm_param_count(const mdfi_gemm_params *p, int outputs)
+size_t mdfi_gemm_param_count(const mdfi_gemm_spec *s)
 {
-    return (size_t)outputs * (p->bn ? 4 : 1) + (size_t)p->groups * p->m * (size_t)p->k;
+    const size_t outputs = (size_t)s->groups * s->m;
+    return outputs * (s->bn ? 4 : 1) + outputs * (size_t)s->k;
+}
+
+mdfi_status mdfi_gemm_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errbuf *err)
+{
+    (void)ctx;
+    const mdfi_gemm_spec *s = l->spec;
+    mdfi_gemm_params *p = calloc(1, sizeof *p);
+    if (!p)
+        return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
+    p->groups = s->groups;
+    p->bn = s->bn;
+    p->act = s->act;
+    p->geom = s->geom;
+    p->m = s->m;
+    p->k = s->k;
+    l->priv = p;
+    return MDFI_OK;
 }
 
 /* Folding BN into the weights turns the conv into one GEMM plus bias:
@@ -150,15 +112,15 @@ static float fold_bn(mdfi_gemm_params *p, int o)
  * rows are taken from p->raw.weights or, when streamed, read from the file into a
  * panel-sized buffer, scaled by BN and packed into place, so a streamed
  * layer's raw weights never exist whole. */
-static mdfi_status pack_weights(mdfi_layer *l, mdfi_gemm_params *p,
-                                mdfi_weights_reader *r, mdfi_errbuf *err)
+static mdfi_status pack_weights(mdfi_layer *l, mdfi_gemm_params *p, mdfi_params *r,
+                                mdfi_errbuf *err)
 {
     const int mr = mdfi_sgemm_pack_mr(p->kern, p->m), k = p->k;
     float *buf = NULL;
     if (!p->raw.weights) {   /* zeros when there is no file */
         if (!(buf = calloc((size_t)mr * k + 1, sizeof(float))))
             return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
-        if (r && mdfi_weights_check(r, (size_t)l->out_c * k, "weights", err) != MDFI_OK) {
+        if (r && mdfi_params_check_floats(r, (size_t)l->out_c * k, "weights", err) != MDFI_OK) {
             free(buf);
             return MDFI_ERR_WEIGHTS;
         }
@@ -169,7 +131,7 @@ static mdfi_status pack_weights(mdfi_layer *l, mdfi_gemm_params *p,
             int rows = p->m - i0 < mr ? p->m - i0 : mr, o0 = g * p->m + i0;
             float *w = buf ? buf : p->raw.weights + (size_t)o0 * k;
             if (buf && r)
-                st = mdfi_weights_read(r, buf, (size_t)rows * k, "weights", err);
+                st = mdfi_params_floats(r, buf, (size_t)rows * k, "weights", err);
             for (int i = 0; i < rows; ++i) {
                 float s = fold_bn(p, o0 + i);
                 for (int j = 0; j < k && s != 1.f; ++j)
@@ -182,9 +144,11 @@ static mdfi_status pack_weights(mdfi_layer *l, mdfi_gemm_params *p,
     return st;
 }
 
-mdfi_status mdfi_gemm_prepare(mdfi_layer *l, mdfi_gemm_params *p,
-                              const mdfi_prepare_ctx *ctx, mdfi_errbuf *err)
+mdfi_status mdfi_gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_errbuf *err)
 {
+    mdfi_gemm_params *p = l->priv;
+    if (!p->raw.biases)   /* no parameter source: zeros */
+        MDFI_CHECK(mdfi_gemm_alloc(l, p, err));
     p->kern = mdfi_sgemm_kernel_for(ctx->isa);
     if (!p->kern)
         return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "layer %d: no fp32 GEMM for kernel %s",
@@ -198,7 +162,7 @@ mdfi_status mdfi_gemm_prepare(mdfi_layer *l, mdfi_gemm_params *p,
     if (!p->bias || !p->packed)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory packing weights",
                          l->index);
-    MDFI_CHECK(pack_weights(l, p, ctx->weights, err));
+    MDFI_CHECK(pack_weights(l, p, p->stream ? ctx->params : NULL, err));
     mdfi_darknet_free(&p->raw);
     l->param_bytes = (size_t)outputs * sizeof(float) +
                      (size_t)p->groups * p->packed_floats * sizeof(float);
@@ -212,7 +176,7 @@ mdfi_status mdfi_gemm_prepare(mdfi_layer *l, mdfi_gemm_params *p,
     p->ws_bytes = ws = (ws + 63) & ~(size_t)63;
     if (l->fused) {
         /* bands of about FUSE_BAND_FLOATS conv outputs, whole pool rows */
-        const mdfi_layer *mp = l + 1;
+        const mdfi_pool2d *mp = &l->pool;
         size_t row = (size_t)l->out_c * mp->stride * l->out_w;
         p->band = row < FUSE_BAND_FLOATS ? (int)(FUSE_BAND_FLOATS / row) : 1;
         if (p->band > mp->out_h)
@@ -238,7 +202,8 @@ typedef struct {
 static void fused_task(void *arg, int task, int thread)
 {
     const gemm_job *j = arg;
-    const mdfi_layer *l = j->l, *mp = l + 1;
+    const mdfi_layer *l = j->l;
+    const mdfi_pool2d *mp = &l->pool;
     const mdfi_gemm_params *p = j->p;
     int py0 = task * p->band, py1 = py0 + p->band < mp->out_h ? py0 + p->band : mp->out_h;
     int off = -(mp->pad / 2), cy0 = off + py0 * mp->stride;
@@ -276,12 +241,13 @@ static void gemm_task(void *arg, int task, int thread)
                         j->ctx->scratch[thread]);
 }
 
-void mdfi_gemm_forward(const mdfi_layer *l, const mdfi_gemm_params *p, mdfi_run_ctx *ctx)
+void mdfi_gemm_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
+    const mdfi_gemm_params *p = l->priv;
     int threads = mdfi_pool_threads(ctx->pool);
     gemm_job j = {l, p, ctx, p->geom.out_h * p->geom.out_w, 0};
     if (l->fused) {
-        mdfi_pool_run(ctx->pool, (l[1].out_h + p->band - 1) / p->band, fused_task, &j);
+        mdfi_pool_run(ctx->pool, (l->pool.out_h + p->band - 1) / p->band, fused_task, &j);
         return;
     }
     /* Column chunks are whole multiples of 32 (the widest B panel) so every

@@ -1,5 +1,6 @@
-/* What [convolutional] and [connected] share: parameters, BN folding,
- * packing for the GEMM kernel, and the threaded forward. */
+/* What [convolutional] and [connected] share: their parsed spec, and the
+ * float variant's parameters, BN folding, packing for the GEMM kernel and
+ * threaded forward (the two types differ only in parse and load). */
 #ifndef MDFI_LAYERS_GEMM_LAYER_H
 #define MDFI_LAYERS_GEMM_LAYER_H
 
@@ -19,10 +20,24 @@ mdfi_status mdfi_darknet_alloc(mdfi_darknet_arrays *a, const mdfi_layer *l, size
                                size_t nw, int with_weights, mdfi_errbuf *err);
 /* Reads what precedes a conv's weights: biases, then with BN scales,
  * rolling_mean, rolling_variance. */
-mdfi_status mdfi_darknet_read_head(mdfi_darknet_arrays *a, mdfi_weights_reader *r, size_t n,
+mdfi_status mdfi_darknet_read_head(mdfi_darknet_arrays *a, mdfi_params *src, size_t n,
                                    int bn, mdfi_errbuf *err);
 void mdfi_darknet_free(mdfi_darknet_arrays *a);
 
+/* The spec of both types (l->spec), parsed once for every path. */
+typedef struct {
+    int connected;
+    int groups, bn;
+    mdfi_activation act;
+    int m, k;                 /* outputs per group, weights per output */
+    mdfi_conv_geom geom;      /* per group; connected: k x 1 x 1 */
+    mdfi_bquant inq;          /* xnor=1: how the input is quantized (abits, astep) */
+} mdfi_gemm_spec;
+
+/* Floats of the layer in a Darknet .weights file. */
+size_t mdfi_gemm_param_count(const mdfi_gemm_spec *s);
+
+/* The float variant's state (l->priv). */
 typedef struct {
     int groups, bn;
     mdfi_activation act;
@@ -43,27 +58,14 @@ typedef struct {
     size_t ws_bytes;          /* GEMM workspace; a fused conv's band follows it */
 } mdfi_gemm_params;
 
-/* The [convolutional] keys every numeric path shares: geometry, groups, BN,
- * activation.  Reads and validates them, sets the layer's output shape and
- * descriptive fields; the path-specific keys (xnor, abits, formats) stay
- * with each path. */
-typedef struct {
-    int groups, bn;
-    mdfi_activation act;
-    int m, k;                 /* filters per group, weights per filter */
-    mdfi_conv_geom geom;      /* per group */
-} mdfi_conv_spec;
-mdfi_status mdfi_conv_parse_spec(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
-                                 mdfi_conv_spec *c, mdfi_errbuf *err);
-
 /* Allocates Darknet's arrays (zeros; BN variance 1) for n outputs; the
  * weights only when not streamed. */
 mdfi_status mdfi_gemm_alloc(mdfi_layer *l, mdfi_gemm_params *p, mdfi_errbuf *err);
-void mdfi_gemm_free(mdfi_gemm_params *p);
-mdfi_status mdfi_gemm_prepare(mdfi_layer *l, mdfi_gemm_params *p,
-                              const mdfi_prepare_ctx *ctx, mdfi_errbuf *err);
-void mdfi_gemm_forward(const mdfi_layer *l, const mdfi_gemm_params *p, mdfi_run_ctx *ctx);
-/* Number of floats in the .weights file for these parameters. */
-size_t mdfi_gemm_param_count(const mdfi_gemm_params *p, int outputs);
+/* The float variant's functions but load (conv and connected read
+ * their files in different orders). */
+mdfi_status mdfi_gemm_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errbuf *err);
+mdfi_status mdfi_gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_errbuf *err);
+void mdfi_gemm_forward(const mdfi_layer *l, mdfi_run_ctx *ctx);
+void mdfi_gemm_destroy(mdfi_layer *l);
 
 #endif

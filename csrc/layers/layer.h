@@ -1,11 +1,23 @@
-/* A layer type is one table of functions, registered by section name.
+/* A layer type is one registry row (layers/registry.c):
  *
- *   parse    cfg section + input shapes -> typed spec and output shape
- *   load     read its parameters from a .weights file (Darknet order)
- *   prepare  pack parameters for the chosen kernel, size scratch; may allocate
- *   forward  compute; never allocates, never fails
- *   destroy  free what parse/load/prepare allocated
- * Only parse and forward are required. */
+ *   name, aliases   the cfg section names it answers to
+ *   kind            flags the network's passes and the detect glue ask
+ *   parse           cfg section + input shapes -> its typed spec (l->spec),
+ *                   its inputs and output shape; never allocates beyond the spec
+ *   variants        one per numeric path (float, fixed point, binary): the
+ *                   code that runs the parsed spec on that path
+ *
+ * A variant's functions, called by the network in this order:
+ *   bind     reads the path's own keys (formats...) and what it needs of its
+ *            inputs' formats; sets the output format (q_out, out_bytes)
+ *   load     takes its parameters from the one parameter source (io/params.h)
+ *   prepare  packs them for the chosen kernel, sizes scratch; may allocate
+ *   forward  computes; never allocates, never fails
+ *   destroy  frees l->priv (what bind/load/prepare made)
+ * Only forward is required.  Which variant runs, and the decisions that
+ * involve several layers (conv->maxpool fusion, bit tensors between binary
+ * layers), are the network's (net/passes.c): a layer never reads or changes
+ * another layer. */
 #ifndef MDFI_LAYERS_LAYER_H
 #define MDFI_LAYERS_LAYER_H
 
@@ -13,7 +25,8 @@
 
 #include "base/cfg.h"
 #include "base/threads.h"
-#include "io/weights.h"
+#include "io/params.h"
+#include "kernels/bgemm.h"
 #include "kernels/cpu.h"
 
 #define MDFI_MAX_INPUTS 8
@@ -36,10 +49,10 @@ typedef struct {
 typedef struct {
     mdfi_isa isa;
     int threads;
-    int keep_outputs;      /* every output must stay readable as floats: no fusion */
-    /* The .weights file just after what load read (NULL: no file), for a
+    int binary_kind;       /* mdfi_bkind forced by the options, or -1: chosen for isa */
+    /* The parameter source just after what load read (NULL: none), for a
      * layer that streams its largest array straight into packed form. */
-    mdfi_weights_reader *weights;
+    mdfi_params *params;
 } mdfi_prepare_ctx;
 
 /* Per-forward context: the inputs resolved to buffers, scratch, threads. */
@@ -51,24 +64,62 @@ typedef struct {
     mdfi_pool *pool;
 } mdfi_run_ctx;
 
+/* What bind sees: the section (for the path's own keys) and the layers
+ * before this one, whose output formats are final. */
 typedef struct {
-    const char *name;
-    mdfi_status (*parse)(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
-                         mdfi_errbuf *err);
-    mdfi_status (*load)(mdfi_layer *l, mdfi_weights_reader *r, mdfi_errbuf *err);
+    const mdfi_cfg *cfg;
+    mdfi_cfg_section *sec;
+    const mdfi_layer *layers;
+    int index;
+} mdfi_bind_ctx;
+
+typedef enum { MDFI_PATH_FLOAT = 0, MDFI_PATH_FIXED = 1, MDFI_PATH_BINARY = 2 } mdfi_path;
+#define MDFI_PATHS 3
+
+typedef struct {
+    mdfi_status (*bind)(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errbuf *err);
+    mdfi_status (*load)(mdfi_layer *l, mdfi_params *src, mdfi_errbuf *err);
     mdfi_status (*prepare)(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_errbuf *err);
     void (*forward)(const mdfi_layer *l, mdfi_run_ctx *ctx);
     void (*destroy)(mdfi_layer *l);
-} mdfi_layer_ops;
+    /* the kernel variant it runs after prepare ("" or NULL: none to name) */
+    const char *(*kernel_name)(const mdfi_layer *l);
+} mdfi_layer_variant;
+
+/* Kind flags of a layer type. */
+#define MDFI_KIND_GEMM 1u      /* convolutional/connected: weights and a GEMM */
+#define MDFI_KIND_HEAD 2u      /* output for the caller (yolo, softmax): float, dequantizes */
+#define MDFI_KIND_YOLO 4u      /* decoded into boxes after forward; its spec is mdfi_yolo_spec */
+#define MDFI_KIND_ALIAS 8u     /* identity: its output is in[0]'s buffer (dropout) */
+#define MDFI_KIND_MAXPOOL 16u  /* a max pool a conv may compute in bands, and that runs on bits */
+#define MDFI_KIND_CONV 32u     /* a spatial convolution (may be fused with a maxpool reader) */
+
+typedef struct {
+    const char *name;
+    const char *aliases[3];
+    unsigned kind;
+    mdfi_status (*parse)(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                         mdfi_errbuf *err);
+    void (*free_spec)(void *spec);
+    const mdfi_layer_variant *path[MDFI_PATHS];
+} mdfi_layer_type;
+
+/* A max pool's geometry, copied into a conv that computes it (fusion). */
+typedef struct {
+    int size, stride, pad;     /* Darknet's padding: windows start at -(pad/2) */
+    int in_h, in_w, out_h, out_w, c;
+} mdfi_pool2d;
 
 struct mdfi_layer {
-    const mdfi_layer_ops *ops;
+    const mdfi_layer_type *type;
+    const mdfi_layer_variant *run;   /* type->path[path], set by the network */
+    mdfi_path path;            /* chosen at build; run may be another path's variant
+                                  when the passes say so (a maxpool on bits) */
     int index, line;
     int n_in;
     int in[MDFI_MAX_INPUTS];   /* producing layer indices; -1 = network input */
     int in_c, in_h, in_w;      /* shape of in[0] */
     int out_c, out_h, out_w;
-    int alias_input;           /* output is in[0]'s buffer (dropout) */
     /* Bytes of the output buffer when it does not hold out_c*out_h*out_w
      * floats (integer or bit-packed outputs); 0 = floats.  The buffer is
      * still passed as float* and cast by the layers that agree on its type. */
@@ -76,10 +127,6 @@ struct mdfi_layer {
     size_t scratch_bytes;      /* per-thread scratch wanted by forward */
     size_t n_params;           /* floats this layer reads from a .weights file */
     size_t param_bytes;        /* prepared parameters kept for forward */
-    /* [convolutional] whose only reader is the next layer, a [maxpool]:
-     * its forward computes the output in row bands and pools each band into
-     * the maxpool's output, so its own output is never stored (core/net.c). */
-    int fused;
     double flops;
     /* descriptive fields for mdfi_layer_info */
     int filters, size, stride, groups, pad, batch_normalize, xnor;
@@ -88,11 +135,25 @@ struct mdfi_layer {
     mdfi_qfmt q_out;           /* the output */
     mdfi_qfmt q_in;            /* conv/connected: the input's operand format; heads: in[0]'s */
     mdfi_qfmt q_w;             /* conv/connected weights */
-    void *priv;                /* the type's own spec and parameters */
+    mdfi_bquant in_q;          /* binary layers: how they quantize their input (parse) */
+    /* Decisions of the network's passes (net/passes.c), made before prepare. */
+    int fused;                 /* a conv that computes its maxpool reader's output in row
+                                  bands (pool): its own output is never stored */
+    mdfi_pool2d pool;
+    int bits_in;               /* the input arrives as bit planes (of the producer's bits_q) */
+    int bits_out;              /* the output is written as bit planes of bits_q */
+    mdfi_bquant bits_q;
+    int keep;                  /* the caller reads this output after forward */
+    void *spec;                /* the type's parsed spec */
+    void *priv;                /* the running variant's state */
 };
 
-/* Looks a section name up in the registry; NULL if unknown. */
-const mdfi_layer_ops *mdfi_layer_find(const char *section);
+/* Looks a section name (or alias) up in the registry; NULL if unknown. */
+const mdfi_layer_type *mdfi_layer_type_find(const char *section);
+/* The section names of the types that have a variant for path, as
+ * "a, b and c" into buf (for messages). */
+void mdfi_layer_types_with(mdfi_path path, char *buf, size_t len);
+int mdfi_layer_has_kind(const mdfi_layer *l, unsigned kind);
 
 /* Output element count (shapes are validated at parse to fit in int). */
 static inline size_t mdfi_layer_outputs(const mdfi_layer *l)
@@ -100,12 +161,9 @@ static inline size_t mdfi_layer_outputs(const mdfi_layer *l)
     return (size_t)l->out_c * (size_t)l->out_h * (size_t)l->out_w;
 }
 
-/* Layer types other code recognizes by their ops table (the float conv, maxpool). */
-extern const mdfi_layer_ops mdfi_convolutional_ops, mdfi_maxpool_ops;
-
-/* [maxpool] l: output rows [oy0, oy1) of every channel from input rows
+/* Output rows [oy0, oy1) of every channel of a max pool from input rows
  * [r0, r1) of each, held at in (channel stride (r1 - r0) * in_w). */
-void mdfi_maxpool_band(const mdfi_layer *l, const float *in, int r0, int r1, int oy0, int oy1,
+void mdfi_maxpool_band(const mdfi_pool2d *p, const float *in, int r0, int r1, int oy0, int oy1,
                        float *out);
 
 /* Shape helpers for parse: check sizes are sane (product < 2^31). */

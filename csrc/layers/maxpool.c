@@ -1,13 +1,18 @@
 /* [maxpool]: Darknet's padding rule: padding defaults to size-1, windows
- * start at -(padding/2), and out-of-image taps are ignored (-FLT_MAX). */
+ * start at -(padding/2), and out-of-image taps are ignored (-FLT_MAX).
+ * Three variants: float; fixed point (the max in the input's integers, then
+ * requantized); and bits, for a pool between binary layers (the network
+ * decides, net/passes.c). */
 #include <float.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "base/error.h"
+#include "layers/fixed.h"
 #include "layers/layer.h"
 
-static mdfi_status maxpool_parse(mdfi_layer *l, mdfi_cfg_section *s,
-                                 const mdfi_parse_ctx *ctx, mdfi_errbuf *err)
+mdfi_status mdfi_maxpool_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                               mdfi_errbuf *err)
 {
     int size, stride, padding;
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride", 1, &stride, err));
@@ -29,28 +34,30 @@ static mdfi_status maxpool_parse(mdfi_layer *l, mdfi_cfg_section *s,
     return mdfi_layer_check_shape(ctx, s, l->out_c, l->out_h, l->out_w, err);
 }
 
+/* ---- float ------------------------------------------------------------------ */
+
 /* One output row from input rows [r0, ...) of one channel at src: windows
  * wholly inside the image skip the bounds tests (the common case); the edges
  * take the general path. */
-static void pool_row(const mdfi_layer *l, const float *src, int r0, int y0, float *out)
+static void pool_row(const mdfi_pool2d *p, const float *src, int r0, int y0, float *out)
 {
-    const int size = l->size, stride = l->stride, off = -(l->pad / 2);
-    int ylo = y0 < 0 ? 0 : y0, yhi = y0 + size > l->in_h ? l->in_h : y0 + size;
-    for (int ox = 0; ox < l->out_w; ++ox) {
+    const int size = p->size, stride = p->stride, off = -(p->pad / 2);
+    int ylo = y0 < 0 ? 0 : y0, yhi = y0 + size > p->in_h ? p->in_h : y0 + size;
+    for (int ox = 0; ox < p->out_w; ++ox) {
         int x0 = off + ox * stride;
         float m = -FLT_MAX;
-        if (x0 >= 0 && x0 + size <= l->in_w && size == 2 && yhi - ylo == 2) {
+        if (x0 >= 0 && x0 + size <= p->in_w && size == 2 && yhi - ylo == 2) {
             /* the same comparisons in the same order as the general path */
-            const float *a = src + (size_t)(ylo - r0) * l->in_w + x0, *b = a + l->in_w;
+            const float *a = src + (size_t)(ylo - r0) * p->in_w + x0, *b = a + p->in_w;
             m = a[0] > m ? a[0] : m;
             m = a[1] > m ? a[1] : m;
             m = b[0] > m ? b[0] : m;
             m = b[1] > m ? b[1] : m;
         } else {
-            int xlo = x0 < 0 ? 0 : x0, xhi = x0 + size > l->in_w ? l->in_w : x0 + size;
+            int xlo = x0 < 0 ? 0 : x0, xhi = x0 + size > p->in_w ? p->in_w : x0 + size;
             for (int y = ylo; y < yhi; ++y)
                 for (int x = xlo; x < xhi; ++x) {
-                    float v = src[(size_t)(y - r0) * l->in_w + x];
+                    float v = src[(size_t)(y - r0) * p->in_w + x];
                     m = v > m ? v : m;
                 }
         }
@@ -58,22 +65,165 @@ static void pool_row(const mdfi_layer *l, const float *src, int r0, int y0, floa
     }
 }
 
-void mdfi_maxpool_band(const mdfi_layer *l, const float *in, int r0, int r1, int oy0, int oy1,
+void mdfi_maxpool_band(const mdfi_pool2d *p, const float *in, int r0, int r1, int oy0, int oy1,
                        float *out)
 {
-    const int off = -(l->pad / 2);
-    for (int c = 0; c < l->out_c; ++c) {
-        const float *src = in + (size_t)c * (r1 - r0) * l->in_w;
-        float *o = out + (size_t)c * l->out_h * l->out_w;
+    const int off = -(p->pad / 2);
+    for (int c = 0; c < p->c; ++c) {
+        const float *src = in + (size_t)c * (r1 - r0) * p->in_w;
+        float *o = out + (size_t)c * p->out_h * p->out_w;
         for (int oy = oy0; oy < oy1; ++oy)
-            pool_row(l, src, r0, off + oy * l->stride, o + (size_t)oy * l->out_w);
+            pool_row(p, src, r0, off + oy * p->stride, o + (size_t)oy * p->out_w);
     }
 }
 
-static void maxpool_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
+static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
-    mdfi_maxpool_band(l, ctx->in[0], 0, l->in_h, 0, l->out_h, ctx->out);
+    const mdfi_pool2d p = {l->size, l->stride, l->pad, l->in_h, l->in_w, l->out_h, l->out_w,
+                           l->out_c};
+    mdfi_maxpool_band(&p, ctx->in[0], 0, l->in_h, 0, l->out_h, ctx->out);
 }
 
-const mdfi_layer_ops mdfi_maxpool_ops = {"maxpool", maxpool_parse, NULL, NULL,
-                                         maxpool_forward, NULL};
+/* ---- fixed point -------------------------------------------------------------- */
+
+/* The max of each window, in the input's type T; windows are clipped to the
+ * image (outside taps are ignored; Darknet's windows always hold one tap). */
+#define MAXPOOL_PLANE(NAME, T, TMIN)                                                      \
+    static void NAME(const mdfi_layer *l, const T *src, int32_t *row_max, T *dst, int same, \
+                     int shift, int ob, void *out, size_t o)                             \
+    {                                                                                     \
+        const int off = -(l->pad / 2), st = l->stride, sz = l->size;                      \
+        for (int oy = 0; oy < l->out_h; ++oy) {                                           \
+            const int y0 = off + oy * st;                                                 \
+            const int ya = y0 < 0 ? 0 : y0;                                               \
+            const int yb = y0 + sz > l->in_h ? l->in_h : y0 + sz;                         \
+            int ox = 0;                                                                   \
+            if (sz == 2 && st == 2 && off == 0 && yb - ya == 2) { /* 2x2/2 inside */      \
+                const T *r0 = src + (size_t)ya * l->in_w, *r1 = r0 + l->in_w;             \
+                const int full = l->in_w / 2 < l->out_w ? l->in_w / 2 : l->out_w;         \
+                for (; ox < full; ++ox) {                                                 \
+                    T a = r0[2 * ox] > r0[2 * ox + 1] ? r0[2 * ox] : r0[2 * ox + 1];      \
+                    T b = r1[2 * ox] > r1[2 * ox + 1] ? r1[2 * ox] : r1[2 * ox + 1];      \
+                    row_max[ox] = a > b ? a : b;                                          \
+                }                                                                         \
+            }                                                                             \
+            for (; ox < l->out_w; ++ox) {                                                 \
+                const int x0 = off + ox * st;                                             \
+                const int xa = x0 < 0 ? 0 : x0;                                           \
+                const int xb = x0 + sz > l->in_w ? l->in_w : x0 + sz;                     \
+                T m = TMIN; /* an empty window (odd padding) gives the type's minimum */  \
+                for (int y = ya; y < yb; ++y) {                                           \
+                    const T *r = src + (size_t)y * l->in_w;                               \
+                    for (int x = xa; x < xb; ++x)                                         \
+                        m = r[x] > m ? r[x] : m;                                          \
+                }                                                                         \
+                row_max[ox] = m;                                                          \
+            }                                                                             \
+            if (same) {                                                                   \
+                for (int j = 0; j < l->out_w; ++j)                                        \
+                    dst[(size_t)oy * l->out_w + j] = (T)row_max[j];                       \
+            } else {                                                                      \
+                for (int j = 0; j < l->out_w; ++j)                                        \
+                    mdfi_fx_put(out, ob, o + (size_t)oy * l->out_w + j,                   \
+                                mdfi_fx_requant(row_max[j], shift, ob));                  \
+            }                                                                             \
+        }                                                                                 \
+    }
+MAXPOOL_PLANE(maxpool_plane8, int8_t, INT8_MIN)
+MAXPOOL_PLANE(maxpool_plane16, int16_t, INT16_MIN)
+
+static void maxpool_channel(const mdfi_layer *l, const mdfi_run_ctx *ctx, int c)
+{
+    const int ib = l->q_in.bits, ob = l->q_out.bits;
+    const int shift = l->q_in.frac - l->q_out.frac, same = ib == ob && shift == 0;
+    const size_t plane = (size_t)l->in_h * l->in_w, o = (size_t)c * l->out_h * l->out_w;
+    int32_t row_max[1024];
+    if (l->out_w > 1024) {   /* very wide maps: the plain loop */
+        const int off = -(l->pad / 2);
+        for (int oy = 0; oy < l->out_h; ++oy)
+            for (int ox = 0; ox < l->out_w; ++ox) {
+                int32_t m = INT32_MIN;
+                for (int y = off + oy * l->stride; y < off + oy * l->stride + l->size; ++y)
+                    for (int x = off + ox * l->stride; x < off + ox * l->stride + l->size; ++x)
+                        if (y >= 0 && y < l->in_h && x >= 0 && x < l->in_w) {
+                            int32_t v = mdfi_fx_get(ctx->in[0], ib, c * plane +
+                                                    (size_t)y * l->in_w + x);
+                            m = v > m ? v : m;
+                        }
+                if (m == INT32_MIN)
+                    m = ib == 8 ? INT8_MIN : INT16_MIN;
+                mdfi_fx_put(ctx->out, ob, o + (size_t)oy * l->out_w + ox,
+                            mdfi_fx_requant(m, shift, ob));
+            }
+        return;
+    }
+    if (ib == 8)
+        maxpool_plane8(l, (const int8_t *)ctx->in[0] + c * plane, row_max,
+                       (int8_t *)ctx->out + o, same, shift, ob, ctx->out, o);
+    else
+        maxpool_plane16(l, (const int16_t *)ctx->in[0] + c * plane, row_max,
+                        (int16_t *)ctx->out + o, same, shift, ob, ctx->out, o);
+}
+
+static void fixed_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
+{
+    mdfi_fx_by_channel(l, ctx, maxpool_channel);
+}
+
+/* ---- the binary variant: bit planes in, bit planes out ----------------------
+ * Darknet's maxpool (out-of-image taps ignored) commutes with a monotone
+ * quantizer, so pooling the level indices is exact:
+ *   SIGN     OR of the bits
+ *   TERNARY  pos = OR pos;  nz = pos | AND nz       (max of -1/0/+1)
+ *   2BIT     b1 = OR b1;  b0 = b1 ? OR(b0 & b1) : OR b0
+ * An empty window gives the lowest level, as -FLT_MAX would. */
+static void bits_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
+{
+    const mdfi_bquant *q = &l->bits_q;   /* the producer's quantizer (net/passes.c) */
+    const int off = -(l->pad / 2), W = mdfi_bwords(l->out_c);
+    const size_t iplane = (size_t)l->in_h * l->in_w, oplane = (size_t)l->out_h * l->out_w;
+    const uint64_t *in = (const uint64_t *)ctx->in[0];
+    uint64_t *out = (uint64_t *)ctx->out;
+    for (int w = 0; w < W; ++w) {
+        int nch = l->out_c - 64 * w;
+        const uint64_t cmask = nch >= 64 ? ~0ull : (1ull << nch) - 1;
+        const uint64_t *s0 = in + (size_t)w * iplane, *s1 = in + ((size_t)W + w) * iplane;
+        uint64_t *d0 = out + (size_t)w * oplane, *d1 = out + ((size_t)W + w) * oplane;
+        for (int oy = 0; oy < l->out_h; ++oy)
+            for (int ox = 0; ox < l->out_w; ++ox) {
+                uint64_t or0 = 0, or1 = 0, and1 = ~0ull, or01 = 0;
+                for (int ky = 0; ky < l->size; ++ky) {
+                    int y = off + oy * l->stride + ky;
+                    if (y < 0 || y >= l->in_h)
+                        continue;
+                    for (int kx = 0; kx < l->size; ++kx) {
+                        int x = off + ox * l->stride + kx;
+                        if (x < 0 || x >= l->in_w)
+                            continue;
+                        size_t i = (size_t)y * l->in_w + x;
+                        or0 |= s0[i];
+                        if (q->planes > 1) {
+                            or1 |= s1[i];
+                            and1 &= s1[i];
+                            or01 |= s0[i] & s1[i];
+                        }
+                    }
+                }
+                size_t o = (size_t)oy * l->out_w + ox;
+                if (q->mode == MDFI_BMODE_SIGN) {
+                    d0[o] = or0;
+                } else if (q->mode == MDFI_BMODE_TERNARY) {
+                    d0[o] = or0;
+                    d1[o] = (or0 | and1) & cmask;
+                } else {
+                    d1[o] = or1;
+                    d0[o] = (or1 & or01) | (~or1 & or0);
+                }
+            }
+    }
+}
+
+const mdfi_layer_variant mdfi_maxpool_float = {NULL, NULL, NULL, float_forward, NULL, NULL};
+const mdfi_layer_variant mdfi_maxpool_fixed = {mdfi_fx_bind_int_inputs, NULL, NULL, fixed_forward,
+                                               NULL, NULL};
+const mdfi_layer_variant mdfi_maxpool_bits = {NULL, NULL, NULL, bits_forward, NULL, NULL};

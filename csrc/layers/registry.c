@@ -1,41 +1,85 @@
-/* Section name -> layer table.  Adding a layer type is one line here. */
+/* The layer types: one row each.  A row is the type: the section names it
+ * answers to, its kind flags, its parse, and its variant for each numeric
+ * path (NULL: the type has no such form).  Adding a layer type is one file
+ * and one row here (docs/architecture.md). */
+#include <stdio.h>
 #include <string.h>
 
 #include "layers/layer.h"
 
-extern const mdfi_layer_ops mdfi_connected_ops;
-extern const mdfi_layer_ops mdfi_avgpool_ops;
-extern const mdfi_layer_ops mdfi_route_ops;
-extern const mdfi_layer_ops mdfi_shortcut_ops;
-extern const mdfi_layer_ops mdfi_upsample_ops;
-extern const mdfi_layer_ops mdfi_yolo_ops;
-extern const mdfi_layer_ops mdfi_dropout_ops;
-extern const mdfi_layer_ops mdfi_softmax_ops;
+typedef mdfi_status parse_fn(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                             mdfi_errbuf *err);
+extern parse_fn mdfi_convolutional_parse, mdfi_connected_parse, mdfi_maxpool_parse,
+    mdfi_avgpool_parse, mdfi_route_parse, mdfi_shortcut_parse, mdfi_upsample_parse,
+    mdfi_yolo_parse, mdfi_dropout_parse, mdfi_softmax_parse;
+extern const mdfi_layer_variant mdfi_convolutional_float, mdfi_convolutional_binary,
+    mdfi_gemm_fixed, mdfi_connected_float, mdfi_maxpool_float, mdfi_maxpool_fixed,
+    mdfi_maxpool_bits, mdfi_avgpool_float, mdfi_avgpool_fixed, mdfi_route_float,
+    mdfi_route_fixed, mdfi_shortcut_float, mdfi_shortcut_fixed, mdfi_upsample_float,
+    mdfi_upsample_fixed, mdfi_yolo_float, mdfi_yolo_fixed, mdfi_dropout_alias,
+    mdfi_softmax_float, mdfi_softmax_fixed;
 
-static const struct {
-    const char *section;
-    const mdfi_layer_ops *ops;
-} registry[] = {
-    {"convolutional", &mdfi_convolutional_ops},
-    {"conv", &mdfi_convolutional_ops},
-    {"connected", &mdfi_connected_ops},
-    {"maxpool", &mdfi_maxpool_ops},
-    {"max", &mdfi_maxpool_ops},
-    {"avgpool", &mdfi_avgpool_ops},
-    {"avg", &mdfi_avgpool_ops},
-    {"route", &mdfi_route_ops},
-    {"shortcut", &mdfi_shortcut_ops},
-    {"upsample", &mdfi_upsample_ops},
-    {"yolo", &mdfi_yolo_ops},
-    {"dropout", &mdfi_dropout_ops},
-    {"softmax", &mdfi_softmax_ops},
-    {"soft", &mdfi_softmax_ops},
+#define K(x) MDFI_KIND_##x
+static const mdfi_layer_type registry[] = {
+    /* name            aliases      kind               parse                       spec
+     *                 float                      fixed                 binary */
+    {"convolutional", {"conv"}, K(GEMM) | K(CONV), mdfi_convolutional_parse, NULL,
+     {&mdfi_convolutional_float, &mdfi_gemm_fixed, &mdfi_convolutional_binary}},
+    {"connected", {NULL}, K(GEMM), mdfi_connected_parse, NULL,
+     {&mdfi_connected_float, &mdfi_gemm_fixed, NULL}},
+    {"maxpool", {"max"}, K(MAXPOOL), mdfi_maxpool_parse, NULL,
+     {&mdfi_maxpool_float, &mdfi_maxpool_fixed, &mdfi_maxpool_bits}},
+    {"avgpool", {"avg"}, 0, mdfi_avgpool_parse, NULL,
+     {&mdfi_avgpool_float, &mdfi_avgpool_fixed, NULL}},
+    {"route", {NULL}, 0, mdfi_route_parse, NULL, {&mdfi_route_float, &mdfi_route_fixed, NULL}},
+    {"shortcut", {NULL}, 0, mdfi_shortcut_parse, NULL,
+     {&mdfi_shortcut_float, &mdfi_shortcut_fixed, NULL}},
+    {"upsample", {NULL}, 0, mdfi_upsample_parse, NULL,
+     {&mdfi_upsample_float, &mdfi_upsample_fixed, NULL}},
+    {"yolo", {NULL}, K(HEAD) | K(YOLO), mdfi_yolo_parse, NULL,
+     {&mdfi_yolo_float, &mdfi_yolo_fixed, NULL}},
+    {"dropout", {NULL}, K(ALIAS), mdfi_dropout_parse, NULL,
+     {&mdfi_dropout_alias, &mdfi_dropout_alias, NULL}},
+    {"softmax", {"soft"}, K(HEAD), mdfi_softmax_parse, NULL,
+     {&mdfi_softmax_float, &mdfi_softmax_fixed, NULL}},
 };
+#undef K
 
-const mdfi_layer_ops *mdfi_layer_find(const char *section)
+#define N_TYPES (sizeof registry / sizeof registry[0])
+
+const mdfi_layer_type *mdfi_layer_type_find(const char *section)
 {
-    for (size_t i = 0; i < sizeof registry / sizeof registry[0]; ++i)
-        if (!strcmp(registry[i].section, section))
-            return registry[i].ops;
+    for (size_t i = 0; i < N_TYPES; ++i) {
+        if (!strcmp(registry[i].name, section))
+            return &registry[i];
+        for (size_t a = 0; a < 3 && registry[i].aliases[a]; ++a)
+            if (!strcmp(registry[i].aliases[a], section))
+                return &registry[i];
+    }
     return NULL;
+}
+
+void mdfi_layer_types_with(mdfi_path path, char *buf, size_t len)
+{
+    size_t n = 0, at = 0, total = 0;
+    for (size_t i = 0; i < N_TYPES; ++i)
+        total += registry[i].path[path] && !(registry[i].kind & MDFI_KIND_ALIAS) &&
+                 !(registry[i].kind & MDFI_KIND_HEAD);
+    if (len)
+        buf[0] = '\0';
+    for (size_t i = 0; i < N_TYPES && len; ++i) {
+        if (!registry[i].path[path] || (registry[i].kind & (MDFI_KIND_ALIAS | MDFI_KIND_HEAD)))
+            continue;
+        ++n;
+        int w = snprintf(buf + at, len - at, "%s%s", n == 1 ? "" : n == total ? " and " : ", ",
+                         registry[i].name);
+        if (w < 0 || (size_t)w >= len - at)
+            break;
+        at += (size_t)w;
+    }
+}
+
+int mdfi_layer_has_kind(const mdfi_layer *l, unsigned kind)
+{
+    return l->type && (l->type->kind & kind) != 0;
 }

@@ -5,6 +5,7 @@
 
 #include "base/error.h"
 #include "kernels/activations.h"
+#include "layers/fixed.h"
 #include "layers/layer.h"
 
 typedef struct {
@@ -12,13 +13,13 @@ typedef struct {
     mdfi_activation act;
 } shortcut_spec;
 
-static mdfi_status shortcut_parse(mdfi_layer *l, mdfi_cfg_section *s,
+mdfi_status mdfi_shortcut_parse(mdfi_layer *l, mdfi_cfg_section *s,
                                   const mdfi_parse_ctx *ctx, mdfi_errbuf *err)
 {
     shortcut_spec *sp = calloc(1, sizeof *sp);
     if (!sp)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
-    l->priv = sp;
+    l->spec = sp;
     int from;
     MDFI_CHECK(mdfi_cfg_int_required(ctx->cfg, s, "from", &from, err));
     MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "alpha", 1.f, &sp->alpha, err));
@@ -43,9 +44,9 @@ static mdfi_status shortcut_parse(mdfi_layer *l, mdfi_cfg_section *s,
     return mdfi_layer_check_shape(ctx, s, l->out_c, l->out_h, l->out_w, err);
 }
 
-static void shortcut_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
+static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
-    const shortcut_spec *sp = l->priv;
+    const shortcut_spec *sp = l->spec;
     size_t n = mdfi_layer_outputs(l);
     const float *a = ctx->in[0], *b = ctx->in[1];
     for (size_t i = 0; i < n; ++i)
@@ -53,10 +54,71 @@ static void shortcut_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
     mdfi_activate(ctx->out, n, sp->act);
 }
 
-static void shortcut_destroy(mdfi_layer *l)
+/* ---- fixed point: F = max(fa, fb); t = a 2^(F-fa) + b 2^(F-fb) --------------- */
+
+typedef struct {
+    mdfi_qfmt a, b;
+    int act;     /* 0 linear, 1 relu, 2 leaky */
+} fx_shortcut;
+
+static mdfi_status fixed_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errbuf *err)
+{
+    const char *name = ctx->cfg->name;
+    mdfi_cfg_section *s = ctx->sec;
+    const shortcut_spec *spec = l->spec;
+    if (spec->alpha != 1.f || spec->beta != 1.f)
+        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [shortcut]: alpha and "
+                         "beta must be 1 in fixed point", name, s->line, ctx->index);
+    const mdfi_activation act = spec->act;
+    MDFI_CHECK(mdfi_fx_bind_int_inputs(l, ctx, err));
+    fx_shortcut *sp = calloc(1, sizeof *sp);
+    if (!sp)
+        return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
+    l->priv = sp;
+    sp->a = ctx->layers[l->in[0]].q_out;
+    sp->b = ctx->layers[l->in[1]].q_out;
+    if (act == MDFI_ACT_LINEAR)
+        sp->act = 0;
+    else if (act == MDFI_ACT_RELU)
+        sp->act = 1;
+    else if (act == MDFI_ACT_LEAKY)
+        sp->act = 2;
+    else
+        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [shortcut]: activation %s "
+                         "has no integer form", name, mdfi_cfg_line(s, "activation"),
+                         ctx->index, mdfi_activation_name(act));
+    int f = sp->a.frac > sp->b.frac ? sp->a.frac : sp->b.frac;
+    if (sp->a.bits - 1 + f - sp->a.frac > 30 || sp->b.bits - 1 + f - sp->b.frac > 30)
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [shortcut]: inputs %d:%d and "
+                         "%d:%d are too far apart to add in int32", name, s->line, ctx->index,
+                         sp->a.bits, sp->a.frac, sp->b.bits, sp->b.frac);
+    return MDFI_OK;
+}
+
+static void shortcut_channel(const mdfi_layer *l, const mdfi_run_ctx *ctx, int c)
+{
+    const fx_shortcut *sp = l->priv;
+    const int f = sp->a.frac > sp->b.frac ? sp->a.frac : sp->b.frac;
+    const int sa = f - sp->a.frac, sb = f - sp->b.frac, s = f - l->q_out.frac;
+    const size_t n = (size_t)l->out_h * l->out_w, o0 = (size_t)c * n;
+    for (size_t i = o0; i < o0 + n; ++i) {
+        int64_t t = (int64_t)mdfi_fx_get(ctx->in[0], sp->a.bits, i) * ((int64_t)1 << sa) +
+                    (int64_t)mdfi_fx_get(ctx->in[1], sp->b.bits, i) * ((int64_t)1 << sb);
+        mdfi_fx_put(ctx->out, l->q_out.bits, i,
+                    mdfi_fx_requant(mdfi_fx_activate(t, sp->act), s, l->q_out.bits));
+    }
+}
+
+static void fixed_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
+{
+    mdfi_fx_by_channel(l, ctx, shortcut_channel);
+}
+
+static void fixed_destroy(mdfi_layer *l)
 {
     free(l->priv);
 }
 
-const mdfi_layer_ops mdfi_shortcut_ops = {"shortcut", shortcut_parse, NULL, NULL,
-                                          shortcut_forward, shortcut_destroy};
+const mdfi_layer_variant mdfi_shortcut_float = {NULL, NULL, NULL, float_forward, NULL, NULL};
+const mdfi_layer_variant mdfi_shortcut_fixed = {fixed_bind, NULL, NULL, fixed_forward,
+                                                fixed_destroy, NULL};

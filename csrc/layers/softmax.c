@@ -5,19 +5,20 @@
 #include <stdlib.h>
 
 #include "base/error.h"
+#include "layers/fixed.h"
 #include "layers/layer.h"
 
 typedef struct {
     float temperature;
 } softmax_spec;
 
-static mdfi_status softmax_parse(mdfi_layer *l, mdfi_cfg_section *s,
+mdfi_status mdfi_softmax_parse(mdfi_layer *l, mdfi_cfg_section *s,
                                  const mdfi_parse_ctx *ctx, mdfi_errbuf *err)
 {
     softmax_spec *sp = calloc(1, sizeof *sp);
     if (!sp)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
-    l->priv = sp;
+    l->spec = sp;
     int groups;
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "groups", 1, &groups, err));
     MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "temperature", 1.f, &sp->temperature, err));
@@ -32,9 +33,9 @@ static mdfi_status softmax_parse(mdfi_layer *l, mdfi_cfg_section *s,
     return mdfi_layer_check_shape(ctx, s, l->out_c, 1, 1, err);
 }
 
-static void softmax_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
+static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
-    const float t = ((const softmax_spec *)l->priv)->temperature;
+    const float t = ((const softmax_spec *)l->spec)->temperature;
     int n = l->out_c / l->groups;
     for (int g = 0; g < l->groups; ++g) {
         const float *x = ctx->in[0] + (size_t)g * n;
@@ -52,10 +53,22 @@ static void softmax_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
     }
 }
 
-static void softmax_destroy(mdfi_layer *l)
+/* ---- fixed point: dequantize, then the float softmax in place ------------------ */
+
+static mdfi_status fixed_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errbuf *err)
 {
-    free(l->priv);
+    (void)err;
+    l->q_in = ctx->layers[l->in[0]].q_out;
+    return MDFI_OK;
 }
 
-const mdfi_layer_ops mdfi_softmax_ops = {"softmax", softmax_parse, NULL, NULL,
-                                         softmax_forward, softmax_destroy};
+static void fixed_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
+{
+    mdfi_fx_dequantize(ctx->in[0], l->q_in, ctx->out, mdfi_layer_outputs(l));
+    mdfi_run_ctx c = *ctx;
+    c.in[0] = ctx->out;
+    float_forward(l, &c);
+}
+
+const mdfi_layer_variant mdfi_softmax_float = {NULL, NULL, NULL, float_forward, NULL, NULL};
+const mdfi_layer_variant mdfi_softmax_fixed = {fixed_bind, NULL, NULL, fixed_forward, NULL, NULL};

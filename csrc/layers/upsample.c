@@ -2,19 +2,20 @@
 #include <stdlib.h>
 
 #include "base/error.h"
+#include "layers/fixed.h"
 #include "layers/layer.h"
 
 typedef struct {
     float scale;
 } upsample_spec;
 
-static mdfi_status upsample_parse(mdfi_layer *l, mdfi_cfg_section *s,
+mdfi_status mdfi_upsample_parse(mdfi_layer *l, mdfi_cfg_section *s,
                                   const mdfi_parse_ctx *ctx, mdfi_errbuf *err)
 {
     upsample_spec *u = calloc(1, sizeof *u);
     if (!u)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
-    l->priv = u;
+    l->spec = u;
     int stride;
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride", 2, &stride, err));
     MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "scale", 1.f, &u->scale, err));
@@ -29,9 +30,9 @@ static mdfi_status upsample_parse(mdfi_layer *l, mdfi_cfg_section *s,
     return mdfi_layer_check_shape(ctx, s, l->out_c, l->out_h, l->out_w, err);
 }
 
-static void upsample_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
+static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
-    const upsample_spec *u = l->priv;
+    const upsample_spec *u = l->spec;
     const int st = l->stride;
     float *out = ctx->out;
     for (int c = 0; c < l->out_c; ++c) {
@@ -44,10 +45,37 @@ static void upsample_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
     }
 }
 
-static void upsample_destroy(mdfi_layer *l)
+/* ---- fixed point (scale 1) ------------------------------------------------------------ */
+
+static mdfi_status fixed_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errbuf *err)
 {
-    free(l->priv);
+    mdfi_cfg_section *s = ctx->sec;
+    const float scale = ((const upsample_spec *)l->spec)->scale;
+    if (scale != 1.f)
+        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [upsample]: scale=%g has "
+                         "no fixed-point form (only 1)", ctx->cfg->name,
+                         mdfi_cfg_line(s, "scale"), ctx->index, (double)scale);
+    return mdfi_fx_bind_int_inputs(l, ctx, err);
 }
 
-const mdfi_layer_ops mdfi_upsample_ops = {"upsample", upsample_parse, NULL, NULL,
-                                          upsample_forward, upsample_destroy};
+static void upsample_channel(const mdfi_layer *l, const mdfi_run_ctx *ctx, int c)
+{
+    const int st = l->stride, ib = l->q_in.bits, ob = l->q_out.bits;
+    const int shift = l->q_in.frac - l->q_out.frac;
+    const size_t plane = (size_t)l->in_h * l->in_w;
+    size_t o = (size_t)c * l->out_h * l->out_w;
+    for (int y = 0; y < l->out_h; ++y) {
+        size_t row = c * plane + (size_t)(y / st) * l->in_w;
+        for (int x = 0; x < l->out_w; ++x, ++o)
+            mdfi_fx_put(ctx->out, ob, o,
+                        mdfi_fx_requant(mdfi_fx_get(ctx->in[0], ib, row + x / st), shift, ob));
+    }
+}
+
+static void fixed_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
+{
+    mdfi_fx_by_channel(l, ctx, upsample_channel);
+}
+
+const mdfi_layer_variant mdfi_upsample_float = {NULL, NULL, NULL, float_forward, NULL, NULL};
+const mdfi_layer_variant mdfi_upsample_fixed = {fixed_bind, NULL, NULL, fixed_forward, NULL, NULL};

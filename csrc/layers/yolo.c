@@ -1,20 +1,24 @@
 /* [yolo]: the logistic on x, y, objectness and class scores of every anchor
- * slot; w and h stay raw.  Decoding lives in detect/. */
+ * slot; w and h stay raw.  Decoding lives in detect/.  The fixed-point
+ * variant reads integers and writes the same floats. */
+#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/error.h"
 #include "kernels/activations.h"
+#include "layers/fixed.h"
 #include "layers/yolo.h"
 
-static mdfi_status yolo_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+mdfi_status mdfi_yolo_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                               mdfi_errbuf *err)
 {
     const char *name = ctx->cfg->name;
     mdfi_yolo_spec *y = calloc(1, sizeof *y);
     if (!y)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
-    l->priv = y;
+    l->spec = y;
     int n_anchor_vals;
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "classes", 20, &y->classes, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "num", 1, &y->total, err));
@@ -59,9 +63,9 @@ static mdfi_status yolo_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_par
     return mdfi_layer_check_shape(ctx, s, l->out_c, l->out_h, l->out_w, err);
 }
 
-static void yolo_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
+static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
-    const mdfi_yolo_spec *y = l->priv;
+    const mdfi_yolo_spec *y = l->spec;
     size_t plane = (size_t)l->out_h * l->out_w;
     memcpy(ctx->out, ctx->in[0], mdfi_layer_outputs(l) * sizeof(float));
     for (int a = 0; a < y->n_mask; ++a) {
@@ -71,10 +75,74 @@ static void yolo_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
     }
 }
 
-static void yolo_destroy(mdfi_layer *l)
+/* ---- fixed point: a float head reading integers --------------------------------
+ * The logistic of every integer the input format can hold, made at prepare
+ * with the float layer's own function: a lookup gives bit-identical floats to
+ * dequantizing and applying the logistic. */
+typedef struct {
+    float *logistic;     /* [2^bits], index q - qmin */
+} fx_yolo;
+
+static mdfi_status fixed_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errbuf *err)
 {
-    free(l->priv);
+    l->q_in = ctx->layers[l->in[0]].q_out;
+    if (!(l->priv = calloc(1, sizeof(fx_yolo))))
+        return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
+    return MDFI_OK;
 }
 
-const mdfi_layer_ops mdfi_yolo_ops = {"yolo", yolo_parse, NULL, NULL, yolo_forward,
-                                      yolo_destroy};
+static mdfi_status fixed_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_errbuf *err)
+{
+    (void)ctx;
+    fx_yolo *y = l->priv;
+    const size_t n = (size_t)1 << l->q_in.bits;
+    const int32_t qmin = -(int32_t)(n / 2);
+    free(y->logistic);
+    if (!(y->logistic = malloc(n * sizeof *y->logistic)))
+        return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
+    const float scale = ldexpf(1.f, -l->q_in.frac);
+    for (size_t i = 0; i < n; ++i)
+        y->logistic[i] = (float)(qmin + (int32_t)i) * scale;   /* as mdfi_fx_dequantize */
+    mdfi_activate(y->logistic, n, MDFI_ACT_LOGISTIC);
+    l->param_bytes = n * sizeof *y->logistic;
+    return MDFI_OK;
+}
+
+static void fixed_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
+{
+    const fx_yolo *y = l->priv;
+    const mdfi_yolo_spec *spec = l->spec;
+    const size_t plane = (size_t)l->out_h * l->out_w;
+    const int bits = l->q_in.bits;
+    const float *lut = y->logistic + ((size_t)1 << (bits - 1));   /* lut[q] for signed q */
+    const int chans = spec->n_mask * (spec->classes + 5);
+    for (int c = 0; c < chans; ++c) {
+        const int k = c % (spec->classes + 5);
+        const size_t at = (size_t)c * plane;
+        float *out = ctx->out + at;
+        if (k == 2 || k == 3) {          /* w, h stay raw */
+            mdfi_fx_dequantize((const char *)ctx->in[0] + at * (size_t)(bits / 8), l->q_in, out,
+                               plane);
+        } else if (bits == 8) {
+            const int8_t *q = (const int8_t *)ctx->in[0] + at;
+            for (size_t i = 0; i < plane; ++i)
+                out[i] = lut[q[i]];
+        } else {
+            const int16_t *q = (const int16_t *)ctx->in[0] + at;
+            for (size_t i = 0; i < plane; ++i)
+                out[i] = lut[q[i]];
+        }
+    }
+}
+
+static void fixed_destroy(mdfi_layer *l)
+{
+    fx_yolo *y = l->priv;
+    if (y)
+        free(y->logistic);
+    free(y);
+}
+
+const mdfi_layer_variant mdfi_yolo_float = {NULL, NULL, NULL, float_forward, NULL, NULL};
+const mdfi_layer_variant mdfi_yolo_fixed = {fixed_bind, NULL, fixed_prepare, fixed_forward,
+                                            fixed_destroy, NULL};

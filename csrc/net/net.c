@@ -1,15 +1,15 @@
-/* Building a network from cfg text, loading weights, prepare, forward. */
+/* Building a network from cfg text, the parameter source, options, prepare
+ * and the queries on a built network.  (Passes: passes.c; memory plan:
+ * plan.c; running: forward.c; boxes: net_detect.c.) */
 #include "net/net.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "base/mem.h"
 #include "layers/fixed.h"
-#include "layers/yolo.h"
 
 /* Keys Darknet reads only for training: accepted without a warning. */
 static const char *const training_keys[] = {
@@ -63,6 +63,9 @@ mdfi_status mdfi_net_new(mdfi_net **out)
     if (!*out)
         return MDFI_ERR_NOMEM;
     (*out)->threads = 1;
+    (*out)->binary_fuse = -1;
+    (*out)->binary_kind = -1;
+    (*out)->fuse_pool = 1;
     return MDFI_OK;
 }
 
@@ -78,23 +81,31 @@ static void unprepare(mdfi_net *net)
     net->arena = NULL;
     free(net->out);
     free(net->readable);
+    free(net->last);
     net->out = NULL;
     net->readable = NULL;
+    net->last = NULL;
     free(net->layer_ms);
     net->layer_ms = NULL;
     mdfi_net_free_detect(net);
-    net->prepared = net->ran = 0;
+    net->prepared = net->ran = net->done = 0;
 }
 
 static void free_layers(mdfi_net *net)
 {
-    for (int i = 0; i < net->n; ++i)
-        if (net->layers[i].ops && net->layers[i].ops->destroy)
-            net->layers[i].ops->destroy(&net->layers[i]);
+    for (int i = 0; i < net->n; ++i) {
+        mdfi_layer *l = &net->layers[i];
+        if (l->run && l->run->destroy)
+            l->run->destroy(l);
+        if (l->type && l->type->free_spec)
+            l->type->free_spec(l->spec);
         else
-            free(net->layers[i].priv);
+            free(l->spec);
+    }
     free(net->layers);
+    free(net->marked);
     net->layers = NULL;
+    net->marked = NULL;
     net->n = 0;
 }
 
@@ -106,7 +117,7 @@ void mdfi_net_free(mdfi_net *net)
     free_layers(net);
     mdfi_cfg_free(&net->cfg);
     free(net->weights_path);
-    mdfi_qweights_free(net->qw);
+    mdfi_params_close(net->params);
     free(net->warnings);
     free(net);
 }
@@ -166,19 +177,18 @@ static mdfi_status build(mdfi_net *net)
     mdfi_cfg *cfg = &net->cfg;
     MDFI_CHECK(parse_net_section(net, &cfg->sec[0]));
     net->layers = calloc((size_t)cfg->n_sec, sizeof *net->layers);
-    if (!net->layers)
+    net->marked = calloc((size_t)cfg->n_sec, 1);
+    if (!net->layers || !net->marked)
         return mdfi_net_fail(net, MDFI_ERR_NOMEM, "out of memory");
     for (int i = 0; i + 1 < cfg->n_sec; ++i) {
         mdfi_cfg_section *s = &cfg->sec[i + 1];
         mdfi_layer *l = &net->layers[i];
-        const mdfi_layer_ops *ops = mdfi_layer_find(s->type);
-        if (!ops)
+        const mdfi_layer_type *type = mdfi_layer_type_find(s->type);
+        if (!type)
             return mdfi_net_fail(net, MDFI_ERR_CFG, "%s:%d: unknown section [%s] (layer %d)",
                                  cfg->name, s->line, s->type, i);
-        /* fixed_* keys (or a head reading integers) pick the fixed-point table */
-        MDFI_CHECK(mdfi_fixed_select(cfg, s, net->layers, i, &ops, &net->err));
         net->n = i + 1;
-        l->ops = ops;
+        l->type = type;
         l->index = i;
         l->line = s->line;
         l->n_in = 1;
@@ -189,8 +199,8 @@ static mdfi_status build(mdfi_net *net)
         l->in_h = prev ? prev->out_h : net->h;
         l->in_w = prev ? prev->out_w : net->w;
         mdfi_parse_ctx ctx = {cfg, net->layers, i, net->c, net->h, net->w};
-        MDFI_CHECK(ops->parse(l, s, &ctx, &net->err));
-        MDFI_CHECK(mdfi_fixed_bind(cfg, s, net->layers, i, &net->err));
+        MDFI_CHECK(type->parse(l, s, &ctx, &net->err));
+        MDFI_CHECK(mdfi_pass_select(net, s, i));
         warn_unused(net, s);
     }
     if (net->n == 0)
@@ -224,8 +234,55 @@ mdfi_status mdfi_net_load_cfg(mdfi_net *net, const char *path)
     return st;
 }
 
-/* Checks the file's size against the cfg now, so a mismatch is reported at
- * once and names the layer; the floats are read layer by layer in prepare. */
+static int is_fixed(const mdfi_net *net)
+{
+    for (int i = 0; i < net->n; ++i)
+        if (net->layers[i].path == MDFI_PATH_FIXED)
+            return 1;
+    return 0;
+}
+
+/* A Darknet file's size must be the cfg's floats exactly: a mismatch is
+ * reported at once and names the layer. */
+static mdfi_status check_darknet(mdfi_net *net, const mdfi_params *src, const char *path)
+{
+    const long long size = mdfi_params_bytes_left(src);
+    long long need = 0;
+    for (int i = 0; i < net->n; ++i) {
+        need += (long long)net->layers[i].n_params * 4;
+        if (need > size)
+            return mdfi_net_fail(net, MDFI_ERR_WEIGHTS, "%s: too short for %s: %lld bytes, "
+                                 "ran out at layer %d [%s] (needs %lld bytes up to it)", path,
+                                 net->cfg.name, size, i, net->layers[i].type->name, need);
+    }
+    if (need < size)
+        return mdfi_net_fail(net, MDFI_ERR_WEIGHTS, "%s: too long for %s: %lld bytes left "
+                             "after the last layer (wrong cfg for these weights?)", path,
+                             net->cfg.name, size - need);
+    return MDFI_OK;
+}
+
+/* A .qweights file was made for this cfg: its layer count, and a record
+ * only for layers whose variant loads one (each checks its own in load). */
+static mdfi_status check_qweights(mdfi_net *net, const mdfi_params *src, const char *path)
+{
+    if (mdfi_params_layers(src) != net->n)
+        return mdfi_net_fail(net, MDFI_ERR_WEIGHTS, "%s was made for a cfg of %d layers; %s has "
+                             "%d", path, mdfi_params_layers(src), net->cfg.name, net->n);
+    for (int i = 0; i < mdfi_params_records(src); ++i) {
+        const int at = mdfi_params_record_at(src, i)->layer;
+        const mdfi_layer *l = &net->layers[at];
+        if (l->path != MDFI_PATH_FIXED || !l->run->load)
+            return mdfi_net_fail(net, MDFI_ERR_WEIGHTS, "%s has weights for layer %d, but in %s "
+                                 "layer %d is a %s%s layer", path, at, net->cfg.name, at,
+                                 l->path == MDFI_PATH_FIXED ? "fixed-point " : "float ",
+                                 l->type->name);
+    }
+    return MDFI_OK;
+}
+
+/* Opens the parameter source once and checks it against the cfg; prepare
+ * reads it layer by layer and closes it. */
 mdfi_status mdfi_net_load_weights(mdfi_net *net, const char *path)
 {
     if (!net || !path)
@@ -234,56 +291,33 @@ mdfi_status mdfi_net_load_weights(mdfi_net *net, const char *path)
         return mdfi_net_fail(net, MDFI_ERR_ARG, "load a cfg before the weights");
     if (net->prepared)
         return mdfi_net_fail(net, MDFI_ERR_ARG, "weights must be loaded before prepare");
-    int fixed = mdfi_fixed_net(net->layers, net->n);
-    if (mdfi_qweights_sniff(path)) {
-        /* quantized weights: checked whole (CRC, records against the cfg) now */
-        mdfi_qweights *q;
-        if (!fixed)
-            return mdfi_net_fail(net, MDFI_ERR_WEIGHTS, "%s is a quantized weights file but "
-                                 "%s has no fixed-point formats: load the cfg written with it "
-                                 "by weights_tools quantize", path, net->cfg.name);
-        MDFI_CHECK(mdfi_qweights_open(path, &q, &net->err));
-        mdfi_status qst = mdfi_fixed_check_weights(net->layers, net->n, net->cfg.name, q,
-                                                   &net->err);
-        if (qst != MDFI_OK) {
-            mdfi_qweights_free(q);
-            return qst;
-        }
-        mdfi_qweights_free(net->qw);
-        net->qw = q;
-        free(net->weights_path);
-        net->weights_path = NULL;
-        return MDFI_OK;
-    }
-    if (fixed)
-        return mdfi_net_fail(net, MDFI_ERR_WEIGHTS, "%s has fixed-point formats (fixed_* keys) "
-                             "but %s is not a quantized weights file: load the .qweights written "
-                             "by weights_tools quantize", net->cfg.name, path);
-    mdfi_weights_reader r;
-    mdfi_status st = mdfi_weights_open(&r, path, &net->err);
-    long long need = r.pos;
-    for (int i = 0; st == MDFI_OK && i < net->n; ++i) {
-        need += (long long)net->layers[i].n_params * 4;
-        if (need > r.size)
-            st = mdfi_net_fail(net, MDFI_ERR_WEIGHTS, "%s: too short for %s: %lld bytes, "
-                               "ran out at layer %d [%s] (needs %lld bytes up to it)", path,
-                               net->cfg.name, r.size, i, net->layers[i].ops->name, need);
-    }
-    if (st == MDFI_OK && need < r.size)
-        st = mdfi_net_fail(net, MDFI_ERR_WEIGHTS, "%s: too long for %s: %lld bytes left after "
-                           "the last layer (wrong cfg for these weights?)", path,
-                           net->cfg.name, r.size - need);
-    mdfi_weights_close(&r);
-    if (st != MDFI_OK)
+    mdfi_params *src;
+    MDFI_CHECK(mdfi_params_open(path, &src, &net->err));
+    const int fixed = is_fixed(net);
+    mdfi_status st = MDFI_OK;
+    if (mdfi_params_kind_of(src) == MDFI_PARAMS_QWEIGHTS)
+        st = !fixed ? mdfi_net_fail(net, MDFI_ERR_WEIGHTS, "%s is a quantized weights file but "
+                                    "%s has no fixed-point formats: load the cfg written with "
+                                    "it by weights_tools quantize", path, net->cfg.name)
+                    : check_qweights(net, src, path);
+    else
+        st = fixed ? mdfi_net_fail(net, MDFI_ERR_WEIGHTS, "%s has fixed-point formats (fixed_* "
+                                   "keys) but %s is not a quantized weights file: load the "
+                                   ".qweights written by weights_tools quantize", net->cfg.name,
+                                   path)
+                   : check_darknet(net, src, path);
+    char *p = st == MDFI_OK ? malloc(strlen(path) + 1) : NULL;
+    if (st == MDFI_OK && !p)
+        st = mdfi_net_fail(net, MDFI_ERR_NOMEM, "out of memory");
+    if (st != MDFI_OK) {
+        mdfi_params_close(src);
         return st;
-    char *p = malloc(strlen(path) + 1);
-    if (!p)
-        return mdfi_net_fail(net, MDFI_ERR_NOMEM, "out of memory");
+    }
     strcpy(p, path);
     free(net->weights_path);
     net->weights_path = p;
-    mdfi_qweights_free(net->qw);
-    net->qw = NULL;
+    mdfi_params_close(net->params);
+    net->params = src;
     return MDFI_OK;
 }
 
@@ -302,21 +336,78 @@ mdfi_status mdfi_net_set_threads(mdfi_net *net, int threads)
     return MDFI_OK;
 }
 
+void mdfi_options_default(mdfi_options *opt)
+{
+    memset(opt, 0, sizeof *opt);
+    opt->threads = 1;
+    opt->binary_fuse = -1;
+    opt->fuse_pool = 1;
+}
+
+static mdfi_status parse_kernel(mdfi_net *net, const char *isa, int *forced, mdfi_isa *out)
+{
+    *forced = 0;
+    if (!isa || !*isa || !strcmp(isa, "auto"))
+        return MDFI_OK;
+    if (mdfi_isa_parse(isa, out))
+        return mdfi_net_fail(net, MDFI_ERR_ARG, "unknown kernel '%s' (ref, avx2, avx512, neon "
+                             "or auto)", isa);
+    *forced = 1;
+    return MDFI_OK;
+}
+
+mdfi_status mdfi_net_set_options(mdfi_net *net, const mdfi_options *opt)
+{
+    if (!net || !opt)
+        return MDFI_ERR_ARG;
+    if (net->prepared)
+        return mdfi_net_fail(net, MDFI_ERR_ARG, "set options before prepare");
+    int forced, bkind = -1;
+    mdfi_isa isa = net->isa;
+    MDFI_CHECK(parse_kernel(net, opt->kernel, &forced, &isa));
+    if (opt->binary_kernel && *opt->binary_kernel && strcmp(opt->binary_kernel, "auto")) {
+        mdfi_bkind k;
+        if (mdfi_bgemm_kind_parse(opt->binary_kernel, &k))
+            return mdfi_net_fail(net, MDFI_ERR_ARG, "unknown binary kernel '%s' (ref, popcnt, "
+                                 "avx2, avx512vpopcnt, neon or auto)", opt->binary_kernel);
+        bkind = (int)k;
+    }
+    if (opt->binary_fuse < -1 || opt->binary_fuse > 1 || opt->fuse_pool < 0 ||
+        opt->fuse_pool > 1)
+        return mdfi_net_fail(net, MDFI_ERR_ARG, "binary_fuse must be -1, 0 or 1 and fuse_pool "
+                             "0 or 1 (got %d, %d)", opt->binary_fuse, opt->fuse_pool);
+    MDFI_CHECK(mdfi_net_set_threads(net, opt->threads));
+    net->isa_forced = forced;
+    net->isa = isa;
+    net->binary_kind = bkind;
+    net->binary_fuse = opt->binary_fuse;
+    net->fuse_pool = opt->fuse_pool;
+    net->keep_outputs = opt->keep_outputs != 0;
+    return MDFI_OK;
+}
+
+mdfi_status mdfi_net_get_options(const mdfi_net *net, mdfi_options *opt)
+{
+    if (!net || !opt)
+        return MDFI_ERR_ARG;
+    mdfi_options_default(opt);
+    opt->threads = net->threads;
+    opt->kernel = net->isa_forced ? mdfi_isa_name(net->isa) : "auto";
+    opt->binary_kernel =
+        net->binary_kind >= 0 ? mdfi_bgemm_kind_name((mdfi_bkind)net->binary_kind) : "auto";
+    opt->binary_fuse = net->binary_fuse;
+    opt->fuse_pool = net->fuse_pool;
+    opt->keep_outputs = net->keep_outputs;
+    return MDFI_OK;
+}
+
 mdfi_status mdfi_net_set_kernel(mdfi_net *net, const char *isa)
 {
     if (!net)
         return MDFI_ERR_ARG;
     if (net->prepared)
         return mdfi_net_fail(net, MDFI_ERR_ARG, "set the kernel before prepare");
-    if (!isa || !strcmp(isa, "auto")) {
-        net->isa_forced = 0;
-        return MDFI_OK;
-    }
-    if (mdfi_isa_parse(isa, &net->isa))
-        return mdfi_net_fail(net, MDFI_ERR_ARG, "unknown kernel '%s' (ref, avx2, avx512, "
-                             "neon or auto)", isa);
-    net->isa_forced = 1;
-    return MDFI_OK;
+    return parse_kernel(net, isa, &net->isa_forced, &net->isa);
 }
 
 mdfi_status mdfi_net_set_keep_outputs(mdfi_net *net, int keep)
@@ -329,15 +420,21 @@ mdfi_status mdfi_net_set_keep_outputs(mdfi_net *net, int keep)
     return MDFI_OK;
 }
 
+mdfi_status mdfi_net_mark_output(mdfi_net *net, int index)
+{
+    if (!net)
+        return MDFI_ERR_ARG;
+    if (net->prepared)
+        return mdfi_net_fail(net, MDFI_ERR_ARG, "mark outputs before prepare");
+    if (index < 0 || index >= net->n)
+        return mdfi_net_fail(net, MDFI_ERR_ARG, "no layer %d (the network has %d)", index,
+                             net->n);
+    net->marked[index] = 1;
+    return MDFI_OK;
+}
+
 static mdfi_status choose_isa(mdfi_net *net)
 {
-    const char *env = getenv("MDFI_KERNEL");
-    if (!net->isa_forced && env && *env && strcmp(env, "auto")) {
-        if (mdfi_isa_parse(env, &net->isa))
-            return mdfi_net_fail(net, MDFI_ERR_ARG, "MDFI_KERNEL=%s is not a kernel (ref, "
-                                 "avx2, avx512, neon or auto)", env);
-        net->isa_forced = 1;
-    }
     if (!net->isa_forced)
         net->isa = mdfi_isa_best();
     if (!mdfi_isa_available(net->isa))
@@ -346,52 +443,28 @@ static mdfi_status choose_isa(mdfi_net *net)
     return MDFI_OK;
 }
 
-/* Marks the float convs whose output only the next layer, a [maxpool] with
- * disjoint windows, reads (and the caller cannot: not kept, last or a head)
- * to run fused with it (mdfi_layer.fused). */
-static void mark_fused(mdfi_net *net)
-{
-    for (int i = 0; i < net->n; ++i) {
-        mdfi_layer *l = &net->layers[i];
-        int ok = !net->keep_outputs && i + 1 < net->n &&
-                 l->ops == &mdfi_convolutional_ops && l[1].ops == &mdfi_maxpool_ops &&
-                 l[1].stride >= l[1].size;   /* overlapping windows: bands would recompute */
-        for (int j = i + 1; ok && j < net->n; ++j)
-            for (int k = 0; k < net->layers[j].n_in; ++k)
-                ok &= net->layers[j].in[k] != i || (j == i + 1 && net->layers[j].n_in == 1);
-        l->fused = ok;
-    }
-}
-
 /* Loads and prepares layer by layer, so only one layer's unpacked weights
  * are in memory at a time. */
 static mdfi_status load_and_prepare(mdfi_net *net)
 {
-    mdfi_weights_reader r;
-    mdfi_weights_reader *rp = NULL;
     mdfi_status st = MDFI_OK;
-    if (net->weights_path) {
-        st = mdfi_weights_open(&r, net->weights_path, &net->err);
-        rp = &r;
-    }
-    mdfi_prepare_ctx ctx = {net->isa, net->threads, net->keep_outputs, rp};
+    if (!net->params && net->weights_path)   /* a retry after a failed prepare */
+        st = mdfi_params_open(net->weights_path, &net->params, &net->err);
+    mdfi_params *src = net->params;
+    mdfi_prepare_ctx ctx = {net->isa, net->threads, net->binary_kind, src};
     for (int i = 0; st == MDFI_OK && i < net->n; ++i) {
         mdfi_layer *l = &net->layers[i];
-        if (rp) {
-            r.layer = i;
-            r.layer_type = l->ops->name;
-        }
-        if (mdfi_layer_is_fixed(l))
-            st = mdfi_fixed_load(l, net->qw, &net->err);
-        else if (l->ops->load)
-            st = l->ops->load(l, rp, &net->err);
-        if (st == MDFI_OK && l->ops->prepare)
-            st = l->ops->prepare(l, &ctx, &net->err);
+        if (src)
+            mdfi_params_at(src, i, l->type->name);
+        if (l->run->load)
+            st = l->run->load(l, src, &net->err);
+        if (st == MDFI_OK && l->run->prepare)
+            st = l->run->prepare(l, &ctx, &net->err);
     }
-    if (st == MDFI_OK && rp)
-        st = mdfi_weights_finish(rp, &net->err);
-    if (rp)
-        mdfi_weights_close(rp);
+    if (st == MDFI_OK && src)
+        st = mdfi_params_finish(src, &net->err);
+    mdfi_params_close(net->params);   /* read once */
+    net->params = NULL;
     return st;
 }
 
@@ -420,7 +493,8 @@ mdfi_status mdfi_net_prepare(mdfi_net *net)
     if (net->prepared)
         return MDFI_OK;
     mdfi_status st = choose_isa(net);
-    mark_fused(net);
+    if (st == MDFI_OK)
+        st = mdfi_pass_fuse(net);
     if (st == MDFI_OK)
         st = load_and_prepare(net);
     if (st == MDFI_OK)
@@ -438,46 +512,6 @@ mdfi_status mdfi_net_prepare(mdfi_net *net)
         return st;
     }
     net->prepared = 1;
-    return MDFI_OK;
-}
-
-mdfi_status mdfi_net_forward(mdfi_net *net, const float *input, size_t n)
-{
-    if (!net || !input)
-        return MDFI_ERR_ARG;
-    if (!net->prepared)
-        return mdfi_net_fail(net, MDFI_ERR_ARG, "prepare the network before forward");
-    if (n != mdfi_net_input_size(net))
-        return mdfi_net_fail(net, MDFI_ERR_SHAPE, "input has %zu values, the network takes "
-                             "%d x %d x %d = %zu", n, net->c, net->h, net->w,
-                             mdfi_net_input_size(net));
-    net->input = input;
-    for (int i = 0; i < net->n; ++i) {
-        const mdfi_layer *l = &net->layers[i];
-        mdfi_run_ctx ctx;
-        for (int k = 0; k < l->n_in; ++k) {
-            int src = l->in[k];
-            /* NULL: an alias of the caller's input (dropout first) */
-            ctx.in[k] = src < 0 || !net->out[src] ? input : net->out[src];
-            ctx.in_n[k] = src < 0 ? n : mdfi_layer_outputs(&net->layers[src]);
-        }
-        /* a fused conv writes its maxpool's output and stands for both */
-        ctx.out = net->out[i + l->fused] ? net->out[i + l->fused] : (float *)ctx.in[0];
-        ctx.scratch = net->scratch;
-        ctx.pool = net->pool;
-        if (net->profile) {
-            struct timespec t0, t1;
-            clock_gettime(CLOCK_MONOTONIC, &t0);
-            l->ops->forward(l, &ctx);
-            clock_gettime(CLOCK_MONOTONIC, &t1);
-            net->layer_ms[i] = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
-                               (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-        } else {
-            l->ops->forward(l, &ctx);
-        }
-        i += l->fused;
-    }
-    net->ran = 1;
     return MDFI_OK;
 }
 
@@ -527,7 +561,7 @@ mdfi_status mdfi_net_layer_info(const mdfi_net *net, int index, mdfi_layer_info 
         return MDFI_ERR_ARG;
     const mdfi_layer *l = &net->layers[index];
     memset(info, 0, sizeof *info);
-    info->type = l->ops->name;
+    info->type = l->type->name;
     info->in_c = l->in_c;
     info->in_h = l->in_h;
     info->in_w = l->in_w;
@@ -547,39 +581,11 @@ mdfi_status mdfi_net_layer_info(const mdfi_net *net, int index, mdfi_layer_info 
     return MDFI_OK;
 }
 
-mdfi_status mdfi_net_layer_output(const mdfi_net *net, int index, const float **data,
-                                  size_t *count)
-{
-    if (!net || !data || !count || index < 0 || index >= net->n)
-        return MDFI_ERR_ARG;
-    if (!net->ran)
-        return mdfi_net_fail((mdfi_net *)net, MDFI_ERR_ARG, "no forward has run yet");
-    if (!net->readable[index])
-        return mdfi_net_fail((mdfi_net *)net, MDFI_ERR_ARG, "layer %d's buffer was reused; "
-                             "set keep_outputs before prepare to read it", index);
-    if (net->layers[index].q_out.bits)
-        return mdfi_net_fail((mdfi_net *)net, MDFI_ERR_ARG, "layer %d holds int%d fixed-point "
-                             "values; read them with mdfi_net_layer_output_int", index,
-                             net->layers[index].q_out.bits);
-    if (net->layers[index].out_bytes)
-        return mdfi_net_fail((mdfi_net *)net, MDFI_ERR_ARG, "layer %d writes packed bits for "
-                             "the next binary layer; set keep_outputs before prepare to read "
-                             "it as floats", index);
-    *data = net->out[index] ? net->out[index] : net->input;
-    *count = mdfi_layer_outputs(&net->layers[index]);
-    return MDFI_OK;
-}
-
-mdfi_status mdfi_net_output(const mdfi_net *net, const float **data, size_t *count)
-{
-    return mdfi_net_layer_output(net, net ? net->n - 1 : 0, data, count);
-}
-
 /* ---- fixed point and profiling ------------------------------------------- */
 
 int mdfi_net_is_fixed(const mdfi_net *net)
 {
-    return net ? mdfi_fixed_net(net->layers, net->n) : 0;
+    return net ? is_fixed(net) : 0;
 }
 
 mdfi_status mdfi_net_layer_format(const mdfi_net *net, int index, mdfi_layer_format *fmt)
@@ -594,29 +600,9 @@ mdfi_status mdfi_net_layer_format(const mdfi_net *net, int index, mdfi_layer_for
     fmt->in_frac = l->q_in.frac;
     fmt->w_bits = gemm ? l->q_w.bits : 0;
     fmt->w_frac = gemm ? l->q_w.frac : 0;
-    fmt->kernel = mdfi_fixed_kernel_name(l);
-    fmt->w_scale = mdfi_fixed_weight_scale(l);
-    return MDFI_OK;
-}
-
-mdfi_status mdfi_net_layer_output_int(const mdfi_net *net, int index, const void **data,
-                                      size_t *count, int *bits, int *frac)
-{
-    if (!net || !data || !count || !bits || !frac || index < 0 || index >= net->n)
-        return MDFI_ERR_ARG;
-    if (!net->ran)
-        return mdfi_net_fail((mdfi_net *)net, MDFI_ERR_ARG, "no forward has run yet");
-    const mdfi_layer *l = &net->layers[index];
-    if (!l->q_out.bits)
-        return mdfi_net_fail((mdfi_net *)net, MDFI_ERR_ARG, "layer %d [%s] has a float output; "
-                             "read it with mdfi_net_layer_output", index, l->ops->name);
-    if (!net->readable[index])
-        return mdfi_net_fail((mdfi_net *)net, MDFI_ERR_ARG, "layer %d's buffer was reused; "
-                             "set keep_outputs before prepare to read it", index);
-    *data = net->out[index];
-    *count = mdfi_layer_outputs(l);
-    *bits = l->q_out.bits;
-    *frac = l->q_out.frac;
+    const int fixed = l->path == MDFI_PATH_FIXED;
+    fmt->kernel = fixed && l->run->kernel_name ? l->run->kernel_name(l) : "";
+    fmt->w_scale = fixed ? mdfi_fixed_weight_scale(l) : 0;
     return MDFI_OK;
 }
 

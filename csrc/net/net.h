@@ -1,4 +1,4 @@
-/* The network handle's internals, shared by net.c, plan.c and net_detect.c. */
+/* The network handle's internals, shared by the files of net/. */
 #ifndef MDFI_CORE_NET_H
 #define MDFI_CORE_NET_H
 
@@ -6,7 +6,7 @@
 #include "base/error.h"
 #include "base/threads.h"
 #include "detect/detect.h"
-#include "io/qweights.h"
+#include "io/params.h"
 #include "layers/layer.h"
 
 struct mdfi_net {
@@ -18,17 +18,21 @@ struct mdfi_net {
     mdfi_layer *layers;
     int n;
     char *weights_path;
-    mdfi_qweights *qw;            /* quantized weights (fixed-point cfgs), instead of a path */
-    /* options */
-    int threads, keep_outputs, isa_forced;
+    mdfi_params *params;          /* opened by load_weights, read by prepare, then closed */
+    /* options (mdfi_options; the strings validated into kinds) */
+    int threads, keep_outputs, isa_forced, binary_fuse, fuse_pool;
     mdfi_isa isa;
+    int binary_kind;              /* mdfi_bkind, or -1: chosen for isa */
+    unsigned char *marked;        /* [n] outputs the caller reads (mdfi_net_mark_output) */
     /* prepared */
     int prepared, ran;
+    int done;                     /* layers [0, done) ran in the current forward */
     mdfi_pool *pool;
     float *arena;
     size_t arena_floats, weight_bytes;
     float **out;                  /* [n] output buffer of each layer */
     int *readable;                /* [n] output still valid after forward */
+    int *last;                    /* [n] the last step at which each buffer is live */
     void **scratch;               /* [threads] */
     const float *input;           /* the last forward's input */
     int profile;                  /* time every layer in forward */
@@ -41,6 +45,11 @@ struct mdfi_net {
     int cap_dets;
 };
 
+/* The passes (net/passes.c).  select: after each layer's parse, chooses its
+ * numeric path and runs its variant's bind.  fuse: at prepare, decides the
+ * conv->maxpool band fusion and the bit tensors between binary layers. */
+mdfi_status mdfi_pass_select(mdfi_net *net, mdfi_cfg_section *s, int index);
+mdfi_status mdfi_pass_fuse(mdfi_net *net);
 /* Plans the activation arena by liveness and sets net->out. */
 mdfi_status mdfi_net_plan(mdfi_net *net);
 /* Sizes the detection workspace from the [yolo] layers. */

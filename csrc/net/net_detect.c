@@ -7,7 +7,7 @@
 static mdfi_yolo_head head_of(const mdfi_net *net, int i)
 {
     const mdfi_layer *l = &net->layers[i];
-    const mdfi_yolo_spec *y = l->priv;
+    const mdfi_yolo_spec *y = l->spec;
     mdfi_yolo_head h = {net->out[i], l->out_w, l->out_h, y->classes, y->n_mask, y->mask,
                         y->anchors};
     return h;
@@ -19,9 +19,9 @@ mdfi_status mdfi_net_prepare_detect(mdfi_net *net)
     net->classes = 0;
     for (int i = 0; i < net->n; ++i) {
         const mdfi_layer *l = &net->layers[i];
-        if (!mdfi_layer_is_yolo(l))
+        if (!mdfi_layer_has_kind(l, MDFI_KIND_YOLO))
             continue;
-        const mdfi_yolo_spec *y = l->priv;
+        const mdfi_yolo_spec *y = l->spec;
         if (net->classes && net->classes != y->classes)
             return mdfi_net_fail(net, MDFI_ERR_CFG, "layer %d [yolo]: classes=%d differs from "
                                  "an earlier [yolo] layer's %d", i, y->classes, net->classes);
@@ -81,7 +81,7 @@ mdfi_status mdfi_net_detect(mdfi_net *net, int im_w, int im_h, float thresh, flo
                              im_w, im_h, (double)thresh);
     int n = 0;
     for (int i = 0; i < net->n; ++i) {
-        if (!mdfi_layer_is_yolo(&net->layers[i]))
+        if (!mdfi_layer_has_kind(&net->layers[i], MDFI_KIND_YOLO))
             continue;
         mdfi_yolo_head h = head_of(net, i);
         n += mdfi_yolo_boxes(&h, net->w, net->h, im_w, im_h, thresh, net->boxes + n,

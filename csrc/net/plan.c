@@ -1,13 +1,13 @@
 /* Activation memory plan: one arena, each layer's output placed by the
  * greedy-by-size rule among buffers whose lifetimes overlap.  A buffer lives
  * from its layer to its last reader (route/shortcut extend that); outputs the
- * caller may read after forward (last layer, [yolo], keep_outputs) live to
- * the end. */
+ * caller may read after forward (last layer, [yolo], marked outputs,
+ * keep_outputs) live to the end.  The last step of each buffer is kept, so a
+ * stopped run knows which outputs are still intact (net/forward.c). */
 #include <stdlib.h>
 
 #include "base/mem.h"
 #include "net/net.h"
-#include "layers/yolo.h"
 
 typedef struct {
     int owner;            /* layer index */
@@ -31,7 +31,8 @@ mdfi_status mdfi_net_plan(mdfi_net *net)
     buf *bufs = malloc((size_t)n * sizeof *bufs);
     net->out = calloc((size_t)n, sizeof *net->out);
     net->readable = calloc((size_t)n, sizeof *net->readable);
-    if (!owner || !last || !bufs || !net->out || !net->readable) {
+    net->last = calloc((size_t)n, sizeof *net->last);
+    if (!owner || !last || !bufs || !net->out || !net->readable || !net->last) {
         free(owner);
         free(last);
         free(bufs);
@@ -40,7 +41,8 @@ mdfi_status mdfi_net_plan(mdfi_net *net)
     /* owner: whose buffer a layer's output lives in (-1: the caller's input) */
     for (int i = 0; i < n; ++i) {
         const mdfi_layer *l = &net->layers[i];
-        owner[i] = l->alias_input ? (l->in[0] < 0 ? -1 : owner[l->in[0]]) : i;
+        owner[i] = mdfi_layer_has_kind(l, MDFI_KIND_ALIAS) ? (l->in[0] < 0 ? -1 : owner[l->in[0]])
+                                                         : i;
         last[i] = i;
     }
     for (int i = 0; i < n; ++i) {
@@ -49,7 +51,7 @@ mdfi_status mdfi_net_plan(mdfi_net *net)
         for (int k = 0; k < l->n_in; ++k)
             if (l->in[k] >= 0 && owner[l->in[k]] >= 0 && last[owner[l->in[k]]] < at)
                 last[owner[l->in[k]]] = at;
-        int end = net->keep_outputs || i == n - 1 || mdfi_layer_is_yolo(l);
+        int end = l->keep || i == n - 1 || mdfi_layer_has_kind(l, MDFI_KIND_YOLO);
         if (end && owner[i] >= 0)
             last[owner[i]] = n;
         net->weight_bytes += l->param_bytes;
@@ -96,8 +98,10 @@ mdfi_status mdfi_net_plan(mdfi_net *net)
         for (int i = 0; i < n; ++i)
             if (owner[i] >= 0)
                 net->out[i] = net->out[owner[i]];
-        for (int i = 0; i < n; ++i)
+        for (int i = 0; i < n; ++i) {
             net->readable[i] = owner[i] < 0 || last[owner[i]] == n;
+            net->last[i] = owner[i] < 0 ? n : last[owner[i]];
+        }
     }
     free(owner);
     free(last);

@@ -25,7 +25,6 @@
 #include "net/net.h"
 #include "kernels/bgemm.h"
 #include "kernels/qgemm.h"
-#include "layers/conv_xnor.h"
 #include "mdfi.h"
 
 #define GUARD 29
@@ -417,11 +416,13 @@ static void test_fusion(void)
 {
     int expect_bits[] = {0, 1, 1, 1, 1, 1, 0, 0, 0};
     for (int fuse = 0; fuse < 2; ++fuse) {
-        setenv("MDFI_BINARY_FUSE", fuse ? "1" : "0", 1);
+        mdfi_options opt;
+        mdfi_options_default(&opt);
+        opt.binary_fuse = fuse;
         mdfi_net *net;
         int ok = mdfi_net_new(&net) == MDFI_OK &&
                  mdfi_net_load_cfg_text(net, fuse_cfg, "fuse.cfg") == MDFI_OK &&
-                 mdfi_net_prepare(net) == MDFI_OK;
+                 mdfi_net_set_options(net, &opt) == MDFI_OK && mdfi_net_prepare(net) == MDFI_OK;
         if (!ok)
             printf("  %s\n", mdfi_net_last_error(net));
         for (int i = 0; ok && i < net->n; ++i) {
@@ -429,16 +430,15 @@ static void test_fusion(void)
             int bits = l->out_bytes != 0;
             ok &= bits == (fuse && expect_bits[i]);
             if (i == 2)
-                ok &= (l->ops == &mdfi_maxpool_bits_ops) == fuse;
+                ok &= (l->run == l->type->path[MDFI_PATH_BINARY]) == fuse;
         }
         float in[3 * 10 * 12];
         for (int i = 0; i < 3 * 10 * 12; ++i)
             in[i] = frand();
         ok = ok && mdfi_net_forward(net, in, 3 * 10 * 12) == MDFI_OK;
         mdfi_net_free(net);
-        check(ok, "fusion plan", fuse ? "MDFI_BINARY_FUSE=1" : "MDFI_BINARY_FUSE=0");
+        check(ok, "fusion plan", fuse ? "binary_fuse=1" : "binary_fuse=0");
     }
-    unsetenv("MDFI_BINARY_FUSE");
     printf("fusion plan    %s\n", failed ? "FAILED" : "ok");
 }
 
@@ -616,7 +616,7 @@ static void bench(const mdfi_bgemm_kernel *only)
     mdfi_isa isa = mdfi_isa_best();
     const mdfi_sgemm_kernel *fk = mdfi_sgemm_kernel_for(isa);
     const mdfi_qgemm_kernel *qk = mdfi_qgemm_kernel_for(isa, 8);
-    const mdfi_bgemm_kernel *bk = only ? only : mdfi_bgemm_kernel_select(isa, NULL, 0);
+    const mdfi_bgemm_kernel *bk = only ? only : mdfi_bgemm_kernel_select(isa);
     printf("clock %.2f GHz (%s); binary %s, fp32 %s, int8 %s; one thread\n", hz * 1e-9, how,
            mdfi_bgemm_kernel_name(bk), mdfi_sgemm_kernel_name(fk),
            qk ? mdfi_qgemm_kernel_name(qk) : "none");
@@ -672,7 +672,7 @@ int main(int argc, char **argv)
     }
     printf("cpu features 0x%x, binary kernel for the best ISA (%s): %s\n", mdfi_cpu_features(),
            mdfi_isa_name(mdfi_isa_best()),
-           mdfi_bgemm_kernel_name(mdfi_bgemm_kernel_select(mdfi_isa_best(), NULL, 0)));
+           mdfi_bgemm_kernel_name(mdfi_bgemm_kernel_select(mdfi_isa_best())));
     if (do_bench) {
         bench(only);
         return 0;
