@@ -52,13 +52,13 @@ def test_truncated_and_foreign_files(tiny8, tiny_model, tmp_path):
     tiny_header.write_bytes(data[:20])
     with pytest.raises(mdfi.WeightsError, match="too short"):
         mdfi.Network(cfg, tiny_header)
-    newer = tmp_path / "v2.qweights"
+    newer = tmp_path / "v3.qweights"
     body = bytearray(data[:-4])
-    body[8] = 2
+    body[8] = 3
     import struct
     import zlib
     newer.write_bytes(bytes(body) + struct.pack("<I", zlib.crc32(bytes(body))))
-    with pytest.raises(mdfi.WeightsError, match="version 2"):
+    with pytest.raises(mdfi.WeightsError, match="version 3"):
         mdfi.Network(cfg, newer)
     with pytest.raises(mdfi.WeightsError, match="not a quantized weights file"):
         mdfi.Network(cfg, tiny_model["weights"])

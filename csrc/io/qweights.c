@@ -1,8 +1,8 @@
-/* Reader of MDFI quantized weights files (see qweights.h). */
+/* Reader of MDFI quantized weights files (see qweights.h): header, CRC,
+ * record index, GEMM payloads.  Kind-3 arrays are in qarrays.c. */
 #include "io/qweights.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +40,11 @@ static uint64_t le64(const unsigned char *b)
     return (uint64_t)le32(b) | (uint64_t)le32(b + 4) << 32;
 }
 
+int mdfi_qweights_magic(const unsigned char h[8])
+{
+    return !memcmp(h, magic, sizeof magic);
+}
+
 int mdfi_qweights_sniff(const char *path)
 {
     unsigned char h[8];
@@ -48,13 +53,15 @@ int mdfi_qweights_sniff(const char *path)
         return 0;
     size_t got = fread(h, 1, sizeof h, f);
     fclose(f);
-    return got == sizeof h && !memcmp(h, magic, sizeof h);
+    return got == sizeof h && mdfi_qweights_magic(h);
 }
 
 void mdfi_qweights_free(mdfi_qweights *q)
 {
     if (!q)
         return;
+    for (int i = 0; q->rec && i < q->n_rec; ++i)
+        free((void *)q->rec[i].arrays);
     free(q->path);
     free(q->rec);
     free(q);
@@ -89,17 +96,14 @@ static mdfi_status check_crc(FILE *f, const char *path, long long size, mdfi_err
     return MDFI_OK;
 }
 
-static mdfi_status parse(FILE *f, mdfi_qweights *q, long long size, mdfi_errbuf *err)
+static mdfi_status parse(const unsigned char *h, mdfi_qweights *q, long long size,
+                         mdfi_errbuf *err)
 {
     const char *path = q->path;
-    unsigned char h[RECORD_BYTES];
-    rewind(f);
-    if (fread(h, 1, HEADER_BYTES, f) != HEADER_BYTES)
-        return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: truncated header", path);
     q->version = (int)le32(h + 8);
-    if (q->version != MDFI_QW_VERSION)
+    if (q->version < 1 || q->version > MDFI_QW_VERSION)
         return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: quantized weights version %d is not "
-                         "supported (this build reads version %d)", path, q->version,
+                         "supported (this build reads versions 1 to %d)", path, q->version,
                          MDFI_QW_VERSION);
     uint32_t n_layers = le32(h + 12), n_rec = le32(h + 16);
     uint64_t declared = le64(h + 24);
@@ -109,6 +113,76 @@ static mdfi_status parse(FILE *f, mdfi_qweights *q, long long size, mdfi_errbuf 
     if (n_layers > (1u << 20) || n_rec > n_layers || le32(h + 20) != 0)
         return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: bad header (%u layers, %u records)", path,
                          (unsigned)n_layers, (unsigned)n_rec);
+    q->n_layers = (int)n_layers;
+    return MDFI_OK;
+}
+
+static void decode_head(const unsigned char *h, long long off, mdfi_qrecord *r)
+{
+    const signed char *fm = (const signed char *)h + 24;
+    r->layer = (int)le32(h + 4);
+    r->kind = (int)le32(h + 8);
+    r->outputs = (int)le32(h + 12);
+    r->k = (int)le32(h + 16);
+    r->groups = (int)le32(h + 20);
+    r->in_bits = fm[0];
+    r->in_frac = fm[1];
+    r->w_bits = fm[2];
+    r->w_frac = fm[3];
+    r->out_bits = fm[4];
+    r->out_frac = fm[5];
+    r->mode = h[30];
+    r->payload = le32(h + 32);
+    r->offset = off + RECORD_BYTES;
+    r->arrays = NULL;
+}
+
+/* The structure of a GEMM record (kinds 1, 2). */
+static int gemm_ok(const mdfi_qrecord *r)
+{
+    long long need = 4LL * (uint32_t)r->outputs +
+                     (long long)(r->w_bits / 8) * (uint32_t)r->outputs * (uint32_t)r->k;
+    if (r->mode == 1 || r->mode == 2)
+        need = (need + 3) / 4 * 4 + (uint32_t)r->outputs;
+    if (r->mode == 2)
+        need = (need + 3) / 4 * 4 + 4LL * (uint32_t)r->outputs;
+    return r->outputs >= 1 && r->k >= 1 && r->groups >= 1 &&
+           (r->w_bits == 8 || r->w_bits == 16) && r->mode <= 2 && r->payload >= need;
+}
+
+static mdfi_status check_record(FILE *f, mdfi_qweights *q, unsigned i, const unsigned char *h,
+                                long long off, long long end, mdfi_errbuf *err)
+{
+    const char *path = q->path;
+    mdfi_qrecord *r = &q->rec[i];
+    if (le32(h) != RECORD_MAGIC)
+        return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: bad record %u at byte %lld (no record "
+                         "magic)", path, i, off);
+    if (r->layer < 0 || r->layer >= q->n_layers)
+        return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: record %u is for layer %d, but the file "
+                         "is for %d layers", path, i, r->layer, q->n_layers);
+    if (i && r->layer == q->rec[i - 1].layer)
+        return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: two records for layer %d", path,
+                         r->layer);
+    if (i && r->layer < q->rec[i - 1].layer)
+        return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: records out of layer order at layer %d",
+                         path, r->layer);
+    if (r->payload % 4 || r->offset + r->payload > end)
+        return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: layer %d's record (%lld bytes at byte "
+                         "%lld) runs past the end", path, r->layer, r->payload, off);
+    if (r->kind == MDFI_QW_ARRAYS) {
+        if (q->version < 2)
+            return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: layer %d has an array record (kind "
+                             "3), which needs file version 2 (the file says %d)", path,
+                             r->layer, q->version);
+        mdfi_qarray *a;
+        MDFI_CHECK(mdfi_qarrays_index(f, path, r, &a, err));
+        r->arrays = a;
+        return MDFI_OK;
+    }
+    if ((r->kind != MDFI_QW_CONV && r->kind != MDFI_QW_CONNECTED) || !gemm_ok(r))
+        return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: bad record %u (layer %d) at byte %lld",
+                         path, i, r->layer, off);
     return MDFI_OK;
 }
 
@@ -126,39 +200,10 @@ static mdfi_status read_records(FILE *f, mdfi_qweights *q, uint32_t n_rec, long 
             fread(h, 1, RECORD_BYTES, f) != RECORD_BYTES)
             return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: record %u runs past the end", path,
                              (unsigned)i);
-        mdfi_qrecord *r = &q->rec[i];
-        const signed char *fm = (const signed char *)h + 24;
-        r->layer = (int)le32(h + 4);
-        r->kind = (int)le32(h + 8);
-        r->outputs = (int)le32(h + 12);
-        r->k = (int)le32(h + 16);
-        r->groups = (int)le32(h + 20);
-        r->in_bits = fm[0];
-        r->in_frac = fm[1];
-        r->w_bits = fm[2];
-        r->w_frac = fm[3];
-        r->out_bits = fm[4];
-        r->out_frac = fm[5];
-        r->mode = h[30];
-        r->payload = le32(h + 32);
-        r->offset = off + RECORD_BYTES;
-        long long need = 4LL * (uint32_t)r->outputs +
-                         (long long)(r->w_bits / 8) * (uint32_t)r->outputs * (uint32_t)r->k;
-        if (r->mode == 1 || r->mode == 2)
-            need = (need + 3) / 4 * 4 + (uint32_t)r->outputs;
-        if (r->mode == 2)
-            need = (need + 3) / 4 * 4 + 4LL * (uint32_t)r->outputs;
-        if (le32(h) != RECORD_MAGIC || (r->kind != MDFI_QW_CONV && r->kind != MDFI_QW_CONNECTED)
-            || r->outputs < 1 || r->k < 1 || r->groups < 1 || r->layer < 0 ||
-            r->layer >= q->n_layers || (r->w_bits != 8 && r->w_bits != 16) || r->mode > 2 ||
-            r->payload < need || r->payload % 4 || r->offset + r->payload > end)
-            return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: bad record %u (layer %d) at byte %lld",
-                             path, (unsigned)i, r->layer, off);
-        if (i && r->layer <= q->rec[i - 1].layer)
-            return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: records out of layer order at layer %d",
-                             path, r->layer);
-        off = r->offset + r->payload;
-        q->n_rec = (int)i + 1;
+        decode_head(h, off, &q->rec[i]);
+        q->n_rec = (int)i + 1;    /* so that free() sees its arrays */
+        MDFI_CHECK(check_record(f, q, (unsigned)i, h, off, end, err));
+        off = q->rec[i].offset + q->rec[i].payload;
     }
     if (off != end)
         return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: %lld unexpected bytes after the last "
@@ -166,7 +211,27 @@ static mdfi_status read_records(FILE *f, mdfi_qweights *q, uint32_t n_rec, long 
     return MDFI_OK;
 }
 
-mdfi_status mdfi_qweights_open(const char *path, mdfi_qweights **out, mdfi_errbuf *err)
+static mdfi_status load(FILE *f, mdfi_qweights *q, mdfi_errbuf *err)
+{
+    const char *path = q->path;
+    long long size = -1;
+    if (fseek(f, 0, SEEK_END) == 0)
+        size = ftell(f);
+    unsigned char h[HEADER_BYTES];
+    rewind(f);
+    if (size < HEADER_BYTES + 4 || fread(h, 1, HEADER_BYTES, f) != HEADER_BYTES)
+        return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: %lld bytes is too short for a quantized "
+                         "weights file", path, size);
+    if (!mdfi_qweights_magic(h))
+        return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: not an MDFI quantized weights file", path);
+    /* the header first: a truncated or newer file says so, not "corrupt" */
+    MDFI_CHECK(parse(h, q, size, err));
+    MDFI_CHECK(check_crc(f, path, size, err));
+    return read_records(f, q, le32(h + 16), size, err);
+}
+
+mdfi_status mdfi_qweights_load(FILE *f, const char *path, mdfi_qweights **out,
+                               mdfi_errbuf *err)
 {
     *out = NULL;
     if (!is_little_endian())
@@ -178,39 +243,24 @@ mdfi_status mdfi_qweights_open(const char *path, mdfi_qweights **out, mdfi_errbu
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
     }
     strcpy(q->path, path);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        mdfi_status st = mdfi_fail(err, MDFI_ERR_IO, "%s: cannot open: %s", path,
-                                   strerror(errno));
-        mdfi_qweights_free(q);
-        return st;
-    }
-    long long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0)
-        size = ftell(f);
-    unsigned char h[HEADER_BYTES];
-    rewind(f);
-    mdfi_status st = MDFI_OK;
-    if (size < HEADER_BYTES + 4 || fread(h, 1, HEADER_BYTES, f) != HEADER_BYTES)
-        st = mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: %lld bytes is too short for a quantized "
-                       "weights file", path, size);
-    else if (memcmp(h, magic, sizeof magic))
-        st = mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: not an MDFI quantized weights file", path);
-    if (st == MDFI_OK)
-        st = check_crc(f, path, size, err);
-    if (st == MDFI_OK)
-        st = parse(f, q, size, err);
-    if (st == MDFI_OK) {
-        q->n_layers = (int)le32(h + 12);
-        st = read_records(f, q, le32(h + 16), size, err);
-    }
-    fclose(f);
+    mdfi_status st = load(f, q, err);
     if (st != MDFI_OK) {
         mdfi_qweights_free(q);
         return st;
     }
     *out = q;
     return MDFI_OK;
+}
+
+mdfi_status mdfi_qweights_open(const char *path, mdfi_qweights **out, mdfi_errbuf *err)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return mdfi_fail(err, MDFI_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    mdfi_status st = mdfi_qweights_load(f, path, out, err);
+    fclose(f);
+    return st;
 }
 
 const mdfi_qrecord *mdfi_qweights_find(const mdfi_qweights *q, int layer)
@@ -221,12 +271,13 @@ const mdfi_qrecord *mdfi_qweights_find(const mdfi_qweights *q, int layer)
     return NULL;
 }
 
-mdfi_status mdfi_qweights_read(const mdfi_qweights *q, const mdfi_qrecord *r, int32_t *bias,
-                               void *weights, int8_t *w_frac, int32_t *mult, mdfi_errbuf *err)
+mdfi_status mdfi_qweights_read_from(FILE *f, const char *path, const mdfi_qrecord *r,
+                                    int32_t *bias, void *weights, int8_t *w_frac,
+                                    int32_t *mult, mdfi_errbuf *err)
 {
-    FILE *f = fopen(q->path, "rb");
-    if (!f)
-        return mdfi_fail(err, MDFI_ERR_IO, "%s: cannot open: %s", q->path, strerror(errno));
+    if (r->kind != MDFI_QW_CONV && r->kind != MDFI_QW_CONNECTED)
+        return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: layer %d's record holds named arrays, "
+                         "not GEMM weights", path, r->layer);
     size_t m = (size_t)r->outputs, nw = m * (size_t)r->k;
     size_t wb = (size_t)r->w_bits / 8;
     int ok = fseek(f, (long)r->offset, SEEK_SET) == 0 && fread(bias, 4, m, f) == m &&
@@ -237,9 +288,19 @@ mdfi_status mdfi_qweights_read(const mdfi_qweights *q, const mdfi_qrecord *r, in
     if (ok && r->mode == 2)   /* little-endian host (checked at open) */
         ok = mult && fseek(f, (long)(at + ((long long)m + 3) / 4 * 4), SEEK_SET) == 0 &&
              fread(mult, 4, m, f) == m;
-    fclose(f);
     if (!ok)
         return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: layer %d's record cannot be read (file "
-                         "changed since it was opened?)", q->path, r->layer);
+                         "changed since it was opened?)", path, r->layer);
     return MDFI_OK;
+}
+
+mdfi_status mdfi_qweights_read(const mdfi_qweights *q, const mdfi_qrecord *r, int32_t *bias,
+                               void *weights, int8_t *w_frac, int32_t *mult, mdfi_errbuf *err)
+{
+    FILE *f = fopen(q->path, "rb");
+    if (!f)
+        return mdfi_fail(err, MDFI_ERR_IO, "%s: cannot open: %s", q->path, strerror(errno));
+    mdfi_status st = mdfi_qweights_read_from(f, q->path, r, bias, weights, w_frac, mult, err);
+    fclose(f);
+    return st;
 }

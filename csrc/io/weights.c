@@ -18,7 +18,7 @@ static int32_t le32(const unsigned char *b)
                      (uint32_t)b[3] << 24);
 }
 
-mdfi_status mdfi_weights_open(mdfi_weights_reader *r, const char *path, mdfi_errbuf *err)
+static mdfi_status start(mdfi_weights_reader *r, const char *path, mdfi_errbuf *err)
 {
     memset(r, 0, sizeof *r);
     r->path = path;
@@ -27,14 +27,17 @@ mdfi_status mdfi_weights_open(mdfi_weights_reader *r, const char *path, mdfi_err
     if (!is_little_endian())
         return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s: big-endian hosts are not supported",
                          path);
-    r->f = fopen(path, "rb");
-    if (!r->f)
-        return mdfi_fail(err, MDFI_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    return MDFI_OK;
+}
+
+static mdfi_status read_header(mdfi_weights_reader *r, mdfi_errbuf *err)
+{
+    const char *path = r->path;
     if (fseek(r->f, 0, SEEK_END) == 0) {
         long end = ftell(r->f);
         r->size = end;
-        rewind(r->f);
     }
+    rewind(r->f);
     unsigned char h[20];
     size_t got = fread(h, 1, 12, r->f);
     if (got < 12)
@@ -55,6 +58,23 @@ mdfi_status mdfi_weights_open(mdfi_weights_reader *r, const char *path, mdfi_err
     r->pos = 12 + (long long)seen_bytes;
     r->transpose = r->major > 1000 || r->minor > 1000;
     return MDFI_OK;
+}
+
+mdfi_status mdfi_weights_open(mdfi_weights_reader *r, const char *path, mdfi_errbuf *err)
+{
+    MDFI_CHECK(start(r, path, err));
+    r->f = fopen(path, "rb");
+    if (!r->f)
+        return mdfi_fail(err, MDFI_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    return read_header(r, err);
+}
+
+mdfi_status mdfi_weights_attach(mdfi_weights_reader *r, FILE *f, const char *path,
+                                mdfi_errbuf *err)
+{
+    mdfi_status st = start(r, path, err);
+    r->f = f;   /* ours from now on, even on failure */
+    return st != MDFI_OK ? st : read_header(r, err);
 }
 
 static mdfi_status ran_out(const mdfi_weights_reader *r, size_t n, size_t got,

@@ -17,6 +17,10 @@ typedef struct {
 } mdfi_weights_reader;
 
 mdfi_status mdfi_weights_open(mdfi_weights_reader *r, const char *path, mdfi_errbuf *err);
+/* The same on a stream already open, which the reader then owns (closes),
+ * failure included; path must outlive the reader. */
+mdfi_status mdfi_weights_attach(mdfi_weights_reader *r, FILE *f, const char *path,
+                                mdfi_errbuf *err);
 /* Reads n floats; "what" names the array ("biases", "weights"...). */
 mdfi_status mdfi_weights_read(mdfi_weights_reader *r, float *dst, size_t n,
                               const char *what, mdfi_errbuf *err);

@@ -107,7 +107,10 @@ static mdfi_status check_record(const mdfi_layer *l, const fx_gemm *p, const mdf
         r->groups != p->groups)
         return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: layer %d's record is %s %d x %d "
                          "(groups %d) but cfg line %d makes it %s %d x %d (groups %d)",
-                         path, l->index, r->kind == MDFI_QW_CONV ? "convolutional" : "connected",
+                         path, l->index,
+                         r->kind == MDFI_QW_CONV        ? "convolutional"
+                         : r->kind == MDFI_QW_CONNECTED ? "connected"
+                                                        : "an arrays record",
                          r->outputs, r->k, r->groups, l->line, type, p->groups * p->m, p->k,
                          p->groups);
     if (r->in_bits != l->q_in.bits || r->in_frac != l->q_in.frac || r->w_bits != l->q_w.bits ||

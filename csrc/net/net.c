@@ -461,8 +461,8 @@ static mdfi_status load_and_prepare(mdfi_net *net)
         if (st == MDFI_OK && l->run->prepare)
             st = l->run->prepare(l, &ctx, &net->err);
     }
-    if (st == MDFI_OK && src)
-        st = mdfi_params_finish(src, &net->err);
+    if (st == MDFI_OK && src && mdfi_params_kind_of(src) == MDFI_PARAMS_DARKNET)
+        st = mdfi_params_finish(src, &net->err);   /* every float read, none left */
     mdfi_params_close(net->params);   /* read once */
     net->params = NULL;
     return st;
