@@ -68,6 +68,8 @@ mdfi_status mdfi_net_resume(mdfi_net *net, int last)
         return MDFI_ERR_ARG;
     if (!net->ran)
         return mdfi_net_fail(net, MDFI_ERR_ARG, "resume: no forward has run yet");
+    if (last < 0 && net->done == net->n)
+        return MDFI_OK;   /* to the end: nothing left */
     if (last < 0)
         last = net->n - 1;
     if (last >= net->n)
