@@ -3,10 +3,12 @@ import math
 
 import numpy as np
 
+from mdfi.layer_kinds import names
 from weights_tools.fixed_ref import HEAD_TYPES
 
-PASS_THROUGH = ("maxpool", "upsample", "dropout")
-GEMM_TYPES = ("convolutional", "connected")
+GEMM_TYPES = names("gemm")
+PASS_THROUGH = names("pass_through")
+FIXED_TYPES = names("fixed")
 
 
 def layer_inputs(layer):

@@ -6,8 +6,8 @@ import numpy as np
 from weights_tools.darknet_cfg import CfgError
 from weights_tools.fixed_ref import HEAD_TYPES, INT_ACTIVATIONS, Fmt
 from weights_tools.quantize.formats import RangeOverflowError, choose_frac, frac_maxabs
-from weights_tools.quantize.graph import (GEMM_TYPES, PASS_THROUGH, fold_bn, gemm_macs,
-                                          layer_inputs)
+from weights_tools.quantize.graph import (FIXED_TYPES, GEMM_TYPES, PASS_THROUGH, fold_bn,
+                                          gemm_macs, layer_inputs)
 from weights_tools.quantize.weights import WEIGHT_SCALES
 
 
@@ -90,7 +90,7 @@ def make_plan(layers, weights, calib, bits=8, method="maxabs", head_bits=16, gem
                                layer.section.line)
             folded[layer.index] = fold_bn(layer, weights.layers[layer.index], weights.transpose)
             plans[layer.index].macs = gemm_macs(layer)
-        elif layer.type not in PASS_THROUGH + HEAD_TYPES + ("route", "shortcut", "avgpool"):
+        elif layer.type not in FIXED_TYPES:
             raise CfgError("layer %d [%s] has no fixed-point form" % (layer.index, layer.type),
                            layer.section.file, layer.section.line)
 
