@@ -2,14 +2,14 @@
 
 The C extension is imported on first use of a name that needs it, so
 `mdfi.models` and `mdfi.errors` work before (or without) a C build.
+`mdfi.__version__` is the built core's MDFI_VERSION (csrc/include/mdfi.h), the
+one place the version is written.
 """
 import importlib
 
 from .errors import (ArgumentError, CfgError, ImageError, MdfiError, MdfiIOError,
                      ModelFetchError, OutOfMemoryError, ShapeError, UnsupportedError,
                      WeightsError)
-
-__version__ = "0.1.0"
 
 _LAZY = {
     "Image": ("image", "Image"),
@@ -24,6 +24,10 @@ _LAZY = {
 
 
 def __getattr__(name):
+    if name == "__version__":   # one source: MDFI_VERSION in mdfi.h, as the C core was built
+        from ._core import ffi, lib
+        globals()[name] = ffi.string(lib.MDFI_VERSION).decode()
+        return globals()[name]
     if name in _LAZY:
         module, attr = _LAZY[name]
         value = getattr(importlib.import_module(f".{module}", __name__), attr)

@@ -1,4 +1,6 @@
-"""python -m mdfi.classify CFG WEIGHTS IMAGE... : top classes like `darknet classify`."""
+"""python -m mdfi.classify CFG WEIGHTS IMAGE... : top classes like `darknet classify`.
+
+Importing it gives the function mdfi.classify, as for mdfi.detect."""
 import argparse
 import json
 import sys
@@ -39,5 +41,4 @@ def main(argv=None):
 if __name__ == "__main__":
     sys.exit(main())
 else:
-    from ._callable import make_callable
-    make_callable(__name__, classify)
+    sys.modules[__name__] = classify   # see mdfi/detect.py

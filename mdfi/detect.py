@@ -1,4 +1,8 @@
-"""python -m mdfi.detect IMAGE... : YOLO detection like `darknet detect`."""
+"""python -m mdfi.detect IMAGE... : YOLO detection like `darknet detect`.
+
+A command-line module: it may import weights_tools (--int8); the runtime may not.
+Importing it gives the function mdfi.detect, not this module (docs/architecture.md,
+"Python packages"): the command line is run with `python -m` only."""
 import argparse
 import json
 import sys
@@ -71,6 +75,7 @@ def main(argv=None):
 if __name__ == "__main__":
     sys.exit(main())
 else:
-    from . import pipeline as _pipeline
-    from ._callable import make_callable
-    make_callable(__name__, _pipeline.detect)
+    # `import mdfi.detect` binds mdfi.detect to what sys.modules holds once this
+    # body has run: the function, so mdfi.detect(...) keeps working
+    from .pipeline import detect as _detect
+    sys.modules[__name__] = _detect

@@ -16,6 +16,8 @@ import os
 import warnings
 from dataclasses import dataclass, field
 
+from mdfi.layer_kinds import canonical
+
 
 class CfgError(ValueError):
     """A malformed cfg, or one that describes an impossible network."""
@@ -116,8 +118,6 @@ def write_cfg(sections):
 
 # ----------------------------------------------------------------------------- shapes and parameters
 
-_ALIASES = {"conv": "convolutional", "conn": "connected", "max": "maxpool", "avg": "avgpool",
-            "soft": "softmax", "network": "net"}
 
 
 @dataclass
@@ -197,6 +197,25 @@ def _relative(sec, layers, value, key):
     return layers[j]
 
 
+def _scale_channels(sec, layers, shape):
+    """[scale_channels] (squeeze-and-excitation, AlexeyAB's darknet): layer
+    from='s output, each channel scaled by the previous layer's C x 1 x 1, or
+    with scale_wh=1 each position by its 1 x H x W.  Output: from's shape."""
+    if "from" not in sec.options:
+        raise sec.error("missing from=")
+    src = _relative(sec, layers, sec.get_int("from", 0), "from")
+    c, h, w = shape
+    fc, fh, fw = src.out_shape
+    if sec.get_int("scale_wh", 0):
+        if c != 1 or (h, w) != (fh, fw):
+            raise sec.error("scale_wh=1: the previous layer must be 1x%dx%d (layer %d's height "
+                            "and width), not %dx%dx%d" % (fh, fw, src.index, c, h, w))
+    elif (h, w) != (1, 1) or c != fc:
+        raise sec.error("the previous layer must be %dx1x1 (layer %d's channels), not %dx%dx%d"
+                        % (fc, src.index, c, h, w))
+    return src.out_shape
+
+
 def _route(sec, layers):
     srcs = [_relative(sec, layers, v, "layers") for v in sec.get_ints("layers")]
     _, h, w = srcs[0].out_shape
@@ -239,7 +258,7 @@ def _detection(sec, c, h, w, per_anchor):
 
 def net_shape(sections):
     """(c, h, w) of the network input, from the first section, [net]."""
-    if not sections or _ALIASES.get(sections[0].type, sections[0].type) != "net":
+    if not sections or canonical(sections[0].type) != "net":
         raise CfgError("the first section must be [net]",
                        sections[0].file if sections else None, sections[0].line if sections else None)
     net = sections[0]
@@ -257,7 +276,7 @@ def infer_layers(sections):
     shape = net_shape(sections)
     layers = []
     for sec in sections[1:]:
-        kind = _ALIASES.get(sec.type, sec.type)
+        kind = canonical(sec.type)
         c, h, w = shape
         params = []
         if sec.get_int("numload", 0):
@@ -279,6 +298,8 @@ def infer_layers(sections):
             out = shape
         elif kind == "upsample":
             out = _upsample(sec, c, h, w)
+        elif kind == "scale_channels":
+            out = _scale_channels(sec, layers, shape)
         elif kind == "yolo":
             out = _detection(sec, c, h, w, 5)
         elif kind == "region":

@@ -18,6 +18,7 @@ import re
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from mdfi.layer_kinds import names
 from weights_tools import qweights as qwf
 from weights_tools.darknet_cfg import CfgError, infer_layers, parse_cfg
 
@@ -26,7 +27,8 @@ LEAKY_SHIFT = 15
 FRAC_MIN, FRAC_MAX = -16, 31
 FIXED_KEYS = ("fixed_in", "fixed_w", "fixed_out")
 INT_ACTIVATIONS = ("linear", "relu", "leaky")
-HEAD_TYPES = ("yolo", "softmax")
+HEAD_TYPES = names("head", "fixed")
+GEMM_TYPES = names("gemm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,7 +274,7 @@ class FixedNet:
         if "out" not in fm:
             raise self._err(layer, "has no fixed_out key (every layer of a quantized cfg needs "
                             "its formats)")
-        if kind in ("convolutional", "connected"):
+        if kind in GEMM_TYPES:
             if "in" not in fm or "w" not in fm:
                 raise self._err(layer, "needs fixed_in, fixed_w and fixed_out")
             if (fm["in"].bits, fm["w"].bits) not in WIDTHS:
@@ -330,7 +332,7 @@ class FixedNet:
         else:
             raise self._err(layer, "has no fixed-point form")
         for j in spec["inputs"]:
-            if kind not in ("convolutional", "connected") and self._input_fmt(j) is None:
+            if kind not in GEMM_TYPES and self._input_fmt(j) is None:
                 raise self._err(layer, "its input (layer %d) is float; only convolutional and "
                                 "connected layers take float input" % j)
         return spec
@@ -359,7 +361,7 @@ class FixedNet:
         kind = spec["type"]
         out = spec["out"]
         layer = self.layers[i]
-        if kind in ("convolutional", "connected"):
+        if kind in GEMM_TYPES:
             if acc is None:
                 acc = self.accumulate(i, ins)
             a = activate_int(acc, spec["act"])

@@ -25,7 +25,7 @@ static const mdfi_layer_type registry[] = {
      *                 float                      fixed                 binary */
     {"convolutional", {"conv"}, K(GEMM) | K(CONV), mdfi_convolutional_parse, NULL,
      {&mdfi_convolutional_float, &mdfi_gemm_fixed, &mdfi_convolutional_binary}},
-    {"connected", {NULL}, K(GEMM), mdfi_connected_parse, NULL,
+    {"connected", {"conn"}, K(GEMM), mdfi_connected_parse, NULL,
      {&mdfi_connected_float, &mdfi_gemm_fixed, NULL}},
     {"maxpool", {"max"}, K(MAXPOOL), mdfi_maxpool_parse, NULL,
      {&mdfi_maxpool_float, &mdfi_maxpool_fixed, &mdfi_maxpool_bits}},

@@ -36,8 +36,8 @@ import torch.nn as nn
 from weights_tools.darknet_cfg import Section, infer_layers, write_cfg
 from weights_tools.darknet_weights import DarknetWeights, write_weights
 from weights_tools.torch.layers import (DARKNET_BN_EPS, AvgPool, BridgeError, Conv, Connected,
-                                        Darknet, DarknetLayer, Dropout, DtypeError, MaxPool, Route,
-                                        ShapeMismatchError, Shortcut, Softmax, UnsupportedModuleError,
+                                        Darknet, DarknetLayer, Dropout, DtypeError, MaxPool,
+                                        ShapeMismatchError, Softmax, UnsupportedModuleError,
                                         Upsample, check_tensor)
 
 _NN_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.ELU, nn.Hardtanh, nn.Identity)
@@ -325,9 +325,9 @@ class _Walker:
         return i + 1
 
     def darknet_layer(self, i, path, m):
-        if isinstance(m, (Route, Shortcut)):
-            raise _unsupported(path, m, "route/shortcut refer to earlier layers by index; build "
-                                        "the model as weights_tools.torch.Darknet(...)")
+        if m.takes_outputs:
+            raise _unsupported(path, m, "route/shortcut/scale_channels refer to earlier layers by "
+                                        "index; build the model as weights_tools.torch.Darknet(...)")
         if self.flat and not isinstance(m, (Connected, Softmax, Dropout)):
             raise ShapeMismatchError("%s: after Flatten the tensor is 2-D" % _describe(path, m))
         self._add(m, path, m)

@@ -15,8 +15,8 @@ from weights_tools.darknet_cfg import CfgError, infer_layers, net_shape, parse_c
 from weights_tools.darknet_weights import DarknetWeights, WeightsError, read_weights
 from weights_tools.torch.binary import XnorConv
 from weights_tools.torch.layers import (ACTIVATIONS, AvgPool, BridgeError, Conv, Connected, Darknet,
-                                        Dropout, MaxPool, Route, ShapeMismatchError, Shortcut,
-                                        Softmax, UnsupportedModuleError, Upsample, Yolo)
+                                        Dropout, MaxPool, Route, ScaleChannels, ShapeMismatchError,
+                                        Shortcut, Softmax, UnsupportedModuleError, Upsample, Yolo)
 
 _NET_SHAPE_KEYS = ("width", "height", "channels", "inputs")
 
@@ -99,6 +99,12 @@ def _shortcut(layer):
                     _float(layer, "alpha", 1.0), _float(layer, "beta", 1.0))
 
 
+def _scale_channels(layer):
+    sec = layer.section
+    return ScaleChannels(sec.get_int("from", 0), bool(sec.get_int("scale_wh", 0)),
+                         _activation(layer, "linear"))
+
+
 def _upsample(layer):
     stride = layer.section.get_int("stride", 2)
     if stride < 1:
@@ -128,6 +134,7 @@ _BUILDERS = {
     "route": _route,
     "shortcut": _shortcut,
     "upsample": _upsample,
+    "scale_channels": _scale_channels,
     "yolo": _yolo,
     "dropout": lambda layer: Dropout(_float(layer, "probability", 0.5)),
     "softmax": _softmax,

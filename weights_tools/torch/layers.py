@@ -10,6 +10,7 @@ pair without any guessing, and a cfg imports into them without any loss:
     AvgPool       [avgpool]         global average per channel
     Route         [route]           channel concatenation of earlier layers
     Shortcut      [shortcut]        alpha*previous + beta*from, activation
+    ScaleChannels [scale_channels]  from's output scaled per channel (or position) by previous
     Upsample      [upsample]        nearest neighbour times `scale`
     Dropout       [dropout]         identity at inference
     Softmax       [softmax]         over all inputs (or `groups` contiguous groups)
@@ -17,7 +18,7 @@ pair without any guessing, and a cfg imports into them without any loss:
     XnorConv      [convolutional] xnor=1   (weights_tools.torch.binary)
 
 `Darknet` holds a list of them in cfg order and runs them like Darknet does:
-route and shortcut refer to earlier layers by index. Tensors are NCHW; every
+route, shortcut and scale_channels refer to earlier layers by index. Tensors are NCHW; every
 layer output stays 4-D, so a [connected] output is (N, outputs, 1, 1), as
 Darknet's own shapes say.
 
@@ -165,6 +166,7 @@ class DarknetLayer(nn.Module):
     """One Darknet layer. Subclasses set `section` and override what they need."""
 
     section = None
+    takes_outputs = False   # forward(x, outputs): reads earlier layers' outputs by index
 
     def infer(self, index, in_shape, shapes):
         """Output (c, h, w) for an input of in_shape; `shapes` are the earlier layers'."""
@@ -485,6 +487,7 @@ class Route(DarknetLayer):
     the k-th of g equal channel slices of each input."""
 
     section = "route"
+    takes_outputs = True
 
     def __init__(self, layers, groups=1, group_id=0):
         super().__init__()
@@ -538,6 +541,7 @@ class Shortcut(DarknetLayer):
     both must have the same shape."""
 
     section = "shortcut"
+    takes_outputs = True
 
     def __init__(self, from_, activation="linear", alpha=1.0, beta=1.0):
         super().__init__()
@@ -573,6 +577,51 @@ class Shortcut(DarknetLayer):
 
     def extra_repr(self):
         return "from=%d, activation=%s" % (self.from_, self.activation)
+
+
+class ScaleChannels(DarknetLayer):
+    """[scale_channels] (squeeze-and-excitation): act(previous * output of layer
+    `from_`), the previous output (N, C, 1, 1) scaling each channel, or with
+    scale_wh (N, 1, H, W) scaling each position.  No parameters."""
+
+    section = "scale_channels"
+    takes_outputs = True
+
+    def __init__(self, from_, scale_wh=False, activation="linear"):
+        super().__init__()
+        if not isinstance(from_, int):
+            raise ValueError("from_ must be an int layer index, got %r" % (from_,))
+        self.from_ = from_
+        self.scale_wh = bool(scale_wh)
+        self.activation = _check_activation(activation)
+
+    def references(self, index):
+        return [index + self.from_ if self.from_ < 0 else self.from_]
+
+    def infer(self, index, in_shape, shapes):
+        j = _absolute(index, self.from_, "from", shapes)
+        c, h, w = shapes[j]
+        want = (1, h, w) if self.scale_wh else (c, 1, 1)
+        if tuple(in_shape) != want:
+            raise ShapeMismatchError("from=%d: layer %d has shape %s, so the previous layer must "
+                                     "be %s, not %s" % (self.from_, j, shapes[j], want,
+                                                        tuple(in_shape)))
+        return tuple(shapes[j])
+
+    def forward(self, x, outputs):
+        other = outputs[self.references(len(outputs))[0]]
+        return activate(x * other, self.activation)    # broadcasts over H, W (or C)
+
+    def cfg_options(self):
+        o = {"from": str(self.from_)}
+        if self.scale_wh:
+            o["scale_wh"] = "1"
+        if self.activation != "linear":
+            o["activation"] = self.activation
+        return o
+
+    def extra_repr(self):
+        return "from=%d, scale_wh=%d, activation=%s" % (self.from_, self.scale_wh, self.activation)
 
 
 class Upsample(DarknetLayer):
@@ -771,7 +820,7 @@ class Darknet(nn.Module):
         last = n - 1 if wanted is None else max(wanted)
         results = []
         for i, layer in enumerate(self.layers[:last + 1]):
-            x = layer(x, results) if isinstance(layer, (Route, Shortcut)) else layer(x)
+            x = layer(x, results) if layer.takes_outputs else layer(x)
             results.append(x if i in keep or i == n - 1 else None)
         if wanted is None:
             return results[-1]

@@ -1,0 +1,73 @@
+"""Darknet layer kinds: one row per cfg section type.
+
+The one list of them on the Python side: the cfg reader, the fixed-point and
+binary references, the quantizer and the PyTorch bridge (weights_tools) read
+it; tests/test_layer_kinds.py checks it against the C registry
+(csrc/layers/registry.c).  It lives in the runtime so that both packages may
+import it (the tools import the runtime, never the other way round).
+"""
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str                    # canonical section name
+    aliases: tuple = ()          # other section names Darknet accepts for it
+    params: bool = False         # stores arrays in a .weights file
+    gemm: bool = False           # a convolution or matrix product: quantized weights
+    head: bool = False           # decodes the network's output; stays float in fixed point
+    pass_through: bool = False   # fixed point: its output keeps its input's format
+    fixed: bool = False          # has a fixed-point form (docs/fixed-point.md)
+    binary: bool = False         # in the binary numpy reference (docs/binary.md)
+    c: bool = False              # the C engine runs it (csrc/layers/registry.c)
+    torch: bool = False          # has a module in weights_tools.torch
+
+
+KINDS = (
+    Kind("convolutional", ("conv",), params=True, gemm=True, fixed=True, binary=True, c=True,
+         torch=True),
+    Kind("connected", ("conn",), params=True, gemm=True, fixed=True, binary=True, c=True,
+         torch=True),
+    Kind("maxpool", ("max",), pass_through=True, fixed=True, binary=True, c=True, torch=True),
+    Kind("avgpool", ("avg",), fixed=True, c=True, torch=True),
+    Kind("route", fixed=True, c=True, torch=True),
+    Kind("shortcut", fixed=True, c=True, torch=True),
+    Kind("upsample", pass_through=True, fixed=True, c=True, torch=True),
+    Kind("yolo", head=True, fixed=True, c=True, torch=True),
+    Kind("dropout", pass_through=True, fixed=True, binary=True, c=True, torch=True),
+    Kind("softmax", ("soft",), head=True, fixed=True, binary=True, c=True, torch=True),
+    # the cfg reader knows these (shapes, .weights sizes); nothing runs them yet
+    Kind("region", head=True),
+    Kind("batchnorm", params=True),
+    Kind("cost"),
+    # squeeze-and-excitation (AlexeyAB's darknet): no weights; its C layer is
+    # being written: set c=True once registry.c lists it
+    Kind("scale_channels", c=True, torch=True),   # C has fixed point too; not the quantizer
+)
+NET_NAMES = ("net", "network")   # the [net] section: not a layer
+
+_BY_NAME = {n: k for k in KINDS for n in (k.name,) + k.aliases}
+
+
+def kind(section):
+    """The Kind of a section name (canonical or alias), or None."""
+    return _BY_NAME.get(section)
+
+
+def canonical(section):
+    """The canonical name of a section name: 'conv' -> 'convolutional',
+    'network' -> 'net'; unknown names are returned as they are."""
+    if section in NET_NAMES:
+        return "net"
+    k = _BY_NAME.get(section)
+    return k.name if k else section
+
+
+def names(*flags):
+    """Canonical names of the kinds with every one of flags, in table order."""
+    return tuple(k.name for k in KINDS if all(getattr(k, f) for f in flags))
+
+
+def section_names(*flags):
+    """Every section name (canonical and aliases) of the kinds with flags."""
+    return {n for k in KINDS if all(getattr(k, f) for f in flags) for n in (k.name,) + k.aliases}
