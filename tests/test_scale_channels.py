@@ -98,3 +98,26 @@ def test_fixed_point_refuses_other_activations(tmp_path):
     with pytest.raises(mdfi.UnsupportedError, match=r"layer 2 \[scale_channels\]: activation "
                                                     r"logistic has no integer form"):
         mdfi.Network(cfg)
+
+
+def test_se_network_equals_pytorch(tmp_path):
+    """A whole squeeze-and-excitation network with random weights: the C engine
+    against the PyTorch bridge's modules (an independent implementation)."""
+    torch = pytest.importorskip("torch")
+    from fixed_models import random_darknet
+    from weights_tools.torch import import_darknet
+    text = (NET.replace("width=6", "width=8").replace("height=5", "height=6") +
+            "[convolutional]\nfilters=4\nsize=3\npad=1\nbatch_normalize=1\nactivation=leaky\n"
+            "[avgpool]\n[convolutional]\nfilters=4\nsize=1\nactivation=logistic\n"
+            "[scale_channels]\nfrom=-3\nactivation=leaky\n"
+            "[convolutional]\nfilters=1\nsize=1\nactivation=logistic\n"
+            "[scale_channels]\nfrom=-2\nscale_wh=1\n")
+    cfg, weights, _ = random_darknet(tmp_path, text, "se")
+    x = np.random.default_rng(5).uniform(0, 1, (3, 6, 8)).astype(np.float32)
+    model = import_darknet(cfg.read_text(), weights.read_bytes()).eval()
+    with torch.no_grad():
+        want = model(torch.from_numpy(x[None])).numpy()[0]
+    with mdfi.Network(cfg, weights) as net:
+        got = net.forward(x)
+    assert got.shape == (4, 6, 8)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
