@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#include "io/qweights.h"
+#include "kernels/activations.h"
 #include "layers/layer.h"
 
 #define MDFI_FX_FRAC_MIN (-16)
@@ -27,6 +27,11 @@ int mdfi_fixed_weight_scale(const mdfi_layer *l);
 /* bind of the variants whose inputs are all integer layers: every input
  * must be integer; sets q_in to in[0]'s format, reads fixed_out. */
 mdfi_status mdfi_fx_bind_int_inputs(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errbuf *err);
+/* The integer form of a layer's activation (0 linear, 1 relu, 2 leaky, as
+ * mdfi_fx_activate and mdfi_qact take it); other activations have none, an
+ * error naming the section line. */
+mdfi_status mdfi_fx_bind_act(const mdfi_bind_ctx *ctx, mdfi_activation a, int *out,
+                             mdfi_errbuf *err);
 /* Runs fn(l, ctx, c) for every output channel, split over the pool. */
 typedef void (*mdfi_fx_channel_fn)(const mdfi_layer *l, const mdfi_run_ctx *ctx, int c);
 void mdfi_fx_by_channel(const mdfi_layer *l, mdfi_run_ctx *ctx, mdfi_fx_channel_fn fn);

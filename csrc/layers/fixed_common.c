@@ -35,6 +35,18 @@ mdfi_status mdfi_fx_bind_int_inputs(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdf
     return MDFI_OK;
 }
 
+mdfi_status mdfi_fx_bind_act(const mdfi_bind_ctx *ctx, mdfi_activation a, int *out,
+                             mdfi_errbuf *err)
+{
+    *out = a == MDFI_ACT_LINEAR ? 0 : a == MDFI_ACT_RELU ? 1 : a == MDFI_ACT_LEAKY ? 2 : -1;
+    if (*out < 0)
+        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [%s]: activation %s has "
+                         "no integer form (linear, relu, leaky)", ctx->cfg->name,
+                         mdfi_cfg_line(ctx->sec, "activation"), ctx->index, ctx->sec->type,
+                         mdfi_activation_name(a));
+    return MDFI_OK;
+}
+
 /* Per-channel work split over the pool. */
 typedef struct {
     const mdfi_layer *l;

@@ -85,13 +85,8 @@ static mdfi_status fixed_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errb
 {
     const scale_spec *spec = l->spec;
     MDFI_CHECK(mdfi_fx_bind_int_inputs(l, ctx, err));
-    int act = spec->act == MDFI_ACT_LINEAR ? 0 : spec->act == MDFI_ACT_RELU ? 1
-              : spec->act == MDFI_ACT_LEAKY ? 2 : -1;
-    if (act < 0)
-        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [scale_channels]: "
-                         "activation %s has no integer form (linear, relu, leaky)",
-                         ctx->cfg->name, mdfi_cfg_line(ctx->sec, "activation"), ctx->index,
-                         mdfi_activation_name(spec->act));
+    int act;
+    MDFI_CHECK(mdfi_fx_bind_act(ctx, spec->act, &act, err));
     fx_scale *p = calloc(1, sizeof *p);
     if (!p)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");

@@ -69,7 +69,6 @@ static mdfi_status fixed_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errb
     if (spec->alpha != 1.f || spec->beta != 1.f)
         return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [shortcut]: alpha and "
                          "beta must be 1 in fixed point", name, s->line, ctx->index);
-    const mdfi_activation act = spec->act;
     MDFI_CHECK(mdfi_fx_bind_int_inputs(l, ctx, err));
     fx_shortcut *sp = calloc(1, sizeof *sp);
     if (!sp)
@@ -77,16 +76,7 @@ static mdfi_status fixed_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errb
     l->priv = sp;
     sp->a = ctx->layers[l->in[0]].q_out;
     sp->b = ctx->layers[l->in[1]].q_out;
-    if (act == MDFI_ACT_LINEAR)
-        sp->act = 0;
-    else if (act == MDFI_ACT_RELU)
-        sp->act = 1;
-    else if (act == MDFI_ACT_LEAKY)
-        sp->act = 2;
-    else
-        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [shortcut]: activation %s "
-                         "has no integer form", name, mdfi_cfg_line(s, "activation"),
-                         ctx->index, mdfi_activation_name(act));
+    MDFI_CHECK(mdfi_fx_bind_act(ctx, spec->act, &sp->act, err));
     int f = sp->a.frac > sp->b.frac ? sp->a.frac : sp->b.frac;
     if (sp->a.bits - 1 + f - sp->a.frac > 30 || sp->b.bits - 1 + f - sp->b.frac > 30)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [shortcut]: inputs %d:%d and "
