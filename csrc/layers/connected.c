@@ -66,10 +66,10 @@ static mdfi_status float_load(mdfi_layer *l, mdfi_params *r, mdfi_errbuf *err)
     if (!r)
         return MDFI_OK;
     MDFI_CHECK(mdfi_params_floats(r, p->raw.biases, n, "biases", err));
-    MDFI_CHECK(mdfi_params_floats(r, p->raw.weights, n * (size_t)p->k, "weights", err));
+    MDFI_CHECK(mdfi_params_floats(r, p->raw.weights, n * (size_t)p->s.k, "weights", err));
     if (mdfi_params_transposed(r))
-        MDFI_CHECK(transpose(p->raw.weights, p->k, p->m, err));
-    if (p->bn) {
+        MDFI_CHECK(transpose(p->raw.weights, p->s.k, p->s.m, err));
+    if (p->s.bn) {
         MDFI_CHECK(mdfi_params_floats(r, p->raw.scales, n, "scales", err));
         MDFI_CHECK(mdfi_params_floats(r, p->raw.mean, n, "rolling_mean", err));
         MDFI_CHECK(mdfi_params_floats(r, p->raw.var, n, "rolling_variance", err));

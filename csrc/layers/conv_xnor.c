@@ -29,11 +29,7 @@
 #define ALIGN64(x) (((x) + 63) & ~(size_t)63)
 
 typedef struct {
-    int groups, bn;
-    mdfi_activation act;
-    mdfi_bquant inq;          /* how this layer quantizes its input */
-    mdfi_conv_geom geom;      /* per group */
-    int m, k;                 /* filters per group, weights per filter */
+    mdfi_gemm_spec s;         /* the parsed spec, copied at bind (inq: the input's quantizer) */
     mdfi_darknet_arrays raw;  /* between load and prepare */
     /* prepared */
     const mdfi_bgemm_kernel *kern;
@@ -41,10 +37,7 @@ typedef struct {
     float *alpha, *beta;      /* [filters] */
     mdfi_epilogue epi;
     int post_act;             /* activation left to a pass after the GEMM */
-    int in_bits;              /* the input arrives as bit planes (l->bits_in) */
-    int out_bits;             /* the output is written as bit planes of outq */
-    mdfi_bquant outq;
-    int32_t *thr;             /* [filters][levels-1] */
+    int32_t *thr;             /* [filters][levels-1] (l->bits_out: thresholds on D) */
     signed char *dir;         /* [filters] */
     size_t in_words;          /* words of the packed input, all groups (float input) */
 } xnor_params;
@@ -58,13 +51,7 @@ static mdfi_status xnor_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errbu
     xnor_params *p = calloc(1, sizeof *p);
     if (!p)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
-    p->inq = c->inq;
-    p->groups = c->groups;
-    p->bn = c->bn;
-    p->act = c->act;
-    p->m = c->m;
-    p->k = c->k;
-    p->geom = c->geom;
+    p->s = *c;
     l->priv = p;
     return MDFI_OK;
 }
@@ -72,17 +59,17 @@ static mdfi_status xnor_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errbu
 static mdfi_status xnor_load(mdfi_layer *l, mdfi_params *r, mdfi_errbuf *err)
 {
     xnor_params *p = l->priv;
-    size_t n = (size_t)l->out_c, nw = n * p->k;
-    MDFI_CHECK(mdfi_darknet_alloc(&p->raw, l, n, p->bn, nw, 1, err));
+    size_t n = (size_t)l->out_c, nw = n * p->s.k;
+    MDFI_CHECK(mdfi_darknet_alloc(&p->raw, l, n, p->s.bn, nw, 1, err));
     if (!r)
         return MDFI_OK;
-    MDFI_CHECK(mdfi_darknet_read_head(&p->raw, r, n, p->bn, err));
+    MDFI_CHECK(mdfi_darknet_read_head(&p->raw, r, n, p->s.bn, err));
     return mdfi_params_floats(r, p->raw.weights, nw, "weights", err);
 }
 
 static void free_prepared(xnor_params *p)
 {
-    for (int g = 0; p->bc && g < p->groups; ++g)
+    for (int g = 0; p->bc && g < p->s.groups; ++g)
         mdfi_bconv_free(&p->bc[g]);
     free(p->bc);
     free(p->alpha);
@@ -93,7 +80,6 @@ static void free_prepared(xnor_params *p)
     p->alpha = p->beta = NULL;
     p->thr = NULL;
     p->dir = NULL;
-    p->out_bits = 0;
 }
 
 /* ---- prepare ------------------------------------------------------------------- */
@@ -111,54 +97,51 @@ static mdfi_status xnor_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
         p->kern = mdfi_bgemm_kernel_select(ctx->isa);
     }
     free_prepared(p);
-    if (!p->raw.weights)
-        MDFI_CHECK(xnor_load(l, NULL, err));
     const int F = l->out_c;
     p->alpha = malloc((size_t)F * sizeof(float));
     p->beta = malloc((size_t)F * sizeof(float));
-    p->bc = calloc((size_t)p->groups, sizeof *p->bc);
-    unsigned char *wbits = malloc((size_t)F * p->k + 1);
+    p->bc = calloc((size_t)p->s.groups, sizeof *p->bc);
+    unsigned char *wbits = malloc((size_t)F * p->s.k + 1);
     if (!p->alpha || !p->beta || !p->bc || !wbits) {
         free(wbits);
         return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
     }
     for (int f = 0; f < F; ++f) {
-        const float *w = p->raw.weights + (size_t)f * p->k;
+        const float *w = p->raw.weights + (size_t)f * p->s.k;
         float sum = 0.f;   /* Darknet: float32, in order */
-        for (int j = 0; j < p->k; ++j) {
+        for (int j = 0; j < p->s.k; ++j) {
             sum += fabsf(w[j]);
-            wbits[(size_t)f * p->k + j] = w[j] > 0.f;
+            wbits[(size_t)f * p->s.k + j] = w[j] > 0.f;
         }
-        float s = sum / (float)p->k, a = 1.f, b = p->raw.biases[f];
-        if (p->bn) {
+        float s = sum / (float)p->s.k, a = 1.f, b = p->raw.biases[f];
+        if (p->s.bn) {
             a = p->raw.scales[f] / (sqrtf(p->raw.var[f]) + .000001f);
             b = p->raw.biases[f] - p->raw.mean[f] * a;
         }
-        p->alpha[f] = s * p->inq.step * a;
+        p->alpha[f] = s * p->s.inq.step * a;
         p->beta[f] = b;
     }
     mdfi_darknet_free(&p->raw);
-    for (int g = 0; g < p->groups; ++g)
-        if (mdfi_bconv_init(&p->bc[g], p->kern, p->inq.mode, &p->geom, p->m,
-                            wbits + (size_t)g * p->m * p->k)) {
+    for (int g = 0; g < p->s.groups; ++g)
+        if (mdfi_bconv_init(&p->bc[g], p->kern, p->s.inq.mode, &p->s.geom, p->s.m,
+                            wbits + (size_t)g * p->s.m * p->s.k)) {
             free(wbits);
             return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory packing weights",
                              l->index);
         }
     free(wbits);
-    switch (p->act) {
+    switch (p->s.act) {
     case MDFI_ACT_LINEAR: p->epi = MDFI_EPI_LINEAR; p->post_act = 0; break;
     case MDFI_ACT_RELU: p->epi = MDFI_EPI_RELU; p->post_act = 0; break;
     case MDFI_ACT_LEAKY: p->epi = MDFI_EPI_LEAKY; p->post_act = 0; break;
     default: p->epi = MDFI_EPI_LINEAR; p->post_act = 1; break;
     }
     l->param_bytes = 2 * (size_t)F * sizeof(float);
-    for (int g = 0; g < p->groups; ++g)
+    for (int g = 0; g < p->s.groups; ++g)
         l->param_bytes += mdfi_bconv_param_bytes(&p->bc[g]);
 
     /* Bits for the readers (the network's decision): thresholds for their
      * quantizer. */
-    p->in_bits = l->bits_in;
     if (l->bits_out) {
         const mdfi_bquant q = l->bits_q;
         const int L = q.levels, dmax = mdfi_bconv_dmax(&p->bc[0]);
@@ -168,25 +151,23 @@ static mdfi_status xnor_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
             return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
         for (int f = 0; f < F; ++f)
             if (mdfi_bthresholds(dmax, p->alpha[f], p->beta[f], p->epi,
-                                 p->post_act ? p->act : MDFI_ACT_LINEAR, &q, &p->dir[f],
+                                 p->post_act ? p->s.act : MDFI_ACT_LINEAR, &q, &p->dir[f],
                                  p->thr + (size_t)f * (L - 1)))
                 return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "layer %d: filter %d's output is "
                                  "not monotone in its integer sum, so it cannot write bits; "
                                  "turn binary fusion off", l->index, f);
-        p->out_bits = 1;
-        p->outq = q;
         l->param_bytes += (size_t)F * ((L - 1) * sizeof(int32_t) + 1);
     }
 
     size_t ws = 0;
-    for (int g = 0; g < p->groups; ++g) {
+    for (int g = 0; g < p->s.groups; ++g) {
         size_t w = mdfi_bconv_workspace_size(&p->bc[g]);
         ws = w > ws ? w : ws;
     }
     /* the padded input (or none: bits that need no padding are used in place) */
     p->in_words = 0;
-    if (!p->in_bits || mdfi_bconv_padded(&p->bc[0]))
-        p->in_words = (size_t)p->groups * mdfi_bconv_input_words(&p->bc[0]);
+    if (!l->bits_in || mdfi_bconv_padded(&p->bc[0]))
+        p->in_words = (size_t)p->s.groups * mdfi_bconv_input_words(&p->bc[0]);
     size_t need = ALIGN64(p->in_words * sizeof(uint64_t)) + ws;
     if (need > l->scratch_bytes)
         l->scratch_bytes = need;
@@ -210,17 +191,17 @@ static void input_task(void *arg, int task, int thread)
     (void)thread;
     const xnor_job *j = arg;
     const xnor_params *p = j->p;
-    const int H = p->geom.in_h;
+    const int H = p->s.geom.in_h;
     int y0 = (int)((long long)H * task / j->tasks), y1 = (int)((long long)H * (task + 1) / j->tasks);
     if (y0 >= y1)
         return;
     const size_t gw = mdfi_bconv_input_words(&p->bc[0]);
-    const size_t gin = (size_t)p->geom.channels * H * p->geom.in_w;
-    for (int g = 0; g < p->groups; ++g) {
-        if (p->in_bits)
+    const size_t gin = (size_t)p->s.geom.channels * H * p->s.geom.in_w;
+    for (int g = 0; g < p->s.groups; ++g) {
+        if (j->l->bits_in)
             mdfi_bconv_copy_input(&p->bc[g], (const uint64_t *)j->ctx->in[0], j->padded, y0, y1);
         else
-            mdfi_bconv_pack_input(&p->bc[g], &p->inq, j->ctx->in[0] + g * gin,
+            mdfi_bconv_pack_input(&p->bc[g], &p->s.inq, j->ctx->in[0] + g * gin,
                                   j->padded + g * gw, y0, y1);
     }
 }
@@ -237,19 +218,19 @@ static void conv_task(void *arg, int task, int thread)
     const size_t gw = mdfi_bconv_input_words(&p->bc[0]);
     mdfi_bout o;
     memset(&o, 0, sizeof o);
-    if (p->out_bits) {
+    if (l->bits_out) {
         o.bits = (uint64_t *)j->ctx->out;
-        o.q = &p->outq;
+        o.q = &l->bits_q;
         o.out_words = mdfi_bwords(l->out_c);
         mdfi_bout_zero(&o, (size_t)j->N, n0, n1);
     } else {
         o.ldc = (size_t)j->N;
         o.act = p->epi;
     }
-    for (int g = 0; g < p->groups; ++g) {
-        size_t f0 = (size_t)g * p->m;
-        if (p->out_bits) {
-            o.thr = p->thr + f0 * (p->outq.levels - 1);
+    for (int g = 0; g < p->s.groups; ++g) {
+        size_t f0 = (size_t)g * p->s.m;
+        if (l->bits_out) {
+            o.thr = p->thr + f0 * (l->bits_q.levels - 1);
             o.dir = p->dir + f0;
             o.m0 = (int)f0;
         } else {
@@ -279,8 +260,8 @@ static void xnor_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
     j.chunk = (j.chunk + 31) & ~31;
     int tasks = (j.N + j.chunk - 1) / j.chunk;
     mdfi_pool_run(ctx->pool, tasks, conv_task, &j);
-    if (p->post_act && !p->out_bits)
-        mdfi_activate(ctx->out, mdfi_layer_outputs(l), p->act);
+    if (p->post_act && !l->bits_out)
+        mdfi_activate(ctx->out, mdfi_layer_outputs(l), p->s.act);
 }
 
 static void xnor_destroy(mdfi_layer *l)
@@ -289,7 +270,7 @@ static void xnor_destroy(mdfi_layer *l)
     if (!p)
         return;
     mdfi_darknet_free(&p->raw);
-    for (int g = 0; p->bc && g < p->groups; ++g)
+    for (int g = 0; p->bc && g < p->s.groups; ++g)
         mdfi_bconv_free(&p->bc[g]);
     free(p->bc);
     free(p->alpha);

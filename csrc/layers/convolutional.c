@@ -129,7 +129,7 @@ static mdfi_status float_load(mdfi_layer *l, mdfi_params *src, mdfi_errbuf *err)
     mdfi_gemm_params *p = l->priv;
     p->stream = 1;
     MDFI_CHECK(mdfi_gemm_alloc(l, p, err));
-    return src ? mdfi_darknet_read_head(&p->raw, src, (size_t)l->out_c, p->bn, err) : MDFI_OK;
+    return src ? mdfi_darknet_read_head(&p->raw, src, (size_t)l->out_c, p->s.bn, err) : MDFI_OK;
 }
 
 const mdfi_layer_variant mdfi_convolutional_float = {

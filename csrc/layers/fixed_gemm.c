@@ -19,10 +19,8 @@
 #include "layers/gemm_layer.h"
 
 typedef struct {
-    int connected;
-    int groups, m, k;          /* m outputs and k weights per output, per group */
-    mdfi_conv_geom geom;       /* per group */
-    mdfi_qact act;
+    mdfi_gemm_spec s;          /* the parsed spec, copied at bind */
+    mdfi_qact act;             /* the integer form of s.act */
     mdfi_qfmt src;             /* the producer's format (bits 0: float) */
     int per_channel;           /* the record mode: 1 fixed_w=BITS:ch (a weight fraction per
                                   output), 2 fixed_w=BITS:mul (and a multiplier), 0 neither */
@@ -43,24 +41,11 @@ static mdfi_status fixed_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errb
     mdfi_cfg_section *s = ctx->sec;
     fx_gemm g;
     memset(&g, 0, sizeof g);
-    g.connected = sp->connected;
-    g.groups = sp->groups;
-    g.m = sp->m;
-    g.k = sp->k;
-    g.geom = sp->geom;
-    const mdfi_activation act = sp->act;
+    g.s = *sp;
     const char *name = ctx->cfg->name;
-    if (act == MDFI_ACT_LINEAR)
-        g.act = MDFI_QACT_LINEAR;
-    else if (act == MDFI_ACT_RELU)
-        g.act = MDFI_QACT_RELU;
-    else if (act == MDFI_ACT_LEAKY)
-        g.act = MDFI_QACT_LEAKY;
-    else
-        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [%s]: activation %s has "
-                         "no integer form (linear, relu, leaky)", name,
-                         mdfi_cfg_line(s, "activation"), ctx->index, s->type,
-                         mdfi_activation_name(act));
+    int act;
+    MDFI_CHECK(mdfi_fx_bind_act(ctx, sp->act, &act, err));
+    g.act = (mdfi_qact)act;
     mdfi_qfmt out;
     MDFI_CHECK(mdfi_fx_read_format(ctx->cfg, s, "fixed_in", &l->q_in, err));
     const char *wv = mdfi_cfg_str(s, "fixed_w", NULL);
@@ -102,17 +87,17 @@ static mdfi_status check_record(const mdfi_layer *l, const fx_gemm *p, const mdf
     if (!r)
         return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s has no weights for layer %d [%s] (cfg "
                          "line %d)", path, l->index, type, l->line);
-    int kind = p->connected ? MDFI_QW_CONNECTED : MDFI_QW_CONV;
-    if (r->kind != kind || r->outputs != p->groups * p->m || r->k != p->k ||
-        r->groups != p->groups)
+    int kind = p->s.connected ? MDFI_QW_CONNECTED : MDFI_QW_CONV;
+    if (r->kind != kind || r->outputs != p->s.groups * p->s.m || r->k != p->s.k ||
+        r->groups != p->s.groups)
         return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: layer %d's record is %s %d x %d "
                          "(groups %d) but cfg line %d makes it %s %d x %d (groups %d)",
                          path, l->index,
                          r->kind == MDFI_QW_CONV        ? "convolutional"
                          : r->kind == MDFI_QW_CONNECTED ? "connected"
                                                         : "an arrays record",
-                         r->outputs, r->k, r->groups, l->line, type, p->groups * p->m, p->k,
-                         p->groups);
+                         r->outputs, r->k, r->groups, l->line, type, p->s.groups * p->s.m, p->s.k,
+                         p->s.groups);
     if (r->in_bits != l->q_in.bits || r->in_frac != l->q_in.frac || r->w_bits != l->q_w.bits ||
         r->w_frac != l->q_w.frac || r->mode != p->per_channel || r->out_bits != l->q_out.bits ||
         r->out_frac != l->q_out.frac)
@@ -130,7 +115,7 @@ static mdfi_status check_record(const mdfi_layer *l, const fx_gemm *p, const mdf
 static mdfi_status fixed_load(mdfi_layer *l, mdfi_params *src, mdfi_errbuf *err)
 {
     fx_gemm *p = l->priv;
-    size_t m = (size_t)p->groups * p->m, nw = m * (size_t)p->k;
+    size_t m = (size_t)p->s.groups * p->s.m, nw = m * (size_t)p->s.k;
     free(p->bias);
     free(p->weights);
     free(p->w_frac);
@@ -167,15 +152,13 @@ static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
 {
     fx_gemm *p = l->priv;
     const int bits = l->q_w.bits;
-    const int M = p->groups * p->m;
-    if (!p->weights)
-        MDFI_CHECK(fixed_load(l, NULL, err));
+    const int M = p->s.groups * p->s.m;
     /* The accumulator bound of docs/fixed-point.md, per output channel. */
     const int64_t in_max = (int64_t)1 << (l->q_in.bits - 1);
     for (int o = 0; o < M; ++o) {
         int64_t sum = 0;
-        for (int j = 0; j < p->k; ++j) {
-            int32_t w = mdfi_fx_get(p->weights, bits, (size_t)o * p->k + j);
+        for (int j = 0; j < p->s.k; ++j) {
+            int32_t w = mdfi_fx_get(p->weights, bits, (size_t)o * p->s.k + j);
             sum += w < 0 ? -(int64_t)w : w;
         }
         int64_t bound = sum * in_max + (p->bias[o] < 0 ? -(int64_t)p->bias[o] : p->bias[o]);
@@ -196,7 +179,7 @@ static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
         return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "layer %d: no %d-bit integer GEMM",
                          l->index, gbits);
     if (gbits != bits) {
-        size_t nw = (size_t)M * p->k;
+        size_t nw = (size_t)M * p->s.k;
         int16_t *wide = malloc((nw ? nw : 1) * sizeof *wide);
         if (!wide)
             return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory widening weights",
@@ -210,17 +193,17 @@ static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
     mdfi_aligned_free(p->stage);
     free(p->shift);
     p->stage = NULL;
-    size_t pa = mdfi_qgemm_packed_a_size(p->kern, p->m, p->k);
+    size_t pa = mdfi_qgemm_packed_a_size(p->kern, p->s.m, p->s.k);
     p->packed_bytes = (pa + 63) & ~(size_t)63;
-    p->packed = mdfi_aligned_alloc((size_t)p->groups * p->packed_bytes);
+    p->packed = mdfi_aligned_alloc((size_t)p->s.groups * p->packed_bytes);
     p->shift = malloc((size_t)M);
     if (!p->packed || !p->shift)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory packing weights",
                          l->index);
     size_t eb = (size_t)gbits / 8;
-    for (int g = 0; g < p->groups; ++g)
-        mdfi_qgemm_pack_a(p->kern, p->m, p->k,
-                          (const char *)p->weights + (size_t)g * p->m * p->k * eb,
+    for (int g = 0; g < p->s.groups; ++g)
+        mdfi_qgemm_pack_a(p->kern, p->s.m, p->s.k,
+                          (const char *)p->weights + (size_t)g * p->s.m * p->s.k * eb,
                           (char *)p->packed + (size_t)g * p->packed_bytes);
     free(p->weights);
     p->weights = NULL;
@@ -238,8 +221,8 @@ static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
             return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
     }
     l->param_bytes = (size_t)M * (sizeof(int32_t) * (p->mult ? 2 : 1) + 1) +
-                     (size_t)p->groups * p->packed_bytes;
-    size_t ws = mdfi_qgemm_workspace_size(p->kern, p->m, &p->geom);
+                     (size_t)p->s.groups * p->packed_bytes;
+    size_t ws = mdfi_qgemm_workspace_size(p->kern, p->s.m, &p->s.geom);
     if (ws > l->scratch_bytes)
         l->scratch_bytes = ws;
     return MDFI_OK;
@@ -263,13 +246,13 @@ static void gemm_task(void *arg, int task, int thread)
     if (n0 >= n1)
         return;
     const size_t ib = (size_t)l->q_in.bits / 8, ob = (size_t)l->q_out.bits / 8;
-    const size_t in_group = (size_t)p->geom.channels * p->geom.in_h * p->geom.in_w;
-    const size_t out_group = (size_t)p->m * j->n;
-    for (int g = 0; g < p->groups; ++g) {
-        mdfi_qepilogue e = {p->bias + (size_t)g * p->m, p->mult ? p->mult + (size_t)g * p->m : NULL,
-                            p->shift + (size_t)g * p->m,
+    const size_t in_group = (size_t)p->s.geom.channels * p->s.geom.in_h * p->s.geom.in_w;
+    const size_t out_group = (size_t)p->s.m * j->n;
+    for (int g = 0; g < p->s.groups; ++g) {
+        mdfi_qepilogue e = {p->bias + (size_t)g * p->s.m, p->mult ? p->mult + (size_t)g * p->s.m : NULL,
+                            p->shift + (size_t)g * p->s.m,
                             p->act, MDFI_FX_LEAKY_MULT, MDFI_FX_LEAKY_SHIFT, l->q_out.bits};
-        mdfi_qgemm_conv(p->kern, p->m, &p->geom, (const char *)p->packed + g * p->packed_bytes,
+        mdfi_qgemm_conv(p->kern, p->s.m, &p->s.geom, (const char *)p->packed + g * p->packed_bytes,
                         (const char *)j->input + g * in_group * ib, &e,
                         (char *)j->ctx->out + g * out_group * ob, (size_t)j->n, n0, n1,
                         j->ctx->scratch[thread]);
@@ -289,7 +272,7 @@ static void gemm_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
         input = p->stage;
     }
     int threads = mdfi_pool_threads(ctx->pool);
-    gemm_job j = {l, p, input, ctx, p->geom.out_h * p->geom.out_w, 0};
+    gemm_job j = {l, p, input, ctx, p->s.geom.out_h * p->s.geom.out_w, 0};
     j.chunk = (j.n + threads - 1) / threads;
     j.chunk = (j.chunk + 63) & ~63;
     int tasks = (j.n + j.chunk - 1) / j.chunk;

@@ -54,8 +54,8 @@ void mdfi_darknet_free(mdfi_darknet_arrays *a)
 
 mdfi_status mdfi_gemm_alloc(mdfi_layer *l, mdfi_gemm_params *p, mdfi_errbuf *err)
 {
-    return mdfi_darknet_alloc(&p->raw, l, (size_t)l->out_c, p->bn,
-                              (size_t)p->groups * (size_t)p->m * (size_t)p->k, !p->stream, err);
+    return mdfi_darknet_alloc(&p->raw, l, (size_t)l->out_c, p->s.bn,
+                              (size_t)p->s.groups * (size_t)p->s.m * (size_t)p->s.k, !p->stream, err);
 }
 
 void mdfi_gemm_destroy(mdfi_layer *l)
@@ -83,12 +83,7 @@ mdfi_status mdfi_gemm_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errbuf 
     mdfi_gemm_params *p = calloc(1, sizeof *p);
     if (!p)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
-    p->groups = s->groups;
-    p->bn = s->bn;
-    p->act = s->act;
-    p->geom = s->geom;
-    p->m = s->m;
-    p->k = s->k;
+    p->s = *s;
     l->priv = p;
     return MDFI_OK;
 }
@@ -100,7 +95,7 @@ mdfi_status mdfi_gemm_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errbuf 
 static float fold_bn(mdfi_gemm_params *p, int o)
 {
     float s = 1.f, b = p->raw.biases[o];
-    if (p->bn) {
+    if (p->s.bn) {
         s = p->raw.scales[o] / (sqrtf(p->raw.var[o]) + .000001f);
         b = p->raw.biases[o] - p->raw.mean[o] * s;
     }
@@ -115,7 +110,7 @@ static float fold_bn(mdfi_gemm_params *p, int o)
 static mdfi_status pack_weights(mdfi_layer *l, mdfi_gemm_params *p, mdfi_params *r,
                                 mdfi_errbuf *err)
 {
-    const int mr = mdfi_sgemm_pack_mr(p->kern, p->m), k = p->k;
+    const int mr = mdfi_sgemm_pack_mr(p->kern, p->s.m), k = p->s.k;
     float *buf = NULL;
     if (!p->raw.weights) {   /* zeros when there is no file */
         if (!(buf = calloc((size_t)mr * k + 1, sizeof(float))))
@@ -126,9 +121,9 @@ static mdfi_status pack_weights(mdfi_layer *l, mdfi_gemm_params *p, mdfi_params 
         }
     }
     mdfi_status st = MDFI_OK;
-    for (int g = 0; g < p->groups; ++g)
-        for (int i0 = 0; i0 < p->m && st == MDFI_OK; i0 += mr) {
-            int rows = p->m - i0 < mr ? p->m - i0 : mr, o0 = g * p->m + i0;
+    for (int g = 0; g < p->s.groups; ++g)
+        for (int i0 = 0; i0 < p->s.m && st == MDFI_OK; i0 += mr) {
+            int rows = p->s.m - i0 < mr ? p->s.m - i0 : mr, o0 = g * p->s.m + i0;
             float *w = buf ? buf : p->raw.weights + (size_t)o0 * k;
             if (buf && r)
                 st = mdfi_params_floats(r, buf, (size_t)rows * k, "weights", err);
@@ -137,7 +132,7 @@ static mdfi_status pack_weights(mdfi_layer *l, mdfi_gemm_params *p, mdfi_params 
                 for (int j = 0; j < k && s != 1.f; ++j)
                     w[(size_t)i * k + j] *= s;
             }
-            mdfi_sgemm_pack_a_rows(p->kern, p->m, k, i0, i0 + rows, w,
+            mdfi_sgemm_pack_a_rows(p->kern, p->s.m, k, i0, i0 + rows, w,
                                    p->packed + (size_t)g * p->packed_floats);
         }
     free(buf);
@@ -147,32 +142,30 @@ static mdfi_status pack_weights(mdfi_layer *l, mdfi_gemm_params *p, mdfi_params 
 mdfi_status mdfi_gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_errbuf *err)
 {
     mdfi_gemm_params *p = l->priv;
-    if (!p->raw.biases)   /* no parameter source: zeros */
-        MDFI_CHECK(mdfi_gemm_alloc(l, p, err));
     p->kern = mdfi_sgemm_kernel_for(ctx->isa);
     if (!p->kern)
         return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "layer %d: no fp32 GEMM for kernel %s",
                          l->index, mdfi_isa_name(ctx->isa));
     int outputs = l->out_c;
     p->bias = malloc((size_t)outputs * sizeof(float));
-    size_t bytes = mdfi_sgemm_packed_a_size(p->kern, p->m, p->k);
+    size_t bytes = mdfi_sgemm_packed_a_size(p->kern, p->s.m, p->s.k);
     p->packed_floats = (bytes + sizeof(float) - 1) / sizeof(float);
     p->packed_floats = (p->packed_floats + 15) & ~(size_t)15;   /* keep groups 64-byte aligned */
-    p->packed = mdfi_aligned_alloc((size_t)p->groups * p->packed_floats * sizeof(float));
+    p->packed = mdfi_aligned_alloc((size_t)p->s.groups * p->packed_floats * sizeof(float));
     if (!p->bias || !p->packed)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory packing weights",
                          l->index);
     MDFI_CHECK(pack_weights(l, p, p->stream ? ctx->params : NULL, err));
     mdfi_darknet_free(&p->raw);
     l->param_bytes = (size_t)outputs * sizeof(float) +
-                     (size_t)p->groups * p->packed_floats * sizeof(float);
-    switch (p->act) {
+                     (size_t)p->s.groups * p->packed_floats * sizeof(float);
+    switch (p->s.act) {
     case MDFI_ACT_LINEAR: p->epi = MDFI_EPI_LINEAR; p->post_act = 0; break;
     case MDFI_ACT_RELU: p->epi = MDFI_EPI_RELU; p->post_act = 0; break;
     case MDFI_ACT_LEAKY: p->epi = MDFI_EPI_LEAKY; p->post_act = 0; break;
     default: p->epi = MDFI_EPI_LINEAR; p->post_act = 1; break;
     }
-    size_t ws = mdfi_sgemm_workspace_size(p->kern, p->m, &p->geom);
+    size_t ws = mdfi_sgemm_workspace_size(p->kern, p->s.m, &p->s.geom);
     p->ws_bytes = ws = (ws + 63) & ~(size_t)63;
     if (l->fused) {
         /* bands of about FUSE_BAND_FLOATS conv outputs, whole pool rows */
@@ -212,15 +205,15 @@ static void fused_task(void *arg, int task, int thread)
     cy1 = cy1 > l->out_h ? l->out_h : cy1;
     size_t ldc = cy1 > cy0 ? (size_t)(cy1 - cy0) * l->out_w : 0;
     int n0 = cy0 * l->out_w, n1 = cy1 * l->out_w;
-    size_t in_group = (size_t)p->geom.channels * p->geom.in_h * p->geom.in_w;
+    size_t in_group = (size_t)p->s.geom.channels * p->s.geom.in_h * p->s.geom.in_w;
     char *ws = j->ctx->scratch[thread];
     float *band = (float *)(ws + p->ws_bytes);
-    for (int g = 0; g < p->groups && ldc; ++g)
-        mdfi_sgemm_conv(p->kern, p->m, &p->geom, p->packed + (size_t)g * p->packed_floats,
-                        j->ctx->in[0] + g * in_group, p->bias + (size_t)g * p->m, p->epi,
-                        band + (size_t)g * p->m * ldc, ldc, n0, n1, ws);
+    for (int g = 0; g < p->s.groups && ldc; ++g)
+        mdfi_sgemm_conv(p->kern, p->s.m, &p->s.geom, p->packed + (size_t)g * p->packed_floats,
+                        j->ctx->in[0] + g * in_group, p->bias + (size_t)g * p->s.m, p->epi,
+                        band + (size_t)g * p->s.m * ldc, ldc, n0, n1, ws);
     if (p->post_act && ldc)
-        mdfi_activate(band, (size_t)l->out_c * ldc, p->act);
+        mdfi_activate(band, (size_t)l->out_c * ldc, p->s.act);
     mdfi_maxpool_band(mp, band, cy0, cy1, py0, py1, j->ctx->out);
 }
 
@@ -232,11 +225,11 @@ static void gemm_task(void *arg, int task, int thread)
     int n1 = n0 + j->chunk < j->n ? n0 + j->chunk : j->n;
     if (n0 >= n1)
         return;
-    size_t in_group = (size_t)p->geom.channels * p->geom.in_h * p->geom.in_w;
-    size_t out_group = (size_t)p->m * j->n;
-    for (int g = 0; g < p->groups; ++g)
-        mdfi_sgemm_conv(p->kern, p->m, &p->geom, p->packed + (size_t)g * p->packed_floats,
-                        j->ctx->in[0] + g * in_group, p->bias + (size_t)g * p->m, p->epi,
+    size_t in_group = (size_t)p->s.geom.channels * p->s.geom.in_h * p->s.geom.in_w;
+    size_t out_group = (size_t)p->s.m * j->n;
+    for (int g = 0; g < p->s.groups; ++g)
+        mdfi_sgemm_conv(p->kern, p->s.m, &p->s.geom, p->packed + (size_t)g * p->packed_floats,
+                        j->ctx->in[0] + g * in_group, p->bias + (size_t)g * p->s.m, p->epi,
                         j->ctx->out + g * out_group + n0, (size_t)j->n, n0, n1,
                         j->ctx->scratch[thread]);
 }
@@ -245,7 +238,7 @@ void mdfi_gemm_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
     const mdfi_gemm_params *p = l->priv;
     int threads = mdfi_pool_threads(ctx->pool);
-    gemm_job j = {l, p, ctx, p->geom.out_h * p->geom.out_w, 0};
+    gemm_job j = {l, p, ctx, p->s.geom.out_h * p->s.geom.out_w, 0};
     if (l->fused) {
         mdfi_pool_run(ctx->pool, (l->pool.out_h + p->band - 1) / p->band, fused_task, &j);
         return;
@@ -257,5 +250,5 @@ void mdfi_gemm_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
     int tasks = (j.n + j.chunk - 1) / j.chunk;
     mdfi_pool_run(ctx->pool, tasks, gemm_task, &j);
     if (p->post_act)
-        mdfi_activate(ctx->out, mdfi_layer_outputs(l), p->act);
+        mdfi_activate(ctx->out, mdfi_layer_outputs(l), p->s.act);
 }

@@ -39,11 +39,7 @@ size_t mdfi_gemm_param_count(const mdfi_gemm_spec *s);
 
 /* The float variant's state (l->priv). */
 typedef struct {
-    int groups, bn;
-    mdfi_activation act;
-    mdfi_conv_geom geom;      /* per group */
-    int m;                    /* output channels per group */
-    int k;                    /* weights per output channel */
+    mdfi_gemm_spec s;         /* the parsed spec, copied at bind */
     int stream;               /* weights come last in the file: prepare reads them a
                                  panel at a time instead of load reading them whole */
     mdfi_darknet_arrays raw;

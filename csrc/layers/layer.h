@@ -10,7 +10,8 @@
  * A variant's functions, called by the network in this order:
  *   bind     reads the path's own keys (formats...) and what it needs of its
  *            inputs' formats; sets the output format (q_out, out_bytes)
- *   load     takes its parameters from the one parameter source (io/params.h)
+ *   load     takes its parameters from the one parameter source (io/params.h);
+ *            called before every prepare, with NULL when there is none (zeros)
  *   prepare  packs them for the chosen kernel, sizes scratch; may allocate
  *   forward  computes; never allocates, never fails
  *   destroy  frees l->priv (what bind/load/prepare made)
