@@ -61,16 +61,21 @@ const mdfi_layer_type *mdfi_layer_type_find(const char *section)
     return NULL;
 }
 
+/* Types a user sets a path's keys on: heads and aliases follow their input. */
+static int listed(const mdfi_layer_type *t, mdfi_path path)
+{
+    return t->path[path] && !(t->kind & (MDFI_KIND_ALIAS | MDFI_KIND_HEAD));
+}
+
 void mdfi_layer_types_with(mdfi_path path, char *buf, size_t len)
 {
-    size_t n = 0, at = 0, total = 0;
+    size_t total = 0, n = 0, at = 0;
     for (size_t i = 0; i < N_TYPES; ++i)
-        total += registry[i].path[path] && !(registry[i].kind & MDFI_KIND_ALIAS) &&
-                 !(registry[i].kind & MDFI_KIND_HEAD);
+        total += listed(&registry[i], path);
     if (len)
         buf[0] = '\0';
     for (size_t i = 0; i < N_TYPES && len; ++i) {
-        if (!registry[i].path[path] || (registry[i].kind & (MDFI_KIND_ALIAS | MDFI_KIND_HEAD)))
+        if (!listed(&registry[i], path))
             continue;
         ++n;
         int w = snprintf(buf + at, len - at, "%s%s", n == 1 ? "" : n == total ? " and " : ", ",

@@ -102,7 +102,8 @@ static mdfi_status readable(const mdfi_net *net, int index)
                              "before prepare to read it", index);
     /* after a whole run: outputs live to the end; after a part: those still
      * live at the step where it stopped */
-    int ok = net->done == net->n ? net->readable[index] : net->last[index] >= net->done - 1;
+    int ok = net->done == net->n ? net->last[index] == net->n
+                                 : net->last[index] >= net->done - 1;
     if (!ok)
         return mdfi_net_fail(m, MDFI_ERR_ARG, "layer %d's buffer was reused; set keep_outputs "
                              "before prepare to read it", index);

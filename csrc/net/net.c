@@ -80,10 +80,8 @@ static void unprepare(mdfi_net *net)
     mdfi_aligned_free(net->arena);
     net->arena = NULL;
     free(net->out);
-    free(net->readable);
     free(net->last);
     net->out = NULL;
-    net->readable = NULL;
     net->last = NULL;
     free(net->layer_ms);
     net->layer_ms = NULL;

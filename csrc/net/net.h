@@ -31,8 +31,8 @@ struct mdfi_net {
     float *arena;
     size_t arena_floats, weight_bytes;
     float **out;                  /* [n] output buffer of each layer */
-    int *readable;                /* [n] output still valid after forward */
-    int *last;                    /* [n] the last step at which each buffer is live */
+    int *last;                    /* [n] the last step at which each output's buffer is
+                                     live; n: to the end (readable after forward) */
     void **scratch;               /* [threads] */
     const float *input;           /* the last forward's input */
     int profile;                  /* time every layer in forward */

@@ -23,12 +23,13 @@ static int has_fixed_keys(const mdfi_cfg_section *s)
     return 0;
 }
 
-static int reads_integers(const mdfi_net *net, const mdfi_layer *l)
+/* The first input that is an integer layer, or -1. */
+static int integer_input(const mdfi_net *net, const mdfi_layer *l)
 {
     for (int k = 0; k < l->n_in; ++k)
         if (l->in[k] >= 0 && net->layers[l->in[k]].q_out.bits)
-            return 1;
-    return 0;
+            return l->in[k];
+    return -1;
 }
 
 static mdfi_status choose_path(mdfi_net *net, mdfi_cfg_section *s, mdfi_layer *l)
@@ -36,6 +37,7 @@ static mdfi_status choose_path(mdfi_net *net, mdfi_cfg_section *s, mdfi_layer *l
     const mdfi_cfg *cfg = &net->cfg;
     const int i = l->index;
     const unsigned kind = l->type->kind;
+    const int ints = integer_input(net, l);
     if (has_fixed_keys(s)) {
         if (!l->type->path[MDFI_PATH_FIXED] || (kind & (MDFI_KIND_HEAD | MDFI_KIND_ALIAS))) {
             char names[256];
@@ -50,17 +52,14 @@ static mdfi_status choose_path(mdfi_net *net, mdfi_cfg_section *s, mdfi_layer *l
                                  mdfi_cfg_line(s, "xnor"), i);
         l->path = MDFI_PATH_FIXED;
     } else if (kind & MDFI_KIND_ALIAS) {
-        l->path = reads_integers(net, l) ? MDFI_PATH_FIXED : MDFI_PATH_FLOAT;
-    } else if ((kind & MDFI_KIND_HEAD) && reads_integers(net, l)) {
+        l->path = ints >= 0 ? MDFI_PATH_FIXED : MDFI_PATH_FLOAT;
+    } else if ((kind & MDFI_KIND_HEAD) && ints >= 0) {
         l->path = MDFI_PATH_FIXED;   /* a float head that dequantizes */
-    } else if (reads_integers(net, l)) {
-        for (int k = 0; k < l->n_in; ++k)
-            if (l->in[k] >= 0 && net->layers[l->in[k]].q_out.bits)
-                return mdfi_net_fail(net, MDFI_ERR_CFG, "%s:%d: layer %d [%s] has no fixed_* "
-                                     "keys but reads layer %d, which is fixed-point: every "
-                                     "layer of a quantized cfg needs its formats (re-run "
-                                     "weights_tools quantize)", cfg->name, s->line, i, s->type,
-                                     l->in[k]);
+    } else if (ints >= 0) {
+        return mdfi_net_fail(net, MDFI_ERR_CFG, "%s:%d: layer %d [%s] has no fixed_* keys but "
+                             "reads layer %d, which is fixed-point: every layer of a quantized "
+                             "cfg needs its formats (re-run weights_tools quantize)", cfg->name,
+                             s->line, i, s->type, ints);
     } else {
         l->path = l->xnor ? MDFI_PATH_BINARY : MDFI_PATH_FLOAT;
     }
@@ -89,11 +88,12 @@ mdfi_status mdfi_pass_select(mdfi_net *net, mdfi_cfg_section *s, int index)
 
 /* ---- conv -> maxpool band fusion --------------------------------------------- */
 
-/* Layer i is read by layer j alone (and by nothing the caller reads). */
+/* Layer i is read by layer j alone, and not by the caller (l->keep covers
+ * keep_outputs and marked outputs). */
 static int only_reader(const mdfi_net *net, int i, int j)
 {
     const mdfi_layer *l = &net->layers[i];
-    if (l->keep || net->marked[i] || i == net->n - 1 || mdfi_layer_has_kind(l, MDFI_KIND_HEAD))
+    if (l->keep || i == net->n - 1 || mdfi_layer_has_kind(l, MDFI_KIND_HEAD))
         return 0;
     for (int r = i + 1; r < net->n; ++r)
         for (int k = 0; k < net->layers[r].n_in; ++k)
@@ -108,7 +108,7 @@ static void fuse_pools(mdfi_net *net)
 {
     for (int i = 0; i + 1 < net->n; ++i) {
         mdfi_layer *l = &net->layers[i], *mp = &net->layers[i + 1];
-        if (!net->fuse_pool || net->keep_outputs || l->path != MDFI_PATH_FLOAT ||
+        if (!net->fuse_pool || l->path != MDFI_PATH_FLOAT ||
             !mdfi_layer_has_kind(l, MDFI_KIND_CONV) || mp->path != MDFI_PATH_FLOAT ||
             !mdfi_layer_has_kind(mp, MDFI_KIND_MAXPOOL) || mp->stride < mp->size ||
             !only_reader(net, i, i + 1))

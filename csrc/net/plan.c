@@ -30,9 +30,8 @@ mdfi_status mdfi_net_plan(mdfi_net *net)
     int *last = malloc((size_t)n * sizeof *last);
     buf *bufs = malloc((size_t)n * sizeof *bufs);
     net->out = calloc((size_t)n, sizeof *net->out);
-    net->readable = calloc((size_t)n, sizeof *net->readable);
     net->last = calloc((size_t)n, sizeof *net->last);
-    if (!owner || !last || !bufs || !net->out || !net->readable || !net->last) {
+    if (!owner || !last || !bufs || !net->out || !net->last) {
         free(owner);
         free(last);
         free(bufs);
@@ -45,6 +44,7 @@ mdfi_status mdfi_net_plan(mdfi_net *net)
                                                          : i;
         last[i] = i;
     }
+    net->weight_bytes = 0;   /* a retried prepare counts afresh */
     for (int i = 0; i < n; ++i) {
         const mdfi_layer *l = &net->layers[i];
         int at = i + l->fused;   /* a fused conv reads its inputs while its maxpool writes */
@@ -95,11 +95,9 @@ mdfi_status mdfi_net_plan(mdfi_net *net)
     } else {
         for (int b = 0; b < nb; ++b)
             net->out[bufs[b].owner] = net->arena + bufs[b].offset;
-        for (int i = 0; i < n; ++i)
+        for (int i = 0; i < n; ++i) {
             if (owner[i] >= 0)
                 net->out[i] = net->out[owner[i]];
-        for (int i = 0; i < n; ++i) {
-            net->readable[i] = owner[i] < 0 || last[owner[i]] == n;
             net->last[i] = owner[i] < 0 ? n : last[owner[i]];
         }
     }
