@@ -67,30 +67,28 @@ def _env_choice(value, env):
 
 def _options(threads, kernel, keep_outputs, binary_kernel, binary_fuse, fuse_pool):
     """The C build options, from the arguments and MDFI_KERNEL, MDFI_BINARY_KERNEL,
-    MDFI_BINARY_FUSE (the C library reads no environment).  Returns the struct
-    and the strings it points to (kept alive with it)."""
+    MDFI_BINARY_FUSE (the C library reads no environment).  Returns the struct,
+    the strings it points to (kept alive with it) and where each string came
+    from ({value: "name=value"}, for messages; C checks the names)."""
     opt = ffi.new("mdfi_options *")
     lib.mdfi_options_default(opt)
-    keep = []
-    kernel = _env_choice(kernel, "MDFI_KERNEL")
-    bkernel = _env_choice(binary_kernel, "MDFI_BINARY_KERNEL")
-    if bkernel is not None and bkernel not in ("ref", "popcnt", "avx2", "avx512vpopcnt", "neon"):
-        src = "binary_kernel" if binary_kernel is not None else "MDFI_BINARY_KERNEL"
-        raise errors.ArgumentError(f"{src}={bkernel} is not a binary kernel (ref, popcnt, avx2, "
-                                   "avx512vpopcnt, neon or auto)")
+    keep, origin = [], {}
+    for field, arg, env in (("kernel", kernel, "MDFI_KERNEL"),
+                            ("binary_kernel", binary_kernel, "MDFI_BINARY_KERNEL")):
+        value = _env_choice(arg, env)
+        if value is not None:
+            keep.append(ffi.new("char[]", str(value).encode()))
+            setattr(opt, field, keep[-1])
+            origin[str(value)] = f"{field if arg is not None else env}={value}"
     fuse = binary_fuse if binary_fuse is not None else os.environ.get("MDFI_BINARY_FUSE") or None
     if fuse not in _FUSE:
         src = "binary_fuse" if binary_fuse is not None else "MDFI_BINARY_FUSE"
         raise errors.ArgumentError(f"{src}={fuse}: use 0, 1 or auto")
-    for name, value in (("kernel", kernel), ("binary_kernel", bkernel)):
-        if value is not None:
-            keep.append(ffi.new("char[]", str(value).encode()))
-            setattr(opt, name, keep[-1])
     opt.threads = int(threads)
     opt.binary_fuse = _FUSE[fuse]
     opt.fuse_pool = 1 if fuse_pool else 0
     opt.keep_outputs = 1 if keep_outputs else 0
-    return opt, keep
+    return opt, keep, origin
 
 
 class Network:
@@ -115,7 +113,13 @@ class Network:
             self._call(lib.mdfi_net_load_cfg(self._net, os.fsencode(cfg)))
             if weights is not None:
                 self._call(lib.mdfi_net_load_weights(self._net, os.fsencode(weights)))
-            self._call(lib.mdfi_net_set_options(self._net, opts[0]))
+            try:
+                self._call(lib.mdfi_net_set_options(self._net, opts[0]))
+            except errors.ArgumentError as exc:   # say which argument or variable it was
+                named = [o for v, o in opts[2].items() if f"'{v}'" in str(exc)]
+                if not named:
+                    raise
+                raise errors.ArgumentError(f"{named[0]}: {exc}") from None
             for i in outputs:
                 self._call(lib.mdfi_net_mark_output(self._net, int(i)))
             self._call(lib.mdfi_net_prepare(self._net))
