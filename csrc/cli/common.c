@@ -49,12 +49,13 @@ int cli_parse(int argc, char **argv, cli_args *a)
         } else if (!strcmp(o, "--top")) {
             if (number(o, v, 1, 100000, &d)) return -1;
             a->top = (int)d, ++i;
-        } else if (!strcmp(o, "--kernel") || !strcmp(o, "--names")) {
+        } else if (!strcmp(o, "--kernel") || !strcmp(o, "--names") || !strcmp(o, "--policy")) {
             if (!v) {
                 fprintf(stderr, "mdfi: %s needs a value\n", o);
                 return -1;
             }
-            *(!strcmp(o, "--kernel") ? &a->kernel : &a->names) = v;
+            *(!strcmp(o, "--kernel") ? &a->kernel : !strcmp(o, "--names") ? &a->names
+                                                                        : &a->policy) = v;
             ++i;
         } else if (o[0] == '-' && o[1] == '-') {
             fprintf(stderr, "mdfi: unknown option %s\n", o);
@@ -103,6 +104,8 @@ mdfi_net *cli_open_net(const char *cfg, const char *weights, const cli_args *a)
         st = mdfi_net_set_kernel(net, a->kernel);
     if (st == MDFI_OK)
         st = mdfi_net_prepare(net);
+    if (st == MDFI_OK && a->policy)
+        st = mdfi_net_set_exit_policy(net, a->policy);
     if (st != MDFI_OK) {
         fprintf(stderr, "mdfi: error: %s\n", mdfi_net_last_error(net));
         mdfi_net_free(net);
