@@ -3,6 +3,7 @@ independent computations: the main path and the branch against the same
 layers built as plain networks without [exit] (same weights), the
 predictors against numpy, the decisions against the rules written out in
 Python, the MACs against the layers' own counts."""
+import dataclasses
 import struct
 
 import numpy as np
@@ -241,3 +242,84 @@ def test_missing_predictor_parameters(model, tmp_path):
     short.write_bytes(exit_cfg[1].read_bytes()[:20 + 4 * (4 + 72)])
     with pytest.raises(mdfi.WeightsError, match="ran out at layer 2 \\[exit\\]"):
         mdfi.Network(exit_cfg[0], short)
+
+
+@pytest.mark.slow
+def test_program_runs_every_policy_under_sanitizers(model):
+    """The mdfi program (sanitizer build) on an exit model: info lists the exit and
+    the paths' MACs; bench runs each policy; a policy the model lacks is refused."""
+    import subprocess
+
+    from cbuild import build
+    from test_program_builds import SAN_ENV, assert_clean
+
+    exe = build(sanitize=True, targets=("all",)) / "mdfi"
+    cfg, weights = map(str, model[0])
+    res = subprocess.run([str(exe), "info", cfg, weights], capture_output=True, text=True,
+                         env=SAN_ENV, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert_clean(res.stderr)
+    assert "exit 0: layer 2, from 1, branch 3..4" in res.stdout
+    assert "exits (policy branchy)" in res.stdout
+    for policy in ("none", "all", "branchy", "entropy-predictor", "exit-predictor"):
+        res = subprocess.run([str(exe), "bench", cfg, weights, "--runs", "3", "--policy", policy],
+                             capture_output=True, text=True, env=SAN_ENV, timeout=120)
+        assert res.returncode == 0, (policy, res.stderr)
+        assert_clean(res.stderr)
+    res = subprocess.run([str(exe), "bench", cfg, weights, "--policy", "fastest"],
+                         capture_output=True, text=True, env=SAN_ENV, timeout=120)
+    assert res.returncode == 1 and "unknown exit policy 'fastest'" in res.stderr
+    assert_clean(res.stderr)
+
+
+FX = {0: "fixed_in=8:5\nfixed_w=8:6\nfixed_out=8:3\n", "pool": "fixed_out=8:3\n",
+      3: "fixed_in=8:3\nfixed_w=8:7\nfixed_out=8:2\n", 5: "fixed_in=8:3\nfixed_w=8:6\nfixed_out=8:2\n",
+      6: "fixed_in=8:2\nfixed_w=8:7\nfixed_out=8:1\n"}
+
+
+def test_fixed_point_exit(tmp_path):
+    """An integer network with an exit: the main path and the branch equal the same
+    integer layers built without [exit]; the predictors read the branch point's
+    integers (dequantized, pooled) and agree with numpy."""
+    from fixed_models import random_qweights
+    from weights_tools import qweights as qwf
+
+    conv = lambda n, fx: CONV0.replace("filters=4", f"filters={n}") + fx  # noqa: E731
+    exit_text = (NET + conv(4, FX[0]) + POOL1 + FX["pool"] + EXIT2 + BR3 + FX[3] + SOFT +
+                 conv(6, FX[5]) + FC6 + FX[6] + SOFT)
+    main_text = NET + conv(4, FX[0]) + POOL1 + FX["pool"] + conv(6, FX[5]) + FC6 + FX[6] + SOFT
+    branch_text = NET + conv(4, FX[0]) + POOL1 + FX["pool"] + BR3 + FX[3] + SOFT
+    C, M = qwf.KIND_CONV, qwf.KIND_CONNECTED
+    spec = {0: (C, 4, 18, 1, (8, 5), (8, 6), (8, 3)), 3: (M, 5, 64, 1, (8, 3), (8, 7), (8, 2)),
+            5: (C, 6, 36, 1, (8, 3), (8, 6), (8, 2)), 6: (M, 5, 96, 1, (8, 2), (8, 7), (8, 1))}
+    qw = random_qweights(spec, 8, seed=4, scale=40)
+    p = _params(7)
+    qw.records[2] = qwf.QArrays(2, {f"{k}_{n}": a.ravel() for k in ("entropy", "exit")
+                                    for n, a in zip(("b1", "w1", "b2", "w2"), p[k])})
+    paths = {}
+    for name, text, keep in (("exit", exit_text, None), ("main", main_text, (0, 1, 5, 6, 7)),
+                             ("branch", branch_text, (0, 1, 3, 4))):
+        (tmp_path / f"{name}.cfg").write_text(text)
+        q = qw if keep is None else qwf.QWeights(len(keep), {
+            j: dataclasses.replace(qw.records[i], layer=j) for j, i in enumerate(keep)
+            if i in qw.records})
+        qwf.write(tmp_path / f"{name}.qweights", q)
+        paths[name] = (tmp_path / f"{name}.cfg", tmp_path / f"{name}.qweights")
+    xs = _inputs(6, seed=5)
+    with mdfi.Network(*paths["exit"], exit_policy="all") as net, \
+            mdfi.Network(*paths["main"]) as main, \
+            mdfi.Network(*paths["branch"], keep_outputs=True) as branch:
+        assert net.is_fixed and net.layer_format(2).input == (8, 3)
+        for x in xs:
+            np.testing.assert_array_equal(net.forward(x), main.forward(x))
+            np.testing.assert_array_equal(net.layer_output(4), branch.forward(x))
+            q, frac = branch.layer_output_int(1)
+            feat = _pooled(q.astype(np.float64) * 2.0 ** -frac, 2)
+            got = net.layer_output(2).ravel()
+            assert got[0] == pytest.approx(_predict(feat, p["entropy"]), abs=1e-5)
+            assert got[1] == pytest.approx(_predict(feat, p["exit"]), abs=1e-5)
+        net.exit_policy = "branchy"
+        net.set_exit_thresholds(0, threshold=1.0)    # every input leaves at the branch
+        for x in xs:
+            np.testing.assert_array_equal(net.forward(x), branch.forward(x))
+            assert net.last_exit.exit == 0
