@@ -323,3 +323,42 @@ def test_fixed_point_exit(tmp_path):
         for x in xs:
             np.testing.assert_array_equal(net.forward(x), branch.forward(x))
             assert net.last_exit.exit == 0
+
+
+def test_classify_reports_the_exit(tmp_path):
+    """python -m mdfi.classify and `mdfi classify` on a grey exit model print the exit
+    taken; both agree with Network on the same input."""
+    import json
+    import subprocess
+    import sys
+
+    from cbuild import build
+
+    p = _params(9)
+    conv0 = [p["conv0"][0], p["conv0"][1][:, :1]]
+    cfg, weights = _write(tmp_path, "grey", (NET + CONV0 + POOL1 + EXIT2 + BR3 + SOFT + CONV5 +
+                                            FC6 + SOFT).replace("channels=2", "channels=1"),
+                          conv0 + p["entropy"] + p["exit"] + p["br3"] + p["conv5"] + p["fc6"])
+    pix = (np.arange(64, dtype=np.uint8).reshape(8, 8) * 4)
+    img = tmp_path / "grey.pgm"
+    img.write_bytes(b"P5\n8 8\n255\n" + pix.tobytes())
+    x = (pix.astype(np.float32) / 255)[None]
+    for thr, want in ((1.0, 0), (1e-6, -1)):
+        text = cfg.read_text().replace("threshold=0.5", f"threshold={thr}")
+        cfg.write_text(text.replace("threshold=1.0", f"threshold={thr}"))
+        with mdfi.Network(cfg, weights) as net:
+            probs = net.forward(x)
+            assert net.last_exit.exit == want
+        res = subprocess.run([sys.executable, "-m", "mdfi.classify", str(cfg), str(weights),
+                              str(img), "--json", "--top", "1"], capture_output=True, text=True)
+        rec = json.loads(res.stdout)
+        assert rec["exit"] == want and rec["top"][0]["class_id"] == int(np.argmax(probs))
+        assert rec["top"][0]["prob"] == pytest.approx(float(probs.max()), abs=1e-6)
+        exe = build(targets=("all",)) / "mdfi"
+        res = subprocess.run([str(exe), "classify", str(cfg), str(weights), str(img), "--json",
+                              "--top", "1"], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["exit"] == want
+        res = subprocess.run([sys.executable, "-m", "mdfi.classify", str(cfg), str(weights),
+                              str(img), "--policy", "none"], capture_output=True, text=True)
+        assert "main path end" in res.stdout, res.stdout + res.stderr

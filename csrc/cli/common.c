@@ -126,18 +126,23 @@ float *cli_load_input(mdfi_net *net, const char *path, mdfi_image *img)
         fprintf(stderr, "mdfi: error: %s\n", err.msg);
         return NULL;
     }
-    if (s.c != 3) {
-        fprintf(stderr, "mdfi: error: the network takes %d channels; images give 3\n", s.c);
+    if (s.c != 3 && s.c != 1) {
+        fprintf(stderr, "mdfi: error: the network takes %d channels; images give 3 (or 1: "
+                "grey)\n", s.c);
         mdfi_image_free(img);
         return NULL;
     }
-    float *in = malloc(mdfi_net_input_size(net) * sizeof *in);
+    const size_t plane = (size_t)s.w * (size_t)s.h;
+    float *in = malloc(3 * plane * sizeof *in);
     if (!in || mdfi_letterbox(img, s.w, s.h, in, &err) != MDFI_OK) {
         fprintf(stderr, "mdfi: error: %s\n", in ? err.msg : "out of memory");
         free(in);
         mdfi_image_free(img);
         return NULL;
     }
+    /* a grey network reads the mean of the letterboxed channels (as mdfi.classify) */
+    for (size_t i = 0; s.c == 1 && i < plane; ++i)
+        in[i] = (in[i] + in[plane + i] + in[2 * plane + i]) / 3.f;
     return in;
 }
 
