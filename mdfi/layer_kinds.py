@@ -43,8 +43,8 @@ KINDS = (
     # squeeze-and-excitation (AlexeyAB's darknet): no weights
     Kind("scale_channels", c=True, torch=True),   # C has fixed point too; not the quantizer
     # an early exit (docs/early-exit.md): its predictors' arrays; C runs it in
-    # float and fixed point
-    Kind("exit", params=True, head=True, c=True),
+    # float and fixed point; weights_tools.torch.Exit
+    Kind("exit", params=True, head=True, c=True, torch=True),
 )
 NET_NAMES = ("net", "network")   # the [net] section: not a layer
 
