@@ -148,8 +148,8 @@ def alexnet(classes, exit_kw, branch_width=16):
 
 MODELS = {  # dataset, builder, exits, epochs, lr, shift augmentation, validation fraction
     "fmnist_branchy_lenet": ("fmnist", lenet, 1, 8, 3e-3, 0, 0.1),
-    "fmnist_branchy_alexnet": ("fmnist", alexnet, 2, 6, 3e-3, 0, 0.1),
-    "mnist_branchy_lenet": ("mnist", lenet, 1, 20, 3e-3, 2, 0.2),
+    "fmnist_branchy_alexnet": ("fmnist", alexnet, 2, 3, 3e-3, 0, 0.1),
+    "mnist_branchy_lenet": ("mnist", lenet, 1, 15, 3e-3, 2, 0.2),
 }
 
 
@@ -477,11 +477,9 @@ def main(argv=None):
     choose_seconds = time.time() - t1
     val_results = {}
     for policy in POLICIES:
-        c = choices.get(policy, choices["branchy"] if policy != "exit-predictor" else None)
         t, e, x_ = choices.get(policy, choices["branchy"])
         d = decide(out_va, cost, policy, t, e, x_, exits)
         val_results[policy] = summarize(d, y_va, n_exits, n_none)
-        del c
 
     # the cfg carries one threshold per exit: the best predictor policy's thresholds
     # (validation MACs); the other policies' thresholds are in the JSON record
