@@ -56,7 +56,7 @@ def two_exit_model(hidden=4, predictors=("exit", "entropy")):
 def test_branch_wiring_shapes_and_forward():
     m = two_exit_model()
     assert m.exit_spans == [(2, 1, 3, 5), (8, 6, 9, 10)]
-    assert m.shapes[2] == m.shapes[1] and m.shapes[6] == (8, 6, 5) and m.shapes[8] == (8, 6, 5)
+    assert m.shapes[2] == m.shapes[8] == (2, 1, 1) and m.shapes[6] == (8, 6, 5)
     assert m.shapes[7] == (8, 6, 5) and m.shapes[11] == (16, 1, 1)
     x = torch.rand(4, 3, 12, 10)
     b0, b1, main = m(x, exits=True)
@@ -191,11 +191,11 @@ def test_infer_layers_exit_cfg():
     assert shapes == [
         ("convolutional", (2, 9, 9), (4, 9, 9)),
         ("maxpool", (4, 9, 9), (4, 5, 5)),
-        ("exit", (4, 5, 5), (4, 5, 5)),
-        ("connected", (4, 5, 5), (3, 1, 1)),
+        ("exit", (4, 5, 5), (2, 1, 1)),
+        ("connected", (4, 5, 5), (3, 1, 1)),         # reads the branch point
         ("softmax", (3, 1, 1), (3, 1, 1)),
         ("convolutional", (4, 5, 5), (5, 5, 5)),     # reads the branch point (layer 1) again
-        ("exit", (5, 5, 5), (4, 5, 5)),              # from=-5: layer 1 is its branch point
+        ("exit", (4, 5, 5), (2, 1, 1)),              # from=-5: layer 1 is its branch point
         ("softmax", (4, 5, 5), (100, 1, 1)),
         ("connected", (4, 5, 5), (3, 1, 1)),         # layer 1 again
         ("softmax", (3, 1, 1), (3, 1, 1)),
@@ -213,7 +213,7 @@ def test_infer_layers_exit_errors():
         infer_layers(parse_cfg(EXIT_CFG))
     cfg = EXIT_CFG.replace("from=-3", "from=-1")
     layers = infer_layers(parse_cfg(cfg))
-    assert layers[6].out_shape == (5, 5, 5) and layers[7].in_shape == (5, 5, 5)
+    assert layers[6].out_shape == (2, 1, 1) and layers[7].in_shape == (5, 5, 5)
     assert layers[8].in_shape == (5, 5, 5)           # after the second branch: layer 5 again
     assert [n for n, _ in layers[6].params] == ["entropy_b", "entropy_W", "exit_b", "exit_W"]
     assert layers[6].params[1] == ("entropy_W", (1, 5))
@@ -267,8 +267,8 @@ def test_numpy_predictor_equals_pytorch(hidden):
 def test_normalized_entropy():
     p = np.array([[1, 0, 0, 0], [0.25, 0.25, 0.25, 0.25], [0.5, 0.5, 0, 0]], F32)
     h = normalized_entropy(p)
-    assert h.dtype == np.float64
-    np.testing.assert_allclose(h, [0, 1, 0.5], atol=1e-15)
+    assert h.dtype == np.float32
+    np.testing.assert_allclose(h, [0, 1, 0.5], atol=1e-7)
     q = np.random.default_rng(0).dirichlet(np.ones(10), 50).astype(F32)
     np.testing.assert_array_equal(normalized_entropy(q), [float_ref.normalized_entropy(r) for r in q])
 
@@ -276,11 +276,11 @@ def test_normalized_entropy():
 def hand_outcomes():
     """Five inputs, two exits: entropies, predictor values, labels chosen by hand."""
     ent = np.array([[0.1, 0.3, 0.5, 0.2, 0.9],
-                    [0.05, 0.2, 0.59, 0.7, 0.9]])
+                    [0.05, 0.2, 0.59, 0.7, 0.9]], F32)
     pe = np.array([[0.2, 0.5, 0.1, 0.21, 0.3], [0.1, 0.1, 0.6, 0.1, 0.9]], F32)
     px = np.array([[0.9, 0.5, 0.8, 0.3, 0.1], [0.9, 0.9, 0.9, 0.2, 0.9]], F32)
     label = np.array([[1, 1, 1, 1, 1], [2, 2, 2, 2, 2], [3, 3, 3, 3, 3]])
-    return Outcomes(ent, {"entropy": pe, "exit": px}, label, np.full(5, 0.4), [])
+    return Outcomes(ent, {"entropy": pe, "exit": px}, label, np.full(5, 0.4, F32), [])
 
 
 COST = Costs(main_before=[100, 300], branch=[10, 20], predictor=[3, 4], n_predictors=[2, 1],
@@ -299,7 +299,7 @@ def test_decide_rules_by_hand():
     assert list(d.exit) == [0, 1, 1, 0, -1]
     assert list(d.macs) == [110, 330, 330, 110, 1030]
     assert list(d.label) == [1, 2, 2, 1, 3]
-    np.testing.assert_array_equal(d.entropy, [0.1, 0.2, 0.59, 0.2, 0.4])
+    np.testing.assert_array_equal(d.entropy, np.array([0.1, 0.2, 0.59, 0.2, 0.4], F32))
     assert d.shares(2) == [0.4, 0.4, 0.2]
     # entropy predictor: run the branch when the prediction < gate strictly
     d = decide(out, COST, "entropy-predictor", thr, [0.21, 0.6], [0.5, 0.5])

@@ -336,12 +336,12 @@ def infer_layers(sections):
     """Layers (without [net]) with their shapes and weight arrays. Raises CfgError."""
     shape = net_shape(sections)
     layers = []
-    resume = {}   # index of the layer after a branch -> its branch point
+    resume = {}   # index of a branch's first layer, or of the one after it -> branch point
     branch = {}   # index of a branch layer -> its [exit]
     for sec in sections[1:]:
         kind = canonical(sec.type)
         index = len(layers)
-        if index in resume:  # the main path goes on from the branch point
+        if index in resume:  # a branch starts, or the main path goes on, at the branch point
             shape = layers[resume[index]].out_shape
         c, h, w = shape
         params = []
@@ -379,7 +379,7 @@ def infer_layers(sections):
         elif kind == "softmax":
             out = (c * h * w, 1, 1)  # Darknet flattens; its out_c/h/w stay 0
         elif kind == "exit":
-            out, params = _exit(sec, layers, index, resume, branch)
+            shape, out, params = _exit(sec, layers, index, resume, branch)  # reads the point
         else:
             raise sec.error("layer type [%s] is not supported" % sec.type)
         if min(out) <= 0:
@@ -396,9 +396,10 @@ def infer_layers(sections):
 
 
 def _exit(sec, layers, index, resume, branch):
-    """[exit] (docs/early-exit.md): output = the branch point's (from=); the next
-    `layers` sections are its branch; the one after them reads the branch
-    point again. Its arrays: the predictors'."""
+    """[exit] (docs/early-exit.md): it reads the branch point (from=) and outputs
+    its predictors' values (2 x 1 x 1, as MDFI); the next `layers` sections are
+    its branch, whose first layer reads the branch point, as does the layer
+    after the branch. Its arrays: the predictors'."""
     o = exit_options(sec)
     if index in branch:
         raise sec.error("an [exit] inside the branch of the [exit] at layer %d" % branch[index])
@@ -408,9 +409,10 @@ def _exit(sec, layers, index, resume, branch):
                         % (o["from"], point.index, branch[point.index]), "from")
     for j in range(index + 1, index + 1 + o["layers"]):
         branch[j] = index
-    resume[index + 1 + o["layers"]] = point.index
+    resume[index + 1] = resume[index + 1 + o["layers"]] = point.index
     c = point.out_shape[0]
-    return point.out_shape, exit_params(o["predictors"], o["hidden"], c * o["pool"] ** 2)
+    return (point.out_shape, (len(EXIT_PREDICTORS), 1, 1),
+            exit_params(o["predictors"], o["hidden"], c * o["pool"] ** 2))
 
 
 def layers_of(cfg):

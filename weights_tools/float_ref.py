@@ -80,4 +80,4 @@ def normalized_entropy(p):
     for v in p.astype(np.float64):
         if v > 0:
             acc += v * np.log(v)
-    return -acc / np.log(len(p))
+    return F32(-acc / np.log(len(p)))

@@ -9,8 +9,8 @@ The decisions are made in two steps so that threshold searches are cheap:
 input: each branch's normalized entropy and prediction, each predictor's
 value, the main path's prediction), and `decide()` applies a policy to those
 arrays. simulate() is the two together. The rules are the C engine's:
-normalized entropy in double from the float probabilities, `entropy <
-threshold` to exit, `predicted entropy < entropy_gate` and `P(exit) >
+normalized entropy in double from the float probabilities (rounded to
+float), `entropy < threshold` (both float) to exit, `predicted entropy < entropy_gate` and `P(exit) >
 exit_gate` to run a branch; MACs are every layer's flops / 2 plus, per
 predictor run, C*H*W adds of the pooling and its products.
 """
@@ -29,7 +29,8 @@ NEEDS = {"entropy-predictor": "entropy", "exit-predictor": "exit"}
 
 def normalized_entropy(p):
     """-sum p_i ln p_i / ln K per row of p (N, K), in double from float32
-    probabilities, summed in index order as the C loop does; p_i = 0 adds 0."""
+    probabilities, summed in index order as the C loop does (p_i = 0 adds 0),
+    then rounded to float32 as MDFI returns it and compares it."""
     p = np.asarray(p, np.float32).astype(np.float64)
     if p.ndim == 1:
         p = p[None]
@@ -38,7 +39,7 @@ def normalized_entropy(p):
         pi = p[:, i]
         safe = np.where(pi > 0, pi, 1.0)
         acc = acc + np.where(pi > 0, pi * np.log(safe), 0.0)
-    return -acc / math.log(p.shape[1])
+    return (-acc / math.log(p.shape[1])).astype(np.float32)
 
 
 @dataclasses.dataclass
@@ -75,10 +76,10 @@ def costs(model):
 @dataclasses.dataclass
 class Outcomes:
     """Everything the policies decide from, per input (N inputs, E exits)."""
-    entropy: np.ndarray      # (E, N) float64: each branch's normalized entropy
+    entropy: np.ndarray      # (E, N) float32: each branch's normalized entropy
     predicted: dict          # predictor name -> (E, N) float32 value (NaN where absent)
     label: np.ndarray        # (E + 1, N) int: each branch's prediction, then the main path's
-    main_entropy: np.ndarray  # (N,) float64
+    main_entropy: np.ndarray  # (N,) float32
     probs: list              # E + 1 arrays (N, K) float32 when kept, else []
 
     @property
@@ -184,7 +185,7 @@ def decide(out, cost, policy, thresholds=None, entropy_gates=None, exit_gates=No
             gate = np.float32(eg[k] if policy == "entropy-predictor" else xg[k])
             run &= (value < gate) if policy == "entropy-predictor" else (value > gate)
         macs[run] += cost.branch[k]
-        fire = run & (out.entropy[k] < thr[k])
+        fire = run & (out.entropy[k] < np.float32(thr[k]))   # float against float, as in C
         fired[fire] = k
         alive &= ~fire
     macs[alive] += cost.main_total - (cost.main_before[-1] if e_count else 0)

@@ -130,7 +130,7 @@ def _exit(layer):
     o = exit_options(layer.section)
     return Exit(o["from"], layers=o["layers"], threshold=o["threshold"], predictors=o["predictors"],
                 pool=o["pool"], hidden=o["hidden"], entropy_gate=o["entropy_gate"],
-                exit_gate=o["exit_gate"], channels=layer.out_shape[0])
+                exit_gate=o["exit_gate"], channels=layer.in_shape[0])
 
 
 _BUILDERS = {

@@ -815,8 +815,8 @@ class Exit(DarknetLayer):
     (layer from_, default the previous one) and owns the `layers` sections that
     follow it: the branch, which reads the branch point and ends in a
     [softmax]. The layer after the branch reads the branch point again, so the
-    main path goes on where it left. The [exit]'s own output is the branch
-    point's (it copies nothing).
+    main path goes on where it left. The [exit] reads the branch point; its output is its predictors' values (entropy, exit; -1 for one it
+    lacks), 2 x 1 x 1, as in MDFI.
 
     Exit(from_=-1, branch=[Conv(...), ..., Softmax()], threshold=0.3,
          predictors=("entropy", "exit"), pool=2, hidden=16)
@@ -896,10 +896,14 @@ class Exit(DarknetLayer):
     def infer(self, index, in_shape, shapes):
         j = _absolute(index, self.from_, "from", shapes)
         self._build(shapes[j][0])
-        return tuple(shapes[j])
+        return (len(EXIT_PREDICTORS), 1, 1)
 
     def forward(self, x, outputs):
-        return outputs[self.references(len(outputs))[0]]
+        """The predictors' values (N, 2, 1, 1): entropy, exit; -1 for one the exit lacks."""
+        point = outputs[self.references(len(outputs))[0]]
+        values = self.predict(point) if self.predictors else {}
+        fill = point.new_full((point.shape[0],), -1.0)
+        return torch.stack([values.get(p, fill) for p in EXIT_PREDICTORS], 1).view(-1, 2, 1, 1)
 
     def pooled(self, point):
         """The predictors' input: the branch point (N, C, H, W) average-pooled to
@@ -984,7 +988,7 @@ class Darknet(nn.Module):
     def infer_shapes(self):
         """Every layer's output (c, h, w); raises ShapeMismatchError naming the layer."""
         self.exit_spans = self._exit_spans()
-        resume = {last + 1: point for _, point, _, last in self.exit_spans}
+        resume = self._reads_branch_point()
         shapes = []
         for i, layer in enumerate(self.layers):
             in_shape = shapes[resume[i]] if i in resume else shapes[-1] if shapes else self.input_shape
@@ -995,6 +999,13 @@ class Darknet(nn.Module):
                                          % (i, type(layer).__name__, layer.section, e)) from None
         self.shapes = shapes
         return shapes
+
+    def _reads_branch_point(self):
+        """index -> branch point, for the first layer of each branch and the layer after it."""
+        resume = {}
+        for _, point, first, last in self.exit_spans:
+            resume[first] = resume[last + 1] = point
+        return resume
 
     def _exit_spans(self):
         """(exit, branch point, first, last) of every [exit], checking the wiring
@@ -1082,9 +1093,8 @@ class Darknet(nn.Module):
         keep = set(wanted or [])
         for i, layer in enumerate(self.layers):
             keep.update(layer.references(i))
-        skip, resume = set(), {}
+        skip, resume = set(), self._reads_branch_point()
         for _, point, first, last_b in self.exit_spans:
-            resume[last_b + 1] = point
             if exits:
                 keep.add(last_b)
             elif not any(first <= i <= last_b for i in keep):
