@@ -342,14 +342,19 @@ def run_mdfi(cfg, weights, x, labels, sim, choice, n_exits, limit=None):
             except mdfi.MdfiError as e:
                 results[policy] = {"skipped": str(e)}
                 continue
+            if policy in choice:  # this policy's thresholds and gates, as chosen on validation
+                for k, (t, eg, xg) in enumerate(zip(*choice[policy])):
+                    net.set_exit_thresholds(k, threshold=t, entropy_gate=eg, exit_gate=xg)
             exits, macs, pred, probs = np.empty(n, int), np.empty(n), np.empty(n, int), []
-            t0 = time.perf_counter()
+            seconds = 0.0
             for i in range(n):
-                p = np.asarray(net.forward(x[i])).reshape(-1)
+                t0 = time.perf_counter()
+                p = net.forward(x[i])
+                seconds += time.perf_counter() - t0
+                p = np.asarray(p).reshape(-1)
                 r = net.last_exit
                 exits[i], macs[i], pred[i] = r.exit, r.macs, int(np.argmax(p))
-                probs.append(p)
-            seconds = time.perf_counter() - t0
+                probs.append(p.copy())
             s = sim[policy]
             results[policy] = {
                 "accuracy": float(np.mean(pred == labels[:n])), "n": n,
