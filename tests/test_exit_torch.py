@@ -378,3 +378,48 @@ def test_mdfi_runs_exits_like_pytorch(tmp_path):
                 assert r.exit == sim.exit[i], (policy, i)
                 assert r.macs == pytest.approx(sim.macs[i])
                 np.testing.assert_allclose(p, sim.probs[i], atol=1e-5)
+
+
+BRANCHY_MODELS = ["fmnist_branchy_lenet", "fmnist_branchy_alexnet", "mnist_branchy_lenet"]
+
+
+def _example_images(dataset, n):
+    """The first n test images of the model's dataset, or skip when it is missing."""
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "train_branchy.py"
+    spec = importlib.util.spec_from_file_location("mdfi_examples_train_branchy", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        data = module.load_fmnist() if dataset == "fmnist" else module.datasets.load(dataset)
+    except (OSError, module.datasets.DatasetError) as e:
+        pytest.skip("no %s data here: %s" % (dataset, e))
+    return data.x_test[:n]
+
+
+@pytest.mark.parametrize("name", BRANCHY_MODELS)
+def test_committed_branchy_model_in_mdfi_equals_pytorch(name):
+    """A committed model: MDFI's exit, MACs and result equal the PyTorch simulation
+    for every policy, with the cfg's thresholds and gates, on real test images."""
+    import pathlib
+    import mdfi
+    prefix = pathlib.Path(__file__).resolve().parent.parent / "examples" / "models" / name
+    if not prefix.with_suffix(".cfg").exists():
+        pytest.skip("%s is not committed" % name)
+    cfg, weights = str(prefix.with_suffix(".cfg")), str(prefix.with_suffix(".weights"))
+    x = _example_images(name.split("_")[0], 60)
+    model = import_darknet(cfg, weights)
+    with mdfi.Network(cfg, weights) as net:
+        for policy in ("none", "all", "branchy", "entropy-predictor", "exit-predictor"):
+            net.exit_policy = policy
+            sim = simulate(model, x, policy)
+            got = []
+            for i in range(len(x)):
+                p = np.asarray(net.forward(x[i])).reshape(-1)
+                r = net.last_exit
+                got.append(r.exit)
+                if r.exit == sim.exit[i]:
+                    assert r.macs == sim.macs[i], (policy, i)
+                    np.testing.assert_allclose(p, sim.probs[i], atol=1e-5)
+            assert np.mean(np.array(got) == sim.exit) >= 0.98, policy   # float rounding at a cut
