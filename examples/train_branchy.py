@@ -131,12 +131,12 @@ def lenet(classes, exit_kw, branch_width=16):
 
 
 def alexnet(classes, exit_kw, branch_width=16):
-    """Branchy-AlexNet scaled to 28x28: conv 5x5x32 + pool -> exit 1; conv 5x5x64 +
+    """Branchy-AlexNet scaled to 28x28: conv 5x5x32 + pool -> exit 1; conv 3x3x64 +
     pool -> exit 2; conv 3x3 x96, x96, x64 + pool; connected 256, 256, classes."""
     return Darknet((1, 28, 28), [
         cbl(1, 32, 5), MaxPool(2, 2),
         Exit(branch=branch_small(32, 14, 14, classes, branch_width), **exit_kw[0]),
-        cbl(32, 64, 5), MaxPool(2, 2),
+        cbl(32, 64, 3), MaxPool(2, 2),
         Exit(branch=[cbl(64, 32, 3), Connected(32 * 7 * 7, classes, activation="linear"),
                      Softmax()], **exit_kw[1]),
         cbl(64, 96, 3), cbl(96, 96, 3), cbl(96, 64, 3), MaxPool(2, 2),
@@ -147,9 +147,9 @@ def alexnet(classes, exit_kw, branch_width=16):
 
 
 MODELS = {  # dataset, builder, exits, epochs, lr, shift augmentation, validation fraction
-    "fmnist_branchy_lenet": ("fmnist", lenet, 1, 8, 3e-3, 0, 0.1),
-    "fmnist_branchy_alexnet": ("fmnist", alexnet, 2, 3, 3e-3, 0, 0.1),
-    "mnist_branchy_lenet": ("mnist", lenet, 1, 15, 3e-3, 2, 0.2),
+    "fmnist_branchy_lenet": ("fmnist", lenet, 1, 4, 3e-3, 0, 0.1),
+    "fmnist_branchy_alexnet": ("fmnist", alexnet, 2, 2, 3e-3, 0, 0.1),
+    "mnist_branchy_lenet": ("mnist", lenet, 1, 12, 3e-3, 2, 0.2),
 }
 
 
