@@ -324,7 +324,9 @@ def summarize(d, labels, n_exits, none_macs):
 
 def run_mdfi(cfg, weights, x, labels, sim, choice, n_exits, limit=None):
     """Each policy in MDFI (single thread): accuracy, exit shares, MACs, time per
-    image and agreement with the PyTorch simulation; or why it was skipped."""
+    image and agreement with the PyTorch simulation; or why it was skipped.
+    The policies take turns on every image (each with the thresholds and gates
+    chosen for it), so a busy machine slows them alike; only forward() is timed."""
     import mdfi
     results = {}
     try:
@@ -336,30 +338,37 @@ def run_mdfi(cfg, weights, x, labels, sim, choice, n_exits, limit=None):
         return {"skipped": "this MDFI has no early-exit API yet (Network.exit_policy)"}
     n = len(x) if limit is None else min(limit, len(x))
     with net:
+        runs = []
         for policy in POLICIES:
             try:
                 net.exit_policy = policy
             except mdfi.MdfiError as e:
                 results[policy] = {"skipped": str(e)}
                 continue
-            if policy in choice:  # this policy's thresholds and gates, as chosen on validation
-                for k, (t, eg, xg) in enumerate(zip(*choice[policy])):
-                    net.set_exit_thresholds(k, threshold=t, entropy_gate=eg, exit_gate=xg)
-            exits, macs, pred, probs = np.empty(n, int), np.empty(n), np.empty(n, int), []
-            seconds = 0.0
-            for i in range(n):
+            runs.append(policy)
+        got = {p: (np.empty(n, int), np.empty(n), np.empty(n, int), []) for p in runs}
+        seconds = dict.fromkeys(runs, 0.0)
+        for i in range(n):
+            for policy in runs:
+                net.exit_policy = policy
+                if policy in choice:
+                    for k, (t, eg, xg) in enumerate(zip(*choice[policy])):
+                        net.set_exit_thresholds(k, threshold=t, entropy_gate=eg, exit_gate=xg)
                 t0 = time.perf_counter()
                 p = net.forward(x[i])
-                seconds += time.perf_counter() - t0
+                seconds[policy] += time.perf_counter() - t0
                 p = np.asarray(p).reshape(-1)
                 r = net.last_exit
+                exits, macs, pred, probs = got[policy]
                 exits[i], macs[i], pred[i] = r.exit, r.macs, int(np.argmax(p))
                 probs.append(p.copy())
+        for policy in runs:
+            exits, macs, pred, probs = got[policy]
             s = sim[policy]
             results[policy] = {
                 "accuracy": float(np.mean(pred == labels[:n])), "n": n,
                 "exit_shares": [float(np.mean(exits == k)) for k in list(range(n_exits)) + [-1]],
-                "mean_macs": float(np.mean(macs)), "ms_per_image": 1000 * seconds / n,
+                "mean_macs": float(np.mean(macs)), "ms_per_image": 1000 * seconds[policy] / n,
                 "same_exit_as_pytorch": float(np.mean(exits == s.exit[:n])),
                 "same_class_as_pytorch": float(np.mean(pred == s.label[:n])),
                 "same_macs_as_pytorch": float(np.mean(np.abs(macs - s.macs[:n]) < 0.5)),
@@ -370,6 +379,36 @@ def run_mdfi(cfg, weights, x, labels, sim, choice, n_exits, limit=None):
         if base and "ms_per_image" in r:
             r["speedup_time"] = base / r["ms_per_image"]
     return results
+
+
+def test_data(dataset, test_limit=None):
+    data = load_fmnist() if dataset == "fmnist" else datasets.load(dataset)
+    x, y = data.x_test, data.y_test
+    return (x[:test_limit], y[:test_limit]) if test_limit else (x, y)
+
+
+def measure(prefix, test_limit=None, log=print):
+    """Measure the exported PREFIX.cfg/.weights in MDFI again and update
+    PREFIX.json's test_mdfi (e.g. on a quieter machine)."""
+    with open(prefix + ".json") as f:
+        results = json.load(f)
+    x, y = test_data(results["dataset"], test_limit)
+    model = import_darknet(prefix + ".cfg", prefix + ".weights")
+    choices = {p: (c["thresholds"], c["entropy_gates"], c["exit_gates"])
+               for p, c in results["chosen"].items()}
+    out_te = outcomes(model, x, keep_probs=True)
+    cost, sim = costs(model), {}
+    for policy in POLICIES:
+        t, e, x_ = choices.get(policy, (None, None, None))
+        sim[policy] = decide(out_te, cost, policy, t, e, x_, model.exits)
+    results["test_mdfi"] = run_mdfi(prefix + ".cfg", prefix + ".weights", x, y, sim, choices,
+                                    cost.n_exits)
+    results["test_mdfi_command"] = "python examples/train_branchy.py --measure " + prefix
+    with open(prefix + ".json", "w") as f:
+        json.dump(results, f, indent=1)
+        f.write("\n")
+    log("updated %s.json" % prefix)
+    return 0
 
 
 # ----------------------------------------------------------------------------- main
@@ -399,9 +438,14 @@ def main(argv=None):
     ap.add_argument("-o", "--output", metavar="PREFIX",
                     help="writes PREFIX.cfg, .weights, .json (default examples/models/MODEL)")
     ap.add_argument("--no-mdfi", action="store_true", help="do not run the files in MDFI")
+    ap.add_argument("--measure", metavar="PREFIX", help="only measure PREFIX.cfg/.weights in MDFI "
+                    "again (thresholds from PREFIX.json) and update PREFIX.json")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    torch.set_num_threads(max(1, args.threads))
+    if args.measure:
+        return measure(args.measure, args.test_limit, log)
     dataset, build, n_exits, epochs, lr, shift, val_fraction = MODELS[args.model]
     epochs = args.epochs or epochs
     lr = args.lr or lr
