@@ -749,6 +749,215 @@ class Yolo(DarknetLayer):
         return "mask=%s, classes=%d" % (self.mask, self.classes)
 
 
+# ----------------------------------------------------------------------------- early exits
+
+EXIT_PREDICTORS = ("entropy", "exit")   # the order of their parameters in a .weights file
+
+
+class ExitPredictor(nn.Module):
+    """One predictor of an [exit] (docs/early-exit.md): the branch point pooled
+    to pool x pool per channel and flattened (D values), then
+    logistic(W2 relu(W1 f + b1) + b2), or logistic(W f + b) with hidden=0.
+    forward() returns the logit (before the logistic), for training losses."""
+
+    def __init__(self, features, hidden=0):
+        super().__init__()
+        self.features = _positive("features", features)
+        if not isinstance(hidden, int) or hidden < 0:
+            raise ValueError("hidden must be an int >= 0, got %r" % (hidden,))
+        self.hidden = hidden
+        if hidden:
+            self.w1 = nn.Parameter(torch.empty(hidden, features))
+            self.b1 = nn.Parameter(torch.empty(hidden))
+        self.w2 = nn.Parameter(torch.empty(1, hidden or features))
+        self.b2 = nn.Parameter(torch.empty(1))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        pairs = [(self.w1, self.b1)] if self.hidden else []
+        for w, b in pairs + [(self.w2, self.b2)]:
+            nn.init.kaiming_uniform_(w, a=math.sqrt(5))
+            nn.init.uniform_(b, -1 / math.sqrt(w.shape[1]), 1 / math.sqrt(w.shape[1]))
+
+    def forward(self, f):
+        if self.hidden:
+            f = F.relu(F.linear(f, self.w1, self.b1))
+        return F.linear(f, self.w2, self.b2).reshape(-1)
+
+    def macs(self):
+        """Multiply-adds of the two products (the pooling is counted by the exit)."""
+        return self.features * self.hidden + self.hidden if self.hidden else self.features
+
+    def darknet_arrays(self, prefix):
+        if self.hidden:
+            return {prefix + "b1": to_array(self.b1, prefix + "b1"),
+                    prefix + "W1": to_array(self.w1, prefix + "W1"),
+                    prefix + "b2": to_array(self.b2, prefix + "b2"),
+                    prefix + "W2": to_array(self.w2, prefix + "W2")}
+        return {prefix + "b": to_array(self.b2, prefix + "b"),
+                prefix + "W": to_array(self.w2, prefix + "W")}
+
+    def load_darknet_arrays(self, arrays, prefix):
+        with torch.no_grad():
+            if self.hidden:
+                self.b1.copy_(from_array(arrays[prefix + "b1"], self.b1.shape, prefix + "b1"))
+                self.w1.copy_(from_array(arrays[prefix + "W1"], self.w1.shape, prefix + "W1"))
+                self.b2.copy_(from_array(arrays[prefix + "b2"], (1,), prefix + "b2"))
+                self.w2.copy_(from_array(arrays[prefix + "W2"], self.w2.shape, prefix + "W2"))
+            else:
+                self.b2.copy_(from_array(arrays[prefix + "b"], (1,), prefix + "b"))
+                self.w2.copy_(from_array(arrays[prefix + "W"], self.w2.shape, prefix + "W"))
+
+
+def exit_param_shapes(predictors, hidden, features):
+    """(name, shape) of an [exit]'s arrays in .weights order: per predictor
+    present, entropy first, then exit."""
+    out = []
+    for p in EXIT_PREDICTORS:
+        if p in predictors:
+            if hidden:
+                out += [(p + "_b1", (hidden,)), (p + "_W1", (hidden, features)),
+                        (p + "_b2", (1,)), (p + "_W2", (1, hidden))]
+            else:
+                out += [(p + "_b", (1,)), (p + "_W", (1, features))]
+    return out
+
+
+class Exit(DarknetLayer):
+    """[exit]: an early exit (docs/early-exit.md). It marks the branch point
+    (layer from_, default the previous one) and owns the `layers` sections that
+    follow it: the branch, which reads the branch point and ends in a
+    [softmax]. The layer after the branch reads the branch point again, so the
+    main path goes on where it left. The [exit]'s own output is the branch
+    point's (it copies nothing).
+
+    Exit(from_=-1, branch=[Conv(...), ..., Softmax()], threshold=0.3,
+         predictors=("entropy", "exit"), pool=2, hidden=16)
+    Given to Darknet(), the branch layers are put right after the Exit in the
+    layer list (indices count every section, as Darknet does). An Exit read
+    from a cfg is built with `layers=n` and no branch: its n layers are
+    already in the list. The predictors are built once the branch point's
+    channels are known (Darknet() does it) unless `channels` is given."""
+
+    section = "exit"
+    takes_outputs = True
+
+    def __init__(self, from_=-1, branch=None, *, layers=None, threshold=0.5, predictors=(), pool=1,
+                 hidden=0, entropy_gate=None, exit_gate=0.5, channels=None):
+        super().__init__()
+        if not isinstance(from_, int) or isinstance(from_, bool):
+            raise ValueError("from_ must be an int layer index, got %r" % (from_,))
+        branch = list(branch or [])
+        if branch and layers is not None and layers != len(branch):
+            raise ValueError("layers=%r but a branch of %d layers" % (layers, len(branch)))
+        self.from_ = from_
+        self.n_layers = _positive("layers", len(branch) if branch else layers)
+        self._pending = branch  # handed to Darknet(), not registered here
+        if not 0 < threshold <= 1:
+            raise ValueError("threshold must be in (0, 1], got %r" % (threshold,))
+        if isinstance(predictors, str):
+            predictors = [p for p in predictors.split(",") if p]
+        for p in predictors:
+            if p not in EXIT_PREDICTORS:
+                raise ValueError("unknown predictor %r (entropy, exit)" % (p,))
+        if len(set(predictors)) != len(predictors):
+            raise ValueError("predictors %r lists one twice" % (list(predictors),))
+        if not isinstance(pool, int) or not 1 <= pool <= 16:
+            raise ValueError("pool must be an int in 1..16, got %r" % (pool,))
+        if not isinstance(hidden, int) or not 0 <= hidden <= 4096:
+            raise ValueError("hidden must be an int in 0..4096, got %r" % (hidden,))
+        self.threshold = float(threshold)
+        self.predictors = tuple(p for p in EXIT_PREDICTORS if p in predictors)
+        self._written_order = tuple(predictors)  # the cfg keeps the order it was given
+        self.pool, self.hidden = pool, hidden
+        self.entropy_gate = self.threshold if entropy_gate is None else float(entropy_gate)
+        self.exit_gate = float(exit_gate)
+        for name, v in (("entropy_gate", self.entropy_gate), ("exit_gate", self.exit_gate)):
+            if not 0 <= v <= 1:
+                raise ValueError("%s must be in [0, 1], got %r" % (name, v))
+        self.channels = None
+        self.predictor = nn.ModuleDict()
+        if channels is not None:
+            self._build(channels)
+
+    def take_branch(self):
+        branch, self._pending = self._pending, []
+        return branch
+
+    def _build(self, channels):
+        if self.channels == channels:
+            return
+        if self.channels is not None:
+            raise ShapeMismatchError("the predictors were built for %d channels, the branch point "
+                                     "has %d" % (self.channels, channels))
+        self.channels = channels
+        d = channels * self.pool * self.pool
+        for p in self.predictors:
+            self.predictor[p] = ExitPredictor(d, self.hidden)
+
+    @property
+    def features(self):
+        return None if self.channels is None else self.channels * self.pool * self.pool
+
+    def references(self, index):
+        return [index + self.from_ if self.from_ < 0 else self.from_]
+
+    def span(self, index):
+        """(branch point, first branch layer, last branch layer) for the Exit at index."""
+        return self.references(index)[0], index + 1, index + self.n_layers
+
+    def infer(self, index, in_shape, shapes):
+        j = _absolute(index, self.from_, "from", shapes)
+        self._build(shapes[j][0])
+        return tuple(shapes[j])
+
+    def forward(self, x, outputs):
+        return outputs[self.references(len(outputs))[0]]
+
+    def pooled(self, point):
+        """The predictors' input: the branch point (N, C, H, W) average-pooled to
+        pool x pool per channel, flattened channel-major: (N, C*pool*pool)."""
+        return F.adaptive_avg_pool2d(point, self.pool).flatten(1)
+
+    def predict(self, point):
+        """name -> predicted value in [0, 1] for each predictor, from the branch point."""
+        f = self.pooled(point)
+        return {p: torch.sigmoid(m(f)) for p, m in self.predictor.items()}
+
+    def predictor_macs(self, point_shape):
+        """MACs of one predictor run: the pooling's adds plus the products."""
+        c, h, w = point_shape
+        m = next(iter(self.predictor.values()), None)
+        return c * h * w + (m.macs() if m is not None else 0)
+
+    def cfg_options(self):
+        o = {"from": str(self.from_), "layers": str(self.n_layers), "threshold": _fmt(self.threshold)}
+        if self.predictors:
+            o["predictors"] = ",".join(self._written_order)
+            o["pool"] = str(self.pool)
+            o["hidden"] = str(self.hidden)
+            o["entropy_gate"] = _fmt(self.entropy_gate)
+            o["exit_gate"] = _fmt(self.exit_gate)
+        return o
+
+    def darknet_arrays(self):
+        arrays = {}
+        for p in self.predictors:
+            arrays.update(self.predictor[p].darknet_arrays(p + "_"))
+        return arrays
+
+    def load_darknet_arrays(self, arrays):
+        names = [n for n, _ in exit_param_shapes(self.predictors, self.hidden, self.features or 1)]
+        _expect_names(arrays, names, "[exit]")
+        for p in self.predictors:
+            self.predictor[p].load_darknet_arrays(arrays, p + "_")
+
+    def extra_repr(self):
+        return ("from=%d, layers=%d, threshold=%g, predictors=%s, pool=%d, hidden=%d"
+                % (self.from_, self.n_layers, self.threshold, ",".join(self.predictors) or "none",
+                   self.pool, self.hidden))
+
+
 # ----------------------------------------------------------------------------- the network
 
 class Darknet(nn.Module):
@@ -766,7 +975,12 @@ class Darknet(nn.Module):
         if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
             raise ShapeMismatchError("input_shape must be 3 positive ints (c, h, w), got %r"
                                      % (input_shape,))
-        layers = list(layers)
+        flat = []
+        for layer in layers:
+            flat.append(layer)
+            if isinstance(layer, Exit):
+                flat.extend(layer.take_branch())  # the branch follows its [exit]
+        layers = flat
         for i, layer in enumerate(layers):
             if not isinstance(layer, DarknetLayer):
                 raise UnsupportedModuleError(
@@ -782,15 +996,73 @@ class Darknet(nn.Module):
 
     def infer_shapes(self):
         """Every layer's output (c, h, w); raises ShapeMismatchError naming the layer."""
+        self.exit_spans = self._exit_spans()
+        resume = {last + 1: point for _, point, _, last in self.exit_spans}
         shapes = []
         for i, layer in enumerate(self.layers):
+            in_shape = shapes[resume[i]] if i in resume else shapes[-1] if shapes else self.input_shape
             try:
-                shapes.append(tuple(layer.infer(i, shapes[-1] if shapes else self.input_shape, shapes)))
+                shapes.append(tuple(layer.infer(i, in_shape, shapes)))
             except ShapeMismatchError as e:
                 raise ShapeMismatchError("layer %d (%s, [%s]): %s"
                                          % (i, type(layer).__name__, layer.section, e)) from None
         self.shapes = shapes
         return shapes
+
+    def _exit_spans(self):
+        """(exit, branch point, first, last) of every [exit], checking the wiring
+        rules of docs/early-exit.md."""
+        n = len(self.layers)
+        spans, owner = [], {}
+        for e, layer in enumerate(self.layers):
+            if not isinstance(layer, Exit):
+                continue
+            point, first, last = layer.span(e)
+            where = "layer %d ([exit])" % e
+            if not 0 <= point < e:
+                raise ShapeMismatchError("%s: from=%d refers to layer %d, not an earlier layer"
+                                         % (where, layer.from_, point))
+            if point in owner:
+                raise ShapeMismatchError("%s: the branch point %d is inside the branch of the "
+                                         "[exit] at layer %d" % (where, point, owner[point]))
+            if e in owner:
+                raise ShapeMismatchError("%s: an [exit] inside the branch of the [exit] at layer %d"
+                                         % (where, owner[e]))
+            if last + 1 >= n:
+                raise ShapeMismatchError("%s: layers=%d, but the network must go on after the "
+                                         "branch (it has layers 0..%d)" % (where, layer.n_layers, n - 1))
+            if not isinstance(self.layers[last], Softmax):
+                raise ShapeMismatchError("%s: the branch must end with a [softmax], layer %d is [%s]"
+                                         % (where, last, self.layers[last].section))
+            for j in range(first, last + 1):
+                owner[j] = e
+            spans.append((e, point, first, last))
+        for i, layer in enumerate(self.layers):
+            for j in layer.references(i):
+                if j in owner and owner.get(i) != owner[j]:
+                    raise ShapeMismatchError("layer %d ([%s]) reads layer %d inside the branch of "
+                                             "the [exit] at layer %d" % (i, layer.section, j, owner[j]))
+        return spans
+
+    @property
+    def exits(self):
+        """The Exit modules, in layer order."""
+        return [self.layers[e] for e, _, _, _ in self.exit_spans]
+
+    def layer_macs(self):
+        """Multiply-adds of each layer, as MDFI counts them (its flops / 2)."""
+        macs = []
+        for i, layer in enumerate(self.layers):
+            c, h, w = self.shapes[i]
+            if isinstance(layer, Conv):
+                macs.append(layer.filters * (layer.in_channels // layer.groups) * layer.size ** 2 * h * w)
+            elif isinstance(layer, Connected):
+                macs.append(layer.inputs * layer.outputs)
+            elif isinstance(layer, (Shortcut, ScaleChannels)):
+                macs.append(c * h * w / 2)
+            else:
+                macs.append(0)
+        return macs
 
     def __len__(self):
         return len(self.layers)
@@ -808,20 +1080,40 @@ class Darknet(nn.Module):
             raise ShapeMismatchError("input shape %s is not (N, %d, %d, %d), the network's input"
                                      % ((tuple(x.shape),) + self.input_shape))
 
-    def forward(self, x, outputs=None):
+    def forward(self, x, outputs=None, exits=False):
+        """The last layer's output (the main path: branches are skipped), or the
+        outputs of the layers listed in `outputs` (branches holding one of them
+        run), or with exits=True the list [each branch's output..., the last
+        layer's output] (every branch runs; for training all exits)."""
         self.check_input(x)
         n = len(self.layers)
         wanted = None if outputs is None else [i % n if -n <= i < n else i for i in outputs]
         if wanted is not None and not all(isinstance(i, int) and 0 <= i < n for i in wanted):
             raise ShapeMismatchError("outputs=%r: the network has layers 0..%d" % (outputs, n - 1))
+        if exits and wanted is not None:
+            raise ValueError("give either outputs= or exits=True")
         keep = set(wanted or [])
         for i, layer in enumerate(self.layers):
             keep.update(layer.references(i))
+        skip, resume = set(), {}
+        for _, point, first, last_b in self.exit_spans:
+            resume[last_b + 1] = point
+            if exits:
+                keep.add(last_b)
+            elif not any(first <= i <= last_b for i in keep):
+                skip.update(range(first, last_b + 1))
         last = n - 1 if wanted is None else max(wanted)
         results = []
         for i, layer in enumerate(self.layers[:last + 1]):
+            if i in skip:
+                results.append(None)
+                continue
+            if i in resume:
+                x = results[resume[i]]
             x = layer(x, results) if layer.takes_outputs else layer(x)
             results.append(x if i in keep or i == n - 1 else None)
+        if exits:
+            return [results[last_b] for _, _, _, last_b in self.exit_spans] + [results[-1]]
         if wanted is None:
             return results[-1]
         return [results[i] for i in wanted]
