@@ -43,6 +43,9 @@ KINDS = (
     # squeeze-and-excitation (AlexeyAB's darknet): no weights; its C layer is
     # being written: set c=True once registry.c lists it
     Kind("scale_channels", c=True, torch=True),   # C has fixed point too; not the quantizer
+    # early exit (docs/early-exit.md): its arrays are the predictors'; the C
+    # layer is being written: set c=True once registry.c lists it
+    Kind("exit", params=True, torch=True),
 )
 NET_NAMES = ("net", "network")   # the [net] section: not a layer
 

@@ -256,6 +256,67 @@ def _detection(sec, c, h, w, per_anchor):
     return (c, h, w)
 
 
+EXIT_PREDICTORS = ("entropy", "exit")   # their parameters' order in a .weights file
+
+
+def exit_params(predictors, hidden, features):
+    """(name, shape) of an [exit]'s arrays in .weights order (docs/early-exit.md):
+    for each predictor present, entropy first, then exit, whatever the order
+    of the cfg's list: b1[hidden], W1[hidden][D], b2[1], W2[1][hidden], or
+    b[1], W[1][D] with hidden=0."""
+    out = []
+    for p in EXIT_PREDICTORS:
+        if p in predictors:
+            if hidden:
+                out += [(p + "_b1", (hidden,)), (p + "_W1", (hidden, features)),
+                        (p + "_b2", (1,)), (p + "_W2", (1, hidden))]
+            else:
+                out += [(p + "_b", (1,)), (p + "_W", (1, features))]
+    return out
+
+
+def _float_key(sec, key, default, lo, hi, lo_open=False):
+    value = sec.get_str(key)
+    if value is None:
+        return default
+    try:
+        v = float(value)
+    except ValueError:
+        raise sec.error("%s=%s is not a number" % (key, value), key) from None
+    if not (lo < v if lo_open else lo <= v) or not v <= hi:
+        raise sec.error("%s=%s is outside %s%g, %g]" % (key, value, "(" if lo_open else "[", lo, hi),
+                        key)
+    return v
+
+
+def exit_options(sec):
+    """The keys of an [exit] with their defaults, checked: a dict with from,
+    layers, threshold, predictors (a tuple in the cfg's order), pool, hidden,
+    entropy_gate, exit_gate."""
+    if "layers" not in sec.options:
+        raise sec.error("missing layers= (the number of branch sections after [exit])")
+    o = {"from": sec.get_int("from", -1), "layers": sec.get_int("layers", 0)}
+    if o["layers"] < 1:
+        raise sec.error("layers must be >= 1, got %d" % o["layers"], "layers")
+    o["threshold"] = _float_key(sec, "threshold", 0.5, 0.0, 1.0, lo_open=True)
+    names = [p for p in sec.get_str("predictors", "").split(",") if p]
+    for p in names:
+        if p not in EXIT_PREDICTORS:
+            raise sec.error("unknown predictor %r (entropy, exit)" % p, "predictors")
+    if len(set(names)) != len(names):
+        raise sec.error("predictors=%s lists one twice" % sec.get_str("predictors"), "predictors")
+    o["predictors"] = tuple(names)
+    o["pool"] = sec.get_int("pool", 1)
+    if not 1 <= o["pool"] <= 16:
+        raise sec.error("pool must be in 1..16, got %d" % o["pool"], "pool")
+    o["hidden"] = sec.get_int("hidden", 0)
+    if not 0 <= o["hidden"] <= 4096:
+        raise sec.error("hidden must be in 0..4096, got %d" % o["hidden"], "hidden")
+    o["entropy_gate"] = _float_key(sec, "entropy_gate", o["threshold"], 0.0, 1.0)
+    o["exit_gate"] = _float_key(sec, "exit_gate", 0.5, 0.0, 1.0)
+    return o
+
+
 def net_shape(sections):
     """(c, h, w) of the network input, from the first section, [net]."""
     if not sections or canonical(sections[0].type) != "net":
@@ -275,8 +336,13 @@ def infer_layers(sections):
     """Layers (without [net]) with their shapes and weight arrays. Raises CfgError."""
     shape = net_shape(sections)
     layers = []
+    resume = {}   # index of the layer after a branch -> its branch point
+    branch = {}   # index of a branch layer -> its [exit]
     for sec in sections[1:]:
         kind = canonical(sec.type)
+        index = len(layers)
+        if index in resume:  # the main path goes on from the branch point
+            shape = layers[resume[index]].out_shape
         c, h, w = shape
         params = []
         if sec.get_int("numload", 0):
@@ -312,13 +378,39 @@ def infer_layers(sections):
             out = shape
         elif kind == "softmax":
             out = (c * h * w, 1, 1)  # Darknet flattens; its out_c/h/w stay 0
+        elif kind == "exit":
+            out, params = _exit(sec, layers, index, resume, branch)
         else:
             raise sec.error("layer type [%s] is not supported" % sec.type)
         if min(out) <= 0:
             raise sec.error("output shape %s is empty" % (out,))
         layers.append(Layer(len(layers), kind, sec, shape, out, params))
+        if index in branch and index + 1 in resume and kind != "softmax":
+            raise sec.error("the branch of the [exit] at layer %d must end with a [softmax], "
+                            "not [%s]" % (branch[index], sec.type))
         shape = out
+    if any(i >= len(layers) for i in resume):
+        e = max(branch.values())
+        raise sections[e + 1].error("the network must go on after the branch of this [exit]")
     return layers
+
+
+def _exit(sec, layers, index, resume, branch):
+    """[exit] (docs/early-exit.md): output = the branch point's (from=); the next
+    `layers` sections are its branch; the one after them reads the branch
+    point again. Its arrays: the predictors'."""
+    o = exit_options(sec)
+    if index in branch:
+        raise sec.error("an [exit] inside the branch of the [exit] at layer %d" % branch[index])
+    point = _relative(sec, layers, o["from"], "from")
+    if point.index in branch:
+        raise sec.error("from=%d: layer %d is inside the branch of the [exit] at layer %d"
+                        % (o["from"], point.index, branch[point.index]), "from")
+    for j in range(index + 1, index + 1 + o["layers"]):
+        branch[j] = index
+    resume[index + 1 + o["layers"]] = point.index
+    c = point.out_shape[0]
+    return point.out_shape, exit_params(o["predictors"], o["hidden"], c * o["pool"] ** 2)
 
 
 def layers_of(cfg):

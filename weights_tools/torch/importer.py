@@ -11,11 +11,11 @@ export() it back.
 
 import os
 
-from weights_tools.darknet_cfg import CfgError, infer_layers, net_shape, parse_cfg
+from weights_tools.darknet_cfg import CfgError, exit_options, infer_layers, net_shape, parse_cfg
 from weights_tools.darknet_weights import DarknetWeights, WeightsError, read_weights
 from weights_tools.torch.binary import XnorConv
 from weights_tools.torch.layers import (ACTIVATIONS, AvgPool, BridgeError, Conv, Connected, Darknet,
-                                        Dropout, MaxPool, Route, ScaleChannels, ShapeMismatchError,
+                                        Dropout, Exit, MaxPool, Route, ScaleChannels, ShapeMismatchError,
                                         Shortcut, Softmax, UnsupportedModuleError, Upsample, Yolo)
 
 _NET_SHAPE_KEYS = ("width", "height", "channels", "inputs")
@@ -126,6 +126,13 @@ def _softmax(layer):
     return Softmax(layer.section.get_int("groups", 1), _float(layer, "temperature", 1.0))
 
 
+def _exit(layer):
+    o = exit_options(layer.section)
+    return Exit(o["from"], layers=o["layers"], threshold=o["threshold"], predictors=o["predictors"],
+                pool=o["pool"], hidden=o["hidden"], entropy_gate=o["entropy_gate"],
+                exit_gate=o["exit_gate"], channels=layer.out_shape[0])
+
+
 _BUILDERS = {
     "convolutional": _conv,
     "connected": _connected,
@@ -138,6 +145,7 @@ _BUILDERS = {
     "yolo": _yolo,
     "dropout": lambda layer: Dropout(_float(layer, "probability", 0.5)),
     "softmax": _softmax,
+    "exit": _exit,
 }
 
 

@@ -38,6 +38,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from weights_tools.darknet_cfg import EXIT_PREDICTORS, exit_params
+
 
 class BridgeError(ValueError):
     """Base class of the errors the PyTorch bridge raises on purpose."""
@@ -751,7 +753,6 @@ class Yolo(DarknetLayer):
 
 # ----------------------------------------------------------------------------- early exits
 
-EXIT_PREDICTORS = ("entropy", "exit")   # the order of their parameters in a .weights file
 
 
 class ExitPredictor(nn.Module):
@@ -807,20 +808,6 @@ class ExitPredictor(nn.Module):
             else:
                 self.b2.copy_(from_array(arrays[prefix + "b"], (1,), prefix + "b"))
                 self.w2.copy_(from_array(arrays[prefix + "W"], self.w2.shape, prefix + "W"))
-
-
-def exit_param_shapes(predictors, hidden, features):
-    """(name, shape) of an [exit]'s arrays in .weights order: per predictor
-    present, entropy first, then exit."""
-    out = []
-    for p in EXIT_PREDICTORS:
-        if p in predictors:
-            if hidden:
-                out += [(p + "_b1", (hidden,)), (p + "_W1", (hidden, features)),
-                        (p + "_b2", (1,)), (p + "_W2", (1, hidden))]
-            else:
-                out += [(p + "_b", (1,)), (p + "_W", (1, features))]
-    return out
 
 
 class Exit(DarknetLayer):
@@ -947,7 +934,7 @@ class Exit(DarknetLayer):
         return arrays
 
     def load_darknet_arrays(self, arrays):
-        names = [n for n, _ in exit_param_shapes(self.predictors, self.hidden, self.features or 1)]
+        names = [n for n, _ in exit_params(self.predictors, self.hidden, self.features or 1)]
         _expect_names(arrays, names, "[exit]")
         for p in self.predictors:
             self.predictor[p].load_darknet_arrays(arrays, p + "_")
