@@ -16,6 +16,8 @@ _LAZY = {
     "letterbox": ("image", "letterbox"),
     "load_image": ("image", "load"),
     "Detection": ("network", "Detection"),
+    "ExitInfo": ("network", "ExitInfo"),
+    "ExitResult": ("network", "ExitResult"),
     "LayerInfo": ("network", "LayerInfo"),
     "Network": ("network", "Network"),
     "classify": ("pipeline", "classify"),

@@ -40,12 +40,11 @@ KINDS = (
     Kind("region", head=True),
     Kind("batchnorm", params=True),
     Kind("cost"),
-    # squeeze-and-excitation (AlexeyAB's darknet): no weights; its C layer is
-    # being written: set c=True once registry.c lists it
+    # squeeze-and-excitation (AlexeyAB's darknet): no weights
     Kind("scale_channels", c=True, torch=True),   # C has fixed point too; not the quantizer
-    # early exit (docs/early-exit.md): its arrays are the predictors'; the C
-    # layer is being written: set c=True once registry.c lists it
-    Kind("exit", params=True, torch=True),
+    # an early exit (docs/early-exit.md): its predictors' arrays; C runs it in
+    # float and fixed point
+    Kind("exit", params=True, head=True, c=True, torch=True),
 )
 NET_NAMES = ("net", "network")   # the [net] section: not a layer
 

@@ -55,6 +55,39 @@ class Detection:
                 "box": list(self.box), "bbox": list(self.bbox)}
 
 
+@dataclasses.dataclass(frozen=True)
+class ExitInfo:
+    """An early exit (docs/early-exit.md): the [exit] layer, its branch point
+    (from_layer), its branch's layers first..last (last: its [softmax]), the
+    current thresholds, its predictors, and MACs: of the branch, of one
+    predictor run, and of the path main-to-branch-point plus branch."""
+    index: int
+    layer: int
+    from_layer: int
+    first: int
+    last: int
+    threshold: float
+    entropy_gate: float
+    exit_gate: float
+    predictors: tuple
+    branch_macs: float
+    predictor_macs: float
+    path_macs: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ExitResult:
+    """Where the last forward ended: exit k, or -1 for the main path's end; the
+    layer holding the result, its normalized entropy (-1: not a classifier)
+    and the multiply-accumulates the forward spent."""
+    exit: int
+    layer: int
+    entropy: float
+    macs: float
+
+
+EXIT_POLICIES = ("none", "all", "branchy", "entropy-predictor", "exit-predictor")
+
 _FUSE = {None: -1, "auto": -1, False: 0, "0": 0, True: 1, "1": 1}
 
 
@@ -99,11 +132,13 @@ class Network:
     """
 
     def __init__(self, cfg, weights=None, *, threads=1, kernel=None, keep_outputs=False,
-                 binary_kernel=None, binary_fuse=None, fuse_pool=True, outputs=()):
+                 binary_kernel=None, binary_fuse=None, fuse_pool=True, outputs=(),
+                 exit_policy=None):
         """kernel / binary_kernel: force a kernel path (default: $MDFI_KERNEL /
         $MDFI_BINARY_KERNEL, else the best this CPU runs); binary_fuse: True,
         False or None (default: $MDFI_BINARY_FUSE, else fuse unless keep_outputs);
-        outputs: layer indices whose outputs stay readable after forward."""
+        outputs: layer indices whose outputs stay readable after forward;
+        exit_policy: for a network with [exit] layers (default "branchy")."""
         opts = _options(threads, kernel, keep_outputs, binary_kernel, binary_fuse, fuse_pool)
         pp = ffi.new("mdfi_net **")
         raise_for(lib.mdfi_net_new(pp), "cannot create a network")
@@ -123,6 +158,8 @@ class Network:
             for i in outputs:
                 self._call(lib.mdfi_net_mark_output(self._net, int(i)))
             self._call(lib.mdfi_net_prepare(self._net))
+            if exit_policy is not None:
+                self.exit_policy = exit_policy
         except BaseException:
             self.close()
             raise
@@ -187,11 +224,63 @@ class Network:
     def weight_bytes(self):
         return lib.mdfi_net_weight_bytes(self._handle())
 
+    # -- early exits -----------------------------------------------------------
+    @property
+    def exits(self):
+        """The network's early exits (ExitInfo), in layer order; [] if none."""
+        net = self._handle()
+        out = []
+        info = ffi.new("mdfi_exit_info *")
+        for k in range(lib.mdfi_net_num_exits(net)):
+            self._call(lib.mdfi_net_exit_info(net, k, info))
+            preds = tuple(n for n, on in (("entropy", info.entropy_predictor),
+                                          ("exit", info.exit_predictor)) if on)
+            out.append(ExitInfo(k, info.layer, info.from_layer,
+                                info.first, info.last, info.threshold, info.entropy_gate,
+                                info.exit_gate, preds, info.branch_macs, info.predictor_macs,
+                                info.path_macs))
+        return out
+
+    @property
+    def exit_policy(self):
+        """none, all, branchy, entropy-predictor or exit-predictor; settable
+        between forwards (an UnsupportedError if an exit lacks the predictor)."""
+        return ffi.string(lib.mdfi_net_exit_policy(self._handle())).decode()
+
+    @exit_policy.setter
+    def exit_policy(self, policy):
+        if policy not in EXIT_POLICIES:
+            raise errors.ArgumentError(f"unknown exit policy {policy!r} "
+                                       f"({', '.join(EXIT_POLICIES)})")
+        self._call(lib.mdfi_net_set_exit_policy(self._handle(), policy.encode()))
+
+    def set_exit_thresholds(self, k, threshold=None, entropy_gate=None, exit_gate=None):
+        """Changes exit k's threshold and gates (None keeps one)."""
+        keep = lambda v: -1.0 if v is None else float(v)  # noqa: E731
+        if not -len(self.exits) <= k < len(self.exits):
+            raise errors.ArgumentError(f"no exit {k} (the network has {len(self.exits)})")
+        self._call(lib.mdfi_net_set_exit_thresholds(self._handle(), k % len(self.exits),
+                                                    keep(threshold), keep(entropy_gate),
+                                                    keep(exit_gate)))
+
+    @property
+    def last_exit(self):
+        """Where the last (complete) forward ended: an ExitResult."""
+        r = ffi.new("mdfi_exit_result *")
+        self._call(lib.mdfi_net_exit_result(self._handle(), r))
+        return ExitResult(r.exit, r.layer, r.entropy, r.macs)
+
+    @property
+    def main_macs(self):
+        """Multiply-accumulates of the main path alone (policy none)."""
+        return lib.mdfi_net_main_macs(self._handle())
+
     # -- running ---------------------------------------------------------------
     def forward(self, x):
-        """Runs the network on float32 CHW input; returns the last layer's output."""
+        """Runs the network on float32 CHW input; returns the result: the last
+        layer's output, or the classifier of the exit the input took."""
         self.forward_until(x, len(self.layers) - 1)
-        return self.layer_output(len(self.layers) - 1)
+        return self.layer_output(self.last_exit.layer)
 
     def forward_until(self, x, last):
         """Runs layers 0..last on float32 CHW input and stops; `resume` continues

@@ -1,6 +1,8 @@
 """High-level calls: image file in, detections or class scores out."""
 import os
 
+import numpy as np
+
 from . import image as _image
 from .network import Network
 
@@ -55,16 +57,29 @@ def detect(image, model="yolov3-tiny", cfg=None, weights=None, names=None, thres
         return d.run(image, thresh, nms)[1]
 
 
-def classify(image, cfg, weights, names=None, top=5, threads=1, kernel=None):
-    """[(class_id, label, prob)] of the top classes for one image."""
-    with Network(cfg, weights, threads=threads, kernel=kernel) as net:
+def classify_result(image, cfg, weights, names=None, top=5, threads=1, kernel=None,
+                    policy=None):
+    """(top, exit): [(class_id, label, prob)] of the top classes for one image
+    (path or mdfi.Image), and where the forward ended (an ExitResult) for a
+    network with [exit] layers (policy: its exit policy), else None.  A grey
+    network (1 input channel) reads the mean of the letterboxed channels."""
+    with Network(cfg, weights, threads=threads, kernel=kernel, exit_policy=policy) as net:
         img = image if isinstance(image, _image.Image) else _image.load(image)
         c, h, w = net.input_shape
-        out = net.forward(_image.letterbox(img, w, h)).ravel()
+        x = _image.letterbox(img, w, h)
+        if c == 1:
+            x = x.mean(axis=0, keepdims=True, dtype=np.float32)
+        out = net.forward(x).ravel()
+        exit_ = net.last_exit if net.exits else None
     labels = read_names(names) if names else None
     order = sorted(range(out.size), key=lambda i: -out[i])[:top]
     return [(i, labels[i] if labels and i < len(labels) else f"class_{i}", float(out[i]))
-            for i in order]
+            for i in order], exit_
+
+
+def classify(image, cfg, weights, names=None, top=5, threads=1, kernel=None, policy=None):
+    """[(class_id, label, prob)] of the top classes for one image."""
+    return classify_result(image, cfg, weights, names, top, threads, kernel, policy)[0]
 
 
 def default_out_path(image_path, several):

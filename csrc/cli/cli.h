@@ -11,7 +11,7 @@ typedef struct {
     int n_pos;
     float thresh, nms;
     int json, threads, runs, top;
-    const char *kernel, *names;
+    const char *kernel, *names, *policy;
 } cli_args;
 
 /* Parses argv after the command name; returns 0, or prints why and returns -1. */
@@ -34,5 +34,7 @@ int cmd_detect(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+/* The exits of a network with [exit] layers, and each path's MACs (info). */
+void cli_print_exits(mdfi_net *net);
 
 #endif

@@ -139,8 +139,20 @@ int cmd_classify(int argc, char **argv)
             printf("%5.2f%%: %s\n", out[idx[k]] * 100, name);
         }
     }
-    if (r.a.json)
+    mdfi_exit_result ex;
+    const int exits = mdfi_net_num_exits(r.net) > 0 &&
+                      mdfi_net_exit_result(r.net, &ex) == MDFI_OK;
+    if (r.a.json && exits)
+        printf("], \"exit\": %d, \"exit_layer\": %d, \"entropy\": %.6g, \"macs\": %.0f}\n",
+               ex.exit, ex.layer, (double)ex.entropy, ex.macs);
+    else if (r.a.json)
         printf("]}\n");
+    else if (exits && ex.exit >= 0)
+        printf("exit %d (layer %d, policy %s): entropy %.4f, %.3f M MACs\n", ex.exit, ex.layer,
+               mdfi_net_exit_policy(r.net), (double)ex.entropy, ex.macs / 1e6);
+    else if (exits)
+        printf("main path end (policy %s): %.3f M MACs\n", mdfi_net_exit_policy(r.net),
+               ex.macs / 1e6);
     free(idx);
     return finish(&r, 0);
 }

@@ -67,6 +67,33 @@ int cmd_info(int argc, char **argv)
            "arena, kernel %s%s\n", mdfi_net_num_layers(net), total / 1e9,
            mdfi_net_weight_bytes(net) / 1048576.0, mdfi_net_arena_bytes(net) / 1048576.0,
            mdfi_net_kernel_name(net), mdfi_net_is_fixed(net) ? ", fixed point" : "");
+    cli_print_exits(net);
     mdfi_net_free(net);
     return 0;
+}
+
+void cli_print_exits(mdfi_net *net)
+{
+    const int n = mdfi_net_num_exits(net);
+    if (!n)
+        return;
+    const double main_macs = mdfi_net_main_macs(net);
+    printf("exits (policy %s): main path %.3f M MACs\n", mdfi_net_exit_policy(net),
+           main_macs / 1e6);
+    for (int k = 0; k < n; ++k) {
+        mdfi_exit_info e;
+        mdfi_net_exit_info(net, k, &e);
+        printf("  exit %d: layer %d, from %d, branch %d..%d, threshold %.4g", k, e.layer,
+               e.from_layer, e.first, e.last, (double)e.threshold);
+        if (e.entropy_predictor)
+            printf(", entropy predictor (gate %.4g)", (double)e.entropy_gate);
+        if (e.exit_predictor)
+            printf(", exit predictor (gate %.4g)", (double)e.exit_gate);
+        printf("\n          path %.3f M MACs (%.1f%% of main): branch %.3f M",
+               e.path_macs / 1e6, main_macs > 0 ? 100 * e.path_macs / main_macs : 0.0,
+               e.branch_macs / 1e6);
+        if (e.entropy_predictor || e.exit_predictor)
+            printf(", predictor %.4f M", e.predictor_macs / 1e6);
+        printf("\n");
+    }
 }

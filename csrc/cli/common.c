@@ -49,12 +49,13 @@ int cli_parse(int argc, char **argv, cli_args *a)
         } else if (!strcmp(o, "--top")) {
             if (number(o, v, 1, 100000, &d)) return -1;
             a->top = (int)d, ++i;
-        } else if (!strcmp(o, "--kernel") || !strcmp(o, "--names")) {
+        } else if (!strcmp(o, "--kernel") || !strcmp(o, "--names") || !strcmp(o, "--policy")) {
             if (!v) {
                 fprintf(stderr, "mdfi: %s needs a value\n", o);
                 return -1;
             }
-            *(!strcmp(o, "--kernel") ? &a->kernel : &a->names) = v;
+            *(!strcmp(o, "--kernel") ? &a->kernel : !strcmp(o, "--names") ? &a->names
+                                                                        : &a->policy) = v;
             ++i;
         } else if (o[0] == '-' && o[1] == '-') {
             fprintf(stderr, "mdfi: unknown option %s\n", o);
@@ -103,6 +104,8 @@ mdfi_net *cli_open_net(const char *cfg, const char *weights, const cli_args *a)
         st = mdfi_net_set_kernel(net, a->kernel);
     if (st == MDFI_OK)
         st = mdfi_net_prepare(net);
+    if (st == MDFI_OK && a->policy)
+        st = mdfi_net_set_exit_policy(net, a->policy);
     if (st != MDFI_OK) {
         fprintf(stderr, "mdfi: error: %s\n", mdfi_net_last_error(net));
         mdfi_net_free(net);
@@ -123,18 +126,23 @@ float *cli_load_input(mdfi_net *net, const char *path, mdfi_image *img)
         fprintf(stderr, "mdfi: error: %s\n", err.msg);
         return NULL;
     }
-    if (s.c != 3) {
-        fprintf(stderr, "mdfi: error: the network takes %d channels; images give 3\n", s.c);
+    if (s.c != 3 && s.c != 1) {
+        fprintf(stderr, "mdfi: error: the network takes %d channels; images give 3 (or 1: "
+                "grey)\n", s.c);
         mdfi_image_free(img);
         return NULL;
     }
-    float *in = malloc(mdfi_net_input_size(net) * sizeof *in);
+    const size_t plane = (size_t)s.w * (size_t)s.h;
+    float *in = malloc(3 * plane * sizeof *in);
     if (!in || mdfi_letterbox(img, s.w, s.h, in, &err) != MDFI_OK) {
         fprintf(stderr, "mdfi: error: %s\n", in ? err.msg : "out of memory");
         free(in);
         mdfi_image_free(img);
         return NULL;
     }
+    /* a grey network reads the mean of the letterboxed channels (as mdfi.classify) */
+    for (size_t i = 0; s.c == 1 && i < plane; ++i)
+        in[i] = (in[i] + in[plane + i] + in[2 * plane + i]) / 3.f;
     return in;
 }
 

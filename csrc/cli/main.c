@@ -13,7 +13,8 @@ static void usage(FILE *f)
             "  mdfi classify CFG WEIGHTS IMAGE [--top 5] [--names FILE] [--json]\n"
             "  mdfi info CFG [WEIGHTS]\n"
             "  mdfi bench CFG [WEIGHTS] [--runs 10]\n"
-            "common options: --threads N, --kernel ref|avx2|avx512|neon|auto\n"
+            "common options: --threads N, --kernel ref|avx2|avx512|neon|auto,\n"
+            "  --policy none|all|branchy|entropy-predictor|exit-predictor (early exits)\n"
             "images: JPEG or binary PNM (P5/P6).  MDFI_KERNEL, MDFI_BINARY_KERNEL and\n"
             "MDFI_BINARY_FUSE=0|1|auto set the kernel paths and binary fusion.\n");
 }

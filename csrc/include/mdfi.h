@@ -120,8 +120,43 @@ mdfi_status mdfi_net_layer_info(const mdfi_net *net, int index, mdfi_layer_info 
  * stay live: the last layer and every [yolo] layer. */
 mdfi_status mdfi_net_layer_output(const mdfi_net *net, int index,
                                   const float **data, size_t *count);
-/* The net's output: the last layer. */
+/* The net's output: the last layer, or the branch classifier of the exit
+ * the last forward took. */
 mdfi_status mdfi_net_output(const mdfi_net *net, const float **data, size_t *count);
+
+/* ---- early exits (docs/early-exit.md) ------------------------------------------
+ * A cfg with [exit] sections: side branches ending in a classifier, with
+ * light predictors deciding whether a branch runs.  The policy and the
+ * thresholds may change between forwards, without reloading. */
+int mdfi_net_num_exits(const mdfi_net *net);
+/* "none", "all", "branchy", "entropy-predictor" or "exit-predictor"; a policy
+ * needing a predictor some exit lacks is MDFI_ERR_UNSUPPORTED. */
+mdfi_status mdfi_net_set_exit_policy(mdfi_net *net, const char *policy);
+const char *mdfi_net_exit_policy(const mdfi_net *net);
+/* Exit k's threshold (0, 1] and gates [0, 1]; a negative value keeps one. */
+mdfi_status mdfi_net_set_exit_thresholds(mdfi_net *net, int k, float threshold,
+                                         float entropy_gate, float exit_gate);
+typedef struct {
+    int layer;            /* the [exit] section's layer */
+    int from_layer;       /* the branch point */
+    int first, last;      /* the branch's layers; last is its [softmax] */
+    float threshold, entropy_gate, exit_gate;
+    int entropy_predictor, exit_predictor;    /* 1 if the exit has it */
+    double branch_macs;   /* the branch's layers */
+    double predictor_macs;   /* one predictor run, pooling included */
+    double path_macs;     /* the main path up to the exit, plus the branch */
+} mdfi_exit_info;
+mdfi_status mdfi_net_exit_info(const mdfi_net *net, int k, mdfi_exit_info *info);
+/* The main path's multiply-accumulates (policy none). */
+double mdfi_net_main_macs(const mdfi_net *net);
+typedef struct {
+    int exit;             /* the exit that fired, -1: none (the main path's end) */
+    int layer;            /* the layer holding the result (mdfi_net_output) */
+    float entropy;        /* its normalized entropy; -1 if it is not a classifier */
+    double macs;          /* multiply-accumulates this forward spent */
+} mdfi_exit_result;
+/* After a forward that completed (any network). */
+mdfi_status mdfi_net_exit_result(const mdfi_net *net, mdfi_exit_result *r);
 
 /* Warnings collected while parsing (unused keys...), one per line; "" if none. */
 const char *mdfi_net_warnings(const mdfi_net *net);

@@ -94,6 +94,7 @@ typedef struct {
 #define MDFI_KIND_ALIAS 8u     /* identity: its output is in[0]'s buffer (dropout) */
 #define MDFI_KIND_MAXPOOL 16u  /* a max pool a conv may compute in bands, and that runs on bits */
 #define MDFI_KIND_CONV 32u     /* a spatial convolution (may be fused with a maxpool reader) */
+#define MDFI_KIND_EXIT 64u     /* an early exit: its spec is mdfi_exit_spec (layers/exit.h) */
 
 typedef struct {
     const char *name;

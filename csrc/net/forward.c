@@ -2,35 +2,88 @@
  * later call resumes (early exits need both), and reading the outputs. */
 #include <time.h>
 
+#include "layers/exit.h"
 #include "net/net.h"
 
-/* Layers [from, to] of the current run. */
-static void run_layers(mdfi_net *net, int from, int to)
+/* Runs layer i (and the maxpool a fused conv stands for). */
+static void run_one(mdfi_net *net, int i)
 {
     const float *input = net->input;
+    const mdfi_layer *l = &net->layers[i];
+    mdfi_run_ctx ctx;
+    for (int k = 0; k < l->n_in; ++k) {
+        int src = l->in[k];
+        /* NULL: an alias of the caller's input (dropout first) */
+        ctx.in[k] = src < 0 || !net->out[src] ? input : net->out[src];
+        ctx.in_n[k] = src < 0 ? mdfi_net_input_size(net) : mdfi_layer_outputs(&net->layers[src]);
+    }
+    /* a fused conv writes its maxpool's output and stands for both */
+    ctx.out = net->out[i + l->fused] ? net->out[i + l->fused] : (float *)ctx.in[0];
+    ctx.scratch = net->scratch;
+    ctx.pool = net->pool;
+    if (net->profile) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        l->run->forward(l, &ctx);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        net->layer_ms[i] = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+                           (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    } else {
+        l->run->forward(l, &ctx);
+    }
+    for (int j = i; j <= i + l->fused; ++j) {
+        net->ran_in[j] = net->run_id;
+        net->macs += net->layers[j].flops / 2;
+    }
+}
+
+/* After an [exit] ran: its predictors' cost, and whether its branch runs. */
+static int branch_runs(mdfi_net *net, const mdfi_layer *l)
+{
+    const mdfi_exit_spec *sp = l->spec;
+    const float *v = net->out[l->index];
+    for (int k = 0; k < MDFI_PREDICTORS; ++k)
+        if (sp->has[k] && (sp->run >> k & 1u))
+            net->macs += sp->predictor_macs;
+    switch (net->policy) {
+    case MDFI_POLICY_ENTROPY:
+        return v[MDFI_PRED_ENTROPY] < sp->gate[MDFI_PRED_ENTROPY];
+    case MDFI_POLICY_EXIT:
+        return v[MDFI_PRED_EXIT] > sp->gate[MDFI_PRED_EXIT];
+    default:
+        return 1;   /* all, branchy (none never runs an [exit]) */
+    }
+}
+
+/* After branch k's classifier ran: whether its exit fires. */
+static int exit_fires(const mdfi_net *net, int k, int i)
+{
+    if (net->policy == MDFI_POLICY_ALL)
+        return 0;
+    const mdfi_exit_spec *sp = net->layers[net->exits[k]].spec;
+    const float h = mdfi_exit_entropy(net->out[i], (int)mdfi_layer_outputs(&net->layers[i]));
+    return h < sp->threshold;
+}
+
+/* Layers [from, to] of the current run, taking the exits the policy says. */
+static void run_layers(mdfi_net *net, int from, int to)
+{
     for (int i = from; i <= to; ++i) {
         const mdfi_layer *l = &net->layers[i];
-        mdfi_run_ctx ctx;
-        for (int k = 0; k < l->n_in; ++k) {
-            int src = l->in[k];
-            /* NULL: an alias of the caller's input (dropout first) */
-            ctx.in[k] = src < 0 || !net->out[src] ? input : net->out[src];
-            ctx.in_n[k] = src < 0 ? mdfi_net_input_size(net)
-                                  : mdfi_layer_outputs(&net->layers[src]);
+        const int is_exit = mdfi_layer_has_kind(l, MDFI_KIND_EXIT);
+        if (is_exit && net->policy == MDFI_POLICY_NONE) {
+            i += ((const mdfi_exit_spec *)l->spec)->layers;   /* not even the predictors */
+            net->done = i + 1;
+            continue;
         }
-        /* a fused conv writes its maxpool's output and stands for both */
-        ctx.out = net->out[i + l->fused] ? net->out[i + l->fused] : (float *)ctx.in[0];
-        ctx.scratch = net->scratch;
-        ctx.pool = net->pool;
-        if (net->profile) {
-            struct timespec t0, t1;
-            clock_gettime(CLOCK_MONOTONIC, &t0);
-            l->run->forward(l, &ctx);
-            clock_gettime(CLOCK_MONOTONIC, &t1);
-            net->layer_ms[i] = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
-                               (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-        } else {
-            l->run->forward(l, &ctx);
+        run_one(net, i);
+        if (is_exit && !branch_runs(net, l))
+            i += ((const mdfi_exit_spec *)l->spec)->layers;
+        const int k = is_exit ? -1 : mdfi_exits_branch_end(net, i);
+        if (k >= 0 && exit_fires(net, k, i)) {
+            net->fired = k;
+            net->done = net->n;   /* nothing is left to resume */
+            return;
         }
         i += l->fused;
         net->done = i + 1;
@@ -52,6 +105,9 @@ mdfi_status mdfi_net_forward_until(mdfi_net *net, const float *input, size_t n, 
                              "layers 0..%d", last, net->n - 1);
     net->input = input;
     net->done = 0;
+    net->fired = -1;
+    net->macs = 0;
+    ++net->run_id;
     run_layers(net, 0, last < 0 ? net->n - 1 : last);
     net->ran = 1;
     return MDFI_OK;
@@ -75,6 +131,9 @@ mdfi_status mdfi_net_resume(mdfi_net *net, int last)
     if (last >= net->n)
         return mdfi_net_fail(net, MDFI_ERR_ARG, "resume until layer %d: the network has "
                              "layers 0..%d", last, net->n - 1);
+    if (net->fired >= 0)
+        return mdfi_net_fail(net, MDFI_ERR_ARG, "resume until layer %d: the forward ended at "
+                             "exit %d (layer %d)", last, net->fired, net->exits[net->fired]);
     if (last < net->done)
         return mdfi_net_fail(net, MDFI_ERR_ARG, "resume until layer %d: layers 0..%d have "
                              "run already", last, net->done - 1);
@@ -93,9 +152,13 @@ static mdfi_status readable(const mdfi_net *net, int index)
     mdfi_net *m = (mdfi_net *)net;   /* only the error message changes */
     if (!net->ran)
         return mdfi_net_fail(m, MDFI_ERR_ARG, "no forward has run yet");
-    if (index >= net->done)
+    if (index >= net->done && net->fired < 0)
         return mdfi_net_fail(m, MDFI_ERR_ARG, "layer %d has not run yet: this forward stopped "
                              "after layer %d", index, net->done - 1);
+    if (net->ran_in[index] != net->run_id)
+        return mdfi_net_fail(m, MDFI_ERR_ARG, "layer %d did not run in the last forward: %s",
+                             index, net->fired >= 0 ? "it left the network at an exit before it, "
+                             "or its branch was skipped" : "its branch was skipped");
     if (net->layers[index].fused)
         return mdfi_net_fail(m, MDFI_ERR_ARG, "layer %d is computed with the maxpool after it "
                              "and never stored; mark it as an output or set keep_outputs "
@@ -131,7 +194,9 @@ mdfi_status mdfi_net_layer_output(const mdfi_net *net, int index, const float **
 
 mdfi_status mdfi_net_output(const mdfi_net *net, const float **data, size_t *count)
 {
-    return mdfi_net_layer_output(net, net ? net->n - 1 : 0, data, count);
+    if (!net)
+        return MDFI_ERR_ARG;
+    return mdfi_net_layer_output(net, mdfi_exits_result_layer(net), data, count);
 }
 
 mdfi_status mdfi_net_layer_output_int(const mdfi_net *net, int index, const void **data,

@@ -102,9 +102,14 @@ static void free_layers(mdfi_net *net)
     }
     free(net->layers);
     free(net->marked);
+    free(net->branch);
+    free(net->exits);
+    free(net->ran_in);
     net->layers = NULL;
     net->marked = NULL;
-    net->n = 0;
+    net->branch = net->exits = NULL;
+    net->ran_in = NULL;
+    net->n = net->n_exits = 0;
 }
 
 void mdfi_net_free(mdfi_net *net)
@@ -176,7 +181,10 @@ static mdfi_status build(mdfi_net *net)
     MDFI_CHECK(parse_net_section(net, &cfg->sec[0]));
     net->layers = calloc((size_t)cfg->n_sec, sizeof *net->layers);
     net->marked = calloc((size_t)cfg->n_sec, 1);
-    if (!net->layers || !net->marked)
+    net->branch = calloc((size_t)cfg->n_sec, sizeof *net->branch);
+    net->exits = calloc((size_t)cfg->n_sec, sizeof *net->exits);
+    net->ran_in = calloc((size_t)cfg->n_sec, sizeof *net->ran_in);
+    if (!net->layers || !net->marked || !net->branch || !net->exits || !net->ran_in)
         return mdfi_net_fail(net, MDFI_ERR_NOMEM, "out of memory");
     for (int i = 0; i + 1 < cfg->n_sec; ++i) {
         mdfi_cfg_section *s = &cfg->sec[i + 1];
@@ -190,20 +198,21 @@ static mdfi_status build(mdfi_net *net)
         l->index = i;
         l->line = s->line;
         l->n_in = 1;
-        l->in[0] = i - 1;
+        l->in[0] = mdfi_exits_default_input(net, i);
         l->activation = "";
-        const mdfi_layer *prev = i ? &net->layers[i - 1] : NULL;
+        const mdfi_layer *prev = l->in[0] >= 0 ? &net->layers[l->in[0]] : NULL;
         l->in_c = prev ? prev->out_c : net->c;
         l->in_h = prev ? prev->out_h : net->h;
         l->in_w = prev ? prev->out_w : net->w;
         mdfi_parse_ctx ctx = {cfg, net->layers, i, net->c, net->h, net->w};
         MDFI_CHECK(type->parse(l, s, &ctx, &net->err));
+        MDFI_CHECK(mdfi_exits_track(net, i));
         MDFI_CHECK(mdfi_pass_select(net, s, i));
         warn_unused(net, s);
     }
     if (net->n == 0)
         return mdfi_net_fail(net, MDFI_ERR_CFG, "%s: no layers after [net]", cfg->name);
-    return MDFI_OK;
+    return mdfi_exits_check(net);
 }
 
 mdfi_status mdfi_net_load_cfg_text(mdfi_net *net, const char *text, const char *name)

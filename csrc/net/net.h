@@ -37,6 +37,16 @@ struct mdfi_net {
     const float *input;           /* the last forward's input */
     int profile;                  /* time every layer in forward */
     double *layer_ms;             /* [n] the last profiled forward's times */
+    /* early exits (docs/early-exit.md; net/exits.c) */
+    int n_exits;
+    int *exits;                   /* [n_exits] the [exit] layers, in order */
+    int *branch;                  /* [n] the [exit] whose branch holds layer i (the [exit]
+                                     itself included); -1: the main path */
+    int policy;                   /* mdfi_exit_policy_kind */
+    int fired;                    /* this forward: the exit that fired (k), or -1 */
+    double macs;                  /* this forward: multiply-accumulates spent */
+    unsigned run_id;              /* counts forwards */
+    unsigned *ran_in;             /* [n] the run_id of the forward that last ran layer i */
     /* detection workspace */
     int max_boxes, classes;
     mdfi_box *boxes, *box_scratch;
@@ -55,6 +65,24 @@ mdfi_status mdfi_net_plan(mdfi_net *net);
 /* Sizes the detection workspace from the [yolo] layers. */
 mdfi_status mdfi_net_prepare_detect(mdfi_net *net);
 void mdfi_net_free_detect(mdfi_net *net);
+/* Early exits (net/exits.c). */
+typedef enum {
+    MDFI_POLICY_NONE, MDFI_POLICY_ALL, MDFI_POLICY_BRANCHY, MDFI_POLICY_ENTROPY,
+    MDFI_POLICY_EXIT
+} mdfi_exit_policy_kind;
+/* During build, after layer i's parse: its branch, and the wiring rules. */
+mdfi_status mdfi_exits_track(mdfi_net *net, int i);
+/* After build: every branch complete and ending in a classifier. */
+mdfi_status mdfi_exits_check(mdfi_net *net);
+/* The default input of layer i: the layer before it, or the branch point
+ * after an [exit] or after a branch's last layer. */
+int mdfi_exits_default_input(const mdfi_net *net, int i);
+/* The layer holding the last forward's result: the fired exit's classifier,
+ * else the last layer. */
+int mdfi_exits_result_layer(const mdfi_net *net);
+/* Layer i is the last of a branch: the exit's index k, else -1. */
+int mdfi_exits_branch_end(const mdfi_net *net, int i);
+
 /* Error helper: formats into net->err and returns st. */
 mdfi_status mdfi_net_fail(mdfi_net *net, mdfi_status st, const char *fmt, ...) MDFI_PRINTF(3, 4);
 

@@ -226,7 +226,9 @@ mdfi_status mdfi_pass_fuse(mdfi_net *net)
         if (l->bits_out)
             l->out_bytes = 0;
         l->fused = l->bits_in = l->bits_out = 0;
-        l->keep = net->keep_outputs || net->marked[i];
+        /* the caller reads an exit's classifier and predictor values after forward */
+        l->keep = net->keep_outputs || net->marked[i] || mdfi_exits_branch_end(net, i) >= 0 ||
+                  mdfi_layer_has_kind(l, MDFI_KIND_EXIT);
     }
     fuse_pools(net);
     fuse_bits(net);
