@@ -10,10 +10,14 @@ from weights_tools.quantize.weights import WEIGHT_SCALES
 
 
 def add_arguments(p):
-    p.add_argument("--cfg", required=True, help="Darknet .cfg")
-    p.add_argument("--weights", required=True, help="Darknet float .weights")
+    p.add_argument("files", nargs="*", metavar="CFG WEIGHTS",
+                   help="the Darknet .cfg and float .weights (or --cfg and --weights)")
+    p.add_argument("--cfg", help="Darknet .cfg")
+    p.add_argument("--weights", help="Darknet float .weights")
     p.add_argument("--calib", required=True, nargs="+", metavar="IMAGES_OR_DIR",
-                   help="calibration images or folders of images (.npy: letterboxed inputs)")
+                   help="calibration images or folders of images; .npy: letterboxed inputs, "
+                        "one (C x H x W) or a batch (N x C x H x W float32, e.g. training "
+                        "images of a classifier)")
     p.add_argument("--bits", type=int, default=8, choices=(8, 16),
                    help="width of weights and activations (default 8)")
     p.add_argument("--act-bits", type=int, choices=(8, 16),
@@ -53,13 +57,30 @@ def add_arguments(p):
                    help="output prefix: writes OUT.cfg and OUT.qweights")
 
 
+def _files(args):
+    """(cfg, weights) from the positional files or --cfg / --weights."""
+    if args.files and (args.cfg or args.weights):
+        raise ValueError("give the cfg and weights either as CFG WEIGHTS or with --cfg and "
+                         "--weights, not both")
+    if args.files:
+        if len(args.files) != 2:
+            raise ValueError("expected CFG WEIGHTS, got %d file(s): %s"
+                             % (len(args.files), " ".join(args.files)))
+        return args.files
+    if not args.cfg or not args.weights:
+        raise ValueError("the cfg and the float weights are needed: CFG WEIGHTS, or --cfg and "
+                         "--weights")
+    return args.cfg, args.weights
+
+
 def run_from_args(args):
     from mdfi import errors
     check = args.check
     if check is not None and len(check) == 0:
         check = False
     try:
-        quantize(args.cfg, args.weights, args.calib, args.out, bits=args.bits, mixed=args.mixed,
+        cfg, weights = _files(args)
+        quantize(cfg, weights, args.calib, args.out, bits=args.bits, mixed=args.mixed,
                  method=args.method, head_bits=args.head_bits, mixed_budget=args.mixed_budget,
                  mixed_size=args.mixed_size,
                  check_images=check, threads=args.threads, quiet=args.quiet,
