@@ -170,10 +170,11 @@ def input_name(path):
     return str(path) if isinstance(path, BatchItem) else os.path.basename(path)
 
 
-def float_network(cfg, weights, **options):
-    """An mdfi.Network in which every layer runs: a network with [exit] layers
-    gets the policy "all" (every branch and predictor runs, no input leaves
-    early), so no layer's output is skipped or left from an earlier input."""
+def all_layers_network(cfg, weights, **options):
+    """An mdfi.Network (float or quantized) in which every layer runs: a
+    network with [exit] layers gets the policy "all" (every branch and
+    predictor runs, no input leaves early), so no layer's output is skipped
+    or left from an earlier input."""
     import mdfi
     net = mdfi.Network(cfg, weights, **options)
     if net.exits:
@@ -195,7 +196,7 @@ def calibrate(cfg, weights, paths, samples=200_000, threads=1, quiet=False, seed
     the first mean_images images (all if None)."""
     images = find_images(paths)
     rng = np.random.default_rng(seed)
-    with float_network(cfg, weights, threads=threads, keep_outputs=True) as net:
+    with all_layers_network(cfg, weights, threads=threads, keep_outputs=True) as net:
         n = len(net.layers)
         stats = [TensorStats() for _ in range(n)]
         instats = TensorStats()

@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 
-from weights_tools.calibrate import float_network, input_name, load_input
+from weights_tools.calibrate import all_layers_network, input_name, load_input
 from weights_tools.fixed_ref import FixedNet
 
 
@@ -14,11 +14,11 @@ def compare(cfg, weights, qcfg, qweights, images, engine="auto", threads=1, quie
     and the engine used ('c' or 'ref')."""
     import mdfi
     sig = None
-    with float_network(cfg, weights, threads=threads, keep_outputs=True) as fnet:
+    with all_layers_network(cfg, weights, threads=threads, keep_outputs=True) as fnet:
         qnet, used = None, engine
         if engine in ("auto", "c"):
             try:
-                qnet = float_network(qcfg, qweights, threads=threads, keep_outputs=True)
+                qnet = all_layers_network(qcfg, qweights, threads=threads, keep_outputs=True)
                 used = "c"
             except mdfi.MdfiError:
                 if engine == "c":
@@ -98,8 +98,8 @@ def exit_agreement(fnet, qnet, inputs, policies=EXIT_POLICIES):
 def compare_exits(cfg, weights, qcfg, qweights, images, threads=1):
     """exit_agreement of the float and the quantized files (C engine) over
     calibration-style inputs (paths or BatchItems); [] without exits."""
-    with float_network(cfg, weights, threads=threads) as fnet, \
-            float_network(qcfg, qweights, threads=threads) as qnet:
+    with all_layers_network(cfg, weights, threads=threads) as fnet, \
+            all_layers_network(qcfg, qweights, threads=threads) as qnet:
         if not fnet.exits:
             return []
         xs = [load_input(p, fnet.input_shape) for p in images]
