@@ -195,8 +195,8 @@ def load_fashion_mnist(path=None, train=True):
         x_train, y_train = np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64)
     return Dataset("fashion-mnist", scale(x_train), y_train, scale(x_test), y_test,
                    list(FASHION_MNIST_CLASSES),
-                   "Fashion-MNIST's official split: train-* train (%d), t10k-* test (%d), from %s"
-                   % (len(y_train), len(y_test), directory))
+                   "Fashion-MNIST's official split: train-* train (%s), t10k-* test (%d), from %s"
+                   % (len(y_train) if train else "not read", len(y_test), directory))
 
 
 # ----------------------------------------------------------------------------- mlxtend, sklearn
@@ -320,8 +320,8 @@ def load_cifar10(path, train=True):
     if not names or len(names) != 10:
         names = list(CIFAR10_CLASSES)
     return Dataset("cifar10", scale(x_train), y_train, scale(x_test), y_test, names,
-                   "CIFAR-10's official split: data_batch_1..5 train (%d), test_batch test (%d)"
-                   % (len(y_train), len(y_test)))
+                   "CIFAR-10's official split: data_batch_1..5 train (%s), test_batch test (%d)"
+                   % (len(y_train) if train else "not read", len(y_test)))
 
 
 # ----------------------------------------------------------------------------- by name
