@@ -300,18 +300,22 @@ def print_rows(rows, out=sys.stdout):
 
 # ----------------------------------------------------------------------------- the command line
 
+def _macs(v):
+    return f"{v / 1e6:.3f} M MACs" if v >= 1e5 else f"{v:.0f} MACs"
+
+
 def _print_result(cfg, r):
     print(f"{cfg} on {r['dataset']} (test split, {r['n']} images): {r['split_rule']}")
     line = (f"accuracy {100 * r['accuracy']:.2f} %, {r['ms_per_image']:.3f} ms/image "
             f"({r['threads']} thread{'s' if r['threads'] != 1 else ''}, kernel {r['kernel']}), "
-            f"{r['macs_per_image'] / 1e6:.3f} M MACs/image")
+            f"{_macs(r['macs_per_image'])}/image")
     if r.get("exits") is None:
         print(line)
         return
     b = r["none"]
     print(f"policy {r['policy']}: {line}")
     print(f"policy none: accuracy {100 * b['accuracy']:.2f} %, {b['ms_per_image']:.3f} ms/image, "
-          f"{b['macs_per_image'] / 1e6:.3f} M MACs/image")
+          f"{_macs(b['macs_per_image'])}/image")
     print(f"speed-up against none: {r['speedup_vs_none']:.2f}x (median time per image)")
     for e in r["exits"]:
         acc = "-" if e["accuracy"] is None else f"{100 * e['accuracy']:.2f} %"

@@ -396,3 +396,87 @@ def test_index_recheck_passes_and_fails_on_an_altered_claim(tmp_path):
     assert not out["ok"] and [r["figure"] for r in out["rows"] if not r["ok"]] == ["accuracy"]
     res = run_cli("--index", altered, "--name", "nope")
     assert res.returncode == 1 and "no model named 'nope'" in res.stderr
+
+
+# ----------------------------------------------------------------------------- a real exit network
+
+def tiny_exit_model(tmp_path):
+    """1x8x8 input (digits' shape); conv (3 filters) -> maxpool (the branch point) -> [exit]
+    with an exit predictor (no hidden layer) -> branch: connected 4, softmax;
+    main: connected 4, softmax.  Random weights."""
+    cfg = ("[net]\nwidth=8\nheight=8\nchannels=1\n"
+           "[convolutional]\nfilters=3\nsize=3\nstride=1\npad=1\nactivation=relu\n"
+           "[maxpool]\nsize=2\nstride=2\n"
+           "[exit]\nlayers=2\nthreshold=0.1\npredictors=exit\nexit_gate=0.4\n"
+           "[connected]\noutput=4\nactivation=linear\n[softmax]\n"
+           "[connected]\noutput=4\nactivation=linear\n[softmax]\n")
+    rng = np.random.default_rng(5)
+    arrays = [rng.normal(0, 1, n).astype(np.float32) for n in
+              (3, 3 * 9,          # conv: biases, weights
+               1, 3,              # exit predictor: b, W (D = 3 channels x 1 x 1)
+               4, 4 * 48,         # branch connected (3 x 4 x 4 inputs)
+               4, 4 * 48)]        # main connected
+    (tmp_path / "x.cfg").write_text(cfg)
+    (tmp_path / "x.weights").write_bytes(
+        (0).to_bytes(4, "little") + (2).to_bytes(4, "little") + bytes(12)
+        + b"".join(a.tobytes() for a in arrays))
+    return tmp_path / "x.cfg", tmp_path / "x.weights"
+
+
+def test_evaluate_a_real_exit_network(tmp_path):
+    cfg, weights = tiny_exit_model(tmp_path)
+    x = np.random.default_rng(6).random((40, 1, 8, 8), dtype=np.float32)
+    with mdfi.Network(cfg, weights) as net:
+        if not hasattr(net, "exits"):
+            pytest.skip("this build's Network has no early exits")
+        assert net.exit_policy == "branchy" and len(net.exits) == 1
+        # what each policy does, image by image, asked directly
+        seen = {}
+        for policy in ("none", "branchy"):
+            net.exit_policy = policy
+            seen[policy] = [(int(np.argmax(net.forward(xi))), net.last_exit.exit,
+                             net.last_exit.macs) for xi in x]
+        net.exit_policy = "branchy"
+        none_pred = np.array([p for p, _, _ in seen["none"]])
+        y = np.where(np.arange(40) < 20, none_pred, (none_pred + 1) % 4)
+        data = datasets.Dataset("toy", x[:0], y[:0], x, y, list("abcd"), "toy")
+        r = ev.evaluate(net, data)
+        took = np.array([k for _, k, _ in seen["branchy"]])
+        assert 0 < (took == 0).sum() < 40, "the toy should exit on some images only"
+        assert r["policy"] == "branchy" and net.exit_policy == "branchy"
+        assert r["none"]["accuracy"] == 0.5
+        assert r["none"]["macs_per_image"] == net.main_macs == r["main_macs"]
+        assert r["macs_per_image"] == pytest.approx(np.mean([m for _, _, m in seen["branchy"]]))
+        pred = np.array([p for p, _, _ in seen["branchy"]])
+        assert r["accuracy"] == np.mean(pred == y)
+        e0, main = r["exits"]
+        assert (e0["layer"], main["layer"]) == (2, 6)
+        assert e0["share"] == np.mean(took == 0) and e0["n"] + main["n"] == 40
+        assert e0["accuracy"] == np.mean(pred[took == 0] == y[took == 0])
+        assert r["speedup_vs_none"] > 0
+        # thresholds from the command line's form; the exit predictor's policy
+        ev.set_thresholds(net, threshold="0.25", exit_gate="0.0")
+        assert (net.exits[0].threshold, net.exits[0].exit_gate) == (0.25, 0.0)
+        r = ev.evaluate(net, data, policy="exit-predictor", limit=10)
+        assert r["policy"] == "exit-predictor" and r["n"] == 10
+        with pytest.raises(mdfi.MdfiError, match="entropy"):
+            ev.evaluate(net, data, policy="entropy-predictor")
+
+
+def test_cli_on_an_exit_network(tmp_path, capsys):
+    cfg, weights = tiny_exit_model(tmp_path)
+    with mdfi.Network(cfg, weights) as net:
+        if not hasattr(net, "exits"):
+            pytest.skip("this build's Network has no early exits")
+    args = [str(cfg), str(weights), "--dataset", "digits", "--limit", "30"]
+    assert ev.main(args + ["--threshold", "0.5", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["policy"] == "branchy" and [e["name"] for e in r["exits"]] == ["exit0", "main"]
+    assert sum(e["n"] for e in r["exits"]) == 30 and r["speedup_vs_none"] > 0
+    assert ev.main(args + ["--policy", "exit-predictor", "--exit-gate", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "policy exit-predictor:" in out and "speed-up against none" in out
+    assert ev.main(args + ["--policy", "entropy-predictor"]) == 1
+    assert "entropy" in capsys.readouterr().err
+    assert ev.main(args + ["--threshold", "0.1,0.2"]) == 1
+    assert "2 values for 1 exits" in capsys.readouterr().err
