@@ -307,3 +307,29 @@ def test_header_of_the_weights_file(quantized):
     data = weights.read_bytes()
     assert struct.unpack("<iii", data[:12]) == (0, 2, 0)
     assert len(data) == 20 + 4 * sum(layer.n_params for layer in layers)
+
+
+def test_calibrate_on_a_dataset_training_split(tmp_path, capsys):
+    """--calib-dataset: a plain classifier (no exits) calibrated on 100 training
+    images of mdfi.datasets' digits keeps its float predictions on the test split."""
+    pytest.importorskip("sklearn")
+    from mdfi import datasets
+    from weights_tools.calibrate import dataset_inputs
+    models = __import__("pathlib").Path(__file__).resolve().parent.parent / "examples" / "models"
+    items = dataset_inputs("digits", 100)
+    data = datasets.load("digits")
+    assert len(items) == 100 and items[0].array.shape == (100, 1, 8, 8)
+    train = {x.tobytes() for x in data.x_train}
+    assert all(x.tobytes() in train for x in items[0].array)    # never the test split
+    out = tmp_path / "digits.q8"
+    assert tools_main(["quantize", str(models / "digits_float.cfg"),
+                       str(models / "digits_float.weights"), "--calib-dataset", "digits",
+                       "--calib-count", "100", "--check", "--quiet", "-o", str(out)]) == 0
+    assert "100 calibration images" in capsys.readouterr().out
+    with mdfi.Network(models / "digits_float.cfg", models / "digits_float.weights") as f, \
+            mdfi.Network(str(out) + ".cfg", str(out) + ".qweights") as q:
+        same = np.mean([np.argmax(f.forward(x)) == np.argmax(q.forward(x)) for x in data.x_test])
+    assert same >= 0.97, same
+    assert tools_main(["quantize", str(models / "digits_float.cfg"),
+                       str(models / "digits_float.weights"), "-o", str(out)]) == 1
+    assert "give --calib or --calib-dataset" in capsys.readouterr().err

@@ -25,9 +25,11 @@ class CalibrationError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class BatchItem:
-    """Input `index` of a .npy batch (N x C x H x W)."""
+    """Input `index` of a .npy batch (N x C x H x W), or of `array` when the
+    batch is in memory (a dataset's training split; `path` names it)."""
     path: str
     index: int
+    array: np.ndarray = dataclasses.field(default=None, compare=False, repr=False)
 
     def __str__(self):
         return "%s[%d]" % (os.path.basename(self.path), self.index)
@@ -84,7 +86,7 @@ def load_input(path, shape):
     from mdfi.image import letterbox, load
     c, h, w = shape
     if isinstance(path, BatchItem):
-        x = np.load(path.path, mmap_mode="r")
+        x = path.array if path.array is not None else np.load(path.path, mmap_mode="r")
         if x.shape[1:] != tuple(shape):
             raise CalibrationError("%s: inputs of shape %s are not the network's %s"
                                    % (path.path, x.shape[1:], tuple(shape)))
@@ -163,6 +165,23 @@ def pre_activation(y, act):
     if act == "leaky":
         return np.where(y >= 0, y, y * np.float32(10))
     return y
+
+
+def dataset_inputs(name, count=500, path=None):
+    """`count` inputs of mdfi.datasets' dataset `name`, from its training split
+    only (the test split is never calibrated on), spread evenly over it: a
+    BatchItem each.  path: the dataset's files where the loader needs them."""
+    from mdfi import datasets
+    try:
+        data = datasets.load(name, path)
+    except datasets.DatasetError as exc:
+        raise CalibrationError("--calib-dataset %s: %s" % (name, exc)) from None
+    n = len(data.x_train)
+    if count < 1:
+        raise CalibrationError("--calib-count must be at least 1, not %d" % count)
+    picked = np.unique(np.linspace(0, n - 1, min(count, n)).round().astype(np.int64))
+    x = np.ascontiguousarray(data.x_train[picked], dtype=np.float32)
+    return [BatchItem("%s-train" % name, k, x) for k in range(len(x))]
 
 
 def input_name(path):

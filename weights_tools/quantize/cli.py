@@ -2,7 +2,7 @@
 import sys
 
 from weights_tools import qweights as qwf
-from weights_tools.calibrate import CalibrationError
+from weights_tools.calibrate import CalibrationError, dataset_inputs
 from weights_tools.darknet_cfg import CfgError
 from weights_tools.quantize.formats import RangeOverflowError
 from weights_tools.quantize.run import quantize
@@ -14,7 +14,16 @@ def add_arguments(p):
                    help="the Darknet .cfg and float .weights (or --cfg and --weights)")
     p.add_argument("--cfg", help="Darknet .cfg")
     p.add_argument("--weights", help="Darknet float .weights")
-    p.add_argument("--calib", required=True, nargs="+", metavar="IMAGES_OR_DIR",
+    p.add_argument("--calib-dataset", metavar="NAME",
+                   help="calibrate on the training split of an mdfi.datasets dataset "
+                        "(fashion-mnist, mnist, digits, cifar10), beside or instead of --calib")
+    p.add_argument("--calib-count", type=int, default=500,
+                   help="with --calib-dataset: this many training images, spread over the "
+                        "split (500)")
+    p.add_argument("--dataset-path", metavar="PATH",
+                   help="with --calib-dataset: the IDX directory (fashion-mnist) or the "
+                        "tarball (cifar10)")
+    p.add_argument("--calib", nargs="+", metavar="IMAGES_OR_DIR",
                    help="calibration images or folders of images; .npy: letterboxed inputs, "
                         "one (C x H x W) or a batch (N x C x H x W float32, e.g. training "
                         "images of a classifier)")
@@ -80,7 +89,12 @@ def run_from_args(args):
         check = False
     try:
         cfg, weights = _files(args)
-        quantize(cfg, weights, args.calib, args.out, bits=args.bits, mixed=args.mixed,
+        calib = list(args.calib or [])
+        if args.calib_dataset:
+            calib += dataset_inputs(args.calib_dataset, args.calib_count, args.dataset_path)
+        if not calib:
+            raise ValueError("no calibration inputs: give --calib or --calib-dataset")
+        quantize(cfg, weights, calib, args.out, bits=args.bits, mixed=args.mixed,
                  method=args.method, head_bits=args.head_bits, mixed_budget=args.mixed_budget,
                  mixed_size=args.mixed_size,
                  check_images=check, threads=args.threads, quiet=args.quiet,
