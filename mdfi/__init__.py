@@ -7,7 +7,7 @@ one place the version is written.
 """
 import importlib
 
-from .errors import (ArgumentError, CfgError, ImageError, MdfiError, MdfiIOError,
+from .errors import (ArgumentError, CfgError, DatasetError, ImageError, MdfiError, MdfiIOError,
                      ModelFetchError, OutOfMemoryError, ShapeError, UnsupportedError,
                      WeightsError)
 
@@ -39,6 +39,6 @@ def __getattr__(name):
 
 
 __all__ = [
-    "ArgumentError", "CfgError", "ImageError", "MdfiError", "MdfiIOError", "ModelFetchError",
+    "ArgumentError", "CfgError", "DatasetError", "ImageError", "MdfiError", "MdfiIOError", "ModelFetchError",
     "OutOfMemoryError", "ShapeError", "UnsupportedError", "WeightsError", *_LAZY,
 ]

@@ -43,3 +43,8 @@ class ArgumentError(MdfiError, ValueError):
 
 class OutOfMemoryError(MdfiError, MemoryError):
     """The C core could not allocate memory."""
+
+
+class DatasetError(MdfiError, ValueError):
+    """A dataset that cannot be loaded: not installed, missing package, malformed
+    file.  The message says how to get the data."""

@@ -43,8 +43,9 @@ KINDS = (
     # squeeze-and-excitation (AlexeyAB's darknet): no weights
     Kind("scale_channels", c=True, torch=True),   # C has fixed point too; not the quantizer
     # an early exit (docs/early-exit.md): its predictors' arrays; C runs it in
-    # float and fixed point; weights_tools.torch.Exit
-    Kind("exit", params=True, head=True, c=True, torch=True),
+    # float and fixed point, where it is a head (float output from its input's
+    # integers, no fixed_* keys; the predictors stay float32)
+    Kind("exit", params=True, head=True, fixed=True, c=True, torch=True),
 )
 NET_NAMES = ("net", "network")   # the [net] section: not a layer
 

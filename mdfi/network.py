@@ -172,6 +172,10 @@ class Network:
         self.layers = [self._layer_info(i) for i in range(lib.mdfi_net_num_layers(self._net))]
         self.is_fixed = bool(lib.mdfi_net_is_fixed(self._net))
         self._ran = False
+        self._has_exits = lib.mdfi_net_num_exits(self._net) > 0
+        self._result = ffi.new("mdfi_exit_result *")
+        self._data = ffi.new("const float **")
+        self._count = ffi.new("size_t *")
 
     # -- lifetime --------------------------------------------------------------
     def close(self):
@@ -279,8 +283,17 @@ class Network:
     def forward(self, x):
         """Runs the network on float32 CHW input; returns the result: the last
         layer's output, or the classifier of the exit the input took."""
-        self.forward_until(x, len(self.layers) - 1)
-        return self.layer_output(self.last_exit.layer)
+        self.forward_until(x, -1)
+        last = len(self.layers) - 1
+        if self._has_exits:
+            self._call(lib.mdfi_net_exit_result(self._net, self._result))
+            last = self._result.layer
+        if self.is_fixed:
+            return self.layer_output(last)
+        # the common case without the checks of layer_output (one C call, one copy)
+        self._call(lib.mdfi_net_layer_output(self._net, last, self._data, self._count))
+        arr = np.frombuffer(ffi.buffer(self._data[0], self._count[0] * 4), np.float32).copy()
+        return arr.reshape(self.layers[last].output_shape)
 
     def forward_until(self, x, last):
         """Runs layers 0..last on float32 CHW input and stops; `resume` continues
@@ -301,6 +314,9 @@ class Network:
         return lib.mdfi_net_done(net)
 
     def _checked_input(self, x):
+        if type(x) is np.ndarray and x.dtype == np.float32 and x.shape == self.input_shape \
+                and x.flags.c_contiguous:
+            return x   # the common case, checked in one line
         x = np.asarray(x)
         if x.dtype != np.float32:
             raise errors.ShapeError(f"input must be float32, not {x.dtype}")

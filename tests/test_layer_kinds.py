@@ -72,6 +72,6 @@ def test_the_pytorch_bridge_has_a_module_and_a_builder_for_each_torch_kind():
 def test_the_fixed_point_tables_come_from_the_table():
     from weights_tools import fixed_ref
     from weights_tools.quantize import graph
-    assert set(fixed_ref.HEAD_TYPES) == {"yolo", "softmax"}
+    assert set(fixed_ref.HEAD_TYPES) == {"yolo", "softmax", "exit"}
     assert set(graph.GEMM_TYPES) == {"convolutional", "connected"}
     assert set(graph.PASS_THROUGH) == {"maxpool", "upsample", "dropout"}

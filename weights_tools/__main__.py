@@ -1,5 +1,5 @@
 """python -m weights_tools info --cfg CFG [--weights WEIGHTS]
-python -m weights_tools quantize --cfg C --weights W --calib IMAGES_OR_DIR [--bits 8] [--mixed] -o OUT
+python -m weights_tools quantize C W --calib IMAGES_OR_DIR_OR_NPY [--bits 8] [--mixed] -o OUT
 python -m weights_tools from-torch MODEL.pt -o PREFIX [--input-shape C,H,W] [--check]
 python -m weights_tools to-torch --cfg CFG [--weights WEIGHTS] -o MODEL.pt [--check]
 

@@ -123,13 +123,20 @@ def write_cfg(sections):
 @dataclass
 class Layer:
     """A cfg layer after shape inference. `params` lists the arrays the layer
-    stores in a .weights file as (name, shape), in file order."""
+    stores in a .weights file as (name, shape), in file order. `inputs` are
+    the layers it reads (-1: the network input), as the engine wires them:
+    route's layers, shortcut's previous layer and from, an [exit]'s branch
+    point, which the first layer of its branch and the first layer after the
+    branch read too. `exit` is the [exit] whose branch holds the layer (None
+    on the main path)."""
     index: int
     type: str  # canonical: 'convolutional', 'connected', 'maxpool', ...
     section: Section
     in_shape: tuple  # (c, h, w)
     out_shape: tuple
     params: list = field(default_factory=list)
+    inputs: list = field(default_factory=list)
+    exit: int = None
 
     @property
     def n_params(self):
@@ -384,7 +391,8 @@ def infer_layers(sections):
             raise sec.error("layer type [%s] is not supported" % sec.type)
         if min(out) <= 0:
             raise sec.error("output shape %s is empty" % (out,))
-        layers.append(Layer(len(layers), kind, sec, shape, out, params))
+        layers.append(Layer(len(layers), kind, sec, shape, out, params,
+                            _inputs(sec, kind, layers, resume), branch.get(index)))
         if index in branch and index + 1 in resume and kind != "softmax":
             raise sec.error("the branch of the [exit] at layer %d must end with a [softmax], "
                             "not [%s]" % (branch[index], sec.type))
@@ -413,6 +421,23 @@ def _exit(sec, layers, index, resume, branch):
     c = point.out_shape[0]
     return (point.out_shape, (len(EXIT_PREDICTORS), 1, 1),
             exit_params(o["predictors"], o["hidden"], c * o["pool"] ** 2))
+
+
+def _inputs(sec, kind, layers, resume):
+    """The layers a new layer reads (see Layer.inputs); the references were
+    checked by its shape rule."""
+    index = len(layers)
+    prev = resume.get(index, index - 1)
+    if prev >= 0 and layers[prev].type == "exit":   # the first layer of a branch
+        prev = layers[prev].inputs[0]
+    absolute = lambda v: index + v if v < 0 else v  # noqa: E731
+    if kind == "route":
+        return [absolute(v) for v in sec.get_ints("layers")]
+    if kind in ("shortcut", "scale_channels"):
+        return [prev, absolute(sec.get_int("from", 0))]
+    if kind == "exit":
+        return [absolute(sec.get_int("from", -1))]
+    return [prev]
 
 
 def layers_of(cfg):

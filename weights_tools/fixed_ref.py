@@ -9,6 +9,10 @@ below 2^53, so BLAS computes them exactly whatever its summation order.
     outs = net.forward(x)        # x: float32 [c, h, w]; one entry per layer
     outs[3].q, outs[3].fmt       # integer array and its Fmt(bits, frac)
     outs[16].value               # float32 (dequantized, or a float head's output)
+
+A network with [exit] layers runs every branch (MDFI's policy "all"): the
+branch layers are integer layers like any other, the [exit] itself is a float
+head whose predictors read its branch point's integers (docs/early-exit.md).
 """
 
 import dataclasses
@@ -20,7 +24,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from mdfi.layer_kinds import names
 from weights_tools import qweights as qwf
-from weights_tools.darknet_cfg import CfgError, infer_layers, parse_cfg
+from weights_tools.darknet_cfg import CfgError, exit_options, infer_layers, parse_cfg
 
 LEAKY_MULT = 3277     # leaky slope 3277 / 2^15 = 0.100006103515625
 LEAKY_SHIFT = 15
@@ -193,6 +197,47 @@ def softmax_head(x, groups=1, temperature=1.0):
     return out.reshape(-1, 1, 1)
 
 
+def exit_arrays(layer):
+    """(name, shape) of an [exit]'s float32 arrays in its .qweights record:
+    the .weights arrays (entropy first, then exit) under lower-case names,
+    entropy_b1, entropy_w1, entropy_b2, entropy_w2 (entropy_b, entropy_w with
+    hidden=0), and the same with exit_."""
+    return [(name.lower(), shape) for name, shape in layer.params]
+
+
+def adaptive_pool(x, p):
+    """PyTorch's adaptive_avg_pool2d of float64 [c, h, w] to [c, p, p], flat:
+    cell i of an axis of n covers [floor(i n / p), ceil((i + 1) n / p))."""
+    c, h, w = x.shape
+    out = np.empty((c, p, p), np.float64)
+    for i in range(p):
+        for j in range(p):
+            y0, y1 = i * h // p, -(-(i + 1) * h // p)
+            x0, x1 = j * w // p, -(-(j + 1) * w // p)
+            out[:, i, j] = x[:, y0:y1, x0:x1].mean(axis=(1, 2))
+    return out.ravel()
+
+
+def exit_head(x, spec):
+    """An [exit]'s output [2, 1, 1]: the entropy and exit predictors' values on
+    its branch point x (float, dequantized), -1 for one it lacks.  Computed in
+    float64; the C engine's float32 agrees to rounding."""
+    f = adaptive_pool(np.asarray(x, np.float64), spec["pool"])
+    out = np.full((2, 1, 1), -1.0, np.float32)
+    for k, name in enumerate(("entropy", "exit")):
+        if name not in spec["predictors"]:
+            continue
+        a = {n[len(name) + 1:]: v.astype(np.float64) for n, v in spec["arrays"].items()
+             if n.startswith(name + "_")}
+        if spec["hidden"]:
+            y = a["w2"].reshape(1, -1) @ np.maximum(a["w1"].reshape(spec["hidden"], -1) @ f +
+                                                    a["b1"], 0) + a["b2"]
+        else:
+            y = a["w"].reshape(1, -1) @ f + a["b"]
+        out[k] = 1.0 / (1.0 + np.exp(-y[0]))
+    return out
+
+
 # ----------------------------------------------------------------------------- the network
 
 @dataclasses.dataclass
@@ -257,12 +302,16 @@ class FixedNet:
         sec, i = layer.section, layer.index
         fm = section_formats(sec)
         kind = layer.type
-        prev = i - 1
-        spec = {"type": kind, "inputs": [prev], "out": fm.get("out")}
+        prev = layer.inputs[0]
+        spec = {"type": kind, "inputs": list(layer.inputs), "out": fm.get("out")}
         if kind in HEAD_TYPES or kind == "dropout":
             if fm:
                 raise self._err(layer, "takes no fixed_* keys")
             spec["out"] = None if kind in HEAD_TYPES else self._input_fmt(prev)
+            if kind == "exit":
+                o = exit_options(sec)
+                spec.update(pool=o["pool"], hidden=o["hidden"], predictors=o["predictors"],
+                            arrays=self._exit_arrays(layer))
             if kind == "yolo":
                 classes = sec.get_int("classes", 20)
                 n_mask = len(sec.get_ints("mask")) if "mask" in sec.options else sec.get_int("num", 1)
@@ -315,12 +364,8 @@ class FixedNet:
                 raise self._err(layer, "scale must be 1 in fixed point")
             spec.update(stride=sec.get_int("stride", 2))
         elif kind == "route":
-            refs = sec.get_ints("layers")
-            spec["inputs"] = [r + i if r < 0 else r for r in refs]
             spec.update(groups=sec.get_int("groups", 1), group_id=sec.get_int("group_id", 0))
         elif kind == "shortcut":
-            f = sec.get_int("from", 0)
-            spec["inputs"] = [prev, f + i if f < 0 else f]
             act = sec.get_str("activation", "linear")
             if act not in INT_ACTIVATIONS:
                 raise self._err(layer, "activation %s has no integer form" % act)
@@ -336,6 +381,27 @@ class FixedNet:
                 raise self._err(layer, "its input (layer %d) is float; only convolutional and "
                                 "connected layers take float input" % j)
         return spec
+
+    def _exit_arrays(self, layer):
+        """An [exit]'s predictor arrays from its kind-3 record ({} without a
+        weights file or without predictors)."""
+        want = exit_arrays(layer)
+        if self.qw is None or not want:
+            return {}
+        rec = self.qw.records.get(layer.index)
+        if not isinstance(rec, qwf.QArrays):
+            raise self._err(layer, "the quantized weights file has no arrays record for its "
+                            "predictors (%s)" % ", ".join(n for n, _ in want))
+        out = {}
+        for name, shape in want:
+            a = rec.arrays.get(name)
+            if a is None:
+                raise self._err(layer, "its arrays record lacks %s" % name)
+            if a.dtype != np.float32 or a.size != math.prod(shape):
+                raise self._err(layer, "array %s is %d %s values, needs %d float32"
+                                % (name, a.size, a.dtype, math.prod(shape)))
+            out[name] = a.reshape(shape)
+        return out
 
     # -- forward ---------------------------------------------------------------
     def operand(self, spec, src):
@@ -412,10 +478,13 @@ class FixedNet:
             return Output(f=yolo_head(x, spec["n_mask"], spec["classes"]))
         if kind == "softmax":
             return Output(f=softmax_head(x, spec["groups"], spec["temperature"]))
+        if kind == "exit":
+            return Output(f=exit_head(x, spec))
         raise AssertionError(kind)
 
     def forward(self, x):
-        """Every layer's Output for a float32 [c, h, w] input."""
+        """Every layer's Output for a float32 [c, h, w] input (every branch
+        runs: MDFI's exit policy "all")."""
         x = np.asarray(x, dtype=np.float32)
         outs = []
         netin = Output(f=x)

@@ -167,33 +167,11 @@ static mdfi_status alloc_state(mdfi_layer *l, mdfi_errbuf *err)
     return MDFI_OK;
 }
 
-static mdfi_status float_load(mdfi_layer *l, mdfi_params *src, mdfi_errbuf *err)
-{
-    const mdfi_exit_spec *sp = l->spec;
-    MDFI_CHECK(alloc_state(l, err));
-    exit_state *st = l->priv;
-    const size_t d = (size_t)sp->features, h = (size_t)sp->hidden;
-    for (int k = 0; k < MDFI_PREDICTORS && src; ++k) {
-        if (!sp->has[k])
-            continue;
-        predictor *p = &st->p[k];
-        if (h) {
-            MDFI_CHECK(mdfi_params_floats(src, p->b1, h, "predictor hidden biases", err));
-            MDFI_CHECK(mdfi_params_floats(src, p->w1, h * d, "predictor hidden weights", err));
-            MDFI_CHECK(mdfi_params_floats(src, p->b2, 1, "predictor output bias", err));
-            MDFI_CHECK(mdfi_params_floats(src, p->w2, h, "predictor output weights", err));
-        } else {
-            MDFI_CHECK(mdfi_params_floats(src, p->b1, 1, "predictor bias", err));
-            MDFI_CHECK(mdfi_params_floats(src, p->w1, d, "predictor weights", err));
-        }
-    }
-    return MDFI_OK;
-}
-
-/* .qweights: one kind-3 record of float32 arrays named entropy_b1, entropy_w1,
- * entropy_b2, entropy_w2 (or entropy_b, entropy_w without a hidden layer),
- * and the same for exit_. */
-static mdfi_status fixed_load(mdfi_layer *l, mdfi_params *src, mdfi_errbuf *err)
+/* The predictors' arrays in file order: from a Darknet file (float32 in
+ * order) or, with records, from the layer's kind-3 .qweights record of float32
+ * arrays named entropy_b1, entropy_w1, entropy_b2, entropy_w2 (entropy_b,
+ * entropy_w without a hidden layer), and the same for exit_. */
+static mdfi_status load_from(mdfi_layer *l, mdfi_params *src, int records, mdfi_errbuf *err)
 {
     const mdfi_exit_spec *sp = l->spec;
     MDFI_CHECK(alloc_state(l, err));
@@ -209,11 +187,22 @@ static mdfi_status fixed_load(mdfi_layer *l, mdfi_params *src, mdfi_errbuf *err)
         for (int a = 0; a < (h ? 4 : 2); ++a) {
             char name[MDFI_QW_NAME_BYTES];
             snprintf(name, sizeof name, "%s_%s", pred_names[k], arr[a].suffix);
-            MDFI_CHECK(mdfi_params_read_array(src, l->index, name, MDFI_QW_FLOAT32, arr[a].n,
-                                              arr[a].dst, err));
+            MDFI_CHECK(records ? mdfi_params_read_array(src, l->index, name, MDFI_QW_FLOAT32,
+                                                        arr[a].n, arr[a].dst, err)
+                               : mdfi_params_floats(src, arr[a].dst, arr[a].n, name, err));
         }
     }
     return MDFI_OK;
+}
+
+static mdfi_status float_load(mdfi_layer *l, mdfi_params *src, mdfi_errbuf *err)
+{
+    return load_from(l, src, 0, err);
+}
+
+static mdfi_status fixed_load(mdfi_layer *l, mdfi_params *src, mdfi_errbuf *err)
+{
+    return load_from(l, src, 1, err);
 }
 
 static mdfi_status prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_errbuf *err)

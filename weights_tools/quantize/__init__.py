@@ -1,9 +1,13 @@
 """Darknet float weights -> MDFI fixed point: formats, quantized weights, annotated cfg.
 
-    python -m weights_tools quantize --cfg C --weights W --calib IMAGES_OR_DIR
+    python -m weights_tools quantize C W --calib IMAGES_OR_DIR_OR_NPY
                                      [--bits 8] [--mixed] -o OUT
 
-writes OUT.cfg (the cfg with fixed_in/fixed_w/fixed_out keys) and OUT.qweights.
+(or --cfg C --weights W) writes OUT.cfg (the cfg with fixed_in/fixed_w/fixed_out
+keys) and OUT.qweights.  A network with [exit] layers is calibrated with every
+branch running; its branches are quantized like the main path, each [exit]
+stays a float head whose predictors are a kind-3 record of float32 arrays,
+and the run reports how often the int8 model takes the float model's exits.
 The pipeline itself is specified in docs/fixed-point.md; weights_tools/fixed_ref.py
 is its bit-exact reference.
 
@@ -54,9 +58,9 @@ from weights_tools.quantize.int8 import (INT8_CACHE_TAG, INT8_RECIPE, cached_int
                                          calibration_photos)
 from weights_tools.quantize.options import QuantizeOptions
 from weights_tools.quantize.plan import LayerPlan, make_plan
-from weights_tools.quantize.report import compare
+from weights_tools.quantize.report import ExitAgreement, compare, exit_agreement
 from weights_tools.quantize.run import quantize
 
-__all__ = ["INT8_CACHE_TAG", "INT8_RECIPE", "LayerPlan", "QuantizeOptions", "RangeOverflowError",
-           "add_arguments", "cached_int8", "calibration_photos", "compare", "gemm_macs",
-           "head_inputs", "make_plan", "quantize", "run_from_args"]
+__all__ = ["INT8_CACHE_TAG", "INT8_RECIPE", "ExitAgreement", "LayerPlan", "QuantizeOptions",
+           "RangeOverflowError", "add_arguments", "cached_int8", "calibration_photos", "compare",
+           "exit_agreement", "gemm_macs", "head_inputs", "make_plan", "quantize", "run_from_args"]

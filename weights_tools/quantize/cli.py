@@ -2,7 +2,7 @@
 import sys
 
 from weights_tools import qweights as qwf
-from weights_tools.calibrate import CalibrationError
+from weights_tools.calibrate import CalibrationError, dataset_inputs
 from weights_tools.darknet_cfg import CfgError
 from weights_tools.quantize.formats import RangeOverflowError
 from weights_tools.quantize.run import quantize
@@ -10,10 +10,23 @@ from weights_tools.quantize.weights import WEIGHT_SCALES
 
 
 def add_arguments(p):
-    p.add_argument("--cfg", required=True, help="Darknet .cfg")
-    p.add_argument("--weights", required=True, help="Darknet float .weights")
-    p.add_argument("--calib", required=True, nargs="+", metavar="IMAGES_OR_DIR",
-                   help="calibration images or folders of images (.npy: letterboxed inputs)")
+    p.add_argument("files", nargs="*", metavar="CFG WEIGHTS",
+                   help="the Darknet .cfg and float .weights (or --cfg and --weights)")
+    p.add_argument("--cfg", help="Darknet .cfg")
+    p.add_argument("--weights", help="Darknet float .weights")
+    p.add_argument("--calib-dataset", metavar="NAME",
+                   help="calibrate on the training split of an mdfi.datasets dataset "
+                        "(fashion-mnist, mnist, digits, cifar10), beside or instead of --calib")
+    p.add_argument("--calib-count", type=int, default=500,
+                   help="with --calib-dataset: this many training images, spread over the "
+                        "split (500)")
+    p.add_argument("--dataset-path", metavar="PATH",
+                   help="with --calib-dataset: the IDX directory (fashion-mnist) or the "
+                        "tarball (cifar10)")
+    p.add_argument("--calib", nargs="+", metavar="IMAGES_OR_DIR",
+                   help="calibration images or folders of images; .npy: letterboxed inputs, "
+                        "one (C x H x W) or a batch (N x C x H x W float32, e.g. training "
+                        "images of a classifier)")
     p.add_argument("--bits", type=int, default=8, choices=(8, 16),
                    help="width of weights and activations (default 8)")
     p.add_argument("--act-bits", type=int, choices=(8, 16),
@@ -53,13 +66,35 @@ def add_arguments(p):
                    help="output prefix: writes OUT.cfg and OUT.qweights")
 
 
+def _files(args):
+    """(cfg, weights) from the positional files or --cfg / --weights."""
+    if args.files and (args.cfg or args.weights):
+        raise ValueError("give the cfg and weights either as CFG WEIGHTS or with --cfg and "
+                         "--weights, not both")
+    if args.files:
+        if len(args.files) != 2:
+            raise ValueError("expected CFG WEIGHTS, got %d file(s): %s"
+                             % (len(args.files), " ".join(args.files)))
+        return args.files
+    if not args.cfg or not args.weights:
+        raise ValueError("the cfg and the float weights are needed: CFG WEIGHTS, or --cfg and "
+                         "--weights")
+    return args.cfg, args.weights
+
+
 def run_from_args(args):
     from mdfi import errors
     check = args.check
     if check is not None and len(check) == 0:
         check = False
     try:
-        quantize(args.cfg, args.weights, args.calib, args.out, bits=args.bits, mixed=args.mixed,
+        cfg, weights = _files(args)
+        calib = list(args.calib or [])
+        if args.calib_dataset:
+            calib += dataset_inputs(args.calib_dataset, args.calib_count, args.dataset_path)
+        if not calib:
+            raise ValueError("no calibration inputs: give --calib or --calib-dataset")
+        quantize(cfg, weights, calib, args.out, bits=args.bits, mixed=args.mixed,
                  method=args.method, head_bits=args.head_bits, mixed_budget=args.mixed_budget,
                  mixed_size=args.mixed_size,
                  check_images=check, threads=args.threads, quiet=args.quiet,

@@ -12,13 +12,9 @@ FIXED_TYPES = names("fixed")
 
 
 def layer_inputs(layer):
-    sec, i = layer.section, layer.index
-    if layer.type == "route":
-        return [r + i if r < 0 else r for r in sec.get_ints("layers")]
-    if layer.type == "shortcut":
-        f = sec.get_int("from", 0)
-        return [i - 1, f + i if f < 0 else f]
-    return [i - 1]
+    """The layers a layer reads (-1: the network input), from the cfg reader:
+    an [exit]'s branch and the layer after it read the branch point."""
+    return list(layer.inputs)
 
 
 def fold_bn(layer, arrays, transpose=False):
@@ -54,6 +50,8 @@ def gemm_macs(layer):
 
 def head_inputs(layers):
     """Layers whose outputs the float heads read (or the last layer): where the
-    network's accuracy is measured."""
-    heads = [layer.index - 1 for layer in layers if layer.type in HEAD_TYPES]
+    network's accuracy is measured.  An [exit] is a head too (float, it reads
+    integers) but measures nothing: its branch's [softmax] is the head there."""
+    heads = [layer.inputs[0] for layer in layers
+             if layer.type in HEAD_TYPES and layer.type != "exit"]
     return sorted(set(heads)) or [len(layers) - 1]

@@ -6,7 +6,7 @@ import tempfile
 import numpy as np
 
 from weights_tools import qweights as qwf
-from weights_tools.calibrate import load_input
+from weights_tools.calibrate import all_layers_network, load_input
 from weights_tools.darknet_cfg import net_shape
 from weights_tools.quantize.graph import GEMM_TYPES, gemm_macs, head_inputs, layer_weight_count
 from weights_tools.quantize.plan import make_plan
@@ -26,11 +26,10 @@ def choose_mixed(cfg, weights, cfg_text, sections, layers, w, cal, images, metho
     Returns ({layer: fraction of the all-8-bit output noise it removes},
     {layers that keep 8-bit weights})."""
     import tempfile
-    import mdfi
     outs = head_inputs(layers)
     xs = [load_input(p, net_shape(sections)) for p in images]
     ref = []
-    with mdfi.Network(cfg, weights, threads=threads, keep_outputs=True) as fnet:
+    with all_layers_network(cfg, weights, threads=threads, keep_outputs=True) as fnet:
         for x in xs:
             fnet.forward(x)
             ref.append([fnet.layer_output(i).astype(np.float64) for i in outs])
@@ -44,7 +43,7 @@ def choose_mixed(cfg, weights, cfg_text, sections, layers, w, cal, images, metho
             f.write(annotated_cfg(cfg_text, sections, plans, []))
         qwf.write(qpath, build_qweights(layers, plans))
         e = 0.0
-        with mdfi.Network(qcfg, qpath, threads=threads, keep_outputs=True) as qnet:
+        with all_layers_network(qcfg, qpath, threads=threads, keep_outputs=True) as qnet:
             for x, rs in zip(xs, ref):
                 qnet.forward(x)
                 for i, r in zip(outs, rs):

@@ -4,7 +4,7 @@ import dataclasses
 import numpy as np
 
 from weights_tools.darknet_cfg import CfgError
-from weights_tools.fixed_ref import HEAD_TYPES, INT_ACTIVATIONS, Fmt
+from weights_tools.fixed_ref import HEAD_TYPES, INT_ACTIVATIONS, Fmt, exit_arrays
 from weights_tools.quantize.formats import RangeOverflowError, choose_frac, frac_maxabs
 from weights_tools.quantize.graph import (FIXED_TYPES, GEMM_TYPES, PASS_THROUGH, fold_bn,
                                           gemm_macs, layer_inputs)
@@ -27,6 +27,7 @@ class LayerPlan:
     gain: float = None       # --mixed: output noise removed by raising it to 16 bits
     w_fracs: np.ndarray = None   # per-channel weight fractions (fixed_w=BITS:ch / BITS:mul)
     mults: np.ndarray = None     # per-channel multipliers (fixed_w=BITS:mul)
+    arrays: dict = None          # [exit]: its predictors' float32 arrays by .qweights name
 
     def w_key(self):
         if self.mults is not None:
@@ -139,6 +140,10 @@ def make_plan(layers, weights, calib, bits=8, method="maxabs", head_bits=16, gem
         kind = layer.type
         if kind in HEAD_TYPES:
             p.out = None
+            if kind == "exit":   # its predictors stay float (docs/early-exit.md)
+                got = weights.layers[i]
+                p.arrays = {q: np.asarray(got[name], np.float32).ravel()
+                            for (q, _), (name, _) in zip(exit_arrays(layer), layer.params)}
             continue
         srcs = [plans[j].out if j >= 0 else None for j in inputs[i]]
         st = calib.layers[i]

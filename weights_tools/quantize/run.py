@@ -14,14 +14,17 @@ from weights_tools.quantize.graph import GEMM_TYPES
 from weights_tools.quantize.mixed import choose_mixed
 from weights_tools.quantize.options import QuantizeOptions
 from weights_tools.quantize.plan import make_plan
-from weights_tools.quantize.report import compare, report_table
+from weights_tools.quantize.report import compare, compare_exits, report_table
 from weights_tools.quantize.write import annotated_cfg, build_qweights, output_paths
 
 
 def quantize(cfg, weights, calib, out, options=None, **kw):
     """Calibrates, chooses formats, writes OUT.cfg and OUT.qweights.
+    calib: images, folders or .npy inputs (one, or a batch N x C x H x W).
     options: a QuantizeOptions; keywords set its fields (quantize(..., bits=16)).
-    Returns a dict: paths, plans, per-layer SQNR."""
+    Returns a dict: paths, plans, per-layer SQNR and, for a network with
+    [exit] layers, exit_agreement: [ExitAgreement] per policy on the check
+    inputs (the C engine; [] when nothing was checked)."""
     o = dataclasses.replace(options or QuantizeOptions(), **kw).checked()
     mixed, mixed_layers, narrow_layers = o.mixed, o.mixed_layers, o.narrow_layers
     with open(cfg, "rb") as f:
@@ -97,10 +100,12 @@ def quantize(cfg, weights, calib, out, options=None, **kw):
     with open(qcfg, "w", encoding="utf-8") as f:
         f.write(text)
     size = qwf.write(qpath, qw)
-    e2e, used = None, None
+    e2e, used, agreement = None, None, []
     if o.check_images is not False:
         imgs = find_images(o.check_images) if o.check_images else images[:4]
         e2e, used = compare(cfg, weights, qcfg, qpath, imgs, o.engine, o.threads, o.quiet)
+        if used == "c" and any(layer.type == "exit" for layer in layers):
+            agreement = compare_exits(cfg, weights, qcfg, qpath, imgs, o.threads)
     if o.report:
         out_f = sys.stdout
         print("%s: %s, %s; %d calibration images; bias correction on %d layers"
@@ -110,5 +115,7 @@ def quantize(cfg, weights, calib, out, options=None, **kw):
         print("wrote %s and %s (%d bytes, %.1f%% of the float weights)%s"
               % (qcfg, qpath, size, 100.0 * size / fsize,
                  "; net SQNR from the %s engine" % used if used else ""), file=out_f)
+        for a in agreement:
+            print("exits against the float network, %s" % a, file=out_f)
     return {"cfg": qcfg, "qweights": qpath, "plans": plans, "sqnr": e2e, "engine": used,
-            "images": images}
+            "images": images, "exit_agreement": agreement}

@@ -27,6 +27,8 @@ def annotated_cfg(cfg_text, sections, plans, header):
 def build_qweights(layers, plans):
     qw = qwf.QWeights(len(layers))
     for layer, p in zip(layers, plans):
+        if p.arrays:        # an [exit]'s predictors: a kind-3 record of float32 arrays
+            qw.records[layer.index] = qwf.QArrays(layer.index, dict(p.arrays))
         if p.fin is None:
             continue
         kind = qwf.KIND_CONV if layer.type == "convolutional" else qwf.KIND_CONNECTED

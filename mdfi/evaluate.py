@@ -1,0 +1,385 @@
+"""python -m mdfi.evaluate: a classifier's accuracy, cost and speed on a test split.
+
+    python -m mdfi.evaluate CFG WEIGHTS --dataset fashion-mnist|mnist|digits|cifar10
+        [--data PATH] [--policy P] [--threshold T] [--entropy-gate G] [--exit-gate G]
+        [--threads 1] [--kernel K] [--limit N] [--repeats 1] [--json]
+    python -m mdfi.evaluate --index examples/models/index.json [--name NAME] [--json]
+
+The first form runs the network on every image of the dataset's test split
+(mdfi.datasets; --limit N: the first N) and reports:
+
+  accuracy        share of the images whose argmax is the label;
+  ms_per_image    batch 1: each image is one `net.forward(x)` call (the Python
+                  wrapper included; the input is a contiguous float32 CHW array
+                  in [0, 1] prepared beforehand), timed with time.perf_counter.
+                  Over --repeats passes each image keeps its fastest time; the
+                  figure is the median of these per-image times;
+  macs_per_image  the mean over images of the multiply-accumulates one forward
+                  spent: the network's `last_exit.macs` where it has one, else
+                  the sum of every layer's flops / 2.
+
+For a network with exits (docs/early-exit.md) it runs the chosen policy (--policy,
+default: the network's own) and `none` on the same images in the same run, image
+by image, alternating which goes first, and adds `exits` (per exit and for the
+main path's end: its layer, the share of the images that ended there and their
+accuracy), `none` (the baseline's figures) and `speedup_vs_none` = median time
+per image under `none` / median time per image under the policy.
+
+The second form re-checks the figures a model index claims (examples/models/
+index.json) and prints one row per figure; the exit status is 1 when any figure
+fails.  Tolerances: `n` exactly; an accuracy or an exit's share within 2/n (two
+test images: float sums in another order on another kernel, AVX2, AVX-512 or
+NEON, may flip an image or two near a tie); MACs per image within 1e-6
+relative, plus, for a network with exits, two images' worth of the whole
+network's MACs (two flipped exit decisions).  Times and speed-ups depend on the
+machine and are printed, never checked.
+
+This module belongs to the runtime (it imports the runtime only), so trainers and
+scripts may call `evaluate(net, data, ...)` directly.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from . import datasets, errors
+from .network import Network
+
+POLICIES = ("none", "all", "branchy", "entropy-predictor", "exit-predictor")
+TIMING = ("batch 1; per image the fastest of the passes' net.forward times (perf_counter); "
+          "median over images")
+
+
+# ----------------------------------------------------------------------------- measuring
+
+def _test_split(net, data, limit):
+    x, y = data.x_test, data.y_test
+    if limit is not None:
+        if limit < 1:
+            raise errors.ArgumentError(f"limit {limit}: give at least 1 image")
+        x, y = x[:limit], y[:limit]
+    if len(x) == 0:
+        raise errors.ArgumentError(f"{data.name}: the test split is empty")
+    if tuple(x.shape[1:]) != tuple(net.input_shape):
+        raise errors.ShapeError(f"{data.name} has images of {tuple(x.shape[1:])} (c, h, w); the "
+                                f"network takes {tuple(net.input_shape)}")
+    return np.ascontiguousarray(x, np.float32), np.asarray(y, np.int64)
+
+
+def _all_layer_macs(net):
+    return sum(layer.flops for layer in net.layers) / 2
+
+
+def _spent(net, all_macs):
+    """(exit index, MACs) of the last forward: the network's own figures where it
+    reports them (net.last_exit), else the main path's end and every layer."""
+    last = getattr(net, "last_exit", None)
+    if last is None:
+        return -1, all_macs
+    return int(last.exit), float(last.macs)
+
+
+def _run(net, x, policies, repeats):
+    """Runs every image under every policy (None: leave the network as it is),
+    `repeats` times.  Returns {policy: {pred, exit, macs, ms}}: per image the
+    prediction, the exit that fired, the MACs spent (first pass) and the
+    fastest time in milliseconds (all passes)."""
+    n, all_macs = len(x), _all_layer_macs(net)
+    runs = {p: {"pred": np.zeros(n, np.int64), "exit": np.full(n, -1, np.int64),
+                "macs": np.zeros(n), "ms": np.full(n, np.inf)} for p in policies}
+    switch = len(policies) > 1
+    for p in policies:                 # warm-up, untimed; also checks each policy is allowed
+        if p is not None:
+            net.exit_policy = p
+        net.forward(x[0])
+    clock = time.perf_counter
+    for rep in range(repeats):
+        for i in range(n):
+            xi = x[i]
+            for p in (policies if i % 2 == 0 else policies[::-1]):
+                if switch:
+                    net.exit_policy = p
+                t0 = clock()
+                probs = net.forward(xi)
+                ms = (clock() - t0) * 1e3
+                r = runs[p]
+                if ms < r["ms"][i]:
+                    r["ms"][i] = ms
+                if rep == 0:
+                    r["pred"][i] = int(np.argmax(probs))
+                    r["exit"][i], r["macs"][i] = _spent(net, all_macs)
+    return runs
+
+
+def _summary(run, y):
+    return {"accuracy": float(np.mean(run["pred"] == y)),
+            "ms_per_image": float(statistics.median(run["ms"].tolist())),
+            "macs_per_image": float(np.mean(run["macs"]))}
+
+
+def _exit_table(net, run, y):
+    """One entry per exit, then the main path's end ("main", exit -1)."""
+    n, rows = len(y), []
+    ends = [(e.index, f"exit{e.index}", e.layer) for e in net.exits]
+    ends.append((-1, "main", len(net.layers) - 1))
+    for k, name, layer in ends:
+        here = run["exit"] == k
+        count = int(here.sum())
+        rows.append({"exit": k, "name": name, "layer": int(layer), "n": count,
+                     "share": count / n,
+                     "accuracy": float(np.mean(run["pred"][here] == y[here])) if count else None})
+    return rows
+
+
+def evaluate(net, data, policy=None, limit=None, repeats=1):
+    """Accuracy, time and MACs of `net` (an mdfi.Network, or anything with its
+    forward/layers/input_shape and, for exits, its exit API) on the test split
+    of `data` (an mdfi.datasets.Dataset).  policy: for a network with exits
+    (default: the network's own policy); `none` is measured beside it.
+    limit: the first `limit` test images.  repeats: timed passes over the
+    images.  Returns the dict `python -m mdfi.evaluate --json` prints."""
+    if repeats < 1:
+        raise errors.ArgumentError(f"repeats {repeats}: give at least 1")
+    x, y = _test_split(net, data, limit)
+    exits = list(getattr(net, "exits", None) or [])
+    out = {"dataset": data.name, "split": "test", "split_rule": data.split, "n": len(y),
+           "limit": limit, "threads": getattr(net, "threads", None),
+           "kernel": getattr(net, "kernel", None), "repeats": repeats, "timing": TIMING}
+    if not exits:
+        if policy not in (None, "none"):
+            raise errors.ArgumentError(f"policy {policy!r}: the network has no exits")
+        run = _run(net, x, [None], repeats)[None]
+        out.update(_summary(run, y), policy=None)
+        return out
+    policy = policy or net.exit_policy
+    if policy not in POLICIES:
+        raise errors.ArgumentError(f"policy {policy!r}: one of {', '.join(POLICIES)}")
+    before = net.exit_policy
+    try:
+        runs = _run(net, x, [policy] if policy == "none" else [policy, "none"], repeats)
+    finally:
+        net.exit_policy = before
+    main = _summary(runs[policy], y)
+    base = _summary(runs["none"], y)
+    out.update(main, policy=policy, exits=_exit_table(net, runs[policy], y), none=base,
+               speedup_vs_none=base["ms_per_image"] / main["ms_per_image"],
+               speedup_rule="median ms per image under none / under the policy")
+    main_macs = getattr(net, "main_macs", None)
+    if main_macs is not None:
+        out["main_macs"] = float(main_macs)
+    return out
+
+
+def parse_per_exit(text, count, what):
+    """'0.3' (every exit) or '0.3,0.2,0.1' (one per exit) -> a list of count floats."""
+    try:
+        values = [float(v) for v in str(text).split(",")]
+    except ValueError:
+        raise errors.ArgumentError(f"{what} {text!r}: a number or a comma list of numbers") from None
+    if len(values) == 1:
+        values *= count
+    if len(values) != count:
+        raise errors.ArgumentError(f"{what} {text!r}: {len(values)} values for {count} exits")
+    return values
+
+
+def set_thresholds(net, threshold=None, entropy_gate=None, exit_gate=None):
+    """Overrides every exit's threshold and gates: each argument is None (keep),
+    one value for every exit, or a comma list with one value per exit."""
+    given = {k: v for k, v in (("threshold", threshold), ("entropy_gate", entropy_gate),
+                               ("exit_gate", exit_gate)) if v is not None}
+    if not given:
+        return
+    exits = list(getattr(net, "exits", None) or [])
+    if not exits:
+        raise errors.ArgumentError(f"{', '.join(given)}: the network has no exits")
+    per_exit = {k: parse_per_exit(v, len(exits), k.replace("_", "-")) for k, v in given.items()}
+    for i, e in enumerate(exits):
+        net.set_exit_thresholds(e.index, **{k: v[i] for k, v in per_exit.items()})
+
+
+# ----------------------------------------------------------------------------- the model index
+
+def _within(claim, measured, tol):
+    return measured is not None and abs(measured - claim) <= tol + 1e-12
+
+
+def _checks(claims, result, all_macs):
+    """Rows (figure, claimed, measured, tolerance, ok) for one result."""
+    n = result["n"]
+    rows = []
+    if "n" in claims:
+        rows.append(("n", claims["n"], n, 0, claims["n"] == n))
+    if "accuracy" in claims:
+        rows.append(("accuracy", claims["accuracy"], result["accuracy"], 2 / n,
+                     _within(claims["accuracy"], result["accuracy"], 2 / n)))
+    if "macs_per_image" in claims:
+        tol = 1e-6 * claims["macs_per_image"] + (2 * all_macs / n if "exits" in result else 0)
+        rows.append(("macs_per_image", claims["macs_per_image"], result["macs_per_image"], tol,
+                     _within(claims["macs_per_image"], result["macs_per_image"], tol)))
+    for i, share in enumerate(claims.get("shares", [])):
+        entries = result.get("exits") or []
+        got = entries[i]["share"] if i < len(entries) else None
+        name = entries[i]["name"] if i < len(entries) else f"end {i}"
+        rows.append((f"share {name}", share, got, 2 / n, _within(share, got, 2 / n)))
+    return rows
+
+
+def check_index(path, name=None, threads=1, kernel=None, data_paths=None, log=None):
+    """Re-checks the claims of every model in the index at `path` (or only
+    `name`).  Returns (rows, ok); a row is a dict: model, policy, figure,
+    claimed, measured, tolerance, ok (and error where nothing could be
+    measured)."""
+    try:
+        with open(path) as f:
+            index = json.load(f)
+    except (OSError, ValueError) as e:
+        raise errors.ArgumentError(f"{path}: cannot read the model index ({e})") from None
+    models = index.get("models") if isinstance(index, dict) else None
+    if not isinstance(models, list):
+        raise errors.ArgumentError(f"{path}: no \"models\" list")
+    if name is not None:
+        models = [m for m in models if m.get("name") == name]
+        if not models:
+            raise errors.ArgumentError(f"{path}: no model named {name!r}")
+    base = os.path.dirname(os.path.abspath(path))
+    data_paths = data_paths or {}
+    loaded, rows = {}, []
+    for m in models:
+        claims = m.get("claims", {})
+        per_policy = [(claims.get("policy"), claims)]
+        per_policy += sorted((p, c) for p, c in claims.get("policies", {}).items())
+        try:
+            ds = m["dataset"]
+            if ds not in loaded:
+                loaded[ds] = datasets.load(ds, data_paths.get(ds), train=False)
+            with Network(os.path.join(base, m["cfg"]), os.path.join(base, m["weights"]),
+                         threads=threads, kernel=kernel) as net:
+                all_macs = _all_layer_macs(net) + sum(
+                    getattr(e, "predictor_macs", 0) for e in (getattr(net, "exits", None) or []))
+                for policy, c in per_policy:
+                    if log:
+                        log(f"{m['name']}: {ds}" + (f", policy {policy}" if policy else ""))
+                    result = evaluate(net, loaded[ds], policy=policy)
+                    for figure, claimed, got, tol, ok in _checks(c, result, all_macs):
+                        rows.append({"model": m["name"], "policy": result["policy"],
+                                     "figure": figure, "claimed": claimed, "measured": got,
+                                     "tolerance": tol, "ok": bool(ok)})
+        except (errors.MdfiError, KeyError) as e:
+            what = f"missing key {e}" if isinstance(e, KeyError) else str(e)
+            rows.append({"model": m.get("name"), "policy": None, "figure": "(run)",
+                         "claimed": None, "measured": None, "tolerance": None, "ok": False,
+                         "error": what})
+    return rows, all(r["ok"] for r in rows) and bool(rows)
+
+
+def _fmt(v):
+    if v is None:
+        return "-"
+    if isinstance(v, float) and not float(v).is_integer():
+        return f"{v:.4f}" if abs(v) < 10 else f"{v:.6g}"
+    return f"{int(v)}" if isinstance(v, (int, float)) else str(v)
+
+
+def print_rows(rows, out=sys.stdout):
+    head = ("model", "policy", "figure", "claimed", "measured", "tolerance", "result")
+    table = [head] + [(r["model"] or "?", r["policy"] or "-", r["figure"], _fmt(r["claimed"]),
+                       _fmt(r["measured"]),
+                       "exact" if r["tolerance"] == 0 else "±" + _fmt(r["tolerance"])
+                       if r["tolerance"] is not None else "-",
+                       "pass" if r["ok"] else "FAIL" + (": " + r["error"] if "error" in r else ""))
+                      for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(head) - 1)]
+    for row in table:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1], file=out)
+
+
+# ----------------------------------------------------------------------------- the command line
+
+def _macs(v):
+    return f"{v / 1e6:.3f} M MACs" if v >= 1e5 else f"{v:.0f} MACs"
+
+
+def _print_result(cfg, r):
+    print(f"{cfg} on {r['dataset']} (test split, {r['n']} images): {r['split_rule']}")
+    line = (f"accuracy {100 * r['accuracy']:.2f} %, {r['ms_per_image']:.3f} ms/image "
+            f"({r['threads']} thread{'s' if r['threads'] != 1 else ''}, kernel {r['kernel']}), "
+            f"{_macs(r['macs_per_image'])}/image")
+    if r.get("exits") is None:
+        print(line)
+        return
+    b = r["none"]
+    print(f"policy {r['policy']}: {line}")
+    print(f"policy none: accuracy {100 * b['accuracy']:.2f} %, {b['ms_per_image']:.3f} ms/image, "
+          f"{_macs(b['macs_per_image'])}/image")
+    print(f"speed-up against none: {r['speedup_vs_none']:.2f}x (median time per image)")
+    for e in r["exits"]:
+        acc = "-" if e["accuracy"] is None else f"{100 * e['accuracy']:.2f} %"
+        print(f"  {e['name']:<6} layer {e['layer']:>3}: {100 * e['share']:6.2f} % of the images "
+              f"({e['n']}), accuracy {acc}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m mdfi.evaluate", description=__doc__.split("\n")[0],
+                                epilog="See the module's doc string for what each figure means.")
+    p.add_argument("cfg", nargs="?")
+    p.add_argument("weights", nargs="?")
+    p.add_argument("--dataset", choices=datasets.NAMES)
+    p.add_argument("--data", metavar="PATH",
+                   help="fashion-mnist: the directory of the IDX files (default "
+                        f"{datasets.FASHION_MNIST_DIR}); cifar10: cifar-10-python.tar.gz")
+    p.add_argument("--policy", choices=POLICIES, help="exit policy (default: the network's)")
+    p.add_argument("--threshold", metavar="T", help="every exit's threshold, or one per exit: a,b,c")
+    p.add_argument("--entropy-gate", metavar="G", help="as --threshold, for the entropy predictor")
+    p.add_argument("--exit-gate", metavar="G", help="as --threshold, for the exit predictor")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--kernel", help="force an MDFI kernel path")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N test images")
+    p.add_argument("--repeats", type=int, default=1, metavar="R",
+                   help="timed passes; each image keeps its fastest time (default 1)")
+    p.add_argument("--index", metavar="INDEX.json", help="re-check every model the index lists")
+    p.add_argument("--name", help="with --index: only this model")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    if args.index:
+        if args.cfg or args.dataset:
+            p.error("--index takes no CFG/WEIGHTS/--dataset (the index names them)")
+        try:
+            log = None if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
+            rows, ok = check_index(args.index, args.name, args.threads, args.kernel,
+                                   log=log)
+        except errors.MdfiError as exc:
+            print(f"mdfi.evaluate: error: {exc}", file=sys.stderr)
+            return 1
+        if args.json:
+            print(json.dumps({"index": args.index, "ok": ok, "rows": rows}))
+        else:
+            print_rows(rows)
+            print("all claims hold" if ok else "some claims FAIL")
+        return 0 if ok else 1
+    if not (args.cfg and args.weights and args.dataset):
+        p.error("give CFG WEIGHTS --dataset NAME (or --index INDEX.json)")
+    if args.data and args.dataset in ("mnist", "digits"):
+        p.error(f"--data: {args.dataset} comes with a Python package; there is no path to give")
+    try:
+        data = datasets.load(args.dataset, args.data, train=False)
+        with Network(args.cfg, args.weights, threads=args.threads, kernel=args.kernel) as net:
+            set_thresholds(net, args.threshold, args.entropy_gate, args.exit_gate)
+            result = evaluate(net, data, policy=args.policy, limit=args.limit,
+                              repeats=args.repeats)
+    except errors.MdfiError as exc:
+        print(f"mdfi.evaluate: error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_result(args.cfg, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
