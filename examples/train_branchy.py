@@ -34,8 +34,6 @@ The protocol (docs/early-exit.md says what the engine does with the result):
 """
 
 import argparse
-import gzip
-import importlib.util
 import json
 import math
 import os
@@ -59,50 +57,7 @@ from weights_tools.torch import (Connected, Conv, Darknet, Dropout, MaxPool, Sof
 from weights_tools.torch.exits import (POLICIES, costs, decide, normalized_entropy,  # noqa: E402
                                        outcomes, simulate)
 from weights_tools.torch.layers import Exit  # noqa: E402
-
-
-def _local(name):
-    """examples/NAME.py as a module (by path: `datasets` is also a PyPI name)."""
-    key = "mdfi_examples_" + name
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, os.path.join(HERE, name + ".py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
-
-
-datasets = _local("datasets")
-
-FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
-FMNIST_CLASSES = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
-                  "sneaker", "bag", "ankle boot"]
-
-
-def _idx(path):
-    """An IDX file (gzip or not) as a uint8 array of its dimensions."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4 or data[0] or data[1] or data[2] != 8:
-        raise datasets.DatasetError("%s: not an unsigned-byte IDX file" % path)
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    body = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
-    if body.size != math.prod(dims):
-        raise datasets.DatasetError("%s: %d bytes for dimensions %s" % (path, body.size, dims))
-    return body.reshape(dims)
-
-
-def load_fmnist(root=FMNIST_DIR):
-    """Fashion-MNIST's official split (60,000 train / 10,000 test), from the IDX files."""
-    def part(prefix):
-        x = _idx(os.path.join(root, prefix + "-images-idx3-ubyte.gz"))
-        y = _idx(os.path.join(root, prefix + "-labels-idx1-ubyte.gz")).astype(np.int64)
-        return (x.astype(np.float32) / np.float32(255.0)).reshape(-1, 1, 28, 28), y
-    (xtr, ytr), (xte, yte) = part("train"), part("t10k")
-    return datasets.Dataset("fmnist", xtr, ytr, xte, yte, FMNIST_CLASSES,
-                            "Fashion-MNIST's official split: train 60,000, test (t10k) 10,000")
+from mdfi import datasets  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- the networks
@@ -146,10 +101,10 @@ def alexnet(classes, exit_kw, branch_width=16):
     ])
 
 
-MODELS = {  # dataset, builder, exits, epochs, lr, shift augmentation, validation fraction
-    "fmnist_branchy_lenet": ("fmnist", lenet, 1, 4, 3e-3, 0, 0.1),
-    "fmnist_branchy_alexnet": ("fmnist", alexnet, 2, 2, 3e-3, 0, 0.1),
-    "mnist_branchy_lenet": ("mnist", lenet, 1, 12, 3e-3, 2, 0.2),
+MODELS = {  # dataset, builder, exits, epochs, lr, shift augmentation, validation images per class
+    "fmnist_branchy_lenet": ("fashion-mnist", lenet, 1, 4, 3e-3, 0, 600),
+    "fmnist_branchy_alexnet": ("fashion-mnist", alexnet, 2, 2, 3e-3, 0, 600),
+    "mnist_branchy_lenet": ("mnist", lenet, 1, 12, 3e-3, 2, 80),
 }
 
 
@@ -382,7 +337,7 @@ def run_mdfi(cfg, weights, x, labels, sim, choice, n_exits, limit=None):
 
 
 def test_data(dataset, test_limit=None):
-    data = load_fmnist() if dataset == "fmnist" else datasets.load(dataset)
+    data = datasets.load(dataset, train=False)
     x, y = data.x_test, data.y_test
     return (x[:test_limit], y[:test_limit]) if test_limit else (x, y)
 
@@ -428,7 +383,8 @@ def main(argv=None):
     ap.add_argument("--predictor-epochs", type=int, default=8)
     ap.add_argument("--max-loss", type=float, default=0.25,
                     help="accuracy points the exits may lose against the main path on validation")
-    ap.add_argument("--val-fraction", type=float, help="validation share of each class")
+    ap.add_argument("--val-per-class", type=int, help="validation images per class (the last "
+                    "ones of the training split; default 600 Fashion-MNIST, 80 MNIST: 10 %%, 20 %%)")
     ap.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (smoke tests)")
     ap.add_argument("--train-limit", type=int, help="use only the first N training images")
     ap.add_argument("--test-limit", type=int, help="measure on the first N test images only")
@@ -446,27 +402,25 @@ def main(argv=None):
     torch.set_num_threads(max(1, args.threads))
     if args.measure:
         return measure(args.measure, args.test_limit, log)
-    dataset, build, n_exits, epochs, lr, shift, val_fraction = MODELS[args.model]
+    dataset, build, n_exits, epochs, lr, shift, val_per_class = MODELS[args.model]
     epochs = args.epochs or epochs
     lr = args.lr or lr
-    val_fraction = args.val_fraction or val_fraction
+    val_per_class = args.val_per_class or val_per_class
     weights = (args.exit_weights or [1.0] * n_exits) + [1.0]
     if len(weights) != n_exits + 1:
         ap.error("--exit-weights: %d values for %d exits" % (len(weights) - 1, n_exits))
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(max(1, args.threads))
-    data = load_fmnist() if dataset == "fmnist" else datasets.load(dataset)
+    data = datasets.load(dataset)
     if args.train_limit:
         data.x_train, data.y_train = data.x_train[:args.train_limit], data.y_train[:args.train_limit]
-    val = datasets.split_last_per_class(data.y_train, val_fraction)
-    x_tr, y_tr = data.x_train[~val], data.y_train[~val]
-    x_va, y_va = data.x_train[val], data.y_train[val]
+    data = datasets.validation(data, val_per_class)
+    x_tr, y_tr, x_va, y_va = data.x_train, data.y_train, data.x_val, data.y_val
     x_te, y_te = data.x_test, data.y_test
     if args.test_limit:
         x_te, y_te = x_te[:args.test_limit], y_te[:args.test_limit]
-    split = ("%s; validation = the last %g%% of each class of the training images in file order "
-             "(%d), the rest trains (%d)" % (data.split, 100 * val_fraction, len(y_va), len(y_tr)))
+    split = "%s; the rest of the training split trains (%d)" % (data.split, len(y_tr))
     log("%s: %s" % (args.model, split))
     out = args.output or os.path.join(HERE, "models", args.model)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
@@ -557,7 +511,7 @@ def main(argv=None):
     check = simulate(again, x_te[:500], best, choices[best][0], choices["entropy-predictor"][1],
                      choices["exit-predictor"][2])
     results = {
-        "model": args.model, "dataset": dataset, "split": split,
+        "model": args.model, "dataset": dataset, "variant": "early-exit", "split": split,
         "input_shape": list(data.input_shape), "classes": data.classes,
         "epochs": epochs, "steps": steps, "lr": lr, "batch_size": args.batch_size, "seed": args.seed,
         "exit_loss_weights": weights, "augmentation_shift": shift,

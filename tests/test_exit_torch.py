@@ -385,15 +385,10 @@ BRANCHY_MODELS = ["fmnist_branchy_lenet", "fmnist_branchy_alexnet", "mnist_branc
 
 def _example_images(dataset, n):
     """The first n test images of the model's dataset, or skip when it is missing."""
-    import importlib.util
-    import pathlib
-    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "train_branchy.py"
-    spec = importlib.util.spec_from_file_location("mdfi_examples_train_branchy", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from mdfi import datasets
     try:
-        data = module.load_fmnist() if dataset == "fmnist" else module.datasets.load(dataset)
-    except (OSError, module.datasets.DatasetError) as e:
+        data = datasets.load(dataset, train=False)
+    except datasets.DatasetError as e:
         pytest.skip("no %s data here: %s" % (dataset, e))
     return data.x_test[:n]
 
@@ -408,7 +403,7 @@ def test_committed_branchy_model_in_mdfi_equals_pytorch(name):
     if not prefix.with_suffix(".cfg").exists():
         pytest.skip("%s is not committed" % name)
     cfg, weights = str(prefix.with_suffix(".cfg")), str(prefix.with_suffix(".weights"))
-    x = _example_images(name.split("_")[0], 60)
+    x = _example_images("mnist" if name.startswith("mnist") else "fashion-mnist", 60)
     model = import_darknet(cfg, weights)
     with mdfi.Network(cfg, weights) as net:
         for policy in ("none", "all", "branchy", "entropy-predictor", "exit-predictor"):
