@@ -76,20 +76,23 @@ def branch_small(c, h, w, classes, width, stride=1):
 
 def lenet(classes, exit_kw, branch_width=16, branch_stride=1):
     """Branchy-LeNet: conv 5x5x32 + pool (branch point, 32x14x14) -> exit 1;
-    main: conv 5x5x64 + pool, connected 256, connected classes."""
+    main: conv 5x5x64 + pool, connected 48, connected classes (a small connected
+    layer keeps the weights file under 1 MiB; the MACs are the convolutions')."""
     return Darknet((1, 28, 28), [
         cbl(1, 32, 5), MaxPool(2, 2),
         Exit(branch=branch_small(32, 14, 14, classes, branch_width, branch_stride),
              **exit_kw[0]),
         cbl(32, 64, 5), MaxPool(2, 2),
-        Connected(64 * 7 * 7, 256, activation="leaky", batch_normalize=True), Dropout(0.3),
-        Connected(256, classes, activation="linear"), Softmax(),
+        Connected(64 * 7 * 7, 48, activation="leaky", batch_normalize=True), Dropout(0.3),
+        Connected(48, classes, activation="linear"), Softmax(),
     ])
 
 
 def alexnet(classes, exit_kw, branch_width=16, branch_stride=1):
     """Branchy-AlexNet scaled to 28x28: conv 5x5x32 + pool -> exit 1; conv 3x3x64 +
-    pool -> exit 2; conv 3x3 x96, x96, x64 + pool; connected 256, 256, classes."""
+    pool -> exit 2; conv 3x3 x64, x64, x64 + pool; connected 64, 64, classes
+    (AlexNet's five convolutions and three connected layers, narrowed so that the
+    weights file stays under 1 MiB)."""
     return Darknet((1, 28, 28), [
         cbl(1, 32, 5), MaxPool(2, 2),
         Exit(branch=branch_small(32, 14, 14, classes, branch_width, branch_stride),
@@ -97,10 +100,10 @@ def alexnet(classes, exit_kw, branch_width=16, branch_stride=1):
         cbl(32, 64, 3), MaxPool(2, 2),
         Exit(branch=[cbl(64, 32, 3), Connected(32 * 7 * 7, classes, activation="linear"),
                      Softmax()], **exit_kw[1]),
-        cbl(64, 96, 3), cbl(96, 96, 3), cbl(96, 64, 3), MaxPool(2, 2),
-        Connected(64 * 4 * 4, 256, activation="leaky", batch_normalize=True), Dropout(0.3),
-        Connected(256, 256, activation="leaky", batch_normalize=True), Dropout(0.3),
-        Connected(256, classes, activation="linear"), Softmax(),
+        cbl(64, 64, 3), cbl(64, 64, 3), cbl(64, 64, 3), MaxPool(2, 2),
+        Connected(64 * 4 * 4, 64, activation="leaky", batch_normalize=True), Dropout(0.3),
+        Connected(64, 64, activation="leaky", batch_normalize=True), Dropout(0.3),
+        Connected(64, classes, activation="linear"), Softmax(),
     ])
 
 
