@@ -233,33 +233,54 @@ static void cell(int i, int n, int p, int *a, int *b)
     *b = (int)(((long long)(i + 1) * n + p - 1) / p);
 }
 
+/* Sum of rows [y0, y1) x columns [x0, x1) of one channel (row stride w). */
+static float cell_sum_float(const float *ch, int w, int y0, int y1, int x0, int x1)
+{
+    float sum = 0;
+    for (int y = y0; y < y1; ++y) {
+        const float *row = ch + (size_t)y * (size_t)w;
+        for (int x = x0; x < x1; ++x)
+            sum += row[x];
+    }
+    return sum;
+}
+
+static int64_t cell_sum_int(const void *in, int bits, size_t ch, int w, int y0, int y1, int x0,
+                            int x1)
+{
+    int64_t sum = 0;
+    for (int y = y0; y < y1; ++y) {
+        size_t row = ch + (size_t)y * (size_t)w;
+        if (bits == 8)
+            for (int x = x0; x < x1; ++x)
+                sum += ((const int8_t *)in)[row + (size_t)x];
+        else
+            for (int x = x0; x < x1; ++x)
+                sum += ((const int16_t *)in)[row + (size_t)x];
+    }
+    return sum;
+}
+
 /* f[c][py][px]: the mean of each cell, from floats (q.bits 0) or integers. */
 static void pool_features(const mdfi_layer *l, const void *in, mdfi_qfmt q, float *f)
 {
     const mdfi_exit_spec *sp = l->spec;
     const int p = sp->pool, h = l->in_h, w = l->in_w;
-    const float unit = q.bits ? ldexpf(1.f, -q.frac) : 1.f;
-    for (int c = 0; c < l->in_c; ++c)
+    const double unit = q.bits ? ldexp(1.0, -q.frac) : 1.0;
+    for (int c = 0; c < l->in_c; ++c) {
+        const size_t ch = (size_t)c * (size_t)h * (size_t)w;
         for (int py = 0; py < p; ++py)
             for (int px = 0; px < p; ++px) {
                 int y0, y1, x0, x1;
                 cell(py, h, p, &y0, &y1);
                 cell(px, w, p, &x0, &x1);
-                float sum = 0;
-                int64_t isum = 0;
-                for (int y = y0; y < y1; ++y)
-                    for (int x = x0; x < x1; ++x) {
-                        size_t at = ((size_t)c * h + (size_t)y) * (size_t)w + (size_t)x;
-                        if (q.bits)
-                            isum += mdfi_fx_get(in, q.bits, at);
-                        else
-                            sum += ((const float *)in)[at];
-                    }
-                if (q.bits)
-                    sum = (float)((double)isum * unit);
+                float sum = q.bits ? (float)((double)cell_sum_int(in, q.bits, ch, w, y0, y1, x0,
+                                                                   x1) * unit)
+                                   : cell_sum_float((const float *)in + ch, w, y0, y1, x0, x1);
                 f[((size_t)c * p + (size_t)py) * (size_t)p + (size_t)px] =
                     sum / (float)((y1 - y0) * (x1 - x0));
             }
+    }
 }
 
 static float predict(const predictor *p, int d, int h, const float *f, float *hid)
