@@ -374,3 +374,47 @@ def test_stop_and_resume_across_a_branch(model, policy):
                 net.resume()
                 assert net.last_exit == r, stop
                 np.testing.assert_array_equal(net.layer_output(r.layer), want)
+
+
+def test_random_exit_sections_load_or_fail_cleanly(model, tmp_path):
+    """Random values for every [exit] key (and random branch lengths): the cfg loads
+    (and runs under every policy it allows) or fails with an MdfiError naming the cfg;
+    never a crash."""
+    text = model[0][0].read_text()
+    head, tail = text.split("[exit]\n", 1)
+    rest = tail.split("[connected]", 1)[1]
+    rng = np.random.default_rng(11)
+    values = ["-9", "-3", "-2", "-1", "0", "1", "2", "3", "4", "5", "7", "17", "4097",
+              "99999999999", "0.5", "1.0", "1.01", "-0.5", "nan", "inf", "x", ""]
+    keys = ["from", "layers", "threshold", "pool", "hidden", "entropy_gate", "exit_gate"]
+    x = _inputs(1)[0]
+    loaded = 0
+    base = {"from": "-1", "layers": "2", "threshold": "0.5", "pool": "2", "hidden": "3",
+            "predictors": "entropy,exit"}
+    for trial in range(150):
+        sec = dict(base)
+        for k in rng.choice(keys, size=int(rng.integers(1, 4)), replace=False):
+            sec[k] = str(rng.choice(values))
+        if rng.random() < 0.3:
+            sec["predictors"] = str(rng.choice(["", "entropy", "exit", "exit,entropy",
+                                                "entropy,entropy", ",,"]))
+        if rng.random() < 0.1:
+            del sec["layers"]
+        lines = [f"{k}={v}" for k, v in sec.items()]
+        cfg = tmp_path / f"r{trial}.cfg"
+        cfg.write_text(head + "[exit]\n" + "\n".join(lines) + "\n[connected]" + rest)
+        try:
+            net = mdfi.Network(cfg)
+        except mdfi.MdfiError as e:
+            assert f"r{trial}.cfg" in str(e), str(e)
+            continue
+        with net:
+            loaded += 1
+            for policy in ("none", "all", "branchy", "entropy-predictor", "exit-predictor"):
+                try:
+                    net.exit_policy = policy
+                except mdfi.UnsupportedError:
+                    continue
+                out = net.forward(x)
+                assert np.all(np.isfinite(out))
+    assert loaded > 5
