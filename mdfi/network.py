@@ -1,6 +1,8 @@
 """mdfi.Network: a Darknet network run by the C core."""
 import dataclasses
+import functools
 import os
+import threading
 
 import numpy as np
 
@@ -88,6 +90,17 @@ class ExitResult:
 
 EXIT_POLICIES = ("none", "all", "branchy", "entropy-predictor", "exit-predictor")
 
+def _locked(method):
+    """Runs method holding the network's lock: the C core releases the GIL, and
+    one network's buffers serve one forward at a time, so two threads sharing a
+    Network take turns (a forward and the reading of its result are one turn)."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return run
+
+
 _FUSE = {None: -1, "auto": -1, False: 0, "0": 0, True: 1, "1": 1}
 
 
@@ -139,6 +152,7 @@ class Network:
         False or None (default: $MDFI_BINARY_FUSE, else fuse unless keep_outputs);
         outputs: layer indices whose outputs stay readable after forward;
         exit_policy: for a network with [exit] layers (default "branchy")."""
+        self._lock = threading.RLock()
         opts = _options(threads, kernel, keep_outputs, binary_kernel, binary_fuse, fuse_pool)
         pp = ffi.new("mdfi_net **")
         raise_for(lib.mdfi_net_new(pp), "cannot create a network")
@@ -178,6 +192,7 @@ class Network:
         self._count = ffi.new("size_t *")
 
     # -- lifetime --------------------------------------------------------------
+    @_locked
     def close(self):
         if getattr(self, "_net", None) is not None:
             lib.mdfi_net_free(self._net)
@@ -190,7 +205,8 @@ class Network:
         self.close()
 
     def __del__(self):
-        self.close()
+        if hasattr(self, "_lock"):
+            self.close()
 
     def _handle(self):
         if self._net is None:
@@ -230,6 +246,7 @@ class Network:
 
     # -- early exits -----------------------------------------------------------
     @property
+    @_locked
     def exits(self):
         """The network's early exits (ExitInfo), in layer order; [] if none."""
         net = self._handle()
@@ -252,12 +269,14 @@ class Network:
         return ffi.string(lib.mdfi_net_exit_policy(self._handle())).decode()
 
     @exit_policy.setter
+    @_locked
     def exit_policy(self, policy):
         if policy not in EXIT_POLICIES:
             raise errors.ArgumentError(f"unknown exit policy {policy!r} "
                                        f"({', '.join(EXIT_POLICIES)})")
         self._call(lib.mdfi_net_set_exit_policy(self._handle(), policy.encode()))
 
+    @_locked
     def set_exit_thresholds(self, k, threshold=None, entropy_gate=None, exit_gate=None):
         """Changes exit k's threshold and gates (None keeps one)."""
         keep = lambda v: -1.0 if v is None else float(v)  # noqa: E731
@@ -268,6 +287,7 @@ class Network:
                                                     keep(exit_gate)))
 
     @property
+    @_locked
     def last_exit(self):
         """Where the last (complete) forward ended: an ExitResult."""
         r = ffi.new("mdfi_exit_result *")
@@ -280,6 +300,7 @@ class Network:
         return lib.mdfi_net_main_macs(self._handle())
 
     # -- running ---------------------------------------------------------------
+    @_locked
     def forward(self, x):
         """Runs the network on float32 CHW input; returns the result: the last
         layer's output, or the classifier of the exit the input took."""
@@ -295,6 +316,7 @@ class Network:
         arr = np.frombuffer(ffi.buffer(self._data[0], self._count[0] * 4), np.float32).copy()
         return arr.reshape(self.layers[last].output_shape)
 
+    @_locked
     def forward_until(self, x, last):
         """Runs layers 0..last on float32 CHW input and stops; `resume` continues
         without recomputing.  Returns the number of layers run."""
@@ -306,6 +328,7 @@ class Network:
         self._ran = True
         return lib.mdfi_net_done(net)
 
+    @_locked
     def resume(self, last=-1):
         """Continues a stopped forward up to layer `last` (-1: the end); returns
         the number of layers run so far."""
@@ -327,6 +350,7 @@ class Network:
                                     f"{self.input_shape} (c, h, w)")
         return np.ascontiguousarray(x)
 
+    @_locked
     def layer_output(self, index):
         """A copy of layer `index`'s output after the last forward, shaped (c, h, w)."""
         net = self._handle()
@@ -342,6 +366,7 @@ class Network:
         arr = np.frombuffer(ffi.buffer(data[0], count[0] * 4), dtype=np.float32).copy()
         return arr.reshape(self.layers[index].output_shape)
 
+    @_locked
     def layer_output_int(self, index):
         """(int8/int16 array shaped (c, h, w), frac) of a fixed-point layer's output:
         the real values are q * 2^-frac."""
@@ -358,15 +383,18 @@ class Network:
         arr = np.frombuffer(ffi.buffer(data[0], count[0] * (bits[0] // 8)), dtype=dt).copy()
         return arr.reshape(self.layers[index].output_shape), frac[0]
 
+    @_locked
     def set_profile(self, on=True):
         """Time every layer of the following forwards (see layer_times)."""
         self._call(lib.mdfi_net_set_profile(self._handle(), 1 if on else 0))
 
+    @_locked
     def layer_times(self):
         """Milliseconds per layer of the last forward run with profiling on."""
         net = self._handle()
         return [lib.mdfi_net_layer_time(net, i) for i in range(len(self.layers))]
 
+    @_locked
     def detect(self, image_size, thresh=0.5, nms=0.45, names=None):
         """Boxes from the [yolo] layers of the last forward (a letterboxed image of
         `image_size` = (width, height)); Darknet's get_network_boxes + do_nms_sort."""

@@ -99,3 +99,35 @@ def test_options_are_fields_not_environment(model, monkeypatch):
     # an explicit argument wins over the environment
     with mdfi.Network(cfg, weights, kernel="ref") as net:
         assert net.kernel == "ref"
+
+
+def test_one_network_shared_by_threads_gives_each_its_own_result():
+    """Two Python threads calling forward on one Network at once (the C core
+    releases the GIL) take turns: each gets the output of its own input, as one
+    thread alone gets it; no crash."""
+    import pathlib
+    import threading
+
+    models = pathlib.Path(__file__).resolve().parent.parent / "examples" / "models"
+    xs = np.random.default_rng(0).random((8, 1, 28, 28), dtype=np.float32)
+    with mdfi.Network(models / "mnist_float.cfg", models / "mnist_float.weights") as net:
+        want = [net.forward(x) for x in xs]
+        got, errors = {}, []
+
+        def work(t):
+            try:
+                for rep in range(20):
+                    i = (t + rep) % len(xs)
+                    got[(t, rep)] = (i, net.forward(xs[i]))
+            except Exception as e:   # noqa: BLE001 - reported by the assertion below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(3)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert not errors, errors
+        assert len(got) == 60
+        for i, out in got.values():
+            np.testing.assert_array_equal(out, want[i])
