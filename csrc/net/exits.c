@@ -20,6 +20,11 @@ static int is_exit(const mdfi_net *net, int i)
     return mdfi_layer_has_kind(&net->layers[i], MDFI_KIND_EXIT);
 }
 
+int mdfi_exits_branch_last(const mdfi_net *net, int e)
+{
+    return e + spec_at(net, e)->layers;
+}
+
 int mdfi_exits_default_input(const mdfi_net *net, int i)
 {
     const int p = i - 1;
@@ -28,7 +33,7 @@ int mdfi_exits_default_input(const mdfi_net *net, int i)
     if (is_exit(net, p))
         return spec_at(net, p)->from;
     const int e = net->branch[p];
-    if (e >= 0 && p == e + spec_at(net, e)->layers)
+    if (e >= 0 && p == mdfi_exits_branch_last(net, e))
         return spec_at(net, e)->from;
     return p;
 }
@@ -36,7 +41,7 @@ int mdfi_exits_default_input(const mdfi_net *net, int i)
 int mdfi_exits_branch_end(const mdfi_net *net, int i)
 {
     const int e = net->branch ? net->branch[i] : -1;
-    if (e < 0 || e == i || i != e + spec_at(net, e)->layers)
+    if (e < 0 || e == i || i != mdfi_exits_branch_last(net, e))
         return -1;
     for (int k = 0; k < net->n_exits; ++k)
         if (net->exits[k] == e)
@@ -48,8 +53,7 @@ int mdfi_exits_result_layer(const mdfi_net *net)
 {
     if (!net->ran || net->fired < 0)
         return net->n - 1;
-    const int e = net->exits[net->fired];
-    return e + spec_at(net, e)->layers;
+    return mdfi_exits_branch_last(net, net->exits[net->fired]);
 }
 
 mdfi_status mdfi_exits_track(mdfi_net *net, int i)
@@ -57,8 +61,8 @@ mdfi_status mdfi_exits_track(mdfi_net *net, int i)
     const mdfi_layer *l = &net->layers[i];
     const char *name = net->cfg.name;
     int owner = -1;
-    if (i > 0 && net->branch[i - 1] >= 0 && i <= net->branch[i - 1] +
-                                                     spec_at(net, net->branch[i - 1])->layers)
+    if (i > 0 && net->branch[i - 1] >= 0 &&
+        i <= mdfi_exits_branch_last(net, net->branch[i - 1]))
         owner = net->branch[i - 1];
     if (is_exit(net, i)) {
         const int from = spec_at(net, i)->from;
@@ -91,7 +95,7 @@ mdfi_status mdfi_exits_check(mdfi_net *net)
     for (int k = 0; k < net->n_exits; ++k) {
         const int e = net->exits[k];
         const mdfi_exit_spec *sp = spec_at(net, e);
-        const int end = e + sp->layers;
+        const int end = mdfi_exits_branch_last(net, e);
         if (end >= net->n - 1)
             return mdfi_net_fail(net, MDFI_ERR_CFG, "%s:%d: layer %d [exit]: layers=%d, but "
                                  "%d layers follow it: the branch and then the rest of the "
@@ -220,7 +224,7 @@ mdfi_status mdfi_net_exit_info(const mdfi_net *net, int k, mdfi_exit_info *info)
     info->layer = e;
     info->from_layer = sp->from;
     info->first = e + 1;
-    info->last = e + sp->layers;
+    info->last = mdfi_exits_branch_last(net, e);
     info->threshold = sp->threshold;
     info->entropy_gate = sp->gate[MDFI_PRED_ENTROPY];
     info->exit_gate = sp->gate[MDFI_PRED_EXIT];

@@ -72,13 +72,13 @@ static void run_layers(mdfi_net *net, int from, int to)
         const mdfi_layer *l = &net->layers[i];
         const int is_exit = mdfi_layer_has_kind(l, MDFI_KIND_EXIT);
         if (is_exit && net->policy == MDFI_POLICY_NONE) {
-            i += ((const mdfi_exit_spec *)l->spec)->layers;   /* not even the predictors */
+            i = mdfi_exits_branch_last(net, i);   /* not even the predictors */
             net->done = i + 1;
             continue;
         }
         run_one(net, i);
         if (is_exit && !branch_runs(net, l))
-            i += ((const mdfi_exit_spec *)l->spec)->layers;
+            i = mdfi_exits_branch_last(net, i);
         const int k = is_exit ? -1 : mdfi_exits_branch_end(net, i);
         if (k >= 0 && exit_fires(net, k, i)) {
             net->fired = k;

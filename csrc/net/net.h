@@ -74,6 +74,8 @@ typedef enum {
 mdfi_status mdfi_exits_track(mdfi_net *net, int i);
 /* After build: every branch complete and ending in a classifier. */
 mdfi_status mdfi_exits_check(mdfi_net *net);
+/* The last layer of the branch of the [exit] at layer e (its classifier). */
+int mdfi_exits_branch_last(const mdfi_net *net, int e);
 /* The default input of layer i: the layer before it, or the branch point
  * after an [exit] or after a branch's last layer. */
 int mdfi_exits_default_input(const mdfi_net *net, int i);
