@@ -30,23 +30,15 @@ import numpy as np
 
 import mdfi
 from mdfi import datasets
-from mdfi.evaluate import evaluate
+from mdfi.evaluate import evaluate, exit_policies
 
 DEFAULT_THRESHOLDS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6)
-
-
-def policies_of(net):
-    have = set(net.exits[0].predictors) if net.exits else set()
-    for e in net.exits:
-        have &= set(e.predictors)
-    return ["branchy"] + [p for p in ("entropy-predictor", "exit-predictor")
-                          if p.split("-")[0] in have]
 
 
 def sweep(net, data, thresholds, limit, repeats, natural=True):
     points = []
     own = [(e.threshold, e.entropy_gate, e.exit_gate) for e in net.exits]
-    for policy in policies_of(net):
+    for policy in exit_policies(net):
         for t in [None, *thresholds]:   # None: the model's own thresholds and gates
             for e, (t0, g0, x0) in zip(net.exits, own):
                 if t is None or not natural:

@@ -23,13 +23,7 @@ import numpy as np
 
 import mdfi
 from mdfi import datasets
-from mdfi.evaluate import evaluate
-
-
-def policies_of(net):
-    have = set.intersection(*(set(e.predictors) for e in net.exits)) if net.exits else set()
-    return ["branchy"] + [p for p in ("entropy-predictor", "exit-predictor")
-                          if p.split("-")[0] in have]
+from mdfi.evaluate import evaluate, exit_policies
 
 
 def decisions(net, x, policy):
@@ -72,7 +66,7 @@ def main(argv=None):
     with mdfi.Network(f"{prefix}.cfg", f"{prefix}.weights") as fnet, \
             mdfi.Network(f"{out}.cfg", f"{out}.qweights") as qnet:
         record["kernel"] = qnet.kernel
-        for policy in policies_of(fnet):
+        for policy in exit_policies(fnet):
             fe, fc = decisions(fnet, x, policy)
             qe, qc = decisions(qnet, x, policy)
             r = evaluate(qnet, data, policy=policy, limit=args.limit)

@@ -173,6 +173,17 @@ def evaluate(net, data, policy=None, limit=None, repeats=1):
     return out
 
 
+def exit_policies(net):
+    """The policies that take exits which `net` can run: branchy, then each
+    predictor policy whose predictor every exit has ([] without exits)."""
+    exits = list(getattr(net, "exits", None) or [])
+    if not exits:
+        return []
+    have = set.intersection(*(set(e.predictors) for e in exits))
+    return ["branchy"] + [p for p in ("entropy-predictor", "exit-predictor")
+                          if p.split("-")[0] in have]
+
+
 def parse_per_exit(text, count, what):
     """'0.3' (every exit) or '0.3,0.2,0.1' (one per exit) -> a list of count floats."""
     try:

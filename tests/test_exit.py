@@ -418,3 +418,19 @@ def test_random_exit_sections_load_or_fail_cleanly(model, tmp_path):
                 out = net.forward(x)
                 assert np.all(np.isfinite(out))
     assert loaded > 5
+
+
+def test_exit_policies_lists_what_every_exit_can_run(model, tmp_path):
+    from mdfi.evaluate import exit_policies
+
+    exit_cfg, main_cfg, _, _ = model
+    with mdfi.Network(*exit_cfg) as net:
+        assert exit_policies(net) == ["branchy", "entropy-predictor", "exit-predictor"]
+        for p in exit_policies(net):
+            net.exit_policy = p     # each is accepted
+    cfg, _ = _write(tmp_path, "one", exit_cfg[0].read_text().replace(
+        "predictors=entropy,exit", "predictors=exit"), [])
+    with mdfi.Network(cfg) as net:
+        assert exit_policies(net) == ["branchy", "exit-predictor"]
+    with mdfi.Network(*main_cfg) as net:
+        assert exit_policies(net) == []
