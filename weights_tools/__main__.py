@@ -2,6 +2,7 @@
 python -m weights_tools quantize C W --calib IMAGES_OR_DIR_OR_NPY [--bits 8] [--mixed] -o OUT
 python -m weights_tools from-torch MODEL.pt -o PREFIX [--input-shape C,H,W] [--check]
 python -m weights_tools to-torch --cfg CFG [--weights WEIGHTS] -o MODEL.pt [--check]
+python -m weights_tools prune --cfg C --weights W --data D (--target-flops F | --target-ms MS) -o OUT
 
 Prints every layer's shapes and parameter count, the weights file size the cfg
 needs, and with --weights checks that the file has exactly that size.
@@ -153,7 +154,13 @@ def main(argv=None):
     add_arguments(sub.add_parser("quantize", help="calibrate and convert to MDFI fixed point "
                                  "(annotated cfg + .qweights)"))
     _add_torch_commands(sub)
+    from weights_tools.prune.cli import add_arguments as add_prune_arguments
+    add_prune_arguments(sub.add_parser("prune", help="remove channels (C2S2, L1-norm or network "
+                                       "slimming) and write a smaller cfg + weights"))
     args = ap.parse_args(argv)
+    if args.cmd == "prune":
+        from weights_tools.prune.cli import run_from_args as run_prune
+        return run_prune(args, argv)
     if args.cmd == "quantize":
         return run_from_args(args)
     if args.cmd in ("from-torch", "to-torch"):

@@ -1,0 +1,94 @@
+"""What a channel costs: per-layer costs (FLOPs, or milliseconds measured by
+MDFI's profiler on this CPU) and the cost of the whole network after keeping
+a fraction of each group's channels.
+
+The model is bilinear: a conv/connected layer's cost scales with the fraction
+of its input channels kept times the fraction of its output channels kept;
+pooling, upsample, route and shortcut layers scale with the fraction of the
+channels they carry.  A group merged by a shortcut counts once, with the cost
+of every producer and every reader of its channels; a route reader's cost
+falls on each of its sources in proportion to the channels it takes from them.
+"""
+
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+from weights_tools.torch.layers import Connected, Conv
+
+
+def layer_flops(model):
+    """Floating-point operations per layer (2 x multiply-adds, as MDFI counts)."""
+    return [2.0 * m for m in model.layer_macs()]
+
+
+class CostModel:
+    def __init__(self, graph, layer_cost):
+        self.graph = graph
+        self.layer_cost = [float(c) for c in layer_cost]
+        model = graph.model
+        self._terms = []   # (cost, {gid: count} in or None, total in, {gid: count} out, total out, bilinear)
+        for i, layer in enumerate(model.layers):
+            out = graph.out_counts(i)
+            n_out = sum(out.values())
+            if isinstance(layer, (Conv, Connected)):
+                inc = graph.in_counts(i)
+                self._terms.append((self.layer_cost[i], inc, sum(inc.values()), out, n_out))
+            else:
+                self._terms.append((self.layer_cost[i], {}, 0, out, n_out))
+
+    def total(self, ratios=None):
+        """Cost with group g keeping ratios[g] of its channels (others all)."""
+        ratios = ratios or {}
+        find = self.graph.find
+        total = 0.0
+        for cost, inc, n_in, out, n_out in self._terms:
+            if not cost:
+                continue
+            f_in = 1.0 if not n_in else sum(c * ratios.get(find(g), 1.0) for g, c in inc.items()) / n_in
+            f_out = 1.0 if not n_out else sum(c * ratios.get(find(g), 1.0) for g, c in out.items()) / n_out
+            total += cost * f_in * f_out
+        return total
+
+    def per_channel(self):
+        """{gid: cost saved by removing one channel of the group, from full size}."""
+        base = self.total()
+        out = {}
+        for grp in self.graph.prunable():
+            out[grp.id] = (base - self.total({grp.id: 1.0 - 1.0 / grp.n})) if grp.n > 1 else 0.0
+        return out
+
+
+def _median_forward(net, x, repeats):
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        net.forward(x)
+        times.append(time.perf_counter() - t)
+    return 1000.0 * statistics.median(times)
+
+
+def measure_ms(model, repeats=15, warmup=3, threads=1, kernel=None, seed=0):
+    """(per-layer ms, whole-forward ms) of `model` run by MDFI in float on this
+    CPU: the per-layer medians from MDFI's profiler over `repeats` runs, and the
+    median time of a forward without profiling."""
+    import mdfi
+    from weights_tools.torch.export import save
+
+    x = np.random.default_rng(seed).random(model.input_shape, dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg, weights = save(model, os.path.join(tmp, "m"))
+        with mdfi.Network(cfg, weights, threads=threads, kernel=kernel) as net:
+            for _ in range(warmup):
+                net.forward(x)
+            whole = _median_forward(net, x, repeats)
+            net.set_profile(True)
+            per = []
+            for _ in range(repeats):
+                net.forward(x)
+                per.append(net.layer_times())
+            net.set_profile(False)
+    return [statistics.median(col) for col in zip(*per)], whole

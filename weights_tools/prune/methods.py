@@ -1,0 +1,195 @@
+"""The pruning procedures: C2S2 and two baselines, all under one training budget.
+
+Budget (optimizer steps): every method gets the same total.
+    C2S2       per pruned group: `select` steps of phase 1 + `tune` steps of phase 2,
+               then `final` steps of fine-tuning
+    L1-norm    prunes at once, then fine-tunes for the whole budget
+    slimming   L1 on the BN scales for the C2S2 selection share of the
+               budget, prunes, fine-tunes for the rest
+
+C2S2 (after the thesis' abstract; docs/pruning.md says what was chosen and why):
+- a pruning layer (gates.ChannelGate) after every prunable producer, real-valued
+  and binary at once;
+- progressively, group by group in network order, two phases:
+  1. only the gate's real values train (the weights and BN statistics stay as
+     they are), under the task loss plus a sparsity term lam * sum(s) whose
+     weight rises from 0 to lam_max over the phase: it favours switching
+     channels off, and a channel stays on only while the task gradient that
+     reaches it through the straight-through mask outweighs the pull;
+     then the `keep` largest real values become the binary mask (frozen);
+  2. with the mask fixed, every weight trains (the network adapts to the loss);
+- the number kept per group comes from the cost-aware rates (rates.allocate).
+"""
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from weights_tools.prune.gates import Gates, masked
+from weights_tools.prune.graph import ChannelGraph, PruneError
+
+
+class Budget:
+    def __init__(self, select=100, tune=100, final=1000, lr=1e-3, gate_lr=0.05, lam=2.0):
+        self.select, self.tune, self.final = int(select), int(tune), int(final)
+        self.lr, self.gate_lr, self.lam = float(lr), float(gate_lr), float(lam)
+        if min(self.select, self.tune, self.final) < 0:
+            raise PruneError("training steps must be >= 0")
+
+    def total(self, n_groups):
+        return n_groups * (self.select + self.tune) + self.final
+
+
+def _weights(model):
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def train_steps(model, task, steps, params, lr, log=None, what="fine-tune", cosine=True,
+                extra=None, train_mode=True):
+    """`steps` Adam steps on task.loss (+ extra(step) if given) over `params`."""
+    if steps <= 0 or not params:
+        return
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.01)
+             if cosine else None)
+    t0, running = time.time(), None
+    every = max(1, steps // 5)
+    for step in range(steps):
+        model.train(train_mode)
+        loss = task.loss(model, task.batch())
+        if extra is not None:
+            loss = loss + extra(step)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        running = float(loss) if running is None else 0.95 * running + 0.05 * float(loss)
+        if log and ((step + 1) % every == 0 or step + 1 == steps):
+            log("  %s: step %d/%d, loss %.4f (%.0f s)" % (what, step + 1, steps, running,
+                                                        time.time() - t0))
+    model.eval()
+
+
+def _order(graph, counts):
+    groups = [g for g in graph.prunable() if counts.get(g.id, g.n) < g.n]
+    return sorted(groups, key=lambda g: g.producers[0])
+
+
+def c2s2(model, task, counts, budget, cost_weight=None, log=print):
+    """Prunes `model` in place (masked) to counts {gid: channels to keep};
+    returns {gid: kept channel indices}.  cost_weight {gid: relative cost of
+    one channel} scales each group's sparsity pull (cost-aware)."""
+    graph = ChannelGraph(model)
+    order = _order(graph, counts)
+    gates = Gates(graph, order)
+    keep = {}
+    weights = _weights(model)
+    for n, grp in enumerate(order, 1):
+        gate, k = gates.gates[grp.id], counts[grp.id]
+        where = "layer %d" % grp.producers[0]
+        log("[%d/%d] %s: %d -> %d channels" % (n, len(order), where, grp.n, k))
+        # phase 1: only the gate learns
+        for p in weights:
+            p.requires_grad_(False)
+        w = 1.0 if cost_weight is None else cost_weight.get(grp.id, 1.0)
+        scale = {}
+
+        def pull(step, gate=gate, w=w, scale=scale):
+            if step == 0 or "g" not in scale:
+                scale["g"] = 1.0
+            ramp = step / max(1, budget.select - 1)
+            return budget.lam * w * ramp * gate.s.clamp(min=0).sum() / gate.s.numel()
+
+        train_steps(model, task, budget.select, [gate.s], budget.gate_lr, log=log,
+                    what="phase 1 (gate)", cosine=False, extra=pull, train_mode=False)
+        for p in weights:
+            p.requires_grad_(True)
+        s = gate.s.detach().numpy()
+        chosen = np.sort(np.argsort(-s, kind="stable")[:k])
+        mask = np.zeros(grp.n, np.float32)
+        mask[chosen] = 1
+        gate.freeze(mask)
+        keep[grp.id] = chosen
+        log("  chosen: %d kept; %d gates were still open at the end of phase 1"
+            % (k, int((s > 0.5).sum())))
+        # phase 2: the weights adapt to the mask
+        train_steps(model, task, budget.tune, weights, budget.lr, log=log, what="phase 2 (weights)",
+                    cosine=False)
+    train_steps(model, task, budget.final, weights, budget.lr, log=log, what="final fine-tune")
+    gates.detach()
+    return keep
+
+
+def _norms(model, grp, kind):
+    total = None
+    for p in grp.producers:
+        layer = model.layers[p]
+        if kind == "bn" and getattr(layer, "bn", None) is not None:
+            v = layer.bn.weight.detach().abs().numpy()
+        else:
+            v = layer.weight.detach().abs().flatten(1).sum(1).numpy()
+        total = v if total is None else total + v
+    return total
+
+
+def l1_norm(model, task, counts, budget, n_groups, log=print):
+    """Li et al.: in every group keep the filters with the largest L1 norm
+    (summed over a merged group's producers), then fine-tune the whole budget."""
+    graph = ChannelGraph(model)
+    keep = {}
+    for grp in _order(graph, counts):
+        norms = _norms(model, grp, "l1")
+        keep[grp.id] = np.sort(np.argsort(-norms, kind="stable")[:counts[grp.id]])
+    gates = masked(graph, keep)
+    train_steps(model, task, budget.total(n_groups), _weights(model), budget.lr, log=log,
+                what="fine-tune")
+    gates.detach()
+    return keep
+
+
+def slimming(model, task, target_fn, budget, n_groups, sparsity=1e-4, max_prune=0.9, log=print):
+    """Liu et al. (network slimming): L1 on the BN scales while training (the
+    C2S2 selection share of the budget), then one global threshold on |scale|
+    chosen so that target_fn(counts) holds (the cost target), at least one
+    channel per group and at most max_prune of it removed; then fine-tune."""
+    graph = ChannelGraph(model)
+    groups = graph.prunable()
+    scales = [model.layers[p].bn.weight for g in groups for p in g.producers
+              if getattr(model.layers[p], "bn", None) is not None]
+    if not scales:
+        raise PruneError("network slimming needs batch-normalized layers; this network has none")
+    sparse_steps = n_groups * budget.select
+    train_steps(model, task, sparse_steps, _weights(model), budget.lr, log=log,
+                what="sparsity training", extra=lambda step: sparsity * sum(s.abs().sum() for s in scales))
+    norms = {g.id: _norms(model, g, "bn") for g in groups}
+    values = np.sort(np.concatenate(list(norms.values())))
+
+    def counts_at(t):
+        out = {}
+        for g in groups:
+            k = int((norms[g.id] > t).sum())
+            out[g.id] = min(g.n, max(k, 1, math.ceil(g.n * (1 - max_prune))))
+        return out
+
+    lo, hi = 0, len(values) - 1
+    if not target_fn(counts_at(values[hi])):
+        raise PruneError("network slimming cannot reach the target with at most %.0f%% of each "
+                         "layer pruned" % (100 * max_prune))
+    while lo < hi:   # the smallest threshold that meets the target
+        mid = (lo + hi) // 2
+        if target_fn(counts_at(values[mid])):
+            hi = mid
+        else:
+            lo = mid + 1
+    counts = counts_at(values[lo])
+    keep = {}
+    for g in groups:
+        keep[g.id] = np.sort(np.argsort(-norms[g.id], kind="stable")[:counts[g.id]])
+    gates = masked(graph, keep)
+    train_steps(model, task, budget.total(n_groups) - sparse_steps, _weights(model), budget.lr,
+                log=log, what="fine-tune")
+    gates.detach()
+    return keep

@@ -1,0 +1,130 @@
+"""prune(): cost table -> per-group channel counts -> a method -> a smaller model."""
+
+import dataclasses
+import time
+
+import numpy as np
+
+from weights_tools.prune import methods
+from weights_tools.prune.costs import CostModel, layer_flops, measure_ms
+from weights_tools.prune.graph import ChannelGraph, PruneError
+from weights_tools.prune.rates import allocate
+from weights_tools.prune.rewrite import prune_model
+
+from weights_tools.prune.cli import METHODS  # one list, torch-free
+
+
+@dataclasses.dataclass
+class Result:
+    model: object            # the pruned Darknet model (channels removed)
+    keep: dict               # {group id: kept channel indices} of the original model
+    rows: list               # per-layer report rows (dicts)
+    summary: dict
+
+
+def _first_k(counts):
+    return {g: np.arange(k) for g, k in counts.items()}
+
+
+def plan_counts(model, graph, target_flops=None, target_ms=None, max_prune=0.75, power=1.0,
+                multiple=1, threads=1, kernel=None, log=print):
+    """(counts {gid: channels to keep}, cost model, per-layer ms, whole ms).
+    target_flops: a fraction of the model's FLOPs; target_ms: milliseconds per
+    forward on this CPU (MDFI float, `threads`), reached by measuring candidate
+    architectures: the rates come from the per-layer profile, the result is
+    re-measured and the target corrected until it lands within 2 %."""
+    if (target_flops is None) == (target_ms is None):
+        raise PruneError("give one target: target_flops (a fraction) or target_ms")
+    per_ms, whole = measure_ms(model, threads=threads, kernel=kernel)
+    if target_flops is not None:
+        if not 0 < target_flops <= 1:
+            raise PruneError("target_flops is a fraction of the network's FLOPs in (0, 1], "
+                             "got %r" % (target_flops,))
+        costs = CostModel(graph, layer_flops(model))
+        return allocate(costs, target_flops * costs.total(), max_prune, power, multiple), costs, per_ms, whole
+    if target_ms <= 0:
+        raise PruneError("target_ms must be positive, got %r" % (target_ms,))
+    costs = CostModel(graph, per_ms)
+    overhead = max(0.0, whole - sum(per_ms))
+    goal = target_ms - overhead
+    counts = None
+    for attempt in range(5):
+        if goal <= 0:
+            raise PruneError("the target %.3f ms is below MDFI's fixed cost of a forward "
+                             "(%.3f ms outside the layers)" % (target_ms, overhead))
+        counts = allocate(costs, goal, max_prune, power, multiple)
+        got = measure_ms(prune_model(model, _first_k(counts), graph), threads=threads,
+                         kernel=kernel)[1]
+        log("  target %.3f ms: rates for %.3f ms in the profile model measure %.3f ms"
+            % (target_ms, goal + overhead, got))
+        if abs(got - target_ms) <= 0.02 * target_ms:
+            break
+        goal *= target_ms / got
+    return counts, costs, per_ms, whole
+
+
+def report_rows(model, pruned, graph, keep, per_ms, per_ms_after):
+    flops, flops_after = layer_flops(model), layer_flops(pruned)
+    rows = []
+    for i, layer in enumerate(model.layers):
+        gid = graph.group_of.get(i)
+        n = model.shapes[i][0]
+        rows.append({"layer": i, "type": layer.section, "channels": n,
+                     "kept": pruned.shapes[i][0],
+                     "group": None if gid is None else graph.find(gid),
+                     "flops": flops[i], "flops_after": flops_after[i],
+                     "ms": per_ms[i], "ms_after": per_ms_after[i]})
+    return rows
+
+
+def prune(model, task, method="c2s2", target_flops=None, target_ms=None, budget=None,
+          max_prune=0.75, power=1.0, multiple=1, threads=1, kernel=None, log=print):
+    """Prunes a copy of `model` (a weights_tools.torch.Darknet with trained
+    weights) on `task`; returns a Result.  The model given is trained in place
+    (masked) and should be discarded."""
+    if method not in METHODS:
+        raise PruneError("unknown method %r (choose from %s)" % (method, ", ".join(METHODS)))
+    budget = budget or methods.Budget()
+    graph = ChannelGraph(model)
+    t0 = time.time()
+    counts, costs, per_ms, whole = plan_counts(model, graph, target_flops, target_ms, max_prune,
+                                                power, multiple, threads, kernel, log)
+    n_groups = sum(1 for g in graph.prunable() if counts.get(g.id, g.n) < g.n)
+    score_before = task.score(model)
+    log("%s: %d groups pruned; %s before: %.4f" % (method, n_groups, task.score_name, score_before))
+    if method == "c2s2":
+        per = costs.per_channel()
+        top = max(per.values()) or 1.0
+        keep = methods.c2s2(model, task, counts, budget,
+                            {g: max(v, 0.0) / top for g, v in per.items()}, log=log)
+    elif method == "l1":
+        keep = methods.l1_norm(model, task, counts, budget, n_groups, log=log)
+    else:
+        goal = costs.total({g: k / graph.group(g).n for g, k in counts.items()})
+
+        def meets(c):
+            return costs.total({g: k / graph.group(g).n for g, k in c.items()}) <= goal * 1.0001
+        keep = methods.slimming(model, task, meets, budget, n_groups, log=log)
+    pruned = prune_model(model, keep, graph)
+    per_after, whole_after = measure_ms(pruned, threads=threads, kernel=kernel)
+    score = task.score(pruned)
+    rows = report_rows(model, pruned, graph, keep, per_ms, per_after)
+    f0, f1 = sum(r["flops"] for r in rows), sum(r["flops_after"] for r in rows)
+    summary = {"method": method, "target_flops": target_flops, "target_ms": target_ms,
+               "flops": f0, "flops_after": f1, "flops_ratio": f0 / f1,
+               "ms": whole, "ms_after": whole_after, "speedup": whole / whole_after,
+               "threads": threads, "score_name": task.score_name, "score_before": score_before,
+               "score_after": score, "groups_pruned": n_groups, "seconds": time.time() - t0,
+               "budget": dataclasses.asdict(budget) if dataclasses.is_dataclass(budget)
+               else vars(budget)}
+    return Result(pruned, keep, rows, summary)
+
+
+def format_rows(rows):
+    lines = ["%5s  %-13s %9s %12s %12s %9s %9s" % ("layer", "type", "channels", "MFLOPs",
+                                                   "after", "ms", "after")]
+    for r in rows:
+        lines.append("%5d  %-13s %4d->%-4d %12.3f %12.3f %9.4f %9.4f"
+                     % (r["layer"], r["type"], r["channels"], r["kept"], r["flops"] / 1e6,
+                        r["flops_after"] / 1e6, r["ms"], r["ms_after"]))
+    return "\n".join(lines)
