@@ -27,8 +27,9 @@ import time
 import numpy as np
 import torch
 
-from weights_tools.prune.gates import Gates, masked
+from weights_tools.prune.gates import Gates
 from weights_tools.prune.graph import ChannelGraph, PruneError
+from weights_tools.prune.rewrite import prune_model
 
 
 class Budget:
@@ -66,7 +67,8 @@ def train_steps(model, task, steps, params, lr, log=None, what="fine-tune", cosi
         opt.step()
         if sched is not None:
             sched.step()
-        running = float(loss) if running is None else 0.95 * running + 0.05 * float(loss)
+        value = float(loss.detach())
+        running = value if running is None else 0.95 * running + 0.05 * value
         if log and ((step + 1) % every == 0 or step + 1 == steps):
             log("  %s: step %d/%d, loss %.4f (%.0f s)" % (what, step + 1, steps, running,
                                                         time.time() - t0))
@@ -79,8 +81,8 @@ def _order(graph, counts):
 
 
 def c2s2(model, task, counts, budget, cost_weight=None, log=print):
-    """Prunes `model` in place (masked) to counts {gid: channels to keep};
-    returns {gid: kept channel indices}.  cost_weight {gid: relative cost of
+    """Prunes `model` to counts {gid: channels to keep}; returns ({gid: kept
+    channel indices}, the pruned and fine-tuned model); `model` is trained in place.  cost_weight {gid: relative cost of
     one channel} scales each group's sparsity pull (cost-aware)."""
     graph = ChannelGraph(model)
     order = _order(graph, counts)
@@ -118,9 +120,16 @@ def c2s2(model, task, counts, budget, cost_weight=None, log=print):
         # phase 2: the weights adapt to the mask
         train_steps(model, task, budget.tune, weights, budget.lr, log=log, what="phase 2 (weights)",
                     cosine=False)
-    train_steps(model, task, budget.final, weights, budget.lr, log=log, what="final fine-tune")
     gates.detach()
-    return keep
+    return keep, _fine_tune(model, graph, keep, task, budget.final, budget.lr, log)
+
+
+def _fine_tune(model, graph, keep, task, steps, lr, log):
+    """The pruned model (channels removed: the same function as the masked one,
+    at a fraction of the cost) after `steps` of fine-tuning."""
+    pruned = prune_model(model, keep, graph)
+    train_steps(pruned, task, steps, _weights(pruned), lr, log=log, what="fine-tune")
+    return pruned
 
 
 def _norms(model, grp, kind):
@@ -143,11 +152,7 @@ def l1_norm(model, task, counts, budget, n_groups, log=print):
     for grp in _order(graph, counts):
         norms = _norms(model, grp, "l1")
         keep[grp.id] = np.sort(np.argsort(-norms, kind="stable")[:counts[grp.id]])
-    gates = masked(graph, keep)
-    train_steps(model, task, budget.total(n_groups), _weights(model), budget.lr, log=log,
-                what="fine-tune")
-    gates.detach()
-    return keep
+    return keep, _fine_tune(model, graph, keep, task, budget.total(n_groups), budget.lr, log)
 
 
 def slimming(model, task, target_fn, budget, n_groups, sparsity=1e-4, max_prune=0.9, log=print):
@@ -188,8 +193,5 @@ def slimming(model, task, target_fn, budget, n_groups, sparsity=1e-4, max_prune=
     keep = {}
     for g in groups:
         keep[g.id] = np.sort(np.argsort(-norms[g.id], kind="stable")[:counts[g.id]])
-    gates = masked(graph, keep)
-    train_steps(model, task, budget.total(n_groups) - sparse_steps, _weights(model), budget.lr,
-                log=log, what="fine-tune")
-    gates.detach()
-    return keep
+    return keep, _fine_tune(model, graph, keep, task, budget.total(n_groups) - sparse_steps,
+                            budget.lr, log)

@@ -63,7 +63,7 @@ def prune_model(model, keep, graph=None):
         if isinstance(layer, (Conv, Connected)):
             rows = torch.from_numpy(kept_positions(graph, graph.origin[i], keep))
             reads = graph.reads[i]
-            if reads is None:
+            if reads is None or getattr(layer, "groups", 1) != 1:   # image, or fixed by groups
                 cols = torch.arange(layer.weight.shape[1])
             else:
                 cols = torch.from_numpy(kept_positions(graph, reads, keep))
@@ -76,7 +76,8 @@ def prune_model(model, keep, graph=None):
             if new.bn is not None:
                 _slice_bn(new.bn, rows)
             if isinstance(layer, Conv):
-                new.in_channels, new.filters = len(cols), len(rows)
+                new.in_channels = len(cols) * layer.groups
+                new.filters = len(rows)
             else:
                 new.inputs, new.outputs = len(cols), len(rows)
         layers.append(new)

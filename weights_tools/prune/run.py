@@ -95,17 +95,16 @@ def prune(model, task, method="c2s2", target_flops=None, target_ms=None, budget=
     if method == "c2s2":
         per = costs.per_channel()
         top = max(per.values()) or 1.0
-        keep = methods.c2s2(model, task, counts, budget,
+        keep, pruned = methods.c2s2(model, task, counts, budget,
                             {g: max(v, 0.0) / top for g, v in per.items()}, log=log)
     elif method == "l1":
-        keep = methods.l1_norm(model, task, counts, budget, n_groups, log=log)
+        keep, pruned = methods.l1_norm(model, task, counts, budget, n_groups, log=log)
     else:
         goal = costs.total({g: k / graph.group(g).n for g, k in counts.items()})
 
         def meets(c):
             return costs.total({g: k / graph.group(g).n for g, k in c.items()}) <= goal * 1.0001
-        keep = methods.slimming(model, task, meets, budget, n_groups, log=log)
-    pruned = prune_model(model, keep, graph)
+        keep, pruned = methods.slimming(model, task, meets, budget, n_groups, log=log)
     per_after, whole_after = measure_ms(pruned, threads=threads, kernel=kernel)
     score = task.score(pruned)
     rows = report_rows(model, pruned, graph, keep, per_ms, per_after)

@@ -1,0 +1,333 @@
+"""Channel pruning (weights_tools.prune, docs/pruning.md): the channel groups,
+physical removal checked against the masked model and against MDFI, the cost
+model checked against the pruned model's own FLOPs, the cost-aware rates'
+targets, the gates' straight-through gradient, the three methods and the
+command line, and the errors that name the layer."""
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import mdfi  # noqa: E402
+from weights_tools.prune import PruneError  # noqa: E402
+from weights_tools.prune.costs import CostModel, layer_flops  # noqa: E402
+from weights_tools.prune.gates import ChannelGate, Gates, masked  # noqa: E402
+from weights_tools.prune.graph import ChannelGraph  # noqa: E402
+from weights_tools.prune.methods import Budget, c2s2, l1_norm, slimming  # noqa: E402
+from weights_tools.prune.rates import allocate  # noqa: E402
+from weights_tools.prune.rewrite import check_keep, prune_model  # noqa: E402
+from weights_tools.prune.tasks import LabelledTask  # noqa: E402
+from weights_tools.torch import (AvgPool, Connected, Conv, Darknet, Exit, MaxPool,  # noqa: E402
+                                 Route, Shortcut, Softmax, Upsample, import_darknet, save)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def cbl(c, n, size=3, stride=1, **kw):
+    return Conv(c, n, size, stride, pad=True, batch_normalize=True, activation="leaky", **kw)
+
+
+def randomize_bn(model):
+    """Non-trivial BN statistics and biases, as a trained model has."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for layer in model.layers:
+            if getattr(layer, "bn", None) is not None:
+                n = layer.bn.num_features
+                layer.bn.running_mean.copy_(torch.rand(n, generator=g) * 0.2 - 0.1)
+                layer.bn.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                layer.bn.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                layer.bias.copy_(torch.rand(n, generator=g) * 0.2 - 0.1)
+    return model.eval()
+
+
+def wired_model():
+    """Every kind of channel wiring: a shortcut tying two convs, a route
+    concatenating two groups, upsample, maxpool, a grouped conv, a [connected]
+    reading the flattened map, and the final softmax."""
+    return randomize_bn(Darknet((3, 16, 16), [
+        cbl(3, 8),                      # 0  group A
+        cbl(8, 8),                      # 1  group B, tied to A by the shortcut
+        Shortcut(-2),                   # 2
+        MaxPool(2, 2),                  # 3
+        cbl(8, 12),                     # 4  group C
+        cbl(12, 6, 1),                  # 5  group D
+        Upsample(2),                    # 6
+        Route([6, 2]),                  # 7  D (upsampled) + A/B: 14 channels
+        cbl(14, 10, 3, 2),              # 8  group E
+        cbl(10, 10, 3, groups=5),       # 9  grouped: E and F fixed
+        cbl(10, 6, 1),                  # 10 group G
+        Connected(6 * 8 * 8, 5, activation="linear"),   # 11 reads G flattened
+        Softmax(),                      # 12
+    ]))
+
+
+def random_keep(graph, seed=0):
+    rng = np.random.default_rng(seed)
+    return {g.id: np.sort(rng.choice(g.n, rng.integers(1, g.n), replace=False))
+            for g in graph.prunable()}
+
+
+def test_groups_follow_the_wiring_rules():
+    m = wired_model()
+    g = ChannelGraph(m)
+    by_producer = {tuple(grp.producers): grp for grp in g.groups}
+    assert (0, 1) in by_producer and by_producer[(0, 1)].fixed is None   # merged by the shortcut
+    assert by_producer[(8,)].fixed and "grouped convolution" in by_producer[(8,)].fixed
+    assert by_producer[(9,)].fixed and "grouped" in by_producer[(9,)].fixed
+    assert by_producer[(11,)].fixed and "[softmax]" in by_producer[(11,)].fixed
+    assert {tuple(grp.producers) for grp in g.prunable()} == {(0, 1), (4,), (5,), (10,)}
+    # the route reads 6 channels of D then 8 of the merged A/B group
+    assert g.in_counts(8) == {g.find(g.group_of[5]): 6, g.find(g.group_of[0]): 8}
+
+
+def test_yolov3_tiny_groups():
+    m = import_darknet("tests/data/yolov3-tiny.cfg")
+    g = ChannelGraph(m)
+    fixed = [grp for grp in g.groups if grp.fixed]
+    assert sorted(grp.producers[0] for grp in fixed) == [15, 22]
+    assert all("[yolo]" in grp.fixed for grp in fixed)
+    assert len(g.prunable()) == 11
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pruned_model_equals_masked_model_and_mdfi(seed, tmp_path):
+    m = wired_model()
+    g = ChannelGraph(m)
+    keep = random_keep(g, seed)
+    p = prune_model(m, keep, g)
+    assert p.shapes[0][0] == p.shapes[1][0] == len(keep[g.find(g.group_of[0])])
+    x = torch.rand(2, *m.input_shape)
+    gates = masked(g, keep)
+    with torch.no_grad():
+        want = m(x, outputs=[7, 11])
+    gates.detach()
+    with torch.no_grad():
+        got = p(x, outputs=[7, 11])
+        unmasked = m(x, outputs=[11])[0]
+    rows = torch.from_numpy(np.flatnonzero(np.isin(np.arange(14), np.concatenate(
+        [keep[g.find(g.group_of[5])], 6 + keep[g.find(g.group_of[0])]]))))
+    assert torch.allclose(got[0], want[0][:, rows], atol=1e-5)
+    assert torch.allclose(got[1], want[1], atol=1e-5)
+    assert not torch.allclose(got[1], unmasked, atol=1e-3)   # the mask did change something
+    cfg, weights = save(p, tmp_path / "p")
+    with mdfi.Network(cfg, weights, keep_outputs=True) as net:
+        out = net.forward(x[0].numpy())
+        logits = net.layer_output(11)
+    assert np.abs(logits.reshape(-1) - got[1][0].numpy().reshape(-1)).max() <= 1e-4
+    with torch.no_grad():
+        assert np.abs(out.reshape(-1) - p(x)[0].numpy().reshape(-1)).max() <= 1e-6
+
+
+def test_cost_model_predicts_the_pruned_flops_exactly():
+    m = wired_model()
+    g = ChannelGraph(m)
+    costs = CostModel(g, layer_flops(m))
+    for seed in range(4):
+        keep = random_keep(g, seed)
+        predicted = costs.total({gid: len(idx) / g.group(gid).n for gid, idx in keep.items()})
+        assert predicted == pytest.approx(sum(layer_flops(prune_model(m, keep, g))), rel=1e-9)
+
+
+def vgg(widths=(16, 16, "M", 32, 32, "M", 64, 64), classes=10, shape=(1, 28, 28)):
+    layers, c = [], shape[0]
+    for w in widths:
+        if w == "M":
+            layers.append(MaxPool(2, 2))
+        else:
+            layers.append(cbl(c, w))
+            c = w
+    return randomize_bn(Darknet(shape, layers + [AvgPool(), Connected(c, classes, activation="linear"),
+                                                 Softmax()]))
+
+
+@pytest.mark.parametrize("target", [0.5, 0.33, 0.2])
+@pytest.mark.parametrize("power", [0.0, 0.5, 1.0])
+def test_rates_hit_a_flops_target_within_5_percent(target, power):
+    m = vgg()
+    g = ChannelGraph(m)
+    costs = CostModel(g, layer_flops(m))
+    counts = allocate(costs, target * costs.total(), max_prune=0.9, power=power)
+    keep = {gid: np.arange(k) for gid, k in counts.items()}
+    got = sum(layer_flops(prune_model(m, keep, g))) / sum(layer_flops(m))
+    assert abs(got - target) <= 0.05 * target
+    assert all(k >= np.ceil(g.group(gid).n * 0.1) for gid, k in counts.items())
+
+
+def test_rates_guard_against_over_pruning_and_impossible_targets():
+    m = vgg()
+    g = ChannelGraph(m)
+    costs = CostModel(g, layer_flops(m))
+    counts = allocate(costs, 0.4 * costs.total(), max_prune=0.5, power=1.0)
+    assert all(k >= g.group(gid).n // 2 for gid, k in counts.items())
+    with pytest.raises(PruneError, match="cannot be met.*max_prune=0.50"):
+        allocate(costs, 0.1 * costs.total(), max_prune=0.5)
+
+
+def test_cost_aware_rates_prune_costly_channels_harder():
+    m = vgg()
+    g = ChannelGraph(m)
+    costs = CostModel(g, layer_flops(m))
+    per = costs.per_channel()
+    counts = allocate(costs, 0.5 * costs.total(), max_prune=0.9, power=1.0)
+    frac = {gid: 1 - k / g.group(gid).n for gid, k in counts.items()}
+    dear, cheap = max(per, key=per.get), min(per, key=per.get)
+    assert frac[dear] > frac[cheap]
+
+
+def test_keep_errors_name_the_layer():
+    m = import_darknet("tests/data/yolov3-tiny.cfg")
+    g = ChannelGraph(m)
+    with pytest.raises(PruneError, match=r"layer 15 \(\[convolutional\]\) cannot lose channels: "
+                       r"layer 16 \(\[yolo\]\) reads it"):
+        check_keep(g, {g.group_of[15]: np.arange(100)})
+    with pytest.raises(PruneError, match=r"layer 0 \(\[convolutional\]\) would lose all its 16"):
+        check_keep(g, {g.group_of[0]: []})
+
+
+def test_exit_branches_are_refused_naming_the_layer():
+    m = Darknet((1, 12, 12), [
+        cbl(1, 4), MaxPool(2, 2),
+        Exit(branch=[Connected(4 * 6 * 6, 3, activation="linear"), Softmax()]),
+        cbl(4, 4), AvgPool(), Connected(4, 3, activation="linear"), Softmax()])
+    with pytest.raises(PruneError, match=r"layer 2 \(\[exit\]\).*early-exit"):
+        ChannelGraph(m)
+
+
+def test_gate_is_binary_forward_and_straight_through_backward():
+    gate = ChannelGate(4)
+    with torch.no_grad():
+        gate.s.copy_(torch.tensor([1.0, 0.4, 0.6, -3.0]))
+    x = torch.ones(1, 4, 2, 2)
+    y = gate(x)
+    assert y[0, :, 0, 0].tolist() == [1.0, 0.0, 1.0, 0.0]
+    y.sum().backward()
+    assert gate.s.grad.tolist() == [4.0, 4.0, 4.0, 0.0]   # |s| > 2 clips the gradient
+    gate.freeze(np.array([0, 1, 1, 0], np.float32))
+    assert gate(x)[0, :, 0, 0].tolist() == [0.0, 1.0, 1.0, 0.0]
+
+
+def tiny_task(n=256, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n)
+    x = rng.random((n, 1, 28, 28), dtype=np.float32) * 0.2
+    for i, c in enumerate(y):            # a learnable class signal: a bright stripe per class
+        x[i, 0, 2 * c:2 * c + 3] += 0.8
+    return LabelledTask(x[:192], y[:192], x[192:], y[192:], batch_size=32, seed=seed)
+
+
+@pytest.mark.parametrize("method", ["c2s2", "l1", "slimming"])
+def test_methods_reach_the_counts_and_stay_exact(method):
+    m = vgg()
+    g = ChannelGraph(m)
+    costs = CostModel(g, layer_flops(m))
+    counts = allocate(costs, 0.5 * costs.total(), max_prune=0.75, power=0.5)
+    task = tiny_task()
+    budget = Budget(select=3, tune=3, final=4)
+    n = sum(1 for gid, k in counts.items() if k < g.group(gid).n)
+    if method == "c2s2":
+        keep, tuned = c2s2(m, task, counts, budget, log=lambda s: None)
+    elif method == "l1":
+        keep, tuned = l1_norm(m, task, counts, budget, n, log=lambda s: None)
+    else:
+        goal = costs.total({gid: k / g.group(gid).n for gid, k in counts.items()})
+        keep, tuned = slimming(m, task, lambda c: costs.total(
+            {gid: k / g.group(gid).n for gid, k in c.items()}) <= goal, budget, n,
+            log=lambda s: None)
+    if method != "slimming":
+        assert {gid: len(idx) for gid, idx in keep.items()} == {
+            gid: k for gid, k in counts.items() if k < g.group(gid).n}
+    p = prune_model(m, keep, g)
+    assert sum(layer_flops(p)) <= 0.5 * sum(layer_flops(m)) * 1.0001
+    assert tuned.shapes == p.shapes
+    x = torch.rand(3, 1, 28, 28)
+    gates = masked(g, keep)
+    with torch.no_grad():
+        want = m(x)
+    gates.detach()
+    with torch.no_grad():
+        assert torch.allclose(p(x), want, atol=1e-6)
+
+
+def test_c2s2_phase_one_learns_which_channels_matter():
+    """Two of eight channels carry the signal (the rest are scaled to nothing);
+    phase 1 alone must keep those two."""
+    m = vgg(widths=(8,), shape=(1, 28, 28))
+    with torch.no_grad():
+        m.layers[0].bn.weight[2:] = 1e-3
+        m.layers[0].bias[2:] = 0
+    task = tiny_task()
+    # train the head on the two live channels first
+    from weights_tools.prune.methods import train_steps
+    train_steps(m, task, 150, [m.layers[2].weight, m.layers[2].bias], 0.05)
+    g = ChannelGraph(m)
+    keep, _ = c2s2(m, task, {g.group_of[0]: 2}, Budget(select=60, tune=0, final=0, gate_lr=0.05,
+                                                   lam=0.5), log=lambda s: None)
+    assert keep[g.group_of[0]].tolist() == [0, 1]
+
+
+def digits_files(tmp_path):
+    pytest.importorskip("sklearn")
+    return "examples/models/digits_float.cfg", "examples/models/digits_float.weights"
+
+
+def test_command_line_writes_a_smaller_model_mdfi_and_quantize_load(tmp_path, capsys):
+    from weights_tools.__main__ import main
+    cfg, weights = digits_files(tmp_path)
+    out = tmp_path / "pruned"
+    rc = main(["prune", "--cfg", cfg, "--weights", weights, "--data", "digits",
+               "--target-flops", "0.5", "--select-steps", "2", "--tune-steps", "2",
+               "--epochs", "0.1", "--batch-size", "32", "--torch-threads", "1", "-o", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    rec = json.loads((tmp_path / "pruned.json").read_text())
+    s = rec["summary"]
+    assert abs(s["flops_after"] / s["flops"] - 0.5) <= 0.025
+    assert rec["mdfi_vs_pytorch_max_abs_diff"] <= 1e-4
+    assert "channels" in text and "MFLOPs" in text and "ms" in text
+    assert (tmp_path / "pruned.weights").stat().st_size < __import__("os").path.getsize(weights)
+    # every layer's kept channels in the record match the files MDFI builds
+    with mdfi.Network(str(out) + ".cfg", str(out) + ".weights") as net:
+        assert [l.output_shape[0] for l in net.layers] == [r["kept"] for r in rec["layers"]]
+    # fixed point through weights_tools quantize
+    from mdfi.datasets import load
+    x = load("digits").x_train[:20]
+    np.save(tmp_path / "calib.npy", x)
+    assert main(["quantize", str(out) + ".cfg", str(out) + ".weights", "--calib",
+                 str(tmp_path / "calib.npy"), "-o", str(tmp_path / "q")]) == 0
+    with mdfi.Network(str(tmp_path / "q.cfg"), str(tmp_path / "q.qweights")) as qnet, \
+            mdfi.Network(str(out) + ".cfg", str(out) + ".weights") as fnet:
+        agree = np.mean([np.argmax(qnet.forward(v)) == np.argmax(fnet.forward(v)) for v in x])
+    assert agree >= 0.9
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target-flops", "0.02"], "cannot be met"),
+    (["--target-flops", "1.5"], "fraction"),
+    (["--target-ms", "-1"], "positive"),
+])
+def test_command_line_refuses_bad_targets(tmp_path, capsys, args, message):
+    from weights_tools.__main__ import main
+    cfg, weights = digits_files(tmp_path)
+    rc = main(["prune", "--cfg", cfg, "--weights", weights, "--data", "digits", "-o",
+               str(tmp_path / "p"), "--torch-threads", "1"] + args)
+    assert rc == 1
+    assert message in capsys.readouterr().err
+
+
+def test_command_line_names_the_layer_it_cannot_rewrite(tmp_path, capsys):
+    from weights_tools.__main__ import main
+    cfg = "examples/models/mnist_branchy_lenet.cfg"
+    rc = main(["prune", "--cfg", cfg, "--weights", cfg.replace(".cfg", ".weights"), "--data",
+               "digits", "--target-flops", "0.5", "-o", str(tmp_path / "p")])
+    assert rc == 1
+    assert "([exit])" in capsys.readouterr().err
