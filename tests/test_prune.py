@@ -331,3 +331,27 @@ def test_command_line_names_the_layer_it_cannot_rewrite(tmp_path, capsys):
                "digits", "--target-flops", "0.5", "-o", str(tmp_path / "p")])
     assert rc == 1
     assert "([exit])" in capsys.readouterr().err
+
+
+def test_target_ms_is_reached_by_measuring_candidates(monkeypatch):
+    """--target-ms: the rates come from the per-layer profile, then candidates
+    are measured until one lands within 2 %.  The 'engine' here is a stand-in
+    whose whole-forward time is not the sum of its layer times (a fixed cost
+    plus a per-layer cost that is not linear in the channels), so the loop
+    must correct the profile model's guess."""
+    from weights_tools.prune import run
+
+    def fake_measure(model, **kw):
+        per = [f / 1e6 + (0.003 if f else 0.0) for f in layer_flops(model)]
+        return per, 0.05 + 1.15 * sum(per)
+
+    monkeypatch.setattr(run, "measure_ms", fake_measure)
+    m = vgg()
+    g = ChannelGraph(m)
+    full = fake_measure(m)[1]
+    counts, _, _, _ = run.plan_counts(m, g, target_ms=0.5 * full, max_prune=0.9,
+                                      log=lambda s: None)
+    got = fake_measure(prune_model(m, {k: np.arange(v) for k, v in counts.items()}, g))[1]
+    assert abs(got - 0.5 * full) <= 0.05 * 0.5 * full
+    with pytest.raises(PruneError, match="fixed cost"):
+        run.plan_counts(m, g, target_ms=0.04, log=lambda s: None)

@@ -13,9 +13,11 @@ C2S2 (after the thesis' abstract; docs/pruning.md says what was chosen and why):
 - progressively, group by group in network order, two phases:
   1. only the gate's real values train (the weights and BN statistics stay as
      they are), under the task loss plus a sparsity term lam * sum(s) whose
-     weight rises from 0 to lam_max over the phase: it favours switching
-     channels off, and a channel stays on only while the task gradient that
-     reaches it through the straight-through mask outweighs the pull;
+     weight rises from 0 to lam_max over the phase (lam_max = budget.lam x the
+     group's relative cost of a channel x the mean |task gradient| of the
+     gate, measured before the phase): it favours switching channels off, and
+     a channel stays on only while the task gradient that reaches it through
+     the straight-through mask outweighs the pull;
      then the `keep` largest real values become the binary mask (frozen);
   2. with the mask fixed, every weight trains (the network adapts to the loss);
 - the number kept per group comes from the cost-aware rates (rates.allocate).
@@ -75,6 +77,20 @@ def train_steps(model, task, steps, params, lr, log=None, what="fine-tune", cosi
     model.eval()
 
 
+def _gate_gradient(model, task, gate, batches=4):
+    """Mean |d task loss / d s| over a few batches with every channel on: the
+    scale the sparsity pull is measured in (so `lam` means the same thing in
+    every layer and every network)."""
+    model.eval()
+    total = 0.0
+    for _ in range(batches):
+        gate.s.grad = None
+        task.loss(model, task.batch()).backward()
+        total += float(gate.s.grad.abs().mean())
+    gate.s.grad = None
+    return total / batches
+
+
 def _order(graph, counts):
     groups = [g for g in graph.prunable() if counts.get(g.id, g.n) < g.n]
     return sorted(groups, key=lambda g: g.producers[0])
@@ -82,8 +98,9 @@ def _order(graph, counts):
 
 def c2s2(model, task, counts, budget, cost_weight=None, log=print):
     """Prunes `model` to counts {gid: channels to keep}; returns ({gid: kept
-    channel indices}, the pruned and fine-tuned model); `model` is trained in place.  cost_weight {gid: relative cost of
-    one channel} scales each group's sparsity pull (cost-aware)."""
+    channel indices}, the pruned and fine-tuned model); `model` is trained in
+    place.  cost_weight {gid: relative cost of one channel} scales each
+    group's sparsity pull (cost-aware)."""
     graph = ChannelGraph(model)
     order = _order(graph, counts)
     gates = Gates(graph, order)
@@ -97,13 +114,10 @@ def c2s2(model, task, counts, budget, cost_weight=None, log=print):
         for p in weights:
             p.requires_grad_(False)
         w = 1.0 if cost_weight is None else cost_weight.get(grp.id, 1.0)
-        scale = {}
+        lam = budget.lam * w * _gate_gradient(model, task, gate)
 
-        def pull(step, gate=gate, w=w, scale=scale):
-            if step == 0 or "g" not in scale:
-                scale["g"] = 1.0
-            ramp = step / max(1, budget.select - 1)
-            return budget.lam * w * ramp * gate.s.clamp(min=0).sum() / gate.s.numel()
+        def pull(step, gate=gate, lam=lam):
+            return lam * step / max(1, budget.select - 1) * gate.s.clamp(min=0).sum()
 
         train_steps(model, task, budget.select, [gate.s], budget.gate_lr, log=log,
                     what="phase 1 (gate)", cosine=False, extra=pull, train_mode=False)
