@@ -341,7 +341,7 @@ def test_target_ms_is_reached_by_measuring_candidates(monkeypatch):
     must correct the profile model's guess."""
     from weights_tools.prune import run
 
-    def fake_measure(model, **kw):
+    def fake_measure(model, **kw):  # noqa: ARG001
         per = [f / 1e6 + (0.003 if f else 0.0) for f in layer_flops(model)]
         return per, 0.05 + 1.15 * sum(per)
 
@@ -355,3 +355,15 @@ def test_target_ms_is_reached_by_measuring_candidates(monkeypatch):
     assert abs(got - 0.5 * full) <= 0.05 * 0.5 * full
     with pytest.raises(PruneError, match="fixed cost"):
         run.plan_counts(m, g, target_ms=0.04, log=lambda s: None)
+
+
+def test_costs_measured_on_the_int8_path(tmp_path, capsys):
+    from weights_tools.__main__ import main
+    cfg, weights = digits_files(tmp_path)
+    rc = main(["prune", "--cfg", cfg, "--weights", weights, "--data", "digits", "--path", "int8",
+               "--target-flops", "0.6", "--select-steps", "1", "--tune-steps", "1", "--epochs",
+               "0.05", "--batch-size", "32", "--torch-threads", "1", "-o", str(tmp_path / "p")])
+    assert rc == 0, capsys.readouterr()
+    s = json.loads((tmp_path / "p.json").read_text())["summary"]
+    assert s["path"] == "int8" and s["ms"] > 0 and s["ms_after"] > 0
+    assert "MDFI int8" in capsys.readouterr().out

@@ -34,7 +34,7 @@ def add_arguments(p):
     t.add_argument("--target-flops", type=float, metavar="F",
                    help="keep this fraction of the FLOPs (0.5 = 2x fewer)")
     t.add_argument("--target-ms", type=float, metavar="MS",
-                   help="milliseconds per forward in MDFI float on this CPU (--threads)")
+                   help="milliseconds per forward in MDFI on this CPU (--threads, --path)")
     p.add_argument("--method", choices=METHODS, default="c2s2")
     p.add_argument("--select-steps", type=int, default=60, help="C2S2 phase-1 steps per layer")
     p.add_argument("--tune-steps", type=int, default=60, help="C2S2 phase-2 steps per layer")
@@ -51,6 +51,9 @@ def add_arguments(p):
     p.add_argument("--val-images", type=int, default=4, help="held-out images (unlabelled data)")
     p.add_argument("--train-limit", type=int, help="use only the first N training images")
     p.add_argument("--threads", type=int, default=1, help="MDFI threads for the measured costs")
+    p.add_argument("--path", choices=("float", "int8"), default="float",
+                   help="the numeric path whose MDFI times are the costs (int8: as weights_tools "
+                   "quantize makes it)")
     p.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, metavar="PREFIX")
@@ -128,7 +131,8 @@ def run_from_args(args, argv=None):
         budget = Budget(args.select_steps, args.tune_steps,
                         round(args.epochs * task.steps_per_epoch), lr=args.lr)
         result = prune(model, task, args.method, args.target_flops, args.target_ms, budget,
-                       args.max_prune, args.cost_power, args.multiple, args.threads)
+                       args.max_prune, args.cost_power, args.multiple, args.threads,
+                       path=args.path)
         cfg, weights = save(result.model, args.output)
         diff = _check_mdfi(result.model, cfg, weights)
     except (PruneError, CfgError, WeightsError, BridgeError, MdfiError, OSError) as e:
@@ -136,10 +140,10 @@ def run_from_args(args, argv=None):
         return 1
     s = result.summary
     print(format_rows(result.rows))
-    print("%s: FLOPs %.2fM -> %.2fM (%.2fx fewer); MDFI float, %d thread(s): %.3f -> %.3f ms "
+    print("%s: FLOPs %.2fM -> %.2fM (%.2fx fewer); MDFI %s, %d thread(s): %.3f -> %.3f ms "
           "(%.2fx faster); %s %.4f -> %.4f"
           % (s["method"], s["flops"] / 1e6, s["flops_after"] / 1e6, s["flops_ratio"],
-             s["threads"], s["ms"], s["ms_after"], s["speedup"], s["score_name"],
+             s["path"], s["threads"], s["ms"], s["ms_after"], s["speedup"], s["score_name"],
              s["score_before"], s["score_after"]))
     print("wrote %s and %s; MDFI vs PyTorch on a random input: max |diff| %.3g" % (cfg, weights, diff))
     record = {"command": "python -m weights_tools prune " + " ".join(

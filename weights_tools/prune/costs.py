@@ -71,16 +71,40 @@ def _median_forward(net, x, repeats):
     return 1000.0 * statistics.median(times)
 
 
-def measure_ms(model, repeats=15, warmup=3, threads=1, kernel=None, seed=0):
-    """(per-layer ms, whole-forward ms) of `model` run by MDFI in float on this
-    CPU: the per-layer medians from MDFI's profiler over `repeats` runs, and the
-    median time of a forward without profiling."""
+PATHS = ("float", "int8")
+
+
+def _int8_files(cfg, weights, tmp, x):
+    """MDFI's int8 model of cfg/weights, calibrated on x (only the timing is
+    used, so a few inputs do)."""
+    from weights_tools.quantize import quantize
+    calib = os.path.join(tmp, "calib.npy")
+    np.save(calib, x)
+    quantize(cfg, weights, [calib], os.path.join(tmp, "q"), quiet=True, report=False,
+             check_images=False, bias_images=0)
+    return os.path.join(tmp, "q.cfg"), os.path.join(tmp, "q.qweights")
+
+
+def measure_ms(model, repeats=15, warmup=3, threads=1, kernel=None, seed=0, path="float",
+               calib=None):
+    """(per-layer ms, whole-forward ms) of `model` run by MDFI on this CPU, in
+    float or (path="int8") as `weights_tools quantize` makes it, calibrated on
+    `calib` (N x C x H x W; default: random inputs): the per-layer medians from
+    MDFI's profiler over `repeats` runs, and the median time of a forward
+    without profiling."""
     import mdfi
     from weights_tools.torch.export import save
 
-    x = np.random.default_rng(seed).random(model.input_shape, dtype=np.float32)
+    if path not in PATHS:
+        raise ValueError("path must be one of %s, not %r" % (", ".join(PATHS), path))
+    rng = np.random.default_rng(seed)
+    x = rng.random(model.input_shape, dtype=np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         cfg, weights = save(model, os.path.join(tmp, "m"))
+        if path == "int8":
+            if calib is None:
+                calib = rng.random((4,) + tuple(model.input_shape), dtype=np.float32)
+            cfg, weights = _int8_files(cfg, weights, tmp, np.asarray(calib, np.float32))
         with mdfi.Network(cfg, weights, threads=threads, kernel=kernel) as net:
             for _ in range(warmup):
                 net.forward(x)

@@ -27,15 +27,18 @@ def _first_k(counts):
 
 
 def plan_counts(model, graph, target_flops=None, target_ms=None, max_prune=0.75, power=1.0,
-                multiple=1, threads=1, kernel=None, log=print):
+                multiple=1, threads=1, kernel=None, log=print, path="float", calib=None):
     """(counts {gid: channels to keep}, cost model, per-layer ms, whole ms).
     target_flops: a fraction of the model's FLOPs; target_ms: milliseconds per
-    forward on this CPU (MDFI float, `threads`), reached by measuring candidate
+    forward on this CPU (MDFI, `threads`, `path` float or int8), reached by measuring candidate
     architectures: the rates come from the per-layer profile, the result is
     re-measured and the target corrected until it lands within 2 %."""
     if (target_flops is None) == (target_ms is None):
         raise PruneError("give one target: target_flops (a fraction) or target_ms")
-    per_ms, whole = measure_ms(model, threads=threads, kernel=kernel)
+    def measure(m):
+        return measure_ms(m, threads=threads, kernel=kernel, path=path, calib=calib)
+
+    per_ms, whole = measure(model)
     if target_flops is not None:
         if not 0 < target_flops <= 1:
             raise PruneError("target_flops is a fraction of the network's FLOPs in (0, 1], "
@@ -53,8 +56,7 @@ def plan_counts(model, graph, target_flops=None, target_ms=None, max_prune=0.75,
             raise PruneError("the target %.3f ms is below MDFI's fixed cost of a forward "
                              "(%.3f ms outside the layers)" % (target_ms, overhead))
         counts = allocate(costs, goal, max_prune, power, multiple)
-        got = measure_ms(prune_model(model, _first_k(counts), graph), threads=threads,
-                         kernel=kernel)[1]
+        got = measure(prune_model(model, _first_k(counts), graph))[1]
         log("  target %.3f ms: rates for %.3f ms in the profile model measure %.3f ms"
             % (target_ms, goal + overhead, got))
         if abs(got - target_ms) <= 0.02 * target_ms:
@@ -78,7 +80,7 @@ def report_rows(model, pruned, graph, keep, per_ms, per_ms_after):
 
 
 def prune(model, task, method="c2s2", target_flops=None, target_ms=None, budget=None,
-          max_prune=0.75, power=1.0, multiple=1, threads=1, kernel=None, log=print):
+          max_prune=0.75, power=1.0, multiple=1, threads=1, kernel=None, log=print, path="float"):
     """Prunes a copy of `model` (a weights_tools.torch.Darknet with trained
     weights) on `task`; returns a Result.  The model given is trained in place
     (masked) and should be discarded."""
@@ -87,8 +89,9 @@ def prune(model, task, method="c2s2", target_flops=None, target_ms=None, budget=
     budget = budget or methods.Budget()
     graph = ChannelGraph(model)
     t0 = time.time()
+    calib = task.x[:8].numpy()
     counts, costs, per_ms, whole = plan_counts(model, graph, target_flops, target_ms, max_prune,
-                                                power, multiple, threads, kernel, log)
+                                                power, multiple, threads, kernel, log, path, calib)
     n_groups = sum(1 for g in graph.prunable() if counts.get(g.id, g.n) < g.n)
     score_before = task.score(model)
     log("%s: %d groups pruned; %s before: %.4f" % (method, n_groups, task.score_name, score_before))
@@ -105,14 +108,15 @@ def prune(model, task, method="c2s2", target_flops=None, target_ms=None, budget=
         def meets(c):
             return costs.total({g: k / graph.group(g).n for g, k in c.items()}) <= goal * 1.0001
         keep, pruned = methods.slimming(model, task, meets, budget, n_groups, log=log)
-    per_after, whole_after = measure_ms(pruned, threads=threads, kernel=kernel)
+    per_after, whole_after = measure_ms(pruned, threads=threads, kernel=kernel, path=path,
+                                        calib=calib)
     score = task.score(pruned)
     rows = report_rows(model, pruned, graph, keep, per_ms, per_after)
     f0, f1 = sum(r["flops"] for r in rows), sum(r["flops_after"] for r in rows)
     summary = {"method": method, "target_flops": target_flops, "target_ms": target_ms,
                "flops": f0, "flops_after": f1, "flops_ratio": f0 / f1,
                "ms": whole, "ms_after": whole_after, "speedup": whole / whole_after,
-               "threads": threads, "score_name": task.score_name, "score_before": score_before,
+               "threads": threads, "path": path, "score_name": task.score_name, "score_before": score_before,
                "score_after": score, "groups_pruned": n_groups, "seconds": time.time() - t0,
                "budget": dataclasses.asdict(budget) if dataclasses.is_dataclass(budget)
                else vars(budget)}
