@@ -80,3 +80,14 @@ def synthetic_weights(golden, tmp_path_factory):
 
 def load_npy(path):
     return np.load(path).astype(np.float32)
+
+
+@pytest.fixture
+def torch_seeded():
+    """PyTorch seeded at 0 and on one thread for the test (restored after)."""
+    import torch
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(threads)

@@ -18,12 +18,8 @@ F32 = np.float32
 
 
 @pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _seed(torch_seeded):
     yield
-    torch.set_num_threads(threads)
 
 
 def cbl(c, n, size, stride=1):

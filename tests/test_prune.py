@@ -24,12 +24,8 @@ from weights_tools.torch import (AvgPool, Connected, Conv, Darknet, Exit, MaxPoo
 
 
 @pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _seed(torch_seeded):
     yield
-    torch.set_num_threads(threads)
 
 
 def cbl(c, n, size=3, stride=1, **kw):

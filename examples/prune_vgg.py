@@ -1,0 +1,190 @@
+"""Prune the Fashion-MNIST VGG (examples/train_vgg.py) with C2S2, L1-norm and
+network slimming at equal FLOPs and equal training budgets; measure every
+result on the test split in MDFI, and the single-thread speed-up of each
+pruned model against the float model in the same process.
+
+    python examples/prune_vgg.py                                # 3 methods x 2 targets
+    python examples/prune_vgg.py --methods c2s2 --targets 0.33 --keep-model
+
+Choices (rates, which channels, fine-tuning) see only the training split and
+the validation images carved from it (the last 500 of each class); the test
+split is measured once per result.  Writes OUT/NAME.cfg/.weights/.json per
+run and the table to --record (docs/pruning-fmnist.json) and its .md twin.
+With --keep-model the C2S2 model at the smallest target is copied to
+examples/models/fmnist_vgg_c2s2.* (register it with examples/register_model.py).
+"""
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+try:
+    import weights_tools  # noqa: F401
+except ImportError:  # run from a checkout without `pip install -e .`
+    sys.path.append(ROOT)
+
+import torch  # noqa: E402
+
+import mdfi  # noqa: E402
+from mdfi.evaluate import evaluate  # noqa: E402
+from weights_tools.prune.methods import Budget  # noqa: E402
+from weights_tools.prune.run import format_rows, prune  # noqa: E402
+from weights_tools.prune.tasks import LabelledTask  # noqa: E402
+from weights_tools.torch import import_darknet, save  # noqa: E402
+
+sys.path.insert(0, HERE)
+from train_vgg import load  # noqa: E402
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def interleaved_ms(prefixes, x, rounds=15, per_round=20):
+    """Median ms per forward of each model, single thread, measured in turns."""
+    nets = [mdfi.Network(p + ".cfg", p + ".weights", threads=1) for p in prefixes]
+    try:
+        times = [[] for _ in nets]
+        for net in nets:
+            for v in x[:5]:
+                net.forward(v)
+        for r in range(rounds):
+            for k, net in enumerate(nets):
+                t = time.perf_counter()
+                for j in range(per_round):
+                    net.forward(x[(r * per_round + j) % len(x)])
+                times[k].append(1000.0 * (time.perf_counter() - t) / per_round)
+        return [statistics.median(t) for t in times], nets[0].kernel
+    finally:
+        for net in nets:
+            net.close()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=os.path.join(HERE, "models", "fmnist_vgg"))
+    ap.add_argument("--dataset", default="fashion-mnist")
+    ap.add_argument("--methods", nargs="+", default=["c2s2", "l1", "slimming"])
+    ap.add_argument("--targets", nargs="+", type=float, default=[0.5, 0.33])
+    ap.add_argument("--select-steps", type=int, default=60)
+    ap.add_argument("--tune-steps", type=int, default=60)
+    ap.add_argument("--epochs", type=float, default=1.0, help="final fine-tune epochs")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--max-prune", type=float, default=0.75)
+    ap.add_argument("--cost-power", type=float, default=0.5)
+    ap.add_argument("--train-limit", type=int)
+    ap.add_argument("--test-limit", type=int)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="/tmp/mdfi-prune-vgg")
+    ap.add_argument("--record", default=os.path.join(ROOT, "docs", "pruning-fmnist.json"))
+    ap.add_argument("--keep-model", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    data = load(args.dataset, args.train_limit)
+    float_acc = evaluate(mdfi.Network(args.model + ".cfg", args.model + ".weights"), data,
+                         limit=args.test_limit)["accuracy"]
+    runs = []
+    for target in args.targets:
+        for method in args.methods:
+            torch.manual_seed(args.seed)
+            name = "%s_%s_%g" % (os.path.basename(args.model), method, target)
+            print("== %s: %s at %.2f of the FLOPs" % (name, method, target), flush=True)
+            model = import_darknet(args.model + ".cfg", args.model + ".weights")
+            task = LabelledTask(data.x_train, data.y_train, data.x_val, data.y_val, 128,
+                                shift=2, flip=args.dataset == "fashion-mnist", seed=args.seed)
+            budget = Budget(args.select_steps, args.tune_steps,
+                            round(args.epochs * task.steps_per_epoch), lr=args.lr)
+            res = prune(model, task, method, target_flops=target, budget=budget,
+                        max_prune=args.max_prune, power=args.cost_power)
+            prefix = os.path.join(args.out, name)
+            save(res.model, prefix)
+            print(format_rows(res.rows), flush=True)
+            with mdfi.Network(prefix + ".cfg", prefix + ".weights") as net:
+                acc = evaluate(net, data, limit=args.test_limit)["accuracy"]
+            s = res.summary
+            run = {"name": name, "method": method, "target_flops": target,
+                   "flops_ratio": s["flops_ratio"], "flops_fraction": s["flops_after"] / s["flops"],
+                   "validation_accuracy": s["score_after"], "test_accuracy": acc,
+                   "test_accuracy_loss_points": 100 * (float_acc - acc),
+                   "kept": [r["kept"] for r in res.rows if r["type"] == "convolutional"],
+                   "train_seconds": s["seconds"], "budget_steps": budget.total(s["groups_pruned"])}
+            with open(prefix + ".json", "w") as f:
+                json.dump({"run": run, "summary": s, "layers": res.rows,
+                           "keep": {str(g): v.tolist() for g, v in res.keep.items()}}, f, indent=1)
+            runs.append(run)
+            print("-> test accuracy %.4f (float %.4f), %.2fx fewer FLOPs" % (acc, float_acc,
+                                                                          s["flops_ratio"]), flush=True)
+    x = data.x_test[:200]
+    times, kernel = interleaved_ms([args.model] + [os.path.join(args.out, r["name"]) for r in runs], x)
+    for run, t in zip(runs, times[1:]):
+        run["ms"], run["float_ms"] = t, times[0]
+        run["speedup"] = times[0] / t
+        run["speedup_over_flops_ratio"] = run["speedup"] / run["flops_ratio"]
+    record = {
+        "command": "python " + " ".join(shlex.quote(a) for a in
+                                        [os.path.relpath(__file__, ROOT)] + (argv or sys.argv[1:])),
+        "model": os.path.relpath(args.model, ROOT), "dataset": args.dataset, "split": data.split,
+        "float_test_accuracy": float_acc, "test_n": len(data.y_test) if not args.test_limit
+        else args.test_limit,
+        "cpu": cpu_name(), "mdfi_kernel": kernel, "timing": "MDFI float, 1 thread, median ms per "
+        "forward over 15 interleaved rounds of 20 test images, all models in one process",
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "record")},
+        "runs": runs}
+    with open(args.record, "w") as f:
+        json.dump(record, f, indent=1)
+    write_table(record, os.path.splitext(args.record)[0] + ".md")
+    if args.keep_model:
+        best = [r for r in runs if r["method"] == "c2s2" and r["target_flops"] == min(args.targets)]
+        if best:
+            src = os.path.join(args.out, best[0]["name"])
+            dst = os.path.join(HERE, "models", os.path.basename(args.model) + "_c2s2")
+            for ext in (".cfg", ".weights"):
+                shutil.copyfile(src + ext, dst + ext)
+            with open(src + ".json") as f:
+                keep = json.load(f)["keep"]
+            with open(dst + ".json", "w") as f:
+                json.dump({"command": record["command"], "from": record["model"],
+                           "dataset": args.dataset, "variant": "pruned", "run": best[0],
+                           "cpu": record["cpu"], "keep": keep}, f, indent=1)
+            print("copied %s to %s" % (src, dst))
+    return 0
+
+
+def write_table(record, path):
+    lines = ["| FLOPs target | method | FLOPs ratio | test accuracy | loss (points) | MDFI 1-thread "
+             "speed-up | speed-up / FLOPs ratio | conv channels kept |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in record["runs"]:
+        lines.append("| %.2f | %s | %.2fx | %.2f %% | %.2f | %.2fx | %.0f %% | %s |"
+                     % (r["target_flops"], r["method"], r["flops_ratio"], 100 * r["test_accuracy"],
+                        r["test_accuracy_loss_points"], r.get("speedup", float("nan")),
+                        100 * r.get("speedup_over_flops_ratio", float("nan")),
+                        ", ".join(map(str, r["kept"]))))
+    with open(path, "w") as f:
+        f.write("Float model: %s, test accuracy %.2f %% (n = %d). CPU: %s, MDFI kernel %s.\n\n"
+                % (record["model"], 100 * record["float_test_accuracy"], record["test_n"],
+                   record["cpu"], record["mdfi_kernel"]))
+        f.write("\n".join(lines) + "\n\nCommand: `%s`\n" % record["command"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
