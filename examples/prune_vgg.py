@@ -77,6 +77,33 @@ def interleaved_ms(prefixes, x, rounds=15, per_round=20):
             net.close()
 
 
+def check_rates(model_prefix, flops_targets, ms_fractions, max_prune, power, log=print):
+    """How close the cost-aware rates land to each target (no training: the
+    time and FLOPs of an architecture do not depend on its weights).  Each
+    --target-ms is a fraction of the float model's measured ms."""
+    from weights_tools.prune.costs import layer_flops, measure_ms
+    from weights_tools.prune.graph import ChannelGraph
+    from weights_tools.prune.rewrite import prune_model
+    from weights_tools.prune.run import plan_counts
+    model = import_darknet(model_prefix + ".cfg", model_prefix + ".weights")
+    graph = ChannelGraph(model)
+    full_flops, full_ms = sum(layer_flops(model)), measure_ms(model)[1]
+    rows = []
+    for kind, targets in (("flops", flops_targets), ("ms", ms_fractions)):
+        for frac in targets:
+            kw = {"target_flops": frac} if kind == "flops" else {"target_ms": frac * full_ms}
+            counts = plan_counts(model, graph, max_prune=max_prune, power=power, log=log, **kw)[0]
+            pruned = prune_model(model, {g: np.arange(k) for g, k in counts.items()}, graph)
+            got = (sum(layer_flops(pruned)) / full_flops if kind == "flops"
+                   else measure_ms(pruned)[1] / full_ms)
+            rows.append({"target": kind, "fraction": frac, "reached": got,
+                         "error_pct": 100 * (got - frac) / frac,
+                         "kept": [counts[g] for g in sorted(counts)]})
+            log("rates for %s %.2f: reached %.3f (%+.1f %%)" % (kind, frac, got,
+                                                                rows[-1]["error_pct"]))
+    return {"float_ms": full_ms, "rows": rows}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=os.path.join(HERE, "models", "fmnist_vgg"))
@@ -96,9 +123,15 @@ def main(argv=None):
     ap.add_argument("--out", default="/tmp/mdfi-prune-vgg")
     ap.add_argument("--record", default=os.path.join(ROOT, "docs", "pruning-fmnist.json"))
     ap.add_argument("--keep-model", action="store_true")
+    ap.add_argument("--rate-targets", nargs="*", type=float, default=[0.5, 0.33, 0.25],
+                    help="FLOPs fractions whose rates are checked (no training)")
+    ap.add_argument("--ms-targets", nargs="*", type=float, default=[0.5, 0.33],
+                    help="fractions of the float model's MDFI ms whose rates are checked")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
+    rates = check_rates(args.model, args.rate_targets, args.ms_targets, args.max_prune,
+                        args.cost_power)
     data = load(args.dataset, args.train_limit)
     float_acc = evaluate(mdfi.Network(args.model + ".cfg", args.model + ".weights"), data,
                          limit=args.test_limit)["accuracy"]
@@ -148,7 +181,7 @@ def main(argv=None):
         "cpu": cpu_name(), "mdfi_kernel": kernel, "timing": "MDFI float, 1 thread, median ms per "
         "forward over 15 interleaved rounds of 20 test images, all models in one process",
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "record")},
-        "runs": runs}
+        "runs": runs, "rates": rates}
     with open(args.record, "w") as f:
         json.dump(record, f, indent=1)
     write_table(record, os.path.splitext(args.record)[0] + ".md")
@@ -183,7 +216,13 @@ def write_table(record, path):
         f.write("Float model: %s, test accuracy %.2f %% (n = %d). CPU: %s, MDFI kernel %s.\n\n"
                 % (record["model"], 100 * record["float_test_accuracy"], record["test_n"],
                    record["cpu"], record["mdfi_kernel"]))
-        f.write("\n".join(lines) + "\n\nCommand: `%s`\n" % record["command"])
+        f.write("\n".join(lines) + "\n\n")
+        f.write("Rates alone (no training), target against reached:\n\n| target | fraction | "
+                "reached | error |\n| --- | --- | --- | --- |\n")
+        for r in record["rates"]["rows"]:
+            f.write("| %s | %.2f | %.3f | %+.1f %% |\n" % (r["target"], r["fraction"], r["reached"],
+                                                         r["error_pct"]))
+        f.write("\nCommand: `%s`\n" % record["command"])
 
 
 if __name__ == "__main__":

@@ -50,8 +50,8 @@ def plan_counts(model, graph, target_flops=None, target_ms=None, max_prune=0.75,
     costs = CostModel(graph, per_ms)
     overhead = max(0.0, whole - sum(per_ms))
     goal = target_ms - overhead
-    counts = None
-    for attempt in range(5):
+    best = None
+    for attempt in range(6):
         if goal <= 0:
             raise PruneError("the target %.3f ms is below MDFI's fixed cost of a forward "
                              "(%.3f ms outside the layers)" % (target_ms, overhead))
@@ -59,10 +59,12 @@ def plan_counts(model, graph, target_flops=None, target_ms=None, max_prune=0.75,
         got = measure(prune_model(model, _first_k(counts), graph))[1]
         log("  target %.3f ms: rates for %.3f ms in the profile model measure %.3f ms"
             % (target_ms, goal + overhead, got))
+        if best is None or abs(got - target_ms) < abs(best[1] - target_ms):
+            best = (counts, got)
         if abs(got - target_ms) <= 0.02 * target_ms:
             break
         goal *= target_ms / got
-    return counts, costs, per_ms, whole
+    return best[0], costs, per_ms, whole
 
 
 def report_rows(model, pruned, graph, keep, per_ms, per_ms_after):
