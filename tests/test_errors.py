@@ -131,6 +131,33 @@ def test_weights_old_header_has_32bit_seen(tmp_path):
         net.forward(np.zeros((3, 8, 8), np.float32))
 
 
+@pytest.mark.parametrize("header, seen_bytes", [
+    ((0, 1, 0), 4), ((0, 2, 0), 8), ((0, 2, 5), 8), ((1, 0, 0), 8),
+    ((1001, 0, 0), 4), ((0, 1001, 0), 4), ((999999, 999999, 999999), 4),
+])
+def test_weights_seen_size_follows_darknet(tmp_path, header, seen_bytes):
+    """Darknet reads `seen` as 8 bytes when major*10 + minor >= 2 and both are
+    below 1000, else 4: such a file loads, and the same file with the other
+    seen size is refused by the size check with the exact byte count."""
+    from weights_tools import read_header, seen_size
+    assert seen_size(header[0], header[1]) == seen_bytes
+    cfg = write(tmp_path, "ok.cfg", SMALL)
+    good = weights_file(tmp_path, SMALL_FLOATS, header, seen_bytes)
+    assert read_header(str(good)).transpose == (header[0] > 1000 or header[1] > 1000)
+    with mdfi.Network(cfg, good) as net:
+        net.forward(np.zeros((3, 8, 8), np.float32))
+    other = 12 - seen_bytes
+    bad = weights_file(tmp_path, SMALL_FLOATS, header, other, name="bad.weights")
+    size = 4 * SMALL_FLOATS   # bytes of parameters after the header
+    if other > seen_bytes:   # read as Darknet reads it, 4 bytes are left over
+        needle = "bad.weights: too long for .*ok.cfg: 4 bytes left after the last layer"
+    else:                    # the longer seen eats 4 bytes of the last conv's weights
+        needle = ("bad.weights: too short for .*ok.cfg: %d bytes, ran out at layer 2 "
+                  r"\[convolutional\] \(needs %d bytes up to it\)" % (size - 4, size))
+    with pytest.raises(mdfi.WeightsError, match=needle):
+        mdfi.Network(cfg, bad)
+
+
 @pytest.mark.parametrize("content, needle", [
     (b"", "too short for a Darknet weights header"),
     (b"\xff" * 40, "bad header version"),

@@ -51,8 +51,11 @@ static mdfi_status read_header(mdfi_weights_reader *r, mdfi_errbuf *err)
         return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: bad header version %d.%d.%d "
                          "(not a Darknet weights file?)", path, r->major, r->minor,
                          r->revision);
-    /* Darknet stores `seen` as size_t from version 0.2 on, as int before. */
-    size_t seen_bytes = (r->major * 10 + r->minor >= 2) ? 8 : 4;
+    /* Darknet's load_weights: `seen` is a size_t when major*10 + minor >= 2 and
+       both are below 1000, else an int (so 1000.x and x.1000 headers, which
+       also mean transposed connected weights, carry a 32-bit seen). */
+    long long version = (long long)r->major * 10 + r->minor;
+    size_t seen_bytes = (version >= 2 && r->major < 1000 && r->minor < 1000) ? 8 : 4;
     if (fread(h + 12, 1, seen_bytes, r->f) != seen_bytes)
         return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: truncated header", path);
     r->pos = 12 + (long long)seen_bytes;

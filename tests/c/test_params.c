@@ -146,7 +146,9 @@ static const float floats[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
 static void darknet_file(buf *b, uint32_t minor, int extra)
 {
     b->n = 0;
-    u32(b, 0); u32(b, minor); u32(b, 0); u32(b, 1234); u32(b, 0);
+    u32(b, 0); u32(b, minor); u32(b, 0); u32(b, 1234);
+    if (minor >= 2 && minor < 1000)   /* Darknet's rule: a 64-bit seen, else 32-bit */
+        u32(b, 0);
     put(b, floats, sizeof floats);
     while (extra-- > 0)
         b->d[b->n++] = 0;
