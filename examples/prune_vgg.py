@@ -108,7 +108,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=os.path.join(HERE, "models", "fmnist_vgg"))
     ap.add_argument("--dataset", default="fashion-mnist")
-    ap.add_argument("--methods", nargs="+", default=["c2s2", "l1", "slimming"])
+    ap.add_argument("--methods", nargs="+", default=["c2s2", "l1", "slimming"],
+                    help="c2s2, l1, slimming; c2s2-uniform is C2S2 with one prune rate for "
+                    "every layer (--cost-power 0: the cost-aware rates' ablation)")
     ap.add_argument("--targets", nargs="+", type=float, default=[0.5, 0.33])
     ap.add_argument("--select-steps", type=int, default=60)
     ap.add_argument("--tune-steps", type=int, default=60)
@@ -146,8 +148,10 @@ def main(argv=None):
                                 shift=2, flip=args.dataset == "fashion-mnist", seed=args.seed)
             budget = Budget(args.select_steps, args.tune_steps,
                             round(args.epochs * task.steps_per_epoch), lr=args.lr)
-            res = prune(model, task, method, target_flops=target, budget=budget,
-                        max_prune=args.max_prune, power=args.cost_power)
+            uniform = method == "c2s2-uniform"
+            res = prune(model, task, "c2s2" if uniform else method, target_flops=target,
+                        budget=budget, max_prune=args.max_prune,
+                        power=0.0 if uniform else args.cost_power)
             prefix = os.path.join(args.out, name)
             save(res.model, prefix)
             print(format_rows(res.rows), flush=True)
