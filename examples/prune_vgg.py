@@ -126,12 +126,17 @@ def main(argv=None):
     ap.add_argument("--out", default="/tmp/mdfi-prune-vgg")
     ap.add_argument("--record", default=os.path.join(ROOT, "docs", "pruning-fmnist.json"))
     ap.add_argument("--keep-model", action="store_true")
+    ap.add_argument("--merge", nargs="+", metavar="RECORD",
+                    help="only merge these records (runs made in parallel) into --record, "
+                    "timing every model again in one process")
     ap.add_argument("--rate-targets", nargs="*", type=float, default=[0.5, 0.33, 0.25],
                     help="FLOPs fractions whose rates are checked (no training)")
     ap.add_argument("--ms-targets", nargs="*", type=float, default=[0.5, 0.33],
                     help="fractions of the float model's MDFI ms whose rates are checked")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.merge:
+        return merge(args.merge, args.record, argv)
     os.makedirs(args.out, exist_ok=True)
     rates = check_rates(args.model, args.rate_targets, args.ms_targets, args.max_prune,
                         args.cost_power)
@@ -172,12 +177,9 @@ def main(argv=None):
             runs.append(run)
             print("-> test accuracy %.4f (float %.4f), %.2fx fewer FLOPs" % (acc, float_acc,
                                                                           s["flops_ratio"]), flush=True)
-    x = data.x_test[:200]
-    times, kernel = interleaved_ms([args.model] + [os.path.join(args.out, r["name"]) for r in runs], x)
-    for run, t in zip(runs, times[1:]):
-        run["ms"], run["float_ms"] = t, times[0]
-        run["speedup"] = times[0] / t
-        run["speedup_over_flops_ratio"] = run["speedup"] / run["flops_ratio"]
+    for run in runs:
+        run["files"] = os.path.join(args.out, run["name"])
+    kernel = retime(args.model, runs, data.x_test[:200])
     record = {
         "command": "python " + " ".join(shlex.quote(a) for a in
                                         [os.path.relpath(__file__, ROOT)] + (argv or sys.argv[1:])),
@@ -213,6 +215,39 @@ def main(argv=None):
     return 0
 
 
+def retime(model, runs, x):
+    """Times the float model and every run's model in one process, in turns."""
+    times, kernel = interleaved_ms([model] + [r["files"] for r in runs], x)
+    for run, t in zip(runs, times[1:]):
+        run["ms"], run["float_ms"] = t, times[0]
+        run["speedup"] = times[0] / t
+        run["speedup_over_flops_ratio"] = run["speedup"] / run["flops_ratio"]
+    return kernel
+
+
+def merge(paths, out, argv):
+    records = []
+    for p in paths:
+        with open(p) as f:
+            records.append(json.load(f))
+    record = dict(records[0])
+    record["commands"] = [r["command"] for r in records]
+    record["command"] = "python " + " ".join(shlex.quote(a) for a in
+                                             [os.path.relpath(__file__, ROOT)] + (argv or sys.argv[1:]))
+    record["runs"] = [run for r in records for run in r["runs"]]
+    for r in records[1:]:
+        if r["float_test_accuracy"] != record["float_test_accuracy"] or r["model"] != record["model"]:
+            raise SystemExit("prune_vgg: the records are not of one float model and test split")
+    data = load(record["dataset"])
+    record["mdfi_kernel"] = retime(os.path.join(ROOT, record["model"]), record["runs"],
+                                   data.x_test[:200])
+    record["cpu"] = cpu_name()
+    with open(out, "w") as f:
+        json.dump(record, f, indent=1)
+    write_table(record, os.path.splitext(out)[0] + ".md")
+    return 0
+
+
 def write_table(record, path):
     lines = ["| FLOPs target | method | FLOPs ratio | test accuracy | loss (points) | MDFI 1-thread "
              "speed-up | speed-up / FLOPs ratio | conv channels kept |",
@@ -233,6 +268,8 @@ def write_table(record, path):
         for r in record["rates"]["rows"]:
             f.write("| %s | %.2f | %.3f | %+.1f %% |\n" % (r["target"], r["fraction"], r["reached"],
                                                          r["error_pct"]))
+        for c in record.get("commands", []):
+            f.write("\nRun: `%s`\n" % c)
         f.write("\nCommand: `%s`\n" % record["command"])
 
 

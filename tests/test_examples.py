@@ -179,13 +179,18 @@ def test_train_vgg_and_prune_it_briefly(tmp_path):
                                    "-o", str(out)]) == 0
     r = json.loads(out.with_suffix(".json").read_text())
     assert r["mdfi_float"]["agree_with_pytorch"] >= 0.99 and r["variant"] == "float"
+    for method in ("c2s2", "l1"):   # two processes' worth, then merged
+        assert mods["prune_vgg"].main(["--model", str(out), "--dataset", "digits", "--methods",
+                                       method, "--targets", "0.5", "--select-steps", "1",
+                                       "--tune-steps", "1", "--epochs", "0.1", "--threads", "1",
+                                       "--out", str(tmp_path / "runs"), "--record",
+                                       str(tmp_path / (method + ".json")), "--ms-targets",
+                                       "0.6"]) == 0
     record = tmp_path / "rec.json"
-    assert mods["prune_vgg"].main(["--model", str(out), "--dataset", "digits", "--methods", "c2s2",
-                                   "l1", "--targets", "0.5", "--select-steps", "1", "--tune-steps",
-                                   "1", "--epochs", "0.1", "--threads", "1", "--out",
-                                   str(tmp_path / "runs"), "--record", str(record),
-                                   "--ms-targets", "0.6"]) == 0
+    assert mods["prune_vgg"].main(["--merge", str(tmp_path / "c2s2.json"),
+                                   str(tmp_path / "l1.json"), "--record", str(record)]) == 0
     rec = json.loads(record.read_text())
+    assert len(rec["commands"]) == 2
     assert [r["method"] for r in rec["runs"]] == ["c2s2", "l1"]
     for run in rec["runs"]:
         assert abs(run["flops_fraction"] - 0.5) <= 0.025 and run["speedup"] > 1
