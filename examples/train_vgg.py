@@ -71,6 +71,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-limit", type=int)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--bn-recalibrate", type=int, default=0, metavar="BATCHES",
+                    help="re-estimate the BN statistics over this many training batches after "
+                    "training (needed after short runs: Darknet's BN moves them 1 %% a step)")
     ap.add_argument("-o", "--output", default=os.path.join(HERE, "models", "fmnist_vgg"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -80,6 +83,12 @@ def main(argv=None):
     t0 = time.time()
     train(model, data, args.epochs, args.lr, shift=2, flip=args.dataset == "fashion-mnist",
           batch_size=args.batch_size, seed=args.seed)
+    if args.bn_recalibrate:
+        from weights_tools.prune.methods import recalibrate_bn
+        from weights_tools.prune.tasks import LabelledTask
+        recalibrate_bn(model, LabelledTask(data.x_train, data.y_train, data.x_val, data.y_val,
+                                           min(args.batch_size, len(data.y_train))),
+                       args.bn_recalibrate)
     seconds = time.time() - t0
     save(model, args.output)
     torch_acc = float((predict(model, data.x_test) == data.y_test).mean())

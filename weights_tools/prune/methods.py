@@ -32,6 +32,8 @@ import torch
 from weights_tools.prune.gates import Gates
 from weights_tools.prune.graph import ChannelGraph, PruneError
 from weights_tools.prune.rewrite import prune_model
+from weights_tools.prune.tasks import head_layers
+from weights_tools.torch.layers import DarknetBatchNorm
 
 
 class Budget:
@@ -91,6 +93,29 @@ def _gate_gradient(model, task, gate, batches=4):
     return total / batches
 
 
+def recalibrate_bn(model, task, batches=20):
+    """Re-estimates every BN layer's running mean and variance as plain averages
+    over `batches` training batches (no gradient).  Darknet's BN moves its
+    running statistics by 1 % a step, so after a few hundred steps of phase 2
+    or fine-tuning they still mix in older weights' statistics; the gates of
+    the next phase and the score are measured in eval mode, on these."""
+    bns = [m for m in model.modules() if isinstance(m, DarknetBatchNorm)]
+    if not bns or batches <= 0:
+        return
+    saved = [b.momentum for b in bns]
+    model.train()
+    try:
+        with torch.no_grad():
+            for k in range(batches):
+                for b in bns:
+                    b.momentum = 1.0 / (k + 1)
+                model(task.batch()[0], outputs=head_layers(model))
+    finally:
+        for b, m in zip(bns, saved):
+            b.momentum = m
+        model.eval()
+
+
 def _order(graph, counts):
     groups = [g for g in graph.prunable() if counts.get(g.id, g.n) < g.n]
     return sorted(groups, key=lambda g: g.producers[0])
@@ -134,6 +159,7 @@ def c2s2(model, task, counts, budget, cost_weight=None, log=print):
         # phase 2: the weights adapt to the mask
         train_steps(model, task, budget.tune, weights, budget.lr, log=log, what="phase 2 (weights)",
                     cosine=False)
+        recalibrate_bn(model, task)
     gates.detach()
     return keep, _fine_tune(model, graph, keep, task, budget.final, budget.lr, log)
 
@@ -143,6 +169,7 @@ def _fine_tune(model, graph, keep, task, steps, lr, log):
     at a fraction of the cost) after `steps` of fine-tuning."""
     pruned = prune_model(model, keep, graph)
     train_steps(pruned, task, steps, _weights(pruned), lr, log=log, what="fine-tune")
+    recalibrate_bn(pruned, task)
     return pruned
 
 
