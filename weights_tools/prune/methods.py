@@ -12,12 +12,14 @@ C2S2 (after the thesis' abstract; docs/pruning.md says what was chosen and why):
   and binary at once;
 - progressively, group by group in network order, two phases:
   1. only the gate's real values train (the weights and BN statistics stay as
-     they are), under the task loss plus a sparsity term lam * sum(s) whose
-     weight rises from 0 to lam_max over the phase (lam_max = budget.lam x the
-     group's relative cost of a channel x the mean |task gradient| of the
-     gate, measured before the phase): it favours switching channels off, and
-     a channel stays on only while the task gradient that reaches it through
-     the straight-through mask outweighs the pull;
+     they are), under the task loss plus a sparsity term lam * sum(s).  lam
+     starts at budget.lam x the group's relative cost of a channel x the mean
+     |task gradient| of the gate (measured before the phase), grows 20 % a
+     step while more gates are open than the group may keep and eases 10 %
+     while fewer are: it favours
+     switching channels off, and a channel stays on only while the task
+     gradient that reaches it through the straight-through mask outweighs the
+     pull, so the channels still open last are those the loss defends most;
      then the `keep` largest real values become the binary mask (frozen);
   2. with the mask fixed, every weight trains (the network adapts to the loss);
 - the number kept per group comes from the cost-aware rates (rates.allocate).
@@ -37,7 +39,7 @@ from weights_tools.torch.layers import DarknetBatchNorm
 
 
 class Budget:
-    def __init__(self, select=100, tune=100, final=1000, lr=1e-3, gate_lr=0.05, lam=2.0):
+    def __init__(self, select=100, tune=100, final=1000, lr=1e-3, gate_lr=0.1, lam=0.2):
         self.select, self.tune, self.final = int(select), int(tune), int(final)
         self.lr, self.gate_lr, self.lam = float(lr), float(gate_lr), float(lam)
         if min(self.select, self.tune, self.final) < 0:
@@ -139,10 +141,15 @@ def c2s2(model, task, counts, budget, cost_weight=None, log=print):
         for p in weights:
             p.requires_grad_(False)
         w = 1.0 if cost_weight is None else cost_weight.get(grp.id, 1.0)
-        lam = budget.lam * w * _gate_gradient(model, task, gate)
+        state = {"lam": budget.lam * w * _gate_gradient(model, task, gate)}
 
-        def pull(step, gate=gate, lam=lam):
-            return lam * step / max(1, budget.select - 1) * gate.s.clamp(min=0).sum()
+        def pull(step, gate=gate, k=k, state=state):
+            # the pull grows 20 % a step while more than k gates are open and
+            # eases 10 % while fewer are (the loss may then reopen a channel)
+            if step:
+                n_open = int((gate.s.detach() > 0.5).sum())
+                state["lam"] *= 1.2 if n_open > k else 0.9 if n_open < k else 1.0
+            return state["lam"] * gate.s.clamp(min=0).sum()
 
         train_steps(model, task, budget.select, [gate.s], budget.gate_lr, log=log,
                     what="phase 1 (gate)", cosine=False, extra=pull, train_mode=False)
