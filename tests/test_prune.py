@@ -363,3 +363,31 @@ def test_costs_measured_on_the_int8_path(tmp_path, capsys):
     s = json.loads((tmp_path / "p.json").read_text())["summary"]
     assert s["path"] == "int8" and s["ms"] > 0 and s["ms_after"] > 0
     assert "MDFI int8" in capsys.readouterr().out
+
+
+MODELS = __import__("pathlib").Path(__file__).resolve().parents[1] / "examples" / "models"
+
+
+def test_committed_pruned_model_is_the_float_model_less_its_channels():
+    """examples/models/fmnist_vgg_c2s2: its record's kept channels applied to
+    fmnist_vgg give exactly its architecture, at >= 3x fewer FLOPs; MDFI runs it
+    as PyTorch does (<= 1e-4, same predictions) on Fashion-MNIST test images."""
+    rec = json.loads((MODELS / "fmnist_vgg_c2s2.json").read_text())
+    full = import_darknet(MODELS / "fmnist_vgg.cfg", MODELS / "fmnist_vgg.weights")
+    small = import_darknet(MODELS / rec["cfg"], MODELS / rec["weights"])
+    g = ChannelGraph(full)
+    arch = prune_model(full, {int(k): np.array(v) for k, v in rec["keep"].items()}, g)
+    assert arch.shapes == small.shapes
+    ratio = sum(layer_flops(full)) / sum(layer_flops(small))
+    assert ratio >= 3.0 and ratio == pytest.approx(rec["run"]["flops_ratio"], rel=1e-9)
+    from mdfi.datasets import load
+    try:
+        x = load("fashion-mnist", train=False).x_test[:100]
+    except mdfi.MdfiError as e:
+        pytest.skip(str(e))
+    with torch.no_grad():
+        want = small(torch.from_numpy(x)).flatten(1).numpy()
+    with mdfi.Network(str(MODELS / rec["cfg"]), str(MODELS / rec["weights"])) as net:
+        got = np.stack([net.forward(v).reshape(-1) for v in x])
+    assert np.abs(got - want).max() <= 1e-4
+    assert (got.argmax(1) == want.argmax(1)).all()
