@@ -194,25 +194,31 @@ def main(argv=None):
         json.dump(record, f, indent=1)
     write_table(record, os.path.splitext(args.record)[0] + ".md")
     if args.keep_model:
-        best = [r for r in runs if r["method"] == "c2s2" and r["target_flops"] == min(args.targets)]
-        if best:
-            src = os.path.join(args.out, best[0]["name"])
-            dst = os.path.join(HERE, "models", os.path.basename(args.model) + "_c2s2")
-            for ext in (".cfg", ".weights"):
-                shutil.copyfile(src + ext, dst + ext)
-            with open(src + ".json") as f:
-                keep = json.load(f)["keep"]
-            torch_pred = predict(pruned_models[best[0]["name"]], data.x_test)
-            with open(dst + ".json", "w") as f:
-                json.dump({"command": record["command"], "from": record["model"],
-                           "cfg": os.path.basename(dst) + ".cfg",
-                           "weights": os.path.basename(dst) + ".weights",
-                           "dataset": args.dataset, "variant": "pruned", "split": data.split,
-                           "pytorch": {"n": len(data.y_test),
-                                       "accuracy": float(np.mean(torch_pred == data.y_test))},
-                           "run": best[0], "cpu": record["cpu"], "keep": keep}, f, indent=1)
-            print("copied %s to %s" % (src, dst))
+        for run in runs:
+            if run["target_flops"] == min(args.targets):
+                keep_model(run, record, data, args.model)
     return 0
+
+
+def keep_model(run, record, data, model):
+    """Copies a run's files to examples/models/<model>_<method>.* with a record
+    (its PyTorch test accuracy, the run, the kept channels) for the index."""
+    src = run["files"]
+    dst = os.path.join(HERE, "models", "%s_%s" % (os.path.basename(model), run["method"]))
+    for ext in (".cfg", ".weights"):
+        shutil.copyfile(src + ext, dst + ext)
+    with open(src + ".json") as f:
+        keep = json.load(f)["keep"]
+    torch_pred = predict(import_darknet(src + ".cfg", src + ".weights"), data.x_test)
+    with open(dst + ".json", "w") as f:
+        json.dump({"command": record["command"], "from": record["model"],
+                   "cfg": os.path.basename(dst) + ".cfg",
+                   "weights": os.path.basename(dst) + ".weights",
+                   "dataset": record["dataset"], "variant": "pruned", "split": data.split,
+                   "pytorch": {"n": len(data.y_test),
+                               "accuracy": float(np.mean(torch_pred == data.y_test))},
+                   "run": run, "cpu": record["cpu"], "keep": keep}, f, indent=1)
+    print("copied %s to %s" % (src, dst))
 
 
 def retime(model, runs, x):
