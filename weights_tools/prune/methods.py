@@ -163,6 +163,8 @@ def c2s2(model, task, counts, budget, cost_weight=None, log=print):
         keep[grp.id] = chosen
         log("  chosen: %d kept; %d gates were still open at the end of phase 1"
             % (k, int((s > 0.5).sum())))
+        if hasattr(task, "after_select"):   # e.g. TeacherTask's least-squares reconstruction
+            task.after_select(model, graph, grp.id, log)
         # phase 2: the weights adapt to the mask
         train_steps(model, task, budget.tune, weights, budget.lr, log=log, what="phase 2 (weights)",
                     cosine=False)
