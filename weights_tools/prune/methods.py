@@ -102,8 +102,8 @@ def recalibrate_bn(model, task, batches=20):
     or fine-tuning they still mix in older weights' statistics; the gates of
     the next phase and the score are measured in eval mode, on these."""
     bns = [m for m in model.modules() if isinstance(m, DarknetBatchNorm)]
-    if not bns or batches <= 0:
-        return
+    if not bns or batches <= 0 or getattr(task, "freeze_bn", False):
+        return   # a task that freezes BN (TeacherTask) keeps the teacher's statistics
     saved = [b.momentum for b in bns]
     model.train()
     try:
