@@ -49,6 +49,14 @@ def add_arguments(p):
     p.add_argument("--multiple", type=int, default=1, help="keep a multiple of this many channels")
     p.add_argument("--val-per-class", type=int, help="validation images per class (labelled data)")
     p.add_argument("--val-images", type=int, default=4, help="held-out images (unlabelled data)")
+    p.add_argument("--teacher-loss", choices=("mse", "yolo"), default="mse",
+                   help="unlabelled data: MSE of the head outputs, or the detection-aware "
+                   "distillation loss at the [yolo] inputs (tasks.yolo_distillation)")
+    p.add_argument("--freeze-bn", action="store_true",
+                   help="unlabelled data: keep the teacher's BN statistics while training")
+    p.add_argument("--reconstruct", type=int, default=0, metavar="N",
+                   help="unlabelled data, c2s2: refit the readers of each pruned layer to the "
+                   "teacher by least squares on N training images")
     p.add_argument("--train-limit", type=int, help="use only the first N training images")
     p.add_argument("--threads", type=int, default=1, help="MDFI threads for the measured costs")
     p.add_argument("--path", choices=("float", "int8"), default="float",
@@ -75,7 +83,8 @@ def labelled_task(name, path, batch_size, val_per_class, train_limit, seed):
                         seed=seed), data.split
 
 
-def image_task(model, paths, batch_size, val_images, seed):
+def image_task(model, paths, batch_size, val_images, seed, loss="mse", freeze_bn=False,
+               reconstruct=0):
     from weights_tools.calibrate import find_images, load_input
     from weights_tools.prune.tasks import TeacherTask
     import copy
@@ -88,7 +97,8 @@ def image_task(model, paths, batch_size, val_images, seed):
         raise PruneError("%d images: need more than --val-images=%d" % (len(x), val_images))
     teacher = copy.deepcopy(model).eval()
     return (TeacherTask(teacher, x[:-val_images], x[-val_images:], batch_size or 4,
-                        shift=IMAGE_DATA_SHIFT, seed=seed),
+                        shift=IMAGE_DATA_SHIFT, seed=seed, loss=loss, freeze_bn=freeze_bn,
+                        reconstruct=reconstruct),
             "%d images (%d held out for scoring)" % (len(x), val_images))
 
 
@@ -127,7 +137,8 @@ def run_from_args(args, argv=None):
                                             args.val_per_class, args.train_limit, args.seed)
         else:
             task, data_note = image_task(model, args.data, args.batch_size, args.val_images,
-                                         args.seed)
+                                         args.seed, args.teacher_loss, args.freeze_bn,
+                                         args.reconstruct)
         budget = Budget(args.select_steps, args.tune_steps,
                         round(args.epochs * task.steps_per_epoch), lr=args.lr)
         result = prune(model, task, args.method, args.target_flops, args.target_ms, budget,

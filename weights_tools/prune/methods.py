@@ -102,8 +102,8 @@ def recalibrate_bn(model, task, batches=20):
     or fine-tuning they still mix in older weights' statistics; the gates of
     the next phase and the score are measured in eval mode, on these."""
     bns = [m for m in model.modules() if isinstance(m, DarknetBatchNorm)]
-    if not bns or batches <= 0:
-        return
+    if not bns or batches <= 0 or getattr(task, "freeze_bn", False):
+        return   # a task that freezes BN (TeacherTask) keeps the teacher's statistics
     saved = [b.momentum for b in bns]
     model.train()
     try:
@@ -163,6 +163,8 @@ def c2s2(model, task, counts, budget, cost_weight=None, log=print):
         keep[grp.id] = chosen
         log("  chosen: %d kept; %d gates were still open at the end of phase 1"
             % (k, int((s > 0.5).sum())))
+        if hasattr(task, "after_select"):   # e.g. TeacherTask's least-squares reconstruction
+            task.after_select(model, graph, grp.id, log)
         # phase 2: the weights adapt to the mask
         train_steps(model, task, budget.tune, weights, budget.lr, log=log, what="phase 2 (weights)",
                     cosine=False)

@@ -24,7 +24,8 @@ def _counts(groups, p, multiple):
     out = {}
     for grp in groups:
         k = grp.n * (1.0 - p[grp.id])
-        k = max(min(multiple, grp.n), int(round(k / multiple)) * multiple)
+        # up to a multiple: rounding down could prune more than max_prune
+        k = max(min(multiple, grp.n), int(math.ceil(k / multiple - 1e-9)) * multiple)
         out[grp.id] = min(grp.n, k)
     return out
 

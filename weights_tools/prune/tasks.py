@@ -1,14 +1,15 @@
 """What the pruner trains on: a labelled dataset (cross-entropy on the logits,
 the layer before the final [softmax]) or unlabelled images and a teacher
 (the unpruned model: the student matches the teacher's head outputs — the
-inputs of every [yolo] layer, or the logits — by mean squared error)."""
+inputs of every [yolo] layer, or the logits — by mean squared error, or for
+a detector by the detection-aware "yolo" distillation loss)."""
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from weights_tools.prune.graph import PruneError
-from weights_tools.torch.layers import Softmax, Yolo
+from weights_tools.torch.layers import DarknetBatchNorm, Softmax, Yolo
 
 
 def head_layers(model):
@@ -85,33 +86,98 @@ class LabelledTask:
     score_name = "validation accuracy"
 
 
-class TeacherTask:
-    """Mean squared error between the student's and the teacher's head outputs
-    on unlabelled images (N, C, H, W) in [0, 1], with random flips and shifts."""
+def _bernoulli_kl(logit, target_logit):
+    """KL(Bernoulli(sigmoid(target_logit)) || Bernoulli(sigmoid(logit))), elementwise."""
+    p = torch.sigmoid(target_logit)
+    return (F.binary_cross_entropy_with_logits(logit, p, reduction="none")
+            - F.binary_cross_entropy_with_logits(target_logit, p, reduction="none"))
 
-    def __init__(self, teacher, x, x_val, batch_size=4, shift=16, flip=True, seed=0):
+
+def yolo_distillation(student, teacher, anchors, classes):
+    """Distillation loss of one [yolo] head, from the raw (pre-[yolo]) outputs
+    [n, anchors * (5 + classes), h, w], averaged over the anchors of the map:
+    KL(teacher || student) of the objectness at every anchor, plus, weighted
+    by the teacher's objectness (its soft responsibility for an object), the
+    KLs of the logistic x, y and class scores and the squared error of the
+    raw w, h.  Unlike the MSE of the raw outputs, it does not spend the
+    student's capacity on the exact logits of anchors that hold no object."""
+    n, _, h, w = teacher.shape
+    s = student.reshape(n, anchors, classes + 5, h, w)
+    t = teacher.reshape(n, anchors, classes + 5, h, w)
+    obj = _bernoulli_kl(s[:, :, 4], t[:, :, 4])
+    box = _bernoulli_kl(s[:, :, :2], t[:, :, :2]).sum(2) + ((s[:, :, 2:4] - t[:, :, 2:4]) ** 2).sum(2)
+    cls = _bernoulli_kl(s[:, :, 5:], t[:, :, 5:]).sum(2)
+    return (obj + torch.sigmoid(t[:, :, 4]) * (box + cls)).mean()
+
+
+class TeacherTask:
+    """Unlabelled images (N, C, H, W) in [0, 1], with random flips and shifts;
+    the student learns the teacher's head outputs.
+
+    loss="mse": mean squared error of the head outputs (any network);
+    loss="yolo": yolo_distillation() at the input of every [yolo] layer.
+    freeze_bn=True: batch normalization keeps the teacher's statistics while
+    training (the BN scales still train): with a few images per batch of a
+    small photo set, batch statistics are noisy and unlike the data the
+    model was trained on.
+    reconstruct=N: once C2S2 has chosen a layer's channels, the layers that
+    read them are refitted by least squares to the teacher on the first N
+    training images (reconstruct.py); 0: not."""
+
+    def __init__(self, teacher, x, x_val, batch_size=4, shift=16, flip=True, seed=0,
+                 loss="mse", freeze_bn=False, reconstruct=0):
         if len(x) < batch_size:
             raise PruneError("%d training images, fewer than one batch of %d" % (len(x), batch_size))
         self.teacher = teacher.eval()
         self.heads = head_layers(teacher)
+        if loss == "yolo":
+            yolos = [teacher.layers[i + 1] for i in self.heads if i + 1 < len(teacher.layers)]
+            if not yolos or not all(isinstance(y, Yolo) for y in yolos):
+                raise PruneError("loss='yolo' needs a network whose heads feed [yolo] layers")
+            self._yolo = [(len(y.mask), y.classes) for y in yolos]
+        elif loss != "mse":
+            raise PruneError("unknown teacher loss %r (mse or yolo)" % (loss,))
+        self.loss_kind, self.freeze_bn = loss, freeze_bn
         self.x, self.x_val = torch.from_numpy(np.ascontiguousarray(x)), x_val
         self.shift, self.flip = shift, flip
         self._batches = _Batches(len(x), batch_size, seed)
         self.steps_per_epoch = max(1, len(x) // batch_size)
         self._val_targets = None
+        self.reconstruct = min(int(reconstruct), len(x))
+        self.seed = seed
 
     def batch(self):
         x = _augment(self.x[self._batches.next()], self.shift, self.flip, self._batches.gen)
         with torch.no_grad():
             return x, [t.detach() for t in self.teacher(x, outputs=self.heads)]
 
+    def _distance(self, outs, targets):
+        if self.loss_kind == "yolo":
+            terms = [yolo_distillation(o, t, a, c) for o, t, (a, c) in zip(outs, targets, self._yolo)]
+        else:
+            terms = [F.mse_loss(o, t) for o, t in zip(outs, targets)]
+        return sum(terms) / len(terms)
+
+    def after_select(self, model, graph, gid, log=print):
+        """Called by methods.c2s2 once group gid's mask is fixed."""
+        if not self.reconstruct:
+            return
+        from weights_tools.prune.reconstruct import reconstruct
+        x = self.x[:self.reconstruct]
+        errors = reconstruct(model, self.teacher, graph, gid, list(x.split(8)), seed=self.seed)
+        log("  least squares to the teacher: %s" % ", ".join(
+            "layer %d error %.3f -> %.3f" % (i, a, b) for i, (a, b) in errors.items()))
+
     def loss(self, model, batch):
         x, targets = batch
-        outs = model(x, outputs=self.heads)
-        return sum(F.mse_loss(o, t) for o, t in zip(outs, targets)) / len(outs)
+        if self.freeze_bn and model.training:
+            for m in model.modules():
+                if isinstance(m, DarknetBatchNorm):
+                    m.eval()
+        return self._distance(model(x, outputs=self.heads), targets)
 
     def score(self, model, limit=None):
-        """Minus the mean squared error to the teacher on the validation images."""
+        """Minus the loss to the teacher on the validation images."""
         x = torch.from_numpy(self.x_val[:limit])
         model.eval()
         with torch.no_grad():
@@ -119,7 +185,10 @@ class TeacherTask:
             for i in range(len(x)):
                 want = self.teacher(x[i:i + 1], outputs=self.heads)
                 got = model(x[i:i + 1], outputs=self.heads)
-                total += float(sum(F.mse_loss(o, t) for o, t in zip(got, want)) / len(got))
+                total += float(self._distance(got, want))
         return -total / max(1, len(x))
 
-    score_name = "minus validation MSE to the teacher"
+    @property
+    def score_name(self):
+        return ("minus validation MSE to the teacher" if self.loss_kind == "mse" else
+                "minus validation yolo distillation loss to the teacher")

@@ -1,0 +1,128 @@
+"""Least-squares reconstruction of the layers that read a pruned group.
+
+Removing channels shifts every layer that reads them: a BN + leaky channel is
+not zero on average, and the shift grows through the rest of the network.
+After a group's channels are chosen, each conv layer that reads the group is
+refitted in closed form so that its pre-activation output, computed from
+what the pruned student now feeds it, matches the teacher's (the unpruned
+model's) on sampled positions of a few inputs:
+
+    min_W,c  || A_teacher - (X_student W + c) ||^2 + ridge * || W - W_now ||^2
+
+X_student holds the student's live input patches (channels that are zero on
+every sample, i.e. removed, are left out and their weights set to zero), the
+ridge pulls towards the current weights (a 13x13 map gives few samples per
+image).  The constant c goes into the BN rolling mean (BN layers compute
+BN(conv(x)) + bias) or the bias.  This is He et al.'s channel-pruning
+reconstruction with the teacher's output as the target, so the error of
+layers pruned earlier is corrected too; fine-tuning follows.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from weights_tools.torch.layers import Conv
+
+
+def readers(graph, gid):
+    """The conv/connected layers that read channels of group gid."""
+    gid = graph.find(gid)
+    return sorted(i for i in graph.reads if gid in graph.in_counts(i))
+
+
+def _pre_activation(layer, x, weight=None):
+    y = F.conv2d(x, layer.weight if weight is None else weight, None, layer.stride,
+                 layer.padding, 1, layer.groups)
+    if layer.bn is not None:
+        y = layer.bn(y)
+    return y + layer.bias.view(1, -1, 1, 1)
+
+
+class _Enough(Exception):
+    pass
+
+
+def _collect(student, teacher, i, inputs, per_image, gen):
+    """Rows (student patches [P, Cin*k*k], teacher pre-activations [P, Cout])."""
+    s_layer, t_layer = student.layers[i], teacher.layers[i]
+    got = {}
+
+    def grab(key):
+        def pre(module, args):
+            got[key] = args[0].detach()
+            raise _Enough      # the rest of the network is not needed
+        return pre
+    hooks = [s_layer.register_forward_pre_hook(grab("s")),
+             t_layer.register_forward_pre_hook(grab("t"))]
+    xs, ys = [], []
+    try:
+        with torch.no_grad():
+            for x in inputs:
+                for model in (student, teacher):
+                    try:
+                        model(x)
+                    except _Enough:
+                        pass
+                a = _pre_activation(t_layer, got["t"]).flatten(2)          # [n, Cout, L]
+                cols = F.unfold(got["s"], s_layer.size, padding=s_layer.padding,
+                                stride=s_layer.stride)                      # [n, Cin*k*k, L]
+                n, _, length = cols.shape
+                take = min(per_image, length)
+                for b in range(n):
+                    idx = torch.randperm(length, generator=gen)[:take]
+                    xs.append(cols[b][:, idx].T.double())
+                    ys.append(a[b][:, idx].T.double())
+    finally:
+        for h in hooks:
+            h.remove()
+    return torch.cat(xs), torch.cat(ys)
+
+
+def reconstruct(student, teacher, graph, gid, inputs, per_image=256, ridge=1e-2, seed=0):
+    """Refits every (ungrouped) conv reader of group gid in `student` (in
+    place; gates hooked on the student apply).  inputs: a list of batches.
+    Returns {layer: (relative error before, after)} on the samples."""
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    was = student.training
+    student.eval()
+    for i in readers(graph, gid):
+        layer = student.layers[i]
+        if not isinstance(layer, Conv) or layer.groups != 1:
+            continue
+        x, a = _collect(student, teacher, i, inputs, per_image, gen)
+        k2 = layer.size * layer.size
+        alive = (x.view(len(x), -1, k2).abs().amax((0, 2)) > 0)           # input channels
+        cols = alive.repeat_interleave(k2)
+        w_now = layer.weight.detach().double().flatten(1)                  # [Cout, Cin*k*k]
+        with torch.no_grad():
+            # the student's pre-activation is BN(z) + bias with z = X W^T: map
+            # the teacher's pre-activation into z-space
+            if layer.bn is not None:
+                bn = layer.bn
+                std = torch.sqrt(bn.running_var.double()) + 1e-6          # DARKNET_BN_EPS
+                scale = bn.weight.detach().double()
+                target = (a - layer.bias.detach().double()) * std / scale + bn.running_mean.double()
+            else:
+                target = a - layer.bias.detach().double()
+            xa = x[:, cols]
+            mean_x, mean_t = xa.mean(0), target.mean(0)
+            xc, tc = xa - mean_x, target - mean_t
+            w0 = w_now[:, cols]
+            before = float(((xc @ w0.T + mean_x @ w0.T - target) ** 2).mean() / target.var(0).mean())
+            gram = xc.T @ xc
+            lam = ridge * float(gram.diagonal().mean())
+            gram += lam * torch.eye(len(gram), dtype=gram.dtype)
+            w = torch.linalg.solve(gram, xc.T @ tc + lam * w0.T).T          # [Cout, D]
+            c = mean_t - mean_x @ w.T
+            after = float(((xa @ w.T + c - target) ** 2).mean() / target.var(0).mean())
+            new = torch.zeros_like(w_now)
+            new[:, cols] = w
+            layer.weight.copy_(new.view_as(layer.weight).to(layer.weight.dtype))
+            if layer.bn is not None:
+                layer.bn.running_mean.sub_(c.to(layer.bn.running_mean.dtype))
+            else:
+                layer.bias.add_(c.to(layer.bias.dtype))
+        out[i] = (before, after)
+    student.train(was)
+    return out
