@@ -1,0 +1,255 @@
+"""Pruning yolov3-tiny (examples/prune_yolo.py, docs/pruning-yolov3-tiny.md):
+which of its channels can go and why, a pruned yolov3-tiny that MDFI runs
+exactly as the masked unpruned model, the teacher's detection-aware loss,
+and the data split of the example (the record's check comes with the record).
+No training here."""
+import importlib.util
+import json
+import os
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import mdfi  # noqa: E402
+from weights_tools.prune.costs import layer_flops  # noqa: E402
+from weights_tools.prune.gates import masked  # noqa: E402
+from weights_tools.prune.graph import ChannelGraph  # noqa: E402
+from weights_tools.prune.rewrite import prune_model  # noqa: E402
+from weights_tools.prune.tasks import TeacherTask, yolo_distillation  # noqa: E402
+from weights_tools.torch import DarknetBatchNorm, import_darknet, save  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY_CFG = ROOT / "tests" / "data" / "yolov3-tiny.cfg"      # the official cfg, 416x416
+CONVS = [0, 2, 4, 6, 8, 10, 12, 13, 14, 15, 18, 21, 22]
+YOLO_INPUTS = [15, 22]
+
+
+def _example():
+    key = "mdfi_examples_prune_yolo"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, ROOT / "examples" / "prune_yolo.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_at(res, weights=None):
+    return import_darknet(_example().cfg_at(TINY_CFG.read_text(), res), weights).eval()
+
+
+def test_yolov3_tiny_channel_groups_and_why_two_are_fixed():
+    m = import_darknet(TINY_CFG)
+    g = ChannelGraph(m)
+    # every conv makes its own group: yolov3-tiny has no shortcut to merge two
+    assert sorted(g.group_of) == CONVS
+    assert all(len(grp.producers) == 1 for grp in g.groups)
+    prunable = sorted(grp.producers[0] for grp in g.prunable())
+    assert prunable == [c for c in CONVS if c not in YOLO_INPUTS]
+    for i, yolo in zip(YOLO_INPUTS, (16, 23)):
+        grp = g.group(g.group_of[i])
+        # the channel layout of a [yolo] input is its meaning: 3 anchors x (5 + 80)
+        assert grp.fixed == "layer %d ([yolo]) reads it" % yolo and grp.n == 255
+    # the second head's route (layer 20) concatenates layer 19 (= 18 upsampled)
+    # and layer 8: layer 21 reads both groups, so pruning either rewrites it
+    assert g.in_counts(21) == {g.group_of[18]: 128, g.group_of[8]: 256}
+    # layer 13's channels are read by layer 14 and, through route 17, by layer 18
+    assert g.in_counts(14) == {g.group_of[13]: 256} == g.in_counts(18)
+
+
+def test_random_keep_pruned_model_in_mdfi_equals_masked_unpruned_model(tiny_model, tmp_path):
+    m = tiny_at(416, tiny_model["weights"])
+    g = ChannelGraph(m)
+    rng = np.random.default_rng(0)
+    keep = {grp.id: np.sort(rng.choice(grp.n, rng.integers(grp.n // 4, grp.n), replace=False))
+            for grp in g.prunable()}
+    p = prune_model(m, keep, g)
+    x = torch.from_numpy(np.random.default_rng(1).random((1, 3, 416, 416), dtype=np.float32))
+    gates = masked(g, keep)
+    with torch.no_grad():
+        want = [t[0].numpy() for t in m(x, outputs=YOLO_INPUTS)]
+    gates.detach()
+    with torch.no_grad():
+        unmasked = [t[0].numpy() for t in m(x, outputs=YOLO_INPUTS)]
+        pytorch = [t[0].numpy() for t in p(x, outputs=YOLO_INPUTS)]
+    cfg, weights = save(p, tmp_path / "pruned")
+    assert os.path.getsize(weights) < 0.8 * os.path.getsize(tiny_model["weights"])
+    with mdfi.Network(cfg, weights, keep_outputs=True) as net:
+        net.forward(x[0].numpy())
+        got = [net.layer_output(i).reshape(w.shape) for i, w in zip(YOLO_INPUTS, want)]
+    for a, b, c, u in zip(got, want, pytorch, unmasked):
+        assert np.abs(a - b).max() <= 1e-4
+        assert np.abs(c - b).max() <= 1e-4
+        assert np.abs(u - b).max() > 1e-2       # the mask did change the output
+
+
+def test_yolo_distillation_is_zero_only_at_the_teacher():
+    t = torch.randn(2, 3 * 85, 4, 4) * 4
+    assert float(yolo_distillation(t, t, 3, 80)) == pytest.approx(0.0, abs=1e-5)
+    for channel in (0, 3, 4, 5 + 7):                  # x, h, objectness, a class score
+        s = t.clone()
+        s[:, channel] += 1.0
+        assert float(yolo_distillation(s, t, 3, 80)) > 1e-4
+    # a class score where the teacher sees no object costs (almost) nothing
+    t[:, 4] = -30.0
+    s = t.clone()
+    s[:, 5:85] += 3.0
+    assert float(yolo_distillation(s, t, 3, 80)) < 1e-9
+
+
+def test_teacher_task_freezes_batch_norm_statistics():
+    m = tiny_at(64)
+    x = np.random.default_rng(0).random((4, 3, 64, 64), dtype=np.float32)
+    for freeze in (True, False):
+        student = tiny_at(64)
+        student.load_state_dict(m.state_dict())
+        task = TeacherTask(m, x, x[:1], batch_size=2, shift=2, loss="yolo", freeze_bn=freeze)
+        before = [b.running_mean.clone() for b in student.modules() if isinstance(b, DarknetBatchNorm)]
+        student.train()
+        task.loss(student, task.batch()).backward()
+        after = [b.running_mean for b in student.modules() if isinstance(b, DarknetBatchNorm)]
+        assert all(torch.equal(a, b) for a, b in zip(before, after)) == freeze
+        assert any(b.weight.grad is not None for b in student.modules()
+                   if isinstance(b, DarknetBatchNorm))
+    assert task.score(m) == 0.0
+
+
+def test_teacher_task_refuses_the_yolo_loss_without_yolo_heads():
+    from weights_tools.prune import PruneError
+    from weights_tools.torch import AvgPool, Connected, Conv, Darknet, Softmax
+    net = Darknet((1, 8, 8), [Conv(1, 4, 3, pad=True, activation="leaky"), AvgPool(),
+                              Connected(4, 3, activation="linear"), Softmax()])
+    with pytest.raises(PruneError, match="yolo"):
+        TeacherTask(net, np.zeros((4, 1, 8, 8), np.float32), np.zeros((1, 1, 8, 8), np.float32),
+                    loss="yolo")
+
+
+def test_example_never_prunes_on_the_held_back_photos():
+    ex = _example()
+    train = {os.path.basename(p) for p in ex.training_photos()}
+    held = {os.path.basename(p) for p in ex.held_back_photos(None)}
+    assert held == set(ex.HELD_BACK_SHIPPED) and not train & held
+    assert len(train) >= 10
+    x = ex.build_inputs(ex.training_photos()[:2], 5, 64, seed=0)
+    assert x.shape == (5, 3, 64, 64) and x.dtype == np.float32
+    assert 0.0 <= x.min() and x.max() <= 1.0 and x.std() > 0.05
+    assert np.array_equal(x, ex.build_inputs(ex.training_photos()[:2], 5, 64, seed=0))
+
+
+def _randomized(model):
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for layer in model.layers:
+            if getattr(layer, "bn", None) is not None:
+                n = layer.bn.num_features
+                layer.bn.running_mean.copy_(torch.rand(n, generator=g) * 0.2 - 0.1)
+                layer.bn.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                layer.bias.copy_(torch.rand(n, generator=g) * 0.4 - 0.1)
+    return model.eval()
+
+
+def test_least_squares_reconstruction_fits_the_teacher_and_stays_exact(tmp_path):
+    import copy
+
+    from weights_tools.prune.reconstruct import readers, reconstruct
+    m = _randomized(tiny_at(64))
+    teacher = copy.deepcopy(m)
+    g = ChannelGraph(m)
+    x = [torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(s)) for s in range(2)]
+    gid = g.group_of[13]
+    assert readers(g, gid) == [14, 18]          # 18 through the route at 17
+    # nothing removed: the teacher's own weights are the least-squares answer
+    w14 = m.layers[14].weight.detach().clone()
+    errors = reconstruct(m, teacher, g, gid, x)
+    assert all(before < 1e-10 for before, _ in errors.values())
+    assert torch.allclose(m.layers[14].weight, w14, atol=1e-4)
+    # half of layer 13's channels removed: both readers move towards the teacher
+    keep = {gid: np.arange(0, 256, 2)}
+    gates = masked(g, keep)
+    errors = reconstruct(m, teacher, g, gid, x)
+    assert set(errors) == {14, 18}
+    assert all(after < 0.5 * before for before, after in errors.values())
+    with torch.no_grad():
+        want = [t.numpy() for t in m(x[0], outputs=YOLO_INPUTS)]
+    gates.detach()
+    # the refit (weights, BN rolling means, biases) survives physical removal
+    p = prune_model(m, keep, g)
+    with torch.no_grad():
+        got = [t.numpy() for t in p(x[0], outputs=YOLO_INPUTS)]
+    for a, b in zip(got, want):
+        assert np.abs(a - b).max() <= 1e-4
+
+
+SMALL_DETECTOR = """[net]
+width=64
+height=64
+channels=3
+
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+[convolutional]
+batch_normalize=1
+filters=32
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[convolutional]
+size=1
+stride=1
+pad=1
+filters=21
+activation=linear
+
+[yolo]
+mask=0,1,2
+anchors=10,14,23,27,37,58
+classes=2
+num=3
+"""
+
+
+def test_command_line_prunes_a_detector_on_unlabelled_images(tmp_path, capsys):
+    """The teacher-mode options end to end on a small two-class detector:
+    a .npy of unlabelled inputs, the yolo loss, frozen BN and the least-squares
+    refit; the result loads in MDFI and matches PyTorch."""
+    from weights_tools.__main__ import main
+    cfg, weights = save(_randomized(import_darknet(SMALL_DETECTOR)), tmp_path / "det")
+    np.save(tmp_path / "inputs.npy",
+            np.random.default_rng(0).random((10, 3, 64, 64), dtype=np.float32))
+    out = tmp_path / "pruned"
+    rc = main(["prune", "--cfg", cfg, "--weights", weights, "--data", str(tmp_path / "inputs.npy"),
+               "--target-flops", "0.7", "--select-steps", "1", "--tune-steps", "1",
+               "--epochs", "1", "--val-images", "2", "--teacher-loss", "yolo", "--freeze-bn",
+               "--reconstruct", "4", "--torch-threads", "1", "-o", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "least squares to the teacher" in text
+    rec = json.loads((tmp_path / "pruned.json").read_text())
+    assert rec["summary"]["score_name"] == "minus validation yolo distillation loss to the teacher"
+    assert 0.5 < rec["summary"]["flops_after"] / rec["summary"]["flops"] <= 0.7
+    assert rec["mdfi_vs_pytorch_max_abs_diff"] <= 1e-4
