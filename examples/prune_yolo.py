@@ -433,22 +433,32 @@ def write_markdown(path, record):
 
 
 def markdown_table(record):
-    lines = ["Command: `%s`" % record["command"], "",
-             "CPU: %s; training with %d PyTorch thread(s); times are MDFI float, one thread, "
-             "416x416." % (record["cpu"], record["torch_threads"]), "",
-             "| target | FLOPs (G) | fewer | ms | faster | kept, held-back photos | mAP50 "
-             "| kept, + mirrors | kept @0.25, + mirrors | train s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["Command: `%s`" % record["command"]]
+    if record.get("evaluated_with"):
+        lines.append("(measured again with `%s`)" % record["evaluated_with"])
+    lines += ["", "CPU: %s; training with %d PyTorch thread(s); times are MDFI float, one "
+              "thread, 416x416, median of 21 interleaved runs." % (record["cpu"],
+                                                                   record["torch_threads"]), "",
+              "| target | FLOPs (G) | fewer | ms | faster | kept, held-back photos | mAP50 "
+              "| pruned / float prob. | kept, + mirrors | kept @0.25, + mirrors | train s |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in record["results"]:
         d, v, q = r["detections"], r["detections_with_mirrors"], \
             r["detections_with_mirrors_thresh_0.25"]
+        ratio = [b / a for _, _, a, b in d.get("float_vs_pruned_prob", [])]
         lines.append("| %.2f | %.3f -> %.3f | %.2fx | %.1f -> %.1f | %.2fx | %d/%d (%.0f %%) | %.3f "
-                     "| %d/%d (%.0f %%) | %d/%d (%.0f %%) | %.0f |"
+                     "| %s | %d/%d (%.0f %%) | %d/%d (%.0f %%) | %.0f |"
                      % (r["target_flops"], r["flops"] / 1e9, r["flops_after"] / 1e9,
                         r["flops_ratio"], r["ms"], r["ms_after"], r["speedup"], d["kept"],
-                        d["float"], d["kept_pct"], d["map50"], v["kept"], v["float"],
-                        v["kept_pct"], q["kept"], q["float"], q["kept_pct"],
+                        d["float"], d["kept_pct"], d["map50"],
+                        "%.2f" % statistics.median(ratio) if ratio else "-", v["kept"],
+                        v["float"], v["kept_pct"], q["kept"], q["float"], q["kept_pct"],
                         r["training_seconds"]))
+    lines += ["", "kept: float detections (thresh 0.5) that the pruned model reports at "
+              "thresh 0.5 with the same class and IoU >= 0.5; mAP50: the float detections as "
+              "ground truth, the pruned model's at thresh 0.005 ranked; pruned / float prob.: "
+              "the median over the held-back float detections of the pruned model's best "
+              "probability for the same class at IoU >= 0.5 over the float one."]
     return "\n".join(lines) + "\n"
 
 
