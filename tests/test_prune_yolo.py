@@ -1,7 +1,7 @@
 """Pruning yolov3-tiny (examples/prune_yolo.py, docs/pruning-yolov3-tiny.md):
 which of its channels can go and why, a pruned yolov3-tiny that MDFI runs
 exactly as the masked unpruned model, the teacher's detection-aware loss,
-and the data split of the example (the record's check comes with the record).
+the data split of the example, and the committed record's own arithmetic.
 No training here."""
 import importlib.util
 import json
@@ -24,6 +24,7 @@ from weights_tools.torch import DarknetBatchNorm, import_darknet, save  # noqa: 
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY_CFG = ROOT / "tests" / "data" / "yolov3-tiny.cfg"      # the official cfg, 416x416
+RECORD = ROOT / "docs" / "pruning-yolov3-tiny.json"
 CONVS = [0, 2, 4, 6, 8, 10, 12, 13, 14, 15, 18, 21, 22]
 YOLO_INPUTS = [15, 22]
 
@@ -147,6 +148,40 @@ def test_example_never_prunes_on_the_held_back_photos():
     assert x.shape == (5, 3, 64, 64) and x.dtype == np.float32
     assert 0.0 <= x.min() and x.max() <= 1.0 and x.std() > 0.05
     assert np.array_equal(x, ex.build_inputs(ex.training_photos()[:2], 5, 64, seed=0))
+
+
+def test_committed_record_is_consistent():
+    if not RECORD.exists():
+        pytest.fail("%s is missing: run examples/prune_yolo.py" % RECORD)
+    rec = json.loads(RECORD.read_text())
+    assert rec["command"].startswith("python examples/prune_yolo.py")
+    assert not set(rec["training_photos"]) & set(rec["held_back_photos"])
+    m = import_darknet(TINY_CFG)
+    g = ChannelGraph(m)
+    full = sum(layer_flops(m))
+    assert rec["results"]
+    for r in rec["results"]:
+        assert r["flops"] == pytest.approx(full, rel=1e-9)
+        assert r["flops_ratio"] == pytest.approx(r["flops"] / r["flops_after"], rel=1e-9)
+        assert r["speedup"] == pytest.approx(r["ms"] / r["ms_after"], rel=1e-9)
+        keep = {int(k): np.array(v) for k, v in r["keep"].items()}
+        p = prune_model(m, keep, g)
+        # the recorded channels and FLOPs are those of the recorded keep
+        assert sum(layer_flops(p)) == pytest.approx(r["flops_after"], rel=1e-9)
+        for layer, (before, after) in r["channels"].items():
+            assert m.shapes[int(layer)][0] == before and p.shapes[int(layer)][0] == after
+        # the cost-aware rates reach the target within 5 %
+        assert abs(r["flops_after"] / r["flops"] - r["target_flops"]) <= 0.05 * r["target_flops"]
+        for d in (r["detections"], r["detections_with_mirrors"],
+                  r["detections_with_mirrors_thresh_0.25"]):
+            assert 0 <= d["kept"] <= d["float"]
+            assert d["kept_pct"] == pytest.approx(100.0 * d["kept"] / d["float"])
+        steps = r["training_steps"]
+        assert steps["total"] == (r["groups_pruned"] * (steps["select_per_layer"]
+                                                        + steps["tune_per_layer"]) + steps["final"])
+        checks = r["checks_at_416"]
+        assert checks["channels_equal_prune_model_of_416"]
+        assert checks["mdfi_vs_pytorch_max_abs_diff_at_yolo_inputs"] <= 1e-4
 
 
 def _randomized(model):
