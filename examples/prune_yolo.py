@@ -46,7 +46,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import re
 import shlex
 import statistics
@@ -67,6 +66,9 @@ import mdfi  # noqa: E402
 from mdfi import models  # noqa: E402
 from mdfi.image import letterbox, load  # noqa: E402
 from weights_tools import evaluate  # noqa: E402
+
+sys.path.insert(0, HERE)
+from prune_vgg import cpu_name  # noqa: E402
 
 HELD_BACK_SHIPPED = ("coffee.png", "motorcycle_left.png", "motorcycle_right.png")
 GOLDEN_DEFAULT = os.path.join(os.path.dirname(ROOT), "shared", "golden")
@@ -255,17 +257,6 @@ def reevaluate(args, argv, held, held_views, float_prefix):
 
 
 # ----------------------------------------------------------------------------- main
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def parse(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

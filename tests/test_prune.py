@@ -19,6 +19,7 @@ from weights_tools.prune.methods import Budget, c2s2, l1_norm, slimming  # noqa:
 from weights_tools.prune.rates import allocate  # noqa: E402
 from weights_tools.prune.rewrite import check_keep, prune_model  # noqa: E402
 from weights_tools.prune.tasks import LabelledTask  # noqa: E402
+from bn_models import randomize_bn  # noqa: E402
 from weights_tools.torch import (AvgPool, Connected, Conv, Darknet, Exit, MaxPool,  # noqa: E402
                                  Route, Shortcut, Softmax, Upsample, import_darknet, save)
 
@@ -30,20 +31,6 @@ def _seed(torch_seeded):
 
 def cbl(c, n, size=3, stride=1, **kw):
     return Conv(c, n, size, stride, pad=True, batch_normalize=True, activation="leaky", **kw)
-
-
-def randomize_bn(model):
-    """Non-trivial BN statistics and biases, as a trained model has."""
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for layer in model.layers:
-            if getattr(layer, "bn", None) is not None:
-                n = layer.bn.num_features
-                layer.bn.running_mean.copy_(torch.rand(n, generator=g) * 0.2 - 0.1)
-                layer.bn.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                layer.bn.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                layer.bias.copy_(torch.rand(n, generator=g) * 0.2 - 0.1)
-    return model.eval()
 
 
 def wired_model():

@@ -15,6 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import mdfi  # noqa: E402
+from bn_models import randomize_bn  # noqa: E402
 from weights_tools.prune.costs import layer_flops  # noqa: E402
 from weights_tools.prune.gates import masked  # noqa: E402
 from weights_tools.prune.graph import ChannelGraph  # noqa: E402
@@ -50,6 +51,11 @@ def _one_thread():
 
 def tiny_at(res, weights=None):
     return import_darknet(_example().cfg_at(TINY_CFG.read_text(), res), weights).eval()
+
+
+def _randomized_bn(model):
+    """BN statistics and biases set, the scales kept (as this file always did)."""
+    return randomize_bn(model, scales=False, bias_range=(-0.1, 0.3))
 
 
 def test_yolov3_tiny_channel_groups_and_why_two_are_fixed():
@@ -184,23 +190,11 @@ def test_committed_record_is_consistent():
         assert checks["mdfi_vs_pytorch_max_abs_diff_at_yolo_inputs"] <= 1e-4
 
 
-def _randomized(model):
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for layer in model.layers:
-            if getattr(layer, "bn", None) is not None:
-                n = layer.bn.num_features
-                layer.bn.running_mean.copy_(torch.rand(n, generator=g) * 0.2 - 0.1)
-                layer.bn.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                layer.bias.copy_(torch.rand(n, generator=g) * 0.4 - 0.1)
-    return model.eval()
-
-
 def test_least_squares_reconstruction_fits_the_teacher_and_stays_exact(tmp_path):
     import copy
 
     from weights_tools.prune.reconstruct import readers, reconstruct
-    m = _randomized(tiny_at(64))
+    m = _randomized_bn(tiny_at(64))
     teacher = copy.deepcopy(m)
     g = ChannelGraph(m)
     x = [torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(s)) for s in range(2)]
@@ -273,7 +267,7 @@ def test_command_line_prunes_a_detector_on_unlabelled_images(tmp_path, capsys):
     a .npy of unlabelled inputs, the yolo loss, frozen BN and the least-squares
     refit; the result loads in MDFI and matches PyTorch."""
     from weights_tools.__main__ import main
-    cfg, weights = save(_randomized(import_darknet(SMALL_DETECTOR)), tmp_path / "det")
+    cfg, weights = save(_randomized_bn(import_darknet(SMALL_DETECTOR)), tmp_path / "det")
     np.save(tmp_path / "inputs.npy",
             np.random.default_rng(0).random((10, 3, 64, 64), dtype=np.float32))
     out = tmp_path / "pruned"
