@@ -14,6 +14,7 @@ import os
 from weights_tools.darknet_cfg import CfgError, exit_options, infer_layers, net_shape, parse_cfg
 from weights_tools.darknet_weights import DarknetWeights, WeightsError, read_weights
 from weights_tools.torch.binary import XnorConv
+from weights_tools.torch.dualpath import DualPath
 from weights_tools.torch.layers import (ACTIVATIONS, AvgPool, BridgeError, Conv, Connected, Darknet,
                                         Dropout, Exit, MaxPool, Route, ScaleChannels, ShapeMismatchError,
                                         Shortcut, Softmax, UnsupportedModuleError, Upsample, Yolo)
@@ -67,6 +68,15 @@ def _conv(layer):
                activation=_activation(layer, "logistic"), pad=bool(sec.get_int("pad", 0)),
                padding=sec.get_int("padding", 0), groups=sec.get_int("groups", 1),
                batch_normalize=bool(sec.get_int("batch_normalize", 0)))
+
+
+def _dualpath(layer):
+    sec = layer.section
+    abits = sec.get_str("abits", "1")
+    return DualPath(layer.in_shape[0], sec.get_int("filters", 1), sec.get_int("size", 1),
+                    sec.get_int("stride", 1), pad=bool(sec.get_int("pad", 0)),
+                    padding=sec.get_int("padding", 0), abits=1.5 if abits == "1.5" else int(abits),
+                    from_=sec.get_int("from", -1))
 
 
 def _connected(layer):
@@ -146,6 +156,7 @@ _BUILDERS = {
     "dropout": lambda layer: Dropout(_float(layer, "probability", 0.5)),
     "softmax": _softmax,
     "exit": _exit,
+    "dualpath": _dualpath,
 }
 
 

@@ -1,0 +1,229 @@
+"""Train the dual-path binary classifier and its baselines (docs/dualpath.md).
+
+    python examples/train_dualpath.py --variant dual1.5     # the 1.5-bit dual-path network
+    python examples/train_dualpath.py --variant dual1       # 1-bit activations
+    python examples/train_dualpath.py --variant float       # the float network of the same shape
+    python examples/train_dualpath.py --variant xnor        # XNOR-Net style (Darknet xnor=1)
+    python examples/train_dualpath.py --variant dual1.5 --dataset mnist --epochs 10
+
+One shape for all four: a float 3x3 stem (BN) on the image, a 2x2 max pool,
+two 3x3 layers of WIDTHS[0] filters, a max pool, two of WIDTHS[1], a global
+average pool, a float [connected] to the classes and [softmax].
+
+    dual*   the four body layers are [dualpath] (the stem's output is rounded
+            by the first of them: the body carries integers)
+    float   each body layer is a float conv (BN, linear) + [shortcut] to its
+            input (channels repeated by a [route] where they double) + leaky:
+            the same convolutions and shortcuts, in float
+    xnor    each body layer is Darknet's xnor=1 conv (BN, leaky), no shortcuts:
+            what MDFI's binary path ran before the dual-path layers
+
+Validation = the last 500 training images of each class; the test split is
+only measured.  Every epoch writes OUT.pt (resume with --resume).  At the end:
+BN statistics re-estimated over --bn-recalibrate training batches, OUT.cfg /
+OUT.weights, and OUT.json with the command, the split and the accuracies of
+PyTorch and MDFI (and how many test predictions they agree on).
+"""
+
+import argparse
+import json
+import math
+import os
+import shlex
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+try:
+    import weights_tools  # noqa: F401
+except ImportError:  # run from a checkout without `pip install -e .`
+    sys.path.append(os.path.dirname(HERE))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import mdfi  # noqa: E402
+from weights_tools.torch import (AvgPool, Connected, Conv, Darknet, DualPath, MaxPool, Route,  # noqa: E402
+                                 Shortcut, Softmax, XnorConv, save)
+from weights_tools.torch.dualpath import constrain  # noqa: E402
+
+WIDTHS = (64, 128)
+STEM = 32
+VARIANTS = ("dual1.5", "dual1", "float", "xnor")
+BN_MOMENTUM = 0.1   # while training (Darknet's 0.01 lags a short run); recalibrated per epoch
+
+
+def build(variant, input_shape, classes, widths=WIDTHS, stem=STEM):
+    if variant not in VARIANTS:
+        raise ValueError("variant must be one of %s" % (VARIANTS,))
+    first = Conv(input_shape[0], stem, 3, pad=True, batch_normalize=True,
+                 activation="leaky" if variant == "xnor" else "linear")
+    if variant.startswith("dual"):
+        with torch.no_grad():
+            first.bn.weight.fill_(4.0)   # the stream's first integers: a few levels, not +-1
+    layers, c = [first, MaxPool(2, 2)], stem
+    for s, w in enumerate(widths):
+        if s:
+            layers.append(MaxPool(2, 2))
+        for _ in range(2):
+            if variant.startswith("dual"):
+                layers.append(DualPath(c, w, 3, abits=1.5 if variant == "dual1.5" else 1))
+            elif variant == "xnor":
+                layers.append(XnorConv(c, w, 3, pad=True, batch_normalize=True, activation="leaky"))
+            else:
+                block_in = len(layers) - 1
+                layers.append(Conv(c, w, 3, pad=True, batch_normalize=True, activation="linear"))
+                if w != c:
+                    layers.append(Route([block_in] * (w // c)))
+                    layers.append(Shortcut(-2, activation="leaky"))
+                else:
+                    layers.append(Shortcut(-2, activation="leaky"))
+            c = w
+    layers += [AvgPool(), Connected(c, classes, activation="linear"), Softmax()]
+    return Darknet(input_shape, layers)
+
+
+def logits(model, x):
+    return model(x, outputs=[-2])[0].flatten(1)   # the [connected] layer, before the softmax
+
+
+def predict(model, x, batch=500):
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            out.append(logits(model, torch.from_numpy(x[i:i + batch])).argmax(1).numpy())
+    return np.concatenate(out)
+
+
+def recalibrate_bn(model, x_train, batches, batch_size, gen, momentum=0.01):
+    """Running BN statistics as plain averages over `batches` training batches
+    (then momentum again): the running statistics lag the weights, and the
+    dual-path layers' folded thresholds depend on them."""
+    from weights_tools.torch import DarknetBatchNorm
+    bns = [m for m in model.modules() if isinstance(m, DarknetBatchNorm)]
+    model.train()
+    with torch.no_grad():
+        for k in range(batches):
+            for b in bns:
+                b.momentum = 1.0 / (k + 1)
+            idx = torch.randint(0, len(x_train), (batch_size,), generator=gen)
+            model(torch.from_numpy(x_train[idx.numpy()]))
+    for b in bns:
+        b.momentum = momentum
+    model.eval()
+
+
+def train(model, data, args, state, log=print):
+    from train_classifier import augment
+    gen = torch.Generator().manual_seed(args.seed)
+    x_all, y_all = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+    per_epoch = math.ceil(len(x_all) / args.batch_size)
+    total = args.epochs * per_epoch
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    if state.get("optimizer"):
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+    lr_at = lambda step: 0.5 * args.lr * (1 + math.cos(math.pi * step / total))  # noqa: E731
+    from weights_tools.torch import DarknetBatchNorm
+    for b in model.modules():
+        if isinstance(b, DarknetBatchNorm):
+            b.momentum = BN_MOMENTUM
+    t0 = time.time() - state.get("seconds", 0.0)
+    for epoch in range(state.get("epoch", 0), args.epochs):
+        model.train()
+        order = torch.randperm(len(x_all), generator=gen)
+        seen, loss_sum, correct = 0, 0.0, 0
+        for k, i in enumerate(range(0, len(order), args.batch_size)):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(epoch * per_epoch + k)
+            idx = order[i:i + args.batch_size]
+            x, y = augment(x_all[idx], 2, args.dataset == "fashion-mnist", gen), y_all[idx]
+            z = logits(model, x)
+            loss = F.cross_entropy(z, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            constrain(model)
+            seen += len(y)
+            loss_sum += loss.item() * len(y)
+            correct += int((z.argmax(1) == y).sum())
+        recalibrate_bn(model, data.x_train, 20, args.batch_size, gen, BN_MOMENTUM)
+        val = float((predict(model, data.x_val) == data.y_val).mean())
+        state.update(epoch=epoch + 1, seconds=time.time() - t0, model=model.state_dict(),
+                     optimizer=opt.state_dict(), generator=gen.get_state())
+        state.setdefault("history", []).append({"epoch": epoch + 1, "loss": loss_sum / seen,
+                                                "train_accuracy": correct / seen,
+                                                "validation_accuracy": val})
+        torch.save(state, args.output + ".pt")
+        log("epoch %d/%d: loss %.4f, train %.2f%%, validation %.2f%% (%.0f s)"
+            % (epoch + 1, args.epochs, loss_sum / seen, 100.0 * correct / seen, 100 * val,
+               time.time() - t0))
+    return state
+
+
+def mdfi_predictions(cfg, weights, x):
+    with mdfi.Network(cfg, weights, threads=1) as net:
+        return np.array([int(np.argmax(net.forward(v))) for v in x])
+
+
+def main(argv=None):
+    sys.path.insert(0, HERE)
+    from train_vgg import load
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--variant", choices=VARIANTS, default="dual1.5")
+    ap.add_argument("--dataset", default="fashion-mnist")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train-limit", type=int)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--bn-recalibrate", type=int, default=50, metavar="BATCHES")
+    ap.add_argument("--resume", action="store_true", help="go on from OUT.pt")
+    ap.add_argument("-o", "--output")
+    args = ap.parse_args(argv)
+    prefix = "fmnist" if args.dataset == "fashion-mnist" else args.dataset
+    args.output = args.output or os.path.join(HERE, "models", "%s_dp_%s" % (prefix, args.variant.replace(".", "")))
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    data = load(args.dataset, args.train_limit)
+    model = build(args.variant, data.input_shape, len(data.classes))
+    state = {}
+    if args.resume:
+        state = torch.load(args.output + ".pt", weights_only=False)
+        model.load_state_dict(state["model"])
+    train(model, data, args, state)
+    recalibrate_bn(model, data.x_train, args.bn_recalibrate, args.batch_size,
+                   torch.Generator().manual_seed(args.seed + 1))
+    save(model, args.output)
+    torch_pred = predict(model, data.x_test)
+    val_acc = float((predict(model, data.x_val) == data.y_val).mean())
+    record = {
+        "command": "python " + " ".join(shlex.quote(a) for a in
+                                        [os.path.relpath(__file__)] + (argv or sys.argv[1:])),
+        "cfg": os.path.basename(args.output) + ".cfg",
+        "weights": os.path.basename(args.output) + ".weights", "variant": args.variant,
+        "dataset": args.dataset, "split": data.split, "epochs": args.epochs, "lr": args.lr,
+        "batch_size": args.batch_size, "seed": args.seed, "threads": args.threads,
+        "train_seconds": round(state.get("seconds", 0.0), 1), "torch_version": torch.__version__,
+        "bn_recalibrate_batches": args.bn_recalibrate, "history": state.get("history", []),
+        "validation_accuracy": val_acc,
+        "pytorch": {"n": len(data.y_test), "accuracy": float((torch_pred == data.y_test).mean())},
+    }
+    try:
+        pred = mdfi_predictions(args.output + ".cfg", args.output + ".weights", data.x_test)
+        record["mdfi"] = {"n": len(data.y_test), "accuracy": float((pred == data.y_test).mean()),
+                          "agree_with_pytorch": float((pred == torch_pred).mean())}
+    except mdfi.MdfiError as e:
+        record["mdfi"] = {"skipped": str(e)}
+    with open(args.output + ".json", "w") as f:
+        json.dump(record, f, indent=1)
+    print(json.dumps({k: v for k, v in record.items() if k != "history"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
