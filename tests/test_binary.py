@@ -393,7 +393,7 @@ def test_packed_weights_cli(golden, tmp_path):
                           str(syn / "xnor-small.cfg"), str(syn / "xnor-small.weights"), str(out)],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    assert re.search(r"xnor weights: \d+ float bytes -> \d+ packed bytes \(1/\d", res.stdout)
+    assert re.search(r"binary weights: \d+ float bytes -> \d+ packed bytes \(1/\d", res.stdout)
     back = tmp_path / "s.weights"
     res = subprocess.run([sys.executable, "-m", "weights_tools.xnor_pack", "unpack",
                           str(syn / "xnor-small.cfg"), str(out), str(back)],

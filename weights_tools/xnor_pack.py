@@ -1,9 +1,9 @@
-"""Bit-packed weights for Darknet xnor=1 layers (numpy only).
+"""Bit-packed weights for Darknet xnor=1 and [dualpath] layers (numpy only).
 
 An xnor layer uses only the sign of each weight (w > 0 -> +1, else -1) and
 each filter's mean |w|, so its weights can be stored as one bit per weight
-plus one float per filter.  Every other array stays float32 as in the
-.weights file.
+plus one float per filter.  A [dualpath] layer (docs/dualpath.md) uses only
+the signs.  Every other array stays float32 as in the .weights file.
 
 File layout, little endian:
 
@@ -17,13 +17,15 @@ File layout, little endian:
                        rolling_variance[n] (float32), scale[n] (float32 mean |w|),
                        then n rows of ceil(k/8) bytes: bit j (LSB first) of row f
                        is w[f].ravel()[j] > 0   (k = c/groups * size * size)
+                   2 = a packed [dualpath] layer: its arrays but the weights,
+                       float32 in file order, then the weight bits as for 1
     uint32 CRC-32 (zlib) of everything before it
 
 ``unpack`` writes an ordinary .weights file back: each xnor weight becomes
 +-s_f (the last one of each filter slightly adjusted) so that Darknet's
 mean |w| (a float32 sum in order, divided by k) gives back the stored s_f
 exactly.  Inference on the unpacked file is then identical to the original,
-in Darknet and in MDFI.
+in Darknet and in MDFI.  A [dualpath] weight comes back as +1 or -1.
 
     python -m weights_tools.xnor_pack pack   CFG WEIGHTS OUT.bweights
     python -m weights_tools.xnor_pack unpack CFG IN.bweights OUT.weights
@@ -46,6 +48,10 @@ F32 = np.float32
 
 def is_xnor(layer):
     return layer.type == "convolutional" and layer.section.get_int("xnor", 0) != 0
+
+
+def is_dualpath(layer):
+    return layer.type == "dualpath"
 
 
 def _scale(w):
@@ -94,19 +100,21 @@ def pack(cfg, weights):
     report = []
     for layer, arrays in zip(layers, weights.layers):
         names = [n for n, _ in layer.params]
-        if not is_xnor(layer) or "weights" not in arrays:
+        dual = is_dualpath(layer)
+        if not (is_xnor(layer) or dual) or "weights" not in arrays:
             out.append(b"\x00")
             out += [np.asarray(arrays[n], "<f4").tobytes() for n in names]
             continue
         w = np.asarray(arrays["weights"], F32)
         n, k = w.shape[0], w[0].size
         bits = np.packbits((w.reshape(n, k) > 0).astype(np.uint8), axis=1, bitorder="little")
-        out.append(b"\x01")
+        out.append(b"\x02" if dual else b"\x01")
         out += [np.asarray(arrays[x], "<f4").tobytes() for x in names if x != "weights"]
-        scale = _scale(w)
-        out += [scale.astype("<f4").tobytes(), bits.tobytes()]
+        if not dual:
+            out.append(_scale(w).astype("<f4").tobytes())
+        out.append(bits.tobytes())
         report.append({"index": layer.index, "filters": n, "k": k, "float_bytes": 4 * n * k,
-                       "packed_bytes": bits.nbytes + 4 * n})
+                       "packed_bytes": bits.nbytes + (0 if dual else 4 * n)})
     body = b"".join(out)
     total = {"float_bytes": sum(r["float_bytes"] for r in report),
              "packed_bytes": sum(r["packed_bytes"] for r in report)}
@@ -146,17 +154,20 @@ def unpack(cfg, data):
         if kind == 0:
             for name, shape in layer.params:
                 arrays[name] = np.frombuffer(take(4 * int(np.prod(shape))), "<f4").astype(F32).reshape(shape)
-        elif kind == 1 and is_xnor(layer):
+        elif (kind == 1 and is_xnor(layer)) or (kind == 2 and is_dualpath(layer)):
             shape = dict(layer.params)["weights"]
             n, k = shape[0], int(np.prod(shape[1:]))
             for name, s in layer.params:
                 if name != "weights":
                     arrays[name] = np.frombuffer(take(4 * int(np.prod(s))), "<f4").astype(F32).reshape(s)
-            scale = np.frombuffer(take(4 * n), "<f4").astype(F32)
+            scale = np.frombuffer(take(4 * n), "<f4").astype(F32) if kind == 1 else None
             rows = (k + 7) // 8
             bits = np.frombuffer(take(n * rows), np.uint8).reshape(n, rows)
             signs = np.unpackbits(bits, axis=1, count=k, bitorder="little").astype(bool)
-            mag = np.stack([_magnitudes(s, k) for s in scale]) if n else np.zeros((0, k), F32)
+            if kind == 2:
+                mag = np.ones((n, k), F32)
+            else:
+                mag = np.stack([_magnitudes(s, k) for s in scale]) if n else np.zeros((0, k), F32)
             arrays["weights"] = np.where(signs, mag, -mag).astype(F32).reshape(shape)
         else:
             raise WeightsError("packed weights: layer %d has record kind %d" % (layer.index, kind))
@@ -168,7 +179,7 @@ def unpack(cfg, data):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m weights_tools.xnor_pack",
-                                 description="Bit-pack the weights of Darknet xnor=1 layers.")
+                                 description="Bit-pack the weights of Darknet xnor=1 and [dualpath] layers.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pack", help="Darknet .weights -> packed file; prints the sizes")
     p.add_argument("cfg")
@@ -191,11 +202,11 @@ def main(argv=None):
                                                        r["float_bytes"] / r["packed_bytes"]))
             t = rep["total"]
             if t["packed_bytes"]:
-                print("xnor weights: %d float bytes -> %d packed bytes (1/%.1f); file %d bytes"
+                print("binary weights: %d float bytes -> %d packed bytes (1/%.1f); file %d bytes"
                       % (t["float_bytes"], t["packed_bytes"], t["float_bytes"] / t["packed_bytes"],
                          len(data)))
             else:
-                print("no xnor=1 layers; file %d bytes" % len(data))
+                print("no xnor=1 or [dualpath] layers; file %d bytes" % len(data))
         else:
             w = unpack(args.cfg, args.packed)
             with open(args.out, "wb") as f:

@@ -1,0 +1,149 @@
+"""Storage and speed of the dual-path binary network against its float and
+XNOR versions, in one run (a benchmark, not a timed test; docs/dualpath.md).
+
+    python benchmarks/dualpath_bench.py [--rounds 15] [--images 50] [--json OUT]
+
+The four networks of examples/train_dualpath.py (float, xnor, dual1, dual1.5),
+from examples/models/fmnist_dp_*.cfg/.weights where trained, else exported
+from freshly initialised PyTorch models (the time does not depend on the
+values).  For each:
+
+- storage: the .weights file; the packed file (python -m weights_tools.xnor_pack:
+  one bit per binary weight); the binary body's weights packed against the
+  same convolutions' float32 weights;
+- time per image, one thread, MDFI's default kernels for this CPU: the
+  networks take turns, --rounds rounds of --images images each, median and
+  min over rounds; ratio float / network;
+- the share of the time spent outside the binary layers (stem, pooling, head),
+  from the core's per-layer profile.
+
+Ratios compare networks timed in the same process, in turns; absolute times
+do not compare across machines.  Name the CPU beside any figure you quote.
+"""
+import argparse
+import json
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "examples"))
+
+import numpy as np  # noqa: E402
+
+import mdfi  # noqa: E402
+from weights_tools import xnor_pack  # noqa: E402
+from weights_tools.darknet_cfg import layers_of  # noqa: E402
+
+VARIANTS = ("float", "xnor", "dual1", "dual1.5")
+BINARY_TYPES = ("dualpath",)
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def model_files(variant, tmp):
+    prefix = ROOT / "examples" / "models" / ("fmnist_dp_" + variant.replace(".", ""))
+    if prefix.with_suffix(".cfg").exists() and prefix.with_suffix(".weights").exists():
+        return str(prefix) + ".cfg", str(prefix) + ".weights", "trained"
+    import torch
+    from train_dualpath import build
+    from weights_tools.torch import save
+    torch.manual_seed(0)
+    cfg, weights = save(build(variant, (1, 28, 28), 10).eval(), os.path.join(tmp, variant))
+    return cfg, weights, "initialised"
+
+
+def is_binary(layer):
+    return layer.type in BINARY_TYPES or (layer.type == "convolutional"
+                                          and layer.section.get_int("xnor", 0))
+
+
+def storage(cfg, weights):
+    layers = layers_of(cfg)
+    packed, rep = xnor_pack.pack(cfg, weights)
+    body_float = sum(4 * int(np.prod(dict(layer.params)["weights"])) for layer in layers
+                     if is_binary(layer))
+    return {"weights_file": os.path.getsize(weights), "packed_file": len(packed),
+            "binary_body_float32_bytes": body_float,
+            "binary_body_packed_bytes": rep["total"]["packed_bytes"]}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--images", type=int, default=50)
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    rng = np.random.default_rng(0)
+    x = rng.random((args.images, 1, 28, 28), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {v: model_files(v, tmp) for v in VARIANTS}
+        nets = {v: mdfi.Network(files[v][0], files[v][1], threads=1) for v in VARIANTS}
+        store = {v: storage(*files[v][:2]) for v in VARIANTS}
+    times = {v: [] for v in VARIANTS}
+    for net in nets.values():            # warm up
+        for img in x[:5]:
+            net.forward(img)
+    for _ in range(args.rounds):
+        for v, net in nets.items():
+            t0 = time.perf_counter()
+            for img in x:
+                net.forward(img)
+            times[v].append((time.perf_counter() - t0) * 1e3 / len(x))
+    shares = {}
+    for v, net in nets.items():
+        net.set_profile(True)
+        per = np.zeros(len(net.layers))
+        for img in x:
+            net.forward(img)
+            per += np.array(net.layer_times())
+        net.set_profile(False)
+        binary = [i for i, layer in enumerate(net.layers)
+                  if layer.type in BINARY_TYPES or layer.xnor]
+        shares[v] = {"non_binary_share": float(1 - per[binary].sum() / per.sum()) if binary else 1.0}
+    med = {v: statistics.median(t) for v, t in times.items()}
+    print("CPU: %s, one thread, %d rounds x %d images" % (cpu_name(), args.rounds, args.images))
+    print("%-8s %-11s %9s %9s %9s %12s %10s %12s" % ("network", "weights", "median ms", "min ms",
+                                                    "x float", "non-binary %", "file B", "packed B"))
+    rows = []
+    for v in VARIANTS:
+        row = {"variant": v, "weights": files[v][2], "median_ms": med[v], "min_ms": min(times[v]),
+               "speedup_vs_float": med["float"] / med[v], **shares[v], **store[v]}
+        rows.append(row)
+        print("%-8s %-11s %9.4f %9.4f %9.2f %12.1f %10d %12d"
+              % (v, files[v][2], med[v], min(times[v]), row["speedup_vs_float"],
+                 100 * row["non_binary_share"], row["weights_file"], row["packed_file"]))
+    for v in VARIANTS[1:]:
+        s = store[v]
+        print("%s: binary body %d float32 bytes -> %d packed (1/%.1f); whole file 1/%.1f of float's"
+              % (v, s["binary_body_float32_bytes"], s["binary_body_packed_bytes"],
+                 s["binary_body_float32_bytes"] / max(s["binary_body_packed_bytes"], 1),
+                 store["float"]["weights_file"] / s["packed_file"]))
+    for net in nets.values():
+        net.close()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"cpu": cpu_name(), "rounds": args.rounds, "images": args.images,
+                       "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The [dualpath] layer on the PyTorch side (docs/dualpath.md): the fixed-point
+fold against exact rational arithmetic, the refusals, the straight-through
+training mode, and the evaluation mode as the integer definition."""
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from weights_tools.torch import AvgPool, Connected, Conv, Darknet, DualPath, MaxPool, Softmax  # noqa: E402
+from weights_tools.torch.dualpath import LIMIT, fixed_point, integer_source, requantize  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed(torch_seeded):
+    yield
+
+
+def exact_round(a, b, d):
+    """round(a * d + b), half up, in exact rationals (a, b float32 values)."""
+    v = Fraction(float(a)) * d + Fraction(float(b))
+    return int((v + Fraction(1, 2)).__floor__())
+
+
+def test_requantize_is_round_half_up_of_a_d_plus_b():
+    rng = np.random.default_rng(1)
+    m = 64
+    a = torch.from_numpy((rng.standard_normal(m) * 10.0 ** rng.uniform(-6, 3, m)).astype(np.float32))
+    a[0] = 0.0
+    a[1] = 0.5         # exact: every half-way case rounds up
+    b = torch.from_numpy((rng.standard_normal(m) * 100).astype(np.float32))
+    b[1] = 0.0
+    d = torch.from_numpy(rng.integers(-5000, 5000, (3, m, 2, 5))).long()
+    d[0, 1] = torch.arange(-5, 5).view(2, 5)
+    mul, off, s = fixed_point(a, b)
+    r = requantize(d, mul, off, s)
+    close = 0
+    for k in range(d.shape[0]):
+        for ch in range(m):
+            for dv, rv in zip(d[k, ch].flatten().tolist(), r[k, ch].flatten().tolist()):
+                want = exact_round(a[ch], b[ch], dv)
+                v = Fraction(float(a[ch])) * dv + Fraction(float(b[ch]))
+                frac = v - v.__floor__()
+                # the multiplier keeps 30 bits: only values within 2^-29 |a d| of a
+                # half-way point may round the other way
+                if abs(frac - Fraction(1, 2)) * 2 ** 29 <= abs(Fraction(float(a[ch])) * dv) + 1:
+                    close += 1
+                    assert abs(rv - want) <= 1
+                else:
+                    assert rv == want, (ch, dv)
+    assert r[0, 1].flatten().tolist() == [-2, -2, -1, -1, 0, 0, 1, 1, 2, 2]   # (d/2 rounded up)
+    assert close < d.numel() // 100
+
+
+def test_requantize_clamps_to_the_stream_limit():
+    a = torch.tensor([2.0 ** 10, -(2.0 ** 10)])
+    b = torch.tensor([0.0, 0.0])
+    r = requantize(torch.tensor([1 << 20]).view(1, 1, 1, 1).repeat(1, 2, 1, 1), *fixed_point(a, b))
+    assert r.flatten().tolist() == [LIMIT, -LIMIT]
+
+
+@pytest.mark.parametrize("a, b, what", [
+    (2.0 ** 30, 0.0, "multiplier"), (float("nan"), 0.0, "not finite"),
+    (1.0, float(1 << 24), "offset"), (1.0, float("inf"), "not finite")])
+def test_fold_refusals_name_the_channel(a, b, what):
+    with pytest.raises(ValueError, match="channel 1: .*%s" % what):
+        fixed_point(torch.tensor([1.0, a]), torch.tensor([0.0, b]))
+
+
+def test_integer_source_rounds_clamps_and_zeroes_nan():
+    src = torch.tensor([0.5, 1.5, -2.5, 2.4, float("nan"), 1e30, -1e30, float("inf")])
+    assert integer_source(src).tolist() == [0, 2, -2, 2, 0, LIMIT, -LIMIT, LIMIT]
+
+
+def small_net(abits):
+    return Darknet((1, 9, 7), [
+        Conv(1, 8, 3, pad=True, batch_normalize=True, activation="linear"),
+        DualPath(8, 8, 3, abits=abits),
+        MaxPool(2, 2),
+        DualPath(8, 16, 3, abits=abits),         # the source's channels repeated
+        DualPath(16, 16, 1, abits=abits, from_=-2),
+        AvgPool(), Connected(16, 3, activation="linear"), Softmax()])
+
+
+@pytest.mark.parametrize("abits", [1, 1.5])
+def test_training_mode_reaches_every_learned_parameter(abits):
+    model = small_net(abits).train()
+    loss = model(torch.randn(4, 1, 9, 7), outputs=[-2])[0].square().sum()
+    loss.backward()
+    for name, p in model.named_parameters():
+        if ".bn." in name and "running" in name:
+            continue
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("abits", [1, 1.5])
+def test_evaluation_mode_is_the_integer_definition(abits):
+    """Each layer's output recomputed from the definition in plain torch/Fraction
+    arithmetic: thresholds, +-1 weights, exact D, round(A D + B) half up, the
+    source's channels repeated."""
+    model = small_net(abits)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, DualPath):
+                m.bn.running_mean.uniform_(-3, 3)
+                m.bn.running_var.uniform_(0.5, 20)
+                m.bn.weight.uniform_(-2, 2)
+                m.bias.uniform_(-2, 2)
+                m.shift.uniform_(-1.5, 1.5)
+                m.range.fill_(3.0)
+    model.eval()
+    x = torch.randn(2, 1, 9, 7) * 3
+    outs = model(x, outputs=list(range(5)))
+    for i in (1, 3, 4):
+        m = model.layers[i]
+        h = outs[i - 1]
+        src = outs[m.references(i)[0]]
+        lo, hi = m.thresholds()
+        q = (h > hi.view(1, -1, 1, 1)).double()
+        q = q - (h < lo.view(1, -1, 1, 1)).double() if lo is not None else 2 * q - 1
+        d = torch.nn.functional.conv2d(q, torch.where(m.weight > 0, 1.0, -1.0).double().detach(), None,
+                                       m.stride, m.padding).round().long()
+        sd = torch.sqrt(m.bn.running_var) + 1e-6
+        g = m.bn.weight / sd
+        a, b = (m.range * g).detach(), (m.range * (m.bias - m.bn.running_mean * g)).detach()
+        z = outs[i]
+        assert torch.equal(z, z.round()), i
+        want = [exact_round(a[ch], b[ch], dv) + float(sv)
+                for n in range(2) for ch in range(m.filters)
+                for dv, sv in zip(d[n, ch].flatten().tolist(),
+                                  torch.round(src[n, ch % src.shape[1]]).flatten().tolist())]
+        assert z.flatten().tolist() == want, i   # no value here is within 2^-29 of a half
