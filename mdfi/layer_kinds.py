@@ -18,7 +18,7 @@ class Kind:
     head: bool = False           # decodes the network's output; stays float in fixed point
     pass_through: bool = False   # fixed point: its output keeps its input's format
     fixed: bool = False          # has a fixed-point form (docs/fixed-point.md)
-    binary: bool = False         # in the binary numpy reference (docs/binary.md)
+    binary: bool = False         # in a binary numpy reference (binary_ref.py, dualpath_ref.py)
     c: bool = False              # the C engine runs it (csrc/layers/registry.c)
     torch: bool = False          # has a module in weights_tools.torch
 
@@ -46,6 +46,9 @@ KINDS = (
     # float and fixed point, where it is a head (float output from its input's
     # integers, no fixed_* keys; the predictors stay float32)
     Kind("exit", params=True, head=True, fixed=True, c=True, torch=True),
+    # dual-path binary layer (docs/dualpath.md): C runs it on the binary path
+    # only; its numpy reference is weights_tools/dualpath_ref.py
+    Kind("dualpath", params=True, binary=True, c=True, torch=True),
 )
 NET_NAMES = ("net", "network")   # the [net] section: not a layer
 

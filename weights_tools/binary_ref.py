@@ -179,6 +179,26 @@ def maxpool(x, size, stride, padding):
     return np.where(np.isneginf(out), -np.finfo(F32).max, out).astype(F32)
 
 
+def connected(x, arrays, act="logistic"):
+    """A [connected] layer on the flattened x in float64 (Darknet semantics):
+    arrays holds biases, weights and, with BN, scales / rolling_mean /
+    rolling_variance.  Returns [out, 1, 1] float32."""
+    y = np.asarray(arrays["weights"], np.float64) @ np.asarray(x, np.float64).ravel()
+    bn = _bn(arrays)
+    if bn is not None:
+        scales, mean, var = (np.asarray(v, np.float64) for v in bn)
+        y = (y - mean) / (np.sqrt(var) + 1e-6) * scales
+    y += arrays["biases"]
+    return activate(y.astype(F32), act).reshape(-1, 1, 1)
+
+
+def softmax(x):
+    """[softmax] over the flattened x (float64), as [n, 1, 1] float32."""
+    v = np.asarray(x, np.float64).ravel()
+    e = np.exp(v - v.max())
+    return (e / e.sum()).astype(F32).reshape(-1, 1, 1)
+
+
 def _bn(arrays):
     if "scales" not in arrays:
         return None
@@ -212,20 +232,11 @@ def run(cfg, weights, x):
             size = sec.get_int("size", stride)
             cur = maxpool(cur, size, stride, sec.get_int("padding", size - 1))
         elif layer.type == "connected":
-            y = arrays["weights"].astype(np.float64) @ cur.astype(np.float64).ravel()
-            bn = _bn(arrays)
-            if bn is not None:
-                scales, mean, var = (np.asarray(v, np.float64) for v in bn)
-                y = (y - mean) / (np.sqrt(var) + 1e-6) * scales
-            y += arrays["biases"]
-            cur = activate(y.astype(F32), sec.get_str("activation", "logistic"))
-            cur = cur.reshape(-1, 1, 1)
+            cur = connected(cur, arrays, sec.get_str("activation", "logistic"))
         elif layer.type == "dropout":
             pass
         elif layer.type == "softmax":
-            v = cur.astype(np.float64).ravel()
-            e = np.exp(v - v.max())
-            cur = (e / e.sum()).astype(F32).reshape(-1, 1, 1)
+            cur = softmax(cur)
         else:
             raise ValueError("layer %d [%s] is not in the numpy reference" % (layer.index, layer.type))
         outs.append(cur)

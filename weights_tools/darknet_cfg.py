@@ -223,6 +223,70 @@ def _scale_channels(sec, layers, shape):
     return src.out_shape
 
 
+DUALPATH_REFUSED = ("astep", "xnor", "binary", "groups", "dilation")
+
+
+def dualpath_abits(sec):
+    """A [dualpath]'s abits as a string, "1" (sign) or "1.5" (ternary)."""
+    value = sec.get_str("abits", "1")
+    try:
+        v = float(value)
+    except ValueError:
+        v = None
+    if v not in (1.0, 1.5):
+        raise sec.error("abits=%s; the activation bits of a [dualpath] layer are 1 (sign) or 1.5 "
+                        "(ternary)" % value, "abits")
+    return "1" if v == 1.0 else "1.5"
+
+
+def _dualpath(sec, layers, shape):
+    """[dualpath] (docs/dualpath.md): a binary convolution of the input quantized
+    with learned per-channel thresholds, BN and the range folded, plus the
+    second source from= (default -1: the layer's input), whose height and width
+    must be the output's and whose channels must divide filters (channel m reads
+    channel m mod C_src).  Arrays: the conv-with-BN ones, then shift (C), delta
+    (abits=1.5 only) and range."""
+    for key in DUALPATH_REFUSED:
+        if key in sec.options:
+            raise sec.error("%s is not a key of [dualpath]" % key, key)
+    if sec.get_int("batch_normalize", 1) != 1:
+        raise sec.error("batch_normalize=%s; a [dualpath] layer always has BN"
+                        % sec.get_str("batch_normalize"), "batch_normalize")
+    if sec.get_str("activation", "linear") != "linear":
+        raise sec.error("activation=%s; a [dualpath] layer has no activation (linear)"
+                        % sec.get_str("activation"), "activation")
+    abits = dualpath_abits(sec)
+    c, h, w = shape
+    n = sec.get_int("filters", 1)
+    size = sec.get_int("size", 1)
+    stride = sec.get_int("stride", 1)
+    padding = size // 2 if sec.get_int("pad", 0) else sec.get_int("padding", 0)
+    for key, v in (("filters", n), ("size", size), ("stride", stride)):
+        if v <= 0:
+            raise sec.error("%s must be positive, got %d" % (key, v), key)
+    if padding < 0:
+        raise sec.error("padding must not be negative, got %d" % padding, "padding")
+    oh, ow = (h + 2 * padding - size), (w + 2 * padding - size)
+    if oh < 0 or ow < 0:
+        raise sec.error("kernel %d with padding %d does not fit the %dx%d input" % (size, padding, w, h))
+    out = (n, oh // stride + 1, ow // stride + 1)
+    if c * size * size > 1 << 24:
+        raise sec.error("%d channels x %dx%d taps is too large for a binary convolution"
+                        % (c, size, size))
+    frm = sec.get_int("from", -1)
+    src = shape if frm == -1 else _relative(sec, layers, frm, "from").out_shape
+    if src[1:] != out[1:] or n % src[0]:
+        raise sec.error("from=%d (%dx%dx%d) does not fit the output %dx%dx%d: the second source "
+                        "needs the output's height and width, and channels that divide filters"
+                        % ((frm,) + tuple(src) + out), "from")
+    params = [("biases", (n,))] + _bn_arrays(n) + [("weights", (n, c, size, size)),
+                                                   ("shift", (c,))]
+    if abits == "1.5":
+        params.append(("delta", (1,)))
+    params.append(("range", (1,)))
+    return out, params
+
+
 def _route(sec, layers):
     srcs = [_relative(sec, layers, v, "layers") for v in sec.get_ints("layers")]
     _, h, w = srcs[0].out_shape
@@ -373,6 +437,8 @@ def infer_layers(sections):
             out = _upsample(sec, c, h, w)
         elif kind == "scale_channels":
             out = _scale_channels(sec, layers, shape)
+        elif kind == "dualpath":
+            out, params = _dualpath(sec, layers, shape)
         elif kind == "yolo":
             out = _detection(sec, c, h, w, 5)
         elif kind == "region":
@@ -435,6 +501,9 @@ def _inputs(sec, kind, layers, resume):
         return [absolute(v) for v in sec.get_ints("layers")]
     if kind in ("shortcut", "scale_channels"):
         return [prev, absolute(sec.get_int("from", 0))]
+    if kind == "dualpath":   # from=-1 (the default) is the layer's own input
+        frm = sec.get_int("from", -1)
+        return [prev, prev if frm == -1 else absolute(frm)]
     if kind == "exit":
         return [absolute(sec.get_int("from", -1))]
     return [prev]

@@ -126,10 +126,13 @@ static int same_quant(const mdfi_bquant *a, const mdfi_bquant *b)
     return a->mode == b->mode && a->step == b->step;
 }
 
-/* The input quantizer of a binary convolution. */
+/* The input quantizer of a binary convolution ([convolutional] xnor=1; a
+ * binary layer of another kind, [dualpath], quantizes its input its own way
+ * and never takes bits). */
 static const mdfi_bquant *input_quant(const mdfi_layer *l)
 {
-    return l->path == MDFI_PATH_BINARY && l->groups == 1 ? &l->in_q : NULL;
+    return l->path == MDFI_PATH_BINARY && l->groups == 1 &&
+                   mdfi_layer_has_kind(l, MDFI_KIND_CONV) ? &l->in_q : NULL;
 }
 
 /* Whether every reader of layer i takes it as bits of one quantizer (*q, set
