@@ -131,3 +131,63 @@ def test_evaluation_mode_is_the_integer_definition(abits):
                 for dv, sv in zip(d[n, ch].flatten().tolist(),
                                   torch.round(src[n, ch % src.shape[1]]).flatten().tolist())]
         assert z.flatten().tolist() == want, i   # no value here is within 2^-29 of a half
+
+
+def randomized(abits):
+    model = small_net(abits)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, DualPath):
+                m.bn.running_mean.uniform_(-3, 3)
+                m.bn.running_var.uniform_(0.5, 20)
+                m.bn.weight.uniform_(-2, 2)
+                m.bias.uniform_(-2, 2)
+                m.shift.uniform_(-1.5, 1.5)
+                m.range.uniform_(1, 5)
+                if m.delta is not None:
+                    m.delta.uniform_(0.5, 2)
+                m.weight.uniform_(-1, 1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("abits", [1, 1.5])
+def test_mdfi_layers_equal_the_modules_on_the_same_inputs(abits, tmp_path):
+    """Export, run in MDFI (every layer kept), and feed each [dualpath] module
+    MDFI's own inputs to it: its output equals MDFI's bit for bit.  The whole
+    network agrees to float rounding (the stem and head are float)."""
+    import mdfi
+    from weights_tools.torch import import_darknet, save
+    model = randomized(abits)
+    cfg, weights = save(model, tmp_path / "dp")
+    again = import_darknet(cfg, weights)
+    x = (torch.rand(3, 1, 9, 7) * 4 - 2)
+    with mdfi.Network(cfg, weights, keep_outputs=True) as net:
+        for n in range(3):
+            net.forward(x[n].numpy())
+            outs = [torch.from_numpy(net.layer_output(i).copy()).unsqueeze(0)
+                    for i in range(len(net.layers))]
+            for i in (1, 3, 4):
+                for m in (model, again):
+                    with torch.no_grad():
+                        z = m.layers[i](outs[i - 1], outs[:i])
+                    assert torch.equal(z, outs[i]), (n, i)
+            with torch.no_grad():
+                want = model(x[n:n + 1]).flatten()
+            got = torch.from_numpy(net.forward(x[n].numpy()).copy()).flatten()
+            assert torch.allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_packed_dualpath_weights_give_the_same_outputs(tmp_path):
+    import mdfi
+    from weights_tools import xnor_pack
+    from weights_tools.darknet_weights import write_weights
+    from weights_tools.torch import save
+    cfg, weights = save(randomized(1.5), tmp_path / "dp")
+    data, rep = xnor_pack.pack(cfg, weights)
+    assert [r["index"] for r in rep["layers"]] == [1, 3, 4]
+    assert rep["total"]["packed_bytes"] == 8 * 9 + 16 * 9 + 16 * 2   # 72, 72, 16 bits a filter
+    back = tmp_path / "back.weights"
+    back.write_bytes(write_weights(cfg, xnor_pack.unpack(cfg, data)))
+    x = np.random.default_rng(0).uniform(-2, 2, (1, 9, 7)).astype(np.float32)
+    with mdfi.Network(cfg, weights) as a, mdfi.Network(cfg, str(back)) as b:
+        assert np.array_equal(a.forward(x), b.forward(x))
