@@ -64,10 +64,10 @@ def variants():
     return _AVAILABLE
 
 
-def run_all(cfg, weights, x, *, kernel=None, threads=1):
+def run_all(cfg, weights, x, *, kernel=None, threads=1, isa=None):
     """Every layer's output (keep_outputs)."""
     with mdfi.Network(cfg, weights, threads=threads, keep_outputs=True,
-                      binary_kernel=kernel) as net:
+                      binary_kernel=kernel, kernel=isa) as net:
         net.forward(x)
         return [net.layer_output(i) for i in range(len(net.layers))]
 
@@ -401,6 +401,14 @@ def test_every_layer_equals_the_reference(tmp_path, name):
                 check_against_reference(cfg, weights, x, got, end_to_end)
             for i, (a, b) in enumerate(zip(got, first)):
                 assert np.array_equal(a, b, equal_nan=True), (v, threads, i)
+    # the requantization loop has a portable and an AVX2 form, chosen by the ISA
+    # (which also picks the float layers' kernels: only the integer body must agree)
+    body = [layer.index for layer in wt.layers_of(cfg)
+            if layer.type in ("dualpath", "maxpool", "route")]
+    for isa in ("ref", None) if end_to_end else ():
+        got = run_all(cfg, weights, x, isa=isa)
+        for i in body:
+            assert np.array_equal(got[i], first[i], equal_nan=True), (isa, i)
     layers = wt.layers_of(cfg)
     dp = [first[layer.index] for layer in layers if layer.type == "dualpath"]
     for z in dp:   # integers within the clamp, and the run is not trivial

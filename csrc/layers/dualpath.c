@@ -19,11 +19,11 @@
 
 #include "base/error.h"
 #include "kernels/bgemm.h"
+#include "kernels/dpath.h"
 #include "layers/layer.h"
 
 #define ALIGN64(x) (((x) + 63) & ~(size_t)63)
 #define LIM24 16777216.0f             /* 2^24: the clamp of r, s and z */
-#define FLOOR_BIAS ((int64_t)1 << 62) /* a multiple of 2^S, S <= 36 (floor shift) */
 
 typedef struct {
     mdfi_bmode mode;          /* SIGN (abits=1) or TERNARY (abits=1.5) */
@@ -143,6 +143,7 @@ typedef struct {
     float *biases, *scales, *mean, *var, *weights, *shift, *delta, *range;
     /* prepared */
     const mdfi_bgemm_kernel *kern;
+    mdfi_dpath_requant_fn requant;   /* for the layer's ISA (identical results) */
     mdfi_bconv bc;
     float *hi, *lo;           /* [C] input thresholds (SIGN: hi only) */
     float *one, *zero;        /* [M] the kernel's alpha = 1, beta = 0: it writes (float)D */
@@ -265,6 +266,7 @@ static mdfi_status dp_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
     } else {
         p->kern = mdfi_bgemm_kernel_select(ctx->isa);
     }
+    p->requant = mdfi_dpath_requant_for(ctx->isa);
     free_prepared(p);
     const int M = p->s.M, C = p->s.geom.channels;
     const float lambda = *p->range, delta = *p->delta;
@@ -341,22 +343,11 @@ static void pack_rows(const dp_params *p, const float *in, uint64_t *out, int y0
     const size_t nz = (size_t)bc->words * plane;   /* plane 1: [a != 0] */
     for (int c = 0; c < C; ++c) {
         const uint64_t bit = 1ull << (c & 63);
-        const float hi = p->hi[c], lo = p->lo[c];
         uint64_t *o0 = out + (size_t)(c >> 6) * plane + pad;
         for (int y = y0; y < y1; ++y) {
-            const float *x = in + (size_t)c * hw + (size_t)y * W;
             uint64_t *pos = o0 + (size_t)(y + pad) * bc->pw;
-            if (p->s.mode == MDFI_BMODE_SIGN) {
-                for (int i = 0; i < W; ++i)
-                    pos[i] |= (uint64_t)(x[i] > hi) * bit;
-            } else {
-                uint64_t *nonzero = pos + nz;
-                for (int i = 0; i < W; ++i) {
-                    const uint64_t up = x[i] > hi, down = x[i] < lo;
-                    pos[i] |= up * bit;
-                    nonzero[i] |= (up | down) * bit;
-                }
-            }
+            mdfi_dpath_pack_row(in + (size_t)c * hw + (size_t)y * W, W, p->hi[c], p->lo[c], bit,
+                                pos, p->s.mode == MDFI_BMODE_SIGN ? NULL : pos + nz);
         }
     }
 }
@@ -369,12 +360,6 @@ static void input_task(void *arg, int task, int thread)
     int y0 = (int)((long long)H * task / j->tasks), y1 = (int)((long long)H * (task + 1) / j->tasks);
     if (y0 < y1)
         pack_rows(j->p, j->ctx->in[0], j->padded, y0, y1);
-}
-
-/* floor(v / 2^S) for |v| < 2^62, without shifting a negative value */
-static inline int64_t floor_shift(int64_t v, int S)
-{
-    return (int64_t)((uint64_t)(v + FLOOR_BIAS) >> S) - (FLOOR_BIAS >> S);
 }
 
 /* Output columns [n0, n1) of every channel: the kernel writes (float)D
@@ -398,21 +383,9 @@ static void conv_task(void *arg, int task, int thread)
     void *ws = (char *)j->ctx->scratch[thread] + ALIGN64(p->in_words * sizeof(uint64_t));
     mdfi_bconv_run(&p->bc, j->padded, &o, n0, n1, ws);
     const float *src = j->ctx->in[1];
-    for (int m = 0; m < p->s.M; ++m) {
-        const int64_t mul = p->mul[m], off = p->off[m];
-        const int S = p->shift_s[m];
-        float *z = out + (size_t)m * N;
-        const float *s2 = src + (size_t)(m % p->s.src_c) * N;
-        for (int n = n0; n < n1; ++n) {
-            int64_t r = floor_shift(mul * (int64_t)z[n] + off, S);
-            r = r < -(1 << 24) ? -(1 << 24) : r > (1 << 24) ? (1 << 24) : r;
-            float v = s2[n];
-            v = v != v ? 0.f : v < -LIM24 ? -LIM24 : v > LIM24 ? LIM24 : v;
-            int64_t t = r + (int64_t)rintf(v);
-            t = t < -(1 << 24) ? -(1 << 24) : t > (1 << 24) ? (1 << 24) : t;
-            z[n] = (float)t;
-        }
-    }
+    for (int m = 0; m < p->s.M; ++m)
+        p->requant(out + (size_t)m * N + n0, src + (size_t)(m % p->s.src_c) * N + n0,
+                           (size_t)(n1 - n0), p->mul[m], p->off[m], p->shift_s[m]);
 }
 
 static void dp_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)

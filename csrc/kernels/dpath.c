@@ -1,0 +1,58 @@
+/* The [dualpath] element loops (kernels/dpath.h). */
+#include "kernels/dpath.h"
+
+#include <math.h>
+
+#define LIM ((int64_t)1 << 24)
+#define FLOOR_BIAS ((int64_t)1 << 62)   /* a multiple of 2^s for s <= 36 */
+
+void mdfi_dpath_pack_row(const float *x, int w, float hi, float lo, uint64_t bit, uint64_t *pos,
+                         uint64_t *nonzero)
+{
+    if (!nonzero) {
+        for (int i = 0; i < w; ++i)
+            pos[i] |= (uint64_t)(x[i] > hi) * bit;
+        return;
+    }
+    for (int i = 0; i < w; ++i) {
+        const uint64_t up = x[i] > hi, down = x[i] < lo;
+        pos[i] |= up * bit;
+        nonzero[i] |= (up | down) * bit;
+    }
+}
+
+/* rint for |v| <= 2^24 without a libm call: below 2^23, adding and taking
+ * back 2^23 rounds to an integer in the current (to nearest even) mode;
+ * from 2^23 on every float32 is an integer.  C99 evaluates float in float
+ * on every target MDFI builds for (FLT_EVAL_METHOD 0). */
+static inline float round_even(float v)
+{
+    float a = fabsf(v);
+    float r = (a + 8388608.0f) - 8388608.0f;
+    return copysignf(a < 8388608.0f ? r : a, v);
+}
+
+void mdfi_dpath_requant(float *d, const float *src, size_t n, int64_t mul, int64_t off, int s)
+{
+    const int64_t lift = FLOOR_BIAS >> s;
+    for (size_t i = 0; i < n; ++i) {
+        /* floor((mul D + off) / 2^s) without shifting a negative value */
+        int64_t r = (int64_t)((uint64_t)(mul * (int64_t)d[i] + off + FLOOR_BIAS) >> s) - lift;
+        r = r < -LIM ? -LIM : r > LIM ? LIM : r;
+        float v = src[i];
+        v = v != v ? 0.f : v < -16777216.0f ? -16777216.0f : v > 16777216.0f ? 16777216.0f : v;
+        int64_t t = r + (int64_t)round_even(v);
+        t = t < -LIM ? -LIM : t > LIM ? LIM : t;
+        d[i] = (float)t;
+    }
+}
+
+mdfi_dpath_requant_fn mdfi_dpath_requant_for(mdfi_isa isa)
+{
+#ifdef MDFI_HAVE_AVX2
+    if ((isa == MDFI_ISA_AVX2 || isa == MDFI_ISA_AVX512) && mdfi_isa_available(MDFI_ISA_AVX2))
+        return mdfi_dpath_requant_avx2;
+#endif
+    (void)isa;
+    return mdfi_dpath_requant;
+}
