@@ -25,12 +25,13 @@ from weights_tools.darknet_weights import read_weights
 BODY = ("dualpath", "maxpool", "route")
 
 
-def check(cfg, weights, x, log=None):
-    """{'n', 'body_layers', 'body_mismatches', 'predictions_agree'} over images x."""
+def check(cfg, weights, x, y=None, log=None):
+    """{'n', 'body_layers', 'body_mismatches', 'predictions_agree', 'mdfi_accuracy'}
+    over images x (labels y)."""
     layers = layers_of(cfg)
     arrays = read_weights(layers, weights)
     body = [layer.index for layer in layers if layer.type in BODY]
-    mismatches, agree = 0, 0
+    mismatches, agree, correct = 0, 0, 0
     t0 = time.time()
     with mdfi.Network(cfg, weights, threads=1, keep_outputs=True) as net:
         for k, img in enumerate(x):
@@ -39,11 +40,13 @@ def check(cfg, weights, x, log=None):
             ref = dualpath_ref.run(layers, arrays, img, given=got)
             mismatches += sum(not np.array_equal(ref[i], got[i]) for i in body)
             agree += int(np.argmax(ref[-1]) == np.argmax(out))
+            correct += int(y is not None and np.argmax(out) == y[k])
             if log and (k + 1) % 100 == 0:
                 log("%d/%d images, %d body mismatches (%.0f s)" % (k + 1, len(x), mismatches,
                                                                   time.time() - t0))
     return {"n": len(x), "body_layers": len(body), "body_mismatches": mismatches,
-            "predictions_agree": agree / max(len(x), 1)}
+            "predictions_agree": agree / max(len(x), 1),
+            "mdfi_accuracy": correct / max(len(x), 1) if y is not None else None}
 
 
 def main(argv=None):
@@ -53,9 +56,11 @@ def main(argv=None):
     ap.add_argument("--n", type=int, help="the first N test images (default: all)")
     args = ap.parse_args(argv)
     data = datasets.load(args.dataset, train=False)
-    x = data.x_test[:args.n] if args.n else data.x_test
-    res = check(args.prefix + ".cfg", args.prefix + ".weights", x,
+    n = args.n or len(data.y_test)
+    res = check(args.prefix + ".cfg", args.prefix + ".weights", data.x_test[:n], data.y_test[:n],
                 log=lambda s: print(s, file=sys.stderr))
+    res["command"] = "python examples/dualpath_exact.py " + " ".join(
+        sys.argv[1:] if argv is None else argv)
     print(json.dumps(res, indent=1))
     return 1 if res["body_mismatches"] else 0
 

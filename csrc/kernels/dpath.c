@@ -47,12 +47,15 @@ void mdfi_dpath_requant(float *d, const float *src, size_t n, int64_t mul, int64
     }
 }
 
-mdfi_dpath_requant_fn mdfi_dpath_requant_for(mdfi_isa isa)
+mdfi_dpath_loops mdfi_dpath_loops_for(mdfi_isa isa)
 {
+    mdfi_dpath_loops f = {mdfi_dpath_pack_row, mdfi_dpath_requant};
 #ifdef MDFI_HAVE_AVX2
-    if ((isa == MDFI_ISA_AVX2 || isa == MDFI_ISA_AVX512) && mdfi_isa_available(MDFI_ISA_AVX2))
-        return mdfi_dpath_requant_avx2;
+    if ((isa == MDFI_ISA_AVX2 || isa == MDFI_ISA_AVX512) && mdfi_isa_available(MDFI_ISA_AVX2)) {
+        f.pack_row = mdfi_dpath_pack_row_avx2;
+        f.requant = mdfi_dpath_requant_avx2;
+    }
 #endif
     (void)isa;
-    return mdfi_dpath_requant;
+    return f;
 }

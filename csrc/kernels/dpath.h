@@ -21,11 +21,18 @@ void mdfi_dpath_pack_row(const float *x, int w, float hi, float lo, uint64_t bit
  * with NaN sources read as 0 (round half to even, for |src| <= 2^24). */
 void mdfi_dpath_requant(float *d, const float *src, size_t n, int64_t mul, int64_t off, int s);
 
-typedef void (*mdfi_dpath_requant_fn)(float *d, const float *src, size_t n, int64_t mul,
-                                      int64_t off, int s);
-/* The fastest form for a layer prepared for isa (identical results). */
-mdfi_dpath_requant_fn mdfi_dpath_requant_for(mdfi_isa isa);
+/* The two loops in the fastest form for a layer prepared for an ISA
+ * (every form gives identical results). */
+typedef struct {
+    void (*pack_row)(const float *x, int w, float hi, float lo, uint64_t bit, uint64_t *pos,
+                     uint64_t *nonzero);
+    void (*requant)(float *d, const float *src, size_t n, int64_t mul, int64_t off, int s);
+} mdfi_dpath_loops;
+
+mdfi_dpath_loops mdfi_dpath_loops_for(mdfi_isa isa);
 #ifdef MDFI_HAVE_AVX2
+void mdfi_dpath_pack_row_avx2(const float *x, int w, float hi, float lo, uint64_t bit,
+                              uint64_t *pos, uint64_t *nonzero);
 void mdfi_dpath_requant_avx2(float *d, const float *src, size_t n, int64_t mul, int64_t off, int s);
 #endif
 

@@ -143,7 +143,7 @@ typedef struct {
     float *biases, *scales, *mean, *var, *weights, *shift, *delta, *range;
     /* prepared */
     const mdfi_bgemm_kernel *kern;
-    mdfi_dpath_requant_fn requant;   /* for the layer's ISA (identical results) */
+    mdfi_dpath_loops loops;   /* for the layer's ISA (identical results) */
     mdfi_bconv bc;
     float *hi, *lo;           /* [C] input thresholds (SIGN: hi only) */
     float *one, *zero;        /* [M] the kernel's alpha = 1, beta = 0: it writes (float)D */
@@ -266,7 +266,7 @@ static mdfi_status dp_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
     } else {
         p->kern = mdfi_bgemm_kernel_select(ctx->isa);
     }
-    p->requant = mdfi_dpath_requant_for(ctx->isa);
+    p->loops = mdfi_dpath_loops_for(ctx->isa);
     free_prepared(p);
     const int M = p->s.M, C = p->s.geom.channels;
     const float lambda = *p->range, delta = *p->delta;
@@ -346,7 +346,7 @@ static void pack_rows(const dp_params *p, const float *in, uint64_t *out, int y0
         uint64_t *o0 = out + (size_t)(c >> 6) * plane + pad;
         for (int y = y0; y < y1; ++y) {
             uint64_t *pos = o0 + (size_t)(y + pad) * bc->pw;
-            mdfi_dpath_pack_row(in + (size_t)c * hw + (size_t)y * W, W, p->hi[c], p->lo[c], bit,
+            p->loops.pack_row(in + (size_t)c * hw + (size_t)y * W, W, p->hi[c], p->lo[c], bit,
                                 pos, p->s.mode == MDFI_BMODE_SIGN ? NULL : pos + nz);
         }
     }
@@ -384,7 +384,7 @@ static void conv_task(void *arg, int task, int thread)
     mdfi_bconv_run(&p->bc, j->padded, &o, n0, n1, ws);
     const float *src = j->ctx->in[1];
     for (int m = 0; m < p->s.M; ++m)
-        p->requant(out + (size_t)m * N + n0, src + (size_t)(m % p->s.src_c) * N + n0,
+        p->loops.requant(out + (size_t)m * N + n0, src + (size_t)(m % p->s.src_c) * N + n0,
                            (size_t)(n1 - n0), p->mul[m], p->off[m], p->shift_s[m]);
 }
 

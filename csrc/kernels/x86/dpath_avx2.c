@@ -38,3 +38,35 @@ void mdfi_dpath_requant_avx2(float *d, const float *src, size_t n, int64_t mul, 
     if (i < n)
         mdfi_dpath_requant(d + i, src + i, n - i, mul, off, s);
 }
+
+/* Eight pixels a step: the compares as lane masks, widened to 64 bits and
+ * ORed into the pixels' words (NaN compares false, as in the scalar loop). */
+void mdfi_dpath_pack_row_avx2(const float *x, int w, float hi, float lo, uint64_t bit,
+                              uint64_t *pos, uint64_t *nonzero)
+{
+    const __m256 vhi = _mm256_set1_ps(hi), vlo = _mm256_set1_ps(lo);
+    const __m256i vbit = _mm256_set1_epi64x((long long)bit);
+    int i = 0;
+    for (; i + 8 <= w; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256i up = _mm256_castps_si256(_mm256_cmp_ps(v, vhi, _CMP_GT_OQ));
+        __m256i *p = (__m256i *)(pos + i);
+        const __m256i u0 = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(up));
+        const __m256i u1 = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(up, 1));
+        _mm256_storeu_si256(p, _mm256_or_si256(_mm256_loadu_si256(p), _mm256_and_si256(u0, vbit)));
+        _mm256_storeu_si256(p + 1,
+                            _mm256_or_si256(_mm256_loadu_si256(p + 1), _mm256_and_si256(u1, vbit)));
+        if (nonzero) {
+            const __m256i nz = _mm256_or_si256(
+                up, _mm256_castps_si256(_mm256_cmp_ps(v, vlo, _CMP_LT_OQ)));
+            __m256i *q = (__m256i *)(nonzero + i);
+            const __m256i n0 = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(nz));
+            const __m256i n1 = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(nz, 1));
+            _mm256_storeu_si256(q, _mm256_or_si256(_mm256_loadu_si256(q), _mm256_and_si256(n0, vbit)));
+            _mm256_storeu_si256(q + 1, _mm256_or_si256(_mm256_loadu_si256(q + 1),
+                                                       _mm256_and_si256(n1, vbit)));
+        }
+    }
+    if (i < w)
+        mdfi_dpath_pack_row(x + i, w - i, hi, lo, bit, pos + i, nonzero ? nonzero + i : NULL);
+}
