@@ -107,7 +107,7 @@ def main(argv=None):
             for img in x:
                 net.forward(img)
             times[v].append((time.perf_counter() - t0) * 1e3 / len(x))
-    shares = {}
+    shares, body_ms = {}, {}
     for v, net in nets.items():
         net.set_profile(True)
         per = np.zeros(len(net.layers))
@@ -118,6 +118,11 @@ def main(argv=None):
         binary = [i for i, layer in enumerate(net.layers)
                   if layer.type in BINARY_TYPES or layer.xnor]
         shares[v] = {"non_binary_share": float(1 - per[binary].sum() / per.sum()) if binary else 1.0}
+        # the four body convolutions, in order (the float net's first conv is the stem)
+        convs = [i for i, layer in enumerate(net.layers)
+                 if layer.type in ("dualpath", "convolutional")][1:]
+        body_ms[v] = [(net.layers[i].input_shape, net.layers[i].output_shape, per[i] / len(x))
+                      for i in convs]
     med = {v: statistics.median(t) for v, t in times.items()}
     print("CPU: %s, one thread, %d rounds x %d images" % (cpu_name(), args.rounds, args.images))
     print("%-8s %-11s %9s %9s %9s %12s %10s %12s" % ("network", "weights", "median ms", "min ms",
@@ -136,6 +141,12 @@ def main(argv=None):
               % (v, s["binary_body_float32_bytes"], s["binary_body_packed_bytes"],
                  s["binary_body_float32_bytes"] / max(s["binary_body_packed_bytes"], 1),
                  store["float"]["weights_file"] / s["packed_file"]))
+    print("body layers (profiled ms, mean over the images): float / binary")
+    for k, (ins, outs, f) in enumerate(body_ms["float"]):
+        print("  %s -> %s: float %.4f ms; %s" % (ins, outs, f, ", ".join(
+            "%s %.4f (%.1fx)" % (v, body_ms[v][k][2], f / body_ms[v][k][2]) for v in VARIANTS[1:])))
+    for row in rows:
+        row["body_layers_ms"] = [ms for _, _, ms in body_ms[row["variant"]]]
     for net in nets.values():
         net.close()
     if args.json:
