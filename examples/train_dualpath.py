@@ -161,6 +161,8 @@ def train(model, data, args, state, log=print):
         log("epoch %d/%d: loss %.4f, train %.2f%%, validation %.2f%% (%.0f s)"
             % (epoch + 1, args.epochs, loss_sum / seen, 100.0 * correct / seen, 100 * val,
                time.time() - t0))
+        if args.stop_after == epoch + 1:
+            break
     return state
 
 
@@ -182,7 +184,10 @@ def main(argv=None):
     ap.add_argument("--train-limit", type=int)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--bn-recalibrate", type=int, default=50, metavar="BATCHES")
-    ap.add_argument("--resume", action="store_true", help="go on from OUT.pt")
+    ap.add_argument("--resume", action="store_true", help="go on from OUT.pt (--epochs may differ: "
+                    "the cosine schedule is then the new one's from the next epoch)")
+    ap.add_argument("--stop-after", type=int, metavar="EPOCH",
+                    help="end the run after this epoch (its checkpoint kept), for a later --resume")
     ap.add_argument("-o", "--output")
     args = ap.parse_args(argv)
     prefix = "fmnist" if args.dataset == "fashion-mnist" else args.dataset
@@ -195,15 +200,20 @@ def main(argv=None):
     if args.resume:
         state = torch.load(args.output + ".pt", weights_only=False)
         model.load_state_dict(state["model"])
+    commands = state.get("commands", [])
+    commands.append("python " + " ".join(shlex.quote(a) for a in
+                                          [os.path.relpath(__file__)] + (argv or sys.argv[1:])))
+    state["commands"] = commands
     train(model, data, args, state)
+    if args.stop_after and state["epoch"] < args.epochs:
+        return 0
     recalibrate_bn(model, data.x_train, args.bn_recalibrate, args.batch_size,
                    torch.Generator().manual_seed(args.seed + 1))
     save(model, args.output)
     torch_pred = predict(model, data.x_test)
     val_acc = float((predict(model, data.x_val) == data.y_val).mean())
     record = {
-        "command": "python " + " ".join(shlex.quote(a) for a in
-                                        [os.path.relpath(__file__)] + (argv or sys.argv[1:])),
+        "command": " && ".join(commands),
         "cfg": os.path.basename(args.output) + ".cfg",
         "weights": os.path.basename(args.output) + ".weights", "variant": args.variant,
         "dataset": args.dataset, "split": data.split, "epochs": args.epochs, "lr": args.lr,
