@@ -195,6 +195,26 @@ def run_int8(cfg, weights, data, torch_pred, n_calib=200):
     return _scores(pred, data.y_test, torch_pred)
 
 
+def remeasure(out, data, args, argv, log):
+    """MDFI's results for the files at OUT, against the predictions of the
+    same files imported into PyTorch; the training record is kept."""
+    with open(out + ".json") as f:
+        results = json.load(f)
+    cfg, weights = out + ".cfg", out + ".weights"
+    torch_pred = predict(import_darknet(cfg, weights), data.x_test)
+    results["mdfi_float"] = run_float(cfg, weights, data, torch_pred)
+    results["mdfi_int8"] = ({"skipped": "--no-int8"} if args.no_int8
+                            else run_int8(cfg, weights, data, torch_pred))
+    results["remeasure_command"] = "python examples/train_classifier.py " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    for key in ("mdfi_float", "mdfi_int8"):
+        log("%s: %s" % (key, results[key]))
+    with open(out + ".json", "w") as f:
+        json.dump(results, f, indent=1)
+        f.write("\n")
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", choices=sorted(DEFAULTS),
@@ -214,6 +234,9 @@ def main(argv=None):
                          "(default examples/models/DATASET_float or _xnor)")
     ap.add_argument("--no-mdfi", action="store_true", help="only train and export")
     ap.add_argument("--no-int8", action="store_true", help="skip the int8 run")
+    ap.add_argument("--remeasure", action="store_true",
+                    help="no training: run MDFI again on the model already at OUT and update "
+                         "its mdfi_float / mdfi_int8 results in OUT.json (the rest is kept)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     if args.dataset is None:
@@ -238,6 +261,8 @@ def main(argv=None):
     log("%s: %d train / %d test images %s; split: %s"
         % (args.dataset, len(data.y_train), len(data.y_test), data.input_shape, data.split))
 
+    if args.remeasure:
+        return remeasure(out, data, args, argv, log)
     model = build_model(data.input_shape, len(data.classes), xnor=args.xnor)
     t0 = time.time()
     steps = train(model, data, epochs, lr, shift, flip, args.batch_size, args.seed, args.max_steps, log)
