@@ -5,6 +5,7 @@
     python examples/train_dualpath.py --variant float       # the float network of the same shape
     python examples/train_dualpath.py --variant xnor        # XNOR-Net style (Darknet xnor=1)
     python examples/train_dualpath.py --variant dual1.5 --dataset mnist --epochs 10
+    python examples/train_dualpath.py --dataset cifar10 --data ~/cifar-10-python.tar.gz
 
 One shape for all four: a float 3x3 stem (BN) on the image, a 2x2 max pool,
 two 3x3 layers of WIDTHS[0] filters, a max pool, two of WIDTHS[1], a global
@@ -52,6 +53,7 @@ from weights_tools.torch.dualpath import constrain  # noqa: E402
 WIDTHS = (64, 128)
 STEM = 32
 VARIANTS = ("dual1.5", "dual1", "float", "xnor")
+FLIPS = ("fashion-mnist", "cifar10")   # datasets whose mirror images are images of the same class
 BN_MOMENTUM = 0.1   # while training (Darknet's 0.01 lags a short run); recalibrated per epoch
 
 
@@ -140,7 +142,7 @@ def train(model, data, args, state, log=print):
             for g in opt.param_groups:
                 g["lr"] = lr_at(epoch * per_epoch + k)
             idx = order[i:i + args.batch_size]
-            x, y = augment(x_all[idx], 2, args.dataset == "fashion-mnist", gen), y_all[idx]
+            x, y = augment(x_all[idx], 2, args.dataset in FLIPS, gen), y_all[idx]
             z = logits(model, x)
             loss = F.cross_entropy(z, y)
             opt.zero_grad()
@@ -176,7 +178,10 @@ def main(argv=None):
     from train_vgg import load
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--variant", choices=VARIANTS, default="dual1.5")
-    ap.add_argument("--dataset", default="fashion-mnist")
+    ap.add_argument("--dataset", default="fashion-mnist",
+                    help="fashion-mnist, mnist, digits or cifar10 (with --data)")
+    ap.add_argument("--data", metavar="PATH", help="the CIFAR-10 tarball (cifar-10-python.tar.gz), "
+                    "or a directory of the Fashion-MNIST IDX files")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--batch-size", type=int, default=128)
@@ -194,7 +199,11 @@ def main(argv=None):
     args.output = args.output or os.path.join(HERE, "models", "%s_dp_%s" % (prefix, args.variant.replace(".", "")))
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    data = load(args.dataset, args.train_limit)
+    try:
+        data = load(args.dataset, args.train_limit, args.data)
+    except mdfi.MdfiError as e:     # DatasetError: no data file, a malformed one
+        print("train_dualpath: error: %s" % e, file=sys.stderr)
+        return 2
     model = build(args.variant, data.input_shape, len(data.classes))
     state = {}
     if args.resume:

@@ -49,10 +49,11 @@ def build_vgg(input_shape, classes, widths=WIDTHS):
     return Darknet(input_shape, layers)
 
 
-def load(dataset, limit=None):
+def load(dataset, limit=None, path=None):
     """The dataset with its validation images carved out: the last 500 training
-    images of each class (fewer for a small dataset: a tenth of the rarest class)."""
-    data = datasets.load(dataset)
+    images of each class (fewer for a small dataset: a tenth of the rarest class).
+    path: as mdfi.datasets.load (the CIFAR-10 tarball, the Fashion-MNIST directory)."""
+    data = datasets.load(dataset, path)
     per = min(VALIDATION_PER_CLASS, int(np.bincount(data.y_train).min()) // 10)
     data = datasets.validation(data, per)
     if limit:

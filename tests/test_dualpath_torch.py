@@ -191,3 +191,38 @@ def test_packed_dualpath_weights_give_the_same_outputs(tmp_path):
     x = np.random.default_rng(0).uniform(-2, 2, (1, 9, 7)).astype(np.float32)
     with mdfi.Network(cfg, weights) as a, mdfi.Network(cfg, str(back)) as b:
         assert np.array_equal(a.forward(x), b.forward(x))
+
+
+def _train_dualpath():
+    import importlib.util
+    import pathlib
+    import sys
+    here = pathlib.Path(__file__).resolve().parent.parent / "examples"
+    sys.path.insert(0, str(here))
+    spec = importlib.util.spec_from_file_location("train_dualpath", here / "train_dualpath.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_train_dualpath_on_a_cifar_tarball(tmp_path, capsys):
+    """The trainer end to end on a tiny CIFAR-10-shaped archive (3x32x32, 20
+    images a class): one epoch, the files, MDFI == PyTorch on every test image."""
+    import json
+    from test_examples import make_cifar_tarball
+    tar = tmp_path / "cifar-10-python.tar.gz"
+    make_cifar_tarball(tar, sizes=(40, 40, 40, 40, 40), n_test=10)
+    out = tmp_path / "c"
+    assert _train_dualpath().main(["--dataset", "cifar10", "--data", str(tar), "--epochs", "1",
+                                   "--bn-recalibrate", "1", "-o", str(out)]) == 0
+    rec = json.loads((tmp_path / "c.json").read_text())
+    assert rec["dataset"] == "cifar10" and rec["history"][0]["epoch"] == 1
+    assert rec["mdfi"]["n"] == 10 and rec["mdfi"]["agree_with_pytorch"] == 1.0
+    assert "--data" in rec["command"]
+    assert "[dualpath]" in (tmp_path / "c.cfg").read_text()
+
+
+def test_train_dualpath_names_a_missing_tarball(tmp_path, capsys):
+    assert _train_dualpath().main(["--dataset", "cifar10", "--data",
+                                   str(tmp_path / "none.tar.gz"), "-o", str(tmp_path / "c")]) == 2
+    assert "none.tar.gz" in capsys.readouterr().err
