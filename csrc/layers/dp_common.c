@@ -3,10 +3,31 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/error.h"
 
 #define LIM24 16777216.0f   /* 2^24: |B| must stay below */
+
+mdfi_status mdfi_dp_parse_start(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                                size_t size, const char *const *refused, size_t n_refused,
+                                const char *why, mdfi_errbuf *err)
+{
+    if (!(l->spec = calloc(1, size)))
+        return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
+    for (size_t k = 0; k < n_refused; ++k)
+        if (mdfi_cfg_str(s, refused[k], NULL))
+            return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s]: %s is not a key of [%s] "
+                             "(%s)", ctx->cfg->name, mdfi_cfg_line(s, refused[k]), ctx->index,
+                             s->type, refused[k], s->type, why);
+    const char *act = mdfi_cfg_str(s, "activation", "linear");
+    if (strcmp(act, "linear"))
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s]: activation=%s; a [%s] layer "
+                         "has no activation (linear): the next layer's quantizer is the "
+                         "non-linearity", ctx->cfg->name, mdfi_cfg_line(s, "activation"),
+                         ctx->index, s->type, act, s->type);
+    return MDFI_OK;
+}
 
 mdfi_status mdfi_dp_parse_geom(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                                mdfi_dp_geom *g, mdfi_errbuf *err)
@@ -74,15 +95,18 @@ void mdfi_dp_describe(mdfi_layer *l, const mdfi_dp_geom *g)
 int mdfi_dp_fixed_alloc(mdfi_dp_fixed *f, int M)
 {
     mdfi_dp_fixed_free(f);
-    f->M = M;
-    f->one = malloc((size_t)M * sizeof(float));
-    f->zero = malloc((size_t)M * sizeof(float));
-    f->mul = malloc((size_t)M * sizeof(int64_t));
-    f->off = malloc((size_t)M * sizeof(int64_t));
-    f->shift_s = malloc((size_t)M * sizeof(int));
-    if (!f->one || !f->zero || !f->mul || !f->off || !f->shift_s)
+    const size_t n = (size_t)M;
+    /* one block: mul, off (int64), one, zero (float), shift_s (int) */
+    char *b = malloc(n * (2 * sizeof(int64_t) + 2 * sizeof(float) + sizeof(int)));
+    if (!b)
         return -1;
-    for (int m = 0; m < M; ++m) {
+    f->M = M;
+    f->mul = (int64_t *)b;
+    f->off = f->mul + n;
+    f->one = (float *)(f->off + n);
+    f->zero = f->one + n;
+    f->shift_s = (int *)(f->zero + n);
+    for (size_t m = 0; m < n; ++m) {
         f->one[m] = 1.f;
         f->zero[m] = 0.f;
     }
@@ -91,13 +115,9 @@ int mdfi_dp_fixed_alloc(mdfi_dp_fixed *f, int M)
 
 void mdfi_dp_fixed_free(mdfi_dp_fixed *f)
 {
-    free(f->one);
-    free(f->zero);
-    free(f->mul);
-    free(f->off);
-    free(f->shift_s);
-    f->one = f->zero = NULL;
+    free(f->mul);   /* the block */
     f->mul = f->off = NULL;
+    f->one = f->zero = NULL;
     f->shift_s = NULL;
 }
 
@@ -156,8 +176,56 @@ void mdfi_dp_requant_columns(const mdfi_dpath_loops *loops, const mdfi_dp_fixed 
                        (size_t)(n1 - n0), f->mul[m], f->off[m], f->shift_s[m]);
 }
 
-int mdfi_dp_column_chunk(int N, int threads)
+mdfi_status mdfi_dp_kernel(const mdfi_layer *l, const mdfi_prepare_ctx *ctx, const char *type,
+                           const mdfi_bgemm_kernel **kern, mdfi_errbuf *err)
 {
-    int chunk = (N + threads - 1) / threads;
-    return (chunk + 31) & ~31;
+    if (l->bits_in || l->bits_out || l->fused)
+        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "layer %d [%s]: takes and writes float "
+                         "tensors only", l->index, type);
+    if (ctx->binary_kind < 0) {
+        *kern = mdfi_bgemm_kernel_select(ctx->isa);
+        return MDFI_OK;
+    }
+    *kern = mdfi_bgemm_kernel_get((mdfi_bkind)ctx->binary_kind);
+    if (!*kern)
+        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "layer %d: this CPU/build cannot run the "
+                         "binary kernel %s", l->index,
+                         mdfi_bgemm_kind_name((mdfi_bkind)ctx->binary_kind));
+    return MDFI_OK;
+}
+
+void mdfi_dp_bout(mdfi_bout *o, float *out, size_t N, const mdfi_dp_fixed *f)
+{
+    memset(o, 0, sizeof *o);
+    o->out = out;
+    o->ldc = N;
+    o->alpha = f->one;
+    o->beta = f->zero;
+    o->act = MDFI_EPI_LINEAR;
+}
+
+void mdfi_dp_run(mdfi_pool *pool, int N, mdfi_task_fn rows, mdfi_task_fn cols, void *job)
+{
+    mdfi_dp_split *s = job;
+    const int threads = mdfi_pool_threads(pool);
+    s->N = N;
+    s->tasks = threads;
+    mdfi_pool_run(pool, threads, rows, job);
+    s->chunk = (N + threads - 1) / threads;
+    s->chunk = (s->chunk + 31) & ~31;
+    mdfi_pool_run(pool, (N + s->chunk - 1) / s->chunk, cols, job);
+}
+
+int mdfi_dp_rows(const mdfi_dp_split *s, int H, int task, int *y0, int *y1)
+{
+    *y0 = (int)((long long)H * task / s->tasks);
+    *y1 = (int)((long long)H * (task + 1) / s->tasks);
+    return *y0 < *y1;
+}
+
+int mdfi_dp_cols(const mdfi_dp_split *s, int task, int *n0, int *n1)
+{
+    *n0 = task * s->chunk;
+    *n1 = *n0 + s->chunk < s->N ? *n0 + s->chunk : s->N;
+    return *n0 < *n1;
 }

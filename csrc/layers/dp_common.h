@@ -11,6 +11,13 @@
 #include "kernels/dpath.h"
 #include "layers/layer.h"
 
+/* The start of parse: the zeroed spec (size bytes) as l->spec; keys the
+ * type refuses (why: the reason the message gives) and an activation other
+ * than linear are errors naming file:line and the layer. */
+mdfi_status mdfi_dp_parse_start(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                                size_t size, const char *const *refused, size_t n_refused,
+                                const char *why, mdfi_errbuf *err);
+
 /* filters, size, stride, pad/padding of a section, checked; the output shape
  * from the layer's input shape (l->in_*). */
 typedef struct {
@@ -61,7 +68,26 @@ unsigned char *mdfi_dp_weight_signs(const float *w, size_t n);
 void mdfi_dp_requant_columns(const mdfi_dpath_loops *loops, const mdfi_dp_fixed *f, float *out,
                              const float *src, int src_c, size_t N, int n0, int n1);
 
-/* Columns per task: whole 32-column panels, about N / threads. */
-int mdfi_dp_column_chunk(int N, int threads);
+/* The start of prepare: no bit tensors in or out, no fusion; the binary
+ * kernel forced by the options or chosen for the ISA. */
+mdfi_status mdfi_dp_kernel(const mdfi_layer *l, const mdfi_prepare_ctx *ctx, const char *type,
+                           const mdfi_bgemm_kernel **kern, mdfi_errbuf *err);
+
+/* Float output of the binary kernel into out (N per channel): (float)P. */
+void mdfi_dp_bout(mdfi_bout *o, float *out, size_t N, const mdfi_dp_fixed *f);
+
+/* Forward in two pool runs over a job whose first member is an mdfi_dp_split:
+ * rows(job, task, thread) for the threads' shares of the input rows (packing),
+ * then cols(job, task, thread) for chunks of whole 32-column panels of the
+ * N outputs.  The arithmetic is integer, so any split gives the same bits. */
+typedef struct {
+    int N, chunk, tasks;
+} mdfi_dp_split;
+
+void mdfi_dp_run(mdfi_pool *pool, int N, mdfi_task_fn rows, mdfi_task_fn cols, void *job);
+/* Rows [*y0, *y1) of H for a rows task, columns [*n0, *n1) for a cols task;
+ * each returns whether the range is non-empty. */
+int mdfi_dp_rows(const mdfi_dp_split *s, int H, int task, int *y0, int *y1);
+int mdfi_dp_cols(const mdfi_dp_split *s, int task, int *n0, int *n1);
 
 #endif

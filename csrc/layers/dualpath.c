@@ -40,32 +40,21 @@ mdfi_status mdfi_dualpath_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_p
 {
     const char *name = ctx->cfg->name;
     const int i = ctx->index;
-    dualpath_spec *sp = calloc(1, sizeof *sp);
-    if (!sp)
-        return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
-    l->spec = sp;
-    for (size_t k = 0; k < sizeof refused_keys / sizeof refused_keys[0]; ++k)
-        if (mdfi_cfg_str(s, refused_keys[k], NULL))
-            return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [dualpath]: %s is not a key of "
-                             "[dualpath] (docs/dualpath.md: its input quantizer is abits with "
-                             "learned thresholds, its weights are always binary)", name,
-                             mdfi_cfg_line(s, refused_keys[k]), i, refused_keys[k]);
+    MDFI_CHECK(mdfi_dp_parse_start(l, s, ctx, sizeof(dualpath_spec), refused_keys,
+                                   sizeof refused_keys / sizeof refused_keys[0],
+                                   "docs/dualpath.md: its input quantizer is abits with learned "
+                                   "thresholds, its weights are always binary", err));
+    dualpath_spec *sp = l->spec;
     int bn;
     float abits;
     mdfi_dp_geom g;
     MDFI_CHECK(mdfi_dp_parse_geom(l, s, ctx, &g, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "batch_normalize", 1, &bn, err));
     MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "abits", 1.f, &abits, err));
-    const char *act = mdfi_cfg_str(s, "activation", "linear");
     if (bn != 1)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [dualpath]: batch_normalize=%d; "
                          "a [dualpath] layer always has BN (folded into its output "
                          "multiplier)", name, mdfi_cfg_line(s, "batch_normalize"), i, bn);
-    if (strcmp(act, "linear"))
-        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [dualpath]: activation=%s; a "
-                         "[dualpath] layer has no activation (linear): the next layer's "
-                         "quantizer is the non-linearity", name, mdfi_cfg_line(s, "activation"),
-                         i, act);
     if (abits != 1.f && abits != 1.5f)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [dualpath]: abits=%s; the "
                          "activation bits of a [dualpath] layer are 1 (sign) or 1.5 (ternary)",
@@ -186,18 +175,7 @@ static mdfi_status fold_channel(const mdfi_layer *l, dp_params *p, int m, mdfi_e
 static mdfi_status dp_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_errbuf *err)
 {
     dp_params *p = l->priv;
-    if (l->bits_in || l->bits_out || l->fused)
-        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "layer %d [dualpath]: takes and writes "
-                         "float tensors only", l->index);
-    if (ctx->binary_kind >= 0) {
-        p->kern = mdfi_bgemm_kernel_get((mdfi_bkind)ctx->binary_kind);
-        if (!p->kern)
-            return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "layer %d: this CPU/build cannot run the "
-                             "binary kernel %s", l->index,
-                             mdfi_bgemm_kind_name((mdfi_bkind)ctx->binary_kind));
-    } else {
-        p->kern = mdfi_bgemm_kernel_select(ctx->isa);
-    }
+    MDFI_CHECK(mdfi_dp_kernel(l, ctx, "dualpath", &p->kern, err));
     p->loops = mdfi_dpath_loops_for(ctx->isa);
     free_prepared(p);
     const int M = p->s.M, C = p->s.geom.channels;
@@ -239,11 +217,10 @@ static mdfi_status dp_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
 /* ---- forward ------------------------------------------------------------------------ */
 
 typedef struct {
-    const mdfi_layer *l;
+    mdfi_dp_split split;   /* first: mdfi_dp_run's */
     const dp_params *p;
     mdfi_run_ctx *ctx;
-    uint64_t *padded;   /* the shared padded bit input (scratch[0]) */
-    int N, chunk, tasks;
+    uint64_t *padded;      /* the shared padded bit input (scratch[0]) */
 } dp_job;
 
 /* Image rows [y0, y1) of the padded input (planes x words x ph x pw, the
@@ -276,9 +253,8 @@ static void input_task(void *arg, int task, int thread)
 {
     (void)thread;
     const dp_job *j = arg;
-    const int H = j->p->s.geom.in_h;
-    int y0 = (int)((long long)H * task / j->tasks), y1 = (int)((long long)H * (task + 1) / j->tasks);
-    if (y0 < y1)
+    int y0, y1;
+    if (mdfi_dp_rows(&j->split, j->p->s.geom.in_h, task, &y0, &y1))
         pack_rows(j->p, j->ctx->in[0], j->padded, y0, y1);
 }
 
@@ -288,18 +264,13 @@ static void conv_task(void *arg, int task, int thread)
 {
     const dp_job *j = arg;
     const dp_params *p = j->p;
-    const int n0 = task * j->chunk, n1 = n0 + j->chunk < j->N ? n0 + j->chunk : j->N;
-    if (n0 >= n1)
+    int n0, n1;
+    if (!mdfi_dp_cols(&j->split, task, &n0, &n1))
         return;
     float *out = j->ctx->out;
-    const size_t N = (size_t)j->N;
+    const size_t N = (size_t)j->split.N;
     mdfi_bout o;
-    memset(&o, 0, sizeof o);
-    o.out = out;
-    o.ldc = N;
-    o.alpha = p->fx.one;
-    o.beta = p->fx.zero;
-    o.act = MDFI_EPI_LINEAR;
+    mdfi_dp_bout(&o, out, N, &p->fx);
     void *ws = (char *)j->ctx->scratch[thread] + ALIGN64(p->in_words * sizeof(uint64_t));
     mdfi_bconv_run(&p->bc, j->padded, &o, n0, n1, ws);
     mdfi_dp_requant_columns(&p->loops, &p->fx, out, j->ctx->in[1], p->s.src_c, N, n0, n1);
@@ -307,14 +278,8 @@ static void conv_task(void *arg, int task, int thread)
 
 static void dp_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
-    const dp_params *p = l->priv;
-    const int threads = mdfi_pool_threads(ctx->pool);
-    dp_job j = {l, p, ctx, ctx->scratch[0], l->out_h * l->out_w, 0, threads};
-    mdfi_pool_run(ctx->pool, threads, input_task, &j);
-    /* column chunks of whole 32-column panels; integer arithmetic, so any
-     * split gives identical results */
-    j.chunk = mdfi_dp_column_chunk(j.N, threads);
-    mdfi_pool_run(ctx->pool, (j.N + j.chunk - 1) / j.chunk, conv_task, &j);
+    dp_job j = {{0, 0, 0}, l->priv, ctx, ctx->scratch[0]};
+    mdfi_dp_run(ctx->pool, l->out_h * l->out_w, input_task, conv_task, &j);
 }
 
 static void dp_destroy(mdfi_layer *l)

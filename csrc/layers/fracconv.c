@@ -70,22 +70,11 @@ mdfi_status mdfi_fracconv_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_p
 {
     const char *name = ctx->cfg->name;
     const int i = ctx->index;
-    fracconv_spec *sp = calloc(1, sizeof *sp);
-    if (!sp)
-        return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
-    l->spec = sp;
-    for (size_t k = 0; k < sizeof refused_keys / sizeof refused_keys[0]; ++k)
-        if (mdfi_cfg_str(s, refused_keys[k], NULL))
-            return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [fracconv]: %s is not a key of "
-                             "[fracconv] (docs/wsfracbnn.md: it has no BN, its input quantizer "
-                             "is input=, its weights are always binary)", name,
-                             mdfi_cfg_line(s, refused_keys[k]), i, refused_keys[k]);
-    const char *act = mdfi_cfg_str(s, "activation", "linear");
-    if (strcmp(act, "linear"))
-        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [fracconv]: activation=%s; a "
-                         "[fracconv] layer has no activation (linear): the next layer's "
-                         "quantizer is the non-linearity", name, mdfi_cfg_line(s, "activation"),
-                         i, act);
+    MDFI_CHECK(mdfi_dp_parse_start(l, s, ctx, sizeof(fracconv_spec), refused_keys,
+                                   sizeof refused_keys / sizeof refused_keys[0],
+                                   "docs/wsfracbnn.md: it has no BN, its input quantizer is "
+                                   "input=, its weights are always binary", err));
+    fracconv_spec *sp = l->spec;
     const char *input = mdfi_cfg_str(s, "input", "stream");
     sp->thermo = !strcmp(input, "thermometer");
     if (!sp->thermo && strcmp(input, "stream"))
@@ -151,40 +140,25 @@ typedef struct {
     const mdfi_bgemm_kernel *kern;
     mdfi_dpath_loops loops;
     mdfi_bconv bc;
-    float *thr;              /* stream: [3][C] shift, hi, lo; thermometer: [T] t_k */
     mdfi_dp_fixed fx;
+    void *block;             /* one allocation for the arrays below */
+    float *thr;              /* stream: [3][C] shift, hi, lo; thermometer: [T] t_k */
     int32_t *G;              /* [M] floor(gate_m), clamped to +-2^25 (gate=1) */
     uint64_t *wg;            /* [M][k^2][words] filter sign words, tap-major (gate=1) */
     int32_t *wpc;            /* [M][k^2] popcount of each tap's words (gate=1) */
     float *zeros;            /* [N] the second source of shortcut=0 */
+    size_t block_bytes;
     size_t plane_words;      /* one padded plane: words x ph x pw */
     size_t shared_bytes;     /* s1, s0, dense D0 (gate=0): at the start of scratch[0] */
     size_t d0_at;
 } fc_params;
 
-static mdfi_status fc_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errbuf *err)
-{
-    (void)ctx;
-    fc_params *p = calloc(1, sizeof *p);
-    if (!p)
-        return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
-    p->s = *(const fracconv_spec *)l->spec;
-    l->priv = p;
-    return MDFI_OK;
-}
-
 static void free_prepared(fc_params *p)
 {
     mdfi_bconv_free(&p->bc);
     mdfi_dp_fixed_free(&p->fx);
-    free(p->thr);
-    free(p->G);
-    free(p->wg);
-    free(p->wpc);
-    free(p->zeros);
-    p->thr = p->zeros = NULL;
-    p->G = p->wpc = NULL;
-    p->wg = NULL;
+    free(p->block);
+    p->block = NULL;
 }
 
 static int gated(const fc_params *p)
@@ -192,10 +166,16 @@ static int gated(const fc_params *p)
     return !p->s.thermo && p->s.gate;
 }
 
-/* With no parameter source: zeros, but scales and range 1. */
+/* With no parameter source: zeros, but scales and range 1.  The first load
+ * makes the layer's state (no bind: the variant reads no keys of its own). */
 static mdfi_status fc_load(mdfi_layer *l, mdfi_params *r, mdfi_errbuf *err)
 {
     fc_params *p = l->priv;
+    if (!p) {
+        if (!(l->priv = p = calloc(1, sizeof *p)))
+            return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
+        p->s = *(const fracconv_spec *)l->spec;
+    }
     const size_t M = (size_t)p->s.M, C = (size_t)p->s.C;
     const size_t nw = M * (size_t)p->s.geom.channels * (size_t)p->s.geom.ksize *
                       (size_t)p->s.geom.ksize;
@@ -230,6 +210,30 @@ static mdfi_status fc_load(mdfi_layer *l, mdfi_params *r, mdfi_errbuf *err)
 
 /* ---- prepare ------------------------------------------------------------------------ */
 
+/* One zeroed block for the thresholds, the gate's arrays (gate=1) and the
+ * zero second source (shortcut=0). */
+static mdfi_status alloc_block(const mdfi_layer *l, fc_params *p, mdfi_errbuf *err)
+{
+    const size_t M = (size_t)p->s.M, T2 = (size_t)p->s.geom.ksize * p->s.geom.ksize;
+    const size_t W = (size_t)mdfi_bwords(p->s.geom.channels), g = (size_t)gated(p);
+    const size_t n_thr = p->s.thermo ? (size_t)p->s.T : 3 * (size_t)p->s.C;
+    const size_t N = p->s.shortcut ? 0 : (size_t)p->s.geom.out_h * p->s.geom.out_w;
+    const size_t at_wg = 0, at_thr = at_wg + ALIGN64(g * M * T2 * W * sizeof(uint64_t));
+    const size_t at_G = at_thr + ALIGN64(n_thr * sizeof(float));
+    const size_t at_wpc = at_G + ALIGN64(g * M * sizeof(int32_t));
+    const size_t at_zeros = at_wpc + ALIGN64(g * M * T2 * sizeof(int32_t));
+    p->block_bytes = at_zeros + N * sizeof(float);
+    char *b = p->block = calloc(1, p->block_bytes);
+    if (!b)
+        return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
+    p->wg = (uint64_t *)(b + at_wg);
+    p->thr = (float *)(b + at_thr);
+    p->G = (int32_t *)(b + at_G);
+    p->wpc = (int32_t *)(b + at_wpc);
+    p->zeros = (float *)(b + at_zeros);
+    return MDFI_OK;
+}
+
 /* The input thresholds: stream [3][C] = shift, fl32(shift + step),
  * fl32(shift - step); thermometer [T] t_k = fl32((2k + 1) / (2T)) (float
  * division of exact integers: correctly rounded). */
@@ -240,9 +244,6 @@ static mdfi_status prepare_thresholds(const mdfi_layer *l, fc_params *p, mdfi_er
     if (!p->s.thermo && !(step >= 0.f))
         return mdfi_fail(err, MDFI_ERR_WEIGHTS, "layer %d [fracconv]: step = %g must be >= 0",
                          l->index, (double)step);
-    p->thr = malloc((size_t)(p->s.thermo ? T : 3 * C) * sizeof(float));
-    if (!p->thr)
-        return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
     if (p->s.thermo) {
         for (int k = 0; k < T; ++k)
             p->thr[k] = (float)(2 * k + 1) / (float)(2 * T);
@@ -262,11 +263,6 @@ static mdfi_status prepare_gate(const mdfi_layer *l, fc_params *p, const unsigne
 {
     const int M = p->s.M, C = p->s.geom.channels, ks = p->s.geom.ksize, T2 = ks * ks;
     const int W = p->bc.words;
-    p->G = malloc((size_t)M * sizeof(int32_t));
-    p->wg = calloc((size_t)M * T2 * W, sizeof(uint64_t));
-    p->wpc = calloc((size_t)M * T2, sizeof(int32_t));
-    if (!p->G || !p->wg || !p->wpc)
-        return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
     for (int m = 0; m < M; ++m) {
         const float gm = p->gate[m];
         if (!isfinite(gm))
@@ -290,22 +286,12 @@ static mdfi_status prepare_gate(const mdfi_layer *l, fc_params *p, const unsigne
 static mdfi_status fc_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_errbuf *err)
 {
     fc_params *p = l->priv;
-    if (l->bits_in || l->bits_out || l->fused)
-        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "layer %d [fracconv]: takes and writes "
-                         "float tensors only", l->index);
-    if (ctx->binary_kind >= 0) {
-        p->kern = mdfi_bgemm_kernel_get((mdfi_bkind)ctx->binary_kind);
-        if (!p->kern)
-            return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "layer %d: this CPU/build cannot run the "
-                             "binary kernel %s", l->index,
-                             mdfi_bgemm_kind_name((mdfi_bkind)ctx->binary_kind));
-    } else {
-        p->kern = mdfi_bgemm_kernel_select(ctx->isa);
-    }
+    MDFI_CHECK(mdfi_dp_kernel(l, ctx, "fracconv", &p->kern, err));
     p->loops = mdfi_dpath_loops_for(ctx->isa);
     if (p->kern->kind == MDFI_BK_REF)   /* the reference kernel: the portable popcount too */
         p->loops.popdot = mdfi_dpath_popdot;
     free_prepared(p);
+    MDFI_CHECK(alloc_block(l, p, err));
     const int M = p->s.M;
     const float lambda = *p->range;
     MDFI_CHECK(mdfi_dp_check_range(lambda, l, "fracconv", err));
@@ -327,17 +313,11 @@ static mdfi_status fc_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
     free(wbits);
     MDFI_CHECK(st);
     const size_t N = (size_t)l->out_h * l->out_w;
-    if (!p->s.shortcut && !(p->zeros = calloc(N, sizeof(float))))
-        return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
     free(p->raw);
     p->raw = NULL;
     const int T2 = p->s.geom.ksize * p->s.geom.ksize;
     l->param_bytes = mdfi_bconv_param_bytes(&p->bc) + mdfi_dp_fixed_bytes(&p->fx) +
-                     (size_t)(p->s.thermo ? p->s.T : 3 * p->s.C) * sizeof(float) +
-                     (gated(p) ? (size_t)M * (sizeof(int32_t) * (1 + (size_t)T2) +
-                                               (size_t)T2 * p->bc.words * sizeof(uint64_t))
-                               : 0) +
-                     (p->s.shortcut ? 0 : N * sizeof(float));
+                     p->block_bytes;
     /* scratch[0] starts with what the threads share: the padded s1 (and s0)
      * planes and, gate=0, the dense D0; every thread's scratch then holds
      * the kernel's workspace and, gate=1, its window of s0 words */
@@ -347,20 +327,18 @@ static mdfi_status fc_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
     p->shared_bytes = p->d0_at + (!p->s.thermo && !p->s.gate ? ALIGN64(N * M * sizeof(float)) : 0);
     size_t need = p->shared_bytes + ALIGN64(mdfi_bconv_workspace_size(&p->bc)) +
                   (gated(p) ? (size_t)T2 * (p->bc.words * sizeof(uint64_t) + sizeof(int)) : 0);
-    if (need > l->scratch_bytes)
-        l->scratch_bytes = need;
+    l->scratch_bytes = need > l->scratch_bytes ? need : l->scratch_bytes;
     return MDFI_OK;
 }
 
 /* ---- forward ------------------------------------------------------------------------ */
 
 typedef struct {
-    const mdfi_layer *l;
+    mdfi_dp_split split;   /* first: mdfi_dp_run's */
     const fc_params *p;
     mdfi_run_ctx *ctx;
-    uint64_t *s1, *s0;   /* the shared padded planes (scratch[0]) */
-    float *d0;           /* gate=0: the dense D0, M x N (scratch[0]) */
-    int N, chunk, tasks;
+    uint64_t *s1, *s0;     /* the shared padded planes (scratch[0]) */
+    float *d0;             /* gate=0: the dense D0, M x N (scratch[0]) */
 } fc_job;
 
 /* Image rows [y0, y1) of the padded planes (words x ph x pw each, image
@@ -398,9 +376,8 @@ static void input_task(void *arg, int task, int thread)
 {
     (void)thread;
     const fc_job *j = arg;
-    const int H = j->p->s.geom.in_h;
-    int y0 = (int)((long long)H * task / j->tasks), y1 = (int)((long long)H * (task + 1) / j->tasks);
-    if (y0 < y1)
+    int y0, y1;
+    if (mdfi_dp_rows(&j->split, j->p->s.geom.in_h, task, &y0, &y1))
         pack_rows(j, y0, y1);
 }
 
@@ -414,7 +391,7 @@ static void gated_pass(const fc_job *j, float *out, int n0, int n1, uint64_t *wi
     const mdfi_bconv *bc = &p->bc;
     const mdfi_conv_geom *g = &bc->g;
     const int ks = g->ksize, T2 = ks * ks, W = bc->words, M = p->s.M;
-    const size_t plane = (size_t)bc->ph * bc->pw, N = (size_t)j->N;
+    const size_t plane = (size_t)bc->ph * bc->pw, N = (size_t)j->split.N;
     for (int n = n0; n < n1; ++n) {
         const int oy = n / g->out_w, ox = n % g->out_w;
         int n_out = 0;
@@ -452,20 +429,15 @@ static void conv_task(void *arg, int task, int thread)
 {
     const fc_job *j = arg;
     const fc_params *p = j->p;
-    const int n0 = task * j->chunk, n1 = n0 + j->chunk < j->N ? n0 + j->chunk : j->N;
-    if (n0 >= n1)
+    int n0, n1;
+    if (!mdfi_dp_cols(&j->split, task, &n0, &n1))
         return;
     float *out = j->ctx->out;
-    const size_t N = (size_t)j->N;
+    const size_t N = (size_t)j->split.N;
     char *mine = (char *)j->ctx->scratch[thread] + p->shared_bytes;
     void *ws = mine;
     mdfi_bout o;
-    memset(&o, 0, sizeof o);
-    o.out = out;
-    o.ldc = N;
-    o.alpha = p->fx.one;
-    o.beta = p->fx.zero;
-    o.act = MDFI_EPI_LINEAR;
+    mdfi_dp_bout(&o, out, N, &p->fx);
     mdfi_bconv_run(&p->bc, j->s1, &o, n0, n1, ws);
     if (gated(p)) {
         uint64_t *win = (uint64_t *)(mine + ALIGN64(mdfi_bconv_workspace_size(&p->bc)));
@@ -490,28 +462,23 @@ static void conv_task(void *arg, int task, int thread)
 static void fc_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
     const fc_params *p = l->priv;
-    const int threads = mdfi_pool_threads(ctx->pool);
     uint64_t *s1 = ctx->scratch[0];
-    fc_job j = {l, p, ctx, s1, s1 + p->plane_words,
-                (float *)((char *)ctx->scratch[0] + p->d0_at), l->out_h * l->out_w, 0, threads};
-    mdfi_pool_run(ctx->pool, threads, input_task, &j);
-    /* column chunks of whole 32-column panels; integer arithmetic, so any
-     * split gives identical results */
-    j.chunk = mdfi_dp_column_chunk(j.N, threads);
-    mdfi_pool_run(ctx->pool, (j.N + j.chunk - 1) / j.chunk, conv_task, &j);
+    fc_job j = {{0, 0, 0}, p, ctx, s1, s1 + p->plane_words,
+                (float *)((char *)ctx->scratch[0] + p->d0_at)};
+    mdfi_dp_run(ctx->pool, l->out_h * l->out_w, input_task, conv_task, &j);
 }
 
 static void fc_destroy(mdfi_layer *l)
 {
     fc_params *p = l->priv;
-    if (!p)
-        return;
-    free_prepared(p);
-    free(p->raw);
+    if (p) {
+        free_prepared(p);
+        free(p->raw);
+    }
     free(p);
     l->priv = NULL;
 }
 
 /* [fracconv] runs on the binary path only. */
-const mdfi_layer_variant mdfi_fracconv_binary = {fc_bind, fc_load, fc_prepare, fc_forward,
+const mdfi_layer_variant mdfi_fracconv_binary = {NULL, fc_load, fc_prepare, fc_forward,
                                                  fc_destroy, NULL};
