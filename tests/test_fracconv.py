@@ -21,21 +21,19 @@ for bit.
   ASan/UBSan) and, for aarch64 / armhf, under qemu.
 """
 import os
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
 import mdfi
+import test_dualpath as td
 import weights_tools as wt
 from cbuild import build
-from test_dualpath import CROSS, body_input, driver_outputs, grid, run_all, variants, write, \
-    write_arrays
+from test_dualpath import CROSS, EXACT, body_input, check_against_reference, grid, run_all, \
+    variants, write, write_arrays
 from weights_tools import fracconv_ref as fr
 from weights_tools.darknet_cfg import fracconv_options
 
-EXACT = ("fracconv", "maxpool", "route")
 F32 = np.float32
 
 
@@ -86,25 +84,9 @@ def fracconv_arrays(rng, layer, *, big=False, gates="mixed"):
 
 
 def make_weights(path, cfg, rng, big=(), gates="mixed"):
-    """Random weights for every layer of cfg (float layers: as test_binary)."""
-    layers = wt.layers_of(cfg)
-    dw = wt.DarknetWeights()
-    for layer in layers:
-        if layer.type == "fracconv":
-            arrays = fracconv_arrays(rng, layer, big=layer.index in big, gates=gates)
-        else:
-            arrays = {}
-            for name, shape in layer.params:
-                if name == "weights":
-                    arr = rng.uniform(-1, 1, shape)
-                elif name in ("scales", "rolling_variance"):
-                    arr = rng.uniform(0.5, 1.5, shape)
-                else:
-                    arr = rng.uniform(-0.5, 0.5, shape)
-                arrays[name] = arr
-        dw.layers.append({n: np.asarray(arrays[n], F32).reshape(s) for n, s in layer.params})
-    path.write_bytes(wt.write_weights(layers, dw))
-    return path
+    """Random weights for every layer of cfg (test_dualpath's, [fracconv] here)."""
+    arrays = lambda rng, layer, big: fracconv_arrays(rng, layer, big=big, gates=gates)  # noqa: E731
+    return td.make_weights(path, cfg, rng, big, special={"fracconv": arrays})
 
 
 def image_input(rng, shape, T):
@@ -119,251 +101,45 @@ def image_input(rng, shape, T):
     return x
 
 
-STEM = """[net]
-width=7
-height=5
-channels=3
+def cfg_text(net, *sections):
+    """A cfg: [net] width, height, channels, then (type, {key: value}) sections."""
+    out = ["[net]\nwidth=%d\nheight=%d\nchannels=%d\n" % net]
+    for kind, keys in sections:
+        out.append("[%s]\n" % kind + "".join("%s=%s\n" % kv for kv in keys.items()))
+    return "\n".join(out)
 
-[convolutional]
-filters=65
-size=3
-pad=1
-batch_normalize=1
-activation=linear
 
-[fracconv]
-filters=65
-size=3
-pad=1
+def fc(filters, size, **keys):
+    """A [fracconv] section; pad=1 for 3x3 unless given."""
+    return ("fracconv", dict(filters=filters, size=size, **({"pad": 1} if size == 3 else {}),
+                             **keys))
 
-[fracconv]
-filters=130
-size=1
-gate=0
 
-[fracconv]
-filters=130
-size=3
-pad=1
-from=1
-
-[maxpool]
-size=2
-stride=2
-
-[fracconv]
-filters=130
-size=3
-pad=1
-
-[route]
-layers=3
-
-[fracconv]
-filters=130
-size=3
-stride=2
-pad=1
-from=4
-
-[route]
-layers=5,7
-
-[fracconv]
-filters=65
-size=1
-shortcut=0
-
-[avgpool]
-
-[connected]
-output=10
-activation=linear
-
-[softmax]
-"""
-
-THERMO = """[net]
-width=11
-height=9
-channels=3
-
-[fracconv]
-filters=65
-size=3
-pad=1
-input=thermometer
-levels=8
-
-[fracconv]
-filters=65
-size=3
-pad=1
-
-[fracconv]
-filters=130
-size=3
-stride=2
-pad=1
-shortcut=0
-gate=0
-
-[maxpool]
-size=2
-stride=2
-
-[fracconv]
-filters=130
-size=1
-gate=1
-
-[avgpool]
-
-[connected]
-output=10
-activation=linear
-"""
-
+POOL = ("maxpool", {"size": 2, "stride": 2})
+HEAD10 = [("avgpool", {}), ("connected", {"output": 10, "activation": "linear"})]
+STEM = cfg_text((7, 5, 3), ("convolutional", {"filters": 65, "size": 3, "pad": 1,
+                                              "batch_normalize": 1, "activation": "linear"}),
+                fc(65, 3), fc(130, 1, gate=0), fc(130, 3, **{"from": 1}), POOL, fc(130, 3),
+                ("route", {"layers": 3}), fc(130, 3, stride=2, **{"from": 4}),
+                ("route", {"layers": "5,7"}), fc(65, 1, shortcut=0), *HEAD10, ("softmax", {}))
+THERMO = cfg_text((11, 9, 3), fc(65, 3, input="thermometer", levels=8), fc(65, 3),
+                  fc(130, 3, stride=2, shortcut=0, gate=0), POOL, fc(130, 1, gate=1), *HEAD10)
 # the stream is the network input (65 channels): exact end to end
-BODY = """[net]
-width=7
-height=5
-channels=65
-
-[fracconv]
-filters=65
-size=3
-pad=1
-
-[fracconv]
-filters=130
-size=3
-pad=1
-gate=0
-
-[fracconv]
-filters=130
-size=1
-from=0
-
-[maxpool]
-size=2
-stride=2
-padding=1
-
-[fracconv]
-filters=130
-size=3
-pad=1
-
-[route]
-layers=4,3
-
-[fracconv]
-filters=65
-size=3
-stride=2
-pad=1
-shortcut=0
-"""
-
+BODY = cfg_text((7, 5, 65), fc(65, 3), fc(130, 3, gate=0), fc(130, 1, **{"from": 0}),
+                ("maxpool", {"size": 2, "stride": 2, "padding": 1}), fc(130, 3),
+                ("route", {"layers": "4,3"}), fc(65, 3, stride=2, shortcut=0))
 # a thermometer layer whose image is the network input: exact end to end,
 # with a range that makes r and z hit their clamps
-CLAMPS = """[net]
-width=6
-height=5
-channels=2
-
-[fracconv]
-filters=130
-size=3
-pad=1
-input=thermometer
-levels=33
-
-[fracconv]
-filters=130
-size=3
-pad=1
-
-[fracconv]
-filters=130
-size=1
-gate=0
-"""
-
-XNOR_MIX = """[net]
-width=9
-height=6
-channels=3
-
-[convolutional]
-filters=16
-size=3
-pad=1
-batch_normalize=1
-activation=linear
-
-[convolutional]
-filters=16
-size=3
-pad=1
-batch_normalize=1
-activation=leaky
-xnor=1
-
-[fracconv]
-filters=32
-size=3
-pad=1
-from=-1
-shortcut=1
-
-[convolutional]
-filters=32
-size=3
-pad=1
-batch_normalize=1
-activation=leaky
-xnor=1
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-filters=32
-size=1
-batch_normalize=1
-activation=linear
-xnor=1
-
-[fracconv]
-filters=32
-size=1
-gate=0
-"""
-
-
-def check_against_reference(cfg, weights, x, got, exact_end_to_end=False):
-    """got: MDFI's every-layer outputs.  Exact layers equal the reference fed
-    MDFI's inputs; float layers are close."""
-    layers = wt.layers_of(cfg)
-    fed = fr.run(cfg, weights, x, given=got)
-    for layer, g, want in zip(layers, got, fed):
-        assert g.shape == want.shape, (layer.index, g.shape, want.shape)
-        if layer.type in EXACT:
-            assert np.array_equal(g, want), (layer.index, layer.type,
-                                             np.argwhere(g != want)[:5].tolist())
-        else:
-            assert np.allclose(g, want, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(want).max())), \
-                layer.index
-    if exact_end_to_end:
-        alone = fr.run(cfg, weights, x)
-        for layer, g, want in zip(layers, got, alone):
-            if layer.type in EXACT:
-                assert np.array_equal(g, want), (layer.index, "end to end")
-    return fed
+CLAMPS = cfg_text((6, 5, 2), fc(130, 3, input="thermometer", levels=33), fc(130, 3),
+                  fc(130, 1, gate=0))
+XNOR = {"batch_normalize": 1, "activation": "leaky", "xnor": 1}
+XNOR_MIX = cfg_text((9, 6, 3), ("convolutional", {"filters": 16, "size": 3, "pad": 1,
+                                                   "batch_normalize": 1, "activation": "linear"}),
+                    ("convolutional", dict(filters=16, size=3, pad=1, **XNOR)),
+                    fc(32, 3, shortcut=1, **{"from": -1}),
+                    ("convolutional", dict(filters=32, size=3, pad=1, **XNOR)), POOL,
+                    ("convolutional", dict(XNOR, filters=32, size=1, activation="linear")),
+                    fc(32, 1, gate=0))
 
 
 def gate_shares(cfg, weights, x, outs):
@@ -396,35 +172,14 @@ NETS = {
 
 @pytest.mark.parametrize("name", sorted(NETS))
 def test_every_layer_equals_the_reference(tmp_path, name):
-    text, make_x, big, end_to_end = NETS[name]
-    rng = np.random.default_rng(sum(name.encode()) + 7)
-    cfg = write(tmp_path, name + ".cfg", text)
-    weights = make_weights(tmp_path / (name + ".weights"), cfg, rng, big=big)
-    x = make_x(rng)
-    first = None
-    assert {"ref"} <= set(variants())
-    for v in variants():
-        for threads in (1, 3):
-            got = run_all(cfg, weights, x, kernel=v, threads=threads)
-            if first is None:
-                first = got
-                check_against_reference(cfg, weights, x, got, end_to_end)
-            for i, (a, b) in enumerate(zip(got, first)):
-                assert np.array_equal(a, b, equal_nan=True), (v, threads, i)
-    # the requantization and popcount loops have portable and ISA forms
+    cfg, weights, x, first = td.net_runs(tmp_path, NETS, name, make_weights, 7)
     layers = wt.layers_of(cfg)
-    body = [layer.index for layer in layers if layer.type in EXACT]
-    for isa in ("ref", None):
-        got = run_all(cfg, weights, x, isa=isa)
-        for i in body:
-            assert np.array_equal(got[i], first[i], equal_nan=True), (isa, i)
-    fc = [first[layer.index] for layer in layers if layer.type == "fracconv"]
-    assert len(fc) >= 3
-    for z in fc:   # integers within the clamp, and the run is not trivial
+    outs = [first[layer.index] for layer in layers if layer.type == "fracconv"]
+    for z in outs:   # integers within the clamp, and the run is not trivial
         assert np.all(z == np.rint(z)) and np.abs(z).max() <= 2 ** 24
         assert len(np.unique(z)) > 5
     if name == "clamps":
-        assert any((np.abs(z) == 2 ** 24).any() for z in fc)
+        assert any((np.abs(z) == 2 ** 24).any() for z in outs)
     shares = gate_shares(cfg, weights, x, first)
     if shares:   # the mixed gates fire in part of the outputs
         assert all(0 < s < 1 for s in shares), shares
@@ -545,21 +300,7 @@ def test_reference_pieces():
 
 
 def test_fusion_next_to_fracconv(tmp_path):
-    """xnor convolutions read and feed [fracconv] layers: they must not hand
-    over bits; fused and unfused runs agree with the keep_outputs run."""
-    rng = np.random.default_rng(11)
-    cfg = write(tmp_path, "mix.cfg", XNOR_MIX)
-    weights = make_weights(tmp_path / "mix.weights", cfg, rng)
-    x = rng.uniform(-2, 2, (3, 6, 9)).astype(F32)
-    got = run_all(cfg, weights, x)
-    fed = fr.run(cfg, weights, x, given=got)
-    for i, layer in enumerate(wt.layers_of(cfg)):
-        if layer.type in EXACT or layer.section.get_int("xnor", 0):
-            assert np.array_equal(got[i], fed[i]), i
-    for v in variants():
-        for fuse in (True, False):
-            with mdfi.Network(cfg, weights, binary_kernel=v, binary_fuse=fuse) as net:
-                assert np.array_equal(net.forward(x), got[-1]), (v, fuse)
+    td.fusion_agrees(tmp_path, XNOR_MIX, special={"fracconv": fracconv_arrays})
 
 
 def test_info_no_weights_and_inputs(tmp_path):
@@ -681,17 +422,7 @@ BAD_PARAMS = [
 
 @pytest.mark.parametrize("changes,c_msg,ref_msg", BAD_PARAMS)
 def test_bad_parameters(tmp_path, changes, c_msg, ref_msg):
-    cfg = write(tmp_path, "bad.cfg", HEAD)
-    a = good_arrays()
-    for name, (i, v) in changes.items():
-        a[name] = np.array(a[name], np.float64)
-        a[name].ravel()[i] = v
-    conv = {"biases": np.zeros(4), "weights": np.eye(4).reshape(4, 4, 1, 1)}
-    weights = write_arrays(tmp_path, cfg, [conv, a])
-    with pytest.raises(mdfi.WeightsError, match=c_msg):
-        mdfi.Network(cfg, weights)
-    with pytest.raises(fr.FracconvError, match=ref_msg):
-        fr.run(cfg, weights, np.zeros((4, 6, 6), F32))
+    td.params_refused(tmp_path, HEAD, good_arrays(), changes, c_msg, fr.FracconvError, ref_msg)
 
 
 def test_weights_too_short(tmp_path):
@@ -720,34 +451,14 @@ def driver_case(tmp_path):
     return cfg, weights, body_input(rng, (65, 5, 7))
 
 
-def check_driver(cmd, tmp_path, kernels, threads):
-    res = subprocess.run([*cmd, "--quick"], capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0 and res.stdout.splitlines()[-1] == "ok", res.stdout + res.stderr
-    cfg, weights, x = driver_case(tmp_path)
-    want = fr.run(cfg, weights, x)
-    for v in kernels:
-        for t in threads:
-            kernel, got = driver_outputs(cmd, cfg, weights, x, tmp_path,
-                                         "--binary-kernel", v, "--threads", t)
-            assert kernel == "binary " + v
-            for layer, g, w in zip(wt.layers_of(cfg), got, want):
-                if layer.type in EXACT:
-                    assert np.array_equal(g, w), (v, t, layer.index)
-
-
 def test_c_driver_native(tmp_path):
     sanitize = os.environ.get("MDFI_SANITIZE") == "1"
     exe = build(sanitize=sanitize, targets=("tests",)) / "tests" / "test_fracconv"
-    check_driver([str(exe)], tmp_path, variants(), ("1", "3"))
+    td.check_driver([str(exe)], tmp_path, variants(), ("1", "3"), driver_case)
 
 
 @pytest.mark.parametrize("arch", sorted(CROSS))
 def test_c_driver_under_qemu(tmp_path, arch):
     """NEON (and the portable kernels) on aarch64 and armhf: the same integers."""
-    cross, qemu = CROSS[arch]
-    if not (shutil.which(cross + "gcc") and shutil.which(qemu)):
-        if os.environ.get("MDFI_REQUIRE_CROSS") == "1":
-            pytest.fail(f"MDFI_REQUIRE_CROSS=1 but {cross}gcc or {qemu} is missing")
-        pytest.skip(f"no {cross}gcc or {qemu}")
-    exe = build(cross=cross, targets=("tests",)) / "tests" / "test_fracconv"
-    check_driver([qemu, str(exe)], tmp_path, ("neon", "ref"), ("2",))
+    td.check_driver(td.cross_exe(arch, "test_fracconv"), tmp_path, ("neon", "ref"), ("2",),
+                    driver_case)

@@ -161,6 +161,22 @@ static void refused(const char *cfg, const char *path, const char *needle)
     mdfi_net_free(net);
 }
 
+/* One weights file per case, written by write(path, breaks[i]); each must
+ * be refused with needles[i]. */
+static void refusal_cases(const char *cfg, int (*write)(char *path, int b), const int *breaks,
+                          const char *const *needles, size_t n)
+{
+    for (size_t i = 0; i < n; ++i) {
+        char path[64];
+        if (!write(path, breaks[i])) {
+            check(0, "write weights");
+            continue;
+        }
+        refused(cfg, path, needles[i]);
+        unlink(path);
+    }
+}
+
 static int summary(void)
 {
     printf("%d passed, %d failed\n", n_pass, n_fail);

@@ -123,24 +123,19 @@ static void variants_agree(void)
     unlink(path);
 }
 
+static int write_quick(char *path, int b)
+{
+    return write_weights(path, (breakage)b);
+}
+
 static void refusals(void)
 {
-    static const struct {
-        breakage b;
-        const char *needle;
-    } cases[] = {{BREAK_RANGE, "layer 0 [dualpath]: range = 0"},
-                 {BREAK_VAR, "layer 0 [dualpath]: channel 7 has a negative rolling_variance"},
-                 {BREAK_B, "layer 0 [dualpath]: channel 3's offset"},
-                 {BREAK_SHORT, "ran out at layer 5 [dualpath]"}};
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
-        char path[64];
-        if (!write_weights(path, cases[i].b)) {
-            check(0, "write weights");
-            continue;
-        }
-        refused(quick_cfg, path, cases[i].needle);
-        unlink(path);
-    }
+    static const int breaks[] = {BREAK_RANGE, BREAK_VAR, BREAK_B, BREAK_SHORT};
+    static const char *const needles[] = {
+        "layer 0 [dualpath]: range = 0", "layer 0 [dualpath]: channel 7 has a negative "
+        "rolling_variance", "layer 0 [dualpath]: channel 3's offset",
+        "ran out at layer 5 [dualpath]"};
+    refusal_cases(quick_cfg, write_quick, breaks, needles, sizeof breaks / sizeof breaks[0]);
 }
 
 static int quick(void)

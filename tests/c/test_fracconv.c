@@ -146,26 +146,20 @@ static void variants_agree(const char *cfg, const fc_shape *layers, size_t n_lay
     unlink(path);
 }
 
+static int write_stream(char *path, int b)
+{
+    return write_weights(path, stream_layers, sizeof stream_layers / sizeof stream_layers[0],
+                         (breakage)b);
+}
+
 static void refusals(void)
 {
-    static const struct {
-        breakage b;
-        const char *needle;
-    } cases[] = {{BREAK_RANGE, "layer 0 [fracconv]: range = 0"},
-                 {BREAK_STEP, "layer 0 [fracconv]: step = -0.5 must be >= 0"},
-                 {BREAK_GATE, "layer 0 [fracconv]: channel 5's gate = nan"},
-                 {BREAK_B, "layer 0 [fracconv]: channel 3's offset"},
-                 {BREAK_SHORT, "ran out at layer 5 [fracconv]"}};
-    const size_t n = sizeof stream_layers / sizeof stream_layers[0];
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
-        char path[64];
-        if (!write_weights(path, stream_layers, n, cases[i].b)) {
-            check(0, "write weights");
-            continue;
-        }
-        refused(stream_cfg, path, cases[i].needle);
-        unlink(path);
-    }
+    static const int breaks[] = {BREAK_RANGE, BREAK_STEP, BREAK_GATE, BREAK_B, BREAK_SHORT};
+    static const char *const needles[] = {
+        "layer 0 [fracconv]: range = 0", "layer 0 [fracconv]: step = -0.5 must be >= 0",
+        "layer 0 [fracconv]: channel 5's gate = nan", "layer 0 [fracconv]: channel 3's offset",
+        "ran out at layer 5 [fracconv]"};
+    refusal_cases(stream_cfg, write_stream, breaks, needles, sizeof breaks / sizeof breaks[0]);
 }
 
 static int quick(void)
