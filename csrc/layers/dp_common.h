@@ -33,6 +33,11 @@ mdfi_status mdfi_dp_parse_geom(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_pa
 mdfi_status mdfi_dp_parse_source(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                                  const mdfi_dp_geom *g, int *src_c, mdfi_errbuf *err);
 
+/* Zeroes image rows [y0, y1) of planes x words word planes of a padded
+ * input (mdfi_bconv_input_words' layout) with their halo, and the top /
+ * bottom halo rows with the first / last rows. */
+void mdfi_dp_zero_rows(const mdfi_bconv *bc, int planes, uint64_t *out, int y0, int y1);
+
 /* Sets the layer's descriptive fields (binary path, linear, the geometry). */
 void mdfi_dp_describe(mdfi_layer *l, const mdfi_dp_geom *g);
 

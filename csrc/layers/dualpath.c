@@ -233,10 +233,7 @@ static void pack_rows(const dp_params *p, const float *in, uint64_t *out, int y0
     const mdfi_conv_geom *g = &bc->g;
     const int C = g->channels, W = g->in_w, pad = g->pad;
     const size_t plane = (size_t)bc->ph * bc->pw, hw = (size_t)g->in_h * W;
-    const int r0 = y0 == 0 ? 0 : y0 + pad, r1 = y1 == g->in_h ? bc->ph : y1 + pad;
-    for (int wp = 0; wp < bc->planes * bc->words; ++wp)
-        memset(out + wp * plane + (size_t)r0 * bc->pw, 0,
-               (size_t)(r1 - r0) * bc->pw * sizeof(uint64_t));
+    mdfi_dp_zero_rows(bc, bc->planes, out, y0, y1);
     const size_t nz = (size_t)bc->words * plane;   /* plane 1: [a != 0] */
     for (int c = 0; c < C; ++c) {
         const uint64_t bit = 1ull << (c & 63);

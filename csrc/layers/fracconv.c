@@ -351,11 +351,7 @@ static void pack_rows(const fc_job *j, int y0, int y1)
     const mdfi_conv_geom *g = &bc->g;
     const int C = p->s.C, W = g->in_w, pad = g->pad;
     const size_t plane = (size_t)bc->ph * bc->pw, hw = (size_t)g->in_h * W;
-    const int r0 = y0 == 0 ? 0 : y0 + pad, r1 = y1 == g->in_h ? bc->ph : y1 + pad;
-    for (int pl = 0; pl < (p->s.thermo ? 1 : 2); ++pl)
-        for (int cw = 0; cw < bc->words; ++cw)
-            memset((pl ? j->s0 : j->s1) + cw * plane + (size_t)r0 * bc->pw, 0,
-                   (size_t)(r1 - r0) * bc->pw * sizeof(uint64_t));
+    mdfi_dp_zero_rows(bc, p->s.thermo ? 1 : 2, j->s1, y0, y1);   /* s0 follows s1 */
     const float *in = j->ctx->in[0];
     for (int c = 0; c < C; ++c) {
         const size_t at = (size_t)(c >> 6) * plane + pad;
