@@ -29,8 +29,8 @@ import mdfi
 import test_dualpath as td
 import weights_tools as wt
 from cbuild import build
-from test_dualpath import CROSS, EXACT, body_input, check_against_reference, grid, run_all, \
-    variants, write, write_arrays
+from test_dualpath import CROSS, body_input, check_against_reference, grid, run_all, variants, \
+    write, write_arrays
 from weights_tools import fracconv_ref as fr
 from weights_tools.darknet_cfg import fracconv_options
 
