@@ -33,7 +33,7 @@ from weights_tools import dualpath_ref as dr
 VARIANTS = ["ref", "popcnt", "avx2", "avx512vpopcnt", "neon"]
 CROSS = {"aarch64": ("aarch64-linux-gnu-", "qemu-aarch64"),
          "armhf": ("arm-linux-gnueabihf-", "qemu-arm")}
-EXACT = ("dualpath", "maxpool", "route")
+EXACT = ("dualpath", "fracconv", "maxpool", "route")   # exact integers (test_fracconv too)
 F32 = np.float32
 
 
@@ -109,13 +109,16 @@ def dualpath_arrays(rng, layer, *, big=False):
     return a
 
 
-def make_weights(path, cfg, rng, big=()):
-    """Random weights for every layer of cfg (float layers: as test_binary)."""
+def make_weights(path, cfg, rng, big=(), special=None):
+    """Random weights for every layer of cfg (float layers: as test_binary);
+    special: {type: function(rng, layer, big=...)} for the integer-stream
+    layers (default: [dualpath])."""
+    special = special or {"dualpath": dualpath_arrays}
     layers = wt.layers_of(cfg)
     dw = wt.DarknetWeights()
     for layer in layers:
-        if layer.type == "dualpath":
-            arrays = dualpath_arrays(rng, layer, big=layer.index in big)
+        if layer.type in special:
+            arrays = special[layer.type](rng, layer, big=layer.index in big)
         else:
             arrays = {}
             for name, shape in layer.params:
@@ -371,7 +374,7 @@ def check_against_reference(cfg, weights, x, got, exact_end_to_end=False):
         for layer, g, want in zip(layers, got, alone):
             if layer.type in EXACT:
                 assert np.array_equal(g, want), (layer.index, "end to end")
-    n_dp = sum(layer.type == "dualpath" for layer in layers)
+    n_dp = sum(layer.type in ("dualpath", "fracconv") for layer in layers)
     assert n_dp >= 3
     return fed
 
@@ -384,13 +387,10 @@ NETS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(NETS))
-def test_every_layer_equals_the_reference(tmp_path, name):
-    text, make_x, big, end_to_end = NETS[name]
-    rng = np.random.default_rng(sum(name.encode()) + 1)
-    cfg = write(tmp_path, name + ".cfg", text)
-    weights = make_weights(tmp_path / (name + ".weights"), cfg, rng, big=big)
-    x = make_x(rng)
+def runs_agree(cfg, weights, x, end_to_end):
+    """Every variant and 1 and 3 threads give the same outputs, the first run
+    checked against the reference; the ISA's forms of the integer loops (ref
+    or the best) agree on the exact layers.  Returns the first run."""
     first = None
     assert {"ref"} <= set(variants())
     for v in variants():
@@ -403,12 +403,29 @@ def test_every_layer_equals_the_reference(tmp_path, name):
                 assert np.array_equal(a, b, equal_nan=True), (v, threads, i)
     # the requantization loop has a portable and an AVX2 form, chosen by the ISA
     # (which also picks the float layers' kernels: only the integer body must agree)
-    body = [layer.index for layer in wt.layers_of(cfg)
-            if layer.type in ("dualpath", "maxpool", "route")]
+    body = [layer.index for layer in wt.layers_of(cfg) if layer.type in EXACT]
     for isa in ("ref", None) if end_to_end else ():
         got = run_all(cfg, weights, x, isa=isa)
         for i in body:
             assert np.array_equal(got[i], first[i], equal_nan=True), (isa, i)
+    return first
+
+
+def net_runs(tmp_path, nets, name, make, seed):
+    """(cfg, weights, x, outputs) of nets[name] = (cfg text, input maker,
+    layers with a big range, exact end to end), weights by make, checked by
+    runs_agree."""
+    text, make_x, big, end_to_end = nets[name]
+    rng = np.random.default_rng(sum(name.encode()) + seed)
+    cfg = write(tmp_path, name + ".cfg", text)
+    weights = make(tmp_path / (name + ".weights"), cfg, rng, big=big)
+    x = make_x(rng)
+    return cfg, weights, x, runs_agree(cfg, weights, x, end_to_end)
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_every_layer_equals_the_reference(tmp_path, name):
+    cfg, _, _, first = net_runs(tmp_path, NETS, name, make_weights, 1)
     layers = wt.layers_of(cfg)
     dp = [first[layer.index] for layer in layers if layer.type == "dualpath"]
     for z in dp:   # integers within the clamp, and the run is not trivial
@@ -507,12 +524,12 @@ def test_reference_pieces():
     assert s.tolist() == [[[0, 2 ** 24, -(2 ** 24), 2, 0, 2]]] * 2
 
 
-def test_fusion_next_to_dualpath(tmp_path):
-    """xnor convolutions read and feed [dualpath] layers: they must not hand
-    over bits; fused and unfused runs agree with the keep_outputs run."""
+def fusion_agrees(tmp_path, text, **kw):
+    """xnor convolutions read and feed integer-stream layers: they must not
+    hand over bits; fused and unfused runs agree with the keep_outputs run."""
     rng = np.random.default_rng(11)
-    cfg = write(tmp_path, "mix.cfg", XNOR_MIX)
-    weights = make_weights(tmp_path / "mix.weights", cfg, rng)
+    cfg = write(tmp_path, "mix.cfg", text)
+    weights = make_weights(tmp_path / "mix.weights", cfg, rng, **kw)
     x = rng.uniform(-2, 2, (3, 6, 9)).astype(F32)
     got = run_all(cfg, weights, x)
     fed = dr.run(cfg, weights, x, given=got)
@@ -523,6 +540,10 @@ def test_fusion_next_to_dualpath(tmp_path):
         for fuse in (True, False):
             with mdfi.Network(cfg, weights, binary_kernel=v, binary_fuse=fuse) as net:
                 assert np.array_equal(net.forward(x), got[-1]), (v, fuse)
+
+
+def test_fusion_next_to_dualpath(tmp_path):
+    fusion_agrees(tmp_path, XNOR_MIX)
 
 
 def test_info_and_no_weights(tmp_path):
@@ -628,10 +649,11 @@ BAD_PARAMS = [
 ]
 
 
-@pytest.mark.parametrize("changes,c_msg,ref_msg", BAD_PARAMS)
-def test_bad_parameters(tmp_path, changes, c_msg, ref_msg):
-    cfg = write(tmp_path, "bad.cfg", HEAD + "abits=1.5\n")
-    a = good_arrays(abits="1.5")
+def params_refused(tmp_path, text, a, changes, c_msg, ref_error, ref_msg):
+    """HEAD-like cfg text whose layer 1 gets arrays a with changes {name:
+    (index, value)}: C refuses them (WeightsError, c_msg), so does the
+    reference (ref_error, ref_msg)."""
+    cfg = write(tmp_path, "bad.cfg", text)
     for name, (i, v) in changes.items():
         a[name] = np.array(a[name], np.float64)
         a[name].ravel()[i] = v
@@ -639,8 +661,14 @@ def test_bad_parameters(tmp_path, changes, c_msg, ref_msg):
     weights = write_arrays(tmp_path, cfg, [conv, a])
     with pytest.raises(mdfi.WeightsError, match=c_msg):
         mdfi.Network(cfg, weights)
-    with pytest.raises(dr.DualpathError, match=ref_msg):
+    with pytest.raises(ref_error, match=ref_msg):
         dr.run(cfg, weights, np.zeros((4, 6, 6), F32))
+
+
+@pytest.mark.parametrize("changes,c_msg,ref_msg", BAD_PARAMS)
+def test_bad_parameters(tmp_path, changes, c_msg, ref_msg):
+    params_refused(tmp_path, HEAD + "abits=1.5\n", good_arrays(abits="1.5"), changes, c_msg,
+                   dr.DualpathError, ref_msg)
 
 
 def test_weights_too_short(tmp_path):
@@ -685,40 +713,41 @@ def driver_case(tmp_path):
     return cfg, weights, body_input(rng, (65, 5, 7))
 
 
-def test_c_driver_native(tmp_path):
-    sanitize = os.environ.get("MDFI_SANITIZE") == "1"
-    exe = build(sanitize=sanitize, targets=("tests",)) / "tests" / "test_dualpath"
-    res = subprocess.run([str(exe), "--quick"], capture_output=True, text=True, timeout=600)
+def check_driver(cmd, tmp_path, kernels, threads, case=driver_case):
+    """The driver's --quick self-check, then its every-layer outputs for
+    case(tmp_path) against the reference on the exact layers."""
+    res = subprocess.run([*cmd, "--quick"], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0 and res.stdout.splitlines()[-1] == "ok", res.stdout + res.stderr
-    cfg, weights, x = driver_case(tmp_path)
+    cfg, weights, x = case(tmp_path)
     want = dr.run(cfg, weights, x)
-    for v in variants():
-        for threads in ("1", "3"):
-            kernel, got = driver_outputs([str(exe)], cfg, weights, x, tmp_path,
-                                         "--binary-kernel", v, "--threads", threads)
+    for v in kernels:
+        for t in threads:
+            kernel, got = driver_outputs(cmd, cfg, weights, x, tmp_path,
+                                         "--binary-kernel", v, "--threads", t)
             assert kernel == "binary " + v
             for layer, g, w in zip(wt.layers_of(cfg), got, want):
                 if layer.type in EXACT:
-                    assert np.array_equal(g, w), (v, threads, layer.index)
+                    assert np.array_equal(g, w), (v, t, layer.index)
 
 
-@pytest.mark.parametrize("arch", sorted(CROSS))
-def test_c_driver_under_qemu(tmp_path, arch):
-    """NEON (and the portable kernels) on aarch64 and armhf: the same integers."""
+def cross_exe(arch, name):
+    """The driver built for arch and its qemu, or a skip (a failure with
+    MDFI_REQUIRE_CROSS=1) where the toolchain or qemu is missing."""
     cross, qemu = CROSS[arch]
     if not (shutil.which(cross + "gcc") and shutil.which(qemu)):
         if os.environ.get("MDFI_REQUIRE_CROSS") == "1":
             pytest.fail(f"MDFI_REQUIRE_CROSS=1 but {cross}gcc or {qemu} is missing")
         pytest.skip(f"no {cross}gcc or {qemu}")
-    exe = build(cross=cross, targets=("tests",)) / "tests" / "test_dualpath"
-    res = subprocess.run([qemu, str(exe), "--quick"], capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0 and res.stdout.splitlines()[-1] == "ok", res.stdout + res.stderr
-    cfg, weights, x = driver_case(tmp_path)
-    want = dr.run(cfg, weights, x)
-    for v in ("neon", "ref"):
-        kernel, got = driver_outputs([qemu, str(exe)], cfg, weights, x, tmp_path,
-                                     "--binary-kernel", v, "--threads", "2")
-        assert kernel == "binary " + v
-        for layer, g, w in zip(wt.layers_of(cfg), got, want):
-            if layer.type in EXACT:
-                assert np.array_equal(g, w), (arch, v, layer.index)
+    return [qemu, str(build(cross=cross, targets=("tests",)) / "tests" / name)]
+
+
+def test_c_driver_native(tmp_path):
+    sanitize = os.environ.get("MDFI_SANITIZE") == "1"
+    exe = build(sanitize=sanitize, targets=("tests",)) / "tests" / "test_dualpath"
+    check_driver([str(exe)], tmp_path, variants(), ("1", "3"))
+
+
+@pytest.mark.parametrize("arch", sorted(CROSS))
+def test_c_driver_under_qemu(tmp_path, arch):
+    """NEON (and the portable kernels) on aarch64 and armhf: the same integers."""
+    check_driver(cross_exe(arch, "test_dualpath"), tmp_path, ("neon", "ref"), ("2",))

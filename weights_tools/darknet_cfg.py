@@ -239,23 +239,8 @@ def dualpath_abits(sec):
     return "1" if v == 1.0 else "1.5"
 
 
-def _dualpath(sec, layers, shape):
-    """[dualpath] (docs/dualpath.md): a binary convolution of the input quantized
-    with learned per-channel thresholds, BN and the range folded, plus the
-    second source from= (default -1: the layer's input), whose height and width
-    must be the output's and whose channels must divide filters (channel m reads
-    channel m mod C_src).  Arrays: the conv-with-BN ones, then shift (C), delta
-    (abits=1.5 only) and range."""
-    for key in DUALPATH_REFUSED:
-        if key in sec.options:
-            raise sec.error("%s is not a key of [dualpath]" % key, key)
-    if sec.get_int("batch_normalize", 1) != 1:
-        raise sec.error("batch_normalize=%s; a [dualpath] layer always has BN"
-                        % sec.get_str("batch_normalize"), "batch_normalize")
-    if sec.get_str("activation", "linear") != "linear":
-        raise sec.error("activation=%s; a [dualpath] layer has no activation (linear)"
-                        % sec.get_str("activation"), "activation")
-    abits = dualpath_abits(sec)
+def _binary_geometry(sec, shape):
+    """filters, size and the output shape of a [dualpath] / [fracconv] section."""
     c, h, w = shape
     n = sec.get_int("filters", 1)
     size = sec.get_int("size", 1)
@@ -269,20 +254,110 @@ def _dualpath(sec, layers, shape):
     oh, ow = (h + 2 * padding - size), (w + 2 * padding - size)
     if oh < 0 or ow < 0:
         raise sec.error("kernel %d with padding %d does not fit the %dx%d input" % (size, padding, w, h))
-    out = (n, oh // stride + 1, ow // stride + 1)
-    if c * size * size > 1 << 24:
-        raise sec.error("%d channels x %dx%d taps is too large for a binary convolution"
-                        % (c, size, size))
+    return n, size, (n, oh // stride + 1, ow // stride + 1)
+
+
+def _second_source(sec, layers, shape, out):
+    """from= (default -1: the layer's input) must have the output's height and
+    width and channels that divide filters."""
     frm = sec.get_int("from", -1)
     src = shape if frm == -1 else _relative(sec, layers, frm, "from").out_shape
-    if src[1:] != out[1:] or n % src[0]:
+    if src[1:] != out[1:] or out[0] % src[0]:
         raise sec.error("from=%d (%dx%dx%d) does not fit the output %dx%dx%d: the second source "
                         "needs the output's height and width, and channels that divide filters"
                         % ((frm,) + tuple(src) + out), "from")
+
+
+def _refuse_keys(sec, keys):
+    for key in keys:
+        if key in sec.options:
+            raise sec.error("%s is not a key of [%s]" % (key, sec.type), key)
+    if sec.get_str("activation", "linear") != "linear":
+        raise sec.error("activation=%s; a [%s] layer has no activation (linear)"
+                        % (sec.get_str("activation"), sec.type), "activation")
+
+
+def _dualpath(sec, layers, shape):
+    """[dualpath] (docs/dualpath.md): a binary convolution of the input quantized
+    with learned per-channel thresholds, BN and the range folded, plus the
+    second source from= (default -1: the layer's input), whose height and width
+    must be the output's and whose channels must divide filters (channel m reads
+    channel m mod C_src).  Arrays: the conv-with-BN ones, then shift (C), delta
+    (abits=1.5 only) and range."""
+    _refuse_keys(sec, DUALPATH_REFUSED)
+    if sec.get_int("batch_normalize", 1) != 1:
+        raise sec.error("batch_normalize=%s; a [dualpath] layer always has BN"
+                        % sec.get_str("batch_normalize"), "batch_normalize")
+    abits = dualpath_abits(sec)
+    c = shape[0]
+    n, size, out = _binary_geometry(sec, shape)
+    if c * size * size > 1 << 24:
+        raise sec.error("%d channels x %dx%d taps is too large for a binary convolution"
+                        % (c, size, size))
+    _second_source(sec, layers, shape, out)
     params = [("biases", (n,))] + _bn_arrays(n) + [("weights", (n, c, size, size)),
                                                    ("shift", (c,))]
     if abits == "1.5":
         params.append(("delta", (1,)))
+    params.append(("range", (1,)))
+    return out, params
+
+
+FRACCONV_REFUSED = ("abits", "astep", "xnor", "binary", "groups", "dilation", "batch_normalize")
+
+
+def _flag(sec, key, default):
+    v = sec.get_int(key, default)
+    if v not in (0, 1):
+        raise sec.error("%s=%d; it is 0 or 1" % (key, v), key)
+    return v
+
+
+def fracconv_options(sec):
+    """A [fracconv]'s input mode and flags (docs/wsfracbnn.md), checked:
+    {"input": "stream" | "thermometer", "levels": T (1 for stream),
+    "gate": 0 | 1 (0 for thermometer), "shortcut": 0 | 1}."""
+    _refuse_keys(sec, FRACCONV_REFUSED)
+    mode = sec.get_str("input", "stream")
+    if mode not in ("stream", "thermometer"):
+        raise sec.error("input=%s; it is stream or thermometer" % mode, "input")
+    thermo = mode == "thermometer"
+    other = "gate" if thermo else "levels"
+    if other in sec.options:
+        raise sec.error("%s is a key of input=%s only" % (other, "stream" if thermo else
+                                                            "thermometer"), other)
+    levels = sec.get_int("levels", 0) if thermo else 1
+    if not 1 <= levels <= 256:
+        raise sec.error("input=thermometer needs levels=T with 1 <= T <= 256 (got %s)"
+                        % sec.get_str("levels", "none"), "levels")
+    gate = 0 if thermo else _flag(sec, "gate", 1)
+    shortcut = _flag(sec, "shortcut", 0 if thermo else 1)
+    if thermo and shortcut:
+        raise sec.error("shortcut=1 with input=thermometer; a thermometer layer has no "
+                        "shortcut", "shortcut")
+    if not shortcut and "from" in sec.options:
+        raise sec.error("from= with shortcut=0; from= names the shortcut's source", "from")
+    return {"input": mode, "levels": levels, "gate": gate, "shortcut": shortcut}
+
+
+def _fracconv(sec, layers, shape):
+    """[fracconv] (docs/wsfracbnn.md): a BN-free binary convolution of the
+    input as two sign planes (input=stream) or T thermometer bits per channel,
+    scale and bias times the range folded, plus the second source from= unless
+    shortcut=0.  Arrays: biases, scales, weights (C' = C T input channels),
+    shift (C) and step (1) for stream, gate (M) for stream with gate=1, range."""
+    o = fracconv_options(sec)
+    c = shape[0] * o["levels"]
+    n, size, out = _binary_geometry(sec, shape)
+    if c * size * size > 1 << 22 or c > 65535:
+        raise sec.error("%d channels x %dx%d taps is too large (at most 2^22)" % (c, size, size))
+    if o["shortcut"]:
+        _second_source(sec, layers, shape, out)
+    params = [("biases", (n,)), ("scales", (n,)), ("weights", (n, c, size, size))]
+    if o["input"] == "stream":
+        params += [("shift", (shape[0],)), ("step", (1,))]
+        if o["gate"]:
+            params.append(("gate", (n,)))
     params.append(("range", (1,)))
     return out, params
 
@@ -439,6 +514,8 @@ def infer_layers(sections):
             out = _scale_channels(sec, layers, shape)
         elif kind == "dualpath":
             out, params = _dualpath(sec, layers, shape)
+        elif kind == "fracconv":
+            out, params = _fracconv(sec, layers, shape)
         elif kind == "yolo":
             out = _detection(sec, c, h, w, 5)
         elif kind == "region":
@@ -501,8 +578,8 @@ def _inputs(sec, kind, layers, resume):
         return [absolute(v) for v in sec.get_ints("layers")]
     if kind in ("shortcut", "scale_channels"):
         return [prev, absolute(sec.get_int("from", 0))]
-    if kind == "dualpath":   # from=-1 (the default) is the layer's own input
-        frm = sec.get_int("from", -1)
+    if kind == "dualpath" or (kind == "fracconv" and fracconv_options(sec)["shortcut"]):
+        frm = sec.get_int("from", -1)   # -1 (the default) is the layer's own input
         return [prev, prev if frm == -1 else absolute(frm)]
     if kind == "exit":
         return [absolute(sec.get_int("from", -1))]

@@ -13,9 +13,10 @@ Written from the document, independently of the C layer
 * ``requantize``: r = floor((Mul D + Off + 2^(S-1)) / 2^S) in int64, clamped;
 * ``second_source``: rint(clamp(src)), NaN -> 0, channel m mod C_src;
 * ``dualpath``: one layer; ``run``: a whole cfg of [convolutional] (float or
-  xnor, via binary_ref), [dualpath], [maxpool], [route], [avgpool],
-  [connected], [dropout] and [softmax].  [dualpath], [maxpool] and [route]
-  are exact; the float layers follow binary_ref (float64 Darknet semantics).
+  xnor, via binary_ref), [dualpath], [fracconv] (weights_tools/fracconv_ref.py),
+  [maxpool], [route], [avgpool], [connected], [dropout] and [softmax].
+  [dualpath], [fracconv], [maxpool] and [route] are exact; the float layers
+  follow binary_ref (float64 Darknet semantics).
 
 Everything here is numpy only.
 """
@@ -23,7 +24,7 @@ Everything here is numpy only.
 import numpy as np
 
 from weights_tools import binary_ref as br
-from weights_tools.darknet_cfg import dualpath_abits, layers_of
+from weights_tools.darknet_cfg import dualpath_abits, fracconv_options, layers_of
 from weights_tools.darknet_weights import read_weights
 
 F32 = np.float32
@@ -69,24 +70,24 @@ def fold(biases, scales, mean, var, lam):
     return A, B
 
 
-def fixed_point(A, B, layer=None):
+def fixed_point(A, B, layer=None, error=DualpathError):
     """(Mul, Off, S) int64 per channel: A = f 2^e (frexp), S = min(30 - e, 36)
     (0 for A = 0), Mul = rint(A 2^S), Off = rint(B 2^S) in double.  Refuses
-    non-finite A or B, |A| >= 2^30 (S < 0) and |B| >= 2^24."""
+    (raising error) non-finite A or B, |A| >= 2^30 (S < 0) and |B| >= 2^24."""
     A = np.asarray(A, F32).astype(np.float64)
     B = np.asarray(B, F32).astype(np.float64)
     where = "layer %s: " % layer if layer is not None else ""
     for m in range(len(A)):
         if not (np.isfinite(A[m]) and np.isfinite(B[m])):
-            raise DualpathError("%schannel %d folds to a non-finite multiplier or offset "
+            raise error("%schannel %d folds to a non-finite multiplier or offset "
                                 "(A = %g, B = %g)" % (where, m, A[m], B[m]))
     _, e = np.frexp(A)
     S = np.where(A == 0, 0, np.minimum(30 - e.astype(np.int64), 36)).astype(np.int64)
     for m in np.nonzero(S < 0)[0]:
-        raise DualpathError("%schannel %d's multiplier |A| = %g is too large (must be < 2^30)"
+        raise error("%schannel %d's multiplier |A| = %g is too large (must be < 2^30)"
                             % (where, m, abs(A[m])))
     for m in np.nonzero(np.abs(B) >= LIM)[0]:
-        raise DualpathError("%schannel %d's offset |B| = %g is too large (must be < 2^24)"
+        raise error("%schannel %d's offset |B| = %g is too large (must be < 2^24)"
                             % (where, m, abs(B[m])))
     Mul = np.rint(np.ldexp(A, S)).astype(np.int64)
     Off = np.rint(np.ldexp(B, S)).astype(np.int64)
@@ -196,6 +197,12 @@ def run(cfg, weights, x, given=None):
             stride, pad = _geometry(sec)
             y = dualpath(cur, read(layer.inputs[1]), arrays, abits=dualpath_abits(sec),
                          stride=stride, pad=pad, layer=layer.index)
+        elif layer.type == "fracconv":
+            from weights_tools import fracconv_ref
+            stride, pad = _geometry(sec)
+            src = read(layer.inputs[1]) if len(layer.inputs) > 1 else None
+            y = fracconv_ref.fracconv(cur, src, arrays, **fracconv_options(sec), stride=stride,
+                                      pad=pad, layer=layer.index)
         elif layer.type == "convolutional":
             stride, pad = _geometry(sec)
             kw = dict(stride=stride, pad=pad, groups=sec.get_int("groups", 1),

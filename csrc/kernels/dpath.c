@@ -3,6 +3,8 @@
 
 #include <math.h>
 
+#include "kernels/bgemm.h"   /* mdfi_popcount64 */
+
 #define LIM ((int64_t)1 << 24)
 #define FLOOR_BIAS ((int64_t)1 << 62)   /* a multiple of 2^s for s <= 36 */
 
@@ -19,6 +21,38 @@ void mdfi_dpath_pack_row(const float *x, int w, float hi, float lo, uint64_t bit
         pos[i] |= up * bit;
         nonzero[i] |= (up | down) * bit;
     }
+}
+
+void mdfi_dpath_pack_frac_row(const float *x, int w, float shift, float hi, float lo,
+                              uint64_t bit, uint64_t *s1, uint64_t *s0)
+{
+    for (int i = 0; i < w; ++i) {
+        const float v = x[i];
+        const uint64_t up = v > shift, mid = (v > lo) & (v <= shift);
+        s1[i] |= up * bit;
+        s0[i] |= ((uint64_t)(v > hi) | mid) * bit;
+    }
+}
+
+void mdfi_dpath_pack_thermo_row(const float *x, int w, const float *t, int T, int ch0,
+                                size_t wstride, uint64_t *out)
+{
+    for (int k = 0; k < T; ++k) {
+        const int ch = ch0 + k;
+        const uint64_t bit = 1ull << (ch & 63);
+        uint64_t *o = out + (size_t)(ch >> 6) * wstride;
+        const float tk = t[k];
+        for (int i = 0; i < w; ++i)
+            o[i] |= (uint64_t)(x[i] > tk) * bit;
+    }
+}
+
+int mdfi_dpath_popdot(const uint64_t *a, const uint64_t *b, int n)
+{
+    int s = 0;
+    for (int i = 0; i < n; ++i)
+        s += mdfi_popcount64(a[i] ^ b[i]);
+    return s;
 }
 
 /* rint for |v| <= 2^24 without a libm call: below 2^23, adding and taking
@@ -49,7 +83,11 @@ void mdfi_dpath_requant(float *d, const float *src, size_t n, int64_t mul, int64
 
 mdfi_dpath_loops mdfi_dpath_loops_for(mdfi_isa isa)
 {
-    mdfi_dpath_loops f = {mdfi_dpath_pack_row, mdfi_dpath_requant};
+    mdfi_dpath_loops f = {mdfi_dpath_pack_row, mdfi_dpath_requant, mdfi_dpath_popdot};
+#ifdef MDFI_HAVE_POPCNT
+    if (isa != MDFI_ISA_REF && (mdfi_cpu_features() & MDFI_CPU_POPCNT))
+        f.popdot = mdfi_dpath_popdot_popcnt;
+#endif
 #ifdef MDFI_HAVE_AVX2
     if ((isa == MDFI_ISA_AVX2 || isa == MDFI_ISA_AVX512) && mdfi_isa_available(MDFI_ISA_AVX2)) {
         f.pack_row = mdfi_dpath_pack_row_avx2;

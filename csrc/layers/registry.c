@@ -12,14 +12,14 @@ typedef mdfi_status parse_fn(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_pars
 extern parse_fn mdfi_convolutional_parse, mdfi_connected_parse, mdfi_maxpool_parse,
     mdfi_avgpool_parse, mdfi_route_parse, mdfi_shortcut_parse, mdfi_upsample_parse,
     mdfi_yolo_parse, mdfi_dropout_parse, mdfi_softmax_parse, mdfi_scale_channels_parse, mdfi_exit_parse,
-    mdfi_dualpath_parse;
+    mdfi_dualpath_parse, mdfi_fracconv_parse;
 extern const mdfi_layer_variant mdfi_convolutional_float, mdfi_convolutional_binary,
     mdfi_gemm_fixed, mdfi_connected_float, mdfi_maxpool_float, mdfi_maxpool_fixed,
     mdfi_maxpool_bits, mdfi_avgpool_float, mdfi_avgpool_fixed, mdfi_route_float,
     mdfi_route_fixed, mdfi_shortcut_float, mdfi_shortcut_fixed, mdfi_upsample_float,
     mdfi_upsample_fixed, mdfi_yolo_float, mdfi_yolo_fixed, mdfi_dropout_alias,
     mdfi_softmax_float, mdfi_softmax_fixed, mdfi_scale_channels_float, mdfi_scale_channels_fixed,
-    mdfi_exit_float, mdfi_exit_fixed, mdfi_dualpath_binary;
+    mdfi_exit_float, mdfi_exit_fixed, mdfi_dualpath_binary, mdfi_fracconv_binary;
 
 #define K(x) MDFI_KIND_##x
 static const mdfi_layer_type registry[] = {
@@ -50,6 +50,8 @@ static const mdfi_layer_type registry[] = {
      {&mdfi_exit_float, &mdfi_exit_fixed, NULL}},
     /* binary only (docs/dualpath.md); not CONV: two inputs, never fused */
     {"dualpath", {NULL}, 0, mdfi_dualpath_parse, NULL, {NULL, NULL, &mdfi_dualpath_binary}},
+    /* binary only (docs/wsfracbnn.md); not CONV, as dualpath: never fused */
+    {"fracconv", {NULL}, 0, mdfi_fracconv_parse, NULL, {NULL, NULL, &mdfi_fracconv_binary}},
 };
 #undef K
 

@@ -1,0 +1,480 @@
+/* [fracconv]: a BN-free fractional binary convolution on the integer stream
+ * (docs/wsfracbnn.md is the definition this file implements; issue 16).
+ *
+ * input=stream: each input channel is quantized to two sign planes, s1
+ * (x > shift_c) and s0 (the second bit of the 2-bit level 2 s1 + s0), and
+ * convolved with the signs of the weights on the binary kernels
+ * (kernels/bgemm.h, SIGN mode): D1 for every output; D0 for every output
+ * (gate=0) or, gate=1, only where 2 D1 > floor(gate_m), by one popcount dot
+ * product per gated output over the s0 words of its window.  P = 2 D1 + g D0.
+ * input=thermometer: T sign bits per image channel (x > t_k), one plane, P = D1.
+ * Then, as [dualpath] (layers/dp_common.h): r = round(A P + B) in int64 with
+ * A = range * scale_m, B = range * bias_m, plus the second source (from=)
+ * unless shortcut=0:  z = clamp(r + s, -2^24, 2^24), stored as a float32.
+ *
+ * It runs on the binary path only, never takes or writes bit tensors and is
+ * no MDFI_KIND_CONV (net/passes.c hands bits only to [convolutional] xnor=1
+ * readers and fuses maxpools only into CONV kinds). */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "kernels/bgemm.h"
+#include "kernels/dpath.h"
+#include "layers/dp_common.h"
+#include "layers/layer.h"
+
+#define ALIGN64(x) (((x) + 63) & ~(size_t)63)
+#define GATE_LIM 33554432.0   /* 2^25 > |2 D1|: a clamped gate decides as the real one */
+
+typedef struct {
+    int thermo;            /* input=thermometer (else stream) */
+    int T;                 /* levels (thermometer), 1 for stream */
+    int gate;              /* stream: the second plane only where the gate fires */
+    int shortcut;          /* add the second source */
+    int C, M, src_c;       /* image / stream channels; filters; second source's channels */
+    mdfi_conv_geom geom;   /* channels = C' = C T (thermometer) or C */
+} fracconv_spec;
+
+/* ---- parse ----------------------------------------------------------------- */
+
+static const char *const refused_keys[] = {"abits", "astep", "xnor", "binary", "groups",
+                                           "dilation", "batch_normalize"};
+
+/* A 0/1 key; def when missing. */
+static mdfi_status flag(const mdfi_parse_ctx *ctx, mdfi_cfg_section *s, const char *key, int def,
+                        int *out, mdfi_errbuf *err)
+{
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, key, def, out, err));
+    if (*out != 0 && *out != 1)
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [fracconv]: %s=%d; it is 0 or 1",
+                         ctx->cfg->name, mdfi_cfg_line(s, key), ctx->index, key, *out);
+    return MDFI_OK;
+}
+
+/* A key that only the other input mode has. */
+static mdfi_status only_for(const mdfi_parse_ctx *ctx, mdfi_cfg_section *s, const char *key,
+                            const char *mode, mdfi_errbuf *err)
+{
+    if (!mdfi_cfg_str(s, key, NULL))
+        return MDFI_OK;
+    return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [fracconv]: %s is a key of "
+                     "input=%s only", ctx->cfg->name, mdfi_cfg_line(s, key), ctx->index, key,
+                     mode);
+}
+
+mdfi_status mdfi_fracconv_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                                mdfi_errbuf *err)
+{
+    const char *name = ctx->cfg->name;
+    const int i = ctx->index;
+    MDFI_CHECK(mdfi_dp_parse_start(l, s, ctx, sizeof(fracconv_spec), refused_keys,
+                                   sizeof refused_keys / sizeof refused_keys[0],
+                                   "docs/wsfracbnn.md: it has no BN, its input quantizer is "
+                                   "input=, its weights are always binary", err));
+    fracconv_spec *sp = l->spec;
+    const char *input = mdfi_cfg_str(s, "input", "stream");
+    sp->thermo = !strcmp(input, "thermometer");
+    if (!sp->thermo && strcmp(input, "stream"))
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [fracconv]: input=%s; it is "
+                         "stream or thermometer", name, mdfi_cfg_line(s, "input"), i, input);
+    sp->T = 1;
+    if (sp->thermo) {
+        MDFI_CHECK(only_for(ctx, s, "gate", "stream", err));
+        MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "levels", 0, &sp->T, err));
+        if (sp->T < 1 || sp->T > 256)
+            return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [fracconv]: input=thermometer "
+                             "needs levels=T with 1 <= T <= 256 (got %s)", name,
+                             mdfi_cfg_line(s, "levels"), i, mdfi_cfg_str(s, "levels", "none"));
+    } else {
+        MDFI_CHECK(only_for(ctx, s, "levels", "thermometer", err));
+        MDFI_CHECK(flag(ctx, s, "gate", 1, &sp->gate, err));
+    }
+    MDFI_CHECK(flag(ctx, s, "shortcut", !sp->thermo, &sp->shortcut, err));
+    if (sp->thermo && sp->shortcut)
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [fracconv]: shortcut=1 with "
+                         "input=thermometer; a thermometer layer reads an image, not the "
+                         "integer stream, so it has no shortcut", name,
+                         mdfi_cfg_line(s, "shortcut"), i);
+    if (!sp->shortcut && mdfi_cfg_str(s, "from", NULL))
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [fracconv]: from= with "
+                         "shortcut=0; from= names the shortcut's source", name,
+                         mdfi_cfg_line(s, "from"), i);
+    mdfi_dp_geom g;
+    MDFI_CHECK(mdfi_dp_parse_geom(l, s, ctx, &g, err));
+    const long long cin = (long long)l->in_c * sp->T;
+    /* |P| <= 3 C' k^2 < 2^24: an exact float32 (the kernel's output) with
+     * Mul P inside int64 (docs/wsfracbnn.md) */
+    if (cin * g.size * g.size > (1LL << 22) || cin > 65535)
+        return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [fracconv]: %lld channels x "
+                         "%dx%d taps is too large (at most 2^22)", name, s->line, i, cin, g.size,
+                         g.size);
+    if (sp->shortcut)
+        MDFI_CHECK(mdfi_dp_parse_source(l, s, ctx, &g, &sp->src_c, err));
+    sp->C = l->in_c;
+    sp->M = g.filters;
+    sp->geom = (mdfi_conv_geom){(int)cin, l->in_h, l->in_w, g.size, g.stride, g.padding,
+                                g.out_h, g.out_w};
+    mdfi_dp_describe(l, &g);
+    const double k = (double)cin * g.size * g.size;
+    /* binary multiply-adds of the first plane, as [convolutional]; the
+     * second plane's (gated) share is not counted yet */
+    l->flops = 2.0 * g.filters * k * g.out_h * g.out_w;
+    /* biases, scales, weights, [shift, step, [gate]], range */
+    l->n_params = (size_t)g.filters * 2 + (size_t)g.filters * (size_t)k + 1;
+    if (!sp->thermo)
+        l->n_params += (size_t)l->in_c + 1 + (sp->gate ? (size_t)g.filters : 0);
+    return MDFI_OK;
+}
+
+/* ---- bind / load -------------------------------------------------------------- */
+
+typedef struct {
+    fracconv_spec s;
+    /* the arrays, in the file's order, between load and prepare (one block) */
+    float *raw;
+    float *biases, *scales, *weights, *shift, *step, *gate, *range;
+    /* prepared */
+    const mdfi_bgemm_kernel *kern;
+    mdfi_dpath_loops loops;
+    mdfi_bconv bc;
+    mdfi_dp_fixed fx;
+    void *block;             /* one allocation for the arrays below */
+    float *thr;              /* stream: [3][C] shift, hi, lo; thermometer: [T] t_k */
+    int32_t *G;              /* [M] floor(gate_m), clamped to +-2^25 (gate=1) */
+    uint64_t *wg;            /* [M][k^2][words] filter sign words, tap-major (gate=1) */
+    int32_t *wpc;            /* [M][k^2] popcount of each tap's words (gate=1) */
+    float *zeros;            /* [N] the second source of shortcut=0 */
+    size_t block_bytes;
+    size_t plane_words;      /* one padded plane: words x ph x pw */
+    size_t shared_bytes;     /* s1, s0, dense D0 (gate=0): at the start of scratch[0] */
+    size_t d0_at;
+} fc_params;
+
+static void free_prepared(fc_params *p)
+{
+    mdfi_bconv_free(&p->bc);
+    mdfi_dp_fixed_free(&p->fx);
+    free(p->block);
+    p->block = NULL;
+}
+
+static int gated(const fc_params *p)
+{
+    return !p->s.thermo && p->s.gate;
+}
+
+/* With no parameter source: zeros, but scales and range 1.  The first load
+ * makes the layer's state (no bind: the variant reads no keys of its own). */
+static mdfi_status fc_load(mdfi_layer *l, mdfi_params *r, mdfi_errbuf *err)
+{
+    fc_params *p = l->priv;
+    if (!p) {
+        if (!(l->priv = p = calloc(1, sizeof *p)))
+            return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
+        p->s = *(const fracconv_spec *)l->spec;
+    }
+    const size_t M = (size_t)p->s.M, C = (size_t)p->s.C;
+    const size_t nw = M * (size_t)p->s.geom.channels * (size_t)p->s.geom.ksize *
+                      (size_t)p->s.geom.ksize;
+    free(p->raw);
+    p->raw = calloc(3 * M + nw + C + 2, sizeof(float));
+    if (!p->raw)
+        return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory for %zu weights",
+                         l->index, nw);
+    p->biases = p->raw;
+    p->scales = p->biases + M;
+    p->weights = p->scales + M;
+    p->shift = p->weights + nw;
+    p->step = p->shift + C;
+    p->gate = p->step + 1;
+    p->range = p->gate + M;
+    for (size_t m = 0; m < M; ++m)
+        p->scales[m] = 1.f;
+    *p->range = 1.f;
+    if (!r)
+        return MDFI_OK;
+    MDFI_CHECK(mdfi_params_floats(r, p->biases, M, "biases", err));
+    MDFI_CHECK(mdfi_params_floats(r, p->scales, M, "scales", err));
+    MDFI_CHECK(mdfi_params_floats(r, p->weights, nw, "weights", err));
+    if (!p->s.thermo) {
+        MDFI_CHECK(mdfi_params_floats(r, p->shift, C, "shift", err));
+        MDFI_CHECK(mdfi_params_floats(r, p->step, 1, "step", err));
+        if (p->s.gate)
+            MDFI_CHECK(mdfi_params_floats(r, p->gate, M, "gate", err));
+    }
+    return mdfi_params_floats(r, p->range, 1, "range", err);
+}
+
+/* ---- prepare ------------------------------------------------------------------------ */
+
+/* One zeroed block for the thresholds, the gate's arrays (gate=1) and the
+ * zero second source (shortcut=0). */
+static mdfi_status alloc_block(const mdfi_layer *l, fc_params *p, mdfi_errbuf *err)
+{
+    const size_t M = (size_t)p->s.M, T2 = (size_t)p->s.geom.ksize * p->s.geom.ksize;
+    const size_t W = (size_t)mdfi_bwords(p->s.geom.channels), g = (size_t)gated(p);
+    const size_t n_thr = p->s.thermo ? (size_t)p->s.T : 3 * (size_t)p->s.C;
+    const size_t N = p->s.shortcut ? 0 : (size_t)p->s.geom.out_h * p->s.geom.out_w;
+    const size_t at_wg = 0, at_thr = at_wg + ALIGN64(g * M * T2 * W * sizeof(uint64_t));
+    const size_t at_G = at_thr + ALIGN64(n_thr * sizeof(float));
+    const size_t at_wpc = at_G + ALIGN64(g * M * sizeof(int32_t));
+    const size_t at_zeros = at_wpc + ALIGN64(g * M * T2 * sizeof(int32_t));
+    p->block_bytes = at_zeros + N * sizeof(float);
+    char *b = p->block = calloc(1, p->block_bytes);
+    if (!b)
+        return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
+    p->wg = (uint64_t *)(b + at_wg);
+    p->thr = (float *)(b + at_thr);
+    p->G = (int32_t *)(b + at_G);
+    p->wpc = (int32_t *)(b + at_wpc);
+    p->zeros = (float *)(b + at_zeros);
+    return MDFI_OK;
+}
+
+/* The input thresholds: stream [3][C] = shift, fl32(shift + step),
+ * fl32(shift - step); thermometer [T] t_k = fl32((2k + 1) / (2T)) (float
+ * division of exact integers: correctly rounded). */
+static mdfi_status prepare_thresholds(const mdfi_layer *l, fc_params *p, mdfi_errbuf *err)
+{
+    const int C = p->s.C, T = p->s.T;
+    const float step = *p->step;
+    if (!p->s.thermo && !(step >= 0.f))
+        return mdfi_fail(err, MDFI_ERR_WEIGHTS, "layer %d [fracconv]: step = %g must be >= 0",
+                         l->index, (double)step);
+    if (p->s.thermo) {
+        for (int k = 0; k < T; ++k)
+            p->thr[k] = (float)(2 * k + 1) / (float)(2 * T);
+        return MDFI_OK;
+    }
+    for (int c = 0; c < C; ++c) {
+        p->thr[c] = p->shift[c];
+        p->thr[C + c] = p->shift[c] + step;
+        p->thr[2 * C + c] = p->shift[c] - step;
+    }
+    return MDFI_OK;
+}
+
+/* gate=1: the gate thresholds and the filters' sign words for the gated pass. */
+static mdfi_status prepare_gate(const mdfi_layer *l, fc_params *p, const unsigned char *wbits,
+                                mdfi_errbuf *err)
+{
+    const int M = p->s.M, C = p->s.geom.channels, ks = p->s.geom.ksize, T2 = ks * ks;
+    const int W = p->bc.words;
+    for (int m = 0; m < M; ++m) {
+        const float gm = p->gate[m];
+        if (!isfinite(gm))
+            return mdfi_fail(err, MDFI_ERR_WEIGHTS, "layer %d [fracconv]: channel %d's gate = "
+                             "%g is not a finite number", l->index, m, (double)gm);
+        double G = floor((double)gm);
+        G = G < -GATE_LIM ? -GATE_LIM : G > GATE_LIM ? GATE_LIM : G;
+        p->G[m] = (int32_t)G;
+        for (int c = 0; c < C; ++c)
+            for (int t = 0; t < T2; ++t)
+                if (wbits[((size_t)m * C + c) * T2 + t])
+                    p->wg[((size_t)m * T2 + t) * W + (c >> 6)] |= 1ull << (c & 63);
+        for (int t = 0; t < T2; ++t)
+            for (int cw = 0; cw < W; ++cw)
+                p->wpc[(size_t)m * T2 + t] +=
+                    mdfi_popcount64(p->wg[((size_t)m * T2 + t) * W + cw]);
+    }
+    return MDFI_OK;
+}
+
+static mdfi_status fc_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_errbuf *err)
+{
+    fc_params *p = l->priv;
+    MDFI_CHECK(mdfi_dp_kernel(l, ctx, "fracconv", &p->kern, err));
+    p->loops = mdfi_dpath_loops_for(ctx->isa);
+    if (p->kern->kind == MDFI_BK_REF)   /* the reference kernel: the portable popcount too */
+        p->loops.popdot = mdfi_dpath_popdot;
+    free_prepared(p);
+    MDFI_CHECK(alloc_block(l, p, err));
+    const int M = p->s.M;
+    const float lambda = *p->range;
+    MDFI_CHECK(mdfi_dp_check_range(lambda, l, "fracconv", err));
+    MDFI_CHECK(prepare_thresholds(l, p, err));
+    if (mdfi_dp_fixed_alloc(&p->fx, M))
+        return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
+    for (int m = 0; m < M; ++m) {   /* no BN: A = range scale, B = range bias (float32) */
+        const float A = lambda * p->scales[m], B = lambda * p->biases[m];
+        MDFI_CHECK(mdfi_dp_fixed_set(&p->fx, m, A, B, l, "fracconv", err));
+    }
+    const size_t k = (size_t)p->s.geom.channels * p->s.geom.ksize * p->s.geom.ksize;
+    unsigned char *wbits = mdfi_dp_weight_signs(p->weights, (size_t)M * k);
+    if (!wbits)
+        return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
+    int failed = mdfi_bconv_init(&p->bc, p->kern, MDFI_BMODE_SIGN, &p->s.geom, M, wbits);
+    mdfi_status st = failed ? mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory packing "
+                                        "weights", l->index)
+                            : gated(p) ? prepare_gate(l, p, wbits, err) : MDFI_OK;
+    free(wbits);
+    MDFI_CHECK(st);
+    const size_t N = (size_t)l->out_h * l->out_w;
+    free(p->raw);
+    p->raw = NULL;
+    const int T2 = p->s.geom.ksize * p->s.geom.ksize;
+    l->param_bytes = mdfi_bconv_param_bytes(&p->bc) + mdfi_dp_fixed_bytes(&p->fx) +
+                     p->block_bytes;
+    /* scratch[0] starts with what the threads share: the padded s1 (and s0)
+     * planes and, gate=0, the dense D0; every thread's scratch then holds
+     * the kernel's workspace and, gate=1, its window of s0 words */
+    p->plane_words = mdfi_bconv_input_words(&p->bc);
+    const size_t planes = p->s.thermo ? 1 : 2;
+    p->d0_at = ALIGN64(planes * p->plane_words * sizeof(uint64_t));
+    p->shared_bytes = p->d0_at + (!p->s.thermo && !p->s.gate ? ALIGN64(N * M * sizeof(float)) : 0);
+    size_t need = p->shared_bytes + ALIGN64(mdfi_bconv_workspace_size(&p->bc)) +
+                  (gated(p) ? (size_t)T2 * (p->bc.words * sizeof(uint64_t) + sizeof(int)) : 0);
+    l->scratch_bytes = need > l->scratch_bytes ? need : l->scratch_bytes;
+    return MDFI_OK;
+}
+
+/* ---- forward ------------------------------------------------------------------------ */
+
+typedef struct {
+    mdfi_dp_split split;   /* first: mdfi_dp_run's */
+    const fc_params *p;
+    mdfi_run_ctx *ctx;
+    uint64_t *s1, *s0;     /* the shared padded planes (scratch[0]) */
+    float *d0;             /* gate=0: the dense D0, M x N (scratch[0]) */
+} fc_job;
+
+/* Image rows [y0, y1) of the padded planes (words x ph x pw each, image
+ * pixel (y, x) at word (y + pad) * pw + x + pad), with their halo and the
+ * top / bottom halo rows with the first / last rows. */
+static void pack_rows(const fc_job *j, int y0, int y1)
+{
+    const fc_params *p = j->p;
+    const mdfi_bconv *bc = &p->bc;
+    const mdfi_conv_geom *g = &bc->g;
+    const int C = p->s.C, W = g->in_w, pad = g->pad;
+    const size_t plane = (size_t)bc->ph * bc->pw, hw = (size_t)g->in_h * W;
+    mdfi_dp_zero_rows(bc, p->s.thermo ? 1 : 2, j->s1, y0, y1);   /* s0 follows s1 */
+    const float *in = j->ctx->in[0];
+    for (int c = 0; c < C; ++c) {
+        const size_t at = (size_t)(c >> 6) * plane + pad;
+        for (int y = y0; y < y1; ++y) {
+            const float *x = in + (size_t)c * hw + (size_t)y * W;
+            const size_t row = (size_t)(y + pad) * bc->pw;
+            if (p->s.thermo)
+                mdfi_dpath_pack_thermo_row(x, W, p->thr, p->s.T, c * p->s.T, plane,
+                                           j->s1 + row + pad);
+            else
+                mdfi_dpath_pack_frac_row(x, W, p->thr[c], p->thr[C + c], p->thr[2 * C + c],
+                                         1ull << (c & 63), j->s1 + at + row, j->s0 + at + row);
+        }
+    }
+}
+
+static void input_task(void *arg, int task, int thread)
+{
+    (void)thread;
+    const fc_job *j = arg;
+    int y0, y1;
+    if (mdfi_dp_rows(&j->split, j->p->s.geom.in_h, task, &y0, &y1))
+        pack_rows(j, y0, y1);
+}
+
+/* gate=1, columns [n0, n1): out holds (float)D1 and becomes (float)P.  Per
+ * output pixel the s0 words of its window are gathered once (taps outside
+ * the image as zero words, whose popcount against a filter is taken back
+ * with wpc), then one dot product per channel whose gate fires. */
+static void gated_pass(const fc_job *j, float *out, int n0, int n1, uint64_t *win, int *outside)
+{
+    const fc_params *p = j->p;
+    const mdfi_bconv *bc = &p->bc;
+    const mdfi_conv_geom *g = &bc->g;
+    const int ks = g->ksize, T2 = ks * ks, W = bc->words, M = p->s.M;
+    const size_t plane = (size_t)bc->ph * bc->pw, N = (size_t)j->split.N;
+    for (int n = n0; n < n1; ++n) {
+        const int oy = n / g->out_w, ox = n % g->out_w;
+        int n_out = 0;
+        for (int t = 0; t < T2; ++t) {
+            const int iy = oy * g->stride - g->pad + t / ks, ix = ox * g->stride - g->pad + t % ks;
+            uint64_t *w = win + (size_t)t * W;
+            if (iy < 0 || iy >= g->in_h || ix < 0 || ix >= g->in_w) {
+                outside[n_out++] = t;
+                memset(w, 0, (size_t)W * sizeof *w);
+                continue;
+            }
+            const uint64_t *s = j->s0 + (size_t)(iy + g->pad) * bc->pw + ix + g->pad;
+            for (int cw = 0; cw < W; ++cw)
+                w[cw] = s[cw * plane];
+        }
+        const int32_t all = (T2 - n_out) * g->channels;   /* D0 if every sign agreed */
+        for (int m = 0; m < M; ++m) {
+            float *o = out + (size_t)m * N + n;
+            const int32_t d1x2 = 2 * (int32_t)*o;
+            if (d1x2 <= p->G[m]) {
+                *o = (float)d1x2;
+                continue;
+            }
+            int32_t differ = p->loops.popdot(p->wg + (size_t)m * T2 * W, win, T2 * W);
+            for (int q = 0; q < n_out; ++q)
+                differ -= p->wpc[(size_t)m * T2 + outside[q]];
+            *o = (float)(d1x2 + all - 2 * differ);
+        }
+    }
+}
+
+/* Output columns [n0, n1) of every channel: D1 on the kernel, then P, then
+ * z in place. */
+static void conv_task(void *arg, int task, int thread)
+{
+    const fc_job *j = arg;
+    const fc_params *p = j->p;
+    int n0, n1;
+    if (!mdfi_dp_cols(&j->split, task, &n0, &n1))
+        return;
+    float *out = j->ctx->out;
+    const size_t N = (size_t)j->split.N;
+    char *mine = (char *)j->ctx->scratch[thread] + p->shared_bytes;
+    void *ws = mine;
+    mdfi_bout o;
+    mdfi_dp_bout(&o, out, N, &p->fx);
+    mdfi_bconv_run(&p->bc, j->s1, &o, n0, n1, ws);
+    if (gated(p)) {
+        uint64_t *win = (uint64_t *)(mine + ALIGN64(mdfi_bconv_workspace_size(&p->bc)));
+        const int T2 = p->s.geom.ksize * p->s.geom.ksize;
+        gated_pass(j, out, n0, n1, win, (int *)(win + (size_t)T2 * p->bc.words));
+    } else if (!p->s.thermo) {   /* gate=0: the dense second plane */
+        o.out = j->d0;
+        mdfi_bconv_run(&p->bc, j->s0, &o, n0, n1, ws);
+        for (int m = 0; m < p->s.M; ++m) {
+            float *z = out + (size_t)m * N;
+            const float *d0 = j->d0 + (size_t)m * N;
+            for (int n = n0; n < n1; ++n)
+                z[n] = (float)(2 * (int32_t)z[n] + (int32_t)d0[n]);
+        }
+    }
+    if (p->s.shortcut)
+        mdfi_dp_requant_columns(&p->loops, &p->fx, out, j->ctx->in[1], p->s.src_c, N, n0, n1);
+    else
+        mdfi_dp_requant_columns(&p->loops, &p->fx, out, p->zeros, 1, N, n0, n1);
+}
+
+static void fc_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
+{
+    const fc_params *p = l->priv;
+    uint64_t *s1 = ctx->scratch[0];
+    fc_job j = {{0, 0, 0}, p, ctx, s1, s1 + p->plane_words,
+                (float *)((char *)ctx->scratch[0] + p->d0_at)};
+    mdfi_dp_run(ctx->pool, l->out_h * l->out_w, input_task, conv_task, &j);
+}
+
+static void fc_destroy(mdfi_layer *l)
+{
+    fc_params *p = l->priv;
+    if (p) {
+        free_prepared(p);
+        free(p->raw);
+    }
+    free(p);
+    l->priv = NULL;
+}
+
+/* [fracconv] runs on the binary path only. */
+const mdfi_layer_variant mdfi_fracconv_binary = {NULL, fc_load, fc_prepare, fc_forward,
+                                                 fc_destroy, NULL};
