@@ -8,18 +8,20 @@
 #define LIM ((int64_t)1 << 24)
 #define FLOOR_BIAS ((int64_t)1 << 62)   /* a multiple of 2^s for s <= 36 */
 
-void mdfi_dpath_pack_row(const float *x, int w, float hi, float lo, uint64_t bit, uint64_t *pos,
-                         uint64_t *nonzero)
+void mdfi_dpath_pack_words(const float *x, size_t cstride, int nc, int w, const float *hi,
+                           const float *lo, uint64_t *pos, uint64_t *nonzero)
 {
-    if (!nonzero) {
-        for (int i = 0; i < w; ++i)
-            pos[i] |= (uint64_t)(x[i] > hi) * bit;
-        return;
-    }
     for (int i = 0; i < w; ++i) {
-        const uint64_t up = x[i] > hi, down = x[i] < lo;
-        pos[i] |= up * bit;
-        nonzero[i] |= (up | down) * bit;
+        uint64_t u = 0, z = 0;
+        for (int c = 0; c < nc; ++c) {
+            const float v = x[(size_t)c * cstride + i];
+            const uint64_t up = v > hi[c];
+            u |= up << c;
+            z |= (up | (uint64_t)(v < lo[c])) << c;
+        }
+        pos[i] = u;
+        if (nonzero)
+            nonzero[i] = z;
     }
 }
 
@@ -83,14 +85,14 @@ void mdfi_dpath_requant(float *d, const float *src, size_t n, int64_t mul, int64
 
 mdfi_dpath_loops mdfi_dpath_loops_for(mdfi_isa isa)
 {
-    mdfi_dpath_loops f = {mdfi_dpath_pack_row, mdfi_dpath_requant, mdfi_dpath_popdot};
+    mdfi_dpath_loops f = {mdfi_dpath_pack_words, mdfi_dpath_requant, mdfi_dpath_popdot};
 #ifdef MDFI_HAVE_POPCNT
     if (isa != MDFI_ISA_REF && (mdfi_cpu_features() & MDFI_CPU_POPCNT))
         f.popdot = mdfi_dpath_popdot_popcnt;
 #endif
 #ifdef MDFI_HAVE_AVX2
     if ((isa == MDFI_ISA_AVX2 || isa == MDFI_ISA_AVX512) && mdfi_isa_available(MDFI_ISA_AVX2)) {
-        f.pack_row = mdfi_dpath_pack_row_avx2;
+        f.pack_words = mdfi_dpath_pack_words_avx2;
         f.requant = mdfi_dpath_requant_avx2;
     }
 #endif

@@ -10,11 +10,13 @@
 
 #include "kernels/cpu.h"
 
-/* Row y (w pixels) of channel c, quantized with that channel's thresholds,
- * ORed into the padded bit planes: pos gets bit where x > hi; for ternary
- * (nonzero != NULL) nonzero gets bit where x > hi or x < lo. */
-void mdfi_dpath_pack_row(const float *x, int w, float hi, float lo, uint64_t bit, uint64_t *pos,
-                         uint64_t *nonzero);
+/* The words of w pixels of one row for nc <= 64 channels (channel c's row
+ * at x + c * cstride), quantized with per-channel thresholds and stored (not
+ * ORed): bit c of pos[i] is x > hi[c]; for ternary (nonzero != NULL) bit c of
+ * nonzero[i] is x > hi[c] or x < lo[c] (float compares; NaN sets neither).
+ * Bits of channels >= nc are 0. */
+void mdfi_dpath_pack_words(const float *x, size_t cstride, int nc, int w, const float *hi,
+                           const float *lo, uint64_t *pos, uint64_t *nonzero);
 
 /* One output channel over n values: d holds (float)D (exact), src the
  * second source's channel.  d[i] becomes
@@ -41,8 +43,8 @@ int mdfi_dpath_popdot(const uint64_t *a, const uint64_t *b, int n);
 /* The loops in the fastest form for a layer prepared for an ISA
  * (every form gives identical results). */
 typedef struct {
-    void (*pack_row)(const float *x, int w, float hi, float lo, uint64_t bit, uint64_t *pos,
-                     uint64_t *nonzero);
+    void (*pack_words)(const float *x, size_t cstride, int nc, int w, const float *hi,
+                       const float *lo, uint64_t *pos, uint64_t *nonzero);
     void (*requant)(float *d, const float *src, size_t n, int64_t mul, int64_t off, int s);
     int (*popdot)(const uint64_t *a, const uint64_t *b, int n);
 } mdfi_dpath_loops;
@@ -51,8 +53,8 @@ typedef struct {
  * where this build has a form for it (identical counts). */
 mdfi_dpath_loops mdfi_dpath_loops_for(mdfi_isa isa);
 #ifdef MDFI_HAVE_AVX2
-void mdfi_dpath_pack_row_avx2(const float *x, int w, float hi, float lo, uint64_t bit,
-                              uint64_t *pos, uint64_t *nonzero);
+void mdfi_dpath_pack_words_avx2(const float *x, size_t cstride, int nc, int w, const float *hi,
+                                const float *lo, uint64_t *pos, uint64_t *nonzero);
 void mdfi_dpath_requant_avx2(float *d, const float *src, size_t n, int64_t mul, int64_t off, int s);
 #endif
 #ifdef MDFI_HAVE_POPCNT

@@ -235,13 +235,12 @@ static void pack_rows(const dp_params *p, const float *in, uint64_t *out, int y0
     const size_t plane = (size_t)bc->ph * bc->pw, hw = (size_t)g->in_h * W;
     mdfi_dp_zero_rows(bc, bc->planes, out, y0, y1);
     const size_t nz = (size_t)bc->words * plane;   /* plane 1: [a != 0] */
-    for (int c = 0; c < C; ++c) {
-        const uint64_t bit = 1ull << (c & 63);
-        uint64_t *o0 = out + (size_t)(c >> 6) * plane + pad;
+    for (int cw = 0; cw < bc->words; ++cw) {
+        const int c0 = 64 * cw, nc = C - c0 < 64 ? C - c0 : 64;
         for (int y = y0; y < y1; ++y) {
-            uint64_t *pos = o0 + (size_t)(y + pad) * bc->pw;
-            p->loops.pack_row(in + (size_t)c * hw + (size_t)y * W, W, p->hi[c], p->lo[c], bit,
-                                pos, p->s.mode == MDFI_BMODE_SIGN ? NULL : pos + nz);
+            uint64_t *pos = out + (size_t)cw * plane + (size_t)(y + pad) * bc->pw + pad;
+            p->loops.pack_words(in + (size_t)c0 * hw + (size_t)y * W, hw, nc, W, p->hi + c0,
+                                p->lo + c0, pos, p->s.mode == MDFI_BMODE_SIGN ? NULL : pos + nz);
         }
     }
 }

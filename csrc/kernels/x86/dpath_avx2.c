@@ -39,34 +39,47 @@ void mdfi_dpath_requant_avx2(float *d, const float *src, size_t n, int64_t mul, 
         mdfi_dpath_requant(d + i, src + i, n - i, mul, off, s);
 }
 
-/* Eight pixels a step: the compares as lane masks, widened to 64 bits and
- * ORed into the pixels' words (NaN compares false, as in the scalar loop). */
-void mdfi_dpath_pack_row_avx2(const float *x, int w, float hi, float lo, uint64_t bit,
-                              uint64_t *pos, uint64_t *nonzero)
+/* Eight pixels a step, every channel of the word ORed into registers and the
+ * words stored once; the row's tail is one masked step (rows of 7 or 14
+ * pixels are common), reading and writing only its own pixels. */
+void mdfi_dpath_pack_words_avx2(const float *x, size_t cstride, int nc, int w, const float *hi,
+                                const float *lo, uint64_t *pos, uint64_t *nonzero)
 {
-    const __m256 vhi = _mm256_set1_ps(hi), vlo = _mm256_set1_ps(lo);
-    const __m256i vbit = _mm256_set1_epi64x((long long)bit);
-    int i = 0;
-    for (; i + 8 <= w; i += 8) {
-        const __m256 v = _mm256_loadu_ps(x + i);
-        const __m256i up = _mm256_castps_si256(_mm256_cmp_ps(v, vhi, _CMP_GT_OQ));
-        __m256i *p = (__m256i *)(pos + i);
-        const __m256i u0 = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(up));
-        const __m256i u1 = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(up, 1));
-        _mm256_storeu_si256(p, _mm256_or_si256(_mm256_loadu_si256(p), _mm256_and_si256(u0, vbit)));
-        _mm256_storeu_si256(p + 1,
-                            _mm256_or_si256(_mm256_loadu_si256(p + 1), _mm256_and_si256(u1, vbit)));
-        if (nonzero) {
-            const __m256i nz = _mm256_or_si256(
-                up, _mm256_castps_si256(_mm256_cmp_ps(v, vlo, _CMP_LT_OQ)));
-            __m256i *q = (__m256i *)(nonzero + i);
-            const __m256i n0 = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(nz));
-            const __m256i n1 = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(nz, 1));
-            _mm256_storeu_si256(q, _mm256_or_si256(_mm256_loadu_si256(q), _mm256_and_si256(n0, vbit)));
-            _mm256_storeu_si256(q + 1, _mm256_or_si256(_mm256_loadu_si256(q + 1),
-                                                       _mm256_and_si256(n1, vbit)));
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), one = _mm256_set1_epi64x(1);
+    for (int i = 0; i < w; i += 8) {
+        const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(w - i), iota);
+        __m256i u0 = _mm256_setzero_si256(), u1 = u0, z0 = u0, z1 = u0, bit = one;
+        for (int c = 0; c < nc; ++c) {
+            const float *xc = x + (size_t)c * cstride + i;
+            const __m256 v = w - i >= 8 ? _mm256_loadu_ps(xc) : _mm256_maskload_ps(xc, live);
+            const __m256i up = _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_set1_ps(hi[c]), _CMP_GT_OQ));
+            u0 = _mm256_or_si256(u0, _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(up)), bit));
+            u1 = _mm256_or_si256(u1, _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(up, 1)), bit));
+            if (nonzero) {
+                const __m256i nz = _mm256_or_si256(
+                    up, _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_set1_ps(lo[c]), _CMP_LT_OQ)));
+                z0 = _mm256_or_si256(z0, _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(nz)), bit));
+                z1 = _mm256_or_si256(z1, _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(nz, 1)), bit));
+            }
+            bit = _mm256_slli_epi64(bit, 1);
+        }
+        long long *p = (long long *)(pos + i), *q = (long long *)(nonzero ? nonzero + i : NULL);
+        if (w - i >= 8) {
+            _mm256_storeu_si256((__m256i *)p, u0);
+            _mm256_storeu_si256((__m256i *)(p + 4), u1);
+            if (q) {
+                _mm256_storeu_si256((__m256i *)q, z0);
+                _mm256_storeu_si256((__m256i *)(q + 4), z1);
+            }
+        } else {
+            const __m256i l0 = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(live));
+            const __m256i l1 = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(live, 1));
+            _mm256_maskstore_epi64(p, l0, u0);
+            _mm256_maskstore_epi64(p + 4, l1, u1);
+            if (q) {
+                _mm256_maskstore_epi64(q, l0, z0);
+                _mm256_maskstore_epi64(q + 4, l1, z1);
+            }
         }
     }
-    if (i < w)
-        mdfi_dpath_pack_row(x + i, w - i, hi, lo, bit, pos + i, nonzero ? nonzero + i : NULL);
 }
