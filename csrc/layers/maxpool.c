@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "base/error.h"
+#include "kernels/pool.h"
 #include "layers/fixed.h"
 #include "layers/layer.h"
 
@@ -36,6 +37,20 @@ mdfi_status mdfi_maxpool_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_pa
 
 /* ---- float ------------------------------------------------------------------ */
 
+/* The window at input row ylo..yhi, column x0 (clipped to the image). */
+static float pool_one(const mdfi_pool2d *p, const float *src, int r0, int ylo, int yhi, int x0)
+{
+    const int size = p->size;
+    int xlo = x0 < 0 ? 0 : x0, xhi = x0 + size > p->in_w ? p->in_w : x0 + size;
+    float m = -FLT_MAX;
+    for (int y = ylo; y < yhi; ++y)
+        for (int x = xlo; x < xhi; ++x) {
+            float v = src[(size_t)(y - r0) * p->in_w + x];
+            m = v > m ? v : m;
+        }
+    return m;
+}
+
 /* One output row from input rows [r0, ...) of one channel at src: windows
  * wholly inside the image skip the bounds tests (the common case); the edges
  * take the general path. */
@@ -43,7 +58,20 @@ static void pool_row(const mdfi_pool2d *p, const float *src, int r0, int y0, flo
 {
     const int size = p->size, stride = p->stride, off = -(p->pad / 2);
     int ylo = y0 < 0 ? 0 : y0, yhi = y0 + size > p->in_h ? p->in_h : y0 + size;
-    for (int ox = 0; ox < p->out_w; ++ox) {
+    int ox = 0;
+    if (size == 2 && stride == 2 && yhi - ylo == 2) {
+        /* the inside windows [ox0, ox1) in one run (x0 = off + 2 ox >= 0, x0 + 2 <= in_w) */
+        const int ox0 = (1 - off) / 2, lim = p->in_w - 2 - off < 0 ? 0 : (p->in_w - 2 - off) / 2 + 1;
+        const int ox1 = lim < p->out_w ? lim : p->out_w;
+        for (; ox < ox0 && ox < p->out_w; ++ox)
+            out[ox] = pool_one(p, src, r0, ylo, yhi, off + ox * stride);
+        if (ox1 > ox) {
+            const float *a = src + (size_t)(ylo - r0) * p->in_w + off + 2 * ox;
+            mdfi_max2x2_row(a, a + p->in_w, ox1 - ox, out + ox);
+            ox = ox1;
+        }
+    }
+    for (; ox < p->out_w; ++ox) {
         int x0 = off + ox * stride;
         float m = -FLT_MAX;
         if (x0 >= 0 && x0 + size <= p->in_w && size == 2 && yhi - ylo == 2) {
@@ -54,12 +82,7 @@ static void pool_row(const mdfi_pool2d *p, const float *src, int r0, int y0, flo
             m = b[0] > m ? b[0] : m;
             m = b[1] > m ? b[1] : m;
         } else {
-            int xlo = x0 < 0 ? 0 : x0, xhi = x0 + size > p->in_w ? p->in_w : x0 + size;
-            for (int y = ylo; y < yhi; ++y)
-                for (int x = xlo; x < xhi; ++x) {
-                    float v = src[(size_t)(y - r0) * p->in_w + x];
-                    m = v > m ? v : m;
-                }
+            m = pool_one(p, src, r0, ylo, yhi, x0);
         }
         out[ox] = m;
     }

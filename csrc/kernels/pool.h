@@ -1,0 +1,12 @@
+/* Pooling loops kept with the kernels so that they are built for speed (-O2)
+ * rather than size like the layers (layers/maxpool.c). */
+#ifndef MDFI_KERNELS_POOL_H
+#define MDFI_KERNELS_POOL_H
+
+/* n outputs of a 2x2 / stride 2 max pool whose windows lie inside the image:
+ * out[i] = the max of a[2i], a[2i+1], b[2i], b[2i+1], taken as Darknet does,
+ * m = v > m ? v : m from -FLT_MAX in that order (so NaN is never chosen and
+ * of +0 and -0 the first wins). */
+void mdfi_max2x2_row(const float *a, const float *b, int n, float *out);
+
+#endif
