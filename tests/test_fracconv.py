@@ -462,3 +462,22 @@ def test_c_driver_under_qemu(tmp_path, arch):
     """NEON (and the portable kernels) on aarch64 and armhf: the same integers."""
     td.check_driver(td.cross_exe(arch, "test_fracconv"), tmp_path, ("neon", "ref"), ("2",),
                     driver_case)
+
+
+def test_packed_weights_give_the_same_outputs(tmp_path):
+    """weights_tools.xnor_pack stores a [fracconv] layer's weights as their signs:
+    one bit each, and the unpacked file runs to the same bits."""
+    from weights_tools import xnor_pack
+    from weights_tools.darknet_weights import write_weights
+    cfg, weights, x, first = td.net_runs(tmp_path, NETS, "thermo", make_weights, 3)
+    data, rep = xnor_pack.pack(cfg, weights)
+    layers = [layer for layer in wt.layers_of(cfg) if layer.type == "fracconv"]
+    assert [r["index"] for r in rep["layers"]] == [layer.index for layer in layers]
+    for r in rep["layers"]:
+        assert r["packed_bytes"] == r["filters"] * ((r["k"] + 7) // 8)
+    back = tmp_path / "back.weights"
+    back.write_bytes(write_weights(cfg, xnor_pack.unpack(cfg, data)))
+    with mdfi.Network(cfg, str(back), keep_outputs=True) as net:
+        net.forward(x)
+        for layer in layers:
+            assert np.array_equal(net.layer_output(layer.index), first[layer.index])

@@ -1,9 +1,9 @@
-"""Bit-packed weights for Darknet xnor=1 and [dualpath] layers (numpy only).
+"""Bit-packed weights for Darknet xnor=1, [dualpath] and [fracconv] layers (numpy only).
 
 An xnor layer uses only the sign of each weight (w > 0 -> +1, else -1) and
 each filter's mean |w|, so its weights can be stored as one bit per weight
-plus one float per filter.  A [dualpath] layer (docs/dualpath.md) uses only
-the signs.  Every other array stays float32 as in the .weights file.
+plus one float per filter.  [dualpath] and [fracconv] layers
+(docs/dualpath.md, docs/wsfracbnn.md) use only the signs.  Every other array stays float32 as in the .weights file.
 
 File layout, little endian:
 
@@ -17,7 +17,8 @@ File layout, little endian:
                        rolling_variance[n] (float32), scale[n] (float32 mean |w|),
                        then n rows of ceil(k/8) bytes: bit j (LSB first) of row f
                        is w[f].ravel()[j] > 0   (k = c/groups * size * size)
-                   2 = a packed [dualpath] layer: its arrays but the weights,
+                   2 = a packed sign-only layer ([dualpath], [fracconv]): its
+                       arrays but the weights,
                        float32 in file order, then the weight bits as for 1
     uint32 CRC-32 (zlib) of everything before it
 
@@ -25,7 +26,7 @@ File layout, little endian:
 +-s_f (the last one of each filter slightly adjusted) so that Darknet's
 mean |w| (a float32 sum in order, divided by k) gives back the stored s_f
 exactly.  Inference on the unpacked file is then identical to the original,
-in Darknet and in MDFI.  A [dualpath] weight comes back as +1 or -1.
+in Darknet and in MDFI.  A sign-only weight comes back as +1 or -1.
 
     python -m weights_tools.xnor_pack pack   CFG WEIGHTS OUT.bweights
     python -m weights_tools.xnor_pack unpack CFG IN.bweights OUT.weights
@@ -50,8 +51,9 @@ def is_xnor(layer):
     return layer.type == "convolutional" and layer.section.get_int("xnor", 0) != 0
 
 
-def is_dualpath(layer):
-    return layer.type == "dualpath"
+def is_sign_only(layer):
+    """Layers whose weights count only by their sign (w > 0 -> +1, else -1)."""
+    return layer.type in ("dualpath", "fracconv")
 
 
 def _scale(w):
@@ -100,7 +102,7 @@ def pack(cfg, weights):
     report = []
     for layer, arrays in zip(layers, weights.layers):
         names = [n for n, _ in layer.params]
-        dual = is_dualpath(layer)
+        dual = is_sign_only(layer)
         if not (is_xnor(layer) or dual) or "weights" not in arrays:
             out.append(b"\x00")
             out += [np.asarray(arrays[n], "<f4").tobytes() for n in names]
@@ -154,7 +156,7 @@ def unpack(cfg, data):
         if kind == 0:
             for name, shape in layer.params:
                 arrays[name] = np.frombuffer(take(4 * int(np.prod(shape))), "<f4").astype(F32).reshape(shape)
-        elif (kind == 1 and is_xnor(layer)) or (kind == 2 and is_dualpath(layer)):
+        elif (kind == 1 and is_xnor(layer)) or (kind == 2 and is_sign_only(layer)):
             shape = dict(layer.params)["weights"]
             n, k = shape[0], int(np.prod(shape[1:]))
             for name, s in layer.params:
@@ -179,7 +181,7 @@ def unpack(cfg, data):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m weights_tools.xnor_pack",
-                                 description="Bit-pack the weights of Darknet xnor=1 and [dualpath] layers.")
+                                 description="Bit-pack the weights of Darknet xnor=1, [dualpath] and [fracconv] layers.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pack", help="Darknet .weights -> packed file; prints the sizes")
     p.add_argument("cfg")
@@ -206,7 +208,7 @@ def main(argv=None):
                       % (t["float_bytes"], t["packed_bytes"], t["float_bytes"] / t["packed_bytes"],
                          len(data)))
             else:
-                print("no xnor=1 or [dualpath] layers; file %d bytes" % len(data))
+                print("no xnor=1, [dualpath] or [fracconv] layers; file %d bytes" % len(data))
         else:
             w = unpack(args.cfg, args.packed)
             with open(args.out, "wb") as f:
