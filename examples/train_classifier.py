@@ -202,17 +202,31 @@ def remeasure(out, data, args, argv, log):
         results = json.load(f)
     cfg, weights = out + ".cfg", out + ".weights"
     torch_pred = predict(import_darknet(cfg, weights), data.x_test)
-    results["mdfi_float"] = run_float(cfg, weights, data, torch_pred)
-    results["mdfi_int8"] = ({"skipped": "--no-int8"} if args.no_int8
-                            else run_int8(cfg, weights, data, torch_pred))
+    measure_mdfi(results, cfg, weights, data, torch_pred, args.no_int8, log)
     results["remeasure_command"] = "python examples/train_classifier.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    write_record(out, results)
+    return 0
+
+
+def measure_mdfi(results, cfg, weights, data, torch_pred, no_int8, log):
+    """results["mdfi_float"] and ["mdfi_int8"]: the exported files run in MDFI."""
+    results["mdfi_float"] = run_float(cfg, weights, data, torch_pred)
+    results["mdfi_int8"] = ({"skipped": "--no-int8"} if no_int8
+                            else run_int8(cfg, weights, data, torch_pred))
     for key in ("mdfi_float", "mdfi_int8"):
-        log("%s: %s" % (key, results[key]))
+        r = results[key]
+        if "skipped" in r:
+            log("%s: skipped (%s)" % (key, r["skipped"]))
+        else:
+            log("%s: test accuracy %.2f%%, same prediction as PyTorch on %.2f%% of the images"
+                % (key, 100 * r["accuracy"], 100 * r["agreement_with_pytorch"]))
+
+
+def write_record(out, results):
     with open(out + ".json", "w") as f:
         json.dump(results, f, indent=1)
         f.write("\n")
-    return 0
 
 
 def main(argv=None):
@@ -288,19 +302,8 @@ def main(argv=None):
                     "imported_files_agree": float(np.mean(again == torch_pred))},
     }
     if not args.no_mdfi:
-        results["mdfi_float"] = run_float(cfg, weights, data, torch_pred)
-        results["mdfi_int8"] = ({"skipped": "--no-int8"} if args.no_int8
-                                else run_int8(cfg, weights, data, torch_pred))
-        for key in ("mdfi_float", "mdfi_int8"):
-            r = results[key]
-            if "skipped" in r:
-                log("%s: skipped (%s)" % (key, r["skipped"]))
-            else:
-                log("%s: test accuracy %.2f%%, same prediction as PyTorch on %.2f%% of the images"
-                    % (key, 100 * r["accuracy"], 100 * r["agreement_with_pytorch"]))
-    with open(out + ".json", "w") as f:
-        json.dump(results, f, indent=1)
-        f.write("\n")
+        measure_mdfi(results, cfg, weights, data, torch_pred, args.no_int8, log)
+    write_record(out, results)
     log("wrote %s, %s (%d bytes) and %s" % (cfg, weights, results["weights_bytes"], out + ".json"))
     return 0
 

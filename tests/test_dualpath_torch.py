@@ -194,15 +194,8 @@ def test_packed_dualpath_weights_give_the_same_outputs(tmp_path):
 
 
 def _train_dualpath():
-    import importlib.util
-    import pathlib
-    import sys
-    here = pathlib.Path(__file__).resolve().parent.parent / "examples"
-    sys.path.insert(0, str(here))
-    spec = importlib.util.spec_from_file_location("train_dualpath", here / "train_dualpath.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from test_examples import _load
+    return _load("train_dualpath")
 
 
 def test_train_dualpath_on_a_cifar_tarball(tmp_path, capsys):
