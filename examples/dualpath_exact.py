@@ -1,13 +1,15 @@
-"""Checks a [dualpath] model in MDFI against the numpy reference, layer by layer.
+"""Checks a [dualpath] or [fracconv] model in MDFI against the numpy reference, layer by layer.
 
     python examples/dualpath_exact.py examples/models/fmnist_dp_dual15 --dataset fashion-mnist --n 1000
 
 For each test image MDFI runs the network keeping every layer's output; the
-reference (weights_tools/dualpath_ref.py, written from docs/dualpath.md) then
-computes every layer from MDFI's own inputs to it.  The integer body
-([dualpath], [maxpool], [route]) must be equal bit for bit; the float stem and
+reference (weights_tools/dualpath_ref.py and fracconv_ref.py, written from
+docs/dualpath.md and docs/wsfracbnn.md) then computes every layer from MDFI's
+own inputs to it.  The integer body ([dualpath], [fracconv], [maxpool],
+[route]) must be equal bit for bit; the float stem and
 head (float64 in the reference) are compared by prediction.  Prints a JSON
-summary; exits 1 if any body layer differs.
+summary (--record: also stored in PREFIX.json as "numpy_reference"); exits 1
+if any body layer differs.
 """
 import argparse
 import json
@@ -22,7 +24,7 @@ from weights_tools import dualpath_ref
 from weights_tools.darknet_cfg import layers_of
 from weights_tools.darknet_weights import read_weights
 
-BODY = ("dualpath", "maxpool", "route")
+BODY = ("dualpath", "fracconv", "maxpool", "route")
 
 
 def check(cfg, weights, x, y=None, log=None):
@@ -54,6 +56,7 @@ def main(argv=None):
     ap.add_argument("prefix", help="the model, without .cfg/.weights")
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--n", type=int, help="the first N test images (default: all)")
+    ap.add_argument("--record", action="store_true", help="store the summary in PREFIX.json")
     args = ap.parse_args(argv)
     data = datasets.load(args.dataset, train=False)
     n = args.n or len(data.y_test)
@@ -62,6 +65,12 @@ def main(argv=None):
     res["command"] = "python examples/dualpath_exact.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
     print(json.dumps(res, indent=1))
+    if args.record:
+        with open(args.prefix + ".json") as f:
+            record = json.load(f)
+        record["numpy_reference"] = res
+        with open(args.prefix + ".json", "w") as f:
+            json.dump(record, f, indent=1)
     return 1 if res["body_mismatches"] else 0
 
 

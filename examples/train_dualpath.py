@@ -91,12 +91,16 @@ def logits(model, x):
     return model(x, outputs=[-2])[0].flatten(1)   # the [connected] layer, before the softmax
 
 
+def device_of(model):
+    return next(model.parameters()).device
+
+
 def predict(model, x, batch=500):
     model.eval()
-    out = []
+    out, dev = [], device_of(model)
     with torch.no_grad():
         for i in range(0, len(x), batch):
-            out.append(logits(model, torch.from_numpy(x[i:i + batch])).argmax(1).numpy())
+            out.append(logits(model, torch.from_numpy(x[i:i + batch]).to(dev)).argmax(1).cpu().numpy())
     return np.concatenate(out)
 
 
@@ -106,20 +110,26 @@ def recalibrate_bn(model, x_train, batches, batch_size, gen, momentum=0.01):
     dual-path layers' folded thresholds depend on them."""
     from weights_tools.torch import DarknetBatchNorm
     bns = [m for m in model.modules() if isinstance(m, DarknetBatchNorm)]
+    if not bns:
+        return
     model.train()
     with torch.no_grad():
         for k in range(batches):
             for b in bns:
                 b.momentum = 1.0 / (k + 1)
             idx = torch.randint(0, len(x_train), (batch_size,), generator=gen)
-            model(torch.from_numpy(x_train[idx.numpy()]))
+            model(torch.from_numpy(x_train[idx.numpy()]).to(device_of(model)))
     for b in bns:
         b.momentum = momentum
     model.eval()
 
 
-def train(model, data, args, state, log=print):
+def train(model, data, args, state, log=print, constrain=constrain, penalty=None, report=None):
+    """The training loop: Adam, a cosine schedule, shifted (and flipped) images;
+    `constrain(model)` after each step, `penalty(model)` (a tensor or None) added
+    to the loss, `report(model, data)` (a string) appended to each epoch's line."""
     from train_classifier import augment
+    dev = device_of(model)
     gen = torch.Generator().manual_seed(args.seed)
     x_all, y_all = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     per_epoch = math.ceil(len(x_all) / args.batch_size)
@@ -143,15 +153,19 @@ def train(model, data, args, state, log=print):
                 g["lr"] = lr_at(epoch * per_epoch + k)
             idx = order[i:i + args.batch_size]
             x, y = augment(x_all[idx], 2, args.dataset in FLIPS, gen), y_all[idx]
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             z = logits(model, x)
             loss = F.cross_entropy(z, y)
+            extra = penalty(model) if penalty else None
+            if extra is not None:
+                loss = loss + extra
             opt.zero_grad()
             loss.backward()
             opt.step()
             constrain(model)
             seen += len(y)
             loss_sum += loss.item() * len(y)
-            correct += int((z.argmax(1) == y).sum())
+            correct += int((z.argmax(1) == y).sum().item())
         recalibrate_bn(model, data.x_train, 20, args.batch_size, gen, BN_MOMENTUM)
         val = float((predict(model, data.x_val) == data.y_val).mean())
         state.update(epoch=epoch + 1, seconds=time.time() - t0, model=model.state_dict(),
@@ -160,9 +174,9 @@ def train(model, data, args, state, log=print):
                                                 "train_accuracy": correct / seen,
                                                 "validation_accuracy": val})
         torch.save(state, args.output + ".pt")
-        log("epoch %d/%d: loss %.4f, train %.2f%%, validation %.2f%% (%.0f s)"
+        log("epoch %d/%d: loss %.4f, train %.2f%%, validation %.2f%% (%.0f s)%s"
             % (epoch + 1, args.epochs, loss_sum / seen, 100.0 * correct / seen, 100 * val,
-               time.time() - t0))
+               time.time() - t0, report(model, data) if report else ""))
         if args.stop_after == epoch + 1:
             break
     return state
@@ -173,47 +187,138 @@ def mdfi_predictions(cfg, weights, x):
         return np.array([int(np.argmax(net.forward(v))) for v in x])
 
 
-def main(argv=None):
-    sys.path.insert(0, HERE)
-    from train_vgg import load
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--variant", choices=VARIANTS, default="dual1.5")
+def parser(variants, default, description):
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--variant", choices=variants, default=default)
     ap.add_argument("--dataset", default="fashion-mnist",
                     help="fashion-mnist, mnist, digits or cifar10 (with --data)")
     ap.add_argument("--data", metavar="PATH", help="the CIFAR-10 tarball (cifar-10-python.tar.gz), "
                     "or a directory of the Fashion-MNIST IDX files")
     ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--time-budget", type=float, metavar="SECONDS",
+                    help="at most --epochs, and as many as fit in SECONDS of training, judged from "
+                    "a short timed probe before the run (the record's command names the epochs)")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-limit", type=int)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda where PyTorch sees a GPU")
     ap.add_argument("--bn-recalibrate", type=int, default=50, metavar="BATCHES")
     ap.add_argument("--resume", action="store_true", help="go on from OUT.pt (--epochs may differ: "
                     "the cosine schedule is then the new one's from the next epoch)")
     ap.add_argument("--stop-after", type=int, metavar="EPOCH",
                     help="end the run after this epoch (its checkpoint kept), for a later --resume")
+    ap.add_argument("--remeasure", action="store_true",
+                    help="no training: run MDFI on the test split for OUT.cfg/OUT.weights and "
+                    "write its accuracy and its agreement with the record's PyTorch predictions")
     ap.add_argument("-o", "--output")
+    return ap
+
+
+def probe_epochs(model, data, args, penalty, steps=20):
+    """Epochs that fit in args.time_budget: a few timed steps on a copy of the
+    model (its result is thrown away), times the steps per epoch, plus a
+    tenth for the per-epoch validation."""
+    import copy
+    m = copy.deepcopy(model)
+    dev = device_of(m)
+    opt = torch.optim.Adam(m.parameters(), lr=args.lr)
+    x = torch.from_numpy(data.x_train[:args.batch_size]).to(dev)
+    y = torch.from_numpy(data.y_train[:args.batch_size]).to(dev)
+    m.train()
+    for k in range(steps + 3):
+        if k == 3:
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.time()
+        loss = F.cross_entropy(logits(m, x), y)
+        extra = penalty(m) if penalty else None
+        if extra is not None:
+            loss = loss + extra
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    per_epoch = (time.time() - t0) / steps * math.ceil(len(data.x_train) / args.batch_size) * 1.1
+    return max(1, min(args.epochs, int(args.time_budget // per_epoch))), per_epoch
+
+
+def command_line(script, argv, epochs=None):
+    """The command as run; with --time-budget, as it reproduces: --epochs N instead."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if epochs is not None and a in ("--time-budget", "--epochs"):
+            skip = True
+            continue
+        if epochs is not None and a.startswith(("--time-budget=", "--epochs=")):
+            continue
+        out.append(a)
+    if epochs is not None:
+        out += ["--epochs", str(epochs)]
+    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(script)] + out)
+
+
+def remeasure(args, data, record_extra=None):
+    with open(args.output + ".json") as f:
+        record = json.load(f)
+    pred = mdfi_predictions(args.output + ".cfg", args.output + ".weights", data.x_test)
+    torch_pred = np.array([int(c) for c in record["pytorch"]["predictions"]])
+    record["mdfi"] = {"n": len(data.y_test), "accuracy": float((pred == data.y_test).mean()),
+                      "agree_with_pytorch": float((pred == torch_pred).mean())}
+    if record_extra:
+        record.update(record_extra(args, data))
+    with open(args.output + ".json", "w") as f:
+        json.dump(record, f, indent=1)
+    print(json.dumps({k: v for k, v in record.items() if k not in ("history", "pytorch")}, indent=1))
+    return 0
+
+
+def run(argv, *, script, variants, default, tag, build_fn, description, constrain_fn=constrain,
+        penalty=None, report=None, record_extra=None, configure=None, prepare=None):
+    """Parse argv, train (or --remeasure) one variant, write OUT.cfg/.weights/.json.
+    Shared by train_dualpath.py and train_fracbnn.py."""
+    sys.path.insert(0, HERE)
+    from train_vgg import load
+    name = os.path.basename(script).rsplit(".", 1)[0]
+    ap = parser(variants, default, description)
+    if configure:
+        configure(ap)
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)
     prefix = "fmnist" if args.dataset == "fashion-mnist" else args.dataset
-    args.output = args.output or os.path.join(HERE, "models", "%s_dp_%s" % (prefix, args.variant.replace(".", "")))
+    args.output = args.output or os.path.join(HERE, "models", "%s_%s_%s" % (
+        prefix, tag, args.variant.replace(".", "").replace("-", "")))
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    torch.backends.cudnn.allow_tf32 = False    # exact sums of +-1 products in evaluation
+    torch.backends.cuda.matmul.allow_tf32 = False
     try:
         data = load(args.dataset, args.train_limit, args.data)
     except mdfi.MdfiError as e:     # DatasetError: no data file, a malformed one
-        print("train_dualpath: error: %s" % e, file=sys.stderr)
+        print("%s: error: %s" % (name, e), file=sys.stderr)
         return 2
-    model = build(args.variant, data.input_shape, len(data.classes))
+    if args.remeasure:
+        return remeasure(args, data, record_extra)
+    dev = torch.device(args.device)
+    model = build_fn(args, data.input_shape, len(data.classes)).to(dev)
     state = {}
     if args.resume:
-        state = torch.load(args.output + ".pt", weights_only=False)
+        state = torch.load(args.output + ".pt", weights_only=False, map_location="cpu")
         model.load_state_dict(state["model"])
+    elif prepare:
+        prepare(model, data)
+    if args.time_budget and not args.resume:
+        args.epochs, per_epoch = probe_epochs(model, data, args, penalty)
+        print("%s: about %.1f s an epoch: %d epochs" % (name, per_epoch, args.epochs))
     commands = state.get("commands", [])
-    commands.append("python " + " ".join(shlex.quote(a) for a in
-                                          [os.path.relpath(__file__)] + (argv or sys.argv[1:])))
+    commands.append(command_line(script, argv, args.epochs if args.time_budget else None))
     state["commands"] = commands
-    train(model, data, args, state)
+    train(model, data, args, state, constrain=constrain_fn, penalty=penalty, report=report)
     if args.stop_after and state["epoch"] < args.epochs:
         return 0
     recalibrate_bn(model, data.x_train, args.bn_recalibrate, args.batch_size,
@@ -227,21 +332,32 @@ def main(argv=None):
         "weights": os.path.basename(args.output) + ".weights", "variant": args.variant,
         "dataset": args.dataset, "split": data.split, "epochs": args.epochs, "lr": args.lr,
         "batch_size": args.batch_size, "seed": args.seed, "threads": args.threads,
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "train_seconds": round(state.get("seconds", 0.0), 1), "torch_version": torch.__version__,
         "bn_recalibrate_batches": args.bn_recalibrate, "history": state.get("history", []),
         "validation_accuracy": val_acc,
-        "pytorch": {"n": len(data.y_test), "accuracy": float((torch_pred == data.y_test).mean())},
+        "pytorch": {"n": len(data.y_test), "accuracy": float((torch_pred == data.y_test).mean()),
+                    "predictions": "".join(str(int(p)) for p in torch_pred)
+                    if len(data.classes) <= 10 else None},
     }
+    if record_extra:
+        record.update(record_extra(args, data, model))
     try:
         pred = mdfi_predictions(args.output + ".cfg", args.output + ".weights", data.x_test)
         record["mdfi"] = {"n": len(data.y_test), "accuracy": float((pred == data.y_test).mean()),
                           "agree_with_pytorch": float((pred == torch_pred).mean())}
-    except mdfi.MdfiError as e:
-        record["mdfi"] = {"skipped": str(e)}
+    except (mdfi.MdfiError, ImportError) as e:   # ImportError: no C build here (a GPU machine)
+        record["mdfi"] = {"skipped": "%s (python %s --remeasure measures it)" % (e, os.path.relpath(script))}
     with open(args.output + ".json", "w") as f:
         json.dump(record, f, indent=1)
-    print(json.dumps({k: v for k, v in record.items() if k != "history"}, indent=1))
+    print(json.dumps({k: v for k, v in record.items() if k not in ("history", "pytorch")}, indent=1))
     return 0
+
+
+def main(argv=None):
+    return run(argv, script=__file__, variants=VARIANTS, default="dual1.5", tag="dp",
+               build_fn=lambda args, shape, classes: build(args.variant, shape, classes),
+               description=__doc__.split("\n")[0])
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ KINDS = (
     Kind("dualpath", params=True, binary=True, c=True, torch=True),
     # BN-free fractional binary convolution (docs/wsfracbnn.md): C runs it on
     # the binary path only; its numpy reference is weights_tools/fracconv_ref.py
-    Kind("fracconv", params=True, binary=True, c=True),
+    Kind("fracconv", params=True, binary=True, c=True, torch=True),
 )
 NET_NAMES = ("net", "network")   # the [net] section: not a layer
 

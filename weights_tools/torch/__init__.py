@@ -22,6 +22,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 
 from weights_tools.torch.binary import XnorConv, binarize_input, binarize_weights
 from weights_tools.torch.dualpath import DualPath
+from weights_tools.torch.fracconv import FracConv
 from weights_tools.torch.export import export, save, to_darknet
 from weights_tools.torch.importer import import_darknet
 from weights_tools.torch.layers import (ACTIVATIONS, DARKNET_BN_EPS, AvgPool, BridgeError, Connected,
@@ -30,7 +31,7 @@ from weights_tools.torch.layers import (ACTIVATIONS, DARKNET_BN_EPS, AvgPool, Br
                                         ShapeMismatchError, Shortcut, Softmax,
                                         UnsupportedModuleError, Upsample, Yolo, activate)
 
-__all__ = ["Darknet", "DarknetLayer", "DarknetBatchNorm", "Conv", "XnorConv", "DualPath", "Connected",
+__all__ = ["Darknet", "DarknetLayer", "DarknetBatchNorm", "Conv", "XnorConv", "DualPath", "FracConv", "Connected",
            "MaxPool", "AvgPool", "Route", "Shortcut", "ScaleChannels", "Upsample", "Dropout",
            "Softmax", "Yolo", "Exit", "ExitPredictor", "ACTIVATIONS", "DARKNET_BN_EPS", "activate", "binarize_input",
            "binarize_weights", "export", "save", "to_darknet", "import_darknet", "BridgeError",

@@ -15,6 +15,7 @@ from weights_tools.darknet_cfg import CfgError, exit_options, infer_layers, net_
 from weights_tools.darknet_weights import DarknetWeights, WeightsError, read_weights
 from weights_tools.torch.binary import XnorConv
 from weights_tools.torch.dualpath import DualPath
+from weights_tools.torch.fracconv import FracConv
 from weights_tools.torch.layers import (ACTIVATIONS, AvgPool, BridgeError, Conv, Connected, Darknet,
                                         Dropout, Exit, MaxPool, Route, ScaleChannels, ShapeMismatchError,
                                         Shortcut, Softmax, UnsupportedModuleError, Upsample, Yolo)
@@ -77,6 +78,17 @@ def _dualpath(layer):
                     sec.get_int("stride", 1), pad=bool(sec.get_int("pad", 0)),
                     padding=sec.get_int("padding", 0), abits=1.5 if abits == "1.5" else int(abits),
                     from_=sec.get_int("from", -1))
+
+
+def _fracconv(layer):
+    from weights_tools.darknet_cfg import fracconv_options
+    sec = layer.section
+    o = fracconv_options(sec)
+    return FracConv(layer.in_shape[0], sec.get_int("filters", 1), sec.get_int("size", 1),
+                    sec.get_int("stride", 1), pad=bool(sec.get_int("pad", 0)),
+                    padding=sec.get_int("padding", 0), input=o["input"], levels=o["levels"],
+                    gate=bool(o["gate"]), shortcut=bool(o["shortcut"]),
+                    from_=sec.get_int("from", -1), norm="fixed")
 
 
 def _connected(layer):
@@ -157,6 +169,7 @@ _BUILDERS = {
     "softmax": _softmax,
     "exit": _exit,
     "dualpath": _dualpath,
+    "fracconv": _fracconv,
 }
 
 

@@ -1,0 +1,227 @@
+"""The [fracconv] layer on the PyTorch side (docs/wsfracbnn.md): the thermometer
+and the 2-bit planes against the numpy reference, training mode reaching every
+learned parameter, evaluation mode equal to MDFI bit for bit (MDFI's inputs
+fed to each module), the import round trip, the refusals, and the trainer end
+to end."""
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from weights_tools import fracconv_ref  # noqa: E402
+from weights_tools.torch import AvgPool, Connected, Darknet, FracConv, MaxPool, Softmax  # noqa: E402
+from weights_tools.torch.fracconv import constrain, gated_share, thermometer  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed(torch_seeded):
+    yield
+
+
+def small_net(norm, gate=True, levels=5):
+    return Darknet((1, 9, 7), [
+        FracConv(1, 8, 3, input="thermometer", levels=levels, norm=norm),
+        FracConv(8, 16, 3, norm=norm, gate=gate),           # channels tiled from 8
+        MaxPool(2, 2),
+        FracConv(16, 16, 3, norm=norm, gate=gate),
+        FracConv(16, 16, 1, norm=norm, gate=False, shortcut=False),
+        FracConv(16, 16, 3, norm=norm, gate=gate, from_=-3),  # the max pool's output
+        AvgPool(), Connected(16, 3, activation="linear"), Softmax()])
+
+
+def trained(norm, gate=True, steps=3):
+    """A few Adam steps from the data-dependent start, so that every parameter
+    (gates, steps, shifts, ranges, gains / BN) has moved off its initial value."""
+    model = small_net(norm, gate)
+    x, y = torch.rand(16, 1, 9, 7), torch.randint(0, 3, (16,))
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(steps):
+        model.train()
+        z = model(x, outputs=[-2])[0].flatten(1)
+        loss = torch.nn.functional.cross_entropy(z, y)
+        share = gated_share(model)
+        if share is not None:
+            loss = loss + share
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        constrain(model)
+    return model.eval()
+
+
+def test_thermometer_equals_the_reference_on_and_beside_the_thresholds():
+    t = fracconv_ref.thermometer_thresholds(7)
+    vals = np.concatenate([t, np.nextafter(t, np.float32(2)), np.nextafter(t, np.float32(-1)),
+                           np.array([-1, 0, 1, 2, np.nan], np.float32)]).astype(np.float32)
+    x = np.resize(vals, (2, 4, 7)).astype(np.float32)
+    got = thermometer(torch.from_numpy(x).unsqueeze(0), 7)[0].long().numpy()
+    assert np.array_equal(got, fracconv_ref.thermometer(x, 7))
+
+
+def test_planes_equal_the_reference_on_and_beside_the_thresholds():
+    m = FracConv(3, 4, 3).eval()
+    with torch.no_grad():
+        m.shift.copy_(torch.tensor([0.0, 2.5, -7.0]))
+        m.step.fill_(1.75)
+    edges = [v for s in (0.0, 2.5, -7.0) for v in (s, s + 1.75, s - 1.75)]
+    vals = np.array(edges + [np.nextafter(np.float32(v), np.float32(d)) for v in edges
+                             for d in (-100, 100)] + [np.nan, 1e9, -1e9], np.float32)
+    x = np.resize(vals, (3, 5, 8)).astype(np.float32)
+    s1, q = m.planes(torch.from_numpy(x).unsqueeze(0))
+    r1, r0 = fracconv_ref.stream_planes(x, m.shift.detach().numpy(), 1.75)
+    assert np.array_equal(s1[0].long().numpy(), r1)
+    assert np.array_equal((q - 2 * s1)[0].long().numpy(), r0)
+
+
+@pytest.mark.parametrize("norm", ["ws", "bn"])
+def test_training_mode_reaches_every_learned_parameter(norm):
+    model = small_net(norm)
+    model.train()
+    x = torch.rand(8, 1, 9, 7)
+    model(x)                                     # the data-dependent start
+    z = model(x, outputs=[-2])[0]
+    (z.square().mean() + gated_share(model)).backward()
+    for name, p in model.named_parameters():
+        if name.startswith("layers.0.") and ("gate" in name or "shift" in name or "step" in name):
+            continue
+        assert p.grad is not None and float(p.grad.abs().sum()) > 0, name
+    assert 0 < float(gated_share(model).detach()) < 1
+
+
+@pytest.mark.parametrize("norm,gate", [("ws", True), ("bn", True), ("ws", False)])
+def test_mdfi_equals_the_modules_on_the_same_inputs(norm, gate, tmp_path):
+    """Export, run in MDFI keeping every layer, and feed each [fracconv] module
+    (the trained one and the one imported back from the files) MDFI's inputs
+    to it: its output equals MDFI's bit for bit.  The gates fire partly."""
+    import mdfi
+    from weights_tools.darknet_cfg import layers_of
+    from weights_tools.darknet_weights import read_weights
+    from weights_tools.torch import import_darknet, save
+    model = trained(norm, gate)
+    cfg, weights = save(model, tmp_path / "fc")
+    again = import_darknet(cfg, weights)
+    layers = layers_of(cfg)
+    arrays = read_weights(layers, weights).layers
+    x = torch.rand(4, 1, 9, 7)
+    x[0, 0, 0, :] = torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9, 0.0, 1.0])   # on the thermometer's t_k
+    shares = []
+    with mdfi.Network(cfg, weights, keep_outputs=True) as net:
+        for n in range(4):
+            net.forward(x[n].numpy())
+            outs = [torch.from_numpy(net.layer_output(i).copy()).unsqueeze(0)
+                    for i in range(len(net.layers))]
+            for i in (0, 1, 3, 4, 5):
+                for m in (model, again):
+                    with torch.no_grad():
+                        z = m.layers[i](outs[i - 1] if i else x[n:n + 1], outs[:i])
+                    assert torch.equal(z, outs[i]), (n, i)
+            for i in (1, 3, 5):
+                lay = layers[i]
+                p = fracconv_ref.parts(outs[i - 1][0].numpy(), arrays[i], gate=int(gate),
+                                       stride=1, pad=lay.section.get_int("size", 1) // 2)
+                shares.append(p["g"].mean())
+            with torch.no_grad():
+                want = model(x[n:n + 1]).flatten()
+            got = torch.from_numpy(net.forward(x[n].numpy()).copy()).flatten()
+            assert torch.allclose(got, want, rtol=1e-4, atol=1e-6)
+    if gate:
+        assert 0 < np.mean(shares) < 1
+
+
+def test_export_folds_ws_into_scales_and_signs(tmp_path):
+    """scales = mean |W^| / 3 on the stream (1 for the thermometer layer), the
+    weights' signs those of W^, which with a negative gain are the latent
+    weights' flipped."""
+    model = trained("ws")
+    with torch.no_grad():
+        model.layers[1].gain[0] = -0.5
+    a = model.layers[1].darknet_arrays()
+    w_hat = model.layers[1].signed_weight().detach()
+    assert np.allclose(a["scales"], w_hat.flatten(1).abs().mean(1).numpy() / 3, rtol=1e-6)
+    assert np.array_equal(np.sign(a["weights"][0]), -np.sign(model.layers[1].weight[0].detach().numpy()
+                                                             - model.layers[1].weight[0].detach().mean().numpy()))
+    a0 = model.layers[0].darknet_arrays()
+    w0 = model.layers[0].signed_weight().detach()
+    assert np.allclose(a0["scales"], w0.flatten(1).abs().mean(1).numpy(), rtol=1e-6)
+    assert sorted(a0) == ["biases", "range", "scales", "weights"]
+    assert sorted(a) == ["biases", "gate", "range", "scales", "shift", "step", "weights"]
+
+
+@pytest.mark.parametrize("what,bad", [
+    ("gate", np.zeros(15, np.float32)),          # one per filter: 16
+    ("shift", np.zeros(7, np.float32)),          # one per input channel: 8
+    ("weights", np.zeros((16, 8, 3, 1), np.float32)),
+])
+def test_import_refuses_arrays_that_do_not_fit_the_layer(what, bad):
+    from weights_tools.torch import ShapeMismatchError
+    m = FracConv(8, 16, 3, norm="fixed")
+    arrays = {"biases": np.zeros(16, np.float32), "scales": np.ones(16, np.float32),
+              "weights": np.zeros((16, 8, 3, 3), np.float32), "shift": np.zeros(8, np.float32),
+              "step": np.ones(1, np.float32), "gate": np.zeros(16, np.float32),
+              "range": np.ones(1, np.float32)}
+    arrays[what] = bad
+    with pytest.raises(ShapeMismatchError, match=what):
+        m.load_darknet_arrays(arrays)
+
+
+def test_import_refuses_a_gate_array_on_an_ungated_layer():
+    from weights_tools.torch import ShapeMismatchError
+    m = FracConv(8, 16, 3, norm="fixed", gate=False)
+    arrays = {"biases": np.zeros(16, np.float32), "scales": np.ones(16, np.float32),
+              "weights": np.zeros((16, 8, 3, 3), np.float32), "shift": np.zeros(8, np.float32),
+              "step": np.ones(1, np.float32), "gate": np.zeros(16, np.float32),
+              "range": np.ones(1, np.float32)}
+    with pytest.raises(ShapeMismatchError, match="gate"):
+        m.load_darknet_arrays(arrays)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(input="thermometer", shortcut=True), "no shortcut"),
+    (dict(input="thermometer", levels=0), "levels"),
+    (dict(input="image"), "input"),
+    (dict(norm="layer"), "norm"),
+])
+def test_module_refuses_bad_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        FracConv(1, 4, 3, **kwargs)
+
+
+def test_a_thermometer_model_refuses_an_image_of_other_channels():
+    from weights_tools.torch import ShapeMismatchError
+    with pytest.raises(ShapeMismatchError, match="input channels"):
+        Darknet((3, 9, 7), [FracConv(1, 8, 3, input="thermometer", levels=4)])
+
+
+def _train_fracbnn():
+    from test_examples import _load
+    return _load("train_fracbnn")
+
+
+def test_train_fracbnn_end_to_end(tmp_path):
+    """The trainer on a tiny Fashion-MNIST-shaped set: one epoch of the gated and
+    the dense WS variants (the BN one differs only in its modules), the files, MDFI == PyTorch on every test image, the gated shares."""
+    from test_evaluate_cli import write_fashion
+    data = write_fashion(str(tmp_path / "fm"), n_train=300, n_test=40)
+    for variant in ("ws", "ws-dense"):
+        out = tmp_path / variant
+        assert _train_fracbnn().main(["--variant", variant, "--data", data, "--epochs", "1",
+                                      "--bn-recalibrate", "1", "-o", str(out)]) == 0
+        rec = json.loads((tmp_path / (variant + ".json")).read_text())
+        assert rec["mdfi"]["n"] == 40 and rec["mdfi"]["agree_with_pytorch"] == 1.0
+        assert len(rec["pytorch"]["predictions"]) == 40
+        text = (tmp_path / (variant + ".cfg")).read_text()
+        assert text.count("[fracconv]") == 5 and "input=thermometer" in text
+        shares = rec["pytorch_gated_share"]
+        if variant == "ws-dense":
+            assert shares == {} and "gate=1" not in text
+        else:
+            assert len(shares) == 4 and all(0 < v < 1 for v in shares.values())
+    # --remeasure recomputes MDFI's figures from the files and the stored predictions
+    rec = json.loads((tmp_path / "ws.json").read_text())
+    rec["mdfi"] = {}
+    (tmp_path / "ws.json").write_text(json.dumps(rec))
+    assert _train_fracbnn().main(["--variant", "ws", "--data", data, "--remeasure",
+                                  "-o", str(tmp_path / "ws")]) == 0
+    assert json.loads((tmp_path / "ws.json").read_text())["mdfi"]["agree_with_pytorch"] == 1.0
