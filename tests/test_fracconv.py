@@ -28,7 +28,7 @@ import pytest
 import mdfi
 import test_dualpath as td
 import weights_tools as wt
-from cbuild import build
+from cbuild import build, run_driver, variants_ok
 from test_dualpath import CROSS, body_input, check_against_reference, grid, run_all, variants, \
     write, write_arrays
 from weights_tools import fracconv_ref as fr
@@ -462,6 +462,23 @@ def test_c_driver_under_qemu(tmp_path, arch):
     """NEON (and the portable kernels) on aarch64 and armhf: the same integers."""
     td.check_driver(td.cross_exe(arch, "test_fracconv"), tmp_path, ("neon", "ref"), ("2",),
                     driver_case)
+
+
+def test_gated_kernel_driver_native():
+    """tests/c/test_dpath.c: every form of the gated pass (portable, POPCNT)
+    against the definition, every channel count mod 64 (with MDFI_SANITIZE=1
+    under ASan/UBSan)."""
+    sanitize = os.environ.get("MDFI_SANITIZE") == "1"
+    exe = build(sanitize=sanitize, targets=("tests",)) / "tests" / "test_dpath"
+    forms = variants_ok(run_driver([str(exe)], timeout=300))
+    want = {"portable"} | ({"popcnt"} if "popcnt" in variants() else set())
+    assert want <= forms, forms
+
+
+@pytest.mark.parametrize("arch", sorted(CROSS))
+def test_gated_kernel_driver_under_qemu(arch):
+    assert "portable" in variants_ok(run_driver([*td.cross_exe(arch, "test_dpath"), "--quick"],
+                                                timeout=300))
 
 
 def test_packed_weights_give_the_same_outputs(tmp_path):
