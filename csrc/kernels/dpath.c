@@ -98,6 +98,8 @@ mdfi_dpath_loops mdfi_dpath_loops_for(mdfi_isa isa)
     if ((isa == MDFI_ISA_AVX2 || isa == MDFI_ISA_AVX512) && mdfi_isa_available(MDFI_ISA_AVX2)) {
         f.pack_words = mdfi_dpath_pack_words_avx2;
         f.requant = mdfi_dpath_requant_avx2;
+        if (mdfi_cpu_features() & MDFI_CPU_POPCNT)
+            f.gated = mdfi_dpath_gated_avx2;
     }
 #endif
     (void)isa;

@@ -197,6 +197,10 @@ int main(int argc, char **argv)
     if (f & MDFI_CPU_POPCNT)
         forms[n_forms++] = (form){"popcnt", mdfi_dpath_gated_popcnt};
 #endif
+#ifdef MDFI_HAVE_AVX2
+    if (mdfi_isa_available(MDFI_ISA_AVX2) && (f & MDFI_CPU_POPCNT))
+        forms[n_forms++] = (form){"avx2", mdfi_dpath_gated_avx2};
+#endif
     int form_ok[3] = {1, 1, 1};
     static const int sizes[][2] = {{3, 3}, {5, 7}, {14, 14}, {7, 7}, {1, 9}, {9, 2}, {28, 28}};
     static const int kernels[][3] = {   /* ksize, stride, pad */

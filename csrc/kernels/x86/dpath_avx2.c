@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include "kernels/dpath.h"
+#include "kernels/dpath_gated.h"
 
 void mdfi_dpath_requant_avx2(float *d, const float *src, size_t n, int64_t mul, int64_t off,
                              int s)
@@ -82,4 +83,45 @@ void mdfi_dpath_pack_words_avx2(const float *x, size_t cstride, int nc, int w, c
             }
         }
     }
+}
+
+/* ---- mdfi_dpath_gated --------------------------------------------------- */
+
+/* The lanes set in a 4-bit mask, as byte indices from the low byte up. */
+static const uint32_t lanes_of[16] = {
+    0x00000000u, 0x00000000u, 0x00000001u, 0x00000100u, 0x00000002u, 0x00000200u,
+    0x00000201u, 0x00020100u, 0x00000003u, 0x00000300u, 0x00000301u, 0x00030100u,
+    0x00000302u, 0x00030200u, 0x00030201u, 0x03020100u};
+
+/* mdfi_gated_list eight pixels a step: 2 D1 by integer adds (exact), the
+ * gate's compare as a mask, whose set lanes are written to the list four at
+ * a time (a store of four indices of which the first popcount(mask) count;
+ * the rest are overwritten or lie past the end, inside the list's n1 - n0). */
+static int gated_list(float *out, int n0, int n1, int32_t G, int32_t *list)
+{
+    const __m256i vG = _mm256_set1_epi32(G);
+    int k = 0, n = n0;
+    for (; n + 8 <= n1; n += 8) {
+        __m256i d = _mm256_cvttps_epi32(_mm256_loadu_ps(out + n));
+        d = _mm256_add_epi32(d, d);
+        _mm256_storeu_ps(out + n, _mm256_cvtepi32_ps(d));
+        const unsigned mask = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
+            _mm256_cmpgt_epi32(d, vG)));
+        const __m128i lo = _mm_cvtepu8_epi32(_mm_cvtsi32_si128((int)lanes_of[mask & 15]));
+        _mm_storeu_si128((__m128i *)(list + k), _mm_add_epi32(lo, _mm_set1_epi32(n)));
+        k += __builtin_popcount(mask & 15);
+        const __m128i hi = _mm_cvtepu8_epi32(_mm_cvtsi32_si128((int)lanes_of[mask >> 4]));
+        _mm_storeu_si128((__m128i *)(list + k), _mm_add_epi32(hi, _mm_set1_epi32(n + 4)));
+        k += __builtin_popcount(mask >> 4);
+    }
+    return k + mdfi_gated_list(out, n, n1, G, list + k);
+}
+
+int mdfi_dpath_gated_avx2(const mdfi_dpath_gate_geom *g, const uint64_t *s0, const uint64_t *w,
+                          const int32_t *kc, int32_t G, float *out, int n0, int n1,
+                          int32_t *list)
+{
+    const int k = gated_list(out, n0, n1, G, list);
+    mdfi_dpath_gated_counts_popcnt(g, s0, w, kc, out, list, k);
+    return k;
 }
