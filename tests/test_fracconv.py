@@ -209,6 +209,39 @@ def test_gates_nowhere_and_everywhere(tmp_path, gates):
                        zip(run_all(dense_cfg, w2, x, kernel=v), got)), v
 
 
+def test_dense_twin(tmp_path):
+    """weights_tools.fracconv_dense: every gated [fracconv] gets gate=0 (its
+    gate=1 line rewritten, or a line added where the key was left to its
+    default), the text is otherwise unchanged, the gate arrays are dropped
+    and the other arrays kept; with gates that fire everywhere the twin's
+    outputs are the gated network's."""
+    from weights_tools import fracconv_dense
+    text = BODY.replace("[fracconv]\nfilters=130\nsize=1", "# a comment\n[fracconv]\ngate=1\n"
+                        "filters=130\nsize=1", 1)
+    rng = np.random.default_rng(8)
+    cfg = write(tmp_path, "g.cfg", text)
+    weights = make_weights(tmp_path / "g.weights", cfg, rng, gates="all")
+    gated = fracconv_dense.gated_layers(cfg)
+    assert gated == [0, 2, 4, 6]
+    prefix = tmp_path / "twin"
+    dcfg, dweights = fracconv_dense.write_dense_twin(cfg, weights, prefix)
+    dense = open(dcfg).read()
+    assert fracconv_dense.gated_layers(dcfg) == []
+    assert "# a comment\n[fracconv]\ngate=0\nfilters=130" in dense
+    assert dense.count("gate=0") == text.count("[fracconv]")
+    assert [ln for ln in dense.split("\n") if ln[:5] != "gate="] == \
+        [ln for ln in text.split("\n") if ln[:5] != "gate="]
+    g, d = wt.read_weights(cfg, weights), wt.read_weights(dcfg, dweights)
+    for i, (a, b) in enumerate(zip(g.layers, d.layers)):
+        assert sorted(a) == sorted(list(b) + (["gate"] if i in gated else []))
+        assert all(np.array_equal(a[n], b[n]) for n in b)
+    x = body_input(rng, (65, 5, 7))
+    for got, want in zip(run_all(dcfg, dweights, x), run_all(cfg, weights, x)):
+        assert np.array_equal(got, want)
+    assert fracconv_dense.main([str(cfg), str(weights), str(tmp_path / "cli")]) == 0
+    assert (tmp_path / "cli.weights").read_bytes() == open(dweights, "rb").read()
+
+
 def test_gate_on_the_threshold(tmp_path):
     """gate_m = 2 D1 at pixel 0 exactly (strict compare: not gated) or half a
     step below it (floor: gated); one 3x3 layer on the stream."""
