@@ -515,6 +515,28 @@ def test_gated_kernel_driver_under_qemu(arch):
                                                 timeout=300))
 
 
+def test_benchmark_runs(tmp_path):
+    """benchmarks/fracconv_bench.py end to end on a few images: the gated
+    and the dense network, the measured share, the ratio, the JSON."""
+    import json
+    import pathlib
+    import subprocess
+    import sys
+    root = pathlib.Path(__file__).resolve().parent.parent
+    out = tmp_path / "b.json"
+    env = dict(os.environ, PYTHONPATH=str(root))
+    res = subprocess.run([sys.executable, str(root / "benchmarks" / "fracconv_bench.py"),
+                          "--rounds", "1", "--images", "3", "--calib", "6", "--shares", "30",
+                          "--no-dualpath", "--json", str(out)],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = {r["network"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"gate1@30%", "gate0"}
+    g = rows["gate1@30%"]
+    assert 0 < g["gated_share"] <= 0.3 and g["ratio_to_dense"] > 0 and g["dense"] == "gate0"
+    assert len(g["layers_ms"]) == len(g["layers"]) == 10
+
+
 def test_packed_weights_give_the_same_outputs(tmp_path):
     """weights_tools.xnor_pack stores a [fracconv] layer's weights as their signs:
     one bit each, and the unpacked file runs to the same bits."""
