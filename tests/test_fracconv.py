@@ -28,7 +28,7 @@ import pytest
 import mdfi
 import test_dualpath as td
 import weights_tools as wt
-from cbuild import build
+from cbuild import build, run_driver, variants_ok
 from test_dualpath import CROSS, body_input, check_against_reference, grid, run_all, variants, \
     write, write_arrays
 from weights_tools import fracconv_ref as fr
@@ -207,6 +207,39 @@ def test_gates_nowhere_and_everywhere(tmp_path, gates):
         for v in variants():
             assert all(np.array_equal(a, b) for a, b in
                        zip(run_all(dense_cfg, w2, x, kernel=v), got)), v
+
+
+def test_dense_twin(tmp_path):
+    """weights_tools.fracconv_dense: every gated [fracconv] gets gate=0 (its
+    gate=1 line rewritten, or a line added where the key was left to its
+    default), the text is otherwise unchanged, the gate arrays are dropped
+    and the other arrays kept; with gates that fire everywhere the twin's
+    outputs are the gated network's."""
+    from weights_tools import fracconv_dense
+    text = BODY.replace("[fracconv]\nfilters=130\nsize=1", "# a comment\n[fracconv]\ngate=1\n"
+                        "filters=130\nsize=1", 1)
+    rng = np.random.default_rng(8)
+    cfg = write(tmp_path, "g.cfg", text)
+    weights = make_weights(tmp_path / "g.weights", cfg, rng, gates="all")
+    gated = fracconv_dense.gated_layers(cfg)
+    assert gated == [0, 2, 4, 6]
+    prefix = tmp_path / "twin"
+    dcfg, dweights = fracconv_dense.write_dense_twin(cfg, weights, prefix)
+    dense = open(dcfg).read()
+    assert fracconv_dense.gated_layers(dcfg) == []
+    assert "# a comment\n[fracconv]\ngate=0\nfilters=130" in dense
+    assert dense.count("gate=0") == text.count("[fracconv]")
+    assert [ln for ln in dense.split("\n") if ln[:5] != "gate="] == \
+        [ln for ln in text.split("\n") if ln[:5] != "gate="]
+    g, d = wt.read_weights(cfg, weights), wt.read_weights(dcfg, dweights)
+    for i, (a, b) in enumerate(zip(g.layers, d.layers)):
+        assert sorted(a) == sorted(list(b) + (["gate"] if i in gated else []))
+        assert all(np.array_equal(a[n], b[n]) for n in b)
+    x = body_input(rng, (65, 5, 7))
+    for got, want in zip(run_all(dcfg, dweights, x), run_all(cfg, weights, x)):
+        assert np.array_equal(got, want)
+    assert fracconv_dense.main([str(cfg), str(weights), str(tmp_path / "cli")]) == 0
+    assert (tmp_path / "cli.weights").read_bytes() == open(dweights, "rb").read()
 
 
 def test_gate_on_the_threshold(tmp_path):
@@ -462,6 +495,46 @@ def test_c_driver_under_qemu(tmp_path, arch):
     """NEON (and the portable kernels) on aarch64 and armhf: the same integers."""
     td.check_driver(td.cross_exe(arch, "test_fracconv"), tmp_path, ("neon", "ref"), ("2",),
                     driver_case)
+
+
+def test_gated_kernel_driver_native():
+    """tests/c/test_dpath.c: every form of the gated pass (portable, POPCNT,
+    AVX2) against the definition, every channel count mod 64 (with
+    MDFI_SANITIZE=1 under ASan/UBSan)."""
+    sanitize = os.environ.get("MDFI_SANITIZE") == "1"
+    exe = build(sanitize=sanitize, targets=("tests",)) / "tests" / "test_dpath"
+    forms = variants_ok(run_driver([str(exe)], timeout=300))
+    want = {"portable"} | ({"popcnt"} if "popcnt" in variants() else set()) \
+        | ({"avx2"} if "avx2" in variants() else set())
+    assert want <= forms, forms
+
+
+@pytest.mark.parametrize("arch", sorted(CROSS))
+def test_gated_kernel_driver_under_qemu(arch):
+    assert "portable" in variants_ok(run_driver([*td.cross_exe(arch, "test_dpath"), "--quick"],
+                                                timeout=300))
+
+
+def test_benchmark_runs(tmp_path):
+    """benchmarks/fracconv_bench.py end to end on a few images: the gated
+    and the dense network, the measured share, the ratio, the JSON."""
+    import json
+    import pathlib
+    import subprocess
+    import sys
+    root = pathlib.Path(__file__).resolve().parent.parent
+    out = tmp_path / "b.json"
+    env = dict(os.environ, PYTHONPATH=str(root))
+    res = subprocess.run([sys.executable, str(root / "benchmarks" / "fracconv_bench.py"),
+                          "--rounds", "1", "--images", "3", "--calib", "6", "--shares", "30",
+                          "--no-dualpath", "--json", str(out)],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = {r["network"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"gate1@30%", "gate0"}
+    g = rows["gate1@30%"]
+    assert 0 < g["gated_share"] <= 0.3 and g["ratio_to_dense"] > 0 and g["dense"] == "gate0"
+    assert len(g["layers_ms"]) == len(g["layers"]) == 10
 
 
 def test_packed_weights_give_the_same_outputs(tmp_path):

@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "kernels/bgemm.h"   /* mdfi_popcount64 */
+#include "kernels/dpath_gated.h"
 
 #define LIM ((int64_t)1 << 24)
 #define FLOOR_BIAS ((int64_t)1 << 62)   /* a multiple of 2^s for s <= 36 */
@@ -49,12 +50,15 @@ void mdfi_dpath_pack_thermo_row(const float *x, int w, const float *t, int T, in
     }
 }
 
-int mdfi_dpath_popdot(const uint64_t *a, const uint64_t *b, int n)
+static int popcount_swar(uint64_t x)
 {
-    int s = 0;
-    for (int i = 0; i < n; ++i)
-        s += mdfi_popcount64(a[i] ^ b[i]);
-    return s;
+    return mdfi_popcount64(x);
+}
+
+int mdfi_dpath_gated(const mdfi_dpath_gate_geom *g, const uint64_t *s0, const uint64_t *w,
+                     const int32_t *kc, int32_t G, float *out, int n0, int n1, int32_t *list)
+{
+    return mdfi_gated_body(g, s0, w, kc, G, out, n0, n1, list, popcount_swar);
 }
 
 /* rint for |v| <= 2^24 without a libm call: below 2^23, adding and taking
@@ -85,15 +89,17 @@ void mdfi_dpath_requant(float *d, const float *src, size_t n, int64_t mul, int64
 
 mdfi_dpath_loops mdfi_dpath_loops_for(mdfi_isa isa)
 {
-    mdfi_dpath_loops f = {mdfi_dpath_pack_words, mdfi_dpath_requant, mdfi_dpath_popdot};
+    mdfi_dpath_loops f = {mdfi_dpath_pack_words, mdfi_dpath_requant, mdfi_dpath_gated};
 #ifdef MDFI_HAVE_POPCNT
     if (isa != MDFI_ISA_REF && (mdfi_cpu_features() & MDFI_CPU_POPCNT))
-        f.popdot = mdfi_dpath_popdot_popcnt;
+        f.gated = mdfi_dpath_gated_popcnt;
 #endif
 #ifdef MDFI_HAVE_AVX2
     if ((isa == MDFI_ISA_AVX2 || isa == MDFI_ISA_AVX512) && mdfi_isa_available(MDFI_ISA_AVX2)) {
         f.pack_words = mdfi_dpath_pack_words_avx2;
         f.requant = mdfi_dpath_requant_avx2;
+        if (mdfi_cpu_features() & MDFI_CPU_POPCNT)
+            f.gated = mdfi_dpath_gated_avx2;
     }
 #endif
     (void)isa;

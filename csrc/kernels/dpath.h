@@ -37,8 +37,35 @@ void mdfi_dpath_pack_frac_row(const float *x, int w, float shift, float hi, floa
 void mdfi_dpath_pack_thermo_row(const float *x, int w, const float *t, int T, int ch0,
                                 size_t wstride, uint64_t *out);
 
-/* sum over i < n of popcount(a[i] ^ b[i]): one dot product of sign words. */
-int mdfi_dpath_popdot(const uint64_t *a, const uint64_t *b, int n);
+/* [fracconv]'s gated second plane (layers/fracconv.c, docs/wsfracbnn.md).
+ * Where an output's window lies in the padded s0 plane (mdfi_bconv_input_words'
+ * layout: words x ph x pw, halo 0), fixed at prepare:
+ *   base[n]  the word of output pixel n's top-left tap: (oy s) pw + ox s;
+ *   off[i]   i < nt = ksize^2 words, tap-major: tap t = (ky, kx) and word
+ *            plane cw at ky pw + kx + cw ph pw (i = t words + cw);
+ *   cls[n]   which taps of pixel n lie outside the image, as an index into
+ *            the caller's per-channel table kc (below);
+ *   ksize, words, pw, plane (= ph pw): the same offsets as a shape, which the
+ *            AVX2 form reads 3 x 3 windows by (off[] must agree). */
+typedef struct {
+    const int32_t *base, *cls, *off;
+    int nt, ksize, words;
+    ptrdiff_t pw, plane;
+} mdfi_dpath_gate_geom;
+
+/* One output channel over the pixels [n0, n1): out[n] holds (float)D1 and
+ * becomes (float)P, P = 2 D1 where 2 D1 <= G (not gated), else
+ *     P = 2 D1 + kc[cls[n]] - 2 d,   d = sum over i < nt of
+ *                                         popcount(s0[base[n] + off[i]] ^ w[i]),
+ * w the filter's sign words in off's order; a tap outside the image reads
+ * zero words there, which kc takes back (kc[c] = C' times the in-image taps
+ * of class c plus twice the popcounts of w over its outside taps).  list:
+ * scratch of n1 - n0 int32.  Returns the number of gated outputs. */
+int mdfi_dpath_gated(const mdfi_dpath_gate_geom *g, const uint64_t *s0, const uint64_t *w,
+                     const int32_t *kc, int32_t G, float *out, int n0, int n1, int32_t *list);
+typedef int (*mdfi_dpath_gated_fn)(const mdfi_dpath_gate_geom *g, const uint64_t *s0,
+                                   const uint64_t *w, const int32_t *kc, int32_t G, float *out,
+                                   int n0, int n1, int32_t *list);
 
 /* The loops in the fastest form for a layer prepared for an ISA
  * (every form gives identical results). */
@@ -46,19 +73,30 @@ typedef struct {
     void (*pack_words)(const float *x, size_t cstride, int nc, int w, const float *hi,
                        const float *lo, uint64_t *pos, uint64_t *nonzero);
     void (*requant)(float *d, const float *src, size_t n, int64_t mul, int64_t off, int s);
-    int (*popdot)(const uint64_t *a, const uint64_t *b, int n);
+    mdfi_dpath_gated_fn gated;
 } mdfi_dpath_loops;
 
-/* popdot is the portable one for the ISA ref, else the CPU's instruction
- * where this build has a form for it (identical counts). */
+/* gated: the AVX2 form for the ISAs avx2 and avx512 where the CPU has AVX2
+ * and POPCNT, else the POPCNT form for any ISA but ref where the CPU has
+ * POPCNT, else the portable one (identical results). */
 mdfi_dpath_loops mdfi_dpath_loops_for(mdfi_isa isa);
 #ifdef MDFI_HAVE_AVX2
 void mdfi_dpath_pack_words_avx2(const float *x, size_t cstride, int nc, int w, const float *hi,
                                 const float *lo, uint64_t *pos, uint64_t *nonzero);
 void mdfi_dpath_requant_avx2(float *d, const float *src, size_t n, int64_t mul, int64_t off, int s);
+/* needs POPCNT too (every AVX2 CPU has it; the choice checks) */
+int mdfi_dpath_gated_avx2(const mdfi_dpath_gate_geom *g, const uint64_t *s0, const uint64_t *w,
+                          const int32_t *kc, int32_t G, float *out, int n0, int n1,
+                          int32_t *list);
 #endif
 #ifdef MDFI_HAVE_POPCNT
-int mdfi_dpath_popdot_popcnt(const uint64_t *a, const uint64_t *b, int n);
+/* the counts of k listed pixels, as mdfi_dpath_gated after its compare */
+void mdfi_dpath_gated_counts_popcnt(const mdfi_dpath_gate_geom *g, const uint64_t *s0,
+                                    const uint64_t *w, const int32_t *kc, float *out,
+                                    const int32_t *list, int k);
+int mdfi_dpath_gated_popcnt(const mdfi_dpath_gate_geom *g, const uint64_t *s0, const uint64_t *w,
+                            const int32_t *kc, int32_t G, float *out, int n0, int n1,
+                            int32_t *list);
 #endif
 
 #endif

@@ -28,6 +28,7 @@
 
 #define ALIGN64(x) (((x) + 63) & ~(size_t)63)
 #define GATE_LIM 33554432.0   /* 2^25 > |2 D1|: a clamped gate decides as the real one */
+#define GATE_BLOCK 256        /* output columns per call of the gated pass */
 
 typedef struct {
     int thermo;            /* input=thermometer (else stream) */
@@ -145,8 +146,13 @@ typedef struct {
     float *thr;              /* stream: [3][C] shift, hi, lo; thermometer: [T] t_k */
     int32_t *G;              /* [M] floor(gate_m), clamped to +-2^25 (gate=1) */
     uint64_t *wg;            /* [M][k^2][words] filter sign words, tap-major (gate=1) */
-    int32_t *wpc;            /* [M][k^2] popcount of each tap's words (gate=1) */
     float *zeros;            /* [N] the second source of shortcut=0 */
+    /* gate=1: where each output's window lies in the s0 plane (base, cls,
+     * off: kernels/dpath.h) and kc [M][classes] (one block, gate_block) */
+    mdfi_dpath_gate_geom gg;
+    int32_t *kc;
+    int n_cls;
+    void *gate_block;
     size_t block_bytes;
     size_t plane_words;      /* one padded plane: words x ph x pw */
     size_t shared_bytes;     /* s1, s0, dense D0 (gate=0): at the start of scratch[0] */
@@ -159,6 +165,8 @@ static void free_prepared(fc_params *p)
     mdfi_dp_fixed_free(&p->fx);
     free(p->block);
     p->block = NULL;
+    free(p->gate_block);
+    p->gate_block = NULL;
 }
 
 static int gated(const fc_params *p)
@@ -220,8 +228,7 @@ static mdfi_status alloc_block(const mdfi_layer *l, fc_params *p, mdfi_errbuf *e
     const size_t N = p->s.shortcut ? 0 : (size_t)p->s.geom.out_h * p->s.geom.out_w;
     const size_t at_wg = 0, at_thr = at_wg + ALIGN64(g * M * T2 * W * sizeof(uint64_t));
     const size_t at_G = at_thr + ALIGN64(n_thr * sizeof(float));
-    const size_t at_wpc = at_G + ALIGN64(g * M * sizeof(int32_t));
-    const size_t at_zeros = at_wpc + ALIGN64(g * M * T2 * sizeof(int32_t));
+    const size_t at_zeros = at_G + ALIGN64(g * M * sizeof(int32_t));
     p->block_bytes = at_zeros + N * sizeof(float);
     char *b = p->block = calloc(1, p->block_bytes);
     if (!b)
@@ -229,7 +236,6 @@ static mdfi_status alloc_block(const mdfi_layer *l, fc_params *p, mdfi_errbuf *e
     p->wg = (uint64_t *)(b + at_wg);
     p->thr = (float *)(b + at_thr);
     p->G = (int32_t *)(b + at_G);
-    p->wpc = (int32_t *)(b + at_wpc);
     p->zeros = (float *)(b + at_zeros);
     return MDFI_OK;
 }
@@ -257,12 +263,37 @@ static mdfi_status prepare_thresholds(const mdfi_layer *l, fc_params *p, mdfi_er
     return MDFI_OK;
 }
 
-/* gate=1: the gate thresholds and the filters' sign words for the gated pass. */
+/* The classes of the output rows (or columns) by the taps that lie in the
+ * image, ky in [lo, hi) (hi < lo: none), numbered in order of first
+ * appearance: cls[o] for o < out; lohi (2 out ints) gets each class's pair.
+ * Returns the number of classes (1 where every window lies inside). */
+static int edge_classes(int out, int in, int k, int stride, int pad, int32_t *cls, int *lohi)
+{
+    int n = 0;
+    for (int o = 0; o < out; ++o) {
+        const int i0 = o * stride - pad, lo = i0 < 0 ? -i0 : 0, hi = in - i0 < k ? in - i0 : k;
+        int c = 0;
+        while (c < n && (lohi[2 * c] != lo || lohi[2 * c + 1] != hi))
+            ++c;
+        if (c == n) {
+            lohi[2 * n] = lo;
+            lohi[2 * n + 1] = hi;
+            ++n;
+        }
+        cls[o] = c;
+    }
+    return n;
+}
+
+/* gate=1: the gate thresholds, the filters' sign words and the gated pass's
+ * geometry (kernels/dpath.h: mdfi_dpath_gate_geom, kc). */
 static mdfi_status prepare_gate(const mdfi_layer *l, fc_params *p, const unsigned char *wbits,
                                 mdfi_errbuf *err)
 {
-    const int M = p->s.M, C = p->s.geom.channels, ks = p->s.geom.ksize, T2 = ks * ks;
-    const int W = p->bc.words;
+    const mdfi_conv_geom *g = &p->bc.g;
+    const int M = p->s.M, C = g->channels, ks = g->ksize, T2 = ks * ks, W = p->bc.words;
+    const int oh = g->out_h, ow = g->out_w;
+    const size_t N = (size_t)oh * ow, nt = (size_t)T2 * W;
     for (int m = 0; m < M; ++m) {
         const float gm = p->gate[m];
         if (!isfinite(gm))
@@ -275,11 +306,56 @@ static mdfi_status prepare_gate(const mdfi_layer *l, fc_params *p, const unsigne
             for (int t = 0; t < T2; ++t)
                 if (wbits[((size_t)m * C + c) * T2 + t])
                     p->wg[((size_t)m * T2 + t) * W + (c >> 6)] |= 1ull << (c & 63);
-        for (int t = 0; t < T2; ++t)
-            for (int cw = 0; cw < W; ++cw)
-                p->wpc[(size_t)m * T2 + t] +=
-                    mdfi_popcount64(p->wg[((size_t)m * T2 + t) * W + cw]);
     }
+    /* rows and columns by their in-image taps (temporary), then one block:
+     * base [N], cls [N], off [nt], kc [M][classes] */
+    int32_t *rc = malloc((size_t)(oh + ow) * sizeof *rc);
+    int *lohi = malloc((size_t)(oh + ow) * 2 * sizeof *lohi);
+    int nr = 0, nc = 0;
+    char *b = NULL;
+    if (rc && lohi) {
+        nr = edge_classes(oh, g->in_h, ks, g->stride, g->pad, rc, lohi);
+        nc = edge_classes(ow, g->in_w, ks, g->stride, g->pad, rc + oh, lohi + 2 * nr);
+        p->n_cls = nr * nc;
+        b = p->gate_block = malloc((2 * N + nt + (size_t)M * p->n_cls) * sizeof(int32_t));
+    }
+    if (!b) {
+        free(rc);
+        free(lohi);
+        return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
+    }
+    int32_t *base = (int32_t *)b, *cls = base + N, *off = cls + N;
+    p->kc = off + nt;
+    const ptrdiff_t pw = p->bc.pw, plane = (ptrdiff_t)p->bc.ph * pw;
+    for (int oy = 0; oy < oh; ++oy)
+        for (int ox = 0; ox < ow; ++ox) {
+            base[(size_t)oy * ow + ox] = (int32_t)((ptrdiff_t)oy * g->stride * pw + ox * g->stride);
+            cls[(size_t)oy * ow + ox] = rc[oy] * nc + rc[oh + ox];
+        }
+    for (int t = 0; t < T2; ++t)
+        for (int cw = 0; cw < W; ++cw)
+            off[t * W + cw] = (int32_t)((t / ks) * pw + t % ks + cw * plane);
+    /* kc[m][class]: C' per in-image tap, plus twice the filter's popcount
+     * over the outside taps (their zero words count as all signs differing) */
+    for (int m = 0; m < M; ++m)
+        for (int r = 0; r < nr; ++r)
+            for (int c = 0; c < nc; ++c) {
+                const int *y = lohi + 2 * r, *x = lohi + 2 * (nr + c);
+                int32_t v = 0;
+                for (int t = 0; t < T2; ++t) {
+                    const int ky = t / ks, kx = t % ks;
+                    if (ky >= y[0] && ky < y[1] && kx >= x[0] && kx < x[1]) {
+                        v += C;
+                        continue;
+                    }
+                    for (int cw = 0; cw < W; ++cw)
+                        v += 2 * mdfi_popcount64(p->wg[((size_t)m * T2 + t) * W + cw]);
+                }
+                p->kc[(size_t)m * p->n_cls + r * nc + c] = v;
+            }
+    free(rc);
+    free(lohi);
+    p->gg = (mdfi_dpath_gate_geom){base, cls, off, (int)nt, ks, W, pw, plane};
     return MDFI_OK;
 }
 
@@ -288,8 +364,14 @@ static mdfi_status fc_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
     fc_params *p = l->priv;
     MDFI_CHECK(mdfi_dp_kernel(l, ctx, "fracconv", &p->kern, err));
     p->loops = mdfi_dpath_loops_for(ctx->isa);
-    if (p->kern->kind == MDFI_BK_REF)   /* the reference kernel: the portable popcount too */
-        p->loops.popdot = mdfi_dpath_popdot;
+    /* the gated pass follows a forced binary kernel: ref, the portable
+     * popcount; popcnt, the POPCNT form; else the ISA's (kernels/dpath.h) */
+    if (p->kern->kind == MDFI_BK_REF)
+        p->loops.gated = mdfi_dpath_gated;
+#ifdef MDFI_HAVE_POPCNT
+    if (p->kern->kind == MDFI_BK_POPCNT)
+        p->loops.gated = mdfi_dpath_gated_popcnt;
+#endif
     free_prepared(p);
     MDFI_CHECK(alloc_block(l, p, err));
     const int M = p->s.M;
@@ -315,18 +397,19 @@ static mdfi_status fc_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
     const size_t N = (size_t)l->out_h * l->out_w;
     free(p->raw);
     p->raw = NULL;
-    const int T2 = p->s.geom.ksize * p->s.geom.ksize;
     l->param_bytes = mdfi_bconv_param_bytes(&p->bc) + mdfi_dp_fixed_bytes(&p->fx) +
                      p->block_bytes;
+    if (gated(p))
+        l->param_bytes += (2 * N + (size_t)p->gg.nt + (size_t)M * p->n_cls) * sizeof(int32_t);
     /* scratch[0] starts with what the threads share: the padded s1 (and s0)
      * planes and, gate=0, the dense D0; every thread's scratch then holds
-     * the kernel's workspace and, gate=1, its window of s0 words */
+     * the kernel's workspace and, gate=1, its list of gated pixels */
     p->plane_words = mdfi_bconv_input_words(&p->bc);
     const size_t planes = p->s.thermo ? 1 : 2;
     p->d0_at = ALIGN64(planes * p->plane_words * sizeof(uint64_t));
     p->shared_bytes = p->d0_at + (!p->s.thermo && !p->s.gate ? ALIGN64(N * M * sizeof(float)) : 0);
     size_t need = p->shared_bytes + ALIGN64(mdfi_bconv_workspace_size(&p->bc)) +
-                  (gated(p) ? (size_t)T2 * (p->bc.words * sizeof(uint64_t) + sizeof(int)) : 0);
+                  (gated(p) ? GATE_BLOCK * sizeof(int32_t) : 0);
     l->scratch_bytes = need > l->scratch_bytes ? need : l->scratch_bytes;
     return MDFI_OK;
 }
@@ -377,45 +460,19 @@ static void input_task(void *arg, int task, int thread)
         pack_rows(j, y0, y1);
 }
 
-/* gate=1, columns [n0, n1): out holds (float)D1 and becomes (float)P.  Per
- * output pixel the s0 words of its window are gathered once (taps outside
- * the image as zero words, whose popcount against a filter is taken back
- * with wpc), then one dot product per channel whose gate fires. */
-static void gated_pass(const fc_job *j, float *out, int n0, int n1, uint64_t *win, int *outside)
+/* gate=1, columns [n0, n1): out holds (float)D1 and becomes (float)P.  In
+ * blocks of columns, channel by channel: the kernel lists the outputs whose
+ * gate fires and counts each one's differing signs straight from the s0
+ * plane (kernels/dpath.h, mdfi_dpath_gated). */
+static void gated_pass(const fc_job *j, float *out, int n0, int n1, int32_t *list)
 {
     const fc_params *p = j->p;
-    const mdfi_bconv *bc = &p->bc;
-    const mdfi_conv_geom *g = &bc->g;
-    const int ks = g->ksize, T2 = ks * ks, W = bc->words, M = p->s.M;
-    const size_t plane = (size_t)bc->ph * bc->pw, N = (size_t)j->split.N;
-    for (int n = n0; n < n1; ++n) {
-        const int oy = n / g->out_w, ox = n % g->out_w;
-        int n_out = 0;
-        for (int t = 0; t < T2; ++t) {
-            const int iy = oy * g->stride - g->pad + t / ks, ix = ox * g->stride - g->pad + t % ks;
-            uint64_t *w = win + (size_t)t * W;
-            if (iy < 0 || iy >= g->in_h || ix < 0 || ix >= g->in_w) {
-                outside[n_out++] = t;
-                memset(w, 0, (size_t)W * sizeof *w);
-                continue;
-            }
-            const uint64_t *s = j->s0 + (size_t)(iy + g->pad) * bc->pw + ix + g->pad;
-            for (int cw = 0; cw < W; ++cw)
-                w[cw] = s[cw * plane];
-        }
-        const int32_t all = (T2 - n_out) * g->channels;   /* D0 if every sign agreed */
-        for (int m = 0; m < M; ++m) {
-            float *o = out + (size_t)m * N + n;
-            const int32_t d1x2 = 2 * (int32_t)*o;
-            if (d1x2 <= p->G[m]) {
-                *o = (float)d1x2;
-                continue;
-            }
-            int32_t differ = p->loops.popdot(p->wg + (size_t)m * T2 * W, win, T2 * W);
-            for (int q = 0; q < n_out; ++q)
-                differ -= p->wpc[(size_t)m * T2 + outside[q]];
-            *o = (float)(d1x2 + all - 2 * differ);
-        }
+    const size_t N = (size_t)j->split.N, nt = (size_t)p->gg.nt;
+    for (int b0 = n0; b0 < n1; b0 += GATE_BLOCK) {
+        const int b1 = n1 - b0 < GATE_BLOCK ? n1 : b0 + GATE_BLOCK;
+        for (int m = 0; m < p->s.M; ++m)
+            p->loops.gated(&p->gg, j->s0, p->wg + (size_t)m * nt, p->kc + (size_t)m * p->n_cls,
+                           p->G[m], out + (size_t)m * N, b0, b1, list);
     }
 }
 
@@ -436,9 +493,8 @@ static void conv_task(void *arg, int task, int thread)
     mdfi_dp_bout(&o, out, N, &p->fx);
     mdfi_bconv_run(&p->bc, j->s1, &o, n0, n1, ws);
     if (gated(p)) {
-        uint64_t *win = (uint64_t *)(mine + ALIGN64(mdfi_bconv_workspace_size(&p->bc)));
-        const int T2 = p->s.geom.ksize * p->s.geom.ksize;
-        gated_pass(j, out, n0, n1, win, (int *)(win + (size_t)T2 * p->bc.words));
+        gated_pass(j, out, n0, n1,
+                   (int32_t *)(mine + ALIGN64(mdfi_bconv_workspace_size(&p->bc))));
     } else if (!p->s.thermo) {   /* gate=0: the dense second plane */
         o.out = j->d0;
         mdfi_bconv_run(&p->bc, j->s0, &o, n0, n1, ws);

@@ -1,16 +1,26 @@
-/* mdfi_dpath_popdot (kernels/dpath.h) on the POPCNT instruction: this file
- * is built with -mpopcnt, so the builtin is one instruction a word. */
-#include "kernels/dpath.h"
+/* mdfi_dpath_gated (kernels/dpath.h) on the POPCNT instruction: this file is
+ * built with -mpopcnt, so the builtin is one instruction a word.  The AVX2
+ * form counts with mdfi_dpath_gated_counts_popcnt where its vectors do not
+ * fit the window. */
+#include "kernels/dpath_gated.h"
 
-int mdfi_dpath_popdot_popcnt(const uint64_t *a, const uint64_t *b, int n)
+static int popcount_insn(uint64_t x)
 {
-    uint64_t s0 = 0, s1 = 0;
-    int i = 0;
-    for (; i + 2 <= n; i += 2) {   /* two chains: the adds do not wait on each other */
-        s0 += (uint64_t)__builtin_popcountll(a[i] ^ b[i]);
-        s1 += (uint64_t)__builtin_popcountll(a[i + 1] ^ b[i + 1]);
-    }
-    if (i < n)
-        s0 += (uint64_t)__builtin_popcountll(a[i] ^ b[i]);
-    return (int)(s0 + s1);
+    return __builtin_popcountll(x);
+}
+
+__attribute__((noinline)) void mdfi_dpath_gated_counts_popcnt(
+    const mdfi_dpath_gate_geom *g, const uint64_t *s0, const uint64_t *w, const int32_t *kc,
+    float *out, const int32_t *list, int k)
+{
+    mdfi_gated_counts(g, s0, w, kc, out, list, k, popcount_insn);
+}
+
+int mdfi_dpath_gated_popcnt(const mdfi_dpath_gate_geom *g, const uint64_t *s0, const uint64_t *w,
+                            const int32_t *kc, int32_t G, float *out, int n0, int n1,
+                            int32_t *list)
+{
+    const int k = mdfi_gated_list(out, n0, n1, G, list);
+    mdfi_dpath_gated_counts_popcnt(g, s0, w, kc, out, list, k);
+    return k;
 }
