@@ -100,7 +100,7 @@ $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	$(CC) $(CFLAGS_BASE) $(ISA_DEFS) -MMD -MP -c $< -o $@
 
 # Everything but the kernels is built for size (the program must stay small:
-# < 284 KB stripped); the kernels' drivers and packers keep -O2, ISA files -O3.
+# < 280 KB stripped); the kernels' drivers and packers keep -O2, ISA files -O3.
 OBJ_KERNEL_PORTABLE := $(filter $(BUILD)/obj/csrc/kernels/%,$(OBJ_PORTABLE))
 $(filter-out $(OBJ_KERNEL_PORTABLE),$(OBJ_PORTABLE)) $(CLI_OBJ): CFLAGS_BASE += -Os
 $(OBJ_AVX2): CFLAGS_BASE += -mavx2 -mfma -O3
