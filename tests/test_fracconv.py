@@ -313,7 +313,10 @@ def test_info_no_weights_and_inputs(tmp_path):
         assert (li.type, li.filters, li.size, li.stride, li.pad, li.xnor) == \
             ("fracconv", 65, 3, 1, 1, True)
         assert li.activation == "linear"
-        assert li.flops == 2 * 65 * 65 * 9 * 5 * 7
+        # gate=1: the first plane's binary multiply-adds (the second is measured)
+        assert (li.flops, li.bops, li.macs, li.gate) == (0, 65 * 65 * 9 * 5 * 7,
+                                                         65 * 65 * 9 * 5 * 7, True)
+        assert net.layers[2].bops == 2 * net.layers[2].macs and not net.layers[2].gate  # gate=0
         assert net.layers[7].output_shape == (130, 3, 4)
         assert out.shape == (10, 1, 1)
     layers = wt.layers_of(cfg)
