@@ -44,7 +44,7 @@ int cmd_info(int argc, char **argv)
                li.out_w, li.out_h, li.out_c);
         if (li.flops > 0 || li.bops > 0)   /* a gated layer's BOPs: its first plane */
             printf("  %7.3f BFLOPs %7.3f BBOPs%s", li.flops / 1e9, li.bops / 1e9,
-                   li.gate ? "+g" : "");
+                   li.gate ? "+g" : "  ");
         if (*li.activation)
             printf("  %s", li.activation);
         mdfi_layer_format qf;
