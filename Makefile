@@ -111,6 +111,11 @@ $(OBJ_VPOPCNT): CFLAGS_BASE += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx5
 $(OBJ_NEON): CFLAGS_BASE += $(NEON_FLAGS) -O3
 $(OBJ_DOTPROD): CFLAGS_BASE += -march=armv8.2-a+dotprod -O3
 $(OBJ_POPCNT): CFLAGS_BASE += -mpopcnt -O3
+# -O2 where -O3's unrolled copies cost the program a 4 KB page and buy little:
+# the [fracconv] AVX2 forms (a compare, a list, a popcount loop) and the
+# POPCNT binary kernel (the fallback of x86 CPUs without AVX2)
+$(BUILD)/obj/csrc/kernels/x86/dpath_avx2.o $(BUILD)/obj/csrc/kernels/x86/bgemm_popcnt.o: \
+    CFLAGS_BASE += -O2
 
 $(BUILD)/libmdfi.a: $(LIB_OBJ)
 	@rm -f $@

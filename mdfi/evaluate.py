@@ -16,8 +16,20 @@ The first form runs the network on every image of the dataset's test split
                   figure is the mean over the images (an exit model's images
                   take different paths: "faster on average" is the mean);
   macs_per_image  the mean over images of the multiply-accumulates one forward
-                  spent: the network's `last_exit.macs` where it has one, else
-                  the sum of every layer's flops / 2.
+                  spent, float and binary (a binary one per weight per output,
+                  whatever the input's bit planes): the network's
+                  `last_exit.macs` where it has one, else the sum of every
+                  layer's macs;
+  flops_per_image the mean of the float operations (float multiply-adds x 2;
+                  binary convolutions count none) and
+  bops_per_image  of the binary multiply-adds (one per weight bit per output
+                  per bit plane of the input) one forward spent, likewise from
+                  `last_exit`; a gated layer ([fracconv] gate=1) counts its
+                  first plane plus the second plane of the outputs it gated
+                  in that forward (docs/wsfracbnn.md, Operation counts);
+  gates           per gated layer: `layer`, `gated` and `outputs` summed over
+                  the images (first pass) and `share` = gated / outputs, the
+                  measured share of outputs whose second plane ran.
 
 For a network with exits (docs/early-exit.md) it runs the chosen policy (--policy,
 default: the network's own) and `none` on the same images in the same run, image
@@ -30,10 +42,13 @@ The second form re-checks the figures a model index claims (examples/models/
 index.json) and prints one row per figure; the exit status is 1 when any figure
 fails.  Tolerances: `n` exactly; an accuracy or an exit's share within 2/n (two
 test images: float sums in another order on another kernel, AVX2, AVX-512 or
-NEON, may flip an image or two near a tie); MACs per image within 1e-6
-relative, plus, for a network with exits, two images' worth of the whole
-network's MACs (two flipped exit decisions).  Times and speed-ups depend on the
-machine and are printed, never checked.
+NEON, may flip an image or two near a tie); MACs, FLOPs and BOPs per image
+within 1e-6 relative, plus, for a network with exits, two images' worth of
+the whole network's (two flipped exit decisions) and, for BOPs, two images'
+worth of the gated layers' second planes (gates flipped by a float stem
+summed in another order); a gated layer's share (`gate_shares`, one per
+gated layer in order) within 2/n.  Times and speed-ups depend on the machine
+and are printed, never checked.
 
 This module belongs to the runtime (it imports the runtime only), so trainers and
 scripts may call `evaluate(net, data, ...)` directly.
@@ -70,27 +85,43 @@ def _test_split(net, data, limit):
     return np.ascontiguousarray(x, np.float32), np.asarray(y, np.int64)
 
 
-def _all_layer_macs(net):
-    return sum(layer.flops for layer in net.layers) / 2
+OPS = ("macs", "flops", "bops")
 
 
-def _spent(net, all_macs):
-    """(exit index, MACs) of the last forward: the network's own figures where it
-    reports them (net.last_exit), else the main path's end and every layer."""
+def _all_layer_ops(net):
+    """{macs, flops, bops} of every layer together (a layer that gives no macs:
+    flops / 2; no bops: 0)."""
+    layers = net.layers
+    return {"macs": sum(getattr(la, "macs", la.flops / 2) for la in layers),
+            "flops": sum(la.flops for la in layers),
+            "bops": sum(getattr(la, "bops", 0.0) for la in layers)}
+
+
+def _gated_layers(net):
+    return [la.index for la in net.layers if getattr(la, "gate", False)]
+
+
+def _spent(net, all_ops):
+    """(exit index, {macs, flops, bops}) of the last forward: the network's own
+    figures where it reports them (net.last_exit), else the main path's end
+    and every layer."""
     last = getattr(net, "last_exit", None)
     if last is None:
-        return -1, all_macs
-    return int(last.exit), float(last.macs)
+        return -1, all_ops
+    return int(last.exit), {k: float(getattr(last, k, all_ops[k])) for k in OPS}
 
 
 def _run(net, x, policies, repeats):
     """Runs every image under every policy (None: leave the network as it is),
-    `repeats` times.  Returns {policy: {pred, exit, macs, ms}}: per image the
-    prediction, the exit that fired, the MACs spent (first pass) and the
-    time in milliseconds of every pass ([repeats, n])."""
-    n, all_macs = len(x), _all_layer_macs(net)
+    `repeats` times.  Returns {policy: {pred, exit, macs, flops, bops, gates,
+    ms}}: per image the prediction, the exit that fired, the operations spent
+    (first pass), per gated layer its gated and total outputs summed over the
+    images (first pass), and the time in milliseconds of every pass
+    ([repeats, n])."""
+    n, all_ops, gated = len(x), _all_layer_ops(net), _gated_layers(net)
     runs = {p: {"pred": np.zeros(n, np.int64), "exit": np.full(n, -1, np.int64),
-                "macs": np.zeros(n), "ms": np.zeros((repeats, n))} for p in policies}
+                **{k: np.zeros(n) for k in OPS}, "gates": {g: [0, 0] for g in gated},
+                "ms": np.zeros((repeats, n))} for p in policies}
     switch = len(policies) > 1
     for p in policies:                 # warm-up, untimed; also checks each policy is allowed
         if p is not None:
@@ -110,14 +141,23 @@ def _run(net, x, policies, repeats):
                 r["ms"][rep, i] = ms
                 if rep == 0:
                     r["pred"][i] = int(np.argmax(probs))
-                    r["exit"][i], r["macs"][i] = _spent(net, all_macs)
+                    r["exit"][i], ops = _spent(net, all_ops)
+                    for k in OPS:
+                        r[k][i] = ops[k]
+                    for g, count in r["gates"].items():
+                        got = net.gates(g)
+                        count[0] += got[0]
+                        count[1] += got[1]
     return runs
 
 
 def _summary(run, y):
-    return {"accuracy": float(np.mean(run["pred"] == y)),
-            "ms_per_image": float(np.mean(np.median(run["ms"], axis=0))),
-            "macs_per_image": float(np.mean(run["macs"]))}
+    out = {"accuracy": float(np.mean(run["pred"] == y)),
+           "ms_per_image": float(np.mean(np.median(run["ms"], axis=0)))}
+    out.update({k + "_per_image": float(np.mean(run[k])) for k in OPS})
+    out["gates"] = [{"layer": g, "gated": c[0], "outputs": c[1],
+                     "share": c[0] / c[1] if c[1] else None} for g, c in run["gates"].items()]
+    return out
 
 
 def _exit_table(net, run, y):
@@ -218,8 +258,11 @@ def _within(claim, measured, tol):
     return measured is not None and abs(measured - claim) <= tol + 1e-12
 
 
-def _checks(claims, result, all_macs):
-    """Rows (figure, claimed, measured, tolerance, ok) for one result."""
+def _checks(claims, result, whole):
+    """Rows (figure, claimed, measured, tolerance, ok) for one result.  whole:
+    {macs, flops, bops} of the whole network (every layer and predictor) and
+    `second`, the second-plane BOPs of its gated layers were every output
+    gated."""
     n = result["n"]
     rows = []
     if "n" in claims:
@@ -227,15 +270,23 @@ def _checks(claims, result, all_macs):
     if "accuracy" in claims:
         rows.append(("accuracy", claims["accuracy"], result["accuracy"], 2 / n,
                      _within(claims["accuracy"], result["accuracy"], 2 / n)))
-    if "macs_per_image" in claims:
-        tol = 1e-6 * claims["macs_per_image"] + (2 * all_macs / n if "exits" in result else 0)
-        rows.append(("macs_per_image", claims["macs_per_image"], result["macs_per_image"], tol,
-                     _within(claims["macs_per_image"], result["macs_per_image"], tol)))
+    for k in OPS:   # two images' worth: exits taken otherwise, gates flipped
+        figure = k + "_per_image"
+        if figure in claims:
+            tol = 1e-6 * abs(claims[figure]) + 2 * (
+                (whole[k] if "exits" in result else 0) + (whole["second"] if k == "bops" else 0)) / n
+            rows.append((figure, claims[figure], result[figure], tol,
+                         _within(claims[figure], result[figure], tol)))
     for i, share in enumerate(claims.get("shares", [])):
         entries = result.get("exits") or []
         got = entries[i]["share"] if i < len(entries) else None
         name = entries[i]["name"] if i < len(entries) else f"end {i}"
         rows.append((f"share {name}", share, got, 2 / n, _within(share, got, 2 / n)))
+    for i, share in enumerate(claims.get("gate_shares", [])):
+        entries = result.get("gates") or []
+        got = entries[i]["share"] if i < len(entries) else None
+        name = f"layer {entries[i]['layer']}" if i < len(entries) else f"gate {i}"
+        rows.append((f"gated share {name}", share, got, 2 / n, _within(share, got, 2 / n)))
     return rows
 
 
@@ -269,13 +320,16 @@ def check_index(path, name=None, threads=1, kernel=None, data_paths=None, log=No
                 loaded[ds] = datasets.load(ds, data_paths.get(ds), train=False)
             with Network(os.path.join(base, m["cfg"]), os.path.join(base, m["weights"]),
                          threads=threads, kernel=kernel) as net:
-                all_macs = _all_layer_macs(net) + sum(
-                    getattr(e, "predictor_macs", 0) for e in (getattr(net, "exits", None) or []))
+                whole = _all_layer_ops(net)
+                pred = sum(getattr(e, "predictor_macs", 0) for e in (getattr(net, "exits", None)
+                                                                      or []))
+                whole.update(macs=whole["macs"] + pred, flops=whole["flops"] + 2 * pred,
+                             second=sum(net.layers[g].bops for g in _gated_layers(net)))
                 for policy, c in per_policy:
                     if log:
                         log(f"{m['name']}: {ds}" + (f", policy {policy}" if policy else ""))
                     result = evaluate(net, loaded[ds], policy=policy)
-                    for figure, claimed, got, tol, ok in _checks(c, result, all_macs):
+                    for figure, claimed, got, tol, ok in _checks(c, result, whole):
                         rows.append({"model": m["name"], "policy": result["policy"],
                                      "figure": figure, "claimed": claimed, "measured": got,
                                      "tolerance": tol, "ok": bool(ok)})
@@ -310,8 +364,16 @@ def print_rows(rows, out=sys.stdout):
 
 # ----------------------------------------------------------------------------- the command line
 
-def _macs(v):
-    return f"{v / 1e6:.3f} M MACs" if v >= 1e5 else f"{v:.0f} MACs"
+def _macs(v, unit="MACs"):
+    return f"{v / 1e6:.3f} M {unit}" if v >= 1e5 else f"{v:.0f} {unit}"
+
+
+def _print_ops(r):
+    print(f"operations per image: {_macs(r['flops_per_image'], 'FLOPs')}, "
+          f"{_macs(r['bops_per_image'], 'BOPs')} (binary multiply-adds, gated planes as measured)")
+    for g in r["gates"]:
+        share = "-" if g["share"] is None else f"{100 * g['share']:.2f} %"
+        print(f"  layer {g['layer']:>3}: gated share {share} of {g['outputs']} outputs")
 
 
 def _print_result(cfg, r):
@@ -321,12 +383,14 @@ def _print_result(cfg, r):
             f"{_macs(r['macs_per_image'])}/image")
     if r.get("exits") is None:
         print(line)
+        _print_ops(r)
         return
     b = r["none"]
     print(f"policy {r['policy']}: {line}")
     print(f"policy none: accuracy {100 * b['accuracy']:.2f} %, {b['ms_per_image']:.3f} ms/image, "
           f"{_macs(b['macs_per_image'])}/image")
     print(f"speed-up against none: {r['speedup_vs_none']:.2f}x (mean time per image)")
+    _print_ops(r)
     for e in r["exits"]:
         acc = "-" if e["accuracy"] is None else f"{100 * e['accuracy']:.2f} %"
         print(f"  {e['name']:<6} layer {e['layer']:>3}: {100 * e['share']:6.2f} % of the images "

@@ -12,6 +12,13 @@ from ._core import ffi, lib, raise_for
 
 @dataclasses.dataclass(frozen=True)
 class LayerInfo:
+    """A layer as the C core built it.  Operation counts of one forward
+    (docs/wsfracbnn.md, Operation counts): flops = float multiply-adds x 2;
+    bops = binary multiply-adds, one per weight bit per output per bit plane
+    of the input (a gated layer: its first plane; Network.gates gives the
+    second plane's share); macs = multiply-accumulates, float and binary (one
+    per weight per output whatever the bit planes).  gate: a [fracconv]
+    gate=1 layer."""
     index: int
     type: str
     input_shape: tuple
@@ -26,6 +33,9 @@ class LayerInfo:
     line: int
     batch_normalize: bool
     xnor: bool
+    bops: float = 0.0
+    macs: float = 0.0
+    gate: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,11 +91,15 @@ class ExitInfo:
 class ExitResult:
     """Where the last forward ended: exit k, or -1 for the main path's end; the
     layer holding the result, its normalized entropy (-1: not a classifier)
-    and the multiply-accumulates the forward spent."""
+    and the multiply-accumulates, float and binary operations the forward
+    spent (bops: a gated layer's first plane plus the second plane of the
+    outputs it gated)."""
     exit: int
     layer: int
     entropy: float
     macs: float
+    flops: float = 0.0
+    bops: float = 0.0
 
 
 EXIT_POLICIES = ("none", "all", "branchy", "entropy-predictor", "exit-predictor")
@@ -225,7 +239,8 @@ class Network:
         return LayerInfo(i, ffi.string(li.type).decode(), (li.in_c, li.in_h, li.in_w),
                          (li.out_c, li.out_h, li.out_w), li.filters, li.size, li.stride,
                          li.groups, li.pad, ffi.string(li.activation).decode(), li.flops,
-                         li.line, bool(li.batch_normalize), bool(li.xnor))
+                         li.line, bool(li.batch_normalize), bool(li.xnor), li.bops, li.macs,
+                         bool(li.gate))
 
     def layer_format(self, index):
         """The fixed-point formats of layer `index` (docs/fixed-point.md)."""
@@ -292,7 +307,19 @@ class Network:
         """Where the last (complete) forward ended: an ExitResult."""
         r = ffi.new("mdfi_exit_result *")
         self._call(lib.mdfi_net_exit_result(self._handle(), r))
-        return ExitResult(r.exit, r.layer, r.entropy, r.macs)
+        return ExitResult(r.exit, r.layer, r.entropy, r.macs, r.flops, r.bops)
+
+    @_locked
+    def gates(self, layer):
+        """(gated, total) of a gated layer ([fracconv] gate=1) in the last
+        forward: the outputs whose precision gate fired (their second bit
+        plane ran) and all its outputs; (0, 0) if it did not run in it.  An
+        ArgumentError for a layer without a gate."""
+        if not -len(self.layers) <= layer < len(self.layers):
+            raise errors.ArgumentError(f"no layer {layer} (the network has {len(self.layers)})")
+        g, t = ffi.new("long long *"), ffi.new("long long *")
+        self._call(lib.mdfi_net_layer_gates(self._handle(), layer % len(self.layers), g, t))
+        return int(g[0]), int(t[0])
 
     @property
     def main_macs(self):

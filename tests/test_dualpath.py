@@ -556,7 +556,9 @@ def test_info_and_no_weights(tmp_path):
         assert (li.type, li.filters, li.size, li.stride, li.pad, li.xnor) == \
             ("dualpath", 65, 3, 1, 1, True)
         assert li.batch_normalize and li.activation == "linear"
-        assert li.flops == 2 * 65 * 65 * 9 * 5 * 7
+        # binary multiply-adds, one plane (abits=1); no float ones
+        assert (li.flops, li.bops, li.macs) == (0, 65 * 65 * 9 * 5 * 7, 65 * 65 * 9 * 5 * 7)
+        assert net.layers[2].bops == 2 * net.layers[2].macs == 2 * 130 * 65 * 5 * 7   # 1.5 bits
         assert li.input_shape == (65, 5, 7) and li.output_shape == (65, 5, 7)
         assert net.layers[7].output_shape == (130, 3, 4)
         assert out.shape == (10, 1, 1)

@@ -87,7 +87,8 @@ def test_wiring_and_info(model):
         assert e.threshold == 0.5 and e.exit_gate == 0.5 and e.entropy_gate == 0.5
         assert net.layers[3].input_shape == (4, 4, 4)      # reads the branch point
         assert net.layers[5].input_shape == (4, 4, 4)      # so does the main path after it
-        macs = [li.flops / 2 for li in net.layers]
+        macs = [li.macs for li in net.layers]
+        assert macs == [li.flops / 2 for li in net.layers]   # a float network
         assert e.branch_macs == macs[3] + macs[4]
         assert net.main_macs == macs[0] + macs[1] + sum(macs[5:])
         assert e.path_macs == macs[0] + macs[1] + e.branch_macs

@@ -142,11 +142,12 @@ XNOR_MIX = cfg_text((9, 6, 3), ("convolutional", {"filters": 16, "size": 3, "pad
                     fc(32, 1, gate=0))
 
 
-def gate_shares(cfg, weights, x, outs):
-    """The share of gated outputs of every gate=1 layer (reference, fed)."""
+def gate_counts(cfg, weights, x, outs):
+    """{layer: (gated outputs, outputs)} of every gate=1 layer: the reference's
+    g summed, fed the layer's input from outs (MDFI's outputs) or x."""
     layers = wt.layers_of(cfg)
     dw = wt.read_weights(layers, weights)
-    shares = []
+    counts = {}
     for layer, arrays in zip(layers, dw.layers):
         if layer.type != "fracconv":
             continue
@@ -157,8 +158,13 @@ def gate_shares(cfg, weights, x, outs):
         pad = size // 2 if layer.section.get_int("pad", 0) else 0
         src = x if layer.inputs[0] < 0 else outs[layer.inputs[0]]
         g = fr.parts(src, arrays, stride=layer.section.get_int("stride", 1), pad=pad)["g"]
-        shares.append(float(g.mean()))
-    return shares
+        counts[layer.index] = (int(g.sum()), int(g.size))
+    return counts
+
+
+def gate_shares(cfg, weights, x, outs):
+    """The share of gated outputs of every gate=1 layer (reference, fed)."""
+    return [g / n for g, n in gate_counts(cfg, weights, x, outs).values()]
 
 
 NETS = {
@@ -346,7 +352,10 @@ def test_info_no_weights_and_inputs(tmp_path):
         assert (li.type, li.filters, li.size, li.stride, li.pad, li.xnor) == \
             ("fracconv", 65, 3, 1, 1, True)
         assert li.activation == "linear"
-        assert li.flops == 2 * 65 * 65 * 9 * 5 * 7
+        # gate=1: the first plane's binary multiply-adds (the second is measured)
+        assert (li.flops, li.bops, li.macs, li.gate) == (0, 65 * 65 * 9 * 5 * 7,
+                                                         65 * 65 * 9 * 5 * 7, True)
+        assert net.layers[2].bops == 2 * net.layers[2].macs and not net.layers[2].gate  # gate=0
         assert net.layers[7].output_shape == (130, 3, 4)
         assert out.shape == (10, 1, 1)
     layers = wt.layers_of(cfg)

@@ -25,7 +25,7 @@ int cmd_info(int argc, char **argv)
     mdfi_net *net = cli_open_net(a.pos[0], a.n_pos > 1 ? a.pos[1] : NULL, &a);
     if (!net)
         return 1;
-    double total = 0;
+    double total = 0, btotal = 0;
     printf("layer     filters    size              input                output\n");
     for (int i = 0; i < mdfi_net_num_layers(net); ++i) {
         mdfi_layer_info li;
@@ -42,8 +42,9 @@ int cmd_info(int argc, char **argv)
             printf("     ");
         printf("  %-12s %4d x%4d x%4d   ->  %4d x%4d x%4d", geo, li.in_w, li.in_h, li.in_c,
                li.out_w, li.out_h, li.out_c);
-        if (li.flops > 0)
-            printf("  %7.3f BFLOPs", li.flops / 1e9);
+        if (li.flops > 0 || li.bops > 0)   /* a gated layer's BOPs: its first plane */
+            printf("  %7.3f BFLOPs %7.3f BBOPs%s", li.flops / 1e9, li.bops / 1e9,
+                   li.gate ? "+g" : "  ");
         if (*li.activation)
             printf("  %s", li.activation);
         mdfi_layer_format qf;
@@ -62,9 +63,10 @@ int cmd_info(int argc, char **argv)
         }
         printf("\n");
         total += li.flops;
+        btotal += li.bops;
     }
-    printf("total: %d layers, %.3f BFLOPs, %.1f MB prepared parameters, %.1f MB activation "
-           "arena, kernel %s%s\n", mdfi_net_num_layers(net), total / 1e9,
+    printf("total: %d layers, %.3f BFLOPs, %.3f BBOPs, %.1f MB prepared parameters, %.1f MB "
+           "activation arena, kernel %s%s\n", mdfi_net_num_layers(net), total / 1e9, btotal / 1e9,
            mdfi_net_weight_bytes(net) / 1048576.0, mdfi_net_arena_bytes(net) / 1048576.0,
            mdfi_net_kernel_name(net), mdfi_net_is_fixed(net) ? ", fixed point" : "");
     cli_print_exits(net);

@@ -110,11 +110,25 @@ typedef struct {
     int out_c, out_h, out_w;
     int filters, size, stride, groups, pad;   /* 0 where not meaningful */
     const char *activation;                   /* "" where not meaningful */
-    double flops;         /* multiply-adds * 2 */
+    /* Operation counts, one forward (docs/wsfracbnn.md#operation-counts). */
+    double flops;         /* float operations: float multiply-adds * 2 (0 for a binary
+                             convolution: its epilogue is not counted, as no conv's is) */
     int line;             /* cfg line of the section header */
     int batch_normalize, xnor;
+    double bops;          /* binary multiply-adds: one per weight bit per output per bit
+                             plane of the input; a gated layer: its first plane only */
+    double macs;          /* multiply-accumulates, float and binary: one per weight per
+                             output, whatever the input's bit planes */
+    int gate;             /* 1: a precision gate ([fracconv] gate=1) decides per output
+                             whether the second plane runs (mdfi_net_layer_gates) */
 } mdfi_layer_info;
 mdfi_status mdfi_net_layer_info(const mdfi_net *net, int index, mdfi_layer_info *info);
+/* A gated layer's last forward: the outputs whose gate fired (their second
+ * plane ran: bops / total binary multiply-adds each) and all its outputs;
+ * 0 and 0 when it did not run in that forward (none yet, stopped before it,
+ * a skipped branch).  A layer without a gate: MDFI_ERR_ARG, 0 and 0. */
+mdfi_status mdfi_net_layer_gates(const mdfi_net *net, int index, long long *gated,
+                                 long long *total);
 /* The layer's output after the last forward.  For a layer whose buffer was
  * reused (keep_outputs off) this is MDFI_ERR_ARG, except for outputs that
  * stay live: the last layer and every [yolo] layer. */
@@ -154,6 +168,9 @@ typedef struct {
     int layer;            /* the layer holding the result (mdfi_net_output) */
     float entropy;        /* its normalized entropy; -1 if it is not a classifier */
     double macs;          /* multiply-accumulates this forward spent */
+    double flops, bops;   /* float and binary operations it spent (mdfi_layer_info's, of
+                             the layers and predictors that ran; gated layers: the first
+                             plane plus the second plane of the outputs gated) */
 } mdfi_exit_result;
 /* After a forward that completed (any network). */
 mdfi_status mdfi_net_exit_result(const mdfi_net *net, mdfi_exit_result *r);

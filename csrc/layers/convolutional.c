@@ -49,6 +49,11 @@ static mdfi_status binary_keys(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_pa
                          (double)astep);
     mdfi_bquant_init(&c->inq, mode, astep);
     l->in_q = c->inq;
+    /* binary multiply-adds, one per input bit plane; no float ones (the float
+     * epilogue alpha D + beta is not counted, as no convolution's is) */
+    l->macs = l->flops / 2;
+    l->bops = l->macs * c->inq.planes;
+    l->flops = 0;
     /* |D| <= (3 levels) * channels * taps must stay far inside int32 */
     if ((long long)3 * c->k > (1LL << 28) || c->geom.channels > 65535)
         return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [convolutional]: %d channels "

@@ -76,7 +76,10 @@ mdfi_status mdfi_dualpath_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_p
     mdfi_dp_describe(l, &g);
     l->batch_normalize = 1;
     const double k = (double)l->in_c * size * size;
-    l->flops = 2.0 * filters * k * g.out_h * g.out_w;   /* binary multiply-adds, as [convolutional] */
+    /* binary multiply-adds, one per input bit plane (1.5 bits: two); the
+     * epilogue is integer */
+    l->macs = (double)filters * k * g.out_h * g.out_w;
+    l->bops = l->macs * (sp->mode == MDFI_BMODE_TERNARY ? 2 : 1);
     /* biases, scales, rolling_mean, rolling_variance, weights, shift, [delta], range */
     l->n_params = (size_t)filters * 4 + (size_t)filters * (size_t)k + (size_t)l->in_c +
                   (sp->mode == MDFI_BMODE_TERNARY) + 1;

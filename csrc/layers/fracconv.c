@@ -120,9 +120,12 @@ mdfi_status mdfi_fracconv_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_p
                                 g.out_h, g.out_w};
     mdfi_dp_describe(l, &g);
     const double k = (double)cin * g.size * g.size;
-    /* binary multiply-adds of the first plane, as [convolutional]; the
-     * second plane's (gated) share is not counted yet */
-    l->flops = 2.0 * g.filters * k * g.out_h * g.out_w;
+    /* binary multiply-adds: thermometer one plane of C T channels; stream
+     * two planes, gate=1 the first only (forward counts the gated outputs,
+     * whose second plane the network adds per forward); no float ones */
+    l->macs = (double)g.filters * k * g.out_h * g.out_w;
+    l->gate = !sp->thermo && sp->gate;
+    l->bops = l->macs * (sp->thermo || sp->gate ? 1 : 2);
     /* biases, scales, weights, [shift, step, [gate]], range */
     l->n_params = (size_t)g.filters * 2 + (size_t)g.filters * (size_t)k + 1;
     if (!sp->thermo)
@@ -155,8 +158,10 @@ typedef struct {
     void *gate_block;
     size_t block_bytes;
     size_t plane_words;      /* one padded plane: words x ph x pw */
-    size_t shared_bytes;     /* s1, s0, dense D0 (gate=0): at the start of scratch[0] */
-    size_t d0_at;
+    size_t shared_bytes;     /* s1, s0, dense D0 (gate=0), gate=1 the per-thread counts of
+                                gated outputs: at the start of scratch[0] */
+    size_t d0_at, counts_at;
+    int threads;
 } fc_params;
 
 static void free_prepared(fc_params *p)
@@ -408,6 +413,9 @@ static mdfi_status fc_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
     const size_t planes = p->s.thermo ? 1 : 2;
     p->d0_at = ALIGN64(planes * p->plane_words * sizeof(uint64_t));
     p->shared_bytes = p->d0_at + (!p->s.thermo && !p->s.gate ? ALIGN64(N * M * sizeof(float)) : 0);
+    p->counts_at = p->shared_bytes;
+    p->threads = ctx->threads;
+    p->shared_bytes += gated(p) ? ALIGN64((size_t)ctx->threads * sizeof(long long)) : 0;
     size_t need = p->shared_bytes + ALIGN64(mdfi_bconv_workspace_size(&p->bc)) +
                   (gated(p) ? GATE_BLOCK * sizeof(int32_t) : 0);
     l->scratch_bytes = need > l->scratch_bytes ? need : l->scratch_bytes;
@@ -422,6 +430,7 @@ typedef struct {
     mdfi_run_ctx *ctx;
     uint64_t *s1, *s0;     /* the shared padded planes (scratch[0]) */
     float *d0;             /* gate=0: the dense D0, M x N (scratch[0]) */
+    long long *counts;     /* gate=1: [threads] gated outputs (scratch[0]) */
 } fc_job;
 
 /* Image rows [y0, y1) of the padded planes (words x ph x pw each, image
@@ -463,17 +472,21 @@ static void input_task(void *arg, int task, int thread)
 /* gate=1, columns [n0, n1): out holds (float)D1 and becomes (float)P.  In
  * blocks of columns, channel by channel: the kernel lists the outputs whose
  * gate fires and counts each one's differing signs straight from the s0
- * plane (kernels/dpath.h, mdfi_dpath_gated). */
-static void gated_pass(const fc_job *j, float *out, int n0, int n1, int32_t *list)
+ * plane (kernels/dpath.h, mdfi_dpath_gated).  Returns the number of outputs
+ * gated. */
+static long long gated_pass(const fc_job *j, float *out, int n0, int n1, int32_t *list)
 {
+    long long fired = 0;
     const fc_params *p = j->p;
     const size_t N = (size_t)j->split.N, nt = (size_t)p->gg.nt;
     for (int b0 = n0; b0 < n1; b0 += GATE_BLOCK) {
         const int b1 = n1 - b0 < GATE_BLOCK ? n1 : b0 + GATE_BLOCK;
         for (int m = 0; m < p->s.M; ++m)
-            p->loops.gated(&p->gg, j->s0, p->wg + (size_t)m * nt, p->kc + (size_t)m * p->n_cls,
-                           p->G[m], out + (size_t)m * N, b0, b1, list);
+            fired += p->loops.gated(&p->gg, j->s0, p->wg + (size_t)m * nt,
+                                    p->kc + (size_t)m * p->n_cls, p->G[m], out + (size_t)m * N,
+                                    b0, b1, list);
     }
+    return fired;
 }
 
 /* Output columns [n0, n1) of every channel: D1 on the kernel, then P, then
@@ -493,8 +506,8 @@ static void conv_task(void *arg, int task, int thread)
     mdfi_dp_bout(&o, out, N, &p->fx);
     mdfi_bconv_run(&p->bc, j->s1, &o, n0, n1, ws);
     if (gated(p)) {
-        gated_pass(j, out, n0, n1,
-                   (int32_t *)(mine + ALIGN64(mdfi_bconv_workspace_size(&p->bc))));
+        j->counts[thread] += gated_pass(j, out, n0, n1,
+                                        (int32_t *)(mine + ALIGN64(mdfi_bconv_workspace_size(&p->bc))));
     } else if (!p->s.thermo) {   /* gate=0: the dense second plane */
         o.out = j->d0;
         mdfi_bconv_run(&p->bc, j->s0, &o, n0, n1, ws);
@@ -516,8 +529,13 @@ static void fc_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
     const fc_params *p = l->priv;
     uint64_t *s1 = ctx->scratch[0];
     fc_job j = {{0, 0, 0}, p, ctx, s1, s1 + p->plane_words,
-                (float *)((char *)ctx->scratch[0] + p->d0_at)};
+                (float *)((char *)ctx->scratch[0] + p->d0_at),
+                (long long *)((char *)ctx->scratch[0] + p->counts_at)};
+    if (gated(p))   /* counted per thread, summed here */
+        memset(j.counts, 0, (size_t)p->threads * sizeof *j.counts);
     mdfi_dp_run(ctx->pool, l->out_h * l->out_w, input_task, conv_task, &j);
+    for (int t = 0; gated(p) && t < p->threads; ++t)
+        ctx->gated += j.counts[t];
 }
 
 static void fc_destroy(mdfi_layer *l)

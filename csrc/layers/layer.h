@@ -63,6 +63,8 @@ typedef struct {
     float *out;
     void **scratch;        /* [threads] per-thread scratch of prepare's size */
     mdfi_pool *pool;
+    long long gated;       /* out, layers with l->gate: outputs whose precision gate fired
+                              (0 on entry; the network keeps it in l->gated) */
 } mdfi_run_ctx;
 
 /* What bind sees: the section (for the path's own keys) and the layers
@@ -129,7 +131,18 @@ struct mdfi_layer {
     size_t scratch_bytes;      /* per-thread scratch wanted by forward */
     size_t n_params;           /* floats this layer reads from a .weights file */
     size_t param_bytes;        /* prepared parameters kept for forward */
-    double flops;
+    /* Operation counts (parse; docs/wsfracbnn.md#operation-counts):
+     *   flops  float operations: float multiply-adds x 2, element-wise ops
+     *          as Darknet counts them; no convolution's per-output epilogue;
+     *   bops   binary multiply-adds: one per weight bit per output per bit
+     *          plane of the input (a gated layer: its first plane only);
+     *   macs   multiply-accumulates, float and binary: one per weight per
+     *          output whatever the input's bit planes (0: flops / 2, set by
+     *          the network after parse). */
+    double flops, bops, macs;
+    int gate;                  /* a precision gate: forward reports its gated outputs */
+    long long gated;           /* the last run's gated outputs (the network's copy of
+                                  mdfi_run_ctx.gated) */
     /* descriptive fields for mdfi_layer_info */
     int filters, size, stride, groups, pad, batch_normalize, xnor;
     const char *activation;

@@ -201,7 +201,7 @@ mdfi_status mdfi_net_set_exit_thresholds(mdfi_net *net, int k, float threshold,
 
 static double layer_macs(const mdfi_net *net, int i)
 {
-    return net->layers[i].flops / 2;
+    return net->layers[i].macs;
 }
 
 double mdfi_net_main_macs(const mdfi_net *net)
@@ -252,6 +252,8 @@ mdfi_status mdfi_net_exit_result(const mdfi_net *net, mdfi_exit_result *r)
     r->exit = net->fired;
     r->layer = mdfi_exits_result_layer(net);
     r->macs = net->macs;
+    r->flops = net->flops;
+    r->bops = net->bops;
     const mdfi_layer *l = &net->layers[r->layer];
     r->entropy = -1.f;
     if (mdfi_layer_has_kind(l, MDFI_KIND_HEAD) &&

@@ -21,6 +21,7 @@ static void run_one(mdfi_net *net, int i)
     ctx.out = net->out[i + l->fused] ? net->out[i + l->fused] : (float *)ctx.in[0];
     ctx.scratch = net->scratch;
     ctx.pool = net->pool;
+    ctx.gated = 0;
     if (net->profile) {
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -31,9 +32,16 @@ static void run_one(mdfi_net *net, int i)
     } else {
         l->run->forward(l, &ctx);
     }
+    /* a gated output's second plane: bops / outputs (the first plane's
+     * binary multiply-adds of one output) */
+    net->layers[i].gated = ctx.gated;
+    if (ctx.gated)
+        net->bops += (double)ctx.gated * (l->bops / (double)mdfi_layer_outputs(l));
     for (int j = i; j <= i + l->fused; ++j) {
         net->ran_in[j] = net->run_id;
-        net->macs += net->layers[j].flops / 2;
+        net->macs += net->layers[j].macs;
+        net->flops += net->layers[j].flops;
+        net->bops += net->layers[j].bops;
     }
 }
 
@@ -43,8 +51,10 @@ static int branch_runs(mdfi_net *net, const mdfi_layer *l)
     const mdfi_exit_spec *sp = l->spec;
     const float *v = net->out[l->index];
     for (int k = 0; k < MDFI_PREDICTORS; ++k)
-        if (sp->has[k] && (sp->run >> k & 1u))
+        if (sp->has[k] && (sp->run >> k & 1u)) {
             net->macs += sp->predictor_macs;
+            net->flops += 2 * sp->predictor_macs;
+        }
     switch (net->policy) {
     case MDFI_POLICY_ENTROPY:
         return v[MDFI_PRED_ENTROPY] < sp->gate[MDFI_PRED_ENTROPY];
@@ -106,7 +116,7 @@ mdfi_status mdfi_net_forward_until(mdfi_net *net, const float *input, size_t n, 
     net->input = input;
     net->done = 0;
     net->fired = -1;
-    net->macs = 0;
+    net->macs = net->flops = net->bops = 0;
     ++net->run_id;
     run_layers(net, 0, last < 0 ? net->n - 1 : last);
     net->ran = 1;
@@ -197,6 +207,23 @@ mdfi_status mdfi_net_output(const mdfi_net *net, const float **data, size_t *cou
     if (!net)
         return MDFI_ERR_ARG;
     return mdfi_net_layer_output(net, mdfi_exits_result_layer(net), data, count);
+}
+
+mdfi_status mdfi_net_layer_gates(const mdfi_net *net, int index, long long *gated,
+                                 long long *total)
+{
+    if (!net || !gated || !total || index < 0 || index >= net->n)
+        return MDFI_ERR_ARG;
+    const mdfi_layer *l = &net->layers[index];
+    *gated = *total = 0;
+    if (!l->gate)
+        return mdfi_net_fail((mdfi_net *)net, MDFI_ERR_ARG, "layer %d [%s] has no precision "
+                             "gate (a [fracconv] with gate=1 has)", index, l->type->name);
+    if (net->ran && net->ran_in[index] == net->run_id) {
+        *gated = l->gated;
+        *total = (long long)mdfi_layer_outputs(l);
+    }
+    return MDFI_OK;
 }
 
 mdfi_status mdfi_net_layer_output_int(const mdfi_net *net, int index, const void **data,

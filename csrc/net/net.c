@@ -206,6 +206,8 @@ static mdfi_status build(mdfi_net *net)
         l->in_w = prev ? prev->out_w : net->w;
         mdfi_parse_ctx ctx = {cfg, net->layers, i, net->c, net->h, net->w};
         MDFI_CHECK(type->parse(l, s, &ctx, &net->err));
+        if (!l->macs)   /* a float layer */
+            l->macs = l->flops / 2;
         MDFI_CHECK(mdfi_exits_track(net, i));
         MDFI_CHECK(mdfi_pass_select(net, s, i));
         warn_unused(net, s);
@@ -582,6 +584,9 @@ mdfi_status mdfi_net_layer_info(const mdfi_net *net, int index, mdfi_layer_info 
     info->pad = l->pad;
     info->activation = l->activation ? l->activation : "";
     info->flops = l->flops;
+    info->bops = l->bops;
+    info->macs = l->macs;
+    info->gate = l->gate;
     info->line = l->line;
     info->batch_normalize = l->batch_normalize;
     info->xnor = l->xnor;

@@ -44,7 +44,8 @@ struct mdfi_net {
                                      itself included); -1: the main path */
     int policy;                   /* mdfi_exit_policy_kind */
     int fired;                    /* this forward: the exit that fired (k), or -1 */
-    double macs;                  /* this forward: multiply-accumulates spent */
+    double macs, flops, bops;     /* this forward: multiply-accumulates, float and binary
+                                     operations spent (gated second planes included) */
     unsigned run_id;              /* counts forwards */
     unsigned *ran_in;             /* [n] the run_id of the forward that last ran layer i */
     /* detection workspace */

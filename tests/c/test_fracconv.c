@@ -12,6 +12,10 @@
  *         every binary kernel variant this build and CPU run, 1 and 3
  *         threads, gives the bits of ref on 1 thread; every output is an
  *         integer within +-2^24;
+ *       - the count of gated outputs (mdfi_net_layer_gates) of every variant
+ *         and 1 and 3 threads is ref's on 1 thread, strictly between 0 and
+ *         the layer's outputs; zeros before a forward; layers without a gate
+ *         and bad arguments refused;
  *       - refused parameters (range 0, step < 0, a NaN gate, |B| >= 2^24)
  *         and a short file fail with MDFI_ERR_WEIGHTS and free everything
  *         (run under ASan by MDFI_SANITIZE=1). */
@@ -123,6 +127,64 @@ static void quick_input(float *x, size_t n, int image)
     }
 }
 
+#define MAX_LAYERS 8
+
+/* Per layer (gated, total) of one forward, -1 for a layer without a gate
+ * (which the API refuses with zeros); 0 if the variant does not run here. */
+static int gate_counts(const char *cfg, const char *weights, const char *bk, int threads,
+                       const float *x, size_t n_in, long long counts[MAX_LAYERS][2])
+{
+    mdfi_status st;
+    mdfi_net *net = open_net(cfg, weights, bk, threads, &st, NULL, 0);
+    if (!net)
+        return 0;
+    const int n = mdfi_net_num_layers(net);
+    long long g = 7, t = 7;
+    check(mdfi_net_layer_gates(net, n, &g, &t) == MDFI_ERR_ARG &&
+          mdfi_net_layer_gates(net, 0, NULL, &t) == MDFI_ERR_ARG &&
+          mdfi_net_layer_gates(NULL, 0, &g, &t) == MDFI_ERR_ARG, "gates: bad arguments");
+    for (int pass = 0; pass < 2; ++pass) {   /* before a forward, after one */
+        if (pass && mdfi_net_forward(net, x, n_in) != MDFI_OK)
+            break;
+        for (int i = 0; i < n && i < MAX_LAYERS; ++i) {
+            mdfi_layer_info li;
+            g = t = 7;
+            st = mdfi_net_layer_gates(net, i, &g, &t);
+            const int ok = mdfi_net_layer_info(net, i, &li) == MDFI_OK &&
+                           st == (li.gate ? MDFI_OK : MDFI_ERR_ARG) && g >= 0 && g <= t &&
+                           (pass ? !li.gate || t == (long long)li.out_c * li.out_h * li.out_w
+                                 : g == 0 && t == 0);
+            check(ok, pass ? "gates after a forward" : "gates before a forward");
+            counts[i][0] = li.gate ? g : -1;
+            counts[i][1] = li.gate ? t : -1;
+        }
+    }
+    mdfi_net_free(net);
+    return 1;
+}
+
+/* The gated-output counter: what ref on 1 thread counts, for every variant
+ * and 1 and 3 threads; the mixed gates fire on part of the outputs. */
+static void gates_agree(const char *cfg, const char *weights, const float *x, size_t n_in)
+{
+    long long ref[MAX_LAYERS][2], got[MAX_LAYERS][2];
+    memset(ref, 0, sizeof ref);
+    check(gate_counts(cfg, weights, "ref", 1, x, n_in, ref), "gates: ref runs");
+    int gated_layers = 0, partly = 1;
+    for (int i = 0; i < MAX_LAYERS; ++i)
+        if (ref[i][0] >= 0 && ref[i][1] > 0) {
+            ++gated_layers;
+            partly &= ref[i][0] > 0 && ref[i][0] < ref[i][1];
+        }
+    check(gated_layers > 0 && partly, "gates fire on part of the outputs");
+    for (size_t v = 0; v < sizeof all_kinds / sizeof all_kinds[0]; ++v)
+        for (int threads = 1; threads <= 3; threads += 2) {
+            memset(got, 0, sizeof got);
+            if (gate_counts(cfg, weights, all_kinds[v], threads, x, n_in, got))
+                check(!memcmp(got, ref, sizeof ref), "gates: the same count on every variant");
+        }
+}
+
 static void variants_agree(const char *cfg, const fc_shape *layers, size_t n_layers,
                            size_t n_in, int image, size_t n_out)
 {
@@ -141,6 +203,7 @@ static void variants_agree(const char *cfg, const fc_shape *layers, size_t n_lay
     check(integers, "outputs are integers within 2^24");
     if (ref)
         variants_match(cfg, path, x, n_in, ref, n_ref);
+    gates_agree(cfg, path, x, n_in);
     free(ref);
     free(x);
     unlink(path);

@@ -11,8 +11,8 @@ value, the main path's prediction), and `decide()` applies a policy to those
 arrays. simulate() is the two together. The rules are the C engine's:
 normalized entropy in double from the float probabilities (rounded to
 float), `entropy < threshold` (both float) to exit, `predicted entropy < entropy_gate` and `P(exit) >
-exit_gate` to run a branch; MACs are every layer's flops / 2 plus, per
-predictor run, C*H*W adds of the pooling and its products.
+exit_gate` to run a branch; MACs are every layer's macs (flops / 2 for a float
+layer) plus, per predictor run, C*H*W adds of the pooling and its products.
 """
 
 import dataclasses

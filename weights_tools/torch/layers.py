@@ -1048,7 +1048,8 @@ class Darknet(nn.Module):
         return [self.layers[e] for e, _, _, _ in self.exit_spans]
 
     def layer_macs(self):
-        """Multiply-adds of each layer, as MDFI counts them (its flops / 2)."""
+        """Multiply-adds of each layer, as MDFI counts them (LayerInfo.macs: one per
+        weight per output, binary layers too; flops / 2 for the float ones)."""
         macs = []
         for i, layer in enumerate(self.layers):
             c, h, w = self.shapes[i]
