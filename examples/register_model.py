@@ -5,7 +5,7 @@
         --dataset fashion-mnist --kind early-exit [--weights-ext .weights]
 
 The claims are what `python -m mdfi.evaluate --index` re-checks: n, accuracy,
-MACs per image and, for a network with exits, each exit's share, under the
+MACs, FLOPs and BOPs per image, each gated layer's measured share and, for a network with exits, each exit's share, under the
 network's own policy and thresholds (its cfg) and under every other policy it
 can run (with the same thresholds).  The record (PREFIX.json) gets the same
 figures as "mdfi_evaluate", with the command, so that the index and the record
@@ -26,8 +26,13 @@ INDEX = pathlib.Path(__file__).resolve().parent / "models" / "index.json"
 def claims_of(result):
     c = {"n": result["n"], "accuracy": result["accuracy"],
          "macs_per_image": result["macs_per_image"]}
+    for k in ("flops_per_image", "bops_per_image"):
+        if k in result:
+            c[k] = result[k]
     if result.get("exits"):
         c["shares"] = [e["share"] for e in result["exits"]]
+    if result.get("gates"):
+        c["gate_shares"] = [g["share"] for g in result["gates"]]
     return c
 
 
@@ -61,6 +66,8 @@ def main(argv=None):
     record.setdefault("weights", weights.name)
     record.setdefault("dataset", args.dataset)
     record.setdefault("variant", args.kind)
+    if record["variant"] != args.kind:   # a trainer's variant name beside the index's kind
+        record["kind"] = args.kind
     record_path.write_text(json.dumps(record, indent=1) + "\n")
     entry = {"name": prefix.name, "cfg": cfg.name, "weights": weights.name,
              "dataset": args.dataset, "kind": args.kind, "record": record_path.name,
