@@ -2,8 +2,9 @@
 itself (read and stripped here, never copied by hand).
 
 The C sources are compiled by the project's Makefile into a static library
-(so per-file ISA flags stay in one place); this module links it.  `python mdfi/_build_ffi.py --sanitize` builds an
-ASan+UBSan extension into build/python-san/ instead.
+(so per-file ISA flags stay in one place); this module links it.
+`python mdfi/_build_ffi.py --sanitize` builds an ASan+UBSan extension into
+build/python-san/ instead.
 """
 import os
 import pathlib
@@ -75,6 +76,7 @@ def make_builder(sanitize=False):
         '#include "mdfi.h"',
         include_dirs=[str(ROOT / "csrc" / "include")],
         extra_objects=[str(build_dir(sanitize) / "libmdfi.a")],
+        depends=[str(build_dir(sanitize) / "libmdfi.a")],   # relink when the library changes
         libraries=["m", "pthread"],
         extra_compile_args=flags,
         extra_link_args=flags,
