@@ -3,6 +3,8 @@ itself (read and stripped here, never copied by hand).
 
 The C sources are compiled by the project's Makefile into a static library
 (so per-file ISA flags stay in one place); this module links it.
+`python mdfi/_build_ffi.py --sanitize` builds an ASan+UBSan extension into
+build/python-san/ instead.
 """
 import os
 import pathlib
@@ -12,7 +14,6 @@ import subprocess
 from cffi import FFI
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-BUILD = ROOT / "build" / "python"
 
 HEADER = ROOT / "csrc" / "include" / "mdfi.h"
 
@@ -46,23 +47,54 @@ def header_cdef(text):
     return "\n".join(out) + "\n"
 
 
-def build_static_library():
+# the sanitizer build (ASan+UBSan): its own build folder, the Makefile's
+# SANITIZE=1 flags for the library, the same at the extension's compile and link;
+# load it with the sanitizer runtime preloaded (tests/test_sanitize_python.py)
+SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+                  "-fno-omit-frame-pointer", "-g"]
+
+
+def build_dir(sanitize=False):
+    return ROOT / "build" / ("python-san" if sanitize else "python")
+
+
+def build_static_library(sanitize=False):
     """Runs make for the static library the extension links."""
     jobs = str(os.cpu_count() or 2)
-    subprocess.run(["make", "-s", "-j" + jobs, f"BUILD={BUILD}", "lib"], cwd=ROOT, check=True)
-    return BUILD / "libmdfi.a"
+    build = build_dir(sanitize)
+    subprocess.run(["make", "-s", "-j" + jobs, f"BUILD={build}", "lib"]
+                   + (["SANITIZE=1"] if sanitize else []), cwd=ROOT, check=True)
+    return build / "libmdfi.a"
 
 
-ffibuilder = FFI()
-ffibuilder.cdef(header_cdef(HEADER.read_text(encoding="utf-8")))
-ffibuilder.set_source(
-    "mdfi._mdfi_cffi",
-    '#include "mdfi.h"',
-    include_dirs=[str(ROOT / "csrc" / "include")],
-    extra_objects=[str(BUILD / "libmdfi.a")],
-    libraries=["m", "pthread"],
-)
+def make_builder(sanitize=False):
+    builder = FFI()
+    builder.cdef(header_cdef(HEADER.read_text(encoding="utf-8")))
+    flags = SANITIZE_FLAGS if sanitize else []
+    builder.set_source(
+        "mdfi._mdfi_cffi",
+        '#include "mdfi.h"',
+        include_dirs=[str(ROOT / "csrc" / "include")],
+        extra_objects=[str(build_dir(sanitize) / "libmdfi.a")],
+        depends=[str(build_dir(sanitize) / "libmdfi.a")],   # relink when the library changes
+        libraries=["m", "pthread"],
+        extra_compile_args=flags,
+        extra_link_args=flags,
+    )
+    return builder
+
+
+ffibuilder = make_builder()
+
+
+def build_extension(sanitize=False):
+    """Builds the library and the extension into build/python[-san]/mdfi/;
+    returns the extension's path."""
+    build_static_library(sanitize)
+    return pathlib.Path(make_builder(sanitize).compile(tmpdir=str(build_dir(sanitize)),
+                                                       verbose=False))
+
 
 if __name__ == "__main__":
-    build_static_library()
-    ffibuilder.compile(tmpdir=str(BUILD), verbose=False)
+    import sys
+    print(build_extension(sanitize="--sanitize" in sys.argv[1:]))
