@@ -4,7 +4,9 @@
 #   make CROSS=arm-linux-gnueabihf-        Raspberry Pi 32-bit (static mdfi)
 #   make SANITIZE=1                        ASan+UBSan build into build/<triple>-san/
 #   make THREADS=0                         no pthreads (single-threaded)
-#   make fuzz                              libFuzzer JPEG target (clang) into build/fuzz/
+#   make fuzz                              libFuzzer targets (clang) into build/fuzz/
+#   make SANITIZE=1 fuzz-loop              the same targets in the built-in mutation loop
+#                                          (any compiler) into build/<triple>-san/fuzz/
 # Kernels for every ISA of the target are built, each file with its own flags
 # (by name: x86/*_avx2.c, *_avx512.c, *_avx512vnni.c, *_avx512vpopcnt.c (with VNNI), *_popcnt.c, arm/*.c,
 # arm/*_dotprod.c: AArch64 only, with +dotprod);
@@ -149,17 +151,29 @@ $(BUILD)/tests/%: tests/c/%.c $(BUILD)/libmdfi.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(ISA_DEFS) $(LDSTATIC) -o $@ $< $(BUILD)/libmdfi.a $(LDLIBS)
 
-# libFuzzer target for the JPEG decoder (needs clang): build/fuzz/fuzz_jpeg.
-# CI runs the gcc-built mutation loop instead (tests/c/test_jpeg fuzz).
+# Fuzz targets, tests/fuzz/fuzz_NAME.c (docs/architecture.md#fuzzing).  With
+# clang, `make fuzz` links each with libFuzzer into build/fuzz/fuzz_NAME, over
+# a copy of the library built by clang with ASan+UBSan in build/fuzz/lib/.
+# With any compiler, $(BUILD)/fuzz/fuzz_NAME runs the same target in the
+# built-in mutation loop tests/fuzz/fuzz_main.c (the test suite runs these
+# from the SANITIZE=1 build; `make fuzz-loop` builds them all).
 FUZZ_CC ?= clang
-FUZZ_SRC := $(wildcard csrc/io/jpeg_*.c) csrc/base/error.c
-.PHONY: fuzz
-fuzz: build/fuzz/fuzz_jpeg
-build/fuzz/fuzz_jpeg: tests/fuzz/fuzz_jpeg.c $(FUZZ_SRC) $(wildcard csrc/io/*.h)
+FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(filter-out tests/fuzz/fuzz_main.c,$(wildcard tests/fuzz/fuzz_*.c)))
+.PHONY: fuzz fuzz-loop
+fuzz-loop: $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_main.c $(BUILD)/libmdfi.a
 	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(ISA_DEFS) $(LDSTATIC) -o $@ $< tests/fuzz/fuzz_main.c \
+	    $(BUILD)/libmdfi.a $(LDLIBS)
+
+fuzz:
+	$(MAKE) CC=$(FUZZ_CC) SANITIZE=1 BUILD=build/fuzz/lib EXTRA_CFLAGS=-fsanitize=fuzzer-no-link \
+	    build/fuzz/lib/libmdfi.a
+	$(MAKE) $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/lib/libmdfi.a
 	$(FUZZ_CC) -std=c99 -Wall -Wextra -D_POSIX_C_SOURCE=200809L -Icsrc/include -Icsrc -O1 -g \
 	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ \
-	    tests/fuzz/fuzz_jpeg.c $(FUZZ_SRC)
+	    $< build/fuzz/lib/libmdfi.a -lm -pthread
 
 clean:
 	rm -rf build

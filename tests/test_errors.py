@@ -68,6 +68,9 @@ def test_small_net_runs(tmp_path):
     (SMALL + "[shortcut]\nfrom=0\n", mdfi.ShapeError, "shapes must match"),
     (SMALL + "[yolo]\nmask=0\nanchors=1,2\nnum=1\nclasses=80\n", mdfi.ShapeError, "85 are needed"),
     (SMALL.replace("width=8", "width=100000"), mdfi.CfgError, "sane width"),
+    # fuzz_net: the default of inputs= multiplied these before the check (UBSan: int overflow)
+    (SMALL.replace("width=8", "width=281000000").replace("height=8", "height=28"),
+     mdfi.CfgError, "got 281000000 x 28 x 3"),
     (SMALL.replace("filters=4", "filters=65536").replace("width=8", "width=30000")
      .replace("height=8", "height=30000").replace("channels=3", "channels=1"),
      mdfi.ShapeError, "absurdly large"),

@@ -103,6 +103,9 @@ BAD = {
     "maxval0": (b"P6\n2 2\n0\n" + bytes(12), "maxval 0"),
     "truncated": (b"P6\n4 4\n255\n" + bytes(47), "truncated pixel data"),
     "huge": (b"P6\n100000 100000\n255\n" + bytes(16), "too large"),
+    # fuzz_pnm: the header's size is checked against the file before it is allocated
+    "short_for_header": (b"P6\n16384 16384\n255\n" + bytes(3),
+                         "needs 805306368 bytes, the file has 3"),
     "overflow": (b"P6\n99999999999999999999 2\n255\n", "too large"),
     "zero": (b"P6\n0 5\n255\n", "empty"),
     "garbage": (b"\x89PNG\r\n\x1a\nnot really", "not a PNM file (P5/P6)"),
@@ -292,3 +295,18 @@ def test_aarch64_detections_exact(arm_driver, tmp_path):
 
 def test_aarch64_bad_pnm(arm_driver, tmp_path):
     check_bad_inputs(arm_driver, tmp_path, prefix=QEMU)
+
+
+def test_short_pnm_allocates_nothing(tmp_path):
+    """Fuzzing finding (tests/fuzz/fuzz_pnm.c): a 22-byte P6 whose header says
+    16384x16384 made the reader allocate 768 MiB before finding the file short.
+    Under ASan with allocations over 64 MiB failing, it is refused as truncated,
+    not as out of memory."""
+    san = build(sanitize=True, targets=("tests",)) / "tests" / "test_image"
+    path = tmp_path / "short.ppm"
+    path.write_bytes(b"P6\n16384 16384\n255\n" + bytes(3))
+    env = dict(os.environ, ASAN_OPTIONS="max_allocation_size_mb=64:allocator_may_return_null=1")
+    res = subprocess.run([str(san), "read", str(path), str(tmp_path / "o.f32")],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert res.returncode == 1 and "truncated pixel data" in res.stderr, res.stderr
+    assert "out of memory" not in res.stderr and "Sanitizer" not in res.stderr, res.stderr

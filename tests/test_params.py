@@ -18,6 +18,7 @@ from cbuild import _triple, build, run_driver  # noqa: E402
 from weights_tools import qweights as qwf  # noqa: E402
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
+ROOT_FUZZ = pathlib.Path(__file__).resolve().parent / "fuzz"
 V1 = DATA / "v1-small.qweights"
 
 
@@ -151,3 +152,20 @@ def test_bad_arrays_records(tmp_path, patch, py_msg, c_msg):
 def test_writer_refuses(arrays, msg):
     with pytest.raises(qwf.QWeightsError, match=msg):
         qwf.to_bytes(qwf.QWeights(1, {0: qwf.QArrays(0, arrays)}))
+
+
+@pytest.mark.parametrize("sanitize", [False, True], ids=["plain", "sanitized"])
+def test_record_sizes_that_overflow_are_refused(sanitize, tmp_path):
+    """Fuzzing finding (tests/fuzz/fuzz_qweights.c): a record whose outputs and k
+    are 2^32 - 1 overflowed the payload size computed to check it (UBSan: signed
+    overflow in gemm_ok); it is a bad record, named."""
+    data = bytearray(V1.read_bytes())
+    struct.pack_into("<II", data, 32 + 12, 0xFFFFFFFF, 0xFFFFFFFF)
+    struct.pack_into("<I", data, len(data) - 4, zlib.crc32(bytes(data[:-4])))
+    path = tmp_path / "overflow.qweights"
+    path.write_bytes(bytes(data))
+    committed = ROOT_FUZZ / "corpus" / "qweights" / "regress-outputs-k-overflow.qweights"
+    assert committed.read_bytes() == bytes(data)
+    rc, _, err = dump(path, sanitize)
+    assert rc == 1 and "bad record 0 (layer 0) at byte 32" in err, err
+    assert "runtime error" not in err and "Sanitizer" not in err, err

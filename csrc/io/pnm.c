@@ -107,11 +107,22 @@ mdfi_status mdfi_pnm_decode(FILE *f, const char *path, unsigned char **pixels,
 
     int chans = m1 == '6' ? 3 : 1;
     size_t n = (size_t)width * (size_t)height * (size_t)chans;   /* <= 3*2^28: no overflow */
-    unsigned char *buf = malloc(n);
-    if (!buf)
+    /* The file's length first: a short file never allocates its header's size. */
+    size_t got = n;
+    long at = ftell(f);
+    if (at >= 0 && fseek(f, 0, SEEK_END) == 0) {
+        long end = ftell(f);
+        if (end >= at && (size_t)(end - at) < n)
+            got = (size_t)(end - at);
+        if (fseek(f, at, SEEK_SET) != 0)
+            got = 0;
+    }
+    unsigned char *buf = got == n ? malloc(n) : NULL;
+    if (got == n && !buf)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "%s: out of memory for %zu bytes of pixels",
                          path, n);
-    size_t got = fread(buf, 1, n, f);
+    if (buf)
+        got = fread(buf, 1, n, f);
     if (got != n) {
         int e = errno;
         free(buf);

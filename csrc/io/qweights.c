@@ -140,14 +140,17 @@ static void decode_head(const unsigned char *h, long long off, mdfi_qrecord *r)
 /* The structure of a GEMM record (kinds 1, 2). */
 static int gemm_ok(const mdfi_qrecord *r)
 {
+    /* first: the products below stay far from overflowing */
+    if (r->outputs < 1 || r->k < 1 || (long long)r->outputs * r->k > r->payload)
+        return 0;
     long long need = 4LL * (uint32_t)r->outputs +
                      (long long)(r->w_bits / 8) * (uint32_t)r->outputs * (uint32_t)r->k;
     if (r->mode == 1 || r->mode == 2)
         need = (need + 3) / 4 * 4 + (uint32_t)r->outputs;
     if (r->mode == 2)
         need = (need + 3) / 4 * 4 + 4LL * (uint32_t)r->outputs;
-    return r->outputs >= 1 && r->k >= 1 && r->groups >= 1 &&
-           (r->w_bits == 8 || r->w_bits == 16) && r->mode <= 2 && r->payload >= need;
+    return r->groups >= 1 && (r->w_bits == 8 || r->w_bits == 16) && r->mode <= 2 &&
+           r->payload >= need;
 }
 
 static mdfi_status check_record(FILE *f, mdfi_qweights *q, unsigned i, const unsigned char *h,

@@ -161,7 +161,9 @@ static mdfi_status parse_net_section(mdfi_net *net, mdfi_cfg_section *s)
     MDFI_CHECK(mdfi_cfg_int(cfg, s, "width", 0, &net->w, &net->err));
     MDFI_CHECK(mdfi_cfg_int(cfg, s, "height", 0, &net->h, &net->err));
     MDFI_CHECK(mdfi_cfg_int(cfg, s, "channels", 0, &net->c, &net->err));
-    MDFI_CHECK(mdfi_cfg_int(cfg, s, "inputs", net->w * net->h * net->c, &inputs, &net->err));
+    /* inputs counts only without an image shape, where Darknet's default h*w*c is 0
+       (that product of unchecked values could overflow) */
+    MDFI_CHECK(mdfi_cfg_int(cfg, s, "inputs", 0, &inputs, &net->err));
     if (net->w == 0 && net->h == 0 && net->c == 0 && inputs > 0) {
         net->c = inputs;   /* a non-image network: inputs x 1 x 1 */
         net->w = net->h = 1;
