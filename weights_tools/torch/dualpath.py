@@ -76,6 +76,42 @@ def integer_source(src):
     return torch.round(torch.clamp(src, -LIMIT, LIMIT))
 
 
+def binary_shape(layer, index, in_shape, shapes, shortcut=True):
+    """The output (filters, oh, ow) of a [dualpath] / [fracconv] module, checking
+    its input channels and (with a shortcut) that from= fits the output."""
+    c, h, w = in_shape
+    if c != layer.in_channels:
+        raise ShapeMismatchError("expects %d input channels, the input has %d"
+                                 % (layer.in_channels, c))
+    oh = (h + 2 * layer.padding - layer.size) // layer.stride + 1
+    ow = (w + 2 * layer.padding - layer.size) // layer.stride + 1
+    if shortcut:
+        j = _absolute(index, layer.from_, "from", shapes)
+        sc, sh, sw = shapes[j] if j < index else in_shape
+        if (sh, sw) != (oh, ow) or layer.filters % sc:
+            raise ShapeMismatchError("from=%d: layer %d (%dx%dx%d) does not fit the output %dx%dx%d "
+                                     "(same height and width, channels dividing filters)"
+                                     % (layer.from_, j, sc, sh, sw, layer.filters, oh, ow))
+    return (layer.filters, oh, ow)
+
+
+def geometry_options(layer):
+    """filters, size, stride and pad / padding as cfg strings."""
+    o = {"filters": str(layer.filters), "size": str(layer.size), "stride": str(layer.stride)}
+    if layer.pad:
+        o["pad"] = "1"
+    else:
+        o["padding"] = str(layer.padding)
+    return o
+
+
+def tiled_source(layer, outputs):
+    """The second source (its references()' first), channels repeated to filters."""
+    src = outputs[layer.references(len(outputs))[0]]
+    reps = layer.filters // src.shape[1]
+    return src.repeat(1, reps, 1, 1) if reps > 1 else src
+
+
 class DualPath(DarknetLayer):
     """[dualpath] filters, size, stride, pad/padding, abits (1 or 1.5), from_."""
 
@@ -110,26 +146,10 @@ class DualPath(DarknetLayer):
         return [index + self.from_ if self.from_ < 0 else self.from_]
 
     def infer(self, index, in_shape, shapes):
-        c, h, w = in_shape
-        if c != self.in_channels:
-            raise ShapeMismatchError("expects %d input channels, the input has %d"
-                                     % (self.in_channels, c))
-        oh = (h + 2 * self.padding - self.size) // self.stride + 1
-        ow = (w + 2 * self.padding - self.size) // self.stride + 1
-        j = _absolute(index, self.from_, "from", shapes)
-        sc, sh, sw = shapes[j] if j < index else in_shape
-        if (sh, sw) != (oh, ow) or self.filters % sc:
-            raise ShapeMismatchError("from=%d: layer %d (%dx%dx%d) does not fit the output %dx%dx%d "
-                                     "(same height and width, channels dividing filters)"
-                                     % (self.from_, j, sc, sh, sw, self.filters, oh, ow))
-        return (self.filters, oh, ow)
+        return binary_shape(self, index, in_shape, shapes)
 
     def cfg_options(self):
-        o = {"filters": str(self.filters), "size": str(self.size), "stride": str(self.stride)}
-        if self.pad:
-            o["pad"] = "1"
-        else:
-            o["padding"] = str(self.padding)
+        o = geometry_options(self)
         o["abits"] = ABITS[self.abits]
         o["from"] = str(self.from_)
         return o
@@ -196,9 +216,7 @@ class DualPath(DarknetLayer):
         return _ste(hard, torch.clamp(self.weight, -1, 1)) if self.training else hard
 
     def source(self, x, outputs):
-        src = outputs[self.references(len(outputs))[0]]
-        reps = self.filters // src.shape[1]
-        return src.repeat(1, reps, 1, 1) if reps > 1 else src
+        return tiled_source(self, outputs)
 
     def fold(self):
         """(Mul, Off, S) of the definition, from the float32 parameters."""
@@ -232,5 +250,5 @@ def constrain(model):
         m.constrain()
 
 
-__all__ = ["DualPath", "constrain", "dualpath_layers", "fixed_point", "requantize", "integer_source",
+__all__ = ["DualPath", "binary_shape", "geometry_options", "tiled_source", "constrain", "dualpath_layers", "fixed_point", "requantize", "integer_source",
            "LIMIT"]

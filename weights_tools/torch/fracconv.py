@@ -42,9 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from weights_tools.torch.dualpath import LIMIT, _round_ste, _ste, fixed_point, integer_source, requantize
-from weights_tools.torch.layers import (DarknetBatchNorm, DarknetLayer, ShapeMismatchError, _absolute,
-                                        _expect_names, _positive, from_array, to_array)
+from weights_tools.torch.dualpath import (LIMIT, _round_ste, _ste, binary_shape, fixed_point,
+                                          geometry_options, integer_source, requantize, tiled_source)
+from weights_tools.torch.layers import (DarknetBatchNorm, DarknetLayer, ShapeMismatchError, _expect_names,
+                                        _positive, from_array, to_array)
 
 NORMS = ("ws", "bn", "fixed")
 INPUTS = ("stream", "thermometer")
@@ -124,27 +125,10 @@ class FracConv(DarknetLayer):
         return [index + self.from_ if self.from_ < 0 else self.from_]
 
     def infer(self, index, in_shape, shapes):
-        c, h, w = in_shape
-        if c != self.in_channels:
-            raise ShapeMismatchError("expects %d input channels, the input has %d"
-                                     % (self.in_channels, c))
-        oh = (h + 2 * self.padding - self.size) // self.stride + 1
-        ow = (w + 2 * self.padding - self.size) // self.stride + 1
-        if self.shortcut:
-            j = _absolute(index, self.from_, "from", shapes)
-            sc, sh, sw = shapes[j] if j < index else in_shape
-            if (sh, sw) != (oh, ow) or self.filters % sc:
-                raise ShapeMismatchError("from=%d: layer %d (%dx%dx%d) does not fit the output "
-                                         "%dx%dx%d (same height and width, channels dividing filters)"
-                                         % (self.from_, j, sc, sh, sw, self.filters, oh, ow))
-        return (self.filters, oh, ow)
+        return binary_shape(self, index, in_shape, shapes, self.shortcut)
 
     def cfg_options(self):
-        o = {"filters": str(self.filters), "size": str(self.size), "stride": str(self.stride)}
-        if self.pad:
-            o["pad"] = "1"
-        else:
-            o["padding"] = str(self.padding)
+        o = geometry_options(self)
         o["input"] = self.input
         if self.input == "thermometer":
             o["levels"] = str(self.levels)
@@ -261,9 +245,7 @@ class FracConv(DarknetLayer):
         return _ste(hard, soft)
 
     def source(self, outputs):
-        src = outputs[self.references(len(outputs))[0]]
-        reps = self.filters // src.shape[1]
-        return src.repeat(1, reps, 1, 1) if reps > 1 else src
+        return tiled_source(self, outputs)
 
     def _conv(self, x, w):
         return F.conv2d(x, w, None, self.stride, self.padding)
