@@ -124,6 +124,14 @@ def recalibrate_bn(model, x_train, batches, batch_size, gen, momentum=0.01):
     model.eval()
 
 
+def step_loss(model, x, y, penalty=None):
+    """(logits, loss) of one training batch: cross entropy plus penalty(model) if any."""
+    z = logits(model, x)
+    loss = F.cross_entropy(z, y)
+    extra = penalty(model) if penalty else None
+    return z, loss if extra is None else loss + extra
+
+
 def train(model, data, args, state, log=print, constrain=constrain, penalty=None, report=None):
     """The training loop: Adam, a cosine schedule, shifted (and flipped) images;
     `constrain(model)` after each step, `penalty(model)` (a tensor or None) added
@@ -154,11 +162,7 @@ def train(model, data, args, state, log=print, constrain=constrain, penalty=None
             idx = order[i:i + args.batch_size]
             x, y = augment(x_all[idx], 2, args.dataset in FLIPS, gen), y_all[idx]
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            z = logits(model, x)
-            loss = F.cross_entropy(z, y)
-            extra = penalty(model) if penalty else None
-            if extra is not None:
-                loss = loss + extra
+            z, loss = step_loss(model, x, y, penalty)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -232,10 +236,7 @@ def probe_epochs(model, data, args, penalty, steps=20):
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.time()
-        loss = F.cross_entropy(logits(m, x), y)
-        extra = penalty(m) if penalty else None
-        if extra is not None:
-            loss = loss + extra
+        _, loss = step_loss(m, x, y, penalty)
         opt.zero_grad()
         loss.backward()
         opt.step()

