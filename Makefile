@@ -103,7 +103,8 @@ $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 
 # Everything but the kernels is built for size (the program must stay small:
 # < 280 KB stripped); the kernels' drivers and packers keep -O2, ISA files -O3.
-OBJ_KERNEL_PORTABLE := $(filter $(BUILD)/obj/csrc/kernels/%,$(OBJ_PORTABLE))
+# cpu.c (feature detection, run once per network) is not a kernel.
+OBJ_KERNEL_PORTABLE := $(filter-out %/cpu.o,$(filter $(BUILD)/obj/csrc/kernels/%,$(OBJ_PORTABLE)))
 $(filter-out $(OBJ_KERNEL_PORTABLE),$(OBJ_PORTABLE)) $(CLI_OBJ): CFLAGS_BASE += -Os
 $(OBJ_AVX2): CFLAGS_BASE += -mavx2 -mfma -O3
 $(OBJ_AVX512): CFLAGS_BASE += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mavx2 -O3

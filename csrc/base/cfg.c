@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/limits.h"
 
-#define MDFI_CFG_MAX_BYTES (16u << 20)
 
 static char *dup_range(const char *s, size_t n)
 {
@@ -35,6 +35,9 @@ static size_t strip_ws(const char *in, size_t n, char *out)
 
 static mdfi_status add_section(mdfi_cfg *cfg, const char *type, int line, mdfi_errbuf *err)
 {
+    if (cfg->n_sec == MDFI_LIMIT_SECTIONS)
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: more than "
+                         MDFI_LIMIT_STR(MDFI_LIMIT_SECTIONS) " sections", cfg->name, line);
     if (cfg->n_sec == cfg->cap_sec) {
         int cap = cfg->cap_sec ? cfg->cap_sec * 2 : 16;
         mdfi_cfg_section *s = realloc(cfg->sec, (size_t)cap * sizeof *s);
@@ -63,6 +66,10 @@ static mdfi_status add_kv(mdfi_cfg *cfg, const char *line_text, int line, mdfi_e
     if (eq == line_text)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: empty key in '%.60s'", cfg->name,
                          line, line_text);
+    if (s->n_kv == MDFI_LIMIT_KEYS)   /* the repeat check below is quadratic */
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: more than "
+                         MDFI_LIMIT_STR(MDFI_LIMIT_KEYS) " keys in [%s]", cfg->name, line,
+                         s->type);
     size_t klen = (size_t)(eq - line_text);
     for (int i = 0; i < s->n_kv; ++i)
         if (strlen(s->kv[i].key) == klen && !strncmp(s->kv[i].key, line_text, klen))
@@ -146,9 +153,9 @@ mdfi_status mdfi_read_text_file(const char *path, char **text, mdfi_errbuf *err)
     mdfi_status st = MDFI_OK;
     while (buf) {
         if (n + 1 >= cap) {
-            if (cap >= MDFI_CFG_MAX_BYTES) {
+            if (cap >= MDFI_LIMIT_CFG_BYTES) {
                 st = mdfi_fail(err, MDFI_ERR_CFG, "%s: larger than %u bytes, not a cfg",
-                               path, MDFI_CFG_MAX_BYTES);
+                               path, MDFI_LIMIT_CFG_BYTES);
                 break;
             }
             char *nb = realloc(buf, cap * 2);

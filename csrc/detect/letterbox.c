@@ -12,8 +12,7 @@
 #include <stdlib.h>
 
 #include "base/error.h"
-
-#define MAX_PIXELS (1L << 28)
+#include "base/limits.h"
 
 /* Horizontal pass for one source row: new_w output columns. */
 static void resize_row(const float *src, int im_w, int new_w, float w_scale, float *dst)
@@ -65,10 +64,10 @@ mdfi_status mdfi_letterbox(const mdfi_image *img, int net_w, int net_h, float *o
         return mdfi_fail(err, MDFI_ERR_ARG, "mdfi_letterbox: image has %d channels, "
                          "need 3", img->c);
     int im_w = img->w, im_h = img->h;
-    if (im_w <= 0 || im_h <= 0 || (long long)im_w * im_h > MAX_PIXELS)
+    if (im_w <= 0 || im_h <= 0 || (long long)im_w * im_h > MDFI_LIMIT_IMAGE_PIXELS)
         return mdfi_fail(err, MDFI_ERR_SHAPE, "mdfi_letterbox: bad image size %dx%d",
                          im_w, im_h);
-    if (net_w <= 0 || net_h <= 0 || (long long)net_w * net_h > MAX_PIXELS)
+    if (net_w <= 0 || net_h <= 0 || (long long)net_w * net_h > MDFI_LIMIT_IMAGE_PIXELS)
         return mdfi_fail(err, MDFI_ERR_SHAPE, "mdfi_letterbox: bad network size %dx%d",
                          net_w, net_h);
 

@@ -158,7 +158,7 @@ mdfi_status mdfi_image_from_bytes(const unsigned char *pixels, int w, int h, int
     if (c != 1 && c != 3)
         return mdfi_fail(err, MDFI_ERR_ARG, "mdfi_image_from_bytes: %d channels "
                          "(only 1 or 3)", c);
-    if (w <= 0 || h <= 0 || (long long)w * h > MDFI_IMAGE_MAX_PIXELS)
+    if (w <= 0 || h <= 0 || (long long)w * h > MDFI_LIMIT_IMAGE_PIXELS)
         return mdfi_fail(err, MDFI_ERR_SHAPE, "image size %dx%d is empty or too large "
                          "(more than 2^28 pixels)", w, h);
     size_t plane = (size_t)w * (size_t)h;

@@ -6,9 +6,8 @@
 
 #include <stdio.h>
 #include "mdfi.h"
+#include "base/limits.h"
 
-/* Above this many pixels an image is refused before anything is allocated. */
-#define MDFI_IMAGE_MAX_PIXELS (1L << 28)
 
 /* f is positioned at the first byte; path only names the file in messages.
  * On success *pixels (malloc'd, w*h*c bytes) belongs to the caller. */

@@ -15,9 +15,9 @@
 #include <stdint.h>
 
 #include "mdfi.h"
+#include "base/limits.h"
 
 #define JPEG_FAST_BITS 9            /* Huffman codes up to this long: one table look-up */
-#define JPEG_MAX_SCANS 1000         /* a real progressive file has a few dozen */
 
 /* A Huffman table, canonical codes (T.81 Annex C). */
 typedef struct {

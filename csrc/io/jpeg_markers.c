@@ -173,6 +173,10 @@ static mdfi_status sof(jpeg_dec *d, int marker, const unsigned char *b, int len)
     if ((long long)x * y > d->max_pixels)
         return mdfi_jpeg_fail(d, "image size %dx%d is too large (more than %ld pixels)",
                               x, y, d->max_pixels);
+    /* checked before any plane is allocated: a few bytes cannot claim gigabytes */
+    if ((long long)x * y / MDFI_LIMIT_JPEG_PIXELS_PER_BYTE > d->end - d->data)
+        return mdfi_jpeg_fail(d, "image size %dx%d cannot be coded in %ld bytes (truncated "
+                              "or corrupt)", x, y, (long)(d->end - d->data));
     d->sof = marker;
     d->progressive = marker == 0xC2;
     d->x = x;
@@ -242,8 +246,8 @@ static mdfi_status sos(jpeg_dec *d, const unsigned char *b, int len)
 {
     if (!d->sof)
         return mdfi_jpeg_fail(d, "corrupt: a scan (SOS) before the frame header (SOF)");
-    if (++d->scans > JPEG_MAX_SCANS)
-        return mdfi_jpeg_fail(d, "more than %d scans: refused", JPEG_MAX_SCANS);
+    if (++d->scans > MDFI_LIMIT_JPEG_SCANS)
+        return mdfi_jpeg_fail(d, "more than %d scans: refused", MDFI_LIMIT_JPEG_SCANS);
     int ns = len >= 1 ? b[0] : 0;
     if (ns < 1 || ns > d->ncomp)
         return mdfi_jpeg_fail(d, "corrupt SOS: %d components in a scan of a %d-component "
@@ -441,5 +445,5 @@ mdfi_status mdfi_jpeg_decode_memory(const unsigned char *data, size_t size, cons
                                     unsigned char **pixels, int *w, int *h, int *c,
                                     mdfi_errbuf *err)
 {
-    return mdfi_jpeg_decode_mem(data, size, name, MDFI_IMAGE_MAX_PIXELS, pixels, w, h, c, err);
+    return mdfi_jpeg_decode_mem(data, size, name, MDFI_LIMIT_IMAGE_PIXELS, pixels, w, h, c, err);
 }

@@ -98,7 +98,7 @@ mdfi_status mdfi_pnm_decode(FILE *f, const char *path, unsigned char **pixels,
     if (width == 0 || height == 0)
         return mdfi_fail(err, MDFI_ERR_IMAGE, "%s: image size %ldx%ld is empty", path,
                          width, height);
-    if ((long long)width * height > MDFI_IMAGE_MAX_PIXELS)
+    if ((long long)width * height > MDFI_LIMIT_IMAGE_PIXELS)
         return mdfi_fail(err, MDFI_ERR_IMAGE, "%s: image size %ldx%ld is too large "
                          "(more than 2^28 pixels)", path, width, height);
     if (maxval != 255)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/limits.h"
 
 static const char magic[8] = {'M', 'D', 'F', 'I', 'Q', 'W', 'T', '\0'};
 #define HEADER_BYTES 32
@@ -110,7 +111,9 @@ static mdfi_status parse(const unsigned char *h, mdfi_qweights *q, long long siz
     if ((long long)declared != size)
         return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: the header says %llu bytes but the file "
                          "has %lld (truncated?)", path, (unsigned long long)declared, size);
-    if (n_layers > (1u << 20) || n_rec > n_layers || le32(h + 20) != 0)
+    /* the record table must fit the file before it is allocated */
+    if (n_layers > MDFI_LIMIT_QW_LAYERS || n_rec > n_layers || le32(h + 20) != 0 ||
+        (long long)n_rec * RECORD_BYTES > size - HEADER_BYTES - 4)
         return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: bad header (%u layers, %u records)", path,
                          (unsigned)n_layers, (unsigned)n_rec);
     q->n_layers = (int)n_layers;

@@ -4,8 +4,6 @@
 #include "base/error.h"
 #include "layers/layer.h"
 
-/* Buffers are indexed with int in places and planned in one arena. */
-#define MDFI_MAX_ELEMENTS ((int64_t)1 << 30)
 
 mdfi_status mdfi_layer_check_shape(const mdfi_parse_ctx *ctx, mdfi_cfg_section *s,
                                    int c, int h, int w, mdfi_errbuf *err)
@@ -15,7 +13,7 @@ mdfi_status mdfi_layer_check_shape(const mdfi_parse_ctx *ctx, mdfi_cfg_section *
                          "is empty (input too small for size/stride?)", ctx->cfg->name,
                          s->line, ctx->index, s->type, c, h, w);
     int64_t n = (int64_t)c * h * w;
-    if (n > MDFI_MAX_ELEMENTS || (int64_t)h * w > MDFI_MAX_ELEMENTS)
+    if (n > MDFI_LIMIT_TENSOR || (int64_t)h * w > MDFI_LIMIT_TENSOR)
         return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [%s]: output %d x %d x %d "
                          "is absurdly large", ctx->cfg->name, s->line, ctx->index, s->type,
                          c, h, w);

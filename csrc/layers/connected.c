@@ -20,11 +20,11 @@ mdfi_status mdfi_connected_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_
     if (mdfi_activation_parse(act, &p->act))
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: unknown activation '%s'", ctx->cfg->name,
                          mdfi_cfg_line(s, "activation"), act);
-    if (outputs < 1 || outputs > (1 << 24))
+    if (outputs < 1 || outputs > MDFI_LIMIT_CONNECTED_OUTPUTS)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [connected]: bad output=%d",
                          ctx->cfg->name, mdfi_cfg_line(s, "output"), ctx->index, outputs);
     long long inputs = (long long)l->in_c * l->in_h * l->in_w;
-    if (inputs * outputs > (1LL << 31))
+    if (inputs * outputs > MDFI_LIMIT_CONNECTED_WEIGHTS)
         return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [connected]: %lld x %d "
                          "weights is absurdly large", ctx->cfg->name, s->line, ctx->index,
                          inputs, outputs);

@@ -55,7 +55,8 @@ static mdfi_status binary_keys(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_pa
     l->bops = l->macs * c->inq.planes;
     l->flops = 0;
     /* |D| <= (3 levels) * channels * taps must stay far inside int32 */
-    if ((long long)3 * c->k > (1LL << 28) || c->geom.channels > 65535)
+    if ((long long)3 * c->k > MDFI_LIMIT_XNOR_SUM ||
+        c->geom.channels > MDFI_LIMIT_BINARY_CHANNELS)
         return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [convolutional]: %d channels "
                          "x %dx%d taps is too large for a binary convolution", name, s->line,
                          ctx->index, c->geom.channels, l->size, l->size);
@@ -88,7 +89,8 @@ mdfi_status mdfi_convolutional_parse(mdfi_layer *l, mdfi_cfg_section *s,
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: unknown activation '%s'", name,
                          mdfi_cfg_line(s, "activation"), act);
     if (filters < 1 || size < 1 || stride < 1 || c->groups < 1 || padding < 0 ||
-        filters > 65536 || size > 64 || stride > 64 || padding > 64)
+        filters > MDFI_LIMIT_FILTERS || size > MDFI_LIMIT_KERNEL || stride > MDFI_LIMIT_KERNEL ||
+        padding > MDFI_LIMIT_KERNEL)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [convolutional]: bad "
                          "filters=%d size=%d stride=%d groups=%d padding=%d", name, s->line,
                          ctx->index, filters, size, stride, c->groups, padding);

@@ -38,8 +38,9 @@ mdfi_status mdfi_dp_parse_geom(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_pa
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride", 1, &g->stride, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "pad", 0, &pad, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "padding", 0, &g->padding, err));
-    if (g->filters < 1 || g->size < 1 || g->stride < 1 || g->padding < 0 || g->filters > 65536 ||
-        g->size > 64 || g->stride > 64 || g->padding > 64)
+    if (g->filters < 1 || g->size < 1 || g->stride < 1 || g->padding < 0 ||
+        g->filters > MDFI_LIMIT_FILTERS || g->size > MDFI_LIMIT_KERNEL ||
+        g->stride > MDFI_LIMIT_KERNEL || g->padding > MDFI_LIMIT_KERNEL)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s]: bad filters=%d size=%d "
                          "stride=%d padding=%d", ctx->cfg->name, s->line, ctx->index, s->type,
                          g->filters, g->size, g->stride, g->padding);

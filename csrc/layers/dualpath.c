@@ -63,7 +63,8 @@ mdfi_status mdfi_dualpath_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_p
     const int size = g.size, filters = g.filters;
     /* |D| <= C k^2 must be an exact float32 (the kernel's output) and keep
      * Mul * D inside int64 (docs/dualpath.md) */
-    if ((long long)l->in_c * size * size > (1LL << 24) || l->in_c > 65535)
+    if ((long long)l->in_c * size * size > MDFI_LIMIT_BINARY_TAPS ||
+        l->in_c > MDFI_LIMIT_BINARY_CHANNELS)
         return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [dualpath]: %d channels x %dx%d "
                          "taps is too large for a binary convolution (at most 2^24)", name,
                          s->line, i, l->in_c, size, size);

@@ -79,10 +79,11 @@ mdfi_status mdfi_exit_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "from", -1, &from, err));
     MDFI_CHECK(mdfi_layer_ref(ctx, s, "from", from, &sp->from, err));
     MDFI_CHECK(mdfi_cfg_int_required(ctx->cfg, s, "layers", &sp->layers, err));
-    if (sp->layers < 1 || sp->layers > 4096)
-        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [exit]: layers=%d must be 1..4096 "
-                         "(the branch layers after this section)", name,
-                         mdfi_cfg_line(s, "layers"), ctx->index, sp->layers);
+    if (sp->layers < 1 || sp->layers > MDFI_LIMIT_EXIT_LAYERS)
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [exit]: layers=%d must be 1.."
+                         MDFI_LIMIT_STR(MDFI_LIMIT_EXIT_LAYERS) " (the branch layers after "
+                         "this section)", name, mdfi_cfg_line(s, "layers"), ctx->index,
+                         sp->layers);
     MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "threshold", 0.5f, &sp->threshold, err));
     MDFI_CHECK(check_unit(ctx, s, "threshold", sp->threshold, 1, err));
     MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "entropy_gate", sp->threshold,
@@ -98,14 +99,18 @@ mdfi_status mdfi_exit_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse
     l->in_c = f->out_c;
     l->in_h = f->out_h;
     l->in_w = f->out_w;
-    if (sp->pool < 1 || sp->pool > 16 || sp->pool > l->in_h || sp->pool > l->in_w)
-        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [exit]: pool=%d must be 1..16 and "
-                         "fit the branch point's %d x %d map", name, mdfi_cfg_line(s, "pool"),
-                         ctx->index, sp->pool, l->in_h, l->in_w);
-    if (sp->hidden < 0 || sp->hidden > 4096)
-        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [exit]: hidden=%d must be 0..4096",
-                         name, mdfi_cfg_line(s, "hidden"), ctx->index, sp->hidden);
-    if ((long long)l->in_c * sp->pool * sp->pool * (sp->hidden ? sp->hidden : 1) > (1LL << 26))
+    if (sp->pool < 1 || sp->pool > MDFI_LIMIT_EXIT_POOL || sp->pool > l->in_h ||
+        sp->pool > l->in_w)
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [exit]: pool=%d must be 1.."
+                         MDFI_LIMIT_STR(MDFI_LIMIT_EXIT_POOL) " and fit the branch point's "
+                         "%d x %d map", name, mdfi_cfg_line(s, "pool"), ctx->index, sp->pool,
+                         l->in_h, l->in_w);
+    if (sp->hidden < 0 || sp->hidden > MDFI_LIMIT_EXIT_HIDDEN)
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [exit]: hidden=%d must be 0.."
+                         MDFI_LIMIT_STR(MDFI_LIMIT_EXIT_HIDDEN), name, mdfi_cfg_line(s, "hidden"),
+                         ctx->index, sp->hidden);
+    if ((long long)l->in_c * sp->pool * sp->pool * (sp->hidden ? sp->hidden : 1) >
+        MDFI_LIMIT_EXIT_WEIGHTS)
         return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [exit]: a predictor of %d x %d x "
                          "%d features and %d hidden units is not light", name, s->line,
                          ctx->index, l->in_c, sp->pool, sp->pool, sp->hidden);

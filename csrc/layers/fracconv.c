@@ -85,7 +85,7 @@ mdfi_status mdfi_fracconv_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_p
     if (sp->thermo) {
         MDFI_CHECK(only_for(ctx, s, "gate", "stream", err));
         MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "levels", 0, &sp->T, err));
-        if (sp->T < 1 || sp->T > 256)
+        if (sp->T < 1 || sp->T > MDFI_LIMIT_LEVELS)
             return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [fracconv]: input=thermometer "
                              "needs levels=T with 1 <= T <= 256 (got %s)", name,
                              mdfi_cfg_line(s, "levels"), i, mdfi_cfg_str(s, "levels", "none"));
@@ -108,7 +108,7 @@ mdfi_status mdfi_fracconv_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_p
     const long long cin = (long long)l->in_c * sp->T;
     /* |P| <= 3 C' k^2 < 2^24: an exact float32 (the kernel's output) with
      * Mul P inside int64 (docs/wsfracbnn.md) */
-    if (cin * g.size * g.size > (1LL << 22) || cin > 65535)
+    if (cin * g.size * g.size > MDFI_LIMIT_FRAC_TAPS || cin > MDFI_LIMIT_BINARY_CHANNELS)
         return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [fracconv]: %lld channels x "
                          "%dx%d taps is too large (at most 2^22)", name, s->line, i, cin, g.size,
                          g.size);

@@ -25,12 +25,12 @@
 #include <stddef.h>
 
 #include "base/cfg.h"
+#include "base/limits.h"
 #include "base/threads.h"
 #include "io/params.h"
 #include "kernels/bgemm.h"
 #include "kernels/cpu.h"
 
-#define MDFI_MAX_INPUTS 8
 
 typedef struct mdfi_layer mdfi_layer;
 
@@ -58,8 +58,8 @@ typedef struct {
 
 /* Per-forward context: the inputs resolved to buffers, scratch, threads. */
 typedef struct {
-    const float *in[MDFI_MAX_INPUTS];
-    size_t in_n[MDFI_MAX_INPUTS];   /* element count of each input */
+    const float *in[MDFI_LIMIT_INPUTS];
+    size_t in_n[MDFI_LIMIT_INPUTS];   /* element count of each input */
     float *out;
     void **scratch;        /* [threads] per-thread scratch of prepare's size */
     mdfi_pool *pool;
@@ -121,7 +121,7 @@ struct mdfi_layer {
                                   when the passes say so (a maxpool on bits) */
     int index, line;
     int n_in;
-    int in[MDFI_MAX_INPUTS];   /* producing layer indices; -1 = network input */
+    int in[MDFI_LIMIT_INPUTS];   /* producing layer indices; -1 = network input */
     int in_c, in_h, in_w;      /* shape of in[0] */
     int out_c, out_h, out_w;
     /* Bytes of the output buffer when it does not hold out_c*out_h*out_w

@@ -19,7 +19,8 @@ mdfi_status mdfi_maxpool_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_pa
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride", 1, &stride, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "size", stride, &size, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "padding", size - 1, &padding, err));
-    if (size < 1 || stride < 1 || padding < 0 || size > 256 || stride > 256 || padding > 256)
+    if (size < 1 || stride < 1 || padding < 0 || size > MDFI_LIMIT_POOL ||
+        stride > MDFI_LIMIT_POOL || padding > MDFI_LIMIT_POOL)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [maxpool]: bad size=%d "
                          "stride=%d padding=%d", ctx->cfg->name, s->line, ctx->index, size,
                          stride, padding);

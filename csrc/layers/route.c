@@ -14,8 +14,8 @@ typedef struct {
 mdfi_status mdfi_route_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                                mdfi_errbuf *err)
 {
-    int refs[MDFI_MAX_INPUTS], n, groups, group_id;
-    MDFI_CHECK(mdfi_cfg_int_list(ctx->cfg, s, "layers", refs, MDFI_MAX_INPUTS, &n, err));
+    int refs[MDFI_LIMIT_INPUTS], n, groups, group_id;
+    MDFI_CHECK(mdfi_cfg_int_list(ctx->cfg, s, "layers", refs, MDFI_LIMIT_INPUTS, &n, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "groups", 1, &groups, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "group_id", 0, &group_id, err));
     if (n == 0)
@@ -67,7 +67,7 @@ static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 /* ---- fixed point: each input aligned to fixed_out, concatenated ----------------- */
 
 typedef struct {
-    mdfi_qfmt src[MDFI_MAX_INPUTS];
+    mdfi_qfmt src[MDFI_LIMIT_INPUTS];
 } fx_route;
 
 static mdfi_status fixed_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errbuf *err)

@@ -19,9 +19,10 @@ mdfi_status mdfi_upsample_parse(mdfi_layer *l, mdfi_cfg_section *s,
     int stride;
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride", 2, &stride, err));
     MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "scale", 1.f, &u->scale, err));
-    if (stride < 1 || stride > 64)
+    if (stride < 1 || stride > MDFI_LIMIT_KERNEL)
         return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [upsample]: stride=%d "
-                         "is not supported (1..64; negative = downsample is not)",
+                         "is not supported (1.." MDFI_LIMIT_STR(MDFI_LIMIT_KERNEL) "; negative = "
+                         "downsample is not)",
                          ctx->cfg->name, mdfi_cfg_line(s, "stride"), ctx->index, stride);
     l->stride = stride;
     l->out_c = l->in_c;

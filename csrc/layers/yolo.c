@@ -22,17 +22,17 @@ mdfi_status mdfi_yolo_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse
     int n_anchor_vals;
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "classes", 20, &y->classes, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "num", 1, &y->total, err));
-    MDFI_CHECK(mdfi_cfg_int_list(ctx->cfg, s, "mask", y->mask, MDFI_YOLO_MAX_ANCHORS, &y->n_mask,
+    MDFI_CHECK(mdfi_cfg_int_list(ctx->cfg, s, "mask", y->mask, MDFI_LIMIT_ANCHORS, &y->n_mask,
                             err));
-    MDFI_CHECK(mdfi_cfg_float_list(ctx->cfg, s, "anchors", y->anchors, 2 * MDFI_YOLO_MAX_ANCHORS,
+    MDFI_CHECK(mdfi_cfg_float_list(ctx->cfg, s, "anchors", y->anchors, 2 * MDFI_LIMIT_ANCHORS,
                               &n_anchor_vals, err));
     /* training-only keys */
     const char *train[] = {"jitter", "ignore_thresh", "truth_thresh", "random", "max_delta",
                            "scale_x_y", "iou_loss", "iou_normalizer", "cls_normalizer"};
     for (size_t i = 0; i < sizeof train / sizeof train[0]; ++i)
         (void)mdfi_cfg_str(s, train[i], NULL);
-    if (y->classes < 1 || y->classes > 100000 || y->total < 1 ||
-        y->total > MDFI_YOLO_MAX_ANCHORS)
+    if (y->classes < 1 || y->classes > MDFI_LIMIT_CLASSES || y->total < 1 ||
+        y->total > MDFI_LIMIT_ANCHORS)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [yolo]: bad classes=%d num=%d",
                          name, s->line, ctx->index, y->classes, y->total);
     if (y->n_mask == 0) {

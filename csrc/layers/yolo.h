@@ -5,12 +5,11 @@
 
 #include "layers/layer.h"
 
-#define MDFI_YOLO_MAX_ANCHORS 64
 
 typedef struct {
     int classes, n_mask, total;
-    int mask[MDFI_YOLO_MAX_ANCHORS];
-    float anchors[2 * MDFI_YOLO_MAX_ANCHORS];
+    int mask[MDFI_LIMIT_ANCHORS];
+    float anchors[2 * MDFI_LIMIT_ANCHORS];
 } mdfi_yolo_spec;
 
 

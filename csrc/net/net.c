@@ -168,8 +168,9 @@ static mdfi_status parse_net_section(mdfi_net *net, mdfi_cfg_section *s)
         net->c = inputs;   /* a non-image network: inputs x 1 x 1 */
         net->w = net->h = 1;
     }
-    if (net->w < 1 || net->h < 1 || net->c < 1 || net->w > 65536 || net->h > 65536 ||
-        net->c > 65536 || (long long)net->w * net->h * net->c > (1LL << 30))
+    if (net->w < 1 || net->h < 1 || net->c < 1 || net->w > MDFI_LIMIT_NET_DIM ||
+        net->h > MDFI_LIMIT_NET_DIM || net->c > MDFI_LIMIT_NET_DIM ||
+        (long long)net->w * net->h * net->c > MDFI_LIMIT_TENSOR)
         return mdfi_net_fail(net, MDFI_ERR_CFG, "%s:%d: [net] needs sane width, height and "
                              "channels (got %d x %d x %d)", cfg->name, s->line, net->w, net->h,
                              net->c);
@@ -338,8 +339,9 @@ mdfi_status mdfi_net_set_threads(mdfi_net *net, int threads)
         return MDFI_ERR_ARG;
     if (net->prepared)
         return mdfi_net_fail(net, MDFI_ERR_ARG, "set threads before prepare");
-    if (threads < 1 || threads > 256)
-        return mdfi_net_fail(net, MDFI_ERR_ARG, "threads must be 1..256, got %d", threads);
+    if (threads < 1 || threads > MDFI_LIMIT_THREADS)
+        return mdfi_net_fail(net, MDFI_ERR_ARG, "threads must be 1.."
+                             MDFI_LIMIT_STR(MDFI_LIMIT_THREADS) ", got %d", threads);
 #if !MDFI_THREADS
     threads = 1;
 #endif
