@@ -12,7 +12,10 @@ or with --dask, examples/dask_detect.py FOLDER --workers J.  Printed per run:
 the wall time of the whole command (Python's start, the model's load, the
 workers' start) and the images/s of the detection itself (the command's last
 progress line, or dask_detect's own figure: workers' network loads included,
-the cluster's start not).  Then the median of each and the 2-worker / 1-worker
+the cluster's start not), and the CPU time of the command and its workers
+over the wall time: how many cores it got (two workers on two free cores:
+near 2; on a machine whose other work holds a core: near 1, and then no
+ratio can show the scaling).  Then the median of each and the 2-worker / 1-worker
 ratios.  The CPU and the load average are printed first and last: on a shared
 machine the ratio measures the other work too.
 """
@@ -20,6 +23,7 @@ import argparse
 import os
 import pathlib
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -66,12 +70,15 @@ def run_once(folder, jobs, dask, model):
     else:
         cmd = [sys.executable, "-m", "mdfi.detect", str(folder), "--jobs", str(jobs),
                "--no-out", "--json", "--progress", *map(str, files)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     res = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          text=True, check=True)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     rate = float(re.findall(r"([\d.]+) images/s", res.stderr)[-1])   # the last line's
-    return wall, rate
+    return wall, rate, cpu
 
 
 def main():
@@ -92,10 +99,11 @@ def main():
         make_folder(args.images, folder)
         for r in range(args.repeats):
             for jobs in (1, 2):
-                wall, rate = run_once(folder, jobs, args.dask, model)
+                wall, rate, cpu = run_once(folder, jobs, args.dask, model)
                 got[jobs].append((wall, rate))
                 print(f"  {what} {jobs}: {args.images} images, {wall:.2f} s wall, "
-                      f"{rate:.2f} images/s detecting")
+                      f"{rate:.2f} images/s detecting, {cpu:.2f} s CPU ({cpu / wall:.2f} "
+                      f"cores busy)")
     med = {j: (statistics.median(w for w, _ in v), statistics.median(r for _, r in v))
            for j, v in got.items()}
     for j, (w, r) in med.items():
