@@ -8,6 +8,7 @@ Exit status: 0; 1 when the model could not be loaded or an image was skipped
 (each reported on stderr; the others are still detected); 2 for bad arguments;
 130 when interrupted (what was printed or written so far is complete)."""
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -116,20 +117,22 @@ def main(argv=None):
         if args.json_out:
             json_out = open(args.json_out, "w", encoding="utf-8")
         t0 = time.perf_counter()
-        for res in folder.run(tasks, settings, args.jobs):
-            if "fatal" in res:
-                raise errors.MdfiError(res["fatal"])
-            if show:
-                sys.stderr.write("\r\033[K")
-            if "error" in res:
-                skipped += 1
-                print(f"mdfi.detect: error: {res['error']}", file=sys.stderr)
-            else:
-                _print_result(res, args, json_out)
-            done += 1
-            if show:
-                sys.stderr.write(folder.progress_text(done, len(tasks), time.perf_counter() - t0))
-                sys.stderr.flush()
+        with contextlib.closing(folder.run(tasks, settings, args.jobs)) as results:
+            for res in results:
+                if "fatal" in res:
+                    raise errors.MdfiError(res["fatal"])
+                if show:
+                    sys.stderr.write("\r\033[K")
+                if "error" in res:
+                    skipped += 1
+                    print(f"mdfi.detect: error: {res['error']}", file=sys.stderr)
+                else:
+                    _print_result(res, args, json_out)
+                done += 1
+                if show:
+                    sys.stderr.write(folder.progress_text(done, len(tasks),
+                                                          time.perf_counter() - t0))
+                    sys.stderr.flush()
         if show:
             sys.stderr.write("\n")
     except KeyboardInterrupt:

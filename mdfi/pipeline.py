@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from typing import ClassVar, Dict, List, Optional, Tuple
+from typing import ClassVar, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -13,6 +13,8 @@ from . import errors
 from . import image as _image
 from .inputs import ImageInput, to_image
 from .network import Detection, ExitResult, Network
+
+PathArg = Union[str, os.PathLike]   # a file name
 
 
 def read_names(path) -> List[str]:
@@ -56,7 +58,8 @@ class Detector:
     _cache: ClassVar[Dict[tuple, "Detector"]] = {}
     _cache_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, cfg, weights, names=None, threads: int = 1,
+    def __init__(self, cfg: PathArg, weights: PathArg,
+                 names: Optional[PathArg] = None, threads: int = 1,
                  kernel: Optional[str] = None) -> None:
         self.net = Network(cfg, weights, threads=threads, kernel=kernel)
         self.names: Optional[List[str]] = read_names(names) if names else None
@@ -109,7 +112,8 @@ class Detector:
         return img, dets
 
 
-def detect(image: ImageInput, model: str = "yolov3-tiny", cfg=None, weights=None, names=None,
+def detect(image: ImageInput, model: str = "yolov3-tiny", cfg: Optional[PathArg] = None,
+           weights: Optional[PathArg] = None, names: Optional[PathArg] = None,
            thresh: float = 0.5, nms: float = 0.45, threads: int = 1,
            kernel: Optional[str] = None, channels: str = "rgb",
            int8: bool = False) -> List[Detection]:
@@ -134,7 +138,9 @@ def _relabel(d: Detection, names: List[str]) -> Detection:
     return dataclasses.replace(d, label=label)
 
 
-def classify_result(image: ImageInput, cfg, weights, names=None, top: int = 5,
+def classify_result(image: ImageInput, cfg: PathArg,
+                    weights: Optional[PathArg],
+                    names: Optional[PathArg] = None, top: int = 5,
                     threads: int = 1, kernel: Optional[str] = None,
                     policy: Optional[str] = None, channels: str = "rgb"
                     ) -> Tuple[List[Tuple[int, str, float]], Optional[ExitResult]]:
@@ -157,7 +163,9 @@ def classify_result(image: ImageInput, cfg, weights, names=None, top: int = 5,
             for i in order], exit_
 
 
-def classify(image: ImageInput, cfg, weights, names=None, top: int = 5, threads: int = 1,
+def classify(image: ImageInput, cfg: PathArg,
+             weights: Optional[PathArg],
+             names: Optional[PathArg] = None, top: int = 5, threads: int = 1,
              kernel: Optional[str] = None, policy: Optional[str] = None,
              channels: str = "rgb") -> List[Tuple[int, str, float]]:
     """[(class_id, label, prob)] of the top classes for one image (see classify_result)."""

@@ -138,7 +138,8 @@ def test_ctrl_c_keeps_what_was_written(golden, tiny_model, tmp_path):
     out = tmp_path / "r.jsonl"
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen([sys.executable, "-m", "mdfi.detect", str(d), "--jobs", "2",
-                             "--no-out", "--json-out", str(out), *map(str, _model_args(tiny_model))],
+                             "--no-out", "--json-out", str(out),
+                             *map(str, _model_args(tiny_model))],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
