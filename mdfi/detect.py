@@ -83,6 +83,30 @@ def _print_result(res, args, json_out):
             print(f"wrote {res['wrote']}", file=sys.stderr)
 
 
+def _run(tasks, settings, args, json_out, show, tally):
+    """Detects the tasks, printing each result in input order as it comes, the
+    skipped files on stderr, and the progress line when `show`; counts into tally."""
+    t0 = time.perf_counter()
+    with contextlib.closing(folder.run(tasks, settings, args.jobs)) as results:
+        for res in results:
+            if "fatal" in res:
+                raise errors.MdfiError(res["fatal"])
+            if show:
+                sys.stderr.write("\r\033[K")
+            if "error" in res:
+                tally["skipped"] += 1
+                print(f"mdfi.detect: error: {res['error']}", file=sys.stderr)
+            else:
+                _print_result(res, args, json_out)
+            tally["done"] += 1
+            if show:
+                sys.stderr.write(folder.progress_text(tally["done"], len(tasks),
+                                                      time.perf_counter() - t0))
+                sys.stderr.flush()
+    if show:
+        sys.stderr.write("\n")
+
+
 def main(argv=None):
     p = _parser()
     args = p.parse_args(argv)
@@ -99,9 +123,11 @@ def main(argv=None):
     if len(items) > 1 and args.out:
         p.error("--out takes one image; several images are written as predictions_<name>.jpg "
                 "(or into --out-dir)")
+    if args.out and args.out_dir:
+        p.error("--out names one file, --out-dir a folder: give one")
     show = args.progress or sys.stderr.isatty()
     json_out = None
-    done = skipped = 0
+    tally = {"done": 0, "skipped": 0}
     try:
         cfg, weights, names = resolve_model(args.model, args.cfg, args.weights, args.names)
         if args.int8:
@@ -116,40 +142,23 @@ def main(argv=None):
         tasks = list(zip((it.path for it in items), _annotated_paths(args, items)))
         if args.json_out:
             json_out = open(args.json_out, "w", encoding="utf-8")
-        t0 = time.perf_counter()
-        with contextlib.closing(folder.run(tasks, settings, args.jobs)) as results:
-            for res in results:
-                if "fatal" in res:
-                    raise errors.MdfiError(res["fatal"])
-                if show:
-                    sys.stderr.write("\r\033[K")
-                if "error" in res:
-                    skipped += 1
-                    print(f"mdfi.detect: error: {res['error']}", file=sys.stderr)
-                else:
-                    _print_result(res, args, json_out)
-                done += 1
-                if show:
-                    sys.stderr.write(folder.progress_text(done, len(tasks),
-                                                          time.perf_counter() - t0))
-                    sys.stderr.flush()
-        if show:
-            sys.stderr.write("\n")
+        _run(tasks, settings, args, json_out, show, tally)
     except KeyboardInterrupt:
-        print(f"\nmdfi.detect: interrupted after {done} of {len(items)} images",
+        print(f"\nmdfi.detect: interrupted after {tally['done']} of {len(items)} images",
               file=sys.stderr)
         return EXIT_INTERRUPTED
     except (errors.MdfiError, ValueError, OSError) as exc:
-        if show and done:
+        if show and tally["done"]:
             sys.stderr.write("\n")
         print(f"mdfi.detect: error: {exc}", file=sys.stderr)
         return 1
     finally:
         if json_out is not None:
             json_out.close()
-    if skipped:
+    if tally["skipped"]:
         if len(items) > 1:
-            print(f"mdfi.detect: {skipped} of {len(items)} images skipped", file=sys.stderr)
+            print(f"mdfi.detect: {tally['skipped']} of {len(items)} images skipped",
+                  file=sys.stderr)
         return EXIT_SKIPPED
     return 0
 
