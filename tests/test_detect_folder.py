@@ -93,10 +93,13 @@ def test_folder_with_two_jobs_gives_the_single_file_results(photos, tiny_model, 
         out = tmp_path / f"j{jobs}"
         out.mkdir()
         res = _cli(photos, "-r", "--jobs", jobs, "--json", "--json-out", out / "r.jsonl",
-                   "--out-dir", out / "annotated", *_model_args(tiny_model), cwd=tmp_path)
+                   "--out-dir", out / "annotated", "--progress", *_model_args(tiny_model),
+                   cwd=tmp_path)
         assert res.returncode == 1, res.stderr        # the broken file was skipped
         assert f"mdfi.detect: error: {photos / 'c_broken.jpg'}" in res.stderr
         assert "1 of 4 images skipped" in res.stderr
+        # (text mode reads the progress line's \r as a newline)
+        assert re.search(r"\n\033\[K4/4 100%  [\d.]+ images/s  ETA 0:00\n", res.stderr)
         lines = [json.loads(s) for s in res.stdout.splitlines()]
         assert lines == want
         assert (out / "r.jsonl").read_text() == res.stdout
