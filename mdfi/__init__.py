@@ -16,6 +16,7 @@ _LAZY = {
     "letterbox": ("image", "letterbox"),
     "load_image": ("image", "load"),
     "Detection": ("network", "Detection"),
+    "Detector": ("pipeline", "Detector"),
     "ExitInfo": ("network", "ExitInfo"),
     "ExitResult": ("network", "ExitResult"),
     "LayerInfo": ("network", "LayerInfo"),

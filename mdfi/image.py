@@ -4,7 +4,10 @@ The C core decodes binary PNM and JPEG itself, JPEG to exactly the pixels
 Darknet's stb_image gives (libjpeg, which Pillow uses, differs by a few
 levels).  Only other formats (PNG, BMP, ...) go through Pillow.
 """
+from __future__ import annotations
+
 import os
+from typing import Optional, Union
 
 import numpy as np
 
@@ -17,17 +20,17 @@ SNIFF_BYTES = 16
 class Image:
     """A decoded image: `data` is float32 [3, h, w]; `decoder` says who decoded it."""
 
-    def __init__(self, data, decoder, path=None):
+    def __init__(self, data: np.ndarray, decoder: str, path: Optional[str] = None) -> None:
         self.data = data
         self.decoder = decoder
         self.path = path
 
     @property
-    def width(self):
+    def width(self) -> int:
         return self.data.shape[2]
 
     @property
-    def height(self):
+    def height(self) -> int:
         return self.data.shape[1]
 
 
@@ -40,7 +43,7 @@ def _from_c(img):
         lib.mdfi_image_free(img)
 
 
-def from_pixels(pixels):
+def from_pixels(pixels: np.ndarray) -> Image:
     """uint8 HxW or HxWx{1,3} pixels -> Image (Darknet's byte/255.0)."""
     pixels = np.ascontiguousarray(pixels)
     if pixels.dtype != np.uint8:
@@ -63,7 +66,7 @@ def sniff(head):
     return ffi.string(name).decode() if name != ffi.NULL else None
 
 
-def load(path):
+def load(path: Union[str, os.PathLike]) -> Image:
     """Reads an image file: PNM and JPEG by the C core, anything else by Pillow.
 
     `Image.decoder` says which: "mdfi-jpeg", "mdfi-pnm" or "pillow"."""

@@ -335,6 +335,17 @@ def cache_dir(name=None):
     return root / name if name else root
 
 
+# The --int8 model of a fetched float model is kept beside it under this tag
+# (weights_tools.quantize.cached_int8 makes it; the runtime only looks for it).
+INT8_CACHE_TAG = "int8-v2"
+
+
+def int8_paths(weights):
+    """(cfg, qweights) where the cached 8-bit model of the float `weights` lives."""
+    base = os.path.splitext(os.fspath(weights))[0] + "." + INT8_CACHE_TAG
+    return base + ".cfg", base + ".qweights"
+
+
 def list_models():
     return sorted(MODELS)
 

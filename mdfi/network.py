@@ -62,9 +62,17 @@ class Detection:
     box: tuple      # relative (x, y, w, h), centre and size
     bbox: tuple     # pixel (left, top, right, bottom) as Darknet draws it
 
-    def to_json(self):
+    def to_json(self) -> dict:
+        """The fields `python -m mdfi.detect --json` prints."""
         return {"class_id": self.class_id, "label": self.label, "prob": self.prob,
                 "box": list(self.box), "bbox": list(self.bbox)}
+
+    def to_dict(self) -> dict:
+        """Every field, as plain Python values (json.dumps takes it)."""
+        return {"det_index": int(self.det_index), "class_id": int(self.class_id),
+                "label": str(self.label), "prob": float(self.prob),
+                "objectness": float(self.objectness), "box": [float(v) for v in self.box],
+                "bbox": [int(v) for v in self.bbox]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,6 +219,10 @@ class Network:
         if getattr(self, "_net", None) is not None:
             lib.mdfi_net_free(self._net)
             self._net = None
+
+    @property
+    def closed(self):
+        return getattr(self, "_net", None) is None
 
     def __enter__(self):
         return self

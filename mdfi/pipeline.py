@@ -1,13 +1,23 @@
-"""High-level calls: image file in, detections or class scores out."""
+"""High-level calls: an image in (path, mdfi.Image, PIL image or numpy array;
+see mdfi.inputs), detections or class scores out."""
+from __future__ import annotations
+
+import dataclasses
 import os
+import threading
+from typing import ClassVar, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from . import errors
 from . import image as _image
-from .network import Network
+from .inputs import ImageInput, to_image
+from .network import Detection, ExitResult, Network
+
+PathArg = Union[str, os.PathLike]   # a file name
 
 
-def read_names(path):
+def read_names(path) -> List[str]:
     """Class names, one per line (Darknet's .names files)."""
     with open(path, encoding="utf-8") as f:
         return [line.rstrip("\r\n") for line in f]
@@ -24,47 +34,123 @@ def resolve_model(model=None, cfg=None, weights=None, names=None, quiet=False):
     return paths["cfg"], paths["weights"], names or paths.get("names")
 
 
+def int8_model(model: str, weights) -> Tuple[str, str]:
+    """(cfg, qweights) of the cached 8-bit form of a fetched model.  The runtime
+    never quantizes (that is weights_tools, a tool): the files must have been
+    made once, e.g. by `python -m mdfi.detect --int8`."""
+    from . import models
+    qcfg, qweights = models.int8_paths(weights)
+    if not (os.path.exists(qcfg) and os.path.exists(qweights)):
+        raise errors.ArgumentError(
+            f"the int8 model of {model} is not made yet (it would be {qweights}); make it once "
+            f"with `python -m mdfi.detect --int8 --model {model} --no-out IMAGE` (it needs "
+            f"scikit-image for the calibration photos), then from_model(int8=True) loads it")
+    return qcfg, qweights
+
+
 class Detector:
-    """A prepared detection network that can be run on many images."""
+    """A prepared detection network that can be run on many images.
 
-    def __init__(self, cfg, weights, names=None, threads=1, kernel=None):
+    Detector(cfg, weights, names) loads files; Detector.from_model(name) returns
+    a process-wide cached one.  run() may be called from several threads: the
+    calls take turns (one network's buffers serve one image at a time)."""
+
+    _cache: ClassVar[Dict[tuple, "Detector"]] = {}
+    _cache_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, cfg: PathArg, weights: PathArg,
+                 names: Optional[PathArg] = None, threads: int = 1,
+                 kernel: Optional[str] = None) -> None:
         self.net = Network(cfg, weights, threads=threads, kernel=kernel)
-        self.names = read_names(names) if names else None
+        self.names: Optional[List[str]] = read_names(names) if names else None
+        self._run_lock = threading.Lock()
 
-    def close(self):
+    @classmethod
+    def from_model(cls, model: str = "yolov3-tiny", int8: bool = False, threads: int = 1,
+                   kernel: Optional[str] = None) -> "Detector":
+        """The Detector of a known model (mdfi.models), fetched and prepared on the
+        first call and cached for the process: later calls with the same
+        (model, int8, threads, kernel) return the same object.  int8=True loads
+        the cached 8-bit model (see int8_model); it is never made here.  Closing
+        a cached Detector drops it from the cache."""
+        kernel = kernel or os.environ.get("MDFI_KERNEL") or None
+        key = (model, bool(int8), int(threads), kernel)
+        with cls._cache_lock:
+            det = cls._cache.get(key)
+            if det is not None and not det.closed:
+                return det
+            cfg, weights, names = resolve_model(model, quiet=True)
+            if int8:
+                cfg, weights = int8_model(model, weights)
+            det = cls(cfg, weights, names, threads, kernel)
+            cls._cache[key] = det
+            return det
+
+    @property
+    def closed(self) -> bool:
+        return self.net.closed
+
+    def close(self) -> None:
         self.net.close()
 
-    def __enter__(self):
+    def __enter__(self) -> "Detector":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         self.close()
 
-    def run(self, img, thresh=0.5, nms=0.45):
-        """img: a path or mdfi.Image -> (Image, [Detection])."""
-        if not isinstance(img, _image.Image):
-            img = _image.load(img)
+    def run(self, img: ImageInput, thresh: float = 0.5, nms: float = 0.45,
+            channels: str = "rgb") -> Tuple[_image.Image, List[Detection]]:
+        """img: a path, mdfi.Image, PIL image or numpy array (mdfi.inputs;
+        channels: "rgb" or "bgr" for a 3-channel array) -> (Image, [Detection])."""
+        img = to_image(img, channels)
         c, h, w = self.net.input_shape
-        self.net.forward(_image.letterbox(img, w, h))
-        return img, self.net.detect((img.width, img.height), thresh, nms, self.names)
+        x = _image.letterbox(img, w, h)
+        with self._run_lock:
+            self.net.forward(x)
+            dets = self.net.detect((img.width, img.height), thresh, nms, self.names)
+        return img, dets
 
 
-def detect(image, model="yolov3-tiny", cfg=None, weights=None, names=None, thresh=0.5,
-           nms=0.45, threads=1, kernel=None):
-    """Detections for one image (path or mdfi.Image)."""
-    cfg, weights, names = resolve_model(model, cfg, weights, names, quiet=True)
-    with Detector(cfg, weights, names, threads, kernel) as d:
-        return d.run(image, thresh, nms)[1]
+def detect(image: ImageInput, model: str = "yolov3-tiny", cfg: Optional[PathArg] = None,
+           weights: Optional[PathArg] = None, names: Optional[PathArg] = None,
+           thresh: float = 0.5, nms: float = 0.45, threads: int = 1,
+           kernel: Optional[str] = None, channels: str = "rgb",
+           int8: bool = False) -> List[Detection]:
+    """Detections for one image (a path, mdfi.Image, PIL image or numpy array;
+    channels: "rgb" (default) or "bgr" for a 3-channel uint8 array).  With a
+    model name the network comes from Detector.from_model's cache, so repeated
+    calls do not reload it; cfg/weights files are loaded for this call only."""
+    if cfg or weights:
+        if int8:
+            raise errors.ArgumentError("int8=True takes a model name, not cfg/weights files")
+        cfg, weights, names = resolve_model(model, cfg, weights, names)
+        with Detector(cfg, weights, names, threads, kernel) as d:
+            return d.run(image, thresh, nms, channels)[1]
+    det = Detector.from_model(model, int8=int8, threads=threads, kernel=kernel)
+    if names:
+        return [_relabel(d, read_names(names)) for d in det.run(image, thresh, nms, channels)[1]]
+    return det.run(image, thresh, nms, channels)[1]
 
 
-def classify_result(image, cfg, weights, names=None, top=5, threads=1, kernel=None,
-                    policy=None):
+def _relabel(d: Detection, names: List[str]) -> Detection:
+    label = names[d.class_id] if d.class_id < len(names) else f"class_{d.class_id}"
+    return dataclasses.replace(d, label=label)
+
+
+def classify_result(image: ImageInput, cfg: PathArg,
+                    weights: Optional[PathArg],
+                    names: Optional[PathArg] = None, top: int = 5,
+                    threads: int = 1, kernel: Optional[str] = None,
+                    policy: Optional[str] = None, channels: str = "rgb"
+                    ) -> Tuple[List[Tuple[int, str, float]], Optional[ExitResult]]:
     """(top, exit): [(class_id, label, prob)] of the top classes for one image
-    (path or mdfi.Image), and where the forward ended (an ExitResult) for a
-    network with [exit] layers (policy: its exit policy), else None.  A grey
-    network (1 input channel) reads the mean of the letterboxed channels."""
+    (a path, mdfi.Image, PIL image or numpy array, as for detect), and where the
+    forward ended (an ExitResult) for a network with [exit] layers (policy: its
+    exit policy), else None.  A grey network (1 input channel) reads the mean
+    of the letterboxed channels."""
+    img = to_image(image, channels)
     with Network(cfg, weights, threads=threads, kernel=kernel, exit_policy=policy) as net:
-        img = image if isinstance(image, _image.Image) else _image.load(image)
         c, h, w = net.input_shape
         x = _image.letterbox(img, w, h)
         if c == 1:
@@ -77,9 +163,14 @@ def classify_result(image, cfg, weights, names=None, top=5, threads=1, kernel=No
             for i in order], exit_
 
 
-def classify(image, cfg, weights, names=None, top=5, threads=1, kernel=None, policy=None):
-    """[(class_id, label, prob)] of the top classes for one image."""
-    return classify_result(image, cfg, weights, names, top, threads, kernel, policy)[0]
+def classify(image: ImageInput, cfg: PathArg,
+             weights: Optional[PathArg],
+             names: Optional[PathArg] = None, top: int = 5, threads: int = 1,
+             kernel: Optional[str] = None, policy: Optional[str] = None,
+             channels: str = "rgb") -> List[Tuple[int, str, float]]:
+    """[(class_id, label, prob)] of the top classes for one image (see classify_result)."""
+    return classify_result(image, cfg, weights, names, top, threads, kernel, policy,
+                           channels)[0]
 
 
 def default_out_path(image_path, several):

@@ -5,11 +5,10 @@ import io
 import os
 import sys
 
+from mdfi.models import INT8_CACHE_TAG, int8_paths
 from weights_tools.calibrate import CalibrationError
 from weights_tools.quantize.run import quantize
 
-
-INT8_CACHE_TAG = "int8-v2"
 # --int8: 8-bit weights with per-channel multipliers; the layers where 8-bit
 # activations cost most (up to 60 % of the MACs) take 16-bit input, keeping
 # 8-bit weights once the file reaches 30 % of the float one.  This keeps all
@@ -37,8 +36,8 @@ def calibration_photos():
 def cached_int8(cfg, weights, quiet=False):
     """(cfg, qweights) of the 8-bit model (INT8_RECIPE) of a fetched float
     model, made on first use and kept beside it (NAME.int8-v2.cfg / .qweights)."""
-    base = os.path.splitext(os.fspath(weights))[0] + "." + INT8_CACHE_TAG
-    qcfg, qpath = base + ".cfg", base + ".qweights"
+    qcfg, qpath = int8_paths(weights)
+    base = qcfg[:-len(".cfg")]
     if os.path.exists(qcfg) and os.path.exists(qpath):
         return qcfg, qpath
     what, photos = calibration_photos()
