@@ -118,6 +118,14 @@ $(OBJ_POPCNT): CFLAGS_BASE += -mpopcnt -O3
 # POPCNT binary kernel (the fallback of x86 CPUs without AVX2)
 $(BUILD)/obj/csrc/kernels/x86/dpath_avx2.o $(BUILD)/obj/csrc/kernels/x86/bgemm_popcnt.o: \
     CFLAGS_BASE += -O2
+# -O2 for the AVX2 requantization epilogue of the integer GEMM: it runs once
+# per output element, outside the K loop, and -O3 adds copies of its 15
+# always-inlined (activation, shift mode) loops for no measured speed.  With
+# its row tails through the main loop (qgemm_epi_avx2.c) it went from 15.6 KB
+# to 7.4 KB and the program by 8 KB (docs/architecture.md, the size budget).
+# -Os would halve it again but cost ~9 % of yolov3-tiny int8's time.
+$(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx2.o: \
+    CFLAGS_BASE += -O2
 
 $(BUILD)/libmdfi.a: $(LIB_OBJ)
 	@rm -f $@
