@@ -1,8 +1,9 @@
 /* The AVX2 requantization epilogue of the integer GEMM (mdfi_qgemm_epi),
  * used by both AVX2 variants in qgemm_avx2.c.  It runs once per output
- * element, outside the K loop, in 15 (activation, shift mode) copies of one
+ * element, outside the K loop, in 6 (activation, shift mode) copies of one
  * loop over 16 columns; row tails go through the same loops (see the end),
- * which halves the code (docs/architecture.md, the size budget). */
+ * and the rare shift modes through the portable epilogue: 15.6 KB of code
+ * became 4 KB (docs/architecture.md, the size budget). */
 #include <immintrin.h>
 #include <string.h>
 
@@ -121,14 +122,15 @@ INLINE void row(const mdfi_qact ACT, const int MODE, const rowc *rc, const int32
     }
 }
 
+/* Only the common modes get a vector loop: 0 (a power of two, >> s >= 2) and
+ * 3 (a multiplier, >> s >= 1).  Rows in the rare ones (>> 1, a left shift)
+ * take the portable epilogue: exact by definition, and 9 fewer copies of
+ * the loop (3.5 KB of the program). */
 #define ROWS(ACT)                                                          \
-    switch (mode) {                                                        \
-    case 0: row(ACT, 0, &rc, ar, nv16, o, e->out_bits); break;               \
-    case 1: row(ACT, 1, &rc, ar, nv16, o, e->out_bits); break;               \
-    case 2: row(ACT, 2, &rc, ar, nv16, o, e->out_bits); break;               \
-    case 3: row(ACT, 3, &rc, ar, nv16, o, e->out_bits); break;               \
-    default: row(ACT, 4, &rc, ar, nv16, o, e->out_bits); break;              \
-    }
+    if (mode == 0)                                                         \
+        row(ACT, 0, &rc, ar, nv16, o, e->out_bits);                        \
+    else                                                                   \
+        row(ACT, 3, &rc, ar, nv16, o, e->out_bits);
 
 /* The epilogue for nv16 columns, a multiple of 16.  Not inlined: the tails
  * call it too, so each (activation, mode) loop exists once. */
@@ -156,7 +158,9 @@ __attribute__((noinline)) static void rows16(const mdfi_qepilogue *e, int m0,
         const int mode = e->mult ? (s > 0 ? 3 : 4) : s > 1 ? 0 : s == 1 ? 1 : 2;
         const int32_t *ar = acc + (size_t)r * ldacc;
         void *o = (char *)c + (size_t)r * ldc * (size_t)(e->out_bits / 8);
-        if (e->act == MDFI_QACT_LEAKY)
+        if (mode != 0 && mode != 3)
+            mdfi_qgemm_epi_scalar(e, m, corr, ar, ldacc, 1, nv16, o, ldc);
+        else if (e->act == MDFI_QACT_LEAKY)
             ROWS(MDFI_QACT_LEAKY)
         else if (e->act == MDFI_QACT_RELU)
             ROWS(MDFI_QACT_RELU)
