@@ -213,7 +213,7 @@ def test_text_output_is_darknets(exe, mini, mjpeg):
                          input=mjpeg["blobs"][0] * 2, capture_output=True, timeout=60)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.decode().splitlines()
-    heads = [ln for ln in lines if ln.startswith("<stdin> frame ")]
+    heads = [ln for ln in lines if ln.startswith("<stdin>: frame ")]
     assert len(heads) == 2 and "Predicted in" in heads[0]
     n = len(mjpeg["refs"][0]["detections"])
     assert len(lines) == 2 + 2 * n and all(ln.endswith("%") for ln in lines[1:1 + n])

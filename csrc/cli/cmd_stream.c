@@ -30,7 +30,7 @@ typedef struct {
 static int one_frame(stream_run *r, const char *name, const mdfi_frame *fr)
 {
     char label[256];
-    snprintf(label, sizeof label, "%s frame %ld", name, fr->index);
+    snprintf(label, sizeof label, "%s: frame %ld", name, fr->index);
     mdfi_errbuf err;
     unsigned char *px = NULL;
     int w = 0, h = 0, c = 0;
