@@ -119,11 +119,11 @@ $(OBJ_POPCNT): CFLAGS_BASE += -mpopcnt -O3
 $(BUILD)/obj/csrc/kernels/x86/dpath_avx2.o $(BUILD)/obj/csrc/kernels/x86/bgemm_popcnt.o: \
     CFLAGS_BASE += -O2
 # -O2 for the AVX2 requantization epilogue of the integer GEMM: it runs once
-# per output element, outside the K loop, and -O3 adds copies of its 15
-# always-inlined (activation, shift mode) loops for no measured speed.  With
-# its row tails through the main loop (qgemm_epi_avx2.c) it went from 15.6 KB
-# to 7.4 KB and the program by 8 KB (docs/architecture.md, the size budget).
-# -Os would halve it again but cost ~9 % of yolov3-tiny int8's time.
+# per output element, outside the K loop, and -O3 clones its loops for no
+# measured speed.  With its row tails and rare shift modes off the vector
+# loops (qgemm_epi_avx2.c) it went from 15.6 KB to 3.6 KB, the room the
+# program needed (docs/architecture.md, the size budget).  -Os would halve it
+# again but cost ~9 % of yolov3-tiny int8's time on an AVX2 EPYC.
 $(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx2.o: \
     CFLAGS_BASE += -O2
 
