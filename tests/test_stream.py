@@ -229,3 +229,26 @@ def test_yolov3_tiny_stream_equals_per_file_runs(exe, tiny_model, golden):
     for f, ref in zip(out, [refs[0], refs[1], refs[0]]):
         assert_frame_equals(f, ref)
     assert any(d["label"] == "dog" for d in out[0]["detections"])
+
+
+def test_exif_thumbnails_are_stepped_over(exe, mini, mjpeg):
+    """An APP1 segment holding its own FFD8...FFD9 (an EXIF thumbnail) is skipped by its
+    length; after a corrupt marker behind it, the reader goes on from there, so the
+    thumbnail never becomes a frame of its own."""
+    thumb = b"\xff\xd8\xff\xe0\x00\x04ab\xff\xdb\x00\x03x\xff\xd9"
+    app1 = b"Exif\x00\x00" + thumb
+    eagle = mjpeg["blobs"][1]
+    with_thumb = eagle[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + eagle[2:]
+    res = run(exe, mini, "-", stdin=with_thumb + mjpeg["blobs"][0])
+    assert res.returncode == 0, res.stderr
+    out = frames(res.stdout)
+    assert [f["frame"] for f in out] == [0, 1]
+    assert_frame_equals(out[0], mjpeg["refs"][1])
+    at = 4 + len(app1) + 2   # the marker after the APP1 segment
+    broken = with_thumb[:at] + b"\x00" + with_thumb[at + 1:]
+    res = run(exe, mini, "-", stdin=broken + mjpeg["blobs"][0])
+    assert res.returncode == 1 and f"frame 0: JPEG: expected a marker at byte {at}" in \
+        res.stderr.decode(), res.stderr
+    out = frames(res.stdout)
+    assert [f["frame"] for f in out] == [1]
+    assert_frame_equals(out[0], mjpeg["refs"][0])

@@ -118,7 +118,9 @@ static size_t find_start(const mdfi_stream *s, size_t from)
 
 /* "NAME: frame N: message" (index < 0: no frame).  from > 0: the frame is
  * corrupt, and the reader goes on from the next frame start at or after
- * byte `from` of what was read. */
+ * byte `from` of what was read: where the walk failed, not the frame's byte
+ * 1, so that an EXIF thumbnail the walk stepped over is not taken for the
+ * next frame. */
 static mdfi_status fail(mdfi_stream *s, mdfi_status st, long index, size_t from,
                         mdfi_errbuf *err, const char *fmt, ...) MDFI_PRINTF(6, 7);
 static mdfi_status fail(mdfi_stream *s, mdfi_status st, long index, size_t from,
@@ -179,8 +181,8 @@ static mdfi_status walk_jpeg(mdfi_stream *s, long index, size_t *end, mdfi_errbu
         if ((r = more(s, pos + 2)) != GOT)
             return short_read(s, r, index, "JPEG data", err);
         if (s->buf[pos] != 0xFF)
-            return fail(s, MDFI_ERR_IMAGE, index, 1, err, "JPEG: expected a marker at byte "
-                        "%zu, found 0x%02x", pos, s->buf[pos]);
+            return fail(s, MDFI_ERR_IMAGE, index, pos, err, "JPEG: expected a marker at "
+                        "byte %zu, found 0x%02x", pos, s->buf[pos]);
         while (s->buf[pos + 1] == 0xFF) {   /* fill bytes */
             ++pos;
             if ((r = more(s, pos + 2)) != GOT)
@@ -199,13 +201,13 @@ static mdfi_status walk_jpeg(mdfi_stream *s, long index, size_t *end, mdfi_errbu
         if ((m >= 0xD0 && m <= 0xD7) || m == 0x01)   /* no length */
             continue;
         if (m == 0x00)
-            return fail(s, MDFI_ERR_IMAGE, index, 1, err, "JPEG: corrupt: FF00 outside a scan "
+            return fail(s, MDFI_ERR_IMAGE, index, at, err, "JPEG: corrupt: FF00 outside a scan "
                         "at byte %zu", at);
         if ((r = more(s, pos + 2)) != GOT)
             return short_read(s, r, index, "JPEG data", err);
         const size_t len = ((size_t)s->buf[pos] << 8) | s->buf[pos + 1];
         if (len < 2)
-            return fail(s, MDFI_ERR_IMAGE, index, 1, err, "JPEG: corrupt: marker FF%02X at "
+            return fail(s, MDFI_ERR_IMAGE, index, at, err, "JPEG: corrupt: marker FF%02X at "
                         "byte %zu has length %zu", m, at, len);
         if ((r = more(s, pos + len)) != GOT)
             return short_read(s, r, index, "JPEG data", err);
