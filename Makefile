@@ -126,6 +126,9 @@ $(BUILD)/obj/csrc/kernels/x86/dpath_avx2.o $(BUILD)/obj/csrc/kernels/x86/bgemm_p
 # again but cost ~9 % of yolov3-tiny int8's time on an AVX2 EPYC.
 $(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx2.o: \
     CFLAGS_BASE += -O2
+# -O2 for the AVX2 fp32 gemv (N == 1): it streams A once, memory-bound for
+# any large connected layer, and -O3's copies of its loops cost 2.5 KB.
+$(BUILD)/obj/csrc/kernels/x86/sgemm_gemv_avx2.o: CFLAGS_BASE += -O2
 
 $(BUILD)/libmdfi.a: $(LIB_OBJ)
 	@rm -f $@
