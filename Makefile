@@ -119,6 +119,17 @@ $(OBJ_POPCNT): CFLAGS_BASE += -mpopcnt -O3
 # POPCNT binary kernel (the fallback of x86 CPUs without AVX2)
 $(BUILD)/obj/csrc/kernels/x86/dpath_avx2.o $(BUILD)/obj/csrc/kernels/x86/bgemm_popcnt.o: \
     CFLAGS_BASE += -O2
+# -O2 for the AVX2 requantization epilogue of the integer GEMM: it runs once
+# per output element, outside the K loop, and -O3 clones its loops for no
+# measured speed.  With its row tails and rare shift modes off the vector
+# loops (qgemm_epi_avx2.c) it went from 15.6 KB to 3.6 KB, the room the
+# program needed (docs/architecture.md, the size budget).  -Os would halve it
+# again but cost ~9 % of yolov3-tiny int8's time on an AVX2 EPYC.
+$(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx2.o: \
+    CFLAGS_BASE += -O2
+# -O2 for the AVX2 fp32 gemv (N == 1): it streams A once, memory-bound for
+# any large connected layer, and -O3's copies of its loops cost 2.5 KB.
+$(BUILD)/obj/csrc/kernels/x86/sgemm_gemv_avx2.o: CFLAGS_BASE += -O2
 
 $(BUILD)/libmdfi.a: $(LIB_OBJ)
 	@rm -f $@

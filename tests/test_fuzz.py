@@ -3,7 +3,8 @@ in the built-in mutation loop (tests/fuzz/fuzz_main.c, any compiler), so that th
 suite fuzzes every input parser even where clang and libFuzzer are missing:
 
 - the cfg tokenizer, cfg -> network (shapes, routes, plan, a forward on zeros),
-  the .weights reader against a fixed cfg, the .qweights reader and PNM;
+  the .weights reader against a fixed cfg, the .qweights reader, PNM and the
+  stream frame splitter (concatenated JPEG / PNM);
 - each target's committed corpus (seeds and the inputs of fixed findings) runs clean;
 - a bounded mutation run of each target (MDFI_FUZZ_TARGET_SECONDS, default 8 s each)
   finds nothing: no sanitizer report, no crash, no failure without a message.
@@ -18,7 +19,7 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from cbuild import ROOT, _triple, build  # noqa: E402
 
-TARGETS = ["cfg", "net", "weights", "qweights", "pnm"]
+TARGETS = ["cfg", "net", "weights", "qweights", "pnm", "stream"]
 FUZZ = ROOT / "tests" / "fuzz"
 DICT = {"cfg": FUZZ / "cfg.dict", "net": FUZZ / "cfg.dict"}
 

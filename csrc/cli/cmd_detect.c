@@ -1,6 +1,8 @@
 /* mdfi detect / mdfi classify. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 
@@ -12,20 +14,16 @@ static const char *label(char **names, int n_names, int id, char *buf, size_t si
     return buf;
 }
 
-static void print_detections(const char *path, const mdfi_image *img, const mdfi_detection *d,
-                             int n, char **names, int n_names, int json, double ms)
+void cli_print_detections(const mdfi_detection *d, int n, char **names, int n_names, int json)
 {
     char buf[32];
     if (!json) {
-        printf("%s: Predicted in %.1f milliseconds.\n", path, ms);
         for (int i = 0; i < n; ++i)
             printf("%s: %.0f%%\n", label(names, n_names, d[i].class_id, buf, sizeof buf),
                    d[i].prob * 100);
         return;
     }
-    printf("{\"image\": ");
-    cli_json_string(stdout, path);
-    printf(", \"width\": %d, \"height\": %d, \"detections\": [", img->w, img->h);
+    printf("[");
     for (int i = 0; i < n; ++i) {
         printf("%s{\"class_id\": %d, \"label\": ", i ? ", " : "", d[i].class_id);
         cli_json_string(stdout, label(names, n_names, d[i].class_id, buf, sizeof buf));
@@ -33,7 +31,22 @@ static void print_detections(const char *path, const mdfi_image *img, const mdfi
                "\"bbox\": [%d, %d, %d, %d]}", d[i].prob, d[i].x, d[i].y, d[i].w, d[i].h,
                d[i].left, d[i].top, d[i].right, d[i].bottom);
     }
-    printf("]}\n");
+    printf("]");
+}
+
+static void print_detections(const char *path, const mdfi_image *img, const mdfi_detection *d,
+                             int n, char **names, int n_names, int json, double ms)
+{
+    if (!json) {
+        printf("%s: Predicted in %.1f milliseconds.\n", path, ms);
+    } else {
+        printf("{\"image\": ");
+        cli_json_string(stdout, path);
+        printf(", \"width\": %d, \"height\": %d, \"detections\": ", img->w, img->h);
+    }
+    cli_print_detections(d, n, names, n_names, json);
+    if (json)
+        printf("}\n");
 }
 
 /* Shared start of both commands: args, net, names, letterboxed input, forward. */
@@ -47,6 +60,18 @@ typedef struct {
     double ms;
 } run;
 
+/* IMAGE "-" (stdin), a FIFO or a character device, or --stream: frames. */
+static int is_stream(const cli_args *a)
+{
+    struct stat st;
+    const char *p = a->pos[2];
+    return a->stream || !strcmp(p, "-") ||
+           (stat(p, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)));
+}
+
+/* 0: the forward ran; STREAM: detect on a stream, the net loaded; else the
+ * exit status. */
+#define STREAM (-1)
 static int start(int argc, char **argv, const char *cmd, run *r)
 {
     if (cli_parse(argc, argv, &r->a))
@@ -55,10 +80,17 @@ static int start(int argc, char **argv, const char *cmd, run *r)
         fprintf(stderr, "usage: mdfi %s CFG WEIGHTS IMAGE [options]\n", cmd);
         return 2;
     }
-    if (r->a.names && (r->n_names = cli_read_names(r->a.names, &r->names)) < 0)
+    const int detect = cmd[0] == 'd';
+    if (detect)
+        r->n_names = cli_detect_names(&r->a, r->a.pos[0], &r->names);
+    else if (r->a.names)
+        r->n_names = cli_read_names(r->a.names, &r->names);
+    if (r->n_names < 0)
         return 1;
     if (!(r->net = cli_open_net(r->a.pos[0], r->a.pos[1], &r->a)))
         return 1;
+    if (detect && is_stream(&r->a))
+        return STREAM;
     if (!(r->input = cli_load_input(r->net, r->a.pos[2], &r->img)))
         return 1;
     double t0 = cli_now_ms();
@@ -84,6 +116,8 @@ int cmd_detect(int argc, char **argv)
 {
     run r = {0};
     int rc = start(argc, argv, "detect", &r);
+    if (rc == STREAM)
+        return finish(&r, cli_detect_stream(r.net, &r.a, r.names, r.n_names));
     if (rc)
         return finish(&r, rc);
     const mdfi_detection *d;
@@ -155,4 +189,22 @@ int cmd_classify(int argc, char **argv)
                ex.macs / 1e6);
     free(idx);
     return finish(&r, 0);
+}
+
+/* Darknet's command form, so that its users' scripts run unchanged:
+ *   detector test DATA CFG WEIGHTS IMAGE [-thresh T]   (and any mdfi option)
+ * is mdfi detect CFG WEIGHTS IMAGE --data DATA [--thresh T]. */
+int cmd_detector(int argc, char **argv)
+{
+    if (argc < 5 || strcmp(argv[0], "test")) {
+        fprintf(stderr, "usage: mdfi detector test DATA CFG WEIGHTS IMAGE [-thresh T] (Darknet's "
+                "form of mdfi detect CFG WEIGHTS IMAGE --data DATA)\n");
+        return 2;
+    }
+    /* in place: "--data" DATA CFG WEIGHTS IMAGE ... keeps the positionals' order */
+    argv[0] = (char *)"--data";
+    for (int i = 5; i < argc; ++i)
+        if (!strcmp(argv[i], "-thresh"))
+            argv[i] = (char *)"--thresh";
+    return cmd_detect(argc, argv);
 }

@@ -28,6 +28,7 @@ int cli_parse(int argc, char **argv, cli_args *a)
     a->threads = 1;
     a->runs = 10;
     a->top = 5;
+    a->every = 1;
     for (int i = 0; i < argc; ++i) {
         const char *o = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -46,16 +47,25 @@ int cli_parse(int argc, char **argv, cli_args *a)
         } else if (!strcmp(o, "--runs")) {
             if (number(o, v, 1, 100000, &d)) return -1;
             a->runs = (int)d, ++i;
+        } else if (!strcmp(o, "--every")) {
+            if (number(o, v, 1, 1e9, &d)) return -1;
+            a->every = (int)d, ++i;
+        } else if (!strcmp(o, "--max-frames")) {
+            if (number(o, v, 1, 2e9, &d)) return -1;
+            a->max_frames = (int)d, ++i;
+        } else if (!strcmp(o, "--stream")) {
+            a->stream = 1;
         } else if (!strcmp(o, "--top")) {
             if (number(o, v, 1, 100000, &d)) return -1;
             a->top = (int)d, ++i;
-        } else if (!strcmp(o, "--kernel") || !strcmp(o, "--names") || !strcmp(o, "--policy")) {
+        } else if (!strcmp(o, "--kernel") || !strcmp(o, "--names") || !strcmp(o, "--policy") ||
+                   !strcmp(o, "--data")) {
             if (!v) {
                 fprintf(stderr, "mdfi: %s needs a value\n", o);
                 return -1;
             }
             *(!strcmp(o, "--kernel") ? &a->kernel : !strcmp(o, "--names") ? &a->names
-                                                                        : &a->policy) = v;
+              : !strcmp(o, "--data") ? &a->data : &a->policy) = v;
             ++i;
         } else if (o[0] == '-' && o[1] == '-') {
             fprintf(stderr, "mdfi: unknown option %s\n", o);

@@ -9,7 +9,11 @@ static void usage(FILE *f)
     fprintf(f,
             "mdfi " MDFI_VERSION " - Micro Darknet For Inference\n"
             "usage:\n"
-            "  mdfi detect CFG WEIGHTS IMAGE [--thresh 0.5] [--nms 0.45] [--names FILE] [--json]\n"
+            "  mdfi detect CFG WEIGHTS IMAGE [--thresh 0.5] [--nms 0.45] [--names FILE]\n"
+            "              [--data FILE.data] [--json]\n"
+            "  mdfi detect CFG WEIGHTS -|FIFO|DEVICE [--every N] [--max-frames N] [...]\n"
+            "              frames of MJPEG or PNM (--stream: from a file)\n"
+            "  mdfi detector test DATA CFG WEIGHTS IMAGE [-thresh T]   (Darknet's form)\n"
             "  mdfi classify CFG WEIGHTS IMAGE [--top 5] [--names FILE] [--json]\n"
             "  mdfi info CFG [WEIGHTS]\n"
             "  mdfi bench CFG [WEIGHTS] [--runs 10]\n"
@@ -32,6 +36,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "detect"))
         return cmd_detect(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "detector"))
+        return cmd_detector(argc - 2, argv + 2);
     if (!strcmp(argv[1], "classify"))
         return cmd_classify(argc - 2, argv + 2);
     if (!strcmp(argv[1], "info"))

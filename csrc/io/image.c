@@ -152,6 +152,12 @@ mdfi_status mdfi_image_from_bytes(const unsigned char *pixels, int w, int h, int
 {
     if (img)
         memset(img, 0, sizeof *img);
+    return mdfi_image_fill(pixels, w, h, c, img, err);
+}
+
+mdfi_status mdfi_image_fill(const unsigned char *pixels, int w, int h, int c, mdfi_image *img,
+                            mdfi_errbuf *err)
+{
     if (!pixels || !img)
         return mdfi_fail(err, MDFI_ERR_ARG, "mdfi_image_from_bytes: NULL %s",
                          pixels ? "image" : "pixels");
@@ -162,9 +168,12 @@ mdfi_status mdfi_image_from_bytes(const unsigned char *pixels, int w, int h, int
         return mdfi_fail(err, MDFI_ERR_SHAPE, "image size %dx%d is empty or too large "
                          "(more than 2^28 pixels)", w, h);
     size_t plane = (size_t)w * (size_t)h;
-    float *data = malloc(3 * plane * sizeof *data);
-    if (!data)
-        return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory for a %dx%d image", w, h);
+    float *data = img->data;
+    if (!data || img->w != w || img->h != h) {
+        mdfi_image_free(img);
+        if (!(data = malloc(3 * plane * sizeof *data)))
+            return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory for a %dx%d image", w, h);
+    }
     /* Darknet: (float)(byte / 255.0), the division in double. */
     float lut[256];
     for (int v = 0; v < 256; v++)

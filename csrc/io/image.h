@@ -20,6 +20,12 @@ typedef mdfi_status (*mdfi_image_mem_decoder)(const unsigned char *data, size_t 
                                               const char *name, unsigned char **pixels,
                                               int *w, int *h, int *c, mdfi_errbuf *err);
 
+/* As mdfi_image_from_bytes, into an image that may hold an earlier one
+ * (or be zeroed): its buffer is kept when the size is the same, as for the
+ * frames of a stream. */
+mdfi_status mdfi_image_fill(const unsigned char *pixels, int w, int h, int c, mdfi_image *img,
+                            mdfi_errbuf *err);
+
 /* Binary PNM, P5 (grey) or P6 (RGB), maxval 255. */
 mdfi_status mdfi_pnm_decode(FILE *f, const char *path, unsigned char **pixels,
                             int *w, int *h, int *c, mdfi_errbuf *err);

@@ -106,10 +106,14 @@ void mdfi_qgemm_epi_scalar(const mdfi_qepilogue *e, int m0, const uint32_t *corr
 extern const mdfi_qgemm_kernel mdfi_qgemm_ref8, mdfi_qgemm_ref16;
 #ifdef MDFI_HAVE_AVX2
 extern const mdfi_qgemm_kernel mdfi_qgemm_avx2_8, mdfi_qgemm_avx2_16;
+/* AVX2 epilogue of both (x86/qgemm_epi_avx2.c). */
+void mdfi_qgemm_epi_avx2(const mdfi_qepilogue *e, int m0, const uint32_t *corr,
+                         const int32_t *acc, int ldacc, int mv, int nv, void *c, size_t ldc);
 #endif
 #ifdef MDFI_HAVE_AVX512
 extern const mdfi_qgemm_kernel mdfi_qgemm_avx512_8, mdfi_qgemm_avx512_16;
-/* AVX-512BW epilogue, shared with the VNNI variants (whose CPUs have BW). */
+/* AVX-512BW epilogue (x86/qgemm_epi_avx512.c), shared with the VNNI variants
+ * (whose CPUs have BW). */
 void mdfi_qgemm_epi_avx512(const mdfi_qepilogue *e, int m0, const uint32_t *corr,
                            const int32_t *acc, int ldacc, int mv, int nv, void *c, size_t ldc);
 /* int16 rows to k pairs, 32-column panels (mdfi_qgemm_interleave). */

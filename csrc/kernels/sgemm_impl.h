@@ -82,6 +82,11 @@ static inline int mdfi_sgemm_simple_panel(const mdfi_copy_op *ops, const int *fi
 extern const mdfi_sgemm_kernel mdfi_sgemm_ref;
 #ifdef MDFI_HAVE_AVX2
 extern const mdfi_sgemm_kernel mdfi_sgemm_avx2;
+/* Its gemv for 6- and 4-row panels (x86/sgemm_gemv_avx2.c). */
+void mdfi_sgemm_gemv6_avx2(int M, int K, int kc, const float *pa, const float *x,
+                           const float *bias, mdfi_epilogue epi, float *c, size_t ldc);
+void mdfi_sgemm_gemv4_avx2(int M, int K, int kc, const float *pa, const float *x,
+                           const float *bias, mdfi_epilogue epi, float *c, size_t ldc);
 #endif
 #ifdef MDFI_HAVE_AVX512
 extern const mdfi_sgemm_kernel mdfi_sgemm_avx512;

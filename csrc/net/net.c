@@ -158,6 +158,8 @@ static mdfi_status parse_net_section(mdfi_net *net, mdfi_cfg_section *s)
         return mdfi_net_fail(net, MDFI_ERR_CFG, "%s:%d: the first section must be [net], "
                              "not [%s]", cfg->name, s->line, s->type);
     int inputs;
+    /* names= (the class names file) is read by the mdfi program (cli/names.c) */
+    (void)mdfi_cfg_str(s, "names", NULL);
     MDFI_CHECK(mdfi_cfg_int(cfg, s, "width", 0, &net->w, &net->err));
     MDFI_CHECK(mdfi_cfg_int(cfg, s, "height", 0, &net->h, &net->err));
     MDFI_CHECK(mdfi_cfg_int(cfg, s, "channels", 0, &net->c, &net->err));

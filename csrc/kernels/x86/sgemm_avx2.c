@@ -5,38 +5,11 @@
 #include <stdint.h>
 
 #include "kernels/sgemm_impl.h"
+#include "kernels/x86/sgemm_avx2_ops.h"
 
 #define NR 16
 #define MAXR 6
 #define A_AHEAD 2048   /* bytes of A prefetched ahead */
-#define INLINE static inline __attribute__((always_inline))
-
-/* Darknet's leaky slope as the correctly rounded x / 10 (see sgemm_impl.h). */
-INLINE __m256 leaky(__m256 x)
-{
-    const __m256 tenth = _mm256_set1_ps(MDFI_LEAKY_C), ten = _mm256_set1_ps(10.f);
-    __m256 q = _mm256_mul_ps(x, tenth);
-    __m256 r = _mm256_fnmadd_ps(q, ten, x);
-    __m256 y = _mm256_fmadd_ps(r, tenth, q);
-    return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ));
-}
-
-INLINE __m256 finish(__m256 x, __m256 bias, mdfi_epilogue epi)
-{
-    x = _mm256_add_ps(x, bias);
-    if (epi == MDFI_EPI_RELU)
-        return _mm256_max_ps(x, _mm256_setzero_ps());
-    if (epi == MDFI_EPI_LEAKY)
-        return leaky(x);
-    return x;
-}
-
-/* Lanes j with j + base < nv. */
-INLINE __m256i lane_mask(int nv, int base)
-{
-    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(nv - base), iota);
-}
 
 /* MR x (8*NV) tile; NV = 2 is the full NR = 16, NV = 1 the half-width edge. */
 INLINE void tile(const int MR, const int NV, int kc, const float *a, const float *b, float *c,
@@ -102,61 +75,6 @@ UKR(ukr4, 4, 2)
 UKR(ukr6h, 6, 1)
 UKR(ukr4h, 4, 1)
 
-/* N == 1: each panel's MR rows are one masked ymm; four panels at once
- * keep four independent fma chains in flight.  Same per-row chain as tile(). */
-INLINE void gemv(const int MR, int M, int K, int kcb, const float *pa, const float *x,
-                 const float *bias, mdfi_epilogue epi, float *c, size_t ldc)
-{
-    const __m256i full = lane_mask(MR, 0);
-    const int np = (M + MR - 1) / MR;
-    const size_t mp = (size_t)np * MR;
-    for (int p0 = 0; p0 < np; p0 += 4) {
-        int cnt = np - p0 < 4 ? np - p0 : 4;
-        __m256 acc[4];
-        for (int i = 0; i < 4; ++i)
-            acc[i] = _mm256_setzero_ps();
-        for (int pc = 0; pc < K; pc += kcb) {
-            int kc = K - pc < kcb ? K - pc : kcb;
-            const size_t panel = (size_t)MR * kc;
-            const float *a = pa + pc * mp + p0 * panel;
-            if (cnt == 4) {
-                for (int k = 0; k < kc; ++k, a += MR) {
-                    __m256 xv = _mm256_broadcast_ss(x + pc + k);
-#pragma GCC unroll 4
-                    for (int i = 0; i < 4; ++i)
-                        acc[i] = _mm256_fmadd_ps(_mm256_maskload_ps(a + i * panel, full), xv,
-                                                 acc[i]);
-                }
-            } else {
-                for (int k = 0; k < kc; ++k, a += MR) {
-                    __m256 xv = _mm256_broadcast_ss(x + pc + k);
-                    for (int i = 0; i < cnt; ++i)
-                        acc[i] = _mm256_fmadd_ps(_mm256_maskload_ps(a + i * panel, full), xv,
-                                                 acc[i]);
-                }
-            }
-        }
-        for (int i = 0; i < cnt; ++i) {
-            int m0 = (p0 + i) * MR, mv = M - m0 < MR ? M - m0 : MR;
-            __m256 bv = bias ? _mm256_maskload_ps(bias + m0, lane_mask(mv, 0))
-                             : _mm256_setzero_ps();
-            float out[8];
-            _mm256_storeu_ps(out, finish(acc[i], bv, epi));
-            for (int r = 0; r < mv; ++r)
-                c[(size_t)(m0 + r) * ldc] = out[r];
-        }
-    }
-}
-
-#define GEMV(name, MR)                                                                     \
-    static void name(int M, int K, int kc, const float *pa, const float *x, const float *bias, \
-                     mdfi_epilogue epi, float *c, size_t ldc)                                 \
-    {                                                                                         \
-        gemv(MR, M, K, kc, pa, x, bias, epi, c, ldc);                                         \
-    }
-GEMV(gemv6, 6)
-GEMV(gemv4, 4)
-
 /* B panel fill (see mdfi_sgemm_fill): a run of up to 16 floats is two
  * masked load/store pairs, masks cut from a table of 16 ones, 16 zeros. */
 static void fill(float *o, int kc, const float *in, size_t plane, int c, int r, int rr,
@@ -206,8 +124,8 @@ static void fill(float *o, int kc, const float *in, size_t plane, int c, int r, 
 /* cost: relative time per row, measured: 4 x 16 has only 8 accumulators
  * for 2 FMA ports of latency 4-5 and runs ~12% slower than 6 x 16. */
 static const mdfi_sgemm_tile tiles[] = {
-    {6, 100, ukr6, ukr6h, gemv6},
-    {4, 114, ukr4, ukr4h, gemv4},
+    {6, 100, ukr6, ukr6h, mdfi_sgemm_gemv6_avx2},
+    {4, 114, ukr4, ukr4h, mdfi_sgemm_gemv4_avx2},
 };
 
 /* kc 256: a 6 x 256 A micro-panel is 6 KB of L1; B blocks of 128 KB leave

@@ -1,0 +1,190 @@
+/* The AVX2 requantization epilogue of the integer GEMM (mdfi_qgemm_epi),
+ * used by both AVX2 variants in qgemm_avx2.c.  It runs once per output
+ * element, outside the K loop, in 6 (activation, shift mode) copies of one
+ * loop over 16 columns; row tails go through the same loops (see the end),
+ * and the rare shift modes through the portable epilogue: 15.6 KB of code
+ * became 4 KB (docs/architecture.md, the size budget). */
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels/qgemm_impl.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* ---- epilogue ---------------------------------------------------------- */
+
+/* The arithmetic of mdfi_qgemm_requant rearranged as in qgemm_avx512.c:
+ * rounding right shifts as ((x >> (s-1)) + 1) >> 1 (s >= 2, and every s in
+ * 64 bits), s = 1 as (x >> 1) + (x & 1); leaky in 32 bits when no lane's
+ * product can overflow; saturation by vpackssdw / vpacksswb where the value
+ * is still an int32. */
+
+INLINE __m128i count(int n)
+{
+    return _mm_cvtsi32_si128(n);
+}
+
+/* 64-bit arithmetic right shift (AVX2 has only the logical one). */
+INLINE __m256i sra64(__m256i x, __m128i sh)
+{
+    __m256i sign = _mm256_cmpgt_epi64(_mm256_setzero_si256(), x);
+    return _mm256_xor_si256(_mm256_srl_epi64(_mm256_xor_si256(x, sign), sh), sign);
+}
+
+INLINE __m256i min64(__m256i x, __m256i y)
+{
+    return _mm256_blendv_epi8(x, y, _mm256_cmpgt_epi64(x, y));
+}
+
+INLINE __m256i max64(__m256i x, __m256i y)
+{
+    return _mm256_blendv_epi8(y, x, _mm256_cmpgt_epi64(x, y));
+}
+
+INLINE __m256i merge_lo32(__m256i even, __m256i odd)
+{
+    return _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xaa);
+}
+
+typedef struct {
+    __m256i add, mult, lo64, hi64, lm, lmin;
+    __m128i s1, l, ls;
+} rowc;
+
+/* Rounding right shift of 64-bit lanes by s >= 1 (s1 = s - 1). */
+INLINE __m256i rsr64(__m256i p, __m128i s1)
+{
+    __m256i q = _mm256_add_epi64(sra64(p, s1), _mm256_set1_epi64x(1));
+    return sra64(q, count(1));
+}
+
+/* MODE as in qgemm_avx512.c: 0 pow2 >> s >= 2, 1 pow2 >> 1, 2 pow2 <<,
+ * 3 mult >>, 4 mult <<. */
+INLINE __m256i requant(const mdfi_qact ACT, const int MODE, const rowc *rc, __m256i x)
+{
+    const __m256i zero = _mm256_setzero_si256();
+    x = _mm256_add_epi32(x, rc->add);
+    if (ACT == MDFI_QACT_RELU) {
+        x = _mm256_max_epi32(x, zero);
+    } else if (ACT == MDFI_QACT_LEAKY) {
+        __m256i neg = _mm256_cmpgt_epi32(zero, x);
+        __m256i y;
+        if (_mm256_testz_si256(_mm256_cmpgt_epi32(rc->lmin, x), _mm256_set1_epi32(-1))) {
+            y = _mm256_sra_epi32(_mm256_mullo_epi32(x, rc->lm), rc->ls);
+        } else {
+            __m256i pe = sra64(_mm256_mul_epi32(x, rc->lm), rc->ls);
+            __m256i po = sra64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), rc->lm), rc->ls);
+            y = merge_lo32(pe, po);
+        }
+        x = _mm256_blendv_epi8(x, y, neg);
+    }
+    if (MODE == 0) {
+        const __m256i one = _mm256_set1_epi32(1);
+        return _mm256_srai_epi32(_mm256_add_epi32(_mm256_sra_epi32(x, rc->s1), one), 1);
+    }
+    if (MODE == 1)
+        return _mm256_add_epi32(_mm256_srai_epi32(x, 1), _mm256_and_si256(x, _mm256_set1_epi32(1)));
+    if (MODE == 2) {
+        x = _mm256_min_epi32(_mm256_max_epi32(x, _mm256_set1_epi32(-32768)),
+                             _mm256_set1_epi32(32768));
+        return _mm256_sll_epi32(x, rc->l);
+    }
+    __m256i pe = _mm256_mul_epi32(x, rc->mult);
+    __m256i po = _mm256_mul_epi32(_mm256_srli_epi64(x, 32), rc->mult);
+    if (MODE == 3) {
+        pe = rsr64(pe, rc->s1);
+        po = rsr64(po, rc->s1);
+    } else {
+        const __m256i lim = _mm256_set1_epi64x(1 << 16), nlim = _mm256_set1_epi64x(-(1 << 16));
+        pe = _mm256_sll_epi64(min64(max64(pe, nlim), lim), rc->l);
+        po = _mm256_sll_epi64(min64(max64(po, nlim), lim), rc->l);
+    }
+    pe = min64(max64(pe, rc->lo64), rc->hi64);
+    po = min64(max64(po, rc->lo64), rc->hi64);
+    return merge_lo32(pe, po);
+}
+
+/* nv sums of one row (nv a multiple of 16), 16 at a time, saturating. */
+INLINE void row(const mdfi_qact ACT, const int MODE, const rowc *rc, const int32_t *ar, int nv,
+                void *out, int out_bits)
+{
+    for (int j = 0; j < nv; j += 16) {
+        __m256i x0 = requant(ACT, MODE, rc, _mm256_loadu_si256((const __m256i *)(ar + j)));
+        __m256i x1 = requant(ACT, MODE, rc, _mm256_loadu_si256((const __m256i *)(ar + j + 8)));
+        /* int16 lanes: x0[0-3] x1[0-3] | x0[4-7] x1[4-7] */
+        __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(x0, x1), 0xd8);
+        if (out_bits == 8)
+            _mm_storeu_si128((__m128i *)((int8_t *)out + j),
+                             _mm_packs_epi16(_mm256_castsi256_si128(w),
+                                             _mm256_extracti128_si256(w, 1)));
+        else
+            _mm256_storeu_si256((__m256i *)((int16_t *)out + j), w);
+    }
+}
+
+/* Only the common modes get a vector loop: 0 (a power of two, >> s >= 2) and
+ * 3 (a multiplier, >> s >= 1).  Rows in the rare ones (>> 1, a left shift)
+ * take the portable epilogue: exact by definition, and 9 fewer copies of
+ * the loop (3.5 KB of the program). */
+#define ROWS(ACT)                                                          \
+    if (mode == 0)                                                         \
+        row(ACT, 0, &rc, ar, nv16, o, e->out_bits);                        \
+    else                                                                   \
+        row(ACT, 3, &rc, ar, nv16, o, e->out_bits);
+
+/* The epilogue for nv16 columns, a multiple of 16.  Not inlined: the tails
+ * call it too, so each (activation, mode) loop exists once. */
+__attribute__((noinline)) static void rows16(const mdfi_qepilogue *e, int m0,
+                                             const uint32_t *corr, const int32_t *acc,
+                                             int ldacc, int mv, int nv16, void *c, size_t ldc)
+{
+    const int hi = e->out_bits == 8 ? 127 : 32767;
+    const int ls = e->leaky_shift < 0 ? 0 : e->leaky_shift > 63 ? 63 : e->leaky_shift;
+    rowc rc;
+    rc.lo64 = _mm256_set1_epi64x(-hi - 1);
+    rc.hi64 = _mm256_set1_epi64x(hi);
+    rc.lm = _mm256_set1_epi32(e->leaky_mult);
+    rc.ls = count(ls);
+    /* x * lm stays inside int32 for every x >= lmin: |x| * |lm| < 2^31. */
+    int64_t lmabs = e->leaky_mult < 0 ? -(int64_t)e->leaky_mult : e->leaky_mult;
+    rc.lmin = _mm256_set1_epi32(lmabs > 0 ? (int32_t)(INT32_MIN / lmabs + 1) : INT32_MIN);
+    for (int r = 0; r < mv; ++r) {
+        const int m = m0 + r, s = e->shift[m];
+        uint32_t add = (e->bias ? (uint32_t)e->bias[m] : 0u) - (corr ? corr[m] : 0u);
+        rc.add = _mm256_set1_epi32((int32_t)add);
+        rc.mult = _mm256_set1_epi32(e->mult ? e->mult[m] : 1);
+        rc.s1 = count(s - 1 < (e->mult ? 63 : 31) ? s - 1 : (e->mult ? 63 : 31));
+        rc.l = count(-s < (e->mult ? 16 : 15) ? -s : (e->mult ? 16 : 15));
+        const int mode = e->mult ? (s > 0 ? 3 : 4) : s > 1 ? 0 : s == 1 ? 1 : 2;
+        const int32_t *ar = acc + (size_t)r * ldacc;
+        void *o = (char *)c + (size_t)r * ldc * (size_t)(e->out_bits / 8);
+        if (mode != 0 && mode != 3)
+            mdfi_qgemm_epi_scalar(e, m, corr, ar, ldacc, 1, nv16, o, ldc);
+        else if (e->act == MDFI_QACT_LEAKY)
+            ROWS(MDFI_QACT_LEAKY)
+        else if (e->act == MDFI_QACT_RELU)
+            ROWS(MDFI_QACT_RELU)
+        else
+            ROWS(MDFI_QACT_LINEAR)
+    }
+}
+
+/* A row's last nv % 16 sums go through rows16 by way of 16-wide buffers:
+ * -O3 and -O2 otherwise build a second copy of every loop for the tail (as
+ * big as the first: 8 KB of the program). */
+void mdfi_qgemm_epi_avx2(const mdfi_qepilogue *e, int m0, const uint32_t *corr,
+                         const int32_t *acc, int ldacc, int mv, int nv, void *c, size_t ldc)
+{
+    const int full = nv & ~15, tail = nv - full;
+    const size_t eb = (size_t)(e->out_bits / 8);
+    if (full)
+        rows16(e, m0, corr, acc, ldacc, mv, full, c, ldc);
+    for (int r = 0; tail && r < mv; ++r) {
+        int32_t tin[16];
+        int16_t tout[16];
+        memset(tin, 0, sizeof tin);
+        memcpy(tin, acc + (size_t)r * ldacc + full, (size_t)tail * sizeof *tin);
+        rows16(e, m0 + r, corr, tin, 16, 1, 16, tout, 16);
+        memcpy((char *)c + ((size_t)r * ldc + (size_t)full) * eb, tout, (size_t)tail * eb);
+    }
+}
