@@ -78,10 +78,16 @@ int mdfi_yolo_boxes(const mdfi_yolo_head *head, int net_w, int net_h,
             /* get_yolo_box: x,y in float; w,h through double exp(). */
             b->x = ((float)col + e[0]) / (float)lw;
             b->y = ((float)row + e[plane]) / (float)lh;
-            b->w = (float)(exp((double)e[2 * plane]) * (double)head->anchors[2 * m] /
-                           (double)net_w);
-            b->h = (float)(exp((double)e[3 * plane]) * (double)head->anchors[2 * m + 1] /
-                           (double)net_h);
+            if (head->new_coords) {   /* AlexeyAB's get_yolo_box, in float */
+                b->w = e[2 * plane] * e[2 * plane] * 4 * head->anchors[2 * m] / (float)net_w;
+                b->h = e[3 * plane] * e[3 * plane] * 4 * head->anchors[2 * m + 1] /
+                       (float)net_h;
+            } else {
+                b->w = (float)(exp((double)e[2 * plane]) * (double)head->anchors[2 * m] /
+                               (double)net_w);
+                b->h = (float)(exp((double)e[3 * plane]) * (double)head->anchors[2 * m + 1] /
+                               (double)net_h);
+            }
             b->x = (float)(((double)b->x - off_x) / (double)scale_x);
             b->y = (float)(((double)b->y - off_y) / (double)scale_y);
             b->w = b->w * grow_w;

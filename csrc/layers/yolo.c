@@ -26,15 +26,31 @@ mdfi_status mdfi_yolo_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse
                             err));
     MDFI_CHECK(mdfi_cfg_float_list(ctx->cfg, s, "anchors", y->anchors, 2 * MDFI_LIMIT_ANCHORS,
                               &n_anchor_vals, err));
-    /* training-only keys */
-    const char *train[] = {"jitter", "ignore_thresh", "truth_thresh", "random", "max_delta",
-                           "scale_x_y", "iou_loss", "iou_normalizer", "cls_normalizer"};
+    MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "scale_x_y", 1.f, &y->scale_xy, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "new_coords", 0, &y->new_coords, err));
+    MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "beta_nms", .6f, &y->nms_beta, err));
+    /* AlexeyAB: greedynms is DIoU with exponent 0.6, diounms with beta_nms,
+     * anything else plain IoU; corners NMS is not in its detector's output */
+    const char *kind = mdfi_cfg_str(s, "nms_kind", "default");
+    if (!strcmp(kind, "greedynms"))
+        y->nms_beta = .6f;
+    else if (strcmp(kind, "diounms"))
+        y->nms_beta = -1;
+    /* training-only keys (pjreddie's and AlexeyAB's parse_yolo) */
+    const char *train[] = {
+        "jitter", "ignore_thresh", "truth_thresh", "random", "max_delta", "iou_loss",
+        "iou_normalizer", "cls_normalizer", "obj_normalizer", "delta_normalizer", "iou_thresh",
+        "iou_thresh_kind", "objectness_smooth", "resize", "max", "show_details",
+        "counters_per_class", "label_smooth_eps", "focal_loss", "track_history_size",
+        "sim_thresh", "dets_for_track", "dets_for_show", "track_ciou_norm", "embedding_layer",
+        "map"};
     for (size_t i = 0; i < sizeof train / sizeof train[0]; ++i)
         (void)mdfi_cfg_str(s, train[i], NULL);
     if (y->classes < 1 || y->classes > MDFI_LIMIT_CLASSES || y->total < 1 ||
-        y->total > MDFI_LIMIT_ANCHORS)
-        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [yolo]: bad classes=%d num=%d",
-                         name, s->line, ctx->index, y->classes, y->total);
+        y->total > MDFI_LIMIT_ANCHORS || (unsigned)y->new_coords > 1 || !(y->scale_xy > 0))
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [yolo]: bad classes=%d num=%d "
+                         "new_coords=%d scale_x_y=%g", name, s->line, ctx->index, y->classes,
+                         y->total, y->new_coords, (double)y->scale_xy);
     if (y->n_mask == 0) {
         y->n_mask = y->total;
         for (int i = 0; i < y->total; ++i)
@@ -63,16 +79,30 @@ mdfi_status mdfi_yolo_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse
     return mdfi_layer_check_shape(ctx, s, l->out_c, l->out_h, l->out_w, err);
 }
 
+/* AlexeyAB's scal_add_cpu on x and y: x s + (-(s - 1) / 2), in float. */
+static void scale_xy(const mdfi_yolo_spec *y, float *out, size_t plane)
+{
+    const float s = y->scale_xy, b = (float)(-0.5 * ((double)s - 1));
+    if (s == 1.f)
+        return;
+    for (int a = 0; a < y->n_mask; ++a) {
+        float *xy = out + (size_t)a * (y->classes + 5) * plane;
+        for (size_t i = 0; i < 2 * plane; ++i)
+            xy[i] = xy[i] * s + b;
+    }
+}
+
 static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
     const mdfi_yolo_spec *y = l->spec;
     size_t plane = (size_t)l->out_h * l->out_w;
     memcpy(ctx->out, ctx->in[0], mdfi_layer_outputs(l) * sizeof(float));
-    for (int a = 0; a < y->n_mask; ++a) {
+    for (int a = 0; a < y->n_mask && !y->new_coords; ++a) {
         float *base = ctx->out + (size_t)a * (y->classes + 5) * plane;
         mdfi_activate(base, 2 * plane, MDFI_ACT_LOGISTIC);
         mdfi_activate(base + 4 * plane, (size_t)(1 + y->classes) * plane, MDFI_ACT_LOGISTIC);
     }
+    scale_xy(y, ctx->out, plane);
 }
 
 /* ---- fixed point: a float head reading integers --------------------------------
@@ -120,7 +150,7 @@ static void fixed_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
         const int k = c % (spec->classes + 5);
         const size_t at = (size_t)c * plane;
         float *out = ctx->out + at;
-        if (k == 2 || k == 3) {          /* w, h stay raw */
+        if (k == 2 || k == 3 || spec->new_coords) {   /* w, h (or all) stay raw */
             mdfi_fx_dequantize((const char *)ctx->in[0] + at * (size_t)(bits / 8), l->q_in, out,
                                plane);
         } else if (bits == 8) {
@@ -133,6 +163,7 @@ static void fixed_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
                 out[i] = lut[q[i]];
         }
     }
+    scale_xy(spec, ctx->out, plane);
 }
 
 static void fixed_destroy(mdfi_layer *l)

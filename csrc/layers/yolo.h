@@ -8,6 +8,11 @@
 
 typedef struct {
     int classes, n_mask, total;
+    /* AlexeyAB's inference keys: x,y scaled by scale_x_y about 0.5; new_coords=1
+     * takes x,y,w,h,obj,classes as the conv's logistic left them (no logistic
+     * here) and decodes w,h as 4 t^2 anchor; nms_beta >= 0: its DIoU NMS */
+    float scale_xy, nms_beta;
+    int new_coords;
     int mask[MDFI_LIMIT_ANCHORS];
     float anchors[2 * MDFI_LIMIT_ANCHORS];
 } mdfi_yolo_spec;

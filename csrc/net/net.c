@@ -146,9 +146,10 @@ static int is_training_key(const char *key)
 static void warn_unused(mdfi_net *net, const mdfi_cfg_section *s)
 {
     for (int i = 0; i < s->n_kv; ++i)
-        if (!s->kv[i].used && !is_training_key(s->kv[i].key))
-            warn(net, "%s:%d: unknown key '%s' in [%s] ignored", net->cfg.name,
-                 s->kv[i].line, s->kv[i].key, s->type);
+        if (s->kv[i].used <= 0 && !is_training_key(s->kv[i].key))
+            warn(net, "%s:%d: %s key '%s' in [%s] ignored%s", net->cfg.name, s->kv[i].line,
+                 s->kv[i].used ? "repeated" : "unknown", s->kv[i].key, s->type,
+                 s->kv[i].used ? " (the first counts, as in Darknet)" : "");
 }
 
 static mdfi_status parse_net_section(mdfi_net *net, mdfi_cfg_section *s)
