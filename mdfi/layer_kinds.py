@@ -39,7 +39,8 @@ KINDS = (
     # the cfg reader knows these (shapes, .weights sizes); nothing runs them yet
     Kind("region", head=True),
     Kind("batchnorm", params=True),
-    Kind("cost"),
+    # a training loss; passes its input on at inference (Darknet's output skips it)
+    Kind("cost", pass_through=True, fixed=True, c=True),
     # squeeze-and-excitation (AlexeyAB's darknet): no weights
     Kind("scale_channels", c=True, torch=True),   # C has fixed point too; not the quantizer
     # an early exit (docs/early-exit.md): its predictors' arrays; C runs it in

@@ -261,7 +261,8 @@ mdfi_status mdfi_cfg_int(const mdfi_cfg *cfg, mdfi_cfg_section *s, const char *k
         *out = def;
         return MDFI_OK;
     }
-    if (parse_int(kv->value, &end, out) || *end)
+    /* a trailing "#..." is a comment: Darknet's atoi reads the number before it */
+    if (parse_int(kv->value, &end, out) || (*end && *end != '#'))
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: [%s] %s=%s is not an integer",
                          cfg->name, kv->line, s->type, key, kv->value);
     return MDFI_OK;
@@ -287,7 +288,7 @@ mdfi_status mdfi_cfg_float(const mdfi_cfg *cfg, mdfi_cfg_section *s, const char 
         *out = def;
         return MDFI_OK;
     }
-    if (parse_float(kv->value, &end, out) || *end)
+    if (parse_float(kv->value, &end, out) || (*end && *end != '#'))
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: [%s] %s=%s is not a number",
                          cfg->name, kv->line, s->type, key, kv->value);
     return MDFI_OK;
@@ -306,14 +307,14 @@ static mdfi_status list(const mdfi_cfg *cfg, mdfi_cfg_section *s, const char *ke
         const char *end;
         int bad = ivals ? parse_int(p, &end, &ivals[*n < max ? *n : max - 1])
                         : parse_float(p, &end, &fvals[*n < max ? *n : max - 1]);
-        if (bad || (*end && *end != ','))
+        if (bad || (*end && *end != ',' && *end != '#'))
             return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: [%s] %s=%s: item %d is not a %s",
                              cfg->name, kv->line, s->type, key, kv->value, *n + 1,
                              ivals ? "integer" : "number");
         if (++*n > max)
             return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: [%s] %s has more than %d items",
                              cfg->name, kv->line, s->type, key, max);
-        p = *end ? end + 1 : end;
+        p = *end == ',' ? end + 1 : end + strlen(end);
     }
     return MDFI_OK;
 }

@@ -12,7 +12,7 @@ typedef mdfi_status parse_fn(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_pars
 extern parse_fn mdfi_convolutional_parse, mdfi_connected_parse, mdfi_maxpool_parse,
     mdfi_avgpool_parse, mdfi_route_parse, mdfi_shortcut_parse, mdfi_upsample_parse,
     mdfi_yolo_parse, mdfi_dropout_parse, mdfi_softmax_parse, mdfi_scale_channels_parse, mdfi_exit_parse,
-    mdfi_dualpath_parse, mdfi_fracconv_parse;
+    mdfi_dualpath_parse, mdfi_fracconv_parse, mdfi_cost_parse;
 extern const mdfi_layer_variant mdfi_convolutional_float, mdfi_convolutional_binary,
     mdfi_gemm_fixed, mdfi_connected_float, mdfi_maxpool_float, mdfi_maxpool_fixed,
     mdfi_maxpool_bits, mdfi_avgpool_float, mdfi_avgpool_fixed, mdfi_route_float,
@@ -41,6 +41,9 @@ static const mdfi_layer_type registry[] = {
     {"yolo", {NULL}, K(HEAD) | K(YOLO), mdfi_yolo_parse, NULL,
      {&mdfi_yolo_float, &mdfi_yolo_fixed, NULL}},
     {"dropout", {NULL}, K(ALIAS), mdfi_dropout_parse, NULL,
+     {&mdfi_dropout_alias, &mdfi_dropout_alias, NULL}},
+    /* a training loss: passes its input on, as [dropout] */
+    {"cost", {NULL}, K(ALIAS), mdfi_cost_parse, NULL,
      {&mdfi_dropout_alias, &mdfi_dropout_alias, NULL}},
     {"softmax", {"soft"}, K(HEAD), mdfi_softmax_parse, NULL,
      {&mdfi_softmax_float, &mdfi_softmax_fixed, NULL}},

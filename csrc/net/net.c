@@ -179,6 +179,16 @@ static mdfi_status parse_net_section(mdfi_net *net, mdfi_cfg_section *s)
     return MDFI_OK;
 }
 
+/* Darknet's recurrent layer types: out of scope, said so by name. */
+static int is_recurrent(const char *type)
+{
+    static const char *const names[] = {"rnn", "gru", "lstm", "crnn", "conv_lstm"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; ++i)
+        if (!strcmp(names[i], type))
+            return 1;
+    return 0;
+}
+
 static mdfi_status build(mdfi_net *net)
 {
     mdfi_cfg *cfg = &net->cfg;
@@ -194,9 +204,13 @@ static mdfi_status build(mdfi_net *net)
         mdfi_cfg_section *s = &cfg->sec[i + 1];
         mdfi_layer *l = &net->layers[i];
         const mdfi_layer_type *type = mdfi_layer_type_find(s->type);
-        if (!type)
-            return mdfi_net_fail(net, MDFI_ERR_CFG, "%s:%d: unknown section [%s] (layer %d)",
-                                 cfg->name, s->line, s->type, i);
+        if (!type) {
+            int rec = is_recurrent(s->type);
+            return mdfi_net_fail(net, rec ? MDFI_ERR_UNSUPPORTED : MDFI_ERR_CFG, "%s:%d: %s "
+                                 "section [%s] (layer %d)", cfg->name, s->line,
+                                 rec ? "recurrent layers are not supported:" : "unknown",
+                                 s->type, i);
+        }
         net->n = i + 1;
         l->type = type;
         l->index = i;
