@@ -37,12 +37,17 @@ KINDS = (
     Kind("dropout", pass_through=True, fixed=True, binary=True, c=True, torch=True),
     Kind("softmax", ("soft",), head=True, fixed=True, binary=True, c=True, torch=True),
     # the cfg reader knows these (shapes, .weights sizes); nothing runs them yet
-    Kind("region", head=True),
+    Kind("region", head=True, c=True),   # YOLOv2's head: C runs it in float
     Kind("batchnorm", params=True),
+    # space-to-depth (csrc/layers/reorg.c): float only
+    Kind("reorg", c=True),
+    Kind("reorg3d", c=True),
+    Kind("crop", c=True),    # test-time centre crop, x 2 - 1 (csrc/layers/crop.c): float only
     # a training loss; passes its input on at inference (Darknet's output skips it)
     Kind("cost", pass_through=True, fixed=True, c=True),
     # squeeze-and-excitation (AlexeyAB's darknet): no weights
     Kind("scale_channels", c=True, torch=True),   # C has fixed point too; not the quantizer
+    Kind("sam", c=True),     # spatial attention: scale_channels per element (C: float, fixed)
     # an early exit (docs/early-exit.md): its predictors' arrays; C runs it in
     # float and fixed point, where it is a head (float output from its input's
     # integers, no fixed_* keys; the predictors stay float32)

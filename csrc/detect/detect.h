@@ -20,6 +20,8 @@ typedef struct {
     const int *mask;          /* [n_mask] anchor indices */
     const float *anchors;     /* [2*total] (w, h) pairs in pixels */
     int new_coords;           /* AlexeyAB's: w = 4 t^2 anchor instead of e^t anchor */
+    int region;               /* [region]: every cell and anchor, anchor-major, w and h
+                                 relative to the grid (get_region_detections) */
 } mdfi_yolo_head;
 
 /* Number of cells/anchors with objectness > thresh. */

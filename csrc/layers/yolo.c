@@ -56,7 +56,8 @@ mdfi_status mdfi_yolo_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse
         for (int i = 0; i < y->total; ++i)
             y->mask[i] = i;
     }
-    if (n_anchor_vals != 0 && n_anchor_vals != 2 * y->total)
+    /* more values than num pairs: AlexeyAB's parse_yolo reads the first 2 num */
+    if (n_anchor_vals != 0 && n_anchor_vals < 2 * y->total)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [yolo]: %d anchor values for "
                          "num=%d (need %d)", name, mdfi_cfg_line(s, "anchors"), ctx->index,
                          n_anchor_vals, y->total, 2 * y->total);

@@ -13,6 +13,7 @@ typedef struct {
      * here) and decodes w,h as 4 t^2 anchor; nms_beta >= 0: its DIoU NMS */
     float scale_xy, nms_beta;
     int new_coords;
+    int region, softmax;   /* [region] (layers/region.c): YOLOv2's decoding */
     int mask[MDFI_LIMIT_ANCHORS];
     float anchors[2 * MDFI_LIMIT_ANCHORS];
 } mdfi_yolo_spec;
