@@ -40,6 +40,7 @@ REFUSED = {
     # YOLO9000's word tree
     "pj/yolo9000.cfg": "tree= (YOLO9000's hierarchical softmax) is not supported",
     "ab/yolo9000.cfg": "tree= (YOLO9000's hierarchical softmax) is not supported",
+    "pj/darknet9000.cfg": "[softmax]: tree= (a hierarchical softmax) is not supported",
     "ab/Gaussian_yolov3_BDD.cfg": "unknown section [Gaussian_yolo]",
     "ab/yolov4-tiny_contrastive.cfg": "unknown section [local_avgpool]",
     "ab/resnet152_trident.cfg": "stride_x/stride_y/dilation are not supported",

@@ -18,7 +18,11 @@ static const char *const training_keys[] = {
     "power", "max_crop", "min_crop", "aspect", "flip", "mosaic", "letter_box", "adam", "B1",
     "B2", "eps", "clip", "center", "time_steps", "notruth", "random", "jitter",
     "ignore_thresh", "truth_thresh", "stopbackward", "noloss", "rescore", "max_delta",
-    "smooth", "cutmix", "mixup", "blur", "track", "dontload", "dontloadscales", "flipped"};
+    "smooth", "cutmix", "mixup", "blur", "track", "dontload", "dontloadscales", "flipped",
+    "ema_alpha", "label_smooth_eps", "seen", "scale", "uc_normalizer", "beta1",
+    /* AlexeyAB's xnor conv feeding another: its activation is dropped, which the
+       reader's sign() cannot see */
+    "bin_output"};
 
 mdfi_status mdfi_net_fail(mdfi_net *net, mdfi_status st, const char *fmt, ...)
 {
