@@ -83,6 +83,13 @@ def test_every_cfg_builds_or_is_refused_for_its_reason(zoo):
           f"{len(distinct)} build, {len(refused)} refused")
 
 
+def test_the_docs_list_every_cfg_as_the_test_does(zoo):
+    doc = (ROOT.parent / "docs" / "cfg-zoo.md").read_text()
+    for name in cfg_names(zoo):
+        status = "refused" if name in REFUSED else "builds"
+        assert f"| `{name}` | {status} |" in doc, name
+
+
 def test_recurrent_cfgs_are_refused_as_unsupported(zoo):
     with pytest.raises(mdfi.UnsupportedError, match=r"gru.cfg:14: recurrent layers are not "
                                                      r"supported: section \[gru\]"):
