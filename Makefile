@@ -103,8 +103,12 @@ $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 
 # Everything but the kernels is built for size (the program must stay small:
 # < 280 KB stripped); the kernels' drivers and packers keep -O2, ISA files -O3.
-# cpu.c (feature detection, run once per network) is not a kernel.
-OBJ_KERNEL_PORTABLE := $(filter-out %/cpu.o,$(filter $(BUILD)/obj/csrc/kernels/%,$(OBJ_PORTABLE)))
+# Built for size too: cpu.c (feature detection, run once per network), sgemm.c (the
+# fp32 driver: its packing is a small share of a convolution, and yolov3-tiny measured
+# no slower) and kernels/ref/ (the fallback of CPUs without SIMD, and the check
+# MDFI_KERNEL=ref runs).
+OBJ_KERNEL_PORTABLE := $(filter-out %/cpu.o %/sgemm.o $(BUILD)/obj/csrc/kernels/ref/%,\
+    $(filter $(BUILD)/obj/csrc/kernels/%,$(OBJ_PORTABLE)))
 $(filter-out $(OBJ_KERNEL_PORTABLE),$(OBJ_PORTABLE)) $(CLI_OBJ): CFLAGS_BASE += -Os
 $(OBJ_AVX2): CFLAGS_BASE += -mavx2 -mfma -O3
 $(OBJ_AVX512): CFLAGS_BASE += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mavx2 -O3

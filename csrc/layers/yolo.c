@@ -11,6 +11,46 @@
 #include "layers/fixed.h"
 #include "layers/yolo.h"
 
+mdfi_status mdfi_yolo_parse_anchors(const mdfi_parse_ctx *ctx, mdfi_cfg_section *s,
+                                    mdfi_yolo_spec *y, mdfi_errbuf *err)
+{
+    const char *name = ctx->cfg->name;
+    int n_anchor_vals;
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "classes", 20, &y->classes, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "num", 1, &y->total, err));
+    MDFI_CHECK(mdfi_cfg_float_list(ctx->cfg, s, "anchors", y->anchors, 2 * MDFI_LIMIT_ANCHORS,
+                                   &n_anchor_vals, err));
+    if (y->classes < 1 || y->classes > MDFI_LIMIT_CLASSES || y->total < 1 ||
+        y->total > MDFI_LIMIT_ANCHORS)
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s]: bad classes=%d num=%d", name,
+                         s->line, ctx->index, s->type, y->classes, y->total);
+    /* more values than num pairs: AlexeyAB's parse_yolo reads the first 2 num */
+    if (n_anchor_vals != 0 && n_anchor_vals < 2 * y->total)
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s]: %d anchor values for "
+                         "num=%d (need %d)", name, mdfi_cfg_line(s, "anchors"), ctx->index,
+                         s->type, n_anchor_vals, y->total, 2 * y->total);
+    for (int i = n_anchor_vals; i < 2 * y->total; ++i)
+        y->anchors[i] = .5f;   /* Darknet's default bias */
+    y->scale_xy = 1;
+    y->nms_beta = -1;
+    return MDFI_OK;
+}
+
+/* The channels every anchor slot takes, and the output shape. */
+mdfi_status mdfi_yolo_parse_shape(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                                  const mdfi_yolo_spec *y, mdfi_errbuf *err)
+{
+    if (l->in_c != y->n_mask * (y->classes + 5))
+        return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [%s]: input has %d channels "
+                         "but %d anchors x (%d classes + 5) = %d are needed", ctx->cfg->name,
+                         s->line, ctx->index, s->type, l->in_c, y->n_mask, y->classes,
+                         y->n_mask * (y->classes + 5));
+    l->out_c = l->in_c;
+    l->out_h = l->in_h;
+    l->out_w = l->in_w;
+    return mdfi_layer_check_shape(ctx, s, l->out_c, l->out_h, l->out_w, err);
+}
+
 mdfi_status mdfi_yolo_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                               mdfi_errbuf *err)
 {
@@ -19,13 +59,9 @@ mdfi_status mdfi_yolo_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse
     if (!y)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
     l->spec = y;
-    int n_anchor_vals;
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "classes", 20, &y->classes, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "num", 1, &y->total, err));
+    MDFI_CHECK(mdfi_yolo_parse_anchors(ctx, s, y, err));
     MDFI_CHECK(mdfi_cfg_int_list(ctx->cfg, s, "mask", y->mask, MDFI_LIMIT_ANCHORS, &y->n_mask,
-                            err));
-    MDFI_CHECK(mdfi_cfg_float_list(ctx->cfg, s, "anchors", y->anchors, 2 * MDFI_LIMIT_ANCHORS,
-                              &n_anchor_vals, err));
+                                 err));
     MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "scale_x_y", 1.f, &y->scale_xy, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "new_coords", 0, &y->new_coords, err));
     MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "beta_nms", .6f, &y->nms_beta, err));
@@ -37,7 +73,7 @@ mdfi_status mdfi_yolo_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse
     else if (strcmp(kind, "diounms"))
         y->nms_beta = -1;
     /* training-only keys (pjreddie's and AlexeyAB's parse_yolo) */
-    const char *train[] = {
+    static const char *const train[] = {
         "jitter", "ignore_thresh", "truth_thresh", "random", "max_delta", "iou_loss",
         "iou_normalizer", "cls_normalizer", "obj_normalizer", "delta_normalizer", "iou_thresh",
         "iou_thresh_kind", "objectness_smooth", "resize", "max", "show_details",
@@ -46,38 +82,21 @@ mdfi_status mdfi_yolo_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse
         "map"};
     for (size_t i = 0; i < sizeof train / sizeof train[0]; ++i)
         (void)mdfi_cfg_str(s, train[i], NULL);
-    if (y->classes < 1 || y->classes > MDFI_LIMIT_CLASSES || y->total < 1 ||
-        y->total > MDFI_LIMIT_ANCHORS || (unsigned)y->new_coords > 1 || !(y->scale_xy > 0))
-        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [yolo]: bad classes=%d num=%d "
-                         "new_coords=%d scale_x_y=%g", name, s->line, ctx->index, y->classes,
-                         y->total, y->new_coords, (double)y->scale_xy);
+    if ((unsigned)y->new_coords > 1 || !(y->scale_xy > 0))
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [yolo]: bad new_coords=%d "
+                         "scale_x_y=%g", name, s->line, ctx->index, y->new_coords,
+                         (double)y->scale_xy);
     if (y->n_mask == 0) {
         y->n_mask = y->total;
         for (int i = 0; i < y->total; ++i)
             y->mask[i] = i;
     }
-    /* more values than num pairs: AlexeyAB's parse_yolo reads the first 2 num */
-    if (n_anchor_vals != 0 && n_anchor_vals < 2 * y->total)
-        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [yolo]: %d anchor values for "
-                         "num=%d (need %d)", name, mdfi_cfg_line(s, "anchors"), ctx->index,
-                         n_anchor_vals, y->total, 2 * y->total);
-    if (n_anchor_vals == 0)
-        for (int i = 0; i < 2 * y->total; ++i)
-            y->anchors[i] = .5f;   /* Darknet's default bias */
     for (int i = 0; i < y->n_mask; ++i)
         if (y->mask[i] < 0 || y->mask[i] >= y->total)
             return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [yolo]: mask %d is not an "
                              "anchor index (0..%d)", name, mdfi_cfg_line(s, "mask"),
                              ctx->index, y->mask[i], y->total - 1);
-    if (l->in_c != y->n_mask * (y->classes + 5))
-        return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [yolo]: input has %d channels "
-                         "but %d masks x (%d classes + 5) = %d are needed", name, s->line,
-                         ctx->index, l->in_c, y->n_mask, y->classes,
-                         y->n_mask * (y->classes + 5));
-    l->out_c = l->in_c;
-    l->out_h = l->in_h;
-    l->out_w = l->in_w;
-    return mdfi_layer_check_shape(ctx, s, l->out_c, l->out_h, l->out_w, err);
+    return mdfi_yolo_parse_shape(l, s, ctx, y, err);
 }
 
 /* AlexeyAB's scal_add_cpu on x and y: x s + (-(s - 1) / 2), in float. */

@@ -19,4 +19,11 @@ typedef struct {
 } mdfi_yolo_spec;
 
 
+/* What [yolo] and [region] parse alike: classes, num and anchors (defaults
+ * 0.5; scale_x_y 1 and plain NMS), then the input channels and the shape. */
+mdfi_status mdfi_yolo_parse_anchors(const mdfi_parse_ctx *ctx, mdfi_cfg_section *s,
+                                    mdfi_yolo_spec *y, mdfi_errbuf *err);
+mdfi_status mdfi_yolo_parse_shape(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                                  const mdfi_yolo_spec *y, mdfi_errbuf *err);
+
 #endif
