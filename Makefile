@@ -103,9 +103,22 @@ $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 
 # Everything but the kernels is built for size (the program must stay small:
 # < 280 KB stripped); the kernels' drivers and packers keep -O2, ISA files -O3.
-# cpu.c (feature detection, run once per network) is not a kernel.
-OBJ_KERNEL_PORTABLE := $(filter-out %/cpu.o,$(filter $(BUILD)/obj/csrc/kernels/%,$(OBJ_PORTABLE)))
+# Built for size too: cpu.c (feature detection, run once per network), sgemm.c (the
+# fp32 driver: its packing is a small share of a convolution, and yolov3-tiny measured
+# no slower), activations.c (the activations no GEMM epilogue fuses: yolo's logistic,
+# mish, swish; their exp/log calls dominate) and kernels/ref/ (the fallback of CPUs
+# without SIMD, and the check MDFI_KERNEL=ref runs).
+OBJ_KERNEL_PORTABLE := $(filter-out %/cpu.o %/sgemm.o %/activations.o \
+    $(BUILD)/obj/csrc/kernels/ref/%,\
+    $(filter $(BUILD)/obj/csrc/kernels/%,$(OBJ_PORTABLE)))
 $(filter-out $(OBJ_KERNEL_PORTABLE),$(OBJ_PORTABLE)) $(CLI_OBJ): CFLAGS_BASE += -Os
+# Code that runs once per network or per command (the cfg, the build and plan, the
+# weights readers, the command line) is built smaller still where the compiler knows
+# -Oz (gcc >= 12, clang); elsewhere it stays -Os.
+OZ := $(shell $(CC) -Oz -x c -c /dev/null -o /dev/null 2>/dev/null && echo -Oz || echo -Os)
+OBJ_COLD := $(filter $(BUILD)/obj/csrc/base/% $(BUILD)/obj/csrc/net/% %/weights.o %/qweights.o \
+    %/params.o %/qarrays.o,$(OBJ_PORTABLE)) $(CLI_OBJ)
+$(OBJ_COLD): CFLAGS_BASE += $(OZ)
 $(OBJ_AVX2): CFLAGS_BASE += -mavx2 -mfma -O3
 $(OBJ_AVX512): CFLAGS_BASE += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mavx2 -O3
 $(OBJ_VNNI): CFLAGS_BASE += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni -mfma -mavx2 -O3

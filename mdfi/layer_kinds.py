@@ -17,6 +17,7 @@ class Kind:
     gemm: bool = False           # a convolution or matrix product: quantized weights
     head: bool = False           # decodes the network's output; stays float in fixed point
     pass_through: bool = False   # fixed point: its output keeps its input's format
+    identity: bool = False       # its output is its input at inference (C: an alias)
     fixed: bool = False          # has a fixed-point form (docs/fixed-point.md)
     binary: bool = False         # in a binary numpy reference (binary_ref.py, dualpath_ref.py)
     c: bool = False              # the C engine runs it (csrc/layers/registry.c)
@@ -34,14 +35,21 @@ KINDS = (
     Kind("shortcut", fixed=True, c=True, torch=True),
     Kind("upsample", pass_through=True, fixed=True, c=True, torch=True),
     Kind("yolo", head=True, fixed=True, c=True, torch=True),
-    Kind("dropout", pass_through=True, fixed=True, binary=True, c=True, torch=True),
+    Kind("dropout", pass_through=True, identity=True, fixed=True, binary=True, c=True,
+         torch=True),
     Kind("softmax", ("soft",), head=True, fixed=True, binary=True, c=True, torch=True),
     # the cfg reader knows these (shapes, .weights sizes); nothing runs them yet
-    Kind("region", head=True),
+    Kind("region", head=True, c=True),   # YOLOv2's head: C runs it in float
     Kind("batchnorm", params=True),
-    Kind("cost"),
+    # space-to-depth (csrc/layers/reorg.c): float only
+    Kind("reorg", c=True),
+    Kind("reorg3d", c=True),
+    Kind("crop", c=True),    # test-time centre crop, x 2 - 1 (csrc/layers/crop.c): float only
+    # a training loss; passes its input on at inference (Darknet's output skips it)
+    Kind("cost", pass_through=True, identity=True, fixed=True, c=True),
     # squeeze-and-excitation (AlexeyAB's darknet): no weights
     Kind("scale_channels", c=True, torch=True),   # C has fixed point too; not the quantizer
+    Kind("sam", c=True),     # spatial attention: scale_channels per element (C: float, fixed)
     # an early exit (docs/early-exit.md): its predictors' arrays; C runs it in
     # float and fixed point, where it is a head (float output from its input's
     # integers, no fixed_* keys; the predictors stay float32)

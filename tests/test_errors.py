@@ -65,7 +65,9 @@ def test_small_net_runs(tmp_path):
     (SMALL + "[route]\nlayers=5\n", mdfi.CfgError, "not an earlier layer"),
     (SMALL + "[shortcut]\nfrom=7\n", mdfi.CfgError, "from=7"),
     (SMALL + "[route]\nlayers=-1,0\n", mdfi.ShapeError, "route needs equal sizes"),
-    (SMALL + "[shortcut]\nfrom=0\n", mdfi.ShapeError, "shapes must match"),
+    # unequal maps are resampled as Darknet does, with one integer ratio both ways
+    (SMALL + "[crop]\ncrop_height=4\ncrop_width=2\nnoadjust=1\n[shortcut]\nfrom=-2\n",
+     mdfi.ShapeError, "not an integer ratio of each other"),
     (SMALL + "[yolo]\nmask=0\nanchors=1,2\nnum=1\nclasses=80\n", mdfi.ShapeError, "85 are needed"),
     (SMALL.replace("width=8", "width=100000"), mdfi.CfgError, "sane width"),
     # fuzz_net: the default of inputs= multiplied these before the check (UBSan: int overflow)

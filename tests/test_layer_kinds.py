@@ -74,4 +74,5 @@ def test_the_fixed_point_tables_come_from_the_table():
     from weights_tools.quantize import graph
     assert set(fixed_ref.HEAD_TYPES) == {"yolo", "softmax", "exit"}
     assert set(graph.GEMM_TYPES) == {"convolutional", "connected"}
-    assert set(graph.PASS_THROUGH) == {"maxpool", "upsample", "dropout"}
+    assert set(graph.PASS_THROUGH) == {"maxpool", "upsample", "dropout", "cost"}
+    assert set(fixed_ref.IDENTITY_TYPES) == {"dropout", "cost"}

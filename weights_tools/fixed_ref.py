@@ -32,6 +32,7 @@ FRAC_MIN, FRAC_MAX = -16, 31
 FIXED_KEYS = ("fixed_in", "fixed_w", "fixed_out")
 INT_ACTIVATIONS = ("linear", "relu", "leaky")
 HEAD_TYPES = names("head", "fixed")
+IDENTITY_TYPES = names("identity")   # dropout, cost: the output is the input
 GEMM_TYPES = names("gemm")
 
 
@@ -304,7 +305,7 @@ class FixedNet:
         kind = layer.type
         prev = layer.inputs[0]
         spec = {"type": kind, "inputs": list(layer.inputs), "out": fm.get("out")}
-        if kind in HEAD_TYPES or kind == "dropout":
+        if kind in HEAD_TYPES or kind in IDENTITY_TYPES:
             if fm:
                 raise self._err(layer, "takes no fixed_* keys")
             spec["out"] = None if kind in HEAD_TYPES else self._input_fmt(prev)
@@ -471,7 +472,7 @@ class FixedNet:
             den = n << max(0, src.fmt.frac - out.frac)
             q = np.floor_divide(2 * num + den, 2 * den)
             return Output(saturate(q, out.bits).reshape(-1, 1, 1), out)
-        if kind == "dropout":
+        if kind in IDENTITY_TYPES:
             return ins[0]
         x = ins[0].value
         if kind == "yolo":

@@ -71,10 +71,10 @@ static mdfi_status add_kv(mdfi_cfg *cfg, const char *line_text, int line, mdfi_e
                          MDFI_LIMIT_STR(MDFI_LIMIT_KEYS) " keys in [%s]", cfg->name, line,
                          s->type);
     size_t klen = (size_t)(eq - line_text);
-    for (int i = 0; i < s->n_kv; ++i)
-        if (strlen(s->kv[i].key) == klen && !strncmp(s->kv[i].key, line_text, klen))
-            return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: key '%s' repeated (first at line %d)",
-                             cfg->name, line, s->kv[i].key, s->kv[i].line);
+    int repeat = 0;    /* Darknet reads the first of a repeated key: the others are kept
+                          only to be reported */
+    for (int i = 0; i < s->n_kv && !repeat; ++i)
+        repeat = strlen(s->kv[i].key) == klen && !strncmp(s->kv[i].key, line_text, klen);
     if (s->n_kv == s->cap_kv) {
         int cap = s->cap_kv ? s->cap_kv * 2 : 8;
         mdfi_cfg_kv *kv = realloc(s->kv, (size_t)cap * sizeof *kv);
@@ -87,7 +87,7 @@ static mdfi_status add_kv(mdfi_cfg *cfg, const char *line_text, int line, mdfi_e
     kv->key = dup_range(line_text, klen);
     kv->value = dup_range(eq + 1, strlen(eq + 1));
     kv->line = line;
-    kv->used = 0;
+    kv->used = -repeat;
     if (!kv->key || !kv->value) {
         free(kv->key);
         free(kv->value);
@@ -207,7 +207,7 @@ void mdfi_cfg_free(mdfi_cfg *cfg)
 static mdfi_cfg_kv *find(mdfi_cfg_section *s, const char *key)
 {
     for (int i = 0; i < s->n_kv; ++i)
-        if (!strcmp(s->kv[i].key, key)) {
+        if (s->kv[i].used >= 0 && !strcmp(s->kv[i].key, key)) {
             s->kv[i].used = 1;
             return &s->kv[i];
         }
@@ -261,7 +261,8 @@ mdfi_status mdfi_cfg_int(const mdfi_cfg *cfg, mdfi_cfg_section *s, const char *k
         *out = def;
         return MDFI_OK;
     }
-    if (parse_int(kv->value, &end, out) || *end)
+    /* a trailing "#..." is a comment: Darknet's atoi reads the number before it */
+    if (parse_int(kv->value, &end, out) || (*end && *end != '#'))
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: [%s] %s=%s is not an integer",
                          cfg->name, kv->line, s->type, key, kv->value);
     return MDFI_OK;
@@ -287,7 +288,7 @@ mdfi_status mdfi_cfg_float(const mdfi_cfg *cfg, mdfi_cfg_section *s, const char 
         *out = def;
         return MDFI_OK;
     }
-    if (parse_float(kv->value, &end, out) || *end)
+    if (parse_float(kv->value, &end, out) || (*end && *end != '#'))
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: [%s] %s=%s is not a number",
                          cfg->name, kv->line, s->type, key, kv->value);
     return MDFI_OK;
@@ -306,14 +307,14 @@ static mdfi_status list(const mdfi_cfg *cfg, mdfi_cfg_section *s, const char *ke
         const char *end;
         int bad = ivals ? parse_int(p, &end, &ivals[*n < max ? *n : max - 1])
                         : parse_float(p, &end, &fvals[*n < max ? *n : max - 1]);
-        if (bad || (*end && *end != ','))
+        if (bad || (*end && *end != ',' && *end != '#'))
             return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: [%s] %s=%s: item %d is not a %s",
                              cfg->name, kv->line, s->type, key, kv->value, *n + 1,
                              ivals ? "integer" : "number");
         if (++*n > max)
             return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: [%s] %s has more than %d items",
                              cfg->name, kv->line, s->type, key, max);
-        p = *end ? end + 1 : end;
+        p = *end == ',' ? end + 1 : end + strlen(end);
     }
     return MDFI_OK;
 }

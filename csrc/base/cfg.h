@@ -8,7 +8,7 @@
 typedef struct {
     char *key, *value;
     int line;
-    int used;             /* set by the getters; unused keys become warnings */
+    int used;             /* set by the getters; unused keys become warnings; -1: a repeat */
 } mdfi_cfg_kv;
 
 typedef struct {

@@ -19,6 +19,9 @@ typedef struct {
     int n_mask;
     const int *mask;          /* [n_mask] anchor indices */
     const float *anchors;     /* [2*total] (w, h) pairs in pixels */
+    int new_coords;           /* AlexeyAB's: w = 4 t^2 anchor instead of e^t anchor */
+    int region;               /* [region]: every cell and anchor, anchor-major, w and h
+                                 relative to the grid (get_region_detections) */
 } mdfi_yolo_head;
 
 /* Number of cells/anchors with objectness > thresh. */
@@ -33,8 +36,10 @@ int mdfi_yolo_boxes(const mdfi_yolo_head *head, int net_w, int net_h,
                     float *probs);
 
 /* do_nms_sort: boxes with objectness 0 move to the end; for each class a
- * stable sort by prob descending then IoU suppression.  scratch holds n boxes. */
-void mdfi_nms_sort(mdfi_box *boxes, int n, int classes, float nms_thresh,
+ * stable sort by prob descending then IoU suppression.  scratch holds n boxes.
+ * beta >= 0: AlexeyAB's DIoU suppression instead, IoU - (d^2/c^2)^beta (its
+ * greedynms is beta 0.6, diounms beta_nms). */
+void mdfi_nms_sort(mdfi_box *boxes, int n, int classes, float nms_thresh, float beta,
                    mdfi_box *scratch);
 
 /* Pixel box as draw_detections computes it. */

@@ -10,6 +10,7 @@
 #include "detect/detect.h"
 
 #include <limits.h>
+#include <math.h>
 #include <string.h>
 
 /* nms_comparator(a, b) > 0, i.e. b must come before a. */
@@ -72,7 +73,24 @@ static float iou(const mdfi_box *a, const mdfi_box *b)
     return i / u;   /* IEEE: 0/0 is NaN, which suppresses nothing, as in Darknet */
 }
 
-void mdfi_nms_sort(mdfi_box *boxes, int n, int classes, float nms_thresh,
+/* AlexeyAB's box_diou / box_diounms: IoU less (centre distance^2 over the
+ * enclosing box's diagonal^2)^beta, the power in double. */
+static float diou(const mdfi_box *a, const mdfi_box *b, float beta)
+{
+    float top = fminf(a->y - a->h / 2, b->y - b->h / 2);
+    float bot = fmaxf(a->y + a->h / 2, b->y + b->h / 2);
+    float left = fminf(a->x - a->w / 2, b->x - b->w / 2);
+    float right = fmaxf(a->x + a->w / 2, b->x + b->w / 2);
+    float w = right - left, h = bot - top;
+    float c = w * w + h * h;
+    float v = iou(a, b);
+    if (c == 0)
+        return v;
+    float d = (a->x - b->x) * (a->x - b->x) + (a->y - b->y) * (a->y - b->y);
+    return v - (float)pow(d / c, beta);
+}
+
+void mdfi_nms_sort(mdfi_box *boxes, int n, int classes, float nms_thresh, float beta,
                    mdfi_box *scratch)
 {
     if (!boxes || n <= 0 || !scratch)
@@ -96,7 +114,8 @@ void mdfi_nms_sort(mdfi_box *boxes, int n, int classes, float nms_thresh,
             if (boxes[i].prob[cls] == 0)
                 continue;
             for (int j = i + 1; j < total; j++)
-                if (iou(&boxes[i], &boxes[j]) > nms_thresh)
+                if ((beta < 0 ? iou(&boxes[i], &boxes[j]) : diou(&boxes[i], &boxes[j], beta)) >
+                    nms_thresh)
                     boxes[j].prob[cls] = 0;
         }
     }

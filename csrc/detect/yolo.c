@@ -23,6 +23,8 @@ int mdfi_yolo_count(const mdfi_yolo_head *head, float thresh)
         return 0;
     size_t plane = (size_t)head->lw * (size_t)head->lh;
     size_t stride = (size_t)(5 + head->classes) * plane;   /* one anchor's channels */
+    if (head->region)   /* get_region_detections lists every cell and anchor */
+        return (int)plane * head->n_mask;
     int count = 0;
     for (int n = 0; n < head->n_mask; n++) {
         const float *obj = head->output + (size_t)n * stride + 4 * plane;
@@ -66,34 +68,44 @@ int mdfi_yolo_boxes(const mdfi_yolo_head *head, int net_w, int net_h,
     float grow_w = (float)net_w / (float)new_w, grow_h = (float)net_h / (float)new_h;
 
     int count = 0;
-    for (size_t i = 0; i < plane; i++) {
+    const size_t boxes_n = plane * (size_t)head->n_mask;
+    for (size_t t = 0; t < boxes_n; t++) {
+        /* [yolo]: cells, then anchors; [region]: anchor-major, every box */
+        size_t i = head->region ? t % plane : t / (size_t)head->n_mask;
+        int n = head->region ? (int)(t / plane) : (int)(t % (size_t)head->n_mask);
         int row = (int)(i / (size_t)lw), col = (int)(i % (size_t)lw);
-        for (int n = 0; n < head->n_mask; n++) {
-            const float *e = head->output + (size_t)n * stride + i;   /* entry j at e[j*plane] */
-            float objectness = e[4 * plane];
-            if (objectness <= thresh)
+        const float *e = head->output + (size_t)n * stride + i;   /* entry j at e[j*plane] */
+        float objectness = e[4 * plane];
+        if (!(objectness > thresh)) {
+            if (!head->region)
                 continue;
-            int m = head->mask[n];
-            mdfi_box *b = &boxes[count];
-            /* get_yolo_box: x,y in float; w,h through double exp(). */
-            b->x = ((float)col + e[0]) / (float)lw;
-            b->y = ((float)row + e[plane]) / (float)lh;
-            b->w = (float)(exp((double)e[2 * plane]) * (double)head->anchors[2 * m] /
-                           (double)net_w);
-            b->h = (float)(exp((double)e[3 * plane]) * (double)head->anchors[2 * m + 1] /
-                           (double)net_h);
-            b->x = (float)(((double)b->x - off_x) / (double)scale_x);
-            b->y = (float)(((double)b->y - off_y) / (double)scale_y);
-            b->w = b->w * grow_w;
-            b->h = b->h * grow_h;
-            b->objectness = objectness;
-            b->prob = probs + (size_t)count * (size_t)classes;
-            for (int j = 0; j < classes; j++) {
-                float p = objectness * e[(size_t)(5 + j) * plane];
-                b->prob[j] = p > thresh ? p : 0.0f;
-            }
-            count++;
+            objectness = 0;   /* kept, with no class, as Darknet keeps it */
         }
+        int m = head->mask[n];
+        mdfi_box *b = &boxes[count];
+        /* get_yolo_box: x,y in float; w,h through double exp(). */
+        b->x = ((float)col + e[0]) / (float)lw;
+        b->y = ((float)row + e[plane]) / (float)lh;
+        if (head->new_coords) {   /* AlexeyAB's get_yolo_box, in float */
+            b->w = e[2 * plane] * e[2 * plane] * 4 * head->anchors[2 * m] / (float)net_w;
+            b->h = e[3 * plane] * e[3 * plane] * 4 * head->anchors[2 * m + 1] /
+                   (float)net_h;
+        } else {   /* get_yolo_box over the input size, get_region_box the grid */
+            double gw = head->region ? lw : net_w, gh = head->region ? lh : net_h;
+            b->w = (float)(exp((double)e[2 * plane]) * (double)head->anchors[2 * m] / gw);
+            b->h = (float)(exp((double)e[3 * plane]) * (double)head->anchors[2 * m + 1] / gh);
+        }
+        b->x = (float)(((double)b->x - off_x) / (double)scale_x);
+        b->y = (float)(((double)b->y - off_y) / (double)scale_y);
+        b->w = b->w * grow_w;
+        b->h = b->h * grow_h;
+        b->objectness = objectness;
+        b->prob = probs + (size_t)count * (size_t)classes;
+        for (int j = 0; j < classes; j++) {
+            float p = objectness * e[(size_t)(5 + j) * plane];
+            b->prob[j] = p > thresh ? p : 0.0f;
+        }
+        count++;
     }
     return count;
 }

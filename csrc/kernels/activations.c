@@ -5,7 +5,7 @@
 
 static const char *const names[] = {
     "logistic", "relu", "relie", "linear", "ramp", "tanh", "plse",
-    "leaky", "elu", "loggy", "stair", "hardtan", "lhtan", "selu"};
+    "leaky", "elu", "loggy", "stair", "hardtan", "lhtan", "selu", "relu6", "swish", "mish"};
 
 int mdfi_activation_parse(const char *name, mdfi_activation *a)
 {
@@ -54,6 +54,13 @@ float mdfi_activate1(float x, mdfi_activation a)
         return x;
     case MDFI_ACT_SELU:
         return (float)((x >= 0) * 1.0507 * x + (x < 0) * 1.0507 * 1.6732 * (exp(x) - 1));
+    case MDFI_ACT_RELU6: return x < 0 ? 0.f : (x > 6 ? 6.f : x);
+    case MDFI_ACT_SWISH: return x * (1.f / (1.f + expf(-x)));
+    case MDFI_ACT_MISH: {
+        /* softplus with AlexeyAB's threshold 20, then its tanh 2/(1+e^-2y)-1 */
+        float sp = x > 20 ? x : (x < -20 ? expf(x) : logf(expf(x) + 1));
+        return x * (2 / (1 + expf(-2 * sp)) - 1);
+    }
     }
     return x;
 }

@@ -12,14 +12,16 @@ typedef mdfi_status parse_fn(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_pars
 extern parse_fn mdfi_convolutional_parse, mdfi_connected_parse, mdfi_maxpool_parse,
     mdfi_avgpool_parse, mdfi_route_parse, mdfi_shortcut_parse, mdfi_upsample_parse,
     mdfi_yolo_parse, mdfi_dropout_parse, mdfi_softmax_parse, mdfi_scale_channels_parse, mdfi_exit_parse,
-    mdfi_dualpath_parse, mdfi_fracconv_parse;
+    mdfi_dualpath_parse, mdfi_fracconv_parse, mdfi_cost_parse, mdfi_reorg_parse,
+    mdfi_reorg3d_parse, mdfi_region_parse, mdfi_sam_parse, mdfi_crop_parse;
 extern const mdfi_layer_variant mdfi_convolutional_float, mdfi_convolutional_binary,
     mdfi_gemm_fixed, mdfi_connected_float, mdfi_maxpool_float, mdfi_maxpool_fixed,
     mdfi_maxpool_bits, mdfi_avgpool_float, mdfi_avgpool_fixed, mdfi_route_float,
     mdfi_route_fixed, mdfi_shortcut_float, mdfi_shortcut_fixed, mdfi_upsample_float,
     mdfi_upsample_fixed, mdfi_yolo_float, mdfi_yolo_fixed, mdfi_dropout_alias,
     mdfi_softmax_float, mdfi_softmax_fixed, mdfi_scale_channels_float, mdfi_scale_channels_fixed,
-    mdfi_exit_float, mdfi_exit_fixed, mdfi_dualpath_binary, mdfi_fracconv_binary;
+    mdfi_exit_float, mdfi_exit_fixed, mdfi_dualpath_binary, mdfi_fracconv_binary,
+    mdfi_reorg_float, mdfi_region_float, mdfi_crop_float;
 
 #define K(x) MDFI_KIND_##x
 static const mdfi_layer_type registry[] = {
@@ -40,11 +42,23 @@ static const mdfi_layer_type registry[] = {
      {&mdfi_upsample_float, &mdfi_upsample_fixed, NULL}},
     {"yolo", {NULL}, K(HEAD) | K(YOLO), mdfi_yolo_parse, NULL,
      {&mdfi_yolo_float, &mdfi_yolo_fixed, NULL}},
+    {"region", {NULL}, K(HEAD) | K(YOLO), mdfi_region_parse, NULL,
+     {&mdfi_region_float, NULL, NULL}},
     {"dropout", {NULL}, K(ALIAS), mdfi_dropout_parse, NULL,
+     {&mdfi_dropout_alias, &mdfi_dropout_alias, NULL}},
+    /* space-to-depth as each Darknet calls it (layers/reorg.c) */
+    {"reorg", {NULL}, 0, mdfi_reorg_parse, NULL, {&mdfi_reorg_float, NULL, NULL}},
+    {"reorg3d", {NULL}, 0, mdfi_reorg3d_parse, NULL, {&mdfi_reorg_float, NULL, NULL}},
+    {"crop", {NULL}, 0, mdfi_crop_parse, NULL, {&mdfi_crop_float, NULL, NULL}},
+    /* a training loss: passes its input on, as [dropout] */
+    {"cost", {NULL}, K(ALIAS), mdfi_cost_parse, NULL,
      {&mdfi_dropout_alias, &mdfi_dropout_alias, NULL}},
     {"softmax", {"soft"}, K(HEAD), mdfi_softmax_parse, NULL,
      {&mdfi_softmax_float, &mdfi_softmax_fixed, NULL}},
     {"scale_channels", {NULL}, 0, mdfi_scale_channels_parse, NULL,
+     {&mdfi_scale_channels_float, &mdfi_scale_channels_fixed, NULL}},
+    /* spatial attention: scale_channels with a factor per element */
+    {"sam", {NULL}, 0, mdfi_sam_parse, NULL,
      {&mdfi_scale_channels_float, &mdfi_scale_channels_fixed, NULL}},
     {"exit", {NULL}, K(HEAD) | K(EXIT), mdfi_exit_parse, NULL,
      {&mdfi_exit_float, &mdfi_exit_fixed, NULL}},

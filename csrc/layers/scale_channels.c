@@ -3,6 +3,8 @@
  * scale_wh=1 one per position (1 x h x w); the layer from= gives the feature
  * map.  out = prev[c] * from[c, y, x] (or prev[y, x] * from[c, y, x]), then
  * the activation (default linear).  The output has from's shape.
+ * [sam] (spatial attention, AlexeyAB's too) is the same with one factor per
+ * element: out = prev[i] * from[i], both of one shape.
  *
  * Fixed point: out = sat(rshift_round(act(a * b), fa + fb - fout)) on the
  * int64 product, with the integer activations of docs/fixed-point.md. */
@@ -16,20 +18,24 @@
 
 typedef struct {
     int scale_wh;              /* one factor per position instead of per channel */
+    int sam;                   /* one factor per element */
     mdfi_activation act;
 } scale_spec;
 
-mdfi_status mdfi_scale_channels_parse(mdfi_layer *l, mdfi_cfg_section *s,
-                                      const mdfi_parse_ctx *ctx, mdfi_errbuf *err)
+/* Both types: sam = 1 for [sam] (one factor per element, no scale_wh). */
+static mdfi_status parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx, int sam,
+                         mdfi_errbuf *err)
 {
     const char *name = ctx->cfg->name;
     scale_spec *sp = calloc(1, sizeof *sp);
     if (!sp)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
     l->spec = sp;
+    sp->sam = sam;
     int from;
     MDFI_CHECK(mdfi_cfg_int_required(ctx->cfg, s, "from", &from, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "scale_wh", 0, &sp->scale_wh, err));
+    if (!sam)
+        MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "scale_wh", 0, &sp->scale_wh, err));
     const char *act = mdfi_cfg_str(s, "activation", "linear");
     if (mdfi_activation_parse(act, &sp->act))
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: unknown activation '%s'", name,
@@ -42,15 +48,16 @@ mdfi_status mdfi_scale_channels_parse(mdfi_layer *l, mdfi_cfg_section *s,
     l->n_in = 2;
     MDFI_CHECK(mdfi_layer_ref(ctx, s, "from", from, &l->in[1], err));
     const mdfi_layer *f = &ctx->layers[l->in[1]];
-    int ok = sp->scale_wh ? l->in_c == 1 && l->in_h == f->out_h && l->in_w == f->out_w
+    int ok = sam ? l->in_c == f->out_c && l->in_h == f->out_h && l->in_w == f->out_w
+           : sp->scale_wh ? l->in_c == 1 && l->in_h == f->out_h && l->in_w == f->out_w
                           : l->in_h == 1 && l->in_w == 1 && l->in_c == f->out_c;
     if (!ok)
-        return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [scale_channels]: the previous "
-                         "layer gives %dx%dx%d but from=%d gives %dx%dx%d; it needs %s", name,
-                         s->line, ctx->index, l->in_c, l->in_h, l->in_w, from, f->out_c,
+        return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [%s]: the previous layer gives "
+                         "%dx%dx%d but from=%d gives %dx%dx%d; it needs %s", name, s->line,
+                         ctx->index, s->type, l->in_c, l->in_h, l->in_w, from, f->out_c,
                          f->out_h, f->out_w,
-                         sp->scale_wh ? "1 x h x w factors (scale_wh=1)"
-                                      : "c x 1 x 1 factors, one per channel of from");
+                         sam ? "the same shape" : sp->scale_wh ? "1 x h x w factors (scale_wh=1)"
+                         : "c x 1 x 1 factors, one per channel of from");
     l->out_c = f->out_c;
     l->out_h = f->out_h;
     l->out_w = f->out_w;
@@ -58,11 +65,24 @@ mdfi_status mdfi_scale_channels_parse(mdfi_layer *l, mdfi_cfg_section *s,
     return mdfi_layer_check_shape(ctx, s, l->out_c, l->out_h, l->out_w, err);
 }
 
+mdfi_status mdfi_scale_channels_parse(mdfi_layer *l, mdfi_cfg_section *s,
+                                      const mdfi_parse_ctx *ctx, mdfi_errbuf *err)
+{
+    return parse(l, s, ctx, 0, err);
+}
+
+mdfi_status mdfi_sam_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                           mdfi_errbuf *err)
+{
+    return parse(l, s, ctx, 1, err);
+}
+
 /* Which factor element i of the output takes (Darknet's indexing). */
 static size_t factor_of(const mdfi_layer *l, size_t i)
 {
     const size_t plane = (size_t)l->out_h * l->out_w;
-    return ((const scale_spec *)l->spec)->scale_wh ? i % plane : i / plane;
+    const scale_spec *sp = l->spec;
+    return sp->sam ? i : sp->scale_wh ? i % plane : i / plane;
 }
 
 static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)

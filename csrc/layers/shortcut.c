@@ -1,7 +1,11 @@
 /* [shortcut]: out = alpha*previous + beta*from, then the activation.
- * Both inputs must have the same shape (Darknet's resampling of unequal
- * shapes is not supported and reported). */
+ * Unequal shapes are pjreddie's shortcut_cpu: the from layer is sampled with
+ * an integer stride (or the output written with one) over the smaller
+ * channel count and map, the rest of the output is the previous layer's;
+ * AlexeyAB's flat-index sum is the same whenever the maps are equal, which
+ * is every unequal shortcut of its cfgs (ResNet, CSPResNeXt, yolov3-tiny-prn). */
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/error.h"
 #include "kernels/activations.h"
@@ -11,6 +15,8 @@
 typedef struct {
     float alpha, beta;
     mdfi_activation act;
+    int stride, sample;    /* 0: equal shapes */
+    int c, h, w;           /* the from layer's output */
 } shortcut_spec;
 
 mdfi_status mdfi_shortcut_parse(mdfi_layer *l, mdfi_cfg_section *s,
@@ -32,11 +38,21 @@ mdfi_status mdfi_shortcut_parse(mdfi_layer *l, mdfi_cfg_section *s,
     l->n_in = 2;
     MDFI_CHECK(mdfi_layer_ref(ctx, s, "from", from, &l->in[1], err));
     const mdfi_layer *f = &ctx->layers[l->in[1]];
-    if (f->out_c != l->in_c || f->out_h != l->in_h || f->out_w != l->in_w)
-        return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [shortcut]: from=%d gives "
-                         "%dx%dx%d but the previous layer gives %dx%dx%d; shapes must match",
-                         ctx->cfg->name, mdfi_cfg_line(s, "from"), ctx->index, from, f->out_c,
-                         f->out_h, f->out_w, l->in_c, l->in_h, l->in_w);
+    if (f->out_c != l->in_c || f->out_h != l->in_h || f->out_w != l->in_w) {
+        /* Darknet asserts the same integer ratio both ways */
+        int stride = f->out_w / l->in_w, sample = l->in_w / f->out_w;
+        if (stride != f->out_h / l->in_h || sample != l->in_h / f->out_h)
+            return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [shortcut]: from=%d gives "
+                             "%dx%dx%d and the previous layer %dx%dx%d: the maps are not an "
+                             "integer ratio of each other", ctx->cfg->name,
+                             mdfi_cfg_line(s, "from"), ctx->index, from, f->out_c, f->out_h,
+                             f->out_w, l->in_c, l->in_h, l->in_w);
+        sp->stride = stride < 1 ? 1 : stride;
+        sp->sample = sample < 1 ? 1 : sample;
+        sp->c = f->out_c;
+        sp->h = f->out_h;
+        sp->w = f->out_w;
+    }
     l->out_c = l->in_c;
     l->out_h = l->in_h;
     l->out_w = l->in_w;
@@ -44,13 +60,36 @@ mdfi_status mdfi_shortcut_parse(mdfi_layer *l, mdfi_cfg_section *s,
     return mdfi_layer_check_shape(ctx, s, l->out_c, l->out_h, l->out_w, err);
 }
 
+/* shortcut_cpu of unequal shapes: the output starts as the previous layer's. */
+static void resampled(const mdfi_layer *l, const shortcut_spec *sp, const float *add,
+                      float *out)
+{
+    const int minw = sp->w < l->out_w ? sp->w : l->out_w;
+    const int minh = sp->h < l->out_h ? sp->h : l->out_h;
+    const int minc = sp->c < l->out_c ? sp->c : l->out_c;
+    for (int k = 0; k < minc; ++k)
+        for (int j = 0; j < minh; ++j)
+            for (int i = 0; i < minw; ++i) {
+                size_t o = (size_t)i * sp->sample +
+                           (size_t)l->out_w * ((size_t)j * sp->sample + (size_t)l->out_h * k);
+                size_t s = (size_t)i * sp->stride +
+                           (size_t)sp->w * ((size_t)j * sp->stride + (size_t)sp->h * k);
+                out[o] = sp->alpha * out[o] + sp->beta * add[s];
+            }
+}
+
 static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
     const shortcut_spec *sp = l->spec;
     size_t n = mdfi_layer_outputs(l);
     const float *a = ctx->in[0], *b = ctx->in[1];
-    for (size_t i = 0; i < n; ++i)
-        ctx->out[i] = sp->alpha * a[i] + sp->beta * b[i];
+    if (sp->stride) {
+        memcpy(ctx->out, a, n * sizeof *a);
+        resampled(l, sp, b, ctx->out);
+    } else {
+        for (size_t i = 0; i < n; ++i)
+            ctx->out[i] = sp->alpha * a[i] + sp->beta * b[i];
+    }
     mdfi_activate(ctx->out, n, sp->act);
 }
 
@@ -66,9 +105,10 @@ static mdfi_status fixed_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errb
     const char *name = ctx->cfg->name;
     mdfi_cfg_section *s = ctx->sec;
     const shortcut_spec *spec = l->spec;
-    if (spec->alpha != 1.f || spec->beta != 1.f)
+    if (spec->alpha != 1.f || spec->beta != 1.f || spec->stride)
         return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [shortcut]: alpha and "
-                         "beta must be 1 in fixed point", name, s->line, ctx->index);
+                         "beta must be 1 and the shapes equal in fixed point", name, s->line,
+                         ctx->index);
     MDFI_CHECK(mdfi_fx_bind_int_inputs(l, ctx, err));
     fx_shortcut *sp = calloc(1, sizeof *sp);
     if (!sp)

@@ -22,6 +22,10 @@ mdfi_status mdfi_softmax_parse(mdfi_layer *l, mdfi_cfg_section *s,
     int groups;
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "groups", 1, &groups, err));
     MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "temperature", 1.f, &sp->temperature, err));
+    if (mdfi_cfg_str(s, "tree", NULL))
+        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [softmax]: tree= (a "
+                         "hierarchical softmax) is not supported", ctx->cfg->name,
+                         mdfi_cfg_line(s, "tree"), ctx->index);
     int inputs = l->in_c * l->in_h * l->in_w;
     if (groups < 1 || inputs % groups || sp->temperature == 0.f)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [softmax]: groups=%d must "

@@ -11,6 +11,46 @@
 #include "layers/fixed.h"
 #include "layers/yolo.h"
 
+mdfi_status mdfi_yolo_parse_anchors(const mdfi_parse_ctx *ctx, mdfi_cfg_section *s,
+                                    mdfi_yolo_spec *y, mdfi_errbuf *err)
+{
+    const char *name = ctx->cfg->name;
+    int n_anchor_vals;
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "classes", 20, &y->classes, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "num", 1, &y->total, err));
+    MDFI_CHECK(mdfi_cfg_float_list(ctx->cfg, s, "anchors", y->anchors, 2 * MDFI_LIMIT_ANCHORS,
+                                   &n_anchor_vals, err));
+    if (y->classes < 1 || y->classes > MDFI_LIMIT_CLASSES || y->total < 1 ||
+        y->total > MDFI_LIMIT_ANCHORS)
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s]: bad classes=%d num=%d", name,
+                         s->line, ctx->index, s->type, y->classes, y->total);
+    /* more values than num pairs: AlexeyAB's parse_yolo reads the first 2 num */
+    if (n_anchor_vals != 0 && n_anchor_vals < 2 * y->total)
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s]: %d anchor values for "
+                         "num=%d (need %d)", name, mdfi_cfg_line(s, "anchors"), ctx->index,
+                         s->type, n_anchor_vals, y->total, 2 * y->total);
+    for (int i = n_anchor_vals; i < 2 * y->total; ++i)
+        y->anchors[i] = .5f;   /* Darknet's default bias */
+    y->scale_xy = 1;
+    y->nms_beta = -1;
+    return MDFI_OK;
+}
+
+/* The channels every anchor slot takes, and the output shape. */
+mdfi_status mdfi_yolo_parse_shape(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                                  const mdfi_yolo_spec *y, mdfi_errbuf *err)
+{
+    if (l->in_c != y->n_mask * (y->classes + 5))
+        return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [%s]: input has %d channels "
+                         "but %d anchors x (%d classes + 5) = %d are needed", ctx->cfg->name,
+                         s->line, ctx->index, s->type, l->in_c, y->n_mask, y->classes,
+                         y->n_mask * (y->classes + 5));
+    l->out_c = l->in_c;
+    l->out_h = l->in_h;
+    l->out_w = l->in_w;
+    return mdfi_layer_check_shape(ctx, s, l->out_c, l->out_h, l->out_w, err);
+}
+
 mdfi_status mdfi_yolo_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                               mdfi_errbuf *err)
 {
@@ -19,48 +59,57 @@ mdfi_status mdfi_yolo_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse
     if (!y)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
     l->spec = y;
-    int n_anchor_vals;
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "classes", 20, &y->classes, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "num", 1, &y->total, err));
+    MDFI_CHECK(mdfi_yolo_parse_anchors(ctx, s, y, err));
     MDFI_CHECK(mdfi_cfg_int_list(ctx->cfg, s, "mask", y->mask, MDFI_LIMIT_ANCHORS, &y->n_mask,
-                            err));
-    MDFI_CHECK(mdfi_cfg_float_list(ctx->cfg, s, "anchors", y->anchors, 2 * MDFI_LIMIT_ANCHORS,
-                              &n_anchor_vals, err));
-    /* training-only keys */
-    const char *train[] = {"jitter", "ignore_thresh", "truth_thresh", "random", "max_delta",
-                           "scale_x_y", "iou_loss", "iou_normalizer", "cls_normalizer"};
+                                 err));
+    MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "scale_x_y", 1.f, &y->scale_xy, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "new_coords", 0, &y->new_coords, err));
+    MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "beta_nms", .6f, &y->nms_beta, err));
+    /* AlexeyAB: greedynms is DIoU with exponent 0.6, diounms with beta_nms,
+     * anything else plain IoU; corners NMS is not in its detector's output */
+    const char *kind = mdfi_cfg_str(s, "nms_kind", "default");
+    if (!strcmp(kind, "greedynms"))
+        y->nms_beta = .6f;
+    else if (strcmp(kind, "diounms"))
+        y->nms_beta = -1;
+    /* training-only keys (pjreddie's and AlexeyAB's parse_yolo) */
+    static const char *const train[] = {
+        "jitter", "ignore_thresh", "truth_thresh", "random", "max_delta", "iou_loss",
+        "iou_normalizer", "cls_normalizer", "obj_normalizer", "delta_normalizer", "iou_thresh",
+        "iou_thresh_kind", "objectness_smooth", "resize", "max", "show_details",
+        "counters_per_class", "label_smooth_eps", "focal_loss", "track_history_size",
+        "sim_thresh", "dets_for_track", "dets_for_show", "track_ciou_norm", "embedding_layer",
+        "map"};
     for (size_t i = 0; i < sizeof train / sizeof train[0]; ++i)
         (void)mdfi_cfg_str(s, train[i], NULL);
-    if (y->classes < 1 || y->classes > MDFI_LIMIT_CLASSES || y->total < 1 ||
-        y->total > MDFI_LIMIT_ANCHORS)
-        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [yolo]: bad classes=%d num=%d",
-                         name, s->line, ctx->index, y->classes, y->total);
+    if ((unsigned)y->new_coords > 1 || !(y->scale_xy > 0))
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [yolo]: bad new_coords=%d "
+                         "scale_x_y=%g", name, s->line, ctx->index, y->new_coords,
+                         (double)y->scale_xy);
     if (y->n_mask == 0) {
         y->n_mask = y->total;
         for (int i = 0; i < y->total; ++i)
             y->mask[i] = i;
     }
-    if (n_anchor_vals != 0 && n_anchor_vals != 2 * y->total)
-        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [yolo]: %d anchor values for "
-                         "num=%d (need %d)", name, mdfi_cfg_line(s, "anchors"), ctx->index,
-                         n_anchor_vals, y->total, 2 * y->total);
-    if (n_anchor_vals == 0)
-        for (int i = 0; i < 2 * y->total; ++i)
-            y->anchors[i] = .5f;   /* Darknet's default bias */
     for (int i = 0; i < y->n_mask; ++i)
         if (y->mask[i] < 0 || y->mask[i] >= y->total)
             return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [yolo]: mask %d is not an "
                              "anchor index (0..%d)", name, mdfi_cfg_line(s, "mask"),
                              ctx->index, y->mask[i], y->total - 1);
-    if (l->in_c != y->n_mask * (y->classes + 5))
-        return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [yolo]: input has %d channels "
-                         "but %d masks x (%d classes + 5) = %d are needed", name, s->line,
-                         ctx->index, l->in_c, y->n_mask, y->classes,
-                         y->n_mask * (y->classes + 5));
-    l->out_c = l->in_c;
-    l->out_h = l->in_h;
-    l->out_w = l->in_w;
-    return mdfi_layer_check_shape(ctx, s, l->out_c, l->out_h, l->out_w, err);
+    return mdfi_yolo_parse_shape(l, s, ctx, y, err);
+}
+
+/* AlexeyAB's scal_add_cpu on x and y: x s + (-(s - 1) / 2), in float. */
+static void scale_xy(const mdfi_yolo_spec *y, float *out, size_t plane)
+{
+    const float s = y->scale_xy, b = (float)(-0.5 * ((double)s - 1));
+    if (s == 1.f)
+        return;
+    for (int a = 0; a < y->n_mask; ++a) {
+        float *xy = out + (size_t)a * (y->classes + 5) * plane;
+        for (size_t i = 0; i < 2 * plane; ++i)
+            xy[i] = xy[i] * s + b;
+    }
 }
 
 static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
@@ -68,11 +117,12 @@ static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
     const mdfi_yolo_spec *y = l->spec;
     size_t plane = (size_t)l->out_h * l->out_w;
     memcpy(ctx->out, ctx->in[0], mdfi_layer_outputs(l) * sizeof(float));
-    for (int a = 0; a < y->n_mask; ++a) {
+    for (int a = 0; a < y->n_mask && !y->new_coords; ++a) {
         float *base = ctx->out + (size_t)a * (y->classes + 5) * plane;
         mdfi_activate(base, 2 * plane, MDFI_ACT_LOGISTIC);
         mdfi_activate(base + 4 * plane, (size_t)(1 + y->classes) * plane, MDFI_ACT_LOGISTIC);
     }
+    scale_xy(y, ctx->out, plane);
 }
 
 /* ---- fixed point: a float head reading integers --------------------------------
@@ -120,7 +170,7 @@ static void fixed_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
         const int k = c % (spec->classes + 5);
         const size_t at = (size_t)c * plane;
         float *out = ctx->out + at;
-        if (k == 2 || k == 3) {          /* w, h stay raw */
+        if (k == 2 || k == 3 || spec->new_coords) {   /* w, h (or all) stay raw */
             mdfi_fx_dequantize((const char *)ctx->in[0] + at * (size_t)(bits / 8), l->q_in, out,
                                plane);
         } else if (bits == 8) {
@@ -133,6 +183,7 @@ static void fixed_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
                 out[i] = lut[q[i]];
         }
     }
+    scale_xy(spec, ctx->out, plane);
 }
 
 static void fixed_destroy(mdfi_layer *l)

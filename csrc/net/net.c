@@ -18,7 +18,11 @@ static const char *const training_keys[] = {
     "power", "max_crop", "min_crop", "aspect", "flip", "mosaic", "letter_box", "adam", "B1",
     "B2", "eps", "clip", "center", "time_steps", "notruth", "random", "jitter",
     "ignore_thresh", "truth_thresh", "stopbackward", "noloss", "rescore", "max_delta",
-    "smooth", "cutmix", "mixup", "blur", "track", "dontload", "dontloadscales", "flipped"};
+    "smooth", "cutmix", "mixup", "blur", "track", "dontload", "dontloadscales", "flipped",
+    "ema_alpha", "label_smooth_eps", "seen", "scale", "uc_normalizer", "beta1",
+    /* AlexeyAB's xnor conv feeding another: its activation is dropped, which the
+       reader's sign() cannot see */
+    "bin_output"};
 
 mdfi_status mdfi_net_fail(mdfi_net *net, mdfi_status st, const char *fmt, ...)
 {
@@ -146,9 +150,10 @@ static int is_training_key(const char *key)
 static void warn_unused(mdfi_net *net, const mdfi_cfg_section *s)
 {
     for (int i = 0; i < s->n_kv; ++i)
-        if (!s->kv[i].used && !is_training_key(s->kv[i].key))
-            warn(net, "%s:%d: unknown key '%s' in [%s] ignored", net->cfg.name,
-                 s->kv[i].line, s->kv[i].key, s->type);
+        if (s->kv[i].used <= 0 && !is_training_key(s->kv[i].key))
+            warn(net, "%s:%d: %s key '%s' in [%s] ignored%s", net->cfg.name, s->kv[i].line,
+                 s->kv[i].used ? "repeated" : "unknown", s->kv[i].key, s->type,
+                 s->kv[i].used ? " (the first counts, as in Darknet)" : "");
 }
 
 static mdfi_status parse_net_section(mdfi_net *net, mdfi_cfg_section *s)
@@ -180,6 +185,16 @@ static mdfi_status parse_net_section(mdfi_net *net, mdfi_cfg_section *s)
     return MDFI_OK;
 }
 
+/* Darknet's recurrent layer types: out of scope, said so by name. */
+static int is_recurrent(const char *type)
+{
+    static const char *const names[] = {"rnn", "gru", "lstm", "crnn", "conv_lstm"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; ++i)
+        if (!strcmp(names[i], type))
+            return 1;
+    return 0;
+}
+
 static mdfi_status build(mdfi_net *net)
 {
     mdfi_cfg *cfg = &net->cfg;
@@ -195,9 +210,13 @@ static mdfi_status build(mdfi_net *net)
         mdfi_cfg_section *s = &cfg->sec[i + 1];
         mdfi_layer *l = &net->layers[i];
         const mdfi_layer_type *type = mdfi_layer_type_find(s->type);
-        if (!type)
-            return mdfi_net_fail(net, MDFI_ERR_CFG, "%s:%d: unknown section [%s] (layer %d)",
-                                 cfg->name, s->line, s->type, i);
+        if (!type) {
+            int rec = is_recurrent(s->type);
+            return mdfi_net_fail(net, rec ? MDFI_ERR_UNSUPPORTED : MDFI_ERR_CFG, "%s:%d: %s "
+                                 "section [%s] (layer %d)", cfg->name, s->line,
+                                 rec ? "recurrent layers are not supported:" : "unknown",
+                                 s->type, i);
+        }
         net->n = i + 1;
         l->type = type;
         l->index = i;

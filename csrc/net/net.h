@@ -50,6 +50,7 @@ struct mdfi_net {
     unsigned *ran_in;             /* [n] the run_id of the forward that last ran layer i */
     /* detection workspace */
     int max_boxes, classes;
+    float nms_beta;   /* < 0: Darknet's IoU NMS; else AlexeyAB's DIoU (detect/detect.h) */
     mdfi_box *boxes, *box_scratch;
     float *probs;
     mdfi_detection *dets;

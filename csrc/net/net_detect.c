@@ -9,7 +9,7 @@ static mdfi_yolo_head head_of(const mdfi_net *net, int i)
     const mdfi_layer *l = &net->layers[i];
     const mdfi_yolo_spec *y = l->spec;
     mdfi_yolo_head h = {net->out[i], l->out_w, l->out_h, y->classes, y->n_mask, y->mask,
-                        y->anchors};
+                        y->anchors, y->new_coords, y->region};
     return h;
 }
 
@@ -26,6 +26,7 @@ mdfi_status mdfi_net_prepare_detect(mdfi_net *net)
             return mdfi_net_fail(net, MDFI_ERR_CFG, "layer %d [yolo]: classes=%d differs from "
                                  "an earlier [yolo] layer's %d", i, y->classes, net->classes);
         net->classes = y->classes;
+        net->nms_beta = y->nms_beta;   /* AlexeyAB's detector: the last [yolo]'s kind */
         net->max_boxes += l->out_h * l->out_w * y->n_mask;
     }
     if (!net->max_boxes)
@@ -88,7 +89,7 @@ mdfi_status mdfi_net_detect(mdfi_net *net, int im_w, int im_h, float thresh, flo
                              net->probs + (size_t)n * net->classes);
     }
     if (nms > 0)
-        mdfi_nms_sort(net->boxes, n, net->classes, nms, net->box_scratch);
+        mdfi_nms_sort(net->boxes, n, net->classes, nms, net->nms_beta, net->box_scratch);
     for (int i = 0; i < n; ++i) {
         const mdfi_box *b = &net->boxes[i];
         for (int j = 0; j < net->classes; ++j) {

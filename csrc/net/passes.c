@@ -67,7 +67,8 @@ static mdfi_status choose_path(mdfi_net *net, mdfi_cfg_section *s, mdfi_layer *l
     if (!l->run)
         return mdfi_net_fail(net, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [%s] has no %s form",
                              cfg->name, s->line, i, s->type,
-                             l->path == MDFI_PATH_BINARY ? "binary" : "float");
+                             l->path == MDFI_PATH_BINARY ? "binary" :
+                             l->path == MDFI_PATH_FIXED ? "fixed-point" : "float");
     return MDFI_OK;
 }
 

@@ -102,8 +102,8 @@ static int cmd_detect(char **argv, int argc)
     if (!o16 || !o23)
         goto done;
     mdfi_yolo_head heads[2] = {
-        {o16, 13, 13, classes, 3, mask16, anchors},
-        {o23, 26, 26, classes, 3, mask23, anchors},
+        {o16, 13, 13, classes, 3, mask16, anchors, 0, 0},
+        {o23, 26, 26, classes, 3, mask23, anchors, 0, 0},
     };
     int total = mdfi_yolo_count(&heads[0], thresh) + mdfi_yolo_count(&heads[1], thresh);
     size_t cap = total > 0 ? (size_t)total : 1;
@@ -122,7 +122,7 @@ static int cmd_detect(char **argv, int argc)
     }
     printf("{\"num_boxes_before_nms\": %d}\n", n);
     if (nms > 0)
-        mdfi_nms_sort(boxes, n, classes, nms, scratch);
+        mdfi_nms_sort(boxes, n, classes, nms, -1, scratch);
     for (int i = 0; i < n; i++) {
         const mdfi_box *b = &boxes[i];
         int l, t, r, btm;

@@ -4,7 +4,7 @@ import dataclasses
 import numpy as np
 
 from weights_tools.darknet_cfg import CfgError
-from weights_tools.fixed_ref import HEAD_TYPES, INT_ACTIVATIONS, Fmt, exit_arrays
+from weights_tools.fixed_ref import HEAD_TYPES, IDENTITY_TYPES, INT_ACTIVATIONS, Fmt, exit_arrays
 from weights_tools.quantize.formats import RangeOverflowError, choose_frac, frac_maxabs
 from weights_tools.quantize.graph import (FIXED_TYPES, GEMM_TYPES, PASS_THROUGH, fold_bn,
                                           gemm_macs, layer_inputs)
@@ -101,7 +101,7 @@ def make_plan(layers, weights, calib, bits=8, method="maxabs", head_bits=16, gem
     def only_heads(j):
         cs = consumers[j]
         return bool(cs) and all(layers[c].type in HEAD_TYPES or
-                                (layers[c].type == "dropout" and only_heads(c)) for c in cs)
+                                (layers[c].type in IDENTITY_TYPES and only_heads(c)) for c in cs)
 
     # bits of every tensor; -1 is the network input (float)
     forced, gemm_bits = gemm_bits or {}, {i: bits for i in folded}
@@ -151,7 +151,7 @@ def make_plan(layers, weights, calib, bits=8, method="maxabs", head_bits=16, gem
         if st.nonfinite:
             raise RangeOverflowError("%s: %d inf/NaN values in the float network"
                                      % (what, st.nonfinite))
-        if kind == "dropout":
+        if kind in IDENTITY_TYPES:
             p.out = srcs[0]
             continue
         if kind in PASS_THROUGH and srcs[0] is not None and srcs[0].bits == out_bits[i]:

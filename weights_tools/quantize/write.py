@@ -1,6 +1,6 @@
 """The output files: the annotated cfg and the .qweights records."""
 from weights_tools import qweights as qwf
-from weights_tools.fixed_ref import HEAD_TYPES
+from weights_tools.fixed_ref import HEAD_TYPES, IDENTITY_TYPES
 
 
 def annotated_cfg(cfg_text, sections, plans, header):
@@ -12,7 +12,7 @@ def annotated_cfg(cfg_text, sections, plans, header):
         if p.fin is not None:
             add.append("fixed_in=%s" % p.fin)
             add.append("fixed_w=%s" % p.w_key())
-        if p.out is not None and p.type not in HEAD_TYPES + ("dropout",):
+        if p.out is not None and p.type not in HEAD_TYPES + IDENTITY_TYPES:
             add.append("fixed_out=%s" % p.out)
         if add:
             inserts[sec.line] = add

@@ -1,0 +1,86 @@
+/* [reorg] and [reorg3d]: Darknet's space-to-depth.  Both trees run one
+ * function, reorg_cpu(x, W, H, C, stride, forward), and differ in what they
+ * pass it: [reorg] (pjreddie's, AlexeyAB's reorg_old) the input's shape,
+ * [reorg3d] (AlexeyAB's) the output's.  Only [reorg3d] is the usual
+ * space-to-depth; YOLOv2's weights were trained with [reorg] as it is. */
+#include <stdlib.h>
+
+#include "base/error.h"
+#include "layers/layer.h"
+
+typedef struct {
+    int w, h, c;       /* what reorg_cpu is given */
+    int reverse;
+} reorg_spec;
+
+static mdfi_status parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                         int use_output, mdfi_errbuf *err)
+{
+    reorg_spec *sp = calloc(1, sizeof *sp);
+    if (!sp)
+        return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
+    l->spec = sp;
+    int stride, flatten, extra;
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride", 1, &stride, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "reverse", 0, &sp->reverse, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "flatten", 0, &flatten, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "extra", 0, &extra, err));
+    if (flatten || extra)
+        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [%s]: flatten= and "
+                         "extra= are not supported", ctx->cfg->name, s->line, ctx->index,
+                         s->type);
+    const int s2 = stride * stride;
+    if (stride < 1 || stride > MDFI_LIMIT_KERNEL ||
+        (sp->reverse ? l->in_c % s2 : l->in_h % stride || l->in_w % stride))
+        return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [%s]: stride=%d does not "
+                         "divide the input %dx%dx%d", ctx->cfg->name, s->line, ctx->index,
+                         s->type, stride, l->in_c, l->in_h, l->in_w);
+    l->stride = stride;
+    l->out_c = sp->reverse ? l->in_c / s2 : l->in_c * s2;
+    l->out_h = sp->reverse ? l->in_h * stride : l->in_h / stride;
+    l->out_w = sp->reverse ? l->in_w * stride : l->in_w / stride;
+    sp->c = use_output ? l->out_c : l->in_c;
+    sp->h = use_output ? l->out_h : l->in_h;
+    sp->w = use_output ? l->out_w : l->in_w;
+    if (sp->c % s2)
+        return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [%s]: %d channels are not a "
+                         "multiple of stride^2 = %d", ctx->cfg->name, s->line, ctx->index,
+                         s->type, sp->c, s2);
+    return mdfi_layer_check_shape(ctx, s, l->out_c, l->out_h, l->out_w, err);
+}
+
+mdfi_status mdfi_reorg_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                             mdfi_errbuf *err)
+{
+    return parse(l, s, ctx, 0, err);
+}
+
+mdfi_status mdfi_reorg3d_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                               mdfi_errbuf *err)
+{
+    return parse(l, s, ctx, 1, err);
+}
+
+/* reorg_cpu: a gather for forward = 0 (not reverse), a scatter otherwise. */
+static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
+{
+    const reorg_spec *sp = l->spec;
+    const int st = l->stride, in_c = sp->c / (st * st);
+    const float *x = ctx->in[0];
+    float *out = ctx->out;
+    size_t a = 0;
+    for (int k = 0; k < sp->c; ++k)
+        for (int j = 0; j < sp->h; ++j)
+            for (int i = 0; i < sp->w; ++i, ++a) {
+                int c2 = k % in_c, offset = k / in_c;
+                int w2 = i * st + offset % st, h2 = j * st + offset / st;
+                size_t b = (size_t)w2 + (size_t)sp->w * st * ((size_t)h2 +
+                                                              (size_t)sp->h * st * c2);
+                if (sp->reverse)
+                    out[b] = x[a];
+                else
+                    out[a] = x[b];
+            }
+}
+
+const mdfi_layer_variant mdfi_reorg_float = {NULL, NULL, NULL, float_forward, NULL, NULL};

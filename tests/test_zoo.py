@@ -1,0 +1,432 @@
+"""The Darknet cfg zoo: every cfg of pjreddie's and AlexeyAB's cfg/ folders
+(tests/data/darknet-cfgs.tar.gz, see its PROVENANCE) builds in MDFI, or is refused with
+the reason listed in REFUSED; a selection runs on generated weights and is compared with
+OpenCV's DNN module (which reads Darknet files itself), or, where OpenCV lacks the layer,
+with a numpy reference of Darknet's code.  docs/cfg-zoo.md lists the results."""
+import pathlib
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+
+import mdfi
+
+ROOT = pathlib.Path(__file__).resolve().parent
+ARCHIVE = ROOT / "data" / "darknet-cfgs.tar.gz"
+GEN = ROOT / "data" / "gen_weights.py"
+
+# The cfgs MDFI refuses, with the text its error must contain.
+RECURRENT = "recurrent layers are not supported"
+REFUSED = {
+    "pj/gru.cfg": RECURRENT,
+    "pj/rnn.cfg": RECURRENT,
+    "pj/rnn.train.cfg": RECURRENT,
+    "ab/crnn.train.cfg": RECURRENT,
+    "ab/gru.cfg": RECURRENT,
+    "ab/lstm.train.cfg": RECURRENT,
+    "ab/rnn.cfg": RECURRENT,
+    "ab/rnn.train.cfg": RECURRENT,
+    "ab/yolov3-tiny_occlusion_track.cfg": RECURRENT,
+    # the Go engine's flatten= form of [reorg]
+    "pj/go.cfg": "[reorg]: flatten= and extra= are not supported",
+    "pj/go.test.cfg": "[reorg]: flatten= and extra= are not supported",
+    # YOLOv1's head and its locally connected layer
+    "pj/t1.test.cfg": "unknown section [detection]",
+    "ab/t1.test.cfg": "unknown section [detection]",
+    "pj/yolov1-tiny.cfg": "unknown section [detection]",
+    "pj/yolov1.cfg": "unknown section [local]",
+    # YOLO9000's word tree
+    "pj/yolo9000.cfg": "tree= (YOLO9000's hierarchical softmax) is not supported",
+    "ab/yolo9000.cfg": "tree= (YOLO9000's hierarchical softmax) is not supported",
+    "pj/darknet9000.cfg": "[softmax]: tree= (a hierarchical softmax) is not supported",
+    "ab/Gaussian_yolov3_BDD.cfg": "unknown section [Gaussian_yolo]",
+    "ab/yolov4-tiny_contrastive.cfg": "unknown section [local_avgpool]",
+    "ab/resnet152_trident.cfg": "stride_x/stride_y/dilation are not supported",
+    # broken in AlexeyAB's tree: anchors past num (Darknet reads past its biases)
+    "ab/cspx-p7-mish.cfg": "mask 16 is not an anchor index (0..15)",
+    "ab/cspx-p7-mish_hp.cfg": "31 anchor values for num=16 (need 32)",
+}
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("zoo")
+    with tarfile.open(ARCHIVE) as tar:
+        tar.extractall(out, filter="data")
+    return out
+
+
+def cfg_names(root):
+    return sorted(str(p.relative_to(root)) for p in root.glob("*/*.cfg"))
+
+
+def test_every_cfg_builds_or_is_refused_for_its_reason(zoo):
+    names = cfg_names(zoo)
+    assert len(names) == 132
+    built, wrong = [], []
+    for name in names:
+        try:
+            mdfi.Network(zoo / name).close()
+        except mdfi.MdfiError as exc:
+            if REFUSED.get(name) not in str(exc):
+                wrong.append(f"{name}: {exc}")
+            continue
+        if name in REFUSED:
+            wrong.append(f"{name} builds now: take it off REFUSED")
+        built.append(name)
+    assert not wrong, "\n".join(wrong)
+    distinct = {(zoo / n).read_bytes() for n in built}
+    refused = {(zoo / n).read_bytes() for n in REFUSED if REFUSED[n] != RECURRENT}
+    print(f"{len(built)} of {len(names)} cfg files build; distinct non-recurrent cfgs: "
+          f"{len(distinct)} build, {len(refused)} refused")
+
+
+def test_the_docs_list_every_cfg_as_the_test_does(zoo):
+    doc = (ROOT.parent / "docs" / "cfg-zoo.md").read_text()
+    for name in cfg_names(zoo):
+        status = "refused" if name in REFUSED else "builds"
+        assert f"| `{name}` | {status} |" in doc, name
+
+
+def test_recurrent_cfgs_are_refused_as_unsupported(zoo):
+    with pytest.raises(mdfi.UnsupportedError, match=r"gru.cfg:14: recurrent layers are not "
+                                                     r"supported: section \[gru\]"):
+        mdfi.Network(zoo / "ab" / "gru.cfg")
+
+
+def resized(zoo, tmp_path, name, size):
+    """The cfg with [net] width and height set to size (fully convolutional networks)."""
+    lines = (zoo / name).read_text().splitlines()
+    seen = set()
+    for i, line in enumerate(lines):
+        key = line.split("=")[0].strip()
+        if key in ("width", "height") and key not in seen:
+            lines[i] = f"{key}={size}"
+            seen.add(key)
+    out = tmp_path / pathlib.Path(name).name
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def weights_for(cfg, tmp_path):
+    out = tmp_path / (cfg.stem + ".weights")
+    subprocess.run([sys.executable, str(GEN), str(cfg), "1", str(out)], check=True,
+                   capture_output=True)
+    return out
+
+
+def both(cfg, weights):
+    cv2 = pytest.importorskip("cv2")
+    net = mdfi.Network(cfg, weights, keep_outputs=True)
+    cvnet = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
+    cvnet.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    c, h, w = net.layers[0].input_shape
+    x = np.random.default_rng(0).random((c, h, w), dtype=np.float32)
+    net.forward(x)
+    cvnet.setInput(x[None])
+    return net, cvnet, x
+
+
+def yolo_rows(net, i, anchors):
+    """MDFI's [yolo] layer i as OpenCV's rows: cell-major then anchor; x, y made absolute."""
+    y = net.layer_output(i)
+    c, h, w = y.shape
+    k = c // anchors
+    m = y.reshape(anchors, k, h, w).transpose(2, 3, 0, 1).reshape(-1, k).copy()
+    m[:, 0] = (m[:, 0] + np.repeat(np.tile(np.arange(w), h), anchors)) / w
+    m[:, 1] = (m[:, 1] + np.repeat(np.repeat(np.arange(h), w), anchors)) / h
+    return m
+
+
+@pytest.mark.parametrize("name, size", [
+    ("ab/yolov4-tiny.cfg", 416),          # route groups, scale_x_y, greedynms
+    ("ab/yolov7-tiny.cfg", 416),          # new_coords, diounms
+    ("ab/yolov3-tiny-prn.cfg", 416),      # [shortcut] of unequal channel counts
+    ("ab/yolov4-csp-s-mish.cfg", 256),    # mish, new_coords
+])
+def test_detectors_equal_opencv(zoo, tmp_path, name, size):
+    cfg = resized(zoo, tmp_path, name, size)
+    net, cvnet, _ = both(cfg, weights_for(cfg, tmp_path))
+    with net:
+        outs = cvnet.forward(cvnet.getUnconnectedOutLayersNames())
+        heads = [i for i, layer in enumerate(net.layers) if layer.type == "yolo"]
+        assert len(heads) == len(outs)
+        for i, o in zip(heads, outs):
+            m = yolo_rows(net, i, net.layer_output(i).shape[0] // o.shape[1])
+            # x, y (scale_x_y applied) and objectness; OpenCV zeroes weak class scores
+            np.testing.assert_allclose(m[:, [0, 1, 4]], o[:, [0, 1, 4]], rtol=1e-4, atol=1e-6)
+        # the decoded boxes (w, h by the head's formula), before NMS
+        rows = np.concatenate(outs)
+        live = np.flatnonzero(rows[:, 4] > 0.25)
+        dets = net.detect((size, size), thresh=0.25, nms=0)
+        boxes = {d.det_index: d.box for d in dets}
+        assert boxes and set(boxes) <= set(range(len(live)))
+        got = np.array([boxes[k] for k in sorted(boxes)])
+        np.testing.assert_allclose(got, rows[live[sorted(boxes)], :4], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, size", [
+    ("pj/yolov2.cfg", 320),               # [reorg], [region] with softmax
+    ("pj/yolov2-tiny.cfg", 416),
+    ("ab/tiny-yolo.cfg", 416),
+])
+def test_yolov2_equals_opencv(zoo, tmp_path, name, size):
+    """[region]: x, y, objectness and the boxes (w, h over the grid, every cell and anchor,
+    anchor-major) against OpenCV; the class softmax against numpy (OpenCV zeroes scores
+    under its own threshold, and a softmax over 80 classes stays under it)."""
+    cfg = resized(zoo, tmp_path, name, size)
+    net, cvnet, _ = both(cfg, weights_for(cfg, tmp_path))
+    with net:
+        rows = cvnet.forward()
+        last = len(net.layers) - 1
+        assert net.layers[last].type == "region"
+        y = net.layer_output(last)
+        anchors = y.shape[0] // rows.shape[1]
+        m = yolo_rows(net, last, anchors)
+        np.testing.assert_allclose(m[:, [0, 1, 4]], rows[:, [0, 1, 4]], rtol=1e-4, atol=1e-6)
+        raw = net.layer_output(last - 1)
+        c, h, w = raw.shape
+        logits = raw.reshape(anchors, c // anchors, h, w)[:, 5:].astype(np.float64)
+        soft = np.exp(logits - logits.max(axis=1, keepdims=True))
+        soft /= soft.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(y.reshape(anchors, c // anchors, h, w)[:, 5:], soft,
+                                   rtol=1e-5, atol=1e-7)
+        dets = net.detect((size, size), thresh=1e-3, nms=0)
+        plane = h * w
+        assert len({d.det_index for d in dets}) > 100
+        for d in dets[::7]:
+            n, i = divmod(d.det_index, plane)      # MDFI lists boxes anchor-major, as Darknet
+            np.testing.assert_allclose(d.box, rows[i * anchors + n, :4], rtol=1e-4, atol=1e-6)
+
+
+def reorg_ref(x, w, h, c, stride, forward):
+    """Darknet's reorg_cpu (both trees' body), on the flat array x."""
+    k, j, i = np.meshgrid(np.arange(c), np.arange(h), np.arange(w), indexing="ij")
+    in_index = i + w * (j + h * k)
+    in_c = c // (stride * stride)
+    c2, offset = k % in_c, k // in_c
+    w2, h2 = i * stride + offset % stride, j * stride + offset // stride
+    out_index = w2 + w * stride * (h2 + h * stride * c2)
+    out = np.empty_like(x)
+    if forward:
+        out[out_index] = x[in_index]
+    else:
+        out[in_index] = x[out_index]
+    return out
+
+
+@pytest.mark.parametrize("section, reverse", [("reorg", 0), ("reorg", 1), ("reorg3d", 0),
+                                              ("reorg3d", 1)])
+def test_reorg_equals_darknets_code(tmp_path, section, reverse):
+    """[reorg] calls reorg_cpu with the input's shape, [reorg3d] with the output's."""
+    cfg = tmp_path / "r.cfg"
+    cfg.write_text("[net]\nwidth=12\nheight=8\nchannels=3\n\n[convolutional]\nfilters=16\n"
+                   "size=3\npad=1\nactivation=linear\n\n"
+                   f"[{section}]\nstride=2\nreverse={reverse}\n")
+    with mdfi.Network(cfg, weights_for(cfg, tmp_path), keep_outputs=True) as net:
+        x = np.random.default_rng(0).random((3, 8, 12), dtype=np.float32)
+        out = net.forward(x)
+        src = net.layer_output(0)
+        shape = src.shape if section == "reorg" else out.shape
+        c, h, w = shape
+        ref = reorg_ref(src.reshape(-1), w, h, c, 2, reverse)
+        assert out.shape == ((4, 16, 24) if reverse else (64, 4, 6))
+        np.testing.assert_array_equal(out.reshape(-1), ref)
+
+
+def test_sam_multiplies_elementwise(tmp_path):
+    cfg = tmp_path / "sam.cfg"
+    cfg.write_text("[net]\nwidth=8\nheight=8\nchannels=3\n\n"
+                   "[convolutional]\nfilters=4\nsize=3\npad=1\nactivation=linear\n\n"
+                   "[convolutional]\nfilters=4\nsize=1\nactivation=logistic\n\n"
+                   "[sam]\nfrom=-2\nactivation=leaky\n")
+    with mdfi.Network(cfg, weights_for(cfg, tmp_path), keep_outputs=True) as net:
+        out = net.forward(np.random.default_rng(0).random((3, 8, 8), dtype=np.float32))
+        prod = net.layer_output(1) * net.layer_output(0)
+        ref = np.where(prod > 0, prod, (0.1 * prod.astype(np.float64)).astype(np.float32))
+        np.testing.assert_array_equal(out, ref)
+
+
+@pytest.mark.parametrize("name, size", [
+    ("ab/cifar.cfg", 32),                 # [crop] (the centre, x 2 - 1)
+    ("ab/darknet19.cfg", 224),            # [cost]
+    ("ab/efficientnet_b0.cfg", 224),      # swish, [scale_channels]
+    ("ab/csdarknet53-omega.cfg", 256),    # mish
+])
+def test_classifiers_equal_opencv(zoo, tmp_path, name, size):
+    cfg = resized(zoo, tmp_path, name, size)
+    net, cvnet, _ = both(cfg, weights_for(cfg, tmp_path))
+    with net:
+        out = net.layer_output(len(net.layers) - 1).reshape(-1)
+        ref = cvnet.forward().reshape(-1)
+        np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_inline_comments_read_as_darknet_reads_them(zoo, tmp_path):
+    """efficientnet-lite3 writes filters=40\t#32: the same network as with the comments cut
+    (OpenCV cannot check it: it has no relu6)."""
+    cfg = resized(zoo, tmp_path, "ab/efficientnet-lite3.cfg", 96)
+    clean = tmp_path / "clean.cfg"
+    lines = cfg.read_text().splitlines()
+    assert sum("#" in ln.split("=", 1)[-1] for ln in lines if "=" in ln and
+               not ln.startswith("#")) > 40
+    clean.write_text("\n".join(ln.split("#")[0].rstrip() if "=" in ln and not ln.startswith("#")
+                               else ln for ln in lines) + "\n")
+    weights = weights_for(clean, tmp_path)
+    x = np.random.default_rng(0).random((3, 96, 96), dtype=np.float32)
+    with mdfi.Network(cfg, weights) as a, mdfi.Network(clean, weights) as b:
+        assert [layer.filters for layer in a.layers] == [layer.filters for layer in b.layers]
+        np.testing.assert_array_equal(a.forward(x), b.forward(x))
+
+
+def numpy_activation(x, name):
+    """AlexeyAB's activations.h in float32."""
+    f = np.float32
+    if name == "relu6":
+        return np.minimum(np.maximum(x, f(0)), f(6))
+    if name == "swish":
+        with np.errstate(over="ignore"):     # e^-x = inf: 1/inf = 0, as in C
+            return x * (f(1) / (f(1) + np.exp(-x)))
+    if name == "mish":
+        sp = np.where(x > 20, x, np.where(x < -20, np.exp(x), np.log(np.exp(x) + f(1))))
+        return x * (f(2) / (f(1) + np.exp(f(-2) * sp)) - f(1))
+    raise ValueError(name)
+
+
+@pytest.mark.parametrize("act", ["relu6", "swish", "mish"])
+def test_alexeyab_activations_equal_numpy(tmp_path, act):
+    text = ("[net]\nwidth=16\nheight=16\nchannels=3\n\n[convolutional]\nfilters=16\nsize=3\n"
+            "pad=1\nactivation=ACT\n")
+    lin, nonlin = tmp_path / "lin.cfg", tmp_path / "act.cfg"
+    lin.write_text(text.replace("ACT", "linear"))
+    nonlin.write_text(text.replace("ACT", act))
+    weights = weights_for(lin, tmp_path)
+    x = (np.random.default_rng(0).random((3, 16, 16), dtype=np.float32) - 0.5) * 60
+    with mdfi.Network(lin, weights) as a, mdfi.Network(nonlin, weights) as b:
+        pre = a.forward(x)
+        assert pre.min() < -20 and pre.max() > 20    # both softplus branches and the middle
+        # numpy's float32 exp/log and libm's expf/logf may differ by an ulp; mish's
+        # 2/(1+e^-2s) - 1 cancels near 0, which turns that into ~1e-6 absolute
+        np.testing.assert_allclose(b.forward(x), numpy_activation(pre, act), rtol=2e-6,
+                                   atol=2e-6 if act == "mish" else 1e-7)
+
+
+def sections(cfg):
+    """The cfg's layer sections as dicts (comments dropped), [net] left out."""
+    out = []
+    for line in cfg.read_text().splitlines():
+        line = "".join(line.split())
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            out.append({})
+        else:
+            key, _, value = line.partition("=")
+            out[-1].setdefault(key, value)
+    return out[1:]
+
+
+def shortcut_ref(prev, add, alpha=1.0, beta=1.0):
+    """pjreddie's shortcut_cpu: out starts as prev; add sampled over the smaller shape."""
+    c2, h2, w2 = prev.shape
+    c1, h1, w1 = add.shape
+    stride, sample = max(w1 // w2, 1), max(w2 // w1, 1)
+    out = prev.copy()
+    mc, mh, mw = min(c1, c2), min(h1, h2), min(w1, w2)
+    src = add[:mc, :mh * stride:stride, :mw * stride:stride]
+    dst = out[:mc, :mh * sample:sample, :mw * sample:sample]
+    out[:mc, :mh * sample:sample, :mw * sample:sample] = \
+        np.float32(alpha) * dst + np.float32(beta) * src
+    return out
+
+
+@pytest.mark.parametrize("name", ["pj/resnet18.cfg", "pj/resnet50.cfg"])
+def test_unequal_shortcuts_equal_darknets_code(zoo, tmp_path, name):
+    """OpenCV refuses these (its sum needs equal shapes): every [shortcut] of unequal shapes
+    against a numpy transcription of pjreddie's shortcut_cpu on MDFI's own inputs."""
+    cfg = resized(zoo, tmp_path, name, 128)
+    with mdfi.Network(cfg, weights_for(cfg, tmp_path), keep_outputs=True) as net:
+        x = np.random.default_rng(0).random(net.layers[0].input_shape, dtype=np.float32)
+        net.forward(x)
+        layers = sections(cfg)
+        checked = 0
+        for i, layer in enumerate(net.layers):
+            if layer.type != "shortcut":
+                continue
+            frm = int(layers[i]["from"])
+            j = frm if frm >= 0 else i + frm
+            prev, add = net.layer_output(i - 1), net.layer_output(j)
+            if prev.shape == add.shape:
+                continue
+            act = layer.activation
+            ref = shortcut_ref(prev, add)
+            if act == "relu":
+                ref = np.maximum(ref, 0)
+            elif act == "leaky":
+                # pjreddie's leaky: .1 * x in double, then float
+                ref = np.where(ref > 0, ref, (0.1 * ref.astype(np.float64)).astype(np.float32))
+            else:
+                assert act == "linear"
+            np.testing.assert_array_equal(net.layer_output(i), ref)
+            checked += 1
+        assert checked >= 1
+
+
+def diou_nms_ref(dets, classes, thresh, beta):
+    """AlexeyAB's diounms_sort over the boxes MDFI decoded (nms=0): for each class a
+    stable sort by probability, then each kept box suppresses the later ones whose
+    IoU - (d^2 / c^2)^beta (float32; the power in double) is above thresh.  Returns the
+    (box, class, prob) left, sorted."""
+    index = sorted({d.det_index for d in dets})
+    row = {k: r for r, k in enumerate(index)}
+    box = np.zeros((len(index), 4), np.float32)
+    prob = np.zeros((len(index), classes), np.float32)
+    for d in dets:
+        box[row[d.det_index]] = d.box
+        prob[row[d.det_index], d.class_id] = d.prob
+    half = np.float32(0.5)
+    x, y, w, h = box.T
+    lo_x, hi_x, lo_y, hi_y = x - w * half, x + w * half, y - h * half, y + h * half
+    order = np.arange(len(index))
+    for k in range(classes):
+        order = order[np.argsort(-prob[order, k], kind="stable")]
+        for i, a in enumerate(order):
+            if prob[a, k] == 0:
+                continue
+            b = order[i + 1:]
+            iw = np.minimum(hi_x[a], hi_x[b]) - np.maximum(lo_x[a], lo_x[b])
+            ih = np.minimum(hi_y[a], hi_y[b]) - np.maximum(lo_y[a], lo_y[b])
+            inter = np.where((iw < 0) | (ih < 0), np.float32(0), iw * ih)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                measure = inter / ((w[a] * h[a] + w[b] * h[b]) - inter)
+                cw = np.maximum(hi_x[a], hi_x[b]) - np.minimum(lo_x[a], lo_x[b])
+                ch = np.maximum(hi_y[a], hi_y[b]) - np.minimum(lo_y[a], lo_y[b])
+                c = cw * cw + ch * ch
+                dd = (x[a] - x[b]) * (x[a] - x[b]) + (y[a] - y[b]) * (y[a] - y[b])
+                if beta is not None:    # None: do_nms_sort's plain IoU
+                    term = np.power((dd / c).astype(np.float64), np.float64(beta))
+                    measure = np.where(c == 0, measure, measure - term.astype(np.float32))
+            prob[b[measure > thresh], k] = 0
+    return sorted((tuple(box[r].tolist()), k, float(prob[r, k]))
+                  for r in range(len(index)) for k in range(classes) if prob[r, k] > 0)
+
+
+@pytest.mark.parametrize("name, beta", [("ab/yolov4-tiny.cfg", 0.6),    # greedynms
+                                        ("ab/yolov7-tiny.cfg", 0.6)])   # diounms, beta_nms 0.6
+def test_alexeyab_nms_equals_a_reference(zoo, tmp_path, name, beta):
+    cfg = zoo / name
+    text = cfg.read_text()
+    assert ("nms_kind=greedynms" in text) or ("nms_kind=diounms" in text and "beta_nms=0.6" in text)
+    with mdfi.Network(cfg, weights_for(cfg, tmp_path)) as net:
+        x = np.random.default_rng(1).random(net.layers[0].input_shape, dtype=np.float32)
+        net.forward(x)
+        raw = net.detect((416, 416), thresh=0.3, nms=0)
+        kept = net.detect((416, 416), thresh=0.3, nms=0.45)
+    assert len(raw) > 500 and len(kept) < 0.8 * len(raw)
+    got = sorted((tuple(d.box), d.class_id, d.prob) for d in kept)
+    ref = diou_nms_ref(raw, 80, np.float32(0.45), np.float32(beta))
+    plain = diou_nms_ref(raw, 80, np.float32(0.45), None)
+    assert got == ref
+    assert got != plain        # the DIoU term changed what survives
