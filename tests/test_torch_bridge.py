@@ -407,9 +407,11 @@ def test_shape_mismatches():
         Darknet((1, 8, 8), [Conv(1, 2, 3, activation="leaky"), Conv(4, 2, 3, activation="leaky")])
     with pytest.raises(ShapeMismatchError, match=r"layer 1 \(Route.*layers=2 refers to layer 2"):
         Darknet((1, 8, 8), [Conv(1, 2, 3, activation="leaky"), Route([2])])
-    with pytest.raises(ShapeMismatchError, match=r"layer 2 \(Shortcut.*must be equal"):
-        Darknet((1, 8, 8), [Conv(1, 2, 3, activation="leaky"), Conv(2, 2, 3, activation="leaky"),
-                            Shortcut(-2)])
+    # unequal shapes are pjreddie's shortcut_cpu, whose maps must be one integer ratio both
+    # ways: 6x12 over 3x9 is 2 high and 1 wide
+    with pytest.raises(ShapeMismatchError, match=r"layer 2 \(Shortcut.*not an integer ratio"):
+        Darknet((1, 6, 12), [Conv(1, 2, 3, activation="leaky", pad=True),
+                             Conv(2, 2, 4, activation="leaky"), Shortcut(-2)])
     with pytest.raises(ShapeMismatchError, match="kernel 5 with padding 0 does not fit the 4x4"):
         Darknet((1, 4, 4), [Conv(1, 2, 5, activation="leaky")])
     net = Darknet((1, 8, 8), [Conv(1, 2, 3, activation="leaky")])

@@ -92,7 +92,13 @@ NET = "[net]\nwidth=16\nheight=16\nchannels=3\n"
     ("[convolutional]\n[maxpool]\nsize=2\nstride=2\n[route]\nlayers=0,1\n", 10, "differ in height/width"),
     ("[shortcut]\nactivation=linear\n", 5, "missing from="),
     ("[convolutional]\nfilters=10\n[yolo]\nclasses=80\nmask=0,1,2\n", 7, "expects 255 input channels"),
-    ("[crop]\n", 5, r"layer type \[crop\] is not supported"),
+    ("[local]\n", 5, r"layer type \[local\] is not supported"),
+    ("[crop]\ncrop_height=17\n", 5, r"crop 1x17 does not fit the 16x16 input"),
+    ("[reorg]\nstride=3\n", 6, r"stride=3 does not divide the input 3x16x16"),
+    ("[convolutional]\nfilters=4\n[reorg3d]\nstride=2\nreverse=1\n", 7,
+     r"1 channels are not a multiple of stride\^2 = 4"),
+    ("[convolutional]\n[maxpool]\nsize=2\nstride=2\n[sam]\nfrom=-2\n", 10,
+     r"layer 0 is 1x16x16 and the previous layer 1x8x8; they must be equal"),
 ])
 def test_impossible_networks(tmp_path, body, line, what):
     path = tmp_path / "net.cfg"
