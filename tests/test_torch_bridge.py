@@ -229,6 +229,13 @@ def test_zoo_layer_errors():
         import_darknet(base + "[region]\nclasses=1\nnum=2\ntree=9k.tree\n")
     with pytest.raises(UnsupportedModuleError, match="new_coords 0 or 1"):
         Yolo([0], [1, 1], 1, 1, {"new_coords": "2"})
+    base = "[net]\nwidth=8\nheight=8\nchannels=2\n[convolutional]\nfilters=6\n"
+    with pytest.raises(UnsupportedModuleError, match=r"layer 1 \[yolo\]: .*scale_x_y=0 "):
+        import_darknet(base + "[yolo]\nclasses=1\nnum=1\nscale_x_y=0\n")
+    with pytest.raises(UnsupportedModuleError, match="route/shortcut/scale_channels/sam"):
+        export(nn.Sequential(nn.Conv2d(1, 1, 1), Sam(-1)), (1, 4, 4))
+    # [cost] passes anything on, a flattened tensor too
+    export(nn.Sequential(nn.Flatten(), Cost(), nn.Linear(16, 2)), (1, 4, 4))
 
 
 @pytest.mark.parametrize("module, name", [(nn.ReLU6(), "relu6"), (nn.SiLU(), "swish"),

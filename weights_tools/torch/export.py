@@ -37,7 +37,7 @@ import torch.nn as nn
 from weights_tools.darknet_cfg import Section, infer_layers, write_cfg
 from weights_tools.darknet_weights import DarknetWeights, write_weights
 from weights_tools.torch.layers import (DARKNET_BN_EPS, AvgPool, BridgeError, Conv, Connected,
-                                        Darknet, DarknetLayer, Dropout, DtypeError, MaxPool,
+                                        Cost, Darknet, DarknetLayer, Dropout, DtypeError, MaxPool,
                                         ShapeMismatchError, Softmax, UnsupportedModuleError,
                                         Upsample, check_tensor)
 
@@ -334,9 +334,10 @@ class _Walker:
 
     def darknet_layer(self, i, path, m):
         if m.takes_outputs:
-            raise _unsupported(path, m, "route/shortcut/scale_channels refer to earlier layers by "
-                                        "index; build the model as weights_tools.torch.Darknet(...)")
-        if self.flat and not isinstance(m, (Connected, Softmax, Dropout)):
+            raise _unsupported(path, m, "route/shortcut/scale_channels/sam refer to earlier "
+                                        "layers by index; build the model as "
+                                        "weights_tools.torch.Darknet(...)")
+        if self.flat and not isinstance(m, (Connected, Softmax, Dropout, Cost)):
             raise ShapeMismatchError("%s: after Flatten the tensor is 2-D" % _describe(path, m))
         self._add(m, path, m)
         if isinstance(m, (Connected, Softmax)):

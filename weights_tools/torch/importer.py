@@ -143,7 +143,10 @@ def _yolo(layer):
     anchors = ([float(v) for v in sec.get_str("anchors").split(",")]
                if sec.get_str("anchors") else [0.5] * (2 * num))
     rest = {k: v for k, v in sec.options.items() if k not in ("mask", "anchors", "classes", "num")}
-    return Yolo(mask, anchors, sec.get_int("classes", 20), num, rest)
+    try:
+        return Yolo(mask, anchors, sec.get_int("classes", 20), num, rest)
+    except UnsupportedModuleError as e:   # scale_x_y, new_coords
+        raise _unsupported(layer, str(e)) from None
 
 
 def _anchors(layer, num):
