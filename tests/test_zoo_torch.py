@@ -3,8 +3,8 @@ PyTorch (weights_tools.torch.import_darknet) compute every layer's output MDFI c
 
 This checks the bridge's modules against MDFI, and MDFI against a second implementation
 where OpenCV cannot (relu6, [shortcut] of unequal shapes, [reorg3d], [sam], [crop]); the
-others (OpenCV checks MDFI there, tests/test_zoo.py) check the bridge's [region], [yolo]
-scale_x_y and new_coords, swish, mish and [cost]."""
+others (OpenCV checks MDFI there, tests/test_zoo.py) check the bridge's [region], [reorg],
+[yolo] scale_x_y and new_coords, swish, mish and [cost]."""
 import numpy as np
 import pytest
 
@@ -45,6 +45,7 @@ def features(model):
     ("ab/yolov4-sam-mish-csp-reorg-bfm.cfg", 128, {"reorg3d", "sam", "mish"}),
     ("ab/cifar.cfg", 32, {"crop", "cost"}),
     ("pj/yolov2-tiny.cfg", 128, {"region", "region softmax"}),
+    ("pj/yolov2.cfg", 128, {"reorg", "region softmax"}),
     ("ab/yolov4-tiny.cfg", 128, {"scale_x_y"}),
     ("ab/yolov7-tiny.cfg", 128, {"new_coords"}),
     ("ab/efficientnet_b0.cfg", 64, {"swish", "scale_channels"}),
