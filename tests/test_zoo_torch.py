@@ -1,5 +1,6 @@
 """The PyTorch bridge on the Darknet cfg zoo: a cfg and its generated weights imported into
-PyTorch (weights_tools.torch.import_darknet) compute every layer's output MDFI computes.
+PyTorch (weights_tools.torch.import_darknet) compute every layer's output MDFI computes, and
+export back to the same sections and weights.
 
 This checks the bridge's modules against MDFI, and MDFI against a second implementation
 where OpenCV cannot (relu6, [shortcut] of unequal shapes, [reorg3d], [sam], [crop]); the
@@ -12,9 +13,13 @@ torch = pytest.importorskip("torch")
 
 import mdfi  # noqa: E402
 from test_zoo import resized, weights_for, zoo  # noqa: E402,F401  (zoo: the fixture)
-from weights_tools.torch import Conv, Region, Shortcut, Yolo, import_darknet  # noqa: E402
+from mdfi.layer_kinds import canonical  # noqa: E402
+from weights_tools import parse_cfg  # noqa: E402
+from weights_tools.torch import Region, Shortcut, Yolo, export, import_darknet  # noqa: E402
 
 RTOL = 1e-4     # of each layer's largest magnitude: float32 sums in another order
+# the modules that keep every key of their section, as written
+KEEP_KEYS = ("yolo", "region", "crop", "cost", "reorg", "reorg3d", "sam", "shortcut")
 # AlexeyAB's efficientnet cfgs write momentum and decay twice in [net]
 pytestmark = pytest.mark.filterwarnings("ignore:.*duplicate key .* in \\[net\\]")
 
@@ -71,3 +76,12 @@ def test_every_layer_equals_mdfi(zoo, tmp_path, name, size, wanted):  # noqa: F8
             scale = float(np.abs(want).max())
             np.testing.assert_allclose(got, want, rtol=RTOL, atol=RTOL * scale,
                                        err_msg="layer %d [%s]" % (i, model[i].section))
+    # exported back: the same sections, the same keys where the module keeps them all, and
+    # the same bytes of weights
+    cfg_text, data = export(model)
+    assert data == weights.read_bytes()
+    sections, again = parse_cfg(cfg), parse_cfg(cfg_text)
+    assert [canonical(s.type) for s in sections[1:]] == [s.type for s in again[1:]]
+    for i, (a, b) in enumerate(zip(sections[1:], again[1:])):
+        if b.type in KEEP_KEYS:
+            assert a.options == b.options, "layer %d [%s]" % (i, b.type)
