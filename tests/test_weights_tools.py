@@ -62,6 +62,29 @@ def test_duplicate_key_keeps_first():
     assert secs[1].options["filters"] == "4"
 
 
+def test_a_number_before_a_comment_is_the_number():
+    """AlexeyAB's cfgs write `filters=40 #32`: Darknet's atoi reads 40, and so do we (as MDFI);
+    other values keep their '#' and fail where they are read."""
+    secs = wt.parse_cfg("[net]\nwidth=8 # 16\nheight=8\nchannels=3\n[conv]\nfilters=40\t#32\n"
+                        "scale=-1.5e-2#x\nactivation=leaky#relu\nlayers=-1,2#3\n")
+    assert secs[0].options["width"] == "8"
+    assert secs[1].options == {"filters": "40", "scale": "-1.5e-2", "activation": "leaky#relu",
+                               "layers": "-1,2#3"}
+    with pytest.raises(wt.CfgError, match=r"layers=-1,2#3 is not a list of integers"):
+        secs[1].get_ints("layers")
+
+
+def test_new_layer_shapes():
+    text = NET + ("[convolutional]\nfilters=8\n[reorg]\nstride=2\n[reorg3d]\nstride=2\n"
+                  "reverse=1\n[crop]\ncrop_height=6\ncrop_width=4\n[convolutional]\n"
+                  "filters=8\n[sam]\nfrom=-2\n")
+    layers = wt.infer_layers(wt.parse_cfg(text))
+    assert [(l.type, l.out_shape) for l in layers] == [
+        ("convolutional", (8, 16, 16)), ("reorg", (32, 8, 8)), ("reorg3d", (8, 16, 16)),
+        ("crop", (8, 6, 4)), ("convolutional", (8, 6, 4)), ("sam", (8, 6, 4))]
+    assert layers[5].inputs == [4, 3]
+
+
 @pytest.mark.parametrize("text, line, what", [
     ("width=3\n[net]\n", 1, "before the first"),
     ("[net]\nwidth3\n", 2, "expected key=value"),
