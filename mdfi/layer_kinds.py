@@ -38,18 +38,20 @@ KINDS = (
     Kind("dropout", pass_through=True, identity=True, fixed=True, binary=True, c=True,
          torch=True),
     Kind("softmax", ("soft",), head=True, fixed=True, binary=True, c=True, torch=True),
-    # the cfg reader knows these (shapes, .weights sizes); nothing runs them yet
-    Kind("region", head=True, c=True),   # YOLOv2's head: C runs it in float
+    Kind("region", head=True, c=True, torch=True),   # YOLOv2's head: C runs it in float
+    # the cfg reader knows this one (shapes, .weights sizes); nothing runs it yet
     Kind("batchnorm", params=True),
-    # space-to-depth (csrc/layers/reorg.c): float only
-    Kind("reorg", c=True),
-    Kind("reorg3d", c=True),
-    Kind("crop", c=True),    # test-time centre crop, x 2 - 1 (csrc/layers/crop.c): float only
+    # space-to-depth (csrc/layers/reorg.c): float only; one torch module (Reorg) for both
+    Kind("reorg", c=True, torch=True),
+    Kind("reorg3d", c=True, torch=True),
+    # test-time centre crop, x 2 - 1 (csrc/layers/crop.c): float only
+    Kind("crop", c=True, torch=True),
     # a training loss; passes its input on at inference (Darknet's output skips it)
-    Kind("cost", pass_through=True, identity=True, fixed=True, c=True),
+    Kind("cost", pass_through=True, identity=True, fixed=True, c=True, torch=True),
     # squeeze-and-excitation (AlexeyAB's darknet): no weights
     Kind("scale_channels", c=True, torch=True),   # C has fixed point too; not the quantizer
-    Kind("sam", c=True),     # spatial attention: scale_channels per element (C: float, fixed)
+    # spatial attention: scale_channels per element (C: float, fixed)
+    Kind("sam", c=True, torch=True),
     # an early exit (docs/early-exit.md): its predictors' arrays; C runs it in
     # float and fixed point, where it is a head (float output from its input's
     # integers, no fixed_* keys; the predictors stay float32)

@@ -64,8 +64,10 @@ def test_the_pytorch_bridge_has_a_module_and_a_builder_for_each_torch_kind():
     pytest.importorskip("torch")
     import weights_tools.torch as wtt
     from weights_tools.torch.importer import _BUILDERS
-    modules = {m.section for m in vars(wtt).values()
-               if isinstance(m, type) and issubclass(m, wtt.DarknetLayer) and m.section}
+    # a class may build several sections (Reorg: [reorg] and [reorg3d]); it lists them
+    modules = {s for m in vars(wtt).values()
+               if isinstance(m, type) and issubclass(m, wtt.DarknetLayer) and m.section
+               for s in getattr(m, "sections", (m.section,))}
     assert modules == set(lk.names("torch")) == set(_BUILDERS)
 
 

@@ -13,10 +13,11 @@ nn = torch.nn
 import mdfi  # noqa: E402
 import weights_tools as wt  # noqa: E402
 from weights_tools.__main__ import main as wt_main  # noqa: E402
-from weights_tools.torch import (ACTIVATIONS, AvgPool, Connected, Conv, Darknet,  # noqa: E402
-                                 DarknetBatchNorm, Dropout, DtypeError, MaxPool, Route,
-                                 ShapeMismatchError, Shortcut, Softmax, UnsupportedModuleError,
-                                 Upsample, XnorConv, Yolo, export, import_darknet, to_darknet)
+from weights_tools.torch import (ACTIVATIONS, AvgPool, Connected, Conv, Cost, Crop,  # noqa: E402
+                                 Darknet, DarknetBatchNorm, Dropout, DtypeError, MaxPool, Region,
+                                 Reorg, Route, Sam, ShapeMismatchError, Shortcut, Softmax,
+                                 UnsupportedModuleError, Upsample, XnorConv, Yolo, export,
+                                 import_darknet, to_darknet)
 
 TOL = 1e-4
 
@@ -139,6 +140,112 @@ def test_avgpool_yolo_and_route_of_two(tmp_path):
     cfg, w = write(tmp_path, "y", cfg_text, weights)
     x = rand_input((2, 6, 7))
     assert_close(mdfi_outputs(cfg, w, x, [1])[0], torch_out(model, x, outputs=[1])[0][0], what="yolo")
+
+
+def zoo_layers_model():
+    """The layers of the cfg zoo, each form once; shapes in the comments."""
+    yolo_anchors = [10, 14, 23, 27]
+    layers = [
+        Conv(3, 16, 3, activation="leaky", pad=True, batch_normalize=True),  # 0: 16x8x12
+        Reorg(2),                                        # 1: 64x4x6, reorg_cpu(input's shape)
+        Reorg(2, reverse=True),                          # 2: 16x8x12
+        Reorg(2, reorg3d=True),                          # 3: 64x4x6, space-to-depth
+        Reorg(2, reverse=True, reorg3d=True),            # 4: 16x8x12
+        Conv(16, 16, 1, activation="logistic"),          # 5
+        Sam(-2, activation="leaky"),                     # 6: 5 * 4
+        MaxPool(2, 2),                                   # 7: 16x4x6
+        Conv(16, 8, 1, activation="relu6"),              # 8: 8x4x6
+        Shortcut(-3, activation="swish"),                # 9: + 6 read every 2nd pixel
+        Upsample(2),                                     # 10: 8x8x12
+        Shortcut(-4, activation="mish", alpha=0.5, beta=2),  # 11: + 7 (16 channels) at 2x
+        Crop(6, 10),                                     # 12: 8x6x10, x*2 - 1
+        Crop(4, 8, noadjust=True, options={"flip": "0"}),    # 13: 8x4x8
+        Cost({"type": "sse"}),                           # 14
+        Conv(8, 14, 1, activation="linear"),             # 15: 2 x (2 classes + 5)
+        Yolo([0, 1], yolo_anchors, 2, 2, {"scale_x_y": "1.1"}),                    # 16
+        Route([15]),
+        Yolo([0, 1], yolo_anchors, 2, 2, {"scale_x_y": "2.0", "new_coords": "1"}),  # 18
+        Route([15]),
+        Region([1, 1.5, 2, 2.5], 2, 2, softmax=True, options={"coords": "4"}),     # 20
+        Route([15]),
+        Region([1, 1.5, 2, 2.5], 2, 2),                                             # 22
+    ]
+    return randomize_bn(Darknet((3, 8, 12), layers))
+
+
+def test_zoo_layers_round_trip(tmp_path):
+    """[reorg], [reorg3d], [sam], [crop], [cost], [region], unequal [shortcut]s and [yolo]'s
+    scale_x_y and new_coords: every layer equals MDFI, and the import gives back the cfg."""
+    model = zoo_layers_model()
+    assert model.shapes[1] == (64, 4, 6) and model.shapes[2] == (16, 8, 12)
+    assert model.shapes[11] == (8, 8, 12) and model.shapes[13] == (8, 4, 8)
+    cfg_text, weights = export_and_compare(model, tmp_path, (3, 8, 12))
+    secs = wt.parse_cfg(cfg_text)
+    assert [s.type for s in secs[1:5]] == ["convolutional", "reorg", "reorg", "reorg3d"]
+    assert secs[17].options == {"mask": "0,1", "anchors": "10,14,23,27", "classes": "2",
+                                "num": "2", "scale_x_y": "1.1"}
+    assert secs[21].options == {"anchors": "1,1.5,2,2.5", "classes": "2", "num": "2",
+                                "softmax": "1", "coords": "4"}
+    assert secs[14].options == {"crop_height": "4", "crop_width": "8", "noadjust": "1",
+                                "flip": "0"}
+    assert secs[15].options == {"type": "sse"}
+    assert export(import_darknet(cfg_text, weights))[0] == cfg_text
+    cfg, w = tmp_path / "m.cfg", tmp_path / "m.weights"
+    x = rand_input((3, 8, 12))
+    idx = list(range(len(model)))
+    pairs = zip(mdfi_outputs(cfg, w, x, idx), torch_out(model, x, outputs=idx))
+    for i, (got, want) in enumerate(pairs):
+        assert_close(got, want[0], what="layer %d [%s]" % (i, model[i].section))
+    with torch.no_grad():
+        a, b, *out = model(torch.from_numpy(x)[None], outputs=[0, 2, 1, 3, 12, 16, 18, 20, 15])
+    # [reorg3d]: space-to-depth with the offset in the image as the outer channel index
+    # (TensorFlow's order; pixel_unshuffle's is channel-major); [reorg] is not that
+    def s2d(t):
+        return torch.nn.functional.pixel_unshuffle(t, 2).view(1, 16, 4, 4, 6).transpose(1, 2)
+    assert torch.equal(out[1], s2d(b).reshape(1, 64, 4, 6))
+    assert not torch.equal(out[0], s2d(a).reshape(1, 64, 4, 6))
+    # the softmax over each cell's classes; new_coords: no logistic; scale_x_y after it
+    v = out[4].view(2, 7, 4, 8)
+    torch.testing.assert_close(out[5].view(2, 7, 4, 8)[:, 5:].sum(1), torch.ones(2, 4, 8))
+    raw = out[6].view(2, 7, 4, 8)
+    torch.testing.assert_close(v[:, :2], raw[:, :2] * 2 - 0.5)        # new_coords: no logistic
+    torch.testing.assert_close(out[3].view(2, 7, 4, 8)[:, :2],
+                               torch.sigmoid(raw[:, :2]) * 1.1 - 0.05)
+
+
+def test_zoo_layer_errors():
+    with pytest.raises(ShapeMismatchError, match=r"layer 1 \(Reorg.*stride=3 does not divide"):
+        Darknet((2, 8, 8), [Conv(2, 4, 1, activation="linear"), Reorg(3)])
+    with pytest.raises(ShapeMismatchError, match=r"layer 1 \(Crop.*crop 9x2 does not fit"):
+        Darknet((2, 8, 8), [Conv(2, 4, 1, activation="linear"), Crop(2, 9)])
+    with pytest.raises(ShapeMismatchError, match=r"layer 2 \(Sam.*must be equal"):
+        Darknet((2, 8, 8), [Conv(2, 4, 1, activation="linear"), MaxPool(2, 2), Sam(-2)])
+    with pytest.raises(ShapeMismatchError, match=r"layer 1 \(Region.*expects 12 input channels"):
+        Darknet((2, 8, 8), [Conv(2, 4, 1, activation="linear"), Region([1, 1, 2, 2], 1, 2)])
+    with pytest.raises(UnsupportedModuleError, match="tree="):
+        Region([1, 1], 1, 1, options={"tree": "data/9k.tree"})
+    base = "[net]\nwidth=8\nheight=8\nchannels=2\n[convolutional]\nfilters=12\n"
+    with pytest.raises(UnsupportedModuleError, match=r"layer 1 \[region\]: tree="):
+        import_darknet(base + "[region]\nclasses=1\nnum=2\ntree=9k.tree\n")
+    with pytest.raises(UnsupportedModuleError, match="new_coords 0 or 1"):
+        Yolo([0], [1, 1], 1, 1, {"new_coords": "2"})
+    base = "[net]\nwidth=8\nheight=8\nchannels=2\n[convolutional]\nfilters=6\n"
+    with pytest.raises(UnsupportedModuleError, match=r"layer 1 \[yolo\]: .*scale_x_y=0 "):
+        import_darknet(base + "[yolo]\nclasses=1\nnum=1\nscale_x_y=0\n")
+    with pytest.raises(UnsupportedModuleError, match="route/shortcut/scale_channels/sam"):
+        export(nn.Sequential(nn.Conv2d(1, 1, 1), Sam(-1)), (1, 4, 4))
+    # [cost] passes anything on, a flattened tensor too
+    export(nn.Sequential(nn.Flatten(), Cost(), nn.Linear(16, 2)), (1, 4, 4))
+
+
+@pytest.mark.parametrize("module, name", [(nn.ReLU6(), "relu6"), (nn.SiLU(), "swish"),
+                                          (nn.Mish(), "mish")])
+def test_alexeyab_activation_modules_export(tmp_path, module, name):
+    seq = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), module).eval()
+    with torch.no_grad():
+        seq[0].weight.mul_(10)
+    cfg_text, _ = export_and_compare(seq, tmp_path, (2, 6, 6), name=name)
+    assert "activation=%s" % name in cfg_text
 
 
 def test_route_groups(tmp_path):
@@ -407,9 +514,11 @@ def test_shape_mismatches():
         Darknet((1, 8, 8), [Conv(1, 2, 3, activation="leaky"), Conv(4, 2, 3, activation="leaky")])
     with pytest.raises(ShapeMismatchError, match=r"layer 1 \(Route.*layers=2 refers to layer 2"):
         Darknet((1, 8, 8), [Conv(1, 2, 3, activation="leaky"), Route([2])])
-    with pytest.raises(ShapeMismatchError, match=r"layer 2 \(Shortcut.*must be equal"):
-        Darknet((1, 8, 8), [Conv(1, 2, 3, activation="leaky"), Conv(2, 2, 3, activation="leaky"),
-                            Shortcut(-2)])
+    # unequal shapes are pjreddie's shortcut_cpu, whose maps must be one integer ratio both
+    # ways: 6x12 over 3x9 is 2 high and 1 wide
+    with pytest.raises(ShapeMismatchError, match=r"layer 2 \(Shortcut.*not an integer ratio"):
+        Darknet((1, 6, 12), [Conv(1, 2, 3, activation="leaky", pad=True),
+                             Conv(2, 2, 4, activation="leaky"), Shortcut(-2)])
     with pytest.raises(ShapeMismatchError, match="kernel 5 with padding 0 does not fit the 4x4"):
         Darknet((1, 4, 4), [Conv(1, 2, 5, activation="leaky")])
     net = Darknet((1, 8, 8), [Conv(1, 2, 3, activation="leaky")])

@@ -62,6 +62,29 @@ def test_duplicate_key_keeps_first():
     assert secs[1].options["filters"] == "4"
 
 
+def test_a_number_before_a_comment_is_the_number():
+    """AlexeyAB's cfgs write `filters=40 #32`: Darknet's atoi reads 40, and so do we (as MDFI);
+    other values keep their '#' and fail where they are read."""
+    secs = wt.parse_cfg("[net]\nwidth=8 # 16\nheight=8\nchannels=3\n[conv]\nfilters=40\t#32\n"
+                        "scale=-1.5e-2#x\nactivation=leaky#relu\nlayers=-1,2#3\n")
+    assert secs[0].options["width"] == "8"
+    assert secs[1].options == {"filters": "40", "scale": "-1.5e-2", "activation": "leaky#relu",
+                               "layers": "-1,2#3"}
+    with pytest.raises(wt.CfgError, match=r"layers=-1,2#3 is not a list of integers"):
+        secs[1].get_ints("layers")
+
+
+def test_new_layer_shapes():
+    text = NET + ("[convolutional]\nfilters=8\n[reorg]\nstride=2\n[reorg3d]\nstride=2\n"
+                  "reverse=1\n[crop]\ncrop_height=6\ncrop_width=4\n[convolutional]\n"
+                  "filters=8\n[sam]\nfrom=-2\n")
+    layers = wt.infer_layers(wt.parse_cfg(text))
+    assert [(l.type, l.out_shape) for l in layers] == [
+        ("convolutional", (8, 16, 16)), ("reorg", (32, 8, 8)), ("reorg3d", (8, 16, 16)),
+        ("crop", (8, 6, 4)), ("convolutional", (8, 6, 4)), ("sam", (8, 6, 4))]
+    assert layers[5].inputs == [4, 3]
+
+
 @pytest.mark.parametrize("text, line, what", [
     ("width=3\n[net]\n", 1, "before the first"),
     ("[net]\nwidth3\n", 2, "expected key=value"),
@@ -92,7 +115,13 @@ NET = "[net]\nwidth=16\nheight=16\nchannels=3\n"
     ("[convolutional]\n[maxpool]\nsize=2\nstride=2\n[route]\nlayers=0,1\n", 10, "differ in height/width"),
     ("[shortcut]\nactivation=linear\n", 5, "missing from="),
     ("[convolutional]\nfilters=10\n[yolo]\nclasses=80\nmask=0,1,2\n", 7, "expects 255 input channels"),
-    ("[crop]\n", 5, r"layer type \[crop\] is not supported"),
+    ("[local]\n", 5, r"layer type \[local\] is not supported"),
+    ("[crop]\ncrop_height=17\n", 5, r"crop 1x17 does not fit the 16x16 input"),
+    ("[reorg]\nstride=3\n", 6, r"stride=3 does not divide the input 3x16x16"),
+    ("[convolutional]\nfilters=4\n[reorg3d]\nstride=2\nreverse=1\n", 7,
+     r"1 channels are not a multiple of stride\^2 = 4"),
+    ("[convolutional]\n[maxpool]\nsize=2\nstride=2\n[sam]\nfrom=-2\n", 10,
+     r"layer 0 is 1x16x16 and the previous layer 1x8x8; they must be equal"),
 ])
 def test_impossible_networks(tmp_path, body, line, what):
     path = tmp_path / "net.cfg"

@@ -4,7 +4,9 @@ The syntax follows Darknet's read_cfg(): every whitespace character is removed
 from a line, lines that are empty or start with '#' or ';' are skipped, a line
 starting with '[' opens a section and anything else is key=value. Where
 Darknet is lenient (atoi("3x") == 3, a line without '=') we raise CfgError
-with file:line instead, because such a line is almost always a typo.
+with file:line instead, because such a line is almost always a typo. One
+exception, as in MDFI: a number followed by '#' (AlexeyAB's cfgs write
+`filters=40 #32`) is the number, as Darknet's atoi/atof read it.
 
 Shape inference walks the layers like Darknet's parse_network_cfg() just far
 enough to know every layer's (c, h, w) and the arrays it stores in a .weights
@@ -13,6 +15,7 @@ file, in file order.
 
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 
@@ -79,6 +82,15 @@ def _read_source(src):
         return f.read().decode("utf-8", "replace"), os.fspath(src)
 
 
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _cut_comment(value):
+    """A number followed by '#...' -> the number; any other value as it is."""
+    head, hash_, _ = value.partition("#")
+    return head if hash_ and _NUMBER.fullmatch(head) else value
+
+
 def parse_cfg(src):
     """Sections of a cfg given as text, bytes or a path. Raises CfgError."""
     text, name = _read_source(src)
@@ -97,6 +109,7 @@ def parse_cfg(src):
         key, eq, value = line.partition("=")
         if not eq or not key or not value:
             raise CfgError("expected key=value, got %r" % raw.strip(), name, lineno)
+        value = _cut_comment(value)
         sec = sections[-1]
         if key in sec.options:  # Darknet's option_find() uses the first one
             warnings.warn("%s:%d: duplicate key %s in [%s] ignored (first value %s is used)"
@@ -221,6 +234,43 @@ def _scale_channels(sec, layers, shape):
         raise sec.error("the previous layer must be %dx1x1 (layer %d's channels), not %dx%dx%d"
                         % (fc, src.index, c, h, w))
     return src.out_shape
+
+
+def _sam(sec, layers, shape):
+    """[sam] (AlexeyAB's spatial attention): the previous layer times layer
+    from='s output, elementwise; the two have one shape, the output's."""
+    if "from" not in sec.options:
+        raise sec.error("missing from=")
+    src = _relative(sec, layers, sec.get_int("from", 0), "from")
+    if tuple(src.out_shape) != tuple(shape):
+        raise sec.error("layer %d is %dx%dx%d and the previous layer %dx%dx%d; they must be equal"
+                        % ((src.index,) + tuple(src.out_shape) + tuple(shape)), "from")
+    return tuple(shape)
+
+
+def reorg_shapes(sec, c, h, w):
+    """([reorg]/[reorg3d]) (stride, reverse, the output's shape, the shape Darknet
+    gives reorg_cpu: the input's for [reorg], the output's for [reorg3d])."""
+    stride, reverse = sec.get_int("stride", 1), sec.get_int("reverse", 0)
+    if sec.get_int("flatten", 0) or sec.get_int("extra", 0):
+        raise sec.error("flatten= and extra= are not supported")
+    s2 = stride * stride
+    if stride < 1 or (c % s2 if reverse else h % stride or w % stride):
+        raise sec.error("stride=%d does not divide the input %dx%dx%d" % (stride, c, h, w),
+                        "stride")
+    out = (c // s2, h * stride, w * stride) if reverse else (c * s2, h // stride, w // stride)
+    given = out if canonical(sec.type) == "reorg3d" else (c, h, w)
+    if given[0] % s2:
+        raise sec.error("%d channels are not a multiple of stride^2 = %d" % (given[0], s2))
+    return stride, bool(reverse), out, given
+
+
+def crop_shape(sec, c, h, w):
+    """[crop]: Darknet's test-time centre crop, crop_height x crop_width."""
+    ch, cw = sec.get_int("crop_height", 1), sec.get_int("crop_width", 1)
+    if not (1 <= ch <= h and 1 <= cw <= w):
+        raise sec.error("crop %dx%d does not fit the %dx%d input" % (cw, ch, w, h))
+    return (c, ch, cw)
 
 
 DUALPATH_REFUSED = ("astep", "xnor", "binary", "groups", "dilation")
@@ -512,6 +562,12 @@ def infer_layers(sections):
             out = _upsample(sec, c, h, w)
         elif kind == "scale_channels":
             out = _scale_channels(sec, layers, shape)
+        elif kind == "sam":
+            out = _sam(sec, layers, shape)
+        elif kind in ("reorg", "reorg3d"):
+            out = reorg_shapes(sec, c, h, w)[2]
+        elif kind == "crop":
+            out = crop_shape(sec, c, h, w)
         elif kind == "dualpath":
             out, params = _dualpath(sec, layers, shape)
         elif kind == "fracconv":
@@ -576,7 +632,7 @@ def _inputs(sec, kind, layers, resume):
     absolute = lambda v: index + v if v < 0 else v  # noqa: E731
     if kind == "route":
         return [absolute(v) for v in sec.get_ints("layers")]
-    if kind in ("shortcut", "scale_channels"):
+    if kind in ("shortcut", "scale_channels", "sam"):
         return [prev, absolute(sec.get_int("from", 0))]
     if kind == "dualpath" or (kind == "fracconv" and fracconv_options(sec)["shortcut"]):
         frm = sec.get_int("from", -1)   # -1 (the default) is the layer's own input

@@ -17,8 +17,9 @@ to Darknet sections without ambiguity:
 
 The activations after a Conv2d/Linear(/BN) are ReLU, LeakyReLU(0.1) (Darknet
 "leaky"), LeakyReLU(0.01) ("relie"), Sigmoid, Tanh, ELU(alpha=1),
-Hardtanh(-1, 1) and Identity. Nested nn.Sequential are walked; Darknet layers
-may be mixed in (except Route/Shortcut, which need a Darknet model). Anything
+Hardtanh(-1, 1), ReLU6 ("relu6"), SiLU ("swish"), Mish ("mish") and Identity.
+Nested nn.Sequential are walked; Darknet layers may be mixed in (except
+Route/Shortcut/ScaleChannels/Sam, which need a Darknet model). Anything
 else raises UnsupportedModuleError naming the module's path in the model.
 
 PyTorch's BatchNorm (epsilon inside the square root) is converted to Darknet's
@@ -36,11 +37,12 @@ import torch.nn as nn
 from weights_tools.darknet_cfg import Section, infer_layers, write_cfg
 from weights_tools.darknet_weights import DarknetWeights, write_weights
 from weights_tools.torch.layers import (DARKNET_BN_EPS, AvgPool, BridgeError, Conv, Connected,
-                                        Darknet, DarknetLayer, Dropout, DtypeError, MaxPool,
+                                        Cost, Darknet, DarknetLayer, Dropout, DtypeError, MaxPool,
                                         ShapeMismatchError, Softmax, UnsupportedModuleError,
                                         Upsample, check_tensor)
 
-_NN_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.ELU, nn.Hardtanh, nn.Identity)
+_NN_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.ELU, nn.Hardtanh, nn.Identity,
+                   nn.SiLU, nn.Mish)   # nn.ReLU6 is a Hardtanh
 
 
 def _describe(path, module):
@@ -61,6 +63,12 @@ def _activation_name(path, m):
         return "logistic"
     if isinstance(m, nn.Tanh):
         return "tanh"
+    if isinstance(m, nn.ReLU6):   # before Hardtanh, its base class
+        return "relu6"
+    if isinstance(m, nn.SiLU):
+        return "swish"
+    if isinstance(m, nn.Mish):
+        return "mish"
     if isinstance(m, nn.LeakyReLU):
         if math.isclose(m.negative_slope, 0.1, rel_tol=1e-9):
             return "leaky"
@@ -326,9 +334,10 @@ class _Walker:
 
     def darknet_layer(self, i, path, m):
         if m.takes_outputs:
-            raise _unsupported(path, m, "route/shortcut/scale_channels refer to earlier layers by "
-                                        "index; build the model as weights_tools.torch.Darknet(...)")
-        if self.flat and not isinstance(m, (Connected, Softmax, Dropout)):
+            raise _unsupported(path, m, "route/shortcut/scale_channels/sam refer to earlier "
+                                        "layers by index; build the model as "
+                                        "weights_tools.torch.Darknet(...)")
+        if self.flat and not isinstance(m, (Connected, Softmax, Dropout, Cost)):
             raise ShapeMismatchError("%s: after Flatten the tensor is 2-D" % _describe(path, m))
         self._add(m, path, m)
         if isinstance(m, (Connected, Softmax)):

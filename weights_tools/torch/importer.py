@@ -11,14 +11,16 @@ export() it back.
 
 import os
 
-from weights_tools.darknet_cfg import CfgError, exit_options, infer_layers, net_shape, parse_cfg
+from weights_tools.darknet_cfg import (CfgError, crop_shape, exit_options, infer_layers, net_shape,
+                                       parse_cfg, reorg_shapes)
 from weights_tools.darknet_weights import DarknetWeights, WeightsError, read_weights
 from weights_tools.torch.binary import XnorConv
 from weights_tools.torch.dualpath import DualPath
 from weights_tools.torch.fracconv import FracConv
-from weights_tools.torch.layers import (ACTIVATIONS, AvgPool, BridgeError, Conv, Connected, Darknet,
-                                        Dropout, Exit, MaxPool, Route, ScaleChannels, ShapeMismatchError,
-                                        Shortcut, Softmax, UnsupportedModuleError, Upsample, Yolo)
+from weights_tools.torch.layers import (ACTIVATIONS, AvgPool, BridgeError, Conv, Connected, Cost,
+                                        Crop, Darknet, Dropout, Exit, MaxPool, Region, Reorg, Route,
+                                        Sam, ScaleChannels, ShapeMismatchError, Shortcut, Softmax,
+                                        UnsupportedModuleError, Upsample, Yolo)
 
 _NET_SHAPE_KEYS = ("width", "height", "channels", "inputs")
 
@@ -141,7 +143,52 @@ def _yolo(layer):
     anchors = ([float(v) for v in sec.get_str("anchors").split(",")]
                if sec.get_str("anchors") else [0.5] * (2 * num))
     rest = {k: v for k, v in sec.options.items() if k not in ("mask", "anchors", "classes", "num")}
-    return Yolo(mask, anchors, sec.get_int("classes", 20), num, rest)
+    try:
+        return Yolo(mask, anchors, sec.get_int("classes", 20), num, rest)
+    except UnsupportedModuleError as e:   # scale_x_y, new_coords
+        raise _unsupported(layer, str(e)) from None
+
+
+def _anchors(layer, num):
+    sec = layer.section
+    return ([_number(layer, "anchors", v) for v in sec.get_str("anchors").split(",")]
+            if sec.get_str("anchors") else [0.5] * (2 * num))
+
+
+def _number(layer, key, value):
+    try:
+        return float(value)
+    except ValueError:
+        raise layer.section.error("%s=%s is not a number" % (key, value), key) from None
+
+
+def _region(layer):
+    sec = layer.section
+    num = sec.get_int("num", 1)
+    if "tree" in sec.options:
+        raise _unsupported(layer, "tree= (YOLO9000's hierarchical softmax) is not supported")
+    if sec.get_int("coords", 4) != 4 or sec.get_int("background", 0) != 0:
+        raise _unsupported(layer, "only coords=4 and background=0 are supported")
+    anchors = _anchors(layer, num)
+    if len(anchors) != 2 * num:
+        raise _unsupported(layer, "%d anchor values for num=%d (need %d)"
+                           % (len(anchors), num, 2 * num))
+    rest = {k: v for k, v in sec.options.items()
+            if k not in ("anchors", "classes", "num", "softmax")}
+    return Region(anchors, sec.get_int("classes", 20), num, bool(sec.get_int("softmax", 0)), rest)
+
+
+def _reorg(layer):
+    stride, reverse, _, _ = reorg_shapes(layer.section, *layer.in_shape)
+    return Reorg(stride, reverse, reorg3d=layer.type == "reorg3d")
+
+
+def _crop(layer):
+    sec = layer.section
+    _, ch, cw = crop_shape(sec, *layer.in_shape)
+    rest = {k: v for k, v in sec.options.items()
+            if k not in ("crop_height", "crop_width", "noadjust")}
+    return Crop(ch, cw, bool(sec.get_int("noadjust", 0)), rest)
 
 
 def _softmax(layer):
@@ -167,6 +214,12 @@ _BUILDERS = {
     "yolo": _yolo,
     "dropout": lambda layer: Dropout(_float(layer, "probability", 0.5)),
     "softmax": _softmax,
+    "region": _region,
+    "reorg": _reorg,
+    "reorg3d": _reorg,
+    "crop": _crop,
+    "cost": lambda layer: Cost(dict(layer.section.options)),
+    "sam": lambda layer: Sam(layer.section.get_int("from", 0), _activation(layer, "linear")),
     "exit": _exit,
     "dualpath": _dualpath,
     "fracconv": _fracconv,

@@ -15,12 +15,17 @@ pair without any guessing, and a cfg imports into them without any loss:
     Dropout       [dropout]         identity at inference
     Softmax       [softmax]         over all inputs (or `groups` contiguous groups)
     Yolo          [yolo]            logistic on x, y, objectness and the class scores
+    Region        [region]          YOLOv2's head: logistic on x, y, objectness; class softmax
+    Reorg         [reorg] [reorg3d] Darknet's reorg_cpu given the input's (output's) shape
+    Crop          [crop]            the centre crop_height x crop_width, x*2 - 1
+    Cost          [cost]            identity at inference
+    Sam           [sam]             previous * from, elementwise, activation
     XnorConv      [convolutional] xnor=1   (weights_tools.torch.binary)
 
 `Darknet` holds a list of them in cfg order and runs them like Darknet does:
-route, shortcut and scale_channels refer to earlier layers by index. Tensors are NCHW; every
-layer output stays 4-D, so a [connected] output is (N, outputs, 1, 1), as
-Darknet's own shapes say.
+route, shortcut, scale_channels and sam refer to earlier layers by index.
+Tensors are NCHW; every layer output stays 4-D, so a [connected] output is
+(N, outputs, 1, 1), as Darknet's own shapes say.
 
 Batch normalisation (`DarknetBatchNorm`). In eval mode it is Darknet's formula
 exactly: y = (x - rolling_mean) / (sqrt(rolling_variance) + 1e-6) * scale.
@@ -80,6 +85,14 @@ def _selu(x):
     return torch.where(x >= 0, 1.0507 * x, 1.0507 * 1.6732 * torch.expm1(torch.clamp(x, max=0)))
 
 
+def _mish(x):
+    """AlexeyAB's mish: x tanh(softplus(x)), softplus x above 20 and e^x below -20, its tanh
+    written 2/(1 + e^-2y) - 1. The clamps keep the unused branches finite for gradients."""
+    e = torch.exp(torch.clamp(x, max=20))
+    sp = torch.where(x > 20, x, torch.where(x < -20, e, torch.log(e + 1)))
+    return x * (2 / (1 + torch.exp(-2 * sp)) - 1)
+
+
 ACTIVATIONS = {
     "logistic": torch.sigmoid,
     "relu": F.relu,
@@ -95,6 +108,10 @@ ACTIVATIONS = {
     "hardtan": lambda x: torch.clamp(x, -1, 1),
     "lhtan": _lhtan,
     "selu": _selu,
+    # AlexeyAB's
+    "relu6": lambda x: torch.clamp(x, 0, 6),
+    "swish": lambda x: x * torch.sigmoid(x),
+    "mish": _mish,
 }
 
 
@@ -114,6 +131,11 @@ def _positive(name, value):
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ValueError("%s must be a positive int, got %r" % (name, value))
     return value
+
+
+def _f32(v):
+    """v rounded to float32, as a Python float."""
+    return float(torch.tensor(v, dtype=torch.float32))
 
 
 def _fmt(v):
@@ -539,8 +561,11 @@ class Route(DarknetLayer):
 
 
 class Shortcut(DarknetLayer):
-    """[shortcut]: act(alpha * previous + beta * output of layer `from_`);
-    both must have the same shape."""
+    """[shortcut]: act(alpha * previous + beta * output of layer `from_`). Of
+    unequal shapes as pjreddie's shortcut_cpu: the output starts as the
+    previous layer's; over the smaller channel count and map, `from_` is read
+    every stride = w_from / w_out pixels and written every sample = w_out /
+    w_from pixels (the same integer ratios for the heights, else an error)."""
 
     section = "shortcut"
     takes_outputs = True
@@ -558,16 +583,28 @@ class Shortcut(DarknetLayer):
 
     def infer(self, index, in_shape, shapes):
         j = _absolute(index, self.from_, "from", shapes)
-        if tuple(shapes[j]) != tuple(in_shape):
+        _, fh, fw = shapes[j]
+        _, h, w = in_shape
+        if tuple(shapes[j]) != tuple(in_shape) and (fw // w != fh // h or w // fw != h // fh):
             raise ShapeMismatchError("from=%d: layer %d has shape %s, the previous layer %s; "
-                                     "they must be equal" % (self.from_, j, shapes[j], tuple(in_shape)))
+                                     "their maps are not an integer ratio of each other"
+                                     % (self.from_, j, shapes[j], tuple(in_shape)))
         return tuple(in_shape)
 
     def forward(self, x, outputs):
         other = outputs[self.references(len(outputs))[0]]
-        a = x if self.alpha == 1 else self.alpha * x
-        b = other if self.beta == 1 else self.beta * other
-        return activate(a + b, self.activation)
+        if other.shape == x.shape:
+            a = x if self.alpha == 1 else self.alpha * x
+            b = other if self.beta == 1 else self.beta * other
+            return activate(a + b, self.activation)
+        (c, h, w), (fc, fh, fw) = x.shape[1:], other.shape[1:]
+        stride, sample = max(fw // w, 1), max(w // fw, 1)
+        mc, mh, mw = min(c, fc), min(h, fh), min(w, fw)
+        dst = (slice(None), slice(mc), slice(0, mh * sample, sample), slice(0, mw * sample, sample))
+        src = other[:, :mc, :mh * stride:stride, :mw * stride:stride]
+        y = x.clone()
+        y[dst] = self.alpha * x[dst] + self.beta * src
+        return activate(y, self.activation)
 
     def cfg_options(self):
         o = {"from": str(self.from_), "activation": self.activation}
@@ -713,7 +750,9 @@ class Softmax(DarknetLayer):
 
 class Yolo(DarknetLayer):
     """[yolo]: logistic on entries 0, 1 and 4.. of each anchor's (5 + classes)
-    channels; tw, th (2, 3) stay raw. Box decoding is not part of forward.
+    channels; tw, th (2, 3) stay raw. AlexeyAB's options: scale_x_y = s maps
+    x, y to x s - (s - 1)/2 after the logistic; new_coords=1 applies no
+    logistic (the conv before has it). Box decoding is not part of forward.
     Options other than mask/anchors/classes/num are kept for export."""
 
     section = "yolo"
@@ -725,6 +764,16 @@ class Yolo(DarknetLayer):
         self.classes = _positive("classes", classes)
         self.num = len(self.anchors) // 2 if num is None else num
         self.options = dict(options or {})
+        try:
+            self.scale_x_y = float(self.options.get("scale_x_y", 1))
+            self.new_coords = int(self.options.get("new_coords", 0))
+        except ValueError as e:
+            raise UnsupportedModuleError("[yolo] %s" % e) from None
+        if not self.scale_x_y > 0 or self.new_coords not in (0, 1):
+            raise UnsupportedModuleError("[yolo] scale_x_y=%s new_coords=%s: scale_x_y must be "
+                                         "above 0 and new_coords 0 or 1"
+                                         % (self.options.get("scale_x_y"),
+                                            self.options.get("new_coords")))
 
     def infer(self, index, in_shape, shapes):
         need = len(self.mask) * (self.classes + 5)
@@ -736,8 +785,12 @@ class Yolo(DarknetLayer):
     def forward(self, x):
         n, c, h, w = x.shape
         v = x.reshape(n, len(self.mask), self.classes + 5, h, w)
-        y = torch.cat([torch.sigmoid(v[:, :, :2]), v[:, :, 2:4], torch.sigmoid(v[:, :, 4:])], 2)
-        return y.reshape(n, c, h, w)
+        xy, rest = (v[:, :, :2], v[:, :, 4:]) if self.new_coords else \
+            (torch.sigmoid(v[:, :, :2]), torch.sigmoid(v[:, :, 4:]))
+        s = self.scale_x_y
+        if s != 1:   # in float32 as Darknet's scal_add_cpu
+            xy = xy * _f32(s) + _f32(-0.5 * (s - 1))
+        return torch.cat([xy, v[:, :, 2:4], rest], 2).reshape(n, c, h, w)
 
     def cfg_options(self):
         o = {"mask": ",".join(map(str, self.mask)),
@@ -749,6 +802,217 @@ class Yolo(DarknetLayer):
 
     def extra_repr(self):
         return "mask=%s, classes=%d" % (self.mask, self.classes)
+
+
+class Region(DarknetLayer):
+    """[region] (YOLOv2's head, as pjreddie's forward_region_layer): for each of
+    `num` anchors, the logistic on x, y and objectness (entries 0, 1, 4), tw, th
+    raw, and a softmax over each cell's classes (softmax=True) or the logistic.
+    Only coords=4 and background=0; YOLO9000's tree= is refused. Options other
+    than anchors/classes/num/softmax are kept for export."""
+
+    section = "region"
+
+    def __init__(self, anchors, classes=20, num=None, softmax=False, options=None):
+        super().__init__()
+        self.anchors = [float(a) for a in anchors]
+        self.classes = _positive("classes", classes)
+        self.num = _positive("num", len(self.anchors) // 2 if num is None else num)
+        self.softmax = bool(softmax)
+        self.options = dict(options or {})
+        if "tree" in self.options:
+            raise UnsupportedModuleError("[region] tree= (YOLO9000's hierarchical softmax) is "
+                                         "not supported")
+        if str(self.options.get("coords", 4)) != "4" or \
+                str(self.options.get("background", 0)) != "0":
+            raise UnsupportedModuleError("[region] only coords=4 and background=0 are supported")
+
+    def infer(self, index, in_shape, shapes):
+        need = self.num * (self.classes + 5)
+        if in_shape[0] != need:
+            raise ShapeMismatchError("expects %d input channels (%d anchors x (%d classes + 5)), "
+                                     "got %d" % (need, self.num, self.classes, in_shape[0]))
+        return tuple(in_shape)
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        v = x.reshape(n, self.num, self.classes + 5, h, w)
+        scores = v[:, :, 5:]
+        scores = torch.softmax(scores, 2) if self.softmax else torch.sigmoid(scores)
+        y = torch.cat([torch.sigmoid(v[:, :, :2]), v[:, :, 2:4], torch.sigmoid(v[:, :, 4:5]),
+                       scores], 2)
+        return y.reshape(n, c, h, w)
+
+    def cfg_options(self):
+        o = {"anchors": ",".join(_fmt(a) for a in self.anchors), "classes": str(self.classes),
+             "num": str(self.num)}
+        if self.softmax:
+            o["softmax"] = "1"
+        for k, v in self.options.items():
+            o.setdefault(k, v)
+        return o
+
+    def extra_repr(self):
+        return "num=%d, classes=%d, softmax=%d" % (self.num, self.classes, self.softmax)
+
+
+class Reorg(DarknetLayer):
+    """[reorg] and [reorg3d]: Darknet's reorg_cpu(x, w, h, c, stride, forward),
+    a fixed permutation of the values. [reorg] (reorg3d=False) gives it the
+    input's shape (what YOLOv2 was trained with, not the usual space-to-depth),
+    [reorg3d] the output's (the usual space-to-depth). The output is
+    c*stride^2 x h/stride x w/stride, or with reverse=True the other way."""
+
+    section = "reorg"
+    sections = ("reorg", "reorg3d")   # the one class builds both
+
+    def __init__(self, stride=1, reverse=False, reorg3d=False):
+        super().__init__()
+        self.stride = _positive("stride", stride)
+        self.reverse = bool(reverse)
+        self.section = "reorg3d" if reorg3d else "reorg"
+
+    def _shapes(self, c, h, w):
+        """(the output's shape, the shape reorg_cpu is given)."""
+        st, s2 = self.stride, self.stride ** 2
+        if c % s2 if self.reverse else h % st or w % st:
+            raise ShapeMismatchError("stride=%d does not divide the input %dx%dx%d"
+                                     % (st, c, h, w))
+        out = (c // s2, h * st, w * st) if self.reverse else (c * s2, h // st, w // st)
+        given = out if self.section == "reorg3d" else (c, h, w)
+        if given[0] % s2:
+            raise ShapeMismatchError("%d channels are not a multiple of stride^2 = %d"
+                                     % (given[0], s2))
+        return out, given
+
+    def infer(self, index, in_shape, shapes):
+        return self._shapes(*in_shape)[0]
+
+    def index(self, c, h, w, device=None):
+        """The flat input index of each flat output value, for a c x h x w input."""
+        out, (gc, gh, gw) = self._shapes(c, h, w)
+        st = self.stride
+        k, j, i = torch.meshgrid(torch.arange(gc, device=device), torch.arange(gh, device=device),
+                                 torch.arange(gw, device=device), indexing="ij")
+        in_c = gc // (st * st)
+        c2, offset = k % in_c, k // in_c
+        far = (i * st + offset % st) + gw * st * ((j * st + offset // st) + gh * st * c2)
+        far = far.reshape(-1)
+        if not self.reverse:           # out[near] = x[far]; near counts 0, 1, ...
+            return far, out
+        near = torch.empty_like(far)   # out[far] = x[near]: the inverse permutation
+        near[far] = torch.arange(far.numel(), device=device)
+        return near, out
+
+    def forward(self, x):
+        n = x.shape[0]
+        index, out = self.index(*x.shape[1:], device=x.device)
+        return x.reshape(n, -1)[:, index].reshape((n,) + out)
+
+    def cfg_options(self):
+        o = {"stride": str(self.stride)}
+        if self.reverse:
+            o["reverse"] = "1"
+        return o
+
+    def extra_repr(self):
+        return "%s, stride=%d%s" % (self.section, self.stride, ", reverse" if self.reverse else "")
+
+
+class Crop(DarknetLayer):
+    """[crop] at inference (Darknet's forward_crop_layer with train=0): the centre
+    crop_height x crop_width of every channel, mapped to x*2 - 1 unless noadjust.
+    Options other than those (flip, angle, ... act only in training) are kept
+    for export."""
+
+    section = "crop"
+
+    def __init__(self, crop_height=1, crop_width=1, noadjust=False, options=None):
+        super().__init__()
+        self.crop_height = _positive("crop_height", crop_height)
+        self.crop_width = _positive("crop_width", crop_width)
+        self.noadjust = bool(noadjust)
+        self.options = dict(options or {})
+
+    def infer(self, index, in_shape, shapes):
+        c, h, w = in_shape
+        if self.crop_height > h or self.crop_width > w:
+            raise ShapeMismatchError("crop %dx%d does not fit the %dx%d input"
+                                     % (self.crop_width, self.crop_height, w, h))
+        return (c, self.crop_height, self.crop_width)
+
+    def forward(self, x):
+        h, w = x.shape[2:]
+        dh, dw = (h - self.crop_height) // 2, (w - self.crop_width) // 2
+        y = x[:, :, dh:dh + self.crop_height, dw:dw + self.crop_width]
+        return y if self.noadjust else y * 2 - 1
+
+    def cfg_options(self):
+        o = {"crop_height": str(self.crop_height), "crop_width": str(self.crop_width)}
+        if self.noadjust:
+            o["noadjust"] = "1"
+        for k, v in self.options.items():
+            o.setdefault(k, v)
+        return o
+
+    def extra_repr(self):
+        return "%dx%d%s" % (self.crop_height, self.crop_width,
+                            ", noadjust" if self.noadjust else "")
+
+
+class Cost(DarknetLayer):
+    """[cost]: a training loss; at inference its input passes on. Its keys
+    (type, scale, ...) are training keys, kept for export."""
+
+    section = "cost"
+
+    def __init__(self, options=None):
+        super().__init__()
+        self.options = dict(options or {})
+
+    def forward(self, x):
+        return x
+
+    def cfg_options(self):
+        return dict(self.options)
+
+
+class Sam(DarknetLayer):
+    """[sam] (AlexeyAB's spatial attention): act(previous * output of layer
+    `from_`), elementwise; the two have one shape. No parameters."""
+
+    section = "sam"
+    takes_outputs = True
+
+    def __init__(self, from_, activation="linear"):
+        super().__init__()
+        if not isinstance(from_, int) or isinstance(from_, bool):
+            raise ValueError("from_ must be an int layer index, got %r" % (from_,))
+        self.from_ = from_
+        self.activation = _check_activation(activation)
+
+    def references(self, index):
+        return [index + self.from_ if self.from_ < 0 else self.from_]
+
+    def infer(self, index, in_shape, shapes):
+        j = _absolute(index, self.from_, "from", shapes)
+        if tuple(shapes[j]) != tuple(in_shape):
+            raise ShapeMismatchError("from=%d: layer %d has shape %s, the previous layer %s; "
+                                     "they must be equal" % (self.from_, j, shapes[j],
+                                                             tuple(in_shape)))
+        return tuple(in_shape)
+
+    def forward(self, x, outputs):
+        return activate(x * outputs[self.references(len(outputs))[0]], self.activation)
+
+    def cfg_options(self):
+        o = {"from": str(self.from_)}
+        if self.activation != "linear":
+            o["activation"] = self.activation
+        return o
+
+    def extra_repr(self):
+        return "from=%d, activation=%s" % (self.from_, self.activation)
 
 
 # ----------------------------------------------------------------------------- early exits
@@ -1057,7 +1321,7 @@ class Darknet(nn.Module):
                 macs.append(layer.filters * (layer.in_channels // layer.groups) * layer.size ** 2 * h * w)
             elif isinstance(layer, Connected):
                 macs.append(layer.inputs * layer.outputs)
-            elif isinstance(layer, (Shortcut, ScaleChannels)):
+            elif isinstance(layer, (Shortcut, ScaleChannels, Sam)):
                 macs.append(c * h * w / 2)
             else:
                 macs.append(0)

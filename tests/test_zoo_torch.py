@@ -1,0 +1,87 @@
+"""The PyTorch bridge on the Darknet cfg zoo: a cfg and its generated weights imported into
+PyTorch (weights_tools.torch.import_darknet) compute every layer's output MDFI computes, and
+export back to the same sections and weights.
+
+This checks the bridge's modules against MDFI, and MDFI against a second implementation
+where OpenCV cannot (relu6, [shortcut] of unequal shapes, [reorg3d], [sam], [crop]); the
+others (OpenCV checks MDFI there, tests/test_zoo.py) check the bridge's [region], [reorg],
+[yolo] scale_x_y and new_coords, swish, mish and [cost]."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import mdfi  # noqa: E402
+from test_zoo import resized, weights_for, zoo  # noqa: E402,F401  (zoo: the fixture)
+from mdfi.layer_kinds import canonical  # noqa: E402
+from weights_tools import parse_cfg  # noqa: E402
+from weights_tools.torch import Region, Shortcut, Yolo, export, import_darknet  # noqa: E402
+
+RTOL = 1e-4     # of each layer's largest magnitude: float32 sums in another order
+# the modules that keep every key of their section, as written
+KEEP_KEYS = ("yolo", "region", "crop", "cost", "reorg", "reorg3d", "sam", "shortcut")
+# AlexeyAB's efficientnet cfgs write momentum and decay twice in [net]
+pytestmark = pytest.mark.filterwarnings("ignore:.*duplicate key .* in \\[net\\]")
+
+
+def features(model):
+    """What a model exercises: its sections and activations, and the options under test."""
+    found = set()
+    for i, layer in enumerate(model.layers):
+        found.add(layer.section)
+        found.add(getattr(layer, "activation", "linear"))
+        if isinstance(layer, Shortcut):
+            j = layer.references(i)[0]
+            if model.shapes[j] != model.shapes[i - 1]:
+                found.add("unequal shortcut")
+        if isinstance(layer, Yolo) and layer.scale_x_y != 1:
+            found.add("scale_x_y")
+        if isinstance(layer, Yolo) and layer.new_coords:
+            found.add("new_coords")
+        if isinstance(layer, Region) and layer.softmax:
+            found.add("region softmax")
+    return found
+
+
+@pytest.mark.parametrize("name, size, wanted", [
+    ("ab/efficientnet-lite3.cfg", 64, {"relu6"}),
+    ("pj/resnet18.cfg", 64, {"unequal shortcut"}),
+    ("pj/resnet50.cfg", 64, {"unequal shortcut"}),
+    ("ab/yolov4-sam-mish-csp-reorg-bfm.cfg", 128, {"reorg3d", "sam", "mish"}),
+    ("ab/cifar.cfg", 32, {"crop", "cost"}),
+    ("pj/yolov2-tiny.cfg", 128, {"region", "region softmax"}),
+    ("pj/yolov2.cfg", 128, {"reorg", "region softmax"}),
+    ("ab/yolov4-tiny.cfg", 128, {"scale_x_y"}),
+    ("ab/yolov7-tiny.cfg", 128, {"new_coords"}),
+    ("ab/efficientnet_b0.cfg", 64, {"swish", "scale_channels"}),
+    ("ab/yolov4-csp-s-mish.cfg", 128, {"mish", "new_coords"}),
+    ("ab/darknet19.cfg", 64, {"cost"}),
+])
+def test_every_layer_equals_mdfi(zoo, tmp_path, name, size, wanted):  # noqa: F811
+    cfg = resized(zoo, tmp_path, name, size)
+    weights = weights_for(cfg, tmp_path)
+    model = import_darknet(cfg, weights)
+    assert wanted <= features(model), sorted(features(model))
+    x = np.random.default_rng(0).random(model.input_shape, dtype=np.float32)
+    n = len(model)
+    with torch.no_grad():
+        ours = model(torch.from_numpy(x)[None], outputs=list(range(n)))
+    with mdfi.Network(cfg, weights, keep_outputs=True) as net:
+        assert len(net.layers) == n
+        net.forward(x)
+        for i in range(n):
+            want = net.layer_output(i)
+            got = ours[i][0].numpy()
+            assert got.shape == want.shape, "layer %d [%s]" % (i, model[i].section)
+            scale = float(np.abs(want).max())
+            np.testing.assert_allclose(got, want, rtol=RTOL, atol=RTOL * scale,
+                                       err_msg="layer %d [%s]" % (i, model[i].section))
+    # exported back: the same sections, the same keys where the module keeps them all, and
+    # the same bytes of weights
+    cfg_text, data = export(model)
+    assert data == weights.read_bytes()
+    sections, again = parse_cfg(cfg), parse_cfg(cfg_text)
+    assert [canonical(s.type) for s in sections[1:]] == [s.type for s in again[1:]]
+    for i, (a, b) in enumerate(zip(sections[1:], again[1:])):
+        if b.type in KEEP_KEYS:
+            assert a.options == b.options, "layer %d [%s]" % (i, b.type)
