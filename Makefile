@@ -117,7 +117,8 @@ $(filter-out $(OBJ_KERNEL_PORTABLE),$(OBJ_PORTABLE)) $(CLI_OBJ): CFLAGS_BASE += 
 # -Oz (gcc >= 12, clang); elsewhere it stays -Os.
 OZ := $(shell $(CC) -Oz -x c -c /dev/null -o /dev/null 2>/dev/null && echo -Oz || echo -Os)
 OBJ_COLD := $(filter $(BUILD)/obj/csrc/base/% $(BUILD)/obj/csrc/net/% %/weights.o %/qweights.o \
-    %/params.o %/qarrays.o,$(OBJ_PORTABLE)) $(CLI_OBJ)
+    %/params.o %/qarrays.o $(addprefix %/layers/,common.o registry.o dp_common.o cost.o \
+    dropout.o convolutional.o connected.o crop.o reorg.o region.o),$(OBJ_PORTABLE)) $(CLI_OBJ)
 $(OBJ_COLD): CFLAGS_BASE += $(OZ)
 $(OBJ_AVX2): CFLAGS_BASE += -mavx2 -mfma -O3
 $(OBJ_AVX512): CFLAGS_BASE += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mavx2 -O3
@@ -143,6 +144,9 @@ $(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx2.o: \
 # -O2 for the AVX2 fp32 gemv (N == 1): it streams A once, memory-bound for
 # any large connected layer, and -O3's copies of its loops cost 2.5 KB.
 $(BUILD)/obj/csrc/kernels/x86/sgemm_gemv_avx2.o: CFLAGS_BASE += -O2
+
+# swish and mish: one exponential per value bounds them, not the loop around it
+$(BUILD)/obj/csrc/kernels/x86/act_avx2.o: CFLAGS_BASE += -Os
 
 $(BUILD)/libmdfi.a: $(LIB_OBJ)
 	@rm -f $@

@@ -65,6 +65,18 @@ float mdfi_activate1(float x, mdfi_activation a)
     return x;
 }
 
+mdfi_activate_fn mdfi_activate_for(mdfi_isa isa, mdfi_activation a)
+{
+#ifdef MDFI_HAVE_AVX2
+    if ((a == MDFI_ACT_SWISH || a == MDFI_ACT_MISH) && isa != MDFI_ISA_REF &&
+        mdfi_isa_available(MDFI_ISA_AVX2))
+        return mdfi_activate_avx2;
+#endif
+    (void)isa;
+    (void)a;
+    return mdfi_activate;
+}
+
 void mdfi_activate(float *x, size_t n, mdfi_activation a)
 {
     if (a == MDFI_ACT_LINEAR)

@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "kernels/cpu.h"
+
 typedef enum {
     MDFI_ACT_LOGISTIC, MDFI_ACT_RELU, MDFI_ACT_RELIE, MDFI_ACT_LINEAR, MDFI_ACT_RAMP,
     MDFI_ACT_TANH, MDFI_ACT_PLSE, MDFI_ACT_LEAKY, MDFI_ACT_ELU, MDFI_ACT_LOGGY,
@@ -18,5 +20,11 @@ int mdfi_activation_parse(const char *name, mdfi_activation *a);
 const char *mdfi_activation_name(mdfi_activation a);
 void mdfi_activate(float *x, size_t n, mdfi_activation a);
 float mdfi_activate1(float x, mdfi_activation a);
+
+/* The loop for activation a on kernel path isa: mdfi_activate, or a vector
+ * form (swish and mish on AVX2: kernels/x86/act_avx2.c, within a few ulps). */
+typedef void (*mdfi_activate_fn)(float *x, size_t n, mdfi_activation a);
+mdfi_activate_fn mdfi_activate_for(mdfi_isa isa, mdfi_activation a);
+void mdfi_activate_avx2(float *x, size_t n, mdfi_activation a);
 
 #endif

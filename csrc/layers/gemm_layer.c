@@ -165,6 +165,7 @@ mdfi_status mdfi_gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
     case MDFI_ACT_LEAKY: p->epi = MDFI_EPI_LEAKY; p->post_act = 0; break;
     default: p->epi = MDFI_EPI_LINEAR; p->post_act = 1; break;
     }
+    p->act = mdfi_activate_for(ctx->isa, p->s.act);
     size_t ws = mdfi_sgemm_workspace_size(p->kern, p->s.m, &p->s.geom);
     p->ws_bytes = ws = (ws + 63) & ~(size_t)63;
     if (l->fused) {
@@ -213,7 +214,7 @@ static void fused_task(void *arg, int task, int thread)
                         j->ctx->in[0] + g * in_group, p->bias + (size_t)g * p->s.m, p->epi,
                         band + (size_t)g * p->s.m * ldc, ldc, n0, n1, ws);
     if (p->post_act && ldc)
-        mdfi_activate(band, (size_t)l->out_c * ldc, p->s.act);
+        p->act(band, (size_t)l->out_c * ldc, p->s.act);
     mdfi_maxpool_band(mp, band, cy0, cy1, py0, py1, j->ctx->out);
 }
 
@@ -250,5 +251,5 @@ void mdfi_gemm_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
     int tasks = (j.n + j.chunk - 1) / j.chunk;
     mdfi_pool_run(ctx->pool, tasks, gemm_task, &j);
     if (p->post_act)
-        mdfi_activate(ctx->out, mdfi_layer_outputs(l), p->s.act);
+        p->act(ctx->out, mdfi_layer_outputs(l), p->s.act);
 }
