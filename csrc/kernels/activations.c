@@ -72,6 +72,11 @@ mdfi_activate_fn mdfi_activate_for(mdfi_isa isa, mdfi_activation a)
         mdfi_isa_available(MDFI_ISA_AVX2))
         return mdfi_activate_avx2;
 #endif
+#ifdef MDFI_HAVE_NEON
+    if ((a == MDFI_ACT_SWISH || a == MDFI_ACT_MISH) && isa == MDFI_ISA_NEON &&
+        mdfi_isa_available(MDFI_ISA_NEON))
+        return mdfi_activate_neon;
+#endif
     (void)isa;
     (void)a;
     return mdfi_activate;

@@ -48,6 +48,9 @@ void mdfi_activate_avx2(float *x, size_t n, mdfi_activation a)
         const __m256 num = _mm256_mul_ps(e, _mm256_fmadd_ps(vm, e, va));
         __m256 r = _mm256_mul_ps(v, _mm256_div_ps(num, _mm256_add_ps(num, va)));
         r = _mm256_blendv_ps(r, v, _mm256_cmp_ps(v, twenty, _CMP_GT_OQ));
+        /* below exp8's range both are x e^x, under 1e-36: 0 (x times the clamped
+           e^-87.3 would not be) */
+        r = _mm256_andnot_ps(_mm256_cmp_ps(v, _mm256_set1_ps(-87.3f), _CMP_LT_OQ), r);
         _mm256_storeu_ps(p, r);
         if (k < 8)
             memcpy(x + i, t, k * sizeof *x);
