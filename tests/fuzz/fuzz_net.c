@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "mdfi.h"
+#include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -65,13 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
         }
     }
-    if (st != MDFI_OK) {
-        const char *msg = mdfi_net_last_error(net);
-        if (!msg || !msg[0])
-            abort();   /* a failure must say why */
-        if (getenv("MDFI_FUZZ_VERBOSE"))
-            fprintf(stderr, "%s\n", msg);
-    }
+    fuzz_check_net_error(net, st);
     mdfi_net_free(net);
     return 0;
 }

@@ -9,14 +9,13 @@
 #include <string.h>
 
 #include "io/image.h"
+#include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size == 0)
-        return 0;   /* fmemopen refuses an empty buffer */
-    FILE *f = fmemopen((void *)data, size, "rb");
+    FILE *f = fuzz_open_input(data, size);
     if (!f)
         return 0;
     unsigned char *px = NULL;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "io/stream.h"
+#include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -27,9 +28,7 @@ static size_t locate(const uint8_t *data, size_t size, size_t from, const mdfi_f
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size == 0)
-        return 0;   /* fmemopen refuses an empty buffer */
-    FILE *f = fmemopen((void *)data, size, "rb");
+    FILE *f = fuzz_open_input(data, size);
     if (!f)
         return 0;
     mdfi_stream *s = NULL;

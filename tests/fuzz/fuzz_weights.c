@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "mdfi.h"
+#include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -57,13 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             x[i] = (float)(i % 7) / 7.f;
         st = mdfi_net_forward(net, x, 72);
     }
-    if (st != MDFI_OK) {
-        const char *msg = mdfi_net_last_error(net);
-        if (!msg || !msg[0])
-            abort();   /* a failure must say why */
-        if (getenv("MDFI_FUZZ_VERBOSE"))
-            fprintf(stderr, "%s\n", msg);
-    }
+    fuzz_check_net_error(net, st);
     mdfi_net_free(net);
     unlink(path);
     return 0;
