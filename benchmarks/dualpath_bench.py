@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import statistics
 import sys
 import tempfile
@@ -40,22 +39,13 @@ sys.path.insert(0, str(ROOT / "examples"))
 import numpy as np  # noqa: E402
 
 import mdfi  # noqa: E402
+from mdfi.bench import cpu_name  # noqa: E402
 from weights_tools import xnor_pack  # noqa: E402
 from weights_tools.darknet_cfg import layers_of  # noqa: E402
 
 VARIANTS = ("float", "xnor", "dual1", "dual1.5")
 BINARY_TYPES = ("dualpath",)
 
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def model_files(variant, tmp):

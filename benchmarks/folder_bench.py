@@ -31,20 +31,13 @@ import sys
 import tempfile
 import time
 
+from mdfi.bench import cpu_name
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 GOLDEN = pathlib.Path(os.environ.get("MDFI_GOLDEN", ROOT.parent / "shared" / "golden"))
 SKIMAGE = ("coffee.png", "astronaut.png", "chelsea.png", "motorcycle_left.png", "rocket.jpg",
            "hubble_deep_field.jpg")
 
-
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def photos():

@@ -50,7 +50,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import statistics
 import sys
 import tempfile
@@ -65,6 +64,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 import mdfi  # noqa: E402
+from mdfi.bench import cpu_name  # noqa: E402
 import weights_tools as wt  # noqa: E402
 from weights_tools import fracconv_ref as fr  # noqa: E402
 from weights_tools.darknet_cfg import fracconv_options  # noqa: E402
@@ -73,16 +73,6 @@ from weights_tools.fracconv_dense import write_dense_twin  # noqa: E402
 F32 = np.float32
 DUALPATH = ("dual15", "dual1")
 
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def network_cfg(gate):

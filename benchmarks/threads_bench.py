@@ -37,18 +37,10 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 import mdfi  # noqa: E402
+from mdfi.bench import cpu_name  # noqa: E402
 
 MODELS = ROOT / "examples" / "models"
 
-
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def rss_bytes():

@@ -14,7 +14,6 @@ The CPU is printed first: figures from different machines do not compare.
 """
 import argparse
 import pathlib
-import platform
 import subprocess
 import sys
 import tarfile
@@ -25,21 +24,13 @@ import warnings
 import numpy as np
 
 import mdfi
+from mdfi.bench import cpu_name
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ARCHIVE = ROOT / "tests" / "data" / "darknet-cfgs.tar.gz"
 GEN = ROOT / "tests" / "data" / "gen_weights.py"
 DEFAULT = ["ab/yolov4-tiny.cfg:416", "ab/yolov4-csp-s-mish.cfg:416", "ab/efficientnet_b0.cfg:224"]
 
-
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def prepare(tmp, name, size):

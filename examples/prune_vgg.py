@@ -17,7 +17,6 @@ examples/models/fmnist_vgg_c2s2.* (register it with examples/register_model.py).
 import argparse
 import json
 import os
-import platform
 import shlex
 import shutil
 import statistics
@@ -37,6 +36,7 @@ import torch  # noqa: E402
 
 import mdfi  # noqa: E402
 from mdfi.evaluate import evaluate  # noqa: E402
+from mdfi.bench import cpu_name  # noqa: E402
 from weights_tools.prune.methods import Budget  # noqa: E402
 from weights_tools.prune.run import format_rows, prune  # noqa: E402
 from weights_tools.prune.tasks import LabelledTask  # noqa: E402
@@ -46,16 +46,6 @@ sys.path.insert(0, HERE)
 from train_classifier import predict  # noqa: E402
 from train_vgg import load  # noqa: E402
 
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def interleaved_ms(prefixes, x, rounds=15, per_round=20):

@@ -68,7 +68,7 @@ from mdfi.image import letterbox, load  # noqa: E402
 from weights_tools import evaluate  # noqa: E402
 
 sys.path.insert(0, HERE)
-from prune_vgg import cpu_name  # noqa: E402
+from mdfi.bench import cpu_name  # noqa: E402
 
 HELD_BACK_SHIPPED = ("coffee.png", "motorcycle_left.png", "motorcycle_right.png")
 GOLDEN_DEFAULT = os.path.join(os.path.dirname(ROOT), "shared", "golden")

@@ -7,6 +7,7 @@ reports its peak RSS from `mdfi bench`.
 import argparse
 import json
 import pathlib
+import platform
 import statistics
 import subprocess
 import sys
@@ -18,6 +19,19 @@ from .network import Network
 from .pipeline import resolve_model
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def cpu_name():
+    """The CPU's model name (Linux), else what platform knows: the benchmarks and the
+    example records print it beside every time."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def timed(fn, runs):
