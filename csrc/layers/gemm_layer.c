@@ -159,13 +159,14 @@ mdfi_status mdfi_gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
     mdfi_darknet_free(&p->raw);
     l->param_bytes = (size_t)outputs * sizeof(float) +
                      (size_t)p->s.groups * p->packed_floats * sizeof(float);
+    /* the epilogue fuses these; the others run after it, on this path's loop */
+    p->act = NULL;
     switch (p->s.act) {
-    case MDFI_ACT_LINEAR: p->epi = MDFI_EPI_LINEAR; p->post_act = 0; break;
-    case MDFI_ACT_RELU: p->epi = MDFI_EPI_RELU; p->post_act = 0; break;
-    case MDFI_ACT_LEAKY: p->epi = MDFI_EPI_LEAKY; p->post_act = 0; break;
-    default: p->epi = MDFI_EPI_LINEAR; p->post_act = 1; break;
+    case MDFI_ACT_LINEAR: p->epi = MDFI_EPI_LINEAR; break;
+    case MDFI_ACT_RELU: p->epi = MDFI_EPI_RELU; break;
+    case MDFI_ACT_LEAKY: p->epi = MDFI_EPI_LEAKY; break;
+    default: p->epi = MDFI_EPI_LINEAR; p->act = mdfi_activate_for(ctx->isa, p->s.act); break;
     }
-    p->act = mdfi_activate_for(ctx->isa, p->s.act);
     size_t ws = mdfi_sgemm_workspace_size(p->kern, p->s.m, &p->s.geom);
     p->ws_bytes = ws = (ws + 63) & ~(size_t)63;
     if (l->fused) {
@@ -213,7 +214,7 @@ static void fused_task(void *arg, int task, int thread)
         mdfi_sgemm_conv(p->kern, p->s.m, &p->s.geom, p->packed + (size_t)g * p->packed_floats,
                         j->ctx->in[0] + g * in_group, p->bias + (size_t)g * p->s.m, p->epi,
                         band + (size_t)g * p->s.m * ldc, ldc, n0, n1, ws);
-    if (p->post_act && ldc)
+    if (p->act && ldc)
         p->act(band, (size_t)l->out_c * ldc, p->s.act);
     mdfi_maxpool_band(mp, band, cy0, cy1, py0, py1, j->ctx->out);
 }
@@ -250,6 +251,6 @@ void mdfi_gemm_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
     j.chunk = (j.chunk + 31) & ~31;
     int tasks = (j.n + j.chunk - 1) / j.chunk;
     mdfi_pool_run(ctx->pool, tasks, gemm_task, &j);
-    if (p->post_act)
+    if (p->act)
         p->act(ctx->out, mdfi_layer_outputs(l), p->s.act);
 }

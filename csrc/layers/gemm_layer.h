@@ -49,8 +49,8 @@ typedef struct {
     float *packed;            /* groups * packed_floats */
     size_t packed_floats;
     mdfi_epilogue epi;
-    int post_act;             /* activation not done by the epilogue */
-    mdfi_activate_fn act;     /* its loop on this kernel path */
+    mdfi_activate_fn act;     /* the activation the epilogue does not do, on this
+                                 kernel path (NULL: none) */
     int band;                 /* fused (mdfi_layer.fused): maxpool output rows per task */
     size_t ws_bytes;          /* GEMM workspace; a fused conv's band follows it */
 } mdfi_gemm_params;

@@ -139,18 +139,23 @@ const char *mdfi_net_warnings(const mdfi_net *net)
     return net && net->warnings ? net->warnings : "";
 }
 
-static int is_training_key(const char *key)
+/* Whether s is one of the n names. */
+static int listed(const char *const *names, size_t n, const char *s)
 {
-    for (size_t i = 0; i < sizeof training_keys / sizeof training_keys[0]; ++i)
-        if (!strcmp(training_keys[i], key))
+    for (size_t i = 0; i < n; ++i)
+        if (!strcmp(names[i], s))
             return 1;
     return 0;
 }
 
+/* Darknet's recurrent layer types: out of scope, said so by name. */
+static const char *const recurrent[] = {"rnn", "gru", "lstm", "crnn", "conv_lstm"};
+
 static void warn_unused(mdfi_net *net, const mdfi_cfg_section *s)
 {
     for (int i = 0; i < s->n_kv; ++i)
-        if (s->kv[i].used <= 0 && !is_training_key(s->kv[i].key))
+        if (s->kv[i].used <= 0 &&
+            !listed(training_keys, sizeof training_keys / sizeof *training_keys, s->kv[i].key))
             warn(net, "%s:%d: %s key '%s' in [%s] ignored%s", net->cfg.name, s->kv[i].line,
                  s->kv[i].used ? "repeated" : "unknown", s->kv[i].key, s->type,
                  s->kv[i].used ? " (the first counts, as in Darknet)" : "");
@@ -185,16 +190,6 @@ static mdfi_status parse_net_section(mdfi_net *net, mdfi_cfg_section *s)
     return MDFI_OK;
 }
 
-/* Darknet's recurrent layer types: out of scope, said so by name. */
-static int is_recurrent(const char *type)
-{
-    static const char *const names[] = {"rnn", "gru", "lstm", "crnn", "conv_lstm"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; ++i)
-        if (!strcmp(names[i], type))
-            return 1;
-    return 0;
-}
-
 static mdfi_status build(mdfi_net *net)
 {
     mdfi_cfg *cfg = &net->cfg;
@@ -211,7 +206,7 @@ static mdfi_status build(mdfi_net *net)
         mdfi_layer *l = &net->layers[i];
         const mdfi_layer_type *type = mdfi_layer_type_find(s->type);
         if (!type) {
-            int rec = is_recurrent(s->type);
+            int rec = listed(recurrent, sizeof recurrent / sizeof *recurrent, s->type);
             return mdfi_net_fail(net, rec ? MDFI_ERR_UNSUPPORTED : MDFI_ERR_CFG, "%s:%d: %s "
                                  "section [%s] (layer %d)", cfg->name, s->line,
                                  rec ? "recurrent layers are not supported:" : "unknown",
