@@ -11,7 +11,6 @@
 #include "base/error.h"
 #include "base/limits.h"
 
-
 static char *dup_range(const char *s, size_t n)
 {
     char *d = malloc(n + 1);
