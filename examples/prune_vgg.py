@@ -68,22 +68,27 @@ def interleaved_ms(prefixes, x, rounds=15, per_round=20):
             net.close()
 
 
-def check_rates(model_prefix, flops_targets, ms_fractions, max_prune, power, log=print):
+def check_rates(model_prefix, flops_targets, ms_fractions, max_prune, power, log=print,
+                task=None):
     """How close the cost-aware rates land to each target (no training: the
     time and FLOPs of an architecture do not depend on its weights).  Each
-    --target-ms is a fraction of the float model's measured ms."""
+    --target-ms is a fraction of the float model's measured ms.  With a task,
+    the rates are the importance rates (Fisher importance on its batches)."""
     from weights_tools.prune.costs import layer_flops, measure_ms
     from weights_tools.prune.graph import ChannelGraph
+    from weights_tools.prune.importance import fisher
     from weights_tools.prune.rewrite import prune_model
     from weights_tools.prune.run import plan_counts
     model = import_darknet(model_prefix + ".cfg", model_prefix + ".weights")
     graph = ChannelGraph(model)
     full_flops, full_ms = sum(layer_flops(model)), measure_ms(model)[1]
+    importance = None if task is None else fisher(model, task, graph)
     rows = []
     for kind, targets in (("flops", flops_targets), ("ms", ms_fractions)):
         for frac in targets:
             kw = {"target_flops": frac} if kind == "flops" else {"target_ms": frac * full_ms}
-            counts = plan_counts(model, graph, max_prune=max_prune, power=power, log=log, **kw)[0]
+            counts = plan_counts(model, graph, max_prune=max_prune, power=power, log=log,
+                                 importance=importance, **kw)[0]
             pruned = prune_model(model, {g: np.arange(k) for g, k in counts.items()}, graph)
             got = (sum(layer_flops(pruned)) / full_flops if kind == "flops"
                    else measure_ms(pruned)[1] / full_ms)
@@ -92,7 +97,7 @@ def check_rates(model_prefix, flops_targets, ms_fractions, max_prune, power, log
                          "kept": [counts[g] for g in sorted(counts)]})
             log("rates for %s %.2f: reached %.3f (%+.1f %%)" % (kind, frac, got,
                                                                 rows[-1]["error_pct"]))
-    return {"float_ms": full_ms, "rows": rows}
+    return {"float_ms": full_ms, "rule": "cost" if task is None else "fisher", "rows": rows}
 
 
 def main(argv=None):
@@ -102,13 +107,19 @@ def main(argv=None):
     ap.add_argument("--methods", nargs="+", default=["c2s2", "l1", "slimming"],
                     help="c2s2, l1, slimming; c2s2-uniform is C2S2 with one prune rate for "
                     "every layer (--cost-power 0: the cost-aware rates' ablation)")
-    ap.add_argument("--targets", nargs="+", type=float, default=[0.5, 0.33])
+    ap.add_argument("--targets", nargs="*", type=float, default=[0.5, 0.33],
+                    help="FLOPs fractions to prune to (none: only check the rates)")
     ap.add_argument("--select-steps", type=int, default=60)
     ap.add_argument("--tune-steps", type=int, default=60)
     ap.add_argument("--epochs", type=float, default=1.0, help="final fine-tune epochs")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--joint", action="store_true",
+                    help="C2S2's phase 1 trains the weights with the gates")
     ap.add_argument("--max-prune", type=float, default=0.75)
     ap.add_argument("--cost-power", type=float, default=0.5)
+    ap.add_argument("--rates", choices=("cost", "fisher"), default="cost",
+                    help="per-layer counts from the cost of a channel alone (--cost-power) or "
+                    "from Fisher importance lost per cost saved (C2S2 and L1-norm)")
     ap.add_argument("--train-limit", type=int)
     ap.add_argument("--test-limit", type=int)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -128,9 +139,14 @@ def main(argv=None):
     if args.merge:
         return merge(args.merge, args.record, argv)
     os.makedirs(args.out, exist_ok=True)
-    rates = check_rates(args.model, args.rate_targets, args.ms_targets, args.max_prune,
-                        args.cost_power)
     data = load(args.dataset, args.train_limit)
+
+    def labelled():
+        return LabelledTask(data.x_train, data.y_train, data.x_val, data.y_val, 128, shift=2,
+                            flip=args.dataset == "fashion-mnist", seed=args.seed)
+    torch.manual_seed(args.seed)
+    rates = check_rates(args.model, args.rate_targets, args.ms_targets, args.max_prune,
+                        args.cost_power, task=labelled() if args.rates == "fisher" else None)
     float_acc = evaluate(mdfi.Network(args.model + ".cfg", args.model + ".weights"), data,
                          limit=args.test_limit)["accuracy"]
     runs, pruned_models = [], {}
@@ -140,14 +156,15 @@ def main(argv=None):
             name = "%s_%s_%g" % (os.path.basename(args.model), method, target)
             print("== %s: %s at %.2f of the FLOPs" % (name, method, target), flush=True)
             model = import_darknet(args.model + ".cfg", args.model + ".weights")
-            task = LabelledTask(data.x_train, data.y_train, data.x_val, data.y_val, 128,
-                                shift=2, flip=args.dataset == "fashion-mnist", seed=args.seed)
+            task = labelled()
             budget = Budget(args.select_steps, args.tune_steps,
-                            round(args.epochs * task.steps_per_epoch), lr=args.lr)
+                            round(args.epochs * task.steps_per_epoch), lr=args.lr,
+                            joint=args.joint)
             uniform = method == "c2s2-uniform"
             res = prune(model, task, "c2s2" if uniform else method, target_flops=target,
                         budget=budget, max_prune=args.max_prune,
-                        power=0.0 if uniform else args.cost_power)
+                        power=0.0 if uniform else args.cost_power,
+                        rates="cost" if uniform else args.rates)
             prefix = os.path.join(args.out, name)
             save(res.model, prefix)
             pruned_models[name] = res.model
@@ -259,8 +276,8 @@ def write_table(record, path):
                 % (record["model"], 100 * record["float_test_accuracy"], record["test_n"],
                    record["cpu"], record["mdfi_kernel"]))
         f.write("\n".join(lines) + "\n\n")
-        f.write("Rates alone (no training), target against reached:\n\n| target | fraction | "
-                "reached | error |\n| --- | --- | --- | --- |\n")
+        f.write("Rates alone (no training; %s rule), target against reached:\n\n| target | fraction | "
+                "reached | error |\n| --- | --- | --- | --- |\n" % record["rates"].get("rule", "cost"))
         for r in record["rates"]["rows"]:
             f.write("| %s | %.2f | %.3f | %+.1f %% |\n" % (r["target"], r["fraction"], r["reached"],
                                                          r["error_pct"]))

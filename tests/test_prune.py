@@ -16,7 +16,8 @@ from weights_tools.prune.costs import CostModel, layer_flops  # noqa: E402
 from weights_tools.prune.gates import ChannelGate, Gates, masked  # noqa: E402
 from weights_tools.prune.graph import ChannelGraph  # noqa: E402
 from weights_tools.prune.methods import Budget, c2s2, l1_norm, slimming  # noqa: E402
-from weights_tools.prune.rates import allocate  # noqa: E402
+from weights_tools.prune.importance import fisher  # noqa: E402
+from weights_tools.prune.rates import allocate, allocate_importance  # noqa: E402
 from weights_tools.prune.rewrite import check_keep, prune_model  # noqa: E402
 from weights_tools.prune.tasks import LabelledTask  # noqa: E402
 from bn_models import randomize_bn  # noqa: E402
@@ -167,6 +168,103 @@ def test_cost_aware_rates_prune_costly_channels_harder():
     assert frac[dear] > frac[cheap]
 
 
+class _FixedBatch:
+    """A task whose every batch is the same images (so an independent
+    computation can see exactly what fisher() saw)."""
+
+    def __init__(self, task, n=12):
+        self._task, self._x = task, task.batch()
+        self._x = (self._x[0][:n], self._x[1][:n])
+
+    def batch(self):
+        return self._x
+
+    def loss(self, model, batch):
+        return self._task.loss(model, batch)
+
+
+def test_fisher_importance_is_half_the_mean_squared_per_image_gradient():
+    m = wired_model()
+    g = ChannelGraph(m)
+    task = _FixedBatch(LabelledTask(*_wired_data(), batch_size=16, seed=1))
+    got = fisher(m, task, g, batches=2)
+    # independently: one image at a time through C2S2's own gates (their
+    # straight-through backward is the gradient of the mask)
+    x, y = task.batch()
+    want = {grp.id: np.zeros(grp.n) for grp in g.prunable()}
+    gates = Gates(g)
+    try:
+        m.eval()
+        for i in range(len(y)):
+            for gate in gates.gates.values():
+                gate.s.grad = None
+            task.loss(m, (x[i:i + 1], y[i:i + 1])).backward()
+            for gid, gate in gates.gates.items():
+                want[gid] += 0.5 * gate.s.grad.double().numpy() ** 2 / len(y)
+    finally:
+        gates.detach()
+    assert set(got) == set(want)
+    for gid in want:
+        assert np.allclose(got[gid], want[gid], rtol=1e-4, atol=1e-12), gid
+        assert want[gid].max() > 0
+
+
+def _wired_data(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.random((n, 3, 16, 16), dtype=np.float32), rng.integers(0, 5, n),
+            rng.random((8, 3, 16, 16), dtype=np.float32), rng.integers(0, 5, 8))
+
+
+def _random_importance(graph, seed=0):
+    rng = np.random.default_rng(seed)
+    return {grp.id: rng.random(grp.n) for grp in graph.prunable()}
+
+
+@pytest.mark.parametrize("target", [0.5, 0.33, 0.2])
+def test_importance_rates_hit_a_flops_target_within_5_percent(target):
+    m = vgg()
+    g = ChannelGraph(m)
+    costs = CostModel(g, layer_flops(m))
+    counts = allocate_importance(costs, _random_importance(g), target * costs.total(),
+                                 max_prune=0.9)
+    keep = {gid: np.arange(k) for gid, k in counts.items()}
+    got = sum(layer_flops(prune_model(m, keep, g))) / sum(layer_flops(m))
+    assert got <= target and abs(got - target) <= 0.05 * target
+    assert all(k >= np.ceil(g.group(gid).n * 0.1) for gid, k in counts.items())
+
+
+def test_importance_rates_cut_where_the_loss_cares_least_per_cost():
+    m = vgg()
+    g = ChannelGraph(m)
+    costs = CostModel(g, layer_flops(m))
+    ids = [grp.id for grp in g.prunable()]
+    imp = {gid: np.ones(g.group(gid).n) for gid in ids}
+    imp[ids[0]] = np.zeros(g.group(ids[0]).n)          # worthless: cut to the guard first
+    imp[ids[-1]] = np.full(g.group(ids[-1]).n, 1e9)      # precious: never cut
+    counts = allocate_importance(costs, imp, 0.6 * costs.total(), max_prune=0.75)
+    assert counts[ids[0]] == np.ceil(g.group(ids[0]).n * 0.25)
+    assert counts[ids[-1]] == g.group(ids[-1]).n
+    # with equal importance, the dearer channels go first
+    flat = {gid: np.ones(g.group(gid).n) for gid in ids}
+    counts = allocate_importance(costs, flat, 0.8 * costs.total(), max_prune=0.9)
+    per = costs.per_channel()
+    dear, cheap = max(per, key=per.get), min(per, key=per.get)
+    assert 1 - counts[dear] / g.group(dear).n > 1 - counts[cheap] / g.group(cheap).n
+
+
+def test_importance_rates_refuse_impossible_targets_and_missing_layers():
+    m = vgg()
+    g = ChannelGraph(m)
+    costs = CostModel(g, layer_flops(m))
+    imp = _random_importance(g)
+    with pytest.raises(PruneError, match="cannot be met.*max_prune=0.50"):
+        allocate_importance(costs, imp, 0.1 * costs.total(), max_prune=0.5)
+    first = g.prunable()[0].id
+    del imp[first]
+    with pytest.raises(PruneError, match=r"layer 0 \(\[convolutional\]\)"):
+        allocate_importance(costs, imp, 0.5 * costs.total())
+
+
 def test_keep_errors_name_the_layer():
     m = import_darknet("tests/data/yolov3-tiny.cfg")
     g = ChannelGraph(m)
@@ -258,6 +356,17 @@ def test_c2s2_phase_one_learns_which_channels_matter():
     assert keep[g.group_of[0]].tolist() == [0, 1]
 
 
+@pytest.mark.parametrize("joint", [False, True])
+def test_c2s2_phase_one_trains_the_weights_only_when_joint(joint):
+    m = vgg(widths=(8,), shape=(1, 28, 28))
+    g = ChannelGraph(m)
+    before = [p.detach().clone() for p in m.parameters()]
+    c2s2(m, tiny_task(), {g.group_of[0]: 4}, Budget(select=5, tune=0, final=0, joint=joint),
+         log=lambda s: None)
+    changed = [not torch.equal(a, b) for a, b in zip(before, m.parameters())]
+    assert any(changed) == joint
+
+
 def digits_files(tmp_path):
     pytest.importorskip("sklearn")
     return "examples/models/digits_float.cfg", "examples/models/digits_float.weights"
@@ -291,6 +400,21 @@ def test_command_line_writes_a_smaller_model_mdfi_and_quantize_load(tmp_path, ca
             mdfi.Network(str(out) + ".cfg", str(out) + ".weights") as fnet:
         agree = np.mean([np.argmax(qnet.forward(v)) == np.argmax(fnet.forward(v)) for v in x])
     assert agree >= 0.9
+
+
+def test_command_line_fisher_rates(tmp_path, capsys):
+    from weights_tools.__main__ import main
+    cfg, weights = digits_files(tmp_path)
+    out = tmp_path / "pruned"
+    rc = main(["prune", "--cfg", cfg, "--weights", weights, "--data", "digits", "--rates", "fisher",
+               "--method", "l1", "--target-flops", "0.4", "--epochs", "0.1", "--batch-size", "32",
+               "--torch-threads", "1", "-o", str(out)])
+    assert rc == 0, capsys.readouterr()
+    rec = json.loads((tmp_path / "pruned.json").read_text())
+    s = rec["summary"]
+    assert s["rates"] == "fisher"
+    assert 0.38 <= s["flops_after"] / s["flops"] <= 0.4
+    assert rec["mdfi_vs_pytorch_max_abs_diff"] <= 1e-4
 
 
 @pytest.mark.parametrize("args, message", [

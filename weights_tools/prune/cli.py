@@ -19,6 +19,7 @@ import numpy as np
 from weights_tools.prune.errors import PruneError
 
 METHODS = ("c2s2", "l1", "slimming")   # run.METHODS (kept here: parsing must not need torch)
+RATES = ("cost", "fisher")              # how the per-layer counts are chosen (run.prune)
 
 IMAGE_DATA_SHIFT = 16
 
@@ -46,6 +47,9 @@ def add_arguments(p):
                    help="no layer loses more than this fraction of its channels")
     p.add_argument("--cost-power", type=float, default=0.5,
                    help="prune fraction grows as (cost of a channel)^power")
+    p.add_argument("--rates", choices=RATES, default="cost",
+                   help="per-layer counts from the cost of a channel alone (--cost-power) or from "
+                   "Fisher importance lost per cost saved")
     p.add_argument("--multiple", type=int, default=1, help="keep a multiple of this many channels")
     p.add_argument("--val-per-class", type=int, help="validation images per class (labelled data)")
     p.add_argument("--val-images", type=int, default=4, help="held-out images (unlabelled data)")
@@ -143,7 +147,7 @@ def run_from_args(args, argv=None):
                         round(args.epochs * task.steps_per_epoch), lr=args.lr)
         result = prune(model, task, args.method, args.target_flops, args.target_ms, budget,
                        args.max_prune, args.cost_power, args.multiple, args.threads,
-                       path=args.path)
+                       path=args.path, rates=args.rates)
         cfg, weights = save(result.model, args.output)
         diff = _check_mdfi(result.model, cfg, weights)
     except (PruneError, CfgError, WeightsError, BridgeError, MdfiError, OSError) as e:

@@ -11,8 +11,9 @@ C2S2 (after the thesis' abstract; docs/pruning.md says what was chosen and why):
 - a pruning layer (gates.ChannelGate) after every prunable producer, real-valued
   and binary at once;
 - progressively, group by group in network order, two phases:
-  1. only the gate's real values train (the weights and BN statistics stay as
-     they are), under the task loss plus a sparsity term lam * sum(s).  lam
+  1. the gate's real values train (alone, the weights and BN statistics
+     staying as they are; or with Budget.joint, together with the weights),
+     under the task loss plus a sparsity term lam * sum(s).  lam
      starts at budget.lam x the group's relative cost of a channel x the mean
      |task gradient| of the gate (measured before the phase), grows 20 % a
      step while more gates are open than the group may keep and eases 10 %
@@ -39,9 +40,16 @@ from weights_tools.torch.layers import DarknetBatchNorm
 
 
 class Budget:
-    def __init__(self, select=100, tune=100, final=1000, lr=1e-3, gate_lr=0.1, lam=0.2):
+    """Optimizer steps and rates.  joint: C2S2's phase 1 trains the weights
+    together with the gates (the real form optimized end to end with the
+    network), instead of the gates alone; every step of the budget then
+    trains the weights, as the baselines' steps do."""
+
+    def __init__(self, select=100, tune=100, final=1000, lr=1e-3, gate_lr=0.1, lam=0.2,
+                 joint=False):
         self.select, self.tune, self.final = int(select), int(tune), int(final)
         self.lr, self.gate_lr, self.lam = float(lr), float(gate_lr), float(lam)
+        self.joint = bool(joint)
         if min(self.select, self.tune, self.final) < 0:
             raise PruneError("training steps must be >= 0")
 
@@ -137,7 +145,7 @@ def c2s2(model, task, counts, budget, cost_weight=None, log=print):
         gate, k = gates.gates[grp.id], counts[grp.id]
         where = "layer %d" % grp.producers[0]
         log("[%d/%d] %s: %d -> %d channels" % (n, len(order), where, grp.n, k))
-        # phase 1: only the gate learns
+        # phase 1: the gate learns (alone, or with the weights when joint)
         for p in weights:
             p.requires_grad_(False)
         w = 1.0 if cost_weight is None else cost_weight.get(grp.id, 1.0)
@@ -151,10 +159,18 @@ def c2s2(model, task, counts, budget, cost_weight=None, log=print):
                 state["lam"] *= 1.2 if n_open > k else 0.9 if n_open < k else 1.0
             return state["lam"] * gate.s.clamp(min=0).sum()
 
-        train_steps(model, task, budget.select, [gate.s], budget.gate_lr, log=log,
-                    what="phase 1 (gate)", cosine=False, extra=pull, train_mode=False)
+        for p in weights:
+            p.requires_grad_(budget.joint)
+        params = [{"params": [gate.s], "lr": budget.gate_lr}]
+        if budget.joint:
+            params.append({"params": weights, "lr": budget.lr})
+        train_steps(model, task, budget.select, params, budget.gate_lr, log=log,
+                    what="phase 1 (gate%s)" % (" and weights" if budget.joint else ""),
+                    cosine=False, extra=pull, train_mode=budget.joint)
         for p in weights:
             p.requires_grad_(True)
+        if budget.joint:
+            recalibrate_bn(model, task)
         s = gate.s.detach().numpy()
         chosen = np.sort(np.argsort(-s, kind="stable")[:k])
         mask = np.zeros(grp.n, np.float32)

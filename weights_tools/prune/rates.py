@@ -8,9 +8,18 @@ alpha is found by bisection so that the pruned network costs the target.
 than that fraction, however cheap its channels make it to cut elsewhere.
 Channel counts are rounded to a multiple of `multiple` (never below it), and
 the rounding is corrected group by group until the target is met.
+
+allocate_importance is the cost-aware rule that also weighs what the channels
+are worth (importance.fisher): channels go one step of `multiple` at a time,
+each time from the group whose next least important channels cost the loss
+least per unit of cost saved, until the target is met.  A layer whose
+remaining channels all matter becomes dear to cut, so the rule stops cutting
+it by itself; max_prune stays as the hard guard.
 """
 
 import math
+
+import numpy as np
 
 from weights_tools.prune.graph import PruneError
 
@@ -86,4 +95,56 @@ def allocate(costs, target, max_prune=0.75, power=1.0, multiple=1, groups=None):
                 break
         else:
             break
+    return counts
+
+
+def _floors(groups, max_prune, multiple):
+    return {g.id: max(min(multiple, g.n), int(math.ceil(g.n * (1 - max_prune) - 1e-9)))
+            for g in groups}
+
+
+def allocate_importance(costs, importance, target, max_prune=0.75, multiple=1, groups=None):
+    """{gid: channels to keep} with costs.total() at most `target`, chosen
+    greedily by importance lost per cost saved.  importance: {gid: one value
+    per channel, in units of the loss} (importance.fisher)."""
+    graph = costs.graph
+    groups = list(groups if groups is not None else graph.prunable())
+    if not groups:
+        return allocate(costs, target, max_prune, 1.0, multiple, groups)   # its error
+    if not 0 < max_prune < 1:
+        raise PruneError("max_prune must be between 0 and 1, got %r" % (max_prune,))
+    for g in groups:
+        if g.id not in importance or len(importance[g.id]) != g.n:
+            raise PruneError("no importance of each of the %d channels of %s"
+                             % (g.n, _where(graph, g)))
+    ranked = {g.id: np.sort(np.asarray(importance[g.id], np.float64)) for g in groups}
+    floors = _floors(groups, max_prune, multiple)
+    counts = {g.id: g.n for g in groups}
+
+    def cost_of(c):
+        return costs.total({gid: k / graph.group(gid).n for gid, k in c.items()})
+
+    full = cost_of(counts)
+    if cost_of(floors) > target:
+        raise PruneError("the target %.4g cannot be met: pruning every layer by max_prune=%.2f "
+                         "still costs %.4g of %.4g (%.2fx); raise --max-prune or lower the target"
+                         % (target, max_prune, cost_of(floors), full, full / cost_of(floors)))
+    now = full
+    while now > target:
+        best = None
+        for g in groups:
+            k = counts[g.id]
+            step = min(multiple, k - floors[g.id])
+            if step <= 0:
+                continue
+            counts[g.id] = k - step
+            after = cost_of(counts)
+            counts[g.id] = k
+            lost = ranked[g.id][g.n - k:g.n - k + step].sum()
+            value = lost / max(now - after, 1e-30)
+            if best is None or value < best[0]:
+                best = (value, g.id, k - step, after)
+        if best is None:
+            break
+        _, gid, counts[gid], now = best
     return counts

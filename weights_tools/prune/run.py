@@ -8,10 +8,11 @@ import numpy as np
 from weights_tools.prune import methods
 from weights_tools.prune.costs import CostModel, layer_flops, measure_ms
 from weights_tools.prune.graph import ChannelGraph, PruneError
-from weights_tools.prune.rates import allocate
+from weights_tools.prune.importance import fisher
+from weights_tools.prune.rates import allocate, allocate_importance
 from weights_tools.prune.rewrite import prune_model
 
-from weights_tools.prune.cli import METHODS  # one list, torch-free
+from weights_tools.prune.cli import METHODS, RATES  # one list each, torch-free
 
 
 @dataclasses.dataclass
@@ -27,16 +28,25 @@ def _first_k(counts):
 
 
 def plan_counts(model, graph, target_flops=None, target_ms=None, max_prune=0.75, power=1.0,
-                multiple=1, threads=1, kernel=None, log=print, path="float", calib=None):
+                multiple=1, threads=1, kernel=None, log=print, path="float", calib=None,
+                importance=None):
     """(counts {gid: channels to keep}, cost model, per-layer ms, whole ms).
     target_flops: a fraction of the model's FLOPs; target_ms: milliseconds per
     forward on this CPU (MDFI, `threads`, `path` float or int8), reached by measuring candidate
     architectures: the rates come from the per-layer profile, the result is
-    re-measured and the target corrected until it lands within 2 %."""
+    re-measured and the target corrected until it lands within 2 %.
+    importance: {gid: per-channel importance} (importance.fisher) to allocate
+    by importance lost per cost saved (rates.allocate_importance) instead of
+    by cost alone (rates.allocate, `power`)."""
     if (target_flops is None) == (target_ms is None):
         raise PruneError("give one target: target_flops (a fraction) or target_ms")
     def measure(m):
         return measure_ms(m, threads=threads, kernel=kernel, path=path, calib=calib)
+
+    def rates(costs, target):
+        if importance is not None:
+            return allocate_importance(costs, importance, target, max_prune, multiple)
+        return allocate(costs, target, max_prune, power, multiple)
 
     per_ms, whole = measure(model)
     if target_flops is not None:
@@ -44,7 +54,7 @@ def plan_counts(model, graph, target_flops=None, target_ms=None, max_prune=0.75,
             raise PruneError("target_flops is a fraction of the network's FLOPs in (0, 1], "
                              "got %r" % (target_flops,))
         costs = CostModel(graph, layer_flops(model))
-        return allocate(costs, target_flops * costs.total(), max_prune, power, multiple), costs, per_ms, whole
+        return rates(costs, target_flops * costs.total()), costs, per_ms, whole
     if target_ms <= 0:
         raise PruneError("target_ms must be positive, got %r" % (target_ms,))
     costs = CostModel(graph, per_ms)
@@ -55,7 +65,7 @@ def plan_counts(model, graph, target_flops=None, target_ms=None, max_prune=0.75,
         if goal <= 0:
             raise PruneError("the target %.3f ms is below MDFI's fixed cost of a forward "
                              "(%.3f ms outside the layers)" % (target_ms, overhead))
-        counts = allocate(costs, goal, max_prune, power, multiple)
+        counts = rates(costs, goal)
         got = measure(prune_model(model, _first_k(counts), graph))[1]
         log("  target %.3f ms: rates for %.3f ms in the profile model measure %.3f ms"
             % (target_ms, goal + overhead, got))
@@ -82,18 +92,25 @@ def report_rows(model, pruned, graph, keep, per_ms, per_ms_after):
 
 
 def prune(model, task, method="c2s2", target_flops=None, target_ms=None, budget=None,
-          max_prune=0.75, power=1.0, multiple=1, threads=1, kernel=None, log=print, path="float"):
+          max_prune=0.75, power=1.0, multiple=1, threads=1, kernel=None, log=print, path="float",
+          rates="cost"):
     """Prunes a copy of `model` (a weights_tools.torch.Darknet with trained
     weights) on `task`; returns a Result.  The model given is trained in place
-    (masked) and should be discarded."""
+    (masked) and should be discarded.  rates: "cost" (rates.allocate, by the
+    cost of a channel alone, `power`) or "fisher" (rates.allocate_importance:
+    Fisher importance lost per cost saved)."""
     if method not in METHODS:
         raise PruneError("unknown method %r (choose from %s)" % (method, ", ".join(METHODS)))
     budget = budget or methods.Budget()
+    if rates not in RATES:
+        raise PruneError("unknown rates %r (choose from %s)" % (rates, ", ".join(RATES)))
     graph = ChannelGraph(model)
     t0 = time.time()
     calib = task.x[:8].numpy()
+    importance = fisher(model, task, graph) if rates == "fisher" else None
     counts, costs, per_ms, whole = plan_counts(model, graph, target_flops, target_ms, max_prune,
-                                                power, multiple, threads, kernel, log, path, calib)
+                                                power, multiple, threads, kernel, log, path, calib,
+                                                importance)
     n_groups = sum(1 for g in graph.prunable() if counts.get(g.id, g.n) < g.n)
     score_before = task.score(model)
     log("%s: %d groups pruned; %s before: %.4f" % (method, n_groups, task.score_name, score_before))
@@ -118,7 +135,7 @@ def prune(model, task, method="c2s2", target_flops=None, target_ms=None, budget=
     summary = {"method": method, "target_flops": target_flops, "target_ms": target_ms,
                "flops": f0, "flops_after": f1, "flops_ratio": f0 / f1,
                "ms": whole, "ms_after": whole_after, "speedup": whole / whole_after,
-               "threads": threads, "path": path, "score_name": task.score_name, "score_before": score_before,
+               "threads": threads, "path": path, "rates": rates, "score_name": task.score_name, "score_before": score_before,
                "score_after": score, "groups_pruned": n_groups, "seconds": time.time() - t0,
                "budget": dataclasses.asdict(budget) if dataclasses.is_dataclass(budget)
                else vars(budget)}
