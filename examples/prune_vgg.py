@@ -113,11 +113,12 @@ def main(argv=None):
     ap.add_argument("--tune-steps", type=int, default=60)
     ap.add_argument("--epochs", type=float, default=1.0, help="final fine-tune epochs")
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--joint", action="store_true",
-                    help="C2S2's phase 1 trains the weights with the gates")
+    ap.add_argument("--joint", action=argparse.BooleanOptionalAction, default=True,
+                    help="C2S2's phase 1 trains the weights with the gates (--no-joint: the "
+                    "gates alone)")
     ap.add_argument("--max-prune", type=float, default=0.75)
     ap.add_argument("--cost-power", type=float, default=0.5)
-    ap.add_argument("--rates", choices=("cost", "fisher"), default="cost",
+    ap.add_argument("--rates", choices=("cost", "fisher"), default="fisher",
                     help="per-layer counts from the cost of a channel alone (--cost-power) or "
                     "from Fisher importance lost per cost saved (C2S2 and L1-norm)")
     ap.add_argument("--train-limit", type=int)

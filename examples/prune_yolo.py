@@ -365,11 +365,12 @@ def run(args, argv, cfg_text, files, float416, float_prefix, train_photos, held,
         task = TeacherTask(teacher, x[:-n_val], x[-n_val:], args.batch_size,
                            shift=args.res // 32, flip=True, seed=args.seed, loss=args.loss,
                            freeze_bn=not args.train_bn, reconstruct=args.reconstruct)
-        budget = Budget(args.select_steps, args.tune_steps, args.final_steps, lr=args.lr)
+        budget = Budget(args.select_steps, args.tune_steps, args.final_steps, lr=args.lr,
+                        joint=False)   # the committed record's C2S2 (gates alone in phase 1)
         print("\n=== target %.2f of the FLOPs: C2S2 at %dx%d ===" % (target, args.res, args.res))
         result = prune(student, task, "c2s2", target_flops=target, budget=budget,
                        max_prune=args.max_prune, power=args.cost_power, multiple=args.multiple,
-                       threads=1)
+                       threads=1, rates="cost")
         seconds = time.time() - t0
         print(format_rows(result.rows))
         prefix = pruned_prefix(args.out, target)

@@ -351,7 +351,7 @@ def test_c2s2_phase_one_learns_which_channels_matter():
     from weights_tools.prune.methods import train_steps
     train_steps(m, task, 150, [m.layers[2].weight, m.layers[2].bias], 0.05)
     g = ChannelGraph(m)
-    keep, _ = c2s2(m, task, {g.group_of[0]: 2}, Budget(select=60, tune=0, final=0, gate_lr=0.05,
+    keep, _ = c2s2(m, task, {g.group_of[0]: 2}, Budget(select=60, tune=0, final=0, gate_lr=0.05, joint=False,
                                                    lam=0.5), log=lambda s: None)
     assert keep[g.group_of[0]].tolist() == [0, 1]
 

@@ -39,6 +39,8 @@ def add_arguments(p):
     p.add_argument("--method", choices=METHODS, default="c2s2")
     p.add_argument("--select-steps", type=int, default=60, help="C2S2 phase-1 steps per layer")
     p.add_argument("--tune-steps", type=int, default=60, help="C2S2 phase-2 steps per layer")
+    p.add_argument("--gates-only", action="store_true",
+                   help="C2S2's phase 1 trains only the gates (default: the weights with them)")
     p.add_argument("--epochs", type=float, default=1.0,
                    help="final fine-tuning, in epochs of the training data")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -47,7 +49,7 @@ def add_arguments(p):
                    help="no layer loses more than this fraction of its channels")
     p.add_argument("--cost-power", type=float, default=0.5,
                    help="prune fraction grows as (cost of a channel)^power")
-    p.add_argument("--rates", choices=RATES, default="cost",
+    p.add_argument("--rates", choices=RATES, default="fisher",
                    help="per-layer counts from the cost of a channel alone (--cost-power) or from "
                    "Fisher importance lost per cost saved")
     p.add_argument("--multiple", type=int, default=1, help="keep a multiple of this many channels")
@@ -144,7 +146,8 @@ def run_from_args(args, argv=None):
                                          args.seed, args.teacher_loss, args.freeze_bn,
                                          args.reconstruct)
         budget = Budget(args.select_steps, args.tune_steps,
-                        round(args.epochs * task.steps_per_epoch), lr=args.lr)
+                        round(args.epochs * task.steps_per_epoch), lr=args.lr,
+                        joint=not args.gates_only)
         result = prune(model, task, args.method, args.target_flops, args.target_ms, budget,
                        args.max_prune, args.cost_power, args.multiple, args.threads,
                        path=args.path, rates=args.rates)

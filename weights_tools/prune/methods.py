@@ -46,7 +46,7 @@ class Budget:
     trains the weights, as the baselines' steps do."""
 
     def __init__(self, select=100, tune=100, final=1000, lr=1e-3, gate_lr=0.1, lam=0.2,
-                 joint=False):
+                 joint=True):
         self.select, self.tune, self.final = int(select), int(tune), int(final)
         self.lr, self.gate_lr, self.lam = float(lr), float(gate_lr), float(lam)
         self.joint = bool(joint)

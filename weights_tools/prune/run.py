@@ -93,7 +93,7 @@ def report_rows(model, pruned, graph, keep, per_ms, per_ms_after):
 
 def prune(model, task, method="c2s2", target_flops=None, target_ms=None, budget=None,
           max_prune=0.75, power=1.0, multiple=1, threads=1, kernel=None, log=print, path="float",
-          rates="cost"):
+          rates="fisher"):
     """Prunes a copy of `model` (a weights_tools.torch.Darknet with trained
     weights) on `task`; returns a Result.  The model given is trained in place
     (masked) and should be discarded.  rates: "cost" (rates.allocate, by the
