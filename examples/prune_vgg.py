@@ -178,7 +178,11 @@ def main(argv=None):
                    "validation_accuracy": s["score_after"], "test_accuracy": acc,
                    "test_accuracy_loss_points": 100 * (float_acc - acc),
                    "kept": [r["kept"] for r in res.rows if r["type"] == "convolutional"],
-                   "train_seconds": s["seconds"], "budget_steps": budget.total(s["groups_pruned"])}
+                   "train_seconds": s["seconds"], "budget_steps": budget.total(s["groups_pruned"]),
+                   "seed": args.seed,
+                   "rates": "own threshold" if method == "slimming" else s["rates"]}
+            if method.startswith("c2s2"):
+                run["joint"] = args.joint
             with open(prefix + ".json", "w") as f:
                 json.dump({"run": run, "summary": s, "layers": res.rows,
                            "keep": {str(g): v.tolist() for g, v in res.keep.items()}}, f, indent=1)
@@ -248,6 +252,14 @@ def merge(paths, out, argv):
     record["commands"] = [r["command"] for r in records]
     record["command"] = "python " + " ".join(shlex.quote(a) for a in
                                              [os.path.relpath(__file__, ROOT)] + (argv or sys.argv[1:]))
+    for r in records:   # what varied between the merged runs goes into each run
+        st = r["settings"]
+        for run in r["runs"]:
+            run.setdefault("seed", st.get("seed", 0))
+            run.setdefault("rates", "own threshold" if run["method"] == "slimming"
+                           else st.get("rates", "cost"))
+            if run["method"].startswith("c2s2"):
+                run.setdefault("joint", st.get("joint", False))
     record["runs"] = [run for r in records for run in r["runs"]]
     for r in records[1:]:
         if r["float_test_accuracy"] != record["float_test_accuracy"] or r["model"] != record["model"]:
@@ -263,12 +275,14 @@ def merge(paths, out, argv):
 
 
 def write_table(record, path):
-    lines = ["| FLOPs target | method | FLOPs ratio | test accuracy | loss (points) | MDFI 1-thread "
-             "speed-up | speed-up / FLOPs ratio | conv channels kept |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| FLOPs target | method | seed | counts | FLOPs ratio | validation | test accuracy | "
+             "loss (points) | MDFI 1-thread speed-up | speed-up / FLOPs ratio | conv channels kept |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in record["runs"]:
-        lines.append("| %.2f | %s | %.2fx | %.2f %% | %.2f | %.2fx | %.0f %% | %s |"
-                     % (r["target_flops"], r["method"], r["flops_ratio"], 100 * r["test_accuracy"],
+        method = r["method"] + (" (gates-only phase 1)" if r.get("joint") is False else "")
+        lines.append("| %.2f | %s | %s | %s | %.2fx | %.2f %% | %.2f %% | %.2f | %.2fx | %.0f %% | %s |"
+                     % (r["target_flops"], method, r.get("seed", 0), r.get("rates", "cost"),
+                        r["flops_ratio"], 100 * r["validation_accuracy"], 100 * r["test_accuracy"],
                         r["test_accuracy_loss_points"], r.get("speedup", float("nan")),
                         100 * r.get("speedup_over_flops_ratio", float("nan")),
                         ", ".join(map(str, r["kept"]))))
