@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/mem.h"
 #include "io/weights.h"
 
 struct mdfi_params {
@@ -54,11 +55,10 @@ mdfi_status mdfi_params_open(const char *path, mdfi_params **out, mdfi_errbuf *e
 {
     *out = NULL;
     mdfi_params *p = calloc(1, sizeof *p);
-    if (!p || !(p->path = malloc(strlen(path) + 1))) {
+    if (!p || !(p->path = mdfi_strdup(path))) {
         free(p);
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
     }
-    strcpy(p->path, path);
     p->layer = -1;
     p->type = "header";
     mdfi_status st = sniff_and_load(p, err);

@@ -77,7 +77,7 @@ static mdfi_status fixed_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errb
     return MDFI_OK;
 }
 
-static const char *const mode_names[] = {"", " (per channel)", " (per-channel multipliers)"};
+static const char mode_names[][27] = {"", " (per channel)", " (per-channel multipliers)"};
 
 /* The record must be this layer's, with its shape and formats. */
 static mdfi_status check_record(const mdfi_layer *l, const fx_gemm *p, const mdfi_qrecord *r,

@@ -1,6 +1,6 @@
 /* A layer type is one registry row (layers/registry.c):
  *
- *   name, aliases   the cfg section names it answers to
+ *   name, alias     the cfg section names it answers to
  *   kind            flags the network's passes and the detect glue ask
  *   parse           cfg section + input shapes -> its typed spec (l->spec),
  *                   its inputs and output shape; never allocates beyond the spec
@@ -100,7 +100,7 @@ typedef struct {
 
 typedef struct {
     const char *name;
-    const char *aliases[3];
+    const char *alias;         /* or NULL */
     unsigned kind;
     mdfi_status (*parse)(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                          mdfi_errbuf *err);

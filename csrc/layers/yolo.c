@@ -73,15 +73,12 @@ mdfi_status mdfi_yolo_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse
     else if (strcmp(kind, "diounms"))
         y->nms_beta = -1;
     /* training-only keys (pjreddie's and AlexeyAB's parse_yolo) */
-    static const char *const train[] = {
-        "jitter", "ignore_thresh", "truth_thresh", "random", "max_delta", "iou_loss",
-        "iou_normalizer", "cls_normalizer", "obj_normalizer", "delta_normalizer", "iou_thresh",
-        "iou_thresh_kind", "objectness_smooth", "resize", "max", "show_details",
-        "counters_per_class", "label_smooth_eps", "focal_loss", "track_history_size",
-        "sim_thresh", "dets_for_track", "dets_for_show", "track_ciou_norm", "embedding_layer",
-        "map"};
-    for (size_t i = 0; i < sizeof train / sizeof train[0]; ++i)
-        (void)mdfi_cfg_str(s, train[i], NULL);
+    mdfi_cfg_ignore(s, "jitter ignore_thresh truth_thresh random max_delta iou_loss "
+                       "iou_normalizer cls_normalizer obj_normalizer delta_normalizer iou_thresh "
+                       "iou_thresh_kind objectness_smooth resize max show_details "
+                       "counters_per_class label_smooth_eps focal_loss track_history_size "
+                       "sim_thresh dets_for_track dets_for_show track_ciou_norm embedding_layer "
+                       "map");
     if ((unsigned)y->new_coords > 1 || !(y->scale_xy > 0))
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [yolo]: bad new_coords=%d "
                          "scale_x_y=%g", name, s->line, ctx->index, y->new_coords,
@@ -150,7 +147,7 @@ static mdfi_status fixed_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdf
     free(y->logistic);
     if (!(y->logistic = malloc(n * sizeof *y->logistic)))
         return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
-    const float scale = ldexpf(1.f, -l->q_in.frac);
+    const float scale = (float)ldexp(1., -l->q_in.frac);
     for (size_t i = 0; i < n; ++i)
         y->logistic[i] = (float)(qmin + (int32_t)i) * scale;   /* as mdfi_fx_dequantize */
     mdfi_activate(y->logistic, n, MDFI_ACT_LOGISTIC);
