@@ -43,7 +43,6 @@ REFUSED = {
     "pj/darknet9000.cfg": "[softmax]: tree= (a hierarchical softmax) is not supported",
     "ab/Gaussian_yolov3_BDD.cfg": "unknown section [Gaussian_yolo]",
     "ab/yolov4-tiny_contrastive.cfg": "unknown section [local_avgpool]",
-    "ab/resnet152_trident.cfg": "stride_x/stride_y/dilation are not supported",
     # broken in AlexeyAB's tree: anchors past num (Darknet reads past its biases)
     "ab/cspx-p7-mish.cfg": "mask 16 is not an anchor index (0..15)",
     "ab/cspx-p7-mish_hp.cfg": "31 anchor values for num=16 (need 32)",
@@ -451,3 +450,117 @@ def test_alexeyab_nms_equals_a_reference(zoo, tmp_path, name, beta):
     plain = diou_nms_ref(raw, 80, np.float32(0.45), None)
     assert got == ref
     assert got != plain        # the DIoU term changed what survives
+
+
+# ----------------------------------------------------------------------------- AlexeyAB's conv keys
+
+def read_floats(weights):
+    """A generated .weights file's floats (header 0.2.0: 20 bytes)."""
+    return np.frombuffer(weights.read_bytes()[20:], dtype="<f4")
+
+
+def im2col_ext(im, size, pad, stride_y, stride_x, dilation):
+    """AlexeyAB's im2col_cpu_ext: [c][ky][kx] rows of [oy][ox] columns, zeros off the image."""
+    c, h, w = im.shape
+    oh = (h + 2 * pad - (dilation * (size - 1) + 1)) // stride_y + 1
+    ow = (w + 2 * pad - (dilation * (size - 1) + 1)) // stride_x + 1
+    padded = np.zeros((c, h + 2 * pad, w + 2 * pad), np.float32)
+    padded[:, pad:pad + h, pad:pad + w] = im
+    cols = np.empty((c, size, size, oh, ow), np.float32)
+    for ky in range(size):
+        for kx in range(size):
+            y0, x0 = ky * dilation, kx * dilation
+            cols[:, ky, kx] = padded[:, y0:y0 + stride_y * (oh - 1) + 1:stride_y,
+                                     x0:x0 + stride_x * (ow - 1) + 1:stride_x]
+    return cols.reshape(c * size * size, oh * ow), oh, ow
+
+
+CONVS = [  # (size, pad key, stride_x, stride_y, dilation)
+    (3, "pad=1", 1, 1, 2), (3, "pad=1", 1, 1, 3), (5, "pad=1", 2, 2, 3),
+    (3, "pad=1", 2, 1, 1), (3, "pad=1", 1, 3, 2), (1, "pad=0", 2, 3, 4),
+    (3, "pad=1", 3, 2, 2),
+]
+
+
+@pytest.mark.parametrize("size, pad, sx, sy, dil", CONVS)
+def test_dilated_and_strided_convs_equal_darknets_code(tmp_path, size, pad, sx, sy, dil):
+    """resnet152_trident's dilation (AlexeyAB pads by padding x dilation and keeps the
+    undilated output size) and the separate stride_x / stride_y, against a transcription of
+    AlexeyAB's im2col_cpu_ext and GEMM on the weights in the file (OpenCV's importer
+    ignores these keys).  Both conv paths: the AVX2 kernel's and the reference's."""
+    cfg = tmp_path / "d.cfg"
+    cfg.write_text("[net]\nwidth=23\nheight=17\nchannels=3\n\n"
+                   f"[convolutional]\nfilters=7\nsize={size}\n{pad}\nstride_x={sx}\n"
+                   f"stride_y={sy}\ndilation={dil}\nactivation=linear\n")
+    weights = weights_for(cfg, tmp_path)
+    floats = read_floats(weights)
+    bias, w = floats[:7], floats[7:].reshape(7, -1)
+    x = np.random.default_rng(2).random((3, 17, 23), dtype=np.float32)
+    d = 1 if size == 1 else dil                      # Darknet: a 1x1 kernel is not dilated
+    padding = size // 2 if pad == "pad=1" else 0
+    cols, oh, ow = im2col_ext(x, size, padding * d, sy, sx, d)
+    assert (oh, ow) == ((17 + 2 * padding - size) // sy + 1, (23 + 2 * padding - size) // sx + 1)
+    ref = (w.astype(np.float64) @ cols).reshape(7, oh, ow) + bias[:, None, None]
+    for kernel in (None, "ref"):
+        with mdfi.Network(cfg, weights, kernel=kernel) as net:
+            out = net.forward(x)
+            assert net.layers[0].flops == 2 * 7 * 3 * size * size * oh * ow
+        assert out.shape == (7, oh, ow)
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_share_index_reads_the_sources_parameters(tmp_path):
+    """share_index (absolute, relative, and a chain through a sharer) gives the output of
+    the same cfg in which each sharer has its own copy of the source's parameters."""
+    head = "[net]\nwidth=16\nheight=12\nchannels=3\n\n"
+    conv = "[convolutional]\nbatch_normalize=1\nfilters=8\nsize=3\npad=1\nactivation=leaky\n"
+    body = [conv, conv, conv + "SHARE=1\ndilation=2\n", "[route]\nlayers=0\n",
+            conv + "SHARE=-3\n", conv + "SHARE=4\nstride_x=2\n"]
+    shared, own = tmp_path / "shared.cfg", tmp_path / "own.cfg"
+    shared.write_text(head + "\n".join(b.replace("SHARE", "share_index") for b in body))
+    own.write_text(head + "\n".join(b.replace("SHARE", "#share_index") for b in body))
+    weights = weights_for(shared, tmp_path)
+    floats = read_floats(weights)
+    per = 8 * 4 + 8 * 8 * 9
+    first = 8 * 4 + 8 * 3 * 9
+    assert len(floats) == first + per          # layers 2, 4 and 5 have none of their own
+    layer1 = floats[first:]
+    copied = tmp_path / "own.weights"
+    copied.write_bytes(weights.read_bytes() + np.tile(layer1, 3).astype("<f4").tobytes())
+    x = np.random.default_rng(3).random((3, 12, 16), dtype=np.float32)
+    with mdfi.Network(shared, weights, keep_outputs=True) as a, \
+            mdfi.Network(own, copied, keep_outputs=True) as b:
+        a.forward(x)
+        b.forward(x)
+        for i in (2, 4, 5):
+            np.testing.assert_array_equal(a.layer_output(i), b.layer_output(i))
+
+
+@pytest.mark.parametrize("keys, error, match", [
+    ("size=3\npad=1\ndilation=0\n", mdfi.CfgError, r"d\.cfg:6: layer 0 .*dilation=0"),
+    ("size=3\npad=1\ndilation=65\n", mdfi.CfgError, r"d\.cfg:6: layer 0 .*dilation=65 \(1\.\.64"),
+    ("size=3\nstride_y=99\n", mdfi.CfgError, r"d\.cfg:6: layer 0 .*stride=1,99"),
+    ("size=2\npadding=1\ndilation=2\n", mdfi.UnsupportedError,
+     r"d\.cfg:6: layer 0 \[convolutional\]: dilation=2, stride_y=1: Darknet's output size and"),
+    ("size=1\nstride_y=2\n", mdfi.UnsupportedError, r"d\.cfg:6: layer 0 .*stride_y=2: Darknet"),
+    ("size=3\nshare_index=0\n", mdfi.CfgError, r"d\.cfg:9: layer 0 \[convolutional\]: share_index"
+                                               r"=0 refers to layer 0, which is not an earlier"),
+    ("size=3\npad=1\nxnor=1\ndilation=2\n", mdfi.UnsupportedError,
+     r"layer 0 \[convolutional\]: dilation, .* not supported on the binary \(xnor=1\) path"),
+])
+def test_bad_conv_keys_name_the_layer(tmp_path, keys, error, match):
+    cfg = tmp_path / "d.cfg"
+    cfg.write_text("[net]\nwidth=9\nheight=9\nchannels=2\n\n[convolutional]\nfilters=2\n"
+                   + keys)
+    with pytest.raises(error, match=match):
+        mdfi.Network(cfg)
+
+
+def test_share_index_needs_a_convolution_of_the_same_shape(tmp_path):
+    cfg = tmp_path / "s.cfg"
+    cfg.write_text("[net]\nwidth=9\nheight=9\nchannels=2\n\n[convolutional]\nfilters=2\nsize=3\n\n"
+                   "[convolutional]\nfilters=2\nsize=1\nshare_index=-1\n")
+    with pytest.raises(mdfi.CfgError, match=r"s\.cfg:13: layer 1 \[convolutional\]: share_index"
+                                            r"=-1: layer 0 is not a convolution of this shape"):
+        mdfi.Network(cfg)
+

@@ -3,7 +3,8 @@ PyTorch (weights_tools.torch.import_darknet) compute every layer's output MDFI c
 export back to the same sections and weights.
 
 This checks the bridge's modules against MDFI, and MDFI against a second implementation
-where OpenCV cannot (relu6, [shortcut] of unequal shapes, [reorg3d], [sam], [crop]); the
+where OpenCV cannot (relu6, [shortcut] of unequal shapes, [reorg3d], [sam], [crop], conv
+dilation and share_index, which OpenCV's importer ignores); the
 others (OpenCV checks MDFI there, tests/test_zoo.py) check the bridge's [region], [reorg],
 [yolo] scale_x_y and new_coords, swish, mish and [cost]."""
 import numpy as np
@@ -40,6 +41,10 @@ def features(model):
             found.add("new_coords")
         if isinstance(layer, Region) and layer.softmax:
             found.add("region softmax")
+        if getattr(layer, "dilation", 1) > 1:
+            found.add("dilation")
+        if getattr(layer, "share_index", None) is not None:
+            found.add("share_index")
     return found
 
 
@@ -56,6 +61,8 @@ def features(model):
     ("ab/efficientnet_b0.cfg", 64, {"swish", "scale_channels"}),
     ("ab/yolov4-csp-s-mish.cfg", 128, {"mish", "new_coords"}),
     ("ab/darknet19.cfg", 64, {"cost"}),
+    # dilation 2 and 3 with AlexeyAB's padding x dilation; parameters shared by share_index
+    ("ab/resnet152_trident.cfg", 64, {"dilation", "share_index"}),
 ])
 def test_every_layer_equals_mdfi(zoo, tmp_path, name, size, wanted):  # noqa: F811
     cfg = resized(zoo, tmp_path, name, size)

@@ -163,10 +163,11 @@ def _bn_arrays(n):
 def _conv(sec, c, h, w):
     n = sec.get_int("filters", 1)
     size = sec.get_int("size", 1)
-    stride = sec.get_int("stride", 1)
+    stride_x, stride_y = conv_strides(sec)
     groups = sec.get_int("groups", 1)
     padding = size // 2 if sec.get_int("pad", 0) else sec.get_int("padding", 0)
-    for key, v in (("filters", n), ("size", size), ("stride", stride), ("groups", groups)):
+    for key, v in (("filters", n), ("size", size), ("stride", min(stride_x, stride_y)),
+                   ("groups", groups)):
         if v <= 0:
             raise sec.error("%s must be positive, got %d" % (key, v), key)
     if c % groups or n % groups:
@@ -176,12 +177,22 @@ def _conv(sec, c, h, w):
     if oh < 0 or ow < 0:
         raise sec.error("kernel %d with padding %d does not fit the %dx%d input" % (size, padding, w, h))
     params = []
-    if not sec.get_int("dontload", 0):
+    # share_index: another layer's parameters (AlexeyAB), none in the file
+    if not sec.get_int("dontload", 0) and sec.get_str("share_index") is None:
         params.append(("biases", (n,)))
         if sec.get_int("batch_normalize", 0) and not sec.get_int("dontloadscales", 0):
             params += _bn_arrays(n)
         params.append(("weights", (n, c // groups, size, size)))
-    return (n, oh // stride + 1, ow // stride + 1), params
+    # AlexeyAB's output size, which dilation= does not change
+    return (n, oh // stride_y + 1, ow // stride_x + 1), params
+
+
+def conv_strides(sec):
+    """(stride_x, stride_y) of a [convolutional]: AlexeyAB's keys, each below 1 taking
+    stride's value."""
+    stride = sec.get_int("stride", 1)
+    sx, sy = sec.get_int("stride_x", -1), sec.get_int("stride_y", -1)
+    return (sx if sx >= 1 else stride), (sy if sy >= 1 else stride)
 
 
 def _connected(sec, c, h, w):

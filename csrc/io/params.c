@@ -135,6 +135,22 @@ long long mdfi_params_bytes_left(const mdfi_params *p)
     return p->dk.pos < p->dk.size ? p->dk.size - p->dk.pos : 0;
 }
 
+long long mdfi_params_tell(const mdfi_params *p)
+{
+    return p->kind == MDFI_PARAMS_DARKNET ? p->dk.pos : -1;
+}
+
+mdfi_status mdfi_params_seek(mdfi_params *p, long long pos, mdfi_errbuf *err)
+{
+    if (p->kind != MDFI_PARAMS_DARKNET)
+        return wrong_kind(p, "shared parameters", err);
+    if (fseek(p->dk.f, (long)pos, SEEK_SET))
+        return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: cannot seek back to byte %lld (a "
+                         "share_index layer reads earlier floats again)", p->path, pos);
+    p->dk.pos = pos;
+    return MDFI_OK;
+}
+
 mdfi_status mdfi_params_finish(mdfi_params *p, mdfi_errbuf *err)
 {
     if (p->kind != MDFI_PARAMS_DARKNET)

@@ -73,7 +73,7 @@ mdfi_status mdfi_dualpath_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_p
     MDFI_CHECK(mdfi_dp_parse_source(l, s, ctx, &g, &sp->src_c, err));
     sp->M = filters;
     sp->geom = (mdfi_conv_geom){l->in_c, l->in_h, l->in_w, size, g.stride, g.padding, g.out_h,
-                                g.out_w};
+                                g.out_w, g.stride, 1};
     mdfi_dp_describe(l, &g);
     l->batch_normalize = 1;
     const double k = (double)l->in_c * size * size;

@@ -117,7 +117,7 @@ mdfi_status mdfi_fracconv_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_p
     sp->C = l->in_c;
     sp->M = g.filters;
     sp->geom = (mdfi_conv_geom){(int)cin, l->in_h, l->in_w, g.size, g.stride, g.padding,
-                                g.out_h, g.out_w};
+                                g.out_h, g.out_w, g.stride, 1};
     mdfi_dp_describe(l, &g);
     const double k = (double)cin * g.size * g.size;
     /* binary multiply-adds: thermometer one plane of C T channels; stream

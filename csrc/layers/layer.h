@@ -161,6 +161,8 @@ struct mdfi_layer {
     int keep;                  /* the caller reads this output after forward */
     void *spec;                /* the type's parsed spec */
     void *priv;                /* the running variant's state */
+    int share_from;            /* 1 + the layer whose .weights floats it reads again
+                                  ([convolutional] share_index); 0: its own */
 };
 
 /* Looks a section name (or alias) up in the registry; NULL if unknown. */

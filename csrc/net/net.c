@@ -469,15 +469,26 @@ static mdfi_status load_and_prepare(mdfi_net *net)
         st = mdfi_params_open(net->weights_path, &net->params, &net->err);
     mdfi_params *src = net->params;
     mdfi_prepare_ctx ctx = {net->isa, net->threads, net->binary_kind, src};
+    /* where each layer's floats start: a share_index layer reads its source's again */
+    long long *at = calloc((size_t)net->n, sizeof *at), back = 0;
+    if (!at)
+        st = mdfi_net_fail(net, MDFI_ERR_NOMEM, "out of memory");
     for (int i = 0; st == MDFI_OK && i < net->n; ++i) {
         mdfi_layer *l = &net->layers[i];
-        if (src)
+        if (src) {
             mdfi_params_at(src, i, l->type->name);
-        if (l->run->load)
+            back = at[i] = mdfi_params_tell(src);
+            if (l->share_from)
+                st = mdfi_params_seek(src, at[l->share_from - 1], &net->err);
+        }
+        if (st == MDFI_OK && l->run->load)
             st = l->run->load(l, src, &net->err);
         if (st == MDFI_OK && l->run->prepare)
             st = l->run->prepare(l, &ctx, &net->err);
+        if (st == MDFI_OK && src && l->share_from)
+            st = mdfi_params_seek(src, back, &net->err);
     }
+    free(at);
     if (st == MDFI_OK && src && mdfi_params_kind_of(src) == MDFI_PARAMS_DARKNET)
         st = mdfi_params_finish(src, &net->err);   /* every float read, none left */
     mdfi_params_close(net->params);   /* read once */
