@@ -48,6 +48,10 @@ KINDS = (
     Kind("crop", c=True, torch=True),
     # a training loss; passes its input on at inference (Darknet's output skips it)
     Kind("cost", pass_through=True, identity=True, fixed=True, c=True, torch=True),
+    # AlexeyAB's [maxpool] windows averaged over their pixels in the image (C: float)
+    Kind("local_avgpool", c=True, torch=True),
+    # AlexeyAB's contrastive loss: zeros at inference (its forward returns at once)
+    Kind("contrastive", c=True, torch=True),
     # squeeze-and-excitation (AlexeyAB's darknet): no weights
     Kind("scale_channels", c=True, torch=True),   # C has fixed point too; not the quantizer
     # spatial attention: scale_channels per element (C: float, fixed)

@@ -42,7 +42,6 @@ REFUSED = {
     "ab/yolo9000.cfg": "tree= (YOLO9000's hierarchical softmax) is not supported",
     "pj/darknet9000.cfg": "[softmax]: tree= (a hierarchical softmax) is not supported",
     "ab/Gaussian_yolov3_BDD.cfg": "unknown section [Gaussian_yolo]",
-    "ab/yolov4-tiny_contrastive.cfg": "unknown section [local_avgpool]",
     # broken in AlexeyAB's tree: anchors past num (Darknet reads past its biases)
     "ab/cspx-p7-mish.cfg": "mask 16 is not an anchor index (0..15)",
     "ab/cspx-p7-mish_hp.cfg": "31 anchor values for num=16 (need 32)",
@@ -564,3 +563,59 @@ def test_share_index_needs_a_convolution_of_the_same_shape(tmp_path):
                                             r"=-1: layer 0 is not a convolution of this shape"):
         mdfi.Network(cfg)
 
+
+def local_avgpool_ref(x, size, sx, sy, padding):
+    """AlexeyAB's forward_local_avgpool_layer: a float32 sum over the window's pixels
+    inside the image, in window order, over their count."""
+    c, h, w = x.shape
+    oh, ow = (h + padding - size) // sy + 1, (w + padding - size) // sx + 1
+    off = -(padding // 2)
+    out = np.empty((c, oh, ow), np.float32)
+    for i in range(oh):
+        for j in range(ow):
+            total, count = np.zeros(c, np.float32), 0
+            for y in range(off + i * sy, off + i * sy + size):
+                for x0 in range(off + j * sx, off + j * sx + size):
+                    if 0 <= y < h and 0 <= x0 < w:
+                        total += x[:, y, x0]
+                        count += 1
+            out[:, i, j] = total / np.float32(count)
+    return out
+
+
+@pytest.mark.parametrize("keys, geometry", [
+    ("size=4\nstride=4\n", (4, 4, 4, 3)),                    # yolov4-tiny_contrastive's
+    ("size=3\nstride=1\n", (3, 1, 1, 2)),                    # every window at the edges
+    ("size=3\nstride_x=2\nstride_y=1\npadding=1\n", (3, 2, 1, 1)),
+    ("size=2\nstride=3\npadding=0\n", (2, 3, 3, 0)),
+])
+def test_local_avgpool_equals_darknets_code(tmp_path, keys, geometry):
+    cfg = tmp_path / "p.cfg"
+    cfg.write_text("[net]\nwidth=13\nheight=11\nchannels=3\n\n[convolutional]\nfilters=5\n"
+                   "size=3\npad=1\nactivation=linear\n\n[local_avgpool]\n" + keys)
+    with mdfi.Network(cfg, weights_for(cfg, tmp_path), keep_outputs=True) as net:
+        out = net.forward(np.random.default_rng(4).random((3, 11, 13), dtype=np.float32))
+        ref = local_avgpool_ref(net.layer_output(0), *geometry)
+        np.testing.assert_array_equal(out, ref)
+        size = geometry[0]
+        assert net.layers[1].flops == size * size * ref.size
+
+
+def test_local_avgpool_refuses_windows_outside_the_image(tmp_path):
+    cfg = tmp_path / "p.cfg"
+    cfg.write_text("[net]\nwidth=8\nheight=8\nchannels=1\n\n[local_avgpool]\nsize=2\n"
+                   "padding=3\n")
+    with pytest.raises(mdfi.CfgError, match=r"p\.cfg:8: layer 0 \[local_avgpool\]: padding=3 "
+                                            r"leaves windows of size=2 outside the image"):
+        mdfi.Network(cfg)
+
+
+def test_contrastive_outputs_zeros_as_darknet_at_inference(zoo, tmp_path):
+    """yolov4-tiny_contrastive: [local_avgpool] inside, [contrastive] last (its forward
+    returns at once in AlexeyAB's darknet: zeros); the [yolo] head is unaffected."""
+    cfg = resized(zoo, tmp_path, "ab/yolov4-tiny_contrastive.cfg", 128)
+    with mdfi.Network(cfg, weights_for(cfg, tmp_path), keep_outputs=True) as net:
+        assert [layer.type for layer in net.layers[-3:]] == ["yolo", "route", "contrastive"]
+        out = net.forward(np.random.default_rng(5).random((3, 128, 128), dtype=np.float32))
+        assert out.shape == net.layer_output(len(net.layers) - 2).shape
+        assert not out.any() and net.layer_output(len(net.layers) - 3).any()

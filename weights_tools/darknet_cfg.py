@@ -207,16 +207,24 @@ def _connected(sec, c, h, w):
     return (out, 1, 1), params
 
 
-def _maxpool(sec, c, h, w):
+def pool_geometry(sec):
+    """(size, stride_x, stride_y, padding) of a [maxpool] or [local_avgpool], as AlexeyAB
+    reads them: stride_x and stride_y default to stride, size to stride, padding to
+    size - 1 (windows start at -padding/2)."""
     stride = sec.get_int("stride", 1)
+    sx, sy = sec.get_int("stride_x", stride), sec.get_int("stride_y", stride)
     size = sec.get_int("size", stride)
-    padding = sec.get_int("padding", size - 1)
-    if stride <= 0 or size <= 0:
+    return size, sx, sy, sec.get_int("padding", size - 1)
+
+
+def _maxpool(sec, c, h, w):
+    size, sx, sy, padding = pool_geometry(sec)
+    if sx <= 0 or sy <= 0 or size <= 0:
         raise sec.error("size and stride must be positive")
     oh, ow = h + padding - size, w + padding - size
     if oh < 0 or ow < 0:
         raise sec.error("window %d does not fit the %dx%d input" % (size, w, h))
-    return (c, oh // stride + 1, ow // stride + 1), []
+    return (c, oh // sy + 1, ow // sx + 1), []
 
 
 def _relative(sec, layers, value, key):
@@ -558,7 +566,7 @@ def infer_layers(sections):
             out, params = _conv(sec, c, h, w)
         elif kind == "connected":
             out, params = _connected(sec, c, h, w)
-        elif kind == "maxpool":
+        elif kind in ("maxpool", "local_avgpool"):
             out, params = _maxpool(sec, c, h, w)
         elif kind == "avgpool":
             out = (c, 1, 1)
@@ -591,7 +599,7 @@ def infer_layers(sections):
             out = shape
             if not sec.get_int("dontload", 0):
                 params = _bn_arrays(c)
-        elif kind in ("dropout", "cost"):
+        elif kind in ("dropout", "cost", "contrastive"):
             out = shape
         elif kind == "softmax":
             out = (c * h * w, 1, 1)  # Darknet flattens; its out_c/h/w stay 0

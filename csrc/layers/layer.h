@@ -187,6 +187,13 @@ void mdfi_maxpool_band(const mdfi_pool2d *p, const float *in, int r0, int r1, in
 mdfi_status mdfi_layer_check_shape(const mdfi_parse_ctx *ctx, mdfi_cfg_section *s,
                                    int c, int h, int w, mdfi_errbuf *err);
 
+/* A pool's keys as AlexeyAB reads them ([maxpool], [local_avgpool]): stride,
+ * stride_x and stride_y (default stride: l->stride and *sy), size (default
+ * stride), padding (default size - 1; windows start at -padding/2), checked;
+ * sets the output shape, (in + padding - size) / stride + 1. */
+mdfi_status mdfi_layer_pool_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                                  int *sy, mdfi_errbuf *err);
+
 /* Resolves one layer reference from a cfg value (negative = relative). */
 mdfi_status mdfi_layer_ref(const mdfi_parse_ctx *ctx, mdfi_cfg_section *s,
                            const char *key, int value, int *index, mdfi_errbuf *err);

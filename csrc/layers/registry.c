@@ -13,7 +13,8 @@ extern parse_fn mdfi_convolutional_parse, mdfi_connected_parse, mdfi_maxpool_par
     mdfi_avgpool_parse, mdfi_route_parse, mdfi_shortcut_parse, mdfi_upsample_parse,
     mdfi_yolo_parse, mdfi_dropout_parse, mdfi_softmax_parse, mdfi_scale_channels_parse, mdfi_exit_parse,
     mdfi_dualpath_parse, mdfi_fracconv_parse, mdfi_cost_parse, mdfi_reorg_parse,
-    mdfi_reorg3d_parse, mdfi_region_parse, mdfi_sam_parse, mdfi_crop_parse;
+    mdfi_reorg3d_parse, mdfi_region_parse, mdfi_sam_parse, mdfi_crop_parse,
+    mdfi_local_avgpool_parse, mdfi_contrastive_parse;
 extern const mdfi_layer_variant mdfi_convolutional_float, mdfi_convolutional_binary,
     mdfi_gemm_fixed, mdfi_connected_float, mdfi_maxpool_float, mdfi_maxpool_fixed,
     mdfi_maxpool_bits, mdfi_avgpool_float, mdfi_avgpool_fixed, mdfi_route_float,
@@ -21,7 +22,8 @@ extern const mdfi_layer_variant mdfi_convolutional_float, mdfi_convolutional_bin
     mdfi_upsample_fixed, mdfi_yolo_float, mdfi_yolo_fixed, mdfi_dropout_alias,
     mdfi_softmax_float, mdfi_softmax_fixed, mdfi_scale_channels_float, mdfi_scale_channels_fixed,
     mdfi_exit_float, mdfi_exit_fixed, mdfi_dualpath_binary, mdfi_fracconv_binary,
-    mdfi_reorg_float, mdfi_region_float, mdfi_crop_float;
+    mdfi_reorg_float, mdfi_region_float, mdfi_crop_float, mdfi_local_avgpool_float,
+    mdfi_contrastive_float;
 
 #define K(x) MDFI_KIND_##x
 static const mdfi_layer_type registry[] = {
@@ -50,6 +52,11 @@ static const mdfi_layer_type registry[] = {
     {"reorg", NULL, 0, mdfi_reorg_parse, NULL, {&mdfi_reorg_float, NULL, NULL}},
     {"reorg3d", NULL, 0, mdfi_reorg3d_parse, NULL, {&mdfi_reorg_float, NULL, NULL}},
     {"crop", NULL, 0, mdfi_crop_parse, NULL, {&mdfi_crop_float, NULL, NULL}},
+    {"local_avgpool", NULL, 0, mdfi_local_avgpool_parse, NULL,
+     {&mdfi_local_avgpool_float, NULL, NULL}},
+    /* a training loss whose inference output is zeros */
+    {"contrastive", NULL, 0, mdfi_contrastive_parse, NULL,
+     {&mdfi_contrastive_float, NULL, NULL}},
     /* a training loss: passes its input on, as [dropout] */
     {"cost", NULL, K(ALIAS), mdfi_cost_parse, NULL,
      {&mdfi_dropout_alias, &mdfi_dropout_alias, NULL}},

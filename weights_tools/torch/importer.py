@@ -12,12 +12,14 @@ export() it back.
 import os
 
 from weights_tools.darknet_cfg import (CfgError, conv_strides, crop_shape, exit_options,
-                                       infer_layers, net_shape, parse_cfg, reorg_shapes)
+                                       infer_layers, net_shape, parse_cfg, pool_geometry,
+                                       reorg_shapes)
 from weights_tools.darknet_weights import DarknetWeights, WeightsError, read_weights
 from weights_tools.torch.binary import XnorConv
 from weights_tools.torch.dualpath import DualPath
 from weights_tools.torch.fracconv import FracConv
-from weights_tools.torch.layers import (ACTIVATIONS, AvgPool, BridgeError, Conv, Connected, Cost,
+from weights_tools.torch.layers import (ACTIVATIONS, AvgPool, BridgeError, Contrastive, Conv,
+                                        Connected, Cost, LocalAvgPool,
                                         Crop, Darknet, Dropout, Exit, MaxPool, Region, Reorg, Route,
                                         Sam, ScaleChannels, ShapeMismatchError, Shortcut, Softmax,
                                         UnsupportedModuleError, Upsample, Yolo)
@@ -124,13 +126,10 @@ def _connected(layer):
 
 
 def _maxpool(layer):
-    sec = layer.section
-    stride = sec.get_int("stride", 1)
-    for key in ("stride_x", "stride_y"):
-        if sec.get_int(key, stride) != stride:
-            raise _unsupported(layer, "%s different from stride is not supported" % key)
-    size = sec.get_int("size", stride)
-    return MaxPool(size, stride, sec.get_int("padding", size - 1))
+    size, sx, sy, padding = pool_geometry(layer.section)
+    if sx != sy:
+        raise _unsupported(layer, "stride_y unlike stride_x is not supported")
+    return MaxPool(size, sx, padding)
 
 
 def _route(layer):
@@ -240,6 +239,8 @@ _BUILDERS = {
     "reorg3d": _reorg,
     "crop": _crop,
     "cost": lambda layer: Cost(dict(layer.section.options)),
+    "contrastive": lambda layer: Contrastive(dict(layer.section.options)),
+    "local_avgpool": lambda layer: LocalAvgPool(*pool_geometry(layer.section)),
     "sam": lambda layer: Sam(layer.section.get_int("from", 0), _activation(layer, "linear")),
     "exit": _exit,
     "dualpath": _dualpath,

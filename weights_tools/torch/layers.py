@@ -989,6 +989,63 @@ class Crop(DarknetLayer):
                             ", noadjust" if self.noadjust else "")
 
 
+class LocalAvgPool(DarknetLayer):
+    """[local_avgpool] (AlexeyAB): [maxpool]'s windows (size, stride_x, stride_y, padding
+    with windows starting at stride*o - padding//2), each output the mean of the window's
+    positions inside the input."""
+
+    section = "local_avgpool"
+
+    def __init__(self, size, stride_x, stride_y, padding):
+        super().__init__()
+        self.size, self.stride_x = _positive("size", size), _positive("stride_x", stride_x)
+        self.stride_y = _positive("stride_y", stride_y)
+        if not isinstance(padding, int) or padding < 0 or (padding + 1) // 2 >= size:
+            raise ValueError("padding=%r leaves windows of size %d outside the input"
+                             % (padding, size))
+        self.padding = padding
+
+    def infer(self, index, in_shape, shapes):
+        c, h, w = in_shape
+        if h + self.padding < self.size or w + self.padding < self.size:
+            raise ShapeMismatchError("window %d does not fit the %dx%d input" % (self.size, w, h))
+        return (c, (h + self.padding - self.size) // self.stride_y + 1,
+                (w + self.padding - self.size) // self.stride_x + 1)
+
+    def forward(self, x):
+        _, oh, ow = self.infer(0, x.shape[1:], None)
+        h, w = x.shape[-2:]
+        lo = self.padding // 2
+        pad = (lo, max(0, (ow - 1) * self.stride_x + self.size - lo - w),
+               lo, max(0, (oh - 1) * self.stride_y + self.size - lo - h))
+        stride = (self.stride_y, self.stride_x)
+        sums = F.avg_pool2d(F.pad(x, pad), self.size, stride, divisor_override=1)
+        ones = F.pad(torch.ones((1, 1, h, w), dtype=x.dtype, device=x.device), pad)
+        counts = F.avg_pool2d(ones, self.size, stride, divisor_override=1)
+        return (sums / counts)[..., :oh, :ow]
+
+    def cfg_options(self):
+        return {"size": str(self.size), "stride_x": str(self.stride_x),
+                "stride_y": str(self.stride_y), "padding": str(self.padding)}
+
+
+class Contrastive(DarknetLayer):
+    """[contrastive] (AlexeyAB): a training loss; at inference its forward returns at once,
+    leaving its output zeros. Its keys are kept for export."""
+
+    section = "contrastive"
+
+    def __init__(self, options=None):
+        super().__init__()
+        self.options = dict(options or {})
+
+    def forward(self, x):
+        return torch.zeros_like(x)
+
+    def cfg_options(self):
+        return dict(self.options)
+
+
 class Cost(DarknetLayer):
     """[cost]: a training loss; at inference its input passes on. Its keys
     (type, scale, ...) are training keys, kept for export."""
