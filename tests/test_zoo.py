@@ -555,12 +555,18 @@ def test_bad_conv_keys_name_the_layer(tmp_path, keys, error, match):
         mdfi.Network(cfg)
 
 
-def test_share_index_needs_a_convolution_of_the_same_shape(tmp_path):
-    cfg = tmp_path / "s.cfg"
-    cfg.write_text("[net]\nwidth=9\nheight=9\nchannels=2\n\n[convolutional]\nfilters=2\nsize=3\n\n"
-                   "[convolutional]\nfilters=2\nsize=1\nshare_index=-1\n")
-    with pytest.raises(mdfi.CfgError, match=r"s\.cfg:13: layer 1 \[convolutional\]: share_index"
-                                            r"=-1: layer 0 is not a convolution of this shape"):
+@pytest.mark.parametrize("text, match", [
+    ("[convolutional]\nfilters=2\nsize=3\n\n[convolutional]\nfilters=2\nsize=1\nshare_index=-1\n",
+     r"b\.cfg:13: layer 1 \[convolutional\]: share_index=-1: layer 0 is not a convolution of "
+     r"this shape"),
+    # a window wholly outside the image: Darknet divides by zero
+    ("[local_avgpool]\nsize=2\npadding=3\n",
+     r"b\.cfg:8: layer 0 \[local_avgpool\]: padding=3 leaves windows of size=2 outside the image"),
+])
+def test_bad_sections_name_the_line(tmp_path, text, match):
+    cfg = tmp_path / "b.cfg"
+    cfg.write_text("[net]\nwidth=9\nheight=9\nchannels=2\n\n" + text)
+    with pytest.raises(mdfi.CfgError, match=match):
         mdfi.Network(cfg)
 
 
@@ -599,15 +605,6 @@ def test_local_avgpool_equals_darknets_code(tmp_path, keys, geometry):
         np.testing.assert_array_equal(out, ref)
         size = geometry[0]
         assert net.layers[1].flops == size * size * ref.size
-
-
-def test_local_avgpool_refuses_windows_outside_the_image(tmp_path):
-    cfg = tmp_path / "p.cfg"
-    cfg.write_text("[net]\nwidth=8\nheight=8\nchannels=1\n\n[local_avgpool]\nsize=2\n"
-                   "padding=3\n")
-    with pytest.raises(mdfi.CfgError, match=r"p\.cfg:8: layer 0 \[local_avgpool\]: padding=3 "
-                                            r"leaves windows of size=2 outside the image"):
-        mdfi.Network(cfg)
 
 
 def test_contrastive_outputs_zeros_as_darknet_at_inference(zoo, tmp_path):
