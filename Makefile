@@ -120,6 +120,15 @@ OBJ_COLD := $(filter $(BUILD)/obj/csrc/base/% $(BUILD)/obj/csrc/net/% %/weights.
     %/params.o %/qarrays.o $(addprefix %/layers/,common.o registry.o dp_common.o cost.o \
     dropout.o convolutional.o connected.o crop.o reorg.o region.o),$(OBJ_PORTABLE)) $(CLI_OBJ)
 $(OBJ_COLD): CFLAGS_BASE += $(OZ)
+# The layer types' variant tables (48-byte structs of function pointers), the
+# reference kernels' tables and the run-once code's data at their ABI
+# alignment: x86-64 gcc aligns data of 32 bytes or more to 32, which padded
+# each variant to 64 bytes of relocated data (docs/architecture.md, the size
+# budget); none of these files loads its own tables with vector moves.
+ifneq (,$(findstring x86_64,$(TRIPLE)))
+$(filter $(BUILD)/obj/csrc/layers/% $(BUILD)/obj/csrc/kernels/ref/%,$(OBJ_PORTABLE)) \
+    $(OBJ_COLD): CFLAGS_BASE += -malign-data=abi
+endif
 # printf stays printf: gcc's puts/putchar for it are two more imports (PLT
 # entries, symbols, relocations), about 150 bytes of the program
 $(CLI_OBJ): CFLAGS_BASE += -fno-builtin-printf
