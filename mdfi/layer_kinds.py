@@ -39,6 +39,8 @@ KINDS = (
          torch=True),
     Kind("softmax", ("soft",), head=True, fixed=True, binary=True, c=True, torch=True),
     Kind("region", head=True, c=True, torch=True),   # YOLOv2's head: C runs it in float
+    # AlexeyAB's [yolo] with a sigma per coordinate (C: float)
+    Kind("Gaussian_yolo", head=True, c=True, torch=True),
     # the cfg reader knows this one (shapes, .weights sizes); nothing runs it yet
     Kind("batchnorm", params=True),
     # space-to-depth (csrc/layers/reorg.c): float only; one torch module (Reorg) for both

@@ -41,7 +41,6 @@ REFUSED = {
     "pj/yolo9000.cfg": "tree= (YOLO9000's hierarchical softmax) is not supported",
     "ab/yolo9000.cfg": "tree= (YOLO9000's hierarchical softmax) is not supported",
     "pj/darknet9000.cfg": "[softmax]: tree= (a hierarchical softmax) is not supported",
-    "ab/Gaussian_yolov3_BDD.cfg": "unknown section [Gaussian_yolo]",
     # broken in AlexeyAB's tree: anchors past num (Darknet reads past its biases)
     "ab/cspx-p7-mish.cfg": "mask 16 is not an anchor index (0..15)",
     "ab/cspx-p7-mish_hp.cfg": "31 anchor values for num=16 (need 32)",
@@ -616,3 +615,73 @@ def test_contrastive_outputs_zeros_as_darknet_at_inference(zoo, tmp_path):
         out = net.forward(np.random.default_rng(5).random((3, 128, 128), dtype=np.float32))
         assert out.shape == net.layer_output(len(net.layers) - 2).shape
         assert not out.any() and net.layer_output(len(net.layers) - 3).any()
+
+
+def gaussian_yolo_ref(raw, classes, scale_x_y):
+    """AlexeyAB's forward_gaussian_yolo_layer on one [Gaussian_yolo]'s input: per anchor
+    x, sigma x, y, sigma y, w, sigma w, h, sigma h, objectness, classes; the logistic
+    (float32) on all but w and h, then scale_x_y on x, y and their sigmas."""
+    c, h, w = raw.shape
+    v = raw.reshape(c // (classes + 9), classes + 9, h, w).copy()
+    keep = v[:, [4, 6]].copy()
+    v = (np.float32(1) / (np.float32(1) + np.exp(-v))).astype(np.float32)
+    v[:, [4, 6]] = keep
+    s = np.float32(scale_x_y)
+    v[:, :4] = v[:, :4] * s + np.float32(-0.5 * (scale_x_y - 1))
+    return v.reshape(c, h, w)
+
+
+def gaussian_detections_ref(out, classes, mask, anchors, net_w, net_h, thresh):
+    """get_gaussian_yolo_detections (letterbox correction: none, image = network size):
+    [(box, [(class, prob)])] for the cells, then anchors, whose objectness > thresh; a class
+    probability is objectness * score * (1 - the mean of the four sigmas)."""
+    f32, f64 = np.float32, np.float64
+    c, h, w = out.shape
+    v = out.reshape(len(mask), classes + 9, h * w)
+    dets = []
+    for i in range(h * w):
+        row, col = divmod(i, w)
+        for n, m in enumerate(mask):
+            e = v[n, :, i]
+            obj = e[8]
+            if not obj > thresh:
+                continue
+            box = ((f32(col) + e[0]) / f32(w), (f32(row) + e[2]) / f32(h),
+                   f32(np.exp(f64(e[4])) * f64(anchors[2 * m]) / net_w),
+                   f32(np.exp(f64(e[6])) * f64(anchors[2 * m + 1]) / net_h))
+            uc = f32(f64(((e[1] + e[3]) + e[5]) + e[7]) / 4.0)
+            probs = [(j, f32(f64(obj * e[9 + j]) * (1.0 - f64(uc)))) for j in range(classes)]
+            dets.append((box, [(j, p) for j, p in probs if p > thresh]))
+    return dets
+
+
+def test_gaussian_yolo_equals_darknets_code(zoo, tmp_path):
+    """Gaussian_yolov3_BDD: each [Gaussian_yolo] output against a transcription of AlexeyAB's
+    forward, and every detection (before NMS) against one of get_gaussian_yolo_detections:
+    the boxes, and the class probabilities lowered by the sigmas, bit for bit."""
+    size = 128
+    cfg = resized(zoo, tmp_path, "ab/Gaussian_yolov3_BDD.cfg", size)
+    layers = sections(cfg)
+    with mdfi.Network(cfg, weights_for(cfg, tmp_path), keep_outputs=True) as net:
+        net.forward(np.random.default_rng(6).random((3, size, size), dtype=np.float32))
+        heads = [i for i, layer in enumerate(net.layers) if layer.type == "Gaussian_yolo"]
+        assert len(heads) == 3
+        ref = []
+        for i in heads:
+            sec = layers[i]
+            classes = int(sec["classes"])
+            mask = [int(m) for m in sec["mask"].split(",")]
+            anchors = [float(a) for a in sec["anchors"].split(",")]
+            out = net.layer_output(i)
+            np.testing.assert_allclose(
+                out, gaussian_yolo_ref(net.layer_output(i - 1), classes,
+                                       float(sec.get("scale_x_y", 1))), rtol=1e-6, atol=1e-7)
+            ref += gaussian_detections_ref(out, classes, mask, anchors, size, size, 0.1)
+        dets = net.detect((size, size), thresh=0.1, nms=0)
+    assert len(ref) > 50 and len(dets) > 50
+    got = {(d.det_index, d.class_id): d for d in dets}
+    want = {(k, j): (box, p) for k, (box, probs) in enumerate(ref) for j, p in probs}
+    assert set(got) == set(want)
+    for key, (box, p) in want.items():
+        assert np.float32(got[key].prob) == p, key
+        np.testing.assert_allclose(got[key].box, box, rtol=1e-6, atol=1e-7)

@@ -21,7 +21,7 @@ from weights_tools.torch import Region, Shortcut, Yolo, export, import_darknet  
 RTOL = 1e-4     # of each layer's largest magnitude: float32 sums in another order
 # the modules that keep every key of their section, as written
 KEEP_KEYS = ("yolo", "region", "crop", "cost", "reorg", "reorg3d", "sam", "shortcut",
-             "contrastive")
+             "contrastive", "Gaussian_yolo")
 # AlexeyAB's efficientnet cfgs write momentum and decay twice in [net]
 pytestmark = pytest.mark.filterwarnings("ignore:.*duplicate key .* in \\[net\\]")
 
@@ -65,6 +65,7 @@ def features(model):
     # dilation 2 and 3 with AlexeyAB's padding x dilation; parameters shared by share_index
     ("ab/resnet152_trident.cfg", 64, {"dilation", "share_index"}),
     ("ab/yolov4-tiny_contrastive.cfg", 128, {"local_avgpool", "contrastive"}),
+    ("ab/Gaussian_yolov3_BDD.cfg", 128, {"Gaussian_yolo"}),
 ])
 def test_every_layer_equals_mdfi(zoo, tmp_path, name, size, wanted):  # noqa: F811
     cfg = resized(zoo, tmp_path, name, size)

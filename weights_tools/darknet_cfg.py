@@ -462,7 +462,7 @@ def _upsample(sec, c, h, w):
 def _detection(sec, c, h, w, per_anchor):
     classes = sec.get_int("classes", 20)
     num = sec.get_int("num", 1)
-    if sec.type == "yolo" and "mask" in sec.options:
+    if sec.type in ("yolo", "Gaussian_yolo") and "mask" in sec.options:
         num = len(sec.get_ints("mask"))
     need = num * (classes + per_anchor)
     if c != need:
@@ -593,6 +593,8 @@ def infer_layers(sections):
             out, params = _fracconv(sec, layers, shape)
         elif kind == "yolo":
             out = _detection(sec, c, h, w, 5)
+        elif kind == "Gaussian_yolo":   # x, y, w, h each with a sigma
+            out = _detection(sec, c, h, w, 9)
         elif kind == "region":
             out = _detection(sec, c, h, w, sec.get_int("coords", 4) + 1)
         elif kind == "batchnorm":

@@ -14,7 +14,7 @@ extern parse_fn mdfi_convolutional_parse, mdfi_connected_parse, mdfi_maxpool_par
     mdfi_yolo_parse, mdfi_dropout_parse, mdfi_softmax_parse, mdfi_scale_channels_parse, mdfi_exit_parse,
     mdfi_dualpath_parse, mdfi_fracconv_parse, mdfi_cost_parse, mdfi_reorg_parse,
     mdfi_reorg3d_parse, mdfi_region_parse, mdfi_sam_parse, mdfi_crop_parse,
-    mdfi_local_avgpool_parse, mdfi_contrastive_parse;
+    mdfi_local_avgpool_parse, mdfi_contrastive_parse, mdfi_gaussian_yolo_parse;
 extern const mdfi_layer_variant mdfi_convolutional_float, mdfi_convolutional_binary,
     mdfi_gemm_fixed, mdfi_connected_float, mdfi_maxpool_float, mdfi_maxpool_fixed,
     mdfi_maxpool_bits, mdfi_avgpool_float, mdfi_avgpool_fixed, mdfi_route_float,
@@ -44,6 +44,9 @@ static const mdfi_layer_type registry[] = {
      {&mdfi_upsample_float, &mdfi_upsample_fixed, NULL}},
     {"yolo", NULL, K(HEAD) | K(YOLO), mdfi_yolo_parse, NULL,
      {&mdfi_yolo_float, &mdfi_yolo_fixed, NULL}},
+    /* [yolo] with a sigma per coordinate (layers/yolo.c), float only */
+    {"Gaussian_yolo", NULL, K(HEAD) | K(YOLO), mdfi_gaussian_yolo_parse, NULL,
+     {&mdfi_yolo_float, NULL, NULL}},
     {"region", NULL, K(HEAD) | K(YOLO), mdfi_region_parse, NULL,
      {&mdfi_region_float, NULL, NULL}},
     {"dropout", NULL, K(ALIAS), mdfi_dropout_parse, NULL,

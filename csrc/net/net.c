@@ -19,6 +19,7 @@ static const char training_keys[] =
     "truth_thresh stopbackward noloss rescore max_delta smooth cutmix mixup blur track "
     "dontload dontloadscales flipped ema_alpha label_smooth_eps seen scale uc_normalizer beta1 "
     "onlyforward contrastive contrastive_jit_flip contrastive_color sgdr_cycle sgdr_mult "
+    "max_epochs "
     /* AlexeyAB's xnor conv feeding another: its activation is dropped, which the
        reader's sign() cannot see */
     "bin_output";

@@ -27,7 +27,8 @@ from weights_tools.torch.export import export, save, to_darknet
 from weights_tools.torch.importer import import_darknet
 from weights_tools.torch.layers import (ACTIVATIONS, DARKNET_BN_EPS, AvgPool, BridgeError, Connected,
                                         Contrastive, Conv, Cost, Crop, Darknet, DarknetBatchNorm, DarknetLayer,
-                                        Dropout, DtypeError, Exit, ExitPredictor, LocalAvgPool,
+                                        Dropout, DtypeError, Exit, ExitPredictor, GaussianYolo,
+                                        LocalAvgPool,
                                         MaxPool, Region,
                                         Reorg, Route, Sam, ScaleChannels, ShapeMismatchError,
                                         Shortcut, Softmax, UnsupportedModuleError, Upsample, Yolo,
@@ -35,7 +36,7 @@ from weights_tools.torch.layers import (ACTIVATIONS, DARKNET_BN_EPS, AvgPool, Br
 
 __all__ = ["Darknet", "DarknetLayer", "DarknetBatchNorm", "Conv", "XnorConv", "DualPath", "FracConv", "Connected",
            "MaxPool", "AvgPool", "Route", "Shortcut", "ScaleChannels", "Upsample", "Dropout",
-           "Softmax", "Yolo", "Region", "Reorg", "Crop", "Cost", "Sam", "LocalAvgPool",
+           "Softmax", "Yolo", "GaussianYolo", "Region", "Reorg", "Crop", "Cost", "Sam", "LocalAvgPool",
            "Contrastive", "Exit", "ExitPredictor",
            "ACTIVATIONS", "DARKNET_BN_EPS", "activate", "binarize_input",
            "binarize_weights", "export", "save", "to_darknet", "import_darknet", "BridgeError",

@@ -19,7 +19,7 @@ from weights_tools.torch.binary import XnorConv
 from weights_tools.torch.dualpath import DualPath
 from weights_tools.torch.fracconv import FracConv
 from weights_tools.torch.layers import (ACTIVATIONS, AvgPool, BridgeError, Contrastive, Conv,
-                                        Connected, Cost, LocalAvgPool,
+                                        Connected, Cost, GaussianYolo, LocalAvgPool,
                                         Crop, Darknet, Dropout, Exit, MaxPool, Region, Reorg, Route,
                                         Sam, ScaleChannels, ShapeMismatchError, Shortcut, Softmax,
                                         UnsupportedModuleError, Upsample, Yolo)
@@ -158,13 +158,17 @@ def _upsample(layer):
 
 def _yolo(layer):
     sec = layer.section
+    if sec.type == "Gaussian_yolo" and sec.get_str("yolo_point", "center") in ("left_top",
+                                                                             "right_bottom"):
+        raise _unsupported(layer, "yolo_point other than center is not supported")
     num = sec.get_int("num", 1)
     mask = sec.get_ints("mask") if "mask" in sec.options else list(range(num))
     anchors = ([float(v) for v in sec.get_str("anchors").split(",")]
                if sec.get_str("anchors") else [0.5] * (2 * num))
     rest = {k: v for k, v in sec.options.items() if k not in ("mask", "anchors", "classes", "num")}
     try:
-        return Yolo(mask, anchors, sec.get_int("classes", 20), num, rest)
+        cls = GaussianYolo if sec.type == "Gaussian_yolo" else Yolo
+        return cls(mask, anchors, sec.get_int("classes", 20), num, rest)
     except UnsupportedModuleError as e:   # scale_x_y, new_coords
         raise _unsupported(layer, str(e)) from None
 
@@ -232,6 +236,7 @@ _BUILDERS = {
     "upsample": _upsample,
     "scale_channels": _scale_channels,
     "yolo": _yolo,
+    "Gaussian_yolo": _yolo,
     "dropout": lambda layer: Dropout(_float(layer, "probability", 0.5)),
     "softmax": _softmax,
     "region": _region,

@@ -833,6 +833,37 @@ class Yolo(DarknetLayer):
         return "mask=%s, classes=%d" % (self.mask, self.classes)
 
 
+class GaussianYolo(Yolo):
+    """[Gaussian_yolo] (AlexeyAB's forward_gaussian_yolo_layer): each anchor's 9 + classes
+    channels are x, sigma x, y, sigma y, w, sigma w, h, sigma h, objectness, classes; the
+    logistic on all but w and h, scale_x_y on x, y and their sigmas."""
+
+    section = "Gaussian_yolo"
+
+    def __init__(self, mask, anchors, classes=20, num=None, options=None):
+        super().__init__(mask, anchors, classes, num,
+                         {k: v for k, v in (options or {}).items() if k != "new_coords"})
+        self.options = dict(options or {})
+
+    def infer(self, index, in_shape, shapes):
+        need = len(self.mask) * (self.classes + 9)
+        if in_shape[0] != need:
+            raise ShapeMismatchError("expects %d input channels (%d anchors x (%d classes + 9)), got %d"
+                                     % (need, len(self.mask), self.classes, in_shape[0]))
+        return tuple(in_shape)
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        v = x.reshape(n, len(self.mask), self.classes + 9, h, w)
+        sig = torch.sigmoid(v)
+        xy = sig[:, :, :4]
+        s = self.scale_x_y
+        if s != 1:
+            xy = xy * _f32(s) + _f32(-0.5 * (s - 1))
+        return torch.cat([xy, v[:, :, 4:5], sig[:, :, 5:6], v[:, :, 6:7], sig[:, :, 7:]],
+                         2).reshape(n, c, h, w)
+
+
 class Region(DarknetLayer):
     """[region] (YOLOv2's head, as pjreddie's forward_region_layer): for each of
     `num` anchors, the logistic on x, y and objectness (entries 0, 1, 4), tw, th
