@@ -561,6 +561,11 @@ def test_bad_conv_keys_name_the_layer(tmp_path, keys, error, match):
     # a window wholly outside the image: Darknet divides by zero
     ("[local_avgpool]\nsize=2\npadding=3\n",
      r"b\.cfg:8: layer 0 \[local_avgpool\]: padding=3 leaves windows of size=2 outside the image"),
+    # padding's default size - 1 overflowed (UBSan, the fuzz loop; [maxpool] had it too)
+    ("[maxpool]\nsize=-2147483648\n",
+     r"b\.cfg:6: layer 0 \[maxpool\]: bad size=-2147483648 stride=1,1 padding=0"),
+    ("[local_avgpool]\nsize=-2147483648\n",
+     r"b\.cfg:6: layer 0 \[local_avgpool\]: bad size=-2147483648"),
 ])
 def test_bad_sections_name_the_line(tmp_path, text, match):
     cfg = tmp_path / "b.cfg"

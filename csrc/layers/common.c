@@ -13,7 +13,8 @@ mdfi_status mdfi_layer_pool_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride_x", stride, &l->stride, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride_y", stride, sy, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "size", stride, &l->size, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "padding", l->size - 1, &l->pad, err));
+    /* size - 1 of a size not yet checked could overflow */
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "padding", l->size > 0 ? l->size - 1 : 0, &l->pad, err));
     if (l->size < 1 || l->stride < 1 || *sy < 1 || l->pad < 0 || l->size > MDFI_LIMIT_POOL ||
         l->stride > MDFI_LIMIT_POOL || *sy > MDFI_LIMIT_POOL || l->pad > MDFI_LIMIT_POOL)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s]: bad size=%d stride=%d,%d "
