@@ -120,6 +120,18 @@ OBJ_COLD := $(filter $(BUILD)/obj/csrc/base/% $(BUILD)/obj/csrc/net/% %/weights.
     %/params.o %/qarrays.o $(addprefix %/layers/,common.o registry.o dp_common.o cost.o \
     dropout.o convolutional.o connected.o crop.o reorg.o region.o),$(OBJ_PORTABLE)) $(CLI_OBJ)
 $(OBJ_COLD): CFLAGS_BASE += $(OZ)
+# The layer types' variant tables (48-byte structs of function pointers), the
+# reference kernels' tables and the run-once code's data at their ABI
+# alignment: x86-64 gcc aligns data of 32 bytes or more to 32, which padded
+# each variant to 64 bytes of relocated data (docs/architecture.md, the size
+# budget); none of these files loads its own tables with vector moves.
+ifneq (,$(findstring x86_64,$(TRIPLE)))
+$(filter $(BUILD)/obj/csrc/layers/% $(BUILD)/obj/csrc/kernels/ref/%,$(OBJ_PORTABLE)) \
+    $(OBJ_COLD): CFLAGS_BASE += -malign-data=abi
+endif
+# printf stays printf: gcc's puts/putchar for it are two more imports (PLT
+# entries, symbols, relocations), about 150 bytes of the program
+$(CLI_OBJ): CFLAGS_BASE += -fno-builtin-printf
 $(OBJ_AVX2): CFLAGS_BASE += -mavx2 -mfma -O3
 $(OBJ_AVX512): CFLAGS_BASE += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mavx2 -O3
 $(OBJ_VNNI): CFLAGS_BASE += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni -mfma -mavx2 -O3
@@ -144,6 +156,13 @@ $(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx2.o: \
 # -O2 for the AVX2 fp32 gemv (N == 1): it streams A once, memory-bound for
 # any large connected layer, and -O3's copies of its loops cost 2.5 KB.
 $(BUILD)/obj/csrc/kernels/x86/sgemm_gemv_avx2.o: CFLAGS_BASE += -O2
+# No padding before loops and jump targets in the integer and binary GEMM
+# drivers and the AVX2 requantization: their inner loops are the ISA
+# micro-kernels' (-O3, aligned); measured no slower (docs/architecture.md,
+# the size budget), about 600 bytes smaller.
+NOALIGN := -fno-align-loops -fno-align-jumps -fno-align-labels
+$(BUILD)/obj/csrc/kernels/bgemm.o $(BUILD)/obj/csrc/kernels/qgemm.o \
+    $(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx2.o: CFLAGS_BASE += $(NOALIGN)
 
 # swish and mish: one exponential per value bounds them, not the loop around it
 $(BUILD)/obj/csrc/kernels/x86/act_avx2.o: CFLAGS_BASE += -Os

@@ -39,6 +39,8 @@ KINDS = (
          torch=True),
     Kind("softmax", ("soft",), head=True, fixed=True, binary=True, c=True, torch=True),
     Kind("region", head=True, c=True, torch=True),   # YOLOv2's head: C runs it in float
+    # AlexeyAB's [yolo] with a sigma per coordinate (C: float)
+    Kind("Gaussian_yolo", head=True, c=True, torch=True),
     # the cfg reader knows this one (shapes, .weights sizes); nothing runs it yet
     Kind("batchnorm", params=True),
     # space-to-depth (csrc/layers/reorg.c): float only; one torch module (Reorg) for both
@@ -48,6 +50,10 @@ KINDS = (
     Kind("crop", c=True, torch=True),
     # a training loss; passes its input on at inference (Darknet's output skips it)
     Kind("cost", pass_through=True, identity=True, fixed=True, c=True, torch=True),
+    # AlexeyAB's [maxpool] windows averaged over their pixels in the image (C: float)
+    Kind("local_avgpool", c=True, torch=True),
+    # AlexeyAB's contrastive loss: zeros at inference (its forward returns at once)
+    Kind("contrastive", c=True, torch=True),
     # squeeze-and-excitation (AlexeyAB's darknet): no weights
     Kind("scale_channels", c=True, torch=True),   # C has fixed point too; not the quantizer
     # spatial attention: scale_channels per element (C: float, fixed)

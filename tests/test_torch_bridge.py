@@ -459,9 +459,9 @@ def test_unsupported_modules(module, match):
 
 @pytest.mark.parametrize("conv, match", [
     (nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect"), "padding_mode='reflect'"),
-    (nn.Conv2d(1, 2, 3, dilation=2), "dilation"),
+    (nn.Conv2d(1, 2, 3, padding=1, dilation=2), "padding 1 is not a multiple of dilation 2"),
+    (nn.Conv2d(1, 2, 3, dilation=(1, 2)), r"dilation=\(1, 2\)"),
     (nn.Conv2d(1, 2, (3, 1)), r"kernel_size=\(3, 1\)"),
-    (nn.Conv2d(1, 2, 3, stride=(1, 2)), "stride"),
 ])
 def test_unsupported_conv_options(conv, match):
     with pytest.raises(UnsupportedModuleError, match=r"features\.0 \(Conv2d.*" + match):
@@ -582,7 +582,7 @@ def test_non_contiguous_and_float64_parameters_export_their_values(tmp_path):
 def test_import_unsupported_cfgs():
     base = "[net]\nwidth=8\nheight=8\nchannels=2\n"
     with pytest.raises(UnsupportedModuleError, match=r"<cfg>:5: layer 0 \[convolutional\]: dilation"):
-        import_darknet(base + "[convolutional]\ndilation=2\n")
+        import_darknet(base + "[convolutional]\nsize=3\nxnor=1\ndilation=2\n")
     with pytest.raises(UnsupportedModuleError, match="binary=1 is ambiguous"):
         import_darknet(base + "[convolutional]\nbinary=1\n")
     with pytest.raises(UnsupportedModuleError, match=r"\[avgpool\].*\n?.*|layer 1 \[region\]"):

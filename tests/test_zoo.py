@@ -41,9 +41,6 @@ REFUSED = {
     "pj/yolo9000.cfg": "tree= (YOLO9000's hierarchical softmax) is not supported",
     "ab/yolo9000.cfg": "tree= (YOLO9000's hierarchical softmax) is not supported",
     "pj/darknet9000.cfg": "[softmax]: tree= (a hierarchical softmax) is not supported",
-    "ab/Gaussian_yolov3_BDD.cfg": "unknown section [Gaussian_yolo]",
-    "ab/yolov4-tiny_contrastive.cfg": "unknown section [local_avgpool]",
-    "ab/resnet152_trident.cfg": "stride_x/stride_y/dilation are not supported",
     # broken in AlexeyAB's tree: anchors past num (Darknet reads past its biases)
     "ab/cspx-p7-mish.cfg": "mask 16 is not an anchor index (0..15)",
     "ab/cspx-p7-mish_hp.cfg": "31 anchor values for num=16 (need 32)",
@@ -451,3 +448,245 @@ def test_alexeyab_nms_equals_a_reference(zoo, tmp_path, name, beta):
     plain = diou_nms_ref(raw, 80, np.float32(0.45), None)
     assert got == ref
     assert got != plain        # the DIoU term changed what survives
+
+
+# ----------------------------------------------------------------------------- AlexeyAB's conv keys
+
+def read_floats(weights):
+    """A generated .weights file's floats (header 0.2.0: 20 bytes)."""
+    return np.frombuffer(weights.read_bytes()[20:], dtype="<f4")
+
+
+def im2col_ext(im, size, pad, stride_y, stride_x, dilation):
+    """AlexeyAB's im2col_cpu_ext: [c][ky][kx] rows of [oy][ox] columns, zeros off the image."""
+    c, h, w = im.shape
+    oh = (h + 2 * pad - (dilation * (size - 1) + 1)) // stride_y + 1
+    ow = (w + 2 * pad - (dilation * (size - 1) + 1)) // stride_x + 1
+    padded = np.zeros((c, h + 2 * pad, w + 2 * pad), np.float32)
+    padded[:, pad:pad + h, pad:pad + w] = im
+    cols = np.empty((c, size, size, oh, ow), np.float32)
+    for ky in range(size):
+        for kx in range(size):
+            y0, x0 = ky * dilation, kx * dilation
+            cols[:, ky, kx] = padded[:, y0:y0 + stride_y * (oh - 1) + 1:stride_y,
+                                     x0:x0 + stride_x * (ow - 1) + 1:stride_x]
+    return cols.reshape(c * size * size, oh * ow), oh, ow
+
+
+CONVS = [  # (size, pad key, stride_x, stride_y, dilation)
+    (3, "pad=1", 1, 1, 2), (3, "pad=1", 1, 1, 3), (5, "pad=1", 2, 2, 3),
+    (3, "pad=1", 2, 1, 1), (3, "pad=1", 1, 3, 2), (1, "pad=0", 2, 3, 4),
+    (3, "pad=1", 3, 2, 2),
+]
+
+
+@pytest.mark.parametrize("size, pad, sx, sy, dil", CONVS)
+def test_dilated_and_strided_convs_equal_darknets_code(tmp_path, size, pad, sx, sy, dil):
+    """resnet152_trident's dilation (AlexeyAB pads by padding x dilation and keeps the
+    undilated output size) and the separate stride_x / stride_y, against a transcription of
+    AlexeyAB's im2col_cpu_ext and GEMM on the weights in the file (OpenCV's importer
+    ignores these keys).  Both conv paths: the AVX2 kernel's and the reference's."""
+    cfg = tmp_path / "d.cfg"
+    cfg.write_text("[net]\nwidth=23\nheight=17\nchannels=3\n\n"
+                   f"[convolutional]\nfilters=7\nsize={size}\n{pad}\nstride_x={sx}\n"
+                   f"stride_y={sy}\ndilation={dil}\nactivation=linear\n")
+    weights = weights_for(cfg, tmp_path)
+    floats = read_floats(weights)
+    bias, w = floats[:7], floats[7:].reshape(7, -1)
+    x = np.random.default_rng(2).random((3, 17, 23), dtype=np.float32)
+    d = 1 if size == 1 else dil                      # Darknet: a 1x1 kernel is not dilated
+    padding = size // 2 if pad == "pad=1" else 0
+    cols, oh, ow = im2col_ext(x, size, padding * d, sy, sx, d)
+    assert (oh, ow) == ((17 + 2 * padding - size) // sy + 1, (23 + 2 * padding - size) // sx + 1)
+    ref = (w.astype(np.float64) @ cols).reshape(7, oh, ow) + bias[:, None, None]
+    for kernel in (None, "ref"):
+        with mdfi.Network(cfg, weights, kernel=kernel) as net:
+            out = net.forward(x)
+            assert net.layers[0].flops == 2 * 7 * 3 * size * size * oh * ow
+        assert out.shape == (7, oh, ow)
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_share_index_reads_the_sources_parameters(tmp_path):
+    """share_index (absolute, relative, and a chain through a sharer) gives the output of
+    the same cfg in which each sharer has its own copy of the source's parameters."""
+    head = "[net]\nwidth=16\nheight=12\nchannels=3\n\n"
+    conv = "[convolutional]\nbatch_normalize=1\nfilters=8\nsize=3\npad=1\nactivation=leaky\n"
+    body = [conv, conv, conv + "SHARE=1\ndilation=2\n", "[route]\nlayers=0\n",
+            conv + "SHARE=-3\n", conv + "SHARE=4\nstride_x=2\n"]
+    shared, own = tmp_path / "shared.cfg", tmp_path / "own.cfg"
+    shared.write_text(head + "\n".join(b.replace("SHARE", "share_index") for b in body))
+    own.write_text(head + "\n".join(b.replace("SHARE", "#share_index") for b in body))
+    weights = weights_for(shared, tmp_path)
+    floats = read_floats(weights)
+    per = 8 * 4 + 8 * 8 * 9
+    first = 8 * 4 + 8 * 3 * 9
+    assert len(floats) == first + per          # layers 2, 4 and 5 have none of their own
+    layer1 = floats[first:]
+    copied = tmp_path / "own.weights"
+    copied.write_bytes(weights.read_bytes() + np.tile(layer1, 3).astype("<f4").tobytes())
+    x = np.random.default_rng(3).random((3, 12, 16), dtype=np.float32)
+    with mdfi.Network(shared, weights, keep_outputs=True) as a, \
+            mdfi.Network(own, copied, keep_outputs=True) as b:
+        a.forward(x)
+        b.forward(x)
+        for i in (2, 4, 5):
+            np.testing.assert_array_equal(a.layer_output(i), b.layer_output(i))
+
+
+@pytest.mark.parametrize("keys, error, match", [
+    ("size=3\npad=1\ndilation=0\n", mdfi.CfgError, r"d\.cfg:6: layer 0 .*dilation=0"),
+    ("size=3\npad=1\ndilation=65\n", mdfi.CfgError, r"d\.cfg:6: layer 0 .*dilation=65 \(1\.\.64"),
+    ("size=3\nstride_y=99\n", mdfi.CfgError, r"d\.cfg:6: layer 0 .*stride=1,99"),
+    ("size=2\npadding=1\ndilation=2\n", mdfi.UnsupportedError,
+     r"d\.cfg:6: layer 0 \[convolutional\]: dilation=2, stride_y=1: Darknet's output size and"),
+    ("size=1\nstride_y=2\n", mdfi.UnsupportedError, r"d\.cfg:6: layer 0 .*stride_y=2: Darknet"),
+    ("size=3\nshare_index=0\n", mdfi.CfgError, r"d\.cfg:9: layer 0 \[convolutional\]: share_index"
+                                               r"=0 refers to layer 0, which is not an earlier"),
+    ("size=3\npad=1\nxnor=1\ndilation=2\n", mdfi.UnsupportedError,
+     r"layer 0 \[convolutional\]: dilation, .* not supported on the binary \(xnor=1\) path"),
+])
+def test_bad_conv_keys_name_the_layer(tmp_path, keys, error, match):
+    cfg = tmp_path / "d.cfg"
+    cfg.write_text("[net]\nwidth=9\nheight=9\nchannels=2\n\n[convolutional]\nfilters=2\n"
+                   + keys)
+    with pytest.raises(error, match=match):
+        mdfi.Network(cfg)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("[convolutional]\nfilters=2\nsize=3\n\n[convolutional]\nfilters=2\nsize=1\nshare_index=-1\n",
+     r"b\.cfg:13: layer 1 \[convolutional\]: share_index=-1: layer 0 is not a convolution of "
+     r"this shape"),
+    # a window wholly outside the image: Darknet divides by zero
+    ("[local_avgpool]\nsize=2\npadding=3\n",
+     r"b\.cfg:8: layer 0 \[local_avgpool\]: padding=3 leaves windows of size=2 outside the image"),
+    # padding's default size - 1 overflowed (UBSan, the fuzz loop; [maxpool] had it too)
+    ("[maxpool]\nsize=-2147483648\n",
+     r"b\.cfg:6: layer 0 \[maxpool\]: bad size=-2147483648 stride=1,1 padding=0"),
+    ("[local_avgpool]\nsize=-2147483648\n",
+     r"b\.cfg:6: layer 0 \[local_avgpool\]: bad size=-2147483648"),
+])
+def test_bad_sections_name_the_line(tmp_path, text, match):
+    cfg = tmp_path / "b.cfg"
+    cfg.write_text("[net]\nwidth=9\nheight=9\nchannels=2\n\n" + text)
+    with pytest.raises(mdfi.CfgError, match=match):
+        mdfi.Network(cfg)
+
+
+def local_avgpool_ref(x, size, sx, sy, padding):
+    """AlexeyAB's forward_local_avgpool_layer: a float32 sum over the window's pixels
+    inside the image, in window order, over their count."""
+    c, h, w = x.shape
+    oh, ow = (h + padding - size) // sy + 1, (w + padding - size) // sx + 1
+    off = -(padding // 2)
+    out = np.empty((c, oh, ow), np.float32)
+    for i in range(oh):
+        for j in range(ow):
+            total, count = np.zeros(c, np.float32), 0
+            for y in range(off + i * sy, off + i * sy + size):
+                for x0 in range(off + j * sx, off + j * sx + size):
+                    if 0 <= y < h and 0 <= x0 < w:
+                        total += x[:, y, x0]
+                        count += 1
+            out[:, i, j] = total / np.float32(count)
+    return out
+
+
+@pytest.mark.parametrize("keys, geometry", [
+    ("size=4\nstride=4\n", (4, 4, 4, 3)),                    # yolov4-tiny_contrastive's
+    ("size=3\nstride=1\n", (3, 1, 1, 2)),                    # every window at the edges
+    ("size=3\nstride_x=2\nstride_y=1\npadding=1\n", (3, 2, 1, 1)),
+    ("size=2\nstride=3\npadding=0\n", (2, 3, 3, 0)),
+])
+def test_local_avgpool_equals_darknets_code(tmp_path, keys, geometry):
+    cfg = tmp_path / "p.cfg"
+    cfg.write_text("[net]\nwidth=13\nheight=11\nchannels=3\n\n[convolutional]\nfilters=5\n"
+                   "size=3\npad=1\nactivation=linear\n\n[local_avgpool]\n" + keys)
+    with mdfi.Network(cfg, weights_for(cfg, tmp_path), keep_outputs=True) as net:
+        out = net.forward(np.random.default_rng(4).random((3, 11, 13), dtype=np.float32))
+        ref = local_avgpool_ref(net.layer_output(0), *geometry)
+        np.testing.assert_array_equal(out, ref)
+        size = geometry[0]
+        assert net.layers[1].flops == size * size * ref.size
+
+
+def test_contrastive_outputs_zeros_as_darknet_at_inference(zoo, tmp_path):
+    """yolov4-tiny_contrastive: [local_avgpool] inside, [contrastive] last (its forward
+    returns at once in AlexeyAB's darknet: zeros); the [yolo] head is unaffected."""
+    cfg = resized(zoo, tmp_path, "ab/yolov4-tiny_contrastive.cfg", 128)
+    with mdfi.Network(cfg, weights_for(cfg, tmp_path), keep_outputs=True) as net:
+        assert [layer.type for layer in net.layers[-3:]] == ["yolo", "route", "contrastive"]
+        out = net.forward(np.random.default_rng(5).random((3, 128, 128), dtype=np.float32))
+        assert out.shape == net.layer_output(len(net.layers) - 2).shape
+        assert not out.any() and net.layer_output(len(net.layers) - 3).any()
+
+
+def gaussian_yolo_ref(raw, classes, scale_x_y):
+    """AlexeyAB's forward_gaussian_yolo_layer on one [Gaussian_yolo]'s input: per anchor
+    x, sigma x, y, sigma y, w, sigma w, h, sigma h, objectness, classes; the logistic
+    (float32) on all but w and h, then scale_x_y on x, y and their sigmas."""
+    c, h, w = raw.shape
+    v = raw.reshape(c // (classes + 9), classes + 9, h, w).copy()
+    keep = v[:, [4, 6]].copy()
+    v = (np.float32(1) / (np.float32(1) + np.exp(-v))).astype(np.float32)
+    v[:, [4, 6]] = keep
+    s = np.float32(scale_x_y)
+    v[:, :4] = v[:, :4] * s + np.float32(-0.5 * (scale_x_y - 1))
+    return v.reshape(c, h, w)
+
+
+def gaussian_detections_ref(out, classes, mask, anchors, net_w, net_h, thresh):
+    """get_gaussian_yolo_detections (letterbox correction: none, image = network size):
+    [(box, [(class, prob)])] for the cells, then anchors, whose objectness > thresh; a class
+    probability is objectness * score * (1 - the mean of the four sigmas)."""
+    f32, f64 = np.float32, np.float64
+    c, h, w = out.shape
+    v = out.reshape(len(mask), classes + 9, h * w)
+    dets = []
+    for i in range(h * w):
+        row, col = divmod(i, w)
+        for n, m in enumerate(mask):
+            e = v[n, :, i]
+            obj = e[8]
+            if not obj > thresh:
+                continue
+            box = ((f32(col) + e[0]) / f32(w), (f32(row) + e[2]) / f32(h),
+                   f32(np.exp(f64(e[4])) * f64(anchors[2 * m]) / net_w),
+                   f32(np.exp(f64(e[6])) * f64(anchors[2 * m + 1]) / net_h))
+            uc = f32(f64(((e[1] + e[3]) + e[5]) + e[7]) / 4.0)
+            probs = [(j, f32(f64(obj * e[9 + j]) * (1.0 - f64(uc)))) for j in range(classes)]
+            dets.append((box, [(j, p) for j, p in probs if p > thresh]))
+    return dets
+
+
+def test_gaussian_yolo_equals_darknets_code(zoo, tmp_path):
+    """Gaussian_yolov3_BDD: each [Gaussian_yolo] output against a transcription of AlexeyAB's
+    forward, and every detection (before NMS) against one of get_gaussian_yolo_detections:
+    the boxes, and the class probabilities lowered by the sigmas, bit for bit."""
+    size = 128
+    cfg = resized(zoo, tmp_path, "ab/Gaussian_yolov3_BDD.cfg", size)
+    layers = sections(cfg)
+    with mdfi.Network(cfg, weights_for(cfg, tmp_path), keep_outputs=True) as net:
+        net.forward(np.random.default_rng(6).random((3, size, size), dtype=np.float32))
+        heads = [i for i, layer in enumerate(net.layers) if layer.type == "Gaussian_yolo"]
+        assert len(heads) == 3
+        ref = []
+        for i in heads:
+            sec = layers[i]
+            classes = int(sec["classes"])
+            mask = [int(m) for m in sec["mask"].split(",")]
+            anchors = [float(a) for a in sec["anchors"].split(",")]
+            out = net.layer_output(i)
+            np.testing.assert_allclose(
+                out, gaussian_yolo_ref(net.layer_output(i - 1), classes,
+                                       float(sec.get("scale_x_y", 1))), rtol=1e-6, atol=1e-7)
+            ref += gaussian_detections_ref(out, classes, mask, anchors, size, size, 0.1)
+        dets = net.detect((size, size), thresh=0.1, nms=0)
+    assert len(ref) > 50 and len(dets) > 50
+    got = {(d.det_index, d.class_id): d for d in dets}
+    want = {(k, j): (box, p) for k, (box, probs) in enumerate(ref) for j, p in probs}
+    assert set(got) == set(want)
+    for key, (box, p) in want.items():
+        assert np.float32(got[key].prob) == p, key
+        np.testing.assert_allclose(got[key].box, box, rtol=1e-6, atol=1e-7)

@@ -3,7 +3,8 @@ PyTorch (weights_tools.torch.import_darknet) compute every layer's output MDFI c
 export back to the same sections and weights.
 
 This checks the bridge's modules against MDFI, and MDFI against a second implementation
-where OpenCV cannot (relu6, [shortcut] of unequal shapes, [reorg3d], [sam], [crop]); the
+where OpenCV cannot (relu6, [shortcut] of unequal shapes, [reorg3d], [sam], [crop], conv
+dilation and share_index, which OpenCV's importer ignores); the
 others (OpenCV checks MDFI there, tests/test_zoo.py) check the bridge's [region], [reorg],
 [yolo] scale_x_y and new_coords, swish, mish and [cost]."""
 import numpy as np
@@ -19,7 +20,8 @@ from weights_tools.torch import Region, Shortcut, Yolo, export, import_darknet  
 
 RTOL = 1e-4     # of each layer's largest magnitude: float32 sums in another order
 # the modules that keep every key of their section, as written
-KEEP_KEYS = ("yolo", "region", "crop", "cost", "reorg", "reorg3d", "sam", "shortcut")
+KEEP_KEYS = ("yolo", "region", "crop", "cost", "reorg", "reorg3d", "sam", "shortcut",
+             "contrastive", "Gaussian_yolo")
 # AlexeyAB's efficientnet cfgs write momentum and decay twice in [net]
 pytestmark = pytest.mark.filterwarnings("ignore:.*duplicate key .* in \\[net\\]")
 
@@ -40,6 +42,10 @@ def features(model):
             found.add("new_coords")
         if isinstance(layer, Region) and layer.softmax:
             found.add("region softmax")
+        if getattr(layer, "dilation", 1) > 1:
+            found.add("dilation")
+        if getattr(layer, "share_index", None) is not None:
+            found.add("share_index")
     return found
 
 
@@ -56,6 +62,10 @@ def features(model):
     ("ab/efficientnet_b0.cfg", 64, {"swish", "scale_channels"}),
     ("ab/yolov4-csp-s-mish.cfg", 128, {"mish", "new_coords"}),
     ("ab/darknet19.cfg", 64, {"cost"}),
+    # dilation 2 and 3 with AlexeyAB's padding x dilation; parameters shared by share_index
+    ("ab/resnet152_trident.cfg", 64, {"dilation", "share_index"}),
+    ("ab/yolov4-tiny_contrastive.cfg", 128, {"local_avgpool", "contrastive"}),
+    ("ab/Gaussian_yolov3_BDD.cfg", 128, {"Gaussian_yolo"}),
 ])
 def test_every_layer_equals_mdfi(zoo, tmp_path, name, size, wanted):  # noqa: F811
     cfg = resized(zoo, tmp_path, name, size)

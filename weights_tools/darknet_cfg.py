@@ -163,10 +163,11 @@ def _bn_arrays(n):
 def _conv(sec, c, h, w):
     n = sec.get_int("filters", 1)
     size = sec.get_int("size", 1)
-    stride = sec.get_int("stride", 1)
+    stride_x, stride_y = conv_strides(sec)
     groups = sec.get_int("groups", 1)
     padding = size // 2 if sec.get_int("pad", 0) else sec.get_int("padding", 0)
-    for key, v in (("filters", n), ("size", size), ("stride", stride), ("groups", groups)):
+    for key, v in (("filters", n), ("size", size), ("stride", min(stride_x, stride_y)),
+                   ("groups", groups)):
         if v <= 0:
             raise sec.error("%s must be positive, got %d" % (key, v), key)
     if c % groups or n % groups:
@@ -176,12 +177,22 @@ def _conv(sec, c, h, w):
     if oh < 0 or ow < 0:
         raise sec.error("kernel %d with padding %d does not fit the %dx%d input" % (size, padding, w, h))
     params = []
-    if not sec.get_int("dontload", 0):
+    # share_index: another layer's parameters (AlexeyAB), none in the file
+    if not sec.get_int("dontload", 0) and sec.get_str("share_index") is None:
         params.append(("biases", (n,)))
         if sec.get_int("batch_normalize", 0) and not sec.get_int("dontloadscales", 0):
             params += _bn_arrays(n)
         params.append(("weights", (n, c // groups, size, size)))
-    return (n, oh // stride + 1, ow // stride + 1), params
+    # AlexeyAB's output size, which dilation= does not change
+    return (n, oh // stride_y + 1, ow // stride_x + 1), params
+
+
+def conv_strides(sec):
+    """(stride_x, stride_y) of a [convolutional]: AlexeyAB's keys, each below 1 taking
+    stride's value."""
+    stride = sec.get_int("stride", 1)
+    sx, sy = sec.get_int("stride_x", -1), sec.get_int("stride_y", -1)
+    return (sx if sx >= 1 else stride), (sy if sy >= 1 else stride)
 
 
 def _connected(sec, c, h, w):
@@ -196,16 +207,24 @@ def _connected(sec, c, h, w):
     return (out, 1, 1), params
 
 
-def _maxpool(sec, c, h, w):
+def pool_geometry(sec):
+    """(size, stride_x, stride_y, padding) of a [maxpool] or [local_avgpool], as AlexeyAB
+    reads them: stride_x and stride_y default to stride, size to stride, padding to
+    size - 1 (windows start at -padding/2)."""
     stride = sec.get_int("stride", 1)
+    sx, sy = sec.get_int("stride_x", stride), sec.get_int("stride_y", stride)
     size = sec.get_int("size", stride)
-    padding = sec.get_int("padding", size - 1)
-    if stride <= 0 or size <= 0:
+    return size, sx, sy, sec.get_int("padding", size - 1)
+
+
+def _maxpool(sec, c, h, w):
+    size, sx, sy, padding = pool_geometry(sec)
+    if sx <= 0 or sy <= 0 or size <= 0:
         raise sec.error("size and stride must be positive")
     oh, ow = h + padding - size, w + padding - size
     if oh < 0 or ow < 0:
         raise sec.error("window %d does not fit the %dx%d input" % (size, w, h))
-    return (c, oh // stride + 1, ow // stride + 1), []
+    return (c, oh // sy + 1, ow // sx + 1), []
 
 
 def _relative(sec, layers, value, key):
@@ -443,7 +462,7 @@ def _upsample(sec, c, h, w):
 def _detection(sec, c, h, w, per_anchor):
     classes = sec.get_int("classes", 20)
     num = sec.get_int("num", 1)
-    if sec.type == "yolo" and "mask" in sec.options:
+    if sec.type in ("yolo", "Gaussian_yolo") and "mask" in sec.options:
         num = len(sec.get_ints("mask"))
     need = num * (classes + per_anchor)
     if c != need:
@@ -547,7 +566,7 @@ def infer_layers(sections):
             out, params = _conv(sec, c, h, w)
         elif kind == "connected":
             out, params = _connected(sec, c, h, w)
-        elif kind == "maxpool":
+        elif kind in ("maxpool", "local_avgpool"):
             out, params = _maxpool(sec, c, h, w)
         elif kind == "avgpool":
             out = (c, 1, 1)
@@ -574,13 +593,15 @@ def infer_layers(sections):
             out, params = _fracconv(sec, layers, shape)
         elif kind == "yolo":
             out = _detection(sec, c, h, w, 5)
+        elif kind == "Gaussian_yolo":   # x, y, w, h each with a sigma
+            out = _detection(sec, c, h, w, 9)
         elif kind == "region":
             out = _detection(sec, c, h, w, sec.get_int("coords", 4) + 1)
         elif kind == "batchnorm":
             out = shape
             if not sec.get_int("dontload", 0):
                 params = _bn_arrays(c)
-        elif kind in ("dropout", "cost"):
+        elif kind in ("dropout", "cost", "contrastive"):
             out = shape
         elif kind == "softmax":
             out = (c * h * w, 1, 1)  # Darknet flattens; its out_c/h/w stay 0

@@ -213,6 +213,25 @@ static mdfi_cfg_kv *find(mdfi_cfg_section *s, const char *key)
     return NULL;
 }
 
+int mdfi_cfg_word_in(const char *words, const char *s)
+{
+    const size_t n = strlen(s);
+    for (const char *w = words; *w;) {
+        size_t len = strcspn(w, " ");
+        if (len == n && !memcmp(w, s, n))
+            return 1;
+        w += len + (w[len] == ' ');
+    }
+    return 0;
+}
+
+void mdfi_cfg_ignore(mdfi_cfg_section *s, const char *words)
+{
+    for (int i = 0; i < s->n_kv; ++i)
+        if (s->kv[i].used >= 0 && mdfi_cfg_word_in(words, s->kv[i].key))
+            s->kv[i].used = 1;
+}
+
 int mdfi_cfg_line(const mdfi_cfg_section *s, const char *key)
 {
     for (int i = 0; i < s->n_kv; ++i)

@@ -45,6 +45,13 @@ mdfi_status mdfi_cfg_int_list(const mdfi_cfg *cfg, mdfi_cfg_section *s, const ch
                               int *vals, int max, int *n, mdfi_errbuf *err);
 mdfi_status mdfi_cfg_float_list(const mdfi_cfg *cfg, mdfi_cfg_section *s, const char *key,
                                 float *vals, int max, int *n, mdfi_errbuf *err);
+/* Whether s is one of the space-separated words (a string, not a table of
+ * pointers: tables of pointers are relocated data, which the program's size
+ * pays for twice, docs/architecture.md). */
+int mdfi_cfg_word_in(const char *words, const char *s);
+/* Marks the keys among the space-separated words read (Darknet's training
+ * keys: accepted, no warning). */
+void mdfi_cfg_ignore(mdfi_cfg_section *s, const char *words);
 /* Line of a key, or of the section header if missing. */
 int mdfi_cfg_line(const mdfi_cfg_section *s, const char *key);
 

@@ -7,8 +7,12 @@
 
 #if defined(__GNUC__)
 #define MDFI_PRINTF(a, b) __attribute__((format(printf, a, b)))
+/* Run-once code (prepare, packing once, parsing) in files built for speed:
+ * gcc optimizes a cold function for size and places it apart from hot code. */
+#define MDFI_COLD __attribute__((cold))
 #else
 #define MDFI_PRINTF(a, b)
+#define MDFI_COLD
 #endif
 
 /* Returns the status of x from the calling function unless it is MDFI_OK. */

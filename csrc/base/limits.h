@@ -26,7 +26,7 @@
 #define MDFI_LIMIT_NET_DIM 65536              /* [net] width, height, channels */
 #define MDFI_LIMIT_TENSOR (1LL << 30)         /* elements of the input or any layer output */
 #define MDFI_LIMIT_FILTERS 65536              /* filters of a convolution */
-#define MDFI_LIMIT_KERNEL 64                  /* conv size, stride, padding; upsample stride */
+#define MDFI_LIMIT_KERNEL 64                  /* conv size, strides, padding, dilation; upsample stride */
 #define MDFI_LIMIT_POOL 256                   /* maxpool size, stride, padding */
 #define MDFI_LIMIT_CONNECTED_OUTPUTS (1 << 24)  /* [connected] output= */
 #define MDFI_LIMIT_CONNECTED_WEIGHTS (1LL << 31)  /* [connected] inputs x outputs */

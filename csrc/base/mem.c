@@ -2,6 +2,14 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+
+char *mdfi_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    return p ? memcpy(p, s, n) : NULL;
+}
 
 /* The original pointer is stored just below the aligned block. */
 void *mdfi_aligned_alloc(size_t bytes)

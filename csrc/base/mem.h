@@ -6,5 +6,7 @@
 
 void *mdfi_aligned_alloc(size_t bytes);   /* NULL on failure or overflow */
 void mdfi_aligned_free(void *p);
+/* A malloc'd copy of s, or NULL (strdup is not C99). */
+char *mdfi_strdup(const char *s);
 
 #endif

@@ -175,10 +175,10 @@ int cli_read_names(const char *path, char ***names)
                 break;
             *names = nn;
         }
-        (*names)[n] = malloc(strlen(line) + 1);
-        if (!(*names)[n])
+        size_t len = strlen(line) + 1;
+        if (!((*names)[n] = malloc(len)))
             break;
-        strcpy((*names)[n++], line);
+        memcpy((*names)[n++], line, len);
     }
     fclose(f);
     return n;

@@ -65,7 +65,7 @@ static int read_data(const char *path, char *names, size_t size, int *classes)
         if (!strcmp(line, "names"))
             snprintf(names, size, "%s", eq + 1);
         else if (!strcmp(line, "classes"))
-            *classes = atoi(eq + 1);
+            *classes = (int)strtol(eq + 1, NULL, 10);   /* atoi, without its import */
     }
     fclose(f);
     return 0;

@@ -22,6 +22,8 @@ typedef struct {
     int new_coords;           /* AlexeyAB's: w = 4 t^2 anchor instead of e^t anchor */
     int region;               /* [region]: every cell and anchor, anchor-major, w and h
                                  relative to the grid (get_region_detections) */
+    int gaussian;             /* [Gaussian_yolo]: a sigma after each of x, y, w, h; class
+                                 scores times 1 - their mean (get_gaussian_yolo_detections) */
 } mdfi_yolo_head;
 
 /* Number of cells/anchors with objectness > thresh. */

@@ -21,13 +21,13 @@ int mdfi_yolo_count(const mdfi_yolo_head *head, float thresh)
 {
     if (!head_ok(head))
         return 0;
-    size_t plane = (size_t)head->lw * (size_t)head->lh;
-    size_t stride = (size_t)(5 + head->classes) * plane;   /* one anchor's channels */
+    size_t plane = (size_t)head->lw * (size_t)head->lh, g = (size_t)head->gaussian;
+    size_t stride = (5 + 4 * g + head->classes) * plane;   /* one anchor's channels */
     if (head->region)   /* get_region_detections lists every cell and anchor */
         return (int)plane * head->n_mask;
     int count = 0;
     for (int n = 0; n < head->n_mask; n++) {
-        const float *obj = head->output + (size_t)n * stride + 4 * plane;
+        const float *obj = head->output + (size_t)n * stride + (4 + 4 * g) * plane;
         for (size_t i = 0; i < plane; i++)
             if (obj[i] > thresh)
                 count++;
@@ -57,8 +57,9 @@ int mdfi_yolo_boxes(const mdfi_yolo_head *head, int net_w, int net_h,
         net_h <= 0 || im_w <= 0 || im_h <= 0)
         return 0;
     int lw = head->lw, lh = head->lh, classes = head->classes;
-    size_t plane = (size_t)lw * (size_t)lh;
-    size_t stride = (size_t)(5 + classes) * plane;
+    /* [Gaussian_yolo]: x, y, w, h at entries 0, 2, 4, 6, objectness at 8 */
+    size_t plane = (size_t)lw * (size_t)lh, g = (size_t)head->gaussian, at = plane + g * plane;
+    size_t stride = (5 + 4 * g + (size_t)classes) * plane;
     int new_w, new_h;
     letterbox_size(net_w, net_h, im_w, im_h, &new_w, &new_h);
     /* correct_yolo_boxes: the offset in double, the scale in float. */
@@ -75,7 +76,7 @@ int mdfi_yolo_boxes(const mdfi_yolo_head *head, int net_w, int net_h,
         int n = head->region ? (int)(t / plane) : (int)(t % (size_t)head->n_mask);
         int row = (int)(i / (size_t)lw), col = (int)(i % (size_t)lw);
         const float *e = head->output + (size_t)n * stride + i;   /* entry j at e[j*plane] */
-        float objectness = e[4 * plane];
+        float objectness = e[4 * at];
         if (!(objectness > thresh)) {
             if (!head->region)
                 continue;
@@ -85,15 +86,15 @@ int mdfi_yolo_boxes(const mdfi_yolo_head *head, int net_w, int net_h,
         mdfi_box *b = &boxes[count];
         /* get_yolo_box: x,y in float; w,h through double exp(). */
         b->x = ((float)col + e[0]) / (float)lw;
-        b->y = ((float)row + e[plane]) / (float)lh;
+        b->y = ((float)row + e[at]) / (float)lh;
         if (head->new_coords) {   /* AlexeyAB's get_yolo_box, in float */
             b->w = e[2 * plane] * e[2 * plane] * 4 * head->anchors[2 * m] / (float)net_w;
             b->h = e[3 * plane] * e[3 * plane] * 4 * head->anchors[2 * m + 1] /
                    (float)net_h;
         } else {   /* get_yolo_box over the input size, get_region_box the grid */
             double gw = head->region ? lw : net_w, gh = head->region ? lh : net_h;
-            b->w = (float)(exp((double)e[2 * plane]) * (double)head->anchors[2 * m] / gw);
-            b->h = (float)(exp((double)e[3 * plane]) * (double)head->anchors[2 * m + 1] / gh);
+            b->w = (float)(exp((double)e[2 * at]) * (double)head->anchors[2 * m] / gw);
+            b->h = (float)(exp((double)e[3 * at]) * (double)head->anchors[2 * m + 1] / gh);
         }
         b->x = (float)(((double)b->x - off_x) / (double)scale_x);
         b->y = (float)(((double)b->y - off_y) / (double)scale_y);
@@ -101,8 +102,11 @@ int mdfi_yolo_boxes(const mdfi_yolo_head *head, int net_w, int net_h,
         b->h = b->h * grow_h;
         b->objectness = objectness;
         b->prob = probs + (size_t)count * (size_t)classes;
+        /* Gaussian: times 1 - the sigmas' mean, in double as AlexeyAB (exact for 1) */
+        float uc = g ? (float)((e[plane] + e[3 * plane] + e[5 * plane] + e[7 * plane]) / 4.0) : 0;
         for (int j = 0; j < classes; j++) {
-            float p = objectness * e[(size_t)(5 + j) * plane];
+            float p = (float)((double)(objectness * e[(5 + 4 * g + (size_t)j) * plane]) *
+                              (1.0 - uc));
             b->prob[j] = p > thresh ? p : 0.0f;
         }
         count++;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/mem.h"
 #include "io/weights.h"
 
 struct mdfi_params {
@@ -54,11 +55,10 @@ mdfi_status mdfi_params_open(const char *path, mdfi_params **out, mdfi_errbuf *e
 {
     *out = NULL;
     mdfi_params *p = calloc(1, sizeof *p);
-    if (!p || !(p->path = malloc(strlen(path) + 1))) {
+    if (!p || !(p->path = mdfi_strdup(path))) {
         free(p);
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
     }
-    strcpy(p->path, path);
     p->layer = -1;
     p->type = "header";
     mdfi_status st = sniff_and_load(p, err);
@@ -133,6 +133,22 @@ long long mdfi_params_bytes_left(const mdfi_params *p)
     if (p->kind != MDFI_PARAMS_DARKNET)
         return -1;
     return p->dk.pos < p->dk.size ? p->dk.size - p->dk.pos : 0;
+}
+
+long long mdfi_params_tell(const mdfi_params *p)
+{
+    return p->kind == MDFI_PARAMS_DARKNET ? p->dk.pos : -1;
+}
+
+mdfi_status mdfi_params_seek(mdfi_params *p, long long pos, mdfi_errbuf *err)
+{
+    if (p->kind != MDFI_PARAMS_DARKNET)
+        return wrong_kind(p, "shared parameters", err);
+    if (fseek(p->dk.f, (long)pos, SEEK_SET))
+        return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: cannot seek back to byte %lld (a "
+                         "share_index layer reads earlier floats again)", p->path, pos);
+    p->dk.pos = pos;
+    return MDFI_OK;
 }
 
 mdfi_status mdfi_params_finish(mdfi_params *p, mdfi_errbuf *err)

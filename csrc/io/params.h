@@ -37,6 +37,10 @@ mdfi_status mdfi_params_check_floats(const mdfi_params *p, size_t n, const char 
                                      mdfi_errbuf *err);
 /* Bytes after the header not yet read; -1 for a .qweights source. */
 long long mdfi_params_bytes_left(const mdfi_params *p);
+/* Where the next float is read, and going back there (a layer that reads an
+ * earlier layer's floats again: share_index); -1 / an error for .qweights. */
+long long mdfi_params_tell(const mdfi_params *p);
+mdfi_status mdfi_params_seek(mdfi_params *p, long long pos, mdfi_errbuf *err);
 /* After the last layer: the file must be consumed exactly. */
 mdfi_status mdfi_params_finish(mdfi_params *p, mdfi_errbuf *err);
 /* 1 if connected weights are stored transposed (header major/minor > 1000). */

@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "base/limits.h"
+#include "base/mem.h"
 
 static const char magic[8] = {'M', 'D', 'F', 'I', 'Q', 'W', 'T', '\0'};
 #define HEADER_BYTES 32
@@ -80,7 +81,7 @@ static mdfi_status check_crc(FILE *f, const char *path, long long size, mdfi_err
     unsigned char buf[1 << 16];
     uint32_t crc = 0;
     long long left = size - 4;
-    rewind(f);
+    fseek(f, 0, SEEK_SET);
     while (left > 0) {
         size_t want = left < (long long)sizeof buf ? (size_t)left : sizeof buf;
         if (fread(buf, 1, want, f) != want)
@@ -224,7 +225,7 @@ static mdfi_status load(FILE *f, mdfi_qweights *q, mdfi_errbuf *err)
     if (fseek(f, 0, SEEK_END) == 0)
         size = ftell(f);
     unsigned char h[HEADER_BYTES];
-    rewind(f);
+    fseek(f, 0, SEEK_SET);
     if (size < HEADER_BYTES + 4 || fread(h, 1, HEADER_BYTES, f) != HEADER_BYTES)
         return mdfi_fail(err, MDFI_ERR_WEIGHTS, "%s: %lld bytes is too short for a quantized "
                          "weights file", path, size);
@@ -244,11 +245,10 @@ mdfi_status mdfi_qweights_load(FILE *f, const char *path, mdfi_qweights **out,
         return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s: big-endian hosts are not supported",
                          path);
     mdfi_qweights *q = calloc(1, sizeof *q);
-    if (!q || !(q->path = malloc(strlen(path) + 1))) {
+    if (!q || !(q->path = mdfi_strdup(path))) {
         mdfi_qweights_free(q);
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
     }
-    strcpy(q->path, path);
     mdfi_status st = load(f, q, err);
     if (st != MDFI_OK) {
         mdfi_qweights_free(q);

@@ -37,7 +37,7 @@ static mdfi_status read_header(mdfi_weights_reader *r, mdfi_errbuf *err)
         long end = ftell(r->f);
         r->size = end;
     }
-    rewind(r->f);
+    fseek(r->f, 0, SEEK_SET);   /* rewind() is one more import the program pays for */
     unsigned char h[20];
     size_t got = fread(h, 1, 12, r->f);
     if (got < 12)
@@ -106,7 +106,7 @@ mdfi_status mdfi_weights_check(const mdfi_weights_reader *r, size_t n, const cha
 mdfi_status mdfi_weights_finish(mdfi_weights_reader *r, mdfi_errbuf *err)
 {
     long long left = r->size - r->pos;
-    if (left > 0 || fgetc(r->f) != EOF)
+    if (left > 0 || getc(r->f) != EOF)
         return mdfi_fail(err, MDFI_ERR_WEIGHTS,
                          "%s: too long for the cfg: %lld bytes left after the last layer "
                          "(wrong cfg for these weights?)", r->path, left > 0 ? left : 1);

@@ -3,7 +3,8 @@
 #include <math.h>
 #include <string.h>
 
-static const char *const names[] = {
+/* char arrays, not pointers: a table of pointers is relocated data (the size budget) */
+static const char names[][9] = {
     "logistic", "relu", "relie", "linear", "ramp", "tanh", "plse",
     "leaky", "elu", "loggy", "stair", "hardtan", "lhtan", "selu", "relu6", "swish", "mish"};
 

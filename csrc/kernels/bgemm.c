@@ -9,10 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/error.h"
 #include "base/mem.h"
 
-/* Prepare-time code, built for size (the program must stay small). */
-#define COLD __attribute__((cold))
+/* Prepare-time code is MDFI_COLD: built for size (the program must stay small). */
+#define COLD MDFI_COLD
 
 /* ---- quantizers ----------------------------------------------------------- */
 
@@ -108,8 +109,8 @@ void mdfi_bpack_input(const mdfi_bquant *q, int c, size_t hw, const float *in, u
 
 /* ---- kernel table ------------------------------------------------------------ */
 
-static const char *const kind_names[MDFI_BK_COUNT] = {"ref", "popcnt", "avx2", "avx512vpopcnt",
-                                                      "neon"};
+static const char kind_names[MDFI_BK_COUNT][14] = {"ref", "popcnt", "avx2", "avx512vpopcnt",
+                                                   "neon"};
 
 const char *mdfi_bgemm_kind_name(mdfi_bkind kind)
 {
@@ -131,7 +132,7 @@ const char *mdfi_bgemm_kernel_name(const mdfi_bgemm_kernel *k)
     return k ? mdfi_bgemm_kind_name(k->kind) : "none";
 }
 
-const mdfi_bgemm_kernel *mdfi_bgemm_kernel_get(mdfi_bkind kind)
+COLD const mdfi_bgemm_kernel *mdfi_bgemm_kernel_get(mdfi_bkind kind)
 {
     unsigned f = mdfi_cpu_features();
     (void)f;
@@ -233,7 +234,7 @@ void mdfi_bconv_free(mdfi_bconv *bc)
     bc->a = NULL;
 }
 
-size_t mdfi_bconv_param_bytes(const mdfi_bconv *bc)
+COLD size_t mdfi_bconv_param_bytes(const mdfi_bconv *bc)
 {
     return bc->a_words * sizeof(uint64_t);
 }
@@ -349,7 +350,7 @@ static blocking get_blocking(const mdfi_bconv *bc)
 /* Workspace: B block | base[nc] | masked[nc] | tile | off0[NR] | runs[3 NR] | rowout[64]
  *            | colout[64] | toff[T] | outt[tbl] | outm[tbl] | pc[panels * tbl * MR],
  * tbl = 2 ksize + T */
-size_t mdfi_bconv_workspace_size(const mdfi_bconv *bc)
+COLD size_t mdfi_bconv_workspace_size(const mdfi_bconv *bc)
 {
     if (bc->k->workspace)
         return bc->k->workspace(bc);

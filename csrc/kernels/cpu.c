@@ -81,7 +81,7 @@ unsigned mdfi_cpu_features(void)
 }
 #endif
 
-static const char *const isa_names[MDFI_ISA_COUNT] = {"ref", "avx2", "avx512", "neon"};
+static const char isa_names[MDFI_ISA_COUNT][7] = {"ref", "avx2", "avx512", "neon"};
 
 const char *mdfi_isa_name(mdfi_isa isa)
 {

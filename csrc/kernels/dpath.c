@@ -3,6 +3,7 @@
 
 #include <math.h>
 
+#include "base/error.h"
 #include "kernels/bgemm.h"   /* mdfi_popcount64 */
 #include "kernels/dpath_gated.h"
 
@@ -87,7 +88,7 @@ void mdfi_dpath_requant(float *d, const float *src, size_t n, int64_t mul, int64
     }
 }
 
-mdfi_dpath_loops mdfi_dpath_loops_for(mdfi_isa isa)
+MDFI_COLD mdfi_dpath_loops mdfi_dpath_loops_for(mdfi_isa isa)
 {
     mdfi_dpath_loops f = {mdfi_dpath_pack_words, mdfi_dpath_requant, mdfi_dpath_gated};
 #ifdef MDFI_HAVE_POPCNT

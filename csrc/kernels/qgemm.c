@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+#include "base/error.h"
+
 /* ---- variants ---------------------------------------------------------- */
 
 static const mdfi_qgemm_kernel *const variants[] = {
@@ -36,7 +38,7 @@ const mdfi_qgemm_kernel *mdfi_qgemm_variant(int i)
     return i >= 0 && i < mdfi_qgemm_variant_count() ? variants[i] : NULL;
 }
 
-int mdfi_qgemm_runnable(const mdfi_qgemm_kernel *k)
+MDFI_COLD int mdfi_qgemm_runnable(const mdfi_qgemm_kernel *k)
 {
     return k && mdfi_isa_available(k->isa) && (mdfi_cpu_features() & k->needs) == k->needs;
 }
@@ -44,7 +46,7 @@ int mdfi_qgemm_runnable(const mdfi_qgemm_kernel *k)
 /* The ISA's variant for the width: the last runnable one in table order,
  * which lists the plain variant of an ISA before the one needing an extra
  * feature (AVX-512 BW before VNNI, NEON before dot product). */
-const mdfi_qgemm_kernel *mdfi_qgemm_kernel_for(mdfi_isa isa, int bits)
+MDFI_COLD const mdfi_qgemm_kernel *mdfi_qgemm_kernel_for(mdfi_isa isa, int bits)
 {
     const mdfi_qgemm_kernel *best = NULL;
     for (int i = 0; i < mdfi_qgemm_variant_count(); ++i) {
@@ -60,7 +62,7 @@ const char *mdfi_qgemm_kernel_name(const mdfi_qgemm_kernel *k)
     return k ? k->name : "none";
 }
 
-int mdfi_qgemm_fits(int K, int32_t max_abs_a, int32_t max_abs_b, int64_t max_abs_bias)
+MDFI_COLD int mdfi_qgemm_fits(int K, int32_t max_abs_a, int32_t max_abs_b, int64_t max_abs_bias)
 {
     if (K < 0 || max_abs_a < 0 || max_abs_b < 0 || max_abs_bias < 0 ||
         max_abs_bias > INT32_MAX)
@@ -118,7 +120,7 @@ size_t mdfi_qgemm_corr_offset(const mdfi_qgemm_kernel *k, int M, int K)
 
 /* A multiple of 64 bytes, so that consecutive packed matrices (groups) stay
  * 64-byte aligned. */
-size_t mdfi_qgemm_packed_a_size(const mdfi_qgemm_kernel *k, int M, int K)
+MDFI_COLD size_t mdfi_qgemm_packed_a_size(const mdfi_qgemm_kernel *k, int M, int K)
 {
     size_t b = panels_bytes(k, M, K);
     if (k->b_conv == MDFI_QB_XOR80)
@@ -131,7 +133,7 @@ static int32_t a_at(const mdfi_qgemm_kernel *k, const void *A, size_t i)
     return k->bits == 8 ? ((const int8_t *)A)[i] : ((const int16_t *)A)[i];
 }
 
-void mdfi_qgemm_pack_a(const mdfi_qgemm_kernel *k, int M, int K, const void *A, void *dst)
+MDFI_COLD void mdfi_qgemm_pack_a(const mdfi_qgemm_kernel *k, int M, int K, const void *A, void *dst)
 {
     const int mr = pick_tile(k, M)->mr, G = k->kgrp, Kp = round_up(K, G);
     const int eb = elem_bytes(k);
@@ -503,7 +505,7 @@ static size_t acc_bytes(const blocking *b)
     return ((size_t)b->acc_rows * b->ldacc * sizeof(int32_t) + 63) / 64 * 64;
 }
 
-size_t mdfi_qgemm_workspace_size(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_geom *g)
+MDFI_COLD size_t mdfi_qgemm_workspace_size(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_geom *g)
 {
     if (k->workspace)
         return k->workspace(M, g);

@@ -170,11 +170,11 @@ static size_t ops_floats(int ks, int nr)
 
 /* Fills ops with the copies of panel columns [n, n+w); first[r]..first[r+1]
  * are those of r = ky*ks + kx.  Output columns [lo[kx], hi[kx]) read the
- * image (0 <= ox*s - pad + kx < in_w). */
+ * image (0 <= ox*s - pad + kx*d < in_w). */
 static void panel_ops(const mdfi_conv_geom *g, int pointwise, int n, int w, const int *lo,
                       const int *hi, mdfi_copy_op *ops, int *first)
 {
-    const int ks = g->ksize, s = g->stride, pad = g->pad, ow = g->out_w;
+    const int ks = g->ksize, s = g->stride, pad = g->pad, ow = g->out_w, d = g->dilation;
     if (pointwise) {   /* one run, across output rows */
         mdfi_copy_op op = {0, n, w};
         ops[0] = op;
@@ -196,10 +196,11 @@ static void panel_ops(const mdfi_conv_geom *g, int pointwise, int n, int w, cons
             for (int i = 0; i < nseg; ++i) {
                 int col = seg[i].dst, oy = seg[i].src, ox = seg[i].len;
                 int end = ox + (w - col < ow - ox ? w - col : ow - ox);
-                int iy = oy * s - pad + ky;
+                int iy = oy * g->stride_y - pad + ky * d;
                 int a = ox > lo[kx] ? ox : lo[kx], b = end < hi[kx] ? end : hi[kx];
                 if (iy >= 0 && iy < g->in_h && a < b) {
-                    mdfi_copy_op op = {col + a - ox, iy * g->in_w + a * s + kx - pad, b - a};
+                    mdfi_copy_op op = {col + a - ox, iy * g->in_w + a * s + kx * d - pad,
+                                       b - a};
                     ops[nops++] = op;
                 }
             }
@@ -243,7 +244,7 @@ static void pack_b(const mdfi_sgemm_kernel *k, const mdfi_conv_geom *g, const fl
                           g->out_h == g->in_h;
     int *first = (int *)(ops + rr * (nr + 1)), *lo = first + rr + 1, *hi = lo + ks;
     for (int kx = 0; kx < ks; ++kx) {
-        int xoff = kx - g->pad;
+        int xoff = kx * g->dilation - g->pad;
         lo[kx] = xoff >= 0 ? 0 : (-xoff + s - 1) / s;
         hi[kx] = g->in_w - 1 - xoff < 0 ? 0 : (g->in_w - 1 - xoff) / s + 1;
     }

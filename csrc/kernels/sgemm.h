@@ -27,14 +27,18 @@ typedef enum {
 } mdfi_epilogue;
 
 /* Geometry of B.  B[k][n] with k = (c*ksize + ky)*ksize + kx and
- * n = oy*out_w + ox is input[c][oy*stride - pad + ky][ox*stride - pad + kx]
+ * n = oy*out_w + ox is
+ *   input[c][oy*stride_y - pad + ky*dilation][ox*stride - pad + kx*dilation]
  * (0 outside the image).  K = channels*ksize*ksize, N = out_h*out_w.
  * A plain matrix B[K x N] (row-major, row stride N) is channels=K, ksize=1,
- * stride=1, pad=0, in_h=out_h=1, in_w=out_w=N. */
+ * stride=1, pad=0, in_h=out_h=1, in_w=out_w=N, stride_y=dilation=1.
+ * stride is the horizontal stride.  The integer and binary GEMMs take
+ * stride_y == stride and dilation 1 only: their layers refuse the others. */
 typedef struct {
     int channels, in_h, in_w;
     int ksize, stride, pad;
     int out_h, out_w;
+    int stride_y, dilation;
 } mdfi_conv_geom;
 
 typedef struct mdfi_sgemm_kernel mdfi_sgemm_kernel;

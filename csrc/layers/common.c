@@ -5,6 +5,29 @@
 #include "layers/layer.h"
 
 
+mdfi_status mdfi_layer_pool_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                                  int *sy, mdfi_errbuf *err)
+{
+    int stride;
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride", 1, &stride, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride_x", stride, &l->stride, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride_y", stride, sy, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "size", stride, &l->size, err));
+    /* size - 1 of a size not yet checked could overflow */
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "padding", l->size > 0 ? l->size - 1 : 0, &l->pad, err));
+    if (l->size < 1 || l->stride < 1 || *sy < 1 || l->pad < 0 || l->size > MDFI_LIMIT_POOL ||
+        l->stride > MDFI_LIMIT_POOL || *sy > MDFI_LIMIT_POOL || l->pad > MDFI_LIMIT_POOL)
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s]: bad size=%d stride=%d,%d "
+                         "padding=%d", ctx->cfg->name, s->line, ctx->index, s->type, l->size,
+                         l->stride, *sy, l->pad);
+    l->out_c = l->in_c;
+    l->out_h = (l->in_h + l->pad - l->size) / *sy + 1;
+    l->out_w = (l->in_w + l->pad - l->size) / l->stride + 1;
+    if (l->in_h + l->pad < l->size || l->in_w + l->pad < l->size)
+        l->out_h = l->out_w = 0;
+    return mdfi_layer_check_shape(ctx, s, l->out_c, l->out_h, l->out_w, err);
+}
+
 mdfi_status mdfi_layer_check_shape(const mdfi_parse_ctx *ctx, mdfi_cfg_section *s,
                                    int c, int h, int w, mdfi_errbuf *err)
 {

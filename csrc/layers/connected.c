@@ -36,7 +36,7 @@ mdfi_status mdfi_connected_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_
     p->groups = 1;
     p->m = outputs;
     p->k = (int)inputs;
-    p->geom = (mdfi_conv_geom){(int)inputs, 1, 1, 1, 1, 0, 1, 1};
+    p->geom = (mdfi_conv_geom){(int)inputs, 1, 1, 1, 1, 0, 1, 1, 1, 1};
     l->flops = 2.0 * (double)inputs * outputs;
     l->n_params = mdfi_gemm_param_count(p);
     return MDFI_OK;

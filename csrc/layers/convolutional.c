@@ -2,6 +2,7 @@
  * with zero padding, optional batch norm, then the activation.  Runs as a
  * float GEMM (layers/gemm_layer.c), a fixed-point GEMM (fixed_gemm.c) or, with
  * xnor=1, a binary convolution on bit-packed data (conv_xnor.c). */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,10 @@ static mdfi_status binary_keys(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_pa
     float astep;
     MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "astep", 1.f, &astep, err));
     const char *abits = mdfi_cfg_str(s, "abits", NULL);
+    if (c->geom.dilation != 1 || c->geom.stride_y != c->geom.stride || l->share_from)
+        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [convolutional]: dilation, "
+                         "stride_y unlike stride_x and share_index are not supported on the "
+                         "%s path", name, s->line, ctx->index, "binary (xnor=1)");
     if (l->xnor != 1)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [convolutional]: %s", name,
                          mdfi_cfg_line(s, l->xnor ? "xnor" : abits ? "abits" : "astep"),
@@ -71,12 +76,13 @@ mdfi_status mdfi_convolutional_parse(mdfi_layer *l, mdfi_cfg_section *s,
     if (!c)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
     l->spec = c;
-    int filters, size, stride, pad, padding, binary, dilation, stride_x, stride_y;
+    int filters, size, stride, pad, padding, binary, dilation, stride_x, stride_y, share;
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "filters", 1, &filters, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "size", 1, &size, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride", 1, &stride, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride_x", -1, &stride_x, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride_y", -1, &stride_y, err));
+    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "share_index", INT_MIN, &share, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "pad", 0, &pad, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "padding", 0, &padding, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "groups", 1, &c->groups, err));
@@ -88,44 +94,73 @@ mdfi_status mdfi_convolutional_parse(mdfi_layer *l, mdfi_cfg_section *s,
     if (mdfi_activation_parse(act, &c->act))
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: unknown activation '%s'", name,
                          mdfi_cfg_line(s, "activation"), act);
-    if (filters < 1 || size < 1 || stride < 1 || c->groups < 1 || padding < 0 ||
-        filters > MDFI_LIMIT_FILTERS || size > MDFI_LIMIT_KERNEL || stride > MDFI_LIMIT_KERNEL ||
-        padding > MDFI_LIMIT_KERNEL)
+    /* AlexeyAB: stride_x and stride_y below 1 take stride's value; a 1x1
+     * kernel is never dilated */
+    stride_x = stride_x < 1 ? stride : stride_x;
+    stride_y = stride_y < 1 ? stride : stride_y;
+    dilation = size == 1 ? 1 : dilation;
+    if (filters < 1 || size < 1 || stride_x < 1 || stride_y < 1 || c->groups < 1 ||
+        padding < 0 || dilation < 1 || filters > MDFI_LIMIT_FILTERS ||
+        size > MDFI_LIMIT_KERNEL || stride_x > MDFI_LIMIT_KERNEL ||
+        stride_y > MDFI_LIMIT_KERNEL || padding > MDFI_LIMIT_KERNEL ||
+        dilation > MDFI_LIMIT_KERNEL)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [convolutional]: bad "
-                         "filters=%d size=%d stride=%d groups=%d padding=%d", name, s->line,
-                         ctx->index, filters, size, stride, c->groups, padding);
-    if ((stride_x != -1 && stride_x != stride) || (stride_y != -1 && stride_y != stride) ||
-        dilation != 1)
-        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [convolutional]: "
-                         "stride_x/stride_y/dilation are not supported", name, s->line,
-                         ctx->index);
+                         "filters=%d size=%d stride=%d,%d groups=%d padding=%d dilation=%d "
+                         "(1.." MDFI_LIMIT_STR(MDFI_LIMIT_KERNEL) " but filters)", name,
+                         s->line, ctx->index, filters, size, stride_x, stride_y, c->groups,
+                         padding, dilation);
     if (l->in_c % c->groups || filters % c->groups)
         return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [convolutional]: groups=%d "
                          "must divide the input channels (%d) and filters (%d)", name,
                          mdfi_cfg_line(s, "groups"), ctx->index, c->groups, l->in_c, filters);
     if (pad)
         padding = size / 2;
-    int out_h = (l->in_h + 2 * padding - size) / stride + 1;
-    int out_w = (l->in_w + 2 * padding - size) / stride + 1;
+    /* AlexeyAB's output size ignores the dilation, and its im2col pads by
+     * padding * dilation; where the im2col's own size differs, Darknet's
+     * buffer and its columns disagree: refused. */
+    int out_h = (l->in_h + 2 * padding - size) / stride_y + 1;
+    int out_w = (l->in_w + 2 * padding - size) / stride_x + 1;
+    int ext = dilation * (size - 1) + 1, pd = padding * dilation;
     if (l->in_h + 2 * padding < size || l->in_w + 2 * padding < size)
         out_h = out_w = 0;
+    /* AlexeyAB skips im2col for size 1 and stride_x 1, stride_y or not */
+    if ((out_h && (out_h != (l->in_h + 2 * pd - ext) / stride_y + 1 ||
+                   out_w != (l->in_w + 2 * pd - ext) / stride_x + 1)) ||
+        (size == 1 && stride_x == 1 && stride_y != 1))
+        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [convolutional]: "
+                         "dilation=%d, stride_y=%d: Darknet's output size and the columns its "
+                         "im2col makes differ", name, s->line, ctx->index, dilation, stride_y);
     MDFI_CHECK(mdfi_layer_check_shape(ctx, s, filters, out_h, out_w, err));
     l->out_c = filters;
     l->out_h = out_h;
     l->out_w = out_w;
     l->filters = filters;
     l->size = size;
-    l->stride = stride;
+    l->stride = stride_x;
     l->pad = padding;
     l->groups = c->groups;
     l->batch_normalize = c->bn;
     l->activation = mdfi_activation_name(c->act);
     c->m = filters / c->groups;
     c->k = l->in_c / c->groups * size * size;
-    c->geom = (mdfi_conv_geom){l->in_c / c->groups, l->in_h, l->in_w, size, stride, padding,
-                               out_h, out_w};
+    c->geom = (mdfi_conv_geom){l->in_c / c->groups, l->in_h, l->in_w, size, stride_x, pd,
+                               out_h, out_w, stride_y, dilation};
     l->flops = 2.0 * filters * (double)c->k * out_h * out_w;
     l->n_params = mdfi_gemm_param_count(c);
+    if (share != INT_MIN) {
+        /* AlexeyAB's share_index: the parameters of an earlier convolution of the
+         * same shape, read from its place in the weights file (net.c); none of its own */
+        int i;
+        MDFI_CHECK(mdfi_layer_ref(ctx, s, "share_index", share, &i, err));
+        const mdfi_layer *o = &ctx->layers[i];
+        if (o->type != l->type || o->size != size || o->in_c != l->in_c ||
+            o->filters != filters || o->groups != c->groups || o->batch_normalize != c->bn)
+            return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [convolutional]: "
+                             "share_index=%d: layer %d is not a convolution of this shape",
+                             name, mdfi_cfg_line(s, "share_index"), ctx->index, share, i);
+        l->share_from = o->share_from ? o->share_from : i + 1;   /* Darknet's pointers */
+        l->n_params = 0;
+    }
     return binary_keys(l, s, ctx, c, err);
 }
 

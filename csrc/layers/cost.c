@@ -6,9 +6,7 @@
 mdfi_status mdfi_cost_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                             mdfi_errbuf *err)
 {
-    static const char *const train[] = {"type", "scale", "ratio", "noobject_scale", "thresh"};
-    for (size_t i = 0; i < sizeof train / sizeof train[0]; ++i)
-        (void)mdfi_cfg_str(s, train[i], NULL);
+    mdfi_cfg_ignore(s, "type scale ratio noobject_scale thresh");
     l->out_c = l->in_c;
     l->out_h = l->in_h;
     l->out_w = l->in_w;

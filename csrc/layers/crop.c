@@ -22,9 +22,7 @@ mdfi_status mdfi_crop_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "crop_height", 1, &ch, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "crop_width", 1, &cw, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "noadjust", 0, &noadjust, err));
-    static const char *const train[] = {"flip", "angle", "saturation", "exposure", "shift"};
-    for (size_t i = 0; i < sizeof train / sizeof train[0]; ++i)
-        (void)mdfi_cfg_str(s, train[i], NULL);
+    mdfi_cfg_ignore(s, "flip angle saturation exposure shift");
     if (ch < 1 || cw < 1 || ch > l->in_h || cw > l->in_w)
         return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [crop]: crop %dx%d does not fit "
                          "the %dx%d input", ctx->cfg->name, s->line, ctx->index, cw, ch,

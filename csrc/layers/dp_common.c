@@ -10,16 +10,16 @@
 #define LIM24 16777216.0f   /* 2^24: |B| must stay below */
 
 mdfi_status mdfi_dp_parse_start(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
-                                size_t size, const char *const *refused, size_t n_refused,
-                                const char *why, mdfi_errbuf *err)
+                                size_t size, const char *refused, const char *why,
+                                mdfi_errbuf *err)
 {
     if (!(l->spec = calloc(1, size)))
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
-    for (size_t k = 0; k < n_refused; ++k)
-        if (mdfi_cfg_str(s, refused[k], NULL))
+    for (int k = 0; k < s->n_kv; ++k)
+        if (mdfi_cfg_word_in(refused, s->kv[k].key))
             return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s]: %s is not a key of [%s] "
-                             "(%s)", ctx->cfg->name, mdfi_cfg_line(s, refused[k]), ctx->index,
-                             s->type, refused[k], s->type, why);
+                             "(%s)", ctx->cfg->name, s->kv[k].line, ctx->index, s->type,
+                             s->kv[k].key, s->type, why);
     const char *act = mdfi_cfg_str(s, "activation", "linear");
     if (strcmp(act, "linear"))
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s]: activation=%s; a [%s] layer "

@@ -12,11 +12,12 @@
 #include "layers/layer.h"
 
 /* The start of parse: the zeroed spec (size bytes) as l->spec; keys the
- * type refuses (why: the reason the message gives) and an activation other
- * than linear are errors naming file:line and the layer. */
+ * type refuses (refused: space-separated; why: the reason the message gives)
+ * and an activation other than linear are errors naming file:line and the
+ * layer. */
 mdfi_status mdfi_dp_parse_start(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
-                                size_t size, const char *const *refused, size_t n_refused,
-                                const char *why, mdfi_errbuf *err);
+                                size_t size, const char *refused, const char *why,
+                                mdfi_errbuf *err);
 
 /* filters, size, stride, pad/padding of a section, checked; the output shape
  * from the layer's input shape (l->in_*). */

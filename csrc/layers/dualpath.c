@@ -33,16 +33,14 @@ typedef struct {
 
 /* ---- parse ----------------------------------------------------------------- */
 
-static const char *const refused_keys[] = {"astep", "xnor", "binary", "groups", "dilation"};
 
 mdfi_status mdfi_dualpath_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                                 mdfi_errbuf *err)
 {
     const char *name = ctx->cfg->name;
     const int i = ctx->index;
-    MDFI_CHECK(mdfi_dp_parse_start(l, s, ctx, sizeof(dualpath_spec), refused_keys,
-                                   sizeof refused_keys / sizeof refused_keys[0],
-                                   "docs/dualpath.md: its input quantizer is abits with learned "
+    MDFI_CHECK(mdfi_dp_parse_start(l, s, ctx, sizeof(dualpath_spec),
+                                   "astep xnor binary groups dilation", "docs/dualpath.md: its input quantizer is abits with learned "
                                    "thresholds, its weights are always binary", err));
     dualpath_spec *sp = l->spec;
     int bn;
@@ -73,7 +71,7 @@ mdfi_status mdfi_dualpath_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_p
     MDFI_CHECK(mdfi_dp_parse_source(l, s, ctx, &g, &sp->src_c, err));
     sp->M = filters;
     sp->geom = (mdfi_conv_geom){l->in_c, l->in_h, l->in_w, size, g.stride, g.padding, g.out_h,
-                                g.out_w};
+                                g.out_w, g.stride, 1};
     mdfi_dp_describe(l, &g);
     l->batch_normalize = 1;
     const double k = (double)l->in_c * size * size;

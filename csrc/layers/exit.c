@@ -17,7 +17,7 @@
 #include "layers/fixed.h"
 #include "layers/layer.h"
 
-static const char *const pred_names[MDFI_PREDICTORS] = {"entropy", "exit"};
+static const char pred_names[MDFI_PREDICTORS][8] = {"entropy", "exit"};
 
 float mdfi_exit_entropy(const float *p, int n)
 {

@@ -122,7 +122,7 @@ void mdfi_fx_quantize(const float *src, void *dst, mdfi_qfmt to, size_t n)
      * integer r, ties to even; y - r is exact, and a tie rounded down
      * (y - r == 1/2) goes up.  No int -> float conversion (a serial
      * dependency on x86) and no branch. */
-    const float scale = ldexpf(1.f, to.frac), magic = 12582912.f;
+    const float scale = (float)ldexp(1., to.frac), magic = 12582912.f;
     const float hi = to.bits == 8 ? 127.f : 32767.f, lo = -hi - 1.f;
 #define QUANTIZE_LOOP(T)                                                  \
     for (size_t i = 0; i < n; ++i) {                                      \
@@ -142,7 +142,7 @@ void mdfi_fx_quantize(const float *src, void *dst, mdfi_qfmt to, size_t n)
 
 void mdfi_fx_dequantize(const void *src, mdfi_qfmt fmt, float *dst, size_t n)
 {
-    const float scale = ldexpf(1.f, -fmt.frac);
+    const float scale = (float)ldexp(1., -fmt.frac);
     for (size_t i = 0; i < n; ++i)
         dst[i] = (float)mdfi_fx_get(src, fmt.bits, i) * scale;
 }

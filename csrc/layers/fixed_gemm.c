@@ -43,6 +43,11 @@ static mdfi_status fixed_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errb
     memset(&g, 0, sizeof g);
     g.s = *sp;
     const char *name = ctx->cfg->name;
+    /* the integer GEMM's im2col has one stride and no dilation */
+    if (sp->geom.dilation != 1 || sp->geom.stride_y != sp->geom.stride || l->share_from)
+        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [convolutional]: dilation, "
+                         "stride_y unlike stride_x and share_index are not supported on the "
+                         "%s path", name, l->line, l->index, "fixed-point");
     int act;
     MDFI_CHECK(mdfi_fx_bind_act(ctx, sp->act, &act, err));
     g.act = (mdfi_qact)act;
@@ -77,7 +82,7 @@ static mdfi_status fixed_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errb
     return MDFI_OK;
 }
 
-static const char *const mode_names[] = {"", " (per channel)", " (per-channel multipliers)"};
+static const char mode_names[][27] = {"", " (per channel)", " (per-channel multipliers)"};
 
 /* The record must be this layer's, with its shape and formats. */
 static mdfi_status check_record(const mdfi_layer *l, const fx_gemm *p, const mdfi_qrecord *r,

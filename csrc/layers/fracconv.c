@@ -41,8 +41,6 @@ typedef struct {
 
 /* ---- parse ----------------------------------------------------------------- */
 
-static const char *const refused_keys[] = {"abits", "astep", "xnor", "binary", "groups",
-                                           "dilation", "batch_normalize"};
 
 /* A 0/1 key; def when missing. */
 static mdfi_status flag(const mdfi_parse_ctx *ctx, mdfi_cfg_section *s, const char *key, int def,
@@ -71,8 +69,8 @@ mdfi_status mdfi_fracconv_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_p
 {
     const char *name = ctx->cfg->name;
     const int i = ctx->index;
-    MDFI_CHECK(mdfi_dp_parse_start(l, s, ctx, sizeof(fracconv_spec), refused_keys,
-                                   sizeof refused_keys / sizeof refused_keys[0],
+    MDFI_CHECK(mdfi_dp_parse_start(l, s, ctx, sizeof(fracconv_spec),
+                                   "abits astep xnor binary groups dilation batch_normalize",
                                    "docs/wsfracbnn.md: it has no BN, its input quantizer is "
                                    "input=, its weights are always binary", err));
     fracconv_spec *sp = l->spec;
@@ -117,7 +115,7 @@ mdfi_status mdfi_fracconv_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_p
     sp->C = l->in_c;
     sp->M = g.filters;
     sp->geom = (mdfi_conv_geom){(int)cin, l->in_h, l->in_w, g.size, g.stride, g.padding,
-                                g.out_h, g.out_w};
+                                g.out_h, g.out_w, g.stride, 1};
     mdfi_dp_describe(l, &g);
     const double k = (double)cin * g.size * g.size;
     /* binary multiply-adds: thermometer one plane of C T channels; stream

@@ -1,6 +1,6 @@
 /* A layer type is one registry row (layers/registry.c):
  *
- *   name, aliases   the cfg section names it answers to
+ *   name, alias     the cfg section names it answers to
  *   kind            flags the network's passes and the detect glue ask
  *   parse           cfg section + input shapes -> its typed spec (l->spec),
  *                   its inputs and output shape; never allocates beyond the spec
@@ -100,7 +100,7 @@ typedef struct {
 
 typedef struct {
     const char *name;
-    const char *aliases[3];
+    const char *alias;         /* or NULL */
     unsigned kind;
     mdfi_status (*parse)(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                          mdfi_errbuf *err);
@@ -161,6 +161,8 @@ struct mdfi_layer {
     int keep;                  /* the caller reads this output after forward */
     void *spec;                /* the type's parsed spec */
     void *priv;                /* the running variant's state */
+    int share_from;            /* 1 + the layer whose .weights floats it reads again
+                                  ([convolutional] share_index); 0: its own */
 };
 
 /* Looks a section name (or alias) up in the registry; NULL if unknown. */
@@ -184,6 +186,13 @@ void mdfi_maxpool_band(const mdfi_pool2d *p, const float *in, int r0, int r1, in
 /* Shape helpers for parse: check sizes are sane (product < 2^31). */
 mdfi_status mdfi_layer_check_shape(const mdfi_parse_ctx *ctx, mdfi_cfg_section *s,
                                    int c, int h, int w, mdfi_errbuf *err);
+
+/* A pool's keys as AlexeyAB reads them ([maxpool], [local_avgpool]): stride,
+ * stride_x and stride_y (default stride: l->stride and *sy), size (default
+ * stride), padding (default size - 1; windows start at -padding/2), checked;
+ * sets the output shape, (in + padding - size) / stride + 1. */
+mdfi_status mdfi_layer_pool_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                                  int *sy, mdfi_errbuf *err);
 
 /* Resolves one layer reference from a cfg value (negative = relative). */
 mdfi_status mdfi_layer_ref(const mdfi_parse_ctx *ctx, mdfi_cfg_section *s,

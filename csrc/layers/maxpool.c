@@ -15,25 +15,14 @@
 mdfi_status mdfi_maxpool_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                                mdfi_errbuf *err)
 {
-    int size, stride, padding;
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "stride", 1, &stride, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "size", stride, &size, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "padding", size - 1, &padding, err));
-    if (size < 1 || stride < 1 || padding < 0 || size > MDFI_LIMIT_POOL ||
-        stride > MDFI_LIMIT_POOL || padding > MDFI_LIMIT_POOL)
-        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [maxpool]: bad size=%d "
-                         "stride=%d padding=%d", ctx->cfg->name, s->line, ctx->index, size,
-                         stride, padding);
-    l->size = size;
-    l->stride = stride;
-    l->pad = padding;
-    l->out_c = l->in_c;
-    l->out_h = (l->in_h + padding - size) / stride + 1;
-    l->out_w = (l->in_w + padding - size) / stride + 1;
-    if (l->in_h + padding < size || l->in_w + padding < size)
-        l->out_h = l->out_w = 0;
-    l->flops = 0;
-    return mdfi_layer_check_shape(ctx, s, l->out_c, l->out_h, l->out_w, err);
+    int sy;
+    MDFI_CHECK(mdfi_layer_pool_parse(l, s, ctx, &sy, err));
+    /* the max pool kernels have one stride */
+    if (sy != l->stride)
+        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [maxpool]: stride_y=%d "
+                         "unlike stride_x=%d is not supported", ctx->cfg->name, s->line,
+                         ctx->index, sy, l->stride);
+    return MDFI_OK;
 }
 
 /* ---- float ------------------------------------------------------------------ */

@@ -26,12 +26,9 @@ mdfi_status mdfi_region_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_par
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "coords", 4, &coords, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "softmax", 0, &y->softmax, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "background", 0, &background, err));
-    static const char *const train[] = {
-        "log", "sqrt", "max", "jitter", "rescore", "thresh", "classfix", "absolute", "random",
-        "coord_scale", "object_scale", "noobject_scale", "mask_scale", "class_scale",
-        "bias_match", "focal_loss", "resize", "map"};
-    for (size_t i = 0; i < sizeof train / sizeof train[0]; ++i)
-        (void)mdfi_cfg_str(s, train[i], NULL);
+    mdfi_cfg_ignore(s, "log sqrt max jitter rescore thresh classfix absolute random coord_scale "
+                       "object_scale noobject_scale mask_scale class_scale bias_match "
+                       "focal_loss resize map");
     if (mdfi_cfg_str(s, "tree", NULL) || coords != 4 || background)
         return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [region]: tree= "
                          "(YOLO9000's hierarchical softmax) is not supported, nor coords other "

@@ -13,7 +13,8 @@ extern parse_fn mdfi_convolutional_parse, mdfi_connected_parse, mdfi_maxpool_par
     mdfi_avgpool_parse, mdfi_route_parse, mdfi_shortcut_parse, mdfi_upsample_parse,
     mdfi_yolo_parse, mdfi_dropout_parse, mdfi_softmax_parse, mdfi_scale_channels_parse, mdfi_exit_parse,
     mdfi_dualpath_parse, mdfi_fracconv_parse, mdfi_cost_parse, mdfi_reorg_parse,
-    mdfi_reorg3d_parse, mdfi_region_parse, mdfi_sam_parse, mdfi_crop_parse;
+    mdfi_reorg3d_parse, mdfi_region_parse, mdfi_sam_parse, mdfi_crop_parse,
+    mdfi_local_avgpool_parse, mdfi_contrastive_parse, mdfi_gaussian_yolo_parse;
 extern const mdfi_layer_variant mdfi_convolutional_float, mdfi_convolutional_binary,
     mdfi_gemm_fixed, mdfi_connected_float, mdfi_maxpool_float, mdfi_maxpool_fixed,
     mdfi_maxpool_bits, mdfi_avgpool_float, mdfi_avgpool_fixed, mdfi_route_float,
@@ -21,51 +22,60 @@ extern const mdfi_layer_variant mdfi_convolutional_float, mdfi_convolutional_bin
     mdfi_upsample_fixed, mdfi_yolo_float, mdfi_yolo_fixed, mdfi_dropout_alias,
     mdfi_softmax_float, mdfi_softmax_fixed, mdfi_scale_channels_float, mdfi_scale_channels_fixed,
     mdfi_exit_float, mdfi_exit_fixed, mdfi_dualpath_binary, mdfi_fracconv_binary,
-    mdfi_reorg_float, mdfi_region_float, mdfi_crop_float;
+    mdfi_reorg_float, mdfi_region_float, mdfi_crop_float, mdfi_local_avgpool_float,
+    mdfi_contrastive_float;
 
 #define K(x) MDFI_KIND_##x
 static const mdfi_layer_type registry[] = {
-    /* name            aliases      kind               parse                       spec
+    /* name            alias        kind               parse                       spec
      *                 float                      fixed                 binary */
-    {"convolutional", {"conv"}, K(GEMM) | K(CONV), mdfi_convolutional_parse, NULL,
+    {"convolutional", "conv", K(GEMM) | K(CONV), mdfi_convolutional_parse, NULL,
      {&mdfi_convolutional_float, &mdfi_gemm_fixed, &mdfi_convolutional_binary}},
-    {"connected", {"conn"}, K(GEMM), mdfi_connected_parse, NULL,
+    {"connected", "conn", K(GEMM), mdfi_connected_parse, NULL,
      {&mdfi_connected_float, &mdfi_gemm_fixed, NULL}},
-    {"maxpool", {"max"}, K(MAXPOOL), mdfi_maxpool_parse, NULL,
+    {"maxpool", "max", K(MAXPOOL), mdfi_maxpool_parse, NULL,
      {&mdfi_maxpool_float, &mdfi_maxpool_fixed, &mdfi_maxpool_bits}},
-    {"avgpool", {"avg"}, 0, mdfi_avgpool_parse, NULL,
+    {"avgpool", "avg", 0, mdfi_avgpool_parse, NULL,
      {&mdfi_avgpool_float, &mdfi_avgpool_fixed, NULL}},
-    {"route", {NULL}, 0, mdfi_route_parse, NULL, {&mdfi_route_float, &mdfi_route_fixed, NULL}},
-    {"shortcut", {NULL}, 0, mdfi_shortcut_parse, NULL,
+    {"route", NULL, 0, mdfi_route_parse, NULL, {&mdfi_route_float, &mdfi_route_fixed, NULL}},
+    {"shortcut", NULL, 0, mdfi_shortcut_parse, NULL,
      {&mdfi_shortcut_float, &mdfi_shortcut_fixed, NULL}},
-    {"upsample", {NULL}, 0, mdfi_upsample_parse, NULL,
+    {"upsample", NULL, 0, mdfi_upsample_parse, NULL,
      {&mdfi_upsample_float, &mdfi_upsample_fixed, NULL}},
-    {"yolo", {NULL}, K(HEAD) | K(YOLO), mdfi_yolo_parse, NULL,
+    {"yolo", NULL, K(HEAD) | K(YOLO), mdfi_yolo_parse, NULL,
      {&mdfi_yolo_float, &mdfi_yolo_fixed, NULL}},
-    {"region", {NULL}, K(HEAD) | K(YOLO), mdfi_region_parse, NULL,
+    /* [yolo] with a sigma per coordinate (layers/yolo.c), float only */
+    {"Gaussian_yolo", NULL, K(HEAD) | K(YOLO), mdfi_gaussian_yolo_parse, NULL,
+     {&mdfi_yolo_float, NULL, NULL}},
+    {"region", NULL, K(HEAD) | K(YOLO), mdfi_region_parse, NULL,
      {&mdfi_region_float, NULL, NULL}},
-    {"dropout", {NULL}, K(ALIAS), mdfi_dropout_parse, NULL,
+    {"dropout", NULL, K(ALIAS), mdfi_dropout_parse, NULL,
      {&mdfi_dropout_alias, &mdfi_dropout_alias, NULL}},
     /* space-to-depth as each Darknet calls it (layers/reorg.c) */
-    {"reorg", {NULL}, 0, mdfi_reorg_parse, NULL, {&mdfi_reorg_float, NULL, NULL}},
-    {"reorg3d", {NULL}, 0, mdfi_reorg3d_parse, NULL, {&mdfi_reorg_float, NULL, NULL}},
-    {"crop", {NULL}, 0, mdfi_crop_parse, NULL, {&mdfi_crop_float, NULL, NULL}},
+    {"reorg", NULL, 0, mdfi_reorg_parse, NULL, {&mdfi_reorg_float, NULL, NULL}},
+    {"reorg3d", NULL, 0, mdfi_reorg3d_parse, NULL, {&mdfi_reorg_float, NULL, NULL}},
+    {"crop", NULL, 0, mdfi_crop_parse, NULL, {&mdfi_crop_float, NULL, NULL}},
+    {"local_avgpool", NULL, 0, mdfi_local_avgpool_parse, NULL,
+     {&mdfi_local_avgpool_float, NULL, NULL}},
+    /* a training loss whose inference output is zeros */
+    {"contrastive", NULL, 0, mdfi_contrastive_parse, NULL,
+     {&mdfi_contrastive_float, NULL, NULL}},
     /* a training loss: passes its input on, as [dropout] */
-    {"cost", {NULL}, K(ALIAS), mdfi_cost_parse, NULL,
+    {"cost", NULL, K(ALIAS), mdfi_cost_parse, NULL,
      {&mdfi_dropout_alias, &mdfi_dropout_alias, NULL}},
-    {"softmax", {"soft"}, K(HEAD), mdfi_softmax_parse, NULL,
+    {"softmax", "soft", K(HEAD), mdfi_softmax_parse, NULL,
      {&mdfi_softmax_float, &mdfi_softmax_fixed, NULL}},
-    {"scale_channels", {NULL}, 0, mdfi_scale_channels_parse, NULL,
+    {"scale_channels", NULL, 0, mdfi_scale_channels_parse, NULL,
      {&mdfi_scale_channels_float, &mdfi_scale_channels_fixed, NULL}},
     /* spatial attention: scale_channels with a factor per element */
-    {"sam", {NULL}, 0, mdfi_sam_parse, NULL,
+    {"sam", NULL, 0, mdfi_sam_parse, NULL,
      {&mdfi_scale_channels_float, &mdfi_scale_channels_fixed, NULL}},
-    {"exit", {NULL}, K(HEAD) | K(EXIT), mdfi_exit_parse, NULL,
+    {"exit", NULL, K(HEAD) | K(EXIT), mdfi_exit_parse, NULL,
      {&mdfi_exit_float, &mdfi_exit_fixed, NULL}},
     /* binary only (docs/dualpath.md); not CONV: two inputs, never fused */
-    {"dualpath", {NULL}, 0, mdfi_dualpath_parse, NULL, {NULL, NULL, &mdfi_dualpath_binary}},
+    {"dualpath", NULL, 0, mdfi_dualpath_parse, NULL, {NULL, NULL, &mdfi_dualpath_binary}},
     /* binary only (docs/wsfracbnn.md); not CONV, as dualpath: never fused */
-    {"fracconv", {NULL}, 0, mdfi_fracconv_parse, NULL, {NULL, NULL, &mdfi_fracconv_binary}},
+    {"fracconv", NULL, 0, mdfi_fracconv_parse, NULL, {NULL, NULL, &mdfi_fracconv_binary}},
 };
 #undef K
 
@@ -76,9 +86,8 @@ const mdfi_layer_type *mdfi_layer_type_find(const char *section)
     for (size_t i = 0; i < N_TYPES; ++i) {
         if (!strcmp(registry[i].name, section))
             return &registry[i];
-        for (size_t a = 0; a < 3 && registry[i].aliases[a]; ++a)
-            if (!strcmp(registry[i].aliases[a], section))
-                return &registry[i];
+        if (registry[i].alias && !strcmp(registry[i].alias, section))
+            return &registry[i];
     }
     return NULL;
 }

@@ -1,6 +1,8 @@
 /* [yolo]: the logistic on x, y, objectness and class scores of every anchor
  * slot; w and h stay raw.  Decoding lives in detect/.  The fixed-point
- * variant reads integers and writes the same floats. */
+ * variant reads integers and writes the same floats.  [Gaussian_yolo]
+ * (AlexeyAB's forward_gaussian_yolo_layer, float only) is the same head with
+ * a sigma after each of x, y, w, h, each through the logistic too. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -40,30 +42,39 @@ mdfi_status mdfi_yolo_parse_anchors(const mdfi_parse_ctx *ctx, mdfi_cfg_section 
 mdfi_status mdfi_yolo_parse_shape(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                                   const mdfi_yolo_spec *y, mdfi_errbuf *err)
 {
-    if (l->in_c != y->n_mask * (y->classes + 5))
+    const int k = 5 + 4 * y->gaussian;
+    if (l->in_c != y->n_mask * (y->classes + k))
         return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [%s]: input has %d channels "
-                         "but %d anchors x (%d classes + 5) = %d are needed", ctx->cfg->name,
-                         s->line, ctx->index, s->type, l->in_c, y->n_mask, y->classes,
-                         y->n_mask * (y->classes + 5));
+                         "but %d anchors x (%d classes + %d) = %d are needed", ctx->cfg->name,
+                         s->line, ctx->index, s->type, l->in_c, y->n_mask, y->classes, k,
+                         y->n_mask * (y->classes + k));
     l->out_c = l->in_c;
     l->out_h = l->in_h;
     l->out_w = l->in_w;
     return mdfi_layer_check_shape(ctx, s, l->out_c, l->out_h, l->out_w, err);
 }
 
-mdfi_status mdfi_yolo_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
-                              mdfi_errbuf *err)
+static mdfi_status parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                         int gaussian, mdfi_errbuf *err)
 {
     const char *name = ctx->cfg->name;
     mdfi_yolo_spec *y = calloc(1, sizeof *y);
     if (!y)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory");
     l->spec = y;
+    y->gaussian = gaussian;
     MDFI_CHECK(mdfi_yolo_parse_anchors(ctx, s, y, err));
     MDFI_CHECK(mdfi_cfg_int_list(ctx->cfg, s, "mask", y->mask, MDFI_LIMIT_ANCHORS, &y->n_mask,
                                  err));
     MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "scale_x_y", 1.f, &y->scale_xy, err));
-    MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "new_coords", 0, &y->new_coords, err));
+    /* parse_gaussian_yolo reads no new_coords; its yolo_point moves the boxes */
+    if (gaussian && mdfi_cfg_word_in("left_top right_bottom",
+                                     mdfi_cfg_str(s, "yolo_point", "center")))
+        return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [%s]: yolo_point other "
+                         "than center is not supported", name, mdfi_cfg_line(s, "yolo_point"),
+                         ctx->index, s->type);
+    if (!gaussian)
+        MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "new_coords", 0, &y->new_coords, err));
     MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "beta_nms", .6f, &y->nms_beta, err));
     /* AlexeyAB: greedynms is DIoU with exponent 0.6, diounms with beta_nms,
      * anything else plain IoU; corners NMS is not in its detector's output */
@@ -73,18 +84,15 @@ mdfi_status mdfi_yolo_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse
     else if (strcmp(kind, "diounms"))
         y->nms_beta = -1;
     /* training-only keys (pjreddie's and AlexeyAB's parse_yolo) */
-    static const char *const train[] = {
-        "jitter", "ignore_thresh", "truth_thresh", "random", "max_delta", "iou_loss",
-        "iou_normalizer", "cls_normalizer", "obj_normalizer", "delta_normalizer", "iou_thresh",
-        "iou_thresh_kind", "objectness_smooth", "resize", "max", "show_details",
-        "counters_per_class", "label_smooth_eps", "focal_loss", "track_history_size",
-        "sim_thresh", "dets_for_track", "dets_for_show", "track_ciou_norm", "embedding_layer",
-        "map"};
-    for (size_t i = 0; i < sizeof train / sizeof train[0]; ++i)
-        (void)mdfi_cfg_str(s, train[i], NULL);
+    mdfi_cfg_ignore(s, "jitter ignore_thresh truth_thresh random max_delta iou_loss "
+                       "iou_normalizer cls_normalizer obj_normalizer delta_normalizer iou_thresh "
+                       "iou_thresh_kind objectness_smooth resize max show_details "
+                       "counters_per_class label_smooth_eps focal_loss track_history_size "
+                       "sim_thresh dets_for_track dets_for_show track_ciou_norm embedding_layer "
+                       "map");
     if ((unsigned)y->new_coords > 1 || !(y->scale_xy > 0))
-        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [yolo]: bad new_coords=%d "
-                         "scale_x_y=%g", name, s->line, ctx->index, y->new_coords,
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s]: bad new_coords=%d "
+                         "scale_x_y=%g", name, s->line, ctx->index, s->type, y->new_coords,
                          (double)y->scale_xy);
     if (y->n_mask == 0) {
         y->n_mask = y->total;
@@ -93,21 +101,34 @@ mdfi_status mdfi_yolo_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse
     }
     for (int i = 0; i < y->n_mask; ++i)
         if (y->mask[i] < 0 || y->mask[i] >= y->total)
-            return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [yolo]: mask %d is not an "
+            return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s]: mask %d is not an "
                              "anchor index (0..%d)", name, mdfi_cfg_line(s, "mask"),
-                             ctx->index, y->mask[i], y->total - 1);
+                             ctx->index, s->type, y->mask[i], y->total - 1);
     return mdfi_yolo_parse_shape(l, s, ctx, y, err);
 }
 
-/* AlexeyAB's scal_add_cpu on x and y: x s + (-(s - 1) / 2), in float. */
+mdfi_status mdfi_yolo_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
+                            mdfi_errbuf *err)
+{
+    return parse(l, s, ctx, 0, err);
+}
+
+mdfi_status mdfi_gaussian_yolo_parse(mdfi_layer *l, mdfi_cfg_section *s,
+                                     const mdfi_parse_ctx *ctx, mdfi_errbuf *err)
+{
+    return parse(l, s, ctx, 1, err);
+}
+
+/* AlexeyAB's scal_add_cpu on x and y (Gaussian: and their sigmas):
+ * x s + (-(s - 1) / 2), in float. */
 static void scale_xy(const mdfi_yolo_spec *y, float *out, size_t plane)
 {
     const float s = y->scale_xy, b = (float)(-0.5 * ((double)s - 1));
     if (s == 1.f)
         return;
     for (int a = 0; a < y->n_mask; ++a) {
-        float *xy = out + (size_t)a * (y->classes + 5) * plane;
-        for (size_t i = 0; i < 2 * plane; ++i)
+        float *xy = out + (size_t)a * (y->classes + 5 + 4 * y->gaussian) * plane;
+        for (size_t i = 0; i < (size_t)(2 + 2 * y->gaussian) * plane; ++i)
             xy[i] = xy[i] * s + b;
     }
 }
@@ -115,12 +136,16 @@ static void scale_xy(const mdfi_yolo_spec *y, float *out, size_t plane)
 static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
     const mdfi_yolo_spec *y = l->spec;
+    const int g = y->gaussian;
     size_t plane = (size_t)l->out_h * l->out_w;
     memcpy(ctx->out, ctx->in[0], mdfi_layer_outputs(l) * sizeof(float));
     for (int a = 0; a < y->n_mask && !y->new_coords; ++a) {
-        float *base = ctx->out + (size_t)a * (y->classes + 5) * plane;
-        mdfi_activate(base, 2 * plane, MDFI_ACT_LOGISTIC);
-        mdfi_activate(base + 4 * plane, (size_t)(1 + y->classes) * plane, MDFI_ACT_LOGISTIC);
+        float *base = ctx->out + (size_t)a * (y->classes + 5 + 4 * g) * plane;
+        mdfi_activate(base, (size_t)(2 + 2 * g) * plane, MDFI_ACT_LOGISTIC);
+        for (int k = 5; g && k < 8; k += 2)   /* sigma w, sigma h */
+            mdfi_activate(base + k * plane, plane, MDFI_ACT_LOGISTIC);
+        mdfi_activate(base + (4 + 4 * g) * plane, (size_t)(1 + y->classes) * plane,
+                      MDFI_ACT_LOGISTIC);
     }
     scale_xy(y, ctx->out, plane);
 }
@@ -150,7 +175,7 @@ static mdfi_status fixed_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdf
     free(y->logistic);
     if (!(y->logistic = malloc(n * sizeof *y->logistic)))
         return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
-    const float scale = ldexpf(1.f, -l->q_in.frac);
+    const float scale = (float)ldexp(1., -l->q_in.frac);
     for (size_t i = 0; i < n; ++i)
         y->logistic[i] = (float)(qmin + (int32_t)i) * scale;   /* as mdfi_fx_dequantize */
     mdfi_activate(y->logistic, n, MDFI_ACT_LOGISTIC);

@@ -14,6 +14,8 @@ typedef struct {
     float scale_xy, nms_beta;
     int new_coords;
     int region, softmax;   /* [region] (layers/region.c): YOLOv2's decoding */
+    int gaussian;          /* [Gaussian_yolo]: per anchor x, sigma x, y, sigma y, w, sigma w,
+                              h, sigma h, objectness, classes (9 + classes channels) */
     int mask[MDFI_LIMIT_ANCHORS];
     float anchors[2 * MDFI_LIMIT_ANCHORS];
 } mdfi_yolo_spec;

@@ -6,8 +6,8 @@
 #include "layers/exit.h"
 #include "net/net.h"
 
-static const char *const policy_names[] = {"none", "all", "branchy", "entropy-predictor",
-                                           "exit-predictor"};
+static const char policy_names[][18] = {"none", "all", "branchy", "entropy-predictor",
+                                        "exit-predictor"};
 #define N_POLICIES (int)(sizeof policy_names / sizeof policy_names[0])
 
 static const mdfi_exit_spec *spec_at(const mdfi_net *net, int layer)

@@ -12,17 +12,17 @@
 #include "layers/fixed.h"
 
 /* Keys Darknet reads only for training: accepted without a warning. */
-static const char *const training_keys[] = {
-    "batch", "subdivisions", "momentum", "decay", "angle", "saturation", "exposure", "hue",
-    "learning_rate", "burn_in", "max_batches", "policy", "steps", "scales", "step", "gamma",
-    "power", "max_crop", "min_crop", "aspect", "flip", "mosaic", "letter_box", "adam", "B1",
-    "B2", "eps", "clip", "center", "time_steps", "notruth", "random", "jitter",
-    "ignore_thresh", "truth_thresh", "stopbackward", "noloss", "rescore", "max_delta",
-    "smooth", "cutmix", "mixup", "blur", "track", "dontload", "dontloadscales", "flipped",
-    "ema_alpha", "label_smooth_eps", "seen", "scale", "uc_normalizer", "beta1",
+static const char training_keys[] =
+    "batch subdivisions momentum decay angle saturation exposure hue learning_rate burn_in "
+    "max_batches policy steps scales step gamma power max_crop min_crop aspect flip mosaic "
+    "letter_box adam B1 B2 eps clip center time_steps notruth random jitter ignore_thresh "
+    "truth_thresh stopbackward noloss rescore max_delta smooth cutmix mixup blur track "
+    "dontload dontloadscales flipped ema_alpha label_smooth_eps seen scale uc_normalizer beta1 "
+    "onlyforward contrastive contrastive_jit_flip contrastive_color sgdr_cycle sgdr_mult "
+    "max_epochs "
     /* AlexeyAB's xnor conv feeding another: its activation is dropped, which the
        reader's sign() cannot see */
-    "bin_output"};
+    "bin_output";
 
 mdfi_status mdfi_net_fail(mdfi_net *net, mdfi_status st, const char *fmt, ...)
 {
@@ -139,23 +139,14 @@ const char *mdfi_net_warnings(const mdfi_net *net)
     return net && net->warnings ? net->warnings : "";
 }
 
-/* Whether s is one of the n names. */
-static int listed(const char *const *names, size_t n, const char *s)
-{
-    for (size_t i = 0; i < n; ++i)
-        if (!strcmp(names[i], s))
-            return 1;
-    return 0;
-}
-
 /* Darknet's recurrent layer types: out of scope, said so by name. */
-static const char *const recurrent[] = {"rnn", "gru", "lstm", "crnn", "conv_lstm"};
+static const char recurrent[] = "rnn gru lstm crnn conv_lstm";
 
 static void warn_unused(mdfi_net *net, const mdfi_cfg_section *s)
 {
     for (int i = 0; i < s->n_kv; ++i)
         if (s->kv[i].used <= 0 &&
-            !listed(training_keys, sizeof training_keys / sizeof *training_keys, s->kv[i].key))
+            !mdfi_cfg_word_in(training_keys, s->kv[i].key))
             warn(net, "%s:%d: %s key '%s' in [%s] ignored%s", net->cfg.name, s->kv[i].line,
                  s->kv[i].used ? "repeated" : "unknown", s->kv[i].key, s->type,
                  s->kv[i].used ? " (the first counts, as in Darknet)" : "");
@@ -206,7 +197,7 @@ static mdfi_status build(mdfi_net *net)
         mdfi_layer *l = &net->layers[i];
         const mdfi_layer_type *type = mdfi_layer_type_find(s->type);
         if (!type) {
-            int rec = listed(recurrent, sizeof recurrent / sizeof *recurrent, s->type);
+            int rec = mdfi_cfg_word_in(recurrent, s->type);
             return mdfi_net_fail(net, rec ? MDFI_ERR_UNSUPPORTED : MDFI_ERR_CFG, "%s:%d: %s "
                                  "section [%s] (layer %d)", cfg->name, s->line,
                                  rec ? "recurrent layers are not supported:" : "unknown",
@@ -334,14 +325,13 @@ mdfi_status mdfi_net_load_weights(mdfi_net *net, const char *path)
                                    ".qweights written by weights_tools quantize", net->cfg.name,
                                    path)
                    : check_darknet(net, src, path);
-    char *p = st == MDFI_OK ? malloc(strlen(path) + 1) : NULL;
+    char *p = st == MDFI_OK ? mdfi_strdup(path) : NULL;
     if (st == MDFI_OK && !p)
         st = mdfi_net_fail(net, MDFI_ERR_NOMEM, "out of memory");
     if (st != MDFI_OK) {
         mdfi_params_close(src);
         return st;
     }
-    strcpy(p, path);
     free(net->weights_path);
     net->weights_path = p;
     mdfi_params_close(net->params);
@@ -481,15 +471,26 @@ static mdfi_status load_and_prepare(mdfi_net *net)
         st = mdfi_params_open(net->weights_path, &net->params, &net->err);
     mdfi_params *src = net->params;
     mdfi_prepare_ctx ctx = {net->isa, net->threads, net->binary_kind, src};
+    /* where each layer's floats start: a share_index layer reads its source's again */
+    long long *at = calloc((size_t)net->n, sizeof *at), back = 0;
+    if (!at)
+        st = mdfi_net_fail(net, MDFI_ERR_NOMEM, "out of memory");
     for (int i = 0; st == MDFI_OK && i < net->n; ++i) {
         mdfi_layer *l = &net->layers[i];
-        if (src)
+        if (src) {
             mdfi_params_at(src, i, l->type->name);
-        if (l->run->load)
+            back = at[i] = mdfi_params_tell(src);
+            if (l->share_from)
+                st = mdfi_params_seek(src, at[l->share_from - 1], &net->err);
+        }
+        if (st == MDFI_OK && l->run->load)
             st = l->run->load(l, src, &net->err);
         if (st == MDFI_OK && l->run->prepare)
             st = l->run->prepare(l, &ctx, &net->err);
+        if (st == MDFI_OK && src && l->share_from)
+            st = mdfi_params_seek(src, back, &net->err);
     }
+    free(at);
     if (st == MDFI_OK && src && mdfi_params_kind_of(src) == MDFI_PARAMS_DARKNET)
         st = mdfi_params_finish(src, &net->err);   /* every float read, none left */
     mdfi_params_close(net->params);   /* read once */

@@ -628,7 +628,7 @@ static void bench(const mdfi_bgemm_kernel *only)
             if (quick && (ci % 2 || hi != 1))
                 continue;
             const int C = cs[ci], M = cs[ci], HW = hws[hi];
-            mdfi_conv_geom g = {C, HW, HW, 3, 1, 1, HW, HW};
+            mdfi_conv_geom g = {C, HW, HW, 3, 1, 1, HW, HW, 1, 1};
             size_t pbytes;
             double tb = bench_binary(bk, M, g, 0, &pbytes);
             double tbb = bench_binary(bk, M, g, 1, &pbytes);

@@ -443,13 +443,14 @@ out:
 
 static mdfi_conv_geom conv_geom(int c, int h, int w, int ks, int s, int pad)
 {
-    mdfi_conv_geom g = {c, h, w, ks, s, pad, (h + 2 * pad - ks) / s + 1, (w + 2 * pad - ks) / s + 1};
+    mdfi_conv_geom g = {c, h, w, ks, s, pad, (h + 2 * pad - ks) / s + 1, (w + 2 * pad - ks) / s + 1,
+                        s, 1};
     return g;
 }
 
 static mdfi_conv_geom matrix_geom(int K, int N)
 {
-    mdfi_conv_geom g = {K, 1, N, 1, 1, 0, 1, N};
+    mdfi_conv_geom g = {K, 1, N, 1, 1, 0, 1, N, 1, 1};
     return g;
 }
 

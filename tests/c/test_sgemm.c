@@ -78,8 +78,8 @@ static void describe(const mdfi_sgemm_kernel *k, const tcase *t, char *buf, size
 static double naive_b(const mdfi_conv_geom *g, const float *in, int k, int n)
 {
     int c = k / (g->ksize * g->ksize), ky = (k / g->ksize) % g->ksize, kx = k % g->ksize;
-    int iy = (n / g->out_w) * g->stride - g->pad + ky;
-    int ix = (n % g->out_w) * g->stride - g->pad + kx;
+    int iy = (n / g->out_w) * g->stride_y - g->pad + ky * g->dilation;
+    int ix = (n % g->out_w) * g->stride - g->pad + kx * g->dilation;
     if (iy < 0 || ix < 0 || iy >= g->in_h || ix >= g->in_w)
         return 0.0;
     return in[((size_t)c * g->in_h + iy) * g->in_w + ix];
@@ -226,7 +226,7 @@ static void test_epilogue_exact(const mdfi_sgemm_kernel *k, int N)
     float *in = xalloc((size_t)N * sizeof(float)), *c = xalloc((size_t)M * N * sizeof(float));
     for (int n = 0; n < N; ++n)
         in[n] = ldexpf(frand(), (int)(frand() * 40));   /* wide range, no subnormals */
-    mdfi_conv_geom g = {1, 1, N, 1, 1, 0, 1, N};
+    mdfi_conv_geom g = {1, 1, N, 1, 1, 0, 1, N, 1, 1};
     float *pa = xalloc(mdfi_sgemm_packed_a_size(k, M, 1) + 64);
     float *ws = xalloc(mdfi_sgemm_workspace_size(k, M, &g) + 64);
     mdfi_sgemm_pack_a(k, M, 1, a, pa);
@@ -257,7 +257,7 @@ static void test_epilogue_exact(const mdfi_sgemm_kernel *k, int N)
 
 static mdfi_conv_geom conv_geom(int c, int h, int w, int ks, int s, int pad)
 {
-    mdfi_conv_geom g = {c, h, w, ks, s, pad, 0, 0};
+    mdfi_conv_geom g = {c, h, w, ks, s, pad, 0, 0, s, 1};
     g.out_h = (h + 2 * pad - ks) / s + 1;
     g.out_w = (w + 2 * pad - ks) / s + 1;
     return g;
@@ -265,7 +265,7 @@ static mdfi_conv_geom conv_geom(int c, int h, int w, int ks, int s, int pad)
 
 static mdfi_conv_geom matrix_geom(int K, int N)
 {
-    mdfi_conv_geom g = {K, 1, N, 1, 1, 0, 1, N};
+    mdfi_conv_geom g = {K, 1, N, 1, 1, 0, 1, N, 1, 1};
     return g;
 }
 
@@ -341,6 +341,21 @@ static void test_kernel(const mdfi_sgemm_kernel *k)
     add(k, 33, conv_geom(64, 13, 13, 1, 1, 0));          /* pointwise */
     add(k, 16, conv_geom(3, 60, 47, 3, 1, 1));           /* first layer */
     add(k, 24, conv_geom(9, 40, 41, 3, 2, 1));           /* stride 2 */
+    /* Dilation (its padding is pad * dilation, as AlexeyAB's) and separate
+     * vertical and horizontal strides. */
+    for (int d = 2; d <= 3; ++d)
+        for (int sx = 1; sx <= 2; ++sx)
+            for (int sy = 1; sy <= 3; ++sy) {
+                int ks = d == 2 ? 3 : 5, p = ks / 2;
+                mdfi_conv_geom g = {5, 23, 21, ks, sx, p * d, 0, 0, sy, d};
+                g.out_h = (23 + 2 * p - ks) / sy + 1;
+                g.out_w = (21 + 2 * p - ks) / sx + 1;
+                add(k, 7 + d + sx + sy, g);
+                mdfi_conv_geom g1 = conv_geom(6, 17, 12, 3, sx, 1);   /* undilated */
+                g1.stride_y = sy;
+                g1.out_h = (17 + 2 - 3) / sy + 1;
+                add(k, 2 * mr + 1, g1);
+            }
     if (!quick) {
         add(k, 256, conv_geom(128, 26, 26, 3, 1, 1));    /* YOLOv3-tiny layer 6 */
         add(k, 255, conv_geom(256, 26, 26, 1, 1, 0));

@@ -26,15 +26,18 @@ from weights_tools.torch.fracconv import FracConv
 from weights_tools.torch.export import export, save, to_darknet
 from weights_tools.torch.importer import import_darknet
 from weights_tools.torch.layers import (ACTIVATIONS, DARKNET_BN_EPS, AvgPool, BridgeError, Connected,
-                                        Conv, Cost, Crop, Darknet, DarknetBatchNorm, DarknetLayer,
-                                        Dropout, DtypeError, Exit, ExitPredictor, MaxPool, Region,
+                                        Contrastive, Conv, Cost, Crop, Darknet, DarknetBatchNorm, DarknetLayer,
+                                        Dropout, DtypeError, Exit, ExitPredictor, GaussianYolo,
+                                        LocalAvgPool,
+                                        MaxPool, Region,
                                         Reorg, Route, Sam, ScaleChannels, ShapeMismatchError,
                                         Shortcut, Softmax, UnsupportedModuleError, Upsample, Yolo,
                                         activate)
 
 __all__ = ["Darknet", "DarknetLayer", "DarknetBatchNorm", "Conv", "XnorConv", "DualPath", "FracConv", "Connected",
            "MaxPool", "AvgPool", "Route", "Shortcut", "ScaleChannels", "Upsample", "Dropout",
-           "Softmax", "Yolo", "Region", "Reorg", "Crop", "Cost", "Sam", "Exit", "ExitPredictor",
+           "Softmax", "Yolo", "GaussianYolo", "Region", "Reorg", "Crop", "Cost", "Sam", "LocalAvgPool",
+           "Contrastive", "Exit", "ExitPredictor",
            "ACTIVATIONS", "DARKNET_BN_EPS", "activate", "binarize_input",
            "binarize_weights", "export", "save", "to_darknet", "import_darknet", "BridgeError",
            "ShapeMismatchError", "UnsupportedModuleError", "DtypeError"]

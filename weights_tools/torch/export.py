@@ -193,13 +193,13 @@ class _Walker:
             raise ShapeMismatchError("%s: a Conv2d after Flatten" % _describe(path, m))
         if m.padding_mode != "zeros":
             raise _unsupported(path, m, "padding_mode=%r; Darknet pads with zeros" % m.padding_mode)
-        if _pair(path, m, "dilation", m.dilation) != 1:
-            raise _unsupported(path, m, "dilation %s; Darknet convolutions are not dilated"
-                                        % (m.dilation,))
+        dilation = _pair(path, m, "dilation", m.dilation)
         if isinstance(m, nn.ConvTranspose2d) or getattr(m, "transposed", False):
             raise _unsupported(path, m, "transposed convolution")
         size = _pair(path, m, "kernel_size", m.kernel_size)
-        stride = _pair(path, m, "stride", m.stride)
+        # AlexeyAB's stride_x / stride_y: (height, width) may differ
+        sy, sx = (int(s) for s in (m.stride if isinstance(m.stride, (tuple, list))
+                                   else (m.stride, m.stride)))
         if isinstance(m.padding, str):
             if m.padding == "valid":
                 padding = 0
@@ -209,11 +209,17 @@ class _Walker:
                 raise _unsupported(path, m, "padding='same' with an even kernel pads unevenly")
         else:
             padding = _pair(path, m, "padding", m.padding)
+            if padding % dilation:
+                raise _unsupported(path, m, "padding %d is not a multiple of dilation %d "
+                                            "(Darknet pads by padding x dilation)"
+                                            % (padding, dilation))
+            padding //= dilation
         bn_item = self._peek(i + 1, nn.BatchNorm2d)
         j = i + 2 if bn_item else i + 1
         act, j = self._activation_after(j)
-        layer = Conv(m.in_channels, m.out_channels, size, stride, activation=act, padding=padding,
-                     groups=m.groups, batch_normalize=bn_item is not None)
+        layer = Conv(m.in_channels, m.out_channels, size, sx, activation=act, padding=padding,
+                     groups=m.groups, batch_normalize=bn_item is not None, stride_y=sy,
+                     dilation=dilation)
         layer.pad = padding == size // 2 and padding > 0
         layer.to(_working_dtype(m.weight))
         _set(layer.weight, _f64(m.weight, path + ".weight"))

@@ -11,13 +11,15 @@ export() it back.
 
 import os
 
-from weights_tools.darknet_cfg import (CfgError, crop_shape, exit_options, infer_layers, net_shape,
-                                       parse_cfg, reorg_shapes)
+from weights_tools.darknet_cfg import (CfgError, conv_strides, crop_shape, exit_options,
+                                       infer_layers, net_shape, parse_cfg, pool_geometry,
+                                       reorg_shapes)
 from weights_tools.darknet_weights import DarknetWeights, WeightsError, read_weights
 from weights_tools.torch.binary import XnorConv
 from weights_tools.torch.dualpath import DualPath
 from weights_tools.torch.fracconv import FracConv
-from weights_tools.torch.layers import (ACTIVATIONS, AvgPool, BridgeError, Conv, Connected, Cost,
+from weights_tools.torch.layers import (ACTIVATIONS, AvgPool, BridgeError, Contrastive, Conv,
+                                        Connected, Cost, GaussianYolo, LocalAvgPool,
                                         Crop, Darknet, Dropout, Exit, MaxPool, Region, Reorg, Route,
                                         Sam, ScaleChannels, ShapeMismatchError, Shortcut, Softmax,
                                         UnsupportedModuleError, Upsample, Yolo)
@@ -55,12 +57,12 @@ def _float(layer, key, default):
 def _conv(layer):
     sec = layer.section
     c = layer.in_shape[0]
-    stride = sec.get_int("stride", 1)
-    for key in ("stride_x", "stride_y"):
-        if sec.get_int(key, stride) != stride:
-            raise _unsupported(layer, "%s different from stride is not supported" % key)
-    if sec.get_int("dilation", 1) != 1:
-        raise _unsupported(layer, "dilation is not supported")
+    stride, stride_y = conv_strides(sec)
+    dilation = sec.get_int("dilation", 1)
+    if sec.get_int("xnor", 0) and (stride_y != stride or dilation != 1 or
+                                   sec.get_str("share_index") is not None):
+        raise _unsupported(layer, "dilation, stride_y unlike stride_x and share_index are not "
+                                  "supported on the binary path")
     if sec.get_int("binary", 0):
         raise _unsupported(layer, "binary=1 is ambiguous: Darknet's CPU forward ignores it, its GPU "
                                   "forward binarises the weights; use xnor=1")
@@ -70,7 +72,28 @@ def _conv(layer):
     return cls(c, sec.get_int("filters", 1), sec.get_int("size", 1), stride,
                activation=_activation(layer, "logistic"), pad=bool(sec.get_int("pad", 0)),
                padding=sec.get_int("padding", 0), groups=sec.get_int("groups", 1),
-               batch_normalize=bool(sec.get_int("batch_normalize", 0)))
+               batch_normalize=bool(sec.get_int("batch_normalize", 0)), stride_y=stride_y,
+               dilation=dilation)
+
+
+def _share(layers, modules):
+    """AlexeyAB's share_index: the layer uses an earlier convolution's parameters (the very
+    tensors: Darknet points at them), of the same shape."""
+    for layer, module in zip(layers, modules):
+        value = layer.section.get_str("share_index")
+        if value is None:
+            continue
+        i = layer.section.get_int("share_index", 0)
+        i = i if i >= 0 else layer.index + i
+        src = modules[i] if 0 <= i < layer.index else None
+        if src is not None and src.share_index is not None:
+            i, src = src.share_index, modules[src.share_index]
+        if not isinstance(src, Conv) or (src.weight.shape, src.groups, src.bn is None) != \
+                (module.weight.shape, module.groups, module.bn is None):
+            raise layer.section.error("share_index=%s: layer %d is not a convolution of this "
+                                      "shape" % (value, i), "share_index")
+        module.share_index = i
+        module.weight, module.bias, module.bn = src.weight, src.bias, src.bn
 
 
 def _dualpath(layer):
@@ -103,13 +126,10 @@ def _connected(layer):
 
 
 def _maxpool(layer):
-    sec = layer.section
-    stride = sec.get_int("stride", 1)
-    for key in ("stride_x", "stride_y"):
-        if sec.get_int(key, stride) != stride:
-            raise _unsupported(layer, "%s different from stride is not supported" % key)
-    size = sec.get_int("size", stride)
-    return MaxPool(size, stride, sec.get_int("padding", size - 1))
+    size, sx, sy, padding = pool_geometry(layer.section)
+    if sx != sy:
+        raise _unsupported(layer, "stride_y unlike stride_x is not supported")
+    return MaxPool(size, sx, padding)
 
 
 def _route(layer):
@@ -138,13 +158,17 @@ def _upsample(layer):
 
 def _yolo(layer):
     sec = layer.section
+    if sec.type == "Gaussian_yolo" and sec.get_str("yolo_point", "center") in ("left_top",
+                                                                             "right_bottom"):
+        raise _unsupported(layer, "yolo_point other than center is not supported")
     num = sec.get_int("num", 1)
     mask = sec.get_ints("mask") if "mask" in sec.options else list(range(num))
     anchors = ([float(v) for v in sec.get_str("anchors").split(",")]
                if sec.get_str("anchors") else [0.5] * (2 * num))
     rest = {k: v for k, v in sec.options.items() if k not in ("mask", "anchors", "classes", "num")}
     try:
-        return Yolo(mask, anchors, sec.get_int("classes", 20), num, rest)
+        cls = GaussianYolo if sec.type == "Gaussian_yolo" else Yolo
+        return cls(mask, anchors, sec.get_int("classes", 20), num, rest)
     except UnsupportedModuleError as e:   # scale_x_y, new_coords
         raise _unsupported(layer, str(e)) from None
 
@@ -212,6 +236,7 @@ _BUILDERS = {
     "upsample": _upsample,
     "scale_channels": _scale_channels,
     "yolo": _yolo,
+    "Gaussian_yolo": _yolo,
     "dropout": lambda layer: Dropout(_float(layer, "probability", 0.5)),
     "softmax": _softmax,
     "region": _region,
@@ -219,6 +244,8 @@ _BUILDERS = {
     "reorg3d": _reorg,
     "crop": _crop,
     "cost": lambda layer: Cost(dict(layer.section.options)),
+    "contrastive": lambda layer: Contrastive(dict(layer.section.options)),
+    "local_avgpool": lambda layer: LocalAvgPool(*pool_geometry(layer.section)),
     "sam": lambda layer: Sam(layer.section.get_int("from", 0), _activation(layer, "linear")),
     "exit": _exit,
     "dualpath": _dualpath,
@@ -252,6 +279,7 @@ def import_darknet(cfg, weights=None):
             if isinstance(e, (BridgeError, CfgError)):
                 raise
             raise _unsupported(layer, str(e)) from None
+    _share(layers, modules)
     net_options = {k: v for k, v in sections[0].options.items() if k not in _NET_SHAPE_KEYS}
     model = Darknet(net_shape(sections), modules, net_options)
     if weights is not None:

@@ -275,16 +275,24 @@ def _expect_names(arrays, names, what):
 class Conv(DarknetLayer):
     """[convolutional]: y = act(BN(conv(x, weight)) + bias), or act(conv + bias)
     without BN. `pad=True` means Darknet's pad=1 (padding = size//2); otherwise
-    `padding` pixels of zeros on every side."""
+    `padding` pixels of zeros on every side.  AlexeyAB's keys: `stride` is the
+    horizontal stride and `stride_y` (None: the same) the vertical one; `dilation`
+    spaces the taps and multiplies the padding, with Darknet's output size (which
+    ignores it: the module refuses the shapes where that is not the dilated
+    convolution's).  `share_index` (set by the importer, with the source's
+    parameters) marks a layer whose parameters are another's: none in the file."""
 
     section = "convolutional"
     xnor = False
+    share_index = None
 
     def __init__(self, in_channels, filters, size=1, stride=1, *, activation, pad=False, padding=0,
-                 groups=1, batch_normalize=False):
+                 groups=1, batch_normalize=False, stride_y=None, dilation=1):
         super().__init__()
+        stride_y = stride if stride_y is None else stride_y
         for name, v in (("in_channels", in_channels), ("filters", filters), ("size", size),
-                        ("stride", stride), ("groups", groups)):
+                        ("stride", stride), ("stride_y", stride_y), ("dilation", dilation),
+                        ("groups", groups)):
             _positive(name, v)
         if not isinstance(padding, int) or padding < 0:
             raise ValueError("padding must be an int >= 0, got %r" % (padding,))
@@ -292,6 +300,7 @@ class Conv(DarknetLayer):
             raise ShapeMismatchError("groups=%d must divide in_channels=%d and filters=%d"
                                      % (groups, in_channels, filters))
         self.in_channels, self.filters, self.size, self.stride = in_channels, filters, size, stride
+        self.stride_y, self.dilation = stride_y, dilation if size > 1 else 1
         self.groups = groups
         self.pad = bool(pad)
         self.padding = size // 2 if pad else padding
@@ -322,7 +331,14 @@ class Conv(DarknetLayer):
         if oh < 0 or ow < 0:
             raise ShapeMismatchError("kernel %d with padding %d does not fit the %dx%d input"
                                      % (self.size, self.padding, w, h))
-        return (self.filters, oh // self.stride + 1, ow // self.stride + 1)
+        out = (self.filters, oh // self.stride_y + 1, ow // self.stride + 1)
+        d = self.dilation
+        ext = 2 * self.padding * d - d * (self.size - 1)
+        if (d > 1 and out[1:] != ((h + ext - 1) // self.stride_y + 1, (w + ext - 1) // self.stride + 1)) \
+                or (self.size == 1 and self.stride == 1 and self.stride_y != 1):
+            raise ShapeMismatchError("dilation=%d, stride_y=%d: Darknet's output size and the "
+                                     "columns its im2col makes differ" % (d, self.stride_y))
+        return out
 
     def conv_weight(self):
         return self.weight
@@ -331,14 +347,20 @@ class Conv(DarknetLayer):
         return x
 
     def forward(self, x):
-        y = F.conv2d(self.conv_input(x), self.conv_weight(), None, self.stride, self.padding, 1,
-                     self.groups)
+        y = F.conv2d(self.conv_input(x), self.conv_weight(), None, (self.stride_y, self.stride),
+                     self.padding * self.dilation, self.dilation, self.groups)
         if self.bn is not None:
             y = self.bn(y)
         return activate(y + self.bias.view(1, -1, 1, 1), self.activation)
 
     def cfg_options(self):
         o = {"filters": str(self.filters), "size": str(self.size), "stride": str(self.stride)}
+        if self.stride_y != self.stride:
+            o["stride_x"], o["stride_y"] = str(self.stride), str(self.stride_y)
+        if self.dilation != 1:
+            o["dilation"] = str(self.dilation)
+        if self.share_index is not None:
+            o["share_index"] = str(self.share_index)
         if self.pad:
             o["pad"] = "1"
         else:
@@ -353,6 +375,8 @@ class Conv(DarknetLayer):
         return o
 
     def darknet_arrays(self):
+        if self.share_index is not None:
+            return {}
         arrays = {"biases": to_array(self.bias, "biases")}
         if self.bn is not None:
             arrays.update(_bn_arrays(self.bn, ""))
@@ -360,6 +384,9 @@ class Conv(DarknetLayer):
         return arrays
 
     def load_darknet_arrays(self, arrays):
+        if self.share_index is not None:   # the source's parameters, loaded with it
+            _expect_names(arrays, [], "[%s] share_index" % self.section)
+            return
         names = ["biases", "weights"] + (["scales", "rolling_mean", "rolling_variance"] if self.bn else [])
         _expect_names(arrays, names, "[%s]" % self.section)
         with torch.no_grad():
@@ -369,8 +396,10 @@ class Conv(DarknetLayer):
                 _load_bn(self.bn, arrays, "")
 
     def extra_repr(self):
-        return ("%d, %d, size=%d, stride=%d, padding=%d%s%s, activation=%s"
-                % (self.in_channels, self.filters, self.size, self.stride, self.padding,
+        extra = ", stride_y=%d" % self.stride_y if self.stride_y != self.stride else ""
+        extra += ", dilation=%d" % self.dilation if self.dilation != 1 else ""
+        return ("%d, %d, size=%d, stride=%d%s, padding=%d%s%s, activation=%s"
+                % (self.in_channels, self.filters, self.size, self.stride, extra, self.padding,
                    ", groups=%d" % self.groups if self.groups != 1 else "",
                    ", batch_normalize" if self.bn is not None else "", self.activation))
 
@@ -804,6 +833,37 @@ class Yolo(DarknetLayer):
         return "mask=%s, classes=%d" % (self.mask, self.classes)
 
 
+class GaussianYolo(Yolo):
+    """[Gaussian_yolo] (AlexeyAB's forward_gaussian_yolo_layer): each anchor's 9 + classes
+    channels are x, sigma x, y, sigma y, w, sigma w, h, sigma h, objectness, classes; the
+    logistic on all but w and h, scale_x_y on x, y and their sigmas."""
+
+    section = "Gaussian_yolo"
+
+    def __init__(self, mask, anchors, classes=20, num=None, options=None):
+        super().__init__(mask, anchors, classes, num,
+                         {k: v for k, v in (options or {}).items() if k != "new_coords"})
+        self.options = dict(options or {})
+
+    def infer(self, index, in_shape, shapes):
+        need = len(self.mask) * (self.classes + 9)
+        if in_shape[0] != need:
+            raise ShapeMismatchError("expects %d input channels (%d anchors x (%d classes + 9)), got %d"
+                                     % (need, len(self.mask), self.classes, in_shape[0]))
+        return tuple(in_shape)
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        v = x.reshape(n, len(self.mask), self.classes + 9, h, w)
+        sig = torch.sigmoid(v)
+        xy = sig[:, :, :4]
+        s = self.scale_x_y
+        if s != 1:
+            xy = xy * _f32(s) + _f32(-0.5 * (s - 1))
+        return torch.cat([xy, v[:, :, 4:5], sig[:, :, 5:6], v[:, :, 6:7], sig[:, :, 7:]],
+                         2).reshape(n, c, h, w)
+
+
 class Region(DarknetLayer):
     """[region] (YOLOv2's head, as pjreddie's forward_region_layer): for each of
     `num` anchors, the logistic on x, y and objectness (entries 0, 1, 4), tw, th
@@ -958,6 +1018,63 @@ class Crop(DarknetLayer):
     def extra_repr(self):
         return "%dx%d%s" % (self.crop_height, self.crop_width,
                             ", noadjust" if self.noadjust else "")
+
+
+class LocalAvgPool(DarknetLayer):
+    """[local_avgpool] (AlexeyAB): [maxpool]'s windows (size, stride_x, stride_y, padding
+    with windows starting at stride*o - padding//2), each output the mean of the window's
+    positions inside the input."""
+
+    section = "local_avgpool"
+
+    def __init__(self, size, stride_x, stride_y, padding):
+        super().__init__()
+        self.size, self.stride_x = _positive("size", size), _positive("stride_x", stride_x)
+        self.stride_y = _positive("stride_y", stride_y)
+        if not isinstance(padding, int) or padding < 0 or (padding + 1) // 2 >= size:
+            raise ValueError("padding=%r leaves windows of size %d outside the input"
+                             % (padding, size))
+        self.padding = padding
+
+    def infer(self, index, in_shape, shapes):
+        c, h, w = in_shape
+        if h + self.padding < self.size or w + self.padding < self.size:
+            raise ShapeMismatchError("window %d does not fit the %dx%d input" % (self.size, w, h))
+        return (c, (h + self.padding - self.size) // self.stride_y + 1,
+                (w + self.padding - self.size) // self.stride_x + 1)
+
+    def forward(self, x):
+        _, oh, ow = self.infer(0, x.shape[1:], None)
+        h, w = x.shape[-2:]
+        lo = self.padding // 2
+        pad = (lo, max(0, (ow - 1) * self.stride_x + self.size - lo - w),
+               lo, max(0, (oh - 1) * self.stride_y + self.size - lo - h))
+        stride = (self.stride_y, self.stride_x)
+        sums = F.avg_pool2d(F.pad(x, pad), self.size, stride, divisor_override=1)
+        ones = F.pad(torch.ones((1, 1, h, w), dtype=x.dtype, device=x.device), pad)
+        counts = F.avg_pool2d(ones, self.size, stride, divisor_override=1)
+        return (sums / counts)[..., :oh, :ow]
+
+    def cfg_options(self):
+        return {"size": str(self.size), "stride_x": str(self.stride_x),
+                "stride_y": str(self.stride_y), "padding": str(self.padding)}
+
+
+class Contrastive(DarknetLayer):
+    """[contrastive] (AlexeyAB): a training loss; at inference its forward returns at once,
+    leaving its output zeros. Its keys are kept for export."""
+
+    section = "contrastive"
+
+    def __init__(self, options=None):
+        super().__init__()
+        self.options = dict(options or {})
+
+    def forward(self, x):
+        return torch.zeros_like(x)
+
+    def cfg_options(self):
+        return dict(self.options)
 
 
 class Cost(DarknetLayer):

@@ -15,7 +15,8 @@ static float b_at(const mdfi_conv_geom *g, const float *in, int k, int n)
     int ks = g->ksize;
     int c = k / (ks * ks), ky = k / ks % ks, kx = k % ks;
     int oy = n / g->out_w, ox = n % g->out_w;
-    int iy = oy * g->stride - g->pad + ky, ix = ox * g->stride - g->pad + kx;
+    int iy = oy * g->stride_y - g->pad + ky * g->dilation;
+    int ix = ox * g->stride - g->pad + kx * g->dilation;
     if (iy < 0 || iy >= g->in_h || ix < 0 || ix >= g->in_w)
         return 0.f;
     return in[((size_t)c * g->in_h + iy) * g->in_w + ix];
