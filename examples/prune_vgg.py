@@ -131,6 +131,8 @@ def main(argv=None):
     ap.add_argument("--merge", nargs="+", metavar="RECORD",
                     help="only merge these records (runs made in parallel) into --record, "
                     "timing every model again in one process")
+    ap.add_argument("--keep", nargs="+", metavar="FILES", default=[],
+                    help="with --merge: copy these runs (their files' prefix) to examples/models")
     ap.add_argument("--rate-targets", nargs="*", type=float, default=[0.5, 0.33, 0.25],
                     help="FLOPs fractions whose rates are checked (no training)")
     ap.add_argument("--ms-targets", nargs="*", type=float, default=[0.5, 0.33],
@@ -138,7 +140,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.merge:
-        return merge(args.merge, args.record, argv)
+        return merge(args.merge, args.record, argv, args.keep)
     os.makedirs(args.out, exist_ok=True)
     data = load(args.dataset, args.train_limit)
 
@@ -243,7 +245,7 @@ def retime(model, runs, x):
     return kernel
 
 
-def merge(paths, out, argv):
+def merge(paths, out, argv, keep=()):
     records = []
     for p in paths:
         with open(p) as f:
@@ -271,6 +273,11 @@ def merge(paths, out, argv):
     with open(out, "w") as f:
         json.dump(record, f, indent=1)
     write_table(record, os.path.splitext(out)[0] + ".md")
+    by_files = {os.path.abspath(r["files"]): r for r in record["runs"]}
+    for prefix in keep:
+        if os.path.abspath(prefix) not in by_files:
+            raise SystemExit("prune_vgg: --keep %s is not a merged run's files" % prefix)
+        keep_model(by_files[os.path.abspath(prefix)], record, data, record["model"])
     return 0
 
 
