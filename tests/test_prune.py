@@ -452,7 +452,11 @@ def test_target_ms_is_reached_by_measuring_candidates(monkeypatch):
         per = [f / 1e6 + (0.003 if f else 0.0) for f in layer_flops(model)]
         return per, 0.05 + 1.15 * sum(per)
 
+    def fake_relative(reference, model, **kw):  # noqa: ARG001
+        return fake_measure(model)[1] / fake_measure(reference)[1]
+
     monkeypatch.setattr(run, "measure_ms", fake_measure)
+    monkeypatch.setattr(run, "relative_ms", fake_relative)
     m = vgg()
     g = ChannelGraph(m)
     full = fake_measure(m)[1]
@@ -462,6 +466,20 @@ def test_target_ms_is_reached_by_measuring_candidates(monkeypatch):
     assert abs(got - 0.5 * full) <= 0.05 * 0.5 * full
     with pytest.raises(PruneError, match="fixed cost"):
         run.plan_counts(m, g, target_ms=0.04, log=lambda s: None)
+
+
+def test_relative_ms_times_two_models_in_turns():
+    """A model against itself is about 1 (the two are timed in turns, so a
+    slower machine moves both); a model with a quarter of the FLOPs is faster
+    than that, on both paths."""
+    from weights_tools.prune.costs import relative_ms
+    m = vgg(widths=(32, 32, "M", 64, 64))
+    g = ChannelGraph(m)
+    small = prune_model(m, {grp.id: np.arange(grp.n // 4) for grp in g.prunable()}, g)
+    for path in ("float", "int8"):
+        same = relative_ms(m, m, repeats=15, path=path)
+        assert 0.6 <= same <= 1.6, (path, same)
+        assert relative_ms(m, small, repeats=15, path=path) < min(same, 0.8), path
 
 
 def test_costs_measured_on_the_int8_path(tmp_path, capsys):

@@ -88,6 +88,50 @@ def _int8_files(cfg, weights, tmp, x):
     return os.path.join(tmp, "q.cfg"), os.path.join(tmp, "q.qweights")
 
 
+def _files(model, tmp, name, path, calib, rng):
+    """cfg, weights of `model` written under tmp, quantized when path is int8."""
+    from weights_tools.torch.export import save
+    cfg, weights = save(model, os.path.join(tmp, name))
+    if path == "int8":
+        if calib is None:
+            calib = rng.random((4,) + tuple(model.input_shape), dtype=np.float32)
+        sub = os.path.join(tmp, name + "-q")
+        os.makedirs(sub)
+        cfg, weights = _int8_files(cfg, weights, sub, np.asarray(calib, np.float32))
+    return cfg, weights
+
+
+def relative_ms(reference, model, repeats=45, warmup=3, threads=1, kernel=None, seed=0,
+                path="float", calib=None):
+    """MDFI's time for a forward of `model` over that of `reference`, the two
+    run in turns (the fastest of `repeats` forwards each): a machine that slows
+    down or speeds up between two measurements moves both alike, so the ratio
+    holds where two separate measurements drift apart (on the build machine,
+    one architecture measured alone ranged over 0.57-0.80 ms in a minute)."""
+    import mdfi
+    if path not in PATHS:
+        raise ValueError("path must be one of %s, not %r" % (", ".join(PATHS), path))
+    rng = np.random.default_rng(seed)
+    x = rng.random(reference.input_shape, dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = [_files(m, tmp, n, path, calib, rng) for m, n in ((reference, "a"), (model, "b"))]
+        nets = [mdfi.Network(c, w, threads=threads, kernel=kernel) for c, w in files]
+        try:
+            for net in nets:
+                for _ in range(warmup):
+                    net.forward(x)
+            best = [float("inf")] * 2
+            for _ in range(repeats):
+                for k, net in enumerate(nets):
+                    t = time.perf_counter()
+                    net.forward(x)
+                    best[k] = min(best[k], time.perf_counter() - t)
+        finally:
+            for net in nets:
+                net.close()
+    return best[1] / best[0]
+
+
 def measure_ms(model, repeats=15, warmup=3, threads=1, kernel=None, seed=0, path="float",
                calib=None):
     """(per-layer ms, whole-forward ms) of `model` run by MDFI on this CPU, in
@@ -97,18 +141,13 @@ def measure_ms(model, repeats=15, warmup=3, threads=1, kernel=None, seed=0, path
     least disturbed by other processes), and the time of a forward without
     profiling (_forward_ms)."""
     import mdfi
-    from weights_tools.torch.export import save
 
     if path not in PATHS:
         raise ValueError("path must be one of %s, not %r" % (", ".join(PATHS), path))
     rng = np.random.default_rng(seed)
     x = rng.random(model.input_shape, dtype=np.float32)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg, weights = save(model, os.path.join(tmp, "m"))
-        if path == "int8":
-            if calib is None:
-                calib = rng.random((4,) + tuple(model.input_shape), dtype=np.float32)
-            cfg, weights = _int8_files(cfg, weights, tmp, np.asarray(calib, np.float32))
+        cfg, weights = _files(model, tmp, "m", path, calib, rng)
         with mdfi.Network(cfg, weights, threads=threads, kernel=kernel) as net:
             for _ in range(warmup):
                 net.forward(x)

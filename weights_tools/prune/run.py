@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 from weights_tools.prune import methods
-from weights_tools.prune.costs import CostModel, layer_flops, measure_ms
+from weights_tools.prune.costs import CostModel, layer_flops, measure_ms, relative_ms
 from weights_tools.prune.graph import ChannelGraph, PruneError
 from weights_tools.prune.importance import fisher
 from weights_tools.prune.rates import allocate, allocate_importance
@@ -34,7 +34,8 @@ def plan_counts(model, graph, target_flops=None, target_ms=None, max_prune=0.75,
     target_flops: a fraction of the model's FLOPs; target_ms: milliseconds per
     forward on this CPU (MDFI, `threads`, `path` float or int8), reached by measuring candidate
     architectures: the rates come from the per-layer profile, the result is
-    re-measured and the target corrected until it lands within 2 %.
+    timed in turns with the unpruned model (costs.relative_ms) and the target
+    corrected until it lands within 2 %.
     importance: {gid: per-channel importance} (importance.fisher) to allocate
     by importance lost per cost saved (rates.allocate_importance) instead of
     by cost alone (rates.allocate, `power`)."""
@@ -66,7 +67,9 @@ def plan_counts(model, graph, target_flops=None, target_ms=None, max_prune=0.75,
             raise PruneError("the target %.3f ms is below MDFI's fixed cost of a forward "
                              "(%.3f ms outside the layers)" % (target_ms, overhead))
         counts = rates(costs, goal)
-        got = measure(prune_model(model, _first_k(counts), graph))[1]
+        # timed in turns with the unpruned model, scaled by its time measured above
+        got = whole * relative_ms(model, prune_model(model, _first_k(counts), graph),
+                                  threads=threads, kernel=kernel, path=path, calib=calib)
         log("  target %.3f ms: rates for %.3f ms in the profile model measure %.3f ms"
             % (target_ms, goal + overhead, got))
         if best is None or abs(got - target_ms) < abs(best[1] - target_ms):
