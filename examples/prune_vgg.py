@@ -10,8 +10,11 @@ Choices (rates, which channels, fine-tuning) see only the training split and
 the validation images carved from it (the last 500 of each class); the test
 split is measured once per result.  Writes OUT/NAME.cfg/.weights/.json per
 run and the table to --record (docs/pruning-fmnist.json) and its .md twin.
-With --keep-model the C2S2 model at the smallest target is copied to
-examples/models/fmnist_vgg_c2s2.* (register it with examples/register_model.py).
+With --keep-model each method's model at the smallest target is copied to
+examples/models/fmnist_vgg_METHOD.* (register it with examples/register_model.py);
+with --merge, --keep names the runs to copy.  --rates fisher (the default)
+chooses the per-layer counts by Fisher importance per cost, --rates cost by
+cost alone; --no-joint trains only the gates in C2S2's phase 1.
 """
 
 import argparse
