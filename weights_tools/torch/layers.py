@@ -804,11 +804,14 @@ class Yolo(DarknetLayer):
                                          % (self.options.get("scale_x_y"),
                                             self.options.get("new_coords")))
 
+    box_channels = 5   # per anchor, besides the classes: x, y, w, h, objectness
+
     def infer(self, index, in_shape, shapes):
-        need = len(self.mask) * (self.classes + 5)
+        need = len(self.mask) * (self.classes + self.box_channels)
         if in_shape[0] != need:
-            raise ShapeMismatchError("expects %d input channels (%d anchors x (%d classes + 5)), got %d"
-                                     % (need, len(self.mask), self.classes, in_shape[0]))
+            raise ShapeMismatchError("expects %d input channels (%d anchors x (%d classes + %d)), "
+                                     "got %d" % (need, len(self.mask), self.classes,
+                                                 self.box_channels, in_shape[0]))
         return tuple(in_shape)
 
     def forward(self, x):
@@ -845,12 +848,7 @@ class GaussianYolo(Yolo):
                          {k: v for k, v in (options or {}).items() if k != "new_coords"})
         self.options = dict(options or {})
 
-    def infer(self, index, in_shape, shapes):
-        need = len(self.mask) * (self.classes + 9)
-        if in_shape[0] != need:
-            raise ShapeMismatchError("expects %d input channels (%d anchors x (%d classes + 9)), got %d"
-                                     % (need, len(self.mask), self.classes, in_shape[0]))
-        return tuple(in_shape)
+    box_channels = 9   # the four sigmas besides Yolo's five (Yolo.infer checks the count)
 
     def forward(self, x):
         n, c, h, w = x.shape
