@@ -2,9 +2,9 @@
  * (mdfi_qgemm_epi), shared by the AVX-512 and AVX-512 VNNI variants.
  *
  * Its own file, as the AVX2 one (qgemm_epi_avx2.c), so that the micro-kernel
- * files hold micro-kernels only.  The code and its -O3 are unchanged from
- * when it sat beside them: no AVX-512 machine was at hand to time a change
- * to its loops. */
+ * files hold micro-kernels only.  The loops of the common shift modes and
+ * their -O3 are unchanged from when it sat beside them: no AVX-512 machine
+ * was at hand to time a change to them. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -39,7 +39,7 @@ INLINE __m512i mul_sra64(__m512i x, __m512i m, __m128i sh)
 
 typedef struct {
     __m512i add, mult, lo64, hi64, lm, lmin;
-    __m128i s, s1, l, ls;
+    __m128i s1, ls;
 } rowc;
 
 /* Rounding right shift of 64-bit lanes by s >= 1 (s1 = s - 1). */
@@ -49,9 +49,10 @@ INLINE __m512i rsr64(__m512i p, __m128i s1)
     return _mm512_srai_epi64(_mm512_add_epi64(_mm512_sra_epi64(p, s1), one), 1);
 }
 
-/* MODE: 0 pow2 right shift s >= 2, 1 pow2 right shift by 1, 2 pow2 left
- * shift, 3 mult + right shift, 4 mult + left shift.  The result is an int32
- * for the saturating narrowing (modes 3, 4: already in the output range). */
+/* MODE: 0 pow2 right shift s >= 2, 3 mult + right shift (the numbering of
+ * mdfi_qgemm_epi_avx512's modes; 1, 2 and 4 go to the portable epilogue).
+ * The result is an int32 for the saturating narrowing (mode 3: already in
+ * the output range). */
 INLINE __m512i requant(const mdfi_qact ACT, const int MODE, const rowc *rc, __m512i x)
 {
     x = _mm512_add_epi32(x, rc->add);
@@ -68,23 +69,10 @@ INLINE __m512i requant(const mdfi_qact ACT, const int MODE, const rowc *rc, __m5
         const __m512i one = _mm512_set1_epi32(1);
         return _mm512_srai_epi32(_mm512_add_epi32(_mm512_sra_epi32(x, rc->s1), one), 1);
     }
-    if (MODE == 1)
-        return _mm512_add_epi32(_mm512_srai_epi32(x, 1), _mm512_and_si512(x, _mm512_set1_epi32(1)));
-    if (MODE == 2) {   /* clamp to +-2^15, then x * 2^min(l, 15) */
-        x = _mm512_min_epi32(_mm512_max_epi32(x, _mm512_set1_epi32(-32768)),
-                             _mm512_set1_epi32(32768));
-        return _mm512_sll_epi32(x, rc->l);
-    }
     __m512i pe = _mm512_mul_epi32(x, rc->mult);
     __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), rc->mult);
-    if (MODE == 3) {
-        pe = rsr64(pe, rc->s1);
-        po = rsr64(po, rc->s1);
-    } else {
-        const __m512i lim = _mm512_set1_epi64(1 << 16), nlim = _mm512_set1_epi64(-(1 << 16));
-        pe = _mm512_sll_epi64(_mm512_min_epi64(_mm512_max_epi64(pe, nlim), lim), rc->l);
-        po = _mm512_sll_epi64(_mm512_min_epi64(_mm512_max_epi64(po, nlim), lim), rc->l);
-    }
+    pe = rsr64(pe, rc->s1);
+    po = rsr64(po, rc->s1);
     pe = _mm512_min_epi64(_mm512_max_epi64(pe, rc->lo64), rc->hi64);
     po = _mm512_min_epi64(_mm512_max_epi64(po, rc->lo64), rc->hi64);
     return _mm512_mask_blend_epi32(0xaaaa, pe, _mm512_slli_epi64(po, 32));
@@ -134,14 +122,16 @@ INLINE void row(const mdfi_qact ACT, const int MODE, const rowc *rc, const int32
     }
 }
 
+/* Only the common shift modes have vector loops (a power of two with a
+ * right shift of 2 or more, a multiplier with a right shift); rows in the
+ * rare ones (a shift of 1, a left shift) take the portable epilogue, as in
+ * qgemm_epi_avx2.c: 9 of the 15 always-inlined copies fewer, about 12 KB of
+ * the program (docs/architecture.md, the size budget). */
 #define ROWS(ACT)                                                          \
-    switch (mode) {                                                        \
-    case 0: row(ACT, 0, &rc, ar, nv, o, e->out_bits); break;               \
-    case 1: row(ACT, 1, &rc, ar, nv, o, e->out_bits); break;               \
-    case 2: row(ACT, 2, &rc, ar, nv, o, e->out_bits); break;               \
-    case 3: row(ACT, 3, &rc, ar, nv, o, e->out_bits); break;               \
-    default: row(ACT, 4, &rc, ar, nv, o, e->out_bits); break;              \
-    }
+    if (mode == 0)                                                         \
+        row(ACT, 0, &rc, ar, nv, o, e->out_bits);                          \
+    else                                                                   \
+        row(ACT, 3, &rc, ar, nv, o, e->out_bits);
 
 void mdfi_qgemm_epi_avx512(const mdfi_qepilogue *e, int m0, const uint32_t *corr,
                            const int32_t *acc, int ldacc, int mv, int nv, void *c, size_t ldc)
@@ -162,11 +152,12 @@ void mdfi_qgemm_epi_avx512(const mdfi_qepilogue *e, int m0, const uint32_t *corr
         rc.add = _mm512_set1_epi32((int32_t)add);
         rc.mult = _mm512_set1_epi32(e->mult ? e->mult[m] : 1);
         rc.s1 = count(s - 1 < (e->mult ? 63 : 31) ? s - 1 : (e->mult ? 63 : 31));
-        rc.l = count(-s < (e->mult ? 16 : 15) ? -s : (e->mult ? 16 : 15));
         const int mode = e->mult ? (s > 0 ? 3 : 4) : s > 1 ? 0 : s == 1 ? 1 : 2;
         const int32_t *ar = acc + (size_t)r * ldacc;
         void *o = (char *)c + (size_t)r * ldc * (e->out_bits / 8);
-        if (e->act == MDFI_QACT_LEAKY)
+        if (mode != 0 && mode != 3)
+            mdfi_qgemm_epi_scalar(e, m, corr, ar, ldacc, 1, nv, o, ldc);
+        else if (e->act == MDFI_QACT_LEAKY)
             ROWS(MDFI_QACT_LEAKY)
         else if (e->act == MDFI_QACT_RELU)
             ROWS(MDFI_QACT_RELU)
