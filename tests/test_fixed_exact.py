@@ -210,6 +210,103 @@ def test_every_fixed_layer_type_equals_reference(tmp_path, seed):
                 assert_same_as_reference(net, ref, f"seed {seed} {kernel} x{threads}")
 
 
+POOL_CFG = """[net]
+height=23
+width=29
+channels=3
+[convolutional]
+fixed_in=8:6
+fixed_w=8:7
+fixed_out=8:3
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+[maxpool]
+size=2
+stride=2
+fixed_out=8:3
+[convolutional]
+fixed_in=16:5
+fixed_w=16:9
+fixed_out=16:7
+filters=12
+groups=2
+size=3
+stride=1
+pad=1
+activation=relu
+[maxpool]
+size=3
+stride=3
+fixed_out=16:7
+[convolutional]
+fixed_in=16:7
+fixed_w=8:mul
+fixed_out=8:2
+filters=6
+size=3
+stride=1
+pad=1
+activation=leaky
+[maxpool]
+size=2
+stride=2
+fixed_out=8:1
+[convolutional]
+fixed_in=8:1
+fixed_w=8:7
+fixed_out=16:9
+filters=5
+size=1
+stride=1
+activation=linear
+[maxpool]
+size=2
+stride=2
+padding=3
+fixed_out=16:9
+[connected]
+fixed_in=16:9
+fixed_w=8:7
+fixed_out=16:9
+output=4
+activation=linear
+"""
+
+
+def test_conv_maxpool_fusion_gives_the_unfused_integers(tmp_path):
+    """An integer conv read only by a [maxpool] of its format computes the pool in bands
+    (its own output is never stored): int8 and int16, grouped, 2x2/2 on odd sizes, 3x3/3,
+    odd padding; a pool that requantizes (layer 5) is not fused.  The pools' integers
+    equal the reference's on every kernel and thread count, and the arena shrinks."""
+    cfg = tmp_path / "pool.cfg"
+    cfg.write_text(POOL_CFG)
+    spec = {0: (1, 8, 27, 1, (8, 6), (8, 7), (8, 3)),
+            2: (1, 12, 4 * 9, 2, (16, 5), (16, 9), (16, 7)),
+            4: (1, 6, 12 * 9, 1, (16, 7), (8, "mul"), (8, 2)),
+            6: (1, 5, 6, 1, (8, 1), (8, 7), (16, 9)),
+            8: (2, 4, 5 * 2 * 3, 1, (16, 9), (8, 7), (16, 9))}
+    qpath = tmp_path / "pool.qweights"
+    qwf.write(qpath, random_qweights(spec, 9, seed=3))
+    x = np.random.default_rng(4).normal(0, 1.5, (3, 23, 29)).astype(np.float32)
+    ref = FixedNet(str(cfg), str(qpath)).forward(x)
+    pools = [1, 3, 5, 7]
+    with mdfi.Network(cfg, qpath, fuse_pool=False) as plain:
+        arena = plain.arena_bytes
+    for kernel in available_kernels():
+        for threads in (1, 2):
+            with mdfi.Network(cfg, qpath, kernel=kernel, threads=threads, outputs=pools) as net:
+                assert net.arena_bytes < arena
+                net.forward(x)
+                for i in pools + [8]:
+                    q, frac = net.layer_output_int(i)
+                    assert frac == ref[i].fmt.frac, (kernel, threads, i)
+                    np.testing.assert_array_equal(q, ref[i].q, err_msg=f"{kernel} x{threads} "
+                                                                       f"layer {i}")
+
+
 def test_arithmetic_helpers():
     """The reference's rounding and saturation rules (docs/fixed-point.md)."""
     assert list(rshift_round(np.array([5, 6, 7, -5, -6, -7]), 1)) == [3, 3, 4, -2, -3, -3]

@@ -74,10 +74,20 @@ MDFI_COLD int mdfi_qgemm_fits(int K, int32_t max_abs_a, int32_t max_abs_b, int64
 
 /* ---- A packing --------------------------------------------------------- */
 
-/* Bytes per packed element. */
+/* Bytes per packed element as the micro-kernels read them. */
 static int elem_bytes(const mdfi_qgemm_kernel *k)
 {
     return k->bits == 16 || k->b_conv == MDFI_QB_SEXT16 ? 2 : 1;
+}
+
+/* Bytes per element of the packed A as stored: the operand's own width.
+ * Kernels that multiply int8 operands as int16 (MDFI_QB_SEXT16) get each
+ * A micro-panel widened into the workspace just before its B sweep
+ * (widen_panel), so the weights are held at 1 byte, not 2; the widening
+ * is mr * kc moves per mr * kc * nc multiply-adds. */
+static int a_bytes(const mdfi_qgemm_kernel *k)
+{
+    return k->bits / 8;
 }
 
 static int round_up(int x, int m)
@@ -109,7 +119,7 @@ int mdfi_qgemm_mr(const mdfi_qgemm_kernel *k, int M)
 static size_t panels_bytes(const mdfi_qgemm_kernel *k, int M, int K)
 {
     int mr = pick_tile(k, M)->mr;
-    size_t b = (size_t)round_up(M, mr) * round_up(K, k->kgrp) * elem_bytes(k);
+    size_t b = (size_t)round_up(M, mr) * round_up(K, k->kgrp) * a_bytes(k);
     return (b + 63) / 64 * 64;
 }
 
@@ -136,7 +146,7 @@ static int32_t a_at(const mdfi_qgemm_kernel *k, const void *A, size_t i)
 MDFI_COLD void mdfi_qgemm_pack_a(const mdfi_qgemm_kernel *k, int M, int K, const void *A, void *dst)
 {
     const int mr = pick_tile(k, M)->mr, G = k->kgrp, Kp = round_up(K, G);
-    const int eb = elem_bytes(k);
+    const int eb = a_bytes(k);
     int8_t *d8 = dst;
     int16_t *d16 = dst;
     size_t o = 0;
@@ -505,12 +515,32 @@ static size_t acc_bytes(const blocking *b)
     return ((size_t)b->acc_rows * b->ldacc * sizeof(int32_t) + 63) / 64 * 64;
 }
 
+/* The rows pack_b builds, then (a kernel that widens A) one widened A
+ * micro-panel. */
+static size_t rows_bytes(const mdfi_qgemm_kernel *k, const blocking *b)
+{
+    return ((size_t)k->kgrp * b->ldacc * (k->bits / 8) + 63) / 64 * 64;
+}
+
 MDFI_COLD size_t mdfi_qgemm_workspace_size(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_geom *g)
 {
     if (k->workspace)
         return k->workspace(M, g);
     blocking b = get_blocking(k, M, g);
-    return b_block_bytes(k, &b) + acc_bytes(&b) + (size_t)k->kgrp * b.ldacc * (k->bits / 8);
+    size_t widened = a_bytes(k) < elem_bytes(k) ? (size_t)pick_tile(k, M)->mr * b.kc * 2 : 0;
+    return b_block_bytes(k, &b) + acc_bytes(&b) + rows_bytes(k, &b) + widened;
+}
+
+/* n int8 weights to int16, 16 at a time where it can (gcc -O2 vectorizes
+ * the fixed-count inner loop). */
+static void widen_panel(const int8_t *a, int16_t *w, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; ++j)
+            w[i + j] = a[i + j];
+    for (; i < n; ++i)
+        w[i] = a[i];
 }
 
 void mdfi_qgemm_conv(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_geom *g,
@@ -525,16 +555,18 @@ void mdfi_qgemm_conv(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_geom *g,
     }
     const mdfi_qgemm_tile *t = pick_tile(k, M);
     const blocking b = get_blocking(k, M, g);
-    const int mr = t->mr, nr = k->nr, eb = elem_bytes(k), ob = epi->out_bits / 8;
+    const int mr = t->mr, nr = k->nr, eb = elem_bytes(k), ab = a_bytes(k);
+    const int ob = epi->out_bits / 8;
     char *bp = workspace;
     int32_t *acc = (int32_t *)(bp + b_block_bytes(k, &b));
     char *rows = (char *)acc + acc_bytes(&b);
+    int16_t *wide = (int16_t *)(rows + rows_bytes(k, &b));   /* used when ab < eb */
     const uint32_t *corr =
         k->b_conv == MDFI_QB_XOR80
             ? (const uint32_t *)((const char *)packed_a + mdfi_qgemm_corr_offset(k, M, b.K))
             : NULL;
     const mdfi_qgemm_epi fin = k->epi ? k->epi : mdfi_qgemm_epi_scalar;
-    const size_t a_panel = (size_t)mr * b.Kp * eb;
+    const size_t a_panel = (size_t)mr * b.Kp * ab;
     for (int jc = n0; jc < n1; jc += b.nc) {
         const int nc = n1 - jc < b.nc ? n1 - jc : b.nc;
         const int np = (nc + nr - 1) / nr;
@@ -549,7 +581,11 @@ void mdfi_qgemm_conv(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_geom *g,
             /* The A micro-panel (L1) sweeps the B block (L2). */
             for (int i = 0; i < M; i += mr) {
                 const char *a = (const char *)packed_a + (size_t)(i / mr) * a_panel +
-                                (size_t)pc * mr * eb;
+                                (size_t)pc * mr * ab;
+                if (ab < eb) {
+                    widen_panel((const int8_t *)a, wide, (size_t)mr * kc);
+                    a = (const char *)wide;
+                }
                 int32_t *ai = b.nkb > 1 ? acc + (size_t)i * b.ldacc : acc;
                 for (int p = 0; p < np; ++p) {
                     mdfi_qgemm_ukr ukr = p == np - 1 && half ? t->ukr_half : t->ukr;
@@ -557,7 +593,7 @@ void mdfi_qgemm_conv(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_geom *g,
                 }
                 if (pc + kc == b.Kp)
                     fin(epi, i, corr, ai, b.ldacc, M - i < mr ? M - i : mr, nc,
-                        (char *)C + ((size_t)i * ldc + jc) * ob, ldc);
+                        (char *)C + ((size_t)i * ldc + (size_t)(jc - n0)) * ob, ldc);
             }
         }
     }

@@ -70,8 +70,11 @@ void mdfi_qgemm_pack_a(const mdfi_qgemm_kernel *k, int M, int K, const void *A, 
 
 size_t mdfi_qgemm_workspace_size(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_geom *g);
 
-/* Columns [n0, n1) of C (int8_t or int16_t per epi->out_bits, row stride
- * ldc elements).  input: CHW int8_t/int16_t.  workspace 64-byte aligned. */
+/* Columns [n0, n1) of the output (int8_t or int16_t per epi->out_bits, row
+ * stride ldc elements), with C pointing at column n0 of row 0, as in
+ * mdfi_sgemm_conv: a caller may give a buffer for those columns alone (a
+ * fused conv's band).  input: CHW int8_t/int16_t.  workspace 64-byte
+ * aligned. */
 void mdfi_qgemm_conv(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_geom *g,
                      const void *packed_a, const void *input, const mdfi_qepilogue *epi,
                      void *C, size_t ldc, int n0, int n1, void *workspace);

@@ -8,7 +8,10 @@
  *          w_frac[m] - out_frac)), the product in 64 bits)
  *
  * on the integer GEMM (kernels/qgemm.h).  The spec comes from the type's
- * parse; the formats from the fixed_* keys; weights from a .qweights record. */
+ * parse; the formats from the fixed_* keys; weights from a .qweights record.
+ * A conv read only by a [maxpool] of its own format computes the pool's
+ * output in bands of rows, as the float path does (net/passes.c): its own
+ * output, the network's largest, is never stored. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +36,8 @@ typedef struct {
     size_t packed_bytes;
     int8_t *shift;             /* [groups*m] */
     void *stage;               /* the input in the operand format, when converted */
+    int band;                  /* fused: maxpool output rows per task */
+    size_t ws_bytes;           /* GEMM workspace; a fused conv's band follows it */
 } fx_gemm;
 
 static mdfi_status fixed_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errbuf *err)
@@ -228,6 +233,9 @@ static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
     l->param_bytes = (size_t)M * (sizeof(int32_t) * (p->mult ? 2 : 1) + 1) +
                      (size_t)p->s.groups * p->packed_bytes;
     size_t ws = mdfi_qgemm_workspace_size(p->kern, p->s.m, &p->s.geom);
+    p->ws_bytes = ws = (ws + 63) & ~(size_t)63;
+    if (l->fused)
+        ws += mdfi_fuse_band(l, (size_t)l->q_out.bits / 8, &p->band);
     if (ws > l->scratch_bytes)
         l->scratch_bytes = ws;
     return MDFI_OK;
@@ -241,27 +249,50 @@ typedef struct {
     int n, chunk;
 } gemm_job;
 
-static void gemm_task(void *arg, int task, int thread)
+/* Columns [n0, n1) of every group into out (column n0 of group 0's row 0;
+ * row stride ldc, group g at g * m * ldc). */
+static void conv_cols(const gemm_job *j, char *out, size_t ldc, int n0, int n1, int thread)
 {
-    const gemm_job *j = arg;
     const fx_gemm *p = j->p;
     const mdfi_layer *l = j->l;
-    int n0 = task * j->chunk;
-    int n1 = n0 + j->chunk < j->n ? n0 + j->chunk : j->n;
-    if (n0 >= n1)
-        return;
     const size_t ib = (size_t)l->q_in.bits / 8, ob = (size_t)l->q_out.bits / 8;
     const size_t in_group = (size_t)p->s.geom.channels * p->s.geom.in_h * p->s.geom.in_w;
-    const size_t out_group = (size_t)p->s.m * j->n;
     for (int g = 0; g < p->s.groups; ++g) {
         mdfi_qepilogue e = {p->bias + (size_t)g * p->s.m, p->mult ? p->mult + (size_t)g * p->s.m : NULL,
                             p->shift + (size_t)g * p->s.m,
                             p->act, MDFI_FX_LEAKY_MULT, MDFI_FX_LEAKY_SHIFT, l->q_out.bits};
         mdfi_qgemm_conv(p->kern, p->s.m, &p->s.geom, (const char *)p->packed + g * p->packed_bytes,
                         (const char *)j->input + g * in_group * ib, &e,
-                        (char *)j->ctx->out + g * out_group * ob, (size_t)j->n, n0, n1,
+                        out + (size_t)g * p->s.m * ldc * ob, ldc, n0, n1,
                         j->ctx->scratch[thread]);
     }
+}
+
+static void gemm_task(void *arg, int task, int thread)
+{
+    const gemm_job *j = arg;
+    int n0 = task * j->chunk;
+    int n1 = n0 + j->chunk < j->n ? n0 + j->chunk : j->n;
+    if (n0 < n1)
+        conv_cols(j, (char *)j->ctx->out + (size_t)n0 * (j->l->q_out.bits / 8), (size_t)j->n,
+                  n0, n1, thread);
+}
+
+/* Fused conv -> maxpool, one task: the pool's rows [py0, py1) from the conv
+ * rows [cy0, cy1) they read, computed into the thread's band (the same
+ * integers as unfused: each column's sum and epilogue do not depend on the
+ * range computed). */
+static void fused_task(void *arg, int task, int thread)
+{
+    const gemm_job *j = arg;
+    const mdfi_layer *l = j->l;
+    int r[4];
+    mdfi_fuse_rows(l, j->p->band, task, r);
+    if (r[3] <= r[2])
+        return;
+    char *band = (char *)j->ctx->scratch[thread] + j->p->ws_bytes;
+    conv_cols(j, band, (size_t)(r[3] - r[2]) * l->out_w, r[2] * l->out_w, r[3] * l->out_w, thread);
+    mdfi_fx_maxpool_band(&l->pool, l->q_out.bits, band, r[2], r[3], r[0], r[1], j->ctx->out);
 }
 
 static void gemm_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
@@ -278,6 +309,10 @@ static void gemm_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
     }
     int threads = mdfi_pool_threads(ctx->pool);
     gemm_job j = {l, p, input, ctx, p->s.geom.out_h * p->s.geom.out_w, 0};
+    if (l->fused) {
+        mdfi_pool_run(ctx->pool, (l->pool.out_h + p->band - 1) / p->band, fused_task, &j);
+        return;
+    }
     j.chunk = (j.n + threads - 1) / threads;
     j.chunk = (j.chunk + 63) & ~63;
     int tasks = (j.n + j.chunk - 1) / j.chunk;

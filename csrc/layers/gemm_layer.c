@@ -10,6 +10,27 @@
 /* Conv outputs per band of a fused conv -> maxpool (per thread). */
 #define FUSE_BAND_FLOATS 65536
 
+size_t mdfi_fuse_band(const mdfi_layer *l, size_t elem, int *band)
+{
+    const mdfi_pool2d *mp = &l->pool;
+    size_t row = (size_t)l->out_c * mp->stride * l->out_w;
+    int b = row < FUSE_BAND_FLOATS ? (int)(FUSE_BAND_FLOATS / row) : 1;
+    *band = b = b > mp->out_h ? mp->out_h : b;
+    return (size_t)l->out_c * l->out_w * ((b - 1) * mp->stride + mp->size) * elem;
+}
+
+void mdfi_fuse_rows(const mdfi_layer *l, int band, int task, int rows[4])
+{
+    const mdfi_pool2d *mp = &l->pool;
+    int py0 = task * band, py1 = py0 + band < mp->out_h ? py0 + band : mp->out_h;
+    int off = -(mp->pad / 2), cy0 = off + py0 * mp->stride;
+    int cy1 = off + (py1 - 1) * mp->stride + mp->size;
+    rows[0] = py0;
+    rows[1] = py1;
+    rows[2] = cy0 < 0 ? 0 : cy0;
+    rows[3] = cy1 > l->out_h ? l->out_h : cy1;
+}
+
 mdfi_status mdfi_darknet_alloc(mdfi_darknet_arrays *a, const mdfi_layer *l, size_t n, int bn,
                                size_t nw, int with_weights, mdfi_errbuf *err)
 {
@@ -169,16 +190,8 @@ mdfi_status mdfi_gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
     }
     size_t ws = mdfi_sgemm_workspace_size(p->kern, p->s.m, &p->s.geom);
     p->ws_bytes = ws = (ws + 63) & ~(size_t)63;
-    if (l->fused) {
-        /* bands of about FUSE_BAND_FLOATS conv outputs, whole pool rows */
-        const mdfi_pool2d *mp = &l->pool;
-        size_t row = (size_t)l->out_c * mp->stride * l->out_w;
-        p->band = row < FUSE_BAND_FLOATS ? (int)(FUSE_BAND_FLOATS / row) : 1;
-        if (p->band > mp->out_h)
-            p->band = mp->out_h;
-        ws += (size_t)l->out_c * l->out_w * ((p->band - 1) * mp->stride + mp->size) *
-              sizeof(float);
-    }
+    if (l->fused)
+        ws += mdfi_fuse_band(l, sizeof(float), &p->band);
     if (ws > l->scratch_bytes)
         l->scratch_bytes = ws;
     return MDFI_OK;
@@ -198,13 +211,10 @@ static void fused_task(void *arg, int task, int thread)
 {
     const gemm_job *j = arg;
     const mdfi_layer *l = j->l;
-    const mdfi_pool2d *mp = &l->pool;
     const mdfi_gemm_params *p = j->p;
-    int py0 = task * p->band, py1 = py0 + p->band < mp->out_h ? py0 + p->band : mp->out_h;
-    int off = -(mp->pad / 2), cy0 = off + py0 * mp->stride;
-    int cy1 = off + (py1 - 1) * mp->stride + mp->size;
-    cy0 = cy0 < 0 ? 0 : cy0;
-    cy1 = cy1 > l->out_h ? l->out_h : cy1;
+    int rows[4];
+    mdfi_fuse_rows(l, p->band, task, rows);
+    const int py0 = rows[0], py1 = rows[1], cy0 = rows[2], cy1 = rows[3];
     size_t ldc = cy1 > cy0 ? (size_t)(cy1 - cy0) * l->out_w : 0;
     int n0 = cy0 * l->out_w, n1 = cy1 * l->out_w;
     size_t in_group = (size_t)p->s.geom.channels * p->s.geom.in_h * p->s.geom.in_w;
@@ -216,7 +226,7 @@ static void fused_task(void *arg, int task, int thread)
                         band + (size_t)g * p->s.m * ldc, ldc, n0, n1, ws);
     if (p->act && ldc)
         p->act(band, (size_t)l->out_c * ldc, p->s.act);
-    mdfi_maxpool_band(mp, band, cy0, cy1, py0, py1, j->ctx->out);
+    mdfi_maxpool_band(&l->pool, band, cy0, cy1, py0, py1, j->ctx->out);
 }
 
 static void gemm_task(void *arg, int task, int thread)

@@ -65,4 +65,12 @@ mdfi_status mdfi_gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
 void mdfi_gemm_forward(const mdfi_layer *l, mdfi_run_ctx *ctx);
 void mdfi_gemm_destroy(mdfi_layer *l);
 
+/* Conv -> maxpool band fusion (l->fused), shared by the float and the
+ * fixed-point variants: the pool output rows a task makes (*band, whole pool
+ * rows, about 64 K conv outputs) and the band's bytes at elem bytes a conv
+ * output; then, for task t, its pool rows [py0, py1) and the conv rows
+ * [cy0, cy1) they read. */
+size_t mdfi_fuse_band(const mdfi_layer *l, size_t elem, int *band);
+void mdfi_fuse_rows(const mdfi_layer *l, int band, int task, int rows[4]);
+
 #endif

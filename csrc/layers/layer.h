@@ -182,6 +182,10 @@ static inline size_t mdfi_layer_outputs(const mdfi_layer *l)
  * [r0, r1) of each, held at in (channel stride (r1 - r0) * in_w). */
 void mdfi_maxpool_band(const mdfi_pool2d *p, const float *in, int r0, int r1, int oy0, int oy1,
                        float *out);
+/* The same in fixed point: int8 or int16 (bits) in and out, one format (no
+ * requantization); p->out_w <= 1024. */
+void mdfi_fx_maxpool_band(const mdfi_pool2d *p, int bits, const void *in, int r0, int r1,
+                          int oy0, int oy1, void *out);
 
 /* Shape helpers for parse: check sizes are sane (product < 2^31). */
 mdfi_status mdfi_layer_check_shape(const mdfi_parse_ctx *ctx, mdfi_cfg_section *s,

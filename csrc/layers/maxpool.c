@@ -99,24 +99,27 @@ static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 
 /* ---- fixed point -------------------------------------------------------------- */
 
-/* The max of each window, in the input's type T; windows are clipped to the
- * image (outside taps are ignored; Darknet's windows always hold one tap). */
+/* The max of each window, in the input's type T, for output rows [oy0, oy1)
+ * from input rows [r0, ...) at src (the whole plane, or a fused conv's band);
+ * windows are clipped to the image (outside taps are ignored; Darknet's
+ * windows always hold one tap). */
 #define MAXPOOL_PLANE(NAME, T, TMIN)                                                      \
-    static void NAME(const mdfi_layer *l, const T *src, int32_t *row_max, T *dst, int same, \
-                     int shift, int ob, void *out, size_t o)                             \
+    static void NAME(const mdfi_pool2d *l, const T *src, int r0, int oy0, int oy1,        \
+                     int32_t *row_max, T *dst, int same, int shift, int ob, void *out,    \
+                     size_t o)                                                            \
     {                                                                                     \
         const int off = -(l->pad / 2), st = l->stride, sz = l->size;                      \
-        for (int oy = 0; oy < l->out_h; ++oy) {                                           \
+        for (int oy = oy0; oy < oy1; ++oy) {                                              \
             const int y0 = off + oy * st;                                                 \
             const int ya = y0 < 0 ? 0 : y0;                                               \
             const int yb = y0 + sz > l->in_h ? l->in_h : y0 + sz;                         \
             int ox = 0;                                                                   \
             if (sz == 2 && st == 2 && off == 0 && yb - ya == 2) { /* 2x2/2 inside */      \
-                const T *r0 = src + (size_t)ya * l->in_w, *r1 = r0 + l->in_w;             \
+                const T *ra = src + (size_t)(ya - r0) * l->in_w, *rb = ra + l->in_w;      \
                 const int full = l->in_w / 2 < l->out_w ? l->in_w / 2 : l->out_w;         \
                 for (; ox < full; ++ox) {                                                 \
-                    T a = r0[2 * ox] > r0[2 * ox + 1] ? r0[2 * ox] : r0[2 * ox + 1];      \
-                    T b = r1[2 * ox] > r1[2 * ox + 1] ? r1[2 * ox] : r1[2 * ox + 1];      \
+                    T a = ra[2 * ox] > ra[2 * ox + 1] ? ra[2 * ox] : ra[2 * ox + 1];      \
+                    T b = rb[2 * ox] > rb[2 * ox + 1] ? rb[2 * ox] : rb[2 * ox + 1];      \
                     row_max[ox] = a > b ? a : b;                                          \
                 }                                                                         \
             }                                                                             \
@@ -126,7 +129,7 @@ static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
                 const int xb = x0 + sz > l->in_w ? l->in_w : x0 + sz;                     \
                 T m = TMIN; /* an empty window (odd padding) gives the type's minimum */  \
                 for (int y = ya; y < yb; ++y) {                                           \
-                    const T *r = src + (size_t)y * l->in_w;                               \
+                    const T *r = src + (size_t)(y - r0) * l->in_w;                        \
                     for (int x = xa; x < xb; ++x)                                         \
                         m = r[x] > m ? r[x] : m;                                          \
                 }                                                                         \
@@ -170,12 +173,29 @@ static void maxpool_channel(const mdfi_layer *l, const mdfi_run_ctx *ctx, int c)
             }
         return;
     }
+    const mdfi_pool2d p = {l->size, l->stride, l->pad, l->in_h, l->in_w, l->out_h, l->out_w,
+                           l->out_c};
     if (ib == 8)
-        maxpool_plane8(l, (const int8_t *)ctx->in[0] + c * plane, row_max,
+        maxpool_plane8(&p, (const int8_t *)ctx->in[0] + c * plane, 0, 0, l->out_h, row_max,
                        (int8_t *)ctx->out + o, same, shift, ob, ctx->out, o);
     else
-        maxpool_plane16(l, (const int16_t *)ctx->in[0] + c * plane, row_max,
+        maxpool_plane16(&p, (const int16_t *)ctx->in[0] + c * plane, 0, 0, l->out_h, row_max,
                         (int16_t *)ctx->out + o, same, shift, ob, ctx->out, o);
+}
+
+void mdfi_fx_maxpool_band(const mdfi_pool2d *p, int bits, const void *in, int r0, int r1,
+                          int oy0, int oy1, void *out)
+{
+    int32_t row_max[1024];   /* out_w <= 1024: net/passes.c fuses no wider pool */
+    const size_t band = (size_t)(r1 - r0) * p->in_w, plane = (size_t)p->out_h * p->out_w;
+    for (int c = 0; c < p->c; ++c) {
+        if (bits == 8)
+            maxpool_plane8(p, (const int8_t *)in + c * band, r0, oy0, oy1, row_max,
+                           (int8_t *)out + c * plane, 1, 0, 8, out, 0);
+        else
+            maxpool_plane16(p, (const int16_t *)in + c * band, r0, oy0, oy1, row_max,
+                            (int16_t *)out + c * plane, 1, 0, 16, out, 0);
+    }
 }
 
 static void fixed_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)

@@ -103,16 +103,26 @@ static int only_reader(const mdfi_net *net, int i, int j)
     return 1;
 }
 
-/* A float conv whose only reader is the next layer, a float [maxpool] with
- * disjoint windows (overlapping ones would make bands recompute rows). */
+static int same_fmt(mdfi_qfmt a, mdfi_qfmt b)
+{
+    return a.bits == b.bits && a.frac == b.frac;
+}
+
+/* A conv whose only reader is the next layer, a [maxpool] on the same path
+ * with disjoint windows (overlapping ones would make bands recompute rows):
+ * float, or fixed point where the pool keeps the conv's format (no
+ * requantization) and is at most 1024 wide (mdfi_fx_maxpool_band). */
 static void fuse_pools(mdfi_net *net)
 {
     for (int i = 0; i + 1 < net->n; ++i) {
         mdfi_layer *l = &net->layers[i], *mp = &net->layers[i + 1];
-        if (!net->fuse_pool || l->path != MDFI_PATH_FLOAT ||
-            !mdfi_layer_has_kind(l, MDFI_KIND_CONV) || mp->path != MDFI_PATH_FLOAT ||
+        int fixed = l->path == MDFI_PATH_FIXED;
+        if (!net->fuse_pool || (l->path != MDFI_PATH_FLOAT && !fixed) ||
+            !mdfi_layer_has_kind(l, MDFI_KIND_CONV) || mp->path != l->path ||
             !mdfi_layer_has_kind(mp, MDFI_KIND_MAXPOOL) || mp->stride < mp->size ||
-            !only_reader(net, i, i + 1))
+            !only_reader(net, i, i + 1) ||
+            (fixed && (!same_fmt(l->q_out, mp->q_in) || !same_fmt(mp->q_in, mp->q_out) ||
+                       mp->out_w > 1024)))
             continue;
         l->fused = 1;
         l->pool = (mdfi_pool2d){mp->size, mp->stride, mp->pad, mp->in_h, mp->in_w, mp->out_h,

@@ -335,7 +335,8 @@ static int run_range(const mdfi_qgemm_kernel *k, const tcase *t, const void *pa,
 {
     memset(ws, (int)(rnd() & 0xff), ws_bytes);   /* garbage */
     memset(ws + ws_bytes, GUARD_BYTE, GUARD);
-    mdfi_qgemm_conv(k, t->M, &t->g, pa, d->in_raw, e, c, ldc, n0, n1, ws);
+    mdfi_qgemm_conv(k, t->M, &t->g, pa, d->in_raw, e, (char *)c + (size_t)n0 * (e->out_bits / 8),
+                    ldc, n0, n1, ws);
     return guard_ok(ws + ws_bytes, GUARD) ? 0 : -1;
 }
 

@@ -59,7 +59,7 @@ static void ref_conv(int bits, int M, const mdfi_conv_geom *g, const void *a, co
             }
             for (int j = 0; j < w; ++j) {
                 int32_t v = mdfi_qgemm_requant((int32_t)acc[j], m, e);
-                size_t o = (size_t)m * ldc + nb + j;
+                size_t o = (size_t)m * ldc + (size_t)(nb - n0 + j);
                 if (e->out_bits == 8)
                     ((int8_t *)c)[o] = (int8_t)v;
                 else
