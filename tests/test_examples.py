@@ -238,19 +238,40 @@ def test_models_are_committed():
 
 @pytest.mark.parametrize("name", classifiers())
 def test_committed_model_pytorch_and_mdfi_agree(name, loaded):
+    """The whole test split, or where the record holds a "test_subset" figure (the
+    Fashion-MNIST models: minutes for all of them) its first N images, in file order
+    (examples/record_test_subset.py); `python -m mdfi.evaluate --index` re-checks the
+    full-split claims."""
     from weights_tools.torch import import_darknet
     r = json.loads((MODELS / (name + ".json")).read_text())
     data = loaded(name)
+    x, y, claim = data.x_test, data.y_test, r["pytorch"]["accuracy"]
+    if "test_subset" in r:
+        n = r["test_subset"]["first"]
+        x, y, claim = x[:n], y[:n], r["test_subset"]["pytorch_accuracy"]
     cfg, weights = MODELS / r["cfg"], MODELS / r["weights"]
-    torch_pred = train.predict(import_darknet(cfg, weights), data.x_test)
-    acc = float(np.mean(torch_pred == data.y_test))
-    assert abs(acc - r["pytorch"]["accuracy"]) <= 1.0 / len(data.y_test), "not the recorded model"
+    torch_pred = train.predict(import_darknet(cfg, weights), x)
+    acc = float(np.mean(torch_pred == y))
+    assert abs(acc - claim) <= 1.0 / len(y), "not the recorded model"
     if name == "mnist_float":
         assert acc >= 0.97
-    pred = train.mdfi_predictions(cfg, weights, data.x_test)
+    pred = train.mdfi_predictions(cfg, weights, x)
     agree = float(np.mean(pred == torch_pred))
     assert agree >= 0.995, "MDFI and PyTorch agree on only %.2f%%" % (100 * agree)
-    assert abs(float(np.mean(pred == data.y_test)) - acc) <= 0.005
+    assert abs(float(np.mean(pred == y)) - acc) <= 0.005
+
+
+def test_test_subsets_are_the_first_images_and_pin_the_model():
+    """A record's subset figure is for its first N test images, N a real share of the
+    split, and its full-split PyTorch figure is still there for the index re-check."""
+    for name in classifiers():
+        r = json.loads((MODELS / (name + ".json")).read_text())
+        if "test_subset" not in r:
+            continue
+        sub = r["test_subset"]
+        assert 1000 <= sub["first"] < r["pytorch"]["n"]
+        assert "--first %d" % sub["first"] in sub["command"]
+        assert 0.0 < sub["pytorch_accuracy"] <= 1.0 and r["pytorch"]["n"] == 10000
 
 
 def classifier_floats():
