@@ -378,6 +378,10 @@ class Models:
     def onnx_int8(self):
         fp32 = self.onnx_fp32()
         name = "tiny-int8-qdq%s.onnx" % ("-first" if self.quantize_first else "")
+        if "calibration" not in self.notes:
+            from weights_tools.quantize import calibration_photos
+            what, paths = calibration_photos()
+            self.notes["calibration"] = "%s (%d)" % (what, len(paths))
         self.notes["onnx_int8"] = "QDQ, per-channel int8 weights, uint8 activations, MinMax; " \
             "float: the [yolo] layers%s" % ("" if self.quantize_first else
                                             " and the first convolution")
