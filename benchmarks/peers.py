@@ -35,8 +35,10 @@ letterboxed as detection does (weights_tools.calibrate.load_input).
 Timing: every engine in this one process, interleaved (one forward of each per
 round, the order rotated each round, a short untimed pause between engines so
 that spinning worker threads go idle), on the same preloaded input (the golden
-dog photo), at each --threads count; median and min per engine.  Ratios: each
-MDFI row's median over the fastest peer's median of its precision.
+dog photo), at each --threads count; median and min per engine, and the
+median CPU time of the process per forward (less sensitive to other load on
+a shared machine).  Ratios: each MDFI row's median over the fastest peer's
+median of its precision (and the same for the minimums).
 
 Agreement: each engine's [yolo] outputs on the four golden photos against
 Darknet's (/work/shared/golden or $MDFI_GOLDEN): a pre-NMS hit is an (anchor,
@@ -557,22 +559,28 @@ def precision(name):
 # ----------------------------------------------------------------------------- measuring
 
 def timed_rounds(engines, x, rounds, gap=0.02, warmup=2):
-    """{key: [ms]}: `rounds` interleaved rounds over engines {key: engine}, the
-    order rotated each round, with an untimed pause of `gap` s between engines."""
+    """({key: [wall ms]}, {key: [CPU ms]}): `rounds` interleaved rounds over
+    engines {key: engine}, the order rotated each round, with an untimed pause
+    of `gap` s between engines.  CPU ms: this process's CPU time (all its
+    threads) during the forward; on a shared machine it counts the work done,
+    not the waits for a core (but spinning worker threads count as work)."""
     keys = list(engines)
     for k in keys:
         for _ in range(warmup):
             engines[k].run(x)
     times = {k: [] for k in keys}
+    cpu = {k: [] for k in keys}
     for r in range(rounds):
         order = keys[r % len(keys):] + keys[:r % len(keys)]
         for k in order:
             if gap:
                 time.sleep(gap)
+            c = time.process_time()
             t = time.perf_counter()
             engines[k].run(x)
             times[k].append((time.perf_counter() - t) * 1e3)
-    return times
+            cpu[k].append((time.process_time() - c) * 1e3)
+    return times, cpu
 
 
 def rss_child(name, work, threads, kernel=None, quantize_first=False):
@@ -666,11 +674,13 @@ def measure(args, log=print):
                     got = {p: engines[key].heads(v) for p, v in inputs.items()}
                     entry["golden"] = agreement(got, want)
             log("timing %d engine(s) at %d thread(s), %d rounds" % (len(engines), t, args.rounds))
-            times = timed_rounds(engines, x, args.rounds, gap=args.gap)
+            times, cpu = timed_rounds(engines, x, args.rounds, gap=args.gap)
             for key, ts in times.items():
                 e = result["engines"][key]
                 e["median_ms"][str(t)] = statistics.median(ts)
                 e["min_ms"][str(t)] = min(ts)
+                e.setdefault("cpu_median_ms", {})[str(t)] = statistics.median(cpu[key])
+                e.setdefault("times_ms", {})[str(t)] = [round(v, 3) for v in ts]
             for e in engines.values():
                 e.close()
             del engines
@@ -745,6 +755,12 @@ def report(result, out=print):
             rss, e["version"]))
     for key, why in result["skipped"].items():
         out("| %s | skipped: %s |" % (LABELS.get(key.split("@")[0], key), why))
+    out("")
+    out("CPU time per forward (this process, all threads; median ms at %s threads): "
+        % "/".join(ts) + "; ".join(
+        "%s %s" % (e["label"], " / ".join("%.1f" % e["cpu_median_ms"][t] for t in ts
+                                          if t in e.get("cpu_median_ms", {})))
+        for e in result["engines"].values()))
     if result["ratios"]:
         out("")
         out("MDFI / fastest peer of the same precision (medians; mins in brackets):")
