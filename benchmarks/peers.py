@@ -754,7 +754,9 @@ def report(result, out=print):
             e["label"], " | ".join(cells), g["kept"], g["golden"], g["extra"], g["max_abs_diff"],
             rss, e["version"]))
     for key, why in result["skipped"].items():
-        out("| %s | skipped: %s |" % (LABELS.get(key.split("@")[0], key), why))
+        name, _, kernel = key.partition("@")
+        out("| %s%s | skipped: %s |" % (LABELS.get(name, name),
+                                        " [%s forced]" % kernel if kernel else "", why))
     out("")
     out("CPU time per forward (this process, all threads; median ms at %s threads): "
         % "/".join(ts) + "; ".join(
