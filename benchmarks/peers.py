@@ -763,6 +763,12 @@ def report(result, out=print):
         "%s %s" % (e["label"], " / ".join("%.1f" % e["cpu_median_ms"][t] for t in ts
                                           if t in e.get("cpu_median_ms", {})))
         for e in result["engines"].values()))
+    if len(ts) > 1:
+        out("")
+        out("scaling, median at %s thread(s) / median at %s: " % (ts[0], ts[-1]) + "; ".join(
+            "%s %.2fx" % (e["label"], e["median_ms"][ts[0]] / e["median_ms"][ts[-1]])
+            for e in result["engines"].values()
+            if ts[0] in e["median_ms"] and ts[-1] in e["median_ms"]))
     if result["ratios"]:
         out("")
         out("MDFI / fastest peer of the same precision (medians; mins in brackets):")
