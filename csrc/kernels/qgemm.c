@@ -533,7 +533,7 @@ MDFI_COLD size_t mdfi_qgemm_workspace_size(const mdfi_qgemm_kernel *k, int M, co
 
 /* n int8 weights to int16, 16 at a time where it can (gcc -O2 vectorizes
  * the fixed-count inner loop). */
-static void widen_panel(const int8_t *a, int16_t *w, size_t n)
+static void widen_panel(const int8_t *restrict a, int16_t *restrict w, size_t n)
 {
     size_t i = 0;
     for (; i + 16 <= n; i += 16)
