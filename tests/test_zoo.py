@@ -29,9 +29,6 @@ REFUSED = {
     "ab/rnn.cfg": RECURRENT,
     "ab/rnn.train.cfg": RECURRENT,
     "ab/yolov3-tiny_occlusion_track.cfg": RECURRENT,
-    # the Go engine's flatten= form of [reorg]
-    "pj/go.cfg": "[reorg]: flatten= and extra= are not supported",
-    "pj/go.test.cfg": "[reorg]: flatten= and extra= are not supported",
     # YOLOv1's head and its locally connected layer
     "pj/t1.test.cfg": "unknown section [detection]",
     "ab/t1.test.cfg": "unknown section [detection]",
@@ -231,6 +228,71 @@ def test_reorg_equals_darknets_code(tmp_path, section, reverse):
         ref = reorg_ref(src.reshape(-1), w, h, c, 2, reverse)
         assert out.shape == ((4, 16, 24) if reverse else (64, 4, 6))
         np.testing.assert_array_equal(out.reshape(-1), ref)
+
+
+def reorg_flat_ref(x, c, h, w, reverse, extra):
+    """pjreddie's forward_reorg_layer for flatten=1 (blas.c's flatten with forward =
+    !reverse) and for extra=N (the input copied, the N outputs left as calloc made them)."""
+    if extra:
+        return np.concatenate([x, np.zeros(extra, np.float32)])
+    size, out = h * w, np.empty_like(x)
+    for ch in range(c):
+        for i in range(size):
+            i1, i2 = ch * size + i, i * c + ch
+            if not reverse:
+                out[i2] = x[i1]
+            else:
+                out[i1] = x[i2]
+    return out
+
+
+@pytest.mark.parametrize("keys, shape", [
+    ("flatten=1\n", (5, 6, 4)),
+    ("flatten=1\nreverse=1\n", (5, 6, 4)),
+    ("flatten=1\nstride=2\n", (20, 3, 2)),           # Darknet's shape, the HWC data
+    ("flatten=1\nstride=2\nreverse=1\n", None),      # 5 channels: stride^2 does not divide
+    ("extra=1\n", (121, 1, 1)),
+    ("extra=7\nstride=5\n", (127, 1, 1)),            # extra ignores the stride, as Darknet
+])
+def test_reorg_flatten_and_extra_equal_darknets_code(tmp_path, keys, shape):
+    cfg = tmp_path / "f.cfg"
+    cfg.write_text("[net]\nwidth=4\nheight=6\nchannels=3\n\n[convolutional]\nfilters=5\n"
+                   "size=3\npad=1\nactivation=linear\n\n[reorg]\n" + keys)
+    if shape is None:
+        with pytest.raises(mdfi.ShapeError, match=r"f\.cfg:12: layer 1 \[reorg\]: stride=2 "
+                                                  r"does not divide the input 5x6x4"):
+            mdfi.Network(cfg)
+        return
+    with mdfi.Network(cfg, weights_for(cfg, tmp_path), keep_outputs=True) as net:
+        out = net.forward(np.random.default_rng(1).random((3, 6, 4), dtype=np.float32))
+        assert out.shape == shape
+        extra = int(keys.split("extra=")[1].split()[0]) if "extra" in keys else 0
+        ref = reorg_flat_ref(net.layer_output(0).reshape(-1), 5, 6, 4, "reverse" in keys, extra)
+        np.testing.assert_array_equal(out.reshape(-1), ref)
+
+
+@pytest.mark.parametrize("keys, match", [
+    ("flatten=1\nextra=1\n", r"extra=1 with flatten= \(Darknet reads past its input\)"),
+    ("extra=-3\n", r"extra=-3 is negative or absurdly large"),
+    ("extra=2147483647\n", r"extra=2147483647 is negative or absurdly large"),
+])
+def test_bad_reorg_keys_name_the_line(tmp_path, keys, match):
+    cfg = tmp_path / "g.cfg"
+    cfg.write_text("[net]\nwidth=4\nheight=6\nchannels=3\n\n[reorg]\n" + keys)
+    with pytest.raises(mdfi.CfgError, match=r"g\.cfg:6: layer 0 \[reorg\]: " + match):
+        mdfi.Network(cfg)
+
+
+def test_go_engine_passes_with_a_zero_logit(zoo, tmp_path):
+    """go.test.cfg: the board's 361 logits and the pass move's 0 (extra=1) in one softmax.
+    OpenCV reads the file but its [reorg] ignores extra=: no reference there."""
+    cfg = zoo / "pj" / "go.test.cfg"
+    with mdfi.Network(cfg, weights_for(cfg, tmp_path), keep_outputs=True) as net:
+        out = net.forward(np.random.default_rng(2).random((1, 19, 19), dtype=np.float32))
+        logits = np.concatenate([net.layer_output(13).reshape(-1), [0.0]]).astype(np.float64)
+        ref = np.exp(logits - logits.max())
+        np.testing.assert_allclose(out.reshape(-1), ref / ref.sum(), rtol=1e-5, atol=1e-9)
+        assert out.shape == (362, 1, 1)
 
 
 def test_sam_multiplies_elementwise(tmp_path):
