@@ -4,7 +4,8 @@ export back to the same sections and weights.
 
 This checks the bridge's modules against MDFI, and MDFI against a second implementation
 where OpenCV cannot (relu6, [shortcut] of unequal shapes, [reorg3d], [sam], [crop], conv
-dilation and share_index, which OpenCV's importer ignores); the
+dilation and share_index, which OpenCV's importer ignores, and YOLOv1's [local] and
+[detection], which it does not know); the
 others (OpenCV checks MDFI there, tests/test_zoo.py) check the bridge's [region], [reorg],
 [yolo] scale_x_y and new_coords, swish, mish and [cost]."""
 import numpy as np
@@ -21,7 +22,7 @@ from weights_tools.torch import Region, Shortcut, Yolo, export, import_darknet  
 RTOL = 1e-4     # of each layer's largest magnitude: float32 sums in another order
 # the modules that keep every key of their section, as written
 KEEP_KEYS = ("yolo", "region", "crop", "cost", "reorg", "reorg3d", "sam", "shortcut",
-             "contrastive", "Gaussian_yolo")
+             "contrastive", "Gaussian_yolo", "detection")
 # AlexeyAB's efficientnet cfgs write momentum and decay twice in [net]
 pytestmark = pytest.mark.filterwarnings("ignore:.*duplicate key .* in \\[net\\]")
 
@@ -66,6 +67,8 @@ def features(model):
     ("ab/resnet152_trident.cfg", 64, {"dilation", "share_index"}),
     ("ab/yolov4-tiny_contrastive.cfg", 128, {"local_avgpool", "contrastive"}),
     ("ab/Gaussian_yolov3_BDD.cfg", 128, {"Gaussian_yolo"}),
+    ("pj/yolov1.cfg", 128, {"local", "detection", "leaky"}),
+    ("pj/t1.test.cfg", 224, {"detection"}),
 ])
 def test_every_layer_equals_mdfi(zoo, tmp_path, name, size, wanted):  # noqa: F811
     cfg = resized(zoo, tmp_path, name, size)
