@@ -269,9 +269,10 @@ def test_reorg_flatten_and_extra_equal_darknets_code(tmp_path, keys, shape):
 
 
 @pytest.mark.parametrize("keys, match", [
-    ("flatten=1\nextra=1\n", r"extra=1 with flatten= \(Darknet reads past its input\)"),
-    ("extra=-3\n", r"extra=-3 is negative or absurdly large"),
-    ("extra=2147483647\n", r"extra=2147483647 is negative or absurdly large"),
+    ("flatten=1\nextra=1\n", r"extra=1 must be >= 0, sane and without flatten= \(Darknet reads "
+                            r"past its input\)"),
+    ("extra=-3\n", r"extra=-3 must be >= 0"),
+    ("extra=2147483647\n", r"extra=2147483647 must be >= 0, sane"),
 ])
 def test_bad_reorg_keys_name_the_line(tmp_path, keys, match):
     cfg = tmp_path / "g.cfg"

@@ -17,6 +17,11 @@
 #include "kernels/activations.h"
 #include "layers/yolo.h"
 
+/* [region]'s and [detection]'s training keys (one list: each has some of them) */
+#define TRAINING_KEYS "log sqrt max jitter rescore thresh classfix absolute random coord_scale " \
+                      "object_scale noobject_scale mask_scale class_scale bias_match " \
+                      "focal_loss resize map forced reorg"
+
 mdfi_status mdfi_region_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                               mdfi_errbuf *err)
 {
@@ -29,9 +34,7 @@ mdfi_status mdfi_region_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_par
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "coords", 4, &coords, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "softmax", 0, &y->softmax, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "background", 0, &background, err));
-    mdfi_cfg_ignore(s, "log sqrt max jitter rescore thresh classfix absolute random coord_scale "
-                       "object_scale noobject_scale mask_scale class_scale bias_match "
-                       "focal_loss resize map");
+    mdfi_cfg_ignore(s, TRAINING_KEYS);
     if (mdfi_cfg_str(s, "tree", NULL) || coords != 4 || background)
         return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [region]: tree= "
                          "(YOLO9000's hierarchical softmax) is not supported, nor coords other "
@@ -92,8 +95,7 @@ mdfi_status mdfi_detection_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "side", 7, &side, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "softmax", 0, &y->softmax, err));
     MDFI_CHECK(mdfi_cfg_int(ctx->cfg, s, "sqrt", 0, &y->sqrt_wh, err));
-    mdfi_cfg_ignore(s, "rescore max coord_scale forced object_scale noobject_scale class_scale "
-                       "jitter random reorg");
+    mdfi_cfg_ignore(s, TRAINING_KEYS);
     const long long inputs = (long long)l->in_c * l->in_h * l->in_w;
     if (y->classes < 1 || y->classes > MDFI_LIMIT_CLASSES || y->total < 1 ||
         y->total > MDFI_LIMIT_ANCHORS || side < 1 || side > 4096 || coords != 4 ||

@@ -36,10 +36,9 @@ static mdfi_status parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ct
      * of inputs (past its end); a negative extra copies into too few */
     const long long inputs = (long long)l->in_c * l->in_h * l->in_w;
     if ((sp->flatten && sp->extra) || sp->extra < 0 || sp->extra > MDFI_LIMIT_TENSOR - inputs)
-        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s]: extra=%d%s", ctx->cfg->name,
-                         s->line, ctx->index, s->type, sp->extra,
-                         sp->flatten ? " with flatten= (Darknet reads past its input)" :
-                         " is negative or absurdly large");
+        return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s]: extra=%d must be >= 0, "
+                         "sane and without flatten= (Darknet reads past its input)",
+                         ctx->cfg->name, s->line, ctx->index, s->type, sp->extra);
     const int s2 = stride * stride;
     if (stride < 1 || stride > MDFI_LIMIT_KERNEL || (!sp->extra &&
         (sp->reverse ? l->in_c % s2 : l->in_h % stride || l->in_w % stride)))
