@@ -938,3 +938,21 @@ def test_yolov1_detects_from_the_command_line(zoo, tmp_path):
     for a, b in zip(py, c):
         assert (a["class_id"], a["bbox"]) == (b["class_id"], b["bbox"])
         np.testing.assert_allclose(a["box"] + [a["prob"]], b["box"] + [b["prob"]], rtol=1e-6)
+
+
+def test_yolov1_boxes_are_letterbox_corrected(zoo, tmp_path):
+    """An image of another aspect: MDFI letterboxes it, so it maps [detection]'s boxes back
+    as correct_yolo_boxes maps every head's (Darknet's detector leaves YOLOv1's as they are,
+    docs/cfg-reference.md)."""
+    cfg = zoo / "pj" / "t1.test.cfg"
+    with mdfi.Network(cfg, weights_for(cfg, tmp_path)) as net:
+        out = net.forward(np.random.default_rng(8).random((3, 224, 224), dtype=np.float32))
+        square = {(d.det_index, d.class_id): d.box for d in net.detect((224, 224), thresh=0.02,
+                                                                        nms=0)}
+        wide = net.detect((320, 224), thresh=0.02, nms=0)
+    assert len(wide) == len(square) > 10 and out.shape == (30, 7, 7)
+    new_h = 224 * 224 // 320                   # letterbox_image: 224 x 156 inside 224 x 224
+    for d in wide:
+        x, y, w, h = square[(d.det_index, d.class_id)]
+        ref = (x, (y - (224 - new_h) / 2 / 224) / (new_h / 224), w, h * 224 / new_h)
+        np.testing.assert_allclose(d.box, ref, rtol=1e-5, atol=1e-6)
