@@ -299,15 +299,21 @@ def reorg_shapes(sec, c, h, w):
     """([reorg]/[reorg3d]) (stride, reverse, the output's shape, the shape Darknet
     gives reorg_cpu: the input's for [reorg], the output's for [reorg3d])."""
     stride, reverse = sec.get_int("stride", 1), sec.get_int("reverse", 0)
-    if sec.get_int("flatten", 0) or sec.get_int("extra", 0):
-        raise sec.error("flatten= and extra= are not supported")
+    flatten = extra = 0
+    if canonical(sec.type) == "reorg":   # pjreddie's Go forms (AlexeyAB's [reorg3d]: neither)
+        flatten, extra = sec.get_int("flatten", 0), sec.get_int("extra", 0)
+    if extra < 0 or (extra and flatten):
+        raise sec.error("extra=%d must be >= 0 and without flatten= (Darknet reads past its "
+                        "input)" % extra, "extra")
+    if extra:   # the input flat, then extra zeros; stride and reverse unused
+        return stride, bool(reverse), (c * h * w + extra, 1, 1), (c, h, w)
     s2 = stride * stride
     if stride < 1 or (c % s2 if reverse else h % stride or w % stride):
         raise sec.error("stride=%d does not divide the input %dx%dx%d" % (stride, c, h, w),
                         "stride")
     out = (c // s2, h * stride, w * stride) if reverse else (c * s2, h // stride, w // stride)
     given = out if canonical(sec.type) == "reorg3d" else (c, h, w)
-    if given[0] % s2:
+    if given[0] % s2 and not flatten:
         raise sec.error("%d channels are not a multiple of stride^2 = %d" % (given[0], s2))
     return stride, bool(reverse), out, given
 

@@ -218,8 +218,12 @@ def _yolov1(layer):
 
 
 def _reorg(layer):
-    stride, reverse, _, _ = reorg_shapes(layer.section, *layer.in_shape)
-    return Reorg(stride, reverse, reorg3d=layer.type == "reorg3d")
+    sec = layer.section
+    stride, reverse, _, _ = reorg_shapes(sec, *layer.in_shape)
+    if layer.type == "reorg3d":
+        return Reorg(stride, reverse, reorg3d=True)
+    return Reorg(stride, reverse, flatten=bool(sec.get_int("flatten", 0)),
+                 extra=sec.get_int("extra", 0))
 
 
 def _crop(layer):

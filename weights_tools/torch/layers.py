@@ -1017,26 +1017,36 @@ class Reorg(DarknetLayer):
     a fixed permutation of the values. [reorg] (reorg3d=False) gives it the
     input's shape (what YOLOv2 was trained with, not the usual space-to-depth),
     [reorg3d] the output's (the usual space-to-depth). The output is
-    c*stride^2 x h/stride x w/stride, or with reverse=True the other way."""
+    c*stride^2 x h/stride x w/stride, or with reverse=True the other way.
+    pjreddie's [reorg] forms (the Go cfgs): flatten=True, that shape holding the
+    input's CHW values as HWC (reverse: HWC back to CHW); extra=N, the input flat and N
+    zeros, (c h w + N) x 1 x 1."""
 
     section = "reorg"
     sections = ("reorg", "reorg3d")   # the one class builds both
 
-    def __init__(self, stride=1, reverse=False, reorg3d=False):
+    def __init__(self, stride=1, reverse=False, reorg3d=False, flatten=False, extra=0):
         super().__init__()
         self.stride = _positive("stride", stride)
         self.reverse = bool(reverse)
         self.section = "reorg3d" if reorg3d else "reorg"
+        self.flatten, self.extra = bool(flatten), int(extra)
+        if (self.flatten or self.extra) and reorg3d or self.extra < 0 or \
+                (self.extra and self.flatten):
+            raise ValueError("flatten=%d extra=%d: [reorg] only, extra >= 0, not both"
+                             % (self.flatten, self.extra))
 
     def _shapes(self, c, h, w):
         """(the output's shape, the shape reorg_cpu is given)."""
         st, s2 = self.stride, self.stride ** 2
+        if self.extra:
+            return (c * h * w + self.extra, 1, 1), (c, h, w)
         if c % s2 if self.reverse else h % st or w % st:
             raise ShapeMismatchError("stride=%d does not divide the input %dx%dx%d"
                                      % (st, c, h, w))
         out = (c // s2, h * st, w * st) if self.reverse else (c * s2, h // st, w // st)
         given = out if self.section == "reorg3d" else (c, h, w)
-        if given[0] % s2:
+        if given[0] % s2 and not self.flatten:
             raise ShapeMismatchError("%d channels are not a multiple of stride^2 = %d"
                                      % (given[0], s2))
         return out, given
@@ -1047,6 +1057,13 @@ class Reorg(DarknetLayer):
     def index(self, c, h, w, device=None):
         """The flat input index of each flat output value, for a c x h x w input."""
         out, (gc, gh, gw) = self._shapes(c, h, w)
+        if self.flatten:   # blas.c's flatten: CHW index k*h*w + p <-> HWC index p*c + k
+            hwc = torch.arange(gc * gh * gw, device=device).reshape(gh * gw, gc).t().reshape(-1)
+            if self.reverse:                 # out (CHW) at k*h*w + p reads x (HWC) at p*c + k
+                return hwc, out
+            near = torch.empty_like(hwc)     # out (HWC) at p*c + k reads x at k*h*w + p
+            near[hwc] = torch.arange(hwc.numel(), device=device)
+            return near, out
         st = self.stride
         k, j, i = torch.meshgrid(torch.arange(gc, device=device), torch.arange(gh, device=device),
                                  torch.arange(gw, device=device), indexing="ij")
@@ -1062,6 +1079,8 @@ class Reorg(DarknetLayer):
 
     def forward(self, x):
         n = x.shape[0]
+        if self.extra:
+            return torch.cat([x.reshape(n, -1), x.new_zeros(n, self.extra)], 1)[:, :, None, None]
         index, out = self.index(*x.shape[1:], device=x.device)
         return x.reshape(n, -1)[:, index].reshape((n,) + out)
 
@@ -1069,6 +1088,10 @@ class Reorg(DarknetLayer):
         o = {"stride": str(self.stride)}
         if self.reverse:
             o["reverse"] = "1"
+        if self.flatten:
+            o["flatten"] = "1"
+        if self.extra:
+            o["extra"] = str(self.extra)
         return o
 
     def extra_repr(self):
