@@ -8,6 +8,7 @@
  * may disagree and Darknet's GEMM reads im2col's columns at the wrong
  * stride, so MDFI refuses pad > 0 with another size.
  * A direct loop: no im2col scratch, and the sum in Darknet's k order. */
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "base/error.h"
@@ -41,7 +42,8 @@ mdfi_status mdfi_local_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_pars
         l->out_h = (l->in_h - (p ? 1 : k)) / st + 1;
         l->out_w = (l->in_w - (p ? 1 : k)) / st + 1;
         w = (double)l->out_h * l->out_w * l->filters * k * k * l->in_c;
-        bad = w > (double)MDFI_LIMIT_CONNECTED_WEIGHTS;
+        /* and what a 32-bit size_t counts in bytes (armhf) */
+        bad = w > (double)MDFI_LIMIT_CONNECTED_WEIGHTS || w > (double)(SIZE_MAX / 8);
     }
     if (bad)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [local]: filters=%d size=%d "
