@@ -763,12 +763,13 @@ def local_ref(x, floats, filters, size, stride, pad, act):
     cols, ch, cw = im2col_ext(x, size, pad, stride, stride, 1)
     assert (ch, cw) == (oh, ow)
     n = filters * oh * ow
-    bias = floats[:n].reshape(filters, oh * ow).astype(np.float64)
+    bias = floats[:n].reshape(filters, oh * ow)
     wl = floats[n:n + n * c * size * size].reshape(oh * ow, filters, c * size * size)
-    out = bias.copy()
-    for j in range(oh * ow):
-        out[:, j] += wl[j].astype(np.float64) @ cols[:, j]
-    out = out.astype(np.float32).reshape(filters, oh, ow)
+    out = np.empty((filters, oh * ow), np.float32)
+    for j in range(oh * ow):   # gemm_nn: c += a*b in k order, float32 (accumulate is in order)
+        terms = np.concatenate([bias[:, j:j + 1], wl[j] * cols[None, :, j]], axis=1)
+        out[:, j] = np.add.accumulate(terms, axis=1, dtype=np.float32)[:, -1]
+    out = out.reshape(filters, oh, ow)
     if act == "leaky":      # pjreddie's, in double
         return np.where(out > 0, out, 0.1 * out.astype(np.float64)).astype(np.float32)
     if act == "logistic":
@@ -795,7 +796,7 @@ def test_local_equals_darknets_code(tmp_path, size, stride, pad, act):
         out = net.forward(x)
         assert net.layers[0].flops == 2 * ref.size * 3 * size * size
     assert out.shape == ref.shape
-    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(out, ref)     # the same float32 sums in the same order
 
 
 @pytest.mark.parametrize("keys, match", [
@@ -905,8 +906,7 @@ def test_yolov1_equals_darknets_code(zoo, tmp_path, name, size):
         for i in [i for i, t in enumerate(types) if t == "local"]:
             src = net.layer_output(i - 1)
             ref = local_ref(src, floats[offsets[i]:offsets[i + 1]], 256, 3, 1, 1, "leaky")
-            got = net.layer_output(i)
-            np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+            np.testing.assert_array_equal(net.layer_output(i), ref)
         np.testing.assert_array_equal(out.reshape(-1), net.layer_output(last - 1).reshape(-1))
         num = 3 if name == "pj/yolov1.cfg" else 2
         raw = net.detect((size, size), thresh=0.02, nms=0)
