@@ -101,8 +101,9 @@ mdfi_status mdfi_detection_parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_
         y->total > MDFI_LIMIT_ANCHORS || side < 1 || side > 4096 || coords != 4 ||
         (long long)side * side * (5 * y->total + y->classes) != inputs)
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [detection]: side=%d num=%d "
-                         "classes=%d coords=%d (4 only) do not fit its %lld inputs", ctx->cfg->name, s->line, ctx->index,
-                         side, y->total, y->classes, coords, inputs);
+                         "classes=%d coords=%d (4 only) do not fit its %lld inputs",
+                         ctx->cfg->name, s->line, ctx->index, side, y->total, y->classes, coords,
+                         inputs);
     y->detection = 1;
     y->nms_beta = -1;   /* do_nms_sort's IoU */
     y->n_mask = y->total;
