@@ -118,7 +118,8 @@ $(filter-out $(OBJ_KERNEL_PORTABLE),$(OBJ_PORTABLE)) $(CLI_OBJ): CFLAGS_BASE += 
 OZ := $(shell $(CC) -Oz -x c -c /dev/null -o /dev/null 2>/dev/null && echo -Oz || echo -Os)
 OBJ_COLD := $(filter $(BUILD)/obj/csrc/base/% $(BUILD)/obj/csrc/net/% %/weights.o %/qweights.o \
     %/params.o %/qarrays.o $(addprefix %/layers/,common.o registry.o dp_common.o cost.o \
-    dropout.o convolutional.o connected.o crop.o reorg.o region.o),$(OBJ_PORTABLE)) $(CLI_OBJ)
+    dropout.o convolutional.o connected.o crop.o reorg.o region.o local.o),$(OBJ_PORTABLE)) \
+    $(CLI_OBJ)
 $(OBJ_COLD): CFLAGS_BASE += $(OZ)
 # The layer types' variant tables (48-byte structs of function pointers), the
 # reference kernels' tables and the run-once code's data at their ABI

@@ -41,6 +41,10 @@ KINDS = (
     Kind("region", head=True, c=True, torch=True),   # YOLOv2's head: C runs it in float
     # AlexeyAB's [yolo] with a sigma per coordinate (C: float)
     Kind("Gaussian_yolo", head=True, c=True, torch=True),
+    # YOLOv1's head (C: float, csrc/layers/region.c); decoded as get_detection_detections
+    Kind("detection", head=True, c=True, torch=True),
+    # YOLOv1's locally connected layer: a bias per output value, filters per position (C: float)
+    Kind("local", params=True, c=True, torch=True),
     # the cfg reader knows this one (shapes, .weights sizes); nothing runs it yet
     Kind("batchnorm", params=True),
     # space-to-depth (csrc/layers/reorg.c): float only; one torch module (Reorg) for both

@@ -115,7 +115,12 @@ NET = "[net]\nwidth=16\nheight=16\nchannels=3\n"
     ("[convolutional]\n[maxpool]\nsize=2\nstride=2\n[route]\nlayers=0,1\n", 10, "differ in height/width"),
     ("[shortcut]\nactivation=linear\n", 5, "missing from="),
     ("[convolutional]\nfilters=10\n[yolo]\nclasses=80\nmask=0,1,2\n", 7, "expects 255 input channels"),
-    ("[local]\n", 5, r"layer type \[local\] is not supported"),
+    ("[deconvolutional]\n", 5, r"layer type \[deconvolutional\] is not supported"),
+    ("[local]\nsize=2\npad=1\n", 5, r"size=2 stride=1 pad=1 do not fit the 3x16x16 input \(pad > 0 "
+                                    r"needs size = 2 pad \+ 1\)"),
+    ("[convolutional]\nfilters=30\n[detection]\nside=4\nnum=2\ncoords=4\nclasses=20\n", 7,
+     r"side=4 num=2 classes=20 coords=4 \(4 only\) do not fit its 7680 inputs"),
+    ("[reorg]\nflatten=1\nextra=2\n", 7, r"extra=2 must be >= 0 and without flatten="),
     ("[crop]\ncrop_height=17\n", 5, r"crop 1x17 does not fit the 16x16 input"),
     ("[reorg]\nstride=3\n", 6, r"stride=3 does not divide the input 3x16x16"),
     ("[convolutional]\nfilters=4\n[reorg3d]\nstride=2\nreverse=1\n", 7,

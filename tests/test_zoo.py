@@ -3,6 +3,8 @@
 the reason listed in REFUSED; a selection runs on generated weights and is compared with
 OpenCV's DNN module (which reads Darknet files itself), or, where OpenCV lacks the layer,
 with a numpy reference of Darknet's code.  docs/cfg-zoo.md lists the results."""
+import importlib.util
+import json
 import pathlib
 import subprocess
 import sys
@@ -29,14 +31,6 @@ REFUSED = {
     "ab/rnn.cfg": RECURRENT,
     "ab/rnn.train.cfg": RECURRENT,
     "ab/yolov3-tiny_occlusion_track.cfg": RECURRENT,
-    # the Go engine's flatten= form of [reorg]
-    "pj/go.cfg": "[reorg]: flatten= and extra= are not supported",
-    "pj/go.test.cfg": "[reorg]: flatten= and extra= are not supported",
-    # YOLOv1's head and its locally connected layer
-    "pj/t1.test.cfg": "unknown section [detection]",
-    "ab/t1.test.cfg": "unknown section [detection]",
-    "pj/yolov1-tiny.cfg": "unknown section [detection]",
-    "pj/yolov1.cfg": "unknown section [local]",
     # YOLO9000's word tree
     "pj/yolo9000.cfg": "tree= (YOLO9000's hierarchical softmax) is not supported",
     "ab/yolo9000.cfg": "tree= (YOLO9000's hierarchical softmax) is not supported",
@@ -231,6 +225,72 @@ def test_reorg_equals_darknets_code(tmp_path, section, reverse):
         ref = reorg_ref(src.reshape(-1), w, h, c, 2, reverse)
         assert out.shape == ((4, 16, 24) if reverse else (64, 4, 6))
         np.testing.assert_array_equal(out.reshape(-1), ref)
+
+
+def reorg_flat_ref(x, c, h, w, reverse, extra):
+    """pjreddie's forward_reorg_layer for flatten=1 (blas.c's flatten with forward =
+    !reverse) and for extra=N (the input copied, the N outputs left as calloc made them)."""
+    if extra:
+        return np.concatenate([x, np.zeros(extra, np.float32)])
+    size, out = h * w, np.empty_like(x)
+    for ch in range(c):
+        for i in range(size):
+            i1, i2 = ch * size + i, i * c + ch
+            if not reverse:
+                out[i2] = x[i1]
+            else:
+                out[i1] = x[i2]
+    return out
+
+
+@pytest.mark.parametrize("keys, shape", [
+    ("flatten=1\n", (5, 6, 4)),
+    ("flatten=1\nreverse=1\n", (5, 6, 4)),
+    ("flatten=1\nstride=2\n", (20, 3, 2)),           # Darknet's shape, the HWC data
+    ("flatten=1\nstride=2\nreverse=1\n", None),      # 5 channels: stride^2 does not divide
+    ("extra=1\n", (121, 1, 1)),
+    ("extra=7\nstride=5\n", (127, 1, 1)),            # extra ignores the stride, as Darknet
+])
+def test_reorg_flatten_and_extra_equal_darknets_code(tmp_path, keys, shape):
+    cfg = tmp_path / "f.cfg"
+    cfg.write_text("[net]\nwidth=4\nheight=6\nchannels=3\n\n[convolutional]\nfilters=5\n"
+                   "size=3\npad=1\nactivation=linear\n\n[reorg]\n" + keys)
+    if shape is None:
+        with pytest.raises(mdfi.ShapeError, match=r"f\.cfg:12: layer 1 \[reorg\]: stride=2 "
+                                                  r"does not divide the input 5x6x4"):
+            mdfi.Network(cfg)
+        return
+    with mdfi.Network(cfg, weights_for(cfg, tmp_path), keep_outputs=True) as net:
+        out = net.forward(np.random.default_rng(1).random((3, 6, 4), dtype=np.float32))
+        assert out.shape == shape
+        extra = int(keys.split("extra=")[1].split()[0]) if "extra" in keys else 0
+        ref = reorg_flat_ref(net.layer_output(0).reshape(-1), 5, 6, 4, "reverse" in keys, extra)
+        np.testing.assert_array_equal(out.reshape(-1), ref)
+
+
+@pytest.mark.parametrize("keys, match", [
+    ("flatten=1\nextra=1\n", r"extra=1 must be >= 0, sane and without flatten= \(Darknet reads "
+                            r"past its input\)"),
+    ("extra=-3\n", r"extra=-3 must be >= 0"),
+    ("extra=2147483647\n", r"extra=2147483647 must be >= 0, sane"),
+])
+def test_bad_reorg_keys_name_the_line(tmp_path, keys, match):
+    cfg = tmp_path / "g.cfg"
+    cfg.write_text("[net]\nwidth=4\nheight=6\nchannels=3\n\n[reorg]\n" + keys)
+    with pytest.raises(mdfi.CfgError, match=r"g\.cfg:6: layer 0 \[reorg\]: " + match):
+        mdfi.Network(cfg)
+
+
+def test_go_engine_passes_with_a_zero_logit(zoo, tmp_path):
+    """go.test.cfg: the board's 361 logits and the pass move's 0 (extra=1) in one softmax.
+    OpenCV reads the file but its [reorg] ignores extra=: no reference there."""
+    cfg = zoo / "pj" / "go.test.cfg"
+    with mdfi.Network(cfg, weights_for(cfg, tmp_path), keep_outputs=True) as net:
+        out = net.forward(np.random.default_rng(2).random((1, 19, 19), dtype=np.float32))
+        logits = np.concatenate([net.layer_output(13).reshape(-1), [0.0]]).astype(np.float64)
+        ref = np.exp(logits - logits.max())
+        np.testing.assert_allclose(out.reshape(-1), ref / ref.sum(), rtol=1e-5, atol=1e-9)
+        assert out.shape == (362, 1, 1)
 
 
 def test_sam_multiplies_elementwise(tmp_path):
@@ -690,3 +750,209 @@ def test_gaussian_yolo_equals_darknets_code(zoo, tmp_path):
     for key, (box, p) in want.items():
         assert np.float32(got[key].prob) == p, key
         np.testing.assert_allclose(got[key].box, box, rtol=1e-6, atol=1e-7)
+
+
+# ----------------------------------------------------------------------------- YOLOv1
+
+def local_ref(x, floats, filters, size, stride, pad, act):
+    """pjreddie's forward_local_layer on the layer's floats as load_weights reads them (a
+    bias per output value, then the filters of each location in turn): im2col_cpu padded
+    by pad pixels, the GEMM of location j's own filters with column j, the activation."""
+    c, h, w = x.shape
+    oh, ow = (h - (1 if pad else size)) // stride + 1, (w - (1 if pad else size)) // stride + 1
+    cols, ch, cw = im2col_ext(x, size, pad, stride, stride, 1)
+    assert (ch, cw) == (oh, ow)
+    n = filters * oh * ow
+    bias = floats[:n].reshape(filters, oh * ow)
+    wl = floats[n:n + n * c * size * size].reshape(oh * ow, filters, c * size * size)
+    out = np.empty((filters, oh * ow), np.float32)
+    for j in range(oh * ow):   # gemm_nn: c += a*b in k order, float32 (accumulate is in order)
+        terms = np.concatenate([bias[:, j:j + 1], wl[j] * cols[None, :, j]], axis=1)
+        out[:, j] = np.add.accumulate(terms, axis=1, dtype=np.float32)[:, -1]
+    out = out.reshape(filters, oh, ow)
+    if act == "leaky":      # pjreddie's, in double
+        return np.where(out > 0, out, 0.1 * out.astype(np.float64)).astype(np.float32)
+    if act == "logistic":
+        return (1 / (1 + np.exp(-out.astype(np.float64)))).astype(np.float32)
+    return out
+
+
+@pytest.mark.parametrize("size, stride, pad, act", [
+    (3, 1, 1, "leaky"),       # yolov1's
+    (3, 2, 1, "linear"),
+    (2, 2, 0, "logistic"),    # Darknet's default activation
+    (5, 3, 2, "leaky"),
+    (1, 1, 0, "linear"),
+])
+def test_local_equals_darknets_code(tmp_path, size, stride, pad, act):
+    cfg = tmp_path / "l.cfg"
+    cfg.write_text("[net]\nwidth=9\nheight=11\nchannels=3\n\n"
+                   f"[local]\nfilters=4\nsize={size}\nstride={stride}\npad={pad}\n"
+                   + ("" if act == "logistic" else f"activation={act}\n"))
+    weights = weights_for(cfg, tmp_path)
+    x = np.random.default_rng(4).random((3, 11, 9), dtype=np.float32) - 0.5
+    ref = local_ref(x, read_floats(weights), 4, size, stride, pad, act)
+    with mdfi.Network(cfg, weights) as net:
+        out = net.forward(x)
+        assert net.layers[0].flops == 2 * ref.size * 3 * size * size
+    assert out.shape == ref.shape
+    np.testing.assert_array_equal(out, ref)     # the same float32 sums in the same order
+
+
+@pytest.mark.parametrize("keys, match", [
+    ("size=2\npad=1\n", r"filters=4 size=2 stride=1 pad=1 do not fit its 3x11x9 input \(pad > 0 "
+                        r"needs size = 2 pad \+ 1"),
+    ("size=10\n", r"filters=4 size=10 stride=1 pad=0 do not fit"),
+    ("size=3\nstride=0\n", r"filters=4 size=3 stride=0 pad=0 do not fit"),
+    ("size=3\nfilters=0\n", r"filters=0 size=3"),
+    ("size=9\npad=4\nfilters=9000000\n", r"filters=9000000 size=9 stride=1 pad=4 do not fit"),
+    ("size=3\nactivation=nope\n", r"unknown activation 'nope'"),
+])
+def test_bad_local_keys_name_the_line(tmp_path, keys, match):
+    cfg = tmp_path / "l.cfg"
+    if "filters" not in keys:
+        keys += "filters=4\n"
+    cfg.write_text("[net]\nwidth=9\nheight=11\nchannels=3\n\n[local]\n" + keys)
+    line = "l.cfg:8" if "activation" in keys else r"l\.cfg:6: layer 0 \[local\]"
+    with pytest.raises(mdfi.CfgError, match=line + ": " + match):
+        mdfi.Network(cfg)
+
+
+@pytest.mark.parametrize("keys, match", [
+    ("num=2\ncoords=4\nside=6\n", r"side=6 num=2 classes=20 coords=4 \(4 only\) do not fit "
+                                   r"its 1470 inputs"),
+    ("num=2\ncoords=5\n", r"side=7 num=2 classes=20 coords=5"),
+    ("num=0\ncoords=4\n", r"side=7 num=0"),
+    ("num=2\n", r"side=7 num=2 classes=20 coords=1 \(4 only\)"),   # Darknet's default coords
+])
+def test_bad_detection_keys_name_the_line(tmp_path, keys, match):
+    cfg = tmp_path / "d.cfg"
+    cfg.write_text("[net]\nwidth=7\nheight=7\nchannels=30\n\n[detection]\nclasses=20\n"
+                   + keys)
+    with pytest.raises(mdfi.CfgError, match=r"d\.cfg:6: layer 0 \[detection\]: " + match):
+        mdfi.Network(cfg)
+
+
+def softmax64(x, axis):
+    e = np.exp(x.astype(np.float64) - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def test_detection_softmax_is_per_cell(tmp_path):
+    """forward_detection_layer with softmax=1: each cell's classes (stored together, first)
+    through Darknet's softmax; the confidences and boxes as they came."""
+    cfg = tmp_path / "s.cfg"
+    cfg.write_text("[net]\nwidth=3\nheight=3\nchannels=13\n\n"
+                   "[detection]\nclasses=3\nnum=2\ncoords=4\nside=3\nsoftmax=1\n")
+    x = np.random.default_rng(5).normal(size=(13, 3, 3)).astype(np.float32)
+    with mdfi.Network(cfg) as net:
+        out = net.forward(x).reshape(-1)
+    flat = x.reshape(-1)
+    np.testing.assert_allclose(out[:27], softmax64(flat[:27].reshape(9, 3), 1).reshape(-1),
+                               rtol=1e-5, atol=1e-8)
+    np.testing.assert_array_equal(out[27:], flat[27:])
+
+
+def detection_ref(out, side, num, classes, sqrt, thresh):
+    """pjreddie's get_detection_detections with w = h = 1 (relative boxes): every cell's
+    boxes in cell then box order, the probabilities over thresh (float32 products)."""
+    p = out.reshape(-1)
+    dets = []
+    for i in range(side * side):
+        row, col = divmod(i, side)
+        for n in range(num):
+            scale = p[side * side * classes + i * num + n]
+            b = p[side * side * (classes + num) + (i * num + n) * 4:][:4]
+            x = (b[0] + np.float32(col)) / np.float32(side)
+            y = (b[1] + np.float32(row)) / np.float32(side)
+            w, h = (np.float32(np.float64(b[2]) ** 2), np.float32(np.float64(b[3]) ** 2)) \
+                if sqrt else (b[2], b[3])
+            for j in range(classes):
+                prob = scale * p[i * classes + j]
+                if prob > thresh:
+                    dets.append((i * num + n, j, float(prob), (float(x), float(y), float(w),
+                                                               float(h))))
+    return dets
+
+
+def trace_offsets(cfg):
+    """Where each layer's floats start in a generated .weights file (gen_weights' trace)."""
+    spec = importlib.util.spec_from_file_location("gen_weights", GEN)
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    counts = [L.n_params() for L in gen.trace(str(cfg))[1]]
+    return np.concatenate([[0], np.cumsum(counts)]).astype(int)
+
+
+@pytest.mark.parametrize("name, size", [
+    ("pj/yolov1.cfg", 128),        # [local] at 2x2 (at 448 its 116 M weights take 462 MB)
+    ("pj/yolov1-tiny.cfg", 448),
+    ("pj/t1.test.cfg", 224),
+])
+def test_yolov1_equals_darknets_code(zoo, tmp_path, name, size):
+    """[local] against forward_local_layer on its input and the file's floats; [detection]
+    passes the [connected] output on (softmax=0); the boxes (nms=0: every one over the
+    threshold) against get_detection_detections, then do_nms_sort against a transcription.
+    A square image: MDFI's letterbox correction is the identity, as Darknet's yolo test."""
+    cfg = resized(zoo, tmp_path, name, size)
+    weights = weights_for(cfg, tmp_path)
+    floats, offsets = read_floats(weights), trace_offsets(cfg)
+    x = np.random.default_rng(6).random((3, size, size), dtype=np.float32)
+    with mdfi.Network(cfg, weights, keep_outputs=True) as net:
+        out = net.forward(x)
+        types = [layer.type for layer in net.layers]
+        last = len(types) - 1
+        assert types[last] == "detection"
+        for i in [i for i, t in enumerate(types) if t == "local"]:
+            src = net.layer_output(i - 1)
+            ref = local_ref(src, floats[offsets[i]:offsets[i + 1]], 256, 3, 1, 1, "leaky")
+            np.testing.assert_array_equal(net.layer_output(i), ref)
+        np.testing.assert_array_equal(out.reshape(-1), net.layer_output(last - 1).reshape(-1))
+        num = 3 if name == "pj/yolov1.cfg" else 2
+        raw = net.detect((size, size), thresh=0.02, nms=0)
+        ref = detection_ref(out, 7, num, 20, True, np.float32(0.02))
+        assert len(ref) > 20
+        assert [(d.det_index, d.class_id, d.prob, d.box) for d in raw] == ref
+        kept = net.detect((size, size), thresh=0.02, nms=0.4)
+    got = sorted((tuple(d.box), d.class_id, d.prob) for d in kept)
+    assert got == diou_nms_ref(raw, 20, np.float32(0.4), None)
+    assert len(kept) < len(raw) or name != "pj/t1.test.cfg"   # (the others: tiny boxes)
+
+
+def test_yolov1_detects_from_the_command_line(zoo, tmp_path):
+    """python -m mdfi.detect and mdfi detect on a [detection] network: the same C decoding."""
+    cfg = zoo / "pj" / "t1.test.cfg"
+    weights = weights_for(cfg, tmp_path)
+    image = tmp_path / "i.ppm"
+    pixels = np.random.default_rng(7).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    image.write_bytes(b"P6\n224 224\n255\n" + pixels.tobytes())
+    run = subprocess.run([sys.executable, "-m", "mdfi.detect", "--cfg", str(cfg), "--weights",
+                          str(weights), "--thresh", "0.02", "--no-out", "--json", str(image)],
+                         capture_output=True, text=True, check=True)
+    py = json.loads(run.stdout)["detections"]
+    from cbuild import build
+    run = subprocess.run([str(build(targets=("all",)) / "mdfi"), "detect", str(cfg), str(weights), str(image), "--thresh",
+                          "0.02", "--json"], capture_output=True, text=True, check=True)
+    c = json.loads(run.stdout)["detections"]
+    assert len(py) == len(c) > 10
+    for a, b in zip(py, c):
+        assert (a["class_id"], a["bbox"]) == (b["class_id"], b["bbox"])
+        np.testing.assert_allclose(a["box"] + [a["prob"]], b["box"] + [b["prob"]], rtol=1e-6)
+
+
+def test_yolov1_boxes_are_letterbox_corrected(zoo, tmp_path):
+    """An image of another aspect: MDFI letterboxes it, so it maps [detection]'s boxes back
+    as correct_yolo_boxes maps every head's (Darknet's detector leaves YOLOv1's as they are,
+    docs/cfg-reference.md)."""
+    cfg = zoo / "pj" / "t1.test.cfg"
+    with mdfi.Network(cfg, weights_for(cfg, tmp_path)) as net:
+        out = net.forward(np.random.default_rng(8).random((3, 224, 224), dtype=np.float32))
+        square = {(d.det_index, d.class_id): d.box for d in net.detect((224, 224), thresh=0.02,
+                                                                        nms=0)}
+        wide = net.detect((320, 224), thresh=0.02, nms=0)
+    assert len(wide) == len(square) > 10 and out.shape == (30, 7, 7)
+    new_h = 224 * 224 // 320                   # letterbox_image: 224 x 156 inside 224 x 224
+    for d in wide:
+        x, y, w, h = square[(d.det_index, d.class_id)]
+        ref = (x, (y - (224 - new_h) / 2 / 224) / (new_h / 224), w, h * 224 / new_h)
+        np.testing.assert_allclose(d.box, ref, rtol=1e-5, atol=1e-6)

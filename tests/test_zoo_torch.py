@@ -4,7 +4,8 @@ export back to the same sections and weights.
 
 This checks the bridge's modules against MDFI, and MDFI against a second implementation
 where OpenCV cannot (relu6, [shortcut] of unequal shapes, [reorg3d], [sam], [crop], conv
-dilation and share_index, which OpenCV's importer ignores); the
+dilation and share_index, which OpenCV's importer ignores, and YOLOv1's [local] and
+[detection], which it does not know); the
 others (OpenCV checks MDFI there, tests/test_zoo.py) check the bridge's [region], [reorg],
 [yolo] scale_x_y and new_coords, swish, mish and [cost]."""
 import numpy as np
@@ -21,7 +22,7 @@ from weights_tools.torch import Region, Shortcut, Yolo, export, import_darknet  
 RTOL = 1e-4     # of each layer's largest magnitude: float32 sums in another order
 # the modules that keep every key of their section, as written
 KEEP_KEYS = ("yolo", "region", "crop", "cost", "reorg", "reorg3d", "sam", "shortcut",
-             "contrastive", "Gaussian_yolo")
+             "contrastive", "Gaussian_yolo", "detection")
 # AlexeyAB's efficientnet cfgs write momentum and decay twice in [net]
 pytestmark = pytest.mark.filterwarnings("ignore:.*duplicate key .* in \\[net\\]")
 
@@ -44,6 +45,8 @@ def features(model):
             found.add("region softmax")
         if getattr(layer, "dilation", 1) > 1:
             found.add("dilation")
+        if getattr(layer, "extra", 0) or getattr(layer, "flatten", False):
+            found.add("extra" if layer.extra else "flatten")
         if getattr(layer, "share_index", None) is not None:
             found.add("share_index")
     return found
@@ -66,6 +69,9 @@ def features(model):
     ("ab/resnet152_trident.cfg", 64, {"dilation", "share_index"}),
     ("ab/yolov4-tiny_contrastive.cfg", 128, {"local_avgpool", "contrastive"}),
     ("ab/Gaussian_yolov3_BDD.cfg", 128, {"Gaussian_yolo"}),
+    ("pj/yolov1.cfg", 128, {"local", "detection", "leaky"}),
+    ("pj/t1.test.cfg", 224, {"detection"}),
+    ("pj/go.test.cfg", 19, {"reorg", "extra"}),
 ])
 def test_every_layer_equals_mdfi(zoo, tmp_path, name, size, wanted):  # noqa: F811
     cfg = resized(zoo, tmp_path, name, size)
@@ -95,3 +101,25 @@ def test_every_layer_equals_mdfi(zoo, tmp_path, name, size, wanted):  # noqa: F8
     for i, (a, b) in enumerate(zip(sections[1:], again[1:])):
         if b.type in KEEP_KEYS:
             assert a.options == b.options, "layer %d [%s]" % (i, b.type)
+
+
+@pytest.mark.parametrize("keys", ["flatten=1", "flatten=1\nreverse=1", "flatten=1\nstride=2",
+                                  "extra=3\nstride=5"])
+def test_reorg_go_forms_equal_mdfi(tmp_path, keys):
+    """pjreddie's [reorg] flatten= and extra= (the Go cfgs) in the bridge and in MDFI, and
+    exported back with the same keys."""
+    cfg = tmp_path / "r.cfg"
+    cfg.write_text("[net]\nwidth=4\nheight=6\nchannels=3\n\n[convolutional]\nfilters=5\n"
+                   "size=3\npad=1\nactivation=linear\n\n[reorg]\n" + keys + "\n")
+    weights = weights_for(cfg, tmp_path)
+    model = import_darknet(cfg, weights)
+    x = np.random.default_rng(1).random((3, 6, 4), dtype=np.float32)
+    with torch.no_grad():
+        got = model(torch.from_numpy(x)[None])[0].numpy()
+    with mdfi.Network(cfg, weights) as net:
+        want = net.forward(x)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    cfg_text, data = export(model)
+    assert data == weights.read_bytes()
+    assert parse_cfg(cfg_text)[2].options == {"stride": "1", **parse_cfg(cfg)[2].options}

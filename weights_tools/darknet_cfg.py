@@ -207,6 +207,34 @@ def _connected(sec, c, h, w):
     return (out, 1, 1), params
 
 
+def _local(sec, c, h, w):
+    """[local] (pjreddie's locally connected layer, YOLOv1): a bias per output value, then
+    each output position's filters; pad > 0 needs size = 2 pad + 1, as in MDFI."""
+    n, size = sec.get_int("filters", 1), sec.get_int("size", 1)
+    stride, pad = sec.get_int("stride", 1), sec.get_int("pad", 0)
+    if n < 1 or size < 1 or stride < 1 or pad < 0 or \
+            (size != 2 * pad + 1 if pad else h < size or w < size):
+        raise sec.error("filters=%d size=%d stride=%d pad=%d do not fit the %dx%dx%d input "
+                        "(pad > 0 needs size = 2 pad + 1)" % (n, size, stride, pad, c, h, w))
+    oh, ow = (h - (1 if pad else size)) // stride + 1, (w - (1 if pad else size)) // stride + 1
+    params = []
+    if not sec.get_int("dontload", 0):
+        params = [("biases", (n, oh, ow)), ("weights", (oh * ow, n, c, size, size))]
+    return (n, oh, ow), params
+
+
+def _yolov1(sec, c, h, w):
+    """[detection] (YOLOv1's head): side^2 x (5 num + classes) inputs, seen as
+    (5 num + classes) x side x side, Darknet's flat order kept."""
+    side, num = sec.get_int("side", 7), sec.get_int("num", 1)
+    classes, coords = sec.get_int("classes", 1), sec.get_int("coords", 1)
+    if coords != 4 or side < 1 or num < 1 or classes < 1 or \
+            side * side * (5 * num + classes) != c * h * w:
+        raise sec.error("side=%d num=%d classes=%d coords=%d (4 only) do not fit its %d inputs"
+                        % (side, num, classes, coords, c * h * w))
+    return (5 * num + classes, side, side)
+
+
 def pool_geometry(sec):
     """(size, stride_x, stride_y, padding) of a [maxpool] or [local_avgpool], as AlexeyAB
     reads them: stride_x and stride_y default to stride, size to stride, padding to
@@ -271,15 +299,21 @@ def reorg_shapes(sec, c, h, w):
     """([reorg]/[reorg3d]) (stride, reverse, the output's shape, the shape Darknet
     gives reorg_cpu: the input's for [reorg], the output's for [reorg3d])."""
     stride, reverse = sec.get_int("stride", 1), sec.get_int("reverse", 0)
-    if sec.get_int("flatten", 0) or sec.get_int("extra", 0):
-        raise sec.error("flatten= and extra= are not supported")
+    flatten = extra = 0
+    if canonical(sec.type) == "reorg":   # pjreddie's Go forms (AlexeyAB's [reorg3d]: neither)
+        flatten, extra = sec.get_int("flatten", 0), sec.get_int("extra", 0)
+    if extra < 0 or (extra and flatten):
+        raise sec.error("extra=%d must be >= 0 and without flatten= (Darknet reads past its "
+                        "input)" % extra, "extra")
+    if extra:   # the input flat, then extra zeros; stride and reverse unused
+        return stride, bool(reverse), (c * h * w + extra, 1, 1), (c, h, w)
     s2 = stride * stride
     if stride < 1 or (c % s2 if reverse else h % stride or w % stride):
         raise sec.error("stride=%d does not divide the input %dx%dx%d" % (stride, c, h, w),
                         "stride")
     out = (c // s2, h * stride, w * stride) if reverse else (c * s2, h // stride, w // stride)
     given = out if canonical(sec.type) == "reorg3d" else (c, h, w)
-    if given[0] % s2:
+    if given[0] % s2 and not flatten:
         raise sec.error("%d channels are not a multiple of stride^2 = %d" % (given[0], s2))
     return stride, bool(reverse), out, given
 
@@ -566,6 +600,10 @@ def infer_layers(sections):
             out, params = _conv(sec, c, h, w)
         elif kind == "connected":
             out, params = _connected(sec, c, h, w)
+        elif kind == "local":
+            out, params = _local(sec, c, h, w)
+        elif kind == "detection":
+            out = _yolov1(sec, c, h, w)
         elif kind in ("maxpool", "local_avgpool"):
             out, params = _maxpool(sec, c, h, w)
         elif kind == "avgpool":

@@ -24,6 +24,8 @@ typedef struct {
                                  relative to the grid (get_region_detections) */
     int gaussian;             /* [Gaussian_yolo]: a sigma after each of x, y, w, h; class
                                  scores times 1 - their mean (get_gaussian_yolo_detections) */
+    int detection, sqrt_wh;   /* [detection] (YOLOv1): get_detection_detections' layout and
+                                 boxes (w, h squared with sqrt=1), every cell and box listed */
 } mdfi_yolo_head;
 
 /* Number of cells/anchors with objectness > thresh. */

@@ -23,7 +23,7 @@ int mdfi_yolo_count(const mdfi_yolo_head *head, float thresh)
         return 0;
     size_t plane = (size_t)head->lw * (size_t)head->lh, g = (size_t)head->gaussian;
     size_t stride = (5 + 4 * g + head->classes) * plane;   /* one anchor's channels */
-    if (head->region)   /* get_region_detections lists every cell and anchor */
+    if (head->region || head->detection)   /* these list every cell and anchor */
         return (int)plane * head->n_mask;
     int count = 0;
     for (int n = 0; n < head->n_mask; n++) {
@@ -76,8 +76,15 @@ int mdfi_yolo_boxes(const mdfi_yolo_head *head, int net_w, int net_h,
         int n = head->region ? (int)(t / plane) : (int)(t % (size_t)head->n_mask);
         int row = (int)(i / (size_t)lw), col = (int)(i % (size_t)lw);
         const float *e = head->output + (size_t)n * stride + i;   /* entry j at e[j*plane] */
+        const float *cls = e + (5 + 4 * g) * plane;
+        size_t step = at, cstep = plane;
         float objectness = e[4 * at];
-        if (!(objectness > thresh)) {
+        if (head->detection) {   /* classes of each cell; each box's confidence; boxes */
+            cls = head->output + i * (size_t)classes;
+            objectness = head->output[plane * (size_t)classes + t];
+            e = head->output + plane * (size_t)(classes + head->n_mask) + 4 * t;
+            step = cstep = 1;
+        } else if (!(objectness > thresh)) {
             if (!head->region)
                 continue;
             objectness = 0;   /* kept, with no class, as Darknet keeps it */
@@ -86,8 +93,11 @@ int mdfi_yolo_boxes(const mdfi_yolo_head *head, int net_w, int net_h,
         mdfi_box *b = &boxes[count];
         /* get_yolo_box: x,y in float; w,h through double exp(). */
         b->x = ((float)col + e[0]) / (float)lw;
-        b->y = ((float)row + e[at]) / (float)lh;
-        if (head->new_coords) {   /* AlexeyAB's get_yolo_box, in float */
+        b->y = ((float)row + e[step]) / (float)lh;
+        if (head->detection) {   /* Darknet's pow(t, 2) in double is t*t rounded once */
+            b->w = head->sqrt_wh ? e[2] * e[2] : e[2];
+            b->h = head->sqrt_wh ? e[3] * e[3] : e[3];
+        } else if (head->new_coords) {   /* AlexeyAB's get_yolo_box, in float */
             b->w = e[2 * plane] * e[2 * plane] * 4 * head->anchors[2 * m] / (float)net_w;
             b->h = e[3 * plane] * e[3 * plane] * 4 * head->anchors[2 * m + 1] /
                    (float)net_h;
@@ -105,7 +115,7 @@ int mdfi_yolo_boxes(const mdfi_yolo_head *head, int net_w, int net_h,
         /* Gaussian: times 1 - the sigmas' mean, in double as AlexeyAB (exact for 1) */
         float uc = g ? (float)((e[plane] + e[3 * plane] + e[5 * plane] + e[7 * plane]) / 4.0) : 0;
         for (int j = 0; j < classes; j++) {
-            float p = (float)((double)(objectness * e[(5 + 4 * g + (size_t)j) * plane]) *
+            float p = (float)((double)(objectness * cls[(size_t)j * cstep]) *
                               (1.0 - uc));
             b->prob[j] = p > thresh ? p : 0.0f;
         }

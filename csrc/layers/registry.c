@@ -14,7 +14,8 @@ extern parse_fn mdfi_convolutional_parse, mdfi_connected_parse, mdfi_maxpool_par
     mdfi_yolo_parse, mdfi_dropout_parse, mdfi_softmax_parse, mdfi_scale_channels_parse, mdfi_exit_parse,
     mdfi_dualpath_parse, mdfi_fracconv_parse, mdfi_cost_parse, mdfi_reorg_parse,
     mdfi_reorg3d_parse, mdfi_region_parse, mdfi_sam_parse, mdfi_crop_parse,
-    mdfi_local_avgpool_parse, mdfi_contrastive_parse, mdfi_gaussian_yolo_parse;
+    mdfi_local_avgpool_parse, mdfi_contrastive_parse, mdfi_gaussian_yolo_parse,
+    mdfi_local_parse, mdfi_detection_parse;
 extern const mdfi_layer_variant mdfi_convolutional_float, mdfi_convolutional_binary,
     mdfi_gemm_fixed, mdfi_connected_float, mdfi_maxpool_float, mdfi_maxpool_fixed,
     mdfi_maxpool_bits, mdfi_avgpool_float, mdfi_avgpool_fixed, mdfi_route_float,
@@ -23,7 +24,7 @@ extern const mdfi_layer_variant mdfi_convolutional_float, mdfi_convolutional_bin
     mdfi_softmax_float, mdfi_softmax_fixed, mdfi_scale_channels_float, mdfi_scale_channels_fixed,
     mdfi_exit_float, mdfi_exit_fixed, mdfi_dualpath_binary, mdfi_fracconv_binary,
     mdfi_reorg_float, mdfi_region_float, mdfi_crop_float, mdfi_local_avgpool_float,
-    mdfi_contrastive_float;
+    mdfi_contrastive_float, mdfi_local_float;
 
 #define K(x) MDFI_KIND_##x
 static const mdfi_layer_type registry[] = {
@@ -49,6 +50,11 @@ static const mdfi_layer_type registry[] = {
      {&mdfi_yolo_float, NULL, NULL}},
     {"region", NULL, K(HEAD) | K(YOLO), mdfi_region_parse, NULL,
      {&mdfi_region_float, NULL, NULL}},
+    /* YOLOv1's head (layers/region.c): decoded by detect/yolo.c */
+    {"detection", NULL, K(HEAD) | K(YOLO), mdfi_detection_parse, NULL,
+     {&mdfi_region_float, NULL, NULL}},
+    /* YOLOv1's locally connected layer: unshared filters per position */
+    {"local", NULL, 0, mdfi_local_parse, NULL, {&mdfi_local_float, NULL, NULL}},
     {"dropout", NULL, K(ALIAS), mdfi_dropout_parse, NULL,
      {&mdfi_dropout_alias, &mdfi_dropout_alias, NULL}},
     /* space-to-depth as each Darknet calls it (layers/reorg.c) */

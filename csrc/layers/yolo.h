@@ -16,6 +16,9 @@ typedef struct {
     int region, softmax;   /* [region] (layers/region.c): YOLOv2's decoding */
     int gaussian;          /* [Gaussian_yolo]: per anchor x, sigma x, y, sigma y, w, sigma w,
                               h, sigma h, objectness, classes (9 + classes channels) */
+    int detection, sqrt_wh;   /* [detection] (YOLOv1, layers/region.c): Darknet's flat
+                              output, classes of every cell, then the num confidences of
+                              every cell, then their boxes; sqrt=1: w, h squared */
     int mask[MDFI_LIMIT_ANCHORS];
     float anchors[2 * MDFI_LIMIT_ANCHORS];
 } mdfi_yolo_spec;

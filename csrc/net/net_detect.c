@@ -9,7 +9,8 @@ static mdfi_yolo_head head_of(const mdfi_net *net, int i)
     const mdfi_layer *l = &net->layers[i];
     const mdfi_yolo_spec *y = l->spec;
     mdfi_yolo_head h = {net->out[i], l->out_w, l->out_h, y->classes, y->n_mask, y->mask,
-                        y->anchors, y->new_coords, y->region, y->gaussian};
+                        y->anchors, y->new_coords, y->region, y->gaussian, y->detection,
+                        y->sqrt_wh};
     return h;
 }
 

@@ -102,8 +102,8 @@ static int cmd_detect(char **argv, int argc)
     if (!o16 || !o23)
         goto done;
     mdfi_yolo_head heads[2] = {
-        {o16, 13, 13, classes, 3, mask16, anchors, 0, 0, 0},
-        {o23, 26, 26, classes, 3, mask23, anchors, 0, 0, 0},
+        {o16, 13, 13, classes, 3, mask16, anchors, 0, 0, 0, 0, 0},
+        {o23, 26, 26, classes, 3, mask23, anchors, 0, 0, 0, 0, 0},
     };
     int total = mdfi_yolo_count(&heads[0], thresh) + mdfi_yolo_count(&heads[1], thresh);
     size_t cap = total > 0 ? (size_t)total : 1;

@@ -20,7 +20,8 @@ from weights_tools.torch.dualpath import DualPath
 from weights_tools.torch.fracconv import FracConv
 from weights_tools.torch.layers import (ACTIVATIONS, AvgPool, BridgeError, Contrastive, Conv,
                                         Connected, Cost, GaussianYolo, LocalAvgPool,
-                                        Crop, Darknet, Dropout, Exit, MaxPool, Region, Reorg, Route,
+                                        Crop, Darknet, Detection, Dropout, Exit, Local, MaxPool, Region,
+                                        Reorg, Route,
                                         Sam, ScaleChannels, ShapeMismatchError, Shortcut, Softmax,
                                         UnsupportedModuleError, Upsample, Yolo)
 
@@ -202,9 +203,27 @@ def _region(layer):
     return Region(anchors, sec.get_int("classes", 20), num, bool(sec.get_int("softmax", 0)), rest)
 
 
+def _local(layer):
+    sec = layer.section
+    return Local(layer.in_shape, sec.get_int("filters", 1), sec.get_int("size", 1),
+                 sec.get_int("stride", 1), sec.get_int("pad", 0),
+                 activation=_activation(layer, "logistic"))
+
+
+def _yolov1(layer):
+    sec = layer.section
+    rest = {k: v for k, v in sec.options.items() if k not in ("classes", "num", "side", "softmax")}
+    return Detection(sec.get_int("classes", 1), sec.get_int("num", 1), sec.get_int("side", 7),
+                     bool(sec.get_int("softmax", 0)), rest)
+
+
 def _reorg(layer):
-    stride, reverse, _, _ = reorg_shapes(layer.section, *layer.in_shape)
-    return Reorg(stride, reverse, reorg3d=layer.type == "reorg3d")
+    sec = layer.section
+    stride, reverse, _, _ = reorg_shapes(sec, *layer.in_shape)
+    if layer.type == "reorg3d":
+        return Reorg(stride, reverse, reorg3d=True)
+    return Reorg(stride, reverse, flatten=bool(sec.get_int("flatten", 0)),
+                 extra=sec.get_int("extra", 0))
 
 
 def _crop(layer):
@@ -240,6 +259,8 @@ _BUILDERS = {
     "dropout": lambda layer: Dropout(_float(layer, "probability", 0.5)),
     "softmax": _softmax,
     "region": _region,
+    "local": _local,
+    "detection": _yolov1,
     "reorg": _reorg,
     "reorg3d": _reorg,
     "crop": _crop,

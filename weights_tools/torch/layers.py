@@ -471,6 +471,64 @@ class Connected(DarknetLayer):
                                             self.activation)
 
 
+class Local(DarknetLayer):
+    """[local] (pjreddie's locally connected layer, YOLOv1): a convolution with its own
+    filters at every output position (weight [positions][filters][c][size][size]) and
+    a bias per output value; im2col pads by `pad` pixels, and the output is
+    ((h - (pad ? 1 : size)) // stride + 1) wide likewise, so pad > 0 needs
+    size = 2 pad + 1."""
+
+    section = "local"
+
+    def __init__(self, in_shape, filters, size=1, stride=1, pad=0, *, activation="logistic"):
+        super().__init__()
+        c, h, w = in_shape
+        self.filters, self.size = _positive("filters", filters), _positive("size", size)
+        self.stride, self.pad = _positive("stride", stride), int(pad)
+        if pad < 0 or (size != 2 * pad + 1 if pad else h < size or w < size):
+            raise ShapeMismatchError("size=%d pad=%d do not fit a %dx%d input (pad > 0 needs "
+                                     "size = 2 pad + 1)" % (size, pad, w, h))
+        self.activation = _check_activation(activation)
+        self.in_shape = (c, h, w)
+        self.out_hw = ((h - (1 if pad else size)) // stride + 1,
+                       (w - (1 if pad else size)) // stride + 1)
+        positions = self.out_hw[0] * self.out_hw[1]
+        self.weight = nn.Parameter(torch.empty(positions, filters, c, size, size))
+        self.bias = nn.Parameter(torch.empty(filters, *self.out_hw))
+        bound = 1 / math.sqrt(c * size * size)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def infer(self, index, in_shape, shapes):
+        if tuple(in_shape) != self.in_shape:
+            raise ShapeMismatchError("built for a %s input, got %s" % (self.in_shape,
+                                                                      tuple(in_shape)))
+        return (self.filters,) + self.out_hw
+
+    def forward(self, x):
+        cols = F.unfold(x, self.size, padding=self.pad, stride=self.stride)   # (N, c k k, P)
+        w = self.weight.reshape(self.weight.shape[0], self.filters, -1)
+        y = torch.einsum("pfk,nkp->nfp", w, cols).reshape(x.shape[0], self.filters, *self.out_hw)
+        return activate(y + self.bias, self.activation)
+
+    def cfg_options(self):
+        return {"filters": str(self.filters), "size": str(self.size), "stride": str(self.stride),
+                "pad": str(self.pad), "activation": self.activation}
+
+    def darknet_arrays(self):
+        return {"biases": to_array(self.bias, "biases"), "weights": to_array(self.weight, "weights")}
+
+    def load_darknet_arrays(self, arrays):
+        _expect_names(arrays, ["biases", "weights"], "[local]")
+        with torch.no_grad():
+            self.bias.copy_(from_array(arrays["biases"], self.bias.shape, "biases"))
+            self.weight.copy_(from_array(arrays["weights"], self.weight.shape, "weights"))
+
+    def extra_repr(self):
+        return "%d, size=%d, stride=%d, pad=%d, activation=%s" % (
+            self.filters, self.size, self.stride, self.pad, self.activation)
+
+
 # ----------------------------------------------------------------------------- layers without weights
 
 class MaxPool(DarknetLayer):
@@ -914,31 +972,81 @@ class Region(DarknetLayer):
         return "num=%d, classes=%d, softmax=%d" % (self.num, self.classes, self.softmax)
 
 
+class Detection(DarknetLayer):
+    """[detection] (YOLOv1's head, forward_detection_layer): the input as it is, in
+    Darknet's flat order (each cell's classes, then each cell's num confidences, then
+    their boxes), seen as (5 num + classes) x side x side; softmax=True: Darknet's
+    softmax over each cell's classes. Other options are kept for export."""
+
+    section = "detection"
+
+    def __init__(self, classes, num, side, softmax=False, options=None):
+        super().__init__()
+        self.classes, self.num = _positive("classes", classes), _positive("num", num)
+        self.side, self.softmax = _positive("side", side), bool(softmax)
+        self.options = dict(options or {})
+
+    def infer(self, index, in_shape, shapes):
+        need = self.side * self.side * (5 * self.num + self.classes)
+        if math.prod(in_shape) != need:
+            raise ShapeMismatchError("expects %d inputs, got %s" % (need, tuple(in_shape)))
+        return (5 * self.num + self.classes, self.side, self.side)
+
+    def forward(self, x):
+        n, cells = x.shape[0], self.side * self.side
+        flat = x.reshape(n, -1)
+        if self.softmax:
+            scores = torch.softmax(flat[:, :cells * self.classes].reshape(n, cells, -1), 2)
+            flat = torch.cat([scores.reshape(n, -1), flat[:, cells * self.classes:]], 1)
+        return flat.reshape(n, 5 * self.num + self.classes, self.side, self.side)
+
+    def cfg_options(self):
+        o = {"classes": str(self.classes), "num": str(self.num), "side": str(self.side),
+             "softmax": str(int(self.softmax))}
+        for k, v in self.options.items():
+            o.setdefault(k, v)
+        return o
+
+    def extra_repr(self):
+        return "classes=%d, num=%d, side=%d, softmax=%d" % (self.classes, self.num, self.side,
+                                                             self.softmax)
+
+
 class Reorg(DarknetLayer):
     """[reorg] and [reorg3d]: Darknet's reorg_cpu(x, w, h, c, stride, forward),
     a fixed permutation of the values. [reorg] (reorg3d=False) gives it the
     input's shape (what YOLOv2 was trained with, not the usual space-to-depth),
     [reorg3d] the output's (the usual space-to-depth). The output is
-    c*stride^2 x h/stride x w/stride, or with reverse=True the other way."""
+    c*stride^2 x h/stride x w/stride, or with reverse=True the other way.
+    pjreddie's [reorg] forms (the Go cfgs): flatten=True, that shape holding the
+    input's CHW values as HWC (reverse: HWC back to CHW); extra=N, the input flat and N
+    zeros, (c h w + N) x 1 x 1."""
 
     section = "reorg"
     sections = ("reorg", "reorg3d")   # the one class builds both
 
-    def __init__(self, stride=1, reverse=False, reorg3d=False):
+    def __init__(self, stride=1, reverse=False, reorg3d=False, flatten=False, extra=0):
         super().__init__()
         self.stride = _positive("stride", stride)
         self.reverse = bool(reverse)
         self.section = "reorg3d" if reorg3d else "reorg"
+        self.flatten, self.extra = bool(flatten), int(extra)
+        if (self.flatten or self.extra) and reorg3d or self.extra < 0 or \
+                (self.extra and self.flatten):
+            raise ValueError("flatten=%d extra=%d: [reorg] only, extra >= 0, not both"
+                             % (self.flatten, self.extra))
 
     def _shapes(self, c, h, w):
         """(the output's shape, the shape reorg_cpu is given)."""
         st, s2 = self.stride, self.stride ** 2
+        if self.extra:
+            return (c * h * w + self.extra, 1, 1), (c, h, w)
         if c % s2 if self.reverse else h % st or w % st:
             raise ShapeMismatchError("stride=%d does not divide the input %dx%dx%d"
                                      % (st, c, h, w))
         out = (c // s2, h * st, w * st) if self.reverse else (c * s2, h // st, w // st)
         given = out if self.section == "reorg3d" else (c, h, w)
-        if given[0] % s2:
+        if given[0] % s2 and not self.flatten:
             raise ShapeMismatchError("%d channels are not a multiple of stride^2 = %d"
                                      % (given[0], s2))
         return out, given
@@ -949,6 +1057,13 @@ class Reorg(DarknetLayer):
     def index(self, c, h, w, device=None):
         """The flat input index of each flat output value, for a c x h x w input."""
         out, (gc, gh, gw) = self._shapes(c, h, w)
+        if self.flatten:   # blas.c's flatten: CHW index k*h*w + p <-> HWC index p*c + k
+            hwc = torch.arange(gc * gh * gw, device=device).reshape(gh * gw, gc).t().reshape(-1)
+            if self.reverse:                 # out (CHW) at k*h*w + p reads x (HWC) at p*c + k
+                return hwc, out
+            near = torch.empty_like(hwc)     # out (HWC) at p*c + k reads x at k*h*w + p
+            near[hwc] = torch.arange(hwc.numel(), device=device)
+            return near, out
         st = self.stride
         k, j, i = torch.meshgrid(torch.arange(gc, device=device), torch.arange(gh, device=device),
                                  torch.arange(gw, device=device), indexing="ij")
@@ -964,6 +1079,8 @@ class Reorg(DarknetLayer):
 
     def forward(self, x):
         n = x.shape[0]
+        if self.extra:
+            return torch.cat([x.reshape(n, -1), x.new_zeros(n, self.extra)], 1)[:, :, None, None]
         index, out = self.index(*x.shape[1:], device=x.device)
         return x.reshape(n, -1)[:, index].reshape((n,) + out)
 
@@ -971,6 +1088,10 @@ class Reorg(DarknetLayer):
         o = {"stride": str(self.stride)}
         if self.reverse:
             o["reverse"] = "1"
+        if self.flatten:
+            o["flatten"] = "1"
+        if self.extra:
+            o["extra"] = str(self.extra)
         return o
 
     def extra_repr(self):
