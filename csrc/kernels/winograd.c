@@ -2,6 +2,7 @@
  * tiles of a batch as vector lanes, around the fp32 GEMM. */
 #include "kernels/winograd.h"
 
+#include <stddef.h>
 #include <string.h>
 
 /* Tiles per batch: its transformed input (a*a*C floats a tile) in about
@@ -73,7 +74,8 @@ MDFI_COLD mdfi_status mdfi_wino_plan(mdfi_wino *w, const mdfi_sgemm_kernel *k, i
     mdfi_conv_geom gg = {w->C, 1, w->batch, 1, 1, 0, 1, w->batch, 1, 1};
     size_t lanes = (size_t)w->batch;
     w->ws_bytes = (2 * up16(aa * lanes) + up16(aa * w->C * lanes) +
-                   up16(aa * w->mb * lanes) + up16((size_t)m * m * lanes)) * sizeof(float) +
+                   up16(aa * w->mb * lanes) + up16((size_t)m * m * lanes) + 2 * lanes) *
+                      sizeof(float) +
                   mdfi_sgemm_workspace_size(k, w->mb, &gg);
     return MDFI_OK;
 }
@@ -192,25 +194,29 @@ static void finish(float *y, int n, float bias, mdfi_epilogue epi)
     }
 }
 
-/* d[(r*a + s)*T + j] = the a x a input patch of tile t0 + j < t0 + nt in
- * plane in (zeros outside the image). */
-static void gather(const mdfi_wino *w, const float *in, int t0, int nt, int T, float *d)
+/* d[(r*a + s)*T + j] = the a x a input patch of tile j < nt in plane in
+ * (zeros outside the image); the tile's top left output is (oy[j], ox[j]). */
+static void gather(const mdfi_wino *w, const float *in, const int *oy, const int *ox, int nt,
+                   int T, float *d)
 {
-    const int a = w->a, m = w->m;
+    const int a = w->a;
     for (int j = 0; j < nt; ++j) {
-        int ty = (t0 + j) / w->tiles_x, tx = (t0 + j) % w->tiles_x;
-        int iy0 = ty * m - w->pad, ix0 = tx * m - w->pad;
+        int iy0 = oy[j] - w->pad, ix0 = ox[j] - w->pad;
         int inside = ix0 >= 0 && ix0 + a <= w->in_w;
         for (int r = 0; r < a; ++r) {
             float *o = d + (size_t)r * a * T + j;
             int iy = iy0 + r;
-            const float *row = in + (size_t)iy * w->in_w + ix0;
+            const float *row = in + (ptrdiff_t)iy * w->in_w + ix0;
             if (iy < 0 || iy >= w->in_h) {
                 for (int s = 0; s < a; ++s)
                     o[s * T] = 0.f;
             } else if (inside) {
-                for (int s = 0; s < a; ++s)
-                    o[s * T] = row[s];
+                o[0] = row[0];
+                o[T] = row[1];
+                o[2 * T] = row[2];
+                o[3 * T] = row[3];
+                o[4 * T] = row[4];
+                o[5 * T] = row[5];
             } else {
                 for (int s = 0; s < a; ++s)
                     o[s * T] = ix0 + s >= 0 && ix0 + s < w->in_w ? row[s] : 0.f;
@@ -229,15 +235,20 @@ void mdfi_wino_run(const mdfi_wino *w, const float *packed, const float *input,
     const size_t lanes = (size_t)w->batch;
     float *d = workspace, *tmp = d + up16(aa * lanes), *v = tmp + up16(aa * lanes);
     float *mo = v + up16(aa * K * lanes), *y = mo + up16(aa * w->mb * lanes);
-    void *gws = y + up16((size_t)m * m * lanes);
+    int *oy = (int *)(y + up16((size_t)m * m * lanes)), *ox = oy + lanes;
+    void *gws = ox + lanes;
     if (nt <= 0 || rows <= 0)
         return;
+    for (int j = 0; j < nt; ++j) {   /* each tile's top left output */
+        oy[j] = (t0 + j) / w->tiles_x * m;
+        ox[j] = (t0 + j) % w->tiles_x * m;
+    }
     /* V[t][c][j] = (BT d B)[t] of channel c, tile j */
     const size_t plane = (size_t)w->in_h * w->in_w, vs = (size_t)K * T;
     if (T > nt)
         memset(d, 0, aa * (size_t)T * sizeof(float));
     for (int c = 0; c < K; ++c) {
-        gather(w, input + c * plane, t0, nt, T, d);
+        gather(w, input + c * plane, oy, ox, nt, T, d);
         for (int r = 0; r < a; ++r)
             bt_pass(d + (size_t)r * a * T, T, tmp + (size_t)r * a * T, T, T);
         for (int u = 0; u < a; ++u)
@@ -260,16 +271,13 @@ void mdfi_wino_run(const mdfi_wino *w, const float *packed, const float *input,
         finish(y, m * m * T, bias ? bias[o0 + o] : 0.f, epi);
         float *co = C + (size_t)(o0 + o) * ldc;
         for (int j = 0; j < nt; ++j) {
-            int ty = (t0 + j) / w->tiles_x, tx = (t0 + j) % w->tiles_x;
-            int n = w->out_w - tx * m < m ? w->out_w - tx * m : m;
-            for (int p = 0; p < m; ++p) {
-                int oy = ty * m + p;
-                if (oy < y0 || oy >= y1 || oy >= w->out_h)
-                    continue;
-                float *dst = co + (size_t)(oy - y0) * w->out_w + tx * m;
+            int n = w->out_w - ox[j] < m ? w->out_w - ox[j] : m;
+            int p0 = y0 - oy[j] > 0 ? y0 - oy[j] : 0, p1 = (y1 < w->out_h ? y1 : w->out_h) - oy[j];
+            float *dst = co + (ptrdiff_t)(oy[j] - y0) * w->out_w + ox[j];
+            const float *src = y + j;
+            for (int p = p0; p < (p1 < m ? p1 : m); ++p)
                 for (int q = 0; q < n; ++q)
-                    dst[q] = y[(size_t)(p * m + q) * T + j];
-            }
+                    dst[p * w->out_w + q] = src[(p * m + q) * T];
         }
     }
 }
