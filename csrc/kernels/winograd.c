@@ -1,4 +1,4 @@
-/* Winograd F(m,3) convolution (see winograd.h): the transforms, over the
+/* Winograd F(4,3) convolution (see winograd.h): the transforms, over the
  * tiles of a batch as vector lanes, around the fp32 GEMM. */
 #include "kernels/winograd.h"
 
@@ -11,9 +11,8 @@
 #define WINO_V_BYTES (256 * 1024)
 #define WINO_M_BYTES (512 * 1024)
 
-/* The transforms run over the tiles of a batch as lanes, LANES at a time
- * (the batch is padded to a multiple), in loops of fixed length that the
- * compiler turns into vector code at -O2. */
+/* The transforms run over the tiles of a batch as lanes; a batch is padded
+ * to a multiple of LANES (zero tiles) so the vector loops need no tail. */
 #define LANES 8
 
 /* F(4,3), points 0, 1, -1, 2, -2 and infinity: G (6 x 3); BT and AT are in
@@ -120,7 +119,6 @@ MDFI_COLD void mdfi_wino_pack_rows(const mdfi_wino *w, int o0, int rows, const f
         }
     }
 }
-
 
 /* 4 lanes: GCC's vector extension (clang has it too), SSE on x86-64 and
  * NEON on AArch64 without any intrinsic; memcpy keeps loads and stores

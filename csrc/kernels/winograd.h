@@ -1,7 +1,7 @@
-/* Winograd F(m x m, 3 x 3) for fp32 3x3 stride-1 convolutions (m = 4: F(4,3)
- * with the points 0, +-1, +-2, +-1/2 avoided; m = 2: F(2,3)).
+/* Winograd F(4 x 4, 3 x 3) for fp32 3x3 stride-1 convolutions (points 0,
+ * +-1, +-2 and infinity; docs/architecture.md, the Winograd path).
  *
- * An output tile of m x m needs an a x a input tile (a = m + 2).  Per tile:
+ * An output tile of m x m (m = 4) needs an a x a input tile (a = m + 2 = 6).  Per tile:
  *   V = BT d B      (input transform, per input channel)
  *   M[t] = U[t] V[t] for each of the a*a positions t: a GEMM over the input
  *                   channels, U = G g GT the transformed weights
@@ -37,7 +37,7 @@ typedef struct {
  * out = in + 2 pad - 2. */
 int mdfi_wino_shape_ok(const mdfi_conv_geom *g);
 
-/* Plans F(m,3) for M outputs of geometry g (mdfi_wino_shape_ok) on kernel k. */
+/* Plans F(m,3), m = 4 (the one built), for M outputs of geometry g (mdfi_wino_shape_ok) on kernel k. */
 mdfi_status mdfi_wino_plan(mdfi_wino *w, const mdfi_sgemm_kernel *k, int m, int M,
                            const mdfi_conv_geom *g, mdfi_errbuf *err);
 /* Floats of the packed transformed weights (64-byte aligned, zeroed by the caller). */
