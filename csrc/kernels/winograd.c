@@ -8,7 +8,7 @@
 /* Tiles per batch: its transformed input (a*a*C floats a tile) in about
  * WINO_V_BYTES, between 16 and 128 tiles.  Output channels per block: the
  * GEMMs' results (a*a*mb floats a tile) in about WINO_M_BYTES. */
-#define WINO_V_BYTES (256 * 1024)
+#define WINO_V_BYTES (128 * 1024)
 #define WINO_M_BYTES (512 * 1024)
 
 /* The transforms run over the tiles of a batch as lanes; a batch is padded
