@@ -133,9 +133,10 @@ def _env_choice(value, env):
     return None if value == "auto" else value
 
 
-def _options(threads, kernel, keep_outputs, binary_kernel, binary_fuse, fuse_pool):
+def _options(threads, kernel, keep_outputs, binary_kernel, binary_fuse, fuse_pool,
+             winograd=None):
     """The C build options, from the arguments and MDFI_KERNEL, MDFI_BINARY_KERNEL,
-    MDFI_BINARY_FUSE (the C library reads no environment).  Returns the struct,
+    MDFI_BINARY_FUSE, MDFI_WINOGRAD (the C library reads no environment).  Returns the struct,
     the strings it points to (kept alive with it) and where each string came
     from ({value: "name=value"}, for messages; C checks the names)."""
     opt = ffi.new("mdfi_options *")
@@ -152,8 +153,13 @@ def _options(threads, kernel, keep_outputs, binary_kernel, binary_fuse, fuse_poo
     if fuse not in _FUSE:
         src = "binary_fuse" if binary_fuse is not None else "MDFI_BINARY_FUSE"
         raise errors.ArgumentError(f"{src}={fuse}: use 0, 1 or auto")
+    wino = winograd if winograd is not None else os.environ.get("MDFI_WINOGRAD") or None
+    if wino not in _FUSE:
+        src = "winograd" if winograd is not None else "MDFI_WINOGRAD"
+        raise errors.ArgumentError(f"{src}={wino}: use 0, 1 or auto")
     opt.threads = int(threads)
     opt.binary_fuse = _FUSE[fuse]
+    opt.winograd = _FUSE[wino]
     opt.fuse_pool = 1 if fuse_pool else 0
     opt.keep_outputs = 1 if keep_outputs else 0
     return opt, keep, origin
@@ -168,14 +174,18 @@ class Network:
 
     def __init__(self, cfg, weights=None, *, threads=1, kernel=None, keep_outputs=False,
                  binary_kernel=None, binary_fuse=None, fuse_pool=True, outputs=(),
-                 exit_policy=None):
+                 exit_policy=None, winograd=None):
         """kernel / binary_kernel: force a kernel path (default: $MDFI_KERNEL /
         $MDFI_BINARY_KERNEL, else the best this CPU runs); binary_fuse: True,
         False or None (default: $MDFI_BINARY_FUSE, else fuse unless keep_outputs);
+        winograd: 3x3 stride-1 float convolutions by Winograd F(4,3), True (wherever
+        the shape allows), False (the exact direct path) or None (default:
+        $MDFI_WINOGRAD, else auto: per layer, where it is faster and small);
         outputs: layer indices whose outputs stay readable after forward;
         exit_policy: for a network with [exit] layers (default "branchy")."""
         self._lock = threading.RLock()
-        opts = _options(threads, kernel, keep_outputs, binary_kernel, binary_fuse, fuse_pool)
+        opts = _options(threads, kernel, keep_outputs, binary_kernel, binary_fuse, fuse_pool,
+                        winograd)
         pp = ffi.new("mdfi_net **")
         raise_for(lib.mdfi_net_new(pp), "cannot create a network")
         self._net = pp[0]

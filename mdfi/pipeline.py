@@ -70,11 +70,12 @@ class Detector:
                    kernel: Optional[str] = None) -> "Detector":
         """The Detector of a known model (mdfi.models), fetched and prepared on the
         first call and cached for the process: later calls with the same
-        (model, int8, threads, kernel) return the same object.  int8=True loads
+        (model, int8, threads, kernel, $MDFI_WINOGRAD) return the same object.  int8=True loads
         the cached 8-bit model (see int8_model); it is never made here.  Closing
         a cached Detector drops it from the cache."""
         kernel = kernel or os.environ.get("MDFI_KERNEL") or None
-        key = (model, bool(int8), int(threads), kernel)
+        # the Network reads MDFI_WINOGRAD itself: a different value is another net
+        key = (model, bool(int8), int(threads), kernel, os.environ.get("MDFI_WINOGRAD") or None)
         with cls._cache_lock:
             det = cls._cache.get(key)
             if det is not None and not det.closed:

@@ -5,6 +5,7 @@ pools each band at once (net/passes.c, layers/gemm_layer.c), so the plan never h
 it; keep_outputs turns fusion off.  Fused and unfused must agree bit for bit, for
 any thread count."""
 import json
+import os
 import subprocess
 
 import numpy as np
@@ -23,18 +24,37 @@ from conftest import available_kernels
 TINY_WEIGHT_PADDING = 1.005
 TINY_ARENA_BYTES = 4_200_000
 TINY_PEAK_RSS_KB = 45 * 1024
+# Winograd's transformed weights of layers 4 and 6 less their direct ones
+# (36/9 - 1 times 32*64*9 + 64*128*9 floats = 1,105,920 bytes; panel padding aside).
+TINY_WINOGRAD_EXTRA = 1_200_000
 
 
-def test_tiny_program_peak_rss(tiny_model):
+def _bench(tiny_model, winograd):
     exe = build() / "mdfi"
     res = subprocess.run([str(exe), "bench", str(tiny_model["cfg"]), str(tiny_model["weights"]),
                           "--runs", "1", "--threads", "1", "--json"],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, MDFI_WINOGRAD=winograd))
     assert res.returncode == 0, res.stderr
-    r = json.loads(res.stdout)
+    return json.loads(res.stdout)
+
+
+def test_tiny_program_peak_rss(tiny_model):
+    """The direct path's packing (MDFI_WINOGRAD=0): the file's floats plus padding."""
+    r = _bench(tiny_model, "0")
     assert r["weight_bytes"] <= tiny_model["weights"].stat().st_size * TINY_WEIGHT_PADDING
     assert r["arena_bytes"] <= TINY_ARENA_BYTES
     assert 0 < r["peak_rss_kb"] <= TINY_PEAK_RSS_KB, r
+
+
+def test_tiny_program_peak_rss_winograd(tiny_model):
+    """By default Winograd takes layers 4 and 6 (docs/architecture.md): their
+    transformed weights are 4x the direct ones, 1.14 MB more in all
+    (TINY_WINOGRAD_EXTRA), within the same peak RSS."""
+    direct, auto = _bench(tiny_model, "0"), _bench(tiny_model, "auto")
+    assert 0 < auto["weight_bytes"] - direct["weight_bytes"] <= TINY_WINOGRAD_EXTRA
+    assert auto["arena_bytes"] == direct["arena_bytes"]
+    assert 0 < auto["peak_rss_kb"] <= TINY_PEAK_RSS_KB, auto
 
 
 def _image(shape, seed=0):

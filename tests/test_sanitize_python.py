@@ -17,9 +17,10 @@ forwarded, stopped and resumed (test_forward_resume), one network shared by
 threads and networks on threads, closed networks (test_threads, without the RSS
 and timing tests, which ASan's quarantine and slowdown make meaningless), binary
 networks against numpy (test_binary's numpy tests), fixed-point networks and
-their bad files and options (test_fixed_errors), and bad inputs through the
+their bad files and options (test_fixed_errors), bad inputs through the
 Python API (test_errors, without the static `mdfi` program, which the preload
-cannot reach).  Skipped, with the reason, where gcc has no ASan runtime.
+cannot reach), and Winograd's edge tiles, padding and channel blocks against the
+direct path (test_winograd).  Skipped, with the reason, where gcc has no ASan runtime.
 """
 import os
 import pathlib
@@ -31,7 +32,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 SUBSET = ["tests/test_forward_resume.py", "tests/test_threads.py", "tests/test_binary.py",
-          "tests/test_fixed_errors.py", "tests/test_errors.py"]
+          "tests/test_fixed_errors.py", "tests/test_errors.py", "tests/test_winograd.py"]
 DESELECT = ("not rss and not scale and not c_driver and not cli and not program "
             "and not qemu and not bench")
 

@@ -19,7 +19,7 @@ typedef struct {
 int cli_parse(int argc, char **argv, cli_args *a);
 /* cfg + optional weights -> prepared net; prints the error and returns NULL. */
 mdfi_net *cli_open_net(const char *cfg, const char *weights, const cli_args *a);
-/* Build options from MDFI_KERNEL, MDFI_BINARY_KERNEL and MDFI_BINARY_FUSE;
+/* Build options from MDFI_KERNEL, MDFI_BINARY_KERNEL, MDFI_BINARY_FUSE and MDFI_WINOGRAD;
  * NULL, or a message naming a bad value. */
 const char *cli_env_options(mdfi_options *opt);
 /* Reads an image and letterboxes it to the net input; returns NULL on error. */

@@ -81,19 +81,24 @@ int cli_parse(int argc, char **argv, cli_args *a)
 }
 
 /* The environment variables of the program (the library reads none):
- * MDFI_KERNEL, MDFI_BINARY_KERNEL and MDFI_BINARY_FUSE (0, 1 or auto).
+ * MDFI_KERNEL, MDFI_BINARY_KERNEL, MDFI_BINARY_FUSE and MDFI_WINOGRAD (0, 1 or auto).
  * Returns NULL, or a message for a value that is not one of the choices. */
 const char *cli_env_options(mdfi_options *opt)
 {
     mdfi_options_default(opt);
     const char *k = getenv("MDFI_KERNEL"), *b = getenv("MDFI_BINARY_KERNEL");
-    const char *f = getenv("MDFI_BINARY_FUSE");
+    const char *f = getenv("MDFI_BINARY_FUSE"), *w = getenv("MDFI_WINOGRAD");
     opt->kernel = k && *k ? k : NULL;
     opt->binary_kernel = b && *b ? b : NULL;
     if (f && *f && strcmp(f, "auto")) {
         if (strcmp(f, "0") && strcmp(f, "1"))
             return "MDFI_BINARY_FUSE must be 0, 1 or auto";
         opt->binary_fuse = f[0] - '0';
+    }
+    if (w && *w && strcmp(w, "auto")) {
+        if (strcmp(w, "0") && strcmp(w, "1"))
+            return "MDFI_WINOGRAD must be 0, 1 or auto";
+        opt->winograd = w[0] - '0';
     }
     return NULL;
 }
@@ -105,13 +110,21 @@ mdfi_net *cli_open_net(const char *cfg, const char *weights, const cli_args *a)
         fprintf(stderr, "mdfi: out of memory\n");
         return NULL;
     }
+    mdfi_options opt;
+    const char *bad = cli_env_options(&opt);
+    if (bad) {
+        fprintf(stderr, "mdfi: %s\n", bad);
+        mdfi_net_free(net);
+        return NULL;
+    }
+    opt.threads = a->threads;
+    if (a->kernel)
+        opt.kernel = a->kernel;
     mdfi_status st = mdfi_net_load_cfg(net, cfg);
     if (st == MDFI_OK && weights)
         st = mdfi_net_load_weights(net, weights);
     if (st == MDFI_OK)
-        st = mdfi_net_set_threads(net, a->threads);
-    if (st == MDFI_OK && a->kernel)
-        st = mdfi_net_set_kernel(net, a->kernel);
+        st = mdfi_net_set_options(net, &opt);
     if (st == MDFI_OK)
         st = mdfi_net_prepare(net);
     if (st == MDFI_OK && a->policy)

@@ -48,7 +48,7 @@ mdfi_status mdfi_net_load_weights(mdfi_net *net, const char *path);
 
 /* Build options, before prepare.  The library reads no environment
  * variable: the mdfi program and the Python layer map MDFI_KERNEL,
- * MDFI_BINARY_KERNEL and MDFI_BINARY_FUSE onto these fields. */
+ * MDFI_BINARY_KERNEL, MDFI_BINARY_FUSE and MDFI_WINOGRAD onto these fields. */
 typedef struct {
     int threads;               /* 1..256 (default 1) */
     const char *kernel;        /* "ref", "avx2", "avx512", "neon"; NULL or "auto": the best
@@ -61,6 +61,10 @@ typedef struct {
                                   row bands (1, default; not with keep_outputs) or not (0) */
     int keep_outputs;          /* every layer's output stays readable after forward (costs
                                   memory; by default buffers are reused once dead) */
+    int winograd;              /* fp32 3x3 stride-1 convolutions by Winograd F(4,3): -1 auto
+                                  (per layer, where it is faster and its weights small;
+                                  the default), 0 never (the exact direct path), 1 wherever
+                                  the shape allows */
 } mdfi_options;
 void mdfi_options_default(mdfi_options *opt);
 /* The strings are copied; an unknown name is MDFI_ERR_ARG. */

@@ -109,6 +109,14 @@ void mdfi_sgemm_pack_a_rows(const mdfi_sgemm_kernel *k, int M, int K, int i0, in
     }
 }
 
+size_t mdfi_sgemm_packed_at(const mdfi_sgemm_kernel *k, int M, int K, int i, int kk)
+{
+    int mr = mdfi_sgemm_pack_mr(k, M), kcb = k->conv ? K : k_block(k, K);
+    int pc = kk / kcb * kcb, kc = K - pc < kcb ? K - pc : kcb;
+    size_t mp = (size_t)(M + mr - 1) / mr * mr;
+    return (size_t)pc * mp + (size_t)(i / mr * mr) * kc + (size_t)(kk - pc) * mr + i % mr;
+}
+
 void mdfi_sgemm_pack_a(const mdfi_sgemm_kernel *k, int M, int K, const float *A, float *dst)
 {
     mdfi_sgemm_pack_a_rows(k, M, K, 0, M, A, dst);

@@ -62,6 +62,10 @@ int mdfi_sgemm_pack_mr(const mdfi_sgemm_kernel *k, int M);
 void mdfi_sgemm_pack_a_rows(const mdfi_sgemm_kernel *k, int M, int K, int i0, int i1,
                             const float *A, float *dst);
 
+/* Where A[i][kk] lies in the packed A of an M x K matrix (packing element
+ * by element: the caller zeroes the padding first). */
+size_t mdfi_sgemm_packed_at(const mdfi_sgemm_kernel *k, int M, int K, int i, int kk);
+
 /* Bytes of per-thread workspace for a call with this geometry. */
 size_t mdfi_sgemm_workspace_size(const mdfi_sgemm_kernel *k, int M,
                                  const mdfi_conv_geom *g);

@@ -153,11 +153,32 @@ static mdfi_status pack_weights(mdfi_layer *l, mdfi_gemm_params *p, mdfi_params 
                 for (int j = 0; j < k && s != 1.f; ++j)
                     w[(size_t)i * k + j] *= s;
             }
-            mdfi_sgemm_pack_a_rows(p->kern, p->s.m, k, i0, i0 + rows, w,
-                                   p->packed + (size_t)g * p->packed_floats);
+            if (p->wino_on)
+                mdfi_wino_pack_rows(&p->wino, i0, rows, w, p->packed);
+            else
+                mdfi_sgemm_pack_a_rows(p->kern, p->s.m, k, i0, i0 + rows, w,
+                                       p->packed + (size_t)g * p->packed_floats);
         }
     free(buf);
     return st;
+}
+
+/* Winograd F(4,3) for a 3x3 stride-1 float conv (kernels/winograd.h): forced
+ * (winograd=1) wherever the shape allows, or by default (-1) where it
+ * measured faster and its weights, 4x the direct path's, stay small:
+ * at least 32 input and output channels, outputs of 12 x 12 or more, and
+ * at most WINO_AUTO_BYTES of transformed weights (docs/architecture.md). */
+#define WINO_AUTO_BYTES (2 << 20)
+
+static MDFI_COLD int use_winograd(const mdfi_layer *l, const mdfi_gemm_params *p,
+                                  const mdfi_prepare_ctx *ctx)
+{
+    const mdfi_conv_geom *g = &p->s.geom;
+    if (ctx->winograd == 0 || p->s.connected || p->s.groups != 1 || !mdfi_wino_shape_ok(g))
+        return 0;
+    return ctx->winograd == 1 ||
+           (g->channels >= 32 && l->out_c >= 32 && g->out_h >= 12 && g->out_w >= 12 &&
+            36.0 * g->channels * l->out_c * sizeof(float) <= WINO_AUTO_BYTES);
 }
 
 mdfi_status mdfi_gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_errbuf *err)
@@ -171,11 +192,18 @@ mdfi_status mdfi_gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
     p->bias = malloc((size_t)outputs * sizeof(float));
     size_t bytes = mdfi_sgemm_packed_a_size(p->kern, p->s.m, p->s.k);
     p->packed_floats = (bytes + sizeof(float) - 1) / sizeof(float);
+    p->wino_on = use_winograd(l, p, ctx);
+    if (p->wino_on) {
+        MDFI_CHECK(mdfi_wino_plan(&p->wino, p->kern, 4, p->s.m, &p->s.geom, err));
+        p->packed_floats = mdfi_wino_packed_floats(&p->wino);
+    }
     p->packed_floats = (p->packed_floats + 15) & ~(size_t)15;   /* keep groups 64-byte aligned */
     p->packed = mdfi_aligned_alloc((size_t)p->s.groups * p->packed_floats * sizeof(float));
     if (!p->bias || !p->packed)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory packing weights",
                          l->index);
+    if (p->wino_on)   /* packed element by element: its padding must be zeros */
+        memset(p->packed, 0, p->packed_floats * sizeof(float));
     MDFI_CHECK(pack_weights(l, p, p->stream ? ctx->params : NULL, err));
     mdfi_darknet_free(&p->raw);
     l->param_bytes = (size_t)outputs * sizeof(float) +
@@ -188,7 +216,8 @@ mdfi_status mdfi_gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
     case MDFI_ACT_LEAKY: p->epi = MDFI_EPI_LEAKY; break;
     default: p->epi = MDFI_EPI_LINEAR; p->act = mdfi_activate_for(ctx->isa, p->s.act); break;
     }
-    size_t ws = mdfi_sgemm_workspace_size(p->kern, p->s.m, &p->s.geom);
+    size_t ws = p->wino_on ? p->wino.ws_bytes
+                           : mdfi_sgemm_workspace_size(p->kern, p->s.m, &p->s.geom);
     p->ws_bytes = ws = (ws + 63) & ~(size_t)63;
     if (l->fused)
         ws += mdfi_fuse_band(l, sizeof(float), &p->band);
@@ -220,13 +249,34 @@ static void fused_task(void *arg, int task, int thread)
     size_t in_group = (size_t)p->s.geom.channels * p->s.geom.in_h * p->s.geom.in_w;
     char *ws = j->ctx->scratch[thread];
     float *band = (float *)(ws + p->ws_bytes);
-    for (int g = 0; g < p->s.groups && ldc; ++g)
+    if (p->wino_on && ldc) {   /* the tile rows that cover [cy0, cy1) */
+        const mdfi_wino *w = &p->wino;
+        int t0 = cy0 / w->m * w->tiles_x, t1 = (cy1 + w->m - 1) / w->m * w->tiles_x;
+        int nb = (t1 - t0 + w->batch - 1) / w->batch, step = (t1 - t0 + nb - 1) / nb;
+        for (int t = t0; t < t1; t += step)   /* batches of equal size */
+            for (int b = 0; b < w->nmb; ++b)
+                mdfi_wino_run(w, p->packed, j->ctx->in[0], p->bias, p->epi, band, ldc, cy0, cy1,
+                              t, t + step < t1 ? t + step : t1, b, ws);
+    }
+    for (int g = 0; g < p->s.groups && ldc && !p->wino_on; ++g)
         mdfi_sgemm_conv(p->kern, p->s.m, &p->s.geom, p->packed + (size_t)g * p->packed_floats,
                         j->ctx->in[0] + g * in_group, p->bias + (size_t)g * p->s.m, p->epi,
                         band + (size_t)g * p->s.m * ldc, ldc, n0, n1, ws);
     if (p->act && ldc)
         p->act(band, (size_t)l->out_c * ldc, p->s.act);
     mdfi_maxpool_band(&l->pool, band, cy0, cy1, py0, py1, j->ctx->out);
+}
+
+/* Winograd, one task: a batch of tiles for one block of output channels. */
+static void wino_task(void *arg, int task, int thread)
+{
+    const gemm_job *j = arg;
+    const mdfi_gemm_params *p = j->p;
+    const mdfi_wino *w = &p->wino;
+    int t0 = task / w->nmb * w->batch, t1 = mdfi_wino_tiles(w);
+    mdfi_wino_run(w, p->packed, j->ctx->in[0], p->bias, p->epi, j->ctx->out, (size_t)j->n, 0,
+                  w->out_h, t0, t0 + w->batch < t1 ? t0 + w->batch : t1, task % w->nmb,
+                  j->ctx->scratch[thread]);
 }
 
 static void gemm_task(void *arg, int task, int thread)
@@ -253,6 +303,14 @@ void mdfi_gemm_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
     gemm_job j = {l, p, ctx, p->s.geom.out_h * p->s.geom.out_w, 0};
     if (l->fused) {
         mdfi_pool_run(ctx->pool, (l->pool.out_h + p->band - 1) / p->band, fused_task, &j);
+        return;
+    }
+    if (p->wino_on) {
+        const mdfi_wino *w = &p->wino;
+        int batches = (mdfi_wino_tiles(w) + w->batch - 1) / w->batch;
+        mdfi_pool_run(ctx->pool, batches * w->nmb, wino_task, &j);
+        if (p->act)
+            p->act(ctx->out, mdfi_layer_outputs(l), p->s.act);
         return;
     }
     /* Column chunks are whole multiples of 32 (the widest B panel) so every

@@ -6,6 +6,7 @@
 
 #include "kernels/activations.h"
 #include "kernels/sgemm.h"
+#include "kernels/winograd.h"
 #include "layers/layer.h"
 
 /* Darknet's float arrays of a conv/connected layer, held only between load
@@ -53,6 +54,8 @@ typedef struct {
                                  kernel path (NULL: none) */
     int band;                 /* fused (mdfi_layer.fused): maxpool output rows per task */
     size_t ws_bytes;          /* GEMM workspace; a fused conv's band follows it */
+    int wino_on;              /* runs by Winograd (packed holds its U, wino its plan) */
+    mdfi_wino wino;
 } mdfi_gemm_params;
 
 /* Allocates Darknet's arrays (zeros; BN variance 1) for n outputs; the

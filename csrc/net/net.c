@@ -70,6 +70,7 @@ mdfi_status mdfi_net_new(mdfi_net **out)
     (*out)->binary_fuse = -1;
     (*out)->binary_kind = -1;
     (*out)->fuse_pool = 1;
+    (*out)->winograd = -1;
     return MDFI_OK;
 }
 
@@ -361,6 +362,7 @@ void mdfi_options_default(mdfi_options *opt)
     opt->threads = 1;
     opt->binary_fuse = -1;
     opt->fuse_pool = 1;
+    opt->winograd = -1;
 }
 
 static mdfi_status parse_kernel(mdfi_net *net, const char *isa, int *forced, mdfi_isa *out)
@@ -392,15 +394,17 @@ mdfi_status mdfi_net_set_options(mdfi_net *net, const mdfi_options *opt)
         bkind = (int)k;
     }
     if (opt->binary_fuse < -1 || opt->binary_fuse > 1 || opt->fuse_pool < 0 ||
-        opt->fuse_pool > 1)
-        return mdfi_net_fail(net, MDFI_ERR_ARG, "binary_fuse must be -1, 0 or 1 and fuse_pool "
-                             "0 or 1 (got %d, %d)", opt->binary_fuse, opt->fuse_pool);
+        opt->fuse_pool > 1 || opt->winograd < -1 || opt->winograd > 1)
+        return mdfi_net_fail(net, MDFI_ERR_ARG, "binary_fuse and winograd must be -1, 0 or 1 "
+                             "and fuse_pool 0 or 1 (got %d, %d, %d)", opt->binary_fuse,
+                             opt->winograd, opt->fuse_pool);
     MDFI_CHECK(mdfi_net_set_threads(net, opt->threads));
     net->isa_forced = forced;
     net->isa = isa;
     net->binary_kind = bkind;
     net->binary_fuse = opt->binary_fuse;
     net->fuse_pool = opt->fuse_pool;
+    net->winograd = opt->winograd;
     net->keep_outputs = opt->keep_outputs != 0;
     return MDFI_OK;
 }
@@ -416,6 +420,7 @@ mdfi_status mdfi_net_get_options(const mdfi_net *net, mdfi_options *opt)
         net->binary_kind >= 0 ? mdfi_bgemm_kind_name((mdfi_bkind)net->binary_kind) : "auto";
     opt->binary_fuse = net->binary_fuse;
     opt->fuse_pool = net->fuse_pool;
+    opt->winograd = net->winograd;
     opt->keep_outputs = net->keep_outputs;
     return MDFI_OK;
 }
@@ -470,7 +475,7 @@ static mdfi_status load_and_prepare(mdfi_net *net)
     if (!net->params && net->weights_path)   /* a retry after a failed prepare */
         st = mdfi_params_open(net->weights_path, &net->params, &net->err);
     mdfi_params *src = net->params;
-    mdfi_prepare_ctx ctx = {net->isa, net->threads, net->binary_kind, src};
+    mdfi_prepare_ctx ctx = {net->isa, net->threads, net->binary_kind, net->winograd, src};
     /* where each layer's floats start: a share_index layer reads its source's again */
     long long *at = calloc((size_t)net->n, sizeof *at), back = 0;
     if (!at)

@@ -20,7 +20,7 @@ struct mdfi_net {
     char *weights_path;
     mdfi_params *params;          /* opened by load_weights, read by prepare, then closed */
     /* options (mdfi_options; the strings validated into kinds) */
-    int threads, keep_outputs, isa_forced, binary_fuse, fuse_pool;
+    int threads, keep_outputs, isa_forced, binary_fuse, fuse_pool, winograd;
     mdfi_isa isa;
     int binary_kind;              /* mdfi_bkind, or -1: chosen for isa */
     unsigned char *marked;        /* [n] outputs the caller reads (mdfi_net_mark_output) */
