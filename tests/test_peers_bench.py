@@ -66,13 +66,18 @@ def test_agreement_counts_lost_and_extra_hits(golden):
     assert r["max_abs_diff"] > 0.5
 
 
-def test_mdfi_fp32_keeps_every_golden_hit(golden, work):
-    label, eng = peers.open_engine("mdfi-fp32", work, 1)
+def _golden_agreement(name, golden, work):
+    """(label, agreement) of one engine on the golden photos, one thread."""
+    label, eng = peers.open_engine(name, work, 1)
     try:
         got = {n: eng.heads(x) for n, x in peers.golden_inputs(golden).items()}
     finally:
         eng.close()
-    r = peers.agreement(got, peers.golden_heads(golden))
+    return label, peers.agreement(got, peers.golden_heads(golden))
+
+
+def test_mdfi_fp32_keeps_every_golden_hit(golden, work):
+    label, r = _golden_agreement("mdfi-fp32", golden, work)
     assert (r["kept"], r["extra"]) == (17, 0) and r["max_abs_diff"] <= 1e-4, r
     assert label == "MDFI fp32"
 
@@ -112,13 +117,8 @@ def test_short_run_with_the_installed_peers(golden, work, tmp_path, monkeypatch)
 @pytest.mark.skipif(not (HAVE_ONNX and _installed("ncnn") and peers.pnnx_executable()),
                     reason="needs torch, onnx, onnxruntime, ncnn and pnnx")
 def test_ncnn_from_the_onnx_model(golden, work):
-    label, eng = peers.open_engine("ncnn-fp32", work, 1)
-    try:
-        got = {n: eng.heads(x) for n, x in peers.golden_inputs(golden).items()}
-    finally:
-        eng.close()
+    label, r = _golden_agreement("ncnn-fp32", golden, work)
     assert label == "ncnn fp32 (pnnx)" and work.notes["ncnn_tool"] == "pnnx"
-    r = peers.agreement(got, peers.golden_heads(golden))
     assert r["kept"] >= 16 and r["max_abs_diff"] < 0.1, r   # Winograd rounding, not an error
 
 

@@ -286,13 +286,13 @@ static void fused_task(void *arg, int task, int thread)
 {
     const gemm_job *j = arg;
     const mdfi_layer *l = j->l;
-    int r[4];
-    mdfi_fuse_rows(l, j->p->band, task, r);
-    if (r[3] <= r[2])
+    const mdfi_fuse_span r = mdfi_fuse_rows(l, j->p->band, task);
+    if (r.cy1 <= r.cy0)
         return;
     char *band = (char *)j->ctx->scratch[thread] + j->p->ws_bytes;
-    conv_cols(j, band, (size_t)(r[3] - r[2]) * l->out_w, r[2] * l->out_w, r[3] * l->out_w, thread);
-    mdfi_fx_maxpool_band(&l->pool, l->q_out.bits, band, r[2], r[3], r[0], r[1], j->ctx->out);
+    conv_cols(j, band, (size_t)(r.cy1 - r.cy0) * l->out_w, r.cy0 * l->out_w, r.cy1 * l->out_w,
+              thread);
+    mdfi_fx_maxpool_band(&l->pool, l->q_out.bits, band, r.cy0, r.cy1, r.py0, r.py1, j->ctx->out);
 }
 
 static void gemm_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)

@@ -19,16 +19,13 @@ size_t mdfi_fuse_band(const mdfi_layer *l, size_t elem, int *band)
     return (size_t)l->out_c * l->out_w * ((b - 1) * mp->stride + mp->size) * elem;
 }
 
-void mdfi_fuse_rows(const mdfi_layer *l, int band, int task, int rows[4])
+mdfi_fuse_span mdfi_fuse_rows(const mdfi_layer *l, int band, int task)
 {
     const mdfi_pool2d *mp = &l->pool;
     int py0 = task * band, py1 = py0 + band < mp->out_h ? py0 + band : mp->out_h;
     int off = -(mp->pad / 2), cy0 = off + py0 * mp->stride;
     int cy1 = off + (py1 - 1) * mp->stride + mp->size;
-    rows[0] = py0;
-    rows[1] = py1;
-    rows[2] = cy0 < 0 ? 0 : cy0;
-    rows[3] = cy1 > l->out_h ? l->out_h : cy1;
+    return (mdfi_fuse_span){py0, py1, cy0 < 0 ? 0 : cy0, cy1 > l->out_h ? l->out_h : cy1};
 }
 
 mdfi_status mdfi_darknet_alloc(mdfi_darknet_arrays *a, const mdfi_layer *l, size_t n, int bn,
@@ -241,9 +238,8 @@ static void fused_task(void *arg, int task, int thread)
     const gemm_job *j = arg;
     const mdfi_layer *l = j->l;
     const mdfi_gemm_params *p = j->p;
-    int rows[4];
-    mdfi_fuse_rows(l, p->band, task, rows);
-    const int py0 = rows[0], py1 = rows[1], cy0 = rows[2], cy1 = rows[3];
+    const mdfi_fuse_span r = mdfi_fuse_rows(l, p->band, task);
+    const int py0 = r.py0, py1 = r.py1, cy0 = r.cy0, cy1 = r.cy1;
     size_t ldc = cy1 > cy0 ? (size_t)(cy1 - cy0) * l->out_w : 0;
     int n0 = cy0 * l->out_w, n1 = cy1 * l->out_w;
     size_t in_group = (size_t)p->s.geom.channels * p->s.geom.in_h * p->s.geom.in_w;
@@ -257,11 +253,13 @@ static void fused_task(void *arg, int task, int thread)
             for (int b = 0; b < w->nmb; ++b)
                 mdfi_wino_run(w, p->packed, j->ctx->in[0], p->bias, p->epi, band, ldc, cy0, cy1,
                               t, t + step < t1 ? t + step : t1, b, ws);
+    } else {
+        for (int g = 0; g < p->s.groups && ldc; ++g)
+            mdfi_sgemm_conv(p->kern, p->s.m, &p->s.geom,
+                            p->packed + (size_t)g * p->packed_floats, j->ctx->in[0] + g * in_group,
+                            p->bias + (size_t)g * p->s.m, p->epi,
+                            band + (size_t)g * p->s.m * ldc, ldc, n0, n1, ws);
     }
-    for (int g = 0; g < p->s.groups && ldc && !p->wino_on; ++g)
-        mdfi_sgemm_conv(p->kern, p->s.m, &p->s.geom, p->packed + (size_t)g * p->packed_floats,
-                        j->ctx->in[0] + g * in_group, p->bias + (size_t)g * p->s.m, p->epi,
-                        band + (size_t)g * p->s.m * ldc, ldc, n0, n1, ws);
     if (p->act && ldc)
         p->act(band, (size_t)l->out_c * ldc, p->s.act);
     mdfi_maxpool_band(&l->pool, band, cy0, cy1, py0, py1, j->ctx->out);

@@ -73,7 +73,11 @@ void mdfi_gemm_destroy(mdfi_layer *l);
  * rows, about 64 K conv outputs) and the band's bytes at elem bytes a conv
  * output; then, for task t, its pool rows [py0, py1) and the conv rows
  * [cy0, cy1) they read. */
+typedef struct {
+    int py0, py1, cy0, cy1;
+} mdfi_fuse_span;
+
 size_t mdfi_fuse_band(const mdfi_layer *l, size_t elem, int *band);
-void mdfi_fuse_rows(const mdfi_layer *l, int band, int task, int rows[4]);
+mdfi_fuse_span mdfi_fuse_rows(const mdfi_layer *l, int band, int task);
 
 #endif
