@@ -11,9 +11,13 @@ values).  For each:
 - storage: the .weights file; the packed file (python -m weights_tools.xnor_pack:
   one bit per binary weight); the binary body's weights packed against the
   same convolutions' float32 weights;
-- time per image, one thread, MDFI's default kernels for this CPU: the
-  networks take turns, --rounds rounds of --images images each, median and
-  min over rounds; ratio float / network;
+- time per image, one thread, MDFI's default kernels for this CPU, in C:
+  the networks take turns, --rounds rounds of the mdfi program's `bench`
+  (--images forwards each, timed inside the program), median and min over
+  rounds; ratio float / network.  Where the program is not built, and
+  beside it in any case: the same through Python (`Network.forward` per
+  image, --images images a round), whose per-call cost (argument checks,
+  the copies in and out) weighs more on the faster networks;
 - the share of the time spent outside the binary layers (stem, pooling, head),
   from the core's per-layer profile.
 
@@ -24,7 +28,9 @@ import argparse
 import json
 import os
 import pathlib
+import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -75,6 +81,23 @@ def storage(cfg, weights):
             "binary_body_packed_bytes": rep["total"]["packed_bytes"]}
 
 
+def native_program():
+    """The mdfi program built for this machine (not a cross build beside it), or None."""
+    machine = platform.machine()
+    for exe in sorted(ROOT.glob("build/*/mdfi")):
+        if exe.parent.name.startswith(machine + "-") and os.access(exe, os.X_OK):
+            return str(exe)
+    return None
+
+
+def program_ms(exe, cfg, weights, runs):
+    """(median, min) ms per forward of `mdfi bench`, one thread."""
+    res = subprocess.run([exe, "bench", cfg, weights, "--runs", str(runs), "--threads", "1",
+                          "--json"], capture_output=True, text=True, check=True)
+    r = json.loads(res.stdout)
+    return r["median_ms"], r["min_ms"]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=15)
@@ -87,12 +110,16 @@ def main(argv=None):
         files = {v: model_files(v, tmp) for v in VARIANTS}
         nets = {v: mdfi.Network(files[v][0], files[v][1], threads=1) for v in VARIANTS}
         store = {v: storage(*files[v][:2]) for v in VARIANTS}
-    times = {v: [] for v in VARIANTS}
+    times = {v: [] for v in VARIANTS}     # through Python
+    ctimes = {v: [] for v in VARIANTS}    # in C: (median, min) of each round's program run
+    exe = native_program()
     for net in nets.values():            # warm up
         for img in x[:5]:
             net.forward(img)
     for _ in range(args.rounds):
         for v, net in nets.items():
+            if exe:
+                ctimes[v].append(program_ms(exe, files[v][0], files[v][1], args.images))
             t0 = time.perf_counter()
             for img in x:
                 net.forward(img)
@@ -113,18 +140,30 @@ def main(argv=None):
                  if layer.type in ("dualpath", "convolutional")][1:]
         body_ms[v] = [(net.layers[i].input_shape, net.layers[i].output_shape, per[i] / len(x))
                       for i in convs]
-    med = {v: statistics.median(t) for v, t in times.items()}
-    print("CPU: %s, one thread, %d rounds x %d images" % (cpu_name(), args.rounds, args.images))
-    print("%-8s %-11s %9s %9s %9s %12s %10s %12s" % ("network", "weights", "median ms", "min ms",
-                                                    "x float", "non-binary %", "file B", "packed B"))
+    pmed = {v: statistics.median(t) for v, t in times.items()}
+    if exe:
+        med = {v: statistics.median(m for m, _ in t) for v, t in ctimes.items()}
+        low = {v: min(m for _, m in t) for v, t in ctimes.items()}
+        where = "in C (%s bench)" % os.path.relpath(exe, ROOT)
+    else:
+        med, low = pmed, {v: min(t) for v, t in times.items()}
+        where = "through Python (the mdfi program is not built)"
+    print("CPU: %s, one thread, %d rounds x %d images, timed %s"
+          % (cpu_name(), args.rounds, args.images, where))
+    print("%-8s %-11s %9s %9s %9s %10s %9s %12s %10s %12s"
+          % ("network", "weights", "median ms", "min ms", "x float", "python ms", "x float",
+             "non-binary %", "file B", "packed B"))
     rows = []
     for v in VARIANTS:
-        row = {"variant": v, "weights": files[v][2], "median_ms": med[v], "min_ms": min(times[v]),
-               "speedup_vs_float": med["float"] / med[v], **shares[v], **store[v]}
+        row = {"variant": v, "weights": files[v][2], "timed": "c" if exe else "python",
+               "median_ms": med[v], "min_ms": low[v], "speedup_vs_float": med["float"] / med[v],
+               "python_median_ms": pmed[v], "python_speedup_vs_float": pmed["float"] / pmed[v],
+               **shares[v], **store[v]}
         rows.append(row)
-        print("%-8s %-11s %9.4f %9.4f %9.2f %12.1f %10d %12d"
-              % (v, files[v][2], med[v], min(times[v]), row["speedup_vs_float"],
-                 100 * row["non_binary_share"], row["weights_file"], row["packed_file"]))
+        print("%-8s %-11s %9.4f %9.4f %9.2f %10.4f %9.2f %12.1f %10d %12d"
+              % (v, files[v][2], med[v], low[v], row["speedup_vs_float"], pmed[v],
+                 row["python_speedup_vs_float"], 100 * row["non_binary_share"],
+                 row["weights_file"], row["packed_file"]))
     for v in VARIANTS[1:]:
         s = store[v]
         print("%s: binary body %d float32 bytes -> %d packed (1/%.1f); whole file 1/%.1f of float's"

@@ -124,15 +124,25 @@ def recalibrate_bn(model, x_train, batches, batch_size, gen, momentum=0.01):
     model.eval()
 
 
-def step_loss(model, x, y, penalty=None):
-    """(logits, loss) of one training batch: cross entropy plus penalty(model) if any."""
+def step_loss(model, x, y, penalty=None, teacher=None):
+    """(logits, loss) of one training batch: cross entropy plus penalty(model) if any.
+    With teacher = (model, alpha, temperature): (1 - alpha) * cross entropy + alpha *
+    T^2 * KL(teacher's softened distribution || the student's) (Hinton et al.; ReActNet
+    trains its binary networks on the float teacher's distribution alone, alpha = 1)."""
     z = logits(model, x)
     loss = F.cross_entropy(z, y)
+    if teacher is not None:
+        net, alpha, t = teacher
+        with torch.no_grad():
+            target = F.softmax(logits(net, x) / t, 1)
+        kd = F.kl_div(F.log_softmax(z / t, 1), target, reduction="batchmean") * (t * t)
+        loss = (1.0 - alpha) * loss + alpha * kd
     extra = penalty(model) if penalty else None
     return z, loss if extra is None else loss + extra
 
 
-def train(model, data, args, state, log=print, constrain=constrain, penalty=None, report=None):
+def train(model, data, args, state, log=print, constrain=constrain, penalty=None, report=None,
+          teacher=None):
     """The training loop: Adam, a cosine schedule, shifted (and flipped) images;
     `constrain(model)` after each step, `penalty(model)` (a tensor or None) added
     to the loss, `report(model, data)` (a string) appended to each epoch's line."""
@@ -162,7 +172,7 @@ def train(model, data, args, state, log=print, constrain=constrain, penalty=None
             idx = order[i:i + args.batch_size]
             x, y = augment(x_all[idx], 2, args.dataset in FLIPS, gen), y_all[idx]
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            z, loss = step_loss(model, x, y, penalty)
+            z, loss = step_loss(model, x, y, penalty, teacher)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -216,6 +226,14 @@ def parser(variants, default, description):
     ap.add_argument("--remeasure", action="store_true",
                     help="no training: run MDFI on the test split for OUT.cfg/OUT.weights and "
                     "write its accuracy and its agreement with the record's PyTorch predictions")
+    ap.add_argument("--init-from", metavar="PREFIX",
+                    help="start from PREFIX.cfg / PREFIX.weights, a trained model of the same shape "
+                    "(fine-tuning; the cosine schedule starts again at --lr)")
+    ap.add_argument("--teacher", metavar="PREFIX",
+                    help="distil from PREFIX.cfg / PREFIX.weights (e.g. the float network): the loss "
+                    "becomes (1 - alpha) * cross entropy + alpha * T^2 * KL(teacher || student)")
+    ap.add_argument("--kd-alpha", type=float, default=1.0, metavar="ALPHA")
+    ap.add_argument("--kd-temperature", type=float, default=1.0, metavar="T")
     ap.add_argument("-o", "--output")
     return ap
 
@@ -311,15 +329,27 @@ def run(argv, *, script, variants, default, tag, build_fn, description, constrai
     if args.resume:
         state = torch.load(args.output + ".pt", weights_only=False, map_location="cpu")
         model.load_state_dict(state["model"])
+    elif args.init_from:
+        from weights_tools.torch import import_darknet
+        start = import_darknet(args.init_from + ".cfg", args.init_from + ".weights")
+        model.load_state_dict(start.state_dict())
     elif prepare:
         prepare(model, data)
+    teacher = None
+    if args.teacher:
+        from weights_tools.torch import import_darknet
+        net = import_darknet(args.teacher + ".cfg", args.teacher + ".weights").to(dev).eval()
+        for q in net.parameters():
+            q.requires_grad_(False)
+        teacher = (net, args.kd_alpha, args.kd_temperature)
     if args.time_budget and not args.resume:
         args.epochs, per_epoch = probe_epochs(model, data, args, penalty)
         print("%s: about %.1f s an epoch: %d epochs" % (name, per_epoch, args.epochs))
     commands = state.get("commands", [])
     commands.append(command_line(script, argv, args.epochs if args.time_budget else None))
     state["commands"] = commands
-    train(model, data, args, state, constrain=constrain_fn, penalty=penalty, report=report)
+    train(model, data, args, state, constrain=constrain_fn, penalty=penalty, report=report,
+          teacher=teacher)
     if args.stop_after and state["epoch"] < args.epochs:
         return 0
     recalibrate_bn(model, data.x_train, args.bn_recalibrate, args.batch_size,

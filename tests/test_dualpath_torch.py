@@ -219,3 +219,51 @@ def test_train_dualpath_names_a_missing_tarball(tmp_path, capsys):
     assert _train_dualpath().main(["--dataset", "cifar10", "--data",
                                    str(tmp_path / "none.tar.gz"), "-o", str(tmp_path / "c")]) == 2
     assert "none.tar.gz" in capsys.readouterr().err
+
+
+def test_distillation_loss():
+    """step_loss with a teacher: alpha = 1 and the student as its own teacher
+    gives KL(p || p) = 0; alpha = 0 gives plain cross entropy; in between,
+    the mix of the two."""
+    import torch
+    import torch.nn.functional as F
+    tr = _train_dualpath()
+    torch.manual_seed(0)
+    model = tr.build("dual1.5", (1, 12, 12), 10).eval()
+    x, y = torch.randn(6, 1, 12, 12), torch.arange(6)
+    with torch.no_grad():
+        z, ce = tr.step_loss(model, x, y)
+        assert torch.allclose(ce, F.cross_entropy(z, y))
+        other = tr.build("float", (1, 12, 12), 10).eval()
+        _, self_kd = tr.step_loss(model, x, y, teacher=(model, 1.0, 4.0))
+        _, none = tr.step_loss(model, x, y, teacher=(other, 0.0, 2.0))
+        _, kd = tr.step_loss(model, x, y, teacher=(other, 1.0, 2.0))
+        _, mix = tr.step_loss(model, x, y, teacher=(other, 0.25, 2.0))
+    assert abs(float(self_kd)) < 1e-6
+    assert torch.allclose(none, ce) and float(kd) > 1e-4
+    assert torch.allclose(mix, 0.75 * ce + 0.25 * kd)
+
+
+def test_train_dualpath_init_from_and_teacher(tmp_path):
+    """--init-from starts from a trained model's files (with --lr 0 its latent
+    weights come out unchanged) and --teacher distils from another; the
+    record names both in its command."""
+    import json
+    import torch
+    from test_examples import make_cifar_tarball
+    from weights_tools.torch import import_darknet
+    tar = tmp_path / "cifar-10-python.tar.gz"
+    make_cifar_tarball(tar, sizes=(40, 40, 40, 40, 40), n_test=10)
+    common = ["--dataset", "cifar10", "--data", str(tar), "--epochs", "1", "--bn-recalibrate", "1"]
+    tr = _train_dualpath()
+    assert tr.main(common + ["--variant", "float", "-o", str(tmp_path / "f")]) == 0
+    assert tr.main(common + ["-o", str(tmp_path / "a")]) == 0
+    assert tr.main(common + ["--init-from", str(tmp_path / "a"), "--teacher", str(tmp_path / "f"),
+                             "--lr", "0", "-o", str(tmp_path / "b")]) == 0
+    a = import_darknet(str(tmp_path / "a.cfg"), str(tmp_path / "a.weights")).state_dict()
+    b = import_darknet(str(tmp_path / "b.cfg"), str(tmp_path / "b.weights")).state_dict()
+    latent = [k for k in a if k.endswith("weight") and a[k].dim() == 4]
+    assert latent and all(torch.equal(a[k], b[k]) for k in latent)
+    rec = json.loads((tmp_path / "b.json").read_text())
+    assert "--init-from" in rec["command"] and "--teacher" in rec["command"]
+    assert rec["mdfi"]["agree_with_pytorch"] == 1.0
