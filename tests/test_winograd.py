@@ -134,6 +134,26 @@ def test_force_option_and_auto(tmp_path, monkeypatch):
     np.testing.assert_array_equal(_run(cfg3, wts3, x3), _run(cfg3, wts3, x3, winograd=False))
 
 
+@pytest.mark.parametrize("c,size,filters,taken", [
+    (24, 28, 25, True),     # a pruned VGG layer: 24+ input channels, <= 4 filters each
+    (19, 14, 63, True),     # 16+ channels on an output of at most 56x56
+    (32, 14, 8, True),      # 32+ channels, few filters
+    (16, 60, 32, False),    # 16-23 channels on a larger output: direct
+    (24, 14, 128, False),   # more than 4 filters per input channel
+    (12, 28, 8, False),     # too few input channels
+    (32, 13, 16, False),    # fewer than 32 filters on an output under 14x14
+    (64, 12, 64, True),     # 32+ both ways from 12x12 up
+])
+def test_auto_rule(tmp_path, c, size, filters, taken):
+    """Auto takes the shapes docs/architecture.md lists (use_winograd) and leaves
+    the others direct: its output bits are Winograd's or the direct path's."""
+    cfg, wts = _bn_safe(tmp_path, "r", _conv_cfg(c, size, size, filters), c, filters, seed=9)
+    x = np.random.default_rng(4).uniform(-1, 1, (c, size, size)).astype(np.float32)
+    direct, wino = _run(cfg, wts, x, winograd=False), _run(cfg, wts, x, winograd=True)
+    assert not np.array_equal(direct, wino)
+    np.testing.assert_array_equal(_run(cfg, wts, x), wino if taken else direct)
+
+
 def test_program_reads_mdfi_winograd(tmp_path):
     cfg, wts = _bn_safe(tmp_path, "p", _conv_cfg(32, 16, 16, 32), 32, 32, seed=7)
     exe = build() / "mdfi"

@@ -162,20 +162,29 @@ static mdfi_status pack_weights(mdfi_layer *l, mdfi_gemm_params *p, mdfi_params 
 
 /* Winograd F(4,3) for a 3x3 stride-1 float conv (kernels/winograd.h): forced
  * (winograd=1) wherever the shape allows, or by default (-1) where it
- * measured faster and its weights, 4x the direct path's, stay small:
- * at least 32 input and output channels, outputs of 12 x 12 or more, and
- * at most WINO_AUTO_BYTES of transformed weights (docs/architecture.md). */
+ * measured faster (docs/architecture.md) and its weights, 4x the direct
+ * path's, stay within WINO_AUTO_BYTES: 32+ input and output channels and
+ * outputs of 12 x 12 or more; or, for outputs of 14 x 14 or more and at
+ * most 4 filters per input channel, 24+ input channels, or 16+ where the
+ * output is at most 56 x 56 (larger ones run the direct GEMM better). */
 #define WINO_AUTO_BYTES (2 << 20)
 
 static MDFI_COLD int use_winograd(const mdfi_layer *l, const mdfi_gemm_params *p,
                                   const mdfi_prepare_ctx *ctx)
 {
     const mdfi_conv_geom *g = &p->s.geom;
+    const int c = g->channels, m = l->out_c, h = g->out_h, w = g->out_w;
     if (ctx->winograd == 0 || p->s.connected || p->s.groups != 1 || !mdfi_wino_shape_ok(g))
         return 0;
-    return ctx->winograd == 1 ||
-           (g->channels >= 32 && l->out_c >= 32 && g->out_h >= 12 && g->out_w >= 12 &&
-            36.0 * g->channels * l->out_c * sizeof(float) <= WINO_AUTO_BYTES);
+    if (ctx->winograd == 1)
+        return 1;
+    if (36.0 * c * m * sizeof(float) > WINO_AUTO_BYTES)
+        return 0;
+    if (c >= 32 && m >= 32)
+        return h >= 12 && w >= 12;
+    if (h < 14 || w < 14 || m > 4 * c)
+        return 0;
+    return c >= 24 || (c >= 16 && (long)h * w <= 56 * 56);
 }
 
 mdfi_status mdfi_gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_errbuf *err)
