@@ -75,14 +75,16 @@ UKR(ukr4, 4, 2)
 UKR(ukr6h, 6, 1)
 UKR(ukr4h, 4, 1)
 
-/* B panel fill (see mdfi_sgemm_fill): a run of up to 16 floats is two
- * masked load/store pairs, masks cut from a table of 16 ones, 16 zeros. */
+/* B panel fill (see mdfi_sgemm_fill).  A row with several runs (a panel
+ * crossing output rows or the image's edge) gathers them in two registers:
+ * each run is masked loads lined up with its columns (lanes off the run are
+ * neither read nor kept) ORed in, then the row is two plain stores
+ * (masked stores are slow on AMD cores). */
 static void fill(float *o, int kc, const float *in, size_t plane, int c, int r, int rr,
                  const mdfi_copy_op *ops, const int *first)
 {
-    static const int ones_zeros[32] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-                                       -1, -1, -1, -1, -1};
-    const __m256 zero = _mm256_setzero_ps();
+    const __m256i j0 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i j1 = _mm256_add_epi32(j0, _mm256_set1_epi32(8));
     if (mdfi_sgemm_simple_panel(ops, first, rr, NR)) {   /* inside the image: plain copies */
         for (int kk = 0; kk < kc; ++kk, o += NR) {
             const float *s = in + c * plane + ops[r].src;
@@ -98,22 +100,19 @@ static void fill(float *o, int kc, const float *in, size_t plane, int c, int r, 
     for (int kk = 0; kk < kc; ++kk, o += NR) {
         const float *src = in + c * plane;
         const mdfi_copy_op *op = ops + first[r], *end = ops + first[r + 1];
-        if (end - op == 1 && op->len == NR) {
-            _mm256_store_ps(o, _mm256_loadu_ps(src + op->src));
-            _mm256_store_ps(o + 8, _mm256_loadu_ps(src + op->src + 8));
-        } else {
-            _mm256_store_ps(o, zero);
-            _mm256_store_ps(o + 8, zero);
-            for (; op < end; ++op) {
-                const int *t = ones_zeros + 16 - op->len;
-                __m256i m0 = _mm256_loadu_si256((const __m256i *)t);
-                __m256i m1 = _mm256_loadu_si256((const __m256i *)(t + 8));
-                const float *s = src + op->src;
-                _mm256_maskstore_ps(o + op->dst, m0, _mm256_maskload_ps(s, m0));
-                if (op->len > 8)
-                    _mm256_maskstore_ps(o + op->dst + 8, m1, _mm256_maskload_ps(s + 8, m1));
-            }
+        __m256 v0 = _mm256_setzero_ps(), v1 = v0;
+        for (; op < end; ++op) {
+            /* lanes j with dst <= j < dst + len read s[j] = src[op->src + j - dst] */
+            const __m256i lo = _mm256_set1_epi32(op->dst - 1);
+            const __m256i hi = _mm256_set1_epi32(op->dst + op->len);
+            const float *s = src + op->src - op->dst;
+            const __m256i k0 = _mm256_and_si256(_mm256_cmpgt_epi32(j0, lo), _mm256_cmpgt_epi32(hi, j0));
+            const __m256i k1 = _mm256_and_si256(_mm256_cmpgt_epi32(j1, lo), _mm256_cmpgt_epi32(hi, j1));
+            v0 = _mm256_or_ps(v0, _mm256_maskload_ps(s, k0));
+            v1 = _mm256_or_ps(v1, _mm256_maskload_ps(s + 8, k1));
         }
+        _mm256_store_ps(o, v0);
+        _mm256_store_ps(o + 8, v1);
         if (++r == rr) {
             r = 0;
             ++c;
