@@ -137,7 +137,8 @@ def test_force_option_and_auto(tmp_path, monkeypatch):
 @pytest.mark.parametrize("c,size,filters,taken", [
     (24, 28, 25, True),     # a pruned VGG layer: 24+ input channels, <= 4 filters each
     (19, 14, 63, True),     # 16+ channels on an output of at most 56x56
-    (32, 14, 8, True),      # 32+ channels, few filters
+    (32, 14, 16, True),     # 32+ channels, 16+ filters
+    (32, 28, 8, False),     # fewer than 16 filters
     (16, 60, 32, False),    # 16-23 channels on a larger output: direct
     (24, 14, 128, False),   # more than 4 filters per input channel
     (12, 28, 8, False),     # too few input channels

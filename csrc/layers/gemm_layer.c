@@ -164,8 +164,8 @@ static mdfi_status pack_weights(mdfi_layer *l, mdfi_gemm_params *p, mdfi_params 
  * (winograd=1) wherever the shape allows, or by default (-1) where it
  * measured faster (docs/architecture.md) and its weights, 4x the direct
  * path's, stay within WINO_AUTO_BYTES: 32+ input and output channels and
- * outputs of 12 x 12 or more; or, for outputs of 14 x 14 or more and at
- * most 4 filters per input channel, 24+ input channels, or 16+ where the
+ * outputs of 12 x 12 or more; or, for outputs of 14 x 14 or more and 16 to
+ * 4 x (input channels) filters, 24+ input channels, or 16+ where the
  * output is at most 56 x 56 (larger ones run the direct GEMM better). */
 #define WINO_AUTO_BYTES (2 << 20)
 
@@ -182,7 +182,7 @@ static MDFI_COLD int use_winograd(const mdfi_layer *l, const mdfi_gemm_params *p
         return 0;
     if (c >= 32 && m >= 32)
         return h >= 12 && w >= 12;
-    if (h < 14 || w < 14 || m > 4 * c)
+    if (h < 14 || w < 14 || m < 16 || m > 4 * c)
         return 0;
     return c >= 24 || (c >= 16 && (long)h * w <= 56 * 56);
 }
