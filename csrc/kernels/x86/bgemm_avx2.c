@@ -126,10 +126,16 @@ INLINE __m256 leaky(__m256 x)
     return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ));
 }
 
-/* One rolled loop: copies per activation and store kind (unswitching)
+/* One rolled loop: GCC's copies per activation and store kind (unswitching)
  * would cost 0.5 KB for no measurable gain. */
-static __attribute__((optimize("no-unswitch-loops"))) void epi(const int32_t *p, const int32_t *base, int mul, int mv, int nv, const float *alpha,
-                const float *beta, mdfi_epilogue act, float *c, size_t ldc)
+#if defined(__GNUC__) && !defined(__clang__)
+#define ROLLED __attribute__((optimize("no-unswitch-loops")))
+#else
+#define ROLLED
+#endif
+static ROLLED void epi(const int32_t *p, const int32_t *base, int mul, int mv, int nv,
+                       const float *alpha, const float *beta, mdfi_epilogue act, float *c,
+                       size_t ldc)
 {
     const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256i mk = _mm256_cmpgt_epi32(_mm256_set1_epi32(nv), iota);
