@@ -126,9 +126,14 @@ $(OBJ_COLD): CFLAGS_BASE += $(OZ)
 # alignment: x86-64 gcc aligns data of 32 bytes or more to 32, which padded
 # each variant to 64 bytes of relocated data (docs/architecture.md, the size
 # budget); none of these files loads its own tables with vector moves.
+# (Size flags only where $(CC) takes them: clang, as `make fuzz` uses, has
+# neither -malign-data nor -fno-align-jumps/-labels.)
+cc_flags = $(foreach f,$(1),$(shell $(CC) -Werror $(f) -x c -c /dev/null -o /dev/null \
+    2>/dev/null && echo $(f)))
+ALIGN_DATA := $(call cc_flags,-malign-data=abi)
 ifneq (,$(findstring x86_64,$(TRIPLE)))
 $(filter $(BUILD)/obj/csrc/layers/% $(BUILD)/obj/csrc/kernels/ref/%,$(OBJ_PORTABLE)) \
-    $(OBJ_COLD): CFLAGS_BASE += -malign-data=abi
+    $(OBJ_COLD): CFLAGS_BASE += $(ALIGN_DATA)
 endif
 # printf stays printf: gcc's puts/putchar for it are two more imports (PLT
 # entries, symbols, relocations), about 150 bytes of the program
@@ -165,7 +170,7 @@ $(BUILD)/obj/csrc/kernels/x86/sgemm_gemv_avx2.o: CFLAGS_BASE += -O2
 # drivers and the AVX2 requantization: their inner loops are the ISA
 # micro-kernels' (-O3, aligned); measured no slower (docs/architecture.md,
 # the size budget), about 600 bytes smaller.
-NOALIGN := -fno-align-loops -fno-align-jumps -fno-align-labels
+NOALIGN := $(call cc_flags,-fno-align-loops -fno-align-jumps -fno-align-labels)
 $(BUILD)/obj/csrc/kernels/bgemm.o $(BUILD)/obj/csrc/kernels/qgemm.o \
     $(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx2.o $(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx512.o \
     $(BUILD)/obj/csrc/kernels/dpath.o $(BUILD)/obj/csrc/kernels/x86/sgemm_gemv_avx2.o: \
