@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import statistics
 import subprocess
 import sys
@@ -45,7 +44,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 import numpy as np  # noqa: E402
 
 import mdfi  # noqa: E402
-from mdfi.bench import cpu_name  # noqa: E402
+from mdfi.bench import cpu_name, native_program  # noqa: E402
 from weights_tools import xnor_pack  # noqa: E402
 from weights_tools.darknet_cfg import layers_of  # noqa: E402
 
@@ -79,15 +78,6 @@ def storage(cfg, weights):
     return {"weights_file": os.path.getsize(weights), "packed_file": len(packed),
             "binary_body_float32_bytes": body_float,
             "binary_body_packed_bytes": rep["total"]["packed_bytes"]}
-
-
-def native_program():
-    """The mdfi program built for this machine (not a cross build beside it), or None."""
-    machine = platform.machine()
-    for exe in sorted(ROOT.glob("build/*/mdfi")):
-        if exe.parent.name.startswith(machine + "-") and os.access(exe, os.X_OK):
-            return str(exe)
-    return None
 
 
 def program_ms(exe, cfg, weights, runs):

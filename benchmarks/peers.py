@@ -612,19 +612,15 @@ def _rss_child_main(name, work, threads, kernel, quantize_first):
 
 def program_rss(files, threads, kernel=None):
     """Peak RSS (KiB) of the mdfi program's `bench`, if make has built it."""
-    for exe in sorted(ROOT.glob("build/*/mdfi")):
-        if "-san" in exe.parent.name or not os.access(exe, os.X_OK) or exe.is_dir():
-            continue
-        cmd = [str(exe), "bench", *files, "--runs", "3", "--threads", str(threads), "--json"]
-        if kernel:
-            cmd += ["--kernel", kernel]
-        try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        except OSError:
-            continue
-        if res.returncode == 0:
-            return json.loads(res.stdout).get("peak_rss_kb")
-    return None
+    from mdfi.bench import native_program
+    exe = native_program()
+    if exe is None:
+        return None
+    cmd = [exe, "bench", *files, "--runs", "3", "--threads", str(threads), "--json"]
+    if kernel:
+        cmd += ["--kernel", kernel]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    return json.loads(res.stdout).get("peak_rss_kb") if res.returncode == 0 else None
 
 
 # ----------------------------------------------------------------------------- the run

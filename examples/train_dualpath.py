@@ -47,7 +47,7 @@ import torch.nn.functional as F  # noqa: E402
 
 import mdfi  # noqa: E402
 from weights_tools.torch import (AvgPool, Connected, Conv, Darknet, DualPath, MaxPool, Route,  # noqa: E402
-                                 Shortcut, Softmax, XnorConv, save)
+                                 Shortcut, Softmax, XnorConv, import_darknet, save)
 from weights_tools.torch.dualpath import constrain  # noqa: E402
 
 WIDTHS = (64, 128)
@@ -330,14 +330,12 @@ def run(argv, *, script, variants, default, tag, build_fn, description, constrai
         state = torch.load(args.output + ".pt", weights_only=False, map_location="cpu")
         model.load_state_dict(state["model"])
     elif args.init_from:
-        from weights_tools.torch import import_darknet
         start = import_darknet(args.init_from + ".cfg", args.init_from + ".weights")
         model.load_state_dict(start.state_dict())
     elif prepare:
         prepare(model, data)
     teacher = None
     if args.teacher:
-        from weights_tools.torch import import_darknet
         net = import_darknet(args.teacher + ".cfg", args.teacher + ".weights").to(dev).eval()
         for q in net.parameters():
             q.requires_grad_(False)

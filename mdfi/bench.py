@@ -6,6 +6,7 @@ reports its peak RSS from `mdfi bench`.
 """
 import argparse
 import json
+import os
 import pathlib
 import platform
 import statistics
@@ -44,20 +45,28 @@ def timed(fn, runs):
     return statistics.median(times), min(times)
 
 
+def native_program():
+    """The mdfi program `make` built for this machine (path), or None: not a cross
+    build for another CPU beside it (build/aarch64-linux-gnu/ on an x86 machine),
+    not the sanitizer build (build/*-san/)."""
+    machine = platform.machine()
+    prefix = "arm" if machine.startswith("arm") else machine   # armv7l: arm-linux-gnueabihf
+    for exe in sorted(ROOT.glob("build/*/mdfi")):
+        name = exe.parent.name
+        if name.startswith(prefix + "-") and not name.endswith("-san") and exe.is_file() \
+                and os.access(exe, os.X_OK):
+            return str(exe)
+    return None
+
+
 def program_rss(cfg, weights, threads):
     """Peak RSS of the mdfi program's bench, if the program is built."""
-    for exe in sorted(ROOT.glob("build/*/mdfi")):
-        if "-san" in exe.parent.name:
-            continue
-        try:   # cross builds for other CPUs sit beside the native one
-            res = subprocess.run([str(exe), "bench", str(cfg), str(weights), "--runs", "3",
-                                  "--threads", str(threads), "--json"], capture_output=True,
-                                 text=True)
-        except OSError:
-            continue
-        if res.returncode == 0:
-            return json.loads(res.stdout)
-    return None
+    exe = native_program()
+    if exe is None:
+        return None
+    res = subprocess.run([exe, "bench", str(cfg), str(weights), "--runs", "3", "--threads",
+                          str(threads), "--json"], capture_output=True, text=True)
+    return json.loads(res.stdout) if res.returncode == 0 else None
 
 
 def main(argv=None):

@@ -35,6 +35,14 @@
 #include "kernels/cpu.h"
 #include "kernels/sgemm.h"   /* mdfi_conv_geom, mdfi_epilogue */
 
+/* For a kernel's epilogue: one rolled loop over its rows, not GCC's copies
+ * of it per activation and flag (unswitching), which only add code. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define MDFI_NO_UNSWITCH __attribute__((optimize("no-unswitch-loops")))
+#else
+#define MDFI_NO_UNSWITCH
+#endif
+
 /* ---- activation modes and quantizers ------------------------------------ */
 
 typedef enum {

@@ -126,14 +126,9 @@ INLINE __m256 leaky(__m256 x)
     return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ));
 }
 
-/* One rolled loop: GCC's copies per activation and store kind (unswitching)
+/* Rolled (MDFI_NO_UNSWITCH): GCC's copies per activation and store kind
  * would cost 0.5 KB for no measurable gain. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define ROLLED __attribute__((optimize("no-unswitch-loops")))
-#else
-#define ROLLED
-#endif
-static ROLLED void epi(const int32_t *p, const int32_t *base, int mul, int mv, int nv,
+static MDFI_NO_UNSWITCH void epi(const int32_t *p, const int32_t *base, int mul, int mv, int nv,
                        const float *alpha, const float *beta, mdfi_epilogue act, float *c,
                        size_t ldc)
 {

@@ -28,11 +28,7 @@
 /* The epilogues: one compact loop over the rows (the branches on the
  * activation and the flags are predictable; copies of the loop per case
  * would only add code). */
-#if defined(__GNUC__) && !defined(__clang__)
-#define NOINLINE_ROLLED __attribute__((noinline, optimize("no-unswitch-loops")))
-#else
-#define NOINLINE_ROLLED __attribute__((noinline))
-#endif
+#define NOINLINE_ROLLED __attribute__((noinline)) MDFI_NO_UNSWITCH
 
 /* Darknet's leaky slope (float)(.1 * (double)x), exactly: with
  * 0.1 = H + L (H = 0.1f, L = (float)(0.1 - H) = -1.4901161e-9),
