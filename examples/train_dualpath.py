@@ -196,6 +196,11 @@ def train(model, data, args, state, log=print, constrain=constrain, penalty=None
     return state
 
 
+def open_model(prefix):
+    """The PyTorch model of PREFIX.cfg / PREFIX.weights (--init-from, --teacher)."""
+    return import_darknet(prefix + ".cfg", prefix + ".weights")
+
+
 def mdfi_predictions(cfg, weights, x):
     with mdfi.Network(cfg, weights, threads=1) as net:
         return np.array([int(np.argmax(net.forward(v))) for v in x])
@@ -329,17 +334,33 @@ def run(argv, *, script, variants, default, tag, build_fn, description, constrai
     if args.resume:
         state = torch.load(args.output + ".pt", weights_only=False, map_location="cpu")
         model.load_state_dict(state["model"])
-    elif args.init_from:
-        start = import_darknet(args.init_from + ".cfg", args.init_from + ".weights")
-        model.load_state_dict(start.state_dict())
-    elif prepare:
+    elif prepare and not args.init_from:
         prepare(model, data)
     teacher = None
-    if args.teacher:
-        net = import_darknet(args.teacher + ".cfg", args.teacher + ".weights").to(dev).eval()
-        for q in net.parameters():
-            q.requires_grad_(False)
-        teacher = (net, args.kd_alpha, args.kd_temperature)
+    try:
+        if args.init_from and not args.resume:
+            start = open_model(args.init_from)
+            try:
+                model.load_state_dict(start.state_dict())
+            except RuntimeError as e:   # another layer list or shape
+                raise ValueError("%s.cfg is not a %s network of this shape (%s)" % (
+                    args.init_from, args.variant, str(e).splitlines()[0])) from None
+        if args.teacher:
+            net = open_model(args.teacher).to(dev).eval()
+            for q in net.parameters():
+                q.requires_grad_(False)
+            probe = torch.from_numpy(data.x_train[:1]).to(dev)
+            try:
+                fits = logits(net, probe).shape == logits(model.eval(), probe).shape
+            except (RuntimeError, ValueError):   # another input shape
+                fits = False
+            if not fits:
+                raise ValueError("%s.cfg does not take this dataset's images to its %d classes"
+                                 % (args.teacher, len(data.classes)))
+            teacher = (net, args.kd_alpha, args.kd_temperature)
+    except (OSError, ValueError, mdfi.MdfiError) as e:   # a missing or malformed file
+        print("%s: error: %s" % (name, e), file=sys.stderr)
+        return 2
     if args.time_budget and not args.resume:
         args.epochs, per_epoch = probe_epochs(model, data, args, penalty)
         print("%s: about %.1f s an epoch: %d epochs" % (name, per_epoch, args.epochs))

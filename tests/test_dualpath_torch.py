@@ -267,3 +267,24 @@ def test_train_dualpath_init_from_and_teacher(tmp_path):
     rec = json.loads((tmp_path / "b.json").read_text())
     assert "--init-from" in rec["command"] and "--teacher" in rec["command"]
     assert rec["mdfi"]["agree_with_pytorch"] == 1.0
+
+
+def test_init_from_and_teacher_refuse_bad_files(tmp_path, capsys):
+    """A missing file, a model of another shape and a teacher for other images are
+    named on stderr with exit status 2, before any training."""
+    from test_examples import make_cifar_tarball
+    tar = tmp_path / "cifar-10-python.tar.gz"
+    make_cifar_tarball(tar, sizes=(40, 40, 40, 40, 40), n_test=10)
+    common = ["--dataset", "cifar10", "--data", str(tar), "--epochs", "1", "--bn-recalibrate", "1"]
+    tr = _train_dualpath()
+    assert tr.main(common + ["--variant", "float", "-o", str(tmp_path / "f")]) == 0
+    capsys.readouterr()
+    assert tr.main(common + ["--init-from", str(tmp_path / "none"), "-o", str(tmp_path / "a")]) == 2
+    assert "none.cfg" in capsys.readouterr().err
+    assert tr.main(common + ["--init-from", str(tmp_path / "f"), "-o", str(tmp_path / "a")]) == 2
+    assert "is not a dual1.5 network of this shape" in capsys.readouterr().err
+    from weights_tools.torch import save
+    save(tr.build("float", (1, 32, 32), 10).eval(), tmp_path / "m")   # grey images
+    assert tr.main(common + ["--teacher", str(tmp_path / "m"), "-o", str(tmp_path / "a")]) == 2
+    assert "does not take this dataset's images" in capsys.readouterr().err
+    assert not (tmp_path / "a.json").exists()
