@@ -265,6 +265,14 @@ def parse(argv):
     ap.add_argument("--res", type=int, default=416, help="training resolution (multiple of 32)")
     ap.add_argument("--train-inputs", type=int, default=384)
     ap.add_argument("--val-inputs", type=int, default=16)
+    ap.add_argument("--method", choices=("c2s2", "fisher", "l1"), default="c2s2",
+                    help="which channels go: C2S2's gates, or one shot by the teacher's Fisher "
+                    "importance or by L1 norm (then the least-squares refit, layer by layer)")
+    ap.add_argument("--rates", choices=("cost", "fisher"), default="cost",
+                    help="channels per layer from the cost of a channel (--cost-power) or from "
+                    "the teacher's Fisher importance lost per FLOP saved")
+    ap.add_argument("--fisher-batches", type=int, default=16,
+                    help="training batches the Fisher importance is averaged over")
     ap.add_argument("--select-steps", type=int, default=6, help="C2S2 phase 1 steps per layer")
     ap.add_argument("--tune-steps", type=int, default=0, help="C2S2 phase 2 steps per layer")
     ap.add_argument("--final-steps", type=int, default=200, help="fine-tuning steps at the end")
@@ -279,6 +287,8 @@ def parse(argv):
     ap.add_argument("--reconstruct", type=int, default=32,
                     help="least-squares refit of a pruned layer's readers to the teacher on "
                     "this many training inputs (0: off)")
+    ap.add_argument("--reconstruct-rows", type=int, default=256,
+                    help="positions sampled per input for the refit")
     ap.add_argument("--torch-threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--golden", default=GOLDEN_DEFAULT, help="Darknet's golden data folder")
@@ -349,7 +359,9 @@ def run(args, argv, cfg_text, files, float416, float_prefix, train_photos, held,
                        "aspect 3:4..4:3; a quarter whole), left-right flips, brightness/contrast/"
                        "saturation x0.75..1.25/0.75..1.25/0.6..1.4; in training also random "
                        "shifts of +-%d px and flips" % (args.res // 32)},
-              "method": "c2s2", "loss": args.loss, "freeze_bn": not args.train_bn,
+              "method": args.method, "rates": args.rates, "fisher_batches": args.fisher_batches,
+              "loss": args.loss,
+              "freeze_bn": not args.train_bn, "reconstruct_rows": args.reconstruct_rows,
               "max_prune": args.max_prune, "cost_power": args.cost_power,
               "multiple": args.multiple, "reconstruct_inputs": args.reconstruct, "lr": args.lr,
               "batch_size": args.batch_size,
@@ -364,13 +376,15 @@ def run(args, argv, cfg_text, files, float416, float_prefix, train_photos, held,
         n_val = args.val_inputs
         task = TeacherTask(teacher, x[:-n_val], x[-n_val:], args.batch_size,
                            shift=args.res // 32, flip=True, seed=args.seed, loss=args.loss,
-                           freeze_bn=not args.train_bn, reconstruct=args.reconstruct)
+                           freeze_bn=not args.train_bn, reconstruct=args.reconstruct,
+                           reconstruct_rows=args.reconstruct_rows)
         budget = Budget(args.select_steps, args.tune_steps, args.final_steps, lr=args.lr,
                         joint=False)   # the committed record's C2S2 (gates alone in phase 1)
-        print("\n=== target %.2f of the FLOPs: C2S2 at %dx%d ===" % (target, args.res, args.res))
-        result = prune(student, task, "c2s2", target_flops=target, budget=budget,
+        print("\n=== target %.2f of the FLOPs: %s (%s rates) at %dx%d ==="
+              % (target, args.method, args.rates, args.res, args.res))
+        result = prune(student, task, args.method, target_flops=target, budget=budget,
                        max_prune=args.max_prune, power=args.cost_power, multiple=args.multiple,
-                       threads=1, rates="cost")
+                       threads=1, rates=args.rates, fisher_batches=args.fisher_batches)
         seconds = time.time() - t0
         print(format_rows(result.rows))
         prefix = pruned_prefix(args.out, target)

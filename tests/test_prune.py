@@ -15,7 +15,7 @@ from weights_tools.prune import PruneError  # noqa: E402
 from weights_tools.prune.costs import CostModel, layer_flops  # noqa: E402
 from weights_tools.prune.gates import ChannelGate, Gates, masked  # noqa: E402
 from weights_tools.prune.graph import ChannelGraph  # noqa: E402
-from weights_tools.prune.methods import Budget, c2s2, l1_norm, slimming  # noqa: E402
+from weights_tools.prune.methods import Budget, c2s2, fisher_select, l1_norm, slimming  # noqa: E402
 from weights_tools.prune.importance import fisher  # noqa: E402
 from weights_tools.prune.rates import allocate, allocate_importance  # noqa: E402
 from weights_tools.prune.rewrite import check_keep, prune_model  # noqa: E402
@@ -306,7 +306,7 @@ def tiny_task(n=256, seed=0):
     return LabelledTask(x[:192], y[:192], x[192:], y[192:], batch_size=32, seed=seed)
 
 
-@pytest.mark.parametrize("method", ["c2s2", "l1", "slimming"])
+@pytest.mark.parametrize("method", ["c2s2", "l1", "slimming", "fisher"])
 def test_methods_reach_the_counts_and_stay_exact(method):
     m = vgg()
     g = ChannelGraph(m)
@@ -319,6 +319,11 @@ def test_methods_reach_the_counts_and_stay_exact(method):
         keep, tuned = c2s2(m, task, counts, budget, log=lambda s: None)
     elif method == "l1":
         keep, tuned = l1_norm(m, task, counts, budget, n, log=lambda s: None)
+    elif method == "fisher":
+        importance = fisher(m, task, g, batches=2)
+        keep, tuned = fisher_select(m, task, counts, importance, budget, n, log=lambda s: None)
+        for gid, idx in keep.items():        # the most important channels, and only those
+            assert importance[gid][idx].min() >= np.delete(importance[gid], idx).max()
     else:
         goal = costs.total({gid: k / g.group(gid).n for gid, k in counts.items()})
         keep, tuned = slimming(m, task, lambda c: costs.total(

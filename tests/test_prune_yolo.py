@@ -262,10 +262,12 @@ num=3
 """
 
 
-def test_command_line_prunes_a_detector_on_unlabelled_images(tmp_path, capsys):
+@pytest.mark.parametrize("method", ["c2s2", "fisher"])
+def test_command_line_prunes_a_detector_on_unlabelled_images(tmp_path, capsys, method):
     """The teacher-mode options end to end on a small two-class detector:
     a .npy of unlabelled inputs, the yolo loss, frozen BN and the least-squares
-    refit; the result loads in MDFI and matches PyTorch."""
+    refit (C2S2 after each layer's choice, Fisher after its one-shot choice);
+    the result loads in MDFI and matches PyTorch."""
     from weights_tools.__main__ import main
     cfg, weights = save(_randomized_bn(import_darknet(SMALL_DETECTOR)), tmp_path / "det")
     np.save(tmp_path / "inputs.npy",
@@ -274,7 +276,7 @@ def test_command_line_prunes_a_detector_on_unlabelled_images(tmp_path, capsys):
     rc = main(["prune", "--cfg", cfg, "--weights", weights, "--data", str(tmp_path / "inputs.npy"),
                "--target-flops", "0.7", "--select-steps", "1", "--tune-steps", "1",
                "--epochs", "1", "--val-images", "2", "--teacher-loss", "yolo", "--freeze-bn",
-               "--reconstruct", "4", "--torch-threads", "1", "-o", str(out)])
+               "--reconstruct", "4", "--torch-threads", "1", "--method", method, "-o", str(out)])
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "least squares to the teacher" in text
@@ -282,3 +284,85 @@ def test_command_line_prunes_a_detector_on_unlabelled_images(tmp_path, capsys):
     assert rec["summary"]["score_name"] == "minus validation yolo distillation loss to the teacher"
     assert 0.5 < rec["summary"]["flops_after"] / rec["summary"]["flops"] <= 0.7
     assert rec["mdfi_vs_pytorch_max_abs_diff"] <= 1e-4
+
+
+def test_yolo_curvature_is_the_distillation_loss_to_second_order():
+    from weights_tools.prune.tasks import yolo_curvature
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(2, 3 * 9, 5, 6, generator=g, dtype=torch.float64) * 2
+    h = yolo_curvature(t, 3, 4)
+    for scale in (1e-3, 1e-4):
+        d = torch.randn(t.shape, generator=g, dtype=torch.float64) * scale
+        rise = float(yolo_distillation(t + d, t, 3, 4))
+        # the loss averages over the 2 images; the curvature is per image
+        assert rise == pytest.approx(float(0.5 * (h * d * d).sum() / 2), rel=0.02)
+
+
+def _linear_teacher():
+    from weights_tools.torch import Conv, Darknet
+    net = Darknet((2, 6, 6), [Conv(2, 5, 3, pad=True, activation="linear"),
+                              Conv(5, 3, 1, activation="linear")])
+    with torch.no_grad():
+        for layer in net.layers:
+            layer.weight.normal_()
+            layer.bias.normal_()
+    return net.eval()
+
+
+def test_teacher_fisher_estimates_the_loss_a_channel_removal_costs():
+    """The student starts equal to its teacher, so the loss's gradient is zero;
+    TeacherTask.sensitivity still gives each channel the rise of the loss its
+    removal causes (exact for a linear network: the MSE of its contribution)."""
+    from weights_tools.prune.importance import fisher
+    net = _linear_teacher()
+    x = np.random.default_rng(0).standard_normal((64, 2, 6, 6)).astype(np.float32)
+    task = TeacherTask(net, x, x[:4], batch_size=4, shift=0, flip=False, loss="mse")
+    with torch.no_grad():
+        assert float(task.loss(net, task.batch())) == 0.0
+    g = ChannelGraph(net)
+    gid = g.group_of[0]
+    got = fisher(net, task, g, batches=400)[gid]
+    exact = []
+    with torch.no_grad():
+        full = net(torch.from_numpy(x), outputs=[1])[0]
+        for c in range(5):
+            gates = masked(g, {gid: np.delete(np.arange(5), c)})
+            exact.append(float(((net(torch.from_numpy(x), outputs=[1])[0] - full) ** 2).mean()))
+            gates.detach()
+    assert np.all(got > 0)
+    np.testing.assert_allclose(got, exact, rtol=0.3)
+    assert list(np.argsort(got)) == list(np.argsort(exact))
+
+
+def test_weighted_least_squares_is_least_squares_on_the_weighted_rows():
+    from weights_tools.prune.reconstruct import _solve, _solve_weighted
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 6, generator=g, dtype=torch.float64)
+    t = torch.randn(200, 4, generator=g, dtype=torch.float64)
+    w0 = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    w, c = _solve(x, t, w0, 1e-3)
+    ones = torch.ones(200, 4, dtype=torch.float64)
+    wu, cu = _solve_weighted(x, t, ones * 3.0, w0, 1e-3)       # uniform: the same problem
+    assert torch.allclose(w, wu, atol=1e-10) and torch.allclose(c, cu, atol=1e-10)
+    # zero weight on the second half of the rows for channels 0 and 2 only
+    rows = ones.clone()
+    rows[100:, 0] = rows[100:, 2] = 0.0
+    ww, cw = _solve_weighted(x, t, rows, w0, 1e-3)
+    wh, ch = _solve(x[:100], t[:100], w0, 1e-3)
+    for j in (0, 2):
+        assert torch.allclose(ww[j], wh[j], atol=1e-10) and torch.allclose(cw[j], ch[j])
+    for j in (1, 3):
+        assert torch.allclose(ww[j], w[j], atol=1e-10)
+
+
+def test_head_reconstruction_weights_rows_by_the_teachers_objectness():
+    m = tiny_at(64)
+    x = np.random.default_rng(0).random((4, 3, 64, 64), dtype=np.float32)
+    task = TeacherTask(m, x, x[:1], batch_size=2, loss="yolo")
+    assert task.head_weight(14, torch.zeros(1, 512, 2, 2)) is None
+    a = torch.randn(2, 255, 2, 2)
+    w = task.head_weight(15, a).reshape(2, 3, 85, 2, 2)
+    obj = torch.sigmoid(a.reshape(2, 3, 85, 2, 2)[:, :, 4])
+    for k in range(85):
+        assert torch.equal(w[:, :, k], obj)
+    assert TeacherTask(m, x, x[:1], batch_size=2, loss="mse").head_weight(15, a) is None

@@ -18,7 +18,7 @@ import numpy as np
 
 from weights_tools.prune.errors import PruneError
 
-METHODS = ("c2s2", "l1", "slimming")   # run.METHODS (kept here: parsing must not need torch)
+METHODS = ("c2s2", "l1", "slimming", "fisher")   # run.METHODS (kept here: parsing must not need torch)
 RATES = ("cost", "fisher")              # how the per-layer counts are chosen (run.prune)
 
 IMAGE_DATA_SHIFT = 16
@@ -61,8 +61,9 @@ def add_arguments(p):
     p.add_argument("--freeze-bn", action="store_true",
                    help="unlabelled data: keep the teacher's BN statistics while training")
     p.add_argument("--reconstruct", type=int, default=0, metavar="N",
-                   help="unlabelled data, c2s2: refit the readers of each pruned layer to the "
-                   "teacher by least squares on N training images")
+                   help="unlabelled data: refit the readers of each pruned layer to the "
+                   "teacher by least squares on N training images (a [yolo] head weighted by "
+                   "the teacher's objectness)")
     p.add_argument("--train-limit", type=int, help="use only the first N training images")
     p.add_argument("--threads", type=int, default=1, help="MDFI threads for the measured costs")
     p.add_argument("--path", choices=("float", "int8"), default="float",

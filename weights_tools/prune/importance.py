@@ -9,6 +9,12 @@ producer of the group.  The estimate is in units of the loss, the same in
 every layer, which is what lets rates.allocate_importance weigh a channel of
 one layer against a channel of another.  A group merged by a shortcut sums
 its producers' gradients (one channel, one mask).
+
+A task that learns from a teacher (tasks.TeacherTask) starts where its loss
+and the loss's gradient are zero, so it supplies `sensitivity`: a random
+projection of the head outputs, scaled by the loss's curvature, whose squared
+gradient estimates the same rise in the loss (the Fisher information of the
+teacher's outputs).
 """
 
 import numpy as np
@@ -40,11 +46,13 @@ def fisher(model, task, graph, groups=None, batches=16):
     was_training = model.training
     model.eval()
     seen = 0
+    gen = torch.Generator().manual_seed(0)
     try:
         for _ in range(batches):
             masks.clear()
             x = task.batch()
-            loss = task.loss(model, x)
+            loss = (task.sensitivity(model, x, gen) if hasattr(task, "sensitivity")
+                    else task.loss(model, x))
             n = len(x[0])
             grads = torch.autograd.grad(loss, list(masks.values()), allow_unused=True)
             per = {}

@@ -1,6 +1,7 @@
 """The pruning procedures: C2S2 and two baselines, all under one training budget.
 
 Budget (optimizer steps): every method gets the same total.
+    (fisher    as L1-norm, keeping the channels of largest Fisher importance)
     C2S2       per pruned group: `select` steps of phase 1 + `tune` steps of phase 2,
                then `final` steps of fine-tuning
     L1-norm    prunes at once, then fine-tunes for the whole budget
@@ -32,7 +33,7 @@ import time
 import numpy as np
 import torch
 
-from weights_tools.prune.gates import Gates
+from weights_tools.prune.gates import Gates, masked
 from weights_tools.prune.graph import ChannelGraph, PruneError
 from weights_tools.prune.rewrite import prune_model
 from weights_tools.prune.tasks import head_layers
@@ -210,15 +211,45 @@ def _norms(model, grp, kind):
     return total
 
 
-def l1_norm(model, task, counts, budget, n_groups, log=print):
-    """Li et al.: in every group keep the filters with the largest L1 norm
-    (summed over a merged group's producers), then fine-tune the whole budget."""
+def _refit(model, graph, keep, task, log):
+    """A task's after_select (TeacherTask's least-squares reconstruction) for
+    every group of a one-shot selection, in network order, with all the
+    masks on: each group's readers are refitted to what the pruned layers
+    before them now feed them, as C2S2 does layer by layer."""
+    if not hasattr(task, "after_select"):
+        return
+    gates = masked(graph, keep)
+    try:
+        for gid in sorted(keep, key=lambda g: graph.group(g).producers[0]):
+            task.after_select(model, graph, gid, log)
+    finally:
+        gates.detach()
+
+
+def _one_shot(model, task, counts, budget, n_groups, score, log):
     graph = ChannelGraph(model)
     keep = {}
     for grp in _order(graph, counts):
-        norms = _norms(model, grp, "l1")
-        keep[grp.id] = np.sort(np.argsort(-norms, kind="stable")[:counts[grp.id]])
+        keep[grp.id] = np.sort(np.argsort(-score(graph, grp), kind="stable")[:counts[grp.id]])
+    _refit(model, graph, keep, task, log)
     return keep, _fine_tune(model, graph, keep, task, budget.total(n_groups), budget.lr, log)
+
+
+def l1_norm(model, task, counts, budget, n_groups, log=print):
+    """Li et al.: in every group keep the filters with the largest L1 norm
+    (summed over a merged group's producers), then fine-tune the whole budget."""
+    return _one_shot(model, task, counts, budget, n_groups,
+                     lambda graph, grp: _norms(model, grp, "l1"), log)
+
+
+def fisher_select(model, task, counts, importance, budget, n_groups, log=print):
+    """Theis et al.'s Fisher pruning, one shot: in every group keep the
+    channels of largest Fisher importance (importance.fisher: {gid: per
+    channel}), then fine-tune the whole budget.  For a teacher task the
+    importance is the teacher's output sensitivity (TeacherTask.sensitivity),
+    which needs no labels."""
+    return _one_shot(model, task, counts, budget, n_groups,
+                     lambda graph, grp: importance[grp.id], log)
 
 
 def slimming(model, task, target_fn, budget, n_groups, sparsity=1e-4, max_prune=0.9, log=print):

@@ -16,6 +16,14 @@ image).  The constant c goes into the BN rolling mean (BN layers compute
 BN(conv(x)) + bias) or the bias.  This is He et al.'s channel-pruning
 reconstruction with the teacher's output as the target, so the error of
 layers pruned earlier is corrected too; fine-tuning follows.
+
+A layer whose output is what the loss compares (a detector's head) can be
+fitted by weighted least squares instead: `weight(i, a)` gives, for the
+teacher's pre-activation map a of layer i, a weight per output element (the
+loss's curvature: tasks.yolo_curvature), and each output channel is solved
+with its own row weights.  Plain least squares spends the fit on the
+thousands of background anchors of a detector; the loss, and the
+detections, care about the few where the teacher sees something.
 """
 
 import torch
@@ -42,8 +50,9 @@ class _Enough(Exception):
     pass
 
 
-def _collect(student, teacher, i, inputs, per_image, gen):
-    """Rows (student patches [P, Cin*k*k], teacher pre-activations [P, Cout])."""
+def _collect(student, teacher, i, inputs, per_image, gen, weight=None):
+    """Rows (student patches [P, Cin*k*k], teacher pre-activations [P, Cout],
+    row weights [P, Cout] or None)."""
     s_layer, t_layer = student.layers[i], teacher.layers[i]
     got = {}
 
@@ -54,7 +63,7 @@ def _collect(student, teacher, i, inputs, per_image, gen):
         return pre
     hooks = [s_layer.register_forward_pre_hook(grab("s")),
              t_layer.register_forward_pre_hook(grab("t"))]
-    xs, ys = [], []
+    xs, ys, ws = [], [], []
     try:
         with torch.no_grad():
             for x in inputs:
@@ -63,7 +72,10 @@ def _collect(student, teacher, i, inputs, per_image, gen):
                         model(x)
                     except _Enough:
                         pass
-                a = _pre_activation(t_layer, got["t"]).flatten(2)          # [n, Cout, L]
+                a_map = _pre_activation(t_layer, got["t"])
+                a = a_map.flatten(2)                                         # [n, Cout, L]
+                wt = None if weight is None else weight(i, a_map)
+                wt = None if wt is None else wt.flatten(2)
                 cols = F.unfold(got["s"], s_layer.size, padding=s_layer.padding,
                                 stride=s_layer.stride)                      # [n, Cin*k*k, L]
                 n, _, length = cols.shape
@@ -72,16 +84,57 @@ def _collect(student, teacher, i, inputs, per_image, gen):
                     idx = torch.randperm(length, generator=gen)[:take]
                     xs.append(cols[b][:, idx].T.double())
                     ys.append(a[b][:, idx].T.double())
+                    if wt is not None:
+                        ws.append(wt[b][:, idx].T.double())
     finally:
         for h in hooks:
             h.remove()
-    return torch.cat(xs), torch.cat(ys)
+    return torch.cat(xs), torch.cat(ys), torch.cat(ws) if ws else None
 
 
-def reconstruct(student, teacher, graph, gid, inputs, per_image=256, ridge=1e-2, seed=0):
+def _solve(xa, target, w0, ridge):
+    """(W [Cout, D], c [Cout]) minimizing ||target - xa W^T - c||^2 +
+    lam ||W - w0||^2, lam = ridge x the mean diagonal of the centred Gram."""
+    mean_x, mean_t = xa.mean(0), target.mean(0)
+    xc, tc = xa - mean_x, target - mean_t
+    gram = xc.T @ xc
+    lam = ridge * float(gram.diagonal().mean())
+    gram += lam * torch.eye(len(gram), dtype=gram.dtype)
+    w = torch.linalg.solve(gram, xc.T @ tc + lam * w0.T).T
+    return w, mean_t - mean_x @ w.T
+
+
+def _solve_weighted(xa, target, rows, w0, ridge):
+    """_solve with row weights per output channel (rows [P, Cout]): one
+    weighted problem per distinct column of weights (a detector's head shares
+    one per anchor).  The ridge is scaled like _solve's, by the weighted
+    Gram's mean diagonal."""
+    w = torch.empty_like(w0)
+    c = torch.empty(len(w0), dtype=xa.dtype)
+    columns, which = torch.unique(rows.T, dim=0, return_inverse=True)
+    for u, col in enumerate(columns):
+        js = (which == u).nonzero().flatten()
+        r = col / col.sum().clamp(min=1e-300)
+        mean_x = r @ xa
+        xc = xa - mean_x
+        gram = xc.T @ (xc * r[:, None])
+        lam = ridge * float(gram.diagonal().mean())
+        gram += lam * torch.eye(len(gram), dtype=gram.dtype)
+        mean_t = r @ target[:, js]                                          # [J]
+        rhs = xc.T @ (r[:, None] * (target[:, js] - mean_t)) + lam * w0[js].T
+        w[js] = torch.linalg.solve(gram, rhs).T
+        c[js] = mean_t - mean_x @ w[js].T
+    return w, c
+
+
+def reconstruct(student, teacher, graph, gid, inputs, per_image=256, ridge=1e-2, seed=0,
+                weight=None):
     """Refits every (ungrouped) conv reader of group gid in `student` (in
     place; gates hooked on the student apply).  inputs: a list of batches.
-    Returns {layer: (relative error before, after)} on the samples."""
+    weight(i, teacher pre-activation map) -> per-element weights (or None)
+    for layer i; None: plain least squares (see the module's text).
+    Returns {layer: (relative error before, after)} on the samples (weighted
+    where weights were given)."""
     gen = torch.Generator().manual_seed(seed)
     out = {}
     was = student.training
@@ -90,7 +143,7 @@ def reconstruct(student, teacher, graph, gid, inputs, per_image=256, ridge=1e-2,
         layer = student.layers[i]
         if not isinstance(layer, Conv) or layer.groups != 1:
             continue
-        x, a = _collect(student, teacher, i, inputs, per_image, gen)
+        x, a, rows = _collect(student, teacher, i, inputs, per_image, gen, weight)
         k2 = layer.size * layer.size
         alive = (x.view(len(x), -1, k2).abs().amax((0, 2)) > 0)           # input channels
         cols = alive.repeat_interleave(k2)
@@ -106,16 +159,20 @@ def reconstruct(student, teacher, graph, gid, inputs, per_image=256, ridge=1e-2,
             else:
                 target = a - layer.bias.detach().double()
             xa = x[:, cols]
-            mean_x, mean_t = xa.mean(0), target.mean(0)
-            xc, tc = xa - mean_x, target - mean_t
             w0 = w_now[:, cols]
-            before = float(((xc @ w0.T + mean_x @ w0.T - target) ** 2).mean() / target.var(0).mean())
-            gram = xc.T @ xc
-            lam = ridge * float(gram.diagonal().mean())
-            gram += lam * torch.eye(len(gram), dtype=gram.dtype)
-            w = torch.linalg.solve(gram, xc.T @ tc + lam * w0.T).T          # [Cout, D]
-            c = mean_t - mean_x @ w.T
-            after = float(((xa @ w.T + c - target) ** 2).mean() / target.var(0).mean())
+            if rows is None:
+                w, c = _solve(xa, target, w0, ridge)
+                rows = torch.ones_like(target)
+            else:
+                w, c = _solve_weighted(xa, target, rows, w0, ridge)
+
+            def error(pred):
+                # relative to the spread of the target about its (weighted) mean
+                mean = (rows * target).sum(0) / rows.sum(0).clamp(min=1e-300)
+                spread = (rows * (target - mean) ** 2).sum()
+                return float((rows * (pred - target) ** 2).sum() / spread.clamp(min=1e-300))
+            before = error(xa @ w0.T)
+            after = error(xa @ w.T + c)
             new = torch.zeros_like(w_now)
             new[:, cols] = w
             layer.weight.copy_(new.view_as(layer.weight).to(layer.weight.dtype))

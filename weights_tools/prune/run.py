@@ -96,12 +96,13 @@ def report_rows(model, pruned, graph, keep, per_ms, per_ms_after):
 
 def prune(model, task, method="c2s2", target_flops=None, target_ms=None, budget=None,
           max_prune=0.75, power=1.0, multiple=1, threads=1, kernel=None, log=print, path="float",
-          rates="fisher"):
+          rates="fisher", fisher_batches=16):
     """Prunes a copy of `model` (a weights_tools.torch.Darknet with trained
     weights) on `task`; returns a Result.  The model given is trained in place
     (masked) and should be discarded.  rates: "cost" (rates.allocate, by the
     cost of a channel alone, `power`) or "fisher" (rates.allocate_importance:
-    Fisher importance lost per cost saved)."""
+    Fisher importance lost per cost saved, over `fisher_batches` batches).
+    method "fisher" keeps the channels of largest Fisher importance."""
     if method not in METHODS:
         raise PruneError("unknown method %r (choose from %s)" % (method, ", ".join(METHODS)))
     budget = budget or methods.Budget()
@@ -110,10 +111,11 @@ def prune(model, task, method="c2s2", target_flops=None, target_ms=None, budget=
     graph = ChannelGraph(model)
     t0 = time.time()
     calib = task.x[:8].numpy()
-    importance = fisher(model, task, graph) if rates == "fisher" else None
+    importance = (fisher(model, task, graph, batches=fisher_batches)
+                  if rates == "fisher" or method == "fisher" else None)
     counts, costs, per_ms, whole = plan_counts(model, graph, target_flops, target_ms, max_prune,
                                                 power, multiple, threads, kernel, log, path, calib,
-                                                importance)
+                                                importance if rates == "fisher" else None)
     n_groups = sum(1 for g in graph.prunable() if counts.get(g.id, g.n) < g.n)
     score_before = task.score(model)
     log("%s: %d groups pruned; %s before: %.4f" % (method, n_groups, task.score_name, score_before))
@@ -124,6 +126,9 @@ def prune(model, task, method="c2s2", target_flops=None, target_ms=None, budget=
                             {g: max(v, 0.0) / top for g, v in per.items()}, log=log)
     elif method == "l1":
         keep, pruned = methods.l1_norm(model, task, counts, budget, n_groups, log=log)
+    elif method == "fisher":
+        keep, pruned = methods.fisher_select(model, task, counts, importance, budget, n_groups,
+                                             log=log)
     else:
         goal = costs.total({g: k / graph.group(g).n for g, k in counts.items()})
 

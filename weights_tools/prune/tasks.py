@@ -4,6 +4,8 @@ the layer before the final [softmax]) or unlabelled images and a teacher
 inputs of every [yolo] layer, or the logits — by mean squared error, or for
 a detector by the detection-aware "yolo" distillation loss)."""
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -93,6 +95,23 @@ def _bernoulli_kl(logit, target_logit):
             - F.binary_cross_entropy_with_logits(target_logit, p, reduction="none"))
 
 
+def yolo_curvature(teacher, anchors, classes):
+    """The diagonal of yolo_distillation's Hessian in the student's raw outputs
+    at student = teacher, shaped like `teacher`: a change d of the raw outputs
+    raises the loss by about 1/2 * sum(curvature * d^2).  A logistic score of
+    probability p curves by p (1 - p) (the Bernoulli Fisher information);
+    x, y and the classes are weighted by the teacher's objectness, w and h by
+    2 x objectness; divided by the anchors averaged over."""
+    n, _, h, w = teacher.shape
+    t = teacher.reshape(n, anchors, classes + 5, h, w)
+    p = torch.sigmoid(t)
+    fisher = p * (1 - p)
+    obj = p[:, :, 4:5]
+    out = torch.cat([obj * fisher[:, :, :2], 2 * obj.expand(-1, -1, 2, -1, -1), fisher[:, :, 4:5],
+                     obj * fisher[:, :, 5:]], 2)
+    return (out / (anchors * h * w)).reshape(teacher.shape)
+
+
 def yolo_distillation(student, teacher, anchors, classes):
     """Distillation loss of one [yolo] head, from the raw (pre-[yolo]) outputs
     [n, anchors * (5 + classes), h, w], averaged over the anchors of the map:
@@ -120,12 +139,14 @@ class TeacherTask:
     training (the BN scales still train): with a few images per batch of a
     small photo set, batch statistics are noisy and unlike the data the
     model was trained on.
-    reconstruct=N: once C2S2 has chosen a layer's channels, the layers that
+    reconstruct=N: once a layer's channels are chosen (C2S2: layer by layer;
+    the one-shot methods: all, then each in network order), the layers that
     read them are refitted by least squares to the teacher on the first N
-    training images (reconstruct.py); 0: not."""
+    training images (reconstruct.py), reconstruct_rows sampled positions of
+    each; 0: not."""
 
     def __init__(self, teacher, x, x_val, batch_size=4, shift=16, flip=True, seed=0,
-                 loss="mse", freeze_bn=False, reconstruct=0):
+                 loss="mse", freeze_bn=False, reconstruct=0, reconstruct_rows=256):
         if len(x) < batch_size:
             raise PruneError("%d training images, fewer than one batch of %d" % (len(x), batch_size))
         self.teacher = teacher.eval()
@@ -144,6 +165,7 @@ class TeacherTask:
         self.steps_per_epoch = max(1, len(x) // batch_size)
         self._val_targets = None
         self.reconstruct = min(int(reconstruct), len(x))
+        self.reconstruct_rows = int(reconstruct_rows)
         self.seed = seed
 
     def batch(self):
@@ -158,13 +180,51 @@ class TeacherTask:
             terms = [F.mse_loss(o, t) for o, t in zip(outs, targets)]
         return sum(terms) / len(terms)
 
+    def sensitivity(self, model, batch, gen=None):
+        """A scalar whose squared gradient, halved and averaged over random
+        draws, is the loss's rise when a channel is removed (to second order):
+        at student = teacher the loss and its gradient are zero, so the Fisher
+        importance of task.loss would be zero for every channel.  This is
+        sum r * sqrt(h) * out with r ~ N(0, 1) and h the loss's curvature in
+        each head output (yolo_curvature; 2 / size for the MSE), averaged over
+        the batch like a loss: E_r[(d/dm)^2] / 2 = 1/2 sum h J^2 for an output
+        change J, the rise of a loss whose Hessian is diag(h)."""
+        x, targets = batch
+        outs = model(x, outputs=self.heads)
+        total = 0.0
+        for k, (o, t) in enumerate(zip(outs, targets)):
+            if self.loss_kind == "yolo":
+                h = yolo_curvature(t, *self._yolo[k])
+            else:
+                h = torch.full_like(t, 2.0 / t[0].numel())
+            r = torch.randn(o.shape, generator=gen)
+            total = total + (r * torch.sqrt(h) * o).flatten(1).sum(1).mean()
+        return total / math.sqrt(len(outs))   # the loss averages the heads
+
+    def head_weight(self, i, a):
+        """reconstruct()'s row weights: a [yolo] head's rows (layer i's
+        pre-activation a is the raw output the loss compares) weighted by the
+        teacher's objectness at each anchor, for all of that anchor's outputs
+        (the weight of its box and class terms in the loss; about the
+        objectness term's p (1 - p) where p is small), so the fit favours
+        where the teacher sees something and solves once per anchor; other
+        layers plain least squares (None)."""
+        if self.loss_kind != "yolo" or i not in self.heads:
+            return None
+        anchors, classes = self._yolo[self.heads.index(i)]
+        n, _, h, w = a.shape
+        obj = torch.sigmoid(a.reshape(n, anchors, classes + 5, h, w)[:, :, 4:5])
+        return obj.expand(-1, -1, classes + 5, -1, -1).reshape(a.shape)
+
     def after_select(self, model, graph, gid, log=print):
         """Called by methods.c2s2 once group gid's mask is fixed."""
         if not self.reconstruct:
             return
         from weights_tools.prune.reconstruct import reconstruct
         x = self.x[:self.reconstruct]
-        errors = reconstruct(model, self.teacher, graph, gid, list(x.split(8)), seed=self.seed)
+        errors = reconstruct(model, self.teacher, graph, gid, list(x.split(8)),
+                             per_image=self.reconstruct_rows, seed=self.seed,
+                             weight=self.head_weight)
         log("  least squares to the teacher: %s" % ", ".join(
             "layer %d error %.3f -> %.3f" % (i, a, b) for i, (a, b) in errors.items()))
 
