@@ -29,7 +29,6 @@ import json
 import os
 import pathlib
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +43,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 import numpy as np  # noqa: E402
 
 import mdfi  # noqa: E402
-from mdfi.bench import cpu_name, native_program  # noqa: E402
+from mdfi.bench import cpu_name, native_program, program_ms  # noqa: E402
 from weights_tools import xnor_pack  # noqa: E402
 from weights_tools.darknet_cfg import layers_of  # noqa: E402
 
@@ -78,14 +77,6 @@ def storage(cfg, weights):
     return {"weights_file": os.path.getsize(weights), "packed_file": len(packed),
             "binary_body_float32_bytes": body_float,
             "binary_body_packed_bytes": rep["total"]["packed_bytes"]}
-
-
-def program_ms(exe, cfg, weights, runs):
-    """(median, min) ms per forward of `mdfi bench`, one thread."""
-    res = subprocess.run([exe, "bench", cfg, weights, "--runs", str(runs), "--threads", "1",
-                          "--json"], capture_output=True, text=True, check=True)
-    r = json.loads(res.stdout)
-    return r["median_ms"], r["min_ms"]
 
 
 def main(argv=None):

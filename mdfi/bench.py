@@ -59,6 +59,17 @@ def native_program():
     return None
 
 
+def program_ms(exe, cfg, weights, runs, threads=1):
+    """(median, min) ms per forward of `exe bench CFG WEIGHTS` (the mdfi
+    program): the engine's time in C, without Python's per-call cost."""
+    res = subprocess.run([exe, "bench", str(cfg), str(weights), "--runs", str(runs),
+                          "--threads", str(threads), "--json"], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError("%s bench %s: %s" % (exe, cfg, res.stderr.strip()))
+    r = json.loads(res.stdout)
+    return r["median_ms"], r["min_ms"]
+
+
 def program_rss(cfg, weights, threads):
     """Peak RSS of the mdfi program's bench, if the program is built."""
     exe = native_program()
