@@ -166,6 +166,12 @@ $(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx512.o: CFLAGS_BASE += -O2
 # -O2 for the AVX2 fp32 gemv (N == 1): it streams A once, memory-bound for
 # any large connected layer, and -O3's copies of its loops cost 2.5 KB.
 $(BUILD)/obj/csrc/kernels/x86/sgemm_gemv_avx2.o: CFLAGS_BASE += -O2
+# The element-wise loops ([shortcut]'s sum, leaky, relu) vectorized for the
+# target's baseline SIMD (SSE2 on x86-64, NEON on aarch64): gcc's -O2 cost
+# model leaves a loop of unknown length scalar, and with trapping math it
+# will not divide the lanes a select then drops (MDFI never enables FP
+# traps; the values are the same, tests/c/test_act.c checks them bit for bit).
+$(BUILD)/obj/csrc/kernels/eltwise.o: CFLAGS_BASE += -O3 -fno-trapping-math
 # No padding before loops and jump targets in the integer and binary GEMM
 # drivers and the AVX2 requantization: their inner loops are the ISA
 # micro-kernels' (-O3, aligned); measured no slower (docs/architecture.md,

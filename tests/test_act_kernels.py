@@ -1,4 +1,5 @@
-"""The vector swish and mish (kernels/x86/act_avx2.c, kernels/arm/act_neon.c) through
+"""The vector swish and mish (kernels/x86/act_avx2.c, kernels/arm/act_neon.c) and the
+element-wise loops (kernels/eltwise.c: the [shortcut] sum, leaky, relu) through
 the C driver tests/c/test_act.c: within 4 ulps of their definitions on a fine grid of
 [-120, 120] and at the branch points and extremes, every tail length, nothing written
 past the end, NaN kept.  Natively (AVX2 where the CPU has it) and, for aarch64 / armhf
@@ -25,6 +26,7 @@ def driver(cross=""):
 
 def test_native():
     out = run_driver([str(driver())], timeout=300)
+    assert "eltwise ok" in out, out
     isa = "avx2" if "avx2-" in out else None
     for act in ("swish", "mish"):
         if isa:   # the AVX-512 path runs the AVX2 form too
@@ -42,3 +44,4 @@ def test_neon_under_qemu(arch):
         pytest.skip(f"no {cross}gcc or {qemu}")
     out = run_driver([qemu, str(driver(cross)), "--quick"], timeout=300)
     assert "neon-swish ok" in out and "neon-mish ok" in out, out
+    assert "eltwise ok" in out, out

@@ -1,4 +1,5 @@
 #include "kernels/activations.h"
+#include "kernels/eltwise.h"
 
 #include <math.h>
 #include <string.h>
@@ -87,6 +88,14 @@ void mdfi_activate(float *x, size_t n, mdfi_activation a)
 {
     if (a == MDFI_ACT_LINEAR)
         return;
+    if (a == MDFI_ACT_LEAKY) {   /* the common ones, in kernels/eltwise.c (-O2) */
+        mdfi_leaky_inplace(x, n);
+        return;
+    }
+    if (a == MDFI_ACT_RELU) {
+        mdfi_relu_inplace(x, n);
+        return;
+    }
     for (size_t i = 0; i < n; ++i)
         x[i] = mdfi_activate1(x[i], a);
 }

@@ -9,6 +9,7 @@
 
 #include "base/error.h"
 #include "kernels/activations.h"
+#include "kernels/eltwise.h"
 #include "layers/fixed.h"
 #include "layers/layer.h"
 
@@ -87,8 +88,7 @@ static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
         memcpy(ctx->out, a, n * sizeof *a);
         resampled(l, sp, b, ctx->out);
     } else {
-        for (size_t i = 0; i < n; ++i)
-            ctx->out[i] = sp->alpha * a[i] + sp->beta * b[i];
+        mdfi_eltwise_sum(ctx->out, a, b, n, sp->alpha, sp->beta);
     }
     mdfi_activate(ctx->out, n, sp->act);
 }

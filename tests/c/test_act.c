@@ -12,13 +12,20 @@
  * Prints "NAME ok" for each form that ran and agreed, "NAME skipped" where
  * this CPU picks the scalar loop (AlexeyAB's formulas, checked in Python).
  *
- *   test_act [--quick] */
+ * Also the element-wise loops of kernels/eltwise.c (vectorized for the
+ * target's baseline SIMD: SSE2, NEON) against Darknet's scalar arithmetic,
+ * bit for bit: leaky (float)(.1 * (double)x), relu x * (x > 0), and the
+ * [shortcut] sum, on a stride of all 2^32 float bit patterns (every one
+ * with --all), at every offset and tail length; prints "eltwise ok".
+ *
+ *   test_act [--quick | --all] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/activations.h"
+#include "kernels/eltwise.h"
 
 static double exact(double x, mdfi_activation a)
 {
@@ -94,9 +101,73 @@ static int check(const char *name, mdfi_activate_fn fn, mdfi_activation a, int q
     return bad != 0;
 }
 
+static int same(float a, float b)
+{
+    unsigned ua, ub;
+    memcpy(&ua, &a, 4);
+    memcpy(&ub, &b, 4);
+    return ua == ub || (a != a && b != b);
+}
+
+/* Darknet's forms, one element at a time. */
+static float leaky1(float x)
+{
+    return x > 0 ? x : (float)(.1 * x);
+}
+
+static int check_eltwise(unsigned step)
+{
+    enum { N = 4096 };
+    static float x[N + 8], y[N + 8], z[N + 8], w[N + 8];
+    unsigned long long bits = 0;
+    size_t checked = 0;
+    for (unsigned tail = 0; bits < (1ull << 32); tail = (tail + 1) % 37) {
+        size_t n = N - tail, off = tail % 8;   /* every length mod 8, every alignment */
+        for (size_t i = 0; i < n; ++i, bits += step) {
+            unsigned u = (unsigned)bits;
+            memcpy(&x[off + i], &u, 4);
+            u = (unsigned)(bits * 2654435761u);    /* a second operand for the sum */
+            memcpy(&z[off + i], &u, 4);
+        }
+        for (int k = 0; k < 3; ++k) {
+            memcpy(y, x, sizeof y);
+            y[off + n] = 12345.f;                  /* must survive: nothing past the end */
+            if (k == 0)
+                mdfi_leaky_inplace(y + off, n);
+            else if (k == 1)
+                mdfi_relu_inplace(y + off, n);
+            else
+                mdfi_eltwise_sum(y + off, x + off, z + off, n, 1.f, 1.f);
+            for (size_t i = 0; i < n; ++i) {
+                float v = x[off + i];
+                float e = k == 0 ? leaky1(v) : k == 1 ? v * (v > 0) : v + z[off + i];
+                if (!same(y[off + i], e)) {
+                    printf("FAIL eltwise %s x=%.9g got %.9g want %.9g\n",
+                           k == 0 ? "leaky" : k == 1 ? "relu" : "sum", v, y[off + i], e);
+                    return 1;
+                }
+            }
+            if (y[off + n] != 12345.f) {
+                printf("FAIL eltwise wrote past %zu values\n", n);
+                return 1;
+            }
+        }
+        mdfi_eltwise_sum(w + off, x + off, z + off, n, .5f, -3.f);   /* the general form */
+        for (size_t i = 0; i < n; ++i)
+            if (!same(w[off + i], .5f * x[off + i] + -3.f * z[off + i])) {
+                printf("FAIL eltwise alpha/beta sum at x=%.9g\n", x[off + i]);
+                return 1;
+            }
+        checked += n;
+    }
+    printf("eltwise ok (%zu values)\n", checked);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const int quick = argc > 1 && !strcmp(argv[1], "--quick");
+    const int all = argc > 1 && !strcmp(argv[1], "--all");
     const mdfi_isa isa = mdfi_isa_best();
     int fail = 0;
     static const struct {
@@ -114,6 +185,10 @@ int main(int argc, char **argv)
             fail |= check(name, fn, acts[i].a, quick);
         }
     }
+    if (check_eltwise(all ? 1 : quick ? 65537 : 4099))
+        ++n_fail, fail = 1;
+    else
+        ++n_pass;
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return fail;
 }
