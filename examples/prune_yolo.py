@@ -1,7 +1,7 @@
 """Prune yolov3-tiny without labels: the float model teaches, shipped photos are the data.
 
     python examples/prune_yolo.py                                  # the recorded run
-    python examples/prune_yolo.py --targets 0.66 --select-steps 2 --tune-steps 2 \\
+    python examples/prune_yolo.py --targets 0.66 --method c2s2 --select-steps 2 --tune-steps 2 \\
         --final-steps 2 --train-inputs 16 --val-inputs 4 --out /tmp/py --record /tmp/py/r.json
 
 Data.  The photos that scikit-image and scikit-learn ship (weights_tools.evaluate's
@@ -28,11 +28,19 @@ views of the training photos, models pruned at 256 matched the teacher far
 worse at 416 than at 256 (docs/pruning-yolov3-tiny.md), so the recorded run
 trains at 416.
 
-Steps.  C2S2 with --select-steps of phase 1 per layer; after each layer's
-channels are chosen, the layers that read them are refitted to the teacher
-by least squares (--reconstruct inputs, weights_tools/prune/reconstruct.py);
---tune-steps of phase 2 per layer; --final-steps of fine-tuning of the
-physically pruned model.  Adam, lr --lr, batches of --batch-size.
+Steps.  --rates: how many channels each layer keeps, from the FLOPs a
+channel costs alone ("cost", --cost-power) or from the teacher's Fisher
+importance lost per FLOP saved ("fisher": the loss's rise when a channel
+goes, estimated without labels from the teacher's output sensitivity,
+TeacherTask.sensitivity, over --fisher-batches batches).  --method: which
+channels, C2S2's gates (--select-steps of phase 1 per layer, then
+--tune-steps of phase 2) or one shot by that Fisher importance ("fisher") or
+by L1 norm.  After each layer's channels are chosen, the layers that read
+them are refitted to the teacher by least squares (--reconstruct inputs,
+--reconstruct-rows positions of each; weights_tools/prune/reconstruct.py; a
+head's rows weighted by the teacher's objectness); --final-steps of
+fine-tuning of the physically pruned model.  Adam, lr --lr, batches of
+--batch-size.
 
 Measured on the held-back photos, per --targets value: the float model's
 detections (thresh 0.5) that the pruned model keeps (same class, IoU >= 0.5,
@@ -260,31 +268,32 @@ def reevaluate(args, argv, held, held_views, float_prefix):
 
 def parse(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--targets", type=float, nargs="+", default=[0.8, 0.66, 0.5],
+    ap.add_argument("--targets", type=float, nargs="+", default=[0.9, 0.8, 0.66],
                     help="fractions of the FLOPs to keep")
     ap.add_argument("--res", type=int, default=416, help="training resolution (multiple of 32)")
     ap.add_argument("--train-inputs", type=int, default=384)
     ap.add_argument("--val-inputs", type=int, default=16)
-    ap.add_argument("--method", choices=("c2s2", "fisher", "l1"), default="c2s2",
+    ap.add_argument("--method", choices=("c2s2", "fisher", "l1"), default="fisher",
                     help="which channels go: C2S2's gates, or one shot by the teacher's Fisher "
                     "importance or by L1 norm (then the least-squares refit, layer by layer)")
-    ap.add_argument("--rates", choices=("cost", "fisher"), default="cost",
+    ap.add_argument("--rates", choices=("cost", "fisher"), default="fisher",
                     help="channels per layer from the cost of a channel (--cost-power) or from "
                     "the teacher's Fisher importance lost per FLOP saved")
     ap.add_argument("--fisher-batches", type=int, default=16,
                     help="training batches the Fisher importance is averaged over")
-    ap.add_argument("--select-steps", type=int, default=6, help="C2S2 phase 1 steps per layer")
+    ap.add_argument("--select-steps", type=int,
+                    help="C2S2 phase 1 steps per layer (default 6 for c2s2, 0 otherwise)")
     ap.add_argument("--tune-steps", type=int, default=0, help="C2S2 phase 2 steps per layer")
-    ap.add_argument("--final-steps", type=int, default=200, help="fine-tuning steps at the end")
+    ap.add_argument("--final-steps", type=int, default=300, help="fine-tuning steps at the end")
     ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--lr", type=float, default=3e-5)
     ap.add_argument("--loss", choices=("yolo", "mse"), default="yolo")
     ap.add_argument("--train-bn", action="store_true",
                     help="batch statistics while training (default: the teacher's, frozen)")
-    ap.add_argument("--max-prune", type=float, default=0.4)
+    ap.add_argument("--max-prune", type=float, default=0.6)
     ap.add_argument("--cost-power", type=float, default=0.5)
     ap.add_argument("--multiple", type=int, default=4)
-    ap.add_argument("--reconstruct", type=int, default=32,
+    ap.add_argument("--reconstruct", type=int, default=96,
                     help="least-squares refit of a pruned layer's readers to the teacher on "
                     "this many training inputs (0: off)")
     ap.add_argument("--reconstruct-rows", type=int, default=256,
@@ -298,7 +307,10 @@ def parse(argv):
     ap.add_argument("--evaluate-only", action="store_true",
                     help="no training: measure again the models a run left in --out "
                     "and update --record")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.select_steps is None:
+        args.select_steps = 6 if args.method == "c2s2" else 0
+    return args
 
 
 def main(argv=None):

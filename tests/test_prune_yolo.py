@@ -366,3 +366,16 @@ def test_head_reconstruction_weights_rows_by_the_teachers_objectness():
     for k in range(85):
         assert torch.equal(w[:, :, k], obj)
     assert TeacherTask(m, x, x[:1], batch_size=2, loss="mse").head_weight(15, a) is None
+
+
+def test_example_defaults_are_the_recorded_recipe():
+    ex = _example()
+    args = ex.parse([])
+    assert (args.method, args.rates, args.select_steps) == ("fisher", "fisher", 0)
+    assert ex.parse(["--method", "c2s2"]).select_steps == 6      # C2S2 needs its phase 1
+    assert ex.parse(["--method", "c2s2", "--select-steps", "2"]).select_steps == 2
+    rec = json.loads(RECORD.read_text())
+    if rec.get("method") == "fisher":      # the record is what the defaults reproduce
+        assert rec["command"] == "python examples/prune_yolo.py --torch-threads 1"
+        assert rec["reconstruct_inputs"] == args.reconstruct and rec["lr"] == args.lr
+        assert rec["max_prune"] == args.max_prune
