@@ -112,7 +112,7 @@ def main(argv=None):
     ap.add_argument("--model", default=os.path.join(HERE, "models", "fmnist_vgg"))
     ap.add_argument("--dataset", default="fashion-mnist")
     ap.add_argument("--methods", nargs="+", default=["c2s2", "l1", "slimming"],
-                    help="c2s2, l1, slimming; c2s2-uniform is C2S2 with one prune rate for "
+                    help="c2s2, l1, slimming, fisher; c2s2-uniform is C2S2 with one prune rate for "
                     "every layer (--cost-power 0: the cost-aware rates' ablation)")
     ap.add_argument("--targets", nargs="*", type=float, default=[0.5, 0.33],
                     help="FLOPs fractions to prune to (none: only check the rates)")
