@@ -134,6 +134,15 @@ def test_teacher_task_freezes_batch_norm_statistics():
     assert task.score(m) == 0.0
 
 
+def test_teacher_task_refuses_a_refit_without_rows():
+    from weights_tools.prune import PruneError
+    m = tiny_at(64)
+    x = np.zeros((4, 3, 64, 64), np.float32)
+    with pytest.raises(PruneError, match="reconstruct_rows=0"):
+        TeacherTask(m, x, x[:1], batch_size=2, reconstruct=2, reconstruct_rows=0)
+    TeacherTask(m, x, x[:1], batch_size=2, reconstruct=0, reconstruct_rows=0)   # no refit
+
+
 def test_teacher_task_refuses_the_yolo_loss_without_yolo_heads():
     from weights_tools.prune import PruneError
     from weights_tools.torch import AvgPool, Connected, Conv, Darknet, Softmax
@@ -276,7 +285,8 @@ def test_command_line_prunes_a_detector_on_unlabelled_images(tmp_path, capsys, m
     rc = main(["prune", "--cfg", cfg, "--weights", weights, "--data", str(tmp_path / "inputs.npy"),
                "--target-flops", "0.7", "--select-steps", "1", "--tune-steps", "1",
                "--epochs", "1", "--val-images", "2", "--teacher-loss", "yolo", "--freeze-bn",
-               "--reconstruct", "4", "--torch-threads", "1", "--method", method, "-o", str(out)])
+               "--reconstruct", "4", "--reconstruct-rows", "64", "--torch-threads", "1",
+               "--method", method, "-o", str(out)])
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "least squares to the teacher" in text

@@ -64,6 +64,8 @@ def add_arguments(p):
                    help="unlabelled data: refit the readers of each pruned layer to the "
                    "teacher by least squares on N training images (a [yolo] head weighted by "
                    "the teacher's objectness)")
+    p.add_argument("--reconstruct-rows", type=int, default=256, metavar="R",
+                   help="unlabelled data: positions sampled per image for that refit")
     p.add_argument("--train-limit", type=int, help="use only the first N training images")
     p.add_argument("--threads", type=int, default=1, help="MDFI threads for the measured costs")
     p.add_argument("--path", choices=("float", "int8"), default="float",
@@ -91,7 +93,7 @@ def labelled_task(name, path, batch_size, val_per_class, train_limit, seed):
 
 
 def image_task(model, paths, batch_size, val_images, seed, loss="mse", freeze_bn=False,
-               reconstruct=0):
+               reconstruct=0, reconstruct_rows=256):
     from weights_tools.calibrate import find_images, load_input
     from weights_tools.prune.tasks import TeacherTask
     import copy
@@ -105,7 +107,7 @@ def image_task(model, paths, batch_size, val_images, seed, loss="mse", freeze_bn
     teacher = copy.deepcopy(model).eval()
     return (TeacherTask(teacher, x[:-val_images], x[-val_images:], batch_size or 4,
                         shift=IMAGE_DATA_SHIFT, seed=seed, loss=loss, freeze_bn=freeze_bn,
-                        reconstruct=reconstruct),
+                        reconstruct=reconstruct, reconstruct_rows=reconstruct_rows),
             "%d images (%d held out for scoring)" % (len(x), val_images))
 
 
@@ -145,7 +147,7 @@ def run_from_args(args, argv=None):
         else:
             task, data_note = image_task(model, args.data, args.batch_size, args.val_images,
                                          args.seed, args.teacher_loss, args.freeze_bn,
-                                         args.reconstruct)
+                                         args.reconstruct, args.reconstruct_rows)
         budget = Budget(args.select_steps, args.tune_steps,
                         round(args.epochs * task.steps_per_epoch), lr=args.lr,
                         joint=not args.gates_only)

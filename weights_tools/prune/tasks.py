@@ -166,6 +166,9 @@ class TeacherTask:
         self._val_targets = None
         self.reconstruct = min(int(reconstruct), len(x))
         self.reconstruct_rows = int(reconstruct_rows)
+        if self.reconstruct and self.reconstruct_rows < 1:
+            raise PruneError("the least-squares refit needs at least one position per image, "
+                             "got reconstruct_rows=%d" % self.reconstruct_rows)
         self.seed = seed
 
     def batch(self):
