@@ -612,15 +612,14 @@ def _rss_child_main(name, work, threads, kernel, quantize_first):
 
 def program_rss(files, threads, kernel=None):
     """Peak RSS (KiB) of the mdfi program's `bench`, if make has built it."""
-    from mdfi.bench import native_program
+    from mdfi.bench import native_program, program_bench
     exe = native_program()
     if exe is None:
         return None
-    cmd = [exe, "bench", *files, "--runs", "3", "--threads", str(threads), "--json"]
-    if kernel:
-        cmd += ["--kernel", kernel]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    return json.loads(res.stdout).get("peak_rss_kb") if res.returncode == 0 else None
+    try:
+        return program_bench(exe, *files, 3, threads, kernel, timeout=300).get("peak_rss_kb")
+    except RuntimeError:
+        return None
 
 
 # ----------------------------------------------------------------------------- the run

@@ -59,14 +59,24 @@ def native_program():
     return None
 
 
+def program_bench(exe, cfg, weights, runs=3, threads=1, kernel=None, timeout=None):
+    """The JSON report of `exe bench CFG WEIGHTS --json` (the mdfi program:
+    median_ms, min_ms, peak_rss_kb, ...); RuntimeError with its message if it
+    fails."""
+    cmd = [exe, "bench", str(cfg), str(weights), "--runs", str(runs), "--threads",
+           str(threads), "--json"]
+    if kernel:
+        cmd += ["--kernel", kernel]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if res.returncode != 0:
+        raise RuntimeError("%s bench %s: %s" % (exe, cfg, res.stderr.strip()))
+    return json.loads(res.stdout)
+
+
 def program_ms(exe, cfg, weights, runs, threads=1):
     """(median, min) ms per forward of `exe bench CFG WEIGHTS` (the mdfi
     program): the engine's time in C, without Python's per-call cost."""
-    res = subprocess.run([exe, "bench", str(cfg), str(weights), "--runs", str(runs),
-                          "--threads", str(threads), "--json"], capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError("%s bench %s: %s" % (exe, cfg, res.stderr.strip()))
-    r = json.loads(res.stdout)
+    r = program_bench(exe, cfg, weights, runs, threads)
     return r["median_ms"], r["min_ms"]
 
 
@@ -75,9 +85,10 @@ def program_rss(cfg, weights, threads):
     exe = native_program()
     if exe is None:
         return None
-    res = subprocess.run([exe, "bench", str(cfg), str(weights), "--runs", "3", "--threads",
-                          str(threads), "--json"], capture_output=True, text=True)
-    return json.loads(res.stdout) if res.returncode == 0 else None
+    try:
+        return program_bench(exe, cfg, weights, 3, threads)
+    except RuntimeError:
+        return None
 
 
 def main(argv=None):
