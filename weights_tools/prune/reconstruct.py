@@ -92,38 +92,37 @@ def _collect(student, teacher, i, inputs, per_image, gen, weight=None):
     return torch.cat(xs), torch.cat(ys), torch.cat(ws) if ws else None
 
 
-def _solve(xa, target, w0, ridge):
-    """(W [Cout, D], c [Cout]) minimizing ||target - xa W^T - c||^2 +
-    lam ||W - w0||^2, lam = ridge x the mean diagonal of the centred Gram."""
-    mean_x, mean_t = xa.mean(0), target.mean(0)
-    xc, tc = xa - mean_x, target - mean_t
-    gram = xc.T @ xc
+def _solve_rows(xa, target, r, w0, ridge):
+    """(W [J, D], c [J]) minimizing sum_p r_p ||target_p - W x_p - c||^2 +
+    lam ||W - w0||^2 for row weights r summing to 1, lam = ridge x the mean
+    diagonal of the (weighted) centred Gram."""
+    mean_x = r @ xa
+    xc = xa - mean_x
+    gram = xc.T @ (xc * r[:, None])
     lam = ridge * float(gram.diagonal().mean())
     gram += lam * torch.eye(len(gram), dtype=gram.dtype)
-    w = torch.linalg.solve(gram, xc.T @ tc + lam * w0.T).T
+    mean_t = r @ target
+    w = torch.linalg.solve(gram, xc.T @ (r[:, None] * (target - mean_t)) + lam * w0.T).T
     return w, mean_t - mean_x @ w.T
+
+
+def _solve(xa, target, w0, ridge):
+    """_solve_rows with every row weighing the same, for all output channels."""
+    return _solve_rows(xa, target, torch.full((len(xa),), 1.0 / len(xa), dtype=xa.dtype), w0,
+                       ridge)
 
 
 def _solve_weighted(xa, target, rows, w0, ridge):
     """_solve with row weights per output channel (rows [P, Cout]): one
     weighted problem per distinct column of weights (a detector's head shares
-    one per anchor).  The ridge is scaled like _solve's, by the weighted
-    Gram's mean diagonal."""
+    one per anchor)."""
     w = torch.empty_like(w0)
     c = torch.empty(len(w0), dtype=xa.dtype)
     columns, which = torch.unique(rows.T, dim=0, return_inverse=True)
     for u, col in enumerate(columns):
         js = (which == u).nonzero().flatten()
-        r = col / col.sum().clamp(min=1e-300)
-        mean_x = r @ xa
-        xc = xa - mean_x
-        gram = xc.T @ (xc * r[:, None])
-        lam = ridge * float(gram.diagonal().mean())
-        gram += lam * torch.eye(len(gram), dtype=gram.dtype)
-        mean_t = r @ target[:, js]                                          # [J]
-        rhs = xc.T @ (r[:, None] * (target[:, js] - mean_t)) + lam * w0[js].T
-        w[js] = torch.linalg.solve(gram, rhs).T
-        c[js] = mean_t - mean_x @ w[js].T
+        w[js], c[js] = _solve_rows(xa, target[:, js], col / col.sum().clamp(min=1e-300),
+                                   w0[js], ridge)
     return w, c
 
 
