@@ -88,7 +88,7 @@ void mdfi_activate(float *x, size_t n, mdfi_activation a)
 {
     if (a == MDFI_ACT_LINEAR)
         return;
-    if (a == MDFI_ACT_LEAKY) {   /* the common ones, in kernels/eltwise.c (-O2) */
+    if (a == MDFI_ACT_LEAKY) {   /* the common ones: kernels/eltwise.c, vectorized */
         mdfi_leaky_inplace(x, n);
         return;
     }
