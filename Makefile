@@ -112,14 +112,15 @@ OBJ_KERNEL_PORTABLE := $(filter-out %/cpu.o %/sgemm.o %/activations.o \
     $(BUILD)/obj/csrc/kernels/ref/%,\
     $(filter $(BUILD)/obj/csrc/kernels/%,$(OBJ_PORTABLE)))
 $(filter-out $(OBJ_KERNEL_PORTABLE),$(OBJ_PORTABLE)) $(CLI_OBJ): CFLAGS_BASE += -Os
-# Code that runs once per network or per command (the cfg, the build and plan, the
-# weights readers, the command line) is built smaller still where the compiler knows
-# -Oz (gcc >= 12, clang); elsewhere it stays -Os.
+# Code that runs once per network, per command or per image header (the cfg, the
+# build and plan, the weights readers, the command line, CPU detection, JPEG
+# markers, PNM headers, stream framing) is built smaller still where the compiler
+# knows -Oz (gcc >= 12, clang); elsewhere it stays -Os.
 OZ := $(shell $(CC) -Oz -x c -c /dev/null -o /dev/null 2>/dev/null && echo -Oz || echo -Os)
 OBJ_COLD := $(filter $(BUILD)/obj/csrc/base/% $(BUILD)/obj/csrc/net/% %/weights.o %/qweights.o \
     %/params.o %/qarrays.o $(addprefix %/layers/,common.o registry.o dp_common.o cost.o \
-    dropout.o convolutional.o connected.o crop.o reorg.o region.o local.o),$(OBJ_PORTABLE)) \
-    $(CLI_OBJ)
+    dropout.o convolutional.o connected.o crop.o reorg.o region.o local.o) %/kernels/cpu.o \
+    $(addprefix %/io/,jpeg_markers.o pnm.o stream.o),$(OBJ_PORTABLE)) $(CLI_OBJ)
 $(OBJ_COLD): CFLAGS_BASE += $(OZ)
 # The layer types' variant tables (48-byte structs of function pointers), the
 # reference kernels' tables and the run-once code's data at their ABI
@@ -132,8 +133,8 @@ cc_flags = $(foreach f,$(1),$(shell $(CC) -Werror $(f) -x c -c /dev/null -o /dev
     2>/dev/null && echo $(f)))
 ALIGN_DATA := $(call cc_flags,-malign-data=abi)
 ifneq (,$(findstring x86_64,$(TRIPLE)))
-$(filter $(BUILD)/obj/csrc/layers/% $(BUILD)/obj/csrc/kernels/ref/%,$(OBJ_PORTABLE)) \
-    $(OBJ_COLD): CFLAGS_BASE += $(ALIGN_DATA)
+$(filter $(BUILD)/obj/csrc/layers/% $(BUILD)/obj/csrc/kernels/%,$(OBJ_PORTABLE)) \
+    $(OBJ_COLD) $(OBJ_AVX2) $(OBJ_AVX512) $(OBJ_VNNI): CFLAGS_BASE += $(ALIGN_DATA)
 endif
 # printf stays printf: gcc's puts/putchar for it are two more imports (PLT
 # entries, symbols, relocations), about 150 bytes of the program
@@ -179,7 +180,8 @@ $(BUILD)/obj/csrc/kernels/eltwise.o: CFLAGS_BASE += -O3 -fno-trapping-math
 NOALIGN := $(call cc_flags,-fno-align-loops -fno-align-jumps -fno-align-labels)
 $(BUILD)/obj/csrc/kernels/bgemm.o $(BUILD)/obj/csrc/kernels/qgemm.o \
     $(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx2.o $(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx512.o \
-    $(BUILD)/obj/csrc/kernels/dpath.o $(BUILD)/obj/csrc/kernels/x86/sgemm_gemv_avx2.o: \
+    $(BUILD)/obj/csrc/kernels/dpath.o $(BUILD)/obj/csrc/kernels/x86/sgemm_gemv_avx2.o \
+    $(BUILD)/obj/csrc/kernels/winograd.o: \
     CFLAGS_BASE += $(NOALIGN)
 
 # swish and mish: one exponential per value bounds them, not the loop around it

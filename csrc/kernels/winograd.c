@@ -72,9 +72,13 @@ MDFI_COLD mdfi_status mdfi_wino_plan(mdfi_wino *w, const mdfi_sgemm_kernel *k, i
     w->block_floats = aa * w->pos_floats;
     mdfi_conv_geom gg = {w->C, 1, w->batch, 1, 1, 0, 1, w->batch, 1, 1};
     size_t lanes = (size_t)w->batch;
+    /* the input rows of a batch's tile rows, zero-padded (gather) */
+    int trows = (w->batch - 1) / w->tiles_x + 2;
+    w->pw = m * w->tiles_x + 4;
+    w->ph = m * (trows < w->tiles_y ? trows : w->tiles_y) + 2;
     w->ws_bytes = (2 * up16(aa * lanes) + up16(aa * w->C * lanes) +
-                   up16(aa * w->mb * lanes) + up16((size_t)m * m * lanes) + 2 * lanes) *
-                      sizeof(float) +
+                   up16(aa * w->mb * lanes) + up16((size_t)m * m * lanes) + up16(3 * lanes) +
+                   up16((size_t)w->pw * w->ph)) * sizeof(float) +
                   mdfi_sgemm_workspace_size(k, w->mb, &gg);
     return MDFI_OK;
 }
@@ -171,55 +175,84 @@ static void at_pass(const float *x, size_t xs, float *o, size_t os, int T)
 }
 
 typedef int v4i __attribute__((vector_size(16)));
-typedef double v4d __attribute__((vector_size(32)));
+
+/* Lane shuffles: GCC >= 12 and clang have __builtin_shufflevector, older
+ * GCC __builtin_shuffle (a mask of lane indices into a then b). */
+#if defined(__clang__) || __GNUC__ >= 12
+#define SHUF(x, y, i, j, k, l) __builtin_shufflevector(x, y, i, j, k, l)
+#else
+#define SHUF(x, y, i, j, k, l) __builtin_shuffle(x, y, (v4i){i, j, k, l})
+#endif
+
+/* r[i] = (x0[i], x1[i], x2[i], x3[i]): a 4 x 4 transpose. */
+static inline void transpose4(v4 x0, v4 x1, v4 x2, v4 x3, v4 r[4])
+{
+    v4 t0 = SHUF(x0, x1, 0, 4, 1, 5), t1 = SHUF(x2, x3, 0, 4, 1, 5);
+    v4 t2 = SHUF(x0, x1, 2, 6, 3, 7), t3 = SHUF(x2, x3, 2, 6, 3, 7);
+    r[0] = SHUF(t0, t1, 0, 1, 4, 5);
+    r[1] = SHUF(t0, t1, 2, 3, 6, 7);
+    r[2] = SHUF(t2, t3, 0, 1, 4, 5);
+    r[3] = SHUF(t2, t3, 2, 3, 6, 7);
+}
 
 /* y = act(y + bias) over n lanes (a multiple of 4); leaky is Darknet's
- * (float)(.1 * (double)x), lane by lane the same as the scalar form. */
+ * (float)(.1 * (double)x), which x / 10.f equals for every float (checked
+ * exhaustively, tests/c/test_act.c). */
 static void finish(float *y, int n, float bias, mdfi_epilogue epi)
 {
-    const v4 b = {bias, bias, bias, bias}, zero = {0, 0, 0, 0};
-    const v4d tenth = {.1, .1, .1, .1};
+    const v4 b = {bias, bias, bias, bias}, zero = {0, 0, 0, 0}, ten = {10, 10, 10, 10};
     for (int j = 0; j < n; j += 4) {
         v4 x = ld(y + j) + b;
         v4i pos = x > zero;
         if (epi == MDFI_EPI_RELU)
             x = (v4)(pos & (v4i)x);
         else if (epi == MDFI_EPI_LEAKY)
-            x = (v4)((pos & (v4i)x) |
-                     (~pos & (v4i)__builtin_convertvector(
-                                 __builtin_convertvector(x, v4d) * tenth, v4)));
+            x = (v4)((pos & (v4i)x) | (~pos & (v4i)(x / ten)));
         st(y + j, x);
     }
 }
 
-/* d[(r*a + s)*T + j] = the a x a input patch of tile j < nt in plane in
- * (zeros outside the image); the tile's top left output is (oy[j], ox[j]). */
-static void gather(const mdfi_wino *w, const float *in, const int *oy, const int *ox, int nt,
-                   int T, float *d)
+/* The first of four tiles of one tile row to take together with tile j:
+ * j itself, or (at a row's end) the row's last four tiles, which overlap
+ * tiles already done (they are written again with the same values); -1 if
+ * j's row has fewer than four tiles in the batch. */
+static int group4(const int *oy, int nt, int j)
 {
-    const int a = w->a;
-    for (int j = 0; j < nt; ++j) {
-        int iy0 = oy[j] - w->pad, ix0 = ox[j] - w->pad;
-        int inside = ix0 >= 0 && ix0 + a <= w->in_w;
-        for (int r = 0; r < a; ++r) {
-            float *o = d + (size_t)r * a * T + j;
-            int iy = iy0 + r;
-            const float *row = in + (ptrdiff_t)iy * w->in_w + ix0;
-            if (iy < 0 || iy >= w->in_h) {
-                for (int s = 0; s < a; ++s)
-                    o[s * T] = 0.f;
-            } else if (inside) {
-                o[0] = row[0];
-                o[T] = row[1];
-                o[2 * T] = row[2];
-                o[3 * T] = row[3];
-                o[4 * T] = row[4];
-                o[5 * T] = row[5];
-            } else {
-                for (int s = 0; s < a; ++s)
-                    o[s * T] = ix0 + s >= 0 && ix0 + s < w->in_w ? row[s] : 0.f;
-            }
+    int k = j;
+    if (j + 3 < nt && oy[j + 3] == oy[j])
+        return j;
+    while (k + 1 < nt && oy[k + 1] == oy[j])
+        ++k;
+    return k >= 3 && oy[k - 3] == oy[j] ? k - 3 : -1;
+}
+
+/* d[(r*a + s)*T + j] = the a x a patch of tile j < nt, read from P (the
+ * input rows of the batch's tile rows, zero-padded, pw floats apart; tile
+ * j's patch at P + at[j]).  Four tiles of a row, patches 4 floats apart, are
+ * five loads and a transpose per patch row. */
+static void gather(const float *P, int pw, const int *at, const int *oy, int nt, int T,
+                   float *d)
+{
+    for (int j = 0; j < nt;) {
+        int g = group4(oy, nt, j);
+        if (g < 0) {
+            for (int r = 0; r < 6; ++r)
+                for (int s = 0; s < 6; ++s)
+                    d[(size_t)(r * 6 + s) * T + j] = P[at[j] + r * pw + s];
+            ++j;
+            continue;
         }
+        for (int r = 0; r < 6; ++r) {
+            const float *p = P + at[g] + r * pw;
+            float *o = d + (size_t)r * 6 * T + g;
+            v4 x[4], x4 = ld(p + 16);
+            transpose4(ld(p), ld(p + 4), ld(p + 8), ld(p + 12), x);
+            for (int s = 0; s < 4; ++s)
+                st(o + s * T, x[s]);
+            st(o + 4 * T, SHUF(x[0], x4, 1, 2, 3, 4));
+            st(o + 5 * T, SHUF(x[1], x4, 1, 2, 3, 5));
+        }
+        j = g + 4;
     }
 }
 
@@ -227,26 +260,35 @@ void mdfi_wino_run(const mdfi_wino *w, const float *packed, const float *input,
                    const float *bias, mdfi_epilogue epi, float *C, size_t ldc, int y0,
                    int y1, int t0, int t1, int b, void *workspace)
 {
-    const int a = 6, m = 4, aa = 36, K = w->C, nt = t1 - t0;
+    const int a = 6, m = 4, aa = 36, K = w->C, nt = t1 - t0, pw = w->pw;
     const int T = (nt + LANES - 1) / LANES * LANES;   /* lanes past nt: zero tiles */
     const int o0 = b * w->mb, rows = w->M - o0 < w->mb ? w->M - o0 : w->mb;
     const size_t lanes = (size_t)w->batch;
     float *d = workspace, *tmp = d + up16(aa * lanes), *v = tmp + up16(aa * lanes);
     float *mo = v + up16(aa * K * lanes), *y = mo + up16(aa * w->mb * lanes);
-    int *oy = (int *)(y + up16((size_t)m * m * lanes)), *ox = oy + lanes;
-    void *gws = ox + lanes;
+    float *P = y + up16((size_t)m * m * lanes);
+    int *oy = (int *)(P + up16((size_t)pw * w->ph)), *ox = oy + lanes, *at = ox + lanes;
+    void *gws = (int *)oy + up16(3 * lanes);   /* 64-byte aligned */
     if (nt <= 0 || rows <= 0)
         return;
-    for (int j = 0; j < nt; ++j) {   /* each tile's top left output */
+    for (int j = 0; j < nt; ++j) {   /* each tile's top left output, its patch in P */
         oy[j] = (t0 + j) / w->tiles_x * m;
         ox[j] = (t0 + j) % w->tiles_x * m;
+        at[j] = (oy[j] - oy[0]) * pw + ox[j];
     }
+    /* P row i, column x: input row oy[0] - pad + i, column x - pad */
+    const int iy0 = oy[0] - w->pad, prows = oy[nt - 1] - oy[0] + a;
+    memset(P, 0, (size_t)pw * prows * sizeof(float));
     /* V[t][c][j] = (BT d B)[t] of channel c, tile j */
     const size_t plane = (size_t)w->in_h * w->in_w, vs = (size_t)K * T;
     if (T > nt)
         memset(d, 0, aa * (size_t)T * sizeof(float));
     for (int c = 0; c < K; ++c) {
-        gather(w, input + c * plane, oy, ox, nt, T, d);
+        for (int i = 0; i < prows; ++i)
+            if (iy0 + i >= 0 && iy0 + i < w->in_h)
+                memcpy(P + (size_t)i * pw + w->pad, input + c * plane + (size_t)(iy0 + i) * w->in_w,
+                       w->in_w * sizeof(float));
+        gather(P, pw, at, oy, nt, T, d);
         for (int r = 0; r < a; ++r)
             bt_pass(d + (size_t)r * a * T, T, tmp + (size_t)r * a * T, T, T);
         for (int u = 0; u < a; ++u)
@@ -268,14 +310,24 @@ void mdfi_wino_run(const mdfi_wino *w, const float *packed, const float *input,
             at_pass(tmp + (size_t)p * a * T, T, y + (size_t)p * m * T, T, T);
         finish(y, m * m * T, bias ? bias[o0 + o] : 0.f, epi);
         float *co = C + (size_t)(o0 + o) * ldc;
-        for (int j = 0; j < nt; ++j) {
-            int n = w->out_w - ox[j] < m ? w->out_w - ox[j] : m;
-            int p0 = y0 - oy[j] > 0 ? y0 - oy[j] : 0, p1 = (y1 < w->out_h ? y1 : w->out_h) - oy[j];
-            float *dst = co + (ptrdiff_t)(oy[j] - y0) * w->out_w + ox[j];
-            const float *src = y + j;
-            for (int p = p0; p < (p1 < m ? p1 : m); ++p)
-                for (int q = 0; q < n; ++q)
-                    dst[p * w->out_w + q] = src[(p * m + q) * T];
-        }
+        /* four tiles (lanes) at a time: row p of tile j + k is r[k] */
+        for (int j = 0; j < nt; j += 4)
+            for (int p = 0; p < m; ++p) {
+                const float *s = y + (size_t)p * m * T + j;
+                v4 r[4];
+                transpose4(ld(s), ld(s + T), ld(s + 2 * T), ld(s + 3 * T), r);
+                for (int k = 0; k < 4 && j + k < nt; ++k) {
+                    int row = oy[j + k] + p, n = w->out_w - ox[j + k];
+                    if (row < y0 || row >= y1 || row >= w->out_h)
+                        continue;
+                    float *dst = co + (ptrdiff_t)(row - y0) * w->out_w + ox[j + k], t[4];
+                    if (n >= 4) {
+                        st(dst, r[k]);
+                    } else {
+                        st(t, r[k]);
+                        memcpy(dst, t, n * sizeof(float));
+                    }
+                }
+            }
     }
 }

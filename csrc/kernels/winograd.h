@@ -27,6 +27,7 @@ typedef struct {
     int in_h, in_w, pad, out_h, out_w;
     int tiles_x, tiles_y;
     int batch;                /* tiles per GEMM (its N) */
+    int pw, ph;               /* the gather's padded input rows: floats a row, rows */
     int mb, nmb;              /* output channels per block, blocks */
     size_t block_floats;      /* packed U of one full block, all positions */
     size_t pos_floats;        /* packed U of one position of a full block */
