@@ -44,7 +44,15 @@ def test_reports_speedup_beside_the_flops_ratio(exe, tmp_path, capsys):
     assert pruned["speedup"] == pytest.approx(first["c_ms"] / pruned["c_ms"])
     assert pruned["speedup_of_flops_ratio"] == pytest.approx(
         pruned["speedup"] / pruned["flops_ratio"])
-    assert len(rec["per_round_c_ms"]["fmnist_vgg_c2s2"]) == 2
+    assert pruned["speedup_min"] == pytest.approx(first["c_min_ms"] / pruned["c_min_ms"])
+    assert pruned["speedup_min_of_flops_ratio"] == pytest.approx(
+        pruned["speedup_min"] / pruned["flops_ratio"])
+    for key, stat in (("per_round_c_ms", "c_ms"), ("per_round_c_min_ms", "c_min_ms")):
+        per_round = rec[key]["fmnist_vgg_c2s2"]
+        assert len(per_round) == 2
+        assert pruned[stat] == pytest.approx(sum(per_round) / 2)   # the median of two
+    assert all(lo <= m for lo, m in zip(rec["per_round_c_min_ms"]["fmnist_vgg"],
+                                        rec["per_round_c_ms"]["fmnist_vgg"]))
     assert "fmnist_vgg_c2s2" in capsys.readouterr().out
 
 
