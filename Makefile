@@ -119,7 +119,8 @@ $(filter-out $(OBJ_KERNEL_PORTABLE),$(OBJ_PORTABLE)) $(CLI_OBJ): CFLAGS_BASE += 
 OZ := $(shell $(CC) -Oz -x c -c /dev/null -o /dev/null 2>/dev/null && echo -Oz || echo -Os)
 OBJ_COLD := $(filter $(BUILD)/obj/csrc/base/% $(BUILD)/obj/csrc/net/% %/weights.o %/qweights.o \
     %/params.o %/qarrays.o $(addprefix %/layers/,common.o registry.o dp_common.o cost.o \
-    dropout.o convolutional.o connected.o crop.o reorg.o region.o local.o) %/kernels/cpu.o \
+    dropout.o convolutional.o connected.o crop.o reorg.o region.o local.o route.o) \
+    %/kernels/cpu.o \
     $(addprefix %/io/,jpeg_markers.o pnm.o stream.o),$(OBJ_PORTABLE)) $(CLI_OBJ)
 $(OBJ_COLD): CFLAGS_BASE += $(OZ)
 # The layer types' variant tables (48-byte structs of function pointers), the

@@ -35,7 +35,8 @@ typedef struct {
     void *packed;              /* groups * packed_bytes */
     size_t packed_bytes;
     int8_t *shift;             /* [groups*m] */
-    void *stage;               /* the input in the operand format, when converted */
+    size_t stage_at;           /* the input in the operand format, when converted: at
+                                  scratch[0] + stage_at (lead_bytes); 0: not converted */
     int band;                  /* fused: maxpool output rows per task */
     size_t ws_bytes;           /* GEMM workspace; a fused conv's band follows it */
 } fx_gemm;
@@ -200,9 +201,7 @@ static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
         p->weights = wide;
     }
     mdfi_aligned_free(p->packed);
-    mdfi_aligned_free(p->stage);
     free(p->shift);
-    p->stage = NULL;
     size_t pa = mdfi_qgemm_packed_a_size(p->kern, p->s.m, p->s.k);
     p->packed_bytes = (pa + 63) & ~(size_t)63;
     p->packed = mdfi_aligned_alloc((size_t)p->s.groups * p->packed_bytes);
@@ -225,11 +224,6 @@ static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
                              MDFI_FX_FRAC_MAX);
         p->shift[o] = (int8_t)(l->q_in.frac + wf - l->q_out.frac);
     }
-    if (p->src.bits != l->q_in.bits || p->src.frac != l->q_in.frac) {
-        size_t n = (size_t)l->in_c * l->in_h * l->in_w;
-        if (!(p->stage = mdfi_aligned_alloc(n * (size_t)l->q_in.bits / 8)))
-            return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
-    }
     l->param_bytes = (size_t)M * (sizeof(int32_t) * (p->mult ? 2 : 1) + 1) +
                      (size_t)p->s.groups * p->packed_bytes;
     size_t ws = mdfi_qgemm_workspace_size(p->kern, p->s.m, &p->s.geom);
@@ -238,6 +232,14 @@ static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
         ws += mdfi_fuse_band(l, (size_t)l->q_out.bits / 8, &p->band);
     if (ws > l->scratch_bytes)
         l->scratch_bytes = ws;
+    /* a converted input is written once, before the tasks, and read by all */
+    p->stage_at = 0;
+    l->lead_bytes = 0;
+    if (p->src.bits != l->q_in.bits || p->src.frac != l->q_in.frac) {
+        p->stage_at = (l->scratch_bytes + 127) & ~(size_t)63;   /* > 0 */
+        l->lead_bytes = p->stage_at - l->scratch_bytes +
+                        (size_t)l->in_c * l->in_h * l->in_w * (size_t)l->q_in.bits / 8;
+    }
     return MDFI_OK;
 }
 
@@ -299,13 +301,14 @@ static void gemm_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
     const fx_gemm *p = l->priv;
     const void *input = ctx->in[0];
-    if (p->stage) {
+    if (p->stage_at) {
         size_t n = (size_t)l->in_c * l->in_h * l->in_w;
+        void *stage = (char *)ctx->scratch[0] + p->stage_at;
         if (p->src.bits == 0)
-            mdfi_fx_quantize(ctx->in[0], p->stage, l->q_in, n);
+            mdfi_fx_quantize(ctx->in[0], stage, l->q_in, n);
         else
-            mdfi_fx_convert(ctx->in[0], p->src, p->stage, l->q_in, n);
-        input = p->stage;
+            mdfi_fx_convert(ctx->in[0], p->src, stage, l->q_in, n);
+        input = stage;
     }
     int threads = mdfi_pool_threads(ctx->pool);
     gemm_job j = {l, p, input, ctx, p->s.geom.out_h * p->s.geom.out_w, 0};
@@ -332,7 +335,6 @@ static void gemm_destroy(mdfi_layer *l)
         free(p->mult);
         free(p->shift);
         mdfi_aligned_free(p->packed);
-        mdfi_aligned_free(p->stage);
     }
     free(p);
 }

@@ -130,6 +130,8 @@ struct mdfi_layer {
      * still passed as float* and cast by the layers that agree on its type. */
     size_t out_bytes;
     size_t scratch_bytes;      /* per-thread scratch wanted by forward */
+    size_t lead_bytes;         /* more in the calling thread's block (scratch[0]), past
+                                  scratch_bytes: a serial pre-pass's result every task reads */
     size_t n_params;           /* floats this layer reads from a .weights file */
     size_t param_bytes;        /* prepared parameters kept for forward */
     /* Operation counts (parse; docs/wsfracbnn.md#operation-counts):

@@ -505,15 +505,18 @@ static mdfi_status load_and_prepare(mdfi_net *net)
 
 static mdfi_status alloc_scratch(mdfi_net *net)
 {
-    size_t bytes = 64;
-    for (int i = 0; i < net->n; ++i)
-        if (net->layers[i].scratch_bytes > bytes)
-            bytes = net->layers[i].scratch_bytes;
+    size_t bytes = 64, lead = 0;   /* every thread's block; the calling thread's */
+    for (const mdfi_layer *l = net->layers; l < net->layers + net->n; ++l) {
+        if (l->scratch_bytes > bytes)
+            bytes = l->scratch_bytes;
+        if (l->scratch_bytes + l->lead_bytes > lead)
+            lead = l->scratch_bytes + l->lead_bytes;
+    }
     net->scratch = calloc((size_t)net->threads, sizeof *net->scratch);
     if (!net->scratch)
         return mdfi_net_fail(net, MDFI_ERR_NOMEM, "out of memory");
     for (int t = 0; t < net->threads; ++t)
-        if (!(net->scratch[t] = mdfi_aligned_alloc(bytes)))
+        if (!(net->scratch[t] = mdfi_aligned_alloc(t || lead < bytes ? bytes : lead)))
             return mdfi_net_fail(net, MDFI_ERR_NOMEM, "out of memory for %zu bytes of "
                                  "scratch", bytes);
     return MDFI_OK;
