@@ -344,6 +344,13 @@ class Network:
         return int(g[0]), int(t[0])
 
     @property
+    def takes_bytes(self):
+        """Whether uint8 input runs as it is: the layers that read the input
+        are fixed point and quantize the bytes through a table, with no float
+        copy of the image (else `forward` converts it to float32 first)."""
+        return bool(lib.mdfi_net_takes_bytes(self._handle()))
+
+    @property
     def main_macs(self):
         """Multiply-accumulates of the main path alone (policy none)."""
         return lib.mdfi_net_main_macs(self._handle())
@@ -351,8 +358,9 @@ class Network:
     # -- running ---------------------------------------------------------------
     @_locked
     def forward(self, x):
-        """Runs the network on float32 CHW input; returns the result: the last
-        layer's output, or the classifier of the exit the input took."""
+        """Runs the network on float32 CHW input, or uint8 CHW pixels (v for
+        v / 255, as images load: see `takes_bytes`); returns the result: the
+        last layer's output, or the classifier of the exit the input took."""
         self.forward_until(x, -1)
         last = len(self.layers) - 1
         if self._has_exits:
@@ -367,13 +375,19 @@ class Network:
 
     @_locked
     def forward_until(self, x, last):
-        """Runs layers 0..last on float32 CHW input and stops; `resume` continues
-        without recomputing.  Returns the number of layers run."""
+        """Runs layers 0..last on float32 CHW input (or uint8, as `forward`) and
+        stops; `resume` continues without recomputing.  Returns the number of
+        layers run."""
         net = self._handle()
         x = self._checked_input(x)
         self._input = x   # the C core reads it again when a later layer reads the input
-        self._call(lib.mdfi_net_forward_until(net, ffi.cast("float *", ffi.from_buffer(x)),
-                                              x.size, int(last)))
+        if x.dtype == np.uint8:
+            self._call(lib.mdfi_net_forward_bytes(net, ffi.cast("unsigned char *",
+                                                                ffi.from_buffer(x)),
+                                                  x.size, int(last)))
+        else:
+            self._call(lib.mdfi_net_forward_until(net, ffi.cast("float *", ffi.from_buffer(x)),
+                                                  x.size, int(last)))
         self._ran = True
         return lib.mdfi_net_done(net)
 
@@ -390,8 +404,10 @@ class Network:
                 and x.flags.c_contiguous:
             return x   # the common case, checked in one line
         x = np.asarray(x)
-        if x.dtype != np.float32:
-            raise errors.ShapeError(f"input must be float32, not {x.dtype}")
+        if x.dtype == np.uint8 and not self.takes_bytes:
+            x = (x / 255.0).astype(np.float32)   # as images load: (float)(v / 255.0)
+        if x.dtype not in (np.float32, np.uint8):
+            raise errors.ShapeError(f"input must be float32 (or uint8 pixels), not {x.dtype}")
         if x.shape != self.input_shape and x.size == np.prod(self.input_shape):
             raise errors.ShapeError(f"input shape {x.shape} is not {self.input_shape}")
         if x.shape != self.input_shape:

@@ -20,8 +20,9 @@ networks against numpy (test_binary's numpy tests), fixed-point networks and
 their bad files and options (test_fixed_errors), bad inputs through the
 Python API (test_errors, without the static `mdfi` program, which the preload
 cannot reach), Winograd's edge tiles, padding and channel blocks against the
-direct path (test_winograd), and the fixed-point conv -> maxpool bands against
-the numpy reference (test_fixed_exact's fusion test).  Skipped, with the reason, where gcc has no ASan runtime.
+direct path (test_winograd), the fixed-point conv -> maxpool bands against
+the numpy reference (test_fixed_exact's fusion test), and 8-bit input to fixed-
+and floating-point networks (test_bytes_input's small networks).  Skipped, with the reason, where gcc has no ASan runtime.
 """
 import os
 import pathlib
@@ -34,7 +35,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 SUBSET = ["tests/test_forward_resume.py", "tests/test_threads.py", "tests/test_binary.py",
           "tests/test_fixed_errors.py", "tests/test_errors.py", "tests/test_winograd.py",
-          "tests/test_fixed_exact.py::test_conv_maxpool_fusion_gives_the_unfused_integers"]
+          "tests/test_fixed_exact.py::test_conv_maxpool_fusion_gives_the_unfused_integers",
+          "tests/test_bytes_input.py::test_small_fixed_network_every_byte_value",
+          "tests/test_bytes_input.py::test_float_network_converts_in_python_refuses_in_c"]
 DESELECT = ("not rss and not scale and not c_driver and not cli and not program "
             "and not qemu and not bench")
 

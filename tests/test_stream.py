@@ -252,3 +252,71 @@ def test_exif_thumbnails_are_stepped_over(exe, mini, mjpeg):
     out = frames(res.stdout)
     assert [f["frame"] for f in out] == [1]
     assert_frame_equals(out[0], mjpeg["refs"][0])
+
+
+def _ppm(path, pixels):
+    h, w = pixels.shape[:2]
+    grey = pixels.ndim == 2
+    path.write_bytes(b"P%d\n%d %d\n255\n" % (5 if grey else 6, w, h) + pixels.tobytes())
+    return path
+
+
+MINI_FIXED = """[net]
+width=32
+height=32
+channels=3
+
+[convolutional]
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+[convolutional]
+filters=8
+size=3
+stride=2
+pad=1
+activation=leaky
+
+[convolutional]
+filters=18
+size=1
+stride=1
+pad=1
+activation=linear
+
+[yolo]
+mask=0,1,2
+anchors=10,14,23,27,37,58
+classes=1
+num=3
+"""
+
+
+def test_fixed_point_stream_takes_frames_as_bytes(exe, tmp_path):
+    """A quantized network takes network-size frames as their bytes (no float image,
+    cmd_stream.c), other sizes through the letterbox: the same detections as per-file
+    runs, which letterbox every image into floats."""
+    from fixed_models import quantized, random_darknet
+    cfg, weights, rng = random_darknet(tmp_path, MINI_FIXED, "mini")
+    np.save(tmp_path / "calib.npy", rng.random((2, 3, 32, 32), dtype=np.float32))
+    qcfg, qw, _ = quantized(cfg, weights, "mini8", calib=(str(tmp_path / "calib.npy"),))
+    model = {"cfg": qcfg, "weights": qw}
+    shapes = [(32, 32, 3), (32, 32), (40, 48, 3), (32, 32, 3), (31, 32, 3)]
+    paths = [_ppm(tmp_path / ("f%d.ppm" % i), rng.integers(0, 256, s, dtype=np.uint8))
+             for i, s in enumerate(shapes)]
+    (tmp_path / "all.ppm").write_bytes(b"".join(p.read_bytes() for p in paths))
+    refs = per_file(exe, model, paths, thresh="0.05")
+    res = run(exe, model, tmp_path / "all.ppm", "--stream", thresh="0.05")
+    assert res.returncode == 0, res.stderr
+    got = frames(res.stdout)
+    assert len(got) == len(paths)
+    for frame, ref in zip(got, refs):
+        assert_frame_equals(frame, ref)
+    assert sum(len(r["detections"]) for r in refs[:2] + refs[3:4]) > 0

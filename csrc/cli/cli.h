@@ -13,6 +13,7 @@ typedef struct {
     int json, threads, runs, top;
     const char *kernel, *names, *policy, *data;
     int every, max_frames, stream;   /* detect on a stream (cmd_stream.c) */
+    int bytes;              /* bench: 8-bit input (mdfi_net_forward_bytes) */
 } cli_args;
 
 /* Parses argv after the command name; returns 0, or prints why and returns -1. */

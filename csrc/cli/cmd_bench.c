@@ -16,29 +16,43 @@ int cmd_bench(int argc, char **argv)
     if (cli_parse(argc, argv, &a))
         return 2;
     if (a.n_pos < 1 || a.n_pos > 2) {
-        fprintf(stderr, "usage: mdfi bench CFG [WEIGHTS] [--runs N] [--threads N]\n");
+        fprintf(stderr, "usage: mdfi bench CFG [WEIGHTS] [--runs N] [--threads N] [--bytes]\n");
         return 2;
     }
     mdfi_net *net = cli_open_net(a.pos[0], a.n_pos > 1 ? a.pos[1] : NULL, &a);
     if (!net)
         return 1;
     size_t n = mdfi_net_input_size(net);
-    float *in = malloc(n * sizeof *in);
+    /* --bytes: the input as 8-bit pixels, held as they are (no float copy) */
+    unsigned char *px = a.bytes ? malloc(n) : NULL;
+    float *in = a.bytes ? NULL : malloc(n * sizeof *in);
     double *t = malloc((size_t)a.runs * sizeof *t);
-    if (!in || !t) {
-        fprintf(stderr, "mdfi: out of memory\n");
+    mdfi_status st = MDFI_ERR_NOMEM;
+    if ((px || in) && t) {
+        for (size_t i = 0; i < n; ++i) {   /* a fixed, image-like input */
+            unsigned v = (unsigned)((i * 2654435761u) % 256);
+            if (px)
+                px[i] = (unsigned char)v;
+            else
+                in[i] = (float)v / 255.f;
+        }
+        for (int r = -1; r < a.runs; ++r) {   /* r = -1: warm-up */
+            double t0 = cli_now_ms();
+            st = px ? mdfi_net_forward_bytes(net, px, n, -1) : mdfi_net_forward(net, in, n);
+            if (st != MDFI_OK)
+                break;
+            if (r >= 0)
+                t[r] = cli_now_ms() - t0;
+        }
+    }
+    if (st != MDFI_OK) {
+        fprintf(stderr, "mdfi: error: %s\n", st == MDFI_ERR_NOMEM ? "out of memory"
+                                                                : mdfi_net_last_error(net));
+        free(px);
         free(in);
         free(t);
         mdfi_net_free(net);
         return 1;
-    }
-    for (size_t i = 0; i < n; ++i)   /* a fixed, image-like input */
-        in[i] = (float)((i * 2654435761u) % 256) / 255.f;
-    mdfi_net_forward(net, in, n);    /* warm-up */
-    for (int r = 0; r < a.runs; ++r) {
-        double t0 = cli_now_ms();
-        mdfi_net_forward(net, in, n);
-        t[r] = cli_now_ms() - t0;
     }
     qsort(t, (size_t)a.runs, sizeof *t, cmp_double);
     double median = a.runs % 2 ? t[a.runs / 2] : (t[a.runs / 2 - 1] + t[a.runs / 2]) / 2;
@@ -57,6 +71,7 @@ int cmd_bench(int argc, char **argv)
                cli_peak_rss_kb() / 1024.0, mdfi_net_arena_bytes(net) / 1048576.0,
                mdfi_net_weight_bytes(net) / 1048576.0);
     }
+    free(px);
     free(in);
     free(t);
     mdfi_net_free(net);

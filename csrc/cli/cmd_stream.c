@@ -5,7 +5,10 @@
  *
  * Memory stays constant: the splitter's one buffer (io/stream.c), the
  * float image (kept while the frame size repeats) and the network input
- * are reused; the decoder's pixels are freed after each frame.
+ * are reused; the decoder's pixels are freed after each frame.  A frame of
+ * the network's size into a network that takes bytes (a fixed-point first
+ * layer) goes in as its bytes, with no float image or input at all: the
+ * letterbox of a same-size image is the image itself.
  * A bad frame is reported on stderr with its index and skipped; a read
  * error ends the stream.  Exit status: 0, or 1 if any frame failed. */
 #include <stdlib.h>
@@ -22,6 +25,7 @@ typedef struct {
     int n_names;
     mdfi_shape in_shape;
     float *input;           /* the letterboxed network input, reused */
+    unsigned char *px;      /* a network-size frame's bytes, CHW (takes_bytes only) */
     mdfi_image img;         /* the decoded frame, reused while the size repeats */
 } stream_run;
 
@@ -35,25 +39,39 @@ static int one_frame(stream_run *r, const char *name, const mdfi_frame *fr)
     unsigned char *px = NULL;
     int w = 0, h = 0, c = 0;
     const double t0 = cli_now_ms();
+    const mdfi_shape s = r->in_shape;
     mdfi_status st = mdfi_image_decode_pixels(fr->data, fr->size, label, &px, &w, &h, &c, &err);
-    if (st == MDFI_OK) {
+    const size_t plane = (size_t)s.w * (size_t)s.h;
+    const int bytes = st == MDFI_OK && r->px && w == s.w && h == s.h;
+    for (size_t i = 0; bytes && i < 3 * plane; ++i)   /* HWC -> CHW */
+        r->px[i] = px[(i % plane) * (size_t)c + (c == 3 ? i / plane : 0)];
+    if (!bytes && st == MDFI_OK && !r->input &&
+        !(r->input = malloc(3 * plane * sizeof *r->input))) {   /* the first other frame */
+        mdfi_pixels_free(px);
+        fprintf(stderr, "mdfi: error: %s: out of memory\n", label);
+        return 1;
+    }
+    if (bytes) {
+        mdfi_pixels_free(px);
+    } else if (st == MDFI_OK) {
         st = mdfi_image_fill(px, w, h, c, &r->img, &err);
         mdfi_pixels_free(px);
     }
-    const mdfi_shape s = r->in_shape;
-    if (st == MDFI_OK)
+    if (st == MDFI_OK && !bytes)
         st = mdfi_letterbox(&r->img, s.w, s.h, r->input, &err);
     if (st != MDFI_OK) {
         fprintf(stderr, "mdfi: error: %s\n", err.msg);
         return 1;
     }
-    const size_t plane = (size_t)s.w * (size_t)s.h;
-    for (size_t i = 0; s.c == 1 && i < plane; ++i)   /* grey network: the mean (cli_load_input) */
+    /* grey network: the mean (cli_load_input) */
+    for (size_t i = 0; !bytes && s.c == 1 && i < plane; ++i)
         r->input[i] = (r->input[i] + r->input[plane + i] + r->input[2 * plane + i]) / 3.f;
     const double t1 = cli_now_ms();
     const mdfi_detection *d;
     int n;
-    if (mdfi_net_forward(r->net, r->input, mdfi_net_input_size(r->net)) != MDFI_OK ||
+    const size_t size = mdfi_net_input_size(r->net);
+    if ((bytes ? mdfi_net_forward_bytes(r->net, r->px, size, -1)
+               : mdfi_net_forward(r->net, r->input, size)) != MDFI_OK ||
         mdfi_net_detect(r->net, w, h, r->a->thresh, r->a->nms, &d, &n) != MDFI_OK) {
         fprintf(stderr, "mdfi: error: %s: %s\n", label, mdfi_net_last_error(r->net));
         return 1;
@@ -73,7 +91,7 @@ static int one_frame(stream_run *r, const char *name, const mdfi_frame *fr)
 
 int cli_detect_stream(mdfi_net *net, const cli_args *a, char **names, int n_names)
 {
-    stream_run r = {net, a, names, n_names, {0, 0, 0}, NULL, {0, 0, 0, NULL}};
+    stream_run r = {net, a, names, n_names, {0, 0, 0}, NULL, NULL, {0, 0, 0, NULL}};
     const char *path = a->pos[2];
     const int std_in = !strcmp(path, "-");
     const char *name = std_in ? "<stdin>" : path;
@@ -91,14 +109,16 @@ int cli_detect_stream(mdfi_net *net, const cli_args *a, char **names, int n_name
     mdfi_stream *s = NULL;
     mdfi_errbuf err;
     int failed = mdfi_stream_open(&s, f, name, 0, &err) != MDFI_OK;
-    r.input = failed ? NULL : malloc(3 * (size_t)r.in_shape.w * (size_t)r.in_shape.h *
-                                     sizeof *r.input);
-    if (failed || !r.input) {
-        fprintf(stderr, "mdfi: error: %s\n", failed ? err.msg : "out of memory");
+    if (failed)
+        fprintf(stderr, "mdfi: error: %s\n", err.msg);
+    else if (mdfi_net_takes_bytes(net) && r.in_shape.c == 3 &&
+             !(r.px = malloc(mdfi_net_input_size(net)))) {
+        fprintf(stderr, "mdfi: error: out of memory\n");
         failed = 1;
     }
+    const int started = !failed;
     long ran = 0;
-    while (r.input && (!a->max_frames || ran < a->max_frames)) {
+    while (started && (!a->max_frames || ran < a->max_frames)) {
         mdfi_frame fr;
         mdfi_status st = mdfi_stream_next(s, &fr, &err);
         if (st != MDFI_OK) {
@@ -122,6 +142,7 @@ int cli_detect_stream(mdfi_net *net, const cli_args *a, char **names, int n_name
     if (!std_in)
         fclose(f);
     free(r.input);
+    free(r.px);
     mdfi_image_free(&r.img);
     return failed;
 }

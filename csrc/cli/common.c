@@ -55,6 +55,8 @@ int cli_parse(int argc, char **argv, cli_args *a)
             a->max_frames = (int)d, ++i;
         } else if (!strcmp(o, "--stream")) {
             a->stream = 1;
+        } else if (!strcmp(o, "--bytes")) {
+            a->bytes = 1;
         } else if (!strcmp(o, "--top")) {
             if (number(o, v, 1, 100000, &d)) return -1;
             a->top = (int)d, ++i;

@@ -16,7 +16,7 @@ static void usage(FILE *f)
             "  mdfi detector test DATA CFG WEIGHTS IMAGE [-thresh T]   (Darknet's form)\n"
             "  mdfi classify CFG WEIGHTS IMAGE [--top 5] [--names FILE] [--json]\n"
             "  mdfi info CFG [WEIGHTS]\n"
-            "  mdfi bench CFG [WEIGHTS] [--runs 10]\n"
+            "  mdfi bench CFG [WEIGHTS] [--runs 10] [--bytes]\n"
             "common options: --threads N, --kernel ref|avx2|avx512|neon|auto,\n"
             "  --policy none|all|branchy|entropy-predictor|exit-predictor (early exits)\n"
             "images: JPEG or binary PNM (P5/P6).  MDFI_KERNEL, MDFI_BINARY_KERNEL,\n"

@@ -91,6 +91,15 @@ mdfi_status mdfi_net_forward(mdfi_net *net, const float *input, size_t n);
  * (marked ones always); input must stay valid until the run completes.  A
  * conv fused with its maxpool (see fuse_pool) completes with the pool. */
 mdfi_status mdfi_net_forward_until(mdfi_net *net, const float *input, size_t n, int last);
+/* forward_until on 8-bit pixels, CHW, each byte v standing for v / 255 as
+ * images are loaded: for networks whose first layer is fixed point, which
+ * quantizes the bytes through a table and holds no float copy of the image
+ * (MDFI_ERR_UNSUPPORTED where a layer reads the input as floats).  The
+ * results equal forward's on the floats (float)(v / 255.0). */
+mdfi_status mdfi_net_forward_bytes(mdfi_net *net, const unsigned char *input, size_t n,
+                                   int last);
+/* Whether mdfi_net_forward_bytes runs this prepared network. */
+int mdfi_net_takes_bytes(const mdfi_net *net);
 /* Continues a stopped run up to layer last (-1: to the end). */
 mdfi_status mdfi_net_resume(mdfi_net *net, int last);
 /* Layers that ran in the current forward: [0, mdfi_net_done()). */

@@ -286,7 +286,7 @@ static blocking get_blocking(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_
 /* Copies n bytes; runs up to 256 bytes (output rows of 13 to 208) with
  * fixed-size moves, the last one overlapping, which is cheaper than a
  * library call for them. */
-static inline void copy_bytes(char *o, const char *s, size_t n)
+static inline void copy_bytes_inl(char *o, const char *s, size_t n)
 {
     if (n > 256) {
         memcpy(o, s, n);
@@ -306,7 +306,7 @@ static inline void copy_bytes(char *o, const char *s, size_t n)
     }
 }
 
-static inline void zero_bytes(char *o, size_t n)
+static inline void zero_bytes_inl(char *o, size_t n)
 {
     static const char zeros[16];
     if (n > 256) {
@@ -319,6 +319,18 @@ static inline void zero_bytes(char *o, size_t n)
         for (size_t i = 0; i < n; ++i)
             o[i] = 0;
     }
+}
+
+/* Out-of-line forms for the partial rows and edges: inlining every call
+ * site cost 2.4 KB of code for work done a few times per panel row. */
+__attribute__((noinline)) static void copy_bytes(char *o, const char *s, size_t n)
+{
+    copy_bytes_inl(o, s, n);
+}
+
+__attribute__((noinline)) static void zero_bytes(char *o, size_t n)
+{
+    zero_bytes_inl(o, n);
 }
 
 /* build_row for stride 1 and bytes, the common case, with less work per
@@ -347,12 +359,12 @@ static void build_row_s1(const mdfi_conv_geom *g, const char *plane, int ky, int
         const int iy = oy - g->pad + ky;
         char *o = row + col;
         if (iy < 0 || iy >= g->in_h) {
-            zero_bytes(o, (size_t)ow);
+            zero_bytes_inl(o, (size_t)ow);
             continue;
         }
         for (int x = 0; x < lo; ++x)
             o[x] = 0;
-        copy_bytes(o + lo, plane + (size_t)iy * g->in_w + lo + xoff, (size_t)(hi - lo));
+        copy_bytes_inl(o + lo, plane + (size_t)iy * g->in_w + lo + xoff, (size_t)(hi - lo));
         for (int x = hi; x < ow; ++x)
             o[x] = 0;
     }

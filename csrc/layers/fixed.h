@@ -58,6 +58,9 @@ static inline int32_t mdfi_fx_requant(int64_t x, int s, int bits)
 void mdfi_fx_convert(const void *src, mdfi_qfmt from, void *dst, mdfi_qfmt to, size_t n);
 /* float32 -> to: floor(x * 2^frac + 1/2) in double, saturated; NaN -> 0. */
 void mdfi_fx_quantize(const float *src, void *dst, mdfi_qfmt to, size_t n);
+/* 8-bit pixels v -> to, as mdfi_fx_quantize does the floats (float)(v / 255.0)
+ * images load as: through a 256-entry table. */
+void mdfi_fx_quantize_bytes(const unsigned char *src, void *dst, mdfi_qfmt to, size_t n);
 /* (int8/int16 of fmt) -> float32, exact. */
 void mdfi_fx_dequantize(const void *src, mdfi_qfmt fmt, float *dst, size_t n);
 /* Integer activation of an accumulator (linear 0, relu 1, leaky 2). */

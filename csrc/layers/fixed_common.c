@@ -140,6 +140,20 @@ void mdfi_fx_quantize(const float *src, void *dst, mdfi_qfmt to, size_t n)
 #undef QUANTIZE_LOOP
 }
 
+void mdfi_fx_quantize_bytes(const unsigned char *src, void *dst, mdfi_qfmt to, size_t n)
+{
+    float unit[256];
+    int16_t q[256];   /* int8 values in its first 256 bytes */
+    for (int v = 0; v < 256; ++v)
+        unit[v] = (float)(v / 255.0);
+    mdfi_fx_quantize(unit, q, to, 256);
+    for (size_t i = 0; i < n; ++i)
+        if (to.bits == 8)
+            ((int8_t *)dst)[i] = ((const int8_t *)q)[src[i]];
+        else
+            ((int16_t *)dst)[i] = q[src[i]];
+}
+
 void mdfi_fx_dequantize(const void *src, mdfi_qfmt fmt, float *dst, size_t n)
 {
     const float scale = (float)ldexp(1., -fmt.frac);

@@ -239,6 +239,7 @@ static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
         p->stage_at = (l->scratch_bytes + 127) & ~(size_t)63;   /* > 0 */
         l->lead_bytes = p->stage_at - l->scratch_bytes +
                         (size_t)l->in_c * l->in_h * l->in_w * (size_t)l->q_in.bits / 8;
+        l->takes_bytes = p->src.bits == 0;
     }
     return MDFI_OK;
 }
@@ -304,7 +305,9 @@ static void gemm_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
     if (p->stage_at) {
         size_t n = (size_t)l->in_c * l->in_h * l->in_w;
         void *stage = (char *)ctx->scratch[0] + p->stage_at;
-        if (p->src.bits == 0)
+        if (ctx->in_bytes)
+            mdfi_fx_quantize_bytes(ctx->in_bytes, stage, l->q_in, n);
+        else if (p->src.bits == 0)
             mdfi_fx_quantize(ctx->in[0], stage, l->q_in, n);
         else
             mdfi_fx_convert(ctx->in[0], p->src, stage, l->q_in, n);

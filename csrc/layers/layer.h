@@ -66,6 +66,8 @@ typedef struct {
     mdfi_pool *pool;
     long long gated;       /* out, layers with l->gate: outputs whose precision gate fired
                               (0 on entry; the network keeps it in l->gated) */
+    const unsigned char *in_bytes;   /* the network's input as 8-bit pixels, in[0]
+                                        NULL (layers with takes_bytes only) */
 } mdfi_run_ctx;
 
 /* What bind sees: the section (for the path's own keys) and the layers
@@ -132,6 +134,8 @@ struct mdfi_layer {
     size_t scratch_bytes;      /* per-thread scratch wanted by forward */
     size_t lead_bytes;         /* more in the calling thread's block (scratch[0]), past
                                   scratch_bytes: a serial pre-pass's result every task reads */
+    int takes_bytes;           /* prepare: forward reads the network's input as 8-bit
+                                  pixels when given so (mdfi_run_ctx.in_bytes) */
     size_t n_params;           /* floats this layer reads from a .weights file */
     size_t param_bytes;        /* prepared parameters kept for forward */
     /* Operation counts (parse; docs/wsfracbnn.md#operation-counts):

@@ -11,8 +11,11 @@ static void run_one(mdfi_net *net, int i)
     const float *input = net->input;
     const mdfi_layer *l = &net->layers[i];
     mdfi_run_ctx ctx;
+    ctx.in_bytes = NULL;
     for (int k = 0; k < l->n_in; ++k) {
         int src = l->in[k];
+        if (src < 0)
+            ctx.in_bytes = net->input_bytes;
         /* NULL: an alias of the caller's input (dropout first) */
         ctx.in[k] = src < 0 || !net->out[src] ? input : net->out[src];
         ctx.in_n[k] = src < 0 ? mdfi_net_input_size(net) : mdfi_layer_outputs(&net->layers[src]);
@@ -100,9 +103,25 @@ static void run_layers(mdfi_net *net, int from, int to)
     }
 }
 
-mdfi_status mdfi_net_forward_until(mdfi_net *net, const float *input, size_t n, int last)
+/* The first layer that reads the network's input as floats, or -1. */
+static int float_reader(const mdfi_net *net)
 {
-    if (!net || !input)
+    for (int i = 0; i < net->n; ++i)
+        for (int k = 0; k < net->layers[i].n_in; ++k)
+            if (net->layers[i].in[k] < 0 && !net->layers[i].takes_bytes)
+                return i;
+    return -1;
+}
+
+int mdfi_net_takes_bytes(const mdfi_net *net)
+{
+    return net && net->prepared && float_reader(net) < 0;
+}
+
+static mdfi_status start(mdfi_net *net, const float *input, const unsigned char *bytes, size_t n,
+                         int last)
+{
+    if (!net || !(input || bytes))
         return MDFI_ERR_ARG;
     if (!net->prepared)
         return mdfi_net_fail(net, MDFI_ERR_ARG, "prepare the network before forward");
@@ -113,7 +132,13 @@ mdfi_status mdfi_net_forward_until(mdfi_net *net, const float *input, size_t n, 
     if (last < -1 || last >= net->n)
         return mdfi_net_fail(net, MDFI_ERR_ARG, "forward until layer %d: the network has "
                              "layers 0..%d", last, net->n - 1);
+    int i = bytes ? float_reader(net) : -1;
+    if (i >= 0)
+        return mdfi_net_fail(net, MDFI_ERR_UNSUPPORTED, "8-bit input: layer %d [%s] reads the "
+                             "input as floats (a fixed-point first layer takes bytes)", i,
+                             net->layers[i].type->name);
     net->input = input;
+    net->input_bytes = bytes;
     net->done = 0;
     net->fired = -1;
     net->macs = net->flops = net->bops = 0;
@@ -123,9 +148,19 @@ mdfi_status mdfi_net_forward_until(mdfi_net *net, const float *input, size_t n, 
     return MDFI_OK;
 }
 
+mdfi_status mdfi_net_forward_until(mdfi_net *net, const float *input, size_t n, int last)
+{
+    return start(net, input, NULL, n, last);
+}
+
+mdfi_status mdfi_net_forward_bytes(mdfi_net *net, const unsigned char *input, size_t n, int last)
+{
+    return start(net, NULL, input, n, last);
+}
+
 mdfi_status mdfi_net_forward(mdfi_net *net, const float *input, size_t n)
 {
-    return mdfi_net_forward_until(net, input, n, -1);
+    return start(net, input, NULL, n, -1);
 }
 
 mdfi_status mdfi_net_resume(mdfi_net *net, int last)

@@ -35,6 +35,7 @@ struct mdfi_net {
                                      live; n: to the end (readable after forward) */
     void **scratch;               /* [threads] */
     const float *input;           /* the last forward's input */
+    const unsigned char *input_bytes;   /* or its 8-bit pixels (input NULL) */
     int profile;                  /* time every layer in forward */
     double *layer_ms;             /* [n] the last profiled forward's times */
     /* early exits (docs/early-exit.md; net/exits.c) */
