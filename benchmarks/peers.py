@@ -48,7 +48,9 @@ engine also has, "extra" the engine's hits Darknet does not have.
 
 Memory: each engine's peak RSS (VmHWM) in a fresh Python process (load, 5
 forwards), and the same less that process's peak after importing numpy only;
-for MDFI also the C program's `mdfi bench` peak RSS when `make` has built it.
+for MDFI also the C program's `mdfi bench` peak RSS when `make` has built it, and for
+its int8 models that with the image held as bytes (`--bytes`: the first, fixed-point
+layer quantizes them, and no float copy of the image exists).
 
 Peers that are not installed (`pip install '.[bench]'`) are skipped with the
 reason printed.  Models are made in --work (kept and reused when given, else a
@@ -610,14 +612,16 @@ def _rss_child_main(name, work, threads, kernel, quantize_first):
     return 0
 
 
-def program_rss(files, threads, kernel=None):
-    """Peak RSS (KiB) of the mdfi program's `bench`, if make has built it."""
+def program_rss(files, threads, kernel=None, as_bytes=False):
+    """Peak RSS (KiB) of the mdfi program's `bench` (as_bytes: with 8-bit input,
+    `--bytes`), if make has built it."""
     from mdfi.bench import native_program, program_bench
     exe = native_program()
     if exe is None:
         return None
     try:
-        return program_bench(exe, *files, 3, threads, kernel, timeout=300).get("peak_rss_kb")
+        return program_bench(exe, *files, 3, threads, kernel, timeout=300,
+                             as_bytes=as_bytes).get("peak_rss_kb")
     except RuntimeError:
         return None
 
@@ -691,6 +695,8 @@ def measure(args, log=print):
                     files = {"fp32": models.mdfi_fp32, "int8": models.mdfi_int8,
                              "w8a8": models.mdfi_w8a8}[n.split("-")[1]]()
                     r["program_kb"] = program_rss(files, args.threads[0], k)
+                    if n != "mdfi-fp32":   # a fixed-point first layer takes the bytes
+                        r["program_bytes_kb"] = program_rss(files, args.threads[0], k, True)
                 result["engines"][key]["rss"] = r
         result["notes"] = dict(models.notes)
     finally:
@@ -745,6 +751,8 @@ def report(result, out=print):
             rss = "%.1f (%.1f)" % (r["peak_kb"] / 1024, (r["peak_kb"] - r["base_kb"]) / 1024)
             if r.get("program_kb"):
                 rss += "; `mdfi bench` %.1f" % (r["program_kb"] / 1024)
+            if r.get("program_bytes_kb"):
+                rss += ", `--bytes` %.1f" % (r["program_bytes_kb"] / 1024)
         out("| %s | %s | %d of %d (%d) | %.2g | %s | %s |" % (
             e["label"], " | ".join(cells), g["kept"], g["golden"], g["extra"], g["max_abs_diff"],
             rss, e["version"]))

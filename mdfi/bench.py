@@ -59,14 +59,18 @@ def native_program():
     return None
 
 
-def program_bench(exe, cfg, weights, runs=3, threads=1, kernel=None, timeout=None):
+def program_bench(exe, cfg, weights, runs=3, threads=1, kernel=None, timeout=None,
+                  as_bytes=False):
     """The JSON report of `exe bench CFG WEIGHTS --json` (the mdfi program:
-    median_ms, min_ms, peak_rss_kb, ...); RuntimeError with its message if it
-    fails."""
+    median_ms, min_ms, peak_rss_kb, ...); as_bytes: the input as 8-bit pixels
+    (`--bytes`, fixed-point first layers only).  RuntimeError with its message
+    if it fails."""
     cmd = [exe, "bench", str(cfg), str(weights), "--runs", str(runs), "--threads",
            str(threads), "--json"]
     if kernel:
         cmd += ["--kernel", kernel]
+    if as_bytes:
+        cmd.append("--bytes")
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if res.returncode != 0:
         raise RuntimeError("%s bench %s: %s" % (exe, cfg, res.stderr.strip()))
