@@ -5,6 +5,8 @@
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
 #endif
 
 static float max_into(float v, float m)
@@ -35,4 +37,57 @@ void mdfi_max2x2_row(const float *a, const float *b, int n, float *out)
         m = max_into(b[2 * i], m);
         out[i] = max_into(b[2 * i + 1], m);
     }
+}
+
+#define MAX2(x, y) ((x) > (y) ? (x) : (y))
+
+void mdfi_max2x2_row_i8(const int8_t *a, const int8_t *b, int n, int8_t *out)
+{
+    int i = 0;
+#if defined(__SSE2__)
+    /* SSE2 has no signed byte max: flipped sign bits order as unsigned bytes;
+     * a pair's two bytes are a 16-bit lane's low and high halves. */
+    const __m128i flip = _mm_set1_epi8(-128), low = _mm_set1_epi16(0xff);
+    for (; i + 16 <= n; i += 16) {
+        __m128i m[2];
+        for (int h = 0; h < 2; ++h) {
+            __m128i x = _mm_max_epu8(
+                _mm_xor_si128(_mm_loadu_si128((const __m128i *)(a + 2 * i + 16 * h)), flip),
+                _mm_xor_si128(_mm_loadu_si128((const __m128i *)(b + 2 * i + 16 * h)), flip));
+            m[h] = _mm_max_epi16(_mm_and_si128(x, low), _mm_srli_epi16(x, 8));
+        }
+        _mm_storeu_si128((__m128i *)(out + i), _mm_xor_si128(_mm_packus_epi16(m[0], m[1]), flip));
+    }
+#elif defined(__aarch64__)
+    for (; i + 16 <= n; i += 16)   /* the rows' max, then adjacent pairs' */
+        vst1q_s8(out + i, vpmaxq_s8(vmaxq_s8(vld1q_s8(a + 2 * i), vld1q_s8(b + 2 * i)),
+                                    vmaxq_s8(vld1q_s8(a + 2 * i + 16), vld1q_s8(b + 2 * i + 16))));
+#endif
+    for (; i < n; ++i)
+        out[i] = (int8_t)MAX2(MAX2(a[2 * i], a[2 * i + 1]), MAX2(b[2 * i], b[2 * i + 1]));
+}
+
+void mdfi_max2x2_row_i16(const int16_t *a, const int16_t *b, int n, int16_t *out)
+{
+    int i = 0;
+#if defined(__SSE2__)
+    /* a pair is a 32-bit lane's halves: the low half takes the max of both,
+     * is sign-extended over the lane and packed back */
+    for (; i + 8 <= n; i += 8) {
+        __m128i m[2];
+        for (int h = 0; h < 2; ++h) {
+            __m128i x = _mm_max_epi16(_mm_loadu_si128((const __m128i *)(a + 2 * i + 8 * h)),
+                                      _mm_loadu_si128((const __m128i *)(b + 2 * i + 8 * h)));
+            x = _mm_max_epi16(x, _mm_srli_epi32(x, 16));
+            m[h] = _mm_srai_epi32(_mm_slli_epi32(x, 16), 16);
+        }
+        _mm_storeu_si128((__m128i *)(out + i), _mm_packs_epi32(m[0], m[1]));
+    }
+#elif defined(__aarch64__)
+    for (; i + 8 <= n; i += 8)
+        vst1q_s16(out + i, vpmaxq_s16(vmaxq_s16(vld1q_s16(a + 2 * i), vld1q_s16(b + 2 * i)),
+                                      vmaxq_s16(vld1q_s16(a + 2 * i + 8), vld1q_s16(b + 2 * i + 8))));
+#endif
+    for (; i < n; ++i)
+        out[i] = (int16_t)MAX2(MAX2(a[2 * i], a[2 * i + 1]), MAX2(b[2 * i], b[2 * i + 1]));
 }

@@ -103,7 +103,7 @@ static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
  * from input rows [r0, ...) at src (the whole plane, or a fused conv's band);
  * windows are clipped to the image (outside taps are ignored; Darknet's
  * windows always hold one tap). */
-#define MAXPOOL_PLANE(NAME, T, TMIN)                                                      \
+#define MAXPOOL_PLANE(NAME, T, TMIN, ROW2X2)                                              \
     static void NAME(const mdfi_pool2d *l, const T *src, int r0, int oy0, int oy1,        \
                      int32_t *row_max, T *dst, int same, int shift, int ob, void *out,    \
                      size_t o)                                                            \
@@ -113,10 +113,14 @@ static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
             const int y0 = off + oy * st;                                                 \
             const int ya = y0 < 0 ? 0 : y0;                                               \
             const int yb = y0 + sz > l->in_h ? l->in_h : y0 + sz;                         \
-            int ox = 0;                                                                   \
+            int ox = 0, done = 0;                                                         \
             if (sz == 2 && st == 2 && off == 0 && yb - ya == 2) { /* 2x2/2 inside */      \
                 const T *ra = src + (size_t)(ya - r0) * l->in_w, *rb = ra + l->in_w;      \
                 const int full = l->in_w / 2 < l->out_w ? l->in_w / 2 : l->out_w;         \
+                if (same) { /* straight into the output (kernels/pool.c) */              \
+                    ROW2X2(ra, rb, full, dst + (size_t)oy * l->out_w);                    \
+                    ox = done = full;                                                     \
+                }                                                                         \
                 for (; ox < full; ++ox) {                                                 \
                     T a = ra[2 * ox] > ra[2 * ox + 1] ? ra[2 * ox] : ra[2 * ox + 1];      \
                     T b = rb[2 * ox] > rb[2 * ox + 1] ? rb[2 * ox] : rb[2 * ox + 1];      \
@@ -136,7 +140,7 @@ static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
                 row_max[ox] = m;                                                          \
             }                                                                             \
             if (same) {                                                                   \
-                for (int j = 0; j < l->out_w; ++j)                                        \
+                for (int j = done; j < l->out_w; ++j)                                     \
                     dst[(size_t)oy * l->out_w + j] = (T)row_max[j];                       \
             } else {                                                                      \
                 for (int j = 0; j < l->out_w; ++j)                                        \
@@ -145,8 +149,8 @@ static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
             }                                                                             \
         }                                                                                 \
     }
-MAXPOOL_PLANE(maxpool_plane8, int8_t, INT8_MIN)
-MAXPOOL_PLANE(maxpool_plane16, int16_t, INT16_MIN)
+MAXPOOL_PLANE(maxpool_plane8, int8_t, INT8_MIN, mdfi_max2x2_row_i8)
+MAXPOOL_PLANE(maxpool_plane16, int16_t, INT16_MIN, mdfi_max2x2_row_i16)
 
 static void maxpool_channel(const mdfi_layer *l, const mdfi_run_ctx *ctx, int c)
 {
