@@ -297,9 +297,11 @@ static void make_data(const mdfi_qgemm_kernel *k, const tcase *t, tdata *d)
         int32_t mult = 0;
         if (t->mult_mode) {
             static const int32_t specials[] = {1, -1, 0, INT32_MAX, INT32_MIN, 1 << 30, 3};
-            mult = pick < 10 ? (int32_t)rnd_in(1 << 30, INT32_MAX)
-                             : pick < 12 ? (int32_t)rnd_in(INT32_MIN, -1)
-                                         : specials[rnd() % 7];
+            /* 1..32767 as .qweights files hold (the AVX2 epilogue's fast rows) */
+            mult = pick < 5 ? (int32_t)rnd_in(1 << 30, INT32_MAX)
+                            : pick < 10 ? (int32_t)rnd_in(1, 32767)
+                            : pick < 12 ? (int32_t)rnd_in(INT32_MIN, -1)
+                                        : specials[rnd() % 7];
             int lm = 0;   /* log2 |mult| */
             while (lm < 31 && ((int64_t)1 << lm) < (mult < 0 ? -(int64_t)mult : mult))
                 ++lm;
