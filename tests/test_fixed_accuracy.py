@@ -33,6 +33,29 @@ def test_int8_keeps_the_confident_detections(golden, tiny_model, tiny8):
     assert r["map50"] >= 0.9
 
 
+def test_mult7_weights_keep_the_confident_detections(golden, tiny_model):
+    """--weight-scale mult7: 8-bit weights in [-64, 64] (every channel reaching a
+    bound), which AVX2 runs on avx2-8p; the confident detections stay."""
+    from conftest import available_kernels
+    from weights_tools import qweights as qwf
+    cfg, qpath, _ = quantized(tiny_model["cfg"], tiny_model["weights"], "tiny-w7",
+                              weight_scale="mult7")
+    records = [r for r in qwf.read(qpath).records.values() if r.weights.dtype == np.int8]
+    assert len(records) == 13
+    for r in records:
+        top = np.abs(r.weights.astype(np.int16)).max(axis=1)
+        assert top.max() == 64 and (top >= 63).mean() > 0.9, r.layer
+    paths = [str(golden / "images" / f"{n}.ppm") for n in ("person", "eagle")]
+    with mdfi.Network(tiny_model["cfg"], tiny_model["weights"]) as f, \
+            mdfi.Network(cfg, qpath) as q:
+        if "avx2" in available_kernels() and "avx512" not in available_kernels():
+            assert {q.layer_format(i).kernel for i in range(len(q.layers))} >= {"avx2-8p"}
+        r = ev.compare_detectors(f, q, paths)
+    assert r["float"] == 5
+    assert r["kept"] == 5, (r["ref"], r["test"])
+    assert r["map50"] >= 0.9
+
+
 def test_quantized_file_is_small(tiny_model, tiny8):
     ratio = os.path.getsize(tiny8[1]) / os.path.getsize(tiny_model["weights"])
     print(f"quantized yolov3-tiny: {100 * ratio:.1f}% of the float weights")

@@ -210,6 +210,27 @@ def test_every_fixed_layer_type_equals_reference(tmp_path, seed):
                 assert_same_as_reference(net, ref, f"seed {seed} {kernel} x{threads}")
 
 
+def test_seven_bit_weights_take_the_vpmaddubsw_kernel(tmp_path):
+    """8-bit layers whose weights lie in [-64, 64] (quantize --weight-scale mult7)
+    run on AVX2's avx2-8p (vpmaddubsw on b + 128, exact for pairs of weights up to
+    128 in magnitude), the others on avx2-8; every kernel gives the reference's
+    integers, saturation included."""
+    cfg, qpath = synth_net(tmp_path, 3, scale=64)
+    qw = qwf.read(qpath)
+    qw.records[3].weights[0, :2] = (64, -64)   # the largest pair the kernel takes
+    qw.records[0].weights[1, :2] = (-64, 65)   # one pair past it: layer 0 stays avx2-8
+    qwf.write(qpath, qw)
+    x = np.random.default_rng(13).normal(0, 1.5, (3, 11, 13)).astype(np.float32)
+    ref = FixedNet(str(cfg), str(qpath)).forward(x)
+    for kernel in available_kernels():
+        with mdfi.Network(cfg, qpath, kernel=kernel, keep_outputs=True) as net:
+            if kernel == "avx2":
+                kern = {i: net.layer_format(i).kernel for i in (0, 3, 12)}
+                assert kern == {0: "avx2-8", 3: "avx2-8p", 12: "avx2-8p"}, kern
+            net.forward(x)
+            assert_same_as_reference(net, ref, f"mult7 {kernel}")
+
+
 POOL_CFG = """[net]
 height=23
 width=29

@@ -12,7 +12,7 @@
 static const mdfi_qgemm_kernel *const variants[] = {
     &mdfi_qgemm_ref8, &mdfi_qgemm_ref16,
 #ifdef MDFI_HAVE_AVX2
-    &mdfi_qgemm_avx2_8, &mdfi_qgemm_avx2_16,
+    &mdfi_qgemm_avx2_8, &mdfi_qgemm_avx2_16, &mdfi_qgemm_avx2_8p,
 #endif
 #ifdef MDFI_HAVE_AVX512
     &mdfi_qgemm_avx512_8, &mdfi_qgemm_avx512_16,
@@ -46,15 +46,38 @@ MDFI_COLD int mdfi_qgemm_runnable(const mdfi_qgemm_kernel *k)
 /* The ISA's variant for the width: the last runnable one in table order,
  * which lists the plain variant of an ISA before the one needing an extra
  * feature (AVX-512 BW before VNNI, NEON before dot product). */
-MDFI_COLD const mdfi_qgemm_kernel *mdfi_qgemm_kernel_for(mdfi_isa isa, int bits)
+static const mdfi_qgemm_kernel *pick(mdfi_isa isa, int bits, int pair)
 {
     const mdfi_qgemm_kernel *best = NULL;
     for (int i = 0; i < mdfi_qgemm_variant_count(); ++i) {
         const mdfi_qgemm_kernel *k = variants[i];
-        if (k->isa == isa && k->bits == bits && mdfi_qgemm_runnable(k))
+        if (k->isa == isa && k->bits == bits && mdfi_qgemm_runnable(k) &&
+            (!k->pair_max || pair <= k->pair_max))
             best = k;
     }
     return best;
+}
+
+MDFI_COLD const mdfi_qgemm_kernel *mdfi_qgemm_kernel_for(mdfi_isa isa, int bits)
+{
+    return pick(isa, bits, 1 << 17);   /* past any pair of int16 */
+}
+
+MDFI_COLD const mdfi_qgemm_kernel *mdfi_qgemm_kernel_for_a(mdfi_isa isa, int bits, const void *A,
+                                                           int M, int K)
+{
+    int pair = 0;   /* the largest |A[m][2i]| + |A[m][2i+1]| (K padded with 0) */
+    for (int m = 0; m < M; ++m)
+        for (int k = 0; k < K; k += 2) {
+            int s = 0;
+            for (int j = k; j < k + 2 && j < K; ++j) {
+                size_t at = (size_t)m * K + j;
+                int v = bits == 8 ? ((const int8_t *)A)[at] : ((const int16_t *)A)[at];
+                s += v < 0 ? -v : v;
+            }
+            pair = s > pair ? s : pair;
+        }
+    return pick(isa, bits, pair);
 }
 
 const char *mdfi_qgemm_kernel_name(const mdfi_qgemm_kernel *k)

@@ -69,6 +69,8 @@ struct mdfi_qgemm_kernel {
     mdfi_isa isa;
     int bits;             /* operand width: 8 or 16 */
     unsigned needs;       /* mdfi_cpu_features() bits the variant requires */
+    int pair_max;         /* exact only where |A[m][2i]| + |A[m][2i+1]| <= pair_max
+                             (0: for every A); mdfi_qgemm_kernel_for_a chooses it */
     int nr;               /* B panel width */
     int kgrp;             /* k group G */
     int kc;               /* largest K block (multiple of G) */
@@ -105,7 +107,7 @@ void mdfi_qgemm_epi_scalar(const mdfi_qepilogue *e, int m0, const uint32_t *corr
 
 extern const mdfi_qgemm_kernel mdfi_qgemm_ref8, mdfi_qgemm_ref16;
 #ifdef MDFI_HAVE_AVX2
-extern const mdfi_qgemm_kernel mdfi_qgemm_avx2_8, mdfi_qgemm_avx2_16;
+extern const mdfi_qgemm_kernel mdfi_qgemm_avx2_8, mdfi_qgemm_avx2_16, mdfi_qgemm_avx2_8p;
 /* AVX2 epilogue of both (x86/qgemm_epi_avx2.c). */
 void mdfi_qgemm_epi_avx2(const mdfi_qepilogue *e, int m0, const uint32_t *corr,
                          const int32_t *acc, int ldacc, int mv, int nv, void *c, size_t ldc);

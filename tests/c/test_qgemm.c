@@ -166,8 +166,20 @@ typedef struct {
 } tdata;
 
 /* Magnitude limits of A and B that keep K*|A|*|B| + |bias| in int32. */
+static void limits_any(const mdfi_qgemm_kernel *k, const tcase *t, int K, int64_t *amax,
+                       int64_t *bmax);
+
+/* A variant exact only for small weights (pair_max) gets weights of that size. */
 static void limits(const mdfi_qgemm_kernel *k, const tcase *t, int K, int64_t *amax,
                    int64_t *bmax)
+{
+    limits_any(k, t, K, amax, bmax);
+    if (k->pair_max && *amax > k->pair_max / 2)
+        *amax = k->pair_max / 2;
+}
+
+static void limits_any(const mdfi_qgemm_kernel *k, const tcase *t, int K, int64_t *amax,
+                       int64_t *bmax)
 {
     const int64_t full = k->bits == 8 ? 128 : 32768;
     const int64_t room = ((int64_t)1 << 30) / K;   /* leaves 2^30 for the bias */
@@ -688,6 +700,27 @@ static void test_api(void)
         !mdfi_qgemm_fits(131071, 128, 128, 0) || mdfi_qgemm_fits(1, 1, 1, INT32_MAX) ||
         !mdfi_qgemm_fits(0, 32768, 32768, INT32_MAX) || !mdfi_qgemm_fits(INT32_MAX, 0, 5, 7))
         bad = 1;
+    /* kernel_for_a: a variant with pair_max only for weights whose adjacent
+     * pairs fit it (the pairs are k = 2i, 2i + 1 of each row; an odd K's
+     * last k pairs with the zero padding) */
+    for (int i = 0; i < mdfi_qgemm_variant_count(); ++i) {
+        const mdfi_qgemm_kernel *k = mdfi_qgemm_variant(i);
+        if (!k->pair_max || !mdfi_qgemm_runnable(k))
+            continue;
+        int8_t a[2][5] = {{64, -64, 1, 2, -64}, {-3, 4, 64, 64, 64}};
+        if (mdfi_qgemm_kernel_for_a(k->isa, 8, a, 2, 5) != k)
+            bad = 1;
+        a[1][1] = 65;   /* -3, 65: 68; 65 beside 64 elsewhere would be 129 */
+        a[1][2] = 63;
+        if (mdfi_qgemm_kernel_for_a(k->isa, 8, a, 2, 5) != k)
+            bad = 1;
+        a[1][3] = 66;   /* 63 + 66 = 129 */
+        if (mdfi_qgemm_kernel_for_a(k->isa, 8, a, 2, 5) == k ||
+            mdfi_qgemm_kernel_for_a(k->isa, 8, a, 2, 5) != mdfi_qgemm_kernel_for(k->isa, 8))
+            bad = 1;
+        if (mdfi_qgemm_kernel_for(k->isa, 8) == k)   /* never for unknown weights */
+            bad = 1;
+    }
     if (bad) {
         printf("FAIL api: kernel_for / fits inconsistent\n");
         ++failed;

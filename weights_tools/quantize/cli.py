@@ -49,8 +49,10 @@ def add_arguments(p):
                    help="fractional length choice (default maxabs; both are reported)")
     p.add_argument("--weight-scale", choices=tuple(WEIGHT_SCALES), default=None,
                    help="weight scales: one power of two per layer (layer, the default), one "
-                        "per output channel (channel: fixed_w=B:ch) or a multiplier and a "
-                        "shift per output channel (mult: fixed_w=B:mul)")
+                        "per output channel (channel: fixed_w=B:ch), a multiplier and a "
+                        "shift per output channel (mult: fixed_w=B:mul), or the same with "
+                        "8-bit weights in [-64, 64] (mult7: AVX2's faster 8-bit kernel takes "
+                        "them)")
     p.add_argument("--per-channel", action="store_true",
                    help="the same as --weight-scale channel")
     p.add_argument("--bias-images", type=int, default=8,

@@ -55,7 +55,7 @@ def quantize(cfg, weights, calib, out, options=None, **kw):
             if layer.type in GEMM_TYPES} if o.bias_images else None
     cal = calibrate(cfg, weights, images, samples=o.samples, threads=o.threads, quiet=o.quiet,
                     activations=acts, mean_images=o.bias_images,
-                    pre_samples=bool(o.gain and o.weight_scale == "mult"))
+                    pre_samples=bool(o.gain and o.weight_scale.startswith("mult")))
     if mixed_layers is not None and o.bits == 8:
         bad = [i for i in mixed_layers if not 0 <= i < len(layers) or
                layers[i].type not in GEMM_TYPES]

@@ -64,13 +64,15 @@ def _quantize_gemm_channels(plan, w, b, method):
     _set_channel_weights(plan, w, w_q, b_q, fr)
 
 
-def _quantize_gemm_mult(plan, w, b, method):
+def _quantize_gemm_mult(plan, w, b, method, top_code=None):
     """Per-channel multiplier + shift (fixed_w=BITS:mul): channel m's weights
     are w_q * mult[m] * 2^-w_frac[m], so its largest weight maps to the top
     code (max-abs) or to the scale with the least squared error among
-    max-abs * 2^(-j/4), j = 0..8 (mse)."""
+    max-abs * 2^(-j/4), j = 0..8 (mse).  top_code: 8-bit weights in
+    [-top_code, top_code] instead of [-128, 127] ("mult7": 64)."""
     bits = plan.w.bits
-    qmax = (1 << (bits - 1)) - 1
+    qmax = top_code if top_code and bits == 8 else (1 << (bits - 1)) - 1
+    qmin = -qmax if top_code and bits == 8 else -qmax - 1
     m_out = w.shape[0]
     fr = np.zeros(m_out, np.int64)
     mu = np.ones(m_out, np.int64)
@@ -79,7 +81,7 @@ def _quantize_gemm_mult(plan, w, b, method):
     raised = 0
 
     def quant(row, mult, f):
-        return np.clip(round_half_away(row * 2.0 ** f / mult), -qmax - 1, qmax)
+        return np.clip(round_half_away(row * 2.0 ** f / mult), qmin, qmax)
     for r in range(m_out):
         row = w[r].astype(np.float64)
         top = float(np.abs(row).max()) if row.size else 0.0
@@ -143,5 +145,14 @@ def _quantize_gemm(plan, w, b, method):
     plan.bias_q = b_q.astype(np.int32)
 
 
+def _quantize_gemm_mult7(plan, w, b, method):
+    """As "mult" with 8-bit weights in [-64, 64] (7 bits and a sign): any two of
+    them sum to at most 128 in magnitude, so with unsigned 8-bit inputs a pair
+    of products fits int16 and AVX2's vpmaddubsw takes them exactly (the
+    avx2-8p kernel, docs/fixed-point.md): ONNX Runtime's reduce_range, for the
+    same reason.  16-bit weights are as "mult"."""
+    _quantize_gemm_mult(plan, w, b, method, top_code=64)
+
+
 WEIGHT_SCALES = {"layer": _quantize_gemm, "channel": _quantize_gemm_channels,
-                 "mult": _quantize_gemm_mult}
+                 "mult": _quantize_gemm_mult, "mult7": _quantize_gemm_mult7}
