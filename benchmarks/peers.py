@@ -7,6 +7,9 @@ yolov3-tiny 416x416, batch 1, fp32 and int8.  The engines (--engines, default al
 
   mdfi-fp32   MDFI, the float model (the kernel the CPU picks; --kernels adds rows
               with a kernel forced, e.g. avx2 on an AVX-512 machine)
+  mdfi-wino-fp32  MDFI fp32 with Winograd F(4,3) on every 3x3 stride-1 layer
+              (winograd=True: faster, but 4x the weights of those layers, where the
+              default takes it only where that costs little memory)
   mdfi-int8   MDFI, the `python -m mdfi.detect --int8` model (INT8_RECIPE: 8-bit
               weights with per-channel multipliers, 16-bit input in the layers
               where 8 bits cost most), cached beside the float model
@@ -85,9 +88,10 @@ GOLDEN_PHOTOS = ("dog", "eagle", "horses", "person")
 HEADS = (16, 23)          # yolov3-tiny's [yolo] layers
 SIZE = 416
 THRESH = 0.5
-ENGINES = ("mdfi-fp32", "mdfi-int8", "mdfi-w8a8", "mdfi-w7a8", "ort-fp32", "ort-int8", "ov-fp32",
-           "ov-int8", "ncnn-fp32")
-LABELS = {"mdfi-fp32": "MDFI fp32", "mdfi-int8": "MDFI --int8 recipe",
+ENGINES = ("mdfi-fp32", "mdfi-wino-fp32", "mdfi-int8", "mdfi-w8a8", "mdfi-w7a8", "ort-fp32",
+           "ort-int8", "ov-fp32", "ov-int8", "ncnn-fp32")
+LABELS = {"mdfi-fp32": "MDFI fp32", "mdfi-wino-fp32": "MDFI fp32, Winograd everywhere",
+          "mdfi-int8": "MDFI --int8 recipe",
           "mdfi-w8a8": "MDFI W8A8 (mult)", "mdfi-w7a8": "MDFI W7A8 (mult7)",
           "ort-fp32": "ONNX Runtime fp32",
           "ort-int8": "ONNX Runtime int8 (QDQ)", "ov-fp32": "OpenVINO fp32",
@@ -422,9 +426,9 @@ def _need(module):
 
 
 class MdfiEngine:
-    def __init__(self, files, threads, kernel=None):
+    def __init__(self, files, threads, kernel=None, winograd=None):
         import mdfi
-        self.net = mdfi.Network(*files, threads=threads, kernel=kernel)
+        self.net = mdfi.Network(*files, threads=threads, kernel=kernel, winograd=winograd)
         self.version = "MDFI %s, %s kernel" % (mdfi.__version__, self.net.kernel)
 
     def run(self, x):
@@ -534,11 +538,11 @@ def open_engine(name, models, threads, kernel=None):
     """(label, engine) or raises Skip."""
     prec = name.split("-")[1]
     if name.startswith("mdfi"):
-        files = {"fp32": models.mdfi_fp32, "int8": models.mdfi_int8,
+        files = {"fp32": models.mdfi_fp32, "wino": models.mdfi_fp32, "int8": models.mdfi_int8,
                  "w8a8": models.mdfi_w8a8, "w7a8": models.mdfi_w7a8}[prec]()
         label = LABELS[name] + (" [%s forced]" % kernel if kernel else "")
         try:
-            return label, MdfiEngine(files, threads, kernel)
+            return label, MdfiEngine(files, threads, kernel, True if prec == "wino" else None)
         except Exception as e:   # an UnsupportedError for a kernel this CPU lacks
             if kernel:
                 raise Skip("kernel %s: %s" % (kernel, e)) from None
@@ -698,7 +702,7 @@ def measure(args, log=print):
                 if key not in result["engines"]:
                     continue
                 r = rss_child(n, work, args.threads[0], k, args.quantize_first)
-                if n.startswith("mdfi"):
+                if n.startswith("mdfi") and n != "mdfi-wino-fp32":
                     files = {"fp32": models.mdfi_fp32, "int8": models.mdfi_int8,
                              "w8a8": models.mdfi_w8a8,
                              "w7a8": models.mdfi_w7a8}[n.split("-")[1]]()
