@@ -345,6 +345,10 @@ activation=linear
 size=2
 stride=2
 fixed_out=8:3
+[maxpool]
+size=2
+stride=1
+fixed_out=8:3
 [convolutional]
 fixed_in=8:3
 fixed_w=8:7
@@ -364,29 +368,30 @@ fixed_out=16:9
 def test_wide_2x2_pools_take_the_vector_rows(tmp_path):
     """2x2/2 pools over rows of 38 and 19 outputs, 37 and 18 of whole windows
     (kernels/pool.c's int8 loop takes 16 a step, its int16 loop 8, then the scalar
-    tail; the last, clipped window the generic loop), values saturated at both ends of
-    each type: fused and unfused, the reference's integers."""
+    tail; the last, clipped window the generic loop), and an int8 2x2/1 pool over 38
+    (37 whole windows), values saturated at both ends of each type: fused and
+    unfused, the reference's integers."""
     cfg = tmp_path / "wide.cfg"
     cfg.write_text(WIDE_POOL_CFG)
     spec = {0: (1, 7, 27, 1, (8, 6), (8, 7), (8, 3)),
-            2: (1, 5, 7 * 9, 1, (8, 3), (8, 7), (16, 9))}
+            3: (1, 5, 7 * 9, 1, (8, 3), (8, 7), (16, 9))}
     qpath = tmp_path / "wide.qweights"
-    qw = random_qweights(spec, 4, seed=5, scale=127)
-    for i in (0, 2):   # whole channels at the type's ends: saturated pools both ways
+    qw = random_qweights(spec, 5, seed=5, scale=127)
+    for i in (0, 3):   # whole channels at the type's ends: saturated pools both ways
         qw.records[i].bias[:2] = (-2 ** 24, 2 ** 24)
     qwf.write(qpath, qw)
     x = np.random.default_rng(6).normal(0, 2, (3, 9, 75)).astype(np.float32)
     ref = FixedNet(str(cfg), str(qpath)).forward(x)
-    for i in (1, 3):
+    for i, w in ((1, 38), (2, 38), (4, 19)):
         q = ref[i].q
-        assert q.shape[2] == (38 if i == 1 else 19)
+        assert q.shape[2] == w
         assert q.min() == ref[i].fmt.qmin and q.max() == ref[i].fmt.qmax, i
     for kernel in available_kernels():
         for fuse in (True, False):
             with mdfi.Network(cfg, qpath, kernel=kernel, fuse_pool=fuse,
-                              outputs=[1, 3]) as net:
+                              outputs=[1, 2, 4]) as net:
                 net.forward(x)
-                for i in (1, 3):
+                for i in (1, 2, 4):
                     q, frac = net.layer_output_int(i)
                     assert frac == ref[i].fmt.frac
                     np.testing.assert_array_equal(q, ref[i].q, err_msg=f"{kernel} fuse {fuse} "

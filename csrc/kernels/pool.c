@@ -91,3 +91,25 @@ void mdfi_max2x2_row_i16(const int16_t *a, const int16_t *b, int n, int16_t *out
     for (; i < n; ++i)
         out[i] = (int16_t)MAX2(MAX2(a[2 * i], a[2 * i + 1]), MAX2(b[2 * i], b[2 * i + 1]));
 }
+
+void mdfi_max2x2s1_row_i8(const int8_t *a, const int8_t *b, int n, int8_t *out)
+{
+    int i = 0;
+#if defined(__SSE2__)
+    const __m128i flip = _mm_set1_epi8(-128);
+    for (; i + 16 <= n; i += 16) {
+        __m128i m = _mm_max_epu8(
+            _mm_max_epu8(_mm_xor_si128(_mm_loadu_si128((const __m128i *)(a + i)), flip),
+                         _mm_xor_si128(_mm_loadu_si128((const __m128i *)(a + i + 1)), flip)),
+            _mm_max_epu8(_mm_xor_si128(_mm_loadu_si128((const __m128i *)(b + i)), flip),
+                         _mm_xor_si128(_mm_loadu_si128((const __m128i *)(b + i + 1)), flip)));
+        _mm_storeu_si128((__m128i *)(out + i), _mm_xor_si128(m, flip));
+    }
+#elif defined(__aarch64__)
+    for (; i + 16 <= n; i += 16)
+        vst1q_s8(out + i, vmaxq_s8(vmaxq_s8(vld1q_s8(a + i), vld1q_s8(a + i + 1)),
+                                   vmaxq_s8(vld1q_s8(b + i), vld1q_s8(b + i + 1))));
+#endif
+    for (; i < n; ++i)
+        out[i] = (int8_t)MAX2(MAX2(a[i], a[i + 1]), MAX2(b[i], b[i + 1]));
+}

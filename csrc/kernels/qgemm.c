@@ -244,7 +244,7 @@ int32_t mdfi_qgemm_requant(int32_t x, int m, const mdfi_qepilogue *e)
     return (int32_t)(v < lo ? lo : v > hi ? hi : v);
 }
 
-void mdfi_qgemm_epi_scalar(const mdfi_qepilogue *e, int m0, const uint32_t *corr,
+MDFI_COLD void mdfi_qgemm_epi_scalar(const mdfi_qepilogue *e, int m0, const uint32_t *corr,
                            const int32_t *acc, int ldacc, int mv, int nv, void *c, size_t ldc)
 {
     for (int r = 0; r < mv; ++r) {

@@ -103,7 +103,7 @@ static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
  * from input rows [r0, ...) at src (the whole plane, or a fused conv's band);
  * windows are clipped to the image (outside taps are ignored; Darknet's
  * windows always hold one tap). */
-#define MAXPOOL_PLANE(NAME, T, TMIN, ROW2X2)                                              \
+#define MAXPOOL_PLANE(NAME, T, TMIN, ROW2X2, S1)                                          \
     static void NAME(const mdfi_pool2d *l, const T *src, int r0, int oy0, int oy1,        \
                      int32_t *row_max, T *dst, int same, int shift, int ob, void *out,    \
                      size_t o)                                                            \
@@ -127,6 +127,13 @@ static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
                     row_max[ox] = a > b ? a : b;                                          \
                 }                                                                         \
             }                                                                             \
+            if (S1 && sz == 2 && st == 1 && off == 0 && yb - ya == 2 && same) { /* 2x2/1 */ \
+                const int8_t *ra = (const int8_t *)src + (size_t)(ya - r0) * l->in_w;     \
+                const int full = l->in_w - 1 < l->out_w ? l->in_w - 1 : l->out_w;         \
+                mdfi_max2x2s1_row_i8(ra, ra + l->in_w, full,                              \
+                                     (int8_t *)dst + (size_t)oy * l->out_w);              \
+                ox = done = full;                                                         \
+            }                                                                             \
             for (; ox < l->out_w; ++ox) {                                                 \
                 const int x0 = off + ox * st;                                             \
                 const int xa = x0 < 0 ? 0 : x0;                                           \
@@ -149,8 +156,9 @@ static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
             }                                                                             \
         }                                                                                 \
     }
-MAXPOOL_PLANE(maxpool_plane8, int8_t, INT8_MIN, mdfi_max2x2_row_i8)
-MAXPOOL_PLANE(maxpool_plane16, int16_t, INT16_MIN, mdfi_max2x2_row_i16)
+/* S1: 2x2 / stride 1 rows (yolov3-tiny's 13x13 pool) vectorized, 8 bits only */
+MAXPOOL_PLANE(maxpool_plane8, int8_t, INT8_MIN, mdfi_max2x2_row_i8, 1)
+MAXPOOL_PLANE(maxpool_plane16, int16_t, INT16_MIN, mdfi_max2x2_row_i16, 0)
 
 static void maxpool_channel(const mdfi_layer *l, const mdfi_run_ctx *ctx, int c)
 {
