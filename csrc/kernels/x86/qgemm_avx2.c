@@ -34,47 +34,11 @@ INLINE int32_t load32(const void *p)
 
 /* ---- micro-kernels ----------------------------------------------------- */
 
-INLINE void tile(const int MR, const int NV, int ng, const void *a, const void *b, int32_t *acc,
-                 int ldacc, int accum)
-{
-    __m256i c[MAXR][2];
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r)
-        for (int v = 0; v < NV; ++v)
-            c[r][v] = accum ? _mm256_loadu_si256((const __m256i *)(acc + r * ldacc + 8 * v))
-                            : _mm256_setzero_si256();
-    const char *ap = a;
-    const __m256i *bp = b;
-    for (int g = 0; g < ng; ++g) {
-        __m256i bv[2];
-        for (int v = 0; v < NV; ++v)
-            bv[v] = _mm256_load_si256(bp + v);
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; ++r) {
-            __m256i av = _mm256_set1_epi32(load32(ap + 4 * r));
-            for (int v = 0; v < NV; ++v)
-                c[r][v] = _mm256_add_epi32(c[r][v], _mm256_madd_epi16(bv[v], av));
-        }
-        ap += 4 * MR;
-        bp += NV;
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r)
-        for (int v = 0; v < NV; ++v)
-            _mm256_storeu_si256((__m256i *)(acc + r * ldacc + 8 * v), c[r][v]);
-}
-
-#define UKR(name, MR, NV)                                                           \
-    static void name(int ng, const void *a, const void *b, int32_t *acc, int ldacc, int accum) \
-    {                                                                               \
-        tile(MR, NV, ng, a, b, acc, ldacc, accum);                                         \
-    }
-UKR(u4, 4, 2)
-UKR(u4h, 4, 1)
-
-/* avx2-8p: a the panel's 4 int8 of a group per row, b 8 columns x 4 u8 a ymm. */
-INLINE void tile_p(const int MR, const int NV, int ng, const void *a, const void *b,
-                   int32_t *acc, int ldacc, int accum)
+/* P = 0: int16 pairs (vpmaddwd).  P = 1, avx2-8p: a holds the panel's 4
+ * int8 of a group per row, each ymm of b 8 columns x 4 u8 (vpmaddubsw, then
+ * vpmaddwd by ones). */
+INLINE void tile(const int MR, const int NV, const int P, int ng, const void *a, const void *b,
+                 int32_t *acc, int ldacc, int accum)
 {
     __m256i c[MAXR][2];
     const __m256i ones = _mm256_set1_epi16(1);
@@ -94,7 +58,8 @@ INLINE void tile_p(const int MR, const int NV, int ng, const void *a, const void
             __m256i av = _mm256_set1_epi32(load32(ap + 4 * r));
             for (int v = 0; v < NV; ++v)
                 c[r][v] = _mm256_add_epi32(
-                    c[r][v], _mm256_madd_epi16(_mm256_maddubs_epi16(bv[v], av), ones));
+                    c[r][v], P ? _mm256_madd_epi16(_mm256_maddubs_epi16(bv[v], av), ones)
+                               : _mm256_madd_epi16(bv[v], av));
         }
         ap += 4 * MR;
         bp += NV;
@@ -105,13 +70,15 @@ INLINE void tile_p(const int MR, const int NV, int ng, const void *a, const void
             _mm256_storeu_si256((__m256i *)(acc + r * ldacc + 8 * v), c[r][v]);
 }
 
-#define UKR_P(name, MR, NV)                                                         \
+#define UKR(name, MR, NV, P)                                                        \
     static void name(int ng, const void *a, const void *b, int32_t *acc, int ldacc, int accum) \
     {                                                                               \
-        tile_p(MR, NV, ng, a, b, acc, ldacc, accum);                                       \
+        tile(MR, NV, P, ng, a, b, acc, ldacc, accum);                                      \
     }
-UKR_P(p4, 4, 2)
-UKR_P(p4h, 4, 1)
+UKR(u4, 4, 2, 0)
+UKR(u4h, 4, 1, 0)
+UKR(p4, 4, 2, 1)
+UKR(p4h, 4, 1, 1)
 
 /* ---- B interleaves (full 16-column panels) ------------------------------ */
 
