@@ -10,12 +10,12 @@
    detections the quantized model also reports (same class, IoU >= 0.5, thresh
    0.5), mAP@0.5 ranks the quantized detections at thresh 0.005.  Variants:
    8-bit (the default), 8-bit with per-channel weight fractions, 8-bit with
-   per-channel multipliers (and the same with 7-bit weights, mult7), 8-bit with
+   per-channel multipliers (and the same with paired weights, mult-pair), 8-bit with
    mean-square-error fractions, mixed 8/16
    (the default budgets: at most 50 % of the MACs at 16 bits and a file at
    most 30 % of the float one), the same with per-channel weight fractions and
    with multipliers, the --int8 recipe (multipliers, 60 % of the MACs; and with
-   7-bit weights),
+   paired weights),
    8-bit weights with 16-bit activations everywhere (multipliers), mixed with
    per-channel fractions at 75 % of the MACs and no size limit, and 16-bit.  Then the model
    `mdfi.detect --int8` uses (calibrated on all of scikit-image's photos) on
@@ -51,13 +51,13 @@ VARIANTS = [
     ("8-bit", {}),
     ("8-bit per-channel", dict(per_channel=True)),
     ("8-bit multiplier", dict(weight_scale="mult")),
-    ("8-bit multiplier, 7-bit weights", dict(weight_scale="mult7")),
+    ("8-bit multiplier, paired weights", dict(weight_scale="mult-pair")),
     ("8-bit mse", dict(method="mse")),
     ("mixed 8/16", dict(mixed=True)),
     ("mixed 8/16 per-channel", dict(mixed=True, per_channel=True)),
     ("mixed 8/16 multiplier", dict(mixed=True, weight_scale="mult")),
     ("--int8 recipe", INT8_RECIPE),
-    ("--int8 recipe, 7-bit weights", dict(INT8_RECIPE, weight_scale="mult7")),
+    ("--int8 recipe, paired weights", dict(INT8_RECIPE, weight_scale="mult-pair")),
     ("w8a16 multiplier", dict(act_bits=16, weight_scale="mult")),
     ("mixed 75% per-channel", dict(mixed=True, mixed_budget=0.75, mixed_size=1.0,
                                    per_channel=True)),

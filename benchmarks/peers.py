@@ -15,9 +15,10 @@ yolov3-tiny 416x416, batch 1, fp32 and int8.  The engines (--engines, default al
               where 8 bits cost most), cached beside the float model
   mdfi-w8a8   MDFI, all layers 8-bit weights and 8-bit activations, per-channel
               multipliers (quantize --weight-scale mult), on the same photos
-  mdfi-w7a8   the same with weights in [-64, 64] (--weight-scale mult7), which AVX2
-              multiplies with vpmaddubsw (the avx2-8p kernel), as ONNX Runtime's
-              reduce_range does
+  mdfi-w8a8p  the same with weights whose adjacent pairs sum to at most 128 in
+              magnitude (--weight-scale mult-pair), which AVX2 multiplies with
+              vpmaddubsw (the avx2-8p kernel; ONNX Runtime's reduce_range keeps
+              all weights within 7 bits for the same reason)
   ort-fp32    ONNX Runtime, the ONNX model of MDFI's PyTorch bridge
   ort-int8    ONNX Runtime, that model through ONNX Runtime's static quantizer:
               QDQ, per-channel int8 weights, uint8 activations, MinMax ranges;
@@ -88,11 +89,11 @@ GOLDEN_PHOTOS = ("dog", "eagle", "horses", "person")
 HEADS = (16, 23)          # yolov3-tiny's [yolo] layers
 SIZE = 416
 THRESH = 0.5
-ENGINES = ("mdfi-fp32", "mdfi-wino-fp32", "mdfi-int8", "mdfi-w8a8", "mdfi-w7a8", "ort-fp32",
+ENGINES = ("mdfi-fp32", "mdfi-wino-fp32", "mdfi-int8", "mdfi-w8a8", "mdfi-w8a8p", "ort-fp32",
            "ort-int8", "ov-fp32", "ov-int8", "ncnn-fp32")
 LABELS = {"mdfi-fp32": "MDFI fp32", "mdfi-wino-fp32": "MDFI fp32, Winograd everywhere",
           "mdfi-int8": "MDFI --int8 recipe",
-          "mdfi-w8a8": "MDFI W8A8 (mult)", "mdfi-w7a8": "MDFI W7A8 (mult7)",
+          "mdfi-w8a8": "MDFI W8A8 (mult)", "mdfi-w8a8p": "MDFI W8A8 paired (mult-pair)",
           "ort-fp32": "ONNX Runtime fp32",
           "ort-int8": "ONNX Runtime int8 (QDQ)", "ov-fp32": "OpenVINO fp32",
           "ov-int8": "OpenVINO int8 (QDQ)", "ncnn-fp32": "ncnn fp32 (pnnx)"}
@@ -372,7 +373,7 @@ class Models:
         return cached_int8(self.cfg, self.weights, quiet=True)
 
     def mdfi_w8a8(self, scale="mult"):
-        base = self.work / ("tiny-w8a8" if scale == "mult" else "tiny-w7a8")
+        base = self.work / ("tiny-w8a8" if scale == "mult" else "tiny-w8a8p")
         if not (base.with_suffix(".cfg").exists() and base.with_suffix(".qweights").exists()):
             from weights_tools.quantize import calibration_photos, quantize
             _, photos = calibration_photos()
@@ -383,8 +384,8 @@ class Models:
             self.log("  made the MDFI %s model in %.1f s" % (base.name, time.perf_counter() - t))
         return str(base.with_suffix(".cfg")), str(base.with_suffix(".qweights"))
 
-    def mdfi_w7a8(self):
-        return self.mdfi_w8a8("mult7")
+    def mdfi_w8a8p(self):
+        return self.mdfi_w8a8("mult-pair")
 
     def onnx_fp32(self):
         return self._made(self.work / "tiny-fp32.onnx", "the fp32 ONNX model",
@@ -539,7 +540,7 @@ def open_engine(name, models, threads, kernel=None):
     prec = name.split("-")[1]
     if name.startswith("mdfi"):
         files = {"fp32": models.mdfi_fp32, "wino": models.mdfi_fp32, "int8": models.mdfi_int8,
-                 "w8a8": models.mdfi_w8a8, "w7a8": models.mdfi_w7a8}[prec]()
+                 "w8a8": models.mdfi_w8a8, "w8a8p": models.mdfi_w8a8p}[prec]()
         label = LABELS[name] + (" [%s forced]" % kernel if kernel else "")
         try:
             return label, MdfiEngine(files, threads, kernel, True if prec == "wino" else None)
@@ -705,7 +706,7 @@ def measure(args, log=print):
                 if n.startswith("mdfi") and n != "mdfi-wino-fp32":
                     files = {"fp32": models.mdfi_fp32, "int8": models.mdfi_int8,
                              "w8a8": models.mdfi_w8a8,
-                             "w7a8": models.mdfi_w7a8}[n.split("-")[1]]()
+                             "w8a8p": models.mdfi_w8a8p}[n.split("-")[1]]()
                     r["program_kb"] = program_rss(files, args.threads[0], k)
                     if n != "mdfi-fp32":   # a fixed-point first layer takes the bytes
                         r["program_bytes_kb"] = program_rss(files, args.threads[0], k, True)

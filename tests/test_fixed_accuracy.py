@@ -33,18 +33,24 @@ def test_int8_keeps_the_confident_detections(golden, tiny_model, tiny8):
     assert r["map50"] >= 0.9
 
 
-def test_mult7_weights_keep_the_confident_detections(golden, tiny_model):
-    """--weight-scale mult7: 8-bit weights in [-64, 64] (every channel reaching a
-    bound), which AVX2 runs on avx2-8p; the confident detections stay."""
+def test_paired_weights_keep_the_confident_detections(golden, tiny_model):
+    """--weight-scale mult-pair: 8-bit weights whose adjacent pairs sum to at most 128
+    in magnitude (each channel's largest pair at the bound, one rounding step
+    under it at most), which AVX2 runs on avx2-8p; the confident detections stay."""
     from conftest import available_kernels
     from weights_tools import qweights as qwf
-    cfg, qpath, _ = quantized(tiny_model["cfg"], tiny_model["weights"], "tiny-w7",
-                              weight_scale="mult7")
+    cfg, qpath, _ = quantized(tiny_model["cfg"], tiny_model["weights"], "tiny-w8p",
+                              weight_scale="mult-pair")
     records = [r for r in qwf.read(qpath).records.values() if r.weights.dtype == np.int8]
     assert len(records) == 13
+    wide = 0
     for r in records:
-        top = np.abs(r.weights.astype(np.int16)).max(axis=1)
-        assert top.max() == 64 and (top >= 63).mean() > 0.9, r.layer
+        a = np.abs(r.weights.astype(np.int64))
+        a = np.concatenate([a, np.zeros((a.shape[0], a.shape[1] % 2), np.int64)], axis=1)
+        pairs = (a[:, 0::2] + a[:, 1::2]).max(axis=1)
+        assert pairs.max() <= 128 and (pairs >= 126).mean() > 0.9, r.layer
+        wide += int((a.max(axis=1) > 64).sum())
+    assert wide > 100   # channels whose largest weight uses more than 7 bits
     paths = [str(golden / "images" / f"{n}.ppm") for n in ("person", "eagle")]
     with mdfi.Network(tiny_model["cfg"], tiny_model["weights"]) as f, \
             mdfi.Network(cfg, qpath) as q:

@@ -210,9 +210,9 @@ def test_every_fixed_layer_type_equals_reference(tmp_path, seed):
                 assert_same_as_reference(net, ref, f"seed {seed} {kernel} x{threads}")
 
 
-def test_seven_bit_weights_take_the_vpmaddubsw_kernel(tmp_path):
-    """8-bit layers whose weights lie in [-64, 64] (quantize --weight-scale mult7)
-    run on AVX2's avx2-8p (vpmaddubsw on b + 128, exact for pairs of weights up to
+def test_paired_weights_take_the_vpmaddubsw_kernel(tmp_path):
+    """8-bit layers whose adjacent weights' pairs sum to at most 128 in magnitude
+    (quantize --weight-scale mult-pair; here weights in [-64, 64]) run on AVX2's avx2-8p (vpmaddubsw on b + 128, exact for pairs of weights up to
     128 in magnitude), the others on avx2-8; every kernel gives the reference's
     integers, saturation included."""
     cfg, qpath = synth_net(tmp_path, 3, scale=64)
@@ -228,7 +228,7 @@ def test_seven_bit_weights_take_the_vpmaddubsw_kernel(tmp_path):
                 kern = {i: net.layer_format(i).kernel for i in (0, 3, 12)}
                 assert kern == {0: "avx2-8", 3: "avx2-8p", 12: "avx2-8p"}, kern
             net.forward(x)
-            assert_same_as_reference(net, ref, f"mult7 {kernel}")
+            assert_same_as_reference(net, ref, f"paired {kernel}")
 
 
 POOL_CFG = """[net]

@@ -63,7 +63,7 @@ typedef struct mdfi_qgemm_kernel mdfi_qgemm_kernel;
 const mdfi_qgemm_kernel *mdfi_qgemm_kernel_for(mdfi_isa isa, int bits);
 /* The same for the weights A (row-major M x K, bits wide) it will multiply:
  * also variants exact only for weights of a bounded size (AVX2's vpmaddubsw
- * one, for 7-bit weights: docs/fixed-point.md). */
+ * one, for weights whose adjacent pairs are small: docs/fixed-point.md). */
 const mdfi_qgemm_kernel *mdfi_qgemm_kernel_for_a(mdfi_isa isa, int bits, const void *A, int M,
                                                  int K);
 /* Name of the variant actually used ("ref8", "avx2-8", "avx512vnni-8", ...). */

@@ -51,7 +51,8 @@ def add_arguments(p):
                    help="weight scales: one power of two per layer (layer, the default), one "
                         "per output channel (channel: fixed_w=B:ch), a multiplier and a "
                         "shift per output channel (mult: fixed_w=B:mul), or the same with "
-                        "8-bit weights in [-64, 64] (mult7: AVX2's faster 8-bit kernel takes "
+                        "8-bit weights whose adjacent pairs sum to at most 128 in magnitude "
+                        "(mult-pair: AVX2's faster 8-bit kernel takes "
                         "them)")
     p.add_argument("--per-channel", action="store_true",
                    help="the same as --weight-scale channel")

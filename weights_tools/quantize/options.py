@@ -14,10 +14,10 @@ class QuantizeOptions:
     mixed_layers: list = None     # raise exactly these layers instead of measuring
     narrow_layers: list = None    # of mixed_layers, those that keep 8-bit weights
     method: str = "maxabs"        # fractional lengths: "maxabs" or "mse"
-    weight_scale: str = None      # "layer" (default), "channel", "mult" or "mult7"
+    weight_scale: str = None      # "layer" (default), "channel", "mult", "mult-pair"
     per_channel: bool = False     # the same as weight_scale="channel"
     head_bits: int = 16           # output width of layers read only by float heads
-    gain: bool = True             # weight_scale "mult"/"mult7": correct each channel's gain
+    gain: bool = True             # "mult"/"mult-pair": correct each channel's gain
     bias_images: int = 8          # calibration images for the bias correction (0: none)
     samples: int = 200_000        # calibration values kept per tensor
     check_images: object = None   # images for the SQNR column (None: 4 calibration images,

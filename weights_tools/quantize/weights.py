@@ -64,15 +64,43 @@ def _quantize_gemm_channels(plan, w, b, method):
     _set_channel_weights(plan, w, w_q, b_q, fr)
 
 
-def _quantize_gemm_mult(plan, w, b, method, top_code=None):
+def _pair_sums(row):
+    """|row[2i]| + |row[2i+1]| of each pair of adjacent values (an odd last one alone)."""
+    a = np.abs(np.asarray(row, np.float64))
+    if a.size % 2:
+        a = np.append(a, 0.0)
+    return a[0::2] + a[1::2]
+
+
+def _fit_pairs(q, pair_max):
+    """q (a row of integer codes) with every adjacent pair's |q0| + |q1| <= pair_max:
+    where rounding took a pair past it, its larger member moves toward zero."""
+    q = q.astype(np.int64).copy()
+    n = q.size - q.size % 2
+    a, b = q[0:n:2], q[1:n:2]
+    over = np.abs(a) + np.abs(b) - pair_max
+    fix = over > 0
+    if fix.any():
+        big_a = np.abs(a) >= np.abs(b)
+        da = np.where(fix & big_a, over, 0)
+        db = np.where(fix & ~big_a, over, 0)
+        q[0:n:2] = a - np.sign(a) * da
+        q[1:n:2] = b - np.sign(b) * db
+    return q
+
+
+def _quantize_gemm_mult(plan, w, b, method, pair_max=None):
     """Per-channel multiplier + shift (fixed_w=BITS:mul): channel m's weights
     are w_q * mult[m] * 2^-w_frac[m], so its largest weight maps to the top
     code (max-abs) or to the scale with the least squared error among
-    max-abs * 2^(-j/4), j = 0..8 (mse).  top_code: 8-bit weights in
-    [-top_code, top_code] instead of [-128, 127] ("mult7": 64)."""
+    max-abs * 2^(-j/4), j = 0..8 (mse).  pair_max ("mult-pair": 128): 8-bit
+    weights whose adjacent pairs have |w0| + |w1| <= pair_max; the largest
+    pair maps to it (one rounding step under it), so a channel keeps more
+    than 7 bits where its large weights have small neighbours."""
     bits = plan.w.bits
-    qmax = top_code if top_code and bits == 8 else (1 << (bits - 1)) - 1
-    qmin = -qmax if top_code and bits == 8 else -qmax - 1
+    qmax = (1 << (bits - 1)) - 1
+    qmin = -qmax - 1
+    pair_max = pair_max if bits == 8 else None
     m_out = w.shape[0]
     fr = np.zeros(m_out, np.int64)
     mu = np.ones(m_out, np.int64)
@@ -81,12 +109,15 @@ def _quantize_gemm_mult(plan, w, b, method, top_code=None):
     raised = 0
 
     def quant(row, mult, f):
-        return np.clip(round_half_away(row * 2.0 ** f / mult), qmin, qmax)
+        q = np.clip(round_half_away(row * 2.0 ** f / mult), qmin, qmax)
+        return _fit_pairs(q, pair_max) if pair_max else q
     for r in range(m_out):
         row = w[r].astype(np.float64)
         top = float(np.abs(row).max()) if row.size else 0.0
         scales = [top / qmax]
-        if method == "mse" and top > 0:
+        if pair_max and row.size:
+            scales = [max(top / qmax, float(_pair_sums(row).max()) / (pair_max - 1))]
+        elif method == "mse" and top > 0:
             scales += [top / qmax * 2.0 ** (-j / 4) for j in range(1, 9)]
         best = None
         for sc in scales:
@@ -145,14 +176,15 @@ def _quantize_gemm(plan, w, b, method):
     plan.bias_q = b_q.astype(np.int32)
 
 
-def _quantize_gemm_mult7(plan, w, b, method):
-    """As "mult" with 8-bit weights in [-64, 64] (7 bits and a sign): any two of
-    them sum to at most 128 in magnitude, so with unsigned 8-bit inputs a pair
-    of products fits int16 and AVX2's vpmaddubsw takes them exactly (the
-    avx2-8p kernel, docs/fixed-point.md): ONNX Runtime's reduce_range, for the
-    same reason.  16-bit weights are as "mult"."""
-    _quantize_gemm_mult(plan, w, b, method, top_code=64)
+def _quantize_gemm_mult_pair(plan, w, b, method):
+    """As "mult" with 8-bit weights whose adjacent pairs (k = 2i, 2i + 1 of a
+    row) sum to at most 128 in magnitude, so that with unsigned 8-bit inputs a
+    pair of products fits int16 and AVX2's vpmaddubsw takes them exactly (the
+    avx2-8p kernel, docs/fixed-point.md).  ONNX Runtime's reduce_range keeps
+    every weight within 7 bits for the same reason; bounding pairs instead
+    keeps more resolution.  16-bit weights are as "mult"."""
+    _quantize_gemm_mult(plan, w, b, method, pair_max=128)
 
 
 WEIGHT_SCALES = {"layer": _quantize_gemm, "channel": _quantize_gemm_channels,
-                 "mult": _quantize_gemm_mult, "mult7": _quantize_gemm_mult7}
+                 "mult": _quantize_gemm_mult, "mult-pair": _quantize_gemm_mult_pair}

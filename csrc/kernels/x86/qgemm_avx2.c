@@ -10,7 +10,7 @@
  * broadcast and the product temporaries.
  *
  * avx2-8p takes the int8 layers whose weights are small enough for
- * vpmaddubsw, as 7-bit weights are (|a| <= 64): B packed as b + 128 (u8) in
+ * vpmaddubsw (quantize --weight-scale mult-pair): B packed as b + 128 (u8) in
  * k groups of 4, as for VNNI, and each pair sum |(b0 a0 + b1 a1)| <= 255 *
  * (|a0| + |a1|) <= 32640 stays inside int16 when |a0| + |a1| <= 128;
  * vpmaddwd by ones adds the two pairs of a group into int32.  32 products
