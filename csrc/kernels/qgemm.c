@@ -3,6 +3,7 @@
  * and the portable requantization epilogue (see qgemm.h, qgemm_impl.h). */
 #include "kernels/qgemm_impl.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/error.h"
@@ -67,17 +68,13 @@ MDFI_COLD const mdfi_qgemm_kernel *mdfi_qgemm_kernel_for_a(mdfi_isa isa, int bit
                                                            int M, int K)
 {
     int pair = 0;   /* the largest |A[m][2i]| + |A[m][2i+1]| (K padded with 0) */
-    for (int m = 0; m < M; ++m)
+    for (int m = 0; bits == 8 && m < M; ++m)   /* only 8-bit variants bound it */
         for (int k = 0; k < K; k += 2) {
-            int s = 0;
-            for (int j = k; j < k + 2 && j < K; ++j) {
-                size_t at = (size_t)m * K + j;
-                int v = bits == 8 ? ((const int8_t *)A)[at] : ((const int16_t *)A)[at];
-                s += v < 0 ? -v : v;
-            }
+            const int8_t *a = (const int8_t *)A + (size_t)m * K + k;
+            int s = abs(a[0]) + (k + 1 < K ? abs(a[1]) : 0);
             pair = s > pair ? s : pair;
         }
-    return pick(isa, bits, pair);
+    return bits == 8 ? pick(isa, bits, pair) : mdfi_qgemm_kernel_for(isa, bits);
 }
 
 const char *mdfi_qgemm_kernel_name(const mdfi_qgemm_kernel *k)

@@ -147,11 +147,10 @@ void mdfi_fx_quantize_bytes(const unsigned char *src, void *dst, mdfi_qfmt to, s
     for (int v = 0; v < 256; ++v)
         unit[v] = (float)(v / 255.0);
     mdfi_fx_quantize(unit, q, to, 256);
-    if (to.bits == 8)
-        for (size_t i = 0; i < n; ++i)
+    for (size_t i = 0; i < n; ++i)
+        if (to.bits == 8)
             ((int8_t *)dst)[i] = ((const int8_t *)q)[src[i]];
-    else
-        for (size_t i = 0; i < n; ++i)
+        else
             ((int16_t *)dst)[i] = q[src[i]];
 }
 

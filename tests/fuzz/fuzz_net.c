@@ -1,7 +1,8 @@
 /* libFuzzer target for cfg -> network: parsing, every layer's shapes, routes and
  * shortcuts, the exits, and the memory plan (mdfi_net_prepare), without weights.
  * Every input builds or fails with a message; a small network that builds also
- * runs one forward pass on zeros.
+ * runs one forward pass on zeros, and one on 8-bit zeros (accepted exactly where
+ * mdfi_net_takes_bytes says so).
  *   make fuzz && build/fuzz/fuzz_net -dict=tests/fuzz/cfg.dict CORPUS tests/fuzz/corpus/net
  * (the test suite runs the same function in the gcc mutation loop, tests/fuzz/fuzz_main.c). */
 #include <stddef.h>
@@ -54,6 +55,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (st == MDFI_OK && macs <= FUZZ_MAX_FORWARD_MACS && in <= (1u << 20)) {
                 float *x = calloc(in ? in : 1, sizeof *x);
                 if (x) {
+                    /* 8-bit input (zeros, as x) runs exactly where the net says
+                       it takes bytes; elsewhere it is refused with a message */
+                    mdfi_status sb = mdfi_net_forward_bytes(net, (const unsigned char *)x,
+                                                            in, -1);
+                    if ((sb == MDFI_OK) != mdfi_net_takes_bytes(net))
+                        abort();
+                    fuzz_check_net_error(net, sb);
                     st = mdfi_net_forward(net, x, in);
                     free(x);
                     const float *out;
