@@ -337,7 +337,8 @@ def cache_dir(name=None):
 
 # The --int8 model of a fetched float model is kept beside it under this tag
 # (weights_tools.quantize.cached_int8 makes it; the runtime only looks for it).
-INT8_CACHE_TAG = "int8-v2"
+# v3: the recipe's weights became paired (weight_scale "mult-pair").
+INT8_CACHE_TAG = "int8-v3"
 
 
 def int8_paths(weights):

@@ -207,7 +207,9 @@ def test_int8_is_looked_up_never_made(tmp_path):
     weights = tmp_path / "yolov3-tiny.weights"
     with pytest.raises(mdfi.ArgumentError, match="python -m mdfi.detect --int8"):
         pipeline.int8_model("yolov3-tiny", weights)
-    for suffix in (".int8-v2.cfg", ".int8-v2.qweights"):
-        (tmp_path / ("yolov3-tiny" + suffix)).write_text("")
+    tag = mdfi.models.INT8_CACHE_TAG
+    for suffix in (".cfg", ".qweights"):
+        (tmp_path / ("yolov3-tiny." + tag + suffix)).write_text("")
     assert pipeline.int8_model("yolov3-tiny", weights) == (
-        str(tmp_path / "yolov3-tiny.int8-v2.cfg"), str(tmp_path / "yolov3-tiny.int8-v2.qweights"))
+        str(tmp_path / ("yolov3-tiny." + tag + ".cfg")),
+        str(tmp_path / ("yolov3-tiny." + tag + ".qweights")))
