@@ -57,6 +57,7 @@ def make_variant(name, cfg, weights, tmp):
           "mixed-pc": dict(mixed=True, per_channel=True),
           "mixed75-pc": dict(mixed=True, mixed_budget=0.75, mixed_size=1.0, per_channel=True),
           "mult": dict(weight_scale="mult"),
+          "mult-pair": dict(weight_scale="mult-pair"),
           "mixed-mult": dict(mixed=True, weight_scale="mult"),
           "w8a16-mult": dict(act_bits=16, weight_scale="mult")}[name]
     with contextlib.redirect_stdout(io.StringIO()):
@@ -71,7 +72,7 @@ def main(argv=None):
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--variants", nargs="+", default=["int8"],
-                   choices=("int8", "8bit", "mult", "mixed", "mixed-pc", "mixed-mult",
+                   choices=("int8", "8bit", "mult", "mult-pair", "mixed", "mixed-pc", "mixed-mult",
                             "mixed75-pc", "w8a16-mult", "16"))
     p.add_argument("--top", type=int, default=8, help="layers in the per-layer table")
     p.add_argument("--ghz", type=float, help="CPU clock for MACs/cycle (default /proc/cpuinfo)")
@@ -124,7 +125,7 @@ def main(argv=None):
         for k in engines:
             kern = getattr(engines[k], "kernel", "")
             ratio = " | %.2fx OpenCV fp32" % (med[k] / base) if base else ""
-            print("  %-12s %8.2f / %8.2f ms  (%s)%s" % (k, med[k], min(times[k]), kern, ratio))
+            print("  %-16s %8.2f / %8.2f ms  (%s)%s" % (k, med[k], min(times[k]), kern, ratio))
 
         # per-layer profile of the first variant
         key = "MDFI " + args.variants[0]
