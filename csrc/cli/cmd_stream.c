@@ -43,8 +43,9 @@ static int one_frame(stream_run *r, const char *name, const mdfi_frame *fr)
     mdfi_status st = mdfi_image_decode_pixels(fr->data, fr->size, label, &px, &w, &h, &c, &err);
     const size_t plane = (size_t)s.w * (size_t)s.h;
     const int bytes = st == MDFI_OK && r->px && w == s.w && h == s.h;
-    for (size_t i = 0; bytes && i < 3 * plane; ++i)   /* HWC -> CHW */
-        r->px[i] = px[(i % plane) * (size_t)c + (c == 3 ? i / plane : 0)];
+    for (int k = 0; bytes && k < 3; ++k)   /* HWC -> CHW (grey: each plane the same) */
+        for (size_t i = 0; i < plane; ++i)
+            r->px[(size_t)k * plane + i] = px[i * (size_t)c + (c == 3 ? k : 0)];
     if (!bytes && st == MDFI_OK && !r->input &&
         !(r->input = malloc(3 * plane * sizeof *r->input))) {   /* the first other frame */
         mdfi_pixels_free(px);

@@ -154,6 +154,12 @@ mdfi_status mdfi_image_from_bytes(const unsigned char *pixels, int w, int h, int
     return mdfi_image_fill(pixels, w, h, c, img, err);
 }
 
+void mdfi_unit_floats(float lut[256])
+{
+    for (int v = 0; v < 256; v++)   /* Darknet: the division in double */
+        lut[v] = (float)(v / 255.0);
+}
+
 mdfi_status mdfi_image_fill(const unsigned char *pixels, int w, int h, int c, mdfi_image *img,
                             mdfi_errbuf *err)
 {
@@ -173,10 +179,8 @@ mdfi_status mdfi_image_fill(const unsigned char *pixels, int w, int h, int c, md
         if (!(data = malloc(3 * plane * sizeof *data)))
             return mdfi_fail(err, MDFI_ERR_NOMEM, "out of memory for a %dx%d image", w, h);
     }
-    /* Darknet: (float)(byte / 255.0), the division in double. */
     float lut[256];
-    for (int v = 0; v < 256; v++)
-        lut[v] = (float)(v / 255.0);
+    mdfi_unit_floats(lut);
     for (int k = 0; k < 3; k++) {
         float *dst = data + (size_t)k * plane;
         const unsigned char *src = pixels + (c == 3 ? k : 0);

@@ -25,6 +25,9 @@ typedef mdfi_status (*mdfi_image_mem_decoder)(const unsigned char *data, size_t 
  * frames of a stream. */
 mdfi_status mdfi_image_fill(const unsigned char *pixels, int w, int h, int c, mdfi_image *img,
                             mdfi_errbuf *err);
+/* lut[v] = the float a byte v loads as, Darknet's (float)(v / 255.0): the
+ * image loaders' rule, and 8-bit network input's (mdfi_fx_quantize_bytes). */
+void mdfi_unit_floats(float lut[256]);
 
 /* Binary PNM, P5 (grey) or P6 (RGB), maxval 255. */
 mdfi_status mdfi_pnm_decode(FILE *f, const char *path, unsigned char **pixels,

@@ -61,9 +61,10 @@ typedef struct mdfi_qgemm_kernel mdfi_qgemm_kernel;
  * NULL if this build/CPU cannot run it.  The ISA's variant may further use
  * CPU features (e.g. AVX-512 VNNI, ARM dot product) chosen at run time. */
 const mdfi_qgemm_kernel *mdfi_qgemm_kernel_for(mdfi_isa isa, int bits);
-/* The same for the weights A (row-major M x K, bits wide) it will multiply:
- * also variants exact only for weights of a bounded size (AVX2's vpmaddubsw
- * one, for weights whose adjacent pairs are small: docs/fixed-point.md). */
+/* The same for the weights A (row-major M x K) it will multiply: for bits 8
+ * (A int8) also variants exact only for weights of a bounded size (AVX2's
+ * vpmaddubsw one, for weights whose adjacent pairs are small:
+ * docs/fixed-point.md); A is not read for other widths. */
 const mdfi_qgemm_kernel *mdfi_qgemm_kernel_for_a(mdfi_isa isa, int bits, const void *A, int M,
                                                  int K);
 /* Name of the variant actually used ("ref8", "avx2-8", "avx512vnni-8", ...). */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "io/image.h"
 #include "layers/fixed.h"
 
 /* Every input must be integer; sets q_in to in[0]'s format and reads fixed_out. */
@@ -144,8 +145,7 @@ void mdfi_fx_quantize_bytes(const unsigned char *src, void *dst, mdfi_qfmt to, s
 {
     float unit[256];
     int16_t q[256];   /* int8 values in its first 256 bytes */
-    for (int v = 0; v < 256; ++v)
-        unit[v] = (float)(v / 255.0);
+    mdfi_unit_floats(unit);
     mdfi_fx_quantize(unit, q, to, 256);
     for (size_t i = 0; i < n; ++i)
         if (to.bits == 8)

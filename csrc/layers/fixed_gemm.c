@@ -183,8 +183,7 @@ static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
     /* The GEMM runs at the operand width; 8-bit weights of a 16-bit layer
      * are widened (exactly) before packing. */
     const int gbits = l->q_in.bits;
-    p->kern = gbits == bits ? mdfi_qgemm_kernel_for_a(ctx->isa, gbits, p->weights, M, p->s.k)
-                            : mdfi_qgemm_kernel_for(ctx->isa, gbits);
+    p->kern = mdfi_qgemm_kernel_for_a(ctx->isa, gbits, p->weights, M, p->s.k);
     if (!p->kern)   /* this ISA has no variant of this width: the reference is exact too */
         p->kern = mdfi_qgemm_kernel_for(MDFI_ISA_REF, gbits);
     if (!p->kern)
