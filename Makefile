@@ -161,10 +161,6 @@ $(BUILD)/obj/csrc/kernels/x86/dpath_avx2.o $(BUILD)/obj/csrc/kernels/x86/bgemm_p
 # again but cost ~9 % of yolov3-tiny int8's time on an AVX2 EPYC.
 $(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx2.o: \
     CFLAGS_BASE += -O2
-# The AVX-512 epilogue the same way, now that its rare shift modes go to the
-# portable epilogue too (9.4 KB at -O3, 8.6 KB at -O2; not timed: no
-# AVX-512 machine at hand, and the AVX2 form measured no slower at -O2).
-$(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx512.o: CFLAGS_BASE += -O2
 # -O2 for the AVX2 fp32 gemv (N == 1): it streams A once, memory-bound for
 # any large connected layer, and -O3's copies of its loops cost 2.5 KB.
 $(BUILD)/obj/csrc/kernels/x86/sgemm_gemv_avx2.o: CFLAGS_BASE += -O2
@@ -180,7 +176,7 @@ $(BUILD)/obj/csrc/kernels/eltwise.o: CFLAGS_BASE += -O3 -fno-trapping-math
 # the size budget), about 600 bytes smaller.
 NOALIGN := $(call cc_flags,-fno-align-loops -fno-align-jumps -fno-align-labels)
 $(BUILD)/obj/csrc/kernels/bgemm.o $(BUILD)/obj/csrc/kernels/qgemm.o \
-    $(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx2.o $(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx512.o \
+    $(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx2.o \
     $(BUILD)/obj/csrc/kernels/dpath.o $(BUILD)/obj/csrc/kernels/x86/sgemm_gemv_avx2.o \
     $(BUILD)/obj/csrc/kernels/winograd.o: \
     CFLAGS_BASE += $(NOALIGN)
