@@ -132,6 +132,13 @@ BODY = cfg_text((7, 5, 65), fc(65, 3), fc(130, 3, gate=0), fc(130, 1, **{"from":
 # with a range that makes r and z hit their clamps
 CLAMPS = cfg_text((6, 5, 2), fc(130, 3, input="thermometer", levels=33), fc(130, 3),
                   fc(130, 1, gate=0))
+# thermometer layers of few bits a pixel run as 1x1 convolutions over their
+# windows packed end to end (kernels/bwindow.h): 4 bits x 25 taps (a tap on a
+# word boundary; every output on the border), 16 bits x 9 taps at stride 2
+WIN5 = cfg_text((5, 4, 1), fc(33, 5, input="thermometer", levels=4, pad=1, stride=2), fc(33, 3),
+                fc(33, 1, gate=0))
+WIN3 = cfg_text((21, 17, 2), fc(40, 3, input="thermometer", levels=8, stride=2),
+                fc(40, 3, gate=1), fc(40, 1, gate=0))
 XNOR = {"batch_normalize": 1, "activation": "leaky", "xnor": 1}
 XNOR_MIX = cfg_text((9, 6, 3), ("convolutional", {"filters": 16, "size": 3, "pad": 1,
                                                    "batch_normalize": 1, "activation": "linear"}),
@@ -173,6 +180,8 @@ NETS = {
     "thermo": (THERMO, lambda rng: image_input(rng, (3, 9, 11), 8), (), True),
     "body": (BODY, lambda rng: body_input(rng, (65, 5, 7)), (), True),
     "clamps": (CLAMPS, lambda rng: image_input(rng, (2, 5, 6), 33), (0, 1), True),
+    "win5": (WIN5, lambda rng: image_input(rng, (1, 4, 5), 4), (), True),
+    "win3": (WIN3, lambda rng: image_input(rng, (2, 17, 21), 8), (), True),
 }
 
 

@@ -45,8 +45,8 @@ void mdfi_dpath_pack_thermo_row(const float *x, int w, const float *t, int T, in
  *            plane cw at ky pw + kx + cw ph pw (i = t words + cw);
  *   cls[n]   which taps of pixel n lie outside the image, as an index into
  *            the caller's per-channel table kc (below);
- *   ksize, words, pw, plane (= ph pw): the same offsets as a shape (off[]
- *            must agree). */
+ *   ksize, words, pw, plane (= ph pw): the same offsets as a shape, which the
+ *            AVX2 form reads 3 x 3 windows by (off[] must agree). */
 typedef struct {
     const int32_t *base, *cls, *off;
     int nt, ksize, words;

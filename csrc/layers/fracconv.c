@@ -22,6 +22,7 @@
 
 #include "base/error.h"
 #include "kernels/bgemm.h"
+#include "kernels/bwindow.h"
 #include "kernels/dpath.h"
 #include "layers/dp_common.h"
 #include "layers/layer.h"
@@ -142,6 +143,8 @@ typedef struct {
     const mdfi_bgemm_kernel *kern;
     mdfi_dpath_loops loops;
     mdfi_bconv bc;
+    mdfi_bwin win;           /* thermometer of few bits a pixel: bc over dense windows */
+    int dense;               /* win is used (bc then keeps its geometry, not its weights) */
     mdfi_dp_fixed fx;
     void *block;             /* one allocation for the arrays below */
     float *thr;              /* stream: [3][C] shift, hi, lo; thermometer: [T] t_k */
@@ -158,13 +161,15 @@ typedef struct {
     size_t plane_words;      /* one padded plane: words x ph x pw */
     size_t shared_bytes;     /* s1, s0, dense D0 (gate=0), gate=1 the per-thread counts of
                                 gated outputs: at the start of scratch[0] */
-    size_t d0_at, counts_at;
+    size_t d0_at, counts_at;   /* (dense: win's input at d0_at) */
     int threads;
 } fc_params;
 
 static void free_prepared(fc_params *p)
 {
     mdfi_bconv_free(&p->bc);
+    mdfi_bwin_free(&p->win);
+    p->dense = 0;
     mdfi_dp_fixed_free(&p->fx);
     free(p->block);
     p->block = NULL;
@@ -395,13 +400,22 @@ static mdfi_status fc_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
     mdfi_status st = failed ? mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory packing "
                                         "weights", l->index)
                             : gated(p) ? prepare_gate(l, p, wbits, err) : MDFI_OK;
+    if (st == MDFI_OK && p->s.thermo && mdfi_bwin_worth(&p->bc)) {
+        /* a few bits a pixel: bc's 3 x 3 windows of mostly empty words packed
+         * end to end (kernels/bwindow.h); bc keeps the plane's geometry */
+        if (mdfi_bwin_init(&p->win, &p->bc, wbits))
+            st = mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
+        p->dense = st == MDFI_OK;
+        mdfi_bconv_free(&p->bc);
+        p->bc.a_words = 0;
+    }
     free(wbits);
     MDFI_CHECK(st);
     const size_t N = (size_t)l->out_h * l->out_w;
     free(p->raw);
     p->raw = NULL;
     l->param_bytes = mdfi_bconv_param_bytes(&p->bc) + mdfi_dp_fixed_bytes(&p->fx) +
-                     p->block_bytes;
+                     p->block_bytes + (p->dense ? mdfi_bwin_param_bytes(&p->win) : 0);
     if (gated(p))
         l->param_bytes += (2 * N + (size_t)p->gg.nt + (size_t)M * p->n_cls) * sizeof(int32_t);
     /* scratch[0] starts with what the threads share: the padded s1 (and s0)
@@ -410,11 +424,17 @@ static mdfi_status fc_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
     p->plane_words = mdfi_bconv_input_words(&p->bc);
     const size_t planes = p->s.thermo ? 1 : 2;
     p->d0_at = ALIGN64(planes * p->plane_words * sizeof(uint64_t));
-    p->shared_bytes = p->d0_at + (!p->s.thermo && !p->s.gate ? ALIGN64(N * M * sizeof(float)) : 0);
+    p->shared_bytes = p->d0_at + (!p->s.thermo && !p->s.gate ? ALIGN64(N * M * sizeof(float)) : 0) +
+                      (p->dense ? ALIGN64(mdfi_bwin_rows_words(&p->win) * sizeof(uint64_t)) +
+                                      ALIGN64(mdfi_bwin_input_words(&p->win) * sizeof(uint64_t))
+                                : 0);
     p->counts_at = p->shared_bytes;
     p->threads = ctx->threads;
     p->shared_bytes += gated(p) ? ALIGN64((size_t)ctx->threads * sizeof(long long)) : 0;
-    size_t need = p->shared_bytes + ALIGN64(mdfi_bconv_workspace_size(&p->bc)) +
+    size_t ws = mdfi_bconv_workspace_size(&p->bc);
+    if (p->dense && mdfi_bconv_workspace_size(&p->win.bc) > ws)
+        ws = mdfi_bconv_workspace_size(&p->win.bc);
+    size_t need = p->shared_bytes + ALIGN64(ws) +
                   (gated(p) ? GATE_BLOCK * sizeof(int32_t) : 0);
     l->scratch_bytes = need > l->scratch_bytes ? need : l->scratch_bytes;
     return MDFI_OK;
@@ -428,6 +448,7 @@ typedef struct {
     mdfi_run_ctx *ctx;
     uint64_t *s1, *s0;     /* the shared padded planes (scratch[0]) */
     float *d0;             /* gate=0: the dense D0, M x N (scratch[0]) */
+    uint64_t *rows, *win;  /* dense: win's row plane and input (scratch[0], at d0) */
     long long *counts;     /* gate=1: [threads] gated outputs (scratch[0]) */
 } fc_job;
 
@@ -463,8 +484,13 @@ static void input_task(void *arg, int task, int thread)
     (void)thread;
     const fc_job *j = arg;
     int y0, y1;
-    if (mdfi_dp_rows(&j->split, j->p->s.geom.in_h, task, &y0, &y1))
-        pack_rows(j, y0, y1);
+    if (!mdfi_dp_rows(&j->split, j->p->s.geom.in_h, task, &y0, &y1))
+        return;
+    pack_rows(j, y0, y1);
+    const mdfi_bconv *bc = &j->p->bc;   /* the padded rows pack_rows wrote */
+    if (j->p->dense)
+        mdfi_bwin_rows(&j->p->win, j->s1, j->rows, y0 == 0 ? 0 : y0 + bc->g.pad,
+                       y1 == bc->g.in_h ? bc->ph : y1 + bc->g.pad);
 }
 
 /* gate=1, columns [n0, n1): out holds (float)D1 and becomes (float)P.  In
@@ -502,7 +528,10 @@ static void conv_task(void *arg, int task, int thread)
     void *ws = mine;
     mdfi_bout o;
     mdfi_dp_bout(&o, out, N, &p->fx);
-    mdfi_bconv_run(&p->bc, j->s1, &o, n0, n1, ws);
+    if (p->dense)
+        mdfi_bwin_run(&p->win, p->win.row_units ? j->rows : j->s1, j->win, &o, n0, n1, ws);
+    else
+        mdfi_bconv_run(&p->bc, j->s1, &o, n0, n1, ws);
     if (gated(p)) {
         j->counts[thread] += gated_pass(j, out, n0, n1,
                                         (int32_t *)(mine + ALIGN64(mdfi_bconv_workspace_size(&p->bc))));
@@ -526,8 +555,9 @@ static void fc_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
     const fc_params *p = l->priv;
     uint64_t *s1 = ctx->scratch[0];
-    fc_job j = {{0, 0, 0}, p, ctx, s1, s1 + p->plane_words,
-                (float *)((char *)ctx->scratch[0] + p->d0_at),
+    char *at = (char *)ctx->scratch[0] + p->d0_at;
+    fc_job j = {{0, 0, 0}, p, ctx, s1, s1 + p->plane_words, (float *)at, (uint64_t *)at,
+                (uint64_t *)(at + ALIGN64(mdfi_bwin_rows_words(&p->win) * sizeof(uint64_t))),
                 (long long *)((char *)ctx->scratch[0] + p->counts_at)};
     if (gated(p))   /* counted per thread, summed here */
         memset(j.counts, 0, (size_t)p->threads * sizeof *j.counts);

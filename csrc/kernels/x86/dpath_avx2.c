@@ -117,11 +117,59 @@ static int gated_list(float *out, int n0, int n1, int32_t G, int32_t *list)
     return k + mdfi_gated_list(out, n, n1, G, list + k);
 }
 
+/* Byte counts of the set bits. */
+static inline __m256i popcnt_bytes(__m256i x)
+{
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    return _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(x, low)),
+                           _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(x, 4), low)));
+}
+
+/* mdfi_gated_counts for 3 x 3 filters of W = 1 or 2 words: one window row
+ * (three words) a vector, its fourth lane masked off on load (and not
+ * read), the nibble lookup's byte counts summed over the window's 3 W rows
+ * (at most 8 W each) and then over the bytes. */
+static void counts3(const mdfi_dpath_gate_geom *g, const uint64_t *s0, const uint64_t *w,
+                    const int32_t *kc, float *out, const int32_t *list, int k)
+{
+    const __m256i m3 = _mm256_setr_epi64x(-1, -1, -1, 0);
+    const int W = g->words;
+    const ptrdiff_t pw = g->pw;
+    __m256i a[6];   /* [word plane][window row]: the filter's three words */
+    for (int r = 0; r < 3 * W; ++r) {
+        const uint64_t *wr = w + (size_t)(r % 3) * 3 * W + r / 3;
+        a[r] = _mm256_setr_epi64x((long long)wr[0], (long long)wr[W], (long long)wr[2 * W], 0);
+    }
+    for (int j = 0; j < k; ++j) {
+        const int32_t n = list[j];
+        __m256i c = _mm256_setzero_si256();
+#pragma GCC unroll 1
+        for (int cw = 0; cw < W; ++cw) {
+            const long long *p = (const long long *)(s0 + g->base[n] + cw * g->plane);
+            const __m256i *ar = a + 3 * cw;
+            const __m256i x0 = _mm256_xor_si256(_mm256_maskload_epi64(p, m3), ar[0]);
+            const __m256i x1 = _mm256_xor_si256(_mm256_maskload_epi64(p + pw, m3), ar[1]);
+            const __m256i x2 = _mm256_xor_si256(_mm256_maskload_epi64(p + 2 * pw, m3), ar[2]);
+            c = _mm256_add_epi8(c, _mm256_add_epi8(popcnt_bytes(x0), _mm256_add_epi8(
+                                                       popcnt_bytes(x1), popcnt_bytes(x2))));
+        }
+        c = _mm256_sad_epu8(c, _mm256_setzero_si256());
+        const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+        mdfi_gated_finish(out, n, kc, g->cls,
+                          _mm_cvtsi128_si32(_mm_add_epi64(h, _mm_unpackhi_epi64(h, h))));
+    }
+}
+
 int mdfi_dpath_gated_avx2(const mdfi_dpath_gate_geom *g, const uint64_t *s0, const uint64_t *w,
                           const int32_t *kc, int32_t G, float *out, int n0, int n1,
                           int32_t *list)
 {
     const int k = gated_list(out, n0, n1, G, list);
-    mdfi_dpath_gated_counts_popcnt(g, s0, w, kc, out, list, k);
+    if (g->ksize == 3 && g->words <= 2)
+        counts3(g, s0, w, kc, out, list, k);
+    else
+        mdfi_dpath_gated_counts_popcnt(g, s0, w, kc, out, list, k);
     return k;
 }
