@@ -27,14 +27,19 @@ void mdfi_dpath_pack_words(const float *x, size_t cstride, int nc, int w, const 
     }
 }
 
-void mdfi_dpath_pack_frac_row(const float *x, int w, float shift, float hi, float lo,
-                              uint64_t bit, uint64_t *s1, uint64_t *s0)
+void mdfi_dpath_pack_frac_words(const float *x, size_t cstride, int nc, int w, const float *shift,
+                                const float *hi, const float *lo, uint64_t *s1, uint64_t *s0)
 {
     for (int i = 0; i < w; ++i) {
-        const float v = x[i];
-        const uint64_t up = v > shift, mid = (v > lo) & (v <= shift);
-        s1[i] |= up * bit;
-        s0[i] |= ((uint64_t)(v > hi) | mid) * bit;
+        uint64_t u = 0, z = 0;
+        for (int c = 0; c < nc; ++c) {
+            const float v = x[(size_t)c * cstride + i];
+            const uint64_t up = v > shift[c], mid = (uint64_t)(v > lo[c]) & !up;
+            u |= up << c;
+            z |= ((uint64_t)(v > hi[c]) | mid) << c;
+        }
+        s1[i] = u;
+        s0[i] = z;
     }
 }
 
@@ -90,7 +95,8 @@ void mdfi_dpath_requant(float *d, const float *src, size_t n, int64_t mul, int64
 
 MDFI_COLD mdfi_dpath_loops mdfi_dpath_loops_for(mdfi_isa isa)
 {
-    mdfi_dpath_loops f = {mdfi_dpath_pack_words, mdfi_dpath_requant, mdfi_dpath_gated};
+    mdfi_dpath_loops f = {mdfi_dpath_pack_words, mdfi_dpath_pack_frac_words, mdfi_dpath_requant,
+                          mdfi_dpath_gated};
 #ifdef MDFI_HAVE_POPCNT
     if (isa != MDFI_ISA_REF && (mdfi_cpu_features() & MDFI_CPU_POPCNT))
         f.gated = mdfi_dpath_gated_popcnt;
@@ -98,6 +104,7 @@ MDFI_COLD mdfi_dpath_loops mdfi_dpath_loops_for(mdfi_isa isa)
 #ifdef MDFI_HAVE_AVX2
     if ((isa == MDFI_ISA_AVX2 || isa == MDFI_ISA_AVX512) && mdfi_isa_available(MDFI_ISA_AVX2)) {
         f.pack_words = mdfi_dpath_pack_words_avx2;
+        f.pack_frac = mdfi_dpath_pack_frac_words_avx2;
         f.requant = mdfi_dpath_requant_avx2;
         if (mdfi_cpu_features() & MDFI_CPU_POPCNT)
             f.gated = mdfi_dpath_gated_avx2;

@@ -24,11 +24,11 @@ void mdfi_dpath_pack_words(const float *x, size_t cstride, int nc, int w, const 
  * with NaN sources read as 0 (round half to even, for |src| <= 2^24). */
 void mdfi_dpath_requant(float *d, const float *src, size_t n, int64_t mul, int64_t off, int s);
 
-/* [fracconv]'s 2-bit quantizer, row y (w pixels) of channel c ORed into the
- * two padded sign planes: s1 gets bit where x > shift, s0 where x > hi or
- * (x > lo and x <= shift) (float compares; NaN sets neither). */
-void mdfi_dpath_pack_frac_row(const float *x, int w, float shift, float hi, float lo,
-                              uint64_t bit, uint64_t *s1, uint64_t *s0);
+/* [fracconv]'s 2-bit quantizer as mdfi_dpath_pack_words, per channel c:
+ * bit c of s1[i] is x > shift[c], of s0[i] x > hi[c] or (x > lo[c] and not
+ * x > shift[c]) (float compares; NaN sets neither).  Stored, not ORed. */
+void mdfi_dpath_pack_frac_words(const float *x, size_t cstride, int nc, int w, const float *shift,
+                                const float *hi, const float *lo, uint64_t *s1, uint64_t *s0);
 
 /* [fracconv]'s thermometer: row y (w pixels) of image channel c becomes the
  * bit channels ch0 .. ch0 + T - 1 (bit ch0 + k where x > t[k]) of a padded
@@ -72,6 +72,8 @@ typedef int (*mdfi_dpath_gated_fn)(const mdfi_dpath_gate_geom *g, const uint64_t
 typedef struct {
     void (*pack_words)(const float *x, size_t cstride, int nc, int w, const float *hi,
                        const float *lo, uint64_t *pos, uint64_t *nonzero);
+    void (*pack_frac)(const float *x, size_t cstride, int nc, int w, const float *shift,
+                      const float *hi, const float *lo, uint64_t *s1, uint64_t *s0);
     void (*requant)(float *d, const float *src, size_t n, int64_t mul, int64_t off, int s);
     mdfi_dpath_gated_fn gated;
 } mdfi_dpath_loops;
@@ -83,6 +85,9 @@ mdfi_dpath_loops mdfi_dpath_loops_for(mdfi_isa isa);
 #ifdef MDFI_HAVE_AVX2
 void mdfi_dpath_pack_words_avx2(const float *x, size_t cstride, int nc, int w, const float *hi,
                                 const float *lo, uint64_t *pos, uint64_t *nonzero);
+void mdfi_dpath_pack_frac_words_avx2(const float *x, size_t cstride, int nc, int w,
+                                     const float *shift, const float *hi, const float *lo,
+                                     uint64_t *s1, uint64_t *s0);
 void mdfi_dpath_requant_avx2(float *d, const float *src, size_t n, int64_t mul, int64_t off, int s);
 /* needs POPCNT too (every AVX2 CPU has it; the choice checks) */
 int mdfi_dpath_gated_avx2(const mdfi_dpath_gate_geom *g, const uint64_t *s0, const uint64_t *w,

@@ -464,19 +464,22 @@ static void pack_rows(const fc_job *j, int y0, int y1)
     const size_t plane = (size_t)bc->ph * bc->pw, hw = (size_t)g->in_h * W;
     mdfi_dp_zero_rows(bc, p->s.thermo ? 1 : 2, j->s1, y0, y1);   /* s0 follows s1 */
     const float *in = j->ctx->in[0];
-    for (int c = 0; c < C; ++c) {
-        const size_t at = (size_t)(c >> 6) * plane + pad;
-        for (int y = y0; y < y1; ++y) {
-            const float *x = in + (size_t)c * hw + (size_t)y * W;
-            const size_t row = (size_t)(y + pad) * bc->pw;
-            if (p->s.thermo)
-                mdfi_dpath_pack_thermo_row(x, W, p->thr, p->s.T, c * p->s.T, plane,
-                                           j->s1 + row + pad);
-            else
-                mdfi_dpath_pack_frac_row(x, W, p->thr[c], p->thr[C + c], p->thr[2 * C + c],
-                                         1ull << (c & 63), j->s1 + at + row, j->s0 + at + row);
+    if (!p->s.thermo) {   /* 64 channels a word, stored (the halo stays 0) */
+        for (int c0 = 0; c0 < C; c0 += 64) {
+            const size_t at = (size_t)(c0 >> 6) * plane + pad;
+            for (int y = y0; y < y1; ++y) {
+                const size_t row = at + (size_t)(y + pad) * bc->pw;
+                p->loops.pack_frac(in + (size_t)c0 * hw + (size_t)y * W, hw,
+                                   C - c0 < 64 ? C - c0 : 64, W, p->thr + c0, p->thr + C + c0,
+                                   p->thr + 2 * C + c0, j->s1 + row, j->s0 + row);
+            }
         }
+        return;
     }
+    for (int c = 0; c < C; ++c)
+        for (int y = y0; y < y1; ++y)
+            mdfi_dpath_pack_thermo_row(in + (size_t)c * hw + (size_t)y * W, W, p->thr, p->s.T,
+                                       c * p->s.T, plane, j->s1 + (size_t)(y + pad) * bc->pw + pad);
 }
 
 static void input_task(void *arg, int task, int thread)

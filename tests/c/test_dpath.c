@@ -18,6 +18,7 @@
  * must stay untouched, the count returned must be the gated outputs', and
  * the list gets exactly n1 - n0 ints (run under ASan by MDFI_SANITIZE=1).
  * Prints "NAME ok" for each form that ran and agreed. */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,8 +186,67 @@ done:
     return ok;
 }
 
+/* mdfi_dpath_pack_frac_words in every form against its definition: values on
+ * and one float step around each threshold, NaN, infinities; every channel
+ * count of a word and row lengths 1 .. 19 (every tail of an 8-pixel step);
+ * words past the row must stay untouched. */
+typedef void (*pack_frac_fn)(const float *x, size_t cstride, int nc, int w, const float *shift,
+                             const float *hi, const float *lo, uint64_t *s1, uint64_t *s0);
+
+static void check_pack_frac(const char *name, pack_frac_fn fn)
+{
+    enum { CS = 24 };
+    static float x[64 * CS];
+    float sh[64], hi[64], lo[64];
+    uint64_t s1[CS + 4], s0[CS + 4];
+    unsigned seed = 7;
+    int ok = 1;
+    for (int nc = 1; nc <= 64; ++nc)
+        for (int w = 1; w < 20; ++w) {
+            for (int c = 0; c < nc; ++c) {
+                seed = seed * 1103515245u + 12345u;
+                sh[c] = (float)((int)(seed >> 16) % 9 - 4) * 0.25f;
+                lo[c] = sh[c] - 0.5f;
+                hi[c] = sh[c] + 0.5f;
+                const float picks[] = {sh[c], lo[c], hi[c], nextafterf(sh[c], 9.f),
+                                       nextafterf(lo[c], 9.f), nextafterf(hi[c], -9.f),
+                                       NAN, INFINITY, -INFINITY, sh[c] - 0.25f, 3.f, -3.f};
+                for (int i = 0; i < w; ++i) {
+                    seed = seed * 1103515245u + 12345u;
+                    x[c * CS + i] = picks[(seed >> 16) % 12];
+                }
+            }
+            for (int i = 0; i < CS + 4; ++i)
+                s1[i] = s0[i] = 0x5a5a5a5a5a5a5a5aull;
+            fn(x, CS, nc, w, sh, hi, lo, s1, s0);
+            for (int i = 0; i < CS + 4; ++i) {
+                uint64_t u = 0x5a5a5a5a5a5a5a5aull, z = u;
+                if (i < w) {
+                    u = z = 0;
+                    for (int c = 0; c < nc; ++c) {
+                        const float v = x[c * CS + i];
+                        const int up = v > sh[c];
+                        u |= (uint64_t)up << c;
+                        z |= (uint64_t)(v > hi[c] || (v > lo[c] && !up)) << c;
+                    }
+                }
+                ok &= s1[i] == u && s0[i] == z;
+            }
+        }
+    char what[80];
+    snprintf(what, sizeof what, "pack_frac %s", name);
+    check(ok, what);
+    if (ok)
+        printf("pack_frac %s ok\n", name);
+}
+
 int main(int argc, char **argv)
 {
+    check_pack_frac("portable", mdfi_dpath_pack_frac_words);
+#ifdef MDFI_HAVE_AVX2
+    if (mdfi_isa_available(MDFI_ISA_AVX2))
+        check_pack_frac("avx2", mdfi_dpath_pack_frac_words_avx2);
+#endif
     const int quick = argc > 1 && !strcmp(argv[1], "--quick");
     form forms[3];
     int n_forms = 0;

@@ -42,29 +42,39 @@ void mdfi_dpath_requant_avx2(float *d, const float *src, size_t n, int64_t mul, 
 
 /* Eight pixels a step, every channel of the word ORed into registers and the
  * words stored once; the row's tail is one masked step (rows of 7 or 14
- * pixels are common), reading and writing only its own pixels. */
-void mdfi_dpath_pack_words_avx2(const float *x, size_t cstride, int nc, int w, const float *hi,
-                                const float *lo, uint64_t *pos, uint64_t *nonzero)
+ * pixels are common), reading and writing only its own pixels.  FRAC: the
+ * planes of mdfi_dpath_pack_frac_words (a = shift, b = hi, c = lo), else
+ * those of mdfi_dpath_pack_words (a = hi, c = lo; nonzero may be NULL). */
+static inline __attribute__((always_inline)) void
+pack8(const int FRAC, const float *x, size_t cstride, int nc, int w, const float *a,
+      const float *b, const float *c, uint64_t *pos, uint64_t *second)
 {
     const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), one = _mm256_set1_epi64x(1);
     for (int i = 0; i < w; i += 8) {
         const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(w - i), iota);
         __m256i u0 = _mm256_setzero_si256(), u1 = u0, z0 = u0, z1 = u0, bit = one;
-        for (int c = 0; c < nc; ++c) {
-            const float *xc = x + (size_t)c * cstride + i;
+        for (int ch = 0; ch < nc; ++ch) {
+            const float *xc = x + (size_t)ch * cstride + i;
             const __m256 v = w - i >= 8 ? _mm256_loadu_ps(xc) : _mm256_maskload_ps(xc, live);
-            const __m256i up = _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_set1_ps(hi[c]), _CMP_GT_OQ));
-            u0 = _mm256_or_si256(u0, _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(up)), bit));
-            u1 = _mm256_or_si256(u1, _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(up, 1)), bit));
-            if (nonzero) {
-                const __m256i nz = _mm256_or_si256(
-                    up, _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_set1_ps(lo[c]), _CMP_LT_OQ)));
+            const __m256 up = _mm256_cmp_ps(v, _mm256_set1_ps(a[ch]), _CMP_GT_OQ);
+            const __m256i upi = _mm256_castps_si256(up);
+            u0 = _mm256_or_si256(u0, _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(upi)), bit));
+            u1 = _mm256_or_si256(u1, _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(upi, 1)), bit));
+            if (second) {
+                __m256 z;
+                if (FRAC)   /* x > hi, or x > lo and not x > shift */
+                    z = _mm256_or_ps(_mm256_cmp_ps(v, _mm256_set1_ps(b[ch]), _CMP_GT_OQ),
+                                     _mm256_andnot_ps(up, _mm256_cmp_ps(v, _mm256_set1_ps(c[ch]),
+                                                                        _CMP_GT_OQ)));
+                else        /* x > hi or x < lo */
+                    z = _mm256_or_ps(up, _mm256_cmp_ps(v, _mm256_set1_ps(c[ch]), _CMP_LT_OQ));
+                const __m256i nz = _mm256_castps_si256(z);
                 z0 = _mm256_or_si256(z0, _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(nz)), bit));
                 z1 = _mm256_or_si256(z1, _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(nz, 1)), bit));
             }
             bit = _mm256_slli_epi64(bit, 1);
         }
-        long long *p = (long long *)(pos + i), *q = (long long *)(nonzero ? nonzero + i : NULL);
+        long long *p = (long long *)(pos + i), *q = (long long *)(second ? second + i : NULL);
         if (w - i >= 8) {
             _mm256_storeu_si256((__m256i *)p, u0);
             _mm256_storeu_si256((__m256i *)(p + 4), u1);
@@ -83,6 +93,19 @@ void mdfi_dpath_pack_words_avx2(const float *x, size_t cstride, int nc, int w, c
             }
         }
     }
+}
+
+void mdfi_dpath_pack_words_avx2(const float *x, size_t cstride, int nc, int w, const float *hi,
+                                const float *lo, uint64_t *pos, uint64_t *nonzero)
+{
+    pack8(0, x, cstride, nc, w, hi, NULL, lo, pos, nonzero);
+}
+
+void mdfi_dpath_pack_frac_words_avx2(const float *x, size_t cstride, int nc, int w,
+                                     const float *shift, const float *hi, const float *lo,
+                                     uint64_t *s1, uint64_t *s0)
+{
+    pack8(1, x, cstride, nc, w, shift, hi, lo, s1, s0);
 }
 
 /* ---- mdfi_dpath_gated --------------------------------------------------- */
