@@ -129,6 +129,8 @@ def _locked(method):
 
 
 _FUSE = {None: -1, "auto": -1, False: 0, "0": 0, True: 1, "1": 1}
+# winograd: 1 stores the transformed weights (4x), 2 ("otf") makes them per call
+_WINOGRAD = dict(_FUSE, otf=2, **{"2": 2})
 
 
 def _env_choice(value, env):
@@ -159,12 +161,12 @@ def _options(threads, kernel, keep_outputs, binary_kernel, binary_fuse, fuse_poo
         src = "binary_fuse" if binary_fuse is not None else "MDFI_BINARY_FUSE"
         raise errors.ArgumentError(f"{src}={fuse}: use 0, 1 or auto")
     wino = winograd if winograd is not None else os.environ.get("MDFI_WINOGRAD") or None
-    if wino not in _FUSE:
+    if wino not in _WINOGRAD:
         src = "winograd" if winograd is not None else "MDFI_WINOGRAD"
-        raise errors.ArgumentError(f"{src}={wino}: use 0, 1 or auto")
+        raise errors.ArgumentError(f"{src}={wino}: use 0, 1, 2 (\"otf\") or auto")
     opt.threads = int(threads)
     opt.binary_fuse = _FUSE[fuse]
-    opt.winograd = _FUSE[wino]
+    opt.winograd = _WINOGRAD[wino]
     opt.fuse_pool = 1 if fuse_pool else 0
     opt.keep_outputs = 1 if keep_outputs else 0
     return opt, keep, origin
@@ -184,8 +186,10 @@ class Network:
         $MDFI_BINARY_KERNEL, else the best this CPU runs); binary_fuse: True,
         False or None (default: $MDFI_BINARY_FUSE, else fuse unless keep_outputs);
         winograd: 3x3 stride-1 float convolutions by Winograd F(4,3), True (wherever
-        the shape allows), False (the exact direct path) or None (default:
-        $MDFI_WINOGRAD, else auto: per layer, where it is faster and small);
+        the shape allows, the transformed weights stored: 4x the memory), "otf"
+        (wherever the shape allows, transformed on the fly), False (the exact
+        direct path) or None (default: $MDFI_WINOGRAD, else auto: per layer, where
+        it is faster, stored where small);
         outputs: layer indices whose outputs stay readable after forward;
         exit_policy: for a network with [exit] layers (default "branchy")."""
         self._lock = threading.RLock()

@@ -70,12 +70,16 @@ SHAPES = [  # c, h, w, filters, pad
     (8, 13, 13, 300, "pad=1"),      # several blocks of output channels
     (130, 7, 9, 24, "padding=0"),
     (5, 3, 3, 4, "pad=0"),          # a single 1x1 output
+    (100, 13, 13, 50, "pad=1"),     # on the fly: two chunks of input channels, three blocks
 ]
 
 
+@pytest.mark.parametrize("mode", [True, "otf"], ids=["stored", "otf"])
 @pytest.mark.parametrize("kernel", available_kernels())
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "c{}_{}x{}_f{}_{}".format(*s))
-def test_winograd_matches_direct(tmp_path, kernel, shape):
+def test_winograd_matches_direct(tmp_path, kernel, shape, mode):
+    """Stored U, and U made on the fly (in chunks of 64 input channels, blocks of
+    24 output channels: several of each above), against the direct path."""
     c, h, w, filters, pad = shape
     worst = 0.0
     for i, act in enumerate(("linear", "relu", "leaky", "logistic")):
@@ -83,7 +87,8 @@ def test_winograd_matches_direct(tmp_path, kernel, shape):
                             filters, seed=i)
         x = np.random.default_rng(10 + i).uniform(-1, 1, (c, h, w)).astype(np.float32)
         want = _run(cfg, wts, x, kernel=kernel, winograd=False)
-        got = {t: _run(cfg, wts, x, kernel=kernel, winograd=True, threads=t) for t in (1, 2)}
+        got = {t: _run(cfg, wts, x, kernel=kernel, winograd=mode, threads=t) for t in (1, 2, 3)}
+        np.testing.assert_array_equal(got[1], got[3])
         np.testing.assert_array_equal(got[1], got[2])
         assert got[1].shape == want.shape
         scale = float(np.abs(want).max()) or 1.0
@@ -105,14 +110,15 @@ def test_other_shapes_fall_back_to_direct(tmp_path, extra, desc):
         cfg_text = cfg_text.replace("stride=1\n", "")
     cfg, wts = _bn_safe(tmp_path, "f", cfg_text, c, filters, seed=3, groups=groups, size=size)
     x = np.random.default_rng(1).uniform(-1, 1, (c, h, w)).astype(np.float32)
-    np.testing.assert_array_equal(_run(cfg, wts, x, winograd=True),
-                                  _run(cfg, wts, x, winograd=False))
+    for mode in (True, "otf"):
+        np.testing.assert_array_equal(_run(cfg, wts, x, winograd=mode),
+                                      _run(cfg, wts, x, winograd=False))
 
 
 def test_force_option_and_auto(tmp_path, monkeypatch):
-    """winograd=True / MDFI_WINOGRAD=1 change the bits of an eligible layer, False
-    and 0 give the direct path's; auto takes a 64-channel 26x26 layer and leaves a
-    3-channel one direct; a bad value is refused."""
+    """winograd=True / MDFI_WINOGRAD=1 and "otf" / 2 change the bits of an eligible
+    layer, False and 0 give the direct path's; auto takes a 64-channel 26x26 layer
+    (stored) and leaves a 3-channel one direct; a bad value is refused."""
     cfg, wts = _bn_safe(tmp_path, "a", _conv_cfg(64, 26, 26, 64), 64, 64, seed=5)
     x = np.random.default_rng(2).uniform(-1, 1, (64, 26, 26)).astype(np.float32)
     direct = _run(cfg, wts, x, winograd=False)
@@ -125,7 +131,12 @@ def test_force_option_and_auto(tmp_path, monkeypatch):
     np.testing.assert_array_equal(_run(cfg, wts, x), wino)
     monkeypatch.setenv("MDFI_WINOGRAD", "auto")
     np.testing.assert_array_equal(_run(cfg, wts, x, winograd=False), direct)  # argument wins
+    otf = _run(cfg, wts, x, winograd="otf")
+    assert not np.array_equal(direct, otf)
+    np.testing.assert_allclose(otf, wino, rtol=0, atol=REL_TOL * np.abs(direct).max())
     monkeypatch.setenv("MDFI_WINOGRAD", "2")
+    np.testing.assert_array_equal(_run(cfg, wts, x), otf)
+    monkeypatch.setenv("MDFI_WINOGRAD", "3")
     with pytest.raises(mdfi.ArgumentError, match="MDFI_WINOGRAD"):
         _run(cfg, wts, x)
     monkeypatch.delenv("MDFI_WINOGRAD")
@@ -144,13 +155,17 @@ def test_force_option_and_auto(tmp_path, monkeypatch):
     (12, 28, 8, False),     # too few input channels
     (32, 13, 16, False),    # fewer than 32 filters on an output under 14x14
     (64, 12, 64, True),     # 32+ both ways from 12x12 up
+    (256, 13, 64, "otf"),   # U of 2.4 MB: made on the fly
+    (24, 28, 600, False),   # U of 2.1 MB, fewer than 32 input channels: direct
 ])
 def test_auto_rule(tmp_path, c, size, filters, taken):
-    """Auto takes the shapes docs/architecture.md lists (use_winograd) and leaves
-    the others direct: its output bits are Winograd's or the direct path's."""
+    """Auto takes the shapes docs/architecture.md lists (use_winograd), stored or
+    on the fly, and leaves the others direct: its output bits are those of
+    Winograd's form or of the direct path."""
     cfg, wts = _bn_safe(tmp_path, "r", _conv_cfg(c, size, size, filters), c, filters, seed=9)
     x = np.random.default_rng(4).uniform(-1, 1, (c, size, size)).astype(np.float32)
-    direct, wino = _run(cfg, wts, x, winograd=False), _run(cfg, wts, x, winograd=True)
+    direct = _run(cfg, wts, x, winograd=False)
+    wino = _run(cfg, wts, x, winograd=taken if taken else True)
     assert not np.array_equal(direct, wino)
     np.testing.assert_array_equal(_run(cfg, wts, x), wino if taken else direct)
 
@@ -158,7 +173,7 @@ def test_auto_rule(tmp_path, c, size, filters, taken):
 def test_program_reads_mdfi_winograd(tmp_path):
     cfg, wts = _bn_safe(tmp_path, "p", _conv_cfg(32, 16, 16, 32), 32, 32, seed=7)
     exe = build() / "mdfi"
-    for value in ("0", "1", "auto"):
+    for value in ("0", "1", "2", "auto"):
         res = subprocess.run([str(exe), "bench", str(cfg), str(wts), "--runs", "1", "--json"],
                              capture_output=True, text=True, timeout=60,
                              env={"MDFI_WINOGRAD": value})

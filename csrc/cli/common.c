@@ -98,8 +98,8 @@ const char *cli_env_options(mdfi_options *opt)
         opt->binary_fuse = f[0] - '0';
     }
     if (w && *w && strcmp(w, "auto")) {
-        if (strcmp(w, "0") && strcmp(w, "1"))
-            return "MDFI_WINOGRAD must be 0, 1 or auto";
+        if (strcmp(w, "0") && strcmp(w, "1") && strcmp(w, "2"))
+            return "MDFI_WINOGRAD must be 0, 1, 2 or auto";
         opt->winograd = w[0] - '0';
     }
     return NULL;

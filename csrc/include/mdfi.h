@@ -62,9 +62,11 @@ typedef struct {
     int keep_outputs;          /* every layer's output stays readable after forward (costs
                                   memory; by default buffers are reused once dead) */
     int winograd;              /* fp32 3x3 stride-1 convolutions by Winograd F(4,3): -1 auto
-                                  (per layer, where it is faster and its weights small;
-                                  the default), 0 never (the exact direct path), 1 wherever
-                                  the shape allows */
+                                  (per layer, where it is faster; its transformed weights
+                                  stored where small, else made on the fly; the default),
+                                  0 never (the exact direct path), 1 wherever the shape
+                                  allows, stored (4x the weights), 2 wherever the shape
+                                  allows, on the fly */
 } mdfi_options;
 void mdfi_options_default(mdfi_options *opt);
 /* The strings are copied; an unknown name is MDFI_ERR_ARG. */

@@ -10,6 +10,11 @@
  * GEMMs' results (a*a*mb floats a tile) in about WINO_M_BYTES. */
 #define WINO_V_BYTES (128 * 1024)
 #define WINO_M_BYTES (512 * 1024)
+/* On the fly: input channels per chunk, and one chunk's 36 U planes (a*a*kc
+ * floats per output channel) in about WINO_U_BYTES, so that they are still
+ * in L2 when the GEMMs read them. */
+#define WINO_OTF_KC 128
+#define WINO_U_BYTES (256 * 1024)
 
 /* The transforms run over the tiles of a batch as lanes; a batch is padded
  * to a multiple of LANES (zero tiles) so the vector loops need no tail. */
@@ -32,14 +37,30 @@ int mdfi_wino_shape_ok(const mdfi_conv_geom *g)
            g->out_h > 0 && g->out_w > 0 && g->channels > 0;
 }
 
+/* Floats of a packed rows x K matrix, rounded up to 16. */
+static size_t psize(const mdfi_wino *w, int rows, int K)
+{
+    return up16((mdfi_sgemm_packed_a_size(w->k, rows, K) + 3) / 4);
+}
+
 /* Floats of one position's packed U for a block of rows output channels. */
 static size_t pos_size(const mdfi_wino *w, int rows)
 {
-    return up16((mdfi_sgemm_packed_a_size(w->k, rows, w->C) + 3) / 4);
+    return psize(w, rows, w->C);
+}
+
+/* Blocks of equal size, multiples of 24 rows (whole panels of every MR),
+ * about mb rows each. */
+static void split_blocks(mdfi_wino *w, size_t mb)
+{
+    mb = mb < 24 ? 24 : mb;
+    w->nmb = (int)((w->M + mb - 1) / mb);
+    w->mb = w->nmb > 1 ? ((w->M + w->nmb - 1) / w->nmb + 23) / 24 * 24 : w->M;
+    w->nmb = (w->M + w->mb - 1) / w->mb;
 }
 
 MDFI_COLD mdfi_status mdfi_wino_plan(mdfi_wino *w, const mdfi_sgemm_kernel *k, int m, int M,
-                                     const mdfi_conv_geom *g, mdfi_errbuf *err)
+                                     const mdfi_conv_geom *g, int otf, mdfi_errbuf *err)
 {
     if (!k || !mdfi_wino_shape_ok(g) || m != 4 || M < 1)
         return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "Winograd F(%d,3) does not take this "
@@ -62,14 +83,23 @@ MDFI_COLD mdfi_status mdfi_wino_plan(mdfi_wino *w, const mdfi_sgemm_kernel *k, i
     batch = batch < 16 ? 16 : batch > 128 ? 128 : batch;
     tiles = (tiles + LANES - 1) / LANES * LANES;
     w->batch = (int)(batch < tiles ? batch : tiles);
-    /* blocks of equal size, multiples of 24 rows (whole panels of every MR) */
-    size_t mb = WINO_M_BYTES / (aa * w->batch * sizeof(float));
-    mb = mb < 24 ? 24 : mb;
-    w->nmb = (int)((M + mb - 1) / mb);
-    w->mb = w->nmb > 1 ? ((M + w->nmb - 1) / w->nmb + 23) / 24 * 24 : M;
-    w->nmb = (M + w->mb - 1) / w->mb;
-    w->pos_floats = pos_size(w, w->mb);
-    w->block_floats = aa * w->pos_floats;
+    w->otf = otf;
+    if (otf) {   /* the taps of a block: nkc chunks of nine planes */
+        w->kc = w->C < WINO_OTF_KC ? w->C : WINO_OTF_KC;
+        w->nkc = (w->C + w->kc - 1) / w->kc;
+        split_blocks(w, WINO_U_BYTES / (aa * w->kc * sizeof(float)) / 24 * 24);
+        /* an odd number of cache lines apart: the 9 taps read and the 36
+         * planes written per element fall in different cache sets (6 KB
+         * apart, they shared two of L1's, which made the transform ten
+         * times slower) */
+        w->plane_floats = psize(w, w->mb, w->kc) | 16;
+        w->chunk_floats = 9 * psize(w, w->mb, w->kc);
+        w->block_floats = (size_t)w->nkc * w->chunk_floats;
+    } else {
+        split_blocks(w, WINO_M_BYTES / (aa * w->batch * sizeof(float)));
+        w->pos_floats = pos_size(w, w->mb);
+        w->block_floats = aa * w->pos_floats;
+    }
     mdfi_conv_geom gg = {w->C, 1, w->batch, 1, 1, 0, 1, w->batch, 1, 1};
     size_t lanes = (size_t)w->batch;
     /* the input rows of a batch's tile rows, zero-padded (gather) */
@@ -78,13 +108,16 @@ MDFI_COLD mdfi_status mdfi_wino_plan(mdfi_wino *w, const mdfi_sgemm_kernel *k, i
     w->ph = m * (trows < w->tiles_y ? trows : w->tiles_y) + 2;
     w->ws_bytes = (2 * up16(aa * lanes) + up16(aa * w->C * lanes) +
                    up16(aa * w->mb * lanes) + up16((size_t)m * m * lanes) + up16(3 * lanes) +
-                   up16((size_t)w->pw * w->ph)) * sizeof(float) +
+                   up16((size_t)w->pw * w->ph) + aa * w->plane_floats +
+                   (otf ? up16((size_t)w->mb * lanes) : 0)) * sizeof(float) +
                   mdfi_sgemm_workspace_size(k, w->mb, &gg);
     return MDFI_OK;
 }
 
 size_t mdfi_wino_packed_floats(const mdfi_wino *w)
 {
+    if (w->otf)
+        return (size_t)w->nmb * w->block_floats;
     int last = w->M - (w->nmb - 1) * w->mb;
     return (size_t)(w->nmb - 1) * w->block_floats +
            (size_t)w->a * w->a * pos_size(w, last);
@@ -114,6 +147,15 @@ MDFI_COLD void mdfi_wino_pack_rows(const mdfi_wino *w, int o0, int rows, const f
         int b = o / w->mb, r = o - b * w->mb;
         int brows = w->M - b * w->mb < w->mb ? w->M - b * w->mb : w->mb;
         float *blk = packed + (size_t)b * w->block_floats;
+        for (int c = 0; w->otf && c < w->C; ++c) {   /* the taps, chunk by chunk */
+            const int q = c / w->kc, kcq = w->C - q * w->kc < w->kc ? w->C - q * w->kc : w->kc;
+            const size_t e = mdfi_sgemm_packed_at(w->k, brows, kcq, r, c - q * w->kc);
+            float *pl = blk + (size_t)q * w->chunk_floats + e / 4 * 36 + e % 4;
+            for (int t = 0; t < 9; ++t)
+                pl[4 * t] = w3[((size_t)(o - o0) * w->C + c) * 9 + t];
+        }
+        if (w->otf)
+            continue;
         size_t ps = pos_size(w, brows);
         for (int c = 0; c < w->C; ++c) {
             weight_tf(w, w3 + ((size_t)(o - o0) * w->C + c) * 9, u);
@@ -195,6 +237,40 @@ static inline void transpose4(v4 x0, v4 x1, v4 x2, v4 x3, v4 r[4])
     r[3] = SHUF(t2, t3, 2, 3, 6, 7);
 }
 
+/* G x for the 3-vector (x0, x1, x2), the rows of g4 written out, stored
+ * at o, o + os, ... o + 5 os. */
+static inline void g_rows(v4 x0, v4 x1, v4 x2, float *o, size_t os)
+{
+    const v4 c4 = {.25f, .25f, .25f, .25f}, c6 = {1 / 6.f, 1 / 6.f, 1 / 6.f, 1 / 6.f};
+    const v4 c12 = {1 / 12.f, 1 / 12.f, 1 / 12.f, 1 / 12.f};
+    const v4 c24 = {1 / 24.f, 1 / 24.f, 1 / 24.f, 1 / 24.f};
+    const v4 s = x0 + x2, q = c24 * x0 + c6 * x2;
+    st(o, c4 * x0);
+    st(o + os, -c6 * (s + x1));
+    st(o + 2 * os, -c6 * (s - x1));
+    st(o + 3 * os, q + c12 * x1);
+    st(o + 4 * os, q - c12 * x1);
+    st(o + 5 * os, x2);
+}
+
+/* On the fly: the 36 planes of U = G g GT (us floats apart, position i*6+j)
+ * from the taps of g, n elements (a multiple of 4) of a packed A, stored
+ * four elements' tap t together (g[(e / 4) * 36 + t * 4 + e % 4], tap t =
+ * ky*3+kx: one stream to read), all 36 of an element at once: H = g GT by
+ * rows (into h, 18 vectors), then G H by columns. */
+static void weight_tf_planes(const float *g, float *u, size_t us, size_t n)
+{
+    float h[18 * 4];
+    for (size_t e = 0; e < n; e += 4) {
+        const float *p = g + e * 9;
+        for (int a = 0; a < 3; ++a, p += 12)
+            g_rows(ld(p), ld(p + 4), ld(p + 8), h + 24 * a, 4);
+        for (int j = 0; j < 6; ++j)
+            g_rows(ld(h + 4 * j), ld(h + 24 + 4 * j), ld(h + 48 + 4 * j), u + j * us + e,
+                   6 * us);
+    }
+}
+
 /* y = act(y + bias) over n lanes (a multiple of 4); leaky is Darknet's
  * (float)(.1 * (double)x), which x / 10.f equals for every float (checked
  * exhaustively, tests/c/test_act.c). */
@@ -258,18 +334,19 @@ static void gather(const float *P, int pw, const int *at, const int *oy, int nt,
 
 void mdfi_wino_run(const mdfi_wino *w, const float *packed, const float *input,
                    const float *bias, mdfi_epilogue epi, float *C, size_t ldc, int y0,
-                   int y1, int t0, int t1, int b, void *workspace)
+                   int y1, int t0, int t1, int b0, int b1, void *workspace)
 {
     const int a = 6, m = 4, aa = 36, K = w->C, nt = t1 - t0, pw = w->pw;
     const int T = (nt + LANES - 1) / LANES * LANES;   /* lanes past nt: zero tiles */
-    const int o0 = b * w->mb, rows = w->M - o0 < w->mb ? w->M - o0 : w->mb;
     const size_t lanes = (size_t)w->batch;
     float *d = workspace, *tmp = d + up16(aa * lanes), *v = tmp + up16(aa * lanes);
     float *mo = v + up16(aa * K * lanes), *y = mo + up16(aa * w->mb * lanes);
     float *P = y + up16((size_t)m * m * lanes);
-    int *oy = (int *)(P + up16((size_t)pw * w->ph)), *ox = oy + lanes, *at = ox + lanes;
+    float *ub = P + up16((size_t)pw * w->ph), *acc = ub + aa * w->plane_floats;
+    int *oy = (int *)(acc + (w->otf ? up16((size_t)w->mb * lanes) : 0)), *ox = oy + lanes;
+    int *at = ox + lanes;
     void *gws = (int *)oy + up16(3 * lanes);   /* 64-byte aligned */
-    if (nt <= 0 || rows <= 0)
+    if (nt <= 0 || b0 >= b1)
         return;
     for (int j = 0; j < nt; ++j) {   /* each tile's top left output, its patch in P */
         oy[j] = (t0 + j) / w->tiles_x * m;
@@ -279,7 +356,7 @@ void mdfi_wino_run(const mdfi_wino *w, const float *packed, const float *input,
     /* P row i, column x: input row oy[0] - pad + i, column x - pad */
     const int iy0 = oy[0] - w->pad, prows = oy[nt - 1] - oy[0] + a;
     memset(P, 0, (size_t)pw * prows * sizeof(float));
-    /* V[t][c][j] = (BT d B)[t] of channel c, tile j */
+    /* V[t][c][j] = (BT d B)[t] of channel c, tile j: once for every block */
     const size_t plane = (size_t)w->in_h * w->in_w, vs = (size_t)K * T;
     if (T > nt)
         memset(d, 0, aa * (size_t)T * sizeof(float));
@@ -294,40 +371,69 @@ void mdfi_wino_run(const mdfi_wino *w, const float *packed, const float *input,
         for (int u = 0; u < a; ++u)
             bt_pass(tmp + (size_t)u * T, (size_t)a * T, v + c * T + u * vs, a * vs, T);
     }
-    /* M[t] = U[t] V[t]: rows x T each */
-    const mdfi_conv_geom g = {K, 1, T, 1, 1, 0, 1, T, 1, 1};
-    const float *u = packed + (size_t)b * w->block_floats;
-    const size_t ps = pos_size(w, rows), ms = (size_t)rows * T;
-    for (int t = 0; t < aa; ++t)
-        mdfi_sgemm_conv(w->k, rows, &g, u + t * ps, v + t * vs, NULL, MDFI_EPI_LINEAR,
-                        mo + t * ms, (size_t)T, 0, T, gws);
-    /* Y = AT M A, + bias, activation, stored where the rows are in [y0, y1) */
-    for (int o = 0; o < rows; ++o) {
-        const float *mrow = mo + (size_t)o * T;
-        for (int q = 0; q < a; ++q)
-            at_pass(mrow + q * ms, a * ms, tmp + (size_t)q * T, (size_t)a * T, T);
-        for (int p = 0; p < m; ++p)
-            at_pass(tmp + (size_t)p * a * T, T, y + (size_t)p * m * T, T, T);
-        finish(y, m * m * T, bias ? bias[o0 + o] : 0.f, epi);
-        float *co = C + (size_t)(o0 + o) * ldc;
-        /* four tiles (lanes) at a time: row p of tile j + k is r[k] */
-        for (int j = 0; j < nt; j += 4)
-            for (int p = 0; p < m; ++p) {
-                const float *s = y + (size_t)p * m * T + j;
-                v4 r[4];
-                transpose4(ld(s), ld(s + T), ld(s + 2 * T), ld(s + 3 * T), r);
-                for (int k = 0; k < 4 && j + k < nt; ++k) {
-                    int row = oy[j + k] + p, n = w->out_w - ox[j + k];
-                    if (row < y0 || row >= y1 || row >= w->out_h)
-                        continue;
-                    float *dst = co + (ptrdiff_t)(row - y0) * w->out_w + ox[j + k], t[4];
-                    if (n >= 4) {
-                        st(dst, r[k]);
-                    } else {
-                        st(t, r[k]);
-                        memcpy(dst, t, n * sizeof(float));
+    for (int b = b0; b < b1; ++b) {
+        const int o0 = b * w->mb, rows = w->M - o0 < w->mb ? w->M - o0 : w->mb;
+        const size_t ms = (size_t)rows * T;
+        const float *blk = packed + (size_t)b * w->block_floats;
+        /* M[t] = U[t] V[t]: rows x T each */
+        for (int q = 0; w->otf && q < w->nkc; ++q) {   /* chunk by chunk, summed into M */
+            const int c0 = q * w->kc, kcq = K - c0 < w->kc ? K - c0 : w->kc;
+            const mdfi_conv_geom g = {kcq, 1, T, 1, 1, 0, 1, T, 1, 1};
+            weight_tf_planes(blk + (size_t)q * w->chunk_floats, ub, w->plane_floats,
+                             psize(w, rows, kcq));
+            /* the next chunk's taps (the next block's first), fetched from
+             * memory during these GEMMs: the transform itself is too short
+             * a stream to hide the latency */
+            const float *next = q + 1 < w->nkc ? blk + (size_t)(q + 1) * w->chunk_floats
+                                : b + 1 < b1 ? blk + w->block_floats : NULL;
+            const size_t share = (w->chunk_floats / aa + 15) & ~(size_t)15;
+            for (int t = 0; t < aa; ++t) {
+                float *mt = mo + t * ms;
+                for (size_t i = t * share; next && i < (t + 1) * share && i < w->chunk_floats;
+                     i += 16)
+                    __builtin_prefetch(next + i);
+                mdfi_sgemm_conv(w->k, rows, &g, ub + t * w->plane_floats,
+                                v + t * vs + (size_t)c0 * T, NULL, MDFI_EPI_LINEAR, q ? acc : mt,
+                                (size_t)T, 0, T, gws);
+                for (size_t i = 0; q && i < ms; i += 4)   /* ms: a multiple of 8 */
+                    st(mt + i, ld(mt + i) + ld(acc + i));
+            }
+        }
+        if (!w->otf) {
+            const mdfi_conv_geom g = {K, 1, T, 1, 1, 0, 1, T, 1, 1};
+            const size_t ps = pos_size(w, rows);
+            for (int t = 0; t < aa; ++t)
+                mdfi_sgemm_conv(w->k, rows, &g, blk + t * ps, v + t * vs, NULL, MDFI_EPI_LINEAR,
+                                mo + t * ms, (size_t)T, 0, T, gws);
+        }
+        /* Y = AT M A, + bias, activation, stored where the rows are in [y0, y1) */
+        for (int o = 0; o < rows; ++o) {
+            const float *mrow = mo + (size_t)o * T;
+            for (int q = 0; q < a; ++q)
+                at_pass(mrow + q * ms, a * ms, tmp + (size_t)q * T, (size_t)a * T, T);
+            for (int p = 0; p < m; ++p)
+                at_pass(tmp + (size_t)p * a * T, T, y + (size_t)p * m * T, T, T);
+            finish(y, m * m * T, bias ? bias[o0 + o] : 0.f, epi);
+            float *co = C + (size_t)(o0 + o) * ldc;
+            /* four tiles (lanes) at a time: row p of tile j + k is r[k] */
+            for (int j = 0; j < nt; j += 4)
+                for (int p = 0; p < m; ++p) {
+                    const float *s = y + (size_t)p * m * T + j;
+                    v4 r[4];
+                    transpose4(ld(s), ld(s + T), ld(s + 2 * T), ld(s + 3 * T), r);
+                    for (int k = 0; k < 4 && j + k < nt; ++k) {
+                        int row = oy[j + k] + p, n = w->out_w - ox[j + k];
+                        if (row < y0 || row >= y1 || row >= w->out_h)
+                            continue;
+                        float *dst = co + (ptrdiff_t)(row - y0) * w->out_w + ox[j + k], t[4];
+                        if (n >= 4) {
+                            st(dst, r[k]);
+                        } else {
+                            st(t, r[k]);
+                            memcpy(dst, t, n * sizeof(float));
+                        }
                     }
                 }
-            }
+        }
     }
 }

@@ -160,13 +160,15 @@ static mdfi_status pack_weights(mdfi_layer *l, mdfi_gemm_params *p, mdfi_params 
     return st;
 }
 
-/* Winograd F(4,3) for a 3x3 stride-1 float conv (kernels/winograd.h): forced
- * (winograd=1) wherever the shape allows, or by default (-1) where it
- * measured faster (docs/architecture.md) and its weights, 4x the direct
- * path's, stay within WINO_AUTO_BYTES: 32+ input and output channels and
- * outputs of 12 x 12 or more; or, for outputs of 14 x 14 or more and 16 to
- * 4 x (input channels) filters, 24+ input channels, or 16+ where the
- * output is at most 56 x 56 (larger ones run the direct GEMM better). */
+/* Winograd F(4,3) for a 3x3 stride-1 float conv (kernels/winograd.h): 0 no,
+ * 1 with U stored, 2 with U made on the fly.  Forced (winograd=1 or 2)
+ * wherever the shape allows, or by default (-1) where it measured faster
+ * (docs/architecture.md): 32+ input and output channels and outputs of
+ * 12 x 12 or more, stored while U (4x the direct path's weights) stays
+ * within WINO_AUTO_BYTES, else on the fly; or, stored, for outputs of
+ * 14 x 14 or more and 16 to 4 x (input channels) filters, 24+ input
+ * channels, or 16+ where the output is at most 56 x 56 (larger ones run
+ * the direct GEMM better). */
 #define WINO_AUTO_BYTES (2 << 20)
 
 static MDFI_COLD int use_winograd(const mdfi_layer *l, const mdfi_gemm_params *p,
@@ -176,12 +178,13 @@ static MDFI_COLD int use_winograd(const mdfi_layer *l, const mdfi_gemm_params *p
     const int c = g->channels, m = l->out_c, h = g->out_h, w = g->out_w;
     if (ctx->winograd == 0 || p->s.connected || p->s.groups != 1 || !mdfi_wino_shape_ok(g))
         return 0;
-    if (ctx->winograd == 1)
-        return 1;
-    if (36.0 * c * m * sizeof(float) > WINO_AUTO_BYTES)
-        return 0;
+    if (ctx->winograd > 0)
+        return ctx->winograd;
+    const int big = 36.0 * c * m * sizeof(float) > WINO_AUTO_BYTES;
     if (c >= 32 && m >= 32)
-        return h >= 12 && w >= 12;
+        return h >= 12 && w >= 12 ? 1 + big : 0;
+    if (big)
+        return 0;
     if (h < 14 || w < 14 || m < 16 || m > 4 * c)
         return 0;
     return c >= 24 || (c >= 16 && (long)h * w <= 56 * 56);
@@ -200,7 +203,8 @@ mdfi_status mdfi_gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
     p->packed_floats = (bytes + sizeof(float) - 1) / sizeof(float);
     p->wino_on = use_winograd(l, p, ctx);
     if (p->wino_on) {
-        MDFI_CHECK(mdfi_wino_plan(&p->wino, p->kern, 4, p->s.m, &p->s.geom, err));
+        MDFI_CHECK(mdfi_wino_plan(&p->wino, p->kern, 4, p->s.m, &p->s.geom, p->wino_on == 2,
+                                  err));
         p->packed_floats = mdfi_wino_packed_floats(&p->wino);
     }
     p->packed_floats = (p->packed_floats + 15) & ~(size_t)15;   /* keep groups 64-byte aligned */
@@ -237,6 +241,7 @@ typedef struct {
     const mdfi_gemm_params *p;
     mdfi_run_ctx *ctx;
     int n, chunk;
+    int split;             /* Winograd: tasks per batch of tiles, each a range of blocks */
 } gemm_job;
 
 /* Fused conv -> maxpool, one task: maxpool output rows [py0, py1) from conv
@@ -259,9 +264,8 @@ static void fused_task(void *arg, int task, int thread)
         int t0 = cy0 / w->m * w->tiles_x, t1 = (cy1 + w->m - 1) / w->m * w->tiles_x;
         int nb = (t1 - t0 + w->batch - 1) / w->batch, step = (t1 - t0 + nb - 1) / nb;
         for (int t = t0; t < t1; t += step)   /* batches of equal size */
-            for (int b = 0; b < w->nmb; ++b)
-                mdfi_wino_run(w, p->packed, j->ctx->in[0], p->bias, p->epi, band, ldc, cy0, cy1,
-                              t, t + step < t1 ? t + step : t1, b, ws);
+            mdfi_wino_run(w, p->packed, j->ctx->in[0], p->bias, p->epi, band, ldc, cy0, cy1, t,
+                          t + step < t1 ? t + step : t1, 0, w->nmb, ws);
     } else {
         for (int g = 0; g < p->s.groups && ldc; ++g)
             mdfi_sgemm_conv(p->kern, p->s.m, &p->s.geom,
@@ -274,16 +278,17 @@ static void fused_task(void *arg, int task, int thread)
     mdfi_maxpool_band(&l->pool, band, cy0, cy1, py0, py1, j->ctx->out);
 }
 
-/* Winograd, one task: a batch of tiles for one block of output channels. */
+/* Winograd, one task: a batch of tiles for a range of output blocks (its
+ * input transform made once for them). */
 static void wino_task(void *arg, int task, int thread)
 {
     const gemm_job *j = arg;
     const mdfi_gemm_params *p = j->p;
     const mdfi_wino *w = &p->wino;
-    int t0 = task / w->nmb * w->batch, t1 = mdfi_wino_tiles(w);
+    const int t0 = task / j->split * w->batch, t1 = mdfi_wino_tiles(w), s = task % j->split;
     mdfi_wino_run(w, p->packed, j->ctx->in[0], p->bias, p->epi, j->ctx->out, (size_t)j->n, 0,
-                  w->out_h, t0, t0 + w->batch < t1 ? t0 + w->batch : t1, task % w->nmb,
-                  j->ctx->scratch[thread]);
+                  w->out_h, t0, t0 + w->batch < t1 ? t0 + w->batch : t1, s * w->nmb / j->split,
+                  (s + 1) * w->nmb / j->split, j->ctx->scratch[thread]);
 }
 
 static void gemm_task(void *arg, int task, int thread)
@@ -307,15 +312,18 @@ void mdfi_gemm_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
     const mdfi_gemm_params *p = l->priv;
     int threads = mdfi_pool_threads(ctx->pool);
-    gemm_job j = {l, p, ctx, p->s.geom.out_h * p->s.geom.out_w, 0};
+    gemm_job j = {l, p, ctx, p->s.geom.out_h * p->s.geom.out_w, 0, 1};
     if (l->fused) {
         mdfi_pool_run(ctx->pool, (l->pool.out_h + p->band - 1) / p->band, fused_task, &j);
         return;
     }
     if (p->wino_on) {
         const mdfi_wino *w = &p->wino;
-        int batches = (mdfi_wino_tiles(w) + w->batch - 1) / w->batch;
-        mdfi_pool_run(ctx->pool, batches * w->nmb, wino_task, &j);
+        const int batches = (mdfi_wino_tiles(w) + w->batch - 1) / w->batch;
+        /* split the blocks only as far as the threads need tasks */
+        j.split = threads > batches ? (threads + batches - 1) / batches : 1;
+        j.split = j.split < w->nmb ? j.split : w->nmb;
+        mdfi_pool_run(ctx->pool, batches * j.split, wino_task, &j);
         if (p->act)
             p->act(ctx->out, mdfi_layer_outputs(l), p->s.act);
         return;

@@ -54,7 +54,8 @@ typedef struct {
                                  kernel path (NULL: none) */
     int band;                 /* fused (mdfi_layer.fused): maxpool output rows per task */
     size_t ws_bytes;          /* GEMM workspace; a fused conv's band follows it */
-    int wino_on;              /* runs by Winograd (packed holds its U, wino its plan) */
+    int wino_on;              /* runs by Winograd: 1 packed holds its U, 2 its taps (on
+                                 the fly); wino is its plan */
     mdfi_wino wino;
 } mdfi_gemm_params;
 
