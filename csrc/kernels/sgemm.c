@@ -278,6 +278,69 @@ size_t mdfi_sgemm_workspace_size(const mdfi_sgemm_kernel *k, int M, const mdfi_c
     return (floats + ops_floats(g->ksize, k->nr)) * sizeof(float);
 }
 
+/* The micro-kernels of K block [pc, pc + kc) over a packed B block of nc
+ * columns (np panels, the last half wide when half): every MR rows of A
+ * sweep the block (the A micro-panel in L1, the B block in L2). */
+static void sweep(const mdfi_sgemm_tile *t, int nr, int M, int pc, int kc, int nc, int half,
+                  unsigned flags, const float *packed_a, const float *pb, const float *bias,
+                  float *C, size_t ldc)
+{
+    const int mr = t->mr, np = (nc + nr - 1) / nr;
+    const size_t mp = (size_t)(M + mr - 1) / mr * mr;
+    for (int i = 0; i < M; i += mr) {
+        const float *a = packed_a + (size_t)pc * mp + (size_t)i * kc;
+        int mv = M - i < mr ? M - i : mr;
+        const float *bi = bias ? bias + i : NULL;
+        float *crow = C + (size_t)i * ldc;
+        for (int p = 0; p < np; ++p) {
+            int nv = nc - p * nr < nr ? nc - p * nr : nr;
+            mdfi_sgemm_ukr ukr = half && p == np - 1 ? t->ukr_half : t->ukr;
+            ukr(kc, a, pb + (size_t)p * kc * nr, crow + p * nr, ldc, mv, nv, flags, bi);
+        }
+    }
+}
+
+/* A last panel of at most nr/2 columns is packed and computed half width
+ * (the per-element arithmetic is the same). */
+static int half_panel(const mdfi_sgemm_tile *t, int nr, int nc)
+{
+    return t->ukr_half && nc % nr && nc % nr <= nr / 2;
+}
+
+static mdfi_conv_geom plain_geom(int K, int N)
+{
+    const mdfi_conv_geom g = {K, 1, N, 1, 1, 0, 1, N, 1, 1};
+    return g;
+}
+
+int mdfi_sgemm_plain_ok(const mdfi_sgemm_kernel *k, int K, int N)
+{
+    const mdfi_conv_geom g = plain_geom(K, N);
+    const blocking b = get_blocking(k, &g);
+    return !k->conv && b.kc == K && b.nc >= N;
+}
+
+size_t mdfi_sgemm_plain_b_floats(const mdfi_sgemm_kernel *k, int K, int N)
+{
+    return (size_t)(N + k->nr - 1) / k->nr * k->nr * K;
+}
+
+void mdfi_sgemm_plain_pack_b(const mdfi_sgemm_kernel *k, int K, int N, const float *B,
+                             float *dst, void *workspace)
+{
+    const mdfi_conv_geom g = plain_geom(K, N);
+    const int half = half_panel(&k->tiles[0], k->nr, N);
+    pack_b(k, &g, B, 0, K, 0, N, k->nr, half ? k->nr / 2 : k->nr, dst, workspace);
+}
+
+void mdfi_sgemm_plain_mul(const mdfi_sgemm_kernel *k, int M, int K, int N, const float *packed_a,
+                          const float *packed_b, float *C, size_t ldc)
+{
+    const mdfi_sgemm_tile *t = pick_tile(k, M);
+    sweep(t, k->nr, M, 0, K, N, half_panel(&k->tiles[0], k->nr, N),
+          MDFI_UK_FLAGS(0, 1, MDFI_EPI_LINEAR), packed_a, packed_b, NULL, C, ldc);
+}
+
 void mdfi_sgemm_conv(const mdfi_sgemm_kernel *k, int M, const mdfi_conv_geom *g,
                      const float *packed_a, const float *input, const float *bias,
                      mdfi_epilogue epi, float *C, size_t ldc, int n0, int n1,
@@ -291,7 +354,7 @@ void mdfi_sgemm_conv(const mdfi_sgemm_kernel *k, int M, const mdfi_conv_geom *g,
     }
     const mdfi_sgemm_tile *t = pick_tile(k, M);
     const blocking b = get_blocking(k, g);
-    const int mr = t->mr, nr = k->nr;
+    const int nr = k->nr;
     float *ws = workspace;
     mdfi_copy_op *ops = (mdfi_copy_op *)(ws + (size_t)b.kc * b.nc);
     if (b.N == 1 && t->gemv) {
@@ -301,27 +364,12 @@ void mdfi_sgemm_conv(const mdfi_sgemm_kernel *k, int M, const mdfi_conv_geom *g,
     }
     for (int jc = n0; jc < n1; jc += b.nc) {
         int nc = n1 - jc < b.nc ? n1 - jc : b.nc;
-        int np = (nc + nr - 1) / nr;
-        /* A last panel of at most nr/2 columns is packed and computed half
-         * width (the per-element arithmetic is the same). */
-        int half = t->ukr_half && nc % nr && nc % nr <= nr / 2;
+        int half = half_panel(t, nr, nc);
         for (int pc = 0; pc < b.K; pc += b.kc) {
             int kc = b.K - pc < b.kc ? b.K - pc : b.kc;
             pack_b(k, g, input, pc, kc, jc, nc, nr, half ? nr / 2 : nr, ws, ops);
-            unsigned flags = MDFI_UK_FLAGS(pc > 0, pc + kc == b.K, epi);
-            /* The A micro-panel (L1) sweeps the whole B block (L2). */
-            const size_t mp = (size_t)(M + mr - 1) / mr * mr;
-            for (int i = 0; i < M; i += mr) {
-                const float *a = packed_a + (size_t)pc * mp + (size_t)i * kc;
-                int mv = M - i < mr ? M - i : mr;
-                const float *bi = bias ? bias + i : NULL;
-                float *crow = C + (size_t)i * ldc + (jc - n0);
-                for (int p = 0; p < np; ++p) {
-                    int nv = nc - p * nr < nr ? nc - p * nr : nr;
-                    mdfi_sgemm_ukr ukr = half && p == np - 1 ? t->ukr_half : t->ukr;
-                    ukr(kc, a, ws + (size_t)p * kc * nr, crow + p * nr, ldc, mv, nv, flags, bi);
-                }
-            }
+            sweep(t, nr, M, pc, kc, nc, half, MDFI_UK_FLAGS(pc > 0, pc + kc == b.K, epi),
+                  packed_a, ws, bias, C + (jc - n0), ldc);
         }
     }
 }

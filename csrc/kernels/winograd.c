@@ -49,6 +49,15 @@ static size_t pos_size(const mdfi_wino *w, int rows)
     return psize(w, rows, w->C);
 }
 
+/* On the fly, where the GEMM takes a packed B (mdfi_sgemm_plain_ok): the
+ * floats of one chunk's V[t] packed once per call, for all its blocks; else 0. */
+static size_t vq_size(const mdfi_wino *w)
+{
+    return mdfi_sgemm_plain_ok(w->k, w->kc, w->batch)
+               ? up16(mdfi_sgemm_plain_b_floats(w->k, w->kc, w->batch))
+               : 0;
+}
+
 /* Blocks of equal size, multiples of 24 rows (whole panels of every MR),
  * about mb rows each. */
 static void split_blocks(mdfi_wino *w, size_t mb)
@@ -106,10 +115,11 @@ MDFI_COLD mdfi_status mdfi_wino_plan(mdfi_wino *w, const mdfi_sgemm_kernel *k, i
     int trows = (w->batch - 1) / w->tiles_x + 2;
     w->pw = m * w->tiles_x + 4;
     w->ph = m * (trows < w->tiles_y ? trows : w->tiles_y) + 2;
-    w->ws_bytes = (2 * up16(aa * lanes) + up16(aa * w->C * lanes) +
+    w->ws_bytes = (2 * up16(aa * lanes) + up16(aa * (otf && vq_size(w) ? w->kc : w->C) * lanes) +
                    up16(aa * w->mb * lanes) + up16((size_t)m * m * lanes) + up16(3 * lanes) +
                    up16((size_t)w->pw * w->ph) + aa * w->plane_floats +
-                   (otf ? up16((size_t)w->mb * lanes) : 0)) * sizeof(float) +
+                   (otf ? up16((size_t)w->mb * lanes) + aa * w->nkc * vq_size(w) : 0)) *
+                      sizeof(float) +
                   mdfi_sgemm_workspace_size(k, w->mb, &gg);
     return MDFI_OK;
 }
@@ -339,11 +349,13 @@ void mdfi_wino_run(const mdfi_wino *w, const float *packed, const float *input,
     const int a = 6, m = 4, aa = 36, K = w->C, nt = t1 - t0, pw = w->pw;
     const int T = (nt + LANES - 1) / LANES * LANES;   /* lanes past nt: zero tiles */
     const size_t lanes = (size_t)w->batch;
+    const size_t vq = w->otf ? vq_size(w) : 0;
     float *d = workspace, *tmp = d + up16(aa * lanes), *v = tmp + up16(aa * lanes);
-    float *mo = v + up16(aa * K * lanes), *y = mo + up16(aa * w->mb * lanes);
+    float *mo = v + up16(aa * (vq ? w->kc : K) * lanes), *y = mo + up16(aa * w->mb * lanes);
     float *P = y + up16((size_t)m * m * lanes);
     float *ub = P + up16((size_t)pw * w->ph), *acc = ub + aa * w->plane_floats;
-    int *oy = (int *)(acc + (w->otf ? up16((size_t)w->mb * lanes) : 0)), *ox = oy + lanes;
+    float *vp = acc + (w->otf ? up16((size_t)w->mb * lanes) : 0);
+    int *oy = (int *)(vp + aa * w->nkc * vq), *ox = oy + lanes;
     int *at = ox + lanes;
     void *gws = (int *)oy + up16(3 * lanes);   /* 64-byte aligned */
     if (nt <= 0 || b0 >= b1)
@@ -356,11 +368,13 @@ void mdfi_wino_run(const mdfi_wino *w, const float *packed, const float *input,
     /* P row i, column x: input row oy[0] - pad + i, column x - pad */
     const int iy0 = oy[0] - w->pad, prows = oy[nt - 1] - oy[0] + a;
     memset(P, 0, (size_t)pw * prows * sizeof(float));
-    /* V[t][c][j] = (BT d B)[t] of channel c, tile j: once for every block */
-    const size_t plane = (size_t)w->in_h * w->in_w, vs = (size_t)K * T;
+    /* V[t][c][j] = (BT d B)[t] of channel c, tile j: once for every block.
+     * With a packed B (vq), V is made chunk by chunk (v holding one chunk)
+     * and each chunk's 36 matrices packed at once. */
+    const size_t plane = (size_t)w->in_h * w->in_w, vs = (size_t)(vq ? w->kc : K) * T;
     if (T > nt)
         memset(d, 0, aa * (size_t)T * sizeof(float));
-    for (int c = 0; c < K; ++c) {
+    for (int c = 0, c0 = 0; c < K; ++c) {
         for (int i = 0; i < prows; ++i)
             if (iy0 + i >= 0 && iy0 + i < w->in_h)
                 memcpy(P + (size_t)i * pw + w->pad, input + c * plane + (size_t)(iy0 + i) * w->in_w,
@@ -369,7 +383,13 @@ void mdfi_wino_run(const mdfi_wino *w, const float *packed, const float *input,
         for (int r = 0; r < a; ++r)
             bt_pass(d + (size_t)r * a * T, T, tmp + (size_t)r * a * T, T, T);
         for (int u = 0; u < a; ++u)
-            bt_pass(tmp + (size_t)u * T, (size_t)a * T, v + c * T + u * vs, a * vs, T);
+            bt_pass(tmp + (size_t)u * T, (size_t)a * T, v + (c - c0) * T + u * vs, a * vs, T);
+        if (vq && (c + 1 - c0 == w->kc || c + 1 == K)) {
+            for (int t = 0; t < aa; ++t)
+                mdfi_sgemm_plain_pack_b(w->k, c + 1 - c0, T, v + t * vs,
+                                        vp + ((size_t)t * w->nkc + c0 / w->kc) * vq, gws);
+            c0 = c + 1;
+        }
     }
     for (int b = b0; b < b1; ++b) {
         const int o0 = b * w->mb, rows = w->M - o0 < w->mb ? w->M - o0 : w->mb;
@@ -392,9 +412,14 @@ void mdfi_wino_run(const mdfi_wino *w, const float *packed, const float *input,
                 for (size_t i = t * share; next && i < (t + 1) * share && i < w->chunk_floats;
                      i += 16)
                     __builtin_prefetch(next + i);
-                mdfi_sgemm_conv(w->k, rows, &g, ub + t * w->plane_floats,
-                                v + t * vs + (size_t)c0 * T, NULL, MDFI_EPI_LINEAR, q ? acc : mt,
-                                (size_t)T, 0, T, gws);
+                if (vq)
+                    mdfi_sgemm_plain_mul(w->k, rows, kcq, T, ub + t * w->plane_floats,
+                                         vp + ((size_t)t * w->nkc + q) * vq, q ? acc : mt,
+                                         (size_t)T);
+                else
+                    mdfi_sgemm_conv(w->k, rows, &g, ub + t * w->plane_floats,
+                                    v + t * vs + (size_t)c0 * T, NULL, MDFI_EPI_LINEAR,
+                                    q ? acc : mt, (size_t)T, 0, T, gws);
                 for (size_t i = 0; q && i < ms; i += 4)   /* ms: a multiple of 8 */
                     st(mt + i, ld(mt + i) + ld(acc + i));
             }
