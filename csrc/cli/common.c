@@ -83,7 +83,7 @@ int cli_parse(int argc, char **argv, cli_args *a)
 }
 
 /* The environment variables of the program (the library reads none):
- * MDFI_KERNEL, MDFI_BINARY_KERNEL, MDFI_BINARY_FUSE and MDFI_WINOGRAD (0, 1 or auto).
+ * MDFI_KERNEL, MDFI_BINARY_KERNEL, MDFI_BINARY_FUSE and MDFI_WINOGRAD (0, 1, 2 or auto).
  * Returns NULL, or a message for a value that is not one of the choices. */
 const char *cli_env_options(mdfi_options *opt)
 {
