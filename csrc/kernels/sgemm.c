@@ -334,11 +334,11 @@ void mdfi_sgemm_plain_pack_b(const mdfi_sgemm_kernel *k, int K, int N, const flo
 }
 
 void mdfi_sgemm_plain_mul(const mdfi_sgemm_kernel *k, int M, int K, int N, const float *packed_a,
-                          const float *packed_b, float *C, size_t ldc)
+                          const float *packed_b, float *C, size_t ldc, int accumulate)
 {
     const mdfi_sgemm_tile *t = pick_tile(k, M);
     sweep(t, k->nr, M, 0, K, N, half_panel(&k->tiles[0], k->nr, N),
-          MDFI_UK_FLAGS(0, 1, MDFI_EPI_LINEAR), packed_a, packed_b, NULL, C, ldc);
+          MDFI_UK_FLAGS(accumulate, 1, MDFI_EPI_LINEAR), packed_a, packed_b, NULL, C, ldc);
 }
 
 void mdfi_sgemm_conv(const mdfi_sgemm_kernel *k, int M, const mdfi_conv_geom *g,

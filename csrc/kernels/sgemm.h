@@ -74,14 +74,14 @@ size_t mdfi_sgemm_workspace_size(const mdfi_sgemm_kernel *k, int M,
  * where plain_ok (one K block and one B block: not the reference kernel),
  * plain_pack_b packs B into dst (plain_b_floats, 64-byte aligned; workspace
  * as mdfi_sgemm_conv's for that matrix), and plain_mul computes C (M x N,
- * row stride ldc) = A B from a packed A of M x K, the same sums as
- * mdfi_sgemm_conv. */
+ * row stride ldc) = A B (accumulate: C += A B) from a packed A of M x K, the
+ * same sums as mdfi_sgemm_conv. */
 int mdfi_sgemm_plain_ok(const mdfi_sgemm_kernel *k, int K, int N);
 size_t mdfi_sgemm_plain_b_floats(const mdfi_sgemm_kernel *k, int K, int N);
 void mdfi_sgemm_plain_pack_b(const mdfi_sgemm_kernel *k, int K, int N, const float *B,
                              float *dst, void *workspace);
 void mdfi_sgemm_plain_mul(const mdfi_sgemm_kernel *k, int M, int K, int N, const float *packed_a,
-                          const float *packed_b, float *C, size_t ldc);
+                          const float *packed_b, float *C, size_t ldc, int accumulate);
 
 /* Computes output columns [n0, n1); C points at column n0 (row stride ldc floats).
  * bias may be NULL (treated as zeros).  workspace: 64-byte aligned,

@@ -267,7 +267,8 @@ static inline void g_rows(v4 x0, v4 x1, v4 x2, float *o, size_t os)
  * from the taps of g, n elements (a multiple of 4) of a packed A, stored
  * four elements' tap t together (g[(e / 4) * 36 + t * 4 + e % 4], tap t =
  * ky*3+kx: one stream to read), all 36 of an element at once: H = g GT by
- * rows (into h, 18 vectors), then G H by columns. */
+ * rows (into h, 18 vectors), then G H by columns.  (Rows of G g first, all
+ * in registers, measured 7 % slower on layer 12 of yolov3-tiny.) */
 static void weight_tf_planes(const float *g, float *u, size_t us, size_t n)
 {
     float h[18 * 4];
@@ -412,14 +413,14 @@ void mdfi_wino_run(const mdfi_wino *w, const float *packed, const float *input,
                 for (size_t i = t * share; next && i < (t + 1) * share && i < w->chunk_floats;
                      i += 16)
                     __builtin_prefetch(next + i);
-                if (vq)
+                if (vq) {   /* summed into M by the micro-kernels */
                     mdfi_sgemm_plain_mul(w->k, rows, kcq, T, ub + t * w->plane_floats,
-                                         vp + ((size_t)t * w->nkc + q) * vq, q ? acc : mt,
-                                         (size_t)T);
-                else
-                    mdfi_sgemm_conv(w->k, rows, &g, ub + t * w->plane_floats,
-                                    v + t * vs + (size_t)c0 * T, NULL, MDFI_EPI_LINEAR,
-                                    q ? acc : mt, (size_t)T, 0, T, gws);
+                                         vp + ((size_t)t * w->nkc + q) * vq, mt, (size_t)T, q);
+                    continue;
+                }
+                mdfi_sgemm_conv(w->k, rows, &g, ub + t * w->plane_floats,
+                                v + t * vs + (size_t)c0 * T, NULL, MDFI_EPI_LINEAR, q ? acc : mt,
+                                (size_t)T, 0, T, gws);
                 for (size_t i = 0; q && i < ms; i += 4)   /* ms: a multiple of 8 */
                     st(mt + i, ld(mt + i) + ld(acc + i));
             }
