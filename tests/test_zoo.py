@@ -723,9 +723,13 @@ def gaussian_detections_ref(out, classes, mask, anchors, net_w, net_h, thresh):
 def test_gaussian_yolo_equals_darknets_code(zoo, tmp_path):
     """Gaussian_yolov3_BDD: each [Gaussian_yolo] output against a transcription of AlexeyAB's
     forward, and every detection (before NMS) against one of get_gaussian_yolo_detections:
-    the boxes, and the class probabilities lowered by the sigmas, bit for bit."""
+    the boxes, and the class probabilities lowered by the sigmas, bit for bit; the heads'
+    outputs the same on 3 threads."""
     size = 128
     cfg = resized(zoo, tmp_path, "ab/Gaussian_yolov3_BDD.cfg", size)
+    text = pathlib.Path(cfg).read_text()   # scale_x_y as yolov4's (the cfg's is 1.0)
+    assert text.count("scale_x_y=1.0\n") == 3
+    pathlib.Path(cfg).write_text(text.replace("scale_x_y=1.0\n", "scale_x_y=1.05\n"))
     layers = sections(cfg)
     with mdfi.Network(cfg, weights_for(cfg, tmp_path), keep_outputs=True) as net:
         net.forward(np.random.default_rng(6).random((3, size, size), dtype=np.float32))
@@ -743,6 +747,12 @@ def test_gaussian_yolo_equals_darknets_code(zoo, tmp_path):
                                        float(sec.get("scale_x_y", 1))), rtol=1e-6, atol=1e-7)
             ref += gaussian_detections_ref(out, classes, mask, anchors, size, size, 0.1)
         dets = net.detect((size, size), thresh=0.1, nms=0)
+        outs = {i: net.layer_output(i).copy() for i in heads}
+    # the heads split their columns over threads: the same bits
+    with mdfi.Network(cfg, weights_for(cfg, tmp_path), keep_outputs=True, threads=3) as net3:
+        net3.forward(np.random.default_rng(6).random((3, size, size), dtype=np.float32))
+        for i in heads:
+            np.testing.assert_array_equal(net3.layer_output(i), outs[i])
     assert len(ref) > 50 and len(dets) > 50
     got = {(d.det_index, d.class_id): d for d in dets}
     want = {(k, j): (box, p) for k, (box, probs) in enumerate(ref) for j, p in probs}

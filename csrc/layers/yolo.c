@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/threads.h"
 #include "kernels/activations.h"
 #include "layers/fixed.h"
 #include "layers/yolo.h"
@@ -119,8 +120,53 @@ mdfi_status mdfi_gaussian_yolo_parse(mdfi_layer *l, mdfi_cfg_section *s,
     return parse(l, s, ctx, 1, err);
 }
 
+typedef struct {
+    const mdfi_layer *l;
+    mdfi_run_ctx *ctx;
+    size_t chunk;
+} yolo_job;
+
+/* Columns [n0, n0 + chunk) of every channel: the copy, the logistic on x, y
+ * (Gaussian: and every sigma), objectness and the class scores, then
+ * AlexeyAB's scal_add_cpu on x and y (Gaussian: and their sigmas),
+ * x s + (-(s - 1) / 2) in float.  Threads split the columns as the layer
+ * before split its outputs, so each reads what its core just wrote; every
+ * element's arithmetic is the same for any split. */
+static void yolo_cols(void *arg, int task, int thread)
+{
+    (void)thread;
+    const yolo_job *j = arg;
+    const mdfi_layer *l = j->l;
+    const mdfi_yolo_spec *y = l->spec;
+    const int g = y->gaussian, per = y->classes + 5 + 4 * g;
+    const size_t plane = (size_t)l->out_h * l->out_w, n0 = (size_t)task * j->chunk;
+    const float s = y->scale_xy, b = (float)(-0.5 * ((double)s - 1));
+    if (n0 >= plane)
+        return;
+    const size_t n = plane - n0 < j->chunk ? plane - n0 : j->chunk;
+    for (int c = 0; c < l->out_c; ++c) {
+        float *o = j->ctx->out + (size_t)c * plane + n0;
+        const int k = c % per, xy = k < 2 + 2 * g;
+        memcpy(o, j->ctx->in[0] + (size_t)c * plane + n0, n * sizeof(float));
+        if (c / per >= y->n_mask)
+            continue;
+        if (!y->new_coords && (xy || (g && (k == 5 || k == 7)) || k >= 4 + 4 * g))
+            mdfi_activate(o, n, MDFI_ACT_LOGISTIC);
+        for (size_t i = 0; xy && s != 1.f && i < n; ++i)
+            o[i] = o[i] * s + b;
+    }
+}
+
+static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
+{
+    const int threads = mdfi_pool_threads(ctx->pool);
+    const size_t plane = (size_t)l->out_h * l->out_w;
+    yolo_job j = {l, ctx, ((plane + threads - 1) / threads + 15) & ~(size_t)15};
+    mdfi_pool_run(ctx->pool, threads, yolo_cols, &j);
+}
+
 /* AlexeyAB's scal_add_cpu on x and y (Gaussian: and their sigmas):
- * x s + (-(s - 1) / 2), in float. */
+ * x s + (-(s - 1) / 2), in float (as yolo_cols). */
 static void scale_xy(const mdfi_yolo_spec *y, float *out, size_t plane)
 {
     const float s = y->scale_xy, b = (float)(-0.5 * ((double)s - 1));
@@ -131,23 +177,6 @@ static void scale_xy(const mdfi_yolo_spec *y, float *out, size_t plane)
         for (size_t i = 0; i < (size_t)(2 + 2 * y->gaussian) * plane; ++i)
             xy[i] = xy[i] * s + b;
     }
-}
-
-static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
-{
-    const mdfi_yolo_spec *y = l->spec;
-    const int g = y->gaussian;
-    size_t plane = (size_t)l->out_h * l->out_w;
-    memcpy(ctx->out, ctx->in[0], mdfi_layer_outputs(l) * sizeof(float));
-    for (int a = 0; a < y->n_mask && !y->new_coords; ++a) {
-        float *base = ctx->out + (size_t)a * (y->classes + 5 + 4 * g) * plane;
-        mdfi_activate(base, (size_t)(2 + 2 * g) * plane, MDFI_ACT_LOGISTIC);
-        for (int k = 5; g && k < 8; k += 2)   /* sigma w, sigma h */
-            mdfi_activate(base + k * plane, plane, MDFI_ACT_LOGISTIC);
-        mdfi_activate(base + (4 + 4 * g) * plane, (size_t)(1 + y->classes) * plane,
-                      MDFI_ACT_LOGISTIC);
-    }
-    scale_xy(y, ctx->out, plane);
 }
 
 /* ---- fixed point: a float head reading integers --------------------------------
