@@ -32,8 +32,8 @@ TINY_PEAK_RSS_KB = 45 * 1024
 # block) measured 476,928 bytes more than the direct path's panels (AVX2).
 TINY_WINOGRAD_EXTRA = 1_105_920 + 600_000
 # ... and its workspace: a batch's input transform for 128 input channels and,
-# packed for the GEMM, for all of them (36 x 512 x 16 floats on layer 12), and a
-# chunk's 36 U planes: 46,812 KB measured against 43,620 KB direct (AVX2).
+# packed for the GEMM, for all of them (up to 2 MB: 36 x 384 x 32 floats on layer
+# 21), and a chunk's 36 U planes: 47,684 KB measured against 43,672 KB direct (AVX2).
 TINY_PEAK_RSS_WINOGRAD_KB = 48 * 1024
 
 

@@ -14,6 +14,12 @@
  * floats per output channel) in about WINO_U_BYTES, so that they are still
  * in L2 when the GEMMs read them. */
 #define WINO_OTF_KC 128
+/* On the fly, a batch's transformed input (packed for the GEMM) in up to
+ * WINO_OTF_V_BYTES: every batch transforms the weights again, so fewer,
+ * larger batches pay (yolov3-tiny's layer 21, 384 -> 256 at 26x26: 4
+ * batches of 16 tiles 14 ms, 2 of 32 7.9 ms, 1 of 56 6.8 ms; 2 MB: 2 of 32,
+ * against 4 MB's 3 MB more per thread). */
+#define WINO_OTF_V_BYTES (2 << 20)
 #define WINO_U_BYTES (256 * 1024)
 
 /* The transforms run over the tiles of a batch as lanes; a batch is padded
@@ -88,7 +94,8 @@ MDFI_COLD mdfi_status mdfi_wino_plan(mdfi_wino *w, const mdfi_sgemm_kernel *k, i
     w->tiles_x = (g->out_w + m - 1) / m;
     w->tiles_y = (g->out_h + m - 1) / m;
     size_t aa = (size_t)w->a * w->a, tiles = (size_t)w->tiles_x * w->tiles_y;
-    size_t batch = WINO_V_BYTES / (aa * w->C * sizeof(float)) / LANES * LANES;
+    size_t batch = (otf ? WINO_OTF_V_BYTES : WINO_V_BYTES) / (aa * w->C * sizeof(float)) /
+                   LANES * LANES;
     batch = batch < 16 ? 16 : batch > 128 ? 128 : batch;
     tiles = (tiles + LANES - 1) / LANES * LANES;
     w->batch = (int)(batch < tiles ? batch : tiles);
