@@ -164,6 +164,9 @@ $(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx2.o: \
 # -O2 for the AVX2 fp32 gemv (N == 1): it streams A once, memory-bound for
 # any large connected layer, and -O3's copies of its loops cost 2.5 KB.
 $(BUILD)/obj/csrc/kernels/x86/sgemm_gemv_avx2.o: CFLAGS_BASE += -O2
+# -O2, loops rolled: Winograd's on-the-fly weight transform runs once per chunk
+# of weights, and the program has little room (docs/architecture.md).
+$(BUILD)/obj/csrc/kernels/x86/wino_avx2.o: CFLAGS_BASE += -O2
 # The element-wise loops ([shortcut]'s sum, leaky, relu) vectorized for the
 # target's baseline SIMD (SSE2 on x86-64, NEON on aarch64): gcc's -O2 cost
 # model leaves a loop of unknown length scalar, and with trapping math it

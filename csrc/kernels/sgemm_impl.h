@@ -62,12 +62,19 @@ struct mdfi_sgemm_kernel {
     int ntiles;
     const mdfi_sgemm_tile *tiles;
     mdfi_sgemm_fill fill;   /* NULL: the portable one */
+    /* Winograd on the fly: U of a chunk from its taps (kernels/winograd.c's
+     * weight_tf_planes, whose layout it shares); NULL: the portable one */
+    void (*wino_u)(const float *g, float *u, size_t us, size_t n);
     /* The reference replaces the tiled driver with its own loops. */
     size_t (*workspace)(int M, const mdfi_conv_geom *g);
     void (*conv)(int M, const mdfi_conv_geom *g, const float *a, const float *input,
                  const float *bias, mdfi_epilogue epi, float *c, size_t ldc,
                  int n0, int n1, void *workspace);
 };
+
+#ifdef MDFI_HAVE_AVX2
+void mdfi_wino_u_avx2(const float *g, float *u, size_t us, size_t n);
+#endif
 
 /* Whether every r of a panel is one run of all nr columns. */
 static inline int mdfi_sgemm_simple_panel(const mdfi_copy_op *ops, const int *first, int rr,

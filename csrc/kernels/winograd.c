@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "kernels/sgemm_impl.h"
+
 /* Tiles per batch: its transformed input (a*a*C floats a tile) in about
  * WINO_V_BYTES, between 16 and 128 tiles.  Output channels per block: the
  * GEMMs' results (a*a*mb floats a tile) in about WINO_M_BYTES. */
@@ -167,9 +169,9 @@ MDFI_COLD void mdfi_wino_pack_rows(const mdfi_wino *w, int o0, int rows, const f
         for (int c = 0; w->otf && c < w->C; ++c) {   /* the taps, chunk by chunk */
             const int q = c / w->kc, kcq = w->C - q * w->kc < w->kc ? w->C - q * w->kc : w->kc;
             const size_t e = mdfi_sgemm_packed_at(w->k, brows, kcq, r, c - q * w->kc);
-            float *pl = blk + (size_t)q * w->chunk_floats + e / 4 * 36 + e % 4;
+            float *pl = blk + (size_t)q * w->chunk_floats + e / 8 * 72 + e % 8;
             for (int t = 0; t < 9; ++t)
-                pl[4 * t] = w3[((size_t)(o - o0) * w->C + c) * 9 + t];
+                pl[8 * t] = w3[((size_t)(o - o0) * w->C + c) * 9 + t];
         }
         if (w->otf)
             continue;
@@ -271,18 +273,19 @@ static inline void g_rows(v4 x0, v4 x1, v4 x2, float *o, size_t os)
 }
 
 /* On the fly: the 36 planes of U = G g GT (us floats apart, position i*6+j)
- * from the taps of g, n elements (a multiple of 4) of a packed A, stored
- * four elements' tap t together (g[(e / 4) * 36 + t * 4 + e % 4], tap t =
+ * from the taps of g, n elements (a multiple of 8) of a packed A, stored
+ * eight elements' tap t together (g[(e / 8) * 72 + t * 8 + e % 8], tap t =
  * ky*3+kx: one stream to read), all 36 of an element at once: H = g GT by
  * rows (into h, 18 vectors), then G H by columns.  (Rows of G g first, all
- * in registers, measured 7 % slower on layer 12 of yolov3-tiny.) */
+ * in registers, measured 7 % slower on layer 12 of yolov3-tiny.)  The
+ * kernel's own form where it has one (x86/wino_avx2.c). */
 static void weight_tf_planes(const float *g, float *u, size_t us, size_t n)
 {
     float h[18 * 4];
     for (size_t e = 0; e < n; e += 4) {
-        const float *p = g + e * 9;
-        for (int a = 0; a < 3; ++a, p += 12)
-            g_rows(ld(p), ld(p + 4), ld(p + 8), h + 24 * a, 4);
+        const float *p = g + e / 8 * 72 + e % 8;
+        for (int a = 0; a < 3; ++a, p += 24)
+            g_rows(ld(p), ld(p + 8), ld(p + 16), h + 24 * a, 4);
         for (int j = 0; j < 6; ++j)
             g_rows(ld(h + 4 * j), ld(h + 24 + 4 * j), ld(h + 48 + 4 * j), u + j * us + e,
                    6 * us);
@@ -407,8 +410,8 @@ void mdfi_wino_run(const mdfi_wino *w, const float *packed, const float *input,
         for (int q = 0; w->otf && q < w->nkc; ++q) {   /* chunk by chunk, summed into M */
             const int c0 = q * w->kc, kcq = K - c0 < w->kc ? K - c0 : w->kc;
             const mdfi_conv_geom g = {kcq, 1, T, 1, 1, 0, 1, T, 1, 1};
-            weight_tf_planes(blk + (size_t)q * w->chunk_floats, ub, w->plane_floats,
-                             psize(w, rows, kcq));
+            (w->k->wino_u ? w->k->wino_u : weight_tf_planes)(
+                blk + (size_t)q * w->chunk_floats, ub, w->plane_floats, psize(w, rows, kcq));
             /* the next chunk's taps (the next block's first), fetched from
              * memory during these GEMMs: the transform itself is too short
              * a stream to hide the latency */

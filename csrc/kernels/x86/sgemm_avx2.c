@@ -131,5 +131,5 @@ static const mdfi_sgemm_tile tiles[] = {
  * room in the 256 KB L2 of older AVX2 cores. */
 const mdfi_sgemm_kernel mdfi_sgemm_avx2 = {
     .isa = MDFI_ISA_AVX2, .nr = NR, .kc = 256, .b_block_floats = 32 * 1024,
-    .ntiles = 2, .tiles = tiles, .fill = fill,
+    .ntiles = 2, .tiles = tiles, .fill = fill, .wino_u = mdfi_wino_u_avx2,
 };

@@ -204,4 +204,5 @@ static const mdfi_sgemm_tile tiles[] = {
 const mdfi_sgemm_kernel mdfi_sgemm_avx512 = {
     .isa = MDFI_ISA_AVX512, .nr = NR, .kc = 384, .b_block_floats = 128 * 1024,
     .ntiles = 3, .tiles = tiles, .fill = fill,
+    .wino_u = mdfi_wino_u_avx2,   /* (every AVX-512 CPU has AVX2) */
 };
