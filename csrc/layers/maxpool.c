@@ -90,11 +90,17 @@ void mdfi_maxpool_band(const mdfi_pool2d *p, const float *in, int r0, int r1, in
     }
 }
 
+/* Channel c (threads split the channels: mdfi_fx_by_channel). */
+static void float_channel(const mdfi_layer *l, const mdfi_run_ctx *ctx, int c)
+{
+    const mdfi_pool2d p = {l->size, l->stride, l->pad, l->in_h, l->in_w, l->out_h, l->out_w, 1};
+    mdfi_maxpool_band(&p, ctx->in[0] + (size_t)c * l->in_h * l->in_w, 0, l->in_h, 0, l->out_h,
+                      ctx->out + (size_t)c * l->out_h * l->out_w);
+}
+
 static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
-    const mdfi_pool2d p = {l->size, l->stride, l->pad, l->in_h, l->in_w, l->out_h, l->out_w,
-                           l->out_c};
-    mdfi_maxpool_band(&p, ctx->in[0], 0, l->in_h, 0, l->out_h, ctx->out);
+    mdfi_fx_by_channel(l, ctx, float_channel);
 }
 
 /* ---- fixed point -------------------------------------------------------------- */

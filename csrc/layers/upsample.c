@@ -31,19 +31,27 @@ mdfi_status mdfi_upsample_parse(mdfi_layer *l, mdfi_cfg_section *s,
     return mdfi_layer_check_shape(ctx, s, l->out_c, l->out_h, l->out_w, err);
 }
 
-static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
+/* Channel c (threads split the channels: mdfi_fx_by_channel): each scaled
+ * input value once, written stride times (no division per value). */
+static void float_channel(const mdfi_layer *l, const mdfi_run_ctx *ctx, int c)
 {
     const upsample_spec *u = l->spec;
     const int st = l->stride;
-    float *out = ctx->out;
-    for (int c = 0; c < l->out_c; ++c) {
-        const float *src = ctx->in[0] + (size_t)c * l->in_h * l->in_w;
-        for (int y = 0; y < l->out_h; ++y) {
-            const float *row = src + (size_t)(y / st) * l->in_w;
-            for (int x = 0; x < l->out_w; ++x)
-                *out++ = u->scale * row[x / st];
+    const float *src = ctx->in[0] + (size_t)c * l->in_h * l->in_w;
+    float *out = ctx->out + (size_t)c * l->out_h * l->out_w;
+    for (int y = 0; y < l->out_h; ++y) {
+        const float *row = src + (size_t)(y / st) * l->in_w;
+        for (int x = 0; x < l->in_w; ++x) {
+            const float v = u->scale * row[x];
+            for (int k = 0; k < st; ++k)
+                *out++ = v;
         }
     }
+}
+
+static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
+{
+    mdfi_fx_by_channel(l, ctx, float_channel);
 }
 
 /* ---- fixed point (scale 1) ------------------------------------------------------------ */
