@@ -322,7 +322,9 @@ int mdfi_sgemm_plain_ok(const mdfi_sgemm_kernel *k, int K, int N)
 
 size_t mdfi_sgemm_plain_b_floats(const mdfi_sgemm_kernel *k, int K, int N)
 {
-    return (size_t)(N + k->nr - 1) / k->nr * k->nr * K;
+    /* panels nr wide, kc * nr apart, the last one half wide where it is packed so */
+    const int np = (N + k->nr - 1) / k->nr, half = half_panel(&k->tiles[0], k->nr, N);
+    return ((size_t)(np - 1) * k->nr + (size_t)(half ? k->nr / 2 : k->nr)) * K;
 }
 
 void mdfi_sgemm_plain_pack_b(const mdfi_sgemm_kernel *k, int K, int N, const float *B,
