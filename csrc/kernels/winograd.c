@@ -102,7 +102,7 @@ MDFI_COLD mdfi_status mdfi_wino_plan(mdfi_wino *w, const mdfi_sgemm_kernel *k, i
     tiles = (tiles + LANES - 1) / LANES * LANES;
     w->batch = (int)(batch < tiles ? batch : tiles);
     w->otf = otf;
-    if (otf) {   /* the taps of a block: nkc chunks of nine planes */
+    if (otf) {   /* the taps of a block: nkc chunks (weight_tf_planes' order) */
         w->kc = w->C < WINO_OTF_KC ? w->C : WINO_OTF_KC;
         w->nkc = (w->C + w->kc - 1) / w->kc;
         split_blocks(w, WINO_U_BYTES / (aa * w->kc * sizeof(float)) / 24 * 24);

@@ -15,7 +15,7 @@
  * input-output pair instead of 9), too much where weights are large.  Then
  * the 3x3 taps are kept, packed per block of output channels and chunk of
  * kc input channels (in the GEMM's packed-A order of that block x chunk,
- * the nine taps of four elements together), and a call transforms one chunk's 36 U planes
+ * the nine taps of eight elements together), and a call transforms one chunk's 36 U planes
  * (U = G g GT of each pair, the 36 at once) into a buffer sized for L2 just
  * before the 36 GEMMs over that chunk, adding chunk by chunk into M.  The
  * input transform V is made once per call for all its blocks.

@@ -80,11 +80,17 @@ mdfi_status mdfi_dp_parse_source(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_
     return MDFI_OK;
 }
 
+void mdfi_dp_padded_rows(const mdfi_bconv *bc, int y0, int y1, int *r0, int *r1)
+{
+    *r0 = y0 == 0 ? 0 : y0 + bc->g.pad;
+    *r1 = y1 == bc->g.in_h ? bc->ph : y1 + bc->g.pad;
+}
+
 void mdfi_dp_zero_rows(const mdfi_bconv *bc, int planes, uint64_t *out, int y0, int y1)
 {
-    const int pad = bc->g.pad;
     const size_t plane = (size_t)bc->ph * bc->pw;
-    const int r0 = y0 == 0 ? 0 : y0 + pad, r1 = y1 == bc->g.in_h ? bc->ph : y1 + pad;
+    int r0, r1;
+    mdfi_dp_padded_rows(bc, y0, y1, &r0, &r1);
     for (int wp = 0; wp < planes * bc->words; ++wp)
         memset(out + wp * plane + (size_t)r0 * bc->pw, 0,
                (size_t)(r1 - r0) * bc->pw * sizeof(uint64_t));

@@ -34,9 +34,13 @@ mdfi_status mdfi_dp_parse_geom(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_pa
 mdfi_status mdfi_dp_parse_source(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ctx *ctx,
                                  const mdfi_dp_geom *g, int *src_c, mdfi_errbuf *err);
 
-/* Zeroes image rows [y0, y1) of planes x words word planes of a padded
- * input (mdfi_bconv_input_words' layout) with their halo, and the top /
- * bottom halo rows with the first / last rows. */
+/* The padded rows [*r0, *r1) that image rows [y0, y1) own: their own, and
+ * the top / bottom halo rows with the first / last rows. */
+void mdfi_dp_padded_rows(const mdfi_bconv *bc, int y0, int y1, int *r0, int *r1);
+
+/* Zeroes the padded rows of image rows [y0, y1) (mdfi_dp_padded_rows) in
+ * planes x words word planes of a padded input (mdfi_bconv_input_words'
+ * layout). */
 void mdfi_dp_zero_rows(const mdfi_bconv *bc, int planes, uint64_t *out, int y0, int y1);
 
 /* Sets the layer's descriptive fields (binary path, linear, the geometry). */

@@ -490,10 +490,11 @@ static void input_task(void *arg, int task, int thread)
     if (!mdfi_dp_rows(&j->split, j->p->s.geom.in_h, task, &y0, &y1))
         return;
     pack_rows(j, y0, y1);
-    const mdfi_bconv *bc = &j->p->bc;   /* the padded rows pack_rows wrote */
-    if (j->p->dense)
-        mdfi_bwin_rows(&j->p->win, j->s1, j->rows, y0 == 0 ? 0 : y0 + bc->g.pad,
-                       y1 == bc->g.in_h ? bc->ph : y1 + bc->g.pad);
+    if (j->p->dense) {   /* the padded rows pack_rows wrote */
+        int r0, r1;
+        mdfi_dp_padded_rows(&j->p->bc, y0, y1, &r0, &r1);
+        mdfi_bwin_rows(&j->p->win, j->s1, j->rows, r0, r1);
+    }
 }
 
 /* gate=1, columns [n0, n1): out holds (float)D1 and becomes (float)P.  In

@@ -120,6 +120,14 @@ mdfi_status mdfi_gaussian_yolo_parse(mdfi_layer *l, mdfi_cfg_section *s,
     return parse(l, s, ctx, 1, err);
 }
 
+/* AlexeyAB's scal_add_cpu with scale_x_y: x s + (-(s - 1) / 2), in float. */
+static void scale_add(float *x, size_t n, float s)
+{
+    const float b = (float)(-0.5 * ((double)s - 1));
+    for (size_t i = 0; s != 1.f && i < n; ++i)
+        x[i] = x[i] * s + b;
+}
+
 typedef struct {
     const mdfi_layer *l;
     mdfi_run_ctx *ctx;
@@ -128,8 +136,7 @@ typedef struct {
 
 /* Columns [n0, n0 + chunk) of every channel: the copy, the logistic on x, y
  * (Gaussian: and every sigma), objectness and the class scores, then
- * AlexeyAB's scal_add_cpu on x and y (Gaussian: and their sigmas),
- * x s + (-(s - 1) / 2) in float.  Threads split the columns as the layer
+ * scale_add on x and y (Gaussian: and their sigmas).  Threads split the columns as the layer
  * before split its outputs, so each reads what its core just wrote; every
  * element's arithmetic is the same for any split. */
 static void yolo_cols(void *arg, int task, int thread)
@@ -140,7 +147,6 @@ static void yolo_cols(void *arg, int task, int thread)
     const mdfi_yolo_spec *y = l->spec;
     const int g = y->gaussian, per = y->classes + 5 + 4 * g;
     const size_t plane = (size_t)l->out_h * l->out_w, n0 = (size_t)task * j->chunk;
-    const float s = y->scale_xy, b = (float)(-0.5 * ((double)s - 1));
     if (n0 >= plane)
         return;
     const size_t n = plane - n0 < j->chunk ? plane - n0 : j->chunk;
@@ -152,8 +158,8 @@ static void yolo_cols(void *arg, int task, int thread)
             continue;
         if (!y->new_coords && (xy || (g && (k == 5 || k == 7)) || k >= 4 + 4 * g))
             mdfi_activate(o, n, MDFI_ACT_LOGISTIC);
-        for (size_t i = 0; xy && s != 1.f && i < n; ++i)
-            o[i] = o[i] * s + b;
+        if (xy)
+            scale_add(o, n, y->scale_xy);
     }
 }
 
@@ -165,18 +171,12 @@ static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
     mdfi_pool_run(ctx->pool, threads, yolo_cols, &j);
 }
 
-/* AlexeyAB's scal_add_cpu on x and y (Gaussian: and their sigmas):
- * x s + (-(s - 1) / 2), in float (as yolo_cols). */
+/* scale_add on x and y (Gaussian: and their sigmas) of every anchor. */
 static void scale_xy(const mdfi_yolo_spec *y, float *out, size_t plane)
 {
-    const float s = y->scale_xy, b = (float)(-0.5 * ((double)s - 1));
-    if (s == 1.f)
-        return;
-    for (int a = 0; a < y->n_mask; ++a) {
-        float *xy = out + (size_t)a * (y->classes + 5 + 4 * y->gaussian) * plane;
-        for (size_t i = 0; i < (size_t)(2 + 2 * y->gaussian) * plane; ++i)
-            xy[i] = xy[i] * s + b;
-    }
+    for (int a = 0; a < y->n_mask; ++a)
+        scale_add(out + (size_t)a * (y->classes + 5 + 4 * y->gaussian) * plane,
+                  (size_t)(2 + 2 * y->gaussian) * plane, y->scale_xy);
 }
 
 /* ---- fixed point: a float head reading integers --------------------------------
