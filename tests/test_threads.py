@@ -9,6 +9,9 @@ keeps running (it could not if the C call held the GIL).
 """
 import os
 import pathlib
+import shutil
+import subprocess
+import sys
 import threading
 import time
 
@@ -16,6 +19,9 @@ import numpy as np
 import pytest
 
 import mdfi
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from cbuild import build, run_driver  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODELS = ROOT / "examples" / "models"
@@ -237,3 +243,30 @@ def test_forwards_and_load_close_cycles_do_not_grow_rss():
                 net.forward(x)
         grown = _rss() - before
         assert grown < 2**20, f"{cfg.name}: RSS grew {grown} bytes over 200 load/close cycles"
+
+
+def test_pool_driver():
+    """base/threads.c through tests/c/test_pool.c: every task of every run exactly once,
+    spinning and sleeping workers, a stalled thread's share taken by the others."""
+    triple = subprocess.run(["gcc", "-dumpmachine"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    exe = build(targets=(f"build/{triple}/tests/test_pool",)) / "tests" / "test_pool"
+    out = run_driver([str(exe)], timeout=120)
+    assert all(f"pool-{n} ok" in out for n in (2, 3, 4, 8)), out
+
+
+def test_pool_under_thread_sanitizer(tmp_path):
+    """The same driver built with -fsanitize=thread: the lock-free task hand-out and the
+    spin-then-sleep waits have no data race ThreadSanitizer can see."""
+    cc = shutil.which("gcc")
+    exe = tmp_path / "test_pool_tsan"
+    res = subprocess.run([cc, "-std=c99", "-O1", "-g", "-fsanitize=thread", "-DMDFI_THREADS=1",
+                          "-D_POSIX_C_SOURCE=200809L", "-Icsrc/include", "-Icsrc",
+                          "tests/c/test_pool.c", "csrc/base/threads.c", "csrc/base/error.c",
+                          "-pthread", "-o", str(exe)], cwd=ROOT, capture_output=True, text=True)
+    if res.returncode != 0 or subprocess.run([str(exe), "--quick"], capture_output=True,
+                                             env=dict(os.environ, TSAN_OPTIONS="report_bugs=0")
+                                             ).returncode != 0:
+        pytest.skip("no working -fsanitize=thread here: " + res.stderr[-300:])
+    out = run_driver([str(exe)], timeout=300)
+    assert "ThreadSanitizer" not in out, out

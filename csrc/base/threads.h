@@ -1,6 +1,7 @@
 /* A small fixed pool of worker threads for splitting one layer's work.
- * Task t always runs on thread t % threads, so per-thread scratch is safe and
- * results never depend on scheduling.  Without MDFI_THREADS it runs serially. */
+ * Threads claim tasks as they come free, so a task may run on any thread:
+ * `thread` (0 = the caller) picks per-thread scratch, and a task's result
+ * must not depend on it.  Without MDFI_THREADS it runs serially. */
 #ifndef MDFI_CORE_THREADS_H
 #define MDFI_CORE_THREADS_H
 
