@@ -67,16 +67,19 @@ float mdfi_activate1(float x, mdfi_activation a)
     return x;
 }
 
+static int vector_form(mdfi_activation a)
+{
+    return a == MDFI_ACT_LOGISTIC || a == MDFI_ACT_SWISH || a == MDFI_ACT_MISH;
+}
+
 mdfi_activate_fn mdfi_activate_for(mdfi_isa isa, mdfi_activation a)
 {
 #ifdef MDFI_HAVE_AVX2
-    if ((a == MDFI_ACT_SWISH || a == MDFI_ACT_MISH) && isa != MDFI_ISA_REF &&
-        mdfi_isa_available(MDFI_ISA_AVX2))
+    if (vector_form(a) && isa != MDFI_ISA_REF && mdfi_isa_available(MDFI_ISA_AVX2))
         return mdfi_activate_avx2;
 #endif
 #ifdef MDFI_HAVE_NEON
-    if ((a == MDFI_ACT_SWISH || a == MDFI_ACT_MISH) && isa == MDFI_ISA_NEON &&
-        mdfi_isa_available(MDFI_ISA_NEON))
+    if (vector_form(a) && isa == MDFI_ISA_NEON && mdfi_isa_available(MDFI_ISA_NEON))
         return mdfi_activate_neon;
 #endif
     (void)isa;

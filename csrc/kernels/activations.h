@@ -22,8 +22,9 @@ void mdfi_activate(float *x, size_t n, mdfi_activation a);
 float mdfi_activate1(float x, mdfi_activation a);
 
 /* The loop for activation a on kernel path isa: mdfi_activate, or a vector
- * form (swish and mish on AVX2 and NEON: kernels/x86/act_avx2.c,
- * kernels/arm/act_neon.c, within a few ulps of the definition). */
+ * form (logistic, swish and mish on AVX2 and NEON: kernels/x86/act_avx2.c,
+ * kernels/arm/act_neon.c, within a few ulps of the definition, where
+ * mdfi_activate's logistic is Darknet's double arithmetic). */
 typedef void (*mdfi_activate_fn)(float *x, size_t n, mdfi_activation a);
 mdfi_activate_fn mdfi_activate_for(mdfi_isa isa, mdfi_activation a);
 void mdfi_activate_avx2(float *x, size_t n, mdfi_activation a);

@@ -128,6 +128,26 @@ static void scale_add(float *x, size_t n, float s)
         x[i] = x[i] * s + b;
 }
 
+/* Float: the logistic loop for the kernel path (a vector form on AVX2 and
+ * NEON, within a few ulps of Darknet's double arithmetic; with --kernel ref,
+ * that arithmetic). */
+typedef struct {
+    mdfi_activate_fn logistic;
+} float_yolo;
+
+static mdfi_status float_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_errbuf *err)
+{
+    if (!l->priv && !(l->priv = calloc(1, sizeof(float_yolo))))
+        return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
+    ((float_yolo *)l->priv)->logistic = mdfi_activate_for(ctx->isa, MDFI_ACT_LOGISTIC);
+    return MDFI_OK;
+}
+
+static void float_destroy(mdfi_layer *l)
+{
+    free(l->priv);
+}
+
 typedef struct {
     const mdfi_layer *l;
     mdfi_run_ctx *ctx;
@@ -145,6 +165,7 @@ static void yolo_cols(void *arg, int task, int thread)
     const yolo_job *j = arg;
     const mdfi_layer *l = j->l;
     const mdfi_yolo_spec *y = l->spec;
+    const mdfi_activate_fn logistic = ((const float_yolo *)l->priv)->logistic;
     const int g = y->gaussian, per = y->classes + 5 + 4 * g;
     const size_t plane = (size_t)l->out_h * l->out_w, n0 = (size_t)task * j->chunk;
     if (n0 >= plane)
@@ -157,7 +178,7 @@ static void yolo_cols(void *arg, int task, int thread)
         if (c / per >= y->n_mask)
             continue;
         if (!y->new_coords && (xy || (g && (k == 5 || k == 7)) || k >= 4 + 4 * g))
-            mdfi_activate(o, n, MDFI_ACT_LOGISTIC);
+            logistic(o, n, MDFI_ACT_LOGISTIC);
         if (xy)
             scale_add(o, n, y->scale_xy);
     }
@@ -181,8 +202,8 @@ static void scale_xy(const mdfi_yolo_spec *y, float *out, size_t plane)
 
 /* ---- fixed point: a float head reading integers --------------------------------
  * The logistic of every integer the input format can hold, made at prepare
- * with the float layer's own function: a lookup gives bit-identical floats to
- * dequantizing and applying the logistic. */
+ * with Darknet's double arithmetic (as the numpy reference computes it): a
+ * lookup gives bit-identical floats to dequantizing and applying it. */
 typedef struct {
     float *logistic;     /* [2^bits], index q - qmin */
 } fx_yolo;
@@ -248,6 +269,7 @@ static void fixed_destroy(mdfi_layer *l)
     free(y);
 }
 
-const mdfi_layer_variant mdfi_yolo_float = {NULL, NULL, NULL, float_forward, NULL, NULL};
+const mdfi_layer_variant mdfi_yolo_float = {NULL, NULL, float_prepare, float_forward,
+                                            float_destroy, NULL};
 const mdfi_layer_variant mdfi_yolo_fixed = {fixed_bind, NULL, fixed_prepare, fixed_forward,
                                             fixed_destroy, NULL};

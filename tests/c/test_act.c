@@ -1,8 +1,9 @@
-/* The vector swish and mish (kernels/x86/act_avx2.c, kernels/arm/act_neon.c)
- * that mdfi_activate_for picks on this CPU, against their definitions in
- * double:
+/* The vector logistic, swish and mish (kernels/x86/act_avx2.c,
+ * kernels/arm/act_neon.c) that mdfi_activate_for picks on this CPU, against
+ * their definitions in double:
  *
- *   swish(x) = x / (1 + e^-x),   mish(x) = x tanh(log(1 + e^x)) (x for x > 20)
+ *   logistic(x) = 1 / (1 + e^-x),   swish(x) = x / (1 + e^-x),
+ *   mish(x) = x tanh(log(1 + e^x)) (x for x > 20)
  *
  * on every float step of 2^-10 in [-120, 120], the float neighbours of the
  * branch points 0 and 20, tiny and huge values, infinities of the input's
@@ -29,6 +30,8 @@
 
 static double exact(double x, mdfi_activation a)
 {
+    if (a == MDFI_ACT_LOGISTIC)
+        return 1 / (1 + exp(-x));
     if (a == MDFI_ACT_SWISH)
         return x / (1 + exp(-x));
     return x > 20 ? x : x * tanh(log1p(exp(x)));
@@ -173,8 +176,9 @@ int main(int argc, char **argv)
     static const struct {
         const char *name;
         mdfi_activation a;
-    } acts[] = {{"swish", MDFI_ACT_SWISH}, {"mish", MDFI_ACT_MISH}};
-    for (int i = 0; i < 2; ++i) {
+    } acts[] = {{"logistic", MDFI_ACT_LOGISTIC}, {"swish", MDFI_ACT_SWISH},
+                {"mish", MDFI_ACT_MISH}};
+    for (int i = 0; i < 3; ++i) {
         char name[64];
         snprintf(name, sizeof name, "%s-%s", mdfi_isa_name(isa), acts[i].name);
         mdfi_activate_fn fn = mdfi_activate_for(isa, acts[i].a);

@@ -1,4 +1,4 @@
-/* NEON forms of AlexeyAB's swish and mish: the arithmetic of
+/* NEON forms of the logistic and AlexeyAB's swish and mish: the arithmetic of
  * kernels/x86/act_avx2.c four values a step (see there).  ARMv7 has no
  * vector divide or round-to-nearest: the quotient is a reciprocal estimate
  * refined by two Newton steps, and the rounding adds +-0.5 before the
@@ -52,7 +52,7 @@ static inline float32x4_t exp4(float32x4_t x)
  * act_avx2.c, the tail through a buffer. */
 void mdfi_activate_neon(float *x, size_t n, mdfi_activation a)
 {
-    const int mish = a == MDFI_ACT_MISH;
+    const int mish = a == MDFI_ACT_MISH, logistic = a == MDFI_ACT_LOGISTIC;
     const float32x4_t vm = vdupq_n_f32(mish ? 1.f : 0.f), va = vdupq_n_f32(mish ? 2.f : 1.f);
     for (size_t i = 0; i < n; i += 4) {
         const size_t k = n - i < 4 ? n - i : 4;
@@ -61,9 +61,18 @@ void mdfi_activate_neon(float *x, size_t n, mdfi_activation a)
         if (k < 4)
             memcpy(t, x + i, k * sizeof *x);
         const float32x4_t v = vld1q_f32(p), e = exp4(v);
-        const float32x4_t num = vmulq_f32(e, VFMA(va, vm, e));
-        float32x4_t r = vmulq_f32(v, div4(num, vaddq_f32(num, va)));
-        r = vbslq_f32(vcgtq_f32(v, vdupq_n_f32(20.f)), v, r);
+        float32x4_t r;
+        if (logistic) {
+            r = div4(e, vaddq_f32(e, va));
+            /* 1 in float above 17.4; ARMv7's reciprocal estimate of e + 1 would
+               flush to 0 near 88 */
+            r = vbslq_f32(vcgtq_f32(v, vdupq_n_f32(20.f)), vdupq_n_f32(1.f), r);
+            r = vbslq_f32(vceqq_f32(v, v), r, v);   /* NaN stays */
+        } else {
+            const float32x4_t num = vmulq_f32(e, VFMA(va, vm, e));
+            r = vmulq_f32(v, div4(num, vaddq_f32(num, va)));
+            r = vbslq_f32(vcgtq_f32(v, vdupq_n_f32(20.f)), v, r);
+        }
         r = vbslq_f32(vcltq_f32(v, vdupq_n_f32(-87.3f)), vdupq_n_f32(0.f), r);   /* as AVX2 */
         vst1q_f32(p, r);
         if (k < 4)
