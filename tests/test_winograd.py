@@ -150,7 +150,9 @@ def test_force_option_and_auto(tmp_path, monkeypatch):
     (19, 14, 63, True),     # 16+ channels on an output of at most 56x56
     (32, 14, 16, True),     # 32+ channels, 16+ filters
     (32, 28, 8, False),     # fewer than 16 filters
-    (16, 60, 32, False),    # 16-23 channels on a larger output: direct
+    (16, 60, 32, "otf"),    # 16-23 channels on a larger output: on the fly
+    (32, 64, 48, "otf"),    # 32 channels over 64x64 or more: on the fly
+    (40, 64, 48, True),     # more channels there: stored
     (24, 14, 128, False),   # more than 4 filters per input channel
     (12, 28, 8, False),     # too few input channels
     (32, 13, 16, False),    # fewer than 32 filters on an output under 14x14

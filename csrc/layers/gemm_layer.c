@@ -163,12 +163,16 @@ static mdfi_status pack_weights(mdfi_layer *l, mdfi_gemm_params *p, mdfi_params 
 /* Winograd F(4,3) for a 3x3 stride-1 float conv (kernels/winograd.h): 0 no,
  * 1 with U stored, 2 with U made on the fly.  Forced (winograd=1 or 2)
  * wherever the shape allows, or by default (-1) where it measured faster
- * (docs/architecture.md): 32+ input and output channels and outputs of
- * 12 x 12 or more, stored while U (4x the direct path's weights) stays
- * within WINO_AUTO_BYTES, else on the fly; or, stored, for outputs of
- * 14 x 14 or more and 16 to 4 x (input channels) filters, 24+ input
- * channels, or 16+ where the output is at most 56 x 56 (larger ones run
- * the direct GEMM better). */
+ * (docs/architecture.md):
+ *   - 32+ input and output channels and outputs of 12 x 12 or more: stored
+ *     while U (4x the direct path's weights) stays within WINO_AUTO_BYTES,
+ *     else on the fly; on the fly too for 32 or fewer input channels over
+ *     64 x 64 or more outputs (its larger batches of tiles: yolov3-tiny's
+ *     layer 4 2.9 -> 2.6 ms);
+ *   - 16 to 31 input channels, 16 to 4 x (input channels) filters, outputs
+ *     of 14 x 14 or more: stored up to 56 x 56 outputs, on the fly above
+ *     (layer 2 4.5 -> 3.8 ms, where stored batches were too small to beat
+ *     the direct GEMM), or stored from 24 input channels. */
 #define WINO_AUTO_BYTES (2 << 20)
 
 static MDFI_COLD int use_winograd(const mdfi_layer *l, const mdfi_gemm_params *p,
@@ -181,13 +185,14 @@ static MDFI_COLD int use_winograd(const mdfi_layer *l, const mdfi_gemm_params *p
     if (ctx->winograd > 0)
         return ctx->winograd;
     const int big = 36.0 * c * m * sizeof(float) > WINO_AUTO_BYTES;
+    const int many = (long)h * w >= 64 * 64;
     if (c >= 32 && m >= 32)
-        return h >= 12 && w >= 12 ? 1 + big : 0;
-    if (big)
+        return h >= 12 && w >= 12 ? 1 + (big || (c <= 32 && many)) : 0;
+    if (big || h < 14 || w < 14 || m < 16 || m > 4 * c || c < 16)
         return 0;
-    if (h < 14 || w < 14 || m < 16 || m > 4 * c)
-        return 0;
-    return c >= 24 || (c >= 16 && (long)h * w <= 56 * 56);
+    if (c < 24 && (long)h * w > 56 * 56)
+        return 2;
+    return 1;
 }
 
 mdfi_status mdfi_gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_errbuf *err)
