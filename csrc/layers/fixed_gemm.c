@@ -298,20 +298,43 @@ static void fused_task(void *arg, int task, int thread)
     mdfi_fx_maxpool_band(&l->pool, l->q_out.bits, band, r.cy0, r.cy1, r.py0, r.py1, j->ctx->out);
 }
 
+typedef struct {
+    const mdfi_layer *l;
+    const mdfi_run_ctx *ctx;
+    void *stage;
+    size_t chunk;
+} stage_job;
+
+/* The input into the operand format, values [i0, i0 + chunk) of it. */
+static void stage_task(void *arg, int task, int thread)
+{
+    (void)thread;
+    const stage_job *j = arg;
+    const mdfi_layer *l = j->l;
+    const fx_gemm *p = l->priv;
+    const size_t n = (size_t)l->in_c * l->in_h * l->in_w, i0 = (size_t)task * j->chunk;
+    const size_t k = n - i0 < j->chunk ? n - i0 : j->chunk, ob = (size_t)(l->q_in.bits / 8);
+    void *to = (char *)j->stage + i0 * ob;
+    if (j->ctx->in_bytes)
+        mdfi_fx_quantize_bytes(j->ctx->in_bytes + i0, to, l->q_in, k);
+    else if (p->src.bits == 0)
+        mdfi_fx_quantize(j->ctx->in[0] + i0, to, l->q_in, k);
+    else
+        mdfi_fx_convert((const char *)j->ctx->in[0] + i0 * (size_t)(p->src.bits / 8), p->src,
+                        to, l->q_in, k);
+}
+
 static void gemm_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
     const fx_gemm *p = l->priv;
     const void *input = ctx->in[0];
-    if (p->stage_at) {
-        size_t n = (size_t)l->in_c * l->in_h * l->in_w;
-        void *stage = (char *)ctx->scratch[0] + p->stage_at;
-        if (ctx->in_bytes)
-            mdfi_fx_quantize_bytes(ctx->in_bytes, stage, l->q_in, n);
-        else if (p->src.bits == 0)
-            mdfi_fx_quantize(ctx->in[0], stage, l->q_in, n);
-        else
-            mdfi_fx_convert(ctx->in[0], p->src, stage, l->q_in, n);
-        input = stage;
+    if (p->stage_at) {   /* split over the threads, in whole cache lines */
+        const size_t n = (size_t)l->in_c * l->in_h * l->in_w;
+        const int threads = mdfi_pool_threads(ctx->pool);
+        stage_job s = {l, ctx, (char *)ctx->scratch[0] + p->stage_at,
+                       ((n + (size_t)threads - 1) / (size_t)threads + 63) & ~(size_t)63};
+        mdfi_pool_run(ctx->pool, (int)((n + s.chunk - 1) / s.chunk), stage_task, &s);
+        input = s.stage;
     }
     int threads = mdfi_pool_threads(ctx->pool);
     gemm_job j = {l, p, input, ctx, p->s.geom.out_h * p->s.geom.out_w, 0};
