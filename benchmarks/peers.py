@@ -7,9 +7,10 @@ yolov3-tiny 416x416, batch 1, fp32 and int8.  The engines (--engines, default al
 
   mdfi-fp32   MDFI, the float model (the kernel the CPU picks; --kernels adds rows
               with a kernel forced, e.g. avx2 on an AVX-512 machine)
-  mdfi-wino-fp32  MDFI fp32 with Winograd F(4,3) on every 3x3 stride-1 layer
-              (winograd=True: faster, but 4x the weights of those layers, where the
-              default takes it only where that costs little memory)
+  mdfi-wino-fp32  MDFI fp32 with the transformed weights of Winograd F(4,3) stored
+              in every layer the default takes it (winograd="fast": faster, but 4x
+              the weights of those layers, where the default makes the large ones
+              on the fly)
   mdfi-int8   MDFI, the `python -m mdfi.detect --int8` model (INT8_RECIPE: 8-bit
               weights with per-channel multipliers, 16-bit input in the layers
               where 8 bits cost most), cached beside the float model
@@ -91,7 +92,7 @@ SIZE = 416
 THRESH = 0.5
 ENGINES = ("mdfi-fp32", "mdfi-wino-fp32", "mdfi-int8", "mdfi-w8a8", "mdfi-w8a8p", "ort-fp32",
            "ort-int8", "ov-fp32", "ov-int8", "ncnn-fp32")
-LABELS = {"mdfi-fp32": "MDFI fp32", "mdfi-wino-fp32": "MDFI fp32, Winograd everywhere",
+LABELS = {"mdfi-fp32": "MDFI fp32", "mdfi-wino-fp32": "MDFI fp32, Winograd stored",
           "mdfi-int8": "MDFI --int8 recipe",
           "mdfi-w8a8": "MDFI W8A8 (mult)", "mdfi-w8a8p": "MDFI W8A8 paired (mult-pair)",
           "ort-fp32": "ONNX Runtime fp32",
@@ -543,7 +544,7 @@ def open_engine(name, models, threads, kernel=None):
                  "w8a8": models.mdfi_w8a8, "w8a8p": models.mdfi_w8a8p}[prec]()
         label = LABELS[name] + (" [%s forced]" % kernel if kernel else "")
         try:
-            return label, MdfiEngine(files, threads, kernel, True if prec == "wino" else None)
+            return label, MdfiEngine(files, threads, kernel, "fast" if prec == "wino" else None)
         except Exception as e:   # an UnsupportedError for a kernel this CPU lacks
             if kernel:
                 raise Skip("kernel %s: %s" % (kernel, e)) from None

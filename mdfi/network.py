@@ -130,7 +130,8 @@ def _locked(method):
 
 _FUSE = {None: -1, "auto": -1, False: 0, "0": 0, True: 1, "1": 1}
 # winograd: 1 stores the transformed weights (4x), 2 ("otf") makes them per call
-_WINOGRAD = dict(_FUSE, otf=2, **{"2": 2})
+# 3 ("fast"): auto's layers, transformed weights stored however large
+_WINOGRAD = dict(_FUSE, otf=2, fast=3, **{"2": 2, "3": 3})
 
 
 def _env_choice(value, env):
@@ -163,7 +164,7 @@ def _options(threads, kernel, keep_outputs, binary_kernel, binary_fuse, fuse_poo
     wino = winograd if winograd is not None else os.environ.get("MDFI_WINOGRAD") or None
     if wino not in _WINOGRAD:
         src = "winograd" if winograd is not None else "MDFI_WINOGRAD"
-        raise errors.ArgumentError(f"{src}={wino}: use 0, 1, 2 (\"otf\") or auto")
+        raise errors.ArgumentError(f"{src}={wino}: use 0, 1, 2 (\"otf\"), 3 (\"fast\") or auto")
     opt.threads = int(threads)
     opt.binary_fuse = _FUSE[fuse]
     opt.winograd = _WINOGRAD[wino]
@@ -187,9 +188,10 @@ class Network:
         False or None (default: $MDFI_BINARY_FUSE, else fuse unless keep_outputs);
         winograd: 3x3 stride-1 float convolutions by Winograd F(4,3), True (wherever
         the shape allows, the transformed weights stored: 4x the memory), "otf"
-        (wherever the shape allows, transformed on the fly), False (the exact
-        direct path) or None (default: $MDFI_WINOGRAD, else auto: per layer, where
-        it is faster, stored where small);
+        (wherever the shape allows, transformed on the fly), "fast" (auto's layers,
+        the transformed weights stored however large: speed before memory), False
+        (the exact direct path) or None (default: $MDFI_WINOGRAD, else auto: per
+        layer, where it is faster, stored where small);
         outputs: layer indices whose outputs stay readable after forward;
         exit_policy: for a network with [exit] layers (default "branchy")."""
         self._lock = threading.RLock()

@@ -136,7 +136,7 @@ def test_force_option_and_auto(tmp_path, monkeypatch):
     np.testing.assert_allclose(otf, wino, rtol=0, atol=REL_TOL * np.abs(direct).max())
     monkeypatch.setenv("MDFI_WINOGRAD", "2")
     np.testing.assert_array_equal(_run(cfg, wts, x), otf)
-    monkeypatch.setenv("MDFI_WINOGRAD", "3")
+    monkeypatch.setenv("MDFI_WINOGRAD", "4")
     with pytest.raises(mdfi.ArgumentError, match="MDFI_WINOGRAD"):
         _run(cfg, wts, x)
     monkeypatch.delenv("MDFI_WINOGRAD")
@@ -172,10 +172,26 @@ def test_auto_rule(tmp_path, c, size, filters, taken):
     np.testing.assert_array_equal(_run(cfg, wts, x), wino if taken else direct)
 
 
+@pytest.mark.parametrize("c,size,filters,fast", [
+    (256, 13, 64, True),    # on the fly for memory by default: stored
+    (16, 60, 32, "otf"),    # on the fly for speed by default: still on the fly
+    (64, 12, 64, True),     # stored by default: stored
+    (12, 28, 8, False),     # direct by default: direct
+])
+def test_fast_stores_what_auto_takes(tmp_path, monkeypatch, c, size, filters, fast):
+    """winograd="fast" (MDFI_WINOGRAD=3) takes auto's layers, storing U however large."""
+    cfg, wts = _bn_safe(tmp_path, "f", _conv_cfg(c, size, size, filters), c, filters, seed=8)
+    x = np.random.default_rng(5).uniform(-1, 1, (c, size, size)).astype(np.float32)
+    want = _run(cfg, wts, x, winograd=fast)
+    np.testing.assert_array_equal(_run(cfg, wts, x, winograd="fast"), want)
+    monkeypatch.setenv("MDFI_WINOGRAD", "3")
+    np.testing.assert_array_equal(_run(cfg, wts, x), want)
+
+
 def test_program_reads_mdfi_winograd(tmp_path):
     cfg, wts = _bn_safe(tmp_path, "p", _conv_cfg(32, 16, 16, 32), 32, 32, seed=7)
     exe = build() / "mdfi"
-    for value in ("0", "1", "2", "auto"):
+    for value in ("0", "1", "2", "3", "auto"):
         res = subprocess.run([str(exe), "bench", str(cfg), str(wts), "--runs", "1", "--json"],
                              capture_output=True, text=True, timeout=60,
                              env={"MDFI_WINOGRAD": value})

@@ -83,7 +83,7 @@ int cli_parse(int argc, char **argv, cli_args *a)
 }
 
 /* The environment variables of the program (the library reads none):
- * MDFI_KERNEL, MDFI_BINARY_KERNEL, MDFI_BINARY_FUSE and MDFI_WINOGRAD (0, 1, 2 or auto).
+ * MDFI_KERNEL, MDFI_BINARY_KERNEL, MDFI_BINARY_FUSE and MDFI_WINOGRAD (0, 1, 2, 3 or auto).
  * Returns NULL, or a message for a value that is not one of the choices. */
 const char *cli_env_options(mdfi_options *opt)
 {
@@ -98,8 +98,8 @@ const char *cli_env_options(mdfi_options *opt)
         opt->binary_fuse = f[0] - '0';
     }
     if (w && *w && strcmp(w, "auto")) {
-        if (strcmp(w, "0") && strcmp(w, "1") && strcmp(w, "2"))
-            return "MDFI_WINOGRAD must be 0, 1, 2 or auto";
+        if (strcmp(w, "0") && strcmp(w, "1") && strcmp(w, "2") && strcmp(w, "3"))
+            return "MDFI_WINOGRAD must be 0, 1, 2, 3 or auto";
         opt->winograd = w[0] - '0';
     }
     return NULL;

@@ -20,7 +20,7 @@ static void usage(FILE *f)
             "common options: --threads N, --kernel ref|avx2|avx512|neon|auto,\n"
             "  --policy none|all|branchy|entropy-predictor|exit-predictor (early exits)\n"
             "images: JPEG or binary PNM (P5/P6).  MDFI_KERNEL, MDFI_BINARY_KERNEL,\n"
-            "MDFI_BINARY_FUSE=0|1|auto and MDFI_WINOGRAD=0|1|2|auto set the kernel paths,\n"
+            "MDFI_BINARY_FUSE=0|1|auto and MDFI_WINOGRAD=0|1|2|3|auto set the kernel paths,\n"
             "binary fusion and Winograd 3x3 convolutions.\n");
 }
 

@@ -66,7 +66,8 @@ typedef struct {
                                   stored where small, else made on the fly; the default),
                                   0 never (the exact direct path), 1 wherever the shape
                                   allows, stored (4x the weights), 2 wherever the shape
-                                  allows, on the fly */
+                                  allows, on the fly, 3 as auto but stored however large
+                                  (speed before memory) */
 } mdfi_options;
 void mdfi_options_default(mdfi_options *opt);
 /* The strings are copied; an unknown name is MDFI_ERR_ARG. */

@@ -162,7 +162,8 @@ static mdfi_status pack_weights(mdfi_layer *l, mdfi_gemm_params *p, mdfi_params 
 
 /* Winograd F(4,3) for a 3x3 stride-1 float conv (kernels/winograd.h): 0 no,
  * 1 with U stored, 2 with U made on the fly.  Forced (winograd=1 or 2)
- * wherever the shape allows, or by default (-1) where it measured faster
+ * wherever the shape allows; winograd=3 as auto, but with U stored however
+ * large (speed before memory); or by default (-1) where it measured faster
  * (docs/architecture.md):
  *   - 32+ input and output channels and outputs of 12 x 12 or more: stored
  *     while U (4x the direct path's weights) stays within WINO_AUTO_BYTES,
@@ -182,17 +183,19 @@ static MDFI_COLD int use_winograd(const mdfi_layer *l, const mdfi_gemm_params *p
     const int c = g->channels, m = l->out_c, h = g->out_h, w = g->out_w;
     if (ctx->winograd == 0 || p->s.connected || p->s.groups != 1 || !mdfi_wino_shape_ok(g))
         return 0;
-    if (ctx->winograd > 0)
+    if (ctx->winograd == 1 || ctx->winograd == 2)
         return ctx->winograd;
+    const int stored = ctx->winograd == 3;
     const int big = 36.0 * c * m * sizeof(float) > WINO_AUTO_BYTES;
     const int many = (long)h * w >= 64 * 64;
-    if (c >= 32 && m >= 32)
-        return h >= 12 && w >= 12 ? 1 + (big || (c <= 32 && many)) : 0;
-    if (big || h < 14 || w < 14 || m < 16 || m > 4 * c || c < 16)
+    if (c >= 32 && m >= 32) {
+        if (h < 12 || w < 12)
+            return 0;
+        return (c <= 32 && many) || (big && !stored) ? 2 : 1;
+    }
+    if ((big && !stored) || h < 14 || w < 14 || m < 16 || m > 4 * c || c < 16)
         return 0;
-    if (c < 24 && (long)h * w > 56 * 56)
-        return 2;
-    return 1;
+    return c < 24 && (long)h * w > 56 * 56 ? 2 : 1;
 }
 
 mdfi_status mdfi_gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_errbuf *err)

@@ -394,7 +394,7 @@ mdfi_status mdfi_net_set_options(mdfi_net *net, const mdfi_options *opt)
         bkind = (int)k;
     }
     if (opt->binary_fuse < -1 || opt->binary_fuse > 1 || opt->fuse_pool < 0 ||
-        opt->fuse_pool > 1 || opt->winograd < -1 || opt->winograd > 2)
+        opt->fuse_pool > 1 || opt->winograd < -1 || opt->winograd > 3)
         return mdfi_net_fail(net, MDFI_ERR_ARG, "binary_fuse must be -1, 0 or 1, winograd -1, "
                              "0, 1 or 2 and fuse_pool 0 or 1 (got %d, %d, %d)", opt->binary_fuse,
                              opt->winograd, opt->fuse_pool);
