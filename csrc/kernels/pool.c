@@ -92,6 +92,38 @@ void mdfi_max2x2_row_i16(const int16_t *a, const int16_t *b, int n, int16_t *out
         out[i] = (int16_t)MAX2(MAX2(a[2 * i], a[2 * i + 1]), MAX2(b[2 * i], b[2 * i + 1]));
 }
 
+#if defined(__SSE2__)
+static __m128i max_epi32_sse2(__m128i x, __m128i y)   /* (SSE4.1 has pmaxsd) */
+{
+    const __m128i gt = _mm_cmpgt_epi32(x, y);
+    return _mm_or_si128(_mm_and_si128(gt, x), _mm_andnot_si128(gt, y));
+}
+#endif
+
+void mdfi_max2x2_row_i32(const int32_t *a, const int32_t *b, int n, int32_t *out)
+{
+    int i = 0;
+#if defined(__SSE2__)
+    /* the rows' max, then its even and odd lanes (as floats: a shuffle only) */
+    for (; i + 4 <= n; i += 4) {
+        const __m128i m0 = max_epi32_sse2(_mm_loadu_si128((const __m128i *)(a + 2 * i)),
+                                          _mm_loadu_si128((const __m128i *)(b + 2 * i)));
+        const __m128i m1 = max_epi32_sse2(_mm_loadu_si128((const __m128i *)(a + 2 * i + 4)),
+                                          _mm_loadu_si128((const __m128i *)(b + 2 * i + 4)));
+        const __m128 f0 = _mm_castsi128_ps(m0), f1 = _mm_castsi128_ps(m1);
+        _mm_storeu_si128((__m128i *)(out + i),
+                         max_epi32_sse2(_mm_castps_si128(_mm_shuffle_ps(f0, f1, 0x88)),
+                                        _mm_castps_si128(_mm_shuffle_ps(f0, f1, 0xdd))));
+    }
+#elif defined(__aarch64__)
+    for (; i + 4 <= n; i += 4)
+        vst1q_s32(out + i, vpmaxq_s32(vmaxq_s32(vld1q_s32(a + 2 * i), vld1q_s32(b + 2 * i)),
+                                      vmaxq_s32(vld1q_s32(a + 2 * i + 4), vld1q_s32(b + 2 * i + 4))));
+#endif
+    for (; i < n; ++i)
+        out[i] = MAX2(MAX2(a[2 * i], a[2 * i + 1]), MAX2(b[2 * i], b[2 * i + 1]));
+}
+
 void mdfi_max2x2s1_row_i8(const int8_t *a, const int8_t *b, int n, int8_t *out)
 {
     int i = 0;

@@ -259,6 +259,49 @@ MDFI_COLD void mdfi_qgemm_epi_scalar(const mdfi_qepilogue *e, int m0, const uint
     }
 }
 
+/* out_bits 32: the sums with bias added and the B offset taken off, four
+ * at a time in a vector type (the compiler left the plain loop scalar). */
+typedef uint32_t v4u __attribute__((vector_size(16)));
+
+static void epi_raw(const mdfi_qepilogue *e, int m0, const uint32_t *corr, const int32_t *acc,
+                    int ldacc, int mv, int nv, void *c, size_t ldc)
+{
+    for (int r = 0; r < mv; ++r) {
+        const int m = m0 + r;
+        const uint32_t add = (e->bias ? (uint32_t)e->bias[m] : 0u) - (corr ? corr[m] : 0u);
+        const v4u va = {add, add, add, add};
+        const int32_t *ar = acc + (size_t)r * ldacc;
+        int32_t *o = (int32_t *)c + (size_t)r * ldc;
+        int j = 0;
+        for (; j + 4 <= nv; j += 4) {
+            v4u x;
+            memcpy(&x, ar + j, sizeof x);
+            x += va;
+            memcpy(o + j, &x, sizeof x);
+        }
+        for (; j < nv; ++j)
+            o[j] = (int32_t)((uint32_t)ar[j] + add);
+    }
+}
+
+void mdfi_qgemm_requant_rows(const mdfi_qgemm_kernel *k, const mdfi_qepilogue *e,
+                             const int32_t *x, int ldx, int mv, int nv, void *c, size_t ldc)
+{
+    mdfi_qepilogue f = *e;
+    f.bias = NULL;
+    (k->epi ? k->epi : mdfi_qgemm_epi_scalar)(&f, 0, NULL, x, ldx, mv, nv, c, ldc);
+}
+
+MDFI_COLD int mdfi_qgemm_monotone(const mdfi_qepilogue *e, int M)
+{
+    if (e->act == MDFI_QACT_LEAKY && e->leaky_mult < 0)
+        return 0;
+    for (int m = 0; e->mult && m < M; ++m)
+        if (e->mult[m] <= 0)
+            return 0;
+    return 1;
+}
+
 /* ---- B packing --------------------------------------------------------- */
 
 /* Blocking (as GotoBLAS).  K is cut into nkb equal blocks of at most k->kc
@@ -597,7 +640,9 @@ void mdfi_qgemm_conv(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_geom *g,
         k->b_conv == MDFI_QB_XOR80
             ? (const uint32_t *)((const char *)packed_a + mdfi_qgemm_corr_offset(k, M, b.K))
             : NULL;
-    const mdfi_qgemm_epi fin = k->epi ? k->epi : mdfi_qgemm_epi_scalar;
+    const mdfi_qgemm_epi fin = epi->out_bits == 32 ? epi_raw
+                               : k->epi                ? k->epi
+                                                       : mdfi_qgemm_epi_scalar;
     const size_t a_panel = (size_t)mr * b.Kp * ab;
     for (int jc = n0; jc < n1; jc += b.nc) {
         const int nc = n1 - jc < b.nc ? n1 - jc : b.nc;

@@ -52,7 +52,9 @@ typedef struct {
     mdfi_qact act;
     int32_t leaky_mult;      /* LEAKY: a = (acc * leaky_mult) >> leaky_shift for acc < 0 */
     int leaky_shift;
-    int out_bits;            /* 8 or 16 */
+    int out_bits;            /* 8 or 16; 32: the sums themselves (bias added, no
+                                activation or requantization), int32, for
+                                mdfi_qgemm_requant_rows to finish later */
 } mdfi_qepilogue;
 
 typedef struct mdfi_qgemm_kernel mdfi_qgemm_kernel;
@@ -84,6 +86,16 @@ size_t mdfi_qgemm_workspace_size(const mdfi_qgemm_kernel *k, int M, const mdfi_c
 void mdfi_qgemm_conv(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_geom *g,
                      const void *packed_a, const void *input, const mdfi_qepilogue *epi,
                      void *C, size_t ldc, int n0, int n1, void *workspace);
+
+/* Finishes sums made with out_bits 32 (after, say, a max pool over them,
+ * which commutes with the epilogue where it is monotone): rows [0, mv) of
+ * x (row stride ldx) into C as e says (e->out_bits 8 or 16; e->bias is not
+ * added again), with the kernel's epilogue. */
+void mdfi_qgemm_requant_rows(const mdfi_qgemm_kernel *k, const mdfi_qepilogue *e,
+                             const int32_t *x, int ldx, int mv, int nv, void *c, size_t ldc);
+/* Whether e's epilogue is non-decreasing in the sum for every channel m < M
+ * (positive multipliers and leaky slope): then max(finish(x)) = finish(max(x)). */
+int mdfi_qgemm_monotone(const mdfi_qepilogue *e, int M);
 
 /* Whether K * max_a * max_b + max_bias stays inside int32. */
 int mdfi_qgemm_fits(int K, int32_t max_abs_a, int32_t max_abs_b, int64_t max_abs_bias);

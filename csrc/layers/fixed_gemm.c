@@ -38,7 +38,12 @@ typedef struct {
     size_t stage_at;           /* the input in the operand format, when converted: at
                                   scratch[0] + stage_at (lead_bytes); 0: not converted */
     int band;                  /* fused: maxpool output rows per task */
-    size_t ws_bytes;           /* GEMM workspace; a fused conv's band follows it */
+    int pool_sums;             /* fused, epilogue monotone: pool the int32 sums, then
+                                  requantize a quarter as many (2x2 / 2) */
+    int ldp;                   /* pool_sums: a channel's pooled rows in the band (ints) */
+    size_t pooled_at;          /* pool_sums: the pooled band in the thread's scratch */
+    size_t ws_bytes;           /* GEMM workspace; a fused conv's band follows it (with
+                                  pool_sums the pooled band after that) */
 } fx_gemm;
 
 static mdfi_status fixed_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errbuf *err)
@@ -228,8 +233,19 @@ static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
                      (size_t)p->s.groups * p->packed_bytes;
     size_t ws = mdfi_qgemm_workspace_size(p->kern, p->s.m, &p->s.geom);
     p->ws_bytes = ws = (ws + 63) & ~(size_t)63;
-    if (l->fused)
-        ws += mdfi_fuse_band(l, (size_t)l->q_out.bits / 8, &p->band);
+    p->pool_sums = 0;
+    if (l->fused) {
+        /* the epilogue of every group (they share act and leaky slope) */
+        mdfi_qepilogue e = {NULL, p->mult, p->shift, p->act, MDFI_FX_LEAKY_MULT,
+                            MDFI_FX_LEAKY_SHIFT, l->q_out.bits};
+        p->pool_sums = mdfi_qgemm_monotone(&e, M);
+        ws += mdfi_fuse_band(l, p->pool_sums ? sizeof(int32_t) : (size_t)l->q_out.bits / 8,
+                             &p->band);
+        p->ldp = ((p->band * l->pool.out_w) + 15) & ~15;
+        p->pooled_at = (ws + 63) & ~(size_t)63;
+        if (p->pool_sums)
+            ws = p->pooled_at + (size_t)l->out_c * p->ldp * sizeof(int32_t);
+    }
     if (ws > l->scratch_bytes)
         l->scratch_bytes = ws;
     /* a converted input is written once, before the tasks, and read by all */
@@ -252,18 +268,26 @@ typedef struct {
     int n, chunk;
 } gemm_job;
 
+/* Group g's epilogue, to out_bits bits (32: the sums). */
+static mdfi_qepilogue group_epi(const fx_gemm *p, int g, int out_bits)
+{
+    const size_t o = (size_t)g * p->s.m;
+    mdfi_qepilogue e = {p->bias + o, p->mult ? p->mult + o : NULL, p->shift + o, p->act,
+                        MDFI_FX_LEAKY_MULT, MDFI_FX_LEAKY_SHIFT, out_bits};
+    return e;
+}
+
 /* Columns [n0, n1) of every group into out (column n0 of group 0's row 0;
- * row stride ldc, group g at g * m * ldc). */
-static void conv_cols(const gemm_job *j, char *out, size_t ldc, int n0, int n1, int thread)
+ * row stride ldc, group g at g * m * ldc), out_bits bits each. */
+static void conv_cols(const gemm_job *j, char *out, size_t ldc, int n0, int n1, int out_bits,
+                      int thread)
 {
     const fx_gemm *p = j->p;
     const mdfi_layer *l = j->l;
-    const size_t ib = (size_t)l->q_in.bits / 8, ob = (size_t)l->q_out.bits / 8;
+    const size_t ib = (size_t)l->q_in.bits / 8, ob = (size_t)out_bits / 8;
     const size_t in_group = (size_t)p->s.geom.channels * p->s.geom.in_h * p->s.geom.in_w;
     for (int g = 0; g < p->s.groups; ++g) {
-        mdfi_qepilogue e = {p->bias + (size_t)g * p->s.m, p->mult ? p->mult + (size_t)g * p->s.m : NULL,
-                            p->shift + (size_t)g * p->s.m,
-                            p->act, MDFI_FX_LEAKY_MULT, MDFI_FX_LEAKY_SHIFT, l->q_out.bits};
+        const mdfi_qepilogue e = group_epi(p, g, out_bits);
         mdfi_qgemm_conv(p->kern, p->s.m, &p->s.geom, (const char *)p->packed + g * p->packed_bytes,
                         (const char *)j->input + g * in_group * ib, &e,
                         out + (size_t)g * p->s.m * ldc * ob, ldc, n0, n1,
@@ -278,24 +302,46 @@ static void gemm_task(void *arg, int task, int thread)
     int n1 = n0 + j->chunk < j->n ? n0 + j->chunk : j->n;
     if (n0 < n1)
         conv_cols(j, (char *)j->ctx->out + (size_t)n0 * (j->l->q_out.bits / 8), (size_t)j->n,
-                  n0, n1, thread);
+                  n0, n1, j->l->q_out.bits, thread);
 }
 
 /* Fused conv -> maxpool, one task: the pool's rows [py0, py1) from the conv
  * rows [cy0, cy1) they read, computed into the thread's band (the same
  * integers as unfused: each column's sum and epilogue do not depend on the
- * range computed). */
+ * range computed).  With pool_sums the band holds the int32 sums, pooled
+ * before the epilogue: where it never decreases, the max of the finished
+ * values is the finished max, and a 2x2 / 2 pool finishes a quarter as many
+ * (yolov3-tiny W8A8: 18.5 -> 18.0 ms, AMD EPYC with AVX-512). */
 static void fused_task(void *arg, int task, int thread)
 {
     const gemm_job *j = arg;
     const mdfi_layer *l = j->l;
-    const mdfi_fuse_span r = mdfi_fuse_rows(l, j->p->band, task);
+    const fx_gemm *p = j->p;
+    const mdfi_fuse_span r = mdfi_fuse_rows(l, p->band, task);
     if (r.cy1 <= r.cy0)
         return;
-    char *band = (char *)j->ctx->scratch[thread] + j->p->ws_bytes;
-    conv_cols(j, band, (size_t)(r.cy1 - r.cy0) * l->out_w, r.cy0 * l->out_w, r.cy1 * l->out_w,
-              thread);
-    mdfi_fx_maxpool_band(&l->pool, l->q_out.bits, band, r.cy0, r.cy1, r.py0, r.py1, j->ctx->out);
+    char *band = (char *)j->ctx->scratch[thread] + p->ws_bytes;
+    const size_t ldc = (size_t)(r.cy1 - r.cy0) * l->out_w;
+    if (!p->pool_sums) {
+        conv_cols(j, band, ldc, r.cy0 * l->out_w, r.cy1 * l->out_w, l->q_out.bits, thread);
+        mdfi_fx_maxpool_band(&l->pool, l->q_out.bits, band, r.cy0, r.cy1, r.py0, r.py1,
+                             j->ctx->out);
+        return;
+    }
+    int32_t *pooled = (int32_t *)((char *)j->ctx->scratch[thread] + p->pooled_at);
+    conv_cols(j, band, ldc, r.cy0 * l->out_w, r.cy1 * l->out_w, 32, thread);
+    mdfi_fx_maxpool_band32(&l->pool, (const int32_t *)band, r.cy0, r.cy1, r.py0, r.py1, pooled,
+                           (size_t)p->ldp);
+    const size_t pw = (size_t)l->pool.out_w, plane = (size_t)l->pool.out_h * pw;
+    const size_t ob = (size_t)l->q_out.bits / 8;
+    for (int g = 0; g < p->s.groups; ++g) {
+        const mdfi_qepilogue e = group_epi(p, g, l->q_out.bits);
+        const size_t c0 = (size_t)g * p->s.m;
+        mdfi_qgemm_requant_rows(p->kern, &e, pooled + c0 * p->ldp, p->ldp, p->s.m,
+                                (int)((size_t)(r.py1 - r.py0) * pw),
+                                (char *)j->ctx->out + (c0 * plane + (size_t)r.py0 * pw) * ob,
+                                plane);
+    }
 }
 
 typedef struct {

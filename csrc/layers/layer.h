@@ -193,6 +193,10 @@ void mdfi_maxpool_band(const mdfi_pool2d *p, const float *in, int r0, int r1, in
  * requantization); p->out_w <= 1024. */
 void mdfi_fx_maxpool_band(const mdfi_pool2d *p, int bits, const void *in, int r0, int r1,
                           int oy0, int oy1, void *out);
+/* The same over int32 sums (a fused conv that pools before requantizing),
+ * pool row oy of channel c to out + c ldo + (oy - oy0) out_w. */
+void mdfi_fx_maxpool_band32(const mdfi_pool2d *p, const int32_t *in, int r0, int r1, int oy0,
+                            int oy1, int32_t *out, size_t ldo);
 
 /* Shape helpers for parse: check sizes are sane (product < 2^31). */
 mdfi_status mdfi_layer_check_shape(const mdfi_parse_ctx *ctx, mdfi_cfg_section *s,

@@ -108,11 +108,12 @@ static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 /* The max of each window, in the input's type T, for output rows [oy0, oy1)
  * from input rows [r0, ...) at src (the whole plane, or a fused conv's band);
  * windows are clipped to the image (outside taps are ignored; Darknet's
- * windows always hold one tap). */
+ * windows always hold one tap).  With same, row oy goes to dst + (oy - dy)
+ * out_w. */
 #define MAXPOOL_PLANE(NAME, T, TMIN, ROW2X2, S1)                                          \
     static void NAME(const mdfi_pool2d *l, const T *src, int r0, int oy0, int oy1,        \
-                     int32_t *row_max, T *dst, int same, int shift, int ob, void *out,    \
-                     size_t o)                                                            \
+                     int32_t *row_max, T *dst, int dy, int same, int shift, int ob,       \
+                     void *out, size_t o)                                                 \
     {                                                                                     \
         const int off = -(l->pad / 2), st = l->stride, sz = l->size;                      \
         for (int oy = oy0; oy < oy1; ++oy) {                                              \
@@ -124,7 +125,7 @@ static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
                 const T *ra = src + (size_t)(ya - r0) * l->in_w, *rb = ra + l->in_w;      \
                 const int full = l->in_w / 2 < l->out_w ? l->in_w / 2 : l->out_w;         \
                 if (same) { /* straight into the output (kernels/pool.c) */              \
-                    ROW2X2(ra, rb, full, dst + (size_t)oy * l->out_w);                    \
+                    ROW2X2(ra, rb, full, dst + (size_t)(oy - dy) * l->out_w);             \
                     ox = done = full;                                                     \
                 }                                                                         \
                 for (; ox < full; ++ox) {                                                 \
@@ -137,7 +138,7 @@ static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
                 const int8_t *ra = (const int8_t *)src + (size_t)(ya - r0) * l->in_w;     \
                 const int full = l->in_w - 1 < l->out_w ? l->in_w - 1 : l->out_w;         \
                 mdfi_max2x2s1_row_i8(ra, ra + l->in_w, full,                              \
-                                     (int8_t *)dst + (size_t)oy * l->out_w);              \
+                                     (int8_t *)dst + (size_t)(oy - dy) * l->out_w);       \
                 ox = done = full;                                                         \
             }                                                                             \
             for (; ox < l->out_w; ++ox) {                                                 \
@@ -154,7 +155,7 @@ static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
             }                                                                             \
             if (same) {                                                                   \
                 for (int j = done; j < l->out_w; ++j)                                     \
-                    dst[(size_t)oy * l->out_w + j] = (T)row_max[j];                       \
+                    dst[(size_t)(oy - dy) * l->out_w + j] = (T)row_max[j];                \
             } else {                                                                      \
                 for (int j = 0; j < l->out_w; ++j)                                        \
                     mdfi_fx_put(out, ob, o + (size_t)oy * l->out_w + j,                   \
@@ -165,6 +166,7 @@ static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 /* S1: 2x2 / stride 1 rows (yolov3-tiny's 13x13 pool) vectorized, 8 bits only */
 MAXPOOL_PLANE(maxpool_plane8, int8_t, INT8_MIN, mdfi_max2x2_row_i8, 1)
 MAXPOOL_PLANE(maxpool_plane16, int16_t, INT16_MIN, mdfi_max2x2_row_i16, 0)
+MAXPOOL_PLANE(maxpool_plane32, int32_t, INT32_MIN, mdfi_max2x2_row_i32, 0)
 
 static void maxpool_channel(const mdfi_layer *l, const mdfi_run_ctx *ctx, int c)
 {
@@ -195,10 +197,10 @@ static void maxpool_channel(const mdfi_layer *l, const mdfi_run_ctx *ctx, int c)
                            l->out_c};
     if (ib == 8)
         maxpool_plane8(&p, (const int8_t *)ctx->in[0] + c * plane, 0, 0, l->out_h, row_max,
-                       (int8_t *)ctx->out + o, same, shift, ob, ctx->out, o);
+                       (int8_t *)ctx->out + o, 0, same, shift, ob, ctx->out, o);
     else
         maxpool_plane16(&p, (const int16_t *)ctx->in[0] + c * plane, 0, 0, l->out_h, row_max,
-                        (int16_t *)ctx->out + o, same, shift, ob, ctx->out, o);
+                        (int16_t *)ctx->out + o, 0, same, shift, ob, ctx->out, o);
 }
 
 void mdfi_fx_maxpool_band(const mdfi_pool2d *p, int bits, const void *in, int r0, int r1,
@@ -209,11 +211,21 @@ void mdfi_fx_maxpool_band(const mdfi_pool2d *p, int bits, const void *in, int r0
     for (int c = 0; c < p->c; ++c) {
         if (bits == 8)
             maxpool_plane8(p, (const int8_t *)in + c * band, r0, oy0, oy1, row_max,
-                           (int8_t *)out + c * plane, 1, 0, 8, out, 0);
+                           (int8_t *)out + c * plane, 0, 1, 0, 8, out, 0);
         else
             maxpool_plane16(p, (const int16_t *)in + c * band, r0, oy0, oy1, row_max,
-                            (int16_t *)out + c * plane, 1, 0, 16, out, 0);
+                            (int16_t *)out + c * plane, 0, 1, 0, 16, out, 0);
     }
+}
+
+void mdfi_fx_maxpool_band32(const mdfi_pool2d *p, const int32_t *in, int r0, int r1, int oy0,
+                            int oy1, int32_t *out, size_t ldo)
+{
+    int32_t row_max[1024];
+    const size_t band = (size_t)(r1 - r0) * p->in_w;
+    for (int c = 0; c < p->c; ++c)
+        maxpool_plane32(p, in + c * band, r0, oy0, oy1, row_max, out + c * ldo, oy0, 1, 0, 32,
+                        out, 0);
 }
 
 static void fixed_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)

@@ -58,8 +58,12 @@ static void ref_conv(int bits, int M, const mdfi_conv_geom *g, const void *a, co
                     acc[j] += (uint32_t)(am * bk[j]);   /* |am * bk| <= 2^30 */
             }
             for (int j = 0; j < w; ++j) {
-                int32_t v = mdfi_qgemm_requant((int32_t)acc[j], m, e);
                 size_t o = (size_t)m * ldc + (size_t)(nb - n0 + j);
+                if (e->out_bits == 32) {   /* the sums (mdfi_qgemm_requant_rows) */
+                    ((int32_t *)c)[o] = (int32_t)acc[j];
+                    continue;
+                }
+                int32_t v = mdfi_qgemm_requant((int32_t)acc[j], m, e);
                 if (e->out_bits == 8)
                     ((int8_t *)c)[o] = (int8_t)v;
                 else
