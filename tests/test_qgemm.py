@@ -46,6 +46,13 @@ def test_native_all_variants(native):
     out = run_driver([str(native), *quick], timeout=900)
     ok = variants_ok(out)
     assert {"ref8", "ref16"} <= ok, out
+    # the channel-grouped form (mdfi_qgemm_conv_cg) ran against the plain one for every
+    # variant but the reference and AVX2's paired-weight one
+    cg = {m.group(1): int(m.group(2)) for m in re.finditer(r"^([\w-]+) cg cases (\d+)$", out,
+                                                          re.M)}
+    for name in ok:
+        assert (cg.get(name, 0) > 0) == (not name.startswith("ref") and name != "avx2-8p"), \
+            (name, cg.get(name), out)
     if os.uname().machine == "x86_64":
         flags = cpu_flags()
         if {"avx2", "fma"} <= flags:

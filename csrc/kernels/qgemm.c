@@ -576,6 +576,193 @@ static void pack_b(const mdfi_qgemm_kernel *k, const mdfi_conv_geom *g, const vo
     }
 }
 
+/* ---- channel-grouped input (qgemm.h) ------------------------------------ */
+
+/* X's shape: nq groups of ph padded rows of pw G-tuples (tb bytes each); a
+ * row takes rs bytes and starts lead bytes into them, so that its first
+ * image column (after pad tuples) is 32-byte aligned for the interleave
+ * (whose stores are 256 bits at most). */
+typedef struct {
+    int G, eb, tb, nq, pw, ph, lead;
+    size_t rs;
+} cg_shape;
+
+static cg_shape cg_shape_of(const mdfi_qgemm_kernel *k, const mdfi_conv_geom *g)
+{
+    cg_shape s;
+    s.G = k->kgrp;
+    s.eb = elem_bytes(k);
+    s.tb = s.G * s.eb;
+    s.nq = (g->channels + s.G - 1) / s.G;
+    s.pw = g->in_w + 2 * g->pad;
+    s.ph = g->in_h + 2 * g->pad;
+    s.lead = (32 - g->pad * s.tb % 32) % 32;
+    s.rs = ((size_t)s.lead + (size_t)s.pw * s.tb + 31) / 32 * 32;
+    return s;
+}
+
+static char *cg_row(const cg_shape *s, void *X, int q, int Y)
+{
+    return (char *)X + ((size_t)q * s->ph + Y) * s->rs + s->lead;
+}
+
+static const char *cg_crow(const cg_shape *s, const void *X, int q, int Y)
+{
+    return (const char *)X + ((size_t)q * s->ph + Y) * s->rs + s->lead;
+}
+
+MDFI_COLD int mdfi_qgemm_cg_ok(const mdfi_qgemm_kernel *k, const mdfi_conv_geom *g)
+{
+    return k && !k->conv && k->pair_max == 0 && g->stride == 1 &&
+           (g->stride_y == 1 || g->stride_y == 0) && g->dilation <= 1 &&
+           g->out_w == g->in_w + 2 * g->pad - g->ksize + 1 &&
+           g->out_h == g->in_h + 2 * g->pad - g->ksize + 1;
+}
+
+int mdfi_qgemm_kgroup(const mdfi_qgemm_kernel *k)
+{
+    return k->kgrp;
+}
+
+MDFI_COLD mdfi_conv_geom mdfi_qgemm_cg_geom(const mdfi_qgemm_kernel *k, const mdfi_conv_geom *g)
+{
+    mdfi_conv_geom c = *g;
+    c.channels = round_up(g->channels, k->kgrp);
+    return c;
+}
+
+MDFI_COLD size_t mdfi_qgemm_cg_bytes(const mdfi_qgemm_kernel *k, const mdfi_conv_geom *g)
+{
+    const cg_shape s = cg_shape_of(k, g);
+    return (size_t)s.nq * s.ph * s.rs;
+}
+
+MDFI_COLD void mdfi_qgemm_cg_order(const mdfi_qgemm_kernel *k, const mdfi_conv_geom *g, int M,
+                                   const void *A, void *A2)
+{
+    const int C = g->channels, taps = g->ksize * g->ksize, G = k->kgrp;
+    const int K = C * taps, K2 = round_up(C, G) * taps;
+    for (int m = 0; m < M; ++m)
+        for (int k2 = 0; k2 < K2; ++k2) {
+            const int t = k2 % G, tap = k2 / G % taps, c = k2 / G / taps * G + t;
+            const int32_t v = c < C ? a_at(k, A, (size_t)m * K + (size_t)c * taps + tap) : 0;
+            if (k->bits == 8)
+                ((int8_t *)A2)[(size_t)m * K2 + k2] = (int8_t)v;
+            else
+                ((int16_t *)A2)[(size_t)m * K2 + k2] = (int16_t)v;
+        }
+}
+
+/* n tuples of the converted zero. */
+static void cg_zero(const mdfi_qgemm_kernel *k, char *o, size_t bytes)
+{
+    memset(o, k->b_conv == MDFI_QB_XOR80 ? 0x80 : 0, bytes);
+}
+
+void mdfi_qgemm_cg_put_row(const mdfi_qgemm_kernel *k, const mdfi_conv_geom *g,
+                           const void *const *rows, void *X, int q, int y)
+{
+    const cg_shape s = cg_shape_of(k, g);
+    const int W = g->in_w, np = W / k->nr, ib = k->bits / 8;
+    char *o = cg_row(&s, X, q, y + g->pad);
+    cg_zero(k, o, (size_t)g->pad * s.tb);
+    char *d = o + (size_t)g->pad * s.tb;
+    const size_t step = (size_t)k->nr * s.tb;
+    if (np) {
+        if (k->interleave)
+            k->interleave(d, step, rows, np);
+        else
+            interleave_portable(k, d, step, rows, np, k->nr);
+    }
+    if (W % k->nr) {   /* the columns past the last whole panel, through buffers */
+        const int rem = W % k->nr;
+        /* nr <= 64 elements of up to 2 bytes */
+        char in[MAX_G][64 * 2] __attribute__((aligned(32)));
+        char out[MAX_G * 64 * 2] __attribute__((aligned(32)));
+        const void *tail[MAX_G];
+        for (int t = 0; t < s.G; ++t) {
+            memcpy(in[t], (const char *)rows[t] + (size_t)np * k->nr * ib, (size_t)rem * ib);
+            memset(in[t] + (size_t)rem * ib, 0, (size_t)(k->nr - rem) * ib);
+            tail[t] = in[t];
+        }
+        if (k->interleave)
+            k->interleave(out, step, tail, 1);
+        else
+            interleave_portable(k, out, step, tail, 1, k->nr);
+        memcpy(d + np * step, out, (size_t)rem * s.tb);
+    }
+    cg_zero(k, d + (size_t)W * s.tb, (size_t)g->pad * s.tb);
+}
+
+void mdfi_qgemm_cg_pad_rows(const mdfi_qgemm_kernel *k, const mdfi_conv_geom *g, void *X, int q)
+{
+    const cg_shape s = cg_shape_of(k, g);
+    for (int Y = 0; Y < s.ph; ++Y)
+        if (Y < g->pad || Y >= g->pad + g->in_h)
+            cg_zero(k, cg_row(&s, X, q, Y), (size_t)s.pw * s.tb);
+}
+
+/* pack_b for X: k group i of the block is channel group q and tap (ky, kx);
+ * its part of a panel is the runs of X row (q, oy + ky) from column ox + kx,
+ * one per output row the panel's columns cover.  The runs (where in the
+ * panel, where in X from tap (0, 0)) are the same for every group: found
+ * once, with one division per output row. */
+typedef struct {
+    int dst;        /* bytes into the panel's group */
+    int len;        /* bytes */
+    size_t src;     /* bytes into X from the group's row 0 */
+    int panel;
+} cg_run;
+
+static void pack_b_cg(const mdfi_qgemm_kernel *k, const mdfi_conv_geom *g, const void *X,
+                      int k0, int kc, int n0, int nc, int last_w, void *dst, cg_run *runs)
+{
+    const cg_shape s = cg_shape_of(k, g);
+    const int ks = g->ksize, taps = ks * ks, G = s.G, nr = k->nr, ow = g->out_w;
+    const int np = (nc + nr - 1) / nr;
+    const size_t b_panel = (size_t)nr * kc * s.eb;
+    int nrun = 0, oy = n0 / ow, ox = n0 % ow;
+    for (int p = 0; p < np; ++p) {
+        const int w = p == np - 1 ? last_w : nr;
+        int left = n0 + nc - (n0 + p * nr), col = 0;
+        left = left < w ? left : w;
+        while (left > 0) {
+            const int run = left < ow - ox ? left : ow - ox;
+            runs[nrun++] = (cg_run){col * s.tb, run * s.tb,
+                                    (size_t)oy * s.rs + (size_t)ox * s.tb, p};
+            col += run;
+            left -= run;
+            if ((ox += run) == ow) {
+                ox = 0;
+                ++oy;
+            }
+        }
+        if (col < w)   /* past the last column: zeros */
+            runs[nrun++] = (cg_run){col * s.tb, (w - col) * s.tb, (size_t)-1, p};
+    }
+    for (int g0 = 0; g0 < kc; g0 += G) {
+        const int gi = (k0 + g0) / G, q = gi / taps, ky = gi % taps / ks, kx = gi % ks;
+        const char *base = cg_crow(&s, X, q, ky) + (size_t)kx * s.tb;
+        for (int r = 0; r < nrun; ++r) {
+            const cg_run *u = &runs[r];
+            const int w = u->panel == np - 1 ? last_w : nr;
+            char *d = (char *)dst + (size_t)u->panel * b_panel + (size_t)g0 * w * s.eb + u->dst;
+            if (u->src == (size_t)-1)
+                zero_bytes(d, (size_t)u->len);
+            else
+                copy_bytes_inl(d, base + u->src, (size_t)u->len);
+        }
+    }
+}
+
+/* The most runs of a block: every panel's columns, one per output row they
+ * cover (at most nr + 1 each with the zeros past the end). */
+static size_t cg_runs_bytes(const mdfi_qgemm_kernel *k, int nc)
+{
+    const int np = (nc + k->nr - 1) / k->nr;
+    return ((size_t)np * (k->nr + 1) * sizeof(cg_run) + 63) / 64 * 64;
+}
+
 /* ---- driver ------------------------------------------------------------ */
 
 /* Workspace: packed B block (kc x nc) | sums (acc_rows x ldacc int32) |
@@ -594,7 +781,9 @@ static size_t acc_bytes(const blocking *b)
  * micro-panel. */
 static size_t rows_bytes(const mdfi_qgemm_kernel *k, const blocking *b)
 {
-    return ((size_t)k->kgrp * b->ldacc * (k->bits / 8) + 63) / 64 * 64;
+    const size_t rows = ((size_t)k->kgrp * b->ldacc * (k->bits / 8) + 63) / 64 * 64;
+    const size_t runs = cg_runs_bytes(k, b->nc);   /* what pack_b_cg keeps there instead */
+    return rows > runs ? rows : runs;
 }
 
 MDFI_COLD size_t mdfi_qgemm_workspace_size(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_geom *g)
@@ -618,18 +807,14 @@ static void widen_panel(const int8_t *restrict a, int16_t *restrict w, size_t n)
         w[i] = a[i];
 }
 
-void mdfi_qgemm_conv(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_geom *g,
-                     const void *packed_a, const void *input, const mdfi_qepilogue *epi,
-                     void *C, size_t ldc, int n0, int n1, void *workspace)
+/* mdfi_qgemm_conv, and with cg mdfi_qgemm_conv_cg (input: X). */
+static void conv(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_geom *g, const void *packed_a,
+                 const void *input, const mdfi_qepilogue *epi, void *C, size_t ldc, int n0,
+                 int n1, void *workspace, int cg)
 {
-    if (n0 >= n1 || M <= 0)
-        return;
-    if (k->conv) {
-        k->conv(M, g, packed_a, input, epi, C, ldc, n0, n1, workspace);
-        return;
-    }
     const mdfi_qgemm_tile *t = pick_tile(k, M);
-    const blocking b = get_blocking(k, M, g);
+    const mdfi_conv_geom gb = cg ? mdfi_qgemm_cg_geom(k, g) : *g;
+    const blocking b = get_blocking(k, M, &gb);
     const int mr = t->mr, nr = k->nr, eb = elem_bytes(k), ab = a_bytes(k);
     const int ob = epi->out_bits / 8;
     char *bp = workspace;
@@ -654,7 +839,10 @@ void mdfi_qgemm_conv(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_geom *g,
         for (int pc = 0; pc < b.Kp; pc += b.kc) {
             const int kc = b.Kp - pc < b.kc ? b.Kp - pc : b.kc;
             const size_t b_panel = (size_t)nr * kc * eb;
-            pack_b(k, g, input, b.K, pc, kc, jc, nc, last_w, bp, rows, b.ldacc);
+            if (cg)
+                pack_b_cg(k, g, input, pc, kc, jc, nc, last_w, bp, (cg_run *)rows);
+            else
+                pack_b(k, g, input, b.K, pc, kc, jc, nc, last_w, bp, rows, b.ldacc);
             /* The A micro-panel (L1) sweeps the B block (L2). */
             for (int i = 0; i < M; i += mr) {
                 const char *a = (const char *)packed_a + (size_t)(i / mr) * a_panel +
@@ -674,4 +862,24 @@ void mdfi_qgemm_conv(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_geom *g,
             }
         }
     }
+}
+
+void mdfi_qgemm_conv(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_geom *g,
+                     const void *packed_a, const void *input, const mdfi_qepilogue *epi,
+                     void *C, size_t ldc, int n0, int n1, void *workspace)
+{
+    if (n0 >= n1 || M <= 0)
+        return;
+    if (k->conv)
+        k->conv(M, g, packed_a, input, epi, C, ldc, n0, n1, workspace);
+    else
+        conv(k, M, g, packed_a, input, epi, C, ldc, n0, n1, workspace, 0);
+}
+
+void mdfi_qgemm_conv_cg(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_geom *g,
+                        const void *packed_a, const void *X, const mdfi_qepilogue *epi,
+                        void *C, size_t ldc, int n0, int n1, void *workspace)
+{
+    if (n0 < n1 && M > 0)
+        conv(k, M, g, packed_a, X, epi, C, ldc, n0, n1, workspace, 1);
 }

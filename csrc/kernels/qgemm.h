@@ -87,6 +87,38 @@ void mdfi_qgemm_conv(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_geom *g,
                      const void *packed_a, const void *input, const mdfi_qepilogue *epi,
                      void *C, size_t ldc, int n0, int n1, void *workspace);
 
+/* Channel-grouped input ("cg", stride-1 convolutions): the input converted
+ * once per call into X, for channel group q = c / G (G: the kernel's k
+ * group, channels padded with zeros to C' = a multiple of G) and padded row
+ * Y = y + pad, the padded row's elements in G-channel tuples, converted as
+ * the micro-kernels read them, the padding the converted zero.  A k group
+ * is then G channels of one tap, and a packed B panel is copies of runs of
+ * X: no im2col rows and no interleave per call.  The weights take K' =
+ * C' ksize^2 in the order (channel group, tap, channel in group).
+ * mdfi_qgemm_cg_ok: whether the kernel and shape take it (stride 1, no
+ * dilation, not the reference, not a kernel whose exactness depends on
+ * adjacent weights); cg_geom: g with C' channels, for the workspace and
+ * packed sizes. */
+int mdfi_qgemm_cg_ok(const mdfi_qgemm_kernel *k, const mdfi_conv_geom *g);
+int mdfi_qgemm_kgroup(const mdfi_qgemm_kernel *k);   /* G */
+mdfi_conv_geom mdfi_qgemm_cg_geom(const mdfi_qgemm_kernel *k, const mdfi_conv_geom *g);
+size_t mdfi_qgemm_cg_bytes(const mdfi_qgemm_kernel *k, const mdfi_conv_geom *g);
+/* A (M x C ksize^2, Darknet's (c, ky, kx) order, elements of k->bits) into
+ * A2 (M x K'), for mdfi_qgemm_pack_a with K'. */
+void mdfi_qgemm_cg_order(const mdfi_qgemm_kernel *k, const mdfi_conv_geom *g, int M,
+                         const void *A, void *A2);
+/* Input row y of channels q G .. q G + G - 1 into X (rows[t]: in_w input
+ * elements of k->bits, or NULL for a padding channel), its padding
+ * columns included; cg_pad_rows writes group q's padding rows. */
+void mdfi_qgemm_cg_put_row(const mdfi_qgemm_kernel *k, const mdfi_conv_geom *g,
+                           const void *const *rows, void *X, int q, int y);
+void mdfi_qgemm_cg_pad_rows(const mdfi_qgemm_kernel *k, const mdfi_conv_geom *g, void *X, int q);
+/* mdfi_qgemm_conv on X, A packed from mdfi_qgemm_cg_order (K'); the
+ * workspace as mdfi_qgemm_workspace_size for cg_geom. */
+void mdfi_qgemm_conv_cg(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_geom *g,
+                        const void *packed_a, const void *X, const mdfi_qepilogue *epi,
+                        void *C, size_t ldc, int n0, int n1, void *workspace);
+
 /* Finishes sums made with out_bits 32 (after, say, a max pool over them,
  * which commutes with the epilogue where it is monotone): rows [0, mv) of
  * x (row stride ldx) into C as e says (e->out_bits 8 or 16; e->bias is not

@@ -21,6 +21,10 @@
 #include "layers/fixed.h"
 #include "layers/gemm_layer.h"
 
+/* A cg conversion task's input rows (G channels at a time) take at most this
+ * much of its scratch. */
+#define CG_TMP_BYTES (16 * 1024)
+
 typedef struct {
     mdfi_gemm_spec s;          /* the parsed spec, copied at bind */
     mdfi_qact act;             /* the integer form of s.act */
@@ -35,8 +39,12 @@ typedef struct {
     void *packed;              /* groups * packed_bytes */
     size_t packed_bytes;
     int8_t *shift;             /* [groups*m] */
-    size_t stage_at;           /* the input in the operand format, when converted: at
-                                  scratch[0] + stage_at (lead_bytes); 0: not converted */
+    size_t stage_at;           /* the input in the operand format, when converted, or
+                                  with cg always, X: at scratch[0] + stage_at
+                                  (lead_bytes); 0: neither */
+    int cg;                    /* the GEMM reads X (mdfi_qgemm_conv_cg): B panels are
+                                  copies, not im2col rows interleaved per call */
+    int cg_rows;               /* cg: input rows a conversion task takes */
     int band;                  /* fused: maxpool output rows per task */
     int pool_sums;             /* fused, epilogue monotone: pool the int32 sums, then
                                   requantize a quarter as many (2x2 / 2) */
@@ -205,9 +213,23 @@ static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
         free(p->weights);
         p->weights = wide;
     }
+    /* Channel-grouped input where the kernel and shape take it: the weights
+     * reordered to its K' (qgemm.h). */
+    const mdfi_conv_geom cgeom = mdfi_qgemm_cg_geom(p->kern, &p->s.geom);
+    p->cg = p->s.groups == 1 && !p->s.connected && mdfi_qgemm_cg_ok(p->kern, &p->s.geom);
+    const int K2 = p->cg ? cgeom.channels * cgeom.ksize * cgeom.ksize : p->s.k;
+    if (p->cg) {
+        void *a2 = malloc(((size_t)M * K2 + 1) * (size_t)(gbits / 8));
+        if (!a2)
+            return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory ordering weights",
+                             l->index);
+        mdfi_qgemm_cg_order(p->kern, &p->s.geom, M, p->weights, a2);
+        free(p->weights);
+        p->weights = a2;
+    }
     mdfi_aligned_free(p->packed);
     free(p->shift);
-    size_t pa = mdfi_qgemm_packed_a_size(p->kern, p->s.m, p->s.k);
+    size_t pa = mdfi_qgemm_packed_a_size(p->kern, p->s.m, K2);
     p->packed_bytes = (pa + 63) & ~(size_t)63;
     p->packed = mdfi_aligned_alloc((size_t)p->s.groups * p->packed_bytes);
     p->shift = malloc((size_t)M);
@@ -216,8 +238,8 @@ static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
                          l->index);
     size_t eb = (size_t)gbits / 8;
     for (int g = 0; g < p->s.groups; ++g)
-        mdfi_qgemm_pack_a(p->kern, p->s.m, p->s.k,
-                          (const char *)p->weights + (size_t)g * p->s.m * p->s.k * eb,
+        mdfi_qgemm_pack_a(p->kern, p->s.m, K2,
+                          (const char *)p->weights + (size_t)g * p->s.m * K2 * eb,
                           (char *)p->packed + (size_t)g * p->packed_bytes);
     free(p->weights);
     p->weights = NULL;
@@ -231,8 +253,16 @@ static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
     }
     l->param_bytes = (size_t)M * (sizeof(int32_t) * (p->mult ? 2 : 1) + 1) +
                      (size_t)p->s.groups * p->packed_bytes;
-    size_t ws = mdfi_qgemm_workspace_size(p->kern, p->s.m, &p->s.geom);
+    size_t ws = mdfi_qgemm_workspace_size(p->kern, p->s.m, p->cg ? &cgeom : &p->s.geom);
     p->ws_bytes = ws = (ws + 63) & ~(size_t)63;
+    if (p->cg) {   /* a conversion task's input rows, G channels at a time */
+        const mdfi_conv_geom *g = &p->s.geom;   /* (a [connected]: K x 1 x 1) */
+        const size_t row = (size_t)mdfi_qgemm_kgroup(p->kern) * g->in_w * (size_t)(gbits / 8);
+        p->cg_rows = row * (size_t)g->in_h <= CG_TMP_BYTES ? g->in_h
+                     : CG_TMP_BYTES / row > 0 ? (int)(CG_TMP_BYTES / row) : 1;
+        if (row * (size_t)p->cg_rows > ws)
+            ws = row * (size_t)p->cg_rows;
+    }
     p->pool_sums = 0;
     if (l->fused) {
         /* the epilogue of every group (they share act and leaky slope) */
@@ -251,10 +281,11 @@ static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
     /* a converted input is written once, before the tasks, and read by all */
     p->stage_at = 0;
     l->lead_bytes = 0;
-    if (p->src.bits != l->q_in.bits || p->src.frac != l->q_in.frac) {
+    if (p->cg || p->src.bits != l->q_in.bits || p->src.frac != l->q_in.frac) {
         p->stage_at = (l->scratch_bytes + 127) & ~(size_t)63;   /* > 0 */
         l->lead_bytes = p->stage_at - l->scratch_bytes +
-                        (size_t)l->in_c * l->in_h * l->in_w * (size_t)l->q_in.bits / 8;
+                        (p->cg ? mdfi_qgemm_cg_bytes(p->kern, &p->s.geom)
+                               : (size_t)l->in_c * l->in_h * l->in_w * (size_t)l->q_in.bits / 8);
         l->takes_bytes = p->src.bits == 0;
     }
     return MDFI_OK;
@@ -288,7 +319,8 @@ static void conv_cols(const gemm_job *j, char *out, size_t ldc, int n0, int n1, 
     const size_t in_group = (size_t)p->s.geom.channels * p->s.geom.in_h * p->s.geom.in_w;
     for (int g = 0; g < p->s.groups; ++g) {
         const mdfi_qepilogue e = group_epi(p, g, out_bits);
-        mdfi_qgemm_conv(p->kern, p->s.m, &p->s.geom, (const char *)p->packed + g * p->packed_bytes,
+        (p->cg ? mdfi_qgemm_conv_cg : mdfi_qgemm_conv)(
+                        p->kern, p->s.m, &p->s.geom, (const char *)p->packed + g * p->packed_bytes,
                         (const char *)j->input + g * in_group * ib, &e,
                         out + (size_t)g * p->s.m * ldc * ob, ldc, n0, n1,
                         j->ctx->scratch[thread]);
@@ -351,30 +383,83 @@ typedef struct {
     size_t chunk;
 } stage_job;
 
+/* Values [i0, i0 + k) of the input into the operand format at to. */
+static void stage_values(const mdfi_layer *l, const mdfi_run_ctx *ctx, size_t i0, size_t k,
+                         void *to)
+{
+    const fx_gemm *p = l->priv;
+    if (ctx->in_bytes)
+        mdfi_fx_quantize_bytes(ctx->in_bytes + i0, to, l->q_in, k);
+    else if (p->src.bits == 0)
+        mdfi_fx_quantize(ctx->in[0] + i0, to, l->q_in, k);
+    else
+        mdfi_fx_convert((const char *)ctx->in[0] + i0 * (size_t)(p->src.bits / 8), p->src, to,
+                        l->q_in, k);
+}
+
 /* The input into the operand format, values [i0, i0 + chunk) of it. */
 static void stage_task(void *arg, int task, int thread)
 {
     (void)thread;
     const stage_job *j = arg;
     const mdfi_layer *l = j->l;
-    const fx_gemm *p = l->priv;
     const size_t n = (size_t)l->in_c * l->in_h * l->in_w, i0 = (size_t)task * j->chunk;
-    const size_t k = n - i0 < j->chunk ? n - i0 : j->chunk, ob = (size_t)(l->q_in.bits / 8);
-    void *to = (char *)j->stage + i0 * ob;
-    if (j->ctx->in_bytes)
-        mdfi_fx_quantize_bytes(j->ctx->in_bytes + i0, to, l->q_in, k);
-    else if (p->src.bits == 0)
-        mdfi_fx_quantize(j->ctx->in[0] + i0, to, l->q_in, k);
-    else
-        mdfi_fx_convert((const char *)j->ctx->in[0] + i0 * (size_t)(p->src.bits / 8), p->src,
-                        to, l->q_in, k);
+    const size_t k = n - i0 < j->chunk ? n - i0 : j->chunk;
+    stage_values(l, j->ctx, i0, k, (char *)j->stage + i0 * (size_t)(l->q_in.bits / 8));
+}
+
+/* cg: rows [y0, y0 + cg_rows) of channel group q into X (task = q * chunks
+ * + the chunk), converted into the thread's scratch first where the input
+ * is not in the operand format; group q's padding rows with its first. */
+static void cg_task(void *arg, int task, int thread)
+{
+    const stage_job *j = arg;
+    const mdfi_layer *l = j->l;
+    const fx_gemm *p = l->priv;
+    const mdfi_conv_geom *g = &p->s.geom;   /* (a [connected]: K x 1 x 1) */
+    const int G = mdfi_qgemm_kgroup(p->kern), H = g->in_h, W = g->in_w;
+    const int chunks = (H + p->cg_rows - 1) / p->cg_rows, q = task / chunks;
+    const int y0 = task % chunks * p->cg_rows, y1 = y0 + p->cg_rows < H ? y0 + p->cg_rows : H;
+    const size_t ib = (size_t)l->q_in.bits / 8, n = (size_t)(y1 - y0) * W;
+    const int direct = !j->ctx->in_bytes && p->src.bits == l->q_in.bits &&
+                       p->src.frac == l->q_in.frac;
+    char *tmp = j->ctx->scratch[thread];
+    const char *plane[4];   /* G <= 4 */
+    for (int t = 0; t < G; ++t) {
+        const int c = q * G + t;
+        char *mine = tmp + (size_t)t * n * ib;
+        if (c >= g->channels) {
+            memset(mine, 0, n * ib);
+            plane[t] = mine;
+        } else if (direct) {
+            plane[t] = (const char *)j->ctx->in[0] + ((size_t)c * H + y0) * W * ib;
+        } else {
+            stage_values(l, j->ctx, ((size_t)c * H + y0) * W, n, mine);
+            plane[t] = mine;
+        }
+    }
+    for (int y = y0; y < y1; ++y) {
+        const void *rows[4];
+        for (int t = 0; t < G; ++t)
+            rows[t] = plane[t] + (size_t)(y - y0) * W * ib;
+        mdfi_qgemm_cg_put_row(p->kern, &p->s.geom, rows, j->stage, q, y);
+    }
+    if (y0 == 0)
+        mdfi_qgemm_cg_pad_rows(p->kern, &p->s.geom, j->stage, q);
 }
 
 static void gemm_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
     const fx_gemm *p = l->priv;
     const void *input = ctx->in[0];
-    if (p->stage_at) {   /* split over the threads, in whole cache lines */
+    if (p->cg) {   /* X, split over the threads by channel groups and rows */
+        const int G = mdfi_qgemm_kgroup(p->kern);
+        stage_job s = {l, ctx, (char *)ctx->scratch[0] + p->stage_at, 0};
+        const mdfi_conv_geom *g = &p->s.geom;
+        const int tasks = (g->channels + G - 1) / G * ((g->in_h + p->cg_rows - 1) / p->cg_rows);
+        mdfi_pool_run(ctx->pool, tasks, cg_task, &s);
+        input = s.stage;
+    } else if (p->stage_at) {   /* split over the threads, in whole cache lines */
         const size_t n = (size_t)l->in_c * l->in_h * l->in_w;
         const int threads = mdfi_pool_threads(ctx->pool);
         stage_job s = {l, ctx, (char *)ctx->scratch[0] + p->stage_at,

@@ -359,6 +359,77 @@ static int64_t c_at(const void *c, int bits, size_t i)
     return bits == 8 ? ((const int8_t *)c)[i] : ((const int16_t *)c)[i];
 }
 
+/* The channel-grouped form (mdfi_qgemm_conv_cg) where the kernel and shape
+ * take it: its own A order and packing, X made row by row, the whole range
+ * and a split one; both must give want's bytes (the plain form's). */
+static int check_cg(const mdfi_qgemm_kernel *k, const tcase *t, const tdata *d,
+                    const mdfi_qepilogue *e, const void *want, size_t ldc, char *msg, size_t n)
+{
+    const mdfi_conv_geom *g = &t->g;
+    if (!mdfi_qgemm_cg_ok(k, g))
+        return 0;
+    const mdfi_conv_geom cg = mdfi_qgemm_cg_geom(k, g);
+    const int M = t->M, K = g->channels * g->ksize * g->ksize, N = g->out_h * g->out_w;
+    const int K2 = cg.channels * g->ksize * g->ksize, G = mdfi_qgemm_kgroup(k);
+    const size_t ib = (size_t)k->bits / 8, ob = (size_t)t->out_bits / 8;
+    void *a2 = xalloc((size_t)M * K2 * ib);
+    mdfi_qgemm_cg_order(k, g, M, d->a_raw, a2);
+    const size_t pa_bytes = mdfi_qgemm_packed_a_size(k, M, K2);
+    unsigned char *pa = xalloc(pa_bytes);
+    mdfi_qgemm_pack_a(k, M, K2, a2, pa);
+    const size_t x_bytes = mdfi_qgemm_cg_bytes(k, g);
+    unsigned char *X = xalloc(x_bytes + GUARD);
+    memset(X, 0x5a, x_bytes);   /* garbage: every byte the GEMM reads must be written */
+    memset(X + x_bytes, GUARD_BYTE, GUARD);
+    const size_t plane = (size_t)g->in_h * g->in_w;
+    char *zero = xalloc((size_t)g->in_w * ib);
+    memset(zero, 0, (size_t)g->in_w * ib);
+    for (int q = 0; q < cg.channels / G; ++q) {
+        mdfi_qgemm_cg_pad_rows(k, g, X, q);
+        for (int y = 0; y < g->in_h; ++y) {
+            const void *rows[4];
+            for (int c = 0; c < G; ++c)
+                rows[c] = q * G + c < g->channels
+                              ? (const char *)d->in_raw +
+                                    ((size_t)(q * G + c) * plane + (size_t)y * g->in_w) * ib
+                              : zero;
+            mdfi_qgemm_cg_put_row(k, g, rows, X, q, y);
+        }
+    }
+    const size_t ws_bytes = mdfi_qgemm_workspace_size(k, M, &cg);
+    unsigned char *ws = xalloc(ws_bytes + GUARD);
+    const size_t c_bytes = (size_t)M * ldc * ob;
+    char *c = xalloc(c_bytes);
+    int bad = !guard_ok(X + x_bytes, GUARD);
+    if (bad)
+        snprintf(msg, n, "cg: put_row wrote past mdfi_qgemm_cg_bytes");
+    const int cuts[3] = {0, N / 2 + 1 < N ? N / 2 + 1 : N, N};
+    for (int split = 0; split < 2 && !bad; ++split) {
+        memset(c, 0x77, c_bytes);
+        for (int i = 0; i < (split ? 2 : 1); ++i) {
+            const int n0 = split ? cuts[i] : 0, n1 = split ? cuts[i + 1] : N;
+            memset(ws, (int)(rnd() & 0xff), ws_bytes);
+            memset(ws + ws_bytes, GUARD_BYTE, GUARD);
+            mdfi_qgemm_conv_cg(k, M, g, pa, X, e, c + (size_t)n0 * ob, ldc, n0, n1, ws);
+            if (!guard_ok(ws + ws_bytes, GUARD)) {
+                snprintf(msg, n, "cg: wrote past the workspace of cg_geom");
+                bad = 1;
+            }
+        }
+        for (int m = 0; m < M && !bad; ++m)
+            if (memcmp(c + (size_t)m * ldc * ob, (const char *)want + (size_t)m * ldc * ob,
+                       (size_t)N * ob)) {
+                snprintf(msg, n, "cg%s: row m=%d differs from the plain form (K %d -> %d)",
+                         split ? " split" : "", m, K, K2);
+                bad = 1;
+            }
+    }
+    free(a2), free(pa), free(X), free(zero), free(ws), free(c);
+    return bad;
+}
+
+static long long cg_cases;
+
 static void run_case(const mdfi_qgemm_kernel *k, const tcase *t)
 {
     const mdfi_conv_geom *g = &t->g;
@@ -448,6 +519,11 @@ static void run_case(const mdfi_qgemm_kernel *k, const tcase *t)
                 goto out;
             }
         }
+    if (check_cg(k, t, &d, &e, cw, ldc, msg, sizeof msg)) {
+        fail(k, t, msg);
+        goto out;
+    }
+    cg_cases += mdfi_qgemm_cg_ok(k, &t->g);
     ++passed;
 out:
     free(pa), free(ws), free(whole), free(split);
@@ -511,7 +587,7 @@ static int max_mr(const mdfi_qgemm_kernel *k)
 static void test_kernel(const mdfi_qgemm_kernel *k)
 {
     const int before = failed;
-    sat_lo = sat_hi = outputs = 0;
+    sat_lo = sat_hi = outputs = cg_cases = 0;
     /* The reference has no tiles; give it shapes like a vector ISA's. */
     const int mr = k->conv ? 6 : max_mr(k), nr = k->conv ? 16 : k->nr;
     const int kc = k->conv ? 64 : k->kc, G = k->conv ? 4 : k->kgrp;
@@ -575,6 +651,7 @@ static void test_kernel(const mdfi_qgemm_kernel *k)
         ++failed;
     }
     printf("%-14s %s\n", mdfi_qgemm_kernel_name(k), failed == before ? "ok" : "FAILED");
+    printf("%s cg cases %lld\n", mdfi_qgemm_kernel_name(k), cg_cases);
     fflush(stdout);
 }
 
