@@ -15,6 +15,22 @@ static unsigned long long read_xcr0(void)
     return ((unsigned long long)hi << 32) | lo;
 }
 
+/* AMD family 19h (Zen 3 and 4; of these only Zen 4 has AVX-512) executes a
+ * 512-bit operation as two 256-bit halves. */
+static int zmm_halves(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d) || b != 0x68747541u || d != 0x69746e65u ||
+        c != 0x444d4163u)   /* "AuthenticAMD" */
+        return 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return 0;
+    unsigned family = (a >> 8) & 0xf;
+    if (family == 0xf)
+        family += (a >> 20) & 0xff;
+    return family == 0x19;
+}
+
 unsigned mdfi_cpu_features(void)
 {
     unsigned a, b, c, d, f = 0;
@@ -39,6 +55,8 @@ unsigned mdfi_cpu_features(void)
             f |= MDFI_CPU_VNNI;
         if ((c >> 14) & 1)
             f |= MDFI_CPU_VPOPCNT;
+        if (zmm_halves())
+            f |= MDFI_CPU_ZMM_HALVES;
     }
     return f;
 }

@@ -23,7 +23,9 @@ enum {
     MDFI_CPU_VPOPCNT = 1 << 3,  /* AVX512_VPOPCNTDQ */
     MDFI_CPU_POPCNT = 1 << 4,
     MDFI_CPU_NEON = 1 << 5,
-    MDFI_CPU_DOTPROD = 1 << 6   /* ARMv8.2 sdot/udot */
+    MDFI_CPU_DOTPROD = 1 << 6,  /* ARMv8.2 sdot/udot */
+    MDFI_CPU_ZMM_HALVES = 1 << 7   /* AVX-512 run as two 256-bit halves: AMD family 19h
+                                      (Zen 4), where some kernels pick 256-bit forms */
 };
 
 unsigned mdfi_cpu_features(void);

@@ -52,6 +52,7 @@ typedef struct {
     int threads;
     int binary_kind;       /* mdfi_bkind forced by the options, or -1: chosen for isa */
     int winograd;          /* mdfi_options.winograd: -1 auto, 0 never, 1 where it applies */
+    int isa_forced;        /* isa was asked for (not the best this CPU runs) */
     /* The parameter source just after what load read (NULL: none), for a
      * layer that streams its largest array straight into packed form. */
     mdfi_params *params;

@@ -475,7 +475,8 @@ static mdfi_status load_and_prepare(mdfi_net *net)
     if (!net->params && net->weights_path)   /* a retry after a failed prepare */
         st = mdfi_params_open(net->weights_path, &net->params, &net->err);
     mdfi_params *src = net->params;
-    mdfi_prepare_ctx ctx = {net->isa, net->threads, net->binary_kind, net->winograd, src};
+    mdfi_prepare_ctx ctx = {net->isa,      net->threads,    net->binary_kind,
+                            net->winograd, net->isa_forced, src};
     /* where each layer's floats start: a share_index layer reads its source's again */
     long long *at = calloc((size_t)net->n, sizeof *at), back = 0;
     if (!at)
