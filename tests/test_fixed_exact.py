@@ -535,3 +535,64 @@ def test_input_quantization_edge_cases(tmp_path, bits, frac):
     bad = np.flatnonzero(got.ravel() != want.ravel())
     assert bad.size == 0, [(float(x[i]), int(got.ravel()[i]), int(want.ravel()[i]))
                            for i in bad[:5]]
+
+
+EVEN_POOL_CFG = """[net]
+height=7
+width=20
+channels=3
+[convolutional]
+fixed_in=8:6
+fixed_w=8:mul
+fixed_out=8:3
+filters=6
+size=3
+stride=1
+pad=1
+activation=leaky
+[maxpool]
+size=2
+stride=2
+fixed_out=8:3
+[convolutional]
+fixed_in=8:3
+fixed_w=8:7
+fixed_out=16:9
+filters=5
+size=3
+stride=1
+pad=1
+activation=relu
+[maxpool]
+size=2
+stride=2
+fixed_out=16:9
+"""
+
+
+def test_pooled_column_pairs_on_an_odd_height(tmp_path):
+    """A fused 2x2/2 pool over an even width keeps each column pair's larger int32 sum in
+    the GEMM and takes the larger of two rows after (mdfi_qepilogue.pairs): 7 rows (the
+    last window clipped to one row) of 20 and of 10 columns, int8 and int16 out, a
+    multiplier layer: the reference's integers, fused or not, every kernel, 1 and 2
+    threads."""
+    cfg = tmp_path / "even.cfg"
+    cfg.write_text(EVEN_POOL_CFG)
+    spec = {0: (1, 6, 27, 1, (8, 6), (8, "mul"), (8, 3)),
+            2: (1, 5, 6 * 9, 1, (8, 3), (8, 7), (16, 9))}
+    qpath = tmp_path / "even.qweights"
+    qwf.write(qpath, random_qweights(spec, 4, seed=11))
+    x = np.random.default_rng(12).normal(0, 1.5, (3, 7, 20)).astype(np.float32)
+    ref = FixedNet(str(cfg), str(qpath)).forward(x)
+    assert ref[1].q.shape == (6, 4, 10) and ref[3].q.shape == (5, 2, 5)
+    for kernel in available_kernels():
+        for threads in (1, 2):
+            for fuse in (True, False):
+                with mdfi.Network(cfg, qpath, kernel=kernel, threads=threads, fuse_pool=fuse,
+                                  outputs=[1, 3]) as net:
+                    net.forward(x)
+                    for i in (1, 3):
+                        q, frac = net.layer_output_int(i)
+                        assert frac == ref[i].fmt.frac
+                        np.testing.assert_array_equal(q, ref[i].q, err_msg=f"{kernel} x{threads} "
+                                                                           f"fuse {fuse} layer {i}")

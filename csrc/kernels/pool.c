@@ -124,6 +124,22 @@ void mdfi_max2x2_row_i32(const int32_t *a, const int32_t *b, int n, int32_t *out
         out[i] = MAX2(MAX2(a[2 * i], a[2 * i + 1]), MAX2(b[2 * i], b[2 * i + 1]));
 }
 
+void mdfi_max_rows_i32(const int32_t *a, const int32_t *b, int n, int32_t *out)
+{
+    int i = 0;
+#if defined(__SSE2__)
+    for (; i + 4 <= n; i += 4)
+        _mm_storeu_si128((__m128i *)(out + i),
+                         max_epi32_sse2(_mm_loadu_si128((const __m128i *)(a + i)),
+                                        _mm_loadu_si128((const __m128i *)(b + i))));
+#elif defined(__aarch64__)
+    for (; i + 4 <= n; i += 4)
+        vst1q_s32(out + i, vmaxq_s32(vld1q_s32(a + i), vld1q_s32(b + i)));
+#endif
+    for (; i < n; ++i)
+        out[i] = MAX2(a[i], b[i]);
+}
+
 void mdfi_max2x2s1_row_i8(const int8_t *a, const int8_t *b, int n, int8_t *out)
 {
     int i = 0;

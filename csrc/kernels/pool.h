@@ -14,6 +14,8 @@ void mdfi_max2x2_row(const float *a, const float *b, int n, float *out);
 void mdfi_max2x2_row_i8(const int8_t *a, const int8_t *b, int n, int8_t *out);
 void mdfi_max2x2_row_i16(const int16_t *a, const int16_t *b, int n, int16_t *out);
 void mdfi_max2x2_row_i32(const int32_t *a, const int32_t *b, int n, int32_t *out);
+/* out[i] = max(a[i], b[i]) */
+void mdfi_max_rows_i32(const int32_t *a, const int32_t *b, int n, int32_t *out);
 /* A 2x2 / stride 1 pool's n whole windows: out[i] = max(a[i], a[i+1], b[i], b[i+1]). */
 void mdfi_max2x2s1_row_i8(const int8_t *a, const int8_t *b, int n, int8_t *out);
 

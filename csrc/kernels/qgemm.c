@@ -6,6 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "base/error.h"
 
 /* ---- variants ---------------------------------------------------------- */
@@ -281,6 +285,39 @@ static void epi_raw(const mdfi_qepilogue *e, int m0, const uint32_t *corr, const
         }
         for (; j < nv; ++j)
             o[j] = (int32_t)((uint32_t)ar[j] + add);
+    }
+}
+
+/* out_bits 32 with pairs: the sums as epi_raw, then the larger of each pair
+ * of columns (nv even). */
+static void epi_raw_pairs(const mdfi_qepilogue *e, int m0, const uint32_t *corr,
+                          const int32_t *acc, int ldacc, int mv, int nv, void *c, size_t ldc)
+{
+    for (int r = 0; r < mv; ++r) {
+        const int m = m0 + r;
+        const uint32_t add = (e->bias ? (uint32_t)e->bias[m] : 0u) - (corr ? corr[m] : 0u);
+        const int32_t *ar = acc + (size_t)r * ldacc;
+        int32_t *o = (int32_t *)c + (size_t)r * ldc;
+        int j = 0;
+#if defined(__SSE2__)
+        const __m128i va = _mm_set1_epi32((int32_t)add);
+        for (; 2 * j + 8 <= nv; j += 4) {   /* even and odd lanes apart, then their max */
+            const __m128 x0 = _mm_castsi128_ps(
+                _mm_add_epi32(_mm_loadu_si128((const __m128i *)(ar + 2 * j)), va));
+            const __m128 x1 = _mm_castsi128_ps(
+                _mm_add_epi32(_mm_loadu_si128((const __m128i *)(ar + 2 * j + 4)), va));
+            const __m128i ev = _mm_castps_si128(_mm_shuffle_ps(x0, x1, 0x88));
+            const __m128i od = _mm_castps_si128(_mm_shuffle_ps(x0, x1, 0xdd));
+            const __m128i gt = _mm_cmpgt_epi32(ev, od);
+            _mm_storeu_si128((__m128i *)(o + j),
+                             _mm_or_si128(_mm_and_si128(gt, ev), _mm_andnot_si128(gt, od)));
+        }
+#endif
+        for (; 2 * j < nv; ++j) {
+            const int32_t x = (int32_t)((uint32_t)ar[2 * j] + add);
+            const int32_t y = (int32_t)((uint32_t)ar[2 * j + 1] + add);
+            o[j] = x > y ? x : y;
+        }
     }
 }
 
@@ -825,9 +862,10 @@ static void conv(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_geom *g, con
         k->b_conv == MDFI_QB_XOR80
             ? (const uint32_t *)((const char *)packed_a + mdfi_qgemm_corr_offset(k, M, b.K))
             : NULL;
-    const mdfi_qgemm_epi fin = epi->out_bits == 32 ? epi_raw
+    const mdfi_qgemm_epi fin = epi->out_bits == 32 ? (epi->pairs ? epi_raw_pairs : epi_raw)
                                : k->epi                ? k->epi
                                                        : mdfi_qgemm_epi_scalar;
+    const int cdiv = epi->out_bits == 32 && epi->pairs ? 2 : 1;   /* C's columns per sum */
     const size_t a_panel = (size_t)mr * b.Kp * ab;
     for (int jc = n0; jc < n1; jc += b.nc) {
         const int nc = n1 - jc < b.nc ? n1 - jc : b.nc;
@@ -858,7 +896,7 @@ static void conv(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_geom *g, con
                 }
                 if (pc + kc == b.Kp)
                     fin(epi, i, corr, ai, b.ldacc, M - i < mr ? M - i : mr, nc,
-                        (char *)C + ((size_t)i * ldc + (size_t)(jc - n0)) * ob, ldc);
+                        (char *)C + ((size_t)i * ldc + (size_t)(jc - n0) / cdiv) * ob, ldc);
             }
         }
     }

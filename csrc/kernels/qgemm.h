@@ -55,6 +55,10 @@ typedef struct {
     int out_bits;            /* 8 or 16; 32: the sums themselves (bias added, no
                                 activation or requantization), int32, for
                                 mdfi_qgemm_requant_rows to finish later */
+    int pairs;               /* out_bits 32: the larger sum of each pair of columns
+                                (2j, 2j + 1) at column j, the first half of a 2x2 / 2
+                                max pool; the columns a call computes (n0, n1) and C's
+                                column offsets are then even, ldc counts pairs */
 } mdfi_qepilogue;
 
 typedef struct mdfi_qgemm_kernel mdfi_qgemm_kernel;

@@ -48,6 +48,8 @@ typedef struct {
     int band;                  /* fused: maxpool output rows per task */
     int pool_sums;             /* fused, epilogue monotone: pool the int32 sums, then
                                   requantize a quarter as many (2x2 / 2) */
+    int pool_pairs;            /* pool_sums, 2x2 / 2 from 0 over an even width: the GEMM
+                                  keeps each column pair's larger sum (half the band) */
     int ldp;                   /* pool_sums: a channel's pooled rows in the band (ints) */
     size_t pooled_at;          /* pool_sums: the pooled band in the thread's scratch */
     size_t ws_bytes;           /* GEMM workspace; a fused conv's band follows it (with
@@ -267,8 +269,11 @@ static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
     if (l->fused) {
         /* the epilogue of every group (they share act and leaky slope) */
         mdfi_qepilogue e = {NULL, p->mult, p->shift, p->act, MDFI_FX_LEAKY_MULT,
-                            MDFI_FX_LEAKY_SHIFT, l->q_out.bits};
+                            MDFI_FX_LEAKY_SHIFT, l->q_out.bits, 0};
         p->pool_sums = mdfi_qgemm_monotone(&e, M);
+        const mdfi_pool2d *mp = &l->pool;
+        p->pool_pairs = p->pool_sums && mp->size == 2 && mp->stride == 2 && mp->pad / 2 == 0 &&
+                        l->out_w % 2 == 0 && mp->out_w == l->out_w / 2;
         ws += mdfi_fuse_band(l, p->pool_sums ? sizeof(int32_t) : (size_t)l->q_out.bits / 8,
                              &p->band);
         p->ldp = ((p->band * l->pool.out_w) + 15) & ~15;
@@ -299,26 +304,27 @@ typedef struct {
     int n, chunk;
 } gemm_job;
 
-/* Group g's epilogue, to out_bits bits (32: the sums). */
-static mdfi_qepilogue group_epi(const fx_gemm *p, int g, int out_bits)
+/* Group g's epilogue, to out_bits bits (32: the sums; pairs: see qgemm.h). */
+static mdfi_qepilogue group_epi(const fx_gemm *p, int g, int out_bits, int pairs)
 {
     const size_t o = (size_t)g * p->s.m;
     mdfi_qepilogue e = {p->bias + o, p->mult ? p->mult + o : NULL, p->shift + o, p->act,
-                        MDFI_FX_LEAKY_MULT, MDFI_FX_LEAKY_SHIFT, out_bits};
+                        MDFI_FX_LEAKY_MULT, MDFI_FX_LEAKY_SHIFT, out_bits, pairs};
     return e;
 }
 
 /* Columns [n0, n1) of every group into out (column n0 of group 0's row 0;
- * row stride ldc, group g at g * m * ldc), out_bits bits each. */
+ * row stride ldc, group g at g * m * ldc), out_bits bits each (pairs: the
+ * column pairs' larger sums). */
 static void conv_cols(const gemm_job *j, char *out, size_t ldc, int n0, int n1, int out_bits,
-                      int thread)
+                      int pairs, int thread)
 {
     const fx_gemm *p = j->p;
     const mdfi_layer *l = j->l;
     const size_t ib = (size_t)l->q_in.bits / 8, ob = (size_t)out_bits / 8;
     const size_t in_group = (size_t)p->s.geom.channels * p->s.geom.in_h * p->s.geom.in_w;
     for (int g = 0; g < p->s.groups; ++g) {
-        const mdfi_qepilogue e = group_epi(p, g, out_bits);
+        const mdfi_qepilogue e = group_epi(p, g, out_bits, pairs);
         (p->cg ? mdfi_qgemm_conv_cg : mdfi_qgemm_conv)(
                         p->kern, p->s.m, &p->s.geom, (const char *)p->packed + g * p->packed_bytes,
                         (const char *)j->input + g * in_group * ib, &e,
@@ -334,7 +340,7 @@ static void gemm_task(void *arg, int task, int thread)
     int n1 = n0 + j->chunk < j->n ? n0 + j->chunk : j->n;
     if (n0 < n1)
         conv_cols(j, (char *)j->ctx->out + (size_t)n0 * (j->l->q_out.bits / 8), (size_t)j->n,
-                  n0, n1, j->l->q_out.bits, thread);
+                  n0, n1, j->l->q_out.bits, 0, thread);
 }
 
 /* Fused conv -> maxpool, one task: the pool's rows [py0, py1) from the conv
@@ -355,19 +361,25 @@ static void fused_task(void *arg, int task, int thread)
     char *band = (char *)j->ctx->scratch[thread] + p->ws_bytes;
     const size_t ldc = (size_t)(r.cy1 - r.cy0) * l->out_w;
     if (!p->pool_sums) {
-        conv_cols(j, band, ldc, r.cy0 * l->out_w, r.cy1 * l->out_w, l->q_out.bits, thread);
+        conv_cols(j, band, ldc, r.cy0 * l->out_w, r.cy1 * l->out_w, l->q_out.bits, 0, thread);
         mdfi_fx_maxpool_band(&l->pool, l->q_out.bits, band, r.cy0, r.cy1, r.py0, r.py1,
                              j->ctx->out);
         return;
     }
     int32_t *pooled = (int32_t *)((char *)j->ctx->scratch[thread] + p->pooled_at);
-    conv_cols(j, band, ldc, r.cy0 * l->out_w, r.cy1 * l->out_w, 32, thread);
-    mdfi_fx_maxpool_band32(&l->pool, (const int32_t *)band, r.cy0, r.cy1, r.py0, r.py1, pooled,
-                           (size_t)p->ldp);
+    if (p->pool_pairs) {   /* half the band: the column pairs' larger sums */
+        conv_cols(j, band, ldc / 2, r.cy0 * l->out_w, r.cy1 * l->out_w, 32, 1, thread);
+        mdfi_fx_maxpool_pairs32(&l->pool, (const int32_t *)band, r.cy0, r.cy1, r.py0, r.py1,
+                                pooled, (size_t)p->ldp);
+    } else {
+        conv_cols(j, band, ldc, r.cy0 * l->out_w, r.cy1 * l->out_w, 32, 0, thread);
+        mdfi_fx_maxpool_band32(&l->pool, (const int32_t *)band, r.cy0, r.cy1, r.py0, r.py1,
+                               pooled, (size_t)p->ldp);
+    }
     const size_t pw = (size_t)l->pool.out_w, plane = (size_t)l->pool.out_h * pw;
     const size_t ob = (size_t)l->q_out.bits / 8;
     for (int g = 0; g < p->s.groups; ++g) {
-        const mdfi_qepilogue e = group_epi(p, g, l->q_out.bits);
+        const mdfi_qepilogue e = group_epi(p, g, l->q_out.bits, 0);
         const size_t c0 = (size_t)g * p->s.m;
         mdfi_qgemm_requant_rows(p->kern, &e, pooled + c0 * p->ldp, p->ldp, p->s.m,
                                 (int)((size_t)(r.py1 - r.py0) * pw),

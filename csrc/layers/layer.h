@@ -198,6 +198,11 @@ void mdfi_fx_maxpool_band(const mdfi_pool2d *p, int bits, const void *in, int r0
  * pool row oy of channel c to out + c ldo + (oy - oy0) out_w. */
 void mdfi_fx_maxpool_band32(const mdfi_pool2d *p, const int32_t *in, int r0, int r1, int oy0,
                             int oy1, int32_t *out, size_t ldo);
+/* The same for a 2x2 / 2 pool (windows from row and column 0, an even
+ * in_w) whose rows hold the column pairs' maxima already (in_w / 2 values,
+ * mdfi_qepilogue.pairs): the rest of the pool, the larger of two rows. */
+void mdfi_fx_maxpool_pairs32(const mdfi_pool2d *p, const int32_t *in, int r0, int r1, int oy0,
+                             int oy1, int32_t *out, size_t ldo);
 
 /* Shape helpers for parse: check sizes are sane (product < 2^31). */
 mdfi_status mdfi_layer_check_shape(const mdfi_parse_ctx *ctx, mdfi_cfg_section *s,

@@ -218,6 +218,19 @@ void mdfi_fx_maxpool_band(const mdfi_pool2d *p, int bits, const void *in, int r0
     }
 }
 
+void mdfi_fx_maxpool_pairs32(const mdfi_pool2d *p, const int32_t *in, int r0, int r1, int oy0,
+                             int oy1, int32_t *out, size_t ldo)
+{
+    const int w = p->in_w / 2;
+    const size_t band = (size_t)(r1 - r0) * w;
+    for (int c = 0; c < p->c; ++c)
+        for (int oy = oy0; oy < oy1; ++oy) {
+            const int32_t *a = in + c * band + (size_t)(2 * oy - r0) * w;
+            mdfi_max_rows_i32(a, 2 * oy + 1 < p->in_h ? a + w : a, w,
+                              out + c * ldo + (size_t)(oy - oy0) * w);
+        }
+}
+
 void mdfi_fx_maxpool_band32(const mdfi_pool2d *p, const int32_t *in, int r0, int r1, int oy0,
                             int oy1, int32_t *out, size_t ldo)
 {

@@ -599,7 +599,7 @@ static double bench_int8(const mdfi_qgemm_kernel *k, int M, mdfi_conv_geom g)
         in[i] = (int8_t)(rnd() % 256u - 128u);
     for (int i = 0; i < M; ++i)
         bias[i] = 100, shift[i] = 10;
-    mdfi_qepilogue e = {bias, NULL, shift, MDFI_QACT_LEAKY, 13, 7, 8};
+    mdfi_qepilogue e = {bias, NULL, shift, MDFI_QACT_LEAKY, 13, 7, 8, 0};
     void *pa = xalloc(mdfi_qgemm_packed_a_size(k, M, K));
     mdfi_qgemm_pack_a(k, M, K, a, pa);
     void *ws = xalloc(mdfi_qgemm_workspace_size(k, M, &g));

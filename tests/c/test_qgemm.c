@@ -440,7 +440,7 @@ static void run_case(const mdfi_qgemm_kernel *k, const tcase *t)
     tdata d;
     make_data(k, t, &d);
     mdfi_qepilogue e = {t->no_bias ? NULL : d.bias, t->mult_mode ? d.mult : NULL, d.shift,
-                        t->act, t->leaky_mult, t->leaky_shift, t->out_bits};
+                        t->act, t->leaky_mult, t->leaky_shift, t->out_bits, 0};
 
     /* Sums must fit int32 (a check of the test's own data). */
     for (size_t i = 0; i < (size_t)M * N; ++i) {
@@ -676,7 +676,7 @@ static void test_requant_cases(void)
                         int32_t mult = mi >= 0 ? mults[mi] : 0;
                         int8_t shift = (int8_t)shifts[si];
                         mdfi_qepilogue e = {NULL, mi >= 0 ? &mult : NULL, &shift,
-                                            (mdfi_qact)act, 13, 7, ob};
+                                            (mdfi_qact)act, 13, 7, ob, 0};
                         int64_t want = naive_requant(xs[xi], 0, &e);
                         int64_t got = mdfi_qgemm_requant(xs[xi], 0, &e);
                         if (got != want) {
@@ -722,7 +722,7 @@ static void test_epilogue(const mdfi_qgemm_kernel *k)
             acc[i] = (int32_t)(rnd() % 2 ? v : v % 65536u - 32768u);
         }
         mdfi_qepilogue e = {rnd() % 4 ? bias : NULL, mode ? mult : NULL, shift, (mdfi_qact)act,
-                            leaky_params[lp].mult, leaky_params[lp].shift, ob};
+                            leaky_params[lp].mult, leaky_params[lp].shift, ob, 0};
         const uint32_t *cp = k->b_conv == MDFI_QB_XOR80 ? corr : NULL;
         memset(out, GUARD_BYTE, sizeof out);
         fn(&e, 0, cp, acc, W, mv, nv, out, W);
@@ -885,7 +885,7 @@ static double bench_q(const mdfi_qgemm_kernel *k, int M, mdfi_conv_geom g)
     if (k->bits == 16)   /* keep 16-bit sums bounded: small values */
         for (size_t i = 0; i < in_n; ++i)
             ((int16_t *)in)[i] = (int16_t)(((int16_t *)in)[i] >> 6);
-    mdfi_qepilogue e = {bias, NULL, shift, MDFI_QACT_LEAKY, 13, 7, 8};
+    mdfi_qepilogue e = {bias, NULL, shift, MDFI_QACT_LEAKY, 13, 7, 8, 0};
     void *pa = xalloc(mdfi_qgemm_packed_a_size(k, M, K));
     mdfi_qgemm_pack_a(k, M, K, a, pa);
     void *ws = xalloc(mdfi_qgemm_workspace_size(k, M, &g));

@@ -60,7 +60,12 @@ static void ref_conv(int bits, int M, const mdfi_conv_geom *g, const void *a, co
             for (int j = 0; j < w; ++j) {
                 size_t o = (size_t)m * ldc + (size_t)(nb - n0 + j);
                 if (e->out_bits == 32) {   /* the sums (mdfi_qgemm_requant_rows) */
-                    ((int32_t *)c)[o] = (int32_t)acc[j];
+                    if (!e->pairs)
+                        ((int32_t *)c)[o] = (int32_t)acc[j];
+                    else if (j % 2)   /* (even column offsets and counts) */
+                        ((int32_t *)c)[(size_t)m * ldc + (size_t)(nb - n0 + j) / 2] =
+                            (int32_t)acc[j] > (int32_t)acc[j - 1] ? (int32_t)acc[j]
+                                                                  : (int32_t)acc[j - 1];
                     continue;
                 }
                 int32_t v = mdfi_qgemm_requant((int32_t)acc[j], m, e);
