@@ -149,10 +149,10 @@ $(OBJ_NEON): CFLAGS_BASE += $(NEON_FLAGS) -O3
 $(OBJ_DOTPROD): CFLAGS_BASE += -march=armv8.2-a+dotprod -O3
 $(OBJ_POPCNT): CFLAGS_BASE += -mpopcnt -O3
 # -O2 where -O3's unrolled copies cost the program a 4 KB page and buy little:
-# the [fracconv] AVX2 forms (a compare, a list, a popcount loop) and the
-# POPCNT binary kernel (the fallback of x86 CPUs without AVX2)
-$(BUILD)/obj/csrc/kernels/x86/dpath_avx2.o $(BUILD)/obj/csrc/kernels/x86/bgemm_popcnt.o: \
-    CFLAGS_BASE += -O2
+# the [fracconv] AVX2 and VPOPCNT forms (a compare, a list, a popcount loop)
+# and the POPCNT binary kernel (the fallback of x86 CPUs without AVX2)
+$(BUILD)/obj/csrc/kernels/x86/dpath_avx2.o $(BUILD)/obj/csrc/kernels/x86/bgemm_popcnt.o \
+    $(BUILD)/obj/csrc/kernels/x86/dpath_avx512vpopcnt.o: CFLAGS_BASE += -O2
 # -O2 for the AVX2 requantization epilogue of the integer GEMM: it runs once
 # per output element, outside the K loop, and -O3 clones its loops for no
 # measured speed.  With its row tails and rare shift modes off the vector

@@ -110,6 +110,12 @@ MDFI_COLD mdfi_dpath_loops mdfi_dpath_loops_for(mdfi_isa isa)
             f.gated = mdfi_dpath_gated_avx2;
     }
 #endif
+#ifdef MDFI_HAVE_AVX512VPOPCNT
+    if (isa == MDFI_ISA_AVX512 && mdfi_isa_available(MDFI_ISA_AVX512) &&
+        (mdfi_cpu_features() & (MDFI_CPU_VPOPCNT | MDFI_CPU_POPCNT)) ==
+            (MDFI_CPU_VPOPCNT | MDFI_CPU_POPCNT))
+        f.gated = mdfi_dpath_gated_avx512vp;
+#endif
     (void)isa;
     return f;
 }

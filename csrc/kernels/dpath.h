@@ -78,8 +78,9 @@ typedef struct {
     mdfi_dpath_gated_fn gated;
 } mdfi_dpath_loops;
 
-/* gated: the AVX2 form for the ISAs avx2 and avx512 where the CPU has AVX2
- * and POPCNT, else the POPCNT form for any ISA but ref where the CPU has
+/* gated: for the ISA avx512 where the CPU has AVX512_VPOPCNTDQ the VPOPCNT
+ * form, else the AVX2 form for the ISAs avx2 and avx512 where the CPU has
+ * AVX2 and POPCNT, else the POPCNT form for any ISA but ref where the CPU has
  * POPCNT, else the portable one (identical results). */
 mdfi_dpath_loops mdfi_dpath_loops_for(mdfi_isa isa);
 #ifdef MDFI_HAVE_AVX2
@@ -89,10 +90,18 @@ void mdfi_dpath_pack_frac_words_avx2(const float *x, size_t cstride, int nc, int
                                      const float *shift, const float *hi, const float *lo,
                                      uint64_t *s1, uint64_t *s0);
 void mdfi_dpath_requant_avx2(float *d, const float *src, size_t n, int64_t mul, int64_t off, int s);
+/* mdfi_dpath_gated's first step, eight pixels a step (the other forms share it) */
+int mdfi_dpath_gated_list_avx2(float *out, int n0, int n1, int32_t G, int32_t *list);
 /* needs POPCNT too (every AVX2 CPU has it; the choice checks) */
 int mdfi_dpath_gated_avx2(const mdfi_dpath_gate_geom *g, const uint64_t *s0, const uint64_t *w,
                           const int32_t *kc, int32_t G, float *out, int n0, int n1,
                           int32_t *list);
+#endif
+#ifdef MDFI_HAVE_AVX512VPOPCNT
+/* the AVX2 form's list, the 3 x 3 counts by vpopcntq (AVX512_VPOPCNTDQ, VL) */
+int mdfi_dpath_gated_avx512vp(const mdfi_dpath_gate_geom *g, const uint64_t *s0,
+                              const uint64_t *w, const int32_t *kc, int32_t G, float *out,
+                              int n0, int n1, int32_t *list);
 #endif
 #ifdef MDFI_HAVE_POPCNT
 /* the counts of k listed pixels, as mdfi_dpath_gated after its compare */

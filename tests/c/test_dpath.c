@@ -248,7 +248,7 @@ int main(int argc, char **argv)
         check_pack_frac("avx2", mdfi_dpath_pack_frac_words_avx2);
 #endif
     const int quick = argc > 1 && !strcmp(argv[1], "--quick");
-    form forms[3];
+    form forms[4];
     int n_forms = 0;
     const unsigned f = mdfi_cpu_features();
     (void)f;
@@ -261,7 +261,11 @@ int main(int argc, char **argv)
     if (mdfi_isa_available(MDFI_ISA_AVX2) && (f & MDFI_CPU_POPCNT))
         forms[n_forms++] = (form){"avx2", mdfi_dpath_gated_avx2};
 #endif
-    int form_ok[3] = {1, 1, 1};
+#ifdef MDFI_HAVE_AVX512VPOPCNT
+    if (mdfi_isa_available(MDFI_ISA_AVX512) && (f & MDFI_CPU_VPOPCNT) && (f & MDFI_CPU_POPCNT))
+        forms[n_forms++] = (form){"avx512vp", mdfi_dpath_gated_avx512vp};
+#endif
+    int form_ok[4] = {1, 1, 1, 1};
     static const int sizes[][2] = {{3, 3}, {5, 7}, {14, 14}, {7, 7}, {1, 9}, {9, 2}, {28, 28}};
     static const int kernels[][3] = {   /* ksize, stride, pad */
         {3, 1, 1}, {3, 2, 1}, {3, 1, 0}, {3, 1, 2}, {1, 1, 0}, {1, 1, 1}, {1, 2, 0},

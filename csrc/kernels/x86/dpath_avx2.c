@@ -120,7 +120,7 @@ static const uint32_t lanes_of[16] = {
  * gate's compare as a mask, whose set lanes are written to the list four at
  * a time (a store of four indices of which the first popcount(mask) count;
  * the rest are overwritten or lie past the end, inside the list's n1 - n0). */
-static int gated_list(float *out, int n0, int n1, int32_t G, int32_t *list)
+int mdfi_dpath_gated_list_avx2(float *out, int n0, int n1, int32_t G, int32_t *list)
 {
     const __m256i vG = _mm256_set1_epi32(G);
     int k = 0, n = n0;
@@ -189,7 +189,7 @@ int mdfi_dpath_gated_avx2(const mdfi_dpath_gate_geom *g, const uint64_t *s0, con
                           const int32_t *kc, int32_t G, float *out, int n0, int n1,
                           int32_t *list)
 {
-    const int k = gated_list(out, n0, n1, G, list);
+    const int k = mdfi_dpath_gated_list_avx2(out, n0, n1, G, list);
     if (g->ksize == 3 && g->words <= 2)
         counts3(g, s0, w, kc, out, list, k);
     else
