@@ -615,12 +615,10 @@ static void pack_b(const mdfi_qgemm_kernel *k, const mdfi_conv_geom *g, const vo
 
 /* ---- channel-grouped input (qgemm.h) ------------------------------------ */
 
-/* X's shape: nq groups of ph padded rows of pw G-tuples (tb bytes each); a
- * row takes rs bytes and starts lead bytes into them, so that its first
- * image column (after pad tuples) is 32-byte aligned for the interleave
- * (whose stores are 256 bits at most). */
+/* X's shape: nq groups of ph padded rows of pw G-tuples (tb bytes each), a
+ * row rs bytes (the interleave stores anywhere). */
 typedef struct {
-    int G, eb, tb, nq, pw, ph, lead;
+    int G, eb, tb, nq, pw, ph;
     size_t rs;
 } cg_shape;
 
@@ -633,19 +631,18 @@ static cg_shape cg_shape_of(const mdfi_qgemm_kernel *k, const mdfi_conv_geom *g)
     s.nq = (g->channels + s.G - 1) / s.G;
     s.pw = g->in_w + 2 * g->pad;
     s.ph = g->in_h + 2 * g->pad;
-    s.lead = (32 - g->pad * s.tb % 32) % 32;
-    s.rs = ((size_t)s.lead + (size_t)s.pw * s.tb + 31) / 32 * 32;
+    s.rs = (size_t)s.pw * s.tb;
     return s;
 }
 
 static char *cg_row(const cg_shape *s, void *X, int q, int Y)
 {
-    return (char *)X + ((size_t)q * s->ph + Y) * s->rs + s->lead;
+    return (char *)X + ((size_t)q * s->ph + Y) * s->rs;
 }
 
 static const char *cg_crow(const cg_shape *s, const void *X, int q, int Y)
 {
-    return (const char *)X + ((size_t)q * s->ph + Y) * s->rs + s->lead;
+    return (const char *)X + ((size_t)q * s->ph + Y) * s->rs;
 }
 
 MDFI_COLD int mdfi_qgemm_cg_ok(const mdfi_qgemm_kernel *k, const mdfi_conv_geom *g)

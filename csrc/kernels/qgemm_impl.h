@@ -53,7 +53,8 @@ typedef void (*mdfi_qgemm_epi)(const mdfi_qepilogue *e, int m0, const uint32_t *
 
 /* Interleaves one k group into np full NR-wide panels: src[t] (t < G)
  * points at np*NR input elements (int8 or int16, any alignment) of row
- * g*G + t; panel p (at dst + p*step bytes, aligned as the ukr's b) gets
+ * g*G + t; panel p (at dst + p*step bytes, any alignment: the channel-
+ * grouped input's rows are packed tight) gets
  * dst[j*G + t] = convert(src[t][p*NR + j]) for j < NR. */
 typedef void (*mdfi_qgemm_interleave)(void *dst, size_t step, const void *const *src, int np);
 

@@ -90,8 +90,8 @@ static void interleave_sext(void *dst, size_t step, const void *const *src, int 
         __m128i x0 = _mm_loadu_si128((const __m128i *)(s0 + 16 * p));
         __m128i x1 = _mm_loadu_si128((const __m128i *)(s1 + 16 * p));
         __m256i *o = (__m256i *)d;
-        _mm256_store_si256(o, _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x0, x1)));
-        _mm256_store_si256(o + 1, _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(x0, x1)));
+        _mm256_storeu_si256(o, _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x0, x1)));
+        _mm256_storeu_si256(o + 1, _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(x0, x1)));
     }
 }
 
@@ -104,8 +104,8 @@ static void interleave_i16(void *dst, size_t step, const void *const *src, int n
         for (int h = 0; h < 2; ++h) {
             __m128i x0 = _mm_loadu_si128((const __m128i *)(s0 + 16 * p + 8 * h));
             __m128i x1 = _mm_loadu_si128((const __m128i *)(s1 + 16 * p + 8 * h));
-            _mm_store_si128(o + 2 * h, _mm_unpacklo_epi16(x0, x1));
-            _mm_store_si128(o + 2 * h + 1, _mm_unpackhi_epi16(x0, x1));
+            _mm_storeu_si128(o + 2 * h, _mm_unpacklo_epi16(x0, x1));
+            _mm_storeu_si128(o + 2 * h + 1, _mm_unpackhi_epi16(x0, x1));
         }
     }
 }
@@ -124,10 +124,10 @@ static void interleave_xor4(void *dst, size_t step, const void *const *src, int 
         __m128i a = _mm_unpacklo_epi8(x0, x1), b = _mm_unpacklo_epi8(x2, x3);
         __m128i c = _mm_unpackhi_epi8(x0, x1), e = _mm_unpackhi_epi8(x2, x3);
         __m128i *o = (__m128i *)d;
-        _mm_store_si128(o, _mm_xor_si128(_mm_unpacklo_epi16(a, b), flip));
-        _mm_store_si128(o + 1, _mm_xor_si128(_mm_unpackhi_epi16(a, b), flip));
-        _mm_store_si128(o + 2, _mm_xor_si128(_mm_unpacklo_epi16(c, e), flip));
-        _mm_store_si128(o + 3, _mm_xor_si128(_mm_unpackhi_epi16(c, e), flip));
+        _mm_storeu_si128(o, _mm_xor_si128(_mm_unpacklo_epi16(a, b), flip));
+        _mm_storeu_si128(o + 1, _mm_xor_si128(_mm_unpackhi_epi16(a, b), flip));
+        _mm_storeu_si128(o + 2, _mm_xor_si128(_mm_unpacklo_epi16(c, e), flip));
+        _mm_storeu_si128(o + 3, _mm_xor_si128(_mm_unpackhi_epi16(c, e), flip));
     }
 }
 

@@ -78,8 +78,8 @@ static void interleave_sext(void *dst, size_t step, const void *const *src, int 
             __m128i x1 = _mm_loadu_si128((const __m128i *)(s1 + 32 * p + 16 * h));
             __m256i lo = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x0, x1));
             __m256i hi = _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(x0, x1));
-            _mm256_store_si256((__m256i *)(d + 64 * h), lo);
-            _mm256_store_si256((__m256i *)(d + 64 * h + 32), hi);
+            _mm256_storeu_si256((__m256i *)(d + 64 * h), lo);
+            _mm256_storeu_si256((__m256i *)(d + 64 * h + 32), hi);
         }
     }
 }
@@ -93,8 +93,8 @@ void mdfi_qgemm_interleave_avx512_i16(void *dst, size_t step, const void *const 
         for (int h = 0; h < 4; ++h) {
             __m128i x0 = _mm_loadu_si128((const __m128i *)(s0 + 32 * p + 8 * h));
             __m128i x1 = _mm_loadu_si128((const __m128i *)(s1 + 32 * p + 8 * h));
-            _mm_store_si128((__m128i *)(d + 32 * h), _mm_unpacklo_epi16(x0, x1));
-            _mm_store_si128((__m128i *)(d + 32 * h + 16), _mm_unpackhi_epi16(x0, x1));
+            _mm_storeu_si128((__m128i *)(d + 32 * h), _mm_unpacklo_epi16(x0, x1));
+            _mm_storeu_si128((__m128i *)(d + 32 * h + 16), _mm_unpackhi_epi16(x0, x1));
         }
     }
 }

@@ -92,10 +92,10 @@ static void interleave_xor(void *dst, size_t step, const void *const *src, int n
         __m256i q0 = _mm256_unpacklo_epi16(p01l, p23l), q1 = _mm256_unpackhi_epi16(p01l, p23l);
         __m256i q2 = _mm256_unpacklo_epi16(p01h, p23h), q3 = _mm256_unpackhi_epi16(p01h, p23h);
         __m256i *o = (__m256i *)d;
-        _mm256_store_si256(o, _mm256_permute2x128_si256(q0, q1, 0x20));
-        _mm256_store_si256(o + 1, _mm256_permute2x128_si256(q2, q3, 0x20));
-        _mm256_store_si256(o + 2, _mm256_permute2x128_si256(q0, q1, 0x31));
-        _mm256_store_si256(o + 3, _mm256_permute2x128_si256(q2, q3, 0x31));
+        _mm256_storeu_si256(o, _mm256_permute2x128_si256(q0, q1, 0x20));
+        _mm256_storeu_si256(o + 1, _mm256_permute2x128_si256(q2, q3, 0x20));
+        _mm256_storeu_si256(o + 2, _mm256_permute2x128_si256(q0, q1, 0x31));
+        _mm256_storeu_si256(o + 3, _mm256_permute2x128_si256(q2, q3, 0x31));
     }
 }
 
