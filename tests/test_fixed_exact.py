@@ -1,6 +1,7 @@
 """Fixed-point pipeline: the C layers give exactly the integers of the numpy reference
 (weights_tools/fixed_ref.py) for every layer, every kernel path and thread count."""
 import os
+import pathlib
 import subprocess
 
 import numpy as np
@@ -454,6 +455,28 @@ def test_yolo_head_lookup_equals_dequantize_and_logistic(golden, tiny8):
             got = net.layer_output(head)
             assert np.abs(got - want).max() <= 6e-8          # at most one float32 ulp (libm)
             assert np.mean(got == want) > 0.999
+
+
+def test_yolo_head_scale_x_y_on_threads(golden, tiny8, tmp_path):
+    """The same head with scale_x_y (x and y scaled about 1/2, in float as AlexeyAB's
+    scal_add_cpu), its channels split over 1 and 3 threads: x and y are the plain head's
+    values scaled, every other channel the same bits."""
+    cfg = tmp_path / "tiny8_sxy.cfg"
+    cfg.write_text(pathlib.Path(tiny8[0]).read_text().replace("[yolo]", "[yolo]\nscale_x_y=1.05"))
+    x = np.load(golden / "yolov3-tiny" / "eagle.input.npy")
+    with mdfi.Network(*tiny8, outputs=[16, 23]) as net:
+        net.forward(x)
+        plain = [net.layer_output(h).copy() for h in (16, 23)]
+    s = np.float32(1.05)
+    b = np.float32(-0.5 * (float(s) - 1))   # from the float the cfg parses, in double
+    for threads in (1, 3):
+        with mdfi.Network(cfg, tiny8[1], threads=threads, outputs=[16, 23]) as net:
+            net.forward(x)
+            for p, h in zip(plain, (16, 23)):
+                xy = np.isin(np.arange(p.shape[0]) % 85, (0, 1))
+                want = p.copy()
+                want[xy] = want[xy] * s + b
+                np.testing.assert_array_equal(net.layer_output(h), want, err_msg=f"x{threads}")
 
 
 W8A16_CFG = """[net]

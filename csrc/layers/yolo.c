@@ -192,14 +192,6 @@ static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
     mdfi_pool_run(ctx->pool, threads, yolo_cols, &j);
 }
 
-/* scale_add on x and y (Gaussian: and their sigmas) of every anchor. */
-static void scale_xy(const mdfi_yolo_spec *y, float *out, size_t plane)
-{
-    for (int a = 0; a < y->n_mask; ++a)
-        scale_add(out + (size_t)a * (y->classes + 5 + 4 * y->gaussian) * plane,
-                  (size_t)(2 + 2 * y->gaussian) * plane, y->scale_xy);
-}
-
 /* ---- fixed point: a float head reading integers --------------------------------
  * The logistic of every integer the input format can hold, made at prepare
  * with Darknet's double arithmetic (as the numpy reference computes it): a
@@ -233,32 +225,38 @@ static mdfi_status fixed_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdf
     return MDFI_OK;
 }
 
-static void fixed_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
+/* Channel c (the channels are split over the threads): the table's
+ * logistic, or w and h (all with new_coords) dequantized; then scale_add on
+ * x and y (the fixed-point head has no Gaussian form). */
+static void fixed_channel(const mdfi_layer *l, const mdfi_run_ctx *ctx, int c)
 {
     const fx_yolo *y = l->priv;
     const mdfi_yolo_spec *spec = l->spec;
     const size_t plane = (size_t)l->out_h * l->out_w;
     const int bits = l->q_in.bits;
     const float *lut = y->logistic + ((size_t)1 << (bits - 1));   /* lut[q] for signed q */
-    const int chans = spec->n_mask * (spec->classes + 5);
-    for (int c = 0; c < chans; ++c) {
-        const int k = c % (spec->classes + 5);
-        const size_t at = (size_t)c * plane;
-        float *out = ctx->out + at;
-        if (k == 2 || k == 3 || spec->new_coords) {   /* w, h (or all) stay raw */
-            mdfi_fx_dequantize((const char *)ctx->in[0] + at * (size_t)(bits / 8), l->q_in, out,
-                               plane);
-        } else if (bits == 8) {
-            const int8_t *q = (const int8_t *)ctx->in[0] + at;
-            for (size_t i = 0; i < plane; ++i)
-                out[i] = lut[q[i]];
-        } else {
-            const int16_t *q = (const int16_t *)ctx->in[0] + at;
-            for (size_t i = 0; i < plane; ++i)
-                out[i] = lut[q[i]];
-        }
+    const int k = c % (spec->classes + 5);
+    const size_t at = (size_t)c * plane;
+    float *out = ctx->out + at;
+    if (k == 2 || k == 3 || spec->new_coords) {   /* w, h (or all) stay raw */
+        mdfi_fx_dequantize((const char *)ctx->in[0] + at * (size_t)(bits / 8), l->q_in, out,
+                           plane);
+    } else if (bits == 8) {
+        const int8_t *q = (const int8_t *)ctx->in[0] + at;
+        for (size_t i = 0; i < plane; ++i)
+            out[i] = lut[q[i]];
+    } else {
+        const int16_t *q = (const int16_t *)ctx->in[0] + at;
+        for (size_t i = 0; i < plane; ++i)
+            out[i] = lut[q[i]];
     }
-    scale_xy(spec, ctx->out, plane);
+    if (k < 2)
+        scale_add(out, plane, spec->scale_xy);
+}
+
+static void fixed_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
+{
+    mdfi_fx_by_channel(l, ctx, fixed_channel);
 }
 
 static void fixed_destroy(mdfi_layer *l)
