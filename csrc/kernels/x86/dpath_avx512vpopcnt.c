@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include "kernels/dpath_gated.h"
+#include "kernels/x86/dpath_rows3.h"
 
 static void counts3(const mdfi_dpath_gate_geom *g, const uint64_t *s0, const uint64_t *w,
                     const int32_t *kc, float *out, const int32_t *list, int k)
@@ -15,10 +16,7 @@ static void counts3(const mdfi_dpath_gate_geom *g, const uint64_t *s0, const uin
     const int W = g->words;
     const ptrdiff_t pw = g->pw;
     __m256i a[6];   /* [word plane][window row]: the filter's three words */
-    for (int r = 0; r < 3 * W; ++r) {
-        const uint64_t *wr = w + (size_t)(r % 3) * 3 * W + r / 3;
-        a[r] = _mm256_setr_epi64x((long long)wr[0], (long long)wr[W], (long long)wr[2 * W], 0);
-    }
+    mdfi_rows3_filter(w, W, a);
     for (int j = 0; j < k; ++j) {
         const int32_t n = list[j];
         __m256i c = _mm256_setzero_si256();
@@ -33,9 +31,7 @@ static void counts3(const mdfi_dpath_gate_geom *g, const uint64_t *s0, const uin
                                                      _mm256_add_epi64(_mm256_popcnt_epi64(x1),
                                                                       _mm256_popcnt_epi64(x2))));
         }
-        const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
-        mdfi_gated_finish(out, n, kc, g->cls,
-                          _mm_cvtsi128_si32(_mm_add_epi64(h, _mm_unpackhi_epi64(h, h))));
+        mdfi_gated_finish(out, n, kc, g->cls, mdfi_rows3_sum(c));
     }
 }
 
