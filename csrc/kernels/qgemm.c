@@ -250,8 +250,7 @@ MDFI_COLD void mdfi_qgemm_epi_scalar(const mdfi_qepilogue *e, int m0, const uint
 {
     for (int r = 0; r < mv; ++r) {
         const int m = m0 + r;
-        /* bias - corr + sum, wrapping in uint32: the true value is in range. */
-        uint32_t add = (e->bias ? (uint32_t)e->bias[m] : 0u) - (corr ? corr[m] : 0u);
+        const uint32_t add = mdfi_qgemm_row_offset(e, corr, m);
         const int32_t *ar = acc + (size_t)r * ldacc;
         for (int j = 0; j < nv; ++j) {
             int32_t v = mdfi_qgemm_requant((int32_t)((uint32_t)ar[j] + add), m, e);
@@ -272,7 +271,7 @@ static void epi_raw(const mdfi_qepilogue *e, int m0, const uint32_t *corr, const
 {
     for (int r = 0; r < mv; ++r) {
         const int m = m0 + r;
-        const uint32_t add = (e->bias ? (uint32_t)e->bias[m] : 0u) - (corr ? corr[m] : 0u);
+        const uint32_t add = mdfi_qgemm_row_offset(e, corr, m);
         const v4u va = {add, add, add, add};
         const int32_t *ar = acc + (size_t)r * ldacc;
         int32_t *o = (int32_t *)c + (size_t)r * ldc;
@@ -295,7 +294,7 @@ static void epi_raw_pairs(const mdfi_qepilogue *e, int m0, const uint32_t *corr,
 {
     for (int r = 0; r < mv; ++r) {
         const int m = m0 + r;
-        const uint32_t add = (e->bias ? (uint32_t)e->bias[m] : 0u) - (corr ? corr[m] : 0u);
+        const uint32_t add = mdfi_qgemm_row_offset(e, corr, m);
         const int32_t *ar = acc + (size_t)r * ldacc;
         int32_t *o = (int32_t *)c + (size_t)r * ldc;
         int j = 0;
@@ -635,14 +634,14 @@ static cg_shape cg_shape_of(const mdfi_qgemm_kernel *k, const mdfi_conv_geom *g)
     return s;
 }
 
-static char *cg_row(const cg_shape *s, void *X, int q, int Y)
-{
-    return (char *)X + ((size_t)q * s->ph + Y) * s->rs;
-}
-
 static const char *cg_crow(const cg_shape *s, const void *X, int q, int Y)
 {
     return (const char *)X + ((size_t)q * s->ph + Y) * s->rs;
+}
+
+static char *cg_row(const cg_shape *s, void *X, int q, int Y)
+{
+    return (char *)cg_crow(s, X, q, Y);
 }
 
 MDFI_COLD int mdfi_qgemm_cg_ok(const mdfi_qgemm_kernel *k, const mdfi_conv_geom *g)
@@ -687,7 +686,7 @@ MDFI_COLD void mdfi_qgemm_cg_order(const mdfi_qgemm_kernel *k, const mdfi_conv_g
         }
 }
 
-/* n tuples of the converted zero. */
+/* bytes of the converted zero (0x80 where B is stored as b + 128). */
 static void cg_zero(const mdfi_qgemm_kernel *k, char *o, size_t bytes)
 {
     memset(o, k->b_conv == MDFI_QB_XOR80 ? 0x80 : 0, bytes);

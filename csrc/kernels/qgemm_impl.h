@@ -99,6 +99,13 @@ size_t mdfi_qgemm_corr_offset(const mdfi_qgemm_kernel *k, int M, int K);
 /* MR used for M rows (packing and the call both derive it from M alone). */
 int mdfi_qgemm_mr(const mdfi_qgemm_kernel *k, int M);
 
+/* What an epilogue adds to row m's sums: the bias less the B offset's
+ * correction (corr may be NULL), in uint32: the sum wraps back into range. */
+static inline uint32_t mdfi_qgemm_row_offset(const mdfi_qepilogue *e, const uint32_t *corr, int m)
+{
+    return (e->bias ? (uint32_t)e->bias[m] : 0u) - (corr ? corr[m] : 0u);
+}
+
 /* The specified requantization of one sum x (bias and correction already
  * added) for output channel m: activation, scale, saturation. */
 int32_t mdfi_qgemm_requant(int32_t x, int m, const mdfi_qepilogue *e);

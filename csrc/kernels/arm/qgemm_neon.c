@@ -171,7 +171,7 @@ void mdfi_qgemm_epi_neon(const mdfi_qepilogue *e, int m0, const uint32_t *corr,
     rc.mode = e->mult != NULL;
     for (int r = 0; r < mv; ++r) {
         const int m = m0 + r, s = e->shift[m];
-        uint32_t add = (e->bias ? (uint32_t)e->bias[m] : 0u) - (corr ? corr[m] : 0u);
+        uint32_t add = mdfi_qgemm_row_offset(e, corr, m);
         rc.add = vreinterpretq_s32_u32(vdupq_n_u32(add));
         /* Shift counts: negative = right, rounding; positive = left,
          * saturating (vqrshl does both). */

@@ -123,7 +123,7 @@ __attribute__((noinline)) static void rows16(const mdfi_qepilogue *e, int m0,
     rc.lmin = _mm256_set1_epi32(lmabs > 0 ? (int32_t)(INT32_MIN / lmabs + 1) : INT32_MIN);
     for (int r = 0; r < mv; ++r) {
         const int m = m0 + r, s = e->shift[m];
-        uint32_t add = (e->bias ? (uint32_t)e->bias[m] : 0u) - (corr ? corr[m] : 0u);
+        uint32_t add = mdfi_qgemm_row_offset(e, corr, m);
         rc.add = _mm256_set1_epi32((int32_t)add);
         const int64_t mu = e->mult ? e->mult[m] : 1;
         rc.mult = _mm256_set1_epi32((int32_t)mu);
