@@ -773,17 +773,34 @@ static void pack_b_cg(const mdfi_qgemm_kernel *k, const mdfi_conv_geom *g, const
         if (col < w)   /* past the last column: zeros */
             runs[nrun++] = (cg_run){col * s.tb, (w - col) * s.tb, (size_t)-1, p};
     }
-    for (int g0 = 0; g0 < kc; g0 += G) {
-        const int gi = (k0 + g0) / G, q = gi / taps, ky = gi % taps / ks, kx = gi % ks;
-        const char *base = cg_crow(&s, X, q, ky) + (size_t)kx * s.tb;
+    /* Run by run, its k groups in turn (up to CHUNK at a time): each run's
+     * part of its panel is written in order, one k group's rows after the
+     * other, from the k groups' rows of X. */
+    enum { CHUNK = 64 };
+    size_t off[CHUNK];   /* k group's tap and channel group, from X */
+    for (int c0 = 0; c0 < kc; c0 += CHUNK * G) {
+        const int c1 = kc - c0 < CHUNK * G ? kc : c0 + CHUNK * G;
+        int n = 0;
+        for (int g0 = c0; g0 < c1; g0 += G, ++n) {
+            const int gi = (k0 + g0) / G, q = gi / taps, ky = gi % taps / ks, kx = gi % ks;
+            off[n] = (size_t)(cg_crow(&s, X, q, ky) - (const char *)X) + (size_t)kx * s.tb;
+        }
         for (int r = 0; r < nrun; ++r) {
             const cg_run *u = &runs[r];
             const int w = u->panel == np - 1 ? last_w : nr;
-            char *d = (char *)dst + (size_t)u->panel * b_panel + (size_t)g0 * w * s.eb + u->dst;
-            if (u->src == (size_t)-1)
-                zero_bytes(d, (size_t)u->len);
-            else
-                copy_bytes_inl(d, base + u->src, (size_t)u->len);
+            const size_t step = (size_t)w * s.tb, len = (size_t)u->len;
+            char *d = (char *)dst + (size_t)u->panel * b_panel + (size_t)c0 * w * s.eb + u->dst;
+            const char *src = (const char *)X + u->src;
+            if (u->src == (size_t)-1) {
+                for (int i = 0; i < n; ++i)
+                    zero_bytes(d + i * step, len);
+            } else if (len == 128) {   /* a whole row of 32 columns of 4 bytes (VNNI) */
+                for (int i = 0; i < n; ++i)
+                    memcpy(d + i * step, src + off[i], 128);
+            } else {
+                for (int i = 0; i < n; ++i)
+                    copy_bytes_inl(d + i * step, src + off[i], len);
+            }
         }
     }
 }
