@@ -1,5 +1,6 @@
 /* [upsample]: nearest neighbour by `stride`, times `scale`. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/error.h"
 #include "layers/fixed.h"
@@ -73,15 +74,23 @@ static void upsample_channel(const mdfi_layer *l, const mdfi_run_ctx *ctx, int c
     const int shift = l->q_in.frac - l->q_out.frac;
     const size_t plane = (size_t)l->in_h * l->in_w;
     size_t o = (size_t)c * l->out_h * l->out_w;
-    if (ib == ob && !shift) {   /* the usual case, a copy: no division per value */
-        for (int y = 0; y < l->out_h; ++y) {
+    if (ib == ob && !shift) {   /* the usual case, a copy: each input row's output row
+                                   is made once, then copied for the stride's others */
+        const size_t eb = (size_t)ib / 8, ow = (size_t)l->out_w;
+        char *out = (char *)ctx->out + o * eb;
+        for (int y = 0; y < l->out_h; y += st) {
             const size_t r = c * plane + (size_t)(y / st) * l->in_w;
-            for (int x = 0; x < l->in_w; ++x)
-                for (int k = 0; k < st; ++k, ++o)
-                    if (ib == 8)
-                        ((int8_t *)ctx->out)[o] = ((const int8_t *)ctx->in[0])[r + x];
-                    else
-                        ((int16_t *)ctx->out)[o] = ((const int16_t *)ctx->in[0])[r + x];
+            char *row = out + (size_t)y * ow * eb;
+            if (ib == 8)
+                for (int x = 0; x < l->in_w; ++x)
+                    for (int k = 0; k < st; ++k)
+                        row[x * st + k] = ((const char *)ctx->in[0])[r + x];
+            else
+                for (int x = 0; x < l->in_w; ++x)
+                    for (int k = 0; k < st; ++k)
+                        ((int16_t *)row)[x * st + k] = ((const int16_t *)ctx->in[0])[r + x];
+            for (int k = 1; k < st && y + k < l->out_h; ++k)
+                memcpy(row + (size_t)k * ow * eb, row, ow * eb);
         }
         return;
     }
