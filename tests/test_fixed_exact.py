@@ -399,6 +399,44 @@ def test_wide_2x2_pools_take_the_vector_rows(tmp_path):
                                                                        f"layer {i}")
 
 
+@pytest.mark.parametrize("h,w", [(2, 2), (2, 17), (3, 2), (13, 13), (7, 40)])
+def test_2x2_stride1_pool_over_a_whole_plane(tmp_path, h, w):
+    """The int8 2x2/1 pool of an unchanged format runs a plane as one long row of
+    windows, then fixes the last column and row (layers/maxpool.c): the
+    reference's integers on planes down to 2x2, values saturated at both ends."""
+    cfg = tmp_path / "p.cfg"
+    cfg.write_text(f"""[net]
+height={h}
+width={w}
+channels=2
+[convolutional]
+fixed_in=8:6
+fixed_w=8:7
+fixed_out=8:3
+filters=3
+size=1
+stride=1
+pad=0
+activation=linear
+[maxpool]
+size=2
+stride=1
+fixed_out=8:3
+""")
+    qw = random_qweights({0: (1, 3, 2, 1, (8, 6), (8, 7), (8, 3))}, 2, seed=h * w, scale=127)
+    qw.records[0].bias[:2] = (-2 ** 24, 2 ** 24)
+    qpath = tmp_path / "p.qweights"
+    qwf.write(qpath, qw)
+    x = np.random.default_rng(w).normal(0, 2, (2, h, w)).astype(np.float32)
+    ref = FixedNet(str(cfg), str(qpath)).forward(x)
+    assert ref[1].q.shape == (3, h, w)
+    with mdfi.Network(cfg, qpath, outputs=[1]) as net:
+        net.forward(x)
+        q, frac = net.layer_output_int(1)
+    assert frac == ref[1].fmt.frac
+    np.testing.assert_array_equal(q, ref[1].q)
+
+
 def test_arithmetic_helpers():
     """The reference's rounding and saturation rules (docs/fixed-point.md)."""
     assert list(rshift_round(np.array([5, 6, 7, -5, -6, -7]), 1)) == [3, 3, 4, -2, -3, -3]

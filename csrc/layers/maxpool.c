@@ -193,6 +193,22 @@ static void maxpool_channel(const mdfi_layer *l, const mdfi_run_ctx *ctx, int c)
             }
         return;
     }
+    if (ib == 8 && same && l->size == 2 && l->stride == 1 && l->pad / 2 == 0 &&
+        l->out_h == l->in_h && l->out_w == l->in_w && l->in_h > 1 && l->in_w > 1) {
+        /* 2x2 / 1, the window clipped at the right and bottom edges
+         * (yolov3-tiny's 13x13 pool): the plane as one long row of windows
+         * (vectorized), then the last column, whose windows that row wraps
+         * into the next row, and the last row, which has no row below */
+        const int8_t *a = (const int8_t *)ctx->in[0] + c * plane;
+        int8_t *d = (int8_t *)ctx->out + o;
+        const int w = l->in_w, last = (l->in_h - 1) * w;
+        mdfi_max2x2s1_row_i8(a, a + w, last - 1, d);
+        for (int i = w - 1; i < last; i += w)
+            d[i] = a[i] > a[i + w] ? a[i] : a[i + w];
+        mdfi_max2x2s1_row_i8(a + last, a + last, w - 1, d + last);
+        d[last + w - 1] = a[last + w - 1];
+        return;
+    }
     const mdfi_pool2d p = {l->size, l->stride, l->pad, l->in_h, l->in_w, l->out_h, l->out_w,
                            l->out_c};
     if (ib == 8)
