@@ -39,6 +39,26 @@ void mdfi_max2x2_row(const float *a, const float *b, int n, float *out)
     }
 }
 
+void mdfi_max2x2s1_row(const float *a, const float *b, int n, float *out)
+{
+    int i = 0;
+#if defined(__SSE2__)
+    const __m128 lowest = _mm_set1_ps(-FLT_MAX);
+    for (; i + 4 <= n; i += 4) {
+        __m128 m = _mm_max_ps(_mm_loadu_ps(a + i), lowest);
+        m = _mm_max_ps(_mm_loadu_ps(a + i + 1), m);
+        m = _mm_max_ps(_mm_loadu_ps(b + i), m);
+        _mm_storeu_ps(out + i, _mm_max_ps(_mm_loadu_ps(b + i + 1), m));
+    }
+#endif
+    for (; i < n; ++i) {
+        float m = max_into(a[i], -FLT_MAX);
+        m = max_into(a[i + 1], m);
+        m = max_into(b[i], m);
+        out[i] = max_into(b[i + 1], m);
+    }
+}
+
 #define MAX2(x, y) ((x) > (y) ? (x) : (y))
 
 void mdfi_max2x2_row_i8(const int8_t *a, const int8_t *b, int n, int8_t *out)

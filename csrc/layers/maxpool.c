@@ -90,10 +90,31 @@ void mdfi_maxpool_band(const mdfi_pool2d *p, const float *in, int r0, int r1, in
     }
 }
 
+/* A 2x2 / 1 pool whose windows start at the pixel and are clipped at the
+ * right and bottom edges (yolov3-tiny's 13x13 one): it runs a plane as one
+ * long row of windows (vectorized), then the last column, whose windows that
+ * row wraps into the next row, and the last row, which has none below. */
+static int s1_plane(const mdfi_layer *l)
+{
+    return l->size == 2 && l->stride == 1 && l->pad / 2 == 0 && l->out_h == l->in_h &&
+           l->out_w == l->in_w && l->in_h > 1 && l->in_w > 1;
+}
+
 /* Channel c (threads split the channels: mdfi_fx_by_channel). */
 static void float_channel(const mdfi_layer *l, const mdfi_run_ctx *ctx, int c)
 {
     const mdfi_pool2d p = {l->size, l->stride, l->pad, l->in_h, l->in_w, l->out_h, l->out_w, 1};
+    if (s1_plane(l)) {   /* the edges' windows by pool_one, in Darknet's order of taps */
+        const int w = l->in_w, h = l->in_h, last = (h - 1) * w;
+        const float *a = ctx->in[0] + (size_t)c * h * w;
+        float *d = ctx->out + (size_t)c * h * w;
+        mdfi_max2x2s1_row(a, a + w, last - 1, d);
+        for (int y = 0; y < h; ++y)
+            d[y * w + w - 1] = pool_one(&p, a, 0, y, y + 2 < h ? y + 2 : h, w - 1);
+        /* the last row's windows: its row twice (taps seen again change nothing) */
+        mdfi_max2x2s1_row(a + last, a + last, w - 1, d + last);
+        return;
+    }
     mdfi_maxpool_band(&p, ctx->in[0] + (size_t)c * l->in_h * l->in_w, 0, l->in_h, 0, l->out_h,
                       ctx->out + (size_t)c * l->out_h * l->out_w);
 }
@@ -193,12 +214,7 @@ static void maxpool_channel(const mdfi_layer *l, const mdfi_run_ctx *ctx, int c)
             }
         return;
     }
-    if (ib == 8 && same && l->size == 2 && l->stride == 1 && l->pad / 2 == 0 &&
-        l->out_h == l->in_h && l->out_w == l->in_w && l->in_h > 1 && l->in_w > 1) {
-        /* 2x2 / 1, the window clipped at the right and bottom edges
-         * (yolov3-tiny's 13x13 pool): the plane as one long row of windows
-         * (vectorized), then the last column, whose windows that row wraps
-         * into the next row, and the last row, which has no row below */
+    if (ib == 8 && same && s1_plane(l)) {
         const int8_t *a = (const int8_t *)ctx->in[0] + c * plane;
         int8_t *d = (int8_t *)ctx->out + o;
         const int w = l->in_w, last = (l->in_h - 1) * w;
