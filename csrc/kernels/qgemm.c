@@ -799,7 +799,7 @@ static void pack_b_cg(const mdfi_qgemm_kernel *k, const mdfi_conv_geom *g, const
                     memcpy(d + i * step, src + off[i], 128);
             } else {
                 for (int i = 0; i < n; ++i)
-                    copy_bytes_inl(d + i * step, src + off[i], len);
+                    copy_bytes(d + i * step, src + off[i], len);
             }
         }
     }
