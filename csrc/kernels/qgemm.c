@@ -875,9 +875,9 @@ static void conv(const mdfi_qgemm_kernel *k, int M, const mdfi_conv_geom *g, con
         k->b_conv == MDFI_QB_XOR80
             ? (const uint32_t *)((const char *)packed_a + mdfi_qgemm_corr_offset(k, M, b.K))
             : NULL;
-    const mdfi_qgemm_epi fin = epi->out_bits == 32 ? (k->epi_raw  ? k->epi_raw
-                                                      : epi->pairs ? epi_raw_pairs
-                                                                   : epi_raw)
+    const mdfi_qgemm_epi fin = epi->out_bits == 32 ? (!epi->pairs   ? epi_raw
+                                                      : k->epi_pairs ? k->epi_pairs
+                                                                     : epi_raw_pairs)
                                : k->epi                ? k->epi
                                                        : mdfi_qgemm_epi_scalar;
     const int cdiv = epi->out_bits == 32 && epi->pairs ? 2 : 1;   /* C's columns per sum */

@@ -80,7 +80,7 @@ struct mdfi_qgemm_kernel {
     int ntiles;
     const mdfi_qgemm_tile *tiles;
     mdfi_qgemm_epi epi;               /* NULL: mdfi_qgemm_epi_scalar */
-    mdfi_qgemm_epi epi_raw;           /* out_bits 32 (pairs too); NULL: the portable one */
+    mdfi_qgemm_epi epi_pairs;         /* out_bits 32 with pairs; NULL: the portable one */
     mdfi_qgemm_interleave interleave; /* NULL: the portable one */
     /* The reference replaces the tiled driver with its own loops. */
     size_t (*workspace)(int M, const mdfi_conv_geom *g);
@@ -122,8 +122,9 @@ extern const mdfi_qgemm_kernel mdfi_qgemm_avx2_8, mdfi_qgemm_avx2_16, mdfi_qgemm
  * issue about as fast as a 512-bit form's ~14 per 16 on two. */
 void mdfi_qgemm_epi_avx2(const mdfi_qepilogue *e, int m0, const uint32_t *corr,
                          const int32_t *acc, int ldacc, int mv, int nv, void *c, size_t ldc);
-void mdfi_qgemm_epi_raw_avx2(const mdfi_qepilogue *e, int m0, const uint32_t *corr,
-                             const int32_t *acc, int ldacc, int mv, int nv, void *c, size_t ldc);
+void mdfi_qgemm_epi_pairs_avx2(const mdfi_qepilogue *e, int m0, const uint32_t *corr,
+                               const int32_t *acc, int ldacc, int mv, int nv, void *c,
+                               size_t ldc);
 #endif
 #ifdef MDFI_HAVE_AVX512
 extern const mdfi_qgemm_kernel mdfi_qgemm_avx512_8, mdfi_qgemm_avx512_16;

@@ -45,6 +45,11 @@ typedef struct {
     int cg;                    /* the GEMM reads X (mdfi_qgemm_conv_cg): B panels are
                                   copies, not im2col rows interleaved per call */
     int cg_rows;               /* cg: input rows a conversion task takes */
+    int cg_flat;               /* cg, unpadded, a whole plane a task: X's rows of a
+                                  group follow each other as the plane's do, so it is
+                                  put as one long row (flat: its geometry); a 13x13
+                                  map's 13 short rows cost more than their copy */
+    mdfi_conv_geom flat;
     int band;                  /* fused: maxpool output rows per task */
     int pool_sums;             /* fused, epilogue monotone: pool the int32 sums, then
                                   requantize a quarter as many (2x2 / 2) */
@@ -267,6 +272,10 @@ static mdfi_status gemm_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi
                      : CG_TMP_BYTES / row > 0 ? (int)(CG_TMP_BYTES / row) : 1;
         if (row * (size_t)p->cg_rows > ws)
             ws = row * (size_t)p->cg_rows;
+        p->cg_flat = !g->pad && p->cg_rows == g->in_h;
+        p->flat = *g;
+        p->flat.in_w *= g->in_h;
+        p->flat.in_h = 1;
     }
     p->pool_sums = 0;
     if (l->fused) {
@@ -453,11 +462,11 @@ static void cg_task(void *arg, int task, int thread)
             plane[t] = mine;
         }
     }
-    for (int y = y0; y < y1; ++y) {
+    for (int y = y0; y < (p->cg_flat ? 1 : y1); ++y) {
         const void *rows[4];
         for (int t = 0; t < G; ++t)
             rows[t] = plane[t] + (size_t)(y - y0) * W * ib;
-        mdfi_qgemm_cg_put_row(p->kern, &p->s.geom, rows, j->stage, q, y);
+        mdfi_qgemm_cg_put_row(p->kern, p->cg_flat ? &p->flat : g, rows, j->stage, q, y);
     }
     if (y0 == 0)
         mdfi_qgemm_cg_pad_rows(p->kern, &p->s.geom, j->stage, q);

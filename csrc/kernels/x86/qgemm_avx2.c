@@ -146,18 +146,20 @@ static const mdfi_qgemm_tile tiles_p[] = {
 const mdfi_qgemm_kernel mdfi_qgemm_avx2_8 = {
     .name = "avx2-8", .isa = MDFI_ISA_AVX2, .bits = 8, .nr = NR, .kgrp = 2, .kc = 512,
     .b_conv = MDFI_QB_SEXT16, .b_block_bytes = 256 * 1024, .ntiles = 1, .tiles = tiles,
-    .epi = mdfi_qgemm_epi_avx2, .epi_raw = mdfi_qgemm_epi_raw_avx2, .interleave = interleave_sext,
+    .epi = mdfi_qgemm_epi_avx2,
+    .epi_pairs = mdfi_qgemm_epi_pairs_avx2, .interleave = interleave_sext,
 };
 
 const mdfi_qgemm_kernel mdfi_qgemm_avx2_16 = {
     .name = "avx2-16", .isa = MDFI_ISA_AVX2, .bits = 16, .nr = NR, .kgrp = 2, .kc = 512,
     .b_conv = MDFI_QB_SAME, .b_block_bytes = 256 * 1024, .ntiles = 1, .tiles = tiles,
-    .epi = mdfi_qgemm_epi_avx2, .epi_raw = mdfi_qgemm_epi_raw_avx2, .interleave = interleave_i16,
+    .epi = mdfi_qgemm_epi_avx2,
+    .epi_pairs = mdfi_qgemm_epi_pairs_avx2, .interleave = interleave_i16,
 };
 
 const mdfi_qgemm_kernel mdfi_qgemm_avx2_8p = {
     .name = "avx2-8p", .isa = MDFI_ISA_AVX2, .bits = 8, .pair_max = 128, .nr = NR, .kgrp = 4,
     .kc = 512, .b_conv = MDFI_QB_XOR80, .b_block_bytes = 256 * 1024, .ntiles = 1,
     .tiles = tiles_p, .epi = mdfi_qgemm_epi_avx2,
-    .epi_raw = mdfi_qgemm_epi_raw_avx2, .interleave = interleave_xor4,
+    .epi_pairs = mdfi_qgemm_epi_pairs_avx2, .interleave = interleave_xor4,
 };

@@ -109,12 +109,13 @@ static const mdfi_qgemm_tile tiles[] = {
 const mdfi_qgemm_kernel mdfi_qgemm_avx512_8 = {
     .name = "avx512-8", .isa = MDFI_ISA_AVX512, .bits = 8, .nr = NR, .kgrp = 2, .kc = 768,
     .b_conv = MDFI_QB_SEXT16, .b_block_bytes = 512 * 1024, .ntiles = 2, .tiles = tiles,
-    .epi = mdfi_qgemm_epi_avx2, .epi_raw = mdfi_qgemm_epi_raw_avx2, .interleave = interleave_sext,
+    .epi = mdfi_qgemm_epi_avx2,
+    .epi_pairs = mdfi_qgemm_epi_pairs_avx2, .interleave = interleave_sext,
 };
 
 const mdfi_qgemm_kernel mdfi_qgemm_avx512_16 = {
     .name = "avx512-16", .isa = MDFI_ISA_AVX512, .bits = 16, .nr = NR, .kgrp = 2, .kc = 768,
     .b_conv = MDFI_QB_SAME, .b_block_bytes = 512 * 1024, .ntiles = 2, .tiles = tiles,
     .epi = mdfi_qgemm_epi_avx2,
-    .epi_raw = mdfi_qgemm_epi_raw_avx2, .interleave = mdfi_qgemm_interleave_avx512_i16,
+    .epi_pairs = mdfi_qgemm_epi_pairs_avx2, .interleave = mdfi_qgemm_interleave_avx512_i16,
 };

@@ -117,12 +117,13 @@ const mdfi_qgemm_kernel mdfi_qgemm_avx512vnni_8 = {
     .name = "avx512vnni-8", .isa = MDFI_ISA_AVX512, .bits = 8, .needs = MDFI_CPU_VNNI,
     .nr = NR, .kgrp = 4, .kc = 1152, .b_conv = MDFI_QB_XOR80, .b_block_bytes = 512 * 1024,
     .ntiles = 3, .tiles = tiles8, .epi = mdfi_qgemm_epi_avx2,
-    .epi_raw = mdfi_qgemm_epi_raw_avx2, .interleave = interleave_xor,
+    .epi_pairs = mdfi_qgemm_epi_pairs_avx2, .interleave = interleave_xor,
 };
 
 const mdfi_qgemm_kernel mdfi_qgemm_avx512vnni_16 = {
     .name = "avx512vnni-16", .isa = MDFI_ISA_AVX512, .bits = 16, .needs = MDFI_CPU_VNNI,
     .nr = NR, .kgrp = 2, .kc = 576, .b_conv = MDFI_QB_SAME, .b_block_bytes = 512 * 1024,
-    .ntiles = 3, .tiles = tiles16, .epi = mdfi_qgemm_epi_avx2, .epi_raw = mdfi_qgemm_epi_raw_avx2,
+    .ntiles = 3, .tiles = tiles16, .epi = mdfi_qgemm_epi_avx2,
+    .epi_pairs = mdfi_qgemm_epi_pairs_avx2,
     .interleave = mdfi_qgemm_interleave_avx512_i16,
 };

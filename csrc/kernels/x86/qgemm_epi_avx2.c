@@ -190,11 +190,12 @@ void mdfi_qgemm_epi_avx2(const mdfi_qepilogue *e, int m0, const uint32_t *corr,
     }
 }
 
-/* out_bits 32 (mdfi_qgemm_epi_raw): the sums with the row's offset added,
- * and with pairs the larger of each column pair, 8 pairs a step (the SSE2
- * form's 4 took 3 % of yolov3-tiny W8A8, layer 0's 18 %). */
-void mdfi_qgemm_epi_raw_avx2(const mdfi_qepilogue *e, int m0, const uint32_t *corr,
-                             const int32_t *acc, int ldacc, int mv, int nv, void *c, size_t ldc)
+/* out_bits 32 with pairs (a kernel's epi_pairs): the sums with the row's
+ * offset added, the larger of each column pair kept, 8 pairs a step (the
+ * SSE2 form's 4 took 3 % of yolov3-tiny W8A8, layer 0's 18 %). */
+void mdfi_qgemm_epi_pairs_avx2(const mdfi_qepilogue *e, int m0, const uint32_t *corr,
+                               const int32_t *acc, int ldacc, int mv, int nv, void *c,
+                               size_t ldc)
 {
     for (int r = 0; r < mv; ++r) {
         const uint32_t add = mdfi_qgemm_row_offset(e, corr, m0 + r);
@@ -202,30 +203,21 @@ void mdfi_qgemm_epi_raw_avx2(const mdfi_qepilogue *e, int m0, const uint32_t *co
         const int32_t *ar = acc + (size_t)r * ldacc;
         int32_t *o = (int32_t *)c + (size_t)r * ldc;
         int j = 0;
-        if (e->pairs) {
-            for (; 2 * j + 16 <= nv; j += 8) {
-                const __m256 x0 = _mm256_castsi256_ps(
-                    _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(ar + 2 * j)), va));
-                const __m256 x1 = _mm256_castsi256_ps(
-                    _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(ar + 2 * j + 8)), va));
-                /* pairs (0 1 4 5 | 2 3 6 7) of x0 then x1, put in order */
-                const __m256i ev = _mm256_castps_si256(_mm256_shuffle_ps(x0, x1, 0x88));
-                const __m256i od = _mm256_castps_si256(_mm256_shuffle_ps(x0, x1, 0xdd));
-                const __m256i mx = _mm256_max_epi32(ev, od);
-                _mm256_storeu_si256((__m256i *)(o + j), _mm256_permute4x64_epi64(mx, 0xd8));
-            }
-            for (; 2 * j < nv; ++j) {
-                const int32_t x = (int32_t)((uint32_t)ar[2 * j] + add);
-                const int32_t y = (int32_t)((uint32_t)ar[2 * j + 1] + add);
-                o[j] = x > y ? x : y;
-            }
-            continue;
+        for (; 2 * j + 16 <= nv; j += 8) {
+            const __m256 x0 = _mm256_castsi256_ps(
+                _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(ar + 2 * j)), va));
+            const __m256 x1 = _mm256_castsi256_ps(
+                _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(ar + 2 * j + 8)), va));
+            /* pairs (0 1 4 5 | 2 3 6 7) of x0 then x1, put in order */
+            const __m256i ev = _mm256_castps_si256(_mm256_shuffle_ps(x0, x1, 0x88));
+            const __m256i od = _mm256_castps_si256(_mm256_shuffle_ps(x0, x1, 0xdd));
+            const __m256i mx = _mm256_max_epi32(ev, od);
+            _mm256_storeu_si256((__m256i *)(o + j), _mm256_permute4x64_epi64(mx, 0xd8));
         }
-        for (; j + 8 <= nv; j += 8) {
-            const __m256i x = _mm256_loadu_si256((const __m256i *)(ar + j));
-            _mm256_storeu_si256((__m256i *)(o + j), _mm256_add_epi32(x, va));
+        for (; 2 * j < nv; ++j) {
+            const int32_t x = (int32_t)((uint32_t)ar[2 * j] + add);
+            const int32_t y = (int32_t)((uint32_t)ar[2 * j + 1] + add);
+            o[j] = x > y ? x : y;
         }
-        for (; j < nv; ++j)
-            o[j] = (int32_t)((uint32_t)ar[j] + add);
     }
 }
