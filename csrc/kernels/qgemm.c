@@ -6,10 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-
 #include "base/error.h"
 
 /* ---- variants ---------------------------------------------------------- */
@@ -288,7 +284,8 @@ static void epi_raw(const mdfi_qepilogue *e, int m0, const uint32_t *corr, const
 }
 
 /* out_bits 32 with pairs: the sums as epi_raw, then the larger of each pair
- * of columns (nv even). */
+ * of columns (nv even).  The x86 kernels take their own (epi_pairs: AVX2),
+ * so this loop serves the others. */
 static void epi_raw_pairs(const mdfi_qepilogue *e, int m0, const uint32_t *corr,
                           const int32_t *acc, int ldacc, int mv, int nv, void *c, size_t ldc)
 {
@@ -297,22 +294,7 @@ static void epi_raw_pairs(const mdfi_qepilogue *e, int m0, const uint32_t *corr,
         const uint32_t add = mdfi_qgemm_row_offset(e, corr, m);
         const int32_t *ar = acc + (size_t)r * ldacc;
         int32_t *o = (int32_t *)c + (size_t)r * ldc;
-        int j = 0;
-#if defined(__SSE2__)
-        const __m128i va = _mm_set1_epi32((int32_t)add);
-        for (; 2 * j + 8 <= nv; j += 4) {   /* even and odd lanes apart, then their max */
-            const __m128 x0 = _mm_castsi128_ps(
-                _mm_add_epi32(_mm_loadu_si128((const __m128i *)(ar + 2 * j)), va));
-            const __m128 x1 = _mm_castsi128_ps(
-                _mm_add_epi32(_mm_loadu_si128((const __m128i *)(ar + 2 * j + 4)), va));
-            const __m128i ev = _mm_castps_si128(_mm_shuffle_ps(x0, x1, 0x88));
-            const __m128i od = _mm_castps_si128(_mm_shuffle_ps(x0, x1, 0xdd));
-            const __m128i gt = _mm_cmpgt_epi32(ev, od);
-            _mm_storeu_si128((__m128i *)(o + j),
-                             _mm_or_si128(_mm_and_si128(gt, ev), _mm_andnot_si128(gt, od)));
-        }
-#endif
-        for (; 2 * j < nv; ++j) {
+        for (int j = 0; 2 * j < nv; ++j) {
             const int32_t x = (int32_t)((uint32_t)ar[2 * j] + add);
             const int32_t y = (int32_t)((uint32_t)ar[2 * j + 1] + add);
             o[j] = x > y ? x : y;
