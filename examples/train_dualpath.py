@@ -303,7 +303,7 @@ def remeasure(args, data, record_extra=None):
 
 
 def run(argv, *, script, variants, default, tag, build_fn, description, constrain_fn=constrain,
-        penalty=None, report=None, record_extra=None, configure=None, prepare=None):
+        penalty=None, report=None, record_extra=None, configure=None, prepare=None, adopt=None):
     """Parse argv, train (or --remeasure) one variant, write OUT.cfg/.weights/.json.
     Shared by train_dualpath.py and train_fracbnn.py."""
     sys.path.insert(0, HERE)
@@ -341,8 +341,12 @@ def run(argv, *, script, variants, default, tag, build_fn, description, constrai
         if args.init_from and not args.resume:
             start = open_model(args.init_from)
             try:
-                model.load_state_dict(start.state_dict())
-            except RuntimeError as e:   # another layer list or shape
+                if adopt:
+                    print("%s: starting from %s (agreement with the file on 512 training images %.4f)"
+                          % (name, args.init_from, adopt(model, start.to(dev), data)))
+                else:
+                    model.load_state_dict(start.state_dict())
+            except (RuntimeError, ValueError) as e:   # another layer list or shape
                 raise ValueError("%s.cfg is not a %s network of this shape (%s)" % (
                     args.init_from, args.variant, str(e).splitlines()[0])) from None
         if args.teacher:

@@ -42,7 +42,7 @@ import train_dualpath as tdp  # noqa: E402
 import torch  # noqa: E402
 
 from weights_tools.torch import AvgPool, Connected, Darknet, MaxPool, Softmax  # noqa: E402
-from weights_tools.torch.fracconv import FracConv, constrain, gated_share  # noqa: E402
+from weights_tools.torch.fracconv import FracConv, adopt_folded, constrain, gated_share  # noqa: E402
 
 VARIANTS = ("ws", "ws-dense", "bn", "float")
 LEVELS = 16
@@ -145,13 +145,21 @@ def main(argv=None):
             head = model.layers[-2]
             head.weight.mul_(1.0 / (float(z.std()) + 1e-6))
 
+    def adopt(model, start, data):
+        """--init-from a .weights file: its folded layers into this variant's (float: as is)."""
+        if args_variant() == "float":
+            model.load_state_dict(start.state_dict())
+            return 1.0
+        x = torch.from_numpy(data.x_train[:512]).to(tdp.device_of(model))
+        return adopt_folded(model, start, x)
+
     def args_variant():
         return holder["args"].variant
 
     return tdp.run(argv, script=__file__, variants=VARIANTS, default="ws", tag="frac",
                    build_fn=build_fn, description=__doc__.split("\n")[0], constrain_fn=constrain,
                    penalty=penalty, report=report, record_extra=record_extra, configure=configure,
-                   prepare=prepare)
+                   prepare=prepare, adopt=adopt)
 
 
 if __name__ == "__main__":

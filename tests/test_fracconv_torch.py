@@ -149,6 +149,51 @@ def test_export_folds_ws_into_scales_and_signs(tmp_path):
     assert sorted(a) == ["biases", "gate", "range", "scales", "shift", "step", "weights"]
 
 
+@pytest.mark.parametrize("norm", ["ws", "bn"])
+def test_training_goes_on_from_the_files(norm, tmp_path):
+    """adopt_folded: a trained network saved and imported (folded scales and
+    biases) is taken back into a fresh trainable one of its norm, which then
+    computes the same integers in evaluation mode; its gates are back in units
+    of tau, and a training step moves it on from there."""
+    from weights_tools.torch import import_darknet, save
+    from weights_tools.torch.fracconv import adopt_folded
+    model = trained(norm)
+    cfg, weights = save(model, tmp_path / "fc")
+    folded = import_darknet(cfg, weights)
+    fresh = small_net(norm)
+    x = torch.rand(64, 1, 9, 7)
+    assert adopt_folded(fresh, folded, x) == 1.0
+    y = torch.rand(16, 1, 9, 7)
+    with torch.no_grad():
+        for i in range(len(model.layers) - 2):
+            a = model(y, outputs=[i])[0]
+            b = fresh(y, outputs=[i])[0]
+            if i == 0 or norm == "ws":
+                assert torch.equal(a, b), i
+            else:   # bn: the scales refolded from statistics on x may differ in the last bit
+                assert (a - b).abs().max() <= 1 and (a == b).float().mean() > 0.99, i
+    for m, f in zip(fresh.layers, model.layers):
+        if isinstance(m, FracConv) and m.gated:
+            assert float(m.tau) == pytest.approx(float(f.tau))
+            assert torch.allclose(m.gate(), f.gate())
+    before = [p.detach().clone() for p in fresh.parameters()]
+    fresh.train()
+    loss = fresh(y, outputs=[-2])[0].flatten(1).logsumexp(1).mean()
+    loss.backward()
+    torch.optim.SGD(fresh.parameters(), lr=0.01).step()
+    assert any(not torch.equal(a, b.detach()) for a, b in zip(before, fresh.parameters()))
+
+
+def test_adopting_refuses_a_file_of_another_norm(tmp_path):
+    from weights_tools.torch import import_darknet, save
+    from weights_tools.torch.fracconv import adopt_folded
+    cfg, weights = save(trained("bn"), tmp_path / "fc")
+    with pytest.raises(ValueError, match="not a 'ws' export"):
+        adopt_folded(small_net("ws"), import_darknet(cfg, weights), torch.rand(8, 1, 9, 7))
+    with pytest.raises(ValueError, match="folded layer"):
+        adopt_folded(small_net("ws"), small_net("bn"), torch.rand(8, 1, 9, 7))
+
+
 @pytest.mark.parametrize("what,bad", [
     ("gate", np.zeros(15, np.float32)),          # one per filter: 16
     ("shift", np.zeros(7, np.float32)),          # one per input channel: 8

@@ -324,3 +324,78 @@ def constrain(model):
 
 __all__ = ["FracConv", "constrain", "fracconv_layers", "gated_share", "thermometer",
            "thermometer_thresholds"]
+
+
+@torch.no_grad()
+def adopt_folded(model, folded, x):
+    """Make `model` (FracConv layers of norm "ws" or "bn") compute what `folded`
+    computes: the same network imported from a .weights file (norm "fixed"), so
+    that training goes on from a file (train_fracbnn.py --init-from).
+
+    Every parameter the two share is copied.  A "ws" layer takes the file's
+    weights as its latent weights (they are W^, of mean 0) and the gain that
+    reproduces them; its scale, mean |W^|, must then be the file's, else the file
+    is not a "ws" export and ValueError says which layer.  A "bn" layer takes
+    the statistics of its products P on x (a batch of training images, run
+    through `folded` in evaluation mode) as running statistics, with the BN
+    weight and bias that fold back to the file's scale and bias.  The gates go
+    back to units of tau.  Returns the share of x on which the two models' top
+    classes agree (evaluation mode)."""
+    pairs = list(zip(fracconv_layers(model), fracconv_layers(folded)))
+    if len(pairs) != len(fracconv_layers(folded)) or len(pairs) != len(fracconv_layers(model)):
+        raise ValueError("the networks have different numbers of [fracconv] layers")
+    products = {}
+    hooks = []
+    for k, (m, f) in enumerate(pairs):
+        if f.norm != "fixed" or m.norm not in ("ws", "bn"):
+            raise ValueError("[fracconv] %d: adopting needs a folded layer (norm 'fixed') into a "
+                             "'ws' or 'bn' one, got %r into %r" % (k, f.norm, m.norm))
+        if m.norm == "bn":
+            hooks.append(f.register_forward_hook(
+                lambda mod, inputs, out, k=k: products.__setitem__(k, mod.products(inputs[0]))))
+    folded.eval()
+    try:
+        ref = _scores(folded, x)
+    finally:
+        for h in hooks:
+            h.remove()
+    theirs = folded.state_dict()
+    mine = model.state_dict()
+    missing = [key for key in mine if key not in theirs and ".gain" not in key and ".bn." not in key]
+    if missing:
+        raise ValueError("the file's network lacks %s" % ", ".join(missing))
+    for key, v in theirs.items():
+        if key in mine:
+            if mine[key].shape != v.shape:
+                raise ValueError("%s: shape %s in the file, %s in the network"
+                                 % (key, tuple(v.shape), tuple(mine[key].shape)))
+            mine[key].copy_(v)
+    for k, (m, f) in enumerate(pairs):
+        scale, bias = f.scale.float(), f.bias.float()
+        if m.norm == "ws":
+            w = m.weight.flatten(1)
+            std = w.std(1, unbiased=False) + 1e-5
+            m.gain.copy_(std * math.sqrt(m.fan_in))
+            got = m.folded()[0]
+            if not torch.allclose(got, scale, rtol=1e-3, atol=0.0):
+                raise ValueError("[fracconv] %d: the file's scales are not mean |W| / %g, so it is "
+                                 "not a 'ws' export" % (k, m.level_unit()))
+        else:
+            p = products[k].double()
+            mean = p.mean((0, 2, 3))
+            var = p.var((0, 2, 3), correction=1)
+            sd = torch.sqrt(var) + 1e-6
+            m.bn.running_mean.copy_(mean.float())
+            m.bn.running_var.copy_(var.float())
+            m.bn.weight.copy_((scale.double() * sd).float())
+            m.bias.copy_((bias.double() + mean * scale.double()).float())
+        if m.gated:
+            m.tau.fill_(math.sqrt(m.fan_in))
+            m.gate_raw.copy_(f.gate() / m.tau)
+        m.initialized.fill_(True)
+    model.eval()
+    return float((_scores(model, x).argmax(1) == ref.argmax(1)).float().mean())
+
+
+def _scores(model, x):
+    return model(x).flatten(1)
