@@ -22,19 +22,28 @@ static inline __attribute__((always_inline)) void rows8(__m256 x0, __m256 x1, __
     _mm256_storeu_ps(o + 5 * os, x2);
 }
 
+/* G's rows, for the columns of H = g GT (H[a][j] = g[a] . G[j]). */
+static const float grow[6][4] = {{.25f, 0, 0}, {-(1 / 6.f), -(1 / 6.f), -(1 / 6.f)},
+                                 {-(1 / 6.f), 1 / 6.f, -(1 / 6.f)}, {1 / 24.f, 1 / 12.f, 1 / 6.f},
+                                 {1 / 24.f, -(1 / 12.f), 1 / 6.f}, {0, 0, 1}};
+
+/* Column j of H for the three rows of taps, then its six U = G H values:
+ * H stays in registers, so the stores are U's 36 alone (they bound it). */
 void mdfi_wino_u_avx2(const float *g, float *u, size_t us, size_t n)
 {
-    float h[18 * 8];
 #pragma GCC unroll 1
     for (size_t e = 0; e < n; e += 8) {
         const float *p = g + e * 9;
 #pragma GCC unroll 1
-        for (int a = 0; a < 3; ++a)
-            rows8(_mm256_loadu_ps(p + 24 * a), _mm256_loadu_ps(p + 24 * a + 8),
-                  _mm256_loadu_ps(p + 24 * a + 16), h + 48 * a, 8);
-#pragma GCC unroll 1
-        for (int j = 0; j < 6; ++j)
-            rows8(_mm256_loadu_ps(h + 8 * j), _mm256_loadu_ps(h + 48 + 8 * j),
-                  _mm256_loadu_ps(h + 96 + 8 * j), u + j * us + e, 6 * us);
+        for (int j = 0; j < 6; ++j) {
+            const __m256 c0 = _mm256_set1_ps(grow[j][0]), c1 = _mm256_set1_ps(grow[j][1]);
+            const __m256 c2 = _mm256_set1_ps(grow[j][2]);
+            __m256 h[3];
+            for (int a = 0; a < 3; ++a)
+                h[a] = _mm256_fmadd_ps(c2, _mm256_loadu_ps(p + 24 * a + 16),
+                                       _mm256_fmadd_ps(c1, _mm256_loadu_ps(p + 24 * a + 8),
+                                                       _mm256_mul_ps(c0, _mm256_loadu_ps(p + 24 * a))));
+            rows8(h[0], h[1], h[2], u + j * us + e, 6 * us);
+        }
     }
 }
