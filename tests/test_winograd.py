@@ -200,3 +200,26 @@ def test_program_reads_mdfi_winograd(tmp_path):
     res = subprocess.run([str(exe), "bench", str(cfg), str(wts), "--runs", "1"],
                          capture_output=True, text=True, timeout=60, env={"MDFI_WINOGRAD": "x"})
     assert res.returncode != 0 and "MDFI_WINOGRAD" in res.stderr
+
+
+@pytest.mark.parametrize("kernel", available_kernels())
+@pytest.mark.parametrize("shape", [(16, 52, 128), (4, 104, 64), (16, 30, 64), (4, 20, 128)],
+                         ids=lambda s: "c{}_{}_f{}".format(*s))
+def test_fused_bands_sized_to_the_tiles(tmp_path, kernel, shape):
+    """A conv fused with its 2x2/2 maxpool runs its tiles band by band, the band
+    chosen so that they fill the GEMM's panels (wino_band: 13 tiles a row, 52
+    wide, take bands of 12 pool rows where the default is 4, 26 tiles a row 6;
+    an odd default, 30 wide, and one that is the whole image, 20 wide, stay):
+    the same bits as the layer unfused (keep_outputs) on every thread count,
+    and Winograd's error against the direct path."""
+    c, size, filters = shape
+    cfg_text = _conv_cfg(c, size, size, filters) + "\n[maxpool]\nsize=2\nstride=2\n"
+    cfg, wts = _bn_safe(tmp_path, "fp", cfg_text, c, filters, seed=3)
+    x = np.random.default_rng(4).uniform(-1, 1, (c, size, size)).astype(np.float32)
+    want = _run(cfg, wts, x, kernel=kernel, winograd=False)
+    unfused = _run(cfg, wts, x, kernel=kernel, winograd=True, keep_outputs=True)
+    for t in (1, 2, 3):
+        np.testing.assert_array_equal(_run(cfg, wts, x, kernel=kernel, winograd=True, threads=t),
+                                      unfused)
+    err = float(np.abs(unfused - want).max()) / (float(np.abs(want).max()) or 1.0)
+    assert err <= REL_TOL
