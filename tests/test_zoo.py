@@ -281,6 +281,19 @@ def test_bad_reorg_keys_name_the_line(tmp_path, keys, match):
         mdfi.Network(cfg)
 
 
+@pytest.mark.parametrize("keys", ["flatten=1\nstride=10000002\n", "stride=65\n",
+                                  "extra=7\nstride=2147483647\n", "reverse=1\nstride=-46341\n"])
+def test_reorg_refuses_a_huge_stride_before_squaring_it(tmp_path, keys):
+    """stride^2 was computed before the stride was checked: 10000002 overflowed int
+    (the fuzzer's regress-reorg-stride-squared.cfg).  Every stride past the kernel
+    limit is refused with the layer's line, extra= or not."""
+    cfg = tmp_path / "h.cfg"
+    cfg.write_text("[net]\nwidth=4\nheight=6\nchannels=3\n\n[reorg]\n" + keys)
+    with pytest.raises(mdfi.ShapeError, match=r"h\.cfg:6: layer 0 \[reorg\]: stride=-?\d+ does "
+                                              r"not divide the input 3x6x4"):
+        mdfi.Network(cfg)
+
+
 def test_go_engine_passes_with_a_zero_logit(zoo, tmp_path):
     """go.test.cfg: the board's 361 logits and the pass move's 0 (extra=1) in one softmax.
     OpenCV reads the file but its [reorg] ignores extra=: no reference there."""

@@ -39,23 +39,25 @@ static mdfi_status parse(mdfi_layer *l, mdfi_cfg_section *s, const mdfi_parse_ct
         return mdfi_fail(err, MDFI_ERR_CFG, "%s:%d: layer %d [%s]: extra=%d must be >= 0, "
                          "sane and without flatten= (Darknet reads past its input)",
                          ctx->cfg->name, s->line, ctx->index, s->type, sp->extra);
-    const int s2 = stride * stride;
-    if (stride < 1 || stride > MDFI_LIMIT_KERNEL || (!sp->extra &&
-        (sp->reverse ? l->in_c % s2 : l->in_h % stride || l->in_w % stride)))
+    /* stride^2 only once stride is known to be small (a fuzzed 10000002 overflowed) */
+    const int bad = stride < 1 || stride > MDFI_LIMIT_KERNEL, s2 = bad ? 1 : stride * stride;
+    if (bad || (!sp->extra &&
+                (sp->reverse ? l->in_c % s2 : l->in_h % stride || l->in_w % stride)))
         return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [%s]: stride=%d does not "
                          "divide the input %dx%dx%d", ctx->cfg->name, s->line, ctx->index,
                          s->type, stride, l->in_c, l->in_h, l->in_w);
     l->stride = stride;
-    l->out_c = sp->reverse ? l->in_c / s2 : l->in_c * s2;
-    l->out_h = sp->reverse ? l->in_h * stride : l->in_h / stride;
-    l->out_w = sp->reverse ? l->in_w * stride : l->in_w / stride;
-    sp->c = use_output ? l->out_c : l->in_c;
-    sp->h = use_output ? l->out_h : l->in_h;
-    sp->w = use_output ? l->out_w : l->in_w;
     if (sp->extra) {   /* Darknet's shape is 0x0x0 with outputs = inputs + extra */
         l->out_c = (int)inputs + sp->extra;
         l->out_h = l->out_w = 1;
+    } else {   /* as many outputs as inputs: stride divides what it must */
+        l->out_c = sp->reverse ? l->in_c / s2 : l->in_c * s2;
+        l->out_h = sp->reverse ? l->in_h * stride : l->in_h / stride;
+        l->out_w = sp->reverse ? l->in_w * stride : l->in_w / stride;
     }
+    sp->c = use_output ? l->out_c : l->in_c;   /* extra= only in [reorg]: the input's */
+    sp->h = use_output ? l->out_h : l->in_h;
+    sp->w = use_output ? l->out_w : l->in_w;
     if (sp->c % s2 && !sp->flatten && !sp->extra)
         return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [%s]: %d channels are not a "
                          "multiple of stride^2 = %d", ctx->cfg->name, s->line, ctx->index,
