@@ -627,6 +627,23 @@ def test_bad_conv_keys_name_the_layer(tmp_path, keys, error, match):
         mdfi.Network(cfg)
 
 
+@pytest.mark.parametrize("route, size, filters, weights", [(8, 64, 1, 2 ** 31),
+                                                           (4, 64, 3, 3 * 2 ** 30)])
+def test_a_convolution_of_2_to_the_31_weights_is_refused(tmp_path, route, size, filters, weights):
+    """K = input channels x size^2 is the GEMM's int: 8 routed copies of 65536
+    channels into a 64x64 kernel made 2^31 and overflowed it (UBSan, found by
+    reading the parse after the fuzzer's [reorg] finding).  2^31 weights or more
+    are refused, naming the layer, before anything is allocated."""
+    cfg = tmp_path / "k.cfg"
+    cfg.write_text("[net]\nwidth=1\nheight=1\nchannels=3\n\n[convolutional]\nfilters=65536\n"
+                   "size=1\nactivation=linear\n\n[route]\nlayers=" + ",".join(["-1"] * route)
+                   + "\n\n[convolutional]\nfilters=%d\nsize=%d\npad=1\nactivation=linear\n"
+                   % (filters, size))
+    with pytest.raises(mdfi.ShapeError, match=r"k\.cfg:14: layer 2 \[convolutional\]: "
+                                              r"%d weights" % weights):
+        mdfi.Network(cfg)
+
+
 @pytest.mark.parametrize("text, match", [
     ("[convolutional]\nfilters=2\nsize=3\n\n[convolutional]\nfilters=2\nsize=1\nshare_index=-1\n",
      r"b\.cfg:13: layer 1 \[convolutional\]: share_index=-1: layer 0 is not a convolution of "

@@ -29,7 +29,7 @@
 #define MDFI_LIMIT_KERNEL 64                  /* conv size, strides, padding, dilation; upsample stride */
 #define MDFI_LIMIT_POOL 256                   /* maxpool size, stride, padding */
 #define MDFI_LIMIT_CONNECTED_OUTPUTS (1 << 24)  /* [connected] output= */
-#define MDFI_LIMIT_CONNECTED_WEIGHTS (1LL << 31)  /* [connected] inputs x outputs */
+#define MDFI_LIMIT_CONNECTED_WEIGHTS (1LL << 31)  /* [connected] inputs x outputs; [local], [convolutional] weights */
 #define MDFI_LIMIT_BINARY_TAPS (1LL << 24)    /* [dualpath] channels x size^2: exact in float */
 #define MDFI_LIMIT_BINARY_CHANNELS 65535      /* input channels of a binary conv */
 #define MDFI_LIMIT_XNOR_SUM (1LL << 28)       /* 3 x channels x size^2 (XNOR): inside int32 */

@@ -131,6 +131,12 @@ mdfi_status mdfi_convolutional_parse(mdfi_layer *l, mdfi_cfg_section *s,
                          "dilation=%d, stride_y=%d: Darknet's output size and the columns its "
                          "im2col makes differ", name, s->line, ctx->index, dilation, stride_y);
     MDFI_CHECK(mdfi_layer_check_shape(ctx, s, filters, out_h, out_w, err));
+    /* K = taps per filter is the GEMM's int (a route of 8 x 65536 channels into a
+     * 64x64 kernel made 2^31) */
+    const long long nw = (long long)(l->in_c / c->groups) * size * size * filters;
+    if (nw >= MDFI_LIMIT_CONNECTED_WEIGHTS)   /* and so K = nw / filters < 2^31 */
+        return mdfi_fail(err, MDFI_ERR_SHAPE, "%s:%d: layer %d [convolutional]: %lld weights",
+                         name, s->line, ctx->index, nw);
     l->out_c = filters;
     l->out_h = out_h;
     l->out_w = out_w;
