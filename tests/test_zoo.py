@@ -996,3 +996,19 @@ def test_yolov1_boxes_are_letterbox_corrected(zoo, tmp_path):
         x, y, w, h = square[(d.det_index, d.class_id)]
         ref = (x, (y - (224 - new_h) / 2 / 224) / (new_h / 224), w, h * 224 / new_h)
         np.testing.assert_allclose(d.box, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("stride, error, match", [
+    (0, mdfi.UnsupportedError, r"layer 1 \[upsample\]: stride=0 is not supported \(1\.\.64\)"),
+    (65, mdfi.UnsupportedError, r"layer 1 \[upsample\]: stride=65 is not supported \(1\.\.64\)"),
+    (64, mdfi.ShapeError, r"layer 1 \[upsample\]: output 1 x 268435456 x 4096 is absurdly large"),
+])
+def test_upsample_refuses_bad_strides_and_huge_outputs(tmp_path, stride, error, match):
+    """A 65536 x 1 map upsampled by 64 is 2^22 x 64 (taken); again, 2^28 x 4096 is
+    refused.  A side past 2^25 (times 64 past int) saturates first and is refused
+    the same way (such a map takes tens of thousands of layers to build)."""
+    cfg = tmp_path / "u.cfg"
+    cfg.write_text("[net]\nwidth=1\nheight=65536\nchannels=1\n\n[upsample]\nstride=64\n\n"
+                   "[upsample]\nstride=%d\n" % stride)
+    with pytest.raises(error, match=r"u\.cfg:\d+: " + match):
+        mdfi.Network(cfg)

@@ -1,4 +1,5 @@
 /* [upsample]: nearest neighbour by `stride`, times `scale`. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,13 +23,14 @@ mdfi_status mdfi_upsample_parse(mdfi_layer *l, mdfi_cfg_section *s,
     MDFI_CHECK(mdfi_cfg_float(ctx->cfg, s, "scale", 1.f, &u->scale, err));
     if (stride < 1 || stride > MDFI_LIMIT_KERNEL)
         return mdfi_fail(err, MDFI_ERR_UNSUPPORTED, "%s:%d: layer %d [upsample]: stride=%d "
-                         "is not supported (1.." MDFI_LIMIT_STR(MDFI_LIMIT_KERNEL) "; negative = "
-                         "downsample is not)",
+                         "is not supported (1.." MDFI_LIMIT_STR(MDFI_LIMIT_KERNEL) ")",
                          ctx->cfg->name, mdfi_cfg_line(s, "stride"), ctx->index, stride);
     l->stride = stride;
     l->out_c = l->in_c;
-    l->out_h = l->in_h * stride;
-    l->out_w = l->in_w * stride;
+    /* a side of 2^25 or more (a tall, narrow map) times 64 would overflow int:
+     * saturated, it is refused below as absurdly large */
+    l->out_h = l->in_h > INT_MAX / stride ? INT_MAX : l->in_h * stride;
+    l->out_w = l->in_w > INT_MAX / stride ? INT_MAX : l->in_w * stride;
     return mdfi_layer_check_shape(ctx, s, l->out_c, l->out_h, l->out_w, err);
 }
 
