@@ -178,7 +178,7 @@ static int wino_cols(const mdfi_wino *w, int n)
 /* A 2x2/2 pool's band (pool rows) for a Winograd conv: from the default up
  * to three times it, the one whose tiles (band/2 tile rows) leave the fewest
  * GEMM columns idle, if that is at least 4 % fewer.  13 tiles a row (52
- * wide) pad 26 to 32; 78 in 80 (yolov3-tiny's layer 6: 1.90 -> 1.73 ms). */
+ * wide) pad 26 to 32; 78 in 80 (yolov3-tiny's layer 6: 2.03 -> 1.65 ms). */
 static MDFI_COLD size_t wino_band(const mdfi_layer *l, const mdfi_wino *w, int *band, size_t bytes)
 {
     const mdfi_pool2d *mp = &l->pool;

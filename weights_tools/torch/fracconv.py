@@ -322,10 +322,6 @@ def constrain(model):
         m.constrain()
 
 
-__all__ = ["FracConv", "constrain", "fracconv_layers", "gated_share", "thermometer",
-           "thermometer_thresholds"]
-
-
 @torch.no_grad()
 def adopt_folded(model, folded, x):
     """Make `model` (FracConv layers of norm "ws" or "bn") compute what `folded`
@@ -341,9 +337,10 @@ def adopt_folded(model, folded, x):
     weight and bias that fold back to the file's scale and bias.  The gates go
     back to units of tau.  Returns the share of x on which the two models' top
     classes agree (evaluation mode)."""
-    pairs = list(zip(fracconv_layers(model), fracconv_layers(folded)))
-    if len(pairs) != len(fracconv_layers(folded)) or len(pairs) != len(fracconv_layers(model)):
+    layers, theirs_layers = fracconv_layers(model), fracconv_layers(folded)
+    if len(layers) != len(theirs_layers):
         raise ValueError("the networks have different numbers of [fracconv] layers")
+    pairs = list(zip(layers, theirs_layers))
     products = {}
     hooks = []
     for k, (m, f) in enumerate(pairs):
@@ -355,7 +352,7 @@ def adopt_folded(model, folded, x):
                 lambda mod, inputs, out, k=k: products.__setitem__(k, mod.products(inputs[0]))))
     folded.eval()
     try:
-        ref = _scores(folded, x)
+        ref = folded(x).flatten(1)
     finally:
         for h in hooks:
             h.remove()
@@ -394,8 +391,9 @@ def adopt_folded(model, folded, x):
             m.gate_raw.copy_(f.gate() / m.tau)
         m.initialized.fill_(True)
     model.eval()
-    return float((_scores(model, x).argmax(1) == ref.argmax(1)).float().mean())
+    return float((model(x).flatten(1).argmax(1) == ref.argmax(1)).float().mean())
 
 
-def _scores(model, x):
-    return model(x).flatten(1)
+__all__ = ["FracConv", "adopt_folded", "constrain", "fracconv_layers", "gated_share", "thermometer",
+           "thermometer_thresholds"]
+
