@@ -181,6 +181,8 @@ NOALIGN := $(call cc_flags,-fno-align-loops -fno-align-jumps -fno-align-labels)
 $(BUILD)/obj/csrc/kernels/bgemm.o $(BUILD)/obj/csrc/kernels/qgemm.o \
     $(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx2.o \
     $(BUILD)/obj/csrc/kernels/dpath.o $(BUILD)/obj/csrc/kernels/x86/sgemm_gemv_avx2.o \
+    $(BUILD)/obj/csrc/kernels/x86/dpath_avx2.o $(BUILD)/obj/csrc/kernels/x86/bgemm_popcnt.o \
+    $(BUILD)/obj/csrc/kernels/x86/dpath_avx512vpopcnt.o \
     $(BUILD)/obj/csrc/kernels/winograd.o: \
     CFLAGS_BASE += $(NOALIGN)
 

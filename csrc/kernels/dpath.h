@@ -18,11 +18,29 @@
 void mdfi_dpath_pack_words(const float *x, size_t cstride, int nc, int w, const float *hi,
                            const float *lo, uint64_t *pos, uint64_t *nonzero);
 
+/* One output channel's requantization: r(D) = clamp(floor((mul D + off) /
+ * 2^s), +-2^24).  a, b and range: a shortcut, floor((float)D * a + b) in
+ * float32 (a multiply, then an add), that mdfi_dpath_rq_shortcut found equal
+ * to r(D) for every |D| <= range (range -1: none).  Float multiplies where
+ * the definition needs 64-bit products: the vector forms take 8 values per
+ * operation instead of 4, and 32-bit CPUs have no 64-bit multiply. */
+typedef struct {
+    int64_t mul, off;
+    int s;
+    int32_t range;
+    float a, b;
+} mdfi_dpath_rq;
+
+/* Sets q's shortcut where it is exact for |D| <= dmax (checked for every D;
+ * dmax is capped at 2^16 to bound the check), else range = -1. */
+void mdfi_dpath_rq_shortcut(mdfi_dpath_rq *q, int32_t dmax);
+
 /* One output channel over n values: d holds (float)D (exact), src the
  * second source's channel.  d[i] becomes
- *   clamp(clamp(floor((mul D + off) / 2^s), +-2^24) + rint(clamp(src[i])), +-2^24)
- * with NaN sources read as 0 (round half to even, for |src| <= 2^24). */
-void mdfi_dpath_requant(float *d, const float *src, size_t n, int64_t mul, int64_t off, int s);
+ *   clamp(r(D) + rint(clamp(src[i])), +-2^24)
+ * with NaN sources read as 0 (round half to even, for |src| <= 2^24); the
+ * shortcut where |D| <= q->range, the definition elsewhere. */
+void mdfi_dpath_requant(float *d, const float *src, size_t n, const mdfi_dpath_rq *q);
 
 /* [fracconv]'s 2-bit quantizer as mdfi_dpath_pack_words, per channel c:
  * bit c of s1[i] is x > shift[c], of s0[i] x > hi[c] or (x > lo[c] and not
@@ -74,7 +92,7 @@ typedef struct {
                        const float *lo, uint64_t *pos, uint64_t *nonzero);
     void (*pack_frac)(const float *x, size_t cstride, int nc, int w, const float *shift,
                       const float *hi, const float *lo, uint64_t *s1, uint64_t *s0);
-    void (*requant)(float *d, const float *src, size_t n, int64_t mul, int64_t off, int s);
+    void (*requant)(float *d, const float *src, size_t n, const mdfi_dpath_rq *q);
     mdfi_dpath_gated_fn gated;
 } mdfi_dpath_loops;
 
@@ -89,7 +107,7 @@ void mdfi_dpath_pack_words_avx2(const float *x, size_t cstride, int nc, int w, c
 void mdfi_dpath_pack_frac_words_avx2(const float *x, size_t cstride, int nc, int w,
                                      const float *shift, const float *hi, const float *lo,
                                      uint64_t *s1, uint64_t *s0);
-void mdfi_dpath_requant_avx2(float *d, const float *src, size_t n, int64_t mul, int64_t off, int s);
+void mdfi_dpath_requant_avx2(float *d, const float *src, size_t n, const mdfi_dpath_rq *q);
 /* mdfi_dpath_gated's first step, eight pixels a step (the other forms share it) */
 int mdfi_dpath_gated_list_avx2(float *out, int n0, int n1, int32_t G, int32_t *list);
 /* needs POPCNT too (every AVX2 CPU has it; the choice checks) */

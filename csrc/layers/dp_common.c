@@ -113,16 +113,14 @@ int mdfi_dp_fixed_alloc(mdfi_dp_fixed *f, int M)
 {
     mdfi_dp_fixed_free(f);
     const size_t n = (size_t)M;
-    /* one block: mul, off (int64), one, zero (float), shift_s (int) */
-    char *b = malloc(n * (2 * sizeof(int64_t) + 2 * sizeof(float) + sizeof(int)));
+    /* one block: rq, one, zero */
+    char *b = malloc(n * (sizeof(mdfi_dpath_rq) + 2 * sizeof(float)));
     if (!b)
         return -1;
     f->M = M;
-    f->mul = (int64_t *)b;
-    f->off = f->mul + n;
-    f->one = (float *)(f->off + n);
+    f->rq = (mdfi_dpath_rq *)b;
+    f->one = (float *)(f->rq + n);
     f->zero = f->one + n;
-    f->shift_s = (int *)(f->zero + n);
     for (size_t m = 0; m < n; ++m) {
         f->one[m] = 1.f;
         f->zero[m] = 0.f;
@@ -132,15 +130,20 @@ int mdfi_dp_fixed_alloc(mdfi_dp_fixed *f, int M)
 
 void mdfi_dp_fixed_free(mdfi_dp_fixed *f)
 {
-    free(f->mul);   /* the block */
-    f->mul = f->off = NULL;
+    free(f->rq);   /* the block */
+    f->rq = NULL;
     f->one = f->zero = NULL;
-    f->shift_s = NULL;
 }
 
 size_t mdfi_dp_fixed_bytes(const mdfi_dp_fixed *f)
 {
-    return (size_t)f->M * (2 * sizeof(float) + 2 * sizeof(int64_t) + sizeof(int));
+    return (size_t)f->M * (sizeof(mdfi_dpath_rq) + 2 * sizeof(float));
+}
+
+void mdfi_dp_fixed_shortcuts(mdfi_dp_fixed *f, int32_t pmax)
+{
+    for (int m = 0; m < f->M; ++m)
+        mdfi_dpath_rq_shortcut(&f->rq[m], pmax);
 }
 
 mdfi_status mdfi_dp_fixed_set(mdfi_dp_fixed *f, int m, float A, float B, const mdfi_layer *l,
@@ -162,9 +165,11 @@ mdfi_status mdfi_dp_fixed_set(mdfi_dp_fixed *f, int m, float A, float B, const m
     if (fabsf(B) >= LIM24)
         return mdfi_fail(err, MDFI_ERR_WEIGHTS, "layer %d [%s]: channel %d's offset |B| = %g "
                          "is too large (must be < 2^24)", l->index, type, m, (double)fabsf(B));
-    f->shift_s[m] = S;
-    f->mul[m] = (int64_t)rint(ldexp((double)A, S));
-    f->off[m] = (int64_t)rint(ldexp((double)B, S)) + (S > 0 ? (int64_t)1 << (S - 1) : 0);
+    mdfi_dpath_rq *q = &f->rq[m];
+    q->s = S;
+    q->mul = (int64_t)rint(ldexp((double)A, S));
+    q->off = (int64_t)rint(ldexp((double)B, S)) + (S > 0 ? (int64_t)1 << (S - 1) : 0);
+    q->range = -1;   /* until mdfi_dp_fixed_shortcuts */
     return MDFI_OK;
 }
 
@@ -190,7 +195,7 @@ void mdfi_dp_requant_columns(const mdfi_dpath_loops *loops, const mdfi_dp_fixed 
 {
     for (int m = 0; m < f->M; ++m)
         loops->requant(out + (size_t)m * N + n0, src + (size_t)(m % src_c) * N + n0,
-                       (size_t)(n1 - n0), f->mul[m], f->off[m], f->shift_s[m]);
+                       (size_t)(n1 - n0), &f->rq[m]);
 }
 
 mdfi_status mdfi_dp_kernel(const mdfi_layer *l, const mdfi_prepare_ctx *ctx, const char *type,

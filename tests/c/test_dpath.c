@@ -240,8 +240,75 @@ static void check_pack_frac(const char *name, pack_frac_fn fn)
         printf("pack_frac %s ok\n", name);
 }
 
+typedef void (*requant_fn)(float *d, const float *src, size_t n, const mdfi_dpath_rq *q);
+
+/* The definition (kernels/dpath.h), in int64. */
+static float requant_def(const mdfi_dpath_rq *q, int64_t D, float src)
+{
+    const int64_t L = (int64_t)1 << 24, num = q->mul * D + q->off;
+    int64_t r = num >= 0 ? num >> q->s : -((-num + ((int64_t)1 << q->s) - 1) >> q->s);
+    r = r < -L ? -L : r > L ? L : r;
+    const float v = src != src ? 0.f : src < -16777216.0f ? -16777216.0f
+                                     : src > 16777216.0f ? 16777216.0f : src;
+    int64_t t = r + (int64_t)rint(v);
+    return (float)(t < -L ? -L : t > L ? L : t);
+}
+
+/* The requantization in every form: channels folded as mdfi_dp_fixed_set
+ * folds them (Mul of 30 bits, S up to 36), their float shortcut checked for
+ * |D| <= dmax, and D inside and outside that range (the definition there);
+ * second sources with halves, NaN, infinities and values past 2^24; rows of
+ * every length mod 8.  Also counts the channels left without a shortcut. */
+static void check_requant(const char *name, requant_fn fn)
+{
+    enum { N = 67 };
+    float d[N], src[N];
+    int ok = 1, without = 0, channels = 0;
+    for (int c = 0; c < 400; ++c) {
+        const float A = (float)ldexp(1.0 + below(1 << 20) / (double)(1 << 20), below(14) - 12);
+        const float B = (float)((below(1 << 16) - (1 << 15)) / 256.0);
+        int e;
+        (void)frexp((double)A, &e);
+        mdfi_dpath_rq q;
+        q.s = 30 - e < 36 ? 30 - e : 36;
+        q.mul = (int64_t)rint(ldexp((double)A, q.s));
+        q.off = (int64_t)rint(ldexp((double)B, q.s)) + ((int64_t)1 << (q.s - 1));
+        const int32_t dmax = 1 + below(3000);
+        mdfi_dpath_rq_shortcut(&q, dmax);
+        ++channels;
+        without += q.range < 0;
+        for (int n = 1; n <= N; n += 1 + below(9)) {
+            for (int i = 0; i < n; ++i) {
+                const int far = below(16) == 0;
+                d[i] = (float)(far ? (below(2) ? 1 : -1) * (dmax + 1 + below(1 << 20))
+                                   : below(2 * dmax + 1) - dmax);
+                const float picks[] = {(float)(below(200) - 100), (float)below(7) - 3.5f, NAN,
+                                       INFINITY, -INFINITY, 3e7f, -16777217.f, 0.49999997f};
+                src[i] = picks[below(8)];
+            }
+            float want[N];
+            for (int i = 0; i < n; ++i)
+                want[i] = requant_def(&q, (int64_t)d[i], src[i]);
+            fn(d, src, (size_t)n, &q);
+            for (int i = 0; i < n; ++i)
+                ok &= d[i] == want[i];
+        }
+    }
+    char what[80];
+    snprintf(what, sizeof what, "requant %s", name);
+    check(ok, what);
+    if (ok)
+        printf("requant %s ok (%d of %d channels without the shortcut)\n", name, without,
+               channels);
+}
+
 int main(int argc, char **argv)
 {
+    check_requant("portable", mdfi_dpath_requant);
+#ifdef MDFI_HAVE_AVX2
+    if (mdfi_isa_available(MDFI_ISA_AVX2))
+        check_requant("avx2", mdfi_dpath_requant_avx2);
+#endif
     check_pack_frac("portable", mdfi_dpath_pack_frac_words);
 #ifdef MDFI_HAVE_AVX2
     if (mdfi_isa_available(MDFI_ISA_AVX2))

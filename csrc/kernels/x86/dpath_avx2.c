@@ -1,44 +1,35 @@
-/* AVX2 form of mdfi_dpath_requant (kernels/dpath.h): eight outputs a step,
- * the same integers as the portable loop.  |mul| <= 2^30 and |D| < 2^24 fit
- * vpmuldq's signed 32 x 32 -> 64 bit products, so the int64 arithmetic of
- * the definition is exact here too. */
+/* AVX2 form of mdfi_dpath_requant (kernels/dpath.h): eight outputs a step
+ * by the channel's float shortcut, the same operations as the portable loop
+ * (a multiply, an add, floor); a step with a |D| past the shortcut's range,
+ * and the row's tail, go through the portable loop. */
 #include <immintrin.h>
 
 #include "kernels/dpath.h"
 #include "kernels/dpath_gated.h"
 #include "kernels/x86/dpath_rows3.h"
 
-void mdfi_dpath_requant_avx2(float *d, const float *src, size_t n, int64_t mul, int64_t off,
-                             int s)
+void mdfi_dpath_requant_avx2(float *d, const float *src, size_t n, const mdfi_dpath_rq *q)
 {
-    const __m256i vmul = _mm256_set1_epi64x(mul);
-    const __m256i vadd = _mm256_set1_epi64x(off + ((int64_t)1 << 62));
-    const __m256i lift = _mm256_set1_epi64x(((int64_t)1 << 62) >> s);
-    const __m128i count = _mm_cvtsi32_si128(s);
-    const __m256i hi64 = _mm256_set1_epi64x((int64_t)1 << 24), lo64 = _mm256_set1_epi64x(-((int64_t)1 << 24));
-    const __m256i hi32 = _mm256_set1_epi32(1 << 24), lo32 = _mm256_set1_epi32(-(1 << 24));
+    const __m256 a = _mm256_set1_ps(q->a), b = _mm256_set1_ps(q->b);
+    const __m256 range = _mm256_set1_ps((float)q->range), sign = _mm256_set1_ps(-0.f);
     const __m256 fhi = _mm256_set1_ps(16777216.0f), flo = _mm256_set1_ps(-16777216.0f);
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m256i dv = _mm256_cvttps_epi32(_mm256_loadu_ps(d + i));
-        __m256i r[2];
-        for (int k = 0; k < 2; ++k) {   /* even, then odd elements: one per 64-bit lane */
-            __m256i v = _mm256_mul_epi32(k ? _mm256_srli_epi64(dv, 32) : dv, vmul);
-            v = _mm256_sub_epi64(_mm256_srl_epi64(_mm256_add_epi64(v, vadd), count), lift);
-            v = _mm256_blendv_epi8(v, hi64, _mm256_cmpgt_epi64(v, hi64));
-            r[k] = _mm256_blendv_epi8(v, lo64, _mm256_cmpgt_epi64(lo64, v));
+        const __m256 D = _mm256_loadu_ps(d + i);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, D), range, _CMP_LE_OQ)) != 0xff) {
+            mdfi_dpath_requant(d + i, src + i, 8, q);
+            continue;
         }
-        const __m256i r32 = _mm256_blend_epi32(r[0], _mm256_slli_epi64(r[1], 32), 0xAA);
+        const __m256 r = _mm256_floor_ps(_mm256_add_ps(_mm256_mul_ps(D, a), b));
         __m256 sv = _mm256_loadu_ps(src + i);
         sv = _mm256_and_ps(sv, _mm256_cmp_ps(sv, sv, _CMP_ORD_Q));   /* NaN -> 0 */
         sv = _mm256_min_ps(_mm256_max_ps(sv, flo), fhi);
         sv = _mm256_round_ps(sv, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        __m256i t = _mm256_add_epi32(r32, _mm256_cvtps_epi32(sv));
-        t = _mm256_min_epi32(_mm256_max_epi32(t, lo32), hi32);
-        _mm256_storeu_ps(d + i, _mm256_cvtepi32_ps(t));
+        const __m256 t = _mm256_add_ps(r, sv);
+        _mm256_storeu_ps(d + i, _mm256_min_ps(_mm256_max_ps(t, flo), fhi));
     }
     if (i < n)
-        mdfi_dpath_requant(d + i, src + i, n - i, mul, off, s);
+        mdfi_dpath_requant(d + i, src + i, n - i, q);
 }
 
 /* Eight pixels a step, every channel of the word ORed into registers and the
