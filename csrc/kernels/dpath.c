@@ -78,6 +78,13 @@ static inline float round_even(float v)
     return copysignf(a < 8388608.0f ? r : a, v);
 }
 
+/* floor as round_even (no libm call, which 32-bit ARM would make) */
+static inline float floor_even(float v)
+{
+    const float r = round_even(v);
+    return r > v ? r - 1.f : r;
+}
+
 static int64_t rq_exact(const mdfi_dpath_rq *q, int64_t D)
 {
     /* floor((mul D + off) / 2^s) without shifting a negative value */
@@ -86,12 +93,13 @@ static int64_t rq_exact(const mdfi_dpath_rq *q, int64_t D)
     return r < -LIM ? -LIM : r > LIM ? LIM : r;
 }
 
-void mdfi_dpath_requant(float *d, const float *src, size_t n, const mdfi_dpath_rq *q)
+void mdfi_dpath_requant(float *d, const float *d0, const float *src, size_t n,
+                        const mdfi_dpath_rq *q)
 {
     const float range = (float)q->range;
     for (size_t i = 0; i < n; ++i) {
-        const float D = d[i], p = D * q->a;
-        const float r = fabsf(D) <= range ? (float)floor((double)(p + q->b)) : (float)rq_exact(q, (int64_t)D);
+        const float D = d0 ? 2.f * d[i] + d0[i] : d[i], p = D * q->a;
+        const float r = fabsf(D) <= range ? floor_even(p + q->b) : (float)rq_exact(q, (int64_t)D);
         float v = src[i];
         v = v != v ? 0.f : v < -16777216.0f ? -16777216.0f : v > 16777216.0f ? 16777216.0f : v;
         /* both integers of at most 2^24: the sum is exact or, past 2^24, clamped */
@@ -113,7 +121,7 @@ MDFI_COLD void mdfi_dpath_rq_shortcut(mdfi_dpath_rq *q, int32_t dmax)
         return;
     for (int32_t D = -dmax; D <= dmax; ++D) {
         const float p = (float)D * q->a;   /* two statements: never an fma */
-        if ((float)floor((double)(p + q->b)) != (float)rq_exact(q, D))
+        if (floor_even(p + q->b) != (float)rq_exact(q, D))
             return;
     }
     q->range = dmax;

@@ -36,11 +36,14 @@ typedef struct {
 void mdfi_dpath_rq_shortcut(mdfi_dpath_rq *q, int32_t dmax);
 
 /* One output channel over n values: d holds (float)D (exact), src the
- * second source's channel.  d[i] becomes
+ * second source's channel; with d0 (else NULL), d holds (float)D1 and d0
+ * (float)D0 of a second plane, and D = 2 D1 + D0 ([fracconv] gate=0: as
+ * the int32 sum converted, the float sum being rounded once).  d[i] becomes
  *   clamp(r(D) + rint(clamp(src[i])), +-2^24)
  * with NaN sources read as 0 (round half to even, for |src| <= 2^24); the
  * shortcut where |D| <= q->range, the definition elsewhere. */
-void mdfi_dpath_requant(float *d, const float *src, size_t n, const mdfi_dpath_rq *q);
+void mdfi_dpath_requant(float *d, const float *d0, const float *src, size_t n,
+                        const mdfi_dpath_rq *q);
 
 /* [fracconv]'s 2-bit quantizer as mdfi_dpath_pack_words, per channel c:
  * bit c of s1[i] is x > shift[c], of s0[i] x > hi[c] or (x > lo[c] and not
@@ -92,7 +95,8 @@ typedef struct {
                        const float *lo, uint64_t *pos, uint64_t *nonzero);
     void (*pack_frac)(const float *x, size_t cstride, int nc, int w, const float *shift,
                       const float *hi, const float *lo, uint64_t *s1, uint64_t *s0);
-    void (*requant)(float *d, const float *src, size_t n, const mdfi_dpath_rq *q);
+    void (*requant)(float *d, const float *d0, const float *src, size_t n,
+                    const mdfi_dpath_rq *q);
     mdfi_dpath_gated_fn gated;
 } mdfi_dpath_loops;
 
@@ -107,7 +111,8 @@ void mdfi_dpath_pack_words_avx2(const float *x, size_t cstride, int nc, int w, c
 void mdfi_dpath_pack_frac_words_avx2(const float *x, size_t cstride, int nc, int w,
                                      const float *shift, const float *hi, const float *lo,
                                      uint64_t *s1, uint64_t *s0);
-void mdfi_dpath_requant_avx2(float *d, const float *src, size_t n, const mdfi_dpath_rq *q);
+void mdfi_dpath_requant_avx2(float *d, const float *d0, const float *src, size_t n,
+                             const mdfi_dpath_rq *q);
 /* mdfi_dpath_gated's first step, eight pixels a step (the other forms share it) */
 int mdfi_dpath_gated_list_avx2(float *out, int n0, int n1, int32_t G, int32_t *list);
 /* needs POPCNT too (every AVX2 CPU has it; the choice checks) */

@@ -191,11 +191,12 @@ unsigned char *mdfi_dp_weight_signs(const float *w, size_t n)
 }
 
 void mdfi_dp_requant_columns(const mdfi_dpath_loops *loops, const mdfi_dp_fixed *f, float *out,
-                             const float *src, int src_c, size_t N, int n0, int n1)
+                             const float *d0, const float *src, int src_c, size_t N, int n0,
+                             int n1)
 {
     for (int m = 0; m < f->M; ++m)
-        loops->requant(out + (size_t)m * N + n0, src + (size_t)(m % src_c) * N + n0,
-                       (size_t)(n1 - n0), &f->rq[m]);
+        loops->requant(out + (size_t)m * N + n0, d0 ? d0 + (size_t)m * N + n0 : NULL,
+                       src + (size_t)(m % src_c) * N + n0, (size_t)(n1 - n0), &f->rq[m]);
 }
 
 mdfi_status mdfi_dp_kernel(const mdfi_layer *l, const mdfi_prepare_ctx *ctx, const char *type,

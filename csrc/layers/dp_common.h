@@ -76,10 +76,12 @@ mdfi_status mdfi_dp_check_range(float lambda, const mdfi_layer *l, const char *t
 unsigned char *mdfi_dp_weight_signs(const float *w, size_t n);
 
 /* Columns [n0, n1) of every output channel (N per channel): out holds
- * (float)P, which becomes z = clamp(r + s) in place, s read from channel
- * m mod src_c of src (N per channel). */
+ * (float)P (with d0, else NULL: P = 2 out + d0, d0 laid out as out), which
+ * becomes z = clamp(r + s) in place, s read from channel m mod src_c of
+ * src (N per channel). */
 void mdfi_dp_requant_columns(const mdfi_dpath_loops *loops, const mdfi_dp_fixed *f, float *out,
-                             const float *src, int src_c, size_t N, int n0, int n1);
+                             const float *d0, const float *src, int src_c, size_t N, int n0,
+                             int n1);
 
 /* The start of prepare: no bit tensors in or out, no fusion; the binary
  * kernel forced by the options or chosen for the ISA. */

@@ -272,7 +272,7 @@ static void conv_task(void *arg, int task, int thread)
     mdfi_dp_bout(&o, out, N, &p->fx);
     void *ws = (char *)j->ctx->scratch[thread] + ALIGN64(p->in_words * sizeof(uint64_t));
     mdfi_bconv_run(&p->bc, j->padded, &o, n0, n1, ws);
-    mdfi_dp_requant_columns(&p->loops, &p->fx, out, j->ctx->in[1], p->s.src_c, N, n0, n1);
+    mdfi_dp_requant_columns(&p->loops, &p->fx, out, NULL, j->ctx->in[1], p->s.src_c, N, n0, n1);
 }
 
 static void dp_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)

@@ -538,23 +538,19 @@ static void conv_task(void *arg, int task, int thread)
         mdfi_bwin_run(&p->win, p->win.row_units ? j->rows : j->s1, j->win, &o, n0, n1, ws);
     else
         mdfi_bconv_run(&p->bc, j->s1, &o, n0, n1, ws);
+    const float *d0 = NULL;
     if (gated(p)) {
         j->counts[thread] += gated_pass(j, out, n0, n1,
                                         (int32_t *)(mine + ALIGN64(mdfi_bconv_workspace_size(&p->bc))));
-    } else if (!p->s.thermo) {   /* gate=0: the dense second plane */
+    } else if (!p->s.thermo) {   /* gate=0: the dense second plane, P = 2 D1 + D0 */
         o.out = j->d0;
         mdfi_bconv_run(&p->bc, j->s0, &o, n0, n1, ws);
-        for (int m = 0; m < p->s.M; ++m) {
-            float *z = out + (size_t)m * N;
-            const float *d0 = j->d0 + (size_t)m * N;
-            for (int n = n0; n < n1; ++n)
-                z[n] = (float)(2 * (int32_t)z[n] + (int32_t)d0[n]);
-        }
+        d0 = j->d0;
     }
     if (p->s.shortcut)
-        mdfi_dp_requant_columns(&p->loops, &p->fx, out, j->ctx->in[1], p->s.src_c, N, n0, n1);
+        mdfi_dp_requant_columns(&p->loops, &p->fx, out, d0, j->ctx->in[1], p->s.src_c, N, n0, n1);
     else
-        mdfi_dp_requant_columns(&p->loops, &p->fx, out, p->zeros, 1, N, n0, n1);
+        mdfi_dp_requant_columns(&p->loops, &p->fx, out, d0, p->zeros, 1, N, n0, n1);
 }
 
 static void fc_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)

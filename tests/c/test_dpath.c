@@ -240,7 +240,8 @@ static void check_pack_frac(const char *name, pack_frac_fn fn)
         printf("pack_frac %s ok\n", name);
 }
 
-typedef void (*requant_fn)(float *d, const float *src, size_t n, const mdfi_dpath_rq *q);
+typedef void (*requant_fn)(float *d, const float *d0, const float *src, size_t n,
+                           const mdfi_dpath_rq *q);
 
 /* The definition (kernels/dpath.h), in int64. */
 static float requant_def(const mdfi_dpath_rq *q, int64_t D, float src)
@@ -258,11 +259,12 @@ static float requant_def(const mdfi_dpath_rq *q, int64_t D, float src)
  * folds them (Mul of 30 bits, S up to 36), their float shortcut checked for
  * |D| <= dmax, and D inside and outside that range (the definition there);
  * second sources with halves, NaN, infinities and values past 2^24; rows of
- * every length mod 8.  Also counts the channels left without a shortcut. */
+ * every length mod 8; D given as one value or as 2 D1 + D0.  Also counts
+ * the channels left without a shortcut. */
 static void check_requant(const char *name, requant_fn fn)
 {
     enum { N = 67 };
-    float d[N], src[N];
+    float d[N], d0[N], src[N];
     int ok = 1, without = 0, channels = 0;
     for (int c = 0; c < 400; ++c) {
         const float A = (float)ldexp(1.0 + below(1 << 20) / (double)(1 << 20), below(14) - 12);
@@ -289,7 +291,13 @@ static void check_requant(const char *name, requant_fn fn)
             float want[N];
             for (int i = 0; i < n; ++i)
                 want[i] = requant_def(&q, (int64_t)d[i], src[i]);
-            fn(d, src, (size_t)n, &q);
+            const int two = below(2);   /* D as 2 D1 + D0 (gate=0's planes) */
+            for (int i = 0; two && i < n; ++i) {
+                const float D = d[i];
+                d[i] = (float)(below(2 * dmax + 1) - dmax);
+                d0[i] = D - 2.f * d[i];
+            }
+            fn(d, two ? d0 : NULL, src, (size_t)n, &q);
             for (int i = 0; i < n; ++i)
                 ok &= d[i] == want[i];
         }
