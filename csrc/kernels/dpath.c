@@ -78,13 +78,6 @@ static inline float round_even(float v)
     return copysignf(a < 8388608.0f ? r : a, v);
 }
 
-/* floor as round_even (no libm call, which 32-bit ARM would make) */
-static inline float floor_even(float v)
-{
-    const float r = round_even(v);
-    return r > v ? r - 1.f : r;
-}
-
 static int64_t rq_exact(const mdfi_dpath_rq *q, int64_t D)
 {
     /* floor((mul D + off) / 2^s) without shifting a negative value */
@@ -93,38 +86,44 @@ static int64_t rq_exact(const mdfi_dpath_rq *q, int64_t D)
     return r < -LIM ? -LIM : r > LIM ? LIM : r;
 }
 
+/* floor(x / 2^k), 0 <= k <= 31, without shifting a negative value */
+static inline int32_t floor_shift32(int32_t x, int k)
+{
+    return (int32_t)((int64_t)(((uint32_t)x + 0x80000000u) >> k) - ((int64_t)1 << (31 - k)));
+}
+
+static int64_t rq(const mdfi_dpath_rq *q, int32_t D)
+{
+    if (!q->split || D <= -(1 << 14) || D >= 1 << 14)
+        return rq_exact(q, D);
+    const int32_t Q = q->mh * D + q->oh + floor_shift32(q->ml * D + q->ol, 16);
+    const int32_t r = floor_shift32(Q, q->s - 16);
+    return r < -LIM ? -LIM : r > LIM ? LIM : r;
+}
+
+MDFI_COLD void mdfi_dpath_rq_split(mdfi_dpath_rq *q)
+{
+    const int64_t mh = (int64_t)((uint64_t)(q->mul + FLOOR_BIAS) >> 16) - (FLOOR_BIAS >> 16);
+    const int64_t oh = (int64_t)((uint64_t)(q->off + FLOOR_BIAS) >> 16) - (FLOOR_BIAS >> 16);
+    q->split = q->s >= 16 && q->mul >= -((int64_t)1 << 30) && q->mul <= (int64_t)1 << 30 &&
+               oh > -((int64_t)1 << 30) && oh < (int64_t)1 << 30;
+    q->mh = q->split ? (int32_t)mh : 0;
+    q->ml = q->split ? (int32_t)(q->mul - mh * 65536) : 0;
+    q->oh = q->split ? (int32_t)oh : 0;
+    q->ol = q->split ? (int32_t)(q->off - oh * 65536) : 0;
+}
+
 void mdfi_dpath_requant(float *d, const float *d0, const float *src, size_t n,
                         const mdfi_dpath_rq *q)
 {
-    const float range = (float)q->range;
     for (size_t i = 0; i < n; ++i) {
-        const float D = d0 ? 2.f * d[i] + d0[i] : d[i], p = D * q->a;
-        const float r = fabsf(D) <= range ? floor_even(p + q->b) : (float)rq_exact(q, (int64_t)D);
+        const int32_t D = d0 ? 2 * (int32_t)d[i] + (int32_t)d0[i] : (int32_t)d[i];
         float v = src[i];
         v = v != v ? 0.f : v < -16777216.0f ? -16777216.0f : v > 16777216.0f ? 16777216.0f : v;
-        /* both integers of at most 2^24: the sum is exact or, past 2^24, clamped */
-        const float t = r + round_even(v);
-        d[i] = t < -16777216.0f ? -16777216.0f : t > 16777216.0f ? 16777216.0f : t;
+        int64_t t = rq(q, D) + (int64_t)round_even(v);
+        t = t < -LIM ? -LIM : t > LIM ? LIM : t;
+        d[i] = (float)t;
     }
-}
-
-/* a = Mul / 2^s and b = Off / 2^s rounded to float.  Where it fails, it
- * fails by a float step at some D (a value within 2^-24 of an integer, as
- * about 2 % of trained channels have; no neighbouring b did better): those
- * channels keep the definition. */
-MDFI_COLD void mdfi_dpath_rq_shortcut(mdfi_dpath_rq *q, int32_t dmax)
-{
-    q->a = (float)ldexp((double)q->mul, -q->s);
-    q->b = (float)ldexp((double)q->off, -q->s);
-    q->range = -1;
-    if (dmax < 0 || dmax > 1 << 16)
-        return;
-    for (int32_t D = -dmax; D <= dmax; ++D) {
-        const float p = (float)D * q->a;   /* two statements: never an fma */
-        if (floor_even(p + q->b) != (float)rq_exact(q, D))
-            return;
-    }
-    q->range = dmax;
 }
 
 MDFI_COLD mdfi_dpath_loops mdfi_dpath_loops_for(mdfi_isa isa)

@@ -19,29 +19,28 @@ void mdfi_dpath_pack_words(const float *x, size_t cstride, int nc, int w, const 
                            const float *lo, uint64_t *pos, uint64_t *nonzero);
 
 /* One output channel's requantization: r(D) = clamp(floor((mul D + off) /
- * 2^s), +-2^24).  a, b and range: a shortcut, floor((float)D * a + b) in
- * float32 (a multiply, then an add), that mdfi_dpath_rq_shortcut found equal
- * to r(D) for every |D| <= range (range -1: none).  Float multiplies where
- * the definition needs 64-bit products: the vector forms take 8 values per
- * operation instead of 4, and 32-bit CPUs have no 64-bit multiply. */
+ * 2^s), +-2^24), |mul| <= 2^30, s <= 36.  With mul = mh 2^16 + ml and
+ * off = oh 2^16 + ol (0 <= ml, ol < 2^16), for |D| < 2^14, s >= 16 and
+ * |oh| < 2^30 (split = 1) it is, in int32 without overflow,
+ *     Q = mh D + oh + floor((ml D + ol) / 2^16),  r = floor(Q / 2^(s - 16))
+ * (mul D + off = Q 2^16 + a remainder in [0, 2^16)): 8 values per AVX2
+ * operation where the 64-bit products take 4, and no 64-bit multiply on
+ * 32-bit CPUs.  Elsewhere the int64 definition. */
 typedef struct {
     int64_t mul, off;
-    int s;
-    int32_t range;
-    float a, b;
+    int s, split;
+    int32_t mh, ml, oh, ol;
 } mdfi_dpath_rq;
 
-/* Sets q's shortcut where it is exact for |D| <= dmax (checked for every D;
- * dmax is capped at 2^16 to bound the check), else range = -1. */
-void mdfi_dpath_rq_shortcut(mdfi_dpath_rq *q, int32_t dmax);
+/* Sets mh, ml, oh, ol and split from mul, off and s. */
+void mdfi_dpath_rq_split(mdfi_dpath_rq *q);
 
 /* One output channel over n values: d holds (float)D (exact), src the
  * second source's channel; with d0 (else NULL), d holds (float)D1 and d0
- * (float)D0 of a second plane, and D = 2 D1 + D0 ([fracconv] gate=0: as
- * the int32 sum converted, the float sum being rounded once).  d[i] becomes
+ * (float)D0 of a second plane, and D = 2 D1 + D0 ([fracconv] gate=0).
+ * d[i] becomes
  *   clamp(r(D) + rint(clamp(src[i])), +-2^24)
- * with NaN sources read as 0 (round half to even, for |src| <= 2^24); the
- * shortcut where |D| <= q->range, the definition elsewhere. */
+ * with NaN sources read as 0 (round half to even, for |src| <= 2^24). */
 void mdfi_dpath_requant(float *d, const float *d0, const float *src, size_t n,
                         const mdfi_dpath_rq *q);
 

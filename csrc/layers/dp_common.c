@@ -140,12 +140,6 @@ size_t mdfi_dp_fixed_bytes(const mdfi_dp_fixed *f)
     return (size_t)f->M * (sizeof(mdfi_dpath_rq) + 2 * sizeof(float));
 }
 
-void mdfi_dp_fixed_shortcuts(mdfi_dp_fixed *f, int32_t pmax)
-{
-    for (int m = 0; m < f->M; ++m)
-        mdfi_dpath_rq_shortcut(&f->rq[m], pmax);
-}
-
 mdfi_status mdfi_dp_fixed_set(mdfi_dp_fixed *f, int m, float A, float B, const mdfi_layer *l,
                               const char *type, mdfi_errbuf *err)
 {
@@ -169,7 +163,7 @@ mdfi_status mdfi_dp_fixed_set(mdfi_dp_fixed *f, int m, float A, float B, const m
     q->s = S;
     q->mul = (int64_t)rint(ldexp((double)A, S));
     q->off = (int64_t)rint(ldexp((double)B, S)) + (S > 0 ? (int64_t)1 << (S - 1) : 0);
-    q->range = -1;   /* until mdfi_dp_fixed_shortcuts */
+    mdfi_dpath_rq_split(q);
     return MDFI_OK;
 }
 

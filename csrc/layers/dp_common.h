@@ -47,7 +47,7 @@ void mdfi_dp_zero_rows(const mdfi_bconv *bc, int planes, uint64_t *out, int y0, 
 void mdfi_dp_describe(mdfi_layer *l, const mdfi_dp_geom *g);
 
 /* The per-output-channel fixed point: Mul, Off plus the rounding term
- * 2^(S-1), S, with its float shortcut (kernels/dpath.h); and the kernel's
+ * 2^(S-1), S, with its int32 split (kernels/dpath.h); and the kernel's
  * alpha = 1 / beta = 0 so that it writes (float)P into the output. */
 typedef struct {
     int M;
@@ -63,10 +63,6 @@ size_t mdfi_dp_fixed_bytes(const mdfi_dp_fixed *f);
  * the refusals of docs/dualpath.md, messages "layer N [type]: channel m ...". */
 mdfi_status mdfi_dp_fixed_set(mdfi_dp_fixed *f, int m, float A, float B, const mdfi_layer *l,
                               const char *type, mdfi_errbuf *err);
-
-/* Every channel's float shortcut, checked for |P| <= pmax (after
- * mdfi_dp_fixed_set; pmax: the largest |P| the kernel can write). */
-void mdfi_dp_fixed_shortcuts(mdfi_dp_fixed *f, int32_t pmax);
 
 /* range must be a positive finite number. */
 mdfi_status mdfi_dp_check_range(float lambda, const mdfi_layer *l, const char *type,

@@ -207,7 +207,6 @@ static mdfi_status dp_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
     if (failed)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory packing weights",
                          l->index);
-    mdfi_dp_fixed_shortcuts(&p->fx, mdfi_bconv_dmax(&p->bc));
     l->param_bytes = mdfi_bconv_param_bytes(&p->bc) + 2 * (size_t)C * sizeof(float) +
                      mdfi_dp_fixed_bytes(&p->fx);
     p->in_words = mdfi_bconv_input_words(&p->bc);

@@ -411,8 +411,6 @@ static mdfi_status fc_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
     }
     free(wbits);
     MDFI_CHECK(st);
-    const int dmax = mdfi_bconv_dmax(&p->bc);   /* |P| <= 3 dmax (2 D1 + D0) */
-    mdfi_dp_fixed_shortcuts(&p->fx, dmax <= 1 << 20 ? 3 * dmax : -1);
     const size_t N = (size_t)l->out_h * l->out_w;
     free(p->raw);
     p->raw = NULL;

@@ -256,34 +256,35 @@ static float requant_def(const mdfi_dpath_rq *q, int64_t D, float src)
 }
 
 /* The requantization in every form: channels folded as mdfi_dp_fixed_set
- * folds them (Mul of 30 bits, S up to 36), their float shortcut checked for
- * |D| <= dmax, and D inside and outside that range (the definition there);
+ * folds them (Mul of up to 30 bits, S from 0 to 36, offsets up to 2^24 in
+ * output units, so some channels cannot take the int32 split), D both sides
+ * of the split's 2^14 and up to 2^20, given as one value or as 2 D1 + D0;
  * second sources with halves, NaN, infinities and values past 2^24; rows of
- * every length mod 8; D given as one value or as 2 D1 + D0.  Also counts
- * the channels left without a shortcut. */
+ * every length mod 8.  Also counts the channels without the split. */
 static void check_requant(const char *name, requant_fn fn)
 {
     enum { N = 67 };
     float d[N], d0[N], src[N];
     int ok = 1, without = 0, channels = 0;
-    for (int c = 0; c < 400; ++c) {
-        const float A = (float)ldexp(1.0 + below(1 << 20) / (double)(1 << 20), below(14) - 12);
-        const float B = (float)((below(1 << 16) - (1 << 15)) / 256.0);
+    for (int c = 0; c < 600; ++c) {
+        const int big = below(8) == 0;
+        const float A = (float)ldexp((below(2) ? 1.0 : -1.0) * (1.0 + below(1 << 20) / (double)(1 << 20)),
+                                     big ? below(10) + 4 : below(14) - 12);
+        const float B = big ? (float)(below(1 << 24) - (1 << 23))
+                            : (float)((below(1 << 16) - (1 << 15)) / 256.0);
         int e;
         (void)frexp((double)A, &e);
         mdfi_dpath_rq q;
         q.s = 30 - e < 36 ? 30 - e : 36;
         q.mul = (int64_t)rint(ldexp((double)A, q.s));
-        q.off = (int64_t)rint(ldexp((double)B, q.s)) + ((int64_t)1 << (q.s - 1));
-        const int32_t dmax = 1 + below(3000);
-        mdfi_dpath_rq_shortcut(&q, dmax);
+        q.off = (int64_t)rint(ldexp((double)B, q.s)) + (q.s > 0 ? (int64_t)1 << (q.s - 1) : 0);
+        mdfi_dpath_rq_split(&q);
         ++channels;
-        without += q.range < 0;
+        without += !q.split;
+        const int32_t dmax = below(2) ? 1 + below(1 << 14) : 1 + below(1 << 20);
         for (int n = 1; n <= N; n += 1 + below(9)) {
             for (int i = 0; i < n; ++i) {
-                const int far = below(16) == 0;
-                d[i] = (float)(far ? (below(2) ? 1 : -1) * (dmax + 1 + below(1 << 20))
-                                   : below(2 * dmax + 1) - dmax);
+                d[i] = (float)(below(2 * dmax + 1) - dmax);
                 const float picks[] = {(float)(below(200) - 100), (float)below(7) - 3.5f, NAN,
                                        INFINITY, -INFINITY, 3e7f, -16777217.f, 0.49999997f};
                 src[i] = picks[below(8)];
@@ -306,7 +307,7 @@ static void check_requant(const char *name, requant_fn fn)
     snprintf(what, sizeof what, "requant %s", name);
     check(ok, what);
     if (ok)
-        printf("requant %s ok (%d of %d channels without the shortcut)\n", name, without,
+        printf("requant %s ok (%d of %d channels without the int32 split)\n", name, without,
                channels);
 }
 

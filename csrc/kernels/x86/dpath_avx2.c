@@ -1,7 +1,6 @@
 /* AVX2 form of mdfi_dpath_requant (kernels/dpath.h), eight outputs a step:
- * by the channel's float shortcut (the portable loop's operations: a
- * multiply, an add, floor) where every |D| of the step is in its range, else
- * by the definition in int64 (|mul| <= 2^30 and |D| < 2^24 fit vpmuldq's
+ * by the channel's int32 split where every |D| of the step is below 2^14,
+ * else by the int64 definition (|mul| <= 2^30 and |D| < 2^24 fit vpmuldq's
  * signed 32 x 32 -> 64 bit products).  The row's tail is one masked step
  * (rows of 7, 14 or 49 pixels are common). */
 #include <immintrin.h>
@@ -10,15 +9,14 @@
 #include "kernels/dpath_gated.h"
 #include "kernels/x86/dpath_rows3.h"
 
-/* r(D) of eight D (exact integers in float) by the definition */
-static __m256 requant_def8(__m256 D, const mdfi_dpath_rq *q)
+/* r(D) of eight D by the definition */
+static __m256i requant_def8(__m256i dv, const mdfi_dpath_rq *q)
 {
     const __m256i vmul = _mm256_set1_epi64x(q->mul);
     const __m256i vadd = _mm256_set1_epi64x(q->off + ((int64_t)1 << 62));
     const __m256i lift = _mm256_set1_epi64x(((int64_t)1 << 62) >> q->s);
     const __m128i count = _mm_cvtsi32_si128(q->s);
     const __m256i hi64 = _mm256_set1_epi64x((int64_t)1 << 24), lo64 = _mm256_set1_epi64x(-((int64_t)1 << 24));
-    const __m256i dv = _mm256_cvttps_epi32(D);
     __m256i r[2];
     for (int k = 0; k < 2; ++k) {   /* even, then odd elements: one per 64-bit lane */
         __m256i v = _mm256_mul_epi32(k ? _mm256_srli_epi64(dv, 32) : dv, vmul);
@@ -26,38 +24,47 @@ static __m256 requant_def8(__m256 D, const mdfi_dpath_rq *q)
         v = _mm256_blendv_epi8(v, hi64, _mm256_cmpgt_epi64(v, hi64));
         r[k] = _mm256_blendv_epi8(v, lo64, _mm256_cmpgt_epi64(lo64, v));
     }
-    return _mm256_cvtepi32_ps(_mm256_blend_epi32(r[0], _mm256_slli_epi64(r[1], 32), 0xAA));
+    return _mm256_blend_epi32(r[0], _mm256_slli_epi64(r[1], 32), 0xAA);
 }
 
 void mdfi_dpath_requant_avx2(float *d, const float *d0, const float *src, size_t n,
                              const mdfi_dpath_rq *q)
 {
-    const __m256 a = _mm256_set1_ps(q->a), b = _mm256_set1_ps(q->b);
-    const __m256 range = _mm256_set1_ps((float)q->range), sign = _mm256_set1_ps(-0.f);
+    const __m256i mh = _mm256_set1_epi32(q->mh), ml = _mm256_set1_epi32(q->ml);
+    const __m256i oh = _mm256_set1_epi32(q->oh), ol = _mm256_set1_epi32(q->ol);
+    const __m128i k = _mm_cvtsi32_si128(q->s - 16);
+    const __m256i small = _mm256_set1_epi32((1 << 14) - 1);
+    const __m256i hi32 = _mm256_set1_epi32(1 << 24), lo32 = _mm256_set1_epi32(-(1 << 24));
     const __m256 fhi = _mm256_set1_ps(16777216.0f), flo = _mm256_set1_ps(-16777216.0f);
     const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (size_t i = 0; i < n; i += 8) {
         const int full = n - i >= 8;
         const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(full ? 8 : (int)(n - i)), iota);
-        __m256 D = full ? _mm256_loadu_ps(d + i) : _mm256_maskload_ps(d + i, live);
+        __m256i D = _mm256_cvttps_epi32(full ? _mm256_loadu_ps(d + i) : _mm256_maskload_ps(d + i, live));
         if (d0)
-            D = _mm256_add_ps(_mm256_add_ps(D, D),
-                              full ? _mm256_loadu_ps(d0 + i) : _mm256_maskload_ps(d0 + i, live));
+            D = _mm256_add_epi32(_mm256_slli_epi32(D, 1), _mm256_cvttps_epi32(
+                full ? _mm256_loadu_ps(d0 + i) : _mm256_maskload_ps(d0 + i, live)));
         __m256 sv = full ? _mm256_loadu_ps(src + i) : _mm256_maskload_ps(src + i, live);
-        __m256 r;
-        if (_mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, D), range, _CMP_LE_OQ)) == 0xff)
-            r = _mm256_floor_ps(_mm256_add_ps(_mm256_mul_ps(D, a), b));
-        else
+        __m256i r;
+        const __m256i big = _mm256_cmpgt_epi32(_mm256_abs_epi32(D), small);
+        if (q->split && _mm256_testz_si256(big, big)) {
+            const __m256i L = _mm256_add_epi32(_mm256_mullo_epi32(D, ml), ol);
+            const __m256i Q = _mm256_add_epi32(_mm256_add_epi32(_mm256_mullo_epi32(D, mh), oh),
+                                               _mm256_srai_epi32(L, 16));
+            r = _mm256_sra_epi32(Q, k);
+            r = _mm256_min_epi32(_mm256_max_epi32(r, lo32), hi32);
+        } else {
             r = requant_def8(D, q);
+        }
         sv = _mm256_and_ps(sv, _mm256_cmp_ps(sv, sv, _CMP_ORD_Q));   /* NaN -> 0 */
         sv = _mm256_min_ps(_mm256_max_ps(sv, flo), fhi);
         sv = _mm256_round_ps(sv, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        /* both integers of at most 2^24: the sum is exact or, past 2^24, clamped */
-        const __m256 t = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(r, sv), flo), fhi);
+        __m256i t = _mm256_add_epi32(r, _mm256_cvtps_epi32(sv));
+        const __m256 f = _mm256_cvtepi32_ps(_mm256_min_epi32(_mm256_max_epi32(t, lo32), hi32));
         if (full)
-            _mm256_storeu_ps(d + i, t);
+            _mm256_storeu_ps(d + i, f);
         else
-            _mm256_maskstore_ps(d + i, live, t);
+            _mm256_maskstore_ps(d + i, live, f);
     }
 }
 
