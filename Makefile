@@ -176,7 +176,8 @@ $(BUILD)/obj/csrc/kernels/eltwise.o: CFLAGS_BASE += -O3 -fno-trapping-math
 # No padding before loops and jump targets in the integer and binary GEMM
 # drivers and the AVX2 requantization: their inner loops are the ISA
 # micro-kernels' (-O3, aligned); measured no slower (docs/architecture.md,
-# the size budget), about 600 bytes smaller.
+# the size budget), about 600 bytes smaller.  Nor in the [dualpath] /
+# [fracconv] element loops and the POPCNT binary kernel (-O2 files, 192 bytes).
 NOALIGN := $(call cc_flags,-fno-align-loops -fno-align-jumps -fno-align-labels)
 $(BUILD)/obj/csrc/kernels/bgemm.o $(BUILD)/obj/csrc/kernels/qgemm.o \
     $(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx2.o \
