@@ -33,6 +33,7 @@
 
 #include "kernels/activations.h"
 #include "kernels/cpu.h"
+#include "kernels/dpath.h"   /* mdfi_dpath_rq */
 #include "kernels/sgemm.h"   /* mdfi_conv_geom, mdfi_epilogue */
 
 /* For a kernel's epilogue: one rolled loop over its rows, not GCC's copies
@@ -176,6 +177,13 @@ typedef struct {
     const int32_t *thr;
     const signed char *dir;
     int out_words, m0;
+    /* float output of [dualpath]'s z (kernels/dpath.h) instead, where the
+     * kernel has .requant (else NULL): rq[m] for channel m, the second
+     * source's channel m % src_c at src + (m % src_c) * ldc; the caller
+     * makes sure every rq[m].split holds and |D| < 2^14 */
+    const mdfi_dpath_rq *rq;
+    const float *src;
+    int src_c;
 } mdfi_bout;
 
 /* Output columns [n0, n1) (N = out_h * out_w) of one group.  in: the
@@ -324,6 +332,7 @@ struct mdfi_bgemm_kernel {
     mdfi_bgemm_ukr_fused ukr_fused[3];  /* per mdfi_bmode; set: replaces ukr, ukr_masked */
     mdfi_bgemm_pack_src pack_src;   /* stride-1 panels for ukr_fused (else portable) */
     int grouped;                    /* ukr_fused takes SIGN in groups of three words */
+    int requant;                    /* applies mdfi_bout's rq (ukr_fused kernels) */
     mdfi_bgemm_tap_counts tap_counts;   /* grouped: for the border correction */
     mdfi_bgemm_epi epi;             /* NULL: the portable one */
     mdfi_bgemm_epi_bits epi_bits;   /* NULL: the portable one */

@@ -99,6 +99,7 @@ typedef struct {
     float *hi, *lo;           /* [C] input thresholds (SIGN: hi only) */
     mdfi_dp_fixed fx;         /* [M] Mul_m, Off_m + 2^(S_m - 1), S_m; alpha 1, beta 0 */
     size_t in_words;          /* the padded input */
+    int fused;                /* the kernel writes z itself (mdfi_bout's rq) */
 } dp_params;
 
 static mdfi_status dp_bind(mdfi_layer *l, const mdfi_bind_ctx *ctx, mdfi_errbuf *err)
@@ -207,6 +208,11 @@ static mdfi_status dp_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
     if (failed)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory packing weights",
                          l->index);
+    /* the kernel's requantization needs every channel's int32 split, which
+     * holds for |D| <= C k^2 < 2^14 (kernels/dpath.h) */
+    p->fused = p->kern->requant && mdfi_bconv_dmax(&p->bc) < 1 << 14;
+    for (int m = 0; m < M; ++m)
+        p->fused &= p->fx.rq[m].split;
     l->param_bytes = mdfi_bconv_param_bytes(&p->bc) + 2 * (size_t)C * sizeof(float) +
                      mdfi_dp_fixed_bytes(&p->fx);
     p->in_words = mdfi_bconv_input_words(&p->bc);
@@ -257,7 +263,7 @@ static void input_task(void *arg, int task, int thread)
 }
 
 /* Output columns [n0, n1) of every channel: the kernel writes (float)D
- * into the output, then each D becomes z in place. */
+ * into the output, then each D becomes z in place; or the kernel writes z. */
 static void conv_task(void *arg, int task, int thread)
 {
     const dp_job *j = arg;
@@ -270,8 +276,15 @@ static void conv_task(void *arg, int task, int thread)
     mdfi_bout o;
     mdfi_dp_bout(&o, out, N, &p->fx);
     void *ws = (char *)j->ctx->scratch[thread] + ALIGN64(p->in_words * sizeof(uint64_t));
+    if (p->fused) {
+        o.rq = p->fx.rq;
+        o.src = j->ctx->in[1];
+        o.src_c = p->s.src_c;
+    }
     mdfi_bconv_run(&p->bc, j->padded, &o, n0, n1, ws);
-    mdfi_dp_requant_columns(&p->loops, &p->fx, out, NULL, j->ctx->in[1], p->s.src_c, N, n0, n1);
+    if (!p->fused)
+        mdfi_dp_requant_columns(&p->loops, &p->fx, out, NULL, j->ctx->in[1], p->s.src_c, N, n0,
+                                n1);
 }
 
 static void dp_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)

@@ -88,6 +88,40 @@ static NOINLINE_ROLLED void tile_out(const __m512i *cnt, const mdfi_bepi_args *e
     }
 }
 
+/* [dualpath]'s z of a tile (mdfi_bout's rq): per row the int32 split of
+ * kernels/dpath.h, the second source added, in registers. */
+static NOINLINE_ROLLED void tile_rq(const __m512i *cnt, const mdfi_bepi_args *e, int i, int mv)
+{
+    const mdfi_bout *o = e->o;
+    const int mul = e->mul;
+    const size_t ldc = e->ldc;
+    const __m512i base = _mm512_loadu_si512(e->base);
+    const __mmask16 lanes = (__mmask16)((1u << e->nv) - 1);
+    const __m512i hi = _mm512_set1_epi32(1 << 24), lo = _mm512_set1_epi32(-(1 << 24));
+    const __m512 fhi = _mm512_set1_ps(16777216.0f), flo = _mm512_set1_ps(-16777216.0f);
+    float *c = e->c + (size_t)i * ldc;
+#pragma GCC unroll 1
+    for (int r = 0; r < mv; ++r, c += ldc) {
+        const int m = i + r;
+        const mdfi_dpath_rq *q = o->rq + m;
+        const __m512i D = row_d(cnt[r], base, mul);
+        const __m512i L = _mm512_add_epi32(_mm512_mullo_epi32(D, _mm512_set1_epi32(q->ml)),
+                                           _mm512_set1_epi32(q->ol));
+        __m512i z = _mm512_add_epi32(_mm512_mullo_epi32(D, _mm512_set1_epi32(q->mh)),
+                                     _mm512_set1_epi32(q->oh));
+        z = _mm512_sra_epi32(_mm512_add_epi32(z, _mm512_srai_epi32(L, 16)),
+                             _mm_cvtsi32_si128(q->s - 16));
+        z = _mm512_min_epi32(_mm512_max_epi32(z, lo), hi);
+        __m512 sv = _mm512_maskz_loadu_ps(lanes, o->src + (size_t)(m % o->src_c) * ldc + e->n);
+        sv = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(sv, sv, _CMP_ORD_Q), sv);   /* NaN -> 0 */
+        sv = _mm512_min_ps(_mm512_max_ps(sv, flo), fhi);
+        z = _mm512_add_epi32(z, _mm512_cvt_roundps_epi32(sv, _MM_FROUND_TO_NEAREST_INT |
+                                                                 _MM_FROUND_NO_EXC));
+        z = _mm512_min_epi32(_mm512_max_epi32(z, lo), hi);
+        _mm512_mask_storeu_ps(c, lanes, _mm512_cvtepi32_ps(z));
+    }
+}
+
 /* Plane masks of 16 lanes from e = dir * D against ascending thresholds:
  * SIGN c0;  TERNARY pos = c1, nonzero = c1 | !c0;  2BIT bit0 = c0^c1^c2, bit1 = c1. */
 INLINE __mmask16 plane_masks(mdfi_bmode mode, __m512i e, const int32_t *t, __mmask16 *k1)
@@ -178,7 +212,9 @@ static __attribute__((noinline)) void finish(const __m512i acc[][2], const mdfi_
         for (int r = 0; r < MR; ++r)
             cnt[r] = _mm512_mask_sub_epi32(cnt[r], k, cnt[r], _mm512_set1_epi32(p[r]));
     }
-    if (e->c)
+    if (e->c && e->o->rq)
+        tile_rq(cnt, e, i, M - i < MR ? M - i : MR);
+    else if (e->c)
         tile_out(cnt, e, i, M - i < MR ? M - i : MR);
     else
         tile_bits(cnt, e, i, M - i < MR ? M - i : MR);
@@ -433,5 +469,6 @@ static void pack_row(const mdfi_bquant *q, int C, int W, const float *in, size_t
 const mdfi_bgemm_kernel mdfi_bgemm_avx512vpopcnt = {
     .kind = MDFI_BK_AVX512VPOPCNT, .mr = MR, .nr = NR, .b_block_words = 32768,
     .ukr_fused = {ukr_sign, ukr_ternary, ukr_2bit}, .pack_src = pack_src, .grouped = 1,
+    .requant = 1,
     .tap_counts = tap_counts, .pack_row = pack_row,
 };
