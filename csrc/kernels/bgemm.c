@@ -726,7 +726,9 @@ void mdfi_bconv_run(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout *o
                     k->ukr_masked(bc->g.ksize * bc->g.ksize, bc->words, a, bp, w.tile);
                 else
                     k->ukr[bc->mode](K, a, bp, w.tile);
-                if (o->out) {
+                if (o->out && o->rq) {
+                    k->epi_rq(w.tile, w.base + c0, mul, mv, nv, o, i, (size_t)(jc + c0));
+                } else if (o->out) {
                     float *c = o->out + (size_t)i * o->ldc + jc + c0;
                     if (k->epi)
                         k->epi(w.tile, w.base + c0, mul, mv, nv, o->alpha + i, o->beta + i,

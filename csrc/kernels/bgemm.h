@@ -315,6 +315,10 @@ typedef void (*mdfi_bgemm_epi)(const int32_t *p, const int32_t *base, int mul, i
 /* Bit epilogue of one tile: rows r < mv are channels m + r of the group
  * (thr/dir index m + r, output channel o->m0 + m + r), columns j < nv are
  * output columns n + j of N; ORs the plane bits of each level into o->bits. */
+/* [dualpath]'s z of a tile (mdfi_bout's rq, see there): rows m0 .. m0 + mv - 1,
+ * output columns n .. n + nv - 1. */
+typedef void (*mdfi_bgemm_epi_rq)(const int32_t *p, const int32_t *base, int mul, int mv, int nv,
+                                  const mdfi_bout *o, int m0, size_t n);
 typedef void (*mdfi_bgemm_epi_bits)(const int32_t *p, const int32_t *base, int mul, int mv,
                                     int nv, const mdfi_bout *o, int m, size_t N, size_t n);
 
@@ -332,10 +336,11 @@ struct mdfi_bgemm_kernel {
     mdfi_bgemm_ukr_fused ukr_fused[3];  /* per mdfi_bmode; set: replaces ukr, ukr_masked */
     mdfi_bgemm_pack_src pack_src;   /* stride-1 panels for ukr_fused (else portable) */
     int grouped;                    /* ukr_fused takes SIGN in groups of three words */
-    int requant;                    /* applies mdfi_bout's rq (ukr_fused kernels) */
+    int requant;                    /* applies mdfi_bout's rq: ukr_fused, or epi_rq */
     mdfi_bgemm_tap_counts tap_counts;   /* grouped: for the border correction */
     mdfi_bgemm_epi epi;             /* NULL: the portable one */
     mdfi_bgemm_epi_bits epi_bits;   /* NULL: the portable one */
+    mdfi_bgemm_epi_rq epi_rq;       /* tiled kernels with .requant */
     mdfi_bgemm_pack_row pack_row;   /* NULL: the portable one */
     /* The reference replaces the tiled driver with its own loops. */
     size_t (*workspace)(const mdfi_bconv *bc);
