@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #include "kernels/bgemm.h"
+#include "kernels/x86/dpath_rq_avx2.h"
 
 #define MR 4
 #define NR 8
@@ -159,27 +160,13 @@ static MDFI_NO_UNSWITCH void epi_rq(const int32_t *p, const int32_t *base, int m
     const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256i mk = _mm256_cmpgt_epi32(_mm256_set1_epi32(nv), iota);
     const __m256i bs = _mm256_maskload_epi32(base, mk);
-    const __m256i hi = _mm256_set1_epi32(1 << 24), lo = _mm256_set1_epi32(-(1 << 24));
-    const __m256 fhi = _mm256_set1_ps(16777216.0f), flo = _mm256_set1_ps(-16777216.0f);
     for (int r = 0; r < mv; ++r) {
         const int m = m0 + r;
-        const mdfi_dpath_rq *q = o->rq + m;
         const __m256i twice = _mm256_slli_epi32(_mm256_load_si256((const __m256i *)(p + r * NR)), 1);
         const __m256i d = mul > 0 ? _mm256_add_epi32(bs, twice) : _mm256_sub_epi32(bs, twice);
-        const __m256i L = _mm256_add_epi32(_mm256_mullo_epi32(d, _mm256_set1_epi32(q->ml)),
-                                           _mm256_set1_epi32(q->ol));
-        __m256i z = _mm256_add_epi32(_mm256_mullo_epi32(d, _mm256_set1_epi32(q->mh)),
-                                     _mm256_set1_epi32(q->oh));
-        z = _mm256_sra_epi32(_mm256_add_epi32(z, _mm256_srai_epi32(L, 16)),
-                             _mm_cvtsi32_si128(q->s - 16));
-        z = _mm256_min_epi32(_mm256_max_epi32(z, lo), hi);
         const float *src = o->src + (size_t)(m % o->src_c) * o->ldc + n;
-        __m256 sv = nv == NR ? _mm256_loadu_ps(src) : _mm256_maskload_ps(src, mk);
-        sv = _mm256_and_ps(sv, _mm256_cmp_ps(sv, sv, _CMP_ORD_Q));   /* NaN -> 0 */
-        sv = _mm256_min_ps(_mm256_max_ps(sv, flo), fhi);
-        sv = _mm256_round_ps(sv, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        z = _mm256_add_epi32(z, _mm256_cvtps_epi32(sv));
-        const __m256 f = _mm256_cvtepi32_ps(_mm256_min_epi32(_mm256_max_epi32(z, lo), hi));
+        const __m256 f = mdfi_rq_add_src8(mdfi_rq_split8(d, o->rq + m),
+                                          nv == NR ? _mm256_loadu_ps(src) : _mm256_maskload_ps(src, mk));
         float *c = o->out + (size_t)m * o->ldc + n;
         if (nv == NR)
             _mm256_storeu_ps(c, f);

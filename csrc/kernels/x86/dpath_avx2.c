@@ -8,6 +8,7 @@
 #include "kernels/dpath.h"
 #include "kernels/dpath_gated.h"
 #include "kernels/x86/dpath_rows3.h"
+#include "kernels/x86/dpath_rq_avx2.h"
 
 /* r(D) of eight D by the definition */
 static __m256i requant_def8(__m256i dv, const mdfi_dpath_rq *q)
@@ -30,12 +31,7 @@ static __m256i requant_def8(__m256i dv, const mdfi_dpath_rq *q)
 void mdfi_dpath_requant_avx2(float *d, const float *d0, const float *src, size_t n,
                              const mdfi_dpath_rq *q)
 {
-    const __m256i mh = _mm256_set1_epi32(q->mh), ml = _mm256_set1_epi32(q->ml);
-    const __m256i oh = _mm256_set1_epi32(q->oh), ol = _mm256_set1_epi32(q->ol);
-    const __m128i k = _mm_cvtsi32_si128(q->s - 16);
     const __m256i small = _mm256_set1_epi32((1 << 14) - 1);
-    const __m256i hi32 = _mm256_set1_epi32(1 << 24), lo32 = _mm256_set1_epi32(-(1 << 24));
-    const __m256 fhi = _mm256_set1_ps(16777216.0f), flo = _mm256_set1_ps(-16777216.0f);
     const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (size_t i = 0; i < n; i += 8) {
         const int full = n - i >= 8;
@@ -44,23 +40,11 @@ void mdfi_dpath_requant_avx2(float *d, const float *d0, const float *src, size_t
         if (d0)
             D = _mm256_add_epi32(_mm256_slli_epi32(D, 1), _mm256_cvttps_epi32(
                 full ? _mm256_loadu_ps(d0 + i) : _mm256_maskload_ps(d0 + i, live)));
-        __m256 sv = full ? _mm256_loadu_ps(src + i) : _mm256_maskload_ps(src + i, live);
-        __m256i r;
+        const __m256 sv = full ? _mm256_loadu_ps(src + i) : _mm256_maskload_ps(src + i, live);
         const __m256i big = _mm256_cmpgt_epi32(_mm256_abs_epi32(D), small);
-        if (q->split && _mm256_testz_si256(big, big)) {
-            const __m256i L = _mm256_add_epi32(_mm256_mullo_epi32(D, ml), ol);
-            const __m256i Q = _mm256_add_epi32(_mm256_add_epi32(_mm256_mullo_epi32(D, mh), oh),
-                                               _mm256_srai_epi32(L, 16));
-            r = _mm256_sra_epi32(Q, k);
-            r = _mm256_min_epi32(_mm256_max_epi32(r, lo32), hi32);
-        } else {
-            r = requant_def8(D, q);
-        }
-        sv = _mm256_and_ps(sv, _mm256_cmp_ps(sv, sv, _CMP_ORD_Q));   /* NaN -> 0 */
-        sv = _mm256_min_ps(_mm256_max_ps(sv, flo), fhi);
-        sv = _mm256_round_ps(sv, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        __m256i t = _mm256_add_epi32(r, _mm256_cvtps_epi32(sv));
-        const __m256 f = _mm256_cvtepi32_ps(_mm256_min_epi32(_mm256_max_epi32(t, lo32), hi32));
+        const __m256i r = q->split && _mm256_testz_si256(big, big) ? mdfi_rq_split8(D, q)
+                                                                    : requant_def8(D, q);
+        const __m256 f = mdfi_rq_add_src8(r, sv);
         if (full)
             _mm256_storeu_ps(d + i, f);
         else
