@@ -10,7 +10,9 @@
  *         tiling, maxpool, route) with pseudo-random parameters written to a
  *         temporary weights file: every binary kernel variant this build and
  *         CPU run, 1 and 3 threads, gives the same bits as ref on 1 thread,
- *         and every output is an integer within +-2^24;
+ *         and every output is an integer within +-2^24; again with one channel
+ *         whose requantization has no int32 split (its layer not requantized
+ *         in a kernel's epilogue);
  *       - refused parameters (range 0, a negative variance, |B| >= 2^24) and
  *         a short file fail with MDFI_ERR_WEIGHTS and free everything
  *         (run under ASan by MDFI_SANITIZE=1). */
@@ -60,7 +62,7 @@ static const dp_shape quick_layers[] = {{65, 65, 3, 1}, {130, 65, 1, 0}, {130, 1
                                         {130, 130, 3, 0}};
 
 /* What a test breaks in the parameters of the first layer. */
-typedef enum { BREAK_NONE, BREAK_RANGE, BREAK_VAR, BREAK_B, BREAK_SHORT } breakage;
+typedef enum { BREAK_NONE, BREAK_RANGE, BREAK_VAR, BREAK_B, BREAK_SHORT, WIDE_A } breakage;
 
 /* Writes the quick network's weights to a new temporary file (path). */
 static int write_weights(char *path, breakage b)
@@ -75,11 +77,13 @@ static int write_weights(char *path, breakage b)
         for (int m = 0; m < s->M; ++m)   /* biases */
             ok &= put(f, first && b == BREAK_B && m == 3 ? 1e9f : uniform(-4, 4));
         for (int m = 0; m < s->M; ++m)   /* scales */
-            ok &= put(f, uniform(-2.5f, 2.5f));
+            ok &= put(f, first && b == WIDE_A && m == 5 ? 2.f : uniform(-2.5f, 2.5f));
         for (int m = 0; m < s->M; ++m)   /* rolling_mean */
             ok &= put(f, uniform(-3, 3));
         for (int m = 0; m < s->M; ++m)   /* rolling_variance */
-            ok &= put(f, first && b == BREAK_VAR && m == 7 ? -1.f : uniform(0.05f, 4));
+            ok &= put(f, first && b == BREAK_VAR && m == 7 ? -1.f
+                         : first && b == WIDE_A && m == 5 ? 1e-10f   /* A >= 2^15: S < 16 */
+                                                          : uniform(0.05f, 4));
         for (long j = 0; j < (long)s->M * s->C * s->k * s->k; ++j)
             ok &= put(f, uniform(-1, 1));
         for (int c = 0; c < s->C; ++c)   /* shift: halves, so some inputs hit it */
@@ -102,10 +106,13 @@ static void quick_input(float *x, size_t n)
     }
 }
 
-static void variants_agree(void)
+/* b: BREAK_NONE, or WIDE_A: one channel of the first layer without the int32
+ * split of its requantization (kernels/dpath.h), so that the kernels which
+ * requantize in their epilogue leave that layer to the pass. */
+static void variants_agree(breakage b)
 {
     char path[64];
-    check(write_weights(path, BREAK_NONE), "write weights");
+    check(write_weights(path, b), "write weights");
     float x[65 * 5 * 7];
     quick_input(x, sizeof x / sizeof x[0]);
     size_t n_ref = 0;
@@ -141,7 +148,8 @@ static void refusals(void)
 static int quick(void)
 {
     hand_example();
-    variants_agree();
+    variants_agree(BREAK_NONE);
+    variants_agree(WIDE_A);
     refusals();
     return summary();
 }
