@@ -312,13 +312,13 @@ typedef void (*mdfi_bgemm_epi)(const int32_t *p, const int32_t *base, int mul, i
                                const float *alpha, const float *beta, mdfi_epilogue act,
                                float *c, size_t ldc);
 
-/* Bit epilogue of one tile: rows r < mv are channels m + r of the group
- * (thr/dir index m + r, output channel o->m0 + m + r), columns j < nv are
- * output columns n + j of N; ORs the plane bits of each level into o->bits. */
 /* [dualpath]'s z of a tile (mdfi_bout's rq, see there): rows m0 .. m0 + mv - 1,
  * output columns n .. n + nv - 1. */
 typedef void (*mdfi_bgemm_epi_rq)(const int32_t *p, const int32_t *base, int mul, int mv, int nv,
                                   const mdfi_bout *o, int m0, size_t n);
+/* Bit epilogue of one tile: rows r < mv are channels m + r of the group
+ * (thr/dir index m + r, output channel o->m0 + m + r), columns j < nv are
+ * output columns n + j of N; ORs the plane bits of each level into o->bits. */
 typedef void (*mdfi_bgemm_epi_bits)(const int32_t *p, const int32_t *base, int mul, int mv,
                                     int nv, const mdfi_bout *o, int m, size_t N, size_t n);
 

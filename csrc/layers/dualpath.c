@@ -208,8 +208,8 @@ static mdfi_status dp_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
     if (failed)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory packing weights",
                          l->index);
-    /* the kernel's requantization needs every channel's int32 split, which
-     * holds for |D| <= C k^2 < 2^14 (kernels/dpath.h) */
+    /* the kernel's requantization takes the int32 split alone: every channel
+     * must have it, and |D| <= C k^2 must stay below 2^14 (kernels/dpath.h) */
     p->fused = p->kern->requant && mdfi_bconv_dmax(&p->bc) < 1 << 14;
     for (int m = 0; m < M; ++m)
         p->fused &= p->fx.rq[m].split;
