@@ -339,8 +339,17 @@ void mdfi_sgemm_plain_mul(const mdfi_sgemm_kernel *k, int M, int K, int N, const
                           const float *packed_b, float *C, size_t ldc, int accumulate)
 {
     const mdfi_sgemm_tile *t = pick_tile(k, M);
-    sweep(t, k->nr, M, 0, K, N, half_panel(&k->tiles[0], k->nr, N),
-          MDFI_UK_FLAGS(accumulate, 1, MDFI_EPI_LINEAR), packed_a, packed_b, NULL, C, ldc);
+    const int nr = k->nr, n1 = (N - 1) / nr * nr;
+    const unsigned flags = MDFI_UK_FLAGS(accumulate, 1, MDFI_EPI_LINEAR);
+    /* A last panel of a few columns (half width: the tiles with cols have
+     * half tiles) goes to cols, once for all rows: the Winograd GEMMs' 49
+     * or 50 tiles. */
+    if (t->cols && N - n1 <= MDFI_SGEMM_COLS_MAX) {
+        t->cols(M, K, packed_a, packed_b + (size_t)n1 * K, nr / 2, N - n1, C + n1, ldc, flags);
+        N = n1;
+    }
+    sweep(t, nr, M, 0, K, N, half_panel(&k->tiles[0], nr, N), flags, packed_a, packed_b, NULL,
+          C, ldc);
 }
 
 void mdfi_sgemm_conv(const mdfi_sgemm_kernel *k, int M, const mdfi_conv_geom *g,

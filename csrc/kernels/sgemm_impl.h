@@ -31,6 +31,16 @@ typedef void (*mdfi_sgemm_ukr)(int kc, const float *a, const float *b, float *c,
 typedef void (*mdfi_sgemm_gemv)(int M, int K, int kc, const float *packed_a, const float *x,
                                 const float *bias, mdfi_epilogue epi, float *c, size_t ldc);
 
+/* The first nv (<= MDFI_SGEMM_COLS_MAX) columns of a half-width B panel (row stride
+ * bw) for all M rows of a packed A's K block (panels of MR rows, kc * MR
+ * floats apart): the tile's semantics and fma chain per element, with the
+ * rows of several panels in vectors instead of a tile's columns, so a
+ * narrow edge costs about its columns' work rather than a half tile's.
+ * Linear, no bias (flags' epilogue is not applied): the Winograd GEMMs. */
+typedef void (*mdfi_sgemm_cols)(int M, int kc, const float *a, const float *b, int bw, int nv,
+                                float *c, size_t ldc, unsigned flags);
+#define MDFI_SGEMM_COLS_MAX 2
+
 /* A run of one B panel row: len floats from offset src of a channel plane
  * to column dst. */
 typedef struct {
@@ -52,6 +62,7 @@ typedef struct {
     mdfi_sgemm_ukr ukr;
     mdfi_sgemm_ukr ukr_half;   /* MR x NR/2 for a narrow last panel, or NULL */
     mdfi_sgemm_gemv gemv;
+    mdfi_sgemm_cols cols;      /* or NULL */
 } mdfi_sgemm_tile;
 
 struct mdfi_sgemm_kernel {
@@ -94,6 +105,9 @@ void mdfi_sgemm_gemv6_avx2(int M, int K, int kc, const float *pa, const float *x
                            const float *bias, mdfi_epilogue epi, float *c, size_t ldc);
 void mdfi_sgemm_gemv4_avx2(int M, int K, int kc, const float *pa, const float *x,
                            const float *bias, mdfi_epilogue epi, float *c, size_t ldc);
+/* Its cols for 6-row panels (x86/sgemm_gemv_avx2.c). */
+void mdfi_sgemm_cols6_avx2(int M, int kc, const float *a, const float *b, int bw, int nv,
+                           float *c, size_t ldc, unsigned flags);
 #endif
 #ifdef MDFI_HAVE_AVX512
 extern const mdfi_sgemm_kernel mdfi_sgemm_avx512;

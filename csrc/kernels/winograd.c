@@ -404,9 +404,16 @@ void mdfi_wino_run(const mdfi_wino *w, const float *packed, const float *input,
             c0 = c + 1;
         }
     }
+    /* On the fly the GEMMs take the nt real tiles, not the zero lanes up to
+     * T: B packed T wide has the panels of nt wide where the panels are a
+     * multiple of 16 (and half panels of 8) wide, as on x86 (at the edge,
+     * cols then does the 49th or 50th column the 16-wide kernel's way). */
+    const int ng = vq && w->k->nr % 16 == 0 ? nt : T;
     for (int b = b0; b < b1; ++b) {
         const int o0 = b * w->mb, rows = w->M - o0 < w->mb ? w->M - o0 : w->mb;
         const size_t ms = (size_t)rows * T;
+        for (size_t r = 0; ng < T && r < (size_t)aa * rows; ++r)   /* lanes skipped: zeros */
+            memset(mo + r * T + ng, 0, (size_t)(T - ng) * sizeof(float));
         const float *blk = packed + (size_t)b * w->block_floats;
         /* M[t] = U[t] V[t]: rows x T each */
         for (int q = 0; w->otf && q < w->nkc; ++q) {   /* chunk by chunk, summed into M */
@@ -428,7 +435,7 @@ void mdfi_wino_run(const mdfi_wino *w, const float *packed, const float *input,
                      i += 16)
                     __builtin_prefetch(next + i, 0, 1);
                 if (vq) {   /* summed into M by the micro-kernels */
-                    mdfi_sgemm_plain_mul(w->k, rows, kcq, T, ub + t * w->plane_floats,
+                    mdfi_sgemm_plain_mul(w->k, rows, kcq, ng, ub + t * w->plane_floats,
                                          vp + ((size_t)t * w->nkc + q) * vq, mt, (size_t)T, q);
                     continue;
                 }

@@ -279,6 +279,77 @@ static void add(const mdfi_sgemm_kernel *k, int M, mdfi_conv_geom g)
     run_case(k, &t);
 }
 
+/* plain_pack_b + plain_mul (the Winograd GEMMs) against mdfi_sgemm_conv on
+ * the same matrices: the same fma chain per element, so the same bits.  B
+ * is packed nb wide, the next multiple of 8, and N columns multiplied, as
+ * the Winograd path does where the panels are a multiple of 16 wide (its lanes up to nb are zero tiles): last panels
+ * full, half, and the few-column edge (cols); the K range in two calls, the
+ * second accumulating; C's columns past N untouched. */
+static void plain_case(const mdfi_sgemm_kernel *k, int M, int K1, int N)
+{
+    /* (where panels are a multiple of 16 wide: what the Winograd path checks) */
+    const int K2 = 3, K = K1 + K2, nb = k->nr % 16 ? N : (N + 7) / 8 * 8;
+    const mdfi_conv_geom g = matrix_geom(K, nb);
+    if (!mdfi_sgemm_plain_ok(k, K1, nb) || !mdfi_sgemm_plain_ok(k, K2, nb) ||
+        !mdfi_sgemm_plain_ok(k, K, nb))
+        return;
+    float *a = xalloc((size_t)M * K * sizeof(float)), *b = xalloc((size_t)K * nb * sizeof(float));
+    float *a1 = xalloc((size_t)M * K1 * sizeof(float)), *a2 = xalloc((size_t)M * K2 * sizeof(float));
+    for (int m = 0; m < M; ++m)
+        for (int kk = 0; kk < K; ++kk) {
+            a[(size_t)m * K + kk] = frand();
+            if (kk < K1)
+                a1[(size_t)m * K1 + kk] = a[(size_t)m * K + kk];
+            else
+                a2[(size_t)m * K2 + kk - K1] = a[(size_t)m * K + kk];
+        }
+    for (size_t i = 0; i < (size_t)K * nb; ++i)
+        b[i] = frand();
+    float *pa = xalloc(mdfi_sgemm_packed_a_size(k, M, K)), *pa1 = xalloc(mdfi_sgemm_packed_a_size(k, M, K1));
+    float *pa2 = xalloc(mdfi_sgemm_packed_a_size(k, M, K2));
+    mdfi_sgemm_pack_a(k, M, K, a, pa);
+    mdfi_sgemm_pack_a(k, M, K1, a1, pa1);
+    mdfi_sgemm_pack_a(k, M, K2, a2, pa2);
+    void *ws = xalloc(mdfi_sgemm_workspace_size(k, M, &g));
+    float *pb1 = xalloc(mdfi_sgemm_plain_b_floats(k, K1, nb) * sizeof(float));
+    float *pb2 = xalloc(mdfi_sgemm_plain_b_floats(k, K2, nb) * sizeof(float));
+    mdfi_sgemm_plain_pack_b(k, K1, nb, b, pb1, ws);
+    mdfi_sgemm_plain_pack_b(k, K2, nb, b + (size_t)K1 * nb, pb2, ws);
+    float *want = xalloc((size_t)M * nb * sizeof(float)), *got = xalloc((size_t)M * nb * sizeof(float));
+    fill_sentinel(got, (size_t)M * nb);
+    mdfi_sgemm_conv(k, M, &g, pa, b, NULL, MDFI_EPI_LINEAR, want, (size_t)nb, 0, N, ws);
+    mdfi_sgemm_plain_mul(k, M, K1, N, pa1, pb1, got, (size_t)nb, 0);
+    mdfi_sgemm_plain_mul(k, M, K2, N, pa2, pb2, got, (size_t)nb, 1);
+    int bad = 0;
+    for (int m = 0; m < M && !bad; ++m)
+        for (int n = 0; n < nb && !bad; ++n) {
+            const size_t i = (size_t)m * nb + n;
+            bad = n < N ? memcmp(want + i, got + i, sizeof(float)) != 0 : !is_sentinel(got + i);
+            if (bad) {
+                printf("FAIL isa=%s plain M=%d K=%d+%d N=%d (packed %d wide) at m=%d n=%d: "
+                       "%.9g against %.9g\n", mdfi_sgemm_kernel_name(k), M, K1, K2, N, nb, m, n,
+                       got[i], want[i]);
+                ++failed;
+            }
+        }
+    passed += !bad;
+    free(a), free(b), free(a1), free(a2), free(pa), free(pa1), free(pa2);
+    free(ws), free(pb1), free(pb2), free(want), free(got);
+}
+
+static void test_plain(const mdfi_sgemm_kernel *k, int mr)
+{
+    const int nr = k->nr, ns[] = {1, 2, 3, 8, 9, nr + 1, nr + 2, 3 * nr + 1, 3 * nr + 2,
+                                  3 * nr + 7, 49, 50, 4 * nr};
+    const int ms[] = {1, mr - 1, mr, 4 * mr + 1, 9 * mr + 5};
+    for (int i = 0; i < 5; ++i)
+        for (int j = 0; j < 13; ++j) {
+            plain_case(k, ms[i], 5, ns[j]);
+            if (!quick)
+                plain_case(k, ms[i], 40, ns[j]);
+        }
+}
+
 static int max_mr(const mdfi_sgemm_kernel *k)
 {
     int mr = 1;
@@ -294,13 +365,13 @@ static void test_kernel(const mdfi_sgemm_kernel *k)
     /* The reference has no tiles; give it shapes like a vector ISA's. */
     const int mr = k->conv ? 6 : max_mr(k), nr = k->conv ? 16 : k->nr, kc = k->conv ? 64 : k->kc;
     /* Plain GEMM: M around MR, N around NR, K around the K block. */
-    const int ns[] = {1, 2, nr - 1, nr, nr + 1, 2 * nr + 3, 3 * nr, 67};
+    const int ns[] = {1, 2, nr - 1, nr, nr + 1, nr + 2, 2 * nr + 3, 3 * nr, 67};
     const int ks_q[] = {1, 3, 17, kc + 1};
     const int ks_f[] = {1, 2, 3, 7, 17, kc - 1, kc, kc + 1, 2 * kc + 5};
     const int *kl = quick ? ks_q : ks_f;
     int nk = quick ? 4 : 9;
     for (int M = 1; M <= 2 * mr + 1; ++M)
-        for (int ni = 0; ni < 8; ++ni)
+        for (int ni = 0; ni < 9; ++ni)
             for (int ki = 0; ki < nk; ++ki) {
                 if (quick && (M + ni + ki) % 3)
                     continue;
@@ -341,6 +412,10 @@ static void test_kernel(const mdfi_sgemm_kernel *k)
     add(k, 33, conv_geom(64, 13, 13, 1, 1, 0));          /* pointwise */
     add(k, 16, conv_geom(3, 60, 47, 3, 1, 1));           /* first layer */
     add(k, 24, conv_geom(9, 40, 41, 3, 2, 1));           /* stride 2 */
+    /* A narrow last panel (the cols edge) under more than eight A panels,
+     * over several K blocks. */
+    add(k, 8 * mr + 13, conv_geom(70, 7, 7, 3, 1, 1));
+    add(k, 9 * mr + 1, matrix_geom(kc + 9, 3 * nr + 2));
     /* Dilation (its padding is pad * dilation, as AlexeyAB's) and separate
      * vertical and horizontal strides. */
     for (int d = 2; d <= 3; ++d)
@@ -362,6 +437,7 @@ static void test_kernel(const mdfi_sgemm_kernel *k)
         add(k, 1024, conv_geom(512, 13, 13, 3, 1, 1));   /* YOLOv3-tiny layer 13 */
         add(k, 32, conv_geom(16, 208, 208, 3, 1, 1));
     }
+    test_plain(k, mr);
     printf("%-6s %s\n", mdfi_sgemm_kernel_name(k), failed == before ? "ok" : "FAILED");
 }
 

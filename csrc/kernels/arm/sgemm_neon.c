@@ -222,8 +222,8 @@ static void fill(float *o, int kc, const float *in, size_t plane, int c, int r, 
 /* cost: relative time per row (an estimate: 4 rows load B 1.5x as often
  * per fma as 6; not measured on hardware). */
 static const mdfi_sgemm_tile tiles[] = {
-    {6, 100, ukr6, ukr6h, gemv6},
-    {4, 110, ukr4, ukr4h, gemv4},
+    {6, 100, ukr6, ukr6h, gemv6, NULL},
+    {4, 110, ukr4, ukr4h, gemv4, NULL},
 };
 
 /* kc 256: a 6 x 256 A micro-panel is 6 KB of a 32 KB L1; B blocks of

@@ -76,7 +76,7 @@ static void ref_conv(int M, const mdfi_conv_geom *g, const float *a, const float
     }
 }
 
-static const mdfi_sgemm_tile ref_tiles[] = {{1, 1, NULL, NULL, NULL}};
+static const mdfi_sgemm_tile ref_tiles[] = {{1, 1, NULL, NULL, NULL, NULL}};
 
 const mdfi_sgemm_kernel mdfi_sgemm_ref = {
     .isa = MDFI_ISA_REF, .nr = 1, .kc = 1, .ntiles = 1, .tiles = ref_tiles,

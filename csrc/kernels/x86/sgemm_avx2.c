@@ -123,8 +123,8 @@ static void fill(float *o, int kc, const float *in, size_t plane, int c, int r, 
 /* cost: relative time per row, measured: 4 x 16 has only 8 accumulators
  * for 2 FMA ports of latency 4-5 and runs ~12% slower than 6 x 16. */
 static const mdfi_sgemm_tile tiles[] = {
-    {6, 100, ukr6, ukr6h, mdfi_sgemm_gemv6_avx2},
-    {4, 114, ukr4, ukr4h, mdfi_sgemm_gemv4_avx2},
+    {6, 100, ukr6, ukr6h, mdfi_sgemm_gemv6_avx2, mdfi_sgemm_cols6_avx2},
+    {4, 114, ukr4, ukr4h, mdfi_sgemm_gemv4_avx2, NULL},
 };
 
 /* kc 256: a 6 x 256 A micro-panel is 6 KB of L1; B blocks of 128 KB leave

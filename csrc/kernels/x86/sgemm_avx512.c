@@ -192,8 +192,8 @@ static void fill(float *o, int kc, const float *in, size_t plane, int c, int r, 
  * the rule picked it for 56 values of M up to 1024 (9-12, 33-36, 57-60,
  * ...), where 8 or 14 pad up to 17 % more rows.) */
 static const mdfi_sgemm_tile tiles[] = {
-    {14, 101, ukr14, ukr14h, gemv14},
-    {8, 100, ukr8, ukr8h, gemv8},
+    {14, 101, ukr14, ukr14h, gemv14, NULL},
+    {8, 100, ukr8, ukr8h, gemv8, NULL},
 };
 
 /* kc 384: a 14 x 384 A micro-panel is 21 KB of a 32-48 KB L1; B blocks of
