@@ -525,3 +525,20 @@ def test_committed_pruned_model_is_the_float_model_less_its_channels():
         got = np.stack([net.forward(v).reshape(-1) for v in x])
     assert np.abs(got - want).max() <= 1e-4
     assert (got.argmax(1) == want.argmax(1)).all()
+
+
+def test_command_line_defaults_are_the_selection_chosen_on_validation():
+    """--select-steps / --tune-steps default to the 10 + 10 steps a group that the
+    three-seed comparison of docs/pruning.md chose on Fashion-MNIST's validation
+    split (its record's settings)."""
+    import argparse
+    from weights_tools.prune.cli import add_arguments
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args(["--cfg", "c", "--weights", "w", "--data", "d", "--target-flops", "0.5",
+                         "-o", "o"])
+    from pathlib import Path
+    rec = json.loads((Path(__file__).resolve().parents[1] / "docs" / "pruning-fmnist-s10.json")
+                     .read_text())
+    assert (args.select_steps, args.tune_steps) == (rec["settings"]["select_steps"],
+                                                    rec["settings"]["tune_steps"]) == (10, 10)
