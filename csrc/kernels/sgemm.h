@@ -75,7 +75,9 @@ size_t mdfi_sgemm_workspace_size(const mdfi_sgemm_kernel *k, int M,
  * plain_pack_b packs B into dst (plain_b_floats, 64-byte aligned; workspace
  * as mdfi_sgemm_conv's for that matrix), and plain_mul computes C (M x N,
  * row stride ldc) = A B (accumulate: C += A B) from a packed A of M x K, the
- * same sums as mdfi_sgemm_conv. */
+ * same sums as mdfi_sgemm_conv.  plain_mul may take fewer columns N than B
+ * was packed with where the two widths have the same panels
+ * (plain_b_floats equal): the Winograd path's zero lanes. */
 int mdfi_sgemm_plain_ok(const mdfi_sgemm_kernel *k, int K, int N);
 size_t mdfi_sgemm_plain_b_floats(const mdfi_sgemm_kernel *k, int K, int N);
 void mdfi_sgemm_plain_pack_b(const mdfi_sgemm_kernel *k, int K, int N, const float *B,
