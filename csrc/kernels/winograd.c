@@ -412,7 +412,9 @@ void mdfi_wino_run(const mdfi_wino *w, const float *packed, const float *input,
     for (int b = b0; b < b1; ++b) {
         const int o0 = b * w->mb, rows = w->M - o0 < w->mb ? w->M - o0 : w->mb;
         const size_t ms = (size_t)rows * T;
-        for (size_t r = 0; ng < T && r < (size_t)aa * rows; ++r)   /* lanes skipped: zeros */
+        /* the lanes the GEMMs skip: zeros, kept from block to block while the
+         * layout (rows) stays; nothing but the GEMMs writes mo */
+        for (size_t r = 0; ng < T && (b == b0 || rows != w->mb) && r < (size_t)aa * rows; ++r)
             memset(mo + r * T + ng, 0, (size_t)(T - ng) * sizeof(float));
         const float *blk = packed + (size_t)b * w->block_floats;
         /* M[t] = U[t] V[t]: rows x T each */
