@@ -127,6 +127,22 @@ INLINE __m256 leaky(__m256 x)
     return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ));
 }
 
+/* D of a tile row from its counts p (2 * popcounts) and the column bases. */
+INLINE __m256i row_d(const int32_t *p, __m256i bs, int mul)
+{
+    const __m256i twice = _mm256_slli_epi32(_mm256_load_si256((const __m256i *)p), 1);
+    return mul > 0 ? _mm256_add_epi32(bs, twice) : _mm256_sub_epi32(bs, twice);
+}
+
+/* Masked stores are slow on AMD cores: only for short tiles. */
+INLINE void store_row(float *c, __m256 f, int nv, __m256i mk)
+{
+    if (nv == NR)
+        _mm256_storeu_ps(c, f);
+    else
+        _mm256_maskstore_ps(c, mk, f);
+}
+
 /* Rolled (MDFI_NO_UNSWITCH): GCC's copies per activation and store kind
  * would cost 0.5 KB for no measurable gain. */
 static MDFI_NO_UNSWITCH void epi(const int32_t *p, const int32_t *base, int mul, int mv, int nv,
@@ -137,18 +153,14 @@ static MDFI_NO_UNSWITCH void epi(const int32_t *p, const int32_t *base, int mul,
     const __m256i mk = _mm256_cmpgt_epi32(_mm256_set1_epi32(nv), iota);
     const __m256i bs = _mm256_maskload_epi32(base, mk);
     for (int r = 0; r < mv; ++r) {
-        __m256i twice = _mm256_slli_epi32(_mm256_load_si256((const __m256i *)(p + r * NR)), 1);
-        __m256i d = mul > 0 ? _mm256_add_epi32(bs, twice) : _mm256_sub_epi32(bs, twice);
-        __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(alpha[r]));
+        __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(row_d(p + r * NR, bs, mul)),
+                                 _mm256_set1_ps(alpha[r]));
         f = _mm256_add_ps(f, _mm256_set1_ps(beta[r]));
         if (act == MDFI_EPI_RELU)
             f = _mm256_and_ps(f, _mm256_cmp_ps(f, _mm256_setzero_ps(), _CMP_GT_OQ));
         else if (act == MDFI_EPI_LEAKY)
             f = leaky(f);
-        if (nv == NR)   /* masked stores are slow on AMD cores: only for short tiles */
-            _mm256_storeu_ps(c + (size_t)r * ldc, f);
-        else
-            _mm256_maskstore_ps(c + (size_t)r * ldc, mk, f);
+        store_row(c + (size_t)r * ldc, f, nv, mk);
     }
 }
 
@@ -162,16 +174,10 @@ static MDFI_NO_UNSWITCH void epi_rq(const int32_t *p, const int32_t *base, int m
     const __m256i bs = _mm256_maskload_epi32(base, mk);
     for (int r = 0; r < mv; ++r) {
         const int m = m0 + r;
-        const __m256i twice = _mm256_slli_epi32(_mm256_load_si256((const __m256i *)(p + r * NR)), 1);
-        const __m256i d = mul > 0 ? _mm256_add_epi32(bs, twice) : _mm256_sub_epi32(bs, twice);
         const float *src = o->src + (size_t)(m % o->src_c) * o->ldc + n;
-        const __m256 f = mdfi_rq_add_src8(mdfi_rq_split8(d, o->rq + m),
+        const __m256 f = mdfi_rq_add_src8(mdfi_rq_split8(row_d(p + r * NR, bs, mul), o->rq + m),
                                           nv == NR ? _mm256_loadu_ps(src) : _mm256_maskload_ps(src, mk));
-        float *c = o->out + (size_t)m * o->ldc + n;
-        if (nv == NR)
-            _mm256_storeu_ps(c, f);
-        else
-            _mm256_maskstore_ps(c, mk, f);
+        store_row(o->out + (size_t)m * o->ldc + n, f, nv, mk);
     }
 }
 
