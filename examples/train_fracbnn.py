@@ -151,7 +151,8 @@ def main(argv=None):
             model.load_state_dict(start.state_dict())
             return 1.0
         x = torch.from_numpy(data.x_train[:512]).to(tdp.device_of(model))
-        return adopt_folded(model, start, x)
+        # a dense start (gate=0) opens its gates on --gate-target of the outputs
+        return adopt_folded(model, start, x, gate_share=holder["args"].gate_target)
 
     def args_variant():
         return holder["args"].variant

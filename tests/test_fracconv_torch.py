@@ -184,6 +184,43 @@ def test_training_goes_on_from_the_files(norm, tmp_path):
     assert any(not torch.equal(a, b.detach()) for a, b in zip(before, fresh.parameters()))
 
 
+def test_a_gated_network_starts_from_its_dense_twin(tmp_path):
+    """A dense (gate=0) file adopted into the gated network: the same weights,
+    each gated layer's gates set on x so that it passes about the share asked
+    of its outputs there (the layers before it already gated), computing the
+    dense layer's P = 2 D1 + D0 where the gate fires and 2 D1 elsewhere; no
+    share refused."""
+    from weights_tools.torch import import_darknet, save
+    from weights_tools.torch.fracconv import adopt_folded
+    cfg, weights = save(trained("ws", gate=False), tmp_path / "dense")
+    dense = import_darknet(cfg, weights)
+    with pytest.raises(ValueError, match="dense.*starting share"):
+        adopt_folded(small_net("ws"), dense, torch.rand(8, 1, 9, 7))
+    x = torch.rand(256, 1, 9, 7)
+    gated = small_net("ws")
+    adopt_folded(gated, dense, x, gate_share=0.25)
+    ins = {}
+    hooks = [m.register_forward_hook(lambda mod, i, o, k=k: ins.__setitem__(k, i[0]))
+             for k, m in enumerate(gated.layers)]
+    with torch.no_grad():
+        gated(x)
+    for h in hooks:
+        h.remove()
+    for k in (1, 3, 5):
+        m, d = gated.layers[k], dense.layers[k]
+        assert torch.equal(m.binary_weight(), d.binary_weight()), k
+        with torch.no_grad():
+            s1, q = m.planes(ins[k])
+            w = m.binary_weight()
+            d2 = 2 * m._conv(s1, w)
+            g = d2 > torch.floor(m.gate()).view(1, -1, 1, 1)
+            share = float(g.double().mean())
+            assert 0.15 < share <= 0.25, (k, share)
+            assert torch.equal(m.products(ins[k]), torch.where(g, m._conv(q, w), d2)), k
+    with pytest.raises(ValueError, match=r"\(0, 1\)"):
+        adopt_folded(small_net("ws"), dense, x, gate_share=1.0)
+
+
 def test_adopting_refuses_a_file_of_another_norm(tmp_path):
     from weights_tools.torch import import_darknet, save
     from weights_tools.torch.fracconv import adopt_folded

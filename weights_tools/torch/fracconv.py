@@ -323,7 +323,7 @@ def constrain(model):
 
 
 @torch.no_grad()
-def adopt_folded(model, folded, x):
+def adopt_folded(model, folded, x, gate_share=None):
     """Make `model` (FracConv layers of norm "ws" or "bn") compute what `folded`
     computes: the same network imported from a .weights file (norm "fixed"), so
     that training goes on from a file (train_fracbnn.py --init-from).
@@ -335,8 +335,11 @@ def adopt_folded(model, folded, x):
     the statistics of its products P on x (a batch of training images, run
     through `folded` in evaluation mode) as running statistics, with the BN
     weight and bias that fold back to the file's scale and bias.  The gates go
-    back to units of tau.  Returns the share of x on which the two models' top
-    classes agree (evaluation mode)."""
+    back to units of tau.  A gated layer adopted from a dense one (gate=0: 2 bits
+    everywhere, P = 2 D1 + D0) gets the gates that pass `gate_share` of its
+    outputs on x, layer by layer (`dense_gates`); gate_share None refuses that.
+    Returns the share of x on which the two models' top classes agree
+    (evaluation mode)."""
     layers, theirs_layers = fracconv_layers(model), fracconv_layers(folded)
     if len(layers) != len(theirs_layers):
         raise ValueError("the networks have different numbers of [fracconv] layers")
@@ -358,7 +361,12 @@ def adopt_folded(model, folded, x):
             h.remove()
     theirs = folded.state_dict()
     mine = model.state_dict()
-    missing = [key for key in mine if key not in theirs and ".gain" not in key and ".bn." not in key]
+    densed = [k for k, (m, f) in enumerate(pairs) if m.gated and not f.gated]
+    if densed and gate_share is None:
+        raise ValueError("[fracconv] %d: the file's layer is dense (gate=0); its gates need a "
+                         "starting share" % densed[0])
+    missing = [key for key in mine if key not in theirs and ".gain" not in key and ".bn." not in key
+               and not (key.endswith(".gate_raw") and densed)]
     if missing:
         raise ValueError("the file's network lacks %s" % ", ".join(missing))
     for key, v in theirs.items():
@@ -388,12 +396,42 @@ def adopt_folded(model, folded, x):
             m.bias.copy_((bias.double() + mean * scale.double()).float())
         if m.gated:
             m.tau.fill_(math.sqrt(m.fan_in))
-            m.gate_raw.copy_(f.gate() / m.tau)
+            if f.gated:
+                m.gate_raw.copy_(f.gate() / m.tau)
         m.initialized.fill_(True)
+    if densed:
+        dense_gates(model, [layers[k] for k in densed], x, gate_share)
     model.eval()
     return float((model(x).flatten(1).argmax(1) == ref.argmax(1)).float().mean())
 
 
-__all__ = ["FracConv", "adopt_folded", "constrain", "fracconv_layers", "gated_share", "thermometer",
+@torch.no_grad()
+def dense_gates(model, gated, x, share):
+    """Set the gates of the layers `gated` of `model` so that each passes at most
+    `share` of its outputs on x: per channel, the value of 2 D1 that `share` of
+    them exceed.  Layer by layer in order, each with the gates before it set
+    (the later layers' inputs depend on them).  Starts a gated network from its
+    dense twin."""
+    if not 0.0 < share < 1.0:
+        raise ValueError("the starting gated share must lie in (0, 1), got %g" % share)
+    model.eval()
+    for m in gated:
+        m.gate_raw.fill_(float("inf"))          # closed until set: the next forwards see P = 2 D1
+    for m in gated:
+        seen = {}
+        hook = m.register_forward_hook(lambda mod, inputs, out: seen.__setitem__("x", inputs[0]))
+        try:
+            model(x)
+        finally:
+            hook.remove()
+        s1, _ = m.planes(seen["x"])
+        d2 = 2 * m._conv(s1, m.binary_weight()).double()
+        per = d2.transpose(0, 1).flatten(1)
+        k = min(per.shape[1] - 1, max(0, int(math.floor((1.0 - share) * per.shape[1]))))
+        g = per.sort(dim=1).values[:, k] + 0.5   # 2 D1 is an integer: "> g" passes at most share
+        m.gate_raw.copy_((g / m.tau.double()).float())
+
+
+__all__ = ["FracConv", "adopt_folded", "dense_gates", "constrain", "fracconv_layers", "gated_share", "thermometer",
            "thermometer_thresholds"]
 
