@@ -3,7 +3,9 @@
  * from the definition, and benchmarks them against the fp32 and int8 GEMMs.
  *
  *   test_bgemm [--quick] [VARIANT]          correctness (exit 1 on failure)
- *   test_bgemm --bench [--quick] [VARIANT]  per-layer timings, ratios, binary ops/cycle
+ *   test_bgemm --bench [--quick] [--isa ISA] [VARIANT]
+ *                                           per-layer timings, ratios, binary ops/cycle; --isa
+ *                                           takes every kernel from ISA (e.g. avx2: AVX2 forced)
  *
  * Each case: input packing (whole and split) against the naive levels;
  * float output over [0, N) bit-identical to the naive integer D put through
@@ -609,11 +611,10 @@ static double bench_int8(const mdfi_qgemm_kernel *k, int M, mdfi_conv_geom g)
     return best;
 }
 
-static void bench(const mdfi_bgemm_kernel *only)
+static void bench(const mdfi_bgemm_kernel *only, mdfi_isa isa)
 {
     const char *how;
     double hz = cpu_hz(&how);
-    mdfi_isa isa = mdfi_isa_best();
     const mdfi_sgemm_kernel *fk = mdfi_sgemm_kernel_for(isa);
     const mdfi_qgemm_kernel *qk = mdfi_qgemm_kernel_for(isa, 8);
     const mdfi_bgemm_kernel *bk = only ? only : mdfi_bgemm_kernel_select(isa);
@@ -652,9 +653,15 @@ int main(int argc, char **argv)
 {
     int do_bench = 0;
     const mdfi_bgemm_kernel *only = NULL;
+    mdfi_isa isa = mdfi_isa_best();
     for (int i = 1; i < argc; ++i) {
         mdfi_bkind kind;
-        if (!strcmp(argv[i], "--quick")) {
+        if (!strcmp(argv[i], "--isa") && i + 1 < argc) {
+            if (mdfi_isa_parse(argv[++i], &isa) || !mdfi_isa_available(isa)) {
+                printf("--isa %s: not available on this build/CPU\n", argv[i]);
+                return 3;
+            }
+        } else if (!strcmp(argv[i], "--quick")) {
             quick = 1;
         } else if (!strcmp(argv[i], "--bench")) {
             do_bench = 1;
@@ -665,7 +672,8 @@ int main(int argc, char **argv)
                 return 3;
             }
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--bench] [ref|popcnt|avx2|avx512vpopcnt|neon]\n",
+            fprintf(stderr, "usage: %s [--quick] [--bench] [--isa ISA] "
+                            "[ref|popcnt|avx2|avx512vpopcnt|neon]\n",
                     argv[0]);
             return 2;
         }
@@ -674,7 +682,7 @@ int main(int argc, char **argv)
            mdfi_isa_name(mdfi_isa_best()),
            mdfi_bgemm_kernel_name(mdfi_bgemm_kernel_select(mdfi_isa_best())));
     if (do_bench) {
-        bench(only);
+        bench(only, isa);
         return 0;
     }
     for (int i = 0; i < MDFI_BK_COUNT; ++i) {
