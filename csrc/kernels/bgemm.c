@@ -178,6 +178,26 @@ COLD const mdfi_bgemm_kernel *mdfi_bgemm_kernel_select(mdfi_isa isa)
 
 /* ---- weights ---------------------------------------------------------------- */
 
+/* The border correction table of a grouped kernel (mdfi_bepi_args): per A
+ * panel the popcount of each tap's words (groups undone: w2 = a1 ^ a2,
+ * w3 = a2 ^ a3), row by row. */
+COLD static void tap_counts(const mdfi_bconv *bc, uint16_t *pc)
+{
+    const int mr = bc->k->mr, T = bc->g.ksize * bc->g.ksize, W = bc->words;
+    const int K = bc->K, K3 = K - K % 3;
+    for (int i = 0; i < bc->M; i += mr, pc += T * mr) {
+        const uint64_t *a = bc->a + (size_t)i * K;
+        for (int t = 0; t < T; ++t)
+            for (int r = 0; r < mr; ++r) {
+                int n = 0;
+                for (int k = t * W; k < (t + 1) * W; ++k)
+                    n += mdfi_popcount64(a[(size_t)k * mr + r] ^
+                                         (k % 3 && k < K3 ? a[(size_t)(k - 1) * mr + r] : 0));
+                pc[t * mr + r] = (uint16_t)n;   /* <= channels <= MDFI_LIMIT_BINARY_CHANNELS */
+            }
+    }
+}
+
 /* Packed A: ceil(M/MR) panels; panel i holds a[(i*K + k)*MR + r] = word k of
  * filter i*MR + r (0 past M), k = (ky*ks + kx)*words + cw (tap-major); for a
  * grouped kernel in SIGN mode, words 3g, 3g+1, 3g+2 (< K - K % 3) become
@@ -205,10 +225,12 @@ COLD int mdfi_bconv_init(mdfi_bconv *bc, const mdfi_bgemm_kernel *k, mdfi_bmode 
         bc->pw = (g->out_w - 1) * g->stride + g->ksize;
     const int panels = (M + mr - 1) / mr;
     bc->a_words = (size_t)panels * mr * bc->K;
-    bc->a = mdfi_aligned_alloc((bc->a_words ? bc->a_words : 1) * sizeof(uint64_t));
+    const size_t pcn = grouped && g->pad > 0 ? (size_t)panels * mr * T : 0;
+    const size_t bytes = bc->a_words * sizeof(uint64_t) + pcn * sizeof(uint16_t);
+    bc->a = mdfi_aligned_alloc(bytes ? bytes : 1);
     if (!bc->a)
         return -1;
-    memset(bc->a, 0, bc->a_words * sizeof(uint64_t));
+    memset(bc->a, 0, bytes);
     for (int m = 0; m < M; ++m) {
         uint64_t *panel = bc->a + (size_t)(m / mr) * bc->K * mr;
         const unsigned char *wm = wbits + (size_t)m * C * T;
@@ -225,6 +247,10 @@ COLD int mdfi_bconv_init(mdfi_bconv *bc, const mdfi_bgemm_kernel *k, mdfi_bmode 
         if (kk % 3 && kk < K3)
             bc->a[i] ^= bc->a[i - mr];
     }
+    if (pcn) {
+        bc->pc = (uint16_t *)(bc->a + bc->a_words);
+        tap_counts(bc, bc->pc);
+    }
     return 0;
 }
 
@@ -232,11 +258,15 @@ void mdfi_bconv_free(mdfi_bconv *bc)
 {
     mdfi_aligned_free(bc->a);
     bc->a = NULL;
+    bc->pc = NULL;
 }
 
 COLD size_t mdfi_bconv_param_bytes(const mdfi_bconv *bc)
 {
-    return bc->a_words * sizeof(uint64_t);
+    return bc->a_words * sizeof(uint64_t) +
+           (bc->pc ? (size_t)(bc->M + bc->k->mr - 1) / bc->k->mr * bc->k->mr *
+                         (size_t)bc->g.ksize * bc->g.ksize * sizeof(uint16_t)
+                   : 0);
 }
 
 int mdfi_bconv_dmax(const mdfi_bconv *bc)
@@ -317,7 +347,9 @@ void mdfi_bconv_copy_input(const mdfi_bconv *bc, const uint64_t *bits, uint64_t 
  * (pack_src reads a stride-1 panel straight from the padded input, else
  * pack_b), then run every A panel over it, the kernel writing the outputs.
  * The others pack a block of panels (L2-sized), run each A panel over the
- * block and apply the epilogue to each stored tile. */
+ * block and apply the epilogue to each stored tile; grouped ones (AVX2) run
+ * each B panel against every A panel instead, so that a border panel's
+ * corrections are listed once, and subtract them from the stored tile. */
 
 typedef struct {
     int N, nc;             /* columns; columns per B block (multiple of NR) */
@@ -348,8 +380,7 @@ static blocking get_blocking(const mdfi_bconv *bc)
 #define ALIGN64(x) (((x) + 63) & ~(size_t)63)
 
 /* Workspace: B block | base[nc] | masked[nc] | tile | off0[NR] | runs[3 NR] | rowout[64]
- *            | colout[64] | toff[T] | outt[tbl] | outm[tbl] | pc[panels * tbl * MR],
- * tbl = 2 ksize + T */
+ *            | colout[64] | toff[T] | outt[tbl] | outm[tbl], tbl = 2 ksize + T */
 COLD size_t mdfi_bconv_workspace_size(const mdfi_bconv *bc)
 {
     if (bc->k->workspace)
@@ -360,10 +391,9 @@ COLD size_t mdfi_bconv_workspace_size(const mdfi_bconv *bc)
     bytes += ALIGN64((size_t)b.nc * sizeof(int32_t)) * 2;
     bytes += ALIGN64((size_t)bc->k->mr * nr * sizeof(int32_t));
     bytes += ALIGN64((size_t)nr * sizeof(long)) + ALIGN64(3 * (size_t)nr * sizeof(int));
-    const size_t panels = (size_t)(bc->M + bc->k->mr - 1) / bc->k->mr, tbl = 2 * bc->g.ksize + T;
+    const size_t tbl = 2 * (size_t)bc->g.ksize + T;
     return bytes + 128 * sizeof(uint64_t) + ALIGN64((size_t)T * sizeof(ptrdiff_t)) +
-           ALIGN64(tbl * sizeof(int)) + tbl * sizeof(uint64_t) +
-           (bc->k->grouped ? panels * tbl * bc->k->mr * sizeof(int32_t) : 0);
+           ALIGN64(tbl * sizeof(int)) + tbl * sizeof(uint64_t);
 }
 
 void mdfi_bout_zero(const mdfi_bout *o, size_t N, int n0, int n1)
@@ -388,7 +418,6 @@ typedef struct {
     ptrdiff_t *toff;       /* [T] fused kernels: word offset of each tap */
     int *outt;             /* [2 ksize + T] grouped kernels: a panel's corrections */
     uint64_t *outm;        /* [2 ksize + T] their lanes */
-    int32_t *pc;           /* grouped kernels: see mdfi_bepi_args */
 } bpack_ws;
 
 static bpack_ws carve(const mdfi_bconv *bc, const blocking *b, void *workspace)
@@ -418,8 +447,6 @@ static bpack_ws carve(const mdfi_bconv *bc, const blocking *b, void *workspace)
     w.outt = (int *)ws;
     ws += ALIGN64(tbl * sizeof(int));
     w.outm = (uint64_t *)ws;
-    ws += tbl * sizeof(uint64_t);
-    w.pc = (int32_t *)ws;
     return w;
 }
 
@@ -520,7 +547,7 @@ static void pack_b(const mdfi_bconv *bc, const blocking *bl, const uint64_t *in,
             }
         }
         w->masked[pi] = !interior && bc->mode == MDFI_BMODE_SIGN;
-        const int masked = w->masked[pi] && !bc->k->ukr_fused[0];
+        const int masked = w->masked[pi] && !bc->k->ukr_fused[0] && !bc->k->grouped;
         for (int ky = 0; ky < ks; ++ky)
             for (int kx = 0; kx < ks; ++kx) {
                 const int t = ky * ks + kx;
@@ -620,6 +647,19 @@ static int not_tiny(float x)
     return x == 0.f || fabsf(x) >= 0x1p-97f;
 }
 
+/* The corrections of the panel whose lanes panel_lanes last described: the
+ * taps t with lanes outside the image (in an outside row or column). */
+static int border_list(int ks, const bpack_ws *w)
+{
+    int nout = 0;
+    for (int t = 0; t < ks * ks; ++t) {
+        w->outt[nout] = t;
+        w->outm[nout] = w->rowout[t / ks] | w->colout[t % ks];
+        nout += w->outm[nout] != 0;
+    }
+    return nout;
+}
+
 /* The driver of the fused kernels. */
 static void run_fused(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout *o, int n0,
                       int n1, void *workspace)
@@ -631,7 +671,7 @@ static void run_fused(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout 
     const int nr = k->nr, M = bc->M, ks = g->ksize, T = ks * ks;
     /* stride 1, and each 8 lanes of a panel on at most two output rows */
     const int direct = k->pack_src && g->stride == 1 && g->out_w >= 7;
-    const int correct = k->grouped && bc->mode == MDFI_BMODE_SIGN && g->pad > 0;
+    const int correct = bc->pc != NULL;
     mdfi_bsrc s;
     mdfi_bepi_args e;
     memset(&e, 0, sizeof e);
@@ -643,16 +683,14 @@ static void run_fused(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout 
     e.ldc = o->ldc;
     e.o = o;
     e.N = (size_t)b.N;
-    e.pc = w.pc;
+    e.pc = bc->pc;
     e.outt = w.outt;
     e.outm = w.outm;
-    e.tbl = 2 * ks + T;
+    e.tbl = T;
     e.tiny_free = 1;
     e.small = mdfi_bconv_dmax(bc) < 1 << 24;
     for (int m = 0; o->out && m < M; ++m)
         e.tiny_free &= not_tiny(o->alpha[m]) & not_tiny(o->beta[m]);
-    if (correct)
-        k->tap_counts(bc, w.pc);
     memset(&s, 0, sizeof s);
     s.T = T;
     s.W = bc->words;
@@ -680,13 +718,7 @@ static void run_fused(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout 
         } else {
             pack_b(bc, &b, in, n, nv, &w);
         }
-        e.nout = 0;
-        for (int t = 0; correct && w.masked[0] && t < 2 * ks + T; ++t) {   /* see mdfi_bepi_args */
-            w.outt[e.nout] = t;
-            w.outm[e.nout] = t < ks ? w.rowout[t] : t < 2 * ks ? w.colout[t - ks]
-                                    : w.rowout[(t - 2 * ks) / ks] & w.colout[(t - 2 * ks) % ks];
-            e.nout += w.outm[e.nout] != 0;
-        }
+        e.nout = correct && w.masked[0] ? border_list(ks, &w) : 0;   /* see mdfi_bepi_args */
         e.nv = nv;
         e.n = (size_t)n;
         e.c = o->out ? o->out + n : NULL;
@@ -710,22 +742,42 @@ void mdfi_bconv_run(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout *o
     }
     const blocking b = get_blocking(bc);
     const bpack_ws w = carve(bc, &b, workspace);
-    const int mr = k->mr, nr = k->nr, K = bc->K, M = bc->M;
+    const int mr = k->mr, nr = k->nr, K = bc->K, M = bc->M, ks = bc->g.ksize;
     const int mul = bc->mode == MDFI_BMODE_2BIT ? 2 : -2;
+    /* grouped SIGN: border panels count the halo, their tiles take it back */
+    const int correct = bc->pc != NULL;
+    const int tbl = ks * ks;
     for (int jc = n0; jc < n1; jc += b.nc) {
         const int nc = n1 - jc < b.nc ? n1 - jc : b.nc;
         const int np = (nc + nr - 1) / nr;
         pack_b(bc, &b, in, jc, nc, &w);
-        for (int i = 0; i < M; i += mr) {
-            const uint64_t *a = bc->a + (size_t)i * K;
-            const int mv = M - i < mr ? M - i : mr;
-            for (int p = 0; p < np; ++p) {
+        /* grouped kernels: a B panel against every A panel (its corrections
+         * listed once); else an A panel against every B panel */
+        const int pouter = k->grouped, ni = (M + mr - 1) / mr, nouter = pouter ? np : ni;
+        for (int u = 0; u < nouter; ++u) {
+            int nout = 0;
+            if (pouter && correct && w.masked[u]) {
+                uint64_t rows;
+                const int c0 = u * nr;
+                panel_lanes(bc, jc + c0, nc - c0 < nr ? nc - c0 : nr, &w, w.base + c0, &rows);
+                nout = border_list(ks, &w);
+            }
+            for (int x = 0; x < (pouter ? ni : np); ++x) {
+                const int i = (pouter ? x : u) * mr, p = pouter ? u : x;
+                const uint64_t *a = bc->a + (size_t)i * K;
+                const int mv = M - i < mr ? M - i : mr;
                 const int c0 = p * nr, nv = nc - c0 < nr ? nc - c0 : nr;
                 const uint64_t *bp = w.dst + (size_t)p * b.panel_words;
-                if (w.masked[p])
-                    k->ukr_masked(bc->g.ksize * bc->g.ksize, bc->words, a, bp, w.tile);
+                if (w.masked[p] && !k->grouped)
+                    k->ukr_masked(ks * ks, bc->words, a, bp, w.tile);
                 else
                     k->ukr[bc->mode](K, a, bp, w.tile);
+                for (int q = 0; q < nout; ++q) {
+                    const uint16_t *pc = bc->pc + ((size_t)(i / mr) * tbl + w.outt[q]) * mr;
+                    for (uint64_t lanes = w.outm[q]; lanes; lanes &= lanes - 1)
+                        for (int r = 0, j = ctz64(lanes); r < mv; ++r)
+                            w.tile[r * nr + j] -= pc[r];
+                }
                 if (o->out && o->rq) {
                     k->epi_rq(w.tile, w.base + c0, mul, mv, nv, o, i, (size_t)(jc + c0));
                 } else if (o->out) {

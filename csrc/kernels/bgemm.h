@@ -136,6 +136,9 @@ typedef struct {
                              * halo is 0, so B packing needs no bounds checks */
     uint64_t *a;            /* packed weight bits (kernel's panel layout) */
     size_t a_words;
+    uint16_t *pc;           /* grouped kernels, SIGN, pad > 0: the border
+                             * correction table (mdfi_bepi_args), after a in
+                             * the same allocation; else NULL */
 } mdfi_bconv;
 
 /* wbits: [M][channels][ks][ks] (Darknet's weight order), nonzero = +1.
@@ -239,7 +242,8 @@ typedef void (*mdfi_bgemm_ukr_masked)(int T, int W, const uint64_t *a, const uin
  * b[(k * planes + pl) * NR + j], the epilogue applied by the kernel, row r
  * being row r of the group.
  *
- * Kernels with grouped set take SIGN words in groups of three: A holds
+ * Kernels with grouped set (fused, or tiled: ukr) take SIGN words in
+ * groups of three: A holds
  * (w1, w1^w2, w1^w2^w3) for the words w1, w2, w3 of steps k, k+1, k+2, B
  * the same of its words x (the packers transform B); the last K % 3 words
  * stay as they are.  With y_i = w_i ^ x_i, y1 = w1 ^ x1, d = y1 ^ y2 and
@@ -251,11 +255,10 @@ typedef void (*mdfi_bgemm_ukr_masked)(int T, int W, const uint64_t *a, const uin
  * every tap: a tap outside the image reads the zero halo and counts
  * popcount(w) there, which the epilogue takes back.  With p(t) the
  * popcount of row r's words of tap t = (ky, kx), a lane loses the p(t) of
- * the taps in its outside rows or columns:
- *     sum_ky out p(ky, .) + sum_kx out p(., kx) - sum_(ky, kx) both out p(ky, kx),
- * from the table pc of each A panel (tap_counts): [ks] row sums, [ks]
- * column sums, [T] -p(t), MR rows each; the lanes of outm[q] lose
- * pc[(panel * (2 ks + T) + outt[q]) * MR + r], q < nout. */
+ * each tap in an outside row or column, from the table pc of each A panel
+ * (mdfi_bconv's pc, made with the weights): p(t), T taps of MR rows each
+ * (p(t) <= channels < 2^16); the lanes of outm[q] lose
+ * pc[(panel * T + outt[q]) * MR + r], q < nout. */
 typedef struct {
     const int32_t *base;         /* [NR] D = base[j] + mul * count */
     int mul, nv;                 /* columns j < nv */
@@ -272,18 +275,14 @@ typedef struct {
     const mdfi_bout *o;
     size_t N, n;
     /* border correction (grouped kernels) */
-    const int32_t *pc;
+    const uint16_t *pc;
     const int *outt;
     const uint64_t *outm;
-    int nout, tbl;               /* tbl: entries per A panel, 2 ksize + T */
+    int nout, tbl;               /* tbl: entries per A panel, T */
 } mdfi_bepi_args;
 
 typedef void (*mdfi_bgemm_ukr_fused)(int K, int M, const uint64_t *a, const uint64_t *b,
                                      const mdfi_bepi_args *e);
-
-/* Grouped kernels: the border correction table of every A panel (see
- * mdfi_bepi_args), (2 ksize + T) * MR int32 each. */
-typedef void (*mdfi_bgemm_tap_counts)(const mdfi_bconv *bc, int32_t *pc);
 
 /* A stride-1 panel as it lies in the padded input, for pack_src: word
  * (tap t, cw, plane pl) of lane j = 8v + i is
@@ -335,9 +334,8 @@ struct mdfi_bgemm_kernel {
     mdfi_bgemm_ukr_masked ukr_masked;
     mdfi_bgemm_ukr_fused ukr_fused[3];  /* per mdfi_bmode; set: replaces ukr, ukr_masked */
     mdfi_bgemm_pack_src pack_src;   /* stride-1 panels for ukr_fused (else portable) */
-    int grouped;                    /* ukr_fused takes SIGN in groups of three words */
+    int grouped;                    /* ukr_fused / ukr take SIGN in groups of three words */
     int requant;                    /* applies mdfi_bout's rq: ukr_fused, or epi_rq */
-    mdfi_bgemm_tap_counts tap_counts;   /* grouped: for the border correction */
     mdfi_bgemm_epi epi;             /* NULL: the portable one */
     mdfi_bgemm_epi_bits epi_bits;   /* NULL: the portable one */
     mdfi_bgemm_epi_rq epi_rq;       /* tiled kernels with .requant */

@@ -2,7 +2,14 @@
  * has no vector popcount.  Pixels run along the lanes (a ymm holds one
  * 64-bit word of 4 pixels) and the filter's word is broadcast.  Byte counts
  * add up for a run of k steps that cannot overflow a byte, then vpsadbw
- * folds them into 64-bit counters.  4 x 8 tiles. */
+ * folds them into 64-bit counters.  4 x 8 tiles.
+ *
+ * SIGN takes its words in groups of three (grouped, see mdfi_bepi_args):
+ * per group and counter 3 XORs, 3 operations for the carries and two
+ * popcounts, popcount(s) + 2 popcount(c), the second by a table of doubled
+ * counts: 20 vector operations per three words where XOR, popcount and add
+ * take 24.  Taps outside the image count popcount(w) on the zero halo; the
+ * driver takes them back (bgemm.c), so border panels need no mask rows. */
 #include <immintrin.h>
 
 #include "kernels/bgemm.h"
@@ -13,7 +20,7 @@
 #define NV 2
 #define INLINE static inline __attribute__((always_inline))
 
-/* Per-byte popcount. */
+/* Per-byte popcount (by the table lut: doubled counts for the carries). */
 INLINE __m256i popcnt8(__m256i x, __m256i lut, __m256i low)
 {
     __m256i lo = _mm256_and_si256(x, low);
@@ -21,72 +28,82 @@ INLINE __m256i popcnt8(__m256i x, __m256i lut, __m256i low)
     return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
 }
 
-/* masked: SIGN with a mask row per tap of W words (K = T * W). */
-INLINE void tile(const int mode, const int masked, int K, int W, const uint64_t *a,
-                 const uint64_t *b, int32_t *p)
+/* One step's byte counts of row word(s) a* against the panel's b (k steps
+ * of P planes, or one group of three SIGN words at b, b + NR, b + 2 NR). */
+INLINE __m256i step(const int mode, const int group, const uint64_t *ak, const uint64_t *bk,
+                    int r, int v, __m256i lut, __m256i lut2, __m256i low)
+{
+    const __m256i b0 = _mm256_load_si256((const __m256i *)(bk + 4 * v));
+    const __m256i av = _mm256_set1_epi64x((long long)ak[r]);
+    if (group) {
+        const __m256i y1 = _mm256_xor_si256(av, b0);
+        const __m256i d = _mm256_xor_si256(_mm256_set1_epi64x((long long)ak[MR + r]),
+                                           _mm256_load_si256((const __m256i *)(bk + NR + 4 * v)));
+        const __m256i sum = _mm256_xor_si256(_mm256_set1_epi64x((long long)ak[2 * MR + r]),
+                                             _mm256_load_si256((const __m256i *)(bk + 2 * NR + 4 * v)));
+        /* carry = d ? ~sum : y1 = y1 ^ (d & ~(y1 ^ sum)) */
+        const __m256i c = _mm256_xor_si256(y1, _mm256_andnot_si256(_mm256_xor_si256(y1, sum), d));
+        return _mm256_add_epi8(popcnt8(sum, lut, low), popcnt8(c, lut2, low));
+    }
+    if (mode == MDFI_BMODE_SIGN)
+        return popcnt8(_mm256_xor_si256(av, b0), lut, low);
+    const __m256i b1 = _mm256_load_si256((const __m256i *)(bk + NR + 4 * v));
+    if (mode == MDFI_BMODE_TERNARY)
+        return popcnt8(_mm256_and_si256(_mm256_xor_si256(av, b0), b1), lut, low);
+    return _mm256_add_epi8(popcnt8(_mm256_and_si256(av, b0), lut, low),
+                           popcnt8(_mm256_and_si256(av, b1), lut2, low));
+}
+
+INLINE void tile(const int mode, int K, const uint64_t *a, const uint64_t *b, int32_t *p)
 {
     const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
                                          0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i lut2 = _mm256_add_epi8(lut, lut);
     const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
     const int P = mode == MDFI_BMODE_SIGN ? 1 : 2;
-    /* a byte gains at most 8 (one plane) or 8 + 2*8 (2BIT) per step */
-    const int run = mode == MDFI_BMODE_2BIT ? 10 : 31;
+    /* SIGN: groups of three words, the last K % 3 one by one */
+    const int K3 = mode == MDFI_BMODE_SIGN ? K - K % 3 : 0;
+    /* words a run: a byte gains at most 8 a word (TERNARY), 8 + 2*8 a group of
+     * three or a 2BIT word */
+    const int runw = mode == MDFI_BMODE_SIGN ? 30 : mode == MDFI_BMODE_2BIT ? 10 : 31;
     __m256i acc[MR][NV];
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r)
         for (int v = 0; v < NV; ++v)
             acc[r][v] = zero;
-    const uint64_t *bk = b, *mrow = b + (size_t)W * NR;
-    int cw = 0;
-    for (int k0 = 0; k0 < K; k0 += run) {
-        const int k1 = K - k0 < run ? K : k0 + run;
+    for (int k0 = 0; k0 < K;) {
+        const int end = k0 < K3 ? K3 : K, k1 = end - k0 < runw ? end : k0 + runw;
         __m256i cnt[MR][NV];
 #pragma GCC unroll 8
         for (int r = 0; r < MR; ++r)
             for (int v = 0; v < NV; ++v)
                 cnt[r][v] = zero;
-        for (int k = k0; k < k1; ++k) {
-            const uint64_t *ak = a + (size_t)k * MR, *b1k = masked ? mrow : bk + NR;
-            __m256i b0[NV], b1[NV];
-#pragma GCC unroll 2
-            for (int v = 0; v < NV; ++v) {
-                b0[v] = _mm256_load_si256((const __m256i *)(bk + 4 * v));
-                b1[v] = P > 1 || masked ? _mm256_load_si256((const __m256i *)(b1k + 4 * v)) : zero;
-            }
-            if (masked) {
-                bk += NR;
-                if (++cw == W) {   /* next tap: past its mask row */
-                    cw = 0;
-                    bk += NR;
-                    mrow = bk + (size_t)W * NR;
-                }
-            } else {
-                bk += (size_t)P * NR;
-            }
+        if (k0 < K3) {
+            for (int k = k0; k < k1; k += 3) {
+                const uint64_t *ak = a + (size_t)k * MR, *bk = b + (size_t)k * NR;
 #pragma GCC unroll 4
-            for (int r = 0; r < MR; ++r) {
-                __m256i av = _mm256_set1_epi64x((long long)ak[r]);
+                for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 2
-                for (int v = 0; v < NV; ++v) {
-                    __m256i c;
-                    if (mode == MDFI_BMODE_SIGN && !masked) {
-                        c = popcnt8(_mm256_xor_si256(av, b0[v]), lut, low);
-                    } else if (mode == MDFI_BMODE_TERNARY || masked) {
-                        c = popcnt8(_mm256_and_si256(_mm256_xor_si256(av, b0[v]), b1[v]), lut,
-                                    low);
-                    } else {
-                        __m256i c1 = popcnt8(_mm256_and_si256(av, b1[v]), lut, low);
-                        c = _mm256_add_epi8(popcnt8(_mm256_and_si256(av, b0[v]), lut, low),
-                                            _mm256_add_epi8(c1, c1));
-                    }
-                    cnt[r][v] = _mm256_add_epi8(cnt[r][v], c);
-                }
+                    for (int v = 0; v < NV; ++v)
+                        cnt[r][v] = _mm256_add_epi8(cnt[r][v],
+                                                    step(mode, 1, ak, bk, r, v, lut, lut2, low));
+            }
+        } else {
+            for (int k = k0; k < k1; ++k) {
+                const uint64_t *ak = a + (size_t)k * MR, *bk = b + (size_t)k * P * NR;
+#pragma GCC unroll 4
+                for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+                    for (int v = 0; v < NV; ++v)
+                        cnt[r][v] = _mm256_add_epi8(cnt[r][v],
+                                                    step(mode, 0, ak, bk, r, v, lut, lut2, low));
             }
         }
 #pragma GCC unroll 8
         for (int r = 0; r < MR; ++r)
             for (int v = 0; v < NV; ++v)
                 acc[r][v] = _mm256_add_epi64(acc[r][v], _mm256_sad_epu8(cnt[r][v], zero));
+        k0 = k1;
     }
     /* 64-bit lanes -> int32: the low halves, in order */
     const __m256i pick = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
@@ -99,22 +116,17 @@ INLINE void tile(const int mode, const int masked, int K, int W, const uint64_t 
 
 static void ukr_sign(int K, const uint64_t *a, const uint64_t *b, int32_t *p)
 {
-    tile(MDFI_BMODE_SIGN, 0, K, 1, a, b, p);
+    tile(MDFI_BMODE_SIGN, K, a, b, p);
 }
 
 static void ukr_ternary(int K, const uint64_t *a, const uint64_t *b, int32_t *p)
 {
-    tile(MDFI_BMODE_TERNARY, 0, K, 1, a, b, p);
+    tile(MDFI_BMODE_TERNARY, K, a, b, p);
 }
 
 static void ukr_2bit(int K, const uint64_t *a, const uint64_t *b, int32_t *p)
 {
-    tile(MDFI_BMODE_2BIT, 0, K, 1, a, b, p);
-}
-
-static void ukr_masked(int T, int W, const uint64_t *a, const uint64_t *b, int32_t *p)
-{
-    tile(MDFI_BMODE_SIGN, 1, T * W, W, a, b, p);
+    tile(MDFI_BMODE_2BIT, K, a, b, p);
 }
 
 /* Darknet's leaky slope exactly as the scalar epilogue: (float)(.1 * (double)x). */
@@ -183,6 +195,6 @@ static MDFI_NO_UNSWITCH void epi_rq(const int32_t *p, const int32_t *base, int m
 
 const mdfi_bgemm_kernel mdfi_bgemm_avx2 = {
     .kind = MDFI_BK_AVX2, .mr = MR, .nr = NR, .b_block_words = 32768,
-    .ukr = {ukr_sign, ukr_ternary, ukr_2bit}, .ukr_masked = ukr_masked, .epi = epi,
+    .ukr = {ukr_sign, ukr_ternary, ukr_2bit}, .grouped = 1, .epi = epi,
     .requant = 1, .epi_rq = epi_rq,
 };

@@ -204,10 +204,10 @@ static __attribute__((noinline)) void finish(const __m512i acc[][2], const mdfi_
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r)
         cnt[r] = _mm512_permutex2var_epi32(acc[r][0], idx, acc[r][1]);
-    const int32_t *pc = e->pc + (size_t)i * e->tbl;   /* (i is a multiple of MR) */
+    const uint16_t *pc = e->pc + (size_t)i * e->tbl;   /* (i is a multiple of MR) */
     for (int q = 0; q < e->nout; ++q) {
         const __mmask16 k = (__mmask16)e->outm[q];
-        const int32_t *p = pc + e->outt[q] * MR;
+        const uint16_t *p = pc + e->outt[q] * MR;
 #pragma GCC unroll 8
         for (int r = 0; r < MR; ++r)
             cnt[r] = _mm512_mask_sub_epi32(cnt[r], k, cnt[r], _mm512_set1_epi32(p[r]));
@@ -326,35 +326,6 @@ static void ukr_2bit(int K, int M, const uint64_t *a, const uint64_t *b,
     ukr2(MDFI_BMODE_2BIT, K, M, a, b, e);
 }
 
-/* The border correction table of each A panel (see mdfi_bepi_args): the
- * popcounts of each tap's words, recovered from their groups
- * (w2 = a1 ^ a2, w3 = a2 ^ a3), summed by tap rows and columns, and negated. */
-static void tap_counts(const mdfi_bconv *bc, int32_t *pc)
-{
-    const int ks = bc->g.ksize, T = ks * ks, W = bc->words, K3 = bc->K - bc->K % 3;
-    for (int i = 0; i < bc->M; i += MR) {
-        const uint64_t *a = bc->a + (size_t)i * bc->K;
-        int32_t *rows = pc, *cols = pc + ks * MR, *taps = cols + ks * MR;
-        for (int j = 0; j < 2 * ks * MR; ++j)
-            pc[j] = 0;
-        for (int t = 0, k = 0; t < T; ++t) {
-            __m512i sum = _mm512_setzero_si512();
-            for (int cw = 0; cw < W; ++cw, ++k) {
-                __m512i w = _mm512_load_si512(a + (size_t)k * MR);
-                if (k % 3 && k < K3)
-                    w = _mm512_xor_si512(w, _mm512_load_si512(a + (size_t)(k - 1) * MR));
-                sum = _mm512_add_epi64(sum, _mm512_popcnt_epi64(w));
-            }
-            const __m256i p = _mm512_cvtepi64_epi32(sum);
-            int32_t *rr = rows + t / ks * MR, *cc = cols + t % ks * MR;
-            _mm256_storeu_si256((__m256i *)rr, _mm256_add_epi32(_mm256_loadu_si256((__m256i *)rr), p));
-            _mm256_storeu_si256((__m256i *)cc, _mm256_add_epi32(_mm256_loadu_si256((__m256i *)cc), p));
-            _mm256_storeu_si256((__m256i *)(taps + t * MR), _mm256_sub_epi32(_mm256_setzero_si256(), p));
-        }
-        pc += (2 * ks + T) * MR;
-    }
-}
-
 /* A stride-1 panel from the padded input: per vector of 8 lanes, those on
  * its first output row and those on the next (gap further), two zero-masked
  * loads ORed.  Two-plane modes: the columns' sums as well. */
@@ -470,5 +441,5 @@ const mdfi_bgemm_kernel mdfi_bgemm_avx512vpopcnt = {
     .kind = MDFI_BK_AVX512VPOPCNT, .mr = MR, .nr = NR, .b_block_words = 32768,
     .ukr_fused = {ukr_sign, ukr_ternary, ukr_2bit}, .pack_src = pack_src, .grouped = 1,
     .requant = 1,
-    .tap_counts = tap_counts, .pack_row = pack_row,
+    .pack_row = pack_row,
 };
