@@ -380,7 +380,8 @@ static blocking get_blocking(const mdfi_bconv *bc)
 #define ALIGN64(x) (((x) + 63) & ~(size_t)63)
 
 /* Workspace: B block | base[nc] | masked[nc] | tile | off0[NR] | runs[3 NR] | rowout[64]
- *            | colout[64] | toff[T] | outt[tbl] | outm[tbl], tbl = 2 ksize + T */
+ *            | colout[64] | toff[T] | outt[tbl] | outm[tbl] | pc[panels * tbl * MR],
+ * tbl = 2 ksize + T */
 COLD size_t mdfi_bconv_workspace_size(const mdfi_bconv *bc)
 {
     if (bc->k->workspace)
@@ -391,9 +392,10 @@ COLD size_t mdfi_bconv_workspace_size(const mdfi_bconv *bc)
     bytes += ALIGN64((size_t)b.nc * sizeof(int32_t)) * 2;
     bytes += ALIGN64((size_t)bc->k->mr * nr * sizeof(int32_t));
     bytes += ALIGN64((size_t)nr * sizeof(long)) + ALIGN64(3 * (size_t)nr * sizeof(int));
-    const size_t tbl = 2 * (size_t)bc->g.ksize + T;
+    const size_t panels = (size_t)(bc->M + bc->k->mr - 1) / bc->k->mr, tbl = 2 * bc->g.ksize + T;
     return bytes + 128 * sizeof(uint64_t) + ALIGN64((size_t)T * sizeof(ptrdiff_t)) +
-           ALIGN64(tbl * sizeof(int)) + tbl * sizeof(uint64_t);
+           ALIGN64(tbl * sizeof(int)) + tbl * sizeof(uint64_t) +
+           (bc->pc ? panels * tbl * bc->k->mr * sizeof(int32_t) : 0);
 }
 
 void mdfi_bout_zero(const mdfi_bout *o, size_t N, int n0, int n1)
@@ -418,6 +420,7 @@ typedef struct {
     ptrdiff_t *toff;       /* [T] fused kernels: word offset of each tap */
     int *outt;             /* [2 ksize + T] grouped kernels: a panel's corrections */
     uint64_t *outm;        /* [2 ksize + T] their lanes */
+    int32_t *pc;           /* grouped kernels: see mdfi_bepi_args */
 } bpack_ws;
 
 static bpack_ws carve(const mdfi_bconv *bc, const blocking *b, void *workspace)
@@ -447,6 +450,8 @@ static bpack_ws carve(const mdfi_bconv *bc, const blocking *b, void *workspace)
     w.outt = (int *)ws;
     ws += ALIGN64(tbl * sizeof(int));
     w.outm = (uint64_t *)ws;
+    ws += tbl * sizeof(uint64_t);
+    w.pc = (int32_t *)ws;
     return w;
 }
 
@@ -647,14 +652,33 @@ static int not_tiny(float x)
     return x == 0.f || fabsf(x) >= 0x1p-97f;
 }
 
-/* The corrections of the panel whose lanes panel_lanes last described: the
- * taps t with lanes outside the image (in an outside row or column). */
+/* The correction table of this call (mdfi_bepi_args) from the taps' p(t):
+ * per A panel the row sums, the column sums and -p(t), so that a lane
+ * outside in one tap row or column loses its sum in one subtraction. */
+COLD static void border_table(const mdfi_bconv *bc, int32_t *pc)
+{
+    const int mr = bc->k->mr, ks = bc->g.ksize, T = ks * ks;
+    const uint16_t *p = bc->pc;
+    for (int i = 0; i < bc->M; i += mr, pc += (2 * ks + T) * mr) {
+        memset(pc, 0, 2 * (size_t)ks * mr * sizeof(int32_t));
+        for (int t = 0; t < T; ++t)
+            for (int r = 0; r < mr; ++r, ++p) {
+                pc[(t / ks) * mr + r] += *p;
+                pc[(ks + t % ks) * mr + r] += *p;
+                pc[(2 * ks + t) * mr + r] = -*p;
+            }
+    }
+}
+
+/* The corrections of the panel whose lanes panel_lanes last described:
+ * entries t of the table (rows, columns, taps) with their lanes. */
 static int border_list(int ks, const bpack_ws *w)
 {
     int nout = 0;
-    for (int t = 0; t < ks * ks; ++t) {
+    for (int t = 0; t < 2 * ks + ks * ks; ++t) {
         w->outt[nout] = t;
-        w->outm[nout] = w->rowout[t / ks] | w->colout[t % ks];
+        w->outm[nout] = t < ks ? w->rowout[t] : t < 2 * ks ? w->colout[t - ks]
+                                : w->rowout[(t - 2 * ks) / ks] & w->colout[(t - 2 * ks) % ks];
         nout += w->outm[nout] != 0;
     }
     return nout;
@@ -672,6 +696,8 @@ static void run_fused(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout 
     /* stride 1, and each 8 lanes of a panel on at most two output rows */
     const int direct = k->pack_src && g->stride == 1 && g->out_w >= 7;
     const int correct = bc->pc != NULL;
+    if (correct)
+        border_table(bc, w.pc);
     mdfi_bsrc s;
     mdfi_bepi_args e;
     memset(&e, 0, sizeof e);
@@ -683,10 +709,10 @@ static void run_fused(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout 
     e.ldc = o->ldc;
     e.o = o;
     e.N = (size_t)b.N;
-    e.pc = bc->pc;
+    e.pc = w.pc;
     e.outt = w.outt;
     e.outm = w.outm;
-    e.tbl = T;
+    e.tbl = 2 * ks + T;
     e.tiny_free = 1;
     e.small = mdfi_bconv_dmax(bc) < 1 << 24;
     for (int m = 0; o->out && m < M; ++m)
@@ -746,7 +772,9 @@ void mdfi_bconv_run(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout *o
     const int mul = bc->mode == MDFI_BMODE_2BIT ? 2 : -2;
     /* grouped SIGN: border panels count the halo, their tiles take it back */
     const int correct = bc->pc != NULL;
-    const int tbl = ks * ks;
+    if (correct)
+        border_table(bc, w.pc);
+    const int tbl = 2 * ks + ks * ks;
     for (int jc = n0; jc < n1; jc += b.nc) {
         const int nc = n1 - jc < b.nc ? n1 - jc : b.nc;
         const int np = (nc + nr - 1) / nr;
@@ -773,7 +801,7 @@ void mdfi_bconv_run(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout *o
                 else
                     k->ukr[bc->mode](K, a, bp, w.tile);
                 for (int q = 0; q < nout; ++q) {
-                    const uint16_t *pc = bc->pc + ((size_t)(i / mr) * tbl + w.outt[q]) * mr;
+                    const int32_t *pc = w.pc + ((size_t)(i / mr) * tbl + w.outt[q]) * mr;
                     for (uint64_t lanes = w.outm[q]; lanes; lanes &= lanes - 1)
                         for (int r = 0, j = ctz64(lanes); r < mv; ++r)
                             w.tile[r * nr + j] -= pc[r];

@@ -28,25 +28,25 @@ INLINE __m256i popcnt8(__m256i x, __m256i lut, __m256i low)
     return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
 }
 
-/* One step's byte counts of row word(s) a* against the panel's b (k steps
- * of P planes, or one group of three SIGN words at b, b + NR, b + 2 NR). */
-INLINE __m256i step(const int mode, const int group, const uint64_t *ak, const uint64_t *bk,
-                    int r, int v, __m256i lut, __m256i lut2, __m256i low)
+/* One step's byte counts of row r's word(s) at ak against the panel's at bk:
+ * SIGN a group of three words (the next at ak + sa, bk + sb; a last word
+ * alone with sa = sb = 0, as y1 = d = sum make carry 0), else a word of P
+ * planes. */
+INLINE __m256i step(const int mode, const uint64_t *ak, const uint64_t *bk, int sa, int sb, int r,
+                    int v, __m256i lut, __m256i lut2, __m256i low)
 {
     const __m256i b0 = _mm256_load_si256((const __m256i *)(bk + 4 * v));
     const __m256i av = _mm256_set1_epi64x((long long)ak[r]);
-    if (group) {
+    if (mode == MDFI_BMODE_SIGN) {
         const __m256i y1 = _mm256_xor_si256(av, b0);
-        const __m256i d = _mm256_xor_si256(_mm256_set1_epi64x((long long)ak[MR + r]),
-                                           _mm256_load_si256((const __m256i *)(bk + NR + 4 * v)));
-        const __m256i sum = _mm256_xor_si256(_mm256_set1_epi64x((long long)ak[2 * MR + r]),
-                                             _mm256_load_si256((const __m256i *)(bk + 2 * NR + 4 * v)));
+        const __m256i d = _mm256_xor_si256(_mm256_set1_epi64x((long long)ak[sa + r]),
+                                           _mm256_load_si256((const __m256i *)(bk + sb + 4 * v)));
+        const __m256i sum = _mm256_xor_si256(_mm256_set1_epi64x((long long)ak[2 * sa + r]),
+                                             _mm256_load_si256((const __m256i *)(bk + 2 * sb + 4 * v)));
         /* carry = d ? ~sum : y1 = y1 ^ (d & ~(y1 ^ sum)) */
         const __m256i c = _mm256_xor_si256(y1, _mm256_andnot_si256(_mm256_xor_si256(y1, sum), d));
         return _mm256_add_epi8(popcnt8(sum, lut, low), popcnt8(c, lut2, low));
     }
-    if (mode == MDFI_BMODE_SIGN)
-        return popcnt8(_mm256_xor_si256(av, b0), lut, low);
     const __m256i b1 = _mm256_load_si256((const __m256i *)(bk + NR + 4 * v));
     if (mode == MDFI_BMODE_TERNARY)
         return popcnt8(_mm256_and_si256(_mm256_xor_si256(av, b0), b1), lut, low);
@@ -73,31 +73,20 @@ INLINE void tile(const int mode, int K, const uint64_t *a, const uint64_t *b, in
             acc[r][v] = zero;
     for (int k0 = 0; k0 < K;) {
         const int end = k0 < K3 ? K3 : K, k1 = end - k0 < runw ? end : k0 + runw;
+        const int gk = k0 < K3 ? 3 : 1, sa = gk > 1 ? MR : 0, sb = gk > 1 ? NR : 0;
         __m256i cnt[MR][NV];
 #pragma GCC unroll 8
         for (int r = 0; r < MR; ++r)
             for (int v = 0; v < NV; ++v)
                 cnt[r][v] = zero;
-        if (k0 < K3) {
-            for (int k = k0; k < k1; k += 3) {
-                const uint64_t *ak = a + (size_t)k * MR, *bk = b + (size_t)k * NR;
+        for (int k = k0; k < k1; k += gk) {
+            const uint64_t *ak = a + (size_t)k * MR, *bk = b + (size_t)k * P * NR;
 #pragma GCC unroll 4
-                for (int r = 0; r < MR; ++r)
+            for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 2
-                    for (int v = 0; v < NV; ++v)
-                        cnt[r][v] = _mm256_add_epi8(cnt[r][v],
-                                                    step(mode, 1, ak, bk, r, v, lut, lut2, low));
-            }
-        } else {
-            for (int k = k0; k < k1; ++k) {
-                const uint64_t *ak = a + (size_t)k * MR, *bk = b + (size_t)k * P * NR;
-#pragma GCC unroll 4
-                for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 2
-                    for (int v = 0; v < NV; ++v)
-                        cnt[r][v] = _mm256_add_epi8(cnt[r][v],
-                                                    step(mode, 0, ak, bk, r, v, lut, lut2, low));
-            }
+                for (int v = 0; v < NV; ++v)
+                    cnt[r][v] = _mm256_add_epi8(cnt[r][v],
+                                                step(mode, ak, bk, sa, sb, r, v, lut, lut2, low));
         }
 #pragma GCC unroll 8
         for (int r = 0; r < MR; ++r)
