@@ -178,26 +178,6 @@ COLD const mdfi_bgemm_kernel *mdfi_bgemm_kernel_select(mdfi_isa isa)
 
 /* ---- weights ---------------------------------------------------------------- */
 
-/* The border correction table of a grouped kernel (mdfi_bepi_args): per A
- * panel the popcount of each tap's words (groups undone: w2 = a1 ^ a2,
- * w3 = a2 ^ a3), row by row. */
-COLD static void tap_counts(const mdfi_bconv *bc, uint16_t *pc)
-{
-    const int mr = bc->k->mr, T = bc->g.ksize * bc->g.ksize, W = bc->words;
-    const int K = bc->K, K3 = K - K % 3;
-    for (int i = 0; i < bc->M; i += mr, pc += T * mr) {
-        const uint64_t *a = bc->a + (size_t)i * K;
-        for (int t = 0; t < T; ++t)
-            for (int r = 0; r < mr; ++r) {
-                int n = 0;
-                for (int k = t * W; k < (t + 1) * W; ++k)
-                    n += mdfi_popcount64(a[(size_t)k * mr + r] ^
-                                         (k % 3 && k < K3 ? a[(size_t)(k - 1) * mr + r] : 0));
-                pc[t * mr + r] = (uint16_t)n;   /* <= channels <= MDFI_LIMIT_BINARY_CHANNELS */
-            }
-    }
-}
-
 /* Packed A: ceil(M/MR) panels; panel i holds a[(i*K + k)*MR + r] = word k of
  * filter i*MR + r (0 past M), k = (ky*ks + kx)*words + cw (tap-major); for a
  * grouped kernel in SIGN mode, words 3g, 3g+1, 3g+2 (< K - K % 3) become
@@ -242,14 +222,15 @@ COLD int mdfi_bconv_init(mdfi_bconv *bc, const mdfi_bgemm_kernel *k, mdfi_bmode 
                 }
     }
     const int K3 = bc->K - bc->K % 3;
-    for (size_t i = 0; grouped && i < bc->a_words; ++i) {   /* running XOR in each group */
-        const int kk = (int)(i / mr % (size_t)bc->K);
-        if (kk % 3 && kk < K3)
-            bc->a[i] ^= bc->a[i - mr];
-    }
-    if (pcn) {
+    if (pcn)
         bc->pc = (uint16_t *)(bc->a + bc->a_words);
-        tap_counts(bc, bc->pc);
+    for (size_t i = 0; grouped && i < bc->a_words; ++i) {
+        const int kk = (int)(i / mr % (size_t)bc->K);
+        if (pcn)   /* p(t) of row i % mr, tap kk / words (<= channels < 2^16) */
+            bc->pc[i / ((size_t)mr * bc->K) * T * mr + kk / bc->words * mr + i % mr] +=
+                (uint16_t)mdfi_popcount64(bc->a[i]);
+        if (kk % 3 && kk < K3)   /* running XOR in each group */
+            bc->a[i] ^= bc->a[i - mr];
     }
     return 0;
 }

@@ -118,14 +118,25 @@ static void ukr_2bit(int K, const uint64_t *a, const uint64_t *b, int32_t *p)
     tile(MDFI_BMODE_2BIT, K, a, b, p);
 }
 
-/* Darknet's leaky slope exactly as the scalar epilogue: (float)(.1 * (double)x). */
+/* Darknet's leaky slope exactly as the scalar epilogue, (float)(.1 * (double)x):
+ * with 0.1 = H + L (H = 0.1f, L = (float)(0.1 - H)), fma(x, H, x * L) equals
+ * it wherever x * L is a normal float or x is 0 (as the AVX-512 kernel's);
+ * the other lanes (|x| below ~2^-96) go through double.  max(y, x) is x for
+ * x > 0, NaN and a pair of zeros. */
 INLINE __m256 leaky(__m256 x)
 {
-    const __m256d tenth = _mm256_set1_pd(.1);
-    __m128 lo = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), tenth));
-    __m128 hi = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), tenth));
-    __m256 y = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
-    return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ));
+    const __m256 p = _mm256_mul_ps(x, _mm256_set1_ps(-1.4901161e-9f));
+    __m256 y = _mm256_fmadd_ps(x, _mm256_set1_ps(.1f), p);
+    const __m256 odd = _mm256_and_ps(
+        _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), p), _mm256_set1_ps(0x1p-126f), _CMP_LT_OQ),
+        _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_NEQ_OQ));
+    if (_mm256_movemask_ps(odd)) {
+        const __m256d tenth = _mm256_set1_pd(.1);
+        __m128 lo = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), tenth));
+        __m128 hi = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), tenth));
+        y = _mm256_blendv_ps(y, _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1), odd);
+    }
+    return _mm256_max_ps(y, x);
 }
 
 /* D of a tile row from its counts p (2 * popcounts) and the column bases. */
