@@ -14,6 +14,13 @@
 
 /* Prepare-time code is MDFI_COLD: built for size (the program must stay small). */
 #define COLD MDFI_COLD
+/* Whether the build has a kernel that takes mask rows for border panels
+ * (ukr_masked: NEON's); the others are grouped and take the halo back. */
+#ifdef MDFI_HAVE_NEON
+#define MASK_ROWS 1
+#else
+#define MASK_ROWS 0
+#endif
 
 /* ---- quantizers ----------------------------------------------------------- */
 
@@ -533,7 +540,7 @@ static void pack_b(const mdfi_bconv *bc, const blocking *bl, const uint64_t *in,
             }
         }
         w->masked[pi] = !interior && bc->mode == MDFI_BMODE_SIGN;
-        const int masked = w->masked[pi] && !bc->k->ukr_fused[0] && !bc->k->grouped;
+        const int masked = MASK_ROWS && w->masked[pi] && !bc->k->ukr_fused[0] && !bc->k->grouped;
         for (int ky = 0; ky < ks; ++ky)
             for (int kx = 0; kx < ks; ++kx) {
                 const int t = ky * ks + kx;
@@ -762,7 +769,8 @@ void mdfi_bconv_run(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout *o
         pack_b(bc, &b, in, jc, nc, &w);
         /* grouped kernels: a B panel against every A panel (its corrections
          * listed once); else an A panel against every B panel */
-        const int pouter = k->grouped, ni = (M + mr - 1) / mr, nouter = pouter ? np : ni;
+        const int pouter = !MASK_ROWS || k->grouped, ni = (M + mr - 1) / mr;
+        const int nouter = pouter ? np : ni;
         for (int u = 0; u < nouter; ++u) {
             int nout = 0;
             if (pouter && correct && w.masked[u]) {
@@ -777,7 +785,7 @@ void mdfi_bconv_run(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout *o
                 const int mv = M - i < mr ? M - i : mr;
                 const int c0 = p * nr, nv = nc - c0 < nr ? nc - c0 : nr;
                 const uint64_t *bp = w.dst + (size_t)p * b.panel_words;
-                if (w.masked[p] && !k->grouped)
+                if (MASK_ROWS && w.masked[p] && !k->grouped)
                     k->ukr_masked(ks * ks, bc->words, a, bp, w.tile);
                 else
                     k->ukr[bc->mode](K, a, bp, w.tile);
