@@ -1,6 +1,6 @@
 """Per-layer benchmark of the binary convolutions (not a timed test).
 
-    python benchmarks/binary_bench.py [--repeat N] [--quick] [--json OUT]
+    python benchmarks/binary_bench.py [--repeat N] [--quick] [--isa ISA] [--json OUT]
 
 1. Kernel level, from the C driver (tests/c/test_bgemm.c --bench): 3x3,
    stride-1 convolutions with C = M = 64..512 input/output channels at
@@ -19,6 +19,9 @@
    input, the same conv as a float layer and as xnor=1 (which includes
    quantizing the float input to bits), median of the layer's time (the
    core's per-layer profile).
+
+--isa avx2 takes every kernel of both parts from that ISA (fp32, int8 and
+binary), e.g. to measure an AVX2-only CPU's paths on an AVX-512 machine.
 
 Numbers depend on the CPU; docs/binary.md records a run.
 """
@@ -44,10 +47,11 @@ ROW = re.compile(r"^(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\
 CLOCK = re.compile(r"^clock ([\d.]+) GHz \(([^)]*)\); binary (\S+), fp32 (\S+), int8 (\S+);", re.M)
 
 
-def kernel_level(exe, repeat, quick):
+def kernel_level(exe, repeat, quick, isa=None):
     best, info, ghz = {}, None, 0.0
     for _ in range(repeat):
-        out = subprocess.run([str(exe), "--bench"] + (["--quick"] if quick else []),
+        out = subprocess.run([str(exe), "--bench"] + (["--quick"] if quick else []) +
+                             (["--isa", isa] if isa else []),
                              capture_output=True, text=True, check=True).stdout
         m = CLOCK.search(out)
         ghz = max(ghz, float(m.group(1)))
@@ -60,7 +64,7 @@ def kernel_level(exe, repeat, quick):
     return best, info, ghz
 
 
-def layer_level(shapes, repeat):
+def layer_level(shapes, repeat, isa=None):
     import numpy as np
 
     import mdfi
@@ -82,7 +86,7 @@ def layer_level(shapes, repeat):
                 weights = pathlib.Path(tmp) / f"{kind}{c}_{hw}.weights"
                 weights.write_bytes(wt.write_weights(layers, wt.DarknetWeights(layers=[arrays])))
                 x = rng.uniform(-1, 1, (c, hw, hw)).astype(np.float32)
-                with mdfi.Network(cfg, weights, threads=1) as net:
+                with mdfi.Network(cfg, weights, threads=1, kernel=isa) as net:
                     net.forward(x)
                     # the layer's own time when the core can profile, else the forward call
                     profile = hasattr(net, "set_profile")
@@ -105,11 +109,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3, help="driver runs; best time per cell")
     ap.add_argument("--quick", action="store_true", help="two shapes, short timings")
+    ap.add_argument("--isa", help="every kernel from this ISA (ref, avx2, avx512, neon)")
     ap.add_argument("--json", help="also write the numbers here")
     args = ap.parse_args(argv)
     from cbuild import build
     exe = build(targets=("tests",)) / "tests" / "test_bgemm"
-    best, info, ghz = kernel_level(exe, args.repeat, args.quick)
+    best, info, ghz = kernel_level(exe, args.repeat, args.quick, args.isa)
     binary, fp32, int8 = info
     print(f"kernel level, one thread, best of {args.repeat} runs; core clock {ghz:.2f} GHz; "
           f"binary {binary}, fp32 {fp32}, int8 {int8}")
@@ -131,7 +136,7 @@ def main(argv=None):
               f"{min(r['bits_x_fp32'] for r in big):.1f}x .. {max(r['bits_x_fp32'] for r in big):.1f}x "
               f"(bit output)")
     shapes = sorted({(r["C"], r["hw"]) for r in rows})
-    lay = layer_level(shapes, args.repeat)
+    lay = layer_level(shapes, args.repeat, args.isa)
     print("\nlayer level (mdfi.Network layer time, float in, float out, one thread, median)")
     print(f"{'C=M':>4} {'px':>3} {'float ms':>9} {'xnor ms':>9} {'x':>6} {'xnor weights B':>15} "
           f"{'float weights B':>16}")
@@ -142,6 +147,7 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"clock_ghz": ghz, "binary": binary, "fp32": fp32, "int8": int8,
+                       "isa": args.isa,
                        "kernel": rows,
                        "layer": [{"C": c, "hw": hw, **t} for (c, hw), t in sorted(lay.items())]},
                       f, indent=1)
