@@ -68,8 +68,8 @@ size_t mdfi_btensor_words(int planes, int c, int h, int w)
 /* Portable row packer (see mdfi_bgemm_pack_row).  Thresholds as in
  * mdfi_bquant: planes from the compares c_i = x > t_i (t ascending):
  *   SIGN c0;  TERNARY pos = c1, nonzero = c1 | !c0;  2BIT bit0 = c0^c1^c2, bit1 = c1. */
-static void pack_row_portable(const mdfi_bquant *q, int C, int W, const float *in,
-                              size_t cstride, uint64_t *out, size_t wstride)
+void mdfi_bgemm_pack_row_portable(const mdfi_bquant *q, int C, int W, const float *in,
+                                  size_t cstride, uint64_t *out, size_t wstride)
 {
     const int Wd = mdfi_bwords(C);
     const size_t pstride = (size_t)Wd * wstride;
@@ -110,7 +110,7 @@ void mdfi_bpack_input(const mdfi_bquant *q, int c, size_t hw, const float *in, u
 {
     for (size_t s = p0; s < p1; s += 4096) {   /* rows of at most 4096 pixels */
         size_t e = p1 - s < 4096 ? p1 : s + 4096;
-        pack_row_portable(q, c, (int)(e - s), in + s, hw, out + s, hw);
+        mdfi_bgemm_pack_row_portable(q, c, (int)(e - s), in + s, hw, out + s, hw);
     }
 }
 
@@ -300,7 +300,7 @@ void mdfi_bconv_pack_input(const mdfi_bconv *bc, const mdfi_bquant *q, const flo
                            uint64_t *out, int y0, int y1)
 {
     const mdfi_conv_geom *g = &bc->g;
-    const mdfi_bgemm_pack_row pack = bc->k->pack_row ? bc->k->pack_row : pack_row_portable;
+    const mdfi_bgemm_pack_row pack = bc->k->pack_row ? bc->k->pack_row : mdfi_bgemm_pack_row_portable;
     const size_t plane = (size_t)bc->ph * bc->pw;
     zero_halo(bc, out, y0, y1);
     for (int y = y0; y < y1; ++y)
@@ -351,7 +351,8 @@ static blocking get_blocking(const mdfi_bconv *bc)
     const mdfi_bgemm_kernel *k = bc->k;
     blocking b;
     b.N = bc->g.out_h * bc->g.out_w;
-    b.pmax = bc->mode == MDFI_BMODE_SIGN && bc->g.pad > 0 && !k->ukr_fused[0] ? 2 : bc->planes;
+    b.pmax = MASK_ROWS && bc->mode == MDFI_BMODE_SIGN && bc->g.pad > 0 && !k->ukr_fused[0] &&
+                     !k->grouped ? 2 : bc->planes;
     long col = (long)bc->K * b.pmax;
     long nc = k->b_block_words / (col ? col : 1) / k->nr * k->nr;
     if (nc < k->nr || k->ukr_fused[0])
@@ -588,7 +589,7 @@ static void pack_b(const mdfi_bconv *bc, const blocking *bl, const uint64_t *in,
 }
 
 /* Portable bit epilogue (see mdfi_bgemm_epi_bits); planes from the compares
- * c_i = dir*D > thr_i as in pack_row_portable. */
+ * c_i = dir*D > thr_i as in mdfi_bgemm_pack_row_portable. */
 static void epi_bits_portable(const int32_t *p, int nr, const int32_t *base, int mul, int mv,
                               int nv, const mdfi_bout *o, int m, size_t N, size_t n)
 {

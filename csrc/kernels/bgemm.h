@@ -327,6 +327,9 @@ typedef void (*mdfi_bgemm_epi_bits)(const int32_t *p, const int32_t *base, int m
  * quantized by q, to words: plane p, word cw at out + (p * words(C) + cw) * wstride. */
 typedef void (*mdfi_bgemm_pack_row)(const mdfi_bquant *q, int C, int W, const float *in,
                                     size_t cstride, uint64_t *out, size_t wstride);
+/* The portable one (kernels without pack_row; AVX2's for the two-plane modes). */
+void mdfi_bgemm_pack_row_portable(const mdfi_bquant *q, int C, int W, const float *in,
+                                  size_t cstride, uint64_t *out, size_t wstride);
 
 struct mdfi_bgemm_kernel {
     mdfi_bkind kind;

@@ -193,8 +193,53 @@ static MDFI_NO_UNSWITCH void epi_rq(const int32_t *p, const int32_t *base, int m
     }
 }
 
+/* One image row to words (mdfi_bgemm_pack_row), SIGN: 8 pixels at a time,
+ * each channel's compare sets its bit in the 8 pixels' 32-bit lanes
+ * (channels 0-31 and 32-63 of the word apart), then the halves interleave
+ * into the 64-bit words.  The two-plane modes: the portable packer. */
+static void pack_row(const mdfi_bquant *q, int C, int W, const float *in, size_t cstride,
+                     uint64_t *out, size_t wstride)
+{
+    if (q->mode != MDFI_BMODE_SIGN) {
+        mdfi_bgemm_pack_row_portable(q, C, W, in, cstride, out, wstride);
+        return;
+    }
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int x0 = 0; x0 < W; x0 += 8) {
+        /* lanes of the row (loads), and of its 64-bit words in each half (the
+         * last pixels' stores: masked stores are slow on AMD cores, but these
+         * are one a row) */
+        const __m256i ld = _mm256_cmpgt_epi32(_mm256_set1_epi32(W - x0), iota);
+        const __m256i st0 = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(ld));
+        const __m256i st1 = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(ld, 1));
+        for (int c0 = 0; c0 < C; c0 += 64) {
+            const float *src = in + (size_t)c0 * cstride + x0;
+            __m256i h[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+            const int cn = C - c0 < 64 ? C - c0 : 64;
+#pragma GCC unroll 1
+            for (int ci = 0; ci < cn; ++ci, src += cstride)
+                h[ci >> 5] = _mm256_or_si256(h[ci >> 5], _mm256_and_si256(
+                    _mm256_castps_si256(_mm256_cmp_ps(_mm256_maskload_ps(src, ld), _mm256_setzero_ps(),
+                                                      _CMP_GT_OQ)),
+                    _mm256_set1_epi32((int)(1u << (ci & 31)))));
+            /* pixel i: h[0] lane i | h[1] lane i << 32, in order */
+            const __m256i a = _mm256_unpacklo_epi32(h[0], h[1]), b = _mm256_unpackhi_epi32(h[0], h[1]);
+            long long *o = (long long *)(out + (size_t)(c0 >> 6) * wstride + x0);
+            const __m256i lo = _mm256_permute2x128_si256(a, b, 0x20);
+            const __m256i hi = _mm256_permute2x128_si256(a, b, 0x31);
+            if (W - x0 >= 8) {
+                _mm256_storeu_si256((__m256i *)o, lo);
+                _mm256_storeu_si256((__m256i *)(o + 4), hi);
+            } else {
+                _mm256_maskstore_epi64(o, st0, lo);
+                _mm256_maskstore_epi64(o + 4, st1, hi);
+            }
+        }
+    }
+}
+
 const mdfi_bgemm_kernel mdfi_bgemm_avx2 = {
     .kind = MDFI_BK_AVX2, .mr = MR, .nr = NR, .b_block_words = 32768,
     .ukr = {ukr_sign, ukr_ternary, ukr_2bit}, .grouped = 1, .epi = epi,
-    .requant = 1, .epi_rq = epi_rq,
+    .requant = 1, .epi_rq = epi_rq, .pack_row = pack_row,
 };
