@@ -212,7 +212,10 @@ COLD int mdfi_bconv_init(mdfi_bconv *bc, const mdfi_bgemm_kernel *k, mdfi_bmode 
         bc->pw = (g->out_w - 1) * g->stride + g->ksize;
     const int panels = (M + mr - 1) / mr;
     bc->a_words = (size_t)panels * mr * bc->K;
-    const size_t pcn = grouped && g->pad > 0 ? (size_t)panels * mr * T : 0;
+    /* the correction table: row sums, column sums and taps where a row sum
+     * fits 16 bits, else the taps alone (mdfi_bepi_args) */
+    bc->pc_tbl = g->ksize * 64 * bc->words <= 65535 ? 2 * g->ksize + T : T;
+    const size_t pcn = grouped && g->pad > 0 ? (size_t)panels * mr * bc->pc_tbl : 0;
     const size_t bytes = bc->a_words * sizeof(uint64_t) + pcn * sizeof(uint16_t);
     bc->a = mdfi_aligned_alloc(bytes ? bytes : 1);
     if (!bc->a)
@@ -228,14 +231,20 @@ COLD int mdfi_bconv_init(mdfi_bconv *bc, const mdfi_bgemm_kernel *k, mdfi_bmode 
                     panel[(size_t)kk * mr + m % mr] |= 1ull << (c % 64);
                 }
     }
-    const int K3 = bc->K - bc->K % 3;
+    const int K3 = bc->K - bc->K % 3, tbl = bc->pc_tbl, t0 = tbl - T, ks = g->ksize;
     if (pcn)
         bc->pc = (uint16_t *)(bc->a + bc->a_words);
     for (size_t i = 0; grouped && i < bc->a_words; ++i) {
-        const int kk = (int)(i / mr % (size_t)bc->K);
-        if (pcn)   /* p(t) of row i % mr, tap kk / words (<= channels < 2^16) */
-            bc->pc[i / ((size_t)mr * bc->K) * T * mr + kk / bc->words * mr + i % mr] +=
-                (uint16_t)mdfi_popcount64(bc->a[i]);
+        const int kk = (int)(i / mr % (size_t)bc->K), t = kk / bc->words, r = (int)(i % mr);
+        if (pcn) {   /* p(t) of row r (<= channels < 2^16), and its row and column sums */
+            uint16_t *pc = bc->pc + i / ((size_t)mr * bc->K) * tbl * mr;
+            const uint16_t n = (uint16_t)mdfi_popcount64(bc->a[i]);
+            pc[(t0 + t) * mr + r] += n;
+            if (t0) {
+                pc[t / ks * mr + r] += n;
+                pc[(ks + t % ks) * mr + r] += n;
+            }
+        }
         if (kk % 3 && kk < K3)   /* running XOR in each group */
             bc->a[i] ^= bc->a[i - mr];
     }
@@ -252,8 +261,8 @@ void mdfi_bconv_free(mdfi_bconv *bc)
 COLD size_t mdfi_bconv_param_bytes(const mdfi_bconv *bc)
 {
     return bc->a_words * sizeof(uint64_t) +
-           (bc->pc ? (size_t)(bc->M + bc->k->mr - 1) / bc->k->mr * bc->k->mr *
-                         (size_t)bc->g.ksize * bc->g.ksize * sizeof(uint16_t)
+           (bc->pc ? (size_t)(bc->M + bc->k->mr - 1) / bc->k->mr * bc->k->mr * bc->pc_tbl *
+                         sizeof(uint16_t)
                    : 0);
 }
 
@@ -369,8 +378,7 @@ static blocking get_blocking(const mdfi_bconv *bc)
 #define ALIGN64(x) (((x) + 63) & ~(size_t)63)
 
 /* Workspace: B block | base[nc] | masked[nc] | tile | off0[NR] | runs[3 NR] | rowout[64]
- *            | colout[64] | toff[T] | outt[tbl] | outm[tbl] | pc[panels * tbl * MR],
- * tbl = 2 ksize + T */
+ *            | colout[64] | toff[T] | outt[tbl] | outs[tbl] | outm[tbl], tbl = 2 ksize + T */
 COLD size_t mdfi_bconv_workspace_size(const mdfi_bconv *bc)
 {
     if (bc->k->workspace)
@@ -381,10 +389,9 @@ COLD size_t mdfi_bconv_workspace_size(const mdfi_bconv *bc)
     bytes += ALIGN64((size_t)b.nc * sizeof(int32_t)) * 2;
     bytes += ALIGN64((size_t)bc->k->mr * nr * sizeof(int32_t));
     bytes += ALIGN64((size_t)nr * sizeof(long)) + ALIGN64(3 * (size_t)nr * sizeof(int));
-    const size_t panels = (size_t)(bc->M + bc->k->mr - 1) / bc->k->mr, tbl = 2 * bc->g.ksize + T;
+    const size_t tbl = 2 * (size_t)bc->g.ksize + T;
     return bytes + 128 * sizeof(uint64_t) + ALIGN64((size_t)T * sizeof(ptrdiff_t)) +
-           ALIGN64(tbl * sizeof(int)) + tbl * sizeof(uint64_t) +
-           (bc->pc ? panels * tbl * bc->k->mr * sizeof(int32_t) : 0);
+           2 * ALIGN64(tbl * sizeof(int)) + tbl * sizeof(uint64_t);
 }
 
 void mdfi_bout_zero(const mdfi_bout *o, size_t N, int n0, int n1)
@@ -409,7 +416,7 @@ typedef struct {
     ptrdiff_t *toff;       /* [T] fused kernels: word offset of each tap */
     int *outt;             /* [2 ksize + T] grouped kernels: a panel's corrections */
     uint64_t *outm;        /* [2 ksize + T] their lanes */
-    int32_t *pc;           /* grouped kernels: see mdfi_bepi_args */
+    int *outs;             /* [2 ksize + T] their signs */
 } bpack_ws;
 
 static bpack_ws carve(const mdfi_bconv *bc, const blocking *b, void *workspace)
@@ -438,9 +445,9 @@ static bpack_ws carve(const mdfi_bconv *bc, const blocking *b, void *workspace)
     const size_t tbl = 2 * (size_t)bc->g.ksize + T;
     w.outt = (int *)ws;
     ws += ALIGN64(tbl * sizeof(int));
+    w.outs = (int *)ws;
+    ws += ALIGN64(tbl * sizeof(int));
     w.outm = (uint64_t *)ws;
-    ws += tbl * sizeof(uint64_t);
-    w.pc = (int32_t *)ws;
     return w;
 }
 
@@ -641,33 +648,22 @@ static int not_tiny(float x)
     return x == 0.f || fabsf(x) >= 0x1p-97f;
 }
 
-/* The correction table of this call (mdfi_bepi_args) from the taps' p(t):
- * per A panel the row sums, the column sums and -p(t), so that a lane
- * outside in one tap row or column loses its sum in one subtraction. */
-COLD static void border_table(const mdfi_bconv *bc, int32_t *pc)
-{
-    const int mr = bc->k->mr, ks = bc->g.ksize, T = ks * ks;
-    const uint16_t *p = bc->pc;
-    for (int i = 0; i < bc->M; i += mr, pc += (2 * ks + T) * mr) {
-        memset(pc, 0, 2 * (size_t)ks * mr * sizeof(int32_t));
-        for (int t = 0; t < T; ++t)
-            for (int r = 0; r < mr; ++r, ++p) {
-                pc[(t / ks) * mr + r] += *p;
-                pc[(ks + t % ks) * mr + r] += *p;
-                pc[(2 * ks + t) * mr + r] = -*p;
-            }
-    }
-}
-
 /* The corrections of the panel whose lanes panel_lanes last described:
- * entries t of the table (rows, columns, taps) with their lanes. */
-static int border_list(int ks, const bpack_ws *w)
+ * entries t of bc's table with their lanes and signs.  Full table: a lane
+ * loses the row sums of its outside tap rows and the column sums of its
+ * outside tap columns, and gets back the taps outside in both; taps alone:
+ * it loses each tap in an outside row or column. */
+static int border_list(const mdfi_bconv *bc, const bpack_ws *w)
 {
+    const int ks = bc->g.ksize, t0 = bc->pc_tbl - ks * ks;
     int nout = 0;
-    for (int t = 0; t < 2 * ks + ks * ks; ++t) {
+    for (int t = 0; t < bc->pc_tbl; ++t) {
+        const int u = t - t0;   /* tap, or < 0: row sum t (< ks), column sum t - ks */
         w->outt[nout] = t;
-        w->outm[nout] = t < ks ? w->rowout[t] : t < 2 * ks ? w->colout[t - ks]
-                                : w->rowout[(t - 2 * ks) / ks] & w->colout[(t - 2 * ks) % ks];
+        w->outs[nout] = u >= 0 && t0 ? -1 : 1;
+        w->outm[nout] = u < 0 ? (t < ks ? w->rowout[t] : w->colout[t - ks])
+                      : t0    ? w->rowout[u / ks] & w->colout[u % ks]
+                              : w->rowout[u / ks] | w->colout[u % ks];
         nout += w->outm[nout] != 0;
     }
     return nout;
@@ -685,8 +681,6 @@ static void run_fused(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout 
     /* stride 1, and each 8 lanes of a panel on at most two output rows */
     const int direct = k->pack_src && g->stride == 1 && g->out_w >= 7;
     const int correct = bc->pc != NULL;
-    if (correct)
-        border_table(bc, w.pc);
     mdfi_bsrc s;
     mdfi_bepi_args e;
     memset(&e, 0, sizeof e);
@@ -698,10 +692,11 @@ static void run_fused(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout 
     e.ldc = o->ldc;
     e.o = o;
     e.N = (size_t)b.N;
-    e.pc = w.pc;
+    e.pc = bc->pc;
+    e.outs = w.outs;
     e.outt = w.outt;
     e.outm = w.outm;
-    e.tbl = 2 * ks + T;
+    e.tbl = bc->pc_tbl;
     e.tiny_free = 1;
     e.small = mdfi_bconv_dmax(bc) < 1 << 24;
     for (int m = 0; o->out && m < M; ++m)
@@ -733,7 +728,7 @@ static void run_fused(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout 
         } else {
             pack_b(bc, &b, in, n, nv, &w);
         }
-        e.nout = correct && w.masked[0] ? border_list(ks, &w) : 0;   /* see mdfi_bepi_args */
+        e.nout = correct && w.masked[0] ? border_list(bc, &w) : 0;   /* see mdfi_bepi_args */
         e.nv = nv;
         e.n = (size_t)n;
         e.c = o->out ? o->out + n : NULL;
@@ -760,10 +755,7 @@ void mdfi_bconv_run(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout *o
     const int mr = k->mr, nr = k->nr, K = bc->K, M = bc->M, ks = bc->g.ksize;
     const int mul = bc->mode == MDFI_BMODE_2BIT ? 2 : -2;
     /* grouped SIGN: border panels count the halo, their tiles take it back */
-    const int correct = bc->pc != NULL;
-    if (correct)
-        border_table(bc, w.pc);
-    const int tbl = 2 * ks + ks * ks;
+    const int correct = bc->pc != NULL, tbl = bc->pc_tbl;
     for (int jc = n0; jc < n1; jc += b.nc) {
         const int nc = n1 - jc < b.nc ? n1 - jc : b.nc;
         const int np = (nc + nr - 1) / nr;
@@ -778,7 +770,7 @@ void mdfi_bconv_run(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout *o
                 uint64_t rows;
                 const int c0 = u * nr;
                 panel_lanes(bc, jc + c0, nc - c0 < nr ? nc - c0 : nr, &w, w.base + c0, &rows);
-                nout = border_list(ks, &w);
+                nout = border_list(bc, &w);
             }
             for (int x = 0; x < (pouter ? ni : np); ++x) {
                 const int i = (pouter ? x : u) * mr, p = pouter ? u : x;
@@ -791,10 +783,10 @@ void mdfi_bconv_run(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout *o
                 else
                     k->ukr[bc->mode](K, a, bp, w.tile);
                 for (int q = 0; q < nout; ++q) {
-                    const int32_t *pc = w.pc + ((size_t)(i / mr) * tbl + w.outt[q]) * mr;
+                    const uint16_t *pc = bc->pc + ((size_t)(i / mr) * tbl + w.outt[q]) * mr;
                     for (uint64_t lanes = w.outm[q]; lanes; lanes &= lanes - 1)
                         for (int r = 0, j = ctz64(lanes); r < mv; ++r)
-                            w.tile[r * nr + j] -= pc[r];
+                            w.tile[r * nr + j] -= w.outs[q] * pc[r];
                 }
                 if (o->out && o->rq) {
                     k->epi_rq(w.tile, w.base + c0, mul, mv, nv, o, i, (size_t)(jc + c0));

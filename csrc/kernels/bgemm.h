@@ -136,9 +136,10 @@ typedef struct {
                              * halo is 0, so B packing needs no bounds checks */
     uint64_t *a;            /* packed weight bits (kernel's panel layout) */
     size_t a_words;
-    uint16_t *pc;           /* grouped kernels, SIGN, pad > 0: p(t) of each A
-                             * panel's rows (mdfi_bepi_args), [T][MR] a panel,
+    uint16_t *pc;           /* grouped kernels, SIGN, pad > 0: the correction
+                             * table (mdfi_bepi_args), [pc_tbl][MR] an A panel,
                              * after a in the same allocation; else NULL */
+    int pc_tbl;             /* its entries a row: 2 ksize + T, or T */
 } mdfi_bconv;
 
 /* wbits: [M][channels][ks][ks] (Darknet's weight order), nonzero = +1.
@@ -254,13 +255,14 @@ typedef void (*mdfi_bgemm_ukr_masked)(int T, int W, const uint64_t *a, const uin
  * (xor, popcount, add each), and only two popcounts.  Such kernels count
  * every tap: a tap outside the image reads the zero halo and counts
  * popcount(w) there, which the epilogue takes back.  With p(t) the
- * popcount of row r's words of tap t = (ky, kx) (mdfi_bconv's pc, made with
- * the weights), a lane loses the p(t) of the taps in its outside rows or
- * columns:
+ * popcount of row r's words of tap t = (ky, kx), a lane loses the p(t) of
+ * the taps in its outside rows or columns:
  *     sum_ky out p(ky, .) + sum_kx out p(., kx) - sum_(ky, kx) both out p(ky, kx),
- * from a table of each A panel made per call: [ks] row sums, [ks] column
- * sums, [T] -p(t), MR rows each; the lanes of outm[q] lose
- * pc[(panel * (2 ks + T) + outt[q]) * MR + r], q < nout. */
+ * from the table of each A panel made with the weights (mdfi_bconv's pc,
+ * uint16): [ks] row sums, [ks] column sums, [T] p(t), MR rows each; where a
+ * row sum could pass 2^16 (ksize * channels > 65535), [T] p(t) alone, each
+ * tap in an outside row or column an entry.  The lanes of outm[q] lose
+ * outs[q] * pc[(panel * tbl + outt[q]) * MR + r], q < nout. */
 typedef struct {
     const int32_t *base;         /* [NR] D = base[j] + mul * count */
     int mul, nv;                 /* columns j < nv */
@@ -277,10 +279,10 @@ typedef struct {
     const mdfi_bout *o;
     size_t N, n;
     /* border correction (grouped kernels) */
-    const int32_t *pc;
-    const int *outt;
+    const uint16_t *pc;
+    const int *outt, *outs;      /* entries and signs (+1: loses, -1: gets back) */
     const uint64_t *outm;
-    int nout, tbl;               /* tbl: entries per A panel, 2 ksize + T */
+    int nout, tbl;               /* tbl: entries per A panel row, mdfi_bconv's pc_tbl */
 } mdfi_bepi_args;
 
 typedef void (*mdfi_bgemm_ukr_fused)(int K, int M, const uint64_t *a, const uint64_t *b,

@@ -343,7 +343,10 @@ static void test_kernel(const mdfi_bgemm_kernel *k)
     if (!quick) {   /* bigger layers */
         tcase big[] = {{0, 1.f, 256, 13, 13, 3, 1, 1, 64, 2},
                        {1, 1.f, 128, 14, 14, 3, 1, 1, 32, 1},
-                       {2, 0.5f, 96, 12, 11, 3, 1, 1, 40, 0}};
+                       {2, 0.5f, 96, 12, 11, 3, 1, 1, 40, 0},
+                       /* 3 x 64 x words > 65535: the border table of taps alone */
+                       {0, 1.f, 21900, 4, 5, 3, 1, 1, 9, 0},
+                       {0, 1.f, 21900, 5, 4, 3, 2, 1, 6, 1}};
         for (size_t i = 0; i < sizeof big / sizeof big[0]; ++i)
             run_case(k, &big[i]);
     }

@@ -204,13 +204,14 @@ static __attribute__((noinline)) void finish(const __m512i acc[][2], const mdfi_
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r)
         cnt[r] = _mm512_permutex2var_epi32(acc[r][0], idx, acc[r][1]);
-    const int32_t *pc = e->pc + (size_t)i * e->tbl;   /* (i is a multiple of MR) */
+    const uint16_t *pc = e->pc + (size_t)i * e->tbl;   /* (i is a multiple of MR) */
     for (int q = 0; q < e->nout; ++q) {
         const __mmask16 k = (__mmask16)e->outm[q];
-        const int32_t *p = pc + e->outt[q] * MR;
+        const uint16_t *p = pc + e->outt[q] * MR;
+        const int sg = e->outs[q];
 #pragma GCC unroll 8
         for (int r = 0; r < MR; ++r)
-            cnt[r] = _mm512_mask_sub_epi32(cnt[r], k, cnt[r], _mm512_set1_epi32(p[r]));
+            cnt[r] = _mm512_mask_sub_epi32(cnt[r], k, cnt[r], _mm512_set1_epi32(sg * p[r]));
     }
     if (e->c && e->o->rq)
         tile_rq(cnt, e, i, M - i < MR ? M - i : MR);
