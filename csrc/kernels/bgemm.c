@@ -344,7 +344,7 @@ void mdfi_bconv_copy_input(const mdfi_bconv *bc, const uint64_t *bits, uint64_t 
  * (pack_src reads a stride-1 panel straight from the padded input, else
  * pack_b), then run every A panel over it, the kernel writing the outputs.
  * The others pack a block of panels (L2-sized), run each A panel over the
- * block and apply the epilogue to each stored tile; grouped ones (AVX2) run
+ * block and apply the epilogue to each stored tile; grouped ones (AVX2, POPCNT) run
  * each B panel against every A panel instead, so that a border panel's
  * corrections are listed once, and subtract them from the stored tile. */
 
