@@ -309,7 +309,8 @@ void mdfi_bconv_pack_input(const mdfi_bconv *bc, const mdfi_bquant *q, const flo
                            uint64_t *out, int y0, int y1)
 {
     const mdfi_conv_geom *g = &bc->g;
-    const mdfi_bgemm_pack_row pack = bc->k->pack_row ? bc->k->pack_row : mdfi_bgemm_pack_row_portable;
+    const mdfi_bgemm_pack_row pack =
+        bc->k->pack_row ? bc->k->pack_row : mdfi_bgemm_pack_row_portable;
     const size_t plane = (size_t)bc->ph * bc->pw;
     zero_halo(bc, out, y0, y1);
     for (int y = y0; y < y1; ++y)

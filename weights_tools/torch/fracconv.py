@@ -432,6 +432,7 @@ def dense_gates(model, gated, x, share):
         m.gate_raw.copy_((g / m.tau.double()).float())
 
 
-__all__ = ["FracConv", "adopt_folded", "dense_gates", "constrain", "fracconv_layers", "gated_share", "thermometer",
+__all__ = ["FracConv", "adopt_folded", "dense_gates", "constrain", "fracconv_layers", "gated_share",
+           "thermometer",
            "thermometer_thresholds"]
 

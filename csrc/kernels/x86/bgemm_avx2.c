@@ -41,8 +41,9 @@ INLINE __m256i step(const int mode, const uint64_t *ak, const uint64_t *bk, int 
         const __m256i y1 = _mm256_xor_si256(av, b0);
         const __m256i d = _mm256_xor_si256(_mm256_set1_epi64x((long long)ak[sa + r]),
                                            _mm256_load_si256((const __m256i *)(bk + sb + 4 * v)));
-        const __m256i sum = _mm256_xor_si256(_mm256_set1_epi64x((long long)ak[2 * sa + r]),
-                                             _mm256_load_si256((const __m256i *)(bk + 2 * sb + 4 * v)));
+        const __m256i sum = _mm256_xor_si256(
+            _mm256_set1_epi64x((long long)ak[2 * sa + r]),
+            _mm256_load_si256((const __m256i *)(bk + 2 * sb + 4 * v)));
         /* carry = d ? ~sum : y1 = y1 ^ (d & ~(y1 ^ sum)) */
         const __m256i c = _mm256_xor_si256(y1, _mm256_andnot_si256(_mm256_xor_si256(y1, sum), d));
         return _mm256_add_epi8(popcnt8(sum, lut, low), popcnt8(c, lut2, low));
@@ -128,12 +129,15 @@ INLINE __m256 leaky(__m256 x)
     const __m256 p = _mm256_mul_ps(x, _mm256_set1_ps(-1.4901161e-9f));
     __m256 y = _mm256_fmadd_ps(x, _mm256_set1_ps(.1f), p);
     const __m256 odd = _mm256_and_ps(
-        _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), p), _mm256_set1_ps(0x1p-126f), _CMP_LT_OQ),
+        _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), p), _mm256_set1_ps(0x1p-126f),
+                      _CMP_LT_OQ),
         _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_NEQ_OQ));
     if (_mm256_movemask_ps(odd)) {
         const __m256d tenth = _mm256_set1_pd(.1);
-        __m128 lo = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), tenth));
-        __m128 hi = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), tenth));
+        const __m128 lo = _mm256_cvtpd_ps(
+            _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), tenth));
+        const __m128 hi = _mm256_cvtpd_ps(
+            _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), tenth));
         y = _mm256_blendv_ps(y, _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1), odd);
     }
     return _mm256_max_ps(y, x);
@@ -219,11 +223,12 @@ static void pack_row(const mdfi_bquant *q, int C, int W, const float *in, size_t
 #pragma GCC unroll 1
             for (int ci = 0; ci < cn; ++ci, src += cstride)
                 h[ci >> 5] = _mm256_or_si256(h[ci >> 5], _mm256_and_si256(
-                    _mm256_castps_si256(_mm256_cmp_ps(_mm256_maskload_ps(src, ld), _mm256_setzero_ps(),
-                                                      _CMP_GT_OQ)),
+                    _mm256_castps_si256(_mm256_cmp_ps(_mm256_maskload_ps(src, ld),
+                                                      _mm256_setzero_ps(), _CMP_GT_OQ)),
                     _mm256_set1_epi32((int)(1u << (ci & 31)))));
             /* pixel i: h[0] lane i | h[1] lane i << 32, in order */
-            const __m256i a = _mm256_unpacklo_epi32(h[0], h[1]), b = _mm256_unpackhi_epi32(h[0], h[1]);
+            const __m256i a = _mm256_unpacklo_epi32(h[0], h[1]);
+            const __m256i b = _mm256_unpackhi_epi32(h[0], h[1]);
             long long *o = (long long *)(out + (size_t)(c0 >> 6) * wstride + x0);
             const __m256i lo = _mm256_permute2x128_si256(a, b, 0x20);
             const __m256i hi = _mm256_permute2x128_si256(a, b, 0x31);
