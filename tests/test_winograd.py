@@ -71,6 +71,8 @@ SHAPES = [  # c, h, w, filters, pad
     (130, 7, 9, 24, "padding=0"),
     (5, 3, 3, 4, "pad=0"),          # a single 1x1 output
     (100, 13, 13, 50, "pad=1"),     # on the fly: two chunks of input channels, three blocks
+    (128, 26, 26, 16, "pad=1"),     # stored: three batches of 49 tiles (24, 24, 1)
+    (384, 26, 26, 8, "pad=1"),      # on the fly: two batches of 49 tiles (32 and 17)
 ]
 
 
