@@ -345,8 +345,9 @@ void mdfi_bconv_copy_input(const mdfi_bconv *bc, const uint64_t *bits, uint64_t 
  * (pack_src reads a stride-1 panel straight from the padded input, else
  * pack_b), then run every A panel over it, the kernel writing the outputs.
  * The others pack a block of panels (L2-sized), run each A panel over the
- * block and apply the epilogue to each stored tile; grouped ones (AVX2, POPCNT) run
- * each B panel against every A panel instead, so that a border panel's
+ * block and apply the epilogue to each stored tile; grouped ones (AVX2,
+ * POPCNT) and all where no kernel reads mask rows take a block of one panel
+ * and run it against every A panel instead, so that a border panel's
  * corrections are listed once, and subtract them from the stored tile. */
 
 typedef struct {
@@ -365,7 +366,7 @@ static blocking get_blocking(const mdfi_bconv *bc)
                      !k->grouped ? 2 : bc->planes;
     long col = (long)bc->K * b.pmax;
     long nc = k->b_block_words / (col ? col : 1) / k->nr * k->nr;
-    if (nc < k->nr || k->ukr_fused[0])
+    if (nc < k->nr || k->ukr_fused[0] || !MASK_ROWS || k->grouped)   /* B panel outer */
         nc = k->nr;
     long nmax = (long)(b.N + k->nr - 1) / k->nr * k->nr;
     if (nc > nmax)
@@ -766,13 +767,8 @@ void mdfi_bconv_run(const mdfi_bconv *bc, const uint64_t *in, const mdfi_bout *o
         const int pouter = !MASK_ROWS || k->grouped, ni = (M + mr - 1) / mr;
         const int nouter = pouter ? np : ni;
         for (int u = 0; u < nouter; ++u) {
-            int nout = 0;
-            if (pouter && correct && w.masked[u]) {
-                uint64_t rows;
-                const int c0 = u * nr;
-                panel_lanes(bc, jc + c0, nc - c0 < nr ? nc - c0 : nr, &w, w.base + c0, &rows);
-                nout = border_list(bc, &w);
-            }
+            /* pouter: the block is this one panel, whose lanes pack_b described */
+            const int nout = pouter && correct && w.masked[u] ? border_list(bc, &w) : 0;
             for (int x = 0; x < (pouter ? ni : np); ++x) {
                 const int i = (pouter ? x : u) * mr, p = pouter ? u : x;
                 const uint64_t *a = bc->a + (size_t)i * K;
