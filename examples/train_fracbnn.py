@@ -22,8 +22,11 @@ of WIDTHS[1], a global average pool, a float [connected] to the classes and
 
 The gated variants add --gate-weight x max(0, share - --gate-target) to the
 loss, share being the mean soft share of gated outputs (the gate's
-surrogate), so the gate fires on about --gate-target of the outputs.  Each
-epoch's line shows the validation split's measured (hard) gated share.
+surrogate), so the gate fires on about --gate-target of the outputs at most;
+with --gate-floor F also --gate-weight x the mean over the gated layers of
+max(0, F - the layer's soft share), so that every layer's gate fires on about
+F at least (the task loss alone may settle lower).  Each epoch's line shows
+the validation split's measured (hard) gated share.
 
 Validation = the last 500 training images of each class; the test split is
 only measured.  Every epoch writes OUT.pt (resume with --resume).  At the end:
@@ -42,7 +45,8 @@ import train_dualpath as tdp  # noqa: E402
 import torch  # noqa: E402
 
 from weights_tools.torch import AvgPool, Connected, Darknet, MaxPool, Softmax  # noqa: E402
-from weights_tools.torch.fracconv import FracConv, adopt_folded, constrain, gated_share  # noqa: E402
+from weights_tools.torch.fracconv import (FracConv, adopt_folded, constrain,  # noqa: E402
+                                           fracconv_layers, gated_share)
 
 VARIANTS = ("ws", "ws-dense", "bn", "float")
 LEVELS = 16
@@ -97,21 +101,36 @@ def measured_shares(model, x, batch=500):
     return {str(i): c[0] / c[1] for i, c in counts.items()}
 
 
+def gate_penalty(model, target, floor=0.0, weight=1.0):
+    """weight x (max(0, share - target) + the mean over the gated layers of
+    max(0, floor - the layer's share)), on the soft shares of the last training
+    forward; None where the model has no gate or weight is 0."""
+    share = gated_share(model)
+    if share is None or weight == 0:
+        return None
+    p = torch.relu(share - target)
+    if floor > 0:
+        layers = [m.gated_share() for m in fracconv_layers(model) if m.gated_share() is not None]
+        p = p + torch.stack([torch.relu(floor - s) for s in layers]).mean()
+    return weight * p
+
+
 def main(argv=None):
     def configure(ap):
         ap.add_argument("--gate-target", type=float, default=0.2,
                         help="the soft gated share above which the penalty acts (default 0.2)")
+        ap.add_argument("--gate-floor", type=float, default=0.0,
+                        help="the soft gated share per layer below which a penalty acts "
+                             "(default 0: none)")
         ap.add_argument("--gate-weight", type=float, default=1.0,
-                        help="the penalty's weight (0: none)")
+                        help="the penalties' weight (0: none)")
         ap.set_defaults(variant="ws", bn_recalibrate=50)
 
     holder = {}
 
     def penalty(model):
-        share = gated_share(model)
-        if share is None or holder["args"].gate_weight == 0:
-            return None
-        return holder["args"].gate_weight * torch.relu(share - holder["args"].gate_target)
+        a = holder["args"]
+        return gate_penalty(model, a.gate_target, a.gate_floor, a.gate_weight)
 
     def build_fn(args, shape, classes):
         holder["args"] = args
@@ -127,6 +146,8 @@ def main(argv=None):
         out = {"levels": LEVELS}
         if args.variant != "float":
             out.update(gate_target=args.gate_target, gate_weight=args.gate_weight)
+            if args.gate_floor > 0:
+                out["gate_floor"] = args.gate_floor
         if model is not None:
             out["pytorch_gated_share"] = measured_shares(model, data.x_test)
         return out

@@ -12,7 +12,8 @@ torch = pytest.importorskip("torch")
 
 from weights_tools import fracconv_ref  # noqa: E402
 from weights_tools.torch import AvgPool, Connected, Darknet, FracConv, MaxPool, Softmax  # noqa: E402
-from weights_tools.torch.fracconv import constrain, gated_share, thermometer  # noqa: E402
+from weights_tools.torch.fracconv import (constrain, fracconv_layers, gated_share,  # noqa: E402
+                                          thermometer)
 
 
 @pytest.fixture(autouse=True)
@@ -307,3 +308,31 @@ def test_train_fracbnn_end_to_end(tmp_path):
     assert _train_fracbnn().main(["--variant", "ws", "--data", data, "--remeasure",
                                   "-o", str(tmp_path / "ws")]) == 0
     assert json.loads((tmp_path / "ws.json").read_text())["mdfi"]["agree_with_pytorch"] == 1.0
+
+
+
+def test_gate_penalty_floor_and_ceiling():
+    """train_fracbnn's gate penalty on the soft shares of a training forward: the
+    ceiling alone where the shares pass it, the floor alone where they lie below
+    it (each layer its own term), and the floor's gradient lowers every gated
+    layer's thresholds (opens the gates) where the ceiling's raises them."""
+    t = _train_fracbnn()
+    torch.manual_seed(0)
+    model = t.build("ws", (1, 28, 28), 10)
+    model.train()
+    model(torch.rand(8, 1, 28, 28))
+    layers = [m for m in fracconv_layers(model) if m.gated_share() is not None]
+    shares = [float(m.gated_share().detach()) for m in layers]
+    assert len(layers) == 4 and all(0.05 < v < 0.95 for v in shares)
+    lo, hi = min(shares), max(shares)
+    mean = sum(shares) / 4
+    assert float(t.gate_penalty(model, target=1.0, floor=lo / 2).detach()) == 0.0
+    assert t.gate_penalty(model, target=0.5, weight=0) is None
+    ceiling = t.gate_penalty(model, target=mean / 2, weight=3.0)
+    assert abs(float(ceiling.detach()) - 3.0 * (mean - mean / 2)) < 1e-5
+    floor = t.gate_penalty(model, target=1.0, floor=hi + 0.1, weight=2.0)
+    assert abs(float(floor.detach()) - 2.0 * sum(hi + 0.1 - v for v in shares) / 4) < 1e-5
+    for p, sign in ((floor, 1), (ceiling, -1)):   # d p / d threshold: > 0 floor, < 0 ceiling
+        grads = torch.autograd.grad(p, [m.gate_raw for m in layers], retain_graph=True)
+        assert all(float(g.sum()) * sign > 0 for g in grads)
+
