@@ -36,6 +36,7 @@ split (PyTorch's count).  On a machine without MDFI's C build (a GPU machine),
 --remeasure afterwards adds MDFI's figures.
 """
 
+import argparse
 import os
 import sys
 
@@ -101,6 +102,14 @@ def measured_shares(model, x, batch=500):
     return {str(i): c[0] / c[1] for i, c in counts.items()}
 
 
+def share(text):
+    """argparse type: a share in [0, 1)."""
+    v = float(text)
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError("a share must lie in [0, 1), got %s" % text)
+    return v
+
+
 def gate_penalty(model, target, floor=0.0, weight=1.0):
     """weight x (max(0, share - target) + the mean over the gated layers of
     max(0, floor - the layer's share)), on the soft shares of the last training
@@ -119,7 +128,7 @@ def main(argv=None):
     def configure(ap):
         ap.add_argument("--gate-target", type=float, default=0.2,
                         help="the soft gated share above which the penalty acts (default 0.2)")
-        ap.add_argument("--gate-floor", type=float, default=0.0,
+        ap.add_argument("--gate-floor", type=share, default=0.0,
                         help="the soft gated share per layer below which a penalty acts "
                              "(default 0: none)")
         ap.add_argument("--gate-weight", type=float, default=1.0,

@@ -336,3 +336,10 @@ def test_gate_penalty_floor_and_ceiling():
         grads = torch.autograd.grad(p, [m.gate_raw for m in layers], retain_graph=True)
         assert all(float(g.sum()) * sign > 0 for g in grads)
 
+
+
+@pytest.mark.parametrize("bad", ["-0.1", "1", "x"])
+def test_train_fracbnn_refuses_a_gate_floor_outside_0_1(bad, capsys):
+    with pytest.raises(SystemExit):
+        _train_fracbnn().main(["--variant", "ws", "--gate-floor", bad, "--epochs", "1"])
+    assert "--gate-floor" in capsys.readouterr().err
