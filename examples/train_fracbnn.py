@@ -47,7 +47,7 @@ import torch  # noqa: E402
 
 from weights_tools.torch import AvgPool, Connected, Darknet, MaxPool, Softmax  # noqa: E402
 from weights_tools.torch.fracconv import (FracConv, adopt_folded, constrain,  # noqa: E402
-                                           fracconv_layers, gated_share)
+                                           layer_shares)
 
 VARIANTS = ("ws", "ws-dense", "bn", "float")
 LEVELS = 16
@@ -114,13 +114,13 @@ def gate_penalty(model, target, floor=0.0, weight=1.0):
     """weight x (max(0, share - target) + the mean over the gated layers of
     max(0, floor - the layer's share)), on the soft shares of the last training
     forward; None where the model has no gate or weight is 0."""
-    share = gated_share(model)
-    if share is None or weight == 0:
+    shares = layer_shares(model)
+    if not shares or weight == 0:
         return None
-    p = torch.relu(share - target)
+    shares = torch.stack(shares)
+    p = torch.relu(shares.mean() - target)
     if floor > 0:
-        layers = [m.gated_share() for m in fracconv_layers(model) if m.gated_share() is not None]
-        p = p + torch.stack([torch.relu(floor - s) for s in layers]).mean()
+        p = p + torch.relu(floor - shares).mean()
     return weight * p
 
 

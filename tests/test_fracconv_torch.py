@@ -310,7 +310,6 @@ def test_train_fracbnn_end_to_end(tmp_path):
     assert json.loads((tmp_path / "ws.json").read_text())["mdfi"]["agree_with_pytorch"] == 1.0
 
 
-
 def test_gate_penalty_floor_and_ceiling():
     """train_fracbnn's gate penalty on the soft shares of a training forward: the
     ceiling alone where the shares pass it, the floor alone where they lie below
@@ -335,7 +334,6 @@ def test_gate_penalty_floor_and_ceiling():
     for p, sign in ((floor, 1), (ceiling, -1)):   # d p / d threshold: > 0 floor, < 0 ceiling
         grads = torch.autograd.grad(p, [m.gate_raw for m in layers], retain_graph=True)
         assert all(float(g.sum()) * sign > 0 for g in grads)
-
 
 
 @pytest.mark.parametrize("bad", ["-0.1", "1", "x"])

@@ -309,10 +309,16 @@ def fracconv_layers(model):
     return [m for m in model.modules() if isinstance(m, FracConv)]
 
 
+def layer_shares(model):
+    """The soft gated share of each gated layer in the last training forward
+    (tensors, for a penalty); empty if the model has none."""
+    return [m.gated_share() for m in fracconv_layers(model) if m.gated_share() is not None]
+
+
 def gated_share(model):
     """The mean soft gated share over the gated layers of the last training
     forward (a tensor, for a penalty), or None if the model has none."""
-    shares = [m.gated_share() for m in fracconv_layers(model) if m.gated_share() is not None]
+    shares = layer_shares(model)
     return torch.stack(shares).mean() if shares else None
 
 
