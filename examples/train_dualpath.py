@@ -141,11 +141,45 @@ def step_loss(model, x, y, penalty=None, teacher=None):
     return z, loss if extra is None else loss + extra
 
 
+class WeightAverage:
+    """An exponential moving average of a model's parameters (Polyak averaging; the
+    decay warms up as (1 + n) / (10 + n) over the first steps n, so that a fresh
+    average does not hold on to the starting weights).  It is the model that gets
+    evaluated and saved: a binary layer takes the signs of its latent weights, and
+    the average's signs flip less from step to step than the trained weights'.
+    Buffers are copied from the trained model (BN statistics are then re-estimated
+    for the average, as for any model here)."""
+
+    def __init__(self, model, decay, steps=0):
+        import copy
+        if not 0.0 < decay < 1.0:
+            raise ValueError("an average's decay must lie in (0, 1), got %r" % decay)
+        self.model = copy.deepcopy(model)
+        for q in self.model.parameters():
+            q.requires_grad_(False)
+        self.decay, self.steps = decay, steps
+
+    def rate(self):
+        """The decay of the next update."""
+        return min(self.decay, (1.0 + self.steps) / (10.0 + self.steps))
+
+    @torch.no_grad()
+    def update(self, model):
+        d = self.rate()
+        for a, q in zip(self.model.parameters(), model.parameters()):
+            a.mul_(d).add_(q.detach(), alpha=1.0 - d)
+        for a, b in zip(self.model.buffers(), model.buffers()):
+            a.copy_(b)
+        self.steps += 1
+
+
 def train(model, data, args, state, log=print, constrain=constrain, penalty=None, report=None,
           teacher=None):
     """The training loop: Adam, a cosine schedule, shifted (and flipped) images;
     `constrain(model)` after each step, `penalty(model)` (a tensor or None) added
-    to the loss, `report(model, data)` (a string) appended to each epoch's line."""
+    to the loss, `report(model, data)` (a string) appended to each epoch's line.
+    With args.ema, the weights' average (WeightAverage) is what each epoch
+    validates and what is returned; else the model itself."""
     from train_classifier import augment
     dev = device_of(model)
     gen = torch.Generator().manual_seed(args.seed)
@@ -161,6 +195,11 @@ def train(model, data, args, state, log=print, constrain=constrain, penalty=None
     for b in model.modules():
         if isinstance(b, DarknetBatchNorm):
             b.momentum = BN_MOMENTUM
+    avg = None
+    if args.ema:
+        avg = WeightAverage(model, args.ema, state.get("ema_steps", 0))
+        if state.get("ema"):
+            avg.model.load_state_dict(state["ema"])
     t0 = time.time() - state.get("seconds", 0.0)
     for epoch in range(state.get("epoch", 0), args.epochs):
         model.train()
@@ -177,22 +216,35 @@ def train(model, data, args, state, log=print, constrain=constrain, penalty=None
             loss.backward()
             opt.step()
             constrain(model)
+            if avg:
+                avg.update(model)
             seen += len(y)
             loss_sum += loss.item() * len(y)
             correct += int((z.argmax(1) == y).sum().item())
         recalibrate_bn(model, data.x_train, 20, args.batch_size, gen, BN_MOMENTUM)
         val = float((predict(model, data.x_val) == data.y_val).mean())
+        line = {"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": correct / seen,
+                "validation_accuracy": val}
+        shown = model
+        if avg:
+            recalibrate_bn(avg.model, data.x_train, 20, args.batch_size, gen, BN_MOMENTUM)
+            line.update(validation_trained=val,
+                        validation_accuracy=float((predict(avg.model, data.x_val) == data.y_val).mean()))
+            state.update(ema=avg.model.state_dict(), ema_steps=avg.steps)
+            shown = avg.model
         state.update(epoch=epoch + 1, seconds=time.time() - t0, model=model.state_dict(),
                      optimizer=opt.state_dict(), generator=gen.get_state())
-        state.setdefault("history", []).append({"epoch": epoch + 1, "loss": loss_sum / seen,
-                                                "train_accuracy": correct / seen,
-                                                "validation_accuracy": val})
+        state.setdefault("history", []).append(line)
         torch.save(state, args.output + ".pt")
-        log("epoch %d/%d: loss %.4f, train %.2f%%, validation %.2f%% (%.0f s)%s"
-            % (epoch + 1, args.epochs, loss_sum / seen, 100.0 * correct / seen, 100 * val,
-               time.time() - t0, report(model, data) if report else ""))
+        log("epoch %d/%d: loss %.4f, train %.2f%%, validation %.2f%%%s (%.0f s)%s"
+            % (epoch + 1, args.epochs, loss_sum / seen, 100.0 * correct / seen,
+               100 * line["validation_accuracy"],
+               " (trained weights %.2f%%)" % (100 * val) if avg else "",
+               time.time() - t0, report(shown, data) if report else ""))
         if args.stop_after == epoch + 1:
             break
+    if avg:
+        model.load_state_dict(avg.model.state_dict())
     return state
 
 
@@ -204,6 +256,17 @@ def open_model(prefix):
 def mdfi_predictions(cfg, weights, x):
     with mdfi.Network(cfg, weights, threads=1) as net:
         return np.array([int(np.argmax(net.forward(v))) for v in x])
+
+
+def decay(text):
+    """argparse type of --ema: a float in (0, 1)."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = None
+    if v is None or not 0.0 < v < 1.0:
+        raise argparse.ArgumentTypeError("a decay must lie in (0, 1), got %s" % text)
+    return v
 
 
 def parser(variants, default, description):
@@ -239,6 +302,9 @@ def parser(variants, default, description):
                     "becomes (1 - alpha) * cross entropy + alpha * T^2 * KL(teacher || student)")
     ap.add_argument("--kd-alpha", type=float, default=1.0, metavar="ALPHA")
     ap.add_argument("--kd-temperature", type=float, default=1.0, metavar="T")
+    ap.add_argument("--ema", type=decay, metavar="DECAY",
+                    help="validate and save an exponential moving average of the weights "
+                         "(e.g. 0.999) instead of the last step's")
     ap.add_argument("-o", "--output")
     return ap
 
@@ -385,6 +451,7 @@ def run(argv, *, script, variants, default, tag, build_fn, description, constrai
         "cfg": os.path.basename(args.output) + ".cfg",
         "weights": os.path.basename(args.output) + ".weights", "variant": args.variant,
         "dataset": args.dataset, "split": data.split, "epochs": args.epochs, "lr": args.lr,
+        "ema": args.ema,
         "batch_size": args.batch_size, "seed": args.seed, "threads": args.threads,
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "train_seconds": round(state.get("seconds", 0.0), 1), "torch_version": torch.__version__,

@@ -288,3 +288,66 @@ def test_init_from_and_teacher_refuse_bad_files(tmp_path, capsys):
     assert tr.main(common + ["--teacher", str(tmp_path / "m"), "-o", str(tmp_path / "a")]) == 2
     assert "does not take this dataset's images" in capsys.readouterr().err
     assert not (tmp_path / "a.json").exists()
+
+
+def test_weight_average_follows_its_decay_and_leaves_the_model_alone():
+    """WeightAverage from a model at 0 towards a model held at c: after n updates
+    the average is c (1 - prod of the n decays), each decay min(D, (1 + k) / (10 + k));
+    buffers are copied; the trained model is not touched; a decay outside (0, 1)
+    is refused."""
+    import torch
+    tr = _train_dualpath()
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    with torch.no_grad():
+        for q in net.parameters():
+            q.zero_()
+    avg = tr.WeightAverage(net, 0.5)
+    c = torch.tensor(3.0)
+    with torch.no_grad():
+        for q in net.parameters():
+            q.fill_(c)
+        net[1].running_mean.fill_(7.0)
+    rates = []
+    for k in range(12):
+        rates.append(avg.rate())
+        avg.update(net)
+    expected = np.minimum(0.5, (1.0 + np.arange(12)) / (10.0 + np.arange(12)))
+    assert np.allclose(rates, expected)
+    want = 3.0 * (1.0 - np.prod(expected))
+    for a, q in zip(avg.model.parameters(), net.parameters()):
+        assert not a.requires_grad and q.requires_grad
+        assert torch.allclose(a, torch.full_like(a, want)) and torch.all(q == 3.0)
+    assert torch.all(avg.model[1].running_mean == 7.0)
+    for bad in (0.0, 1.0, -0.5):
+        with pytest.raises(ValueError, match="decay"):
+            tr.WeightAverage(net, bad)
+
+
+def test_train_dualpath_ema_saves_the_average(tmp_path, capsys):
+    """--ema: each epoch validates the average (the trained weights' figure beside
+    it), the files are the average's (not the last step's), MDFI == PyTorch, the
+    record names the decay; a decay outside (0, 1) is refused by argparse."""
+    import json
+    import torch
+    from test_examples import make_cifar_tarball
+    from weights_tools.torch import import_darknet
+    tar = tmp_path / "cifar-10-python.tar.gz"
+    make_cifar_tarball(tar, sizes=(40, 40, 40, 40, 40), n_test=10)
+    tr = _train_dualpath()
+    out = tmp_path / "e"
+    assert tr.main(["--dataset", "cifar10", "--data", str(tar), "--epochs", "2", "--ema", "0.9",
+                    "--bn-recalibrate", "1", "-o", str(out)]) == 0
+    rec = json.loads((tmp_path / "e.json").read_text())
+    assert rec["ema"] == 0.9 and "--ema 0.9" in rec["command"]
+    assert all("validation_trained" in h for h in rec["history"])
+    assert rec["mdfi"]["agree_with_pytorch"] == 1.0
+    state = torch.load(str(out) + ".pt", weights_only=False)
+    saved = import_darknet(str(out) + ".cfg", str(out) + ".weights").state_dict()
+    latent = [k for k in saved if k.endswith("weight") and saved[k].dim() == 4]
+    assert latent
+    assert all(torch.allclose(saved[k], state["ema"][k]) for k in latent)
+    assert not all(torch.allclose(saved[k], state["model"][k]) for k in latent)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        tr.main(["--dataset", "cifar10", "--data", str(tar), "--ema", "1", "-o", str(out)])
+    assert "a decay must lie in (0, 1), got 1" in capsys.readouterr().err
