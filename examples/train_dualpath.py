@@ -141,6 +141,15 @@ def step_loss(model, x, y, penalty=None, teacher=None):
     return z, loss if extra is None else loss + extra
 
 
+def learning_rate(schedule, lr, step, total):
+    """The rate at `step` of `total`: "cosine" decays lr to 0 along half a cosine;
+    "constant" holds it (with --ema, the average of the iterates at a constant
+    rate is stochastic weight averaging's setting, Izmailov et al. 2018)."""
+    if schedule == "constant":
+        return lr
+    return 0.5 * lr * (1 + math.cos(math.pi * step / total))
+
+
 class WeightAverage:
     """An exponential moving average of a model's parameters (Polyak averaging; the
     decay warms up as (1 + n) / (10 + n) over the first steps n, so that a fresh
@@ -190,7 +199,8 @@ def train(model, data, args, state, log=print, constrain=constrain, penalty=None
     if state.get("optimizer"):
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
-    lr_at = lambda step: 0.5 * args.lr * (1 + math.cos(math.pi * step / total))  # noqa: E731
+    schedule = getattr(args, "lr_schedule", "cosine")
+    lr_at = lambda step: learning_rate(schedule, args.lr, step, total)  # noqa: E731
     from weights_tools.torch import DarknetBatchNorm
     for b in model.modules():
         if isinstance(b, DarknetBatchNorm):
@@ -302,6 +312,8 @@ def parser(variants, default, description):
                     "becomes (1 - alpha) * cross entropy + alpha * T^2 * KL(teacher || student)")
     ap.add_argument("--kd-alpha", type=float, default=1.0, metavar="ALPHA")
     ap.add_argument("--kd-temperature", type=float, default=1.0, metavar="T")
+    ap.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine",
+                    help="the learning rate's course over the run (default cosine, to 0)")
     ap.add_argument("--ema", type=decay, metavar="DECAY",
                     help="validate and save an exponential moving average of the weights "
                          "(e.g. 0.999) instead of the last step's")
@@ -451,7 +463,7 @@ def run(argv, *, script, variants, default, tag, build_fn, description, constrai
         "cfg": os.path.basename(args.output) + ".cfg",
         "weights": os.path.basename(args.output) + ".weights", "variant": args.variant,
         "dataset": args.dataset, "split": data.split, "epochs": args.epochs, "lr": args.lr,
-        "ema": args.ema,
+        "lr_schedule": args.lr_schedule, "ema": args.ema,
         "batch_size": args.batch_size, "seed": args.seed, "threads": args.threads,
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "train_seconds": round(state.get("seconds", 0.0), 1), "torch_version": torch.__version__,

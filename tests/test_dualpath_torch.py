@@ -351,3 +351,13 @@ def test_train_dualpath_ema_saves_the_average(tmp_path, capsys):
     with pytest.raises(SystemExit):
         tr.main(["--dataset", "cifar10", "--data", str(tar), "--ema", "1", "-o", str(out)])
     assert "a decay must lie in (0, 1), got 1" in capsys.readouterr().err
+
+
+def test_learning_rate_schedules():
+    """cosine: lr at the start, lr/2 half way, 0 at the end, falling throughout;
+    constant: lr at every step."""
+    tr = _train_dualpath()
+    cos = [tr.learning_rate("cosine", 0.1, k, 100) for k in range(101)]
+    assert cos[0] == 0.1 and abs(cos[50] - 0.05) < 1e-12 and abs(cos[100]) < 1e-12
+    assert all(a > b for a, b in zip(cos, cos[1:]))
+    assert all(tr.learning_rate("constant", 0.1, k, 100) == 0.1 for k in range(101))
