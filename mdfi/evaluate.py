@@ -3,6 +3,7 @@
     python -m mdfi.evaluate CFG WEIGHTS --dataset fashion-mnist|mnist|digits|cifar10
         [--data PATH] [--policy P] [--threshold T] [--entropy-gate G] [--exit-gate G]
         [--threads 1] [--kernel K] [--limit N] [--repeats 1] [--json]
+        [--compare CFG2 WEIGHTS2]
     python -m mdfi.evaluate --index examples/models/index.json [--name NAME] [--json]
 
 The first form runs the network on every image of the dataset's test split
@@ -30,6 +31,15 @@ The first form runs the network on every image of the dataset's test split
   gates           per gated layer: `layer`, `gated` and `outputs` summed over
                   the images (first pass) and `share` = gated / outputs, the
                   measured share of outputs whose second plane ran.
+
+--compare CFG2 WEIGHTS2 runs a second network (as its cfg sets it) over the same
+images after the first and adds `compare`: its accuracy, time and operations, and
+the paired comparison: `difference` (first minus second), `only_first_right` and
+`only_second_right` (the images exactly one of them classifies right), `agree`
+(the share given the same class) and `mcnemar_p`, McNemar's exact two-sided
+p-value: how often two equally accurate classifiers would split those images at
+least this unevenly.  A difference of a few tenths of a point on 10,000 images
+is often within chance; the p-value says how far.
 
 For a network with exits (docs/early-exit.md) it runs the chosen policy (--policy,
 default: the network's own) and `none` on the same images in the same run, image
@@ -181,6 +191,11 @@ def evaluate(net, data, policy=None, limit=None, repeats=1):
     (default: the network's own policy); `none` is measured beside it.
     limit: the first `limit` test images.  repeats: timed passes over the
     images.  Returns the dict `python -m mdfi.evaluate --json` prints."""
+    return _evaluate(net, data, policy, limit, repeats)[0]
+
+
+def _evaluate(net, data, policy, limit, repeats):
+    """(evaluate's dict, the per-image predictions it scored)."""
     if repeats < 1:
         raise errors.ArgumentError(f"repeats {repeats}: give at least 1")
     x, y = _test_split(net, data, limit)
@@ -193,7 +208,7 @@ def evaluate(net, data, policy=None, limit=None, repeats=1):
             raise errors.ArgumentError(f"policy {policy!r}: the network has no exits")
         run = _run(net, x, [None], repeats)[None]
         out.update(_summary(run, y), policy=None)
-        return out
+        return out, run["pred"]
     policy = policy or net.exit_policy
     if policy not in POLICIES:
         raise errors.ArgumentError(f"policy {policy!r}: one of {', '.join(POLICIES)}")
@@ -210,6 +225,47 @@ def evaluate(net, data, policy=None, limit=None, repeats=1):
     main_macs = getattr(net, "main_macs", None)
     if main_macs is not None:
         out["main_macs"] = float(main_macs)
+    return out, runs[policy]["pred"]
+
+
+def mcnemar_p(only_first, only_second):
+    """The exact two-sided McNemar p-value of a paired comparison: under "the two
+    classifiers are equally accurate" each image that exactly one of them gets
+    right is the first's with probability 1/2, so the smaller count is a
+    Binomial(n, 1/2) tail (n = both counts), doubled (1.0 at most)."""
+    n, k = only_first + only_second, min(only_first, only_second)
+    if n == 0:
+        return 1.0
+    tail = 0
+    term = 1                                  # C(n, 0); C(n, i+1) = C(n, i) (n-i) / (i+1)
+    for i in range(k + 1):
+        tail += term
+        term = term * (n - i) // (i + 1)
+    return min(1.0, 2 * tail / 2 ** n)        # exact integers; one rounding
+
+
+def paired(y, first, second):
+    """The paired comparison of two classifiers' predictions on the same images:
+    their accuracies, the images only one of them gets right, and McNemar's
+    exact p (a difference as large by chance alone, two-sided)."""
+    y, a, b = (np.asarray(v) for v in (y, first, second))
+    ra, rb = a == y, b == y
+    only_a, only_b = int(np.sum(ra & ~rb)), int(np.sum(rb & ~ra))
+    return {"n": int(len(y)), "accuracy_first": float(np.mean(ra)),
+            "accuracy_second": float(np.mean(rb)), "difference": float(np.mean(ra) - np.mean(rb)),
+            "only_first_right": only_a, "only_second_right": only_b,
+            "agree": float(np.mean(a == b)), "mcnemar_p": mcnemar_p(only_a, only_b)}
+
+
+def compare(net, other, data, policy=None, limit=None, repeats=1):
+    """evaluate(net, ...) with `other` (a second network, run as it is set) on the
+    same images: the dict gets "compare", other's figures with the paired
+    comparison of the two (paired())."""
+    out, pred = _evaluate(net, data, policy, limit, repeats)
+    theirs, pred_b = _evaluate(other, data, None, limit, repeats)
+    keep = ("accuracy", "ms_per_image", "macs_per_image", "flops_per_image", "bops_per_image")
+    out["compare"] = {**{k: theirs[k] for k in keep}, **paired(_test_split(net, data, limit)[1], pred,
+                                                              pred_b)}
     return out
 
 
@@ -376,7 +432,19 @@ def _print_ops(r):
         print(f"  layer {g['layer']:>3}: gated share {share} of {g['outputs']} outputs")
 
 
+def _print_compare(cfg, c):
+    print(f"against {c['cfg']}: accuracy {100 * c['accuracy']:.2f} %, {c['ms_per_image']:.3f} "
+          f"ms/image, {_macs(c['macs_per_image'])}/image")
+    print(f"  difference {100 * c['difference']:+.2f} points; right only here: "
+          f"{c['only_first_right']} images, only there: {c['only_second_right']}; same class on "
+          f"{100 * c['agree']:.2f} %; McNemar's exact p = {c['mcnemar_p']:.3g} (two-sided)")
+
+
 def _print_result(cfg, r):
+    if r.get("compare"):
+        _print_result(cfg, {k: v for k, v in r.items() if k != "compare"})
+        _print_compare(cfg, r["compare"])
+        return
     print(f"{cfg} on {r['dataset']} (test split, {r['n']} images): {r['split_rule']}")
     line = (f"accuracy {100 * r['accuracy']:.2f} %, {r['ms_per_image']:.3f} ms/image "
             f"({r['threads']} thread{'s' if r['threads'] != 1 else ''}, kernel {r['kernel']}), "
@@ -417,6 +485,9 @@ def main(argv=None):
                    help="timed passes; each image keeps its fastest time (default 1)")
     p.add_argument("--index", metavar="INDEX.json", help="re-check every model the index lists")
     p.add_argument("--name", help="with --index: only this model")
+    p.add_argument("--compare", nargs=2, metavar=("CFG2", "WEIGHTS2"),
+                   help="a second network on the same images: both accuracies, the images "
+                        "only one gets right, and McNemar's exact p")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.index:
@@ -443,8 +514,14 @@ def main(argv=None):
         data = datasets.load(args.dataset, args.data, train=False)
         with Network(args.cfg, args.weights, threads=args.threads, kernel=args.kernel) as net:
             set_thresholds(net, args.threshold, args.entropy_gate, args.exit_gate)
-            result = evaluate(net, data, policy=args.policy, limit=args.limit,
-                              repeats=args.repeats)
+            if args.compare:
+                with Network(*args.compare, threads=args.threads, kernel=args.kernel) as other:
+                    result = compare(net, other, data, policy=args.policy, limit=args.limit,
+                                     repeats=args.repeats)
+                result["compare"].update(cfg=args.compare[0], weights=args.compare[1])
+            else:
+                result = evaluate(net, data, policy=args.policy, limit=args.limit,
+                                  repeats=args.repeats)
     except errors.MdfiError as exc:
         print(f"mdfi.evaluate: error: {exc}", file=sys.stderr)
         return 1

@@ -365,6 +365,57 @@ def test_cli_messages(capsys):
     assert "digits (test split, 20 images)" in out and "M MACs/image" in out
 
 
+def test_mcnemar_exact_p():
+    """Hand-computed tails of Binomial(n, 1/2), doubled: 5 against 0 is 2/32; 2
+    against 8 is 2 (1 + 10 + 45) / 1024; an even split or nothing to split is 1;
+    a large split agrees with scipy's exact binomial test where scipy is present."""
+    assert ev.mcnemar_p(0, 5) == ev.mcnemar_p(5, 0) == 2 / 32
+    assert ev.mcnemar_p(2, 8) == 2 * 56 / 1024
+    assert ev.mcnemar_p(3, 3) == 1.0 and ev.mcnemar_p(0, 0) == 1.0 and ev.mcnemar_p(0, 1) == 1.0
+    assert ev.mcnemar_p(0, 2000) == 2.0 ** -1999          # no overflow: exact integers
+    stats = pytest.importorskip("scipy.stats")
+    for a, b in ((313, 336), (219, 337), (175, 167)):
+        want = stats.binomtest(min(a, b), a + b, 0.5).pvalue
+        assert abs(ev.mcnemar_p(a, b) - want) < 1e-12 * max(1.0, want)
+
+
+def test_paired_counts():
+    y = np.array([0, 1, 2, 3, 4, 5])
+    a = np.array([0, 1, 2, 0, 0, 5])      # right on 0, 1, 2, 5
+    b = np.array([0, 9, 2, 3, 4, 0])      # right on 0, 2, 3, 4
+    r = ev.paired(y, a, b)
+    assert (r["only_first_right"], r["only_second_right"]) == (2, 2)
+    assert r["accuracy_first"] == r["accuracy_second"] == 4 / 6 and r["difference"] == 0
+    assert r["agree"] == 2 / 6 and r["n"] == 6 and r["mcnemar_p"] == 1.0
+
+
+def test_cli_compare(capsys):
+    """--compare: the second network's accuracy is its own evaluate's, the counts
+    add up to the accuracies' difference, a network against itself differs on no
+    image (p = 1); a missing second file is named."""
+    pytest.importorskip("sklearn")
+    a = [str(MODELS / "digits_float.cfg"), str(MODELS / "digits_float.weights")]
+    b = [str(MODELS / "digits_xnor.cfg"), str(MODELS / "digits_xnor.weights")]
+    common = ["--dataset", "digits", "--limit", "200", "--json"]
+    assert ev.main(a + common + ["--compare"] + b) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert ev.main(b + common) == 0
+    alone = json.loads(capsys.readouterr().out)
+    c = r["compare"]
+    assert c["accuracy"] == c["accuracy_second"] == alone["accuracy"]
+    assert c["accuracy_first"] == r["accuracy"] and c["n"] == 200 and c["cfg"] == b[0]
+    assert c["only_first_right"] - c["only_second_right"] == round(200 * (r["accuracy"] - alone["accuracy"]))
+    assert c["agree"] < 1.0 and 0.0 < c["mcnemar_p"] <= 1.0
+    assert ev.main(a + common + ["--compare"] + a) == 0
+    c = json.loads(capsys.readouterr().out)["compare"]
+    assert (c["only_first_right"], c["only_second_right"], c["agree"], c["mcnemar_p"]) == (0, 0, 1.0, 1.0)
+    assert ev.main(a + ["--dataset", "digits", "--limit", "20", "--compare"] + b) == 0
+    out = capsys.readouterr().out
+    assert "against " + b[0] in out and "McNemar's exact p" in out
+    assert ev.main(a + ["--dataset", "digits", "--compare", "/nonexistent.cfg", b[1]]) == 1
+    assert "/nonexistent.cfg" in capsys.readouterr().err
+
+
 def test_index_lists_every_committed_model_with_its_records_figures():
     index = json.loads(INDEX.read_text())
     records = {p.stem for p in MODELS.glob("*.json") if p.name != "index.json"}
