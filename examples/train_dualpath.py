@@ -279,6 +279,35 @@ def decay(text):
     return v
 
 
+def channels(text):
+    """argparse type of --stem (and of each --widths entry): a channel count."""
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if not 0 < v <= 4096:
+        raise argparse.ArgumentTypeError("a channel count must lie in 1..4096, got %s" % text)
+    return v
+
+
+def widths(text):
+    """argparse type of --widths: channel counts separated by commas (e.g. 64,128)."""
+    return tuple(channels(t) for t in text.split(","))
+
+
+def check_shape(variant, stem, widths):
+    """Every variant but xnor adds each body layer's input to its output (float: a
+    [shortcut], its channels repeated by a [route] where they grow; dual-path: the
+    second source), so each width must be a multiple of the one before."""
+    c = stem
+    for w in widths:
+        if variant != "xnor" and w % c:
+            raise ValueError("the %s variant needs each width a multiple of the one before "
+                             "(%d after %d): its layers add their input, its channels repeated"
+                             % (variant, w, c))
+        c = w
+
+
 def parser(variants, default, description):
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--variant", choices=variants, default=default)
@@ -312,6 +341,11 @@ def parser(variants, default, description):
                     "becomes (1 - alpha) * cross entropy + alpha * T^2 * KL(teacher || student)")
     ap.add_argument("--kd-alpha", type=float, default=1.0, metavar="ALPHA")
     ap.add_argument("--kd-temperature", type=float, default=1.0, metavar="T")
+    ap.add_argument("--widths", type=widths, default=WIDTHS, metavar="A,B",
+                    help="the body's widths, two 3x3 layers each (default %s)"
+                         % ",".join(map(str, WIDTHS)))
+    ap.add_argument("--stem", type=channels, default=STEM, metavar="C",
+                    help="the stem's filters (default %d)" % STEM)
     ap.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine",
                     help="the learning rate's course over the run (default cosine, to 0)")
     ap.add_argument("--ema", type=decay, metavar="DECAY",
@@ -407,6 +441,10 @@ def run(argv, *, script, variants, default, tag, build_fn, description, constrai
     if args.remeasure:
         return remeasure(args, data, record_extra)
     dev = torch.device(args.device)
+    try:
+        check_shape(args.variant, args.stem, args.widths)
+    except ValueError as e:
+        ap.error(str(e))
     model = build_fn(args, data.input_shape, len(data.classes)).to(dev)
     state = {}
     if args.resume:
@@ -463,7 +501,8 @@ def run(argv, *, script, variants, default, tag, build_fn, description, constrai
         "cfg": os.path.basename(args.output) + ".cfg",
         "weights": os.path.basename(args.output) + ".weights", "variant": args.variant,
         "dataset": args.dataset, "split": data.split, "epochs": args.epochs, "lr": args.lr,
-        "lr_schedule": args.lr_schedule, "ema": args.ema,
+        "lr_schedule": args.lr_schedule, "ema": args.ema, "stem": args.stem,
+        "widths": list(args.widths),
         "batch_size": args.batch_size, "seed": args.seed, "threads": args.threads,
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "train_seconds": round(state.get("seconds", 0.0), 1), "torch_version": torch.__version__,
@@ -489,7 +528,8 @@ def run(argv, *, script, variants, default, tag, build_fn, description, constrai
 
 def main(argv=None):
     return run(argv, script=__file__, variants=VARIANTS, default="dual1.5", tag="dp",
-               build_fn=lambda args, shape, classes: build(args.variant, shape, classes),
+               build_fn=lambda args, shape, classes: build(args.variant, shape, classes,
+                                                           args.widths, args.stem),
                description=__doc__.split("\n")[0])
 
 

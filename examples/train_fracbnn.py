@@ -143,7 +143,7 @@ def main(argv=None):
 
     def build_fn(args, shape, classes):
         holder["args"] = args
-        return build(args.variant, shape, classes)
+        return build(args.variant, shape, classes, args.widths, args.stem)
 
     def report(model, data):
         shares = measured_shares(model, data.x_val[:1000])

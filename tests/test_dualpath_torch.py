@@ -1,6 +1,7 @@
 """The [dualpath] layer on the PyTorch side (docs/dualpath.md): the fixed-point
 fold against exact rational arithmetic, the refusals, the straight-through
 training mode, and the evaluation mode as the integer definition."""
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -361,3 +362,34 @@ def test_learning_rate_schedules():
     assert cos[0] == 0.1 and abs(cos[50] - 0.05) < 1e-12 and abs(cos[100]) < 1e-12
     assert all(a > b for a, b in zip(cos, cos[1:]))
     assert all(tr.learning_rate("constant", 0.1, k, 100) == 0.1 for k in range(101))
+
+
+def test_train_dualpath_widths_and_stem(tmp_path, capsys):
+    """--stem and --widths set the network's filters (the record names them); a
+    network whose width is not a multiple of the one before (its layers add their
+    input) and counts that are not channel counts are refused before any training;
+    the xnor variant, which adds nothing, takes any widths."""
+    import json
+    from test_examples import make_cifar_tarball
+    tar = tmp_path / "cifar-10-python.tar.gz"
+    make_cifar_tarball(tar, sizes=(40, 40, 40, 40, 40), n_test=10)
+    common = ["--dataset", "cifar10", "--data", str(tar), "--epochs", "1", "--bn-recalibrate", "1"]
+    tr = _train_dualpath()
+    assert tr.main(common + ["--stem", "8", "--widths", "16,32", "-o", str(tmp_path / "w")]) == 0
+    rec = json.loads((tmp_path / "w.json").read_text())
+    assert rec["stem"] == 8 and rec["widths"] == [16, 32] and rec["mdfi"]["agree_with_pytorch"] == 1.0
+    cfg = (tmp_path / "w.cfg").read_text()
+    assert [int(v) for v in re.findall(r"^filters=(\d+)", cfg, re.M)] == [8, 16, 16, 32, 32]
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        tr.main(common + ["--variant", "float", "--stem", "6", "--widths", "8", "-o", str(tmp_path / "f")])
+    assert "float variant needs each width a multiple of the one before (8 after 6)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tr.main(common + ["--stem", "8", "--widths", "16,24", "-o", str(tmp_path / "f")])
+    assert "dual1.5 variant needs each width a multiple of the one before (24 after 16)" in capsys.readouterr().err
+    assert tr.main(common + ["--variant", "xnor", "--stem", "6", "--widths", "8,12", "-o", str(tmp_path / "x")]) == 0
+    for bad in (("--widths", "16,0"), ("--widths", "a"), ("--stem", "5000")):
+        with pytest.raises(SystemExit):
+            tr.main(common + list(bad) + ["-o", str(tmp_path / "f")])
+        assert "a channel count must lie in 1..4096" in capsys.readouterr().err
+    assert not (tmp_path / "f.json").exists()
