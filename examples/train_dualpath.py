@@ -182,6 +182,15 @@ class WeightAverage:
         self.steps += 1
 
 
+def save_checkpoint(state, path):
+    """torch.save to a temporary file renamed over `path`: a run killed while it
+    writes (a machine taken back, a session's end) leaves the last whole
+    checkpoint for --resume, never half of one."""
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
 def train(model, data, args, state, log=print, constrain=constrain, penalty=None, report=None,
           teacher=None):
     """The training loop: Adam, a cosine schedule, shifted (and flipped) images;
@@ -245,7 +254,7 @@ def train(model, data, args, state, log=print, constrain=constrain, penalty=None
         state.update(epoch=epoch + 1, seconds=time.time() - t0, model=model.state_dict(),
                      optimizer=opt.state_dict(), generator=gen.get_state())
         state.setdefault("history", []).append(line)
-        torch.save(state, args.output + ".pt")
+        save_checkpoint(state, args.output + ".pt")
         log("epoch %d/%d: loss %.4f, train %.2f%%, validation %.2f%%%s (%.0f s)%s"
             % (epoch + 1, args.epochs, loss_sum / seen, 100.0 * correct / seen,
                100 * line["validation_accuracy"],

@@ -342,7 +342,9 @@ def test_train_dualpath_ema_saves_the_average(tmp_path, capsys):
     assert rec["ema"] == 0.9 and "--ema 0.9" in rec["command"]
     assert all("validation_trained" in h for h in rec["history"])
     assert rec["mdfi"]["agree_with_pytorch"] == 1.0
+    assert not (tmp_path / "e.pt.tmp").exists()           # written whole, then renamed
     state = torch.load(str(out) + ".pt", weights_only=False)
+    assert state["epoch"] == 2 and state["ema_steps"] >= 2
     saved = import_darknet(str(out) + ".cfg", str(out) + ".weights").state_dict()
     latent = [k for k in saved if k.endswith("weight") and saved[k].dim() == 4]
     assert latent
@@ -393,3 +395,28 @@ def test_train_dualpath_widths_and_stem(tmp_path, capsys):
             tr.main(common + list(bad) + ["-o", str(tmp_path / "f")])
         assert "a channel count must lie in 1..4096" in capsys.readouterr().err
     assert not (tmp_path / "f.json").exists()
+
+
+def test_a_checkpoint_write_that_fails_keeps_the_last_one(tmp_path, monkeypatch):
+    """save_checkpoint writes a temporary file and renames it: a write that dies
+    half way leaves the previous checkpoint whole."""
+    import torch
+    tr = _train_dualpath()
+    path = str(tmp_path / "run.pt")
+    tr.save_checkpoint({"epoch": 1}, path)
+    real = torch.save
+
+    def dies(obj, f):
+        real(obj, f)
+        with open(f, "r+b") as h:          # half written
+            h.truncate(5)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dies)
+    with pytest.raises(KeyboardInterrupt):
+        tr.save_checkpoint({"epoch": 2}, path)
+    monkeypatch.setattr(torch, "save", real)
+    assert torch.load(path, weights_only=False) == {"epoch": 1}
+    tr.save_checkpoint({"epoch": 3}, path)
+    assert torch.load(path, weights_only=False) == {"epoch": 3}
+    assert not (tmp_path / "run.pt.tmp").exists()
