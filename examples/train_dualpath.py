@@ -193,9 +193,10 @@ def save_checkpoint(state, path):
 
 def train(model, data, args, state, log=print, constrain=constrain, penalty=None, report=None,
           teacher=None):
-    """The training loop: Adam, a cosine schedule, shifted (and flipped) images;
-    `constrain(model)` after each step, `penalty(model)` (a tensor or None) added
-    to the loss, `report(model, data)` (a string) appended to each epoch's line.
+    """The training loop: Adam, a cosine (or --lr-schedule constant) rate, shifted
+    (and flipped) images; `constrain(model)` after each step, `penalty(model)` (a
+    tensor or None) added to the loss, `report(model, data)` (a string) appended
+    to each epoch's line.
     With args.ema, the weights' average (WeightAverage) is what each epoch
     validates and what is returned; else the model itself."""
     from train_classifier import augment
@@ -208,8 +209,7 @@ def train(model, data, args, state, log=print, constrain=constrain, penalty=None
     if state.get("optimizer"):
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
-    schedule = getattr(args, "lr_schedule", "cosine")
-    lr_at = lambda step: learning_rate(schedule, args.lr, step, total)  # noqa: E731
+    lr_at = lambda step: learning_rate(args.lr_schedule, args.lr, step, total)  # noqa: E731
     from weights_tools.torch import DarknetBatchNorm
     for b in model.modules():
         if isinstance(b, DarknetBatchNorm):
