@@ -262,7 +262,10 @@ def compare(net, other, data, policy=None, limit=None, repeats=1):
     same images: the dict gets "compare", other's figures with the paired
     comparison of the two (paired())."""
     out, pred = _evaluate(net, data, policy, limit, repeats)
-    theirs, pred_b = _evaluate(other, data, None, limit, repeats)
+    try:
+        theirs, pred_b = _evaluate(other, data, None, limit, repeats)
+    except errors.ShapeError as exc:          # say which of the two does not fit
+        raise errors.ShapeError(f"the network compared with: {exc}") from None
     keep = ("accuracy", "ms_per_image", "macs_per_image", "flops_per_image", "bops_per_image")
     out["compare"] = {**{k: theirs[k] for k in keep}, **paired(_test_split(net, data, limit)[1], pred,
                                                               pred_b)}

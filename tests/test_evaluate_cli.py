@@ -414,6 +414,10 @@ def test_cli_compare(capsys):
     assert "against " + b[0] in out and "McNemar's exact p" in out
     assert ev.main(a + ["--dataset", "digits", "--compare", "/nonexistent.cfg", b[1]]) == 1
     assert "/nonexistent.cfg" in capsys.readouterr().err
+    m = [str(MODELS / "mnist_float.cfg"), str(MODELS / "mnist_float.weights")]   # 28x28 images
+    assert ev.main(a + ["--dataset", "digits", "--limit", "5", "--compare"] + m) == 1
+    err = capsys.readouterr().err
+    assert "the network compared with: digits has images of (1, 8, 8)" in err and "(1, 28, 28)" in err
 
 
 def test_index_lists_every_committed_model_with_its_records_figures():
