@@ -195,7 +195,7 @@ def evaluate(net, data, policy=None, limit=None, repeats=1):
 
 
 def _evaluate(net, data, policy, limit, repeats):
-    """(evaluate's dict, the per-image predictions it scored)."""
+    """(evaluate's dict, the per-image predictions it scored, their labels)."""
     if repeats < 1:
         raise errors.ArgumentError(f"repeats {repeats}: give at least 1")
     x, y = _test_split(net, data, limit)
@@ -208,7 +208,7 @@ def _evaluate(net, data, policy, limit, repeats):
             raise errors.ArgumentError(f"policy {policy!r}: the network has no exits")
         run = _run(net, x, [None], repeats)[None]
         out.update(_summary(run, y), policy=None)
-        return out, run["pred"]
+        return out, run["pred"], y
     policy = policy or net.exit_policy
     if policy not in POLICIES:
         raise errors.ArgumentError(f"policy {policy!r}: one of {', '.join(POLICIES)}")
@@ -225,7 +225,7 @@ def _evaluate(net, data, policy, limit, repeats):
     main_macs = getattr(net, "main_macs", None)
     if main_macs is not None:
         out["main_macs"] = float(main_macs)
-    return out, runs[policy]["pred"]
+    return out, runs[policy]["pred"], y
 
 
 def mcnemar_p(only_first, only_second):
@@ -261,14 +261,13 @@ def compare(net, other, data, policy=None, limit=None, repeats=1):
     """evaluate(net, ...) with `other` (a second network, run as it is set) on the
     same images: the dict gets "compare", other's figures with the paired
     comparison of the two (paired())."""
-    out, pred = _evaluate(net, data, policy, limit, repeats)
+    out, pred, y = _evaluate(net, data, policy, limit, repeats)
     try:
-        theirs, pred_b = _evaluate(other, data, None, limit, repeats)
+        theirs, pred_b, _ = _evaluate(other, data, None, limit, repeats)
     except errors.ShapeError as exc:          # say which of the two does not fit
         raise errors.ShapeError(f"the network compared with: {exc}") from None
     keep = ("accuracy", "ms_per_image", "macs_per_image", "flops_per_image", "bops_per_image")
-    out["compare"] = {**{k: theirs[k] for k in keep}, **paired(_test_split(net, data, limit)[1], pred,
-                                                              pred_b)}
+    out["compare"] = {**{k: theirs[k] for k in keep}, **paired(y, pred, pred_b)}
     return out
 
 
