@@ -143,6 +143,12 @@ MDFI_COLD mdfi_dpath_loops mdfi_dpath_loops_for(mdfi_isa isa)
             f.gated = mdfi_dpath_gated_avx2;
     }
 #endif
+#ifdef MDFI_HAVE_AVX512
+    if (isa == MDFI_ISA_AVX512 && mdfi_isa_available(MDFI_ISA_AVX512)) {
+        f.pack_words = mdfi_dpath_pack_words_avx512;
+        f.pack_frac = mdfi_dpath_pack_frac_words_avx512;
+    }
+#endif
 #ifdef MDFI_HAVE_AVX512VPOPCNT
     if (isa == MDFI_ISA_AVX512 && mdfi_isa_available(MDFI_ISA_AVX512) &&
         (mdfi_cpu_features() & (MDFI_CPU_VPOPCNT | MDFI_CPU_POPCNT)) ==

@@ -99,11 +99,20 @@ typedef struct {
     mdfi_dpath_gated_fn gated;
 } mdfi_dpath_loops;
 
-/* gated: for the ISA avx512 where the CPU has AVX512_VPOPCNTDQ the VPOPCNT
+/* pack_words, pack_frac: the AVX-512 forms for the ISA avx512, the AVX2 forms
+ * for avx2 (and avx512 on a build without AVX-512), else the portable ones.
+ * gated: for the ISA avx512 where the CPU has AVX512_VPOPCNTDQ the VPOPCNT
  * form, else the AVX2 form for the ISAs avx2 and avx512 where the CPU has
  * AVX2 and POPCNT, else the POPCNT form for any ISA but ref where the CPU has
  * POPCNT, else the portable one (identical results). */
 mdfi_dpath_loops mdfi_dpath_loops_for(mdfi_isa isa);
+#ifdef MDFI_HAVE_AVX512
+void mdfi_dpath_pack_words_avx512(const float *x, size_t cstride, int nc, int w, const float *hi,
+                                  const float *lo, uint64_t *pos, uint64_t *nonzero);
+void mdfi_dpath_pack_frac_words_avx512(const float *x, size_t cstride, int nc, int w,
+                                       const float *shift, const float *hi, const float *lo,
+                                       uint64_t *s1, uint64_t *s0);
+#endif
 #ifdef MDFI_HAVE_AVX2
 void mdfi_dpath_pack_words_avx2(const float *x, size_t cstride, int nc, int w, const float *hi,
                                 const float *lo, uint64_t *pos, uint64_t *nonzero);

@@ -186,23 +186,26 @@ done:
     return ok;
 }
 
-/* mdfi_dpath_pack_frac_words in every form against its definition: values on
- * and one float step around each threshold, NaN, infinities; every channel
- * count of a word and row lengths 1 .. 19 (every tail of an 8-pixel step);
- * words past the row must stay untouched. */
+/* The packers in every form against their definitions: values on and one
+ * float step around each threshold, NaN, infinities; every channel count of
+ * a word and row lengths 1 .. 35 (every tail of an 8- and a 16-pixel step);
+ * words past the row must stay untouched.  pack_words with and without its
+ * second plane, pack_frac. */
 typedef void (*pack_frac_fn)(const float *x, size_t cstride, int nc, int w, const float *shift,
                              const float *hi, const float *lo, uint64_t *s1, uint64_t *s0);
+typedef void (*pack_words_fn)(const float *x, size_t cstride, int nc, int w, const float *hi,
+                              const float *lo, uint64_t *pos, uint64_t *nonzero);
 
-static void check_pack_frac(const char *name, pack_frac_fn fn)
+static void check_pack(const char *name, pack_frac_fn frac, pack_words_fn words)
 {
-    enum { CS = 24 };
+    enum { CS = 40, UNTOUCHED = 0x5a };
     static float x[64 * CS];
     float sh[64], hi[64], lo[64];
     uint64_t s1[CS + 4], s0[CS + 4];
     unsigned seed = 7;
     int ok = 1;
     for (int nc = 1; nc <= 64; ++nc)
-        for (int w = 1; w < 20; ++w) {
+        for (int w = 1; w < 36; ++w) {
             for (int c = 0; c < nc; ++c) {
                 seed = seed * 1103515245u + 12345u;
                 sh[c] = (float)((int)(seed >> 16) % 9 - 4) * 0.25f;
@@ -210,34 +213,44 @@ static void check_pack_frac(const char *name, pack_frac_fn fn)
                 hi[c] = sh[c] + 0.5f;
                 const float picks[] = {sh[c], lo[c], hi[c], nextafterf(sh[c], 9.f),
                                        nextafterf(lo[c], 9.f), nextafterf(hi[c], -9.f),
-                                       NAN, INFINITY, -INFINITY, sh[c] - 0.25f, 3.f, -3.f};
+                                       nextafterf(lo[c], -9.f), NAN, INFINITY, -INFINITY,
+                                       sh[c] - 0.25f, 3.f, -3.f};
                 for (int i = 0; i < w; ++i) {
                     seed = seed * 1103515245u + 12345u;
-                    x[c * CS + i] = picks[(seed >> 16) % 12];
+                    x[c * CS + i] = picks[(seed >> 16) % 13];
                 }
             }
-            for (int i = 0; i < CS + 4; ++i)
-                s1[i] = s0[i] = 0x5a5a5a5a5a5a5a5aull;
-            fn(x, CS, nc, w, sh, hi, lo, s1, s0);
-            for (int i = 0; i < CS + 4; ++i) {
-                uint64_t u = 0x5a5a5a5a5a5a5a5aull, z = u;
-                if (i < w) {
-                    u = z = 0;
-                    for (int c = 0; c < nc; ++c) {
-                        const float v = x[c * CS + i];
-                        const int up = v > sh[c];
-                        u |= (uint64_t)up << c;
-                        z |= (uint64_t)(v > hi[c] || (v > lo[c] && !up)) << c;
+            for (int kind = 0; kind < 3; ++kind) {   /* frac; words; words, no second plane */
+                memset(s1, UNTOUCHED, sizeof s1);
+                memset(s0, UNTOUCHED, sizeof s0);
+                if (kind == 0)
+                    frac(x, CS, nc, w, sh, hi, lo, s1, s0);
+                else   /* ternary thresholds hi = sh, lo as above */
+                    words(x, CS, nc, w, sh, lo, s1, kind == 1 ? s0 : NULL);
+                for (int i = 0; i < CS + 4; ++i) {
+                    uint64_t u = 0x5a5a5a5a5a5a5a5aull, z = u;
+                    if (i < w) {
+                        u = 0;
+                        z = kind == 2 ? z : 0;
+                        for (int c = 0; c < nc; ++c) {
+                            const float v = x[c * CS + i];
+                            const int up = v > sh[c];
+                            u |= (uint64_t)up << c;
+                            if (kind == 0)
+                                z |= (uint64_t)(v > hi[c] || (v > lo[c] && !up)) << c;
+                            else if (kind == 1)
+                                z |= (uint64_t)(up || v < lo[c]) << c;
+                        }
                     }
+                    ok &= s1[i] == u && s0[i] == z;
                 }
-                ok &= s1[i] == u && s0[i] == z;
             }
         }
     char what[80];
-    snprintf(what, sizeof what, "pack_frac %s", name);
+    snprintf(what, sizeof what, "pack %s", name);
     check(ok, what);
     if (ok)
-        printf("pack_frac %s ok\n", name);
+        printf("pack_frac, pack_words %s ok\n", name);
 }
 
 typedef void (*requant_fn)(float *d, const float *d0, const float *src, size_t n,
@@ -318,10 +331,14 @@ int main(int argc, char **argv)
     if (mdfi_isa_available(MDFI_ISA_AVX2))
         check_requant("avx2", mdfi_dpath_requant_avx2);
 #endif
-    check_pack_frac("portable", mdfi_dpath_pack_frac_words);
+    check_pack("portable", mdfi_dpath_pack_frac_words, mdfi_dpath_pack_words);
 #ifdef MDFI_HAVE_AVX2
     if (mdfi_isa_available(MDFI_ISA_AVX2))
-        check_pack_frac("avx2", mdfi_dpath_pack_frac_words_avx2);
+        check_pack("avx2", mdfi_dpath_pack_frac_words_avx2, mdfi_dpath_pack_words_avx2);
+#endif
+#ifdef MDFI_HAVE_AVX512
+    if (mdfi_isa_available(MDFI_ISA_AVX512))
+        check_pack("avx512", mdfi_dpath_pack_frac_words_avx512, mdfi_dpath_pack_words_avx512);
 #endif
     const int quick = argc > 1 && !strcmp(argv[1], "--quick");
     form forms[4];

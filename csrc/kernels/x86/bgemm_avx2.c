@@ -188,9 +188,10 @@ static MDFI_NO_UNSWITCH void epi_rq(const int32_t *p, const int32_t *base, int m
     const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256i mk = _mm256_cmpgt_epi32(_mm256_set1_epi32(nv), iota);
     const __m256i bs = _mm256_maskload_epi32(base, mk);
-    for (int r = 0; r < mv; ++r) {
+    int sm = m0 % o->src_c;   /* the source's channel, stepped: no division per row */
+    for (int r = 0; r < mv; ++r, sm = sm + 1 == o->src_c ? 0 : sm + 1) {
         const int m = m0 + r;
-        const float *src = o->src + (size_t)(m % o->src_c) * o->ldc + n;
+        const float *src = o->src + (size_t)sm * o->ldc + n;
         const __m256 f = mdfi_rq_add_src8(mdfi_rq_split8(row_d(p + r * NR, bs, mul), o->rq + m),
                                           nv == NR ? _mm256_loadu_ps(src) : _mm256_maskload_ps(src, mk));
         store_row(o->out + (size_t)m * o->ldc + n, f, nv, mk);

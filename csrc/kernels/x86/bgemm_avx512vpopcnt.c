@@ -100,8 +100,9 @@ static NOINLINE_ROLLED void tile_rq(const __m512i *cnt, const mdfi_bepi_args *e,
     const __m512i hi = _mm512_set1_epi32(1 << 24), lo = _mm512_set1_epi32(-(1 << 24));
     const __m512 fhi = _mm512_set1_ps(16777216.0f), flo = _mm512_set1_ps(-16777216.0f);
     float *c = e->c + (size_t)i * ldc;
+    int sm = i % o->src_c;   /* the source's channel, stepped: no division per row */
 #pragma GCC unroll 1
-    for (int r = 0; r < mv; ++r, c += ldc) {
+    for (int r = 0; r < mv; ++r, c += ldc, sm = sm + 1 == o->src_c ? 0 : sm + 1) {
         const int m = i + r;
         const mdfi_dpath_rq *q = o->rq + m;
         const __m512i D = row_d(cnt[r], base, mul);
@@ -112,7 +113,7 @@ static NOINLINE_ROLLED void tile_rq(const __m512i *cnt, const mdfi_bepi_args *e,
         z = _mm512_sra_epi32(_mm512_add_epi32(z, _mm512_srai_epi32(L, 16)),
                              _mm_cvtsi32_si128(q->s - 16));
         z = _mm512_min_epi32(_mm512_max_epi32(z, lo), hi);
-        __m512 sv = _mm512_maskz_loadu_ps(lanes, o->src + (size_t)(m % o->src_c) * ldc + e->n);
+        __m512 sv = _mm512_maskz_loadu_ps(lanes, o->src + (size_t)sm * ldc + e->n);
         sv = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(sv, sv, _CMP_ORD_Q), sv);   /* NaN -> 0 */
         sv = _mm512_min_ps(_mm512_max_ps(sv, flo), fhi);
         z = _mm512_add_epi32(z, _mm512_cvt_roundps_epi32(sv, _MM_FROUND_TO_NEAREST_INT |

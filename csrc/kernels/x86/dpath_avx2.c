@@ -56,10 +56,11 @@ void mdfi_dpath_requant_avx2(float *d, const float *d0, const float *src, size_t
  * words stored once; the row's tail is one masked step (rows of 7 or 14
  * pixels are common), reading and writing only its own pixels.  FRAC: the
  * planes of mdfi_dpath_pack_frac_words (a = shift, b = hi, c = lo), else
- * those of mdfi_dpath_pack_words (a = hi, c = lo; nonzero may be NULL). */
-static inline __attribute__((always_inline)) void
-pack8(const int FRAC, const float *x, size_t cstride, int nc, int w, const float *a,
-      const float *b, const float *c, uint64_t *pos, uint64_t *second)
+ * those of mdfi_dpath_pack_words (a = hi, c = lo; nonzero may be NULL).  One
+ * copy for both (the branches on FRAC and second are the same for a whole
+ * row): the program has little room. */
+static void pack8(const int FRAC, const float *x, size_t cstride, int nc, int w, const float *a,
+                  const float *b, const float *c, uint64_t *pos, uint64_t *second)
 {
     const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), one = _mm256_set1_epi64x(1);
     for (int i = 0; i < w; i += 8) {
