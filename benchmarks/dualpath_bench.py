@@ -2,11 +2,13 @@
 XNOR versions, in one run (a benchmark, not a timed test; docs/dualpath.md).
 
     python benchmarks/dualpath_bench.py [--rounds 15] [--images 50] [--json OUT]
+        [--prefix fmnist_dp_ [--stem 32 --widths 64,128]]
 
 The four networks of examples/train_dualpath.py (float, xnor, dual1, dual1.5),
-from examples/models/fmnist_dp_*.cfg/.weights where trained, else exported
-from freshly initialised PyTorch models (the time does not depend on the
-values).  For each:
+from examples/models/PREFIX*.cfg/.weights where trained (PREFIX fmnist_dp_:
+fmnist_dp_float, fmnist_dp_dual15, ...), else exported from freshly
+initialised PyTorch models of the shape --stem / --widths give (the time does
+not depend on the values; give the trained models' shape).  For each:
 
 - storage: the .weights file; the packed file (python -m weights_tools.xnor_pack:
   one bit per binary weight); the binary body's weights packed against the
@@ -52,15 +54,19 @@ BINARY_TYPES = ("dualpath",)
 
 
 
-def model_files(variant, tmp):
-    prefix = ROOT / "examples" / "models" / ("fmnist_dp_" + variant.replace(".", ""))
+def model_files(variant, tmp, name="fmnist_dp_", shape=None):
+    """(cfg, weights, "trained") of examples/models/NAME + variant, or a freshly
+    initialised network of that variant exported to tmp; shape: the builder's
+    keyword arguments (stem, widths), its defaults where None."""
+    prefix = ROOT / "examples" / "models" / (name + variant.replace(".", ""))
     if prefix.with_suffix(".cfg").exists() and prefix.with_suffix(".weights").exists():
         return str(prefix) + ".cfg", str(prefix) + ".weights", "trained"
     import torch
     from train_dualpath import build
     from weights_tools.torch import save
     torch.manual_seed(0)
-    cfg, weights = save(build(variant, (1, 28, 28), 10).eval(), os.path.join(tmp, variant))
+    net = build(variant, (1, 28, 28), 10, **(shape or {})).eval()
+    cfg, weights = save(net, os.path.join(tmp, variant))
     return cfg, weights, "initialised"
 
 
@@ -84,13 +90,27 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--images", type=int, default=50)
     ap.add_argument("--json")
+    ap.add_argument("--prefix", default="fmnist_dp_",
+                    help="the trained models' names before the variant (default fmnist_dp_)")
+    ap.add_argument("--stem", type=int, help="the untrained stand-ins' stem filters")
+    ap.add_argument("--widths", help="the untrained stand-ins' widths, A,B")
     args = ap.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    shape = {}
+    if args.stem:
+        shape["stem"] = args.stem
+    if args.widths:
+        shape["widths"] = tuple(int(w) for w in args.widths.split(","))
     rng = np.random.default_rng(0)
     x = rng.random((args.images, 1, 28, 28), dtype=np.float32)
-    with tempfile.TemporaryDirectory() as tmp:
-        files = {v: model_files(v, tmp) for v in VARIANTS}
-        nets = {v: mdfi.Network(files[v][0], files[v][1], threads=1) for v in VARIANTS}
-        store = {v: storage(*files[v][:2]) for v in VARIANTS}
+    with tempfile.TemporaryDirectory() as tmp:   # the stand-ins' files, read to the end
+        return run(args, x, tmp, shape)
+
+
+def run(args, x, tmp, shape):
+    files = {v: model_files(v, tmp, args.prefix, shape) for v in VARIANTS}
+    nets = {v: mdfi.Network(files[v][0], files[v][1], threads=1) for v in VARIANTS}
+    store = {v: storage(*files[v][:2]) for v in VARIANTS}
     times = {v: [] for v in VARIANTS}     # through Python
     ctimes = {v: [] for v in VARIANTS}    # in C: (median, min) of each round's program run
     exe = native_program()
@@ -162,6 +182,8 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"cpu": cpu_name(), "rounds": args.rounds, "images": args.images,
+                       "command": " ".join(["python benchmarks/dualpath_bench.py"] +
+                                           args.argv),
                        "rows": rows}, f, indent=1)
     return 0
 
