@@ -231,9 +231,10 @@ def test_models_are_committed():
     assert {"mnist_float", "mnist_xnor", "digits_float", "digits_xnor"} <= set(committed())
     for name in committed():
         r = json.loads((MODELS / (name + ".json")).read_text())
-        # small enough for the repository: the largest, fmnist_vgg (six 3x3 convs up to 128
-        # filters, the network issue 14 prunes), is 1.1 MiB
-        assert (MODELS / r["weights"]).stat().st_size < 1.25 * (1 << 20)
+        # small enough for the repository: the largest, issue 15's wide pair
+        # (fmnist_dp_w80_*: stem 40, widths 80 and 160, the size of the network the issue
+        # cites; float32 latent weights), are 1.66 MiB; fmnist_vgg, 1.1 MiB
+        assert (MODELS / r["weights"]).stat().st_size < 1.75 * (1 << 20)
 
 
 @pytest.mark.parametrize("name", classifiers())
