@@ -60,7 +60,7 @@ int cmd_bench(int argc, char **argv)
         printf("{\"cfg\": ");
         cli_json_string(stdout, a.pos[0]);
         printf(", \"runs\": %d, \"threads\": %d, \"kernel\": \"%s\", "
-               "\"median_ms\": %.3f, \"min_ms\": %.3f, \"peak_rss_kb\": %ld, "
+               "\"median_ms\": %.4f, \"min_ms\": %.4f, \"peak_rss_kb\": %ld, "
                "\"arena_bytes\": %zu, \"weight_bytes\": %zu}\n", a.runs,
                mdfi_net_threads(net), mdfi_net_kernel_name(net), median, t[0],
                cli_peak_rss_kb(), mdfi_net_arena_bytes(net), mdfi_net_weight_bytes(net));
