@@ -90,14 +90,16 @@ all: $(BUILD)/libmdfi.a $(BUILD)/libmdfi.so $(BUILD)/mdfi
 lib: $(BUILD)/libmdfi.a
 
 # Objects depend on a stamp named after the flags, so a new ISA file (a new
-# MDFI_HAVE_* define) or other flags rebuild everything instead of mixing.
+# MDFI_HAVE_* define) or other flags rebuild everything instead of mixing;
+# and on this file, whose per-object flags (below) the stamp cannot see.
 FLAGS_STAMP := $(BUILD)/flags-$(shell echo '$(CC) $(CFLAGS_BASE) $(ISA_DEFS)' | cksum | cut -d' ' -f1)
+THIS_MAKEFILE := $(firstword $(MAKEFILE_LIST))
 $(FLAGS_STAMP):
 	@mkdir -p $(dir $@)
 	@rm -f $(BUILD)/flags-*
 	@touch $@
 
-$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
+$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP) $(THIS_MAKEFILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(ISA_DEFS) -MMD -MP -c $< -o $@
 
@@ -180,15 +182,25 @@ $(BUILD)/obj/csrc/kernels/eltwise.o: CFLAGS_BASE += -O3 -fno-trapping-math
 # drivers and the AVX2 requantization: their inner loops are the ISA
 # micro-kernels' (-O3, aligned); measured no slower (docs/architecture.md,
 # the size budget), about 600 bytes smaller.  Nor in the [dualpath] /
-# [fracconv] element loops and the POPCNT binary kernel (-O2 files, 192 bytes).
+# [fracconv] element loops and the POPCNT binary kernel (-O2 files, 192 bytes),
+# nor in bwindow.c ([fracconv]'s thermometer stem, 77 bytes).
 NOALIGN := $(call cc_flags,-fno-align-loops -fno-align-jumps -fno-align-labels)
 $(BUILD)/obj/csrc/kernels/bgemm.o $(BUILD)/obj/csrc/kernels/qgemm.o \
     $(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx2.o \
     $(BUILD)/obj/csrc/kernels/dpath.o $(BUILD)/obj/csrc/kernels/x86/sgemm_gemv_avx2.o \
     $(BUILD)/obj/csrc/kernels/x86/dpath_avx2.o $(BUILD)/obj/csrc/kernels/x86/bgemm_popcnt.o \
     $(BUILD)/obj/csrc/kernels/x86/dpath_avx512vpopcnt.o $(BUILD)/obj/csrc/kernels/x86/dpath_avx512.o \
-    $(BUILD)/obj/csrc/kernels/winograd.o: \
+    $(BUILD)/obj/csrc/kernels/winograd.o $(BUILD)/obj/csrc/kernels/bwindow.o: \
     CFLAGS_BASE += $(NOALIGN)
+# The same files but qgemm.o (whose int8 drivers measured 3 % slower for it on
+# a small network) without padding before functions either: 450 bytes, the
+# room the AVX-512 ternary kernel for partial panels took (docs/architecture.md)
+$(BUILD)/obj/csrc/kernels/bgemm.o $(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx2.o \
+    $(BUILD)/obj/csrc/kernels/dpath.o $(BUILD)/obj/csrc/kernels/x86/sgemm_gemv_avx2.o \
+    $(BUILD)/obj/csrc/kernels/x86/dpath_avx2.o $(BUILD)/obj/csrc/kernels/x86/bgemm_popcnt.o \
+    $(BUILD)/obj/csrc/kernels/x86/dpath_avx512vpopcnt.o $(BUILD)/obj/csrc/kernels/x86/dpath_avx512.o \
+    $(BUILD)/obj/csrc/kernels/winograd.o $(BUILD)/obj/csrc/kernels/bwindow.o: \
+    CFLAGS_BASE += $(call cc_flags,-fno-align-functions)
 
 # swish and mish: one exponential per value bounds them, not the loop around it
 $(BUILD)/obj/csrc/kernels/x86/act_avx2.o: CFLAGS_BASE += -Os

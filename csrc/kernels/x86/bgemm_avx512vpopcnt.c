@@ -19,6 +19,7 @@
  * of stride-1 convolutions are packed from the padded input with masked
  * loads (pack_src). */
 #include <immintrin.h>
+#include <string.h>
 
 #include "kernels/bgemm.h"
 
@@ -316,10 +317,40 @@ INLINE void ukr2(const int mode, int K, int M, const uint64_t *a, const uint64_t
     }
 }
 
+/* TERNARY for a partial panel (nv < 16 columns; the tail of a 7 x 7 map has
+ * one): lanes run along the filters instead, 8 a vector straight from A,
+ * each column's two words broadcast, so the work is nv / 16 of a full
+ * panel's.  A scatter puts column j's counts where ukr2 keeps them (lane j
+ * of each row's counters), and finish goes on as for ukr2. */
+static __attribute__((noinline)) void cols_ternary(int K, int M, const uint64_t *a,
+                                                   const uint64_t *b, const mdfi_bepi_args *e)
+{
+    const __m512i rows = _mm512_setr_epi64(0, 16, 32, 48, 64, 80, 96, 112);
+    for (int i = 0; i < M; i += MR, a += (size_t)K * MR) {
+        __m512i acc[MR][2];
+        memset(acc, 0, sizeof acc);
+#pragma GCC unroll 1
+        for (int j = 0; j < e->nv; ++j) {
+            __m512i c = _mm512_setzero_si512();
+#pragma GCC unroll 1
+            for (int k = 0; k < K; ++k)
+                c = _mm512_add_epi64(c, _mm512_popcnt_epi64(_mm512_ternarylogic_epi64(
+                        _mm512_loadu_si512(a + (size_t)k * MR),
+                        _mm512_set1_epi64((long long)b[2 * NR * k + j]),
+                        _mm512_set1_epi64((long long)b[2 * NR * k + NR + j]), 0x28)));
+            _mm512_i64scatter_epi64(acc, _mm512_add_epi64(rows, _mm512_set1_epi64(j)), c, 8);
+        }
+        finish(acc, e, i, M);
+    }
+}
+
 static void ukr_ternary(int K, int M, const uint64_t *a, const uint64_t *b,
                         const mdfi_bepi_args *e)
 {
-    ukr2(MDFI_BMODE_TERNARY, K, M, a, b, e);
+    if (e->nv < NR)
+        cols_ternary(K, M, a, b, e);
+    else
+        ukr2(MDFI_BMODE_TERNARY, K, M, a, b, e);
 }
 
 static void ukr_2bit(int K, int M, const uint64_t *a, const uint64_t *b,
