@@ -21,7 +21,9 @@ not depend on the values; give the trained models' shape).  For each:
   image, --images images a round), whose per-call cost (argument checks,
   the copies in and out) weighs more on the faster networks;
 - the share of the time spent outside the binary layers (stem, pooling, head),
-  from the core's per-layer profile.
+  and each body layer's time, from the core's per-layer profile: one
+  profiled pass a round per network, the median over the rounds, and the
+  range of each layer's ratio to float over the rounds.
 
 Ratios compare networks timed in the same process, in turns; absolute times
 do not compare across machines.  Name the CPU beside any figure you quote.
@@ -117,6 +119,7 @@ def run(args, x, tmp, shape):
     for net in nets.values():            # warm up
         for img in x[:5]:
             net.forward(img)
+    per_round = {v: [] for v in VARIANTS}   # each round's profiled ms per layer (mean over x)
     for _ in range(args.rounds):
         for v, net in nets.items():
             if exe:
@@ -125,22 +128,26 @@ def run(args, x, tmp, shape):
             for img in x:
                 net.forward(img)
             times[v].append((time.perf_counter() - t0) * 1e3 / len(x))
-    shares, body_ms = {}, {}
+            # one profiled pass per round too: a single pass moved a layer's ratio by 10 %
+            net.set_profile(True)
+            per = np.zeros(len(net.layers))
+            for img in x:
+                net.forward(img)
+                per += np.array(net.layer_times())
+            net.set_profile(False)
+            per_round[v].append(per / len(x))
+    shares, body_ms, body_rounds = {}, {}, {}
     for v, net in nets.items():
-        net.set_profile(True)
-        per = np.zeros(len(net.layers))
-        for img in x:
-            net.forward(img)
-            per += np.array(net.layer_times())
-        net.set_profile(False)
+        per = np.median(np.array(per_round[v]), axis=0)
         binary = [i for i, layer in enumerate(net.layers)
                   if layer.type in BINARY_TYPES or layer.xnor]
         shares[v] = {"non_binary_share": float(1 - per[binary].sum() / per.sum()) if binary else 1.0}
         # the four body convolutions, in order (the float net's first conv is the stem)
         convs = [i for i, layer in enumerate(net.layers)
                  if layer.type in ("dualpath", "convolutional")][1:]
-        body_ms[v] = [(net.layers[i].input_shape, net.layers[i].output_shape, per[i] / len(x))
+        body_ms[v] = [(net.layers[i].input_shape, net.layers[i].output_shape, per[i])
                       for i in convs]
+        body_rounds[v] = np.array(per_round[v])[:, convs]
     pmed = {v: statistics.median(t) for v, t in times.items()}
     if exe:
         med = {v: statistics.median(m for m, _ in t) for v, t in ctimes.items()}
@@ -171,12 +178,20 @@ def run(args, x, tmp, shape):
               % (v, s["binary_body_float32_bytes"], s["binary_body_packed_bytes"],
                  s["binary_body_float32_bytes"] / max(s["binary_body_packed_bytes"], 1),
                  store["float"]["weights_file"] / s["packed_file"]))
-    print("body layers (profiled ms, mean over the images): float / binary")
+    print("body layers (profiled ms, mean over the images, median over the rounds): float / "
+          "binary (x float, and its range over the rounds)")
+    spread = {v: body_rounds["float"] / body_rounds[v] for v in VARIANTS[1:]}   # rounds x layers
     for k, (ins, outs, f) in enumerate(body_ms["float"]):
         print("  %s -> %s: float %.4f ms; %s" % (ins, outs, f, ", ".join(
-            "%s %.4f (%.1fx)" % (v, body_ms[v][k][2], f / body_ms[v][k][2]) for v in VARIANTS[1:])))
+            "%s %.4f (%.1fx, %.1f-%.1f)" % (v, body_ms[v][k][2], f / body_ms[v][k][2],
+                                            spread[v][:, k].min(), spread[v][:, k].max())
+            for v in VARIANTS[1:])))
     for row in rows:
         row["body_layers_ms"] = [ms for _, _, ms in body_ms[row["variant"]]]
+        if row["variant"] != "float":
+            row["body_layers_speedup_range"] = [[float(spread[row["variant"]][:, k].min()),
+                                                 float(spread[row["variant"]][:, k].max())]
+                                                for k in range(len(body_ms["float"]))]
     for net in nets.values():
         net.close()
     if args.json:
