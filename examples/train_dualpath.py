@@ -6,6 +6,8 @@
     python examples/train_dualpath.py --variant xnor        # XNOR-Net style (Darknet xnor=1)
     python examples/train_dualpath.py --variant dual1.5 --dataset mnist --epochs 10
     python examples/train_dualpath.py --dataset cifar10 --data ~/cifar-10-python.tar.gz
+    python examples/train_dualpath.py --init-from examples/models/fmnist_dp_float \
+        --teacher examples/models/fmnist_dp_float      # seeded by the float network
 
 One shape for all four: a float 3x3 stem (BN) on the image, a 2x2 max pool,
 two 3x3 layers of WIDTHS[0] filters, a max pool, two of WIDTHS[1], a global
@@ -85,6 +87,48 @@ def build(variant, input_shape, classes, widths=WIDTHS, stem=STEM):
             c = w
     layers += [AvgPool(), Connected(c, classes, activation="linear"), Softmax()]
     return Darknet(input_shape, layers)
+
+
+def adopt_float(model, start, data):
+    """--init-from for a dual-path model: a dual-path model of the same shape is
+    loaded as it is; a float one of the same shape (--variant float) seeds it
+    (the real-to-binary start of Bi-Real Net and Martinez et al.): its stem and
+    classifier, and each body convolution's weights as the latent weights,
+    scaled to the mean magnitude of a fresh layer's (0.025) so that their signs
+    are the float filters' and flip as easily.  The stem's BN scale and bias
+    are scaled so their RMS scale is a fresh stem's 4 (the stream's first
+    integers), the classifier's weights by the inverse.  The thresholds, ranges
+    and body BN start fresh; the BN statistics are re-estimated before the
+    agreement with the float model (the share of 512 training images on which
+    their top classes agree) is measured and returned."""
+    mine = [m for m in model.layers if isinstance(m, (Conv, DualPath))]
+    if not any(isinstance(m, DualPath) for m in model.layers) or any(
+            isinstance(m, DualPath) for m in start.layers):
+        model.load_state_dict(start.state_dict())
+    else:
+        theirs = [m for m in start.layers if isinstance(m, Conv)]
+        fc_mine = [m for m in model.layers if isinstance(m, Connected)]
+        fc_theirs = [m for m in start.layers if isinstance(m, Connected)]
+        if (len(mine) != len(theirs) or len(fc_mine) != 1 or len(fc_theirs) != 1 or
+                any(a.weight.shape != b.weight.shape for a, b in zip(mine, theirs)) or
+                fc_mine[0].weight.shape != fc_theirs[0].weight.shape):
+            raise ValueError("its convolutions or classifier differ from this network's")
+        with torch.no_grad():
+            stem, fstem = mine[0], theirs[0]
+            g = 4.0 / float(fstem.bn.weight.pow(2).mean().sqrt())
+            stem.load_state_dict(fstem.state_dict())
+            stem.bn.weight.mul_(g)
+            stem.bias.mul_(g)
+            for a, b in zip(mine[1:], theirs[1:]):
+                a.weight.copy_(b.weight * (0.025 / float(b.weight.abs().mean())))
+                a.bn.weight.copy_(b.bn.weight)
+                a.bias.copy_(b.bias)
+                a.range.fill_(g)
+            fc_mine[0].weight.copy_(fc_theirs[0].weight / g)
+            fc_mine[0].bias.copy_(fc_theirs[0].bias)
+    recalibrate_bn(model, data.x_train, 20, 128, torch.Generator().manual_seed(0))
+    x = data.x_train[:512]
+    return float((predict(model, x) == predict(start, x)).mean())
 
 
 def logits(model, x):
@@ -539,7 +583,7 @@ def main(argv=None):
     return run(argv, script=__file__, variants=VARIANTS, default="dual1.5", tag="dp",
                build_fn=lambda args, shape, classes: build(args.variant, shape, classes,
                                                            args.widths, args.stem),
-               description=__doc__.split("\n")[0])
+               description=__doc__.split("\n")[0], adopt=adopt_float)
 
 
 if __name__ == "__main__":

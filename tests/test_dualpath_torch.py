@@ -270,6 +270,41 @@ def test_train_dualpath_init_from_and_teacher(tmp_path):
     assert rec["mdfi"]["agree_with_pytorch"] == 1.0
 
 
+def test_init_from_a_float_network_seeds_the_binary_one(tmp_path, capsys):
+    """--init-from a float network of the same shape (adopt_float): the stem is
+    the float one's (its BN scale and bias times g), each binary layer's latent
+    weights have the float convolution's signs at a fresh layer's mean
+    magnitude, lambda = g, the classifier's weights are the float ones / g; with
+    --lr 0 they come out of training as they went in."""
+    import torch
+    from test_examples import make_cifar_tarball
+    from weights_tools.torch import Connected, Conv, DualPath, import_darknet
+    tar = tmp_path / "cifar-10-python.tar.gz"
+    make_cifar_tarball(tar, sizes=(40, 40, 40, 40, 40), n_test=10)
+    common = ["--dataset", "cifar10", "--data", str(tar), "--epochs", "1", "--bn-recalibrate", "1"]
+    tr = _train_dualpath()
+    assert tr.main(common + ["--variant", "float", "-o", str(tmp_path / "f")]) == 0
+    capsys.readouterr()
+    assert tr.main(common + ["--init-from", str(tmp_path / "f"), "--lr", "0",
+                             "-o", str(tmp_path / "d")]) == 0
+    assert "agreement with the file" in capsys.readouterr().out
+    f = import_darknet(str(tmp_path / "f.cfg"), str(tmp_path / "f.weights"))
+    d = import_darknet(str(tmp_path / "d.cfg"), str(tmp_path / "d.weights"))
+    fc = [m for m in f.layers if isinstance(m, Conv)]
+    dc = [m for m in d.layers if isinstance(m, (Conv, DualPath))]
+    assert len(fc) == len(dc) == 5 and all(isinstance(m, DualPath) for m in dc[1:])
+    with torch.no_grad():
+        g = 4.0 / float(fc[0].bn.weight.pow(2).mean().sqrt())
+        assert torch.equal(dc[0].weight, fc[0].weight)
+        assert torch.allclose(dc[0].bn.weight, fc[0].bn.weight * g, rtol=1e-6)
+        for a, b in zip(dc[1:], fc[1:]):
+            assert torch.equal(a.weight > 0, b.weight > 0)
+            assert abs(float(a.weight.abs().mean()) - 0.025) < 1e-6
+            assert abs(float(a.range) - g) < 1e-5 * g
+        (lf,), (ld,) = ([m for m in n.layers if isinstance(m, Connected)] for n in (f, d))
+        assert torch.allclose(ld.weight * g, lf.weight, rtol=1e-5, atol=1e-7)
+
+
 def test_init_from_and_teacher_refuse_bad_files(tmp_path, capsys):
     """A missing file, a model of another shape and a teacher for other images are
     named on stderr with exit status 2, before any training."""
@@ -282,8 +317,13 @@ def test_init_from_and_teacher_refuse_bad_files(tmp_path, capsys):
     capsys.readouterr()
     assert tr.main(common + ["--init-from", str(tmp_path / "none"), "-o", str(tmp_path / "a")]) == 2
     assert "none.cfg" in capsys.readouterr().err
-    assert tr.main(common + ["--init-from", str(tmp_path / "f"), "-o", str(tmp_path / "a")]) == 2
+    assert tr.main(common + ["--variant", "float", "--widths", "32,64", "-o", str(tmp_path / "g")]) == 0
+    capsys.readouterr()
+    assert tr.main(common + ["--init-from", str(tmp_path / "g"), "-o", str(tmp_path / "a")]) == 2
     assert "is not a dual1.5 network of this shape" in capsys.readouterr().err
+    assert tr.main(common + ["--variant", "float", "--init-from", str(tmp_path / "g"),
+                             "-o", str(tmp_path / "a")]) == 2
+    assert "is not a float network of this shape" in capsys.readouterr().err
     from weights_tools.torch import save
     save(tr.build("float", (1, 32, 32), 10).eval(), tmp_path / "m")   # grey images
     assert tr.main(common + ["--teacher", str(tmp_path / "m"), "-o", str(tmp_path / "a")]) == 2
