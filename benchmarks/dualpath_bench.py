@@ -87,22 +87,47 @@ def storage(cfg, weights):
             "binary_body_packed_bytes": rep["total"]["packed_bytes"]}
 
 
+def count(text, most=4096):
+    """argparse type: a whole number in 1..most (rounds, images, channels)."""
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if not 0 < v <= most:
+        raise argparse.ArgumentTypeError("expected a whole number in 1..%d, got %r" % (most, text))
+    return v
+
+
+def widths(text):
+    """argparse type of --widths: two channel counts, A,B, B a multiple of A (each
+    dual-path and float layer adds its input, its channels repeated)."""
+    parts = text.split(",")
+    w = tuple(count(t) for t in parts)
+    if len(w) != 2 or w[1] % w[0]:
+        raise argparse.ArgumentTypeError("expected A,B with B a multiple of A, got %r" % text)
+    return w
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rounds", type=int, default=15)
-    ap.add_argument("--images", type=int, default=50)
+    ap.add_argument("--rounds", type=lambda t: count(t, 10 ** 6), default=15)
+    ap.add_argument("--images", type=lambda t: count(t, 10 ** 6), default=50)
     ap.add_argument("--json")
     ap.add_argument("--prefix", default="fmnist_dp_",
                     help="the trained models' names before the variant (default fmnist_dp_)")
-    ap.add_argument("--stem", type=int, help="the untrained stand-ins' stem filters")
-    ap.add_argument("--widths", help="the untrained stand-ins' widths, A,B")
+    ap.add_argument("--stem", type=count, help="the untrained stand-ins' stem filters")
+    ap.add_argument("--widths", type=widths, metavar="A,B",
+                    help="the untrained stand-ins' widths (A a multiple of the stem)")
     args = ap.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     shape = {}
     if args.stem:
         shape["stem"] = args.stem
     if args.widths:
-        shape["widths"] = tuple(int(w) for w in args.widths.split(","))
+        shape["widths"] = args.widths
+    stem, first = args.stem or 32, (args.widths or (64,))[0]   # train_dualpath's defaults
+    if first % stem:
+        ap.error("the first width (%d) must be a multiple of the stem's %d filters" % (first, stem))
     rng = np.random.default_rng(0)
     x = rng.random((args.images, 1, 28, 28), dtype=np.float32)
     with tempfile.TemporaryDirectory() as tmp:   # the stand-ins' files, read to the end

@@ -1,6 +1,7 @@
 """The [dualpath] layer on the PyTorch side (docs/dualpath.md): the fixed-point
 fold against exact rational arithmetic, the refusals, the straight-through
 training mode, and the evaluation mode as the integer definition."""
+import os
 import re
 from fractions import Fraction
 
@@ -460,3 +461,34 @@ def test_a_checkpoint_write_that_fails_keeps_the_last_one(tmp_path, monkeypatch)
     tr.save_checkpoint({"epoch": 3}, path)
     assert torch.load(path, weights_only=False) == {"epoch": 3}
     assert not (tmp_path / "run.pt.tmp").exists()
+
+
+def test_dualpath_benchmark_runs_and_refuses_bad_shapes(tmp_path):
+    """benchmarks/dualpath_bench.py end to end on untrained stand-ins of a small
+    shape (a prefix with no trained files): four networks, four body layers
+    each, the per-layer ratio's range over the rounds; bad shapes are named."""
+    import json
+    import pathlib
+    import subprocess
+    import sys
+    root = pathlib.Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root))
+    bench = [sys.executable, str(root / "benchmarks" / "dualpath_bench.py")]
+    out = tmp_path / "b.json"
+    res = subprocess.run(bench + ["--prefix", "none_", "--stem", "16", "--widths", "32,64",
+                                  "--rounds", "2", "--images", "3", "--json", str(out)],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rec = json.loads(out.read_text())
+    rows = {r["variant"]: r for r in rec["rows"]}
+    assert set(rows) == {"float", "xnor", "dual1", "dual1.5"}
+    assert all(r["weights"] == "initialised" and len(r["body_layers_ms"]) == 4 for r in rows.values())
+    for v in ("xnor", "dual1", "dual1.5"):
+        rng = rows[v]["body_layers_speedup_range"]
+        assert len(rng) == 4 and all(0 < lo <= hi for lo, hi in rng)
+    assert "--widths 32,64" in rec["command"]
+    for bad, said in ((["--widths", "64,96"], "B a multiple of A"), (["--stem", "0"], "1..4096"),
+                      (["--stem", "40"], "multiple of the stem's 40"),
+                      (["--widths", "x"], "whole number")):
+        res = subprocess.run(bench + bad, capture_output=True, text=True, timeout=60, env=env)
+        assert res.returncode == 2 and said in res.stderr, (bad, res.stderr)
