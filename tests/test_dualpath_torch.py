@@ -200,6 +200,14 @@ def _train_dualpath():
     return _load("train_dualpath")
 
 
+def _cifar_args(tmp_path):
+    """The arguments of a one-epoch run on a small CIFAR-10 tarball in tmp_path."""
+    from test_examples import make_cifar_tarball
+    tar = tmp_path / "cifar-10-python.tar.gz"
+    make_cifar_tarball(tar, sizes=(40, 40, 40, 40, 40), n_test=10)
+    return ["--dataset", "cifar10", "--data", str(tar), "--epochs", "1", "--bn-recalibrate", "1"]
+
+
 def test_train_dualpath_on_a_cifar_tarball(tmp_path, capsys):
     """The trainer end to end on a tiny CIFAR-10-shaped archive (3x32x32, 20
     images a class): one epoch, the files, MDFI == PyTorch on every test image."""
@@ -252,11 +260,8 @@ def test_train_dualpath_init_from_and_teacher(tmp_path):
     record names both in its command."""
     import json
     import torch
-    from test_examples import make_cifar_tarball
     from weights_tools.torch import import_darknet
-    tar = tmp_path / "cifar-10-python.tar.gz"
-    make_cifar_tarball(tar, sizes=(40, 40, 40, 40, 40), n_test=10)
-    common = ["--dataset", "cifar10", "--data", str(tar), "--epochs", "1", "--bn-recalibrate", "1"]
+    common = _cifar_args(tmp_path)
     tr = _train_dualpath()
     assert tr.main(common + ["--variant", "float", "-o", str(tmp_path / "f")]) == 0
     assert tr.main(common + ["-o", str(tmp_path / "a")]) == 0
@@ -278,11 +283,8 @@ def test_init_from_a_float_network_seeds_the_binary_one(tmp_path, capsys):
     magnitude, lambda = g, the classifier's weights are the float ones / g; with
     --lr 0 they come out of training as they went in."""
     import torch
-    from test_examples import make_cifar_tarball
     from weights_tools.torch import Connected, Conv, DualPath, import_darknet
-    tar = tmp_path / "cifar-10-python.tar.gz"
-    make_cifar_tarball(tar, sizes=(40, 40, 40, 40, 40), n_test=10)
-    common = ["--dataset", "cifar10", "--data", str(tar), "--epochs", "1", "--bn-recalibrate", "1"]
+    common = _cifar_args(tmp_path)
     tr = _train_dualpath()
     assert tr.main(common + ["--variant", "float", "-o", str(tmp_path / "f")]) == 0
     capsys.readouterr()
@@ -309,10 +311,7 @@ def test_init_from_a_float_network_seeds_the_binary_one(tmp_path, capsys):
 def test_init_from_and_teacher_refuse_bad_files(tmp_path, capsys):
     """A missing file, a model of another shape and a teacher for other images are
     named on stderr with exit status 2, before any training."""
-    from test_examples import make_cifar_tarball
-    tar = tmp_path / "cifar-10-python.tar.gz"
-    make_cifar_tarball(tar, sizes=(40, 40, 40, 40, 40), n_test=10)
-    common = ["--dataset", "cifar10", "--data", str(tar), "--epochs", "1", "--bn-recalibrate", "1"]
+    common = _cifar_args(tmp_path)
     tr = _train_dualpath()
     assert tr.main(common + ["--variant", "float", "-o", str(tmp_path / "f")]) == 0
     capsys.readouterr()
@@ -413,10 +412,7 @@ def test_train_dualpath_widths_and_stem(tmp_path, capsys):
     input) and counts that are not channel counts are refused before any training;
     the xnor variant, which adds nothing, takes any widths."""
     import json
-    from test_examples import make_cifar_tarball
-    tar = tmp_path / "cifar-10-python.tar.gz"
-    make_cifar_tarball(tar, sizes=(40, 40, 40, 40, 40), n_test=10)
-    common = ["--dataset", "cifar10", "--data", str(tar), "--epochs", "1", "--bn-recalibrate", "1"]
+    common = _cifar_args(tmp_path)
     tr = _train_dualpath()
     assert tr.main(common + ["--stem", "8", "--widths", "16,32", "-o", str(tmp_path / "w")]) == 0
     rec = json.loads((tmp_path / "w.json").read_text())
