@@ -46,12 +46,13 @@ static float pool_one(const mdfi_pool2d *p, const float *src, int r0, int ylo, i
  * take the general path. */
 static void pool_row(const mdfi_pool2d *p, const float *src, int r0, int y0, float *out)
 {
-    const int size = p->size, stride = p->stride, off = -(p->pad / 2);
+    const int size = p->size, stride = p->stride, off = -(p->pad >> 1);   /* pad >= 0 (parse) */
     int ylo = y0 < 0 ? 0 : y0, yhi = y0 + size > p->in_h ? p->in_h : y0 + size;
     int ox = 0;
     if (size == 2 && stride == 2 && yhi - ylo == 2) {
-        /* the inside windows [ox0, ox1) in one run (x0 = off + 2 ox >= 0, x0 + 2 <= in_w) */
-        const int ox0 = (1 - off) / 2, lim = p->in_w - 2 - off < 0 ? 0 : (p->in_w - 2 - off) / 2 + 1;
+        /* the inside windows [ox0, ox1) in one run (x0 = off + 2 ox >= 0, x0 + 2 <= in_w);
+         * shifts of values >= 0, where -Os made an idiv of (1 - off) / 2 per row */
+        const int ox0 = (1 - off) >> 1, lim = p->in_w - 2 - off < 0 ? 0 : ((p->in_w - 2 - off) >> 1) + 1;
         const int ox1 = lim < p->out_w ? lim : p->out_w;
         for (; ox < ox0 && ox < p->out_w; ++ox)
             out[ox] = pool_one(p, src, r0, ylo, yhi, off + ox * stride);
@@ -81,7 +82,7 @@ static void pool_row(const mdfi_pool2d *p, const float *src, int r0, int y0, flo
 void mdfi_maxpool_band(const mdfi_pool2d *p, const float *in, int r0, int r1, int oy0, int oy1,
                        float *out)
 {
-    const int off = -(p->pad / 2);
+    const int off = -(p->pad >> 1);
     for (int c = 0; c < p->c; ++c) {
         const float *src = in + (size_t)c * (r1 - r0) * p->in_w;
         float *o = out + (size_t)c * p->out_h * p->out_w;
@@ -96,7 +97,7 @@ void mdfi_maxpool_band(const mdfi_pool2d *p, const float *in, int r0, int r1, in
  * row wraps into the next row, and the last row, which has none below. */
 static int s1_plane(const mdfi_layer *l)
 {
-    return l->size == 2 && l->stride == 1 && l->pad / 2 == 0 && l->out_h == l->in_h &&
+    return l->size == 2 && l->stride == 1 && l->pad >> 1 == 0 && l->out_h == l->in_h &&
            l->out_w == l->in_w && l->in_h > 1 && l->in_w > 1;
 }
 
@@ -136,7 +137,7 @@ static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
                      int32_t *row_max, T *dst, int dy, int same, int shift, int ob,       \
                      void *out, size_t o)                                                 \
     {                                                                                     \
-        const int off = -(l->pad / 2), st = l->stride, sz = l->size;                      \
+        const int off = -(l->pad >> 1), st = l->stride, sz = l->size;                      \
         for (int oy = oy0; oy < oy1; ++oy) {                                              \
             const int y0 = off + oy * st;                                                 \
             const int ya = y0 < 0 ? 0 : y0;                                               \
@@ -196,7 +197,7 @@ static void maxpool_channel(const mdfi_layer *l, const mdfi_run_ctx *ctx, int c)
     const size_t plane = (size_t)l->in_h * l->in_w, o = (size_t)c * l->out_h * l->out_w;
     int32_t row_max[1024];
     if (l->out_w > 1024) {   /* very wide maps: the plain loop */
-        const int off = -(l->pad / 2);
+        const int off = -(l->pad >> 1);
         for (int oy = 0; oy < l->out_h; ++oy)
             for (int ox = 0; ox < l->out_w; ++ox) {
                 int32_t m = INT32_MIN;
@@ -288,7 +289,7 @@ static void fixed_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 static void bits_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
     const mdfi_bquant *q = &l->bits_q;   /* the producer's quantizer (net/passes.c) */
-    const int off = -(l->pad / 2), W = mdfi_bwords(l->out_c);
+    const int off = -(l->pad >> 1), W = mdfi_bwords(l->out_c);
     const size_t iplane = (size_t)l->in_h * l->in_w, oplane = (size_t)l->out_h * l->out_w;
     const uint64_t *in = (const uint64_t *)ctx->in[0];
     uint64_t *out = (uint64_t *)ctx->out;
