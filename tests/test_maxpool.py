@@ -52,3 +52,24 @@ def test_maxpool_bits(tmp_path, size, stride):
             assert got.shape == want.shape
             assert np.array_equal(got.view(np.uint32), want.ravel().view(np.uint32).reshape(got.shape)), \
                 (h, w, padding)
+
+
+@pytest.mark.parametrize("c", [1, 2, 3, 5, 8])
+def test_avgpool_is_darknets_sum_in_order(tmp_path, c):
+    """[avgpool] in float: each channel's sum is float32 and in order, as
+    Darknet's loop (the layer sums two channels at a time; an odd last one
+    alone), bit for bit on values whose sum depends on the order."""
+    rng = np.random.default_rng(c)
+    for h, w in [(1, 1), (3, 5), (7, 7)]:
+        cfg = tmp_path / "a.cfg"
+        cfg.write_text("[net]\nheight=%d\nwidth=%d\nchannels=%d\n\n[avgpool]\n" % (h, w, c))
+        x = (rng.standard_normal((c, h, w)) * 10.0 ** rng.integers(-3, 8, (c, h, w))).astype(F32)
+        want = np.empty(c, F32)
+        for k in range(c):
+            s = F32(0)
+            for v in x[k].ravel():
+                s = F32(s + v)
+            want[k] = F32(s / F32(h * w))
+        with mdfi.Network(str(cfg), threads=1) as net:
+            got = np.asarray(net.forward(x), F32).ravel()
+        assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), (c, h, w)
