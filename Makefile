@@ -185,22 +185,14 @@ $(BUILD)/obj/csrc/kernels/eltwise.o: CFLAGS_BASE += -O3 -fno-trapping-math
 # [fracconv] element loops and the POPCNT binary kernel (-O2 files, 192 bytes),
 # nor in bwindow.c ([fracconv]'s thermometer stem, 77 bytes).
 NOALIGN := $(call cc_flags,-fno-align-loops -fno-align-jumps -fno-align-labels)
-$(BUILD)/obj/csrc/kernels/bgemm.o $(BUILD)/obj/csrc/kernels/qgemm.o \
-    $(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx2.o \
-    $(BUILD)/obj/csrc/kernels/dpath.o $(BUILD)/obj/csrc/kernels/x86/sgemm_gemv_avx2.o \
-    $(BUILD)/obj/csrc/kernels/x86/dpath_avx2.o $(BUILD)/obj/csrc/kernels/x86/bgemm_popcnt.o \
-    $(BUILD)/obj/csrc/kernels/x86/dpath_avx512vpopcnt.o $(BUILD)/obj/csrc/kernels/x86/dpath_avx512.o \
-    $(BUILD)/obj/csrc/kernels/winograd.o $(BUILD)/obj/csrc/kernels/bwindow.o: \
-    CFLAGS_BASE += $(NOALIGN)
+NOALIGN_OBJ := $(addprefix $(BUILD)/obj/csrc/kernels/,bgemm.o qgemm.o x86/qgemm_epi_avx2.o \
+    dpath.o x86/sgemm_gemv_avx2.o x86/dpath_avx2.o x86/bgemm_popcnt.o x86/dpath_avx512vpopcnt.o \
+    x86/dpath_avx512.o winograd.o bwindow.o)
+$(NOALIGN_OBJ): CFLAGS_BASE += $(NOALIGN)
 # The same files but qgemm.o (whose int8 drivers measured 3 % slower for it on
 # a small network) without padding before functions either: 450 bytes, the
 # room the AVX-512 ternary kernel for partial panels took (docs/architecture.md)
-$(BUILD)/obj/csrc/kernels/bgemm.o $(BUILD)/obj/csrc/kernels/x86/qgemm_epi_avx2.o \
-    $(BUILD)/obj/csrc/kernels/dpath.o $(BUILD)/obj/csrc/kernels/x86/sgemm_gemv_avx2.o \
-    $(BUILD)/obj/csrc/kernels/x86/dpath_avx2.o $(BUILD)/obj/csrc/kernels/x86/bgemm_popcnt.o \
-    $(BUILD)/obj/csrc/kernels/x86/dpath_avx512vpopcnt.o $(BUILD)/obj/csrc/kernels/x86/dpath_avx512.o \
-    $(BUILD)/obj/csrc/kernels/winograd.o $(BUILD)/obj/csrc/kernels/bwindow.o: \
-    CFLAGS_BASE += $(call cc_flags,-fno-align-functions)
+$(filter-out %/qgemm.o,$(NOALIGN_OBJ)): CFLAGS_BASE += $(call cc_flags,-fno-align-functions)
 
 # swish and mish: one exponential per value bounds them, not the loop around it
 $(BUILD)/obj/csrc/kernels/x86/act_avx2.o: CFLAGS_BASE += -Os
