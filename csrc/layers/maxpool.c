@@ -41,12 +41,12 @@ static float pool_one(const mdfi_pool2d *p, const float *src, int r0, int ylo, i
     return m;
 }
 
-/* One output row from input rows [r0, ...) of one channel at src: windows
- * wholly inside the image skip the bounds tests (the common case); the edges
- * take the general path. */
-static void pool_row(const mdfi_pool2d *p, const float *src, int r0, int y0, float *out)
+/* One output row from input rows [r0, ...) of one channel at src (off: the
+ * windows' start, -(pad / 2)): windows wholly inside the image skip the
+ * bounds tests (the common case); the edges take the general path. */
+static void pool_row(const mdfi_pool2d *p, const float *src, int r0, int y0, int off, float *out)
 {
-    const int size = p->size, stride = p->stride, off = -(p->pad >> 1);   /* pad >= 0 (parse) */
+    const int size = p->size, stride = p->stride;
     int ylo = y0 < 0 ? 0 : y0, yhi = y0 + size > p->in_h ? p->in_h : y0 + size;
     int ox = 0;
     if (size == 2 && stride == 2 && yhi - ylo == 2) {
@@ -82,12 +82,12 @@ static void pool_row(const mdfi_pool2d *p, const float *src, int r0, int y0, flo
 void mdfi_maxpool_band(const mdfi_pool2d *p, const float *in, int r0, int r1, int oy0, int oy1,
                        float *out)
 {
-    const int off = -(p->pad >> 1);
+    const int off = -(p->pad >> 1);   /* pad >= 0 (parse): a shift, where -Os made /2 an idiv */
     for (int c = 0; c < p->c; ++c) {
         const float *src = in + (size_t)c * (r1 - r0) * p->in_w;
         float *o = out + (size_t)c * p->out_h * p->out_w;
         for (int oy = oy0; oy < oy1; ++oy)
-            pool_row(p, src, r0, off + oy * p->stride, o + (size_t)oy * p->out_w);
+            pool_row(p, src, r0, off + oy * p->stride, off, o + (size_t)oy * p->out_w);
     }
 }
 
@@ -137,7 +137,7 @@ static void float_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
                      int32_t *row_max, T *dst, int dy, int same, int shift, int ob,       \
                      void *out, size_t o)                                                 \
     {                                                                                     \
-        const int off = -(l->pad >> 1), st = l->stride, sz = l->size;                      \
+        const int off = -(l->pad >> 1), st = l->stride, sz = l->size;                     \
         for (int oy = oy0; oy < oy1; ++oy) {                                              \
             const int y0 = off + oy * st;                                                 \
             const int ya = y0 < 0 ? 0 : y0;                                               \
