@@ -90,17 +90,17 @@ def build(variant, input_shape, classes, widths=WIDTHS, stem=STEM):
 
 
 def adopt_float(model, start, data):
-    """--init-from for a dual-path model: a dual-path model of the same shape is
-    loaded as it is; a float one of the same shape (--variant float) seeds it
-    (the real-to-binary start of Bi-Real Net and Martinez et al.): its stem and
-    classifier, and each body convolution's weights as the latent weights,
-    scaled to the mean magnitude of a fresh layer's (0.025) so that their signs
-    are the float filters' and flip as easily.  The stem's BN scale and bias
-    are scaled so their RMS scale is a fresh stem's 4 (the stream's first
-    integers), the classifier's weights by the inverse.  The thresholds, ranges
-    and body BN start fresh; the BN statistics are re-estimated before the
-    agreement with the float model (the share of 512 training images on which
-    their top classes agree) is measured and returned."""
+    """--init-from: a model of the same kind and shape is loaded as it is; a
+    float one of the same shape (--variant float) seeds a dual-path model (the
+    real-to-binary start of Bi-Real Net and Martinez et al.): its stem and
+    classifier, its body BN scales and biases, and each body convolution's
+    weights as the latent weights, scaled to the mean magnitude of a fresh
+    layer's (0.025) so that their signs are the float filters' and flip as
+    easily.  g scales the stem's BN scale and bias so that their RMS scale is a
+    fresh stem's 4 (the stream's first integers); each layer's range is g and
+    the classifier's weights are divided by g.  The thresholds start fresh, and
+    the seeded model's BN statistics are re-estimated.  Returns the share of 512
+    training images on which the two models' top classes agree."""
     mine = [m for m in model.layers if isinstance(m, (Conv, DualPath))]
     if not any(isinstance(m, DualPath) for m in model.layers) or any(
             isinstance(m, DualPath) for m in start.layers):
@@ -126,7 +126,7 @@ def adopt_float(model, start, data):
                 a.range.fill_(g)
             fc_mine[0].weight.copy_(fc_theirs[0].weight / g)
             fc_mine[0].bias.copy_(fc_theirs[0].bias)
-    recalibrate_bn(model, data.x_train, 20, 128, torch.Generator().manual_seed(0))
+        recalibrate_bn(model, data.x_train, 20, 128, torch.Generator().manual_seed(0))
     x = data.x_train[:512]
     return float((predict(model, x) == predict(start, x)).mean())
 
