@@ -226,6 +226,29 @@ class WeightAverage:
         self.steps += 1
 
 
+def clip_unitwise(model, clip, eps=1e-3):
+    """Adaptive gradient clipping (Brock et al. 2021, NF-Nets' companion to training
+    without BN): each convolution filter's gradient is scaled down where its norm
+    exceeds `clip` times the filter's own norm (at least `eps`), so that no step moves
+    a filter by more than that fraction of itself.  Only the 4-d convolution weights
+    are clipped (NF-Nets leave the classifier alone; the per-channel vectors are not
+    weights of a unit).  Returns the share of filters clipped."""
+    clipped, units = 0, 0
+    with torch.no_grad():
+        for q in model.parameters():
+            if q.grad is None or q.dim() != 4:
+                continue
+            w = q.detach().flatten(1).norm(dim=1).clamp_min(eps)
+            g = q.grad.flatten(1).norm(dim=1)
+            limit = clip * w
+            over = g > limit
+            factor = torch.where(over, limit / g.clamp_min(1e-12), torch.ones_like(g))
+            q.grad.mul_(factor.view(-1, *([1] * (q.dim() - 1))))
+            clipped += int(over.sum())
+            units += len(g)
+    return clipped / max(units, 1)
+
+
 def save_checkpoint(state, path):
     """torch.save to a temporary file renamed over `path`: a run killed while it
     writes (a machine taken back, a session's end) leaves the last whole
@@ -267,7 +290,7 @@ def train(model, data, args, state, log=print, constrain=constrain, penalty=None
     for epoch in range(state.get("epoch", 0), args.epochs):
         model.train()
         order = torch.randperm(len(x_all), generator=gen)
-        seen, loss_sum, correct = 0, 0.0, 0
+        seen, loss_sum, correct, clipped_sum = 0, 0.0, 0, 0.0
         for k, i in enumerate(range(0, len(order), args.batch_size)):
             for g in opt.param_groups:
                 g["lr"] = lr_at(epoch * per_epoch + k)
@@ -277,6 +300,8 @@ def train(model, data, args, state, log=print, constrain=constrain, penalty=None
             z, loss = step_loss(model, x, y, penalty, teacher)
             opt.zero_grad()
             loss.backward()
+            if args.agc:
+                clipped_sum += clip_unitwise(model, args.agc)
             opt.step()
             constrain(model)
             if avg:
@@ -288,6 +313,8 @@ def train(model, data, args, state, log=print, constrain=constrain, penalty=None
         val = float((predict(model, data.x_val) == data.y_val).mean())
         line = {"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": correct / seen,
                 "validation_accuracy": val}
+        if args.agc:
+            line["clipped_share"] = clipped_sum / (k + 1)
         shown = model
         if avg:
             recalibrate_bn(avg.model, data.x_train, 20, args.batch_size, gen, BN_MOMENTUM)
@@ -299,10 +326,11 @@ def train(model, data, args, state, log=print, constrain=constrain, penalty=None
                      optimizer=opt.state_dict(), generator=gen.get_state())
         state.setdefault("history", []).append(line)
         save_checkpoint(state, args.output + ".pt")
-        log("epoch %d/%d: loss %.4f, train %.2f%%, validation %.2f%%%s (%.0f s)%s"
+        log("epoch %d/%d: loss %.4f, train %.2f%%, validation %.2f%%%s%s (%.0f s)%s"
             % (epoch + 1, args.epochs, loss_sum / seen, 100.0 * correct / seen,
                100 * line["validation_accuracy"],
                " (trained weights %.2f%%)" % (100 * val) if avg else "",
+               ", filters clipped %.1f%%" % (100 * line["clipped_share"]) if args.agc else "",
                time.time() - t0, report(shown, data) if report else ""))
         if args.stop_after == epoch + 1:
             break
@@ -329,6 +357,17 @@ def decay(text):
         v = None
     if v is None or not 0.0 < v < 1.0:
         raise argparse.ArgumentTypeError("a decay must lie in (0, 1), got %s" % text)
+    return v
+
+
+def positive(text):
+    """argparse type of --agc: a float > 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = None
+    if v is None or not v > 0.0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError("must be a number > 0, got %s" % text)
     return v
 
 
@@ -404,6 +443,9 @@ def parser(variants, default, description):
     ap.add_argument("--ema", type=decay, metavar="DECAY",
                     help="validate and save an exponential moving average of the weights "
                          "(e.g. 0.999) instead of the last step's")
+    ap.add_argument("--agc", type=positive, metavar="CLIP",
+                    help="adaptive gradient clipping: scale each convolution filter's gradient "
+                         "to at most CLIP times the filter's norm (NF-Nets; e.g. 0.02)")
     ap.add_argument("-o", "--output")
     return ap
 
@@ -554,7 +596,7 @@ def run(argv, *, script, variants, default, tag, build_fn, description, constrai
         "cfg": os.path.basename(args.output) + ".cfg",
         "weights": os.path.basename(args.output) + ".weights", "variant": args.variant,
         "dataset": args.dataset, "split": data.split, "epochs": args.epochs, "lr": args.lr,
-        "lr_schedule": args.lr_schedule, "ema": args.ema, "stem": args.stem,
+        "lr_schedule": args.lr_schedule, "ema": args.ema, "agc": args.agc, "stem": args.stem,
         "widths": list(args.widths),
         "batch_size": args.batch_size, "seed": args.seed, "threads": args.threads,
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",

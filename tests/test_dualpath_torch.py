@@ -396,6 +396,59 @@ def test_train_dualpath_ema_saves_the_average(tmp_path, capsys):
     assert "a decay must lie in (0, 1), got 1" in capsys.readouterr().err
 
 
+def test_clip_unitwise_bounds_each_filter_and_nothing_else():
+    """clip_unitwise: a filter whose gradient norm exceeds clip x its weight norm
+    (at least eps) is scaled to exactly that, in its direction; the others, and
+    every parameter that is not a 4-d convolution weight, keep their gradients;
+    the share of filters clipped is returned."""
+    import torch
+    tr = _train_dualpath()
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    with torch.no_grad():
+        net[0].weight.zero_()
+        net[0].weight[0].fill_(1.0)         # norm sqrt(18)
+        net[0].weight[1].fill_(0.5)         # norm sqrt(18) / 2
+        net[0].weight[3].fill_(1.0)
+    g = torch.zeros(4, 2, 3, 3)
+    g[0].fill_(0.01)                        # ratio 0.01: under the limit
+    g[1].fill_(1.0)                         # ratio 2: clipped to 0.1 x its norm
+    g[2].fill_(1.0)                         # weight 0: the limit is clip x eps
+    g[3].fill_(0.15)                        # ratio 0.15: just over the limit
+    net[0].weight.grad = g.clone()
+    net[0].bias.grad = torch.full((4,), 5.0)
+    net[2].weight.grad = torch.full((2, 4), 9.0)
+    share = tr.clip_unitwise(net, 0.1, eps=1e-3)
+    assert share == pytest.approx(3 / 4)
+    out = net[0].weight.grad
+    assert torch.equal(out[0], g[0])
+    assert out[1].norm().item() == pytest.approx(0.1 * net[0].weight[1].norm().item(), rel=1e-5)
+    assert torch.allclose(out[1] / out[1].norm(), g[1] / g[1].norm())
+    assert out[2].norm().item() == pytest.approx(0.1 * 1e-3, rel=1e-5)
+    assert torch.allclose(out[3], torch.full_like(out[3], 0.1))
+    assert torch.all(net[0].bias.grad == 5.0) and torch.all(net[2].weight.grad == 9.0)
+
+
+def test_train_dualpath_agc(tmp_path, capsys):
+    """--agc: each epoch's line and history name the share of filters clipped, the
+    record names CLIP; a CLIP that is not a number > 0 is refused by argparse."""
+    import json
+    from test_examples import make_cifar_tarball
+    tar = tmp_path / "cifar-10-python.tar.gz"
+    make_cifar_tarball(tar, sizes=(40, 40, 40, 40, 40), n_test=10)
+    tr = _train_dualpath()
+    out = tmp_path / "c"
+    assert tr.main(["--dataset", "cifar10", "--data", str(tar), "--epochs", "1", "--agc", "1e-6",
+                    "--bn-recalibrate", "1", "-o", str(out)]) == 0
+    assert "filters clipped 100.0%" in capsys.readouterr().out   # a limit no gradient is under
+    rec = json.loads((tmp_path / "c.json").read_text())
+    assert rec["agc"] == 1e-6 and "--agc 1e-6" in rec["command"]
+    assert rec["history"][0]["clipped_share"] == 1.0
+    for bad in ("0", "-1", "nan", "x"):
+        with pytest.raises(SystemExit):
+            tr.main(["--dataset", "cifar10", "--data", str(tar), "--agc", bad, "-o", str(out)])
+        assert "must be a number > 0, got %s" % bad in capsys.readouterr().err
+
+
 def test_learning_rate_schedules():
     """cosine: lr at the start, lr/2 half way, 0 at the end, falling throughout;
     constant: lr at every step."""
