@@ -469,6 +469,8 @@ def probe_epochs(model, data, args, penalty, steps=20):
         _, loss = step_loss(m, x, y, penalty)
         opt.zero_grad()
         loss.backward()
+        if args.agc:
+            clip_unitwise(m, args.agc)
         opt.step()
     if dev.type == "cuda":
         torch.cuda.synchronize()
