@@ -185,6 +185,36 @@ def test_training_goes_on_from_the_files(norm, tmp_path):
     assert any(not torch.equal(a, b.detach()) for a, b in zip(before, fresh.parameters()))
 
 
+def test_adopting_keeps_a_binary_weight_nearer_0_than_its_filters_mean(tmp_path):
+    """A file's W^ has a mean of rounding noise, which WS subtracts again: a
+    weight nearer 0 than that mean would change sign (a committed file had one,
+    and its adopted stem differed on 3 % of outputs).  adopt_folded keeps every
+    binary weight of the file and the same integers."""
+    from weights_tools.torch import import_darknet, save
+    from weights_tools.torch.fracconv import adopt_folded
+    cfg, weights = save(trained("ws"), tmp_path / "fc")
+    folded = import_darknet(cfg, weights)
+    layer = folded.layers[1]
+    with torch.no_grad():
+        row = layer.weight[0].view(-1)
+        c = 1e-5 * float(row.std())
+        i = int(row.abs().argmin())
+        others = torch.arange(len(row)) != i
+        row[others] += c - row[others].mean()      # the filter's mean: about c > 0
+        row[i] = c / 2                             # +1 in the file, nearer 0 than the mean
+        assert float(row[i] - row.mean()) < 0      # re-standardized alone, it would be -1
+    fresh = small_net("ws")
+    x = torch.rand(64, 1, 9, 7)
+    assert adopt_folded(fresh, folded, x) == 1.0
+    for m, f in zip(fresh.layers, folded.layers):
+        if isinstance(m, FracConv):
+            assert torch.equal(m.binary_weight(), f.binary_weight())
+    y = torch.rand(16, 1, 9, 7)
+    with torch.no_grad():
+        for k in range(len(folded.layers) - 2):
+            assert torch.equal(folded(y, outputs=[k])[0], fresh(y, outputs=[k])[0]), k
+
+
 def test_a_gated_network_starts_from_its_dense_twin(tmp_path):
     """A dense (gate=0) file adopted into the gated network: the same weights,
     each gated layer's gates set on x so that it passes about the share asked

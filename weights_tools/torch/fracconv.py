@@ -329,6 +329,31 @@ def constrain(model):
 
 
 @torch.no_grad()
+def keep_signs(m, want, tries=4):
+    """A "ws" layer whose latent weights are a file's W^: the gain that reproduces
+    them, and the binary weights `want` (True for +1) kept.  WS subtracts the mean
+    again, and W^'s own mean is rounding noise (about 1e-9) that a weight nearer
+    0 than it would cross: such weights are moved to 1e-5 standard deviations
+    from their filter's mean, on the file's side (mean |W^|, the scale, moves by
+    about a float32 ulp), until no sign differs.  Returns whether they all are
+    kept: False for weights that are not of mean 0 (not a "ws" export)."""
+    w = m.weight.flatten(1)
+    if not bool((w.mean(1).abs() <= 1e-4 * w.std(1, unbiased=False)).all()):
+        return False
+    for _ in range(tries):
+        w = m.weight.flatten(1)
+        std = w.std(1, unbiased=False)
+        m.gain.copy_((std + 1e-5) * math.sqrt(m.fan_in))
+        wrong = (m.signed_weight() > 0) != want
+        if not wrong.any():
+            return True
+        step = (1e-5 * std).view(-1, 1).expand_as(w)
+        moved = w.mean(1, keepdim=True).expand_as(w) + torch.where(want.flatten(1), step, -step)
+        w[wrong.flatten(1)] = moved[wrong.flatten(1)]
+    return False
+
+
+@torch.no_grad()
 def adopt_folded(model, folded, x, gate_share=None):
     """Make `model` (FracConv layers of norm "ws" or "bn") compute what `folded`
     computes: the same network imported from a .weights file (norm "fixed"), so
@@ -384,13 +409,11 @@ def adopt_folded(model, folded, x, gate_share=None):
     for k, (m, f) in enumerate(pairs):
         scale, bias = f.scale.float(), f.bias.float()
         if m.norm == "ws":
-            w = m.weight.flatten(1)
-            std = w.std(1, unbiased=False) + 1e-5
-            m.gain.copy_(std * math.sqrt(m.fan_in))
+            kept = keep_signs(m, f.weight > 0)
             got = m.folded()[0]
-            if not torch.allclose(got, scale, rtol=1e-3, atol=0.0):
-                raise ValueError("[fracconv] %d: the file's scales are not mean |W| / %g, so it is "
-                                 "not a 'ws' export" % (k, m.level_unit()))
+            if not kept or not torch.allclose(got, scale, rtol=1e-3, atol=0.0):
+                raise ValueError("[fracconv] %d: the file's weights are not of mean 0 with scales "
+                                 "mean |W| / %g, so it is not a 'ws' export" % (k, m.level_unit()))
         else:
             p = products[k].double()
             mean = p.mean((0, 2, 3))
