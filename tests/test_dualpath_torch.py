@@ -432,20 +432,17 @@ def test_train_dualpath_agc(tmp_path, capsys):
     """--agc: each epoch's line and history name the share of filters clipped, the
     record names CLIP; a CLIP that is not a number > 0 is refused by argparse."""
     import json
-    from test_examples import make_cifar_tarball
-    tar = tmp_path / "cifar-10-python.tar.gz"
-    make_cifar_tarball(tar, sizes=(40, 40, 40, 40, 40), n_test=10)
+    args = _cifar_args(tmp_path)
     tr = _train_dualpath()
     out = tmp_path / "c"
-    assert tr.main(["--dataset", "cifar10", "--data", str(tar), "--epochs", "1", "--agc", "1e-6",
-                    "--bn-recalibrate", "1", "-o", str(out)]) == 0
+    assert tr.main(args + ["--agc", "1e-6", "-o", str(out)]) == 0
     assert "filters clipped 100.0%" in capsys.readouterr().out   # a limit no gradient is under
     rec = json.loads((tmp_path / "c.json").read_text())
     assert rec["agc"] == 1e-6 and "--agc 1e-6" in rec["command"]
     assert rec["history"][0]["clipped_share"] == 1.0
     for bad in ("0", "-1", "nan", "x"):
         with pytest.raises(SystemExit):
-            tr.main(["--dataset", "cifar10", "--data", str(tar), "--agc", bad, "-o", str(out)])
+            tr.main(args + ["--agc", bad, "-o", str(out)])
         assert "must be a number > 0, got %s" % bad in capsys.readouterr().err
 
 
