@@ -366,7 +366,7 @@ def positive(text):
         v = float(text)
     except ValueError:
         v = None
-    if v is None or not v > 0.0 or v != v or v == float("inf"):
+    if v is None or not 0.0 < v < float("inf"):     # NaN fails the compare too
         raise argparse.ArgumentTypeError("must be a number > 0, got %s" % text)
     return v
 
