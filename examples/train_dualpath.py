@@ -445,7 +445,7 @@ def parser(variants, default, description):
                          "(e.g. 0.999) instead of the last step's")
     ap.add_argument("--agc", type=positive, metavar="CLIP",
                     help="adaptive gradient clipping: scale each convolution filter's gradient "
-                         "to at most CLIP times the filter's norm (NF-Nets; e.g. 0.02)")
+                         "to at most CLIP times the filter's norm (NF-Nets; e.g. 0.1)")
     ap.add_argument("-o", "--output")
     return ap
 
