@@ -241,10 +241,8 @@ def clip_unitwise(model, clip, eps=1e-3):
             w = q.detach().flatten(1).norm(dim=1).clamp_min(eps)
             g = q.grad.flatten(1).norm(dim=1)
             limit = clip * w
-            over = g > limit
-            factor = torch.where(over, limit / g.clamp_min(1e-12), torch.ones_like(g))
-            q.grad.mul_(factor.view(-1, *([1] * (q.dim() - 1))))
-            clipped += int(over.sum())
+            q.grad.mul_((limit / g.clamp_min(1e-12)).clamp(max=1.0).view(-1, 1, 1, 1))
+            clipped += int((g > limit).sum())
             units += len(g)
     return clipped / max(units, 1)
 

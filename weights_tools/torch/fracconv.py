@@ -340,8 +340,7 @@ def keep_signs(m, want, tries=4):
     w = m.weight.flatten(1)
     if not bool((w.mean(1).abs() <= 1e-4 * w.std(1, unbiased=False)).all()):
         return False
-    for _ in range(tries):
-        w = m.weight.flatten(1)
+    for _ in range(tries):     # w is a view: the moves below are m.weight's
         std = w.std(1, unbiased=False)
         m.gain.copy_((std + 1e-5) * math.sqrt(m.fan_in))
         wrong = (m.signed_weight() > 0) != want
