@@ -557,6 +557,36 @@ def test_benchmark_runs(tmp_path):
     assert len(g["layers_ms"]) == len(g["layers"]) == 10
 
 
+def test_gate_clusters_counts_units():
+    """benchmarks/gate_clusters.py: a unit counts once however many of its
+    outputs are gated, edges padded with closed gates; and the script runs on
+    a committed model."""
+    import importlib.util
+    import pathlib
+    root = pathlib.Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("gate_clusters",
+                                                  root / "benchmarks" / "gate_clusters.py")
+    gc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gc)
+    g = np.zeros((9, 20), bool)
+    g[0, 0] = g[0, 7] = True       # one 8-column run, the first 16-column run
+    g[1, 17] = True                # the padded last run of row 1
+    g[8, 3] = True                 # the padded ninth filter
+    assert gc.any_share(g, 1, 8).tolist() == [3, 27]
+    assert gc.any_share(g, 1, 16).tolist() == [3, 18]
+    assert gc.any_share(g, 8, 16).tolist() == [3, 4]
+    model = root / "examples" / "models" / "fmnist_frac_ws_agc"
+    x = np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32)
+    counts = gc.measure(str(model) + ".cfg", str(model) + ".weights", x)
+    assert sorted(counts) == [2, 3, 5, 6]
+    for c in counts.values():
+        gated, n = c["outputs"]
+        assert n > 0 and 0 <= gated <= n
+        # a unit has a gated output at least as often as an output is gated
+        assert all(c[u][0] / c[u][1] >= gated / n for u in ("8 columns", "16 columns",
+                                                             "8 x 16 tile"))
+
+
 def test_packed_weights_give_the_same_outputs(tmp_path):
     """weights_tools.xnor_pack stores a [fracconv] layer's weights as their signs:
     one bit each, and the unpacked file runs to the same bits."""
