@@ -3,7 +3,8 @@
 
     python benchmarks/fracconv_bench.py [--shares 10,20,30] [--rounds 15] [--images 50]
                                         [--cfg C --weights W ...] [--clock cpu|wall]
-                                        [--keep DIR] [--json OUT]
+                                        [--no-dualpath] [--no-bounds] [--keep DIR]
+                                        [--json OUT]
 
 The network (Fashion-MNIST's shape, 1 x 28 x 28): a [fracconv]
 input=thermometer levels=8 stem of 32 filters (shortcut=0), a 2x2 max pool,
@@ -33,7 +34,13 @@ test images), over all outputs of the gated layers.
 --cfg/--weights (repeatable, in pairs) add trained models, each with its
 dense twin written by weights_tools.fracconv_dense.  The [dualpath]
 networks of docs/dualpath.md (examples/models/fmnist_dp_dual15 / dual1,
-float stem) are timed beside them when present.
+float stem) are timed beside them when present, and so (unless --no-bounds)
+is the same shape as Darknet binary convolutions with generated weights
+(a float stem, [convolutional] xnor=1 abits=2 and abits=1): MDFI's one-pass
+2-bit kernel and its sign kernel, each with its fused epilogue, on the
+body's layers -- what a dense 2-bit body and an MSB pass alone cost with
+those kernels.  Each network's body time (the layers between the stem and
+the head) is printed and recorded.
 
 Time per image, one thread, MDFI's default kernels for this CPU (or
 --kernel): the networks take turns, --rounds rounds of --images images,
@@ -89,6 +96,27 @@ def network_cfg(gate):
         "[avgpool]\n", "[connected]\noutput=10\nactivation=linear\n", "[softmax]\n"])
 
 
+def xnor_cfg(abits):
+    """The same shape as Darknet binary convolutions (a float stem, then
+    [convolutional] xnor=1 abits=A, batch-normalized): MDFI's one-pass binary
+    kernels with their fused epilogue on the body's layers (--no-bounds)."""
+    def conv(filters, binary):
+        return ("[convolutional]\nfilters=%d\nsize=3\nstride=1\npad=1\nbatch_normalize=1\n"
+                "activation=linear\n" % filters) + ("xnor=1\nabits=%s\n" % abits if binary else "")
+    pool = "[maxpool]\nsize=2\nstride=2\n"
+    return "\n".join([
+        "[net]\nwidth=28\nheight=28\nchannels=1\n", conv(32, False), pool, conv(64, True),
+        conv(64, True), pool, conv(128, True), conv(128, True),
+        "[avgpool]\n", "[connected]\noutput=10\nactivation=linear\n", "[softmax]\n"])
+
+
+def body_ms(layers, times):
+    """The time of the layers between the stem and the head (the body's
+    binary layers and its pools)."""
+    end = next(i for i, layer in enumerate(layers) if layer.type == "avgpool")
+    return float(sum(times[1:end]))
+
+
 # ---- images ---------------------------------------------------------------------------------
 
 def images(n_cal, n_time, seed=0):
@@ -141,6 +169,18 @@ def geometry(layer):
 def all_parts(arrays, xs, layer, gate):
     o, geo = geometry(layer)
     return [fr.parts(x, arrays, gate=gate, **geo) for x in xs]
+
+
+def generated(cfg, path, rng):
+    """Weights for a [convolutional] network: normal weights and biases, BN
+    scales and variances 1, means 0 (only the binary layers' signs and the
+    shapes matter for the time)."""
+    arrays = [{n: (np.ones(s, F32) if n in ("scales", "rolling_variance") else
+                   np.zeros(s, F32) if n == "rolling_mean" else
+                   rng.standard_normal(s).astype(F32)) for n, s in layer.params}
+              for layer in wt.layers_of(cfg)]
+    write_arrays(path, cfg, arrays)
+    return path
 
 
 def calibrate(cfg, x, path, rng):
@@ -268,6 +308,8 @@ def main(argv=None):
     ap.add_argument("--weights", action="append", default=[],
                     help="its weights, one per --cfg")
     ap.add_argument("--no-dualpath", action="store_true", help="leave the [dualpath] networks out")
+    ap.add_argument("--no-bounds", action="store_true",
+                    help="leave out the same shape as [convolutional] xnor=1 abits=1 and 2")
     ap.add_argument("--kernel", help="force the binary kernel variant (default: the CPU's best)")
     ap.add_argument("--keep", metavar="DIR",
                     help="write the generated cfg and weights files to DIR (kept)")
@@ -311,6 +353,12 @@ def main(argv=None):
                 if prefix.with_suffix(".cfg").exists() and prefix.with_suffix(".weights").exists():
                     rows["dualpath " + v] = (str(prefix) + ".cfg", str(prefix) + ".weights",
                                              "trained", None)
+        if not args.no_bounds:
+            for ab in ("1", "2"):
+                c = os.path.join(tmp, "xnor%s.cfg" % ab)
+                pathlib.Path(c).write_text(xnor_cfg(ab))
+                rows["xnor abits=" + ab] = (c, generated(c, os.path.join(tmp, "xnor%s.weights" % ab),
+                                                         rng), "bound", None)
         share = {k: gated_share(r[0], r[1], x) for k, r in rows.items() if r[3]}
         nets = {k: mdfi.Network(r[0], r[1], threads=1, binary_kernel=args.kernel)
                 for k, r in rows.items()}
@@ -331,7 +379,8 @@ def main(argv=None):
                "cpu_median_ms": statistics.median(cpu_t[k]), "cpu_min_ms": min(cpu_t[k]),
                "layers": ["%s %s" % (layer.type, "x".join(map(str, layer.output_shape)))
                           for layer in nets[k].layers],
-               "layers_ms": [float(v) for v in per[k]]}
+               "layers_ms": [float(v) for v in per[k]],
+               "body_ms": body_ms(nets[k].layers, per[k])}
         if r[3]:
             # the ratio of the medians, and the median of the ratios within a
             # round (steadier where other work shares the machine)
@@ -348,6 +397,8 @@ def main(argv=None):
     for k in (k for k in rows if k.startswith("dualpath")):
         print("against %s: %s" % (k, ", ".join("%s %.2fx" % (n, med[n] / med[k]) for n in rows
                                                if not n.startswith("dualpath"))))
+    print("the body (the layers between the stem and the head, profiled ms): "
+          + ", ".join("%s %.4f" % (k, r["body_ms"]) for k, r in zip(rows, out)))
     print("per layer (profiled ms, wall clock, median over the images):")
     for names in groups:
         print("  %-24s " % "layer" + " ".join("%12s" % n[-12:] for n in names))

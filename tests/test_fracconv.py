@@ -551,10 +551,16 @@ def test_benchmark_runs(tmp_path):
                          capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     rows = {r["network"]: r for r in json.loads(out.read_text())["rows"]}
-    assert set(rows) == {"gate1@30%", "gate0"}
+    assert set(rows) == {"gate1@30%", "gate0", "xnor abits=1", "xnor abits=2"}
     g = rows["gate1@30%"]
     assert 0 < g["gated_share"] <= 0.3 and g["ratio_to_dense"] > 0 and g["dense"] == "gate0"
     assert len(g["layers_ms"]) == len(g["layers"]) == 10
+    for r in rows.values():
+        # the body: the layers between the stem and the average pool
+        assert r["layers"][7].startswith("avgpool")
+        assert r["body_ms"] == pytest.approx(sum(r["layers_ms"][1:7]))
+    assert [r["layers"][3] for r in rows.values()] == ["fracconv 64x14x14"] * 2 + [
+        "convolutional 64x14x14"] * 2
 
 
 def test_gate_clusters_counts_units():
