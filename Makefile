@@ -116,12 +116,15 @@ OBJ_KERNEL_PORTABLE := $(filter-out %/cpu.o %/sgemm.o %/activations.o \
 $(filter-out $(OBJ_KERNEL_PORTABLE),$(OBJ_PORTABLE)) $(CLI_OBJ): CFLAGS_BASE += -Os
 # Code that runs once per network, per command or per image header (the cfg, the
 # build and plan, the weights readers, the command line, CPU detection, JPEG
-# markers, PNM headers, stream framing) is built smaller still where the compiler
-# knows -Oz (gcc >= 12, clang); elsewhere it stays -Os.
+# markers, PNM headers, stream framing), and the binary layers whose loops only
+# call kernels ([fracconv], [dualpath], xnor=1 convolutions, [exit]: measured no
+# slower), is built smaller still where the compiler knows -Oz (gcc >= 12,
+# clang); elsewhere it stays -Os.
 OZ := $(shell $(CC) -Oz -x c -c /dev/null -o /dev/null 2>/dev/null && echo -Oz || echo -Os)
 OBJ_COLD := $(filter $(BUILD)/obj/csrc/base/% $(BUILD)/obj/csrc/net/% %/weights.o %/qweights.o \
     %/params.o %/qarrays.o $(addprefix %/layers/,common.o registry.o dp_common.o cost.o \
-    dropout.o convolutional.o connected.o crop.o reorg.o region.o local.o route.o) \
+    dropout.o convolutional.o connected.o crop.o reorg.o region.o local.o route.o \
+    fracconv.o dualpath.o conv_xnor.o exit.o) \
     %/kernels/cpu.o \
     $(addprefix %/io/,jpeg_markers.o pnm.o stream.o),$(OBJ_PORTABLE)) $(CLI_OBJ)
 $(OBJ_COLD): CFLAGS_BASE += $(OZ)

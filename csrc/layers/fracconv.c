@@ -4,9 +4,13 @@
  * input=stream: each input channel is quantized to two sign planes, s1
  * (x > shift_c) and s0 (the second bit of the 2-bit level 2 s1 + s0), and
  * convolved with the signs of the weights on the binary kernels
- * (kernels/bgemm.h, SIGN mode): D1 for every output; D0 for every output
- * (gate=0) or, gate=1, only where 2 D1 > floor(gate_m), by one popcount dot
- * product per gated output over the s0 words of its window.  P = 2 D1 + g D0.
+ * (kernels/bgemm.h).  gate=1: D1 for every output (SIGN mode), D0 only where
+ * 2 D1 > floor(gate_m), by one popcount dot product per gated output over the
+ * s0 words of its window; P = 2 D1 + g D0.  gate=0: one pass of the 2-bit
+ * kernel over the planes as bits b = (s + 1) / 2, whose level a = 2 b1 + b0
+ * is (q + 3) / 2, so P = 2 D1 + D0 = 2 D_a - 3 sum of w over the window's
+ * in-image taps: a constant per filter and border class, added as the
+ * requantization's D0.
  * input=thermometer: T sign bits per image channel (x > t_k), one plane, P = D1.
  * Then, as [dualpath] (layers/dp_common.h): r = round(A P + B) in int64 with
  * A = range * scale_m, B = range * bias_m, plus the second source (from=)
@@ -149,18 +153,21 @@ typedef struct {
     void *block;             /* one allocation for the arrays below */
     float *thr;              /* stream: [3][C] shift, hi, lo; thermometer: [T] t_k */
     int32_t *G;              /* [M] floor(gate_m), clamped to +-2^25 (gate=1) */
-    uint64_t *wg;            /* [M][k^2][words] filter sign words, tap-major (gate=1) */
+    uint64_t *wg;            /* [M][k^2][words] filter sign words, tap-major (stream) */
     float *zeros;            /* [N] the second source of shortcut=0 */
-    /* gate=1: where each output's window lies in the s0 plane (base, cls,
-     * off: kernels/dpath.h) and kc [M][classes] (one block, gate_block) */
+    /* stream: where each output's window lies in the s0 plane (base, cls,
+     * off: kernels/dpath.h) and kc [M][classes]; gate=0 the constant D0 [M][N]
+     * (one block, gate_block) */
     mdfi_dpath_gate_geom gg;
     int32_t *kc;
+    float *d0c;
     int n_cls;
     void *gate_block;
     size_t block_bytes;
     size_t plane_words;      /* one padded plane: words x ph x pw */
-    size_t shared_bytes;     /* s1, s0, dense D0 (gate=0), gate=1 the per-thread counts of
-                                gated outputs: at the start of scratch[0] */
+    size_t shared_bytes;     /* s0, s1 (the 2-bit kernel's plane order), gate=1 the
+                                per-thread counts of gated outputs: at the start of
+                                scratch[0] */
     size_t d0_at, counts_at;   /* (dense: win's input at d0_at) */
     int threads;
 } fc_params;
@@ -226,15 +233,16 @@ static mdfi_status fc_load(mdfi_layer *l, mdfi_params *r, mdfi_errbuf *err)
 
 /* ---- prepare ------------------------------------------------------------------------ */
 
-/* One zeroed block for the thresholds, the gate's arrays (gate=1) and the
- * zero second source (shortcut=0). */
+/* One zeroed block for the thresholds, the filters' sign words (stream),
+ * the gate thresholds (gate=1) and the zero second source (shortcut=0). */
 static mdfi_status alloc_block(const mdfi_layer *l, fc_params *p, mdfi_errbuf *err)
 {
     const size_t M = (size_t)p->s.M, T2 = (size_t)p->s.geom.ksize * p->s.geom.ksize;
     const size_t W = (size_t)mdfi_bwords(p->s.geom.channels), g = (size_t)gated(p);
+    const size_t st = (size_t)!p->s.thermo;
     const size_t n_thr = p->s.thermo ? (size_t)p->s.T : 3 * (size_t)p->s.C;
     const size_t N = p->s.shortcut ? 0 : (size_t)p->s.geom.out_h * p->s.geom.out_w;
-    const size_t at_wg = 0, at_thr = at_wg + ALIGN64(g * M * T2 * W * sizeof(uint64_t));
+    const size_t at_wg = 0, at_thr = at_wg + ALIGN64(st * M * T2 * W * sizeof(uint64_t));
     const size_t at_G = at_thr + ALIGN64(n_thr * sizeof(float));
     const size_t at_zeros = at_G + ALIGN64(g * M * sizeof(int32_t));
     p->block_bytes = at_zeros + N * sizeof(float);
@@ -293,30 +301,34 @@ static int edge_classes(int out, int in, int k, int stride, int pad, int32_t *cl
     return n;
 }
 
-/* gate=1: the gate thresholds, the filters' sign words and the gated pass's
- * geometry (kernels/dpath.h: mdfi_dpath_gate_geom, kc). */
-static mdfi_status prepare_gate(const mdfi_layer *l, fc_params *p, const unsigned char *wbits,
-                                mdfi_errbuf *err)
+/* input=stream: the filters' sign words, the border classes of the outputs
+ * and a table per filter and class; gate=1 also the gate thresholds and the
+ * gated pass's geometry (kernels/dpath.h: mdfi_dpath_gate_geom, kc), gate=0
+ * the constant D0 of the 2-bit pass. */
+static mdfi_status prepare_windows(const mdfi_layer *l, fc_params *p, const unsigned char *wbits,
+                                   mdfi_errbuf *err)
 {
     const mdfi_conv_geom *g = &p->bc.g;
     const int M = p->s.M, C = g->channels, ks = g->ksize, T2 = ks * ks, W = p->bc.words;
-    const int oh = g->out_h, ow = g->out_w;
+    const int oh = g->out_h, ow = g->out_w, gate = p->s.gate;
     const size_t N = (size_t)oh * ow, nt = (size_t)T2 * W;
     for (int m = 0; m < M; ++m) {
-        const float gm = p->gate[m];
-        if (!isfinite(gm))
-            return mdfi_fail(err, MDFI_ERR_WEIGHTS, "layer %d [fracconv]: channel %d's gate = "
-                             "%g is not a finite number", l->index, m, (double)gm);
-        double G = floor((double)gm);
-        G = G < -GATE_LIM ? -GATE_LIM : G > GATE_LIM ? GATE_LIM : G;
-        p->G[m] = (int32_t)G;
+        if (gate) {
+            const float gm = p->gate[m];
+            if (!isfinite(gm))
+                return mdfi_fail(err, MDFI_ERR_WEIGHTS, "layer %d [fracconv]: channel %d's gate = "
+                                 "%g is not a finite number", l->index, m, (double)gm);
+            double G = floor((double)gm);
+            G = G < -GATE_LIM ? -GATE_LIM : G > GATE_LIM ? GATE_LIM : G;
+            p->G[m] = (int32_t)G;
+        }
         for (int c = 0; c < C; ++c)
             for (int t = 0; t < T2; ++t)
                 if (wbits[((size_t)m * C + c) * T2 + t])
                     p->wg[((size_t)m * T2 + t) * W + (c >> 6)] |= 1ull << (c & 63);
     }
     /* rows and columns by their in-image taps (temporary), then one block:
-     * base [N], cls [N], off [nt], kc [M][classes] */
+     * base [N], cls [N], off [nt], kc [M][classes] (gate=0: d0c [M][N]) */
     int32_t *rc = malloc((size_t)(oh + ow) * sizeof *rc);
     int *lohi = malloc((size_t)(oh + ow) * 2 * sizeof *lohi);
     int nr = 0, nc = 0;
@@ -325,7 +337,8 @@ static mdfi_status prepare_gate(const mdfi_layer *l, fc_params *p, const unsigne
         nr = edge_classes(oh, g->in_h, ks, g->stride, g->pad, rc, lohi);
         nc = edge_classes(ow, g->in_w, ks, g->stride, g->pad, rc + oh, lohi + 2 * nr);
         p->n_cls = nr * nc;
-        b = p->gate_block = malloc((2 * N + nt + (size_t)M * p->n_cls) * sizeof(int32_t));
+        b = p->gate_block = malloc((2 * N + nt + (size_t)M * (p->n_cls + (gate ? 0 : N))) *
+                                   sizeof(int32_t));
     }
     if (!b) {
         free(rc);
@@ -343,8 +356,11 @@ static mdfi_status prepare_gate(const mdfi_layer *l, fc_params *p, const unsigne
     for (int t = 0; t < T2; ++t)
         for (int cw = 0; cw < W; ++cw)
             off[t * W + cw] = (int32_t)((t / ks) * pw + t % ks + cw * plane);
-    /* kc[m][class]: C' per in-image tap, plus twice the filter's popcount
-     * over the outside taps (their zero words count as all signs differing) */
+    /* kc[m][class], gate=1: C' per in-image tap, plus twice the filter's
+     * popcount over the outside taps (their zero words count as all signs
+     * differing).  gate=0: -3 sum of w over the in-image taps, w = 2 b - 1
+     * summed over C' channels: 3 C' - 6 popcount per tap. */
+    const int k = gate ? 2 : -6;   /* per set sign of the filter's other taps */
     for (int m = 0; m < M; ++m)
         for (int r = 0; r < nr; ++r)
             for (int c = 0; c < nc; ++c) {
@@ -352,15 +368,20 @@ static mdfi_status prepare_gate(const mdfi_layer *l, fc_params *p, const unsigne
                 int32_t v = 0;
                 for (int t = 0; t < T2; ++t) {
                     const int ky = t / ks, kx = t % ks;
-                    if (ky >= y[0] && ky < y[1] && kx >= x[0] && kx < x[1]) {
-                        v += C;
+                    const int in = ky >= y[0] && ky < y[1] && kx >= x[0] && kx < x[1];
+                    if (in == gate) {   /* gate=1 inside: C'; gate=0 outside: 0 */
+                        v += in * C;
                         continue;
                     }
+                    v += in * 3 * C;
                     for (int cw = 0; cw < W; ++cw)
-                        v += 2 * mdfi_popcount64(p->wg[((size_t)m * T2 + t) * W + cw]);
+                        v += k * mdfi_popcount64(p->wg[((size_t)m * T2 + t) * W + cw]);
                 }
                 p->kc[(size_t)m * p->n_cls + r * nc + c] = v;
             }
+    p->d0c = (float *)(p->kc + (size_t)M * p->n_cls);
+    for (size_t i = 0; !gate && i < (size_t)M * N; ++i)
+        p->d0c[i] = (float)p->kc[i / N * p->n_cls + cls[i % N]];
     free(rc);
     free(lohi);
     p->gg = (mdfi_dpath_gate_geom){base, cls, off, (int)nt, ks, W, pw, plane};
@@ -396,10 +417,12 @@ static mdfi_status fc_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
     unsigned char *wbits = mdfi_dp_weight_signs(p->weights, (size_t)M * k);
     if (!wbits)
         return mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory", l->index);
-    int failed = mdfi_bconv_init(&p->bc, p->kern, MDFI_BMODE_SIGN, &p->s.geom, M, wbits);
+    const int dense2 = !p->s.thermo && !p->s.gate;   /* gate=0: the 2-bit kernel */
+    int failed = mdfi_bconv_init(&p->bc, p->kern, dense2 ? MDFI_BMODE_2BIT : MDFI_BMODE_SIGN,
+                                 &p->s.geom, M, wbits);
     mdfi_status st = failed ? mdfi_fail(err, MDFI_ERR_NOMEM, "layer %d: out of memory packing "
                                         "weights", l->index)
-                            : gated(p) ? prepare_gate(l, p, wbits, err) : MDFI_OK;
+                            : !p->s.thermo ? prepare_windows(l, p, wbits, err) : MDFI_OK;
     if (st == MDFI_OK && p->s.thermo && mdfi_bwin_worth(&p->bc)) {
         /* a few bits a pixel: bc's 3 x 3 windows of mostly empty words packed
          * end to end (kernels/bwindow.h); bc keeps the plane's geometry */
@@ -416,18 +439,18 @@ static mdfi_status fc_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
     p->raw = NULL;
     l->param_bytes = mdfi_bconv_param_bytes(&p->bc) + mdfi_dp_fixed_bytes(&p->fx) +
                      p->block_bytes + (p->dense ? mdfi_bwin_param_bytes(&p->win) : 0);
-    if (gated(p))
-        l->param_bytes += (2 * N + (size_t)p->gg.nt + (size_t)M * p->n_cls) * sizeof(int32_t);
-    /* scratch[0] starts with what the threads share: the padded s1 (and s0)
-     * planes and, gate=0, the dense D0; every thread's scratch then holds
-     * the kernel's workspace and, gate=1, its list of gated pixels */
-    p->plane_words = mdfi_bconv_input_words(&p->bc);
+    if (!p->s.thermo)
+        l->param_bytes += (2 * N + (size_t)p->gg.nt + (size_t)M * (p->n_cls + (dense2 ? N : 0))) *
+                          sizeof(int32_t);
+    /* scratch[0] starts with what the threads share: the padded s0 and s1
+     * planes (one plane, thermometer); every thread's scratch then holds the
+     * kernel's workspace and, gate=1, its list of gated pixels */
     const size_t planes = p->s.thermo ? 1 : 2;
+    p->plane_words = mdfi_bconv_input_words(&p->bc) / (size_t)p->bc.planes;
     p->d0_at = ALIGN64(planes * p->plane_words * sizeof(uint64_t));
-    p->shared_bytes = p->d0_at + (!p->s.thermo && !p->s.gate ? ALIGN64(N * M * sizeof(float)) : 0) +
-                      (p->dense ? ALIGN64(mdfi_bwin_rows_words(&p->win) * sizeof(uint64_t)) +
-                                      ALIGN64(mdfi_bwin_input_words(&p->win) * sizeof(uint64_t))
-                                : 0);
+    p->shared_bytes = p->d0_at + (p->dense ? ALIGN64(mdfi_bwin_rows_words(&p->win) * sizeof(uint64_t)) +
+                                             ALIGN64(mdfi_bwin_input_words(&p->win) * sizeof(uint64_t))
+                                           : 0);
     p->counts_at = p->shared_bytes;
     p->threads = ctx->threads;
     p->shared_bytes += gated(p) ? ALIGN64((size_t)ctx->threads * sizeof(long long)) : 0;
@@ -446,9 +469,8 @@ typedef struct {
     mdfi_dp_split split;   /* first: mdfi_dp_run's */
     const fc_params *p;
     mdfi_run_ctx *ctx;
-    uint64_t *s1, *s0;     /* the shared padded planes (scratch[0]) */
-    float *d0;             /* gate=0: the dense D0, M x N (scratch[0]) */
-    uint64_t *rows, *win;  /* dense: win's row plane and input (scratch[0], at d0) */
+    uint64_t *s0, *s1;     /* the shared padded planes (scratch[0]; s1 alone, thermometer) */
+    uint64_t *rows, *win;  /* dense: win's row plane and input (scratch[0], at d0_at) */
     long long *counts;     /* gate=1: [threads] gated outputs (scratch[0]) */
 } fc_job;
 
@@ -462,7 +484,7 @@ static void pack_rows(const fc_job *j, int y0, int y1)
     const mdfi_conv_geom *g = &bc->g;
     const int C = p->s.C, W = g->in_w, pad = g->pad;
     const size_t plane = (size_t)bc->ph * bc->pw, hw = (size_t)g->in_h * W;
-    mdfi_dp_zero_rows(bc, p->s.thermo ? 1 : 2, j->s1, y0, y1);   /* s0 follows s1 */
+    mdfi_dp_zero_rows(bc, p->s.thermo ? 1 : 2, j->s0, y0, y1);   /* s1 follows s0 */
     const float *in = j->ctx->in[0];
     if (!p->s.thermo) {   /* 64 channels a word, stored (the halo stays 0) */
         for (int c0 = 0; c0 < C; c0 += 64) {
@@ -532,19 +554,18 @@ static void conv_task(void *arg, int task, int thread)
     void *ws = mine;
     mdfi_bout o;
     mdfi_dp_bout(&o, out, N, &p->fx);
+    const float *d0 = NULL;
     if (p->dense)
         mdfi_bwin_run(&p->win, p->win.row_units ? j->rows : j->s1, j->win, &o, n0, n1, ws);
-    else
+    else if (gated(p) || p->s.thermo)
         mdfi_bconv_run(&p->bc, j->s1, &o, n0, n1, ws);
-    const float *d0 = NULL;
-    if (gated(p)) {
+    else {   /* gate=0: D_a of both planes in one pass; P = 2 D_a + d0c */
+        mdfi_bconv_run(&p->bc, j->s0, &o, n0, n1, ws);
+        d0 = p->d0c;
+    }
+    if (gated(p))
         j->counts[thread] += gated_pass(j, out, n0, n1,
                                         (int32_t *)(mine + ALIGN64(mdfi_bconv_workspace_size(&p->bc))));
-    } else if (!p->s.thermo) {   /* gate=0: the dense second plane, P = 2 D1 + D0 */
-        o.out = j->d0;
-        mdfi_bconv_run(&p->bc, j->s0, &o, n0, n1, ws);
-        d0 = j->d0;
-    }
     if (p->s.shortcut)
         mdfi_dp_requant_columns(&p->loops, &p->fx, out, d0, j->ctx->in[1], p->s.src_c, N, n0, n1);
     else
@@ -554,9 +575,9 @@ static void conv_task(void *arg, int task, int thread)
 static void fc_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
     const fc_params *p = l->priv;
-    uint64_t *s1 = ctx->scratch[0];
+    uint64_t *s0 = ctx->scratch[0];
     char *at = (char *)ctx->scratch[0] + p->d0_at;
-    fc_job j = {{0, 0, 0}, p, ctx, s1, s1 + p->plane_words, (float *)at, (uint64_t *)at,
+    fc_job j = {{0, 0, 0}, p, ctx, s0, p->s.thermo ? s0 : s0 + p->plane_words, (uint64_t *)at,
                 (uint64_t *)(at + ALIGN64(mdfi_bwin_rows_words(&p->win) * sizeof(uint64_t))),
                 (long long *)((char *)ctx->scratch[0] + p->counts_at)};
     if (gated(p))   /* counted per thread, summed here */
