@@ -75,6 +75,7 @@ from mdfi.bench import cpu_name  # noqa: E402
 import weights_tools as wt  # noqa: E402
 from weights_tools import fracconv_ref as fr  # noqa: E402
 from weights_tools.darknet_cfg import fracconv_options  # noqa: E402
+from weights_tools.dualpath_ref import conv_geometry  # noqa: E402
 from weights_tools.fracconv_dense import write_dense_twin  # noqa: E402
 
 F32 = np.float32
@@ -160,10 +161,8 @@ def layer_inputs(cfg, weights, x, index):
 
 def geometry(layer):
     o = fracconv_options(layer.section)
-    size = layer.section.get_int("size", 1)
-    pad = size // 2 if layer.section.get_int("pad", 0) else layer.section.get_int("padding", 0)
-    return o, dict(input=o["input"], levels=o["levels"], stride=layer.section.get_int("stride", 1),
-                   pad=pad)
+    stride, pad = conv_geometry(layer.section)
+    return o, dict(input=o["input"], levels=o["levels"], stride=stride, pad=pad)
 
 
 def all_parts(arrays, xs, layer, gate):

@@ -19,8 +19,9 @@ import numpy as np
 import mdfi
 from mdfi import datasets
 from weights_tools import fracconv_ref
-from weights_tools.darknet_cfg import layers_of
+from weights_tools.darknet_cfg import fracconv_options, layers_of
 from weights_tools.darknet_weights import read_weights
+from weights_tools.dualpath_ref import conv_geometry
 
 UNITS = (("8 columns", 1, 8), ("16 columns", 1, 16), ("8 x 16 tile", 8, 16))
 
@@ -38,20 +39,15 @@ def measure(cfg, weights, images):
     """{layer index: {'outputs': [gated, all], unit name: [with a gate, all]}}."""
     layers = layers_of(cfg)
     arrays = read_weights(layers, weights).layers
-    gated = [L for L in layers if L.type == "fracconv"
-             and L.section.get_str("input", "stream") == "stream"
-             and L.section.get_int("gate", 1)]
+    gated = [L for L in layers if L.type == "fracconv" and fracconv_options(L.section)["gate"]]
     counts = {L.index: {} for L in gated}
     with mdfi.Network(cfg, weights, threads=1, keep_outputs=True) as net:
         for img in images:
             net.forward(img)
             for L in gated:
-                sec = L.section
-                size = sec.get_int("size", 1)
-                pad = size // 2 if sec.get_int("pad", 0) else sec.get_int("padding", 0)
+                stride, pad = conv_geometry(L.section)
                 g = fracconv_ref.parts(net.layer_output(L.inputs[0]), arrays[L.index],
-                                       stride=sec.get_int("stride", 1), pad=pad,
-                                       layer=L.index)["g"]
+                                       stride=stride, pad=pad, layer=L.index)["g"]
                 g = g.reshape(g.shape[0], -1).astype(bool)
                 c = counts[L.index]
                 c["outputs"] = c.get("outputs", 0) + np.array([g.sum(), g.size])

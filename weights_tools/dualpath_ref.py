@@ -167,7 +167,8 @@ def avgpool(x):
     return x.reshape(x.shape[0], -1).mean(axis=1).astype(F32).reshape(-1, 1, 1)
 
 
-def _geometry(sec):
+def conv_geometry(sec):
+    """(stride, pad) of a [dualpath] / [fracconv] section (pad=1: size // 2)."""
     size = sec.get_int("size", 1)
     pad = size // 2 if sec.get_int("pad", 0) else sec.get_int("padding", 0)
     return sec.get_int("stride", 1), pad
@@ -194,17 +195,17 @@ def run(cfg, weights, x, given=None):
         sec = layer.section
         cur = read(layer.inputs[0]) if layer.inputs else x
         if layer.type == "dualpath":
-            stride, pad = _geometry(sec)
+            stride, pad = conv_geometry(sec)
             y = dualpath(cur, read(layer.inputs[1]), arrays, abits=dualpath_abits(sec),
                          stride=stride, pad=pad, layer=layer.index)
         elif layer.type == "fracconv":
             from weights_tools import fracconv_ref
-            stride, pad = _geometry(sec)
+            stride, pad = conv_geometry(sec)
             src = read(layer.inputs[1]) if len(layer.inputs) > 1 else None
             y = fracconv_ref.fracconv(cur, src, arrays, **fracconv_options(sec), stride=stride,
                                       pad=pad, layer=layer.index)
         elif layer.type == "convolutional":
-            stride, pad = _geometry(sec)
+            stride, pad = conv_geometry(sec)
             kw = dict(stride=stride, pad=pad, groups=sec.get_int("groups", 1),
                       act=sec.get_str("activation", "logistic"))
             bn = br._bn(arrays)

@@ -168,7 +168,7 @@ typedef struct {
     size_t shared_bytes;     /* s0, s1 (the 2-bit kernel's plane order), gate=1 the
                                 per-thread counts of gated outputs: at the start of
                                 scratch[0] */
-    size_t d0_at, counts_at;   /* (dense: win's input at d0_at) */
+    size_t win_at, counts_at;  /* after the planes: win's rows and input (dense); the counts */
     int threads;
 } fc_params;
 
@@ -447,8 +447,8 @@ static mdfi_status fc_prepare(mdfi_layer *l, const mdfi_prepare_ctx *ctx, mdfi_e
      * kernel's workspace and, gate=1, its list of gated pixels */
     const size_t planes = p->s.thermo ? 1 : 2;
     p->plane_words = mdfi_bconv_input_words(&p->bc) / (size_t)p->bc.planes;
-    p->d0_at = ALIGN64(planes * p->plane_words * sizeof(uint64_t));
-    p->shared_bytes = p->d0_at + (p->dense ? ALIGN64(mdfi_bwin_rows_words(&p->win) * sizeof(uint64_t)) +
+    p->win_at = ALIGN64(planes * p->plane_words * sizeof(uint64_t));
+    p->shared_bytes = p->win_at + (p->dense ? ALIGN64(mdfi_bwin_rows_words(&p->win) * sizeof(uint64_t)) +
                                              ALIGN64(mdfi_bwin_input_words(&p->win) * sizeof(uint64_t))
                                            : 0);
     p->counts_at = p->shared_bytes;
@@ -470,7 +470,7 @@ typedef struct {
     const fc_params *p;
     mdfi_run_ctx *ctx;
     uint64_t *s0, *s1;     /* the shared padded planes (scratch[0]; s1 alone, thermometer) */
-    uint64_t *rows, *win;  /* dense: win's row plane and input (scratch[0], at d0_at) */
+    uint64_t *rows, *win;  /* dense: win's row plane and input (scratch[0], at win_at) */
     long long *counts;     /* gate=1: [threads] gated outputs (scratch[0]) */
 } fc_job;
 
@@ -576,7 +576,7 @@ static void fc_forward(const mdfi_layer *l, mdfi_run_ctx *ctx)
 {
     const fc_params *p = l->priv;
     uint64_t *s0 = ctx->scratch[0];
-    char *at = (char *)ctx->scratch[0] + p->d0_at;
+    char *at = (char *)ctx->scratch[0] + p->win_at;
     fc_job j = {{0, 0, 0}, p, ctx, s0, p->s.thermo ? s0 : s0 + p->plane_words, (uint64_t *)at,
                 (uint64_t *)(at + ALIGN64(mdfi_bwin_rows_words(&p->win) * sizeof(uint64_t))),
                 (long long *)((char *)ctx->scratch[0] + p->counts_at)};
