@@ -18,6 +18,7 @@ independent numpy reference weights_tools/dualpath_ref.py, bit for bit.
 * The C driver tests/c/test_dualpath.c (natively, MDFI_SANITIZE=1: under
   ASan/UBSan) and, for aarch64 / armhf (NEON), under qemu.
 """
+import functools
 import os
 import shutil
 import subprocess
@@ -379,11 +380,51 @@ def check_against_reference(cfg, weights, x, got, exact_end_to_end=False):
     return fed
 
 
+# A max pool whose first and last windows lie wholly outside its input
+# (padding=6: windows start at -3) gives -FLT_MAX there: a second source the
+# requantization must clamp; the pool after the second layer (windows
+# inside) passes the stream on.
+EMPTY_WINDOWS = """[net]
+width=5
+height=5
+channels=64
+
+[dualpath]
+filters=64
+size=3
+pad=1
+abits=1.5
+
+[maxpool]
+size=2
+stride=2
+padding=6
+
+[dualpath]
+filters=128
+size=3
+pad=1
+abits=1.5
+from=-1
+
+[maxpool]
+size=3
+stride=1
+
+[dualpath]
+filters=128
+size=3
+pad=1
+abits=1
+from=-1
+"""
+
 NETS = {
     # name: (cfg text, input maker, layers with a big range, exact end to end)
     "stem": (STEM, lambda rng: rng.uniform(-2, 2, (3, 5, 7)).astype(F32), (), False),
     "body": (BODY, lambda rng: body_input(rng, (65, 5, 7)), (), True),
     "clamps": (CLAMPS, lambda rng: body_input(rng, (130, 5, 5)), (0, 2), True),
+    "empty_windows": (EMPTY_WINDOWS, lambda rng: body_input(rng, (64, 5, 5)), (), True),
 }
 
 
@@ -432,6 +473,28 @@ def test_every_layer_equals_the_reference(tmp_path, name):
         assert np.all(z == np.rint(z)) and np.abs(z).max() <= 2 ** 24
     if name == "clamps":
         assert any((np.abs(z) == 2 ** 24).any() for z in dp)
+
+
+def fusable_arrays(rng, layer, *, big=False):
+    """dualpath_arrays without the channels (BN scale 0, variance 0) whose
+    multiplier has no int32 split: a layer of such channels only is
+    requantized by the binary kernel itself where it can (mdfi_bout's rq:
+    AVX2 and AVX-512), as trained networks are."""
+    a = dualpath_arrays(rng, layer, big=big)
+    a["scales"][a["scales"] == 0] = 0.7
+    a["rolling_variance"][a["rolling_variance"] == 0] = 0.5
+    return a
+
+
+@pytest.mark.parametrize("name", ["body", "empty_windows"])
+def test_fused_requantization_equals_the_reference(tmp_path, name):
+    """The kernels' own requantization (mdfi_bout's rq) on every layer, with
+    second sources from the stream, from max pools of it and clamped: the
+    same integers as the reference and every other kernel.  (The weights of
+    NETS leave it to layer 0, since a channel without the split anywhere in
+    a layer makes the layer requantize in a pass of its own.)"""
+    make = functools.partial(make_weights, special={"dualpath": fusable_arrays})
+    net_runs(tmp_path, NETS, name, make, 2)
 
 
 @pytest.mark.parametrize("abits", ["1", "1.5"])
