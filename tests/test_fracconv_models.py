@@ -62,4 +62,7 @@ def test_record_agrees_with_the_index(model):
         assert shares == {} and "gate=1" not in cfg
     else:
         assert len(shares) == cfg.count("gate=1") == 4
-        assert all(0 < v <= 0.30 for v in shares.values())
+        assert all(0 < v < 1 for v in shares.values())
+        # the limit: every gated layer at most 30 % on test, unless the
+        # record says the model is past it (kept by a rule set before its run)
+        assert all(v <= 0.30 for v in shares.values()) == record.get("gate_limit_met", True)
