@@ -25,8 +25,11 @@ loss, share being the mean soft share of gated outputs (the gate's
 surrogate), so the gate fires on about --gate-target of the outputs at most;
 with --gate-floor F also --gate-weight x the mean over the gated layers of
 max(0, F - the layer's soft share), so that every layer's gate fires on about
-F at least (the task loss alone may settle lower).  Each epoch's line shows
-the validation split's measured (hard) gated share.
+F at least (the task loss alone may settle lower); with --gate-ceiling C also
+--gate-weight x the mean over the gated layers of max(0, the layer's soft
+share - C), so that no one layer fires on much more than C (the target bounds
+the mean over the layers: one layer may sit above it).  Each epoch's line
+shows the validation split's measured (hard) gated share.
 
 Validation = the last 500 training images of each class; the test split is
 only measured.  Every epoch writes OUT.pt (resume with --resume).  At the end:
@@ -110,10 +113,11 @@ def share(text):
     return v
 
 
-def gate_penalty(model, target, floor=0.0, weight=1.0):
+def gate_penalty(model, target, floor=0.0, weight=1.0, ceiling=None):
     """weight x (max(0, share - target) + the mean over the gated layers of
-    max(0, floor - the layer's share)), on the soft shares of the last training
-    forward; None where the model has no gate or weight is 0."""
+    max(0, floor - the layer's share) + the mean over them of max(0, the
+    layer's share - ceiling)), on the soft shares of the last training forward
+    (share: their mean); None where the model has no gate or weight is 0."""
     shares = layer_shares(model)
     if not shares or weight == 0:
         return None
@@ -121,6 +125,8 @@ def gate_penalty(model, target, floor=0.0, weight=1.0):
     p = torch.relu(shares.mean() - target)
     if floor > 0:
         p = p + torch.relu(floor - shares).mean()
+    if ceiling is not None:
+        p = p + torch.relu(shares - ceiling).mean()
     return weight * p
 
 
@@ -131,6 +137,9 @@ def main(argv=None):
         ap.add_argument("--gate-floor", type=share, default=0.0,
                         help="the soft gated share per layer below which a penalty acts "
                              "(default 0: none)")
+        ap.add_argument("--gate-ceiling", type=share, default=None,
+                        help="the soft gated share per layer above which a penalty acts "
+                             "(default: none)")
         ap.add_argument("--gate-weight", type=float, default=1.0,
                         help="the penalties' weight (0: none)")
         ap.set_defaults(variant="ws", bn_recalibrate=50)
@@ -139,7 +148,7 @@ def main(argv=None):
 
     def penalty(model):
         a = holder["args"]
-        return gate_penalty(model, a.gate_target, a.gate_floor, a.gate_weight)
+        return gate_penalty(model, a.gate_target, a.gate_floor, a.gate_weight, a.gate_ceiling)
 
     def build_fn(args, shape, classes):
         holder["args"] = args
@@ -157,6 +166,8 @@ def main(argv=None):
             out.update(gate_target=args.gate_target, gate_weight=args.gate_weight)
             if args.gate_floor > 0:
                 out["gate_floor"] = args.gate_floor
+            if args.gate_ceiling is not None:
+                out["gate_ceiling"] = args.gate_ceiling
         if model is not None:
             out["pytorch_gated_share"] = measured_shares(model, data.x_test)
         return out

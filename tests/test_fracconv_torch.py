@@ -364,10 +364,20 @@ def test_gate_penalty_floor_and_ceiling():
     for p, sign in ((floor, 1), (ceiling, -1)):   # d p / d threshold: > 0 floor, < 0 ceiling
         grads = torch.autograd.grad(p, [m.gate_raw for m in layers], retain_graph=True)
         assert all(float(g.sum()) * sign > 0 for g in grads)
+    # the per-layer ceiling: only the layers above it pay, each its own term,
+    # and only their thresholds move (the mean's target alone lets one layer sit high)
+    cut = (sorted(shares)[1] + sorted(shares)[2]) / 2
+    per_layer = t.gate_penalty(model, target=1.0, ceiling=cut, weight=2.0)
+    assert abs(float(per_layer.detach()) - 2.0 * sum(max(0.0, v - cut) for v in shares) / 4) < 1e-5
+    grads = torch.autograd.grad(per_layer, [m.gate_raw for m in layers], retain_graph=True)
+    for g, v in zip(grads, shares):
+        assert (float(g.sum()) < 0) if v > cut else float(g.abs().sum()) == 0.0
+    assert float(t.gate_penalty(model, target=1.0, ceiling=hi + 0.01).detach()) == 0.0
 
 
+@pytest.mark.parametrize("option", ["--gate-floor", "--gate-ceiling"])
 @pytest.mark.parametrize("bad", ["-0.1", "1", "x"])
-def test_train_fracbnn_refuses_a_gate_floor_outside_0_1(bad, capsys):
+def test_train_fracbnn_refuses_a_gate_share_outside_0_1(option, bad, capsys):
     with pytest.raises(SystemExit):
-        _train_fracbnn().main(["--variant", "ws", "--gate-floor", bad, "--epochs", "1"])
-    assert "--gate-floor" in capsys.readouterr().err
+        _train_fracbnn().main(["--variant", "ws", option, bad, "--epochs", "1"])
+    assert option in capsys.readouterr().err
