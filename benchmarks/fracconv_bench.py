@@ -366,8 +366,9 @@ def main(argv=None):
     per = {k: profile(net, x) for k, net in nets.items()}
     med = {k: statistics.median(t) for k, t in times.items()}
     cpu = cpu_name()
-    print("CPU: %s, one thread, %d rounds x %d %s images, binary kernel %s, %s time"
-          % (cpu, args.rounds, args.images, data, args.kernel or "default",
+    isa = os.environ.get("MDFI_KERNEL") or "default"   # a forced kernel path (MDFI_KERNEL=avx2)
+    print("CPU: %s, one thread, %d rounds x %d %s images, kernels %s, binary kernel %s, %s time"
+          % (cpu, args.rounds, args.images, data, isa, args.kernel or "default",
              "thread CPU" if args.clock == "cpu" else "wall-clock"))
     print("%-22s %9s %9s %8s %9s %9s" % ("network", "median ms", "min ms", "gated %",
                                           "/ dense", "(rounds)"))
@@ -409,7 +410,8 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"cpu": cpu, "rounds": args.rounds, "images": args.images, "data": data,
-                       "binary_kernel": args.kernel or "default", "clock": args.clock,
+                       "kernel": isa, "binary_kernel": args.kernel or "default",
+                       "clock": args.clock,
                        "command": "python benchmarks/fracconv_bench.py " + " ".join(
                            argv if argv is not None else sys.argv[1:]),
                        "rows": out}, f, indent=1)
