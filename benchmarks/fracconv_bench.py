@@ -366,7 +366,7 @@ def main(argv=None):
     per = {k: profile(net, x) for k, net in nets.items()}
     med = {k: statistics.median(t) for k, t in times.items()}
     cpu = cpu_name()
-    isa = os.environ.get("MDFI_KERNEL") or "default"   # a forced kernel path (MDFI_KERNEL=avx2)
+    isa = next(iter(nets.values())).kernel   # the path the core took (MDFI_KERNEL forces one)
     print("CPU: %s, one thread, %d rounds x %d %s images, kernels %s, binary kernel %s, %s time"
           % (cpu, args.rounds, args.images, data, isa, args.kernel or "default",
              "thread CPU" if args.clock == "cpu" else "wall-clock"))

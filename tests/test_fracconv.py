@@ -550,7 +550,12 @@ def test_benchmark_runs(tmp_path):
                           "--no-dualpath", "--json", str(out)],
                          capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
-    rows = {r["network"]: r for r in json.loads(out.read_text())["rows"]}
+    record = json.loads(out.read_text())
+    # the kernel path the core took, as a network opened here takes it
+    with mdfi.Network(str(root / "examples" / "models" / "fmnist_frac_ws_40c.cfg"),
+                      str(root / "examples" / "models" / "fmnist_frac_ws_40c.weights")) as net:
+        assert record["kernel"] == net.kernel
+    rows = {r["network"]: r for r in record["rows"]}
     assert set(rows) == {"gate1@30%", "gate0", "xnor abits=1", "xnor abits=2"}
     g = rows["gate1@30%"]
     assert 0 < g["gated_share"] <= 0.3 and g["ratio_to_dense"] > 0 and g["dense"] == "gate0"
